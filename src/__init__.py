@@ -1,0 +1,2 @@
+"""sessiondata: intraday bar data of a trading session."""
+from . import _core

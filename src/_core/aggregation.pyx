@@ -1,0 +1,256 @@
+# Aggregation of base bars into derived intervals laid on a session grid.
+#
+# Inputs are sorted base bars (int64 ns open times, float64 prices) and a grid: the windows of
+# the sessions, a step and the base interval.  Validation and policy live in Python; these
+# loops only trust what they cannot afford to check and report the first row they cannot place.
+
+cimport cython
+from libc.stdint cimport uint8_t
+
+import numpy as np
+
+from common cimport (
+    FAULT_MISALIGNED, FAULT_NONE, FAULT_OUTSIDE, FAULT_OVERFLOW, FAULT_UNSORTED, ColumnStore,
+    Rollup, ceil_div, f64, i64, rollup_emit, rollup_feed, rollup_init, store_free,
+    store_init, store_reserve, store_snapshot,
+)
+
+
+def aggregate_bars(
+    const i64[::1] ts,
+    const f64[::1] open,
+    const f64[::1] high,
+    const f64[::1] low,
+    const f64[::1] close,
+    const f64[::1] volume,
+    const i64[::1] g_open,
+    const i64[::1] g_close,
+    const i64[::1] g_base_slots,
+    i64 step_ns,
+    i64 base_ns,
+    i64[::1] out_ts,
+    f64[::1] out_open,
+    f64[::1] out_high,
+    f64[::1] out_low,
+    f64[::1] out_close,
+    f64[::1] out_volume,
+    i64[::1] out_count,
+    f64[::1] out_coverage,
+):
+    """Aggregate base bars into the buckets of a grid in one pass.
+
+    Returns ``(n_out, fault, row)``: the number of derived bars written, and FAULT_NONE with
+    row -1, or the fault code and the first input row that could not be placed (outside every
+    window, off the base grid, out of order, or more buckets than ``out_*`` can hold).
+    """
+    cdef Py_ssize_t n = ts.shape[0], nw = g_open.shape[0], cap = out_ts.shape[0]
+    cdef Py_ssize_t i, w = 0, m = 0
+    cdef i64 t, prev, start = 0, end = 0, step, expected = 1, origin = 0
+    cdef f64 o = 0, h = 0, lo = 0, c = 0, v = 0
+    cdef i64 count = 0
+    cdef int fault = FAULT_NONE
+    cdef Py_ssize_t bad_row = -1
+    if n == 0:
+        return 0, FAULT_NONE, -1
+    if nw == 0:
+        return 0, FAULT_OUTSIDE, 0
+    with nogil:
+        prev = ts[0] - base_ns
+        for i in range(n):
+            t = ts[i]
+            if t < end:
+                # Same bucket: the hot path.  Consecutive bars are aligned when the first was.
+                if t <= prev:
+                    fault = FAULT_UNSORTED
+                    bad_row = i
+                    break
+                if t - prev != base_ns and (t - origin) % base_ns != 0:
+                    fault = FAULT_MISALIGNED
+                    bad_row = i
+                    break
+                if high[i] > h:
+                    h = high[i]
+                if low[i] < lo:
+                    lo = low[i]
+                c = close[i]
+                v += volume[i]
+                count += 1
+            else:
+                if t <= prev:
+                    fault = FAULT_UNSORTED
+                    bad_row = i
+                    break
+                while w < nw and t >= g_close[w]:
+                    w += 1
+                if w == nw or t < g_open[w]:
+                    fault = FAULT_OUTSIDE
+                    bad_row = i
+                    break
+                origin = g_open[w]
+                if (t - origin) % base_ns != 0:
+                    fault = FAULT_MISALIGNED
+                    bad_row = i
+                    break
+                if count > 0:
+                    if m >= cap:
+                        fault = FAULT_OVERFLOW
+                        bad_row = i
+                        break
+                    out_ts[m] = start
+                    out_open[m] = o
+                    out_high[m] = h
+                    out_low[m] = lo
+                    out_close[m] = c
+                    out_volume[m] = v
+                    out_count[m] = count
+                    out_coverage[m] = <f64> count / <f64> expected
+                    m += 1
+                step = step_ns if step_ns > 0 else g_close[w] - origin
+                start = origin + ((t - origin) // step) * step
+                end = start + step
+                if end > g_close[w]:
+                    end = g_close[w]
+                expected = ceil_div(end - start, base_ns) if step_ns > 0 else g_base_slots[w]
+                o = open[i]
+                h = high[i]
+                lo = low[i]
+                c = close[i]
+                v = volume[i]
+                count = 1
+            prev = t
+        if fault == FAULT_NONE and count > 0:
+            if m >= cap:
+                fault = FAULT_OVERFLOW
+                bad_row = n - 1
+            else:
+                out_ts[m] = start
+                out_open[m] = o
+                out_high[m] = h
+                out_low[m] = lo
+                out_close[m] = c
+                out_volume[m] = v
+                out_count[m] = count
+                out_coverage[m] = <f64> count / <f64> expected
+                m += 1
+    return m, fault, bad_row
+
+
+def bucket_capacity(const i64[::1] g_open, const i64[::1] g_close, i64 step_ns,
+                    i64 first_ns, i64 last_ns):
+    """An upper bound on the buckets that bars between first_ns and last_ns can fill."""
+    cdef Py_ssize_t w, nw = g_open.shape[0]
+    cdef i64 total = 0
+    with nogil:
+        for w in range(nw):
+            if g_close[w] <= first_ns:
+                continue
+            if g_open[w] > last_ns:
+                break
+            total += ceil_div(g_close[w] - g_open[w], step_ns) if step_ns > 0 else 1
+    return total
+
+
+cdef class Aggregator:
+    """Incremental aggregation: fed one base bar at a time, closes each derived bar as soon as
+    its last base slot arrives (or a bar of a later bucket does), exactly as ``aggregate_bars``
+    would have made it.
+
+    Bars must be sound and in order (the Python layer validates); a bar that falls outside the
+    grid raises ValueError and leaves the aggregator as it was.
+    """
+    cdef Rollup r
+    cdef ColumnStore out
+    cdef object _grid          # keeps the grid arrays alive: the Rollup points into them
+    cdef public i64 last_ns
+
+    def __cinit__(self):
+        store_init(&self.out, True)
+
+    def __init__(self, g_open, g_close, g_base_slots, i64 step_ns, i64 base_ns):
+        cdef const i64[::1] go = np.ascontiguousarray(g_open, dtype=np.int64)
+        cdef const i64[::1] gc = np.ascontiguousarray(g_close, dtype=np.int64)
+        cdef const i64[::1] gb = np.ascontiguousarray(g_base_slots, dtype=np.int64)
+        if go.shape[0] != gc.shape[0] or go.shape[0] != gb.shape[0]:
+            raise ValueError("grid arrays differ in length")
+        if go.shape[0] == 0:
+            raise ValueError("the grid has no window")
+        if base_ns <= 0 or step_ns < 0:
+            raise ValueError(f"bad grid steps: step_ns={step_ns}, base_ns={base_ns}")
+        self._grid = (go, gc, gb)
+        rollup_init(&self.r, &go[0], &gc[0], &gb[0], go.shape[0], step_ns, base_ns)
+        self.last_ns = -(2 ** 63)
+
+    def __dealloc__(self):
+        store_free(&self.out)
+
+    cpdef int update(self, i64 ts, f64 open, f64 high, f64 low, f64 close, f64 volume) except -1:
+        """Feed one base bar; returns how many derived bars it closed (0, 1 or 2)."""
+        cdef int closed
+        if ts <= self.last_ns:
+            raise ValueError(f"bar at {ts} ns is not after the previous bar ({self.last_ns} ns)")
+        closed = rollup_feed(&self.r, ts, open, high, low, close, volume, &self.out)
+        if closed < 0:
+            if closed == -FAULT_OUTSIDE:
+                raise ValueError(f"bar at {ts} ns lies outside every window of the grid")
+            raise MemoryError("no memory left for derived bars")
+        self.last_ns = ts
+        return closed
+
+    def update_many(self, ts, open, high, low, close, volume):
+        """Feed arrays of base bars in one call (no Python per bar); returns bars closed."""
+        cdef const i64[::1] t = np.ascontiguousarray(ts, dtype=np.int64)
+        cdef const f64[::1] o = np.ascontiguousarray(open, dtype=np.float64)
+        cdef const f64[::1] h = np.ascontiguousarray(high, dtype=np.float64)
+        cdef const f64[::1] lo = np.ascontiguousarray(low, dtype=np.float64)
+        cdef const f64[::1] c = np.ascontiguousarray(close, dtype=np.float64)
+        cdef const f64[::1] v = np.ascontiguousarray(volume, dtype=np.float64)
+        cdef Py_ssize_t i, n = t.shape[0]
+        cdef int rc = 0
+        cdef i64 total = 0, last = self.last_ns
+        if not (o.shape[0] == h.shape[0] == lo.shape[0] == c.shape[0] == v.shape[0] == n):
+            raise ValueError("columns differ in length")
+        if store_reserve(&self.out, self.out.n + n + 1) != 0:
+            raise MemoryError("no memory left for derived bars")
+        with nogil:
+            for i in range(n):
+                if t[i] <= last:
+                    rc = -FAULT_UNSORTED
+                    break
+                rc = rollup_feed(&self.r, t[i], o[i], h[i], lo[i], c[i], v[i], &self.out)
+                if rc < 0:
+                    break
+                total += rc
+                last = t[i]
+        self.last_ns = last
+        if rc < 0:
+            raise ValueError(f"row {i}: bar at {t[i]} ns is "
+                             + ("not after the previous bar" if rc == -FAULT_UNSORTED
+                                else "outside every window of the grid"))
+        return total
+
+    def advance(self, i64 now_ns):
+        """Close the bucket being built if it ended by now_ns; returns bars closed (0 or 1)."""
+        if self.r.bucket.active and self.r.bucket.end <= now_ns:
+            if rollup_emit(&self.r, &self.out) != 0:
+                raise MemoryError("no memory left for derived bars")
+            return 1
+        return 0
+
+    def flush(self):
+        """Close the bucket being built, however partial; returns bars closed (0 or 1)."""
+        if self.r.bucket.active:
+            if rollup_emit(&self.r, &self.out) != 0:
+                raise MemoryError("no memory left for derived bars")
+            return 1
+        return 0
+
+    @property
+    def pending(self):
+        """How many closed derived bars wait to be drained."""
+        return self.out.n
+
+    def drain(self):
+        """The closed derived bars since the last drain, as a dict of new NumPy arrays."""
+        result = store_snapshot(&self.out, np)
+        self.out.n = 0
+        return result

@@ -1,0 +1,460 @@
+# Shared C types and inline helpers of the kernels.
+#
+# Found at compile time through cythonize(include_path=["src/_core"]); nothing here is imported
+# at run time, so every module that cimports it gets its own inlined copy of these helpers.
+#
+# Vocabulary: a *window* is one [open, close) span of a session; a *grid* is the set of windows
+# an interval is laid on, with a step; a *slot* (or *bucket*, for a derived interval) is one
+# [start, end) step of a window, aligned to the window's open, and the last slot of a window may
+# be short.  step_ns == 0 means "the whole window is one slot" (the daily bar of a session).
+
+from libc.math cimport isfinite
+from libc.stdint cimport int64_t, uint8_t
+from libc.stdlib cimport free, realloc
+from libc.string cimport memcpy
+
+ctypedef int64_t i64
+ctypedef double f64
+
+# Why a bar was rejected.  The numbers are part of the Python API (sessiondata._core.FAULTS).
+cdef enum:
+    FAULT_NONE = 0
+    FAULT_NONFINITE = 1     # open/high/low/close is NaN or infinite
+    FAULT_HIGH_LOW = 2      # high below open/close/low, or low above open/close
+    FAULT_VOLUME = 3        # volume negative or NaN
+    FAULT_UNSORTED = 4      # timestamp earlier than the previous accepted bar
+    FAULT_DUPLICATE = 5     # timestamp equal to the previous accepted bar
+    FAULT_OUTSIDE = 6       # timestamp outside every session window
+    FAULT_MISALIGNED = 7    # timestamp not on the base-interval grid of its window
+    FAULT_OVERFLOW = 8      # more output than the caller allocated (never on valid input)
+    N_FAULTS = 9
+
+
+cdef inline i64 floor_div(i64 a, i64 b) noexcept nogil:
+    """Floor division for b > 0 (C division truncates towards zero)."""
+    cdef i64 q = a // b
+    if (a % b != 0) and (a < 0):
+        q -= 1
+    return q
+
+
+cdef inline i64 ceil_div(i64 a, i64 b) noexcept nogil:
+    """Ceiling division for a >= 0, b > 0."""
+    return (a + b - 1) // b
+
+
+cdef inline i64 slot_step(const i64[::1] g_open, const i64[::1] g_close, Py_ssize_t w,
+                          i64 step_ns) noexcept nogil:
+    """The step of window w: step_ns, or the whole window when step_ns == 0."""
+    if step_ns > 0:
+        return step_ns
+    return g_close[w] - g_open[w]
+
+
+cdef inline i64 slots_in_window(i64 open_ns, i64 close_ns, i64 step_ns) noexcept nogil:
+    """How many slots a window holds (the last one may be short)."""
+    if step_ns <= 0:
+        return 1
+    return ceil_div(close_ns - open_ns, step_ns)
+
+
+cdef inline uint8_t price_fault(f64 o, f64 h, f64 l, f64 c, f64 v) noexcept nogil:
+    """The first fault of a bar's prices and volume, FAULT_NONE when it is sound."""
+    if not (isfinite(o) and isfinite(h) and isfinite(l) and isfinite(c)):
+        return FAULT_NONFINITE
+    if h < o or h < c or h < l or l > o or l > c:
+        return FAULT_HIGH_LOW
+    if not (v >= 0.0):     # also catches NaN
+        return FAULT_VOLUME
+    return FAULT_NONE
+
+
+# One derived bar being built.
+cdef struct Bucket:
+    i64 start           # bucket open, the derived bar's label
+    i64 end             # exclusive end, clipped to the window's close
+    i64 expected        # base slots the bucket holds
+    i64 count           # base bars seen
+    f64 open
+    f64 high
+    f64 low
+    f64 close
+    f64 volume
+    bint active
+
+
+cdef inline void bucket_begin(Bucket* b, i64 start, i64 end, i64 expected,
+                              f64 o, f64 h, f64 l, f64 c, f64 v) noexcept nogil:
+    b.start = start
+    b.end = end
+    b.expected = expected
+    b.count = 1
+    b.open = o
+    b.high = h
+    b.low = l
+    b.close = c
+    b.volume = v
+    b.active = True
+
+
+cdef inline void bucket_add(Bucket* b, f64 h, f64 l, f64 c, f64 v) noexcept nogil:
+    if h > b.high:
+        b.high = h
+    if l < b.low:
+        b.low = l
+    b.close = c
+    b.volume += v
+    b.count += 1
+
+
+# Where a timestamp falls on a grid: found by walking the windows forward (inputs are sorted,
+# so a whole sequence costs one pass over the windows).  Grids are passed as raw pointers so
+# that cdef classes can keep several of them; callers guarantee n_windows > 0 or never call.
+cdef struct GridCursor:
+    Py_ssize_t window   # current window index
+    i64 slot_start      # the slot found by the last successful grid_locate
+    i64 slot_end        # its exclusive end, clipped to the window's close
+
+
+cdef inline bint grid_locate(GridCursor* g, const i64* g_open, const i64* g_close,
+                             Py_ssize_t n_windows, i64 step_ns, i64 t) noexcept nogil:
+    """Move the cursor to the slot holding t; False when t lies outside every window."""
+    cdef Py_ssize_t w = g.window
+    cdef i64 step
+    while w < n_windows and t >= g_close[w]:
+        w += 1
+    g.window = w
+    if w >= n_windows or t < g_open[w]:
+        return False
+    step = g_close[w] - g_open[w] if step_ns <= 0 else step_ns
+    g.slot_start = g_open[w] + ((t - g_open[w]) // step) * step
+    g.slot_end = g.slot_start + step
+    if g.slot_end > g_close[w]:
+        g.slot_end = g_close[w]
+    return True
+
+
+# Missing slots, found by walking expected slots alongside present ones.
+cdef struct GapWalker:
+    Py_ssize_t window   # window of next_slot
+    i64 next_slot       # first expected slot not yet accounted for
+    i64 missing         # missing slots so far
+    i64 runs            # gap runs so far
+    i64 present         # present slots so far
+
+
+cdef inline void walker_start(GapWalker* s, const i64* g_open, Py_ssize_t n_windows) noexcept nogil:
+    s.window = 0
+    s.next_slot = g_open[0] if n_windows > 0 else 0
+    s.missing = 0
+    s.runs = 0
+    s.present = 0
+
+
+cdef inline Py_ssize_t walker_run(GapWalker* s, i64 start, i64 n_slots, i64* run_start,
+                                  i64* run_count, Py_ssize_t n_runs, Py_ssize_t cap) noexcept nogil:
+    """Record a run of n_slots missing slots from start; returns the new run count."""
+    s.missing += n_slots
+    s.runs += 1
+    if run_start != NULL and n_runs < cap:
+        run_start[n_runs] = start
+        run_count[n_runs] = n_slots
+    return n_runs + 1
+
+
+cdef inline Py_ssize_t walker_step_to(GapWalker* s, const i64* g_open, const i64* g_close,
+                                      Py_ssize_t n_windows, i64 step_ns, i64 t,
+                                      i64* run_start, i64* run_count, Py_ssize_t n_runs,
+                                      Py_ssize_t cap, int* fault) noexcept nogil:
+    """Account for the present slot starting at t and every missing slot before it.
+
+    t must be later than every slot stepped to before.  Sets fault to FAULT_OUTSIDE or
+    FAULT_MISALIGNED (and leaves the walker unusable) when t is not a slot start inside a
+    window.  Returns the new run count (runs are written while they fit under cap).
+    """
+    cdef Py_ssize_t w = s.window
+    cdef i64 step
+    while w < n_windows and t >= g_close[w]:
+        if s.next_slot < g_close[w]:
+            step = g_close[w] - g_open[w] if step_ns <= 0 else step_ns
+            n_runs = walker_run(s, s.next_slot, ceil_div(g_close[w] - s.next_slot, step),
+                                run_start, run_count, n_runs, cap)
+        w += 1
+        if w < n_windows:
+            s.next_slot = g_open[w]
+    s.window = w
+    if w >= n_windows or t < g_open[w]:
+        fault[0] = FAULT_OUTSIDE
+        return n_runs
+    step = g_close[w] - g_open[w] if step_ns <= 0 else step_ns
+    if t != s.next_slot:
+        # Off the common path (a gap): the only place that needs a division.
+        if (t - g_open[w]) % step != 0:
+            fault[0] = FAULT_MISALIGNED
+            return n_runs
+        n_runs = walker_run(s, s.next_slot, (t - s.next_slot) // step,
+                            run_start, run_count, n_runs, cap)
+    s.present += 1
+    s.next_slot = t + step
+    return n_runs
+
+
+cdef inline Py_ssize_t walker_finish(GapWalker s, const i64* g_open, const i64* g_close,
+                                     Py_ssize_t n_windows, i64 step_ns, i64 until_ns,
+                                     i64* run_start, i64* run_count, Py_ssize_t n_runs,
+                                     Py_ssize_t cap, GapWalker* out) noexcept nogil:
+    """Account for the missing slots that have closed by until_ns, without moving the walker.
+
+    The walker is taken by value: the caller's state is untouched, the final state goes to out.
+    Returns the new run count.
+    """
+    cdef Py_ssize_t w = s.window
+    cdef i64 step, k
+    while w < n_windows:
+        step = g_close[w] - g_open[w] if step_ns <= 0 else step_ns
+        if g_close[w] <= until_ns:
+            if s.next_slot < g_close[w]:
+                n_runs = walker_run(&s, s.next_slot, ceil_div(g_close[w] - s.next_slot, step),
+                                    run_start, run_count, n_runs, cap)
+            w += 1
+            if w < n_windows:
+                s.next_slot = g_open[w]
+            continue
+        # Window still open at until_ns: only its whole slots that ended by then count.
+        if until_ns > s.next_slot:
+            k = (until_ns - s.next_slot) // step
+            if k > 0:
+                n_runs = walker_run(&s, s.next_slot, k, run_start, run_count, n_runs, cap)
+        break
+    s.window = w
+    out[0] = s
+    return n_runs
+
+
+cdef inline i64 expected_slots(const i64* g_open, const i64* g_close, Py_ssize_t n_windows,
+                               i64 step_ns, i64 until_ns) noexcept nogil:
+    """Slots of the grid that have closed by until_ns."""
+    cdef Py_ssize_t w
+    cdef i64 total = 0, step
+    for w in range(n_windows):
+        if g_open[w] >= until_ns:
+            break
+        step = g_close[w] - g_open[w] if step_ns <= 0 else step_ns
+        if g_close[w] <= until_ns:
+            total += ceil_div(g_close[w] - g_open[w], step)
+        else:
+            total += (until_ns - g_open[w]) // step
+    return total
+
+
+# A growable columnar store of bars in C memory: amortised appends, no Python object per bar.
+# count/coverage exist only for derived bars (with_counts).
+cdef struct ColumnStore:
+    i64* ts
+    f64* open
+    f64* high
+    f64* low
+    f64* close
+    f64* volume
+    i64* count
+    f64* coverage
+    Py_ssize_t n
+    Py_ssize_t cap
+    bint with_counts
+
+
+cdef inline void store_init(ColumnStore* s, bint with_counts) noexcept nogil:
+    s.ts = NULL
+    s.open = NULL
+    s.high = NULL
+    s.low = NULL
+    s.close = NULL
+    s.volume = NULL
+    s.count = NULL
+    s.coverage = NULL
+    s.n = 0
+    s.cap = 0
+    s.with_counts = with_counts
+
+
+cdef inline void store_free(ColumnStore* s) noexcept nogil:
+    free(s.ts)
+    free(s.open)
+    free(s.high)
+    free(s.low)
+    free(s.close)
+    free(s.volume)
+    free(s.count)
+    free(s.coverage)
+    store_init(s, s.with_counts)
+
+
+cdef inline void* _grow(void* p, Py_ssize_t nbytes, bint* ok) noexcept nogil:
+    cdef void* q = realloc(p, nbytes)
+    if q == NULL:
+        ok[0] = False
+        return p
+    return q
+
+
+cdef inline int store_resize(ColumnStore* s, Py_ssize_t cap) noexcept nogil:
+    """Set the capacity to cap rows (cap >= s.n); -1 when memory ran out (nothing is lost)."""
+    cdef bint ok = True
+    if cap < 1:
+        cap = 1
+    s.ts = <i64*> _grow(s.ts, cap * sizeof(i64), &ok)
+    s.open = <f64*> _grow(s.open, cap * sizeof(f64), &ok)
+    s.high = <f64*> _grow(s.high, cap * sizeof(f64), &ok)
+    s.low = <f64*> _grow(s.low, cap * sizeof(f64), &ok)
+    s.close = <f64*> _grow(s.close, cap * sizeof(f64), &ok)
+    s.volume = <f64*> _grow(s.volume, cap * sizeof(f64), &ok)
+    if s.with_counts:
+        s.count = <i64*> _grow(s.count, cap * sizeof(i64), &ok)
+        s.coverage = <f64*> _grow(s.coverage, cap * sizeof(f64), &ok)
+    if not ok:
+        # Columns that did grow keep their (larger) blocks; the capacity stays the smaller one.
+        return -1
+    s.cap = cap
+    return 0
+
+
+cdef inline int store_reserve(ColumnStore* s, Py_ssize_t need) noexcept nogil:
+    """Make room for need rows in all, growing by an eighth at least (amortised appends
+    with at most 12.5 % slack, so memory stays close to the bytes held)."""
+    cdef Py_ssize_t cap
+    if need <= s.cap:
+        return 0
+    cap = s.cap + s.cap // 8 + 64
+    if cap < need:
+        cap = need
+    return store_resize(s, cap)
+
+
+cdef inline int store_push(ColumnStore* s, i64 t, f64 o, f64 h, f64 l, f64 c, f64 v,
+                           i64 count, f64 coverage) noexcept nogil:
+    """Append one bar; -1 when memory ran out (the store is unchanged)."""
+    cdef Py_ssize_t i = s.n
+    if i >= s.cap and store_reserve(s, i + 1) != 0:
+        return -1
+    s.ts[i] = t
+    s.open[i] = o
+    s.high[i] = h
+    s.low[i] = l
+    s.close[i] = c
+    s.volume[i] = v
+    if s.with_counts:
+        s.count[i] = count
+        s.coverage[i] = coverage
+    s.n = i + 1
+    return 0
+
+
+cdef inline Py_ssize_t store_nbytes(ColumnStore* s) noexcept nogil:
+    return s.cap * (6 + (2 if s.with_counts else 0)) * 8
+
+
+# An incremental aggregator's state: a grid, a cursor on it, the bucket being built.
+cdef struct Rollup:
+    const i64* g_open
+    const i64* g_close
+    const i64* g_base_slots   # base slots per grid window (used when step_ns == 0)
+    Py_ssize_t n_windows
+    i64 step_ns
+    i64 base_ns
+    GridCursor cursor
+    Bucket bucket
+    GapWalker gaps            # gap accounting of the emitted (derived) bars
+
+
+cdef inline i64 bucket_expected(Rollup* r) noexcept nogil:
+    """Base slots in the bucket the cursor points at."""
+    if r.step_ns <= 0:
+        return r.g_base_slots[r.cursor.window]
+    return ceil_div(r.cursor.slot_end - r.cursor.slot_start, r.base_ns)
+
+
+cdef inline int rollup_emit(Rollup* r, ColumnStore* out) noexcept nogil:
+    """Close the bucket being built: append it to out and account for it in the gap walker."""
+    cdef Bucket* b = &r.bucket
+    cdef int fault = FAULT_NONE    # bucket starts are slot starts: no fault can arise
+    if not b.active:
+        return 0
+    b.active = False
+    walker_step_to(&r.gaps, r.g_open, r.g_close, r.n_windows, r.step_ns, b.start,
+                   NULL, NULL, 0, 0, &fault)
+    return store_push(out, b.start, b.open, b.high, b.low, b.close, b.volume, b.count,
+                      <f64> b.count / <f64> b.expected)
+
+
+cdef inline int rollup_feed(Rollup* r, i64 t, f64 o, f64 h, f64 l, f64 c, f64 v,
+                            ColumnStore* out) noexcept nogil:
+    """Feed one sound, in-order base bar. Returns the number of derived bars closed (0, 1 or
+    2), -FAULT_OUTSIDE when t lies outside the grid, or -FAULT_OVERFLOW when memory ran out.
+
+    A derived bar closes when its last base slot arrives, or when a bar of a later bucket does.
+    """
+    cdef int closed = 0
+    cdef Bucket* b = &r.bucket
+    if b.active and t < b.end:
+        bucket_add(b, h, l, c, v)
+    else:
+        if not grid_locate(&r.cursor, r.g_open, r.g_close, r.n_windows, r.step_ns, t):
+            return -FAULT_OUTSIDE
+        if b.active:
+            if rollup_emit(r, out) != 0:
+                return -FAULT_OVERFLOW
+            closed += 1
+        bucket_begin(b, r.cursor.slot_start, r.cursor.slot_end, bucket_expected(r), o, h, l, c, v)
+    if t + r.base_ns >= b.end:
+        if rollup_emit(r, out) != 0:
+            return -FAULT_OVERFLOW
+        closed += 1
+    return closed
+
+
+cdef inline void rollup_init(Rollup* r, const i64* g_open, const i64* g_close,
+                             const i64* g_base_slots, Py_ssize_t n_windows, i64 step_ns,
+                             i64 base_ns) noexcept nogil:
+    r.g_open = g_open
+    r.g_close = g_close
+    r.g_base_slots = g_base_slots
+    r.n_windows = n_windows
+    r.step_ns = step_ns
+    r.base_ns = base_ns
+    r.cursor.window = 0
+    r.cursor.slot_start = 0
+    r.cursor.slot_end = 0
+    r.bucket.active = False
+    walker_start(&r.gaps, g_open, n_windows)
+
+
+cdef inline dict store_snapshot(ColumnStore* s, object np):
+    """New NumPy arrays holding the bars of the store (np is the numpy module)."""
+    cdef Py_ssize_t n = s.n
+    cdef dict result = {
+        "ts": np.empty(n, np.int64), "open": np.empty(n, np.float64),
+        "high": np.empty(n, np.float64), "low": np.empty(n, np.float64),
+        "close": np.empty(n, np.float64), "volume": np.empty(n, np.float64),
+    }
+    if s.with_counts:
+        result["count"] = np.empty(n, np.int64)
+        result["coverage"] = np.empty(n, np.float64)
+    if n == 0:
+        return result
+    cdef i64[::1] ts = result["ts"]
+    cdef f64[::1] o = result["open"], h = result["high"], lo = result["low"]
+    cdef f64[::1] c = result["close"], v = result["volume"]
+    cdef i64[::1] cnt
+    cdef f64[::1] cov
+    memcpy(&ts[0], s.ts, n * sizeof(i64))
+    memcpy(&o[0], s.open, n * sizeof(f64))
+    memcpy(&h[0], s.high, n * sizeof(f64))
+    memcpy(&lo[0], s.low, n * sizeof(f64))
+    memcpy(&c[0], s.close, n * sizeof(f64))
+    memcpy(&v[0], s.volume, n * sizeof(f64))
+    if s.with_counts:
+        cnt = result["count"]
+        cov = result["coverage"]
+        memcpy(&cnt[0], s.count, n * sizeof(i64))
+        memcpy(&cov[0], s.coverage, n * sizeof(f64))
+    return result

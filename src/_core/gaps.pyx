@@ -1,0 +1,69 @@
+# Gap finding: the expected slots of a grid against the bars that are present.
+#
+# A gap is a maximal run of consecutive expected slots of one window with no bar; runs never
+# cross a close or a break.  A run is reported as (start, count); its exclusive end is
+# start + count * step.
+
+from common cimport (
+    FAULT_NONE, FAULT_OUTSIDE, FAULT_UNSORTED, GapWalker, f64, i64, walker_finish, walker_start,
+    walker_step_to,
+)
+
+
+def find_gaps_slots(
+    const i64[::1] ts,
+    const i64[::1] g_open,
+    const i64[::1] g_close,
+    i64 step_ns,
+    i64 until_ns,
+    i64[::1] out_start,
+    i64[::1] out_count,
+):
+    """Find the runs of missing slots among the slots that closed by ``until_ns``.
+
+    ``ts`` are the slot starts of the present bars, sorted.  Bars whose slot has not closed by
+    ``until_ns`` are ignored.  Returns ``(n_runs, expected, present, missing, fault, row)``;
+    runs beyond the length of ``out_start`` are counted but not written (``len(ts)`` plus the
+    number of windows, plus one, always suffices).
+    """
+    cdef Py_ssize_t n = ts.shape[0], nw = g_open.shape[0], cap = out_start.shape[0]
+    cdef Py_ssize_t i, n_runs = 0, bad_row = -1
+    cdef i64 t, prev = 0
+    cdef i64* rs = &out_start[0] if cap > 0 else NULL
+    cdef i64* rc = &out_count[0] if cap > 0 else NULL
+    cdef int fault = FAULT_NONE
+    cdef GapWalker s, done
+    if out_count.shape[0] < cap:
+        raise ValueError("out_start and out_count differ in length")
+    if nw == 0:
+        if n > 0:
+            return 0, 0, 0, 0, FAULT_OUTSIDE, 0
+        return 0, 0, 0, 0, FAULT_NONE, -1
+    with nogil:
+        walker_start(&s, &g_open[0], nw)
+        for i in range(n):
+            t = ts[i]
+            if i > 0 and t <= prev:
+                fault = FAULT_UNSORTED
+                bad_row = i
+                break
+            prev = t
+            if t >= until_ns:
+                break
+            n_runs = walker_step_to(&s, &g_open[0], &g_close[0], nw, step_ns, t,
+                                    rs, rc, n_runs, cap, &fault)
+            if fault != FAULT_NONE:
+                bad_row = i
+                break
+            if s.next_slot > until_ns and g_close[s.window] > until_ns:
+                # This bar's slot is still open at until_ns: it does not count yet.
+                s.present -= 1
+                s.next_slot = t
+                break
+        if fault == FAULT_NONE:
+            n_runs = walker_finish(s, &g_open[0], &g_close[0], nw, step_ns, until_ns,
+                                   rs, rc, n_runs, cap, &done)
+            s = done
+    if fault != FAULT_NONE:
+        return n_runs, 0, s.present, s.missing, fault, bad_row
+    return n_runs, s.present + s.missing, s.present, s.missing, FAULT_NONE, -1

@@ -1,0 +1,52 @@
+# Data quality of one interval: the share of its expected slots that hold data.
+#
+# A base bar fills its slot; a derived bar fills its bucket by its coverage (base bars present
+# over base slots expected), so a 5m bar made of 3 of its 5 minutes counts 0.6.
+
+from common cimport GridCursor, expected_slots, f64, grid_locate, i64
+
+
+def score_quality(
+    const i64[::1] ts,
+    const f64[::1] coverage,
+    const i64[::1] g_open,
+    const i64[::1] g_close,
+    i64 step_ns,
+    i64 until_ns,
+):
+    """Score the slots of a grid that closed by ``until_ns``.
+
+    ``ts`` are validated, sorted slot starts inside the grid; ``coverage`` is empty for base
+    bars (each counts 1) or one value per bar in [0, 1].  Returns
+    ``(expected, present, coverage_sum, partial)``.
+    """
+    cdef Py_ssize_t n = ts.shape[0], nw = g_open.shape[0], i, k
+    cdef bint weighted = coverage.shape[0] > 0
+    cdef i64 expected = 0, present = 0, partial = 0
+    cdef f64 covered = 0.0
+    cdef GridCursor g
+    if weighted and coverage.shape[0] != n:
+        raise ValueError(f"coverage has {coverage.shape[0]} values for {n} bars")
+    if nw == 0:
+        return 0, 0, 0.0, 0
+    with nogil:
+        expected = expected_slots(&g_open[0], &g_close[0], nw, step_ns, until_ns)
+        # Bars whose slot closed by until_ns: all those that start before it, but perhaps
+        # the last one, whose slot may still be open.
+        k = 0
+        while k < n and ts[k] < until_ns:
+            k += 1
+        if k > 0:
+            g.window = 0
+            if grid_locate(&g, &g_open[0], &g_close[0], nw, step_ns, ts[k - 1]):
+                if g.slot_end > until_ns:
+                    k -= 1
+        present = k
+        if weighted:
+            for i in range(k):
+                covered += coverage[i]
+                if coverage[i] < 1.0:
+                    partial += 1
+        else:
+            covered = <f64> k
+    return expected, present, covered, partial

@@ -1,0 +1,293 @@
+# The per-symbol pipeline of a session, in compiled code: base bars in, validated and stored
+# columnar, rolled up into every derived interval as they arrive, with live gap counters.
+#
+# One SymbolStream per symbol and session.  It is not thread-safe by itself: the Python layer
+# serialises calls on one stream (see SymbolSessionData).  ``busy`` is set while a batch runs
+# without the GIL, so that the Python layer knows when it must wait.
+
+from libc.stdint cimport uint8_t
+from libc.stdlib cimport calloc, free
+
+import numpy as np
+
+from common cimport (
+    FAULT_DUPLICATE, FAULT_MISALIGNED, FAULT_NONE, FAULT_OUTSIDE, FAULT_OVERFLOW,
+    FAULT_UNSORTED, N_FAULTS, ColumnStore, GapWalker, GridCursor, Rollup, f64, grid_locate,
+    i64, price_fault, rollup_emit, rollup_feed, rollup_init, store_free, store_init,
+    store_nbytes, store_push, store_reserve, store_snapshot, walker_finish, walker_start, walker_step_to,
+)
+
+cdef enum:
+    MAX_DERIVED = 32
+
+cdef i64 NO_BAR = -(2 ** 63)
+
+
+cdef class SymbolStream:
+    """Base bars of one symbol in one session, and every derived interval made from them.
+
+    Parameters
+    ----------
+    w_open, w_close : int64 arrays
+        The session's windows, [open, close) in ns UTC, sorted.
+    base_ns : int
+        The base interval.
+    """
+    cdef ColumnStore base
+    cdef ColumnStore* derived
+    cdef Rollup* rollups
+    cdef Py_ssize_t n_derived
+    cdef const i64* w_open
+    cdef const i64* w_close
+    cdef Py_ssize_t n_windows
+    cdef GridCursor cursor
+    cdef GapWalker gaps
+    cdef i64 rejected[N_FAULTS]
+    cdef list _keep              # keeps every grid array alive: the C side points into them
+    cdef readonly i64 base_ns
+    cdef readonly i64 last_ns
+    cdef readonly bint busy
+
+    def __cinit__(self):
+        store_init(&self.base, False)
+        self.derived = <ColumnStore*> calloc(MAX_DERIVED, sizeof(ColumnStore))
+        self.rollups = <Rollup*> calloc(MAX_DERIVED, sizeof(Rollup))
+        if self.derived == NULL or self.rollups == NULL:
+            raise MemoryError()
+        self.n_derived = 0
+
+    def __init__(self, w_open, w_close, i64 base_ns):
+        cdef const i64[::1] wo = np.ascontiguousarray(w_open, dtype=np.int64)
+        cdef const i64[::1] wc = np.ascontiguousarray(w_close, dtype=np.int64)
+        if wo.shape[0] == 0 or wo.shape[0] != wc.shape[0]:
+            raise ValueError("a stream needs one or more session windows")
+        if base_ns <= 0:
+            raise ValueError(f"base_ns must be positive, got {base_ns}")
+        self._keep = [wo, wc]
+        self.w_open = &wo[0]
+        self.w_close = &wc[0]
+        self.n_windows = wo.shape[0]
+        self.base_ns = base_ns
+        self.last_ns = NO_BAR
+        self.cursor.window = 0
+        walker_start(&self.gaps, self.w_open, self.n_windows)
+        for i in range(N_FAULTS):
+            self.rejected[i] = 0
+
+    def __dealloc__(self):
+        cdef Py_ssize_t k
+        store_free(&self.base)
+        if self.derived != NULL:
+            for k in range(self.n_derived):
+                store_free(&self.derived[k])
+            free(self.derived)
+        free(self.rollups)
+
+    def add_derived(self, g_open, g_close, g_base_slots, i64 step_ns):
+        """Add a derived interval on the given grid; base bars already held are rolled into it.
+
+        Returns its index.
+        """
+        cdef const i64[::1] go = np.ascontiguousarray(g_open, dtype=np.int64)
+        cdef const i64[::1] gc = np.ascontiguousarray(g_close, dtype=np.int64)
+        cdef const i64[::1] gb = np.ascontiguousarray(g_base_slots, dtype=np.int64)
+        cdef Py_ssize_t k = self.n_derived, i
+        cdef Rollup* r
+        cdef int rc = 0
+        if k >= MAX_DERIVED:
+            raise ValueError(f"at most {MAX_DERIVED} derived intervals per symbol")
+        if go.shape[0] == 0 or go.shape[0] != gc.shape[0] or go.shape[0] != gb.shape[0]:
+            raise ValueError("a derived grid needs one or more windows, with matching arrays")
+        self._keep.append((go, gc, gb))
+        store_init(&self.derived[k], True)
+        r = &self.rollups[k]
+        rollup_init(r, &go[0], &gc[0], &gb[0], go.shape[0], step_ns, self.base_ns)
+        self.n_derived = k + 1
+        for i in range(self.base.n):
+            rc = rollup_feed(r, self.base.ts[i], self.base.open[i], self.base.high[i],
+                             self.base.low[i], self.base.close[i], self.base.volume[i],
+                             &self.derived[k])
+            if rc < 0:
+                raise MemoryError("no memory left for derived bars")
+        return k
+
+    cdef inline int _accept(self, i64 t, f64 o, f64 h, f64 l, f64 c, f64 v) noexcept nogil:
+        """Validate, store and roll up one bar; its fault code (FAULT_NONE when accepted)."""
+        cdef uint8_t f = price_fault(o, h, l, c, v)
+        cdef GridCursor probe
+        cdef Py_ssize_t k
+        cdef int rc
+        if f != FAULT_NONE:
+            return f
+        if t <= self.last_ns:
+            return FAULT_DUPLICATE if t == self.last_ns else FAULT_UNSORTED
+        probe = self.cursor
+        if not grid_locate(&probe, self.w_open, self.w_close, self.n_windows, self.base_ns, t):
+            return FAULT_OUTSIDE
+        if t != probe.slot_start:
+            return FAULT_MISALIGNED
+        if store_push(&self.base, t, o, h, l, c, v, 1, 1.0) != 0:
+            return FAULT_OVERFLOW
+        self.cursor = probe
+        walker_step_to(&self.gaps, self.w_open, self.w_close, self.n_windows, self.base_ns, t,
+                       NULL, NULL, 0, 0, &rc)
+        for k in range(self.n_derived):
+            if rollup_feed(&self.rollups[k], t, o, h, l, c, v, &self.derived[k]) < 0:
+                return FAULT_OVERFLOW
+        self.last_ns = t
+        return FAULT_NONE
+
+    cpdef int push(self, i64 ts, f64 open, f64 high, f64 low, f64 close, f64 volume) except -1:
+        """Offer one base bar.  Returns 0 when it was accepted, else its fault code (the bar
+        is then counted as rejected and nothing else changes)."""
+        cdef int f
+        if self.busy:
+            raise RuntimeError("stream is busy with a batch; serialise calls on one stream")
+        f = self._accept(ts, open, high, low, close, volume)
+        if f == FAULT_OVERFLOW:
+            raise MemoryError("no memory left for bars")
+        if f != FAULT_NONE:
+            self.rejected[f] += 1
+        return f
+
+    def push_many(self, ts, open, high, low, close, volume, bint stop_at_first=True):
+        """Offer arrays of base bars in one call, without the GIL.
+
+        With ``stop_at_first`` the batch stops at the first faulty row, which is not counted
+        as rejected (the caller raises); bars before it are kept.  Otherwise faulty rows are
+        dropped and counted.  Returns ``(accepted, first_bad_row, fault)``, with -1 and 0 when
+        every row was accepted.
+        """
+        cdef const i64[::1] t = np.ascontiguousarray(ts, dtype=np.int64)
+        cdef const f64[::1] o = np.ascontiguousarray(open, dtype=np.float64)
+        cdef const f64[::1] h = np.ascontiguousarray(high, dtype=np.float64)
+        cdef const f64[::1] lo = np.ascontiguousarray(low, dtype=np.float64)
+        cdef const f64[::1] c = np.ascontiguousarray(close, dtype=np.float64)
+        cdef const f64[::1] v = np.ascontiguousarray(volume, dtype=np.float64)
+        cdef Py_ssize_t i, n = t.shape[0], k, first = -1
+        cdef i64 accepted = 0
+        cdef int f, first_fault = FAULT_NONE
+        if not (o.shape[0] == h.shape[0] == lo.shape[0] == c.shape[0] == v.shape[0] == n):
+            raise ValueError("columns differ in length")
+        if self.busy:
+            raise RuntimeError("stream is busy with a batch; serialise calls on one stream")
+        if store_reserve(&self.base, self.base.n + n) != 0:
+            raise MemoryError("no memory left for bars")
+        self.busy = True
+        try:
+            with nogil:
+                for i in range(n):
+                    f = self._accept(t[i], o[i], h[i], lo[i], c[i], v[i])
+                    if f == FAULT_NONE:
+                        accepted += 1
+                        continue
+                    if f == FAULT_OVERFLOW:
+                        first = i
+                        first_fault = f
+                        break
+                    if first < 0:
+                        first = i
+                        first_fault = f
+                    if stop_at_first:
+                        break
+                    self.rejected[f] += 1
+        finally:
+            self.busy = False
+        if first_fault == FAULT_OVERFLOW:
+            raise MemoryError("no memory left for bars")
+        return accepted, first, first_fault
+
+    def count_rejected(self, int fault, i64 n=1):
+        """Count n bars rejected for ``fault`` by the Python layer (e.g. a drop policy)."""
+        if not 0 < fault < N_FAULTS:
+            raise ValueError(f"unknown fault code {fault}")
+        self.rejected[fault] += n
+
+    def advance(self, i64 now_ns):
+        """Close every derived bar whose bucket ended by now_ns; returns how many closed."""
+        cdef Py_ssize_t k
+        cdef int closed = 0
+        for k in range(self.n_derived):
+            if self.rollups[k].bucket.active and self.rollups[k].bucket.end <= now_ns:
+                if rollup_emit(&self.rollups[k], &self.derived[k]) != 0:
+                    raise MemoryError("no memory left for derived bars")
+                closed += 1
+        return closed
+
+    def flush(self):
+        """Close every derived bar being built (the end of the session); returns how many."""
+        cdef Py_ssize_t k
+        cdef int closed = 0
+        for k in range(self.n_derived):
+            if self.rollups[k].bucket.active:
+                if rollup_emit(&self.rollups[k], &self.derived[k]) != 0:
+                    raise MemoryError("no memory left for derived bars")
+                closed += 1
+        return closed
+
+    @property
+    def n_derived(self):
+        return self.n_derived
+
+    def __len__(self):
+        return self.base.n
+
+    def count(self, Py_ssize_t k=-1):
+        """Bars held for the base interval (k = -1) or derived interval k."""
+        return self._store(k).n
+
+    cdef ColumnStore* _store(self, Py_ssize_t k) except NULL:
+        if k == -1:
+            return &self.base
+        if not 0 <= k < self.n_derived:
+            raise IndexError(f"no derived interval {k}")
+        return &self.derived[k]
+
+    def bars(self, Py_ssize_t k=-1):
+        """A snapshot (new arrays) of the bars held for the base (k = -1) or derived k."""
+        return store_snapshot(self._store(k), np)
+
+    def partial_bar(self, Py_ssize_t k):
+        """The derived bar being built for interval k, as a dict, or None."""
+        cdef Rollup* r
+        if not 0 <= k < self.n_derived:
+            raise IndexError(f"no derived interval {k}")
+        r = &self.rollups[k]
+        if not r.bucket.active:
+            return None
+        b = r.bucket
+        return {"ts": b.start, "open": b.open, "high": b.high, "low": b.low, "close": b.close,
+                "volume": b.volume, "count": b.count, "coverage": b.count / b.expected}
+
+    def gap_counters(self, Py_ssize_t k=-1):
+        """Live ``(present, missing, runs)`` for slots up to the last bar stored (base) or the
+        last derived bar closed (derived k)."""
+        cdef GapWalker* s
+        if k == -1:
+            s = &self.gaps
+        elif 0 <= k < self.n_derived:
+            s = &self.rollups[k].gaps
+        else:
+            raise IndexError(f"no derived interval {k}")
+        return s.present, s.missing, s.runs
+
+    @property
+    def rejected(self):
+        """Rejected bars per fault code (index = code)."""
+        return [self.rejected[i] for i in range(N_FAULTS)]
+
+    @property
+    def nbytes(self):
+        """Bytes allocated for bars (base and derived)."""
+        cdef Py_ssize_t k, total = store_nbytes(&self.base)
+        for k in range(self.n_derived):
+            total += store_nbytes(&self.derived[k])
+        return total
+
+    @property
+    def held_nbytes(self):
+        """Bytes of the bars held (what the allocation holds in use)."""
+        cdef Py_ssize_t k, total = self.base.n * 48
+        for k in range(self.n_derived):
+            total += self.derived[k].n * 64
+        return total
