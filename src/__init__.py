@@ -1,2 +1,29 @@
-"""sessiondata: intraday bar data of a trading session."""
-from . import _core
+"""sessiondata: intraday bar data of a trading session, for many symbols at once.
+
+Aggregates base bars into derived intervals on a trading calendar, finds the bars that should
+exist and do not, scores data quality and exports it all, over a compiled Cython core.
+"""
+
+from . import _core  # fails with a how-to-build message when the kernels are missing
+from .api import GapArrays, GapInfo, Grid, QualityReport, find_gaps, quality, resample
+from .bars import Bars, BadBarError
+from .calendar import Calendar, Windows
+from .intervals import Interval, parse_interval
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Bars",
+    "BadBarError",
+    "Calendar",
+    "GapArrays",
+    "GapInfo",
+    "Grid",
+    "Interval",
+    "QualityReport",
+    "Windows",
+    "find_gaps",
+    "parse_interval",
+    "quality",
+    "resample",
+]

@@ -225,9 +225,9 @@ class Windows:
 
     def __repr__(self) -> str:
         if not len(self):
-            return "Windows(0 windows)"
+            return "Windows(empty)"
         return (
-            f"Windows({len(self)} windows, {self.n_sessions} sessions, "
+            f"Windows({_plural(len(self), 'window')}, {_plural(self.n_sessions, 'session')}, "
             f"{self.sessions[0]}..{self.sessions[-1]})"
         )
 
@@ -255,7 +255,7 @@ def _frozen_array(values, dtype, name: str) -> np.ndarray:
 # --------------------------------------------------------------------------- #
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class _Table:
     """Windows of consecutive sessions, sorted: open, close (UTC ns) and label day per window."""
 
@@ -530,9 +530,11 @@ class Calendar:
             An ``exchange_calendars`` name (``"XNYS"``, ``"XLON"``, ``"XHKG"``, an
             alias such as ``"NYSE"`` ...), or the preset ``"CME_GLOBEX"`` (alias
             ``"CMEG"``): CME Globex FX and equity-index futures, i.e.
-            ``exchange_calendars``' ``"CMES"`` (its holidays and early closes) with
-            each session closing no later than 16:00 America/Chicago on its date,
-            for the daily 16:00-17:00 CT pause that ``"CMES"`` does not have.
+            ``exchange_calendars``' ``"CMES"`` sessions (its holidays) opening at
+            17:00 America/Chicago the evening before and closing at 16:00 CT on the
+            session date, for the daily 16:00-17:00 CT pause that ``"CMES"`` does not
+            have.  CMES's 12:00 CT holiday early closes are not applied: Globex FX
+            trades on, thinly, to 16:00 CT on those days.
 
         Returns
         -------
@@ -911,7 +913,10 @@ def _schedule_table(schedule, tz: zoneinfo.ZoneInfo, name: str) -> _Table:
             days * NS_PER_DAY
             + (_CME_GLOBEX_DAILY_CLOSE.hour * 3600 + _CME_GLOBEX_DAILY_CLOSE.minute * 60) * NS_PER_SECOND
         )
-        closes = np.minimum(closes, _wall_to_utc_ns(daily_close, tz))
+        # Globex trades to the 16:00 CT pause even on the days CMES closes early for a US
+        # holiday (the 6E minute bars of MLK day 2024 run to 16:00 CT), so the preset keeps
+        # the regular close; thin holiday trading shows up as gaps, not as rejected bars.
+        closes = _wall_to_utc_ns(daily_close, tz)
 
     # Two windows per session, the second used only where there is a break.
     first_close = np.where(no_break, closes, np.minimum(break_starts, closes))
@@ -1053,6 +1058,11 @@ def _ns_str(ns: int) -> str:
     if ns % NS_PER_SECOND == 0:
         stamp = stamp.astype("datetime64[s]")
     return str(stamp).replace("T", " ")
+
+
+def _plural(n: int, noun: str) -> str:
+    """'1 window', '2 windows'."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _tod_str(tod: int) -> str:

@@ -45,9 +45,10 @@ def aggregate_bars(
     """
     cdef Py_ssize_t n = ts.shape[0], nw = g_open.shape[0], cap = out_ts.shape[0]
     cdef Py_ssize_t i, w = 0, m = 0
-    cdef i64 t, prev, start = 0, end = 0, step, expected = 1, origin = 0
+    cdef i64 t, prev, start = 0, end = 0, step, expected = 1, origin = 0, wclose = 0
     cdef f64 o = 0, h = 0, lo = 0, c = 0, v = 0
     cdef i64 count = 0
+    cdef i64 full_bucket = step_ns // base_ns if step_ns > 0 else 0
     cdef int fault = FAULT_NONE
     cdef Py_ssize_t bad_row = -1
     if n == 0:
@@ -59,36 +60,26 @@ def aggregate_bars(
         for i in range(n):
             t = ts[i]
             if t < end:
-                # Same bucket: the hot path.  Consecutive bars are aligned when the first was.
-                if t <= prev:
-                    fault = FAULT_UNSORTED
-                    bad_row = i
-                    break
-                if t - prev != base_ns and (t - origin) % base_ns != 0:
-                    fault = FAULT_MISALIGNED
-                    bad_row = i
-                    break
-                if high[i] > h:
-                    h = high[i]
-                if low[i] < lo:
-                    lo = low[i]
+                # Same bucket: the hot path.  A bar one base step after the previous one is in
+                # order and on the grid; only the others need checking.
+                if t - prev != base_ns:
+                    if t <= prev:
+                        fault = FAULT_UNSORTED
+                        bad_row = i
+                        break
+                    if (t - origin) % base_ns != 0:
+                        fault = FAULT_MISALIGNED
+                        bad_row = i
+                        break
+                # Written as selections so that they compile to max/min, not branches.
+                h = high[i] if high[i] > h else h
+                lo = low[i] if low[i] < lo else lo
                 c = close[i]
                 v += volume[i]
                 count += 1
             else:
                 if t <= prev:
                     fault = FAULT_UNSORTED
-                    bad_row = i
-                    break
-                while w < nw and t >= g_close[w]:
-                    w += 1
-                if w == nw or t < g_open[w]:
-                    fault = FAULT_OUTSIDE
-                    bad_row = i
-                    break
-                origin = g_open[w]
-                if (t - origin) % base_ns != 0:
-                    fault = FAULT_MISALIGNED
                     bad_row = i
                     break
                 if count > 0:
@@ -105,12 +96,37 @@ def aggregate_bars(
                     out_count[m] = count
                     out_coverage[m] = <f64> count / <f64> expected
                     m += 1
-                step = step_ns if step_ns > 0 else g_close[w] - origin
-                start = origin + ((t - origin) // step) * step
-                end = start + step
-                if end > g_close[w]:
-                    end = g_close[w]
-                expected = ceil_div(end - start, base_ns) if step_ns > 0 else g_base_slots[w]
+                if step_ns > 0 and end < wclose and t < end + step_ns:
+                    # The next bucket of the same window: no division unless a bar is missing.
+                    start = end
+                    if t != start and (t - origin) % base_ns != 0:
+                        fault = FAULT_MISALIGNED
+                        bad_row = i
+                        break
+                else:
+                    while w < nw and t >= g_close[w]:
+                        w += 1
+                    if w == nw or t < g_open[w]:
+                        fault = FAULT_OUTSIDE
+                        bad_row = i
+                        break
+                    origin = g_open[w]
+                    wclose = g_close[w]
+                    if (t - origin) % base_ns != 0:
+                        fault = FAULT_MISALIGNED
+                        bad_row = i
+                        break
+                    step = step_ns if step_ns > 0 else wclose - origin
+                    start = origin + ((t - origin) // step) * step
+                end = start + (step_ns if step_ns > 0 else wclose - origin)
+                if end > wclose:
+                    end = wclose
+                if step_ns <= 0:
+                    expected = g_base_slots[w]
+                elif end - start == step_ns:
+                    expected = full_bucket
+                else:
+                    expected = ceil_div(end - start, base_ns)
                 o = open[i]
                 h = high[i]
                 lo = low[i]

@@ -27,8 +27,8 @@ def find_gaps_slots(
     number of windows, plus one, always suffices).
     """
     cdef Py_ssize_t n = ts.shape[0], nw = g_open.shape[0], cap = out_start.shape[0]
-    cdef Py_ssize_t i, n_runs = 0, bad_row = -1
-    cdef i64 t, prev = 0
+    cdef Py_ssize_t i, j, n_runs = 0, bad_row = -1
+    cdef i64 t, prev = 0, nxt, limit
     cdef i64* rs = &out_start[0] if cap > 0 else NULL
     cdef i64* rc = &out_count[0] if cap > 0 else NULL
     cdef int fault = FAULT_NONE
@@ -41,13 +41,13 @@ def find_gaps_slots(
         return 0, 0, 0, 0, FAULT_NONE, -1
     with nogil:
         walker_start(&s, &g_open[0], nw)
-        for i in range(n):
+        i = 0
+        while i < n:
             t = ts[i]
             if i > 0 and t <= prev:
                 fault = FAULT_UNSORTED
                 bad_row = i
                 break
-            prev = t
             if t >= until_ns:
                 break
             n_runs = walker_step_to(&s, &g_open[0], &g_close[0], nw, step_ns, t,
@@ -60,6 +60,24 @@ def find_gaps_slots(
                 s.present -= 1
                 s.next_slot = t
                 break
+            prev = t
+            i += 1
+            # The common case, in a tight loop: the next bars fill the next slots of this
+            # window, each closed by until_ns.  They need no other check.
+            if step_ns > 0:
+                nxt = s.next_slot
+                limit = g_close[s.window]
+                if until_ns - step_ns < limit:
+                    limit = until_ns - step_ns + 1
+                j = i
+                while j < n and ts[j] == nxt and nxt < limit:
+                    nxt += step_ns
+                    j += 1
+                if j > i:
+                    s.present += j - i
+                    s.next_slot = nxt
+                    prev = nxt - step_ns
+                    i = j
         if fault == FAULT_NONE:
             n_runs = walker_finish(s, &g_open[0], &g_close[0], nw, step_ns, until_ns,
                                    rs, rc, n_runs, cap, &done)

@@ -1,0 +1,387 @@
+"""The functional API: ``resample``, ``find_gaps`` and ``quality`` over ``Bars`` and a ``Calendar``.
+
+Each call lays the interval on the calendar's session windows (a *grid*), validates in Python
+what is cheap to validate, and hands the arrays to one compiled pass.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from ._core import aggregation as _aggregation
+from ._core import gaps as _gaps
+from ._core import quality as _quality
+from .bars import Bars, BadBarError, FAULTS, raise_first_fault
+from .calendar import Calendar, Windows
+from .intervals import Interval, check_derivable, parse_interval
+
+_I64_MAX = np.iinfo(np.int64).max
+_ALWAYS: Calendar | None = None
+
+
+def default_calendar() -> Calendar:
+    """``Calendar.always()``, made once."""
+    global _ALWAYS
+    if _ALWAYS is None:
+        _ALWAYS = Calendar.always()
+    return _ALWAYS
+
+
+class Grid(NamedTuple):
+    """An interval laid on session windows: the arrays the kernels take.
+
+    ``step_ns`` is 0 for the session interval, where each window of the grid is a whole
+    session and ``base_slots`` says how many base slots it holds (breaks excluded).
+    """
+
+    open_ns: np.ndarray
+    close_ns: np.ndarray
+    base_slots: np.ndarray
+    step_ns: int
+    base_ns: int
+
+
+def make_grid(windows: Windows, interval: Interval, base: Interval) -> Grid:
+    """Lay ``interval`` on ``windows`` for bars of ``base``."""
+    check_derivable(base, interval)
+    base_ns = base.ns
+    slots = -((windows.open_ns - windows.close_ns) // base_ns)  # ceil((close - open) / base)
+    if not interval.is_session:
+        return Grid(windows.open_ns, windows.close_ns, slots, interval.ns, base_ns)
+    if len(windows) == 0:
+        return Grid(windows.open_ns, windows.close_ns, slots, 0, base_ns)
+    ids = windows.session_ids
+    first = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+    last = np.r_[first[1:], len(ids)] - 1
+    return Grid(
+        np.ascontiguousarray(windows.open_ns[first]),
+        np.ascontiguousarray(windows.close_ns[last]),
+        np.add.reduceat(slots, first),
+        0,
+        base_ns,
+    )
+
+
+def infer_interval(ts: np.ndarray) -> Interval:
+    """The smallest step between consecutive timestamps, as an interval (for bars that do
+    not say their interval)."""
+    if ts.shape[0] < 2:
+        raise ValueError("cannot infer the bar interval from fewer than two bars; pass base=")
+    step = int(np.diff(ts).min())
+    for unit, ns in (("h", 3_600_000_000_000), ("m", 60_000_000_000), ("s", 1_000_000_000)):
+        if step % ns == 0:
+            return parse_interval(f"{step // ns}{unit}")
+    raise ValueError(f"bars are {step} ns apart, not a whole number of seconds; pass base=")
+
+
+def _base_of(bars: Bars, base) -> Interval:
+    if base is not None:
+        return parse_interval(base)
+    if bars.interval is not None:
+        return bars.interval
+    return infer_interval(bars.ts)
+
+
+def _to_ns(value, calendar: Calendar) -> int:
+    """A time as int64 ns UTC: ints are ns, naive datetimes are in the calendar's zone."""
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, np.datetime64):
+        return int(value.astype("datetime64[ns]").astype(np.int64))
+    if isinstance(value, str):
+        value = _dt.datetime.fromisoformat(value)
+    if isinstance(value, _dt.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=calendar.tz)
+        delta = value - _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+        return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
+    if hasattr(value, "value") and hasattr(value, "tz"):  # pandas Timestamp
+        if value.tz is None:
+            value = value.tz_localize(calendar.tz)
+        return int(value.value)
+    raise TypeError(f"cannot read {value!r} as a time")
+
+
+def session_windows(calendar: Calendar, ts: np.ndarray, start=None, end=None) -> Windows:
+    """The windows of the whole sessions that the bars (or ``[start, end)``) touch."""
+    lo = _to_ns(start, calendar) if start is not None else (int(ts[0]) if len(ts) else None)
+    hi = _to_ns(end, calendar) if end is not None else (int(ts[-1]) + 1 if len(ts) else None)
+    if lo is None or hi is None:
+        raise ValueError("no bars: give start= and end= to say which sessions are expected")
+    return calendar.windows(lo, max(hi, lo + 1))
+
+
+def _fail(kernel_fault: int, row: int, bars: Bars, calendar: Calendar, what: str):
+    if kernel_fault == 8:
+        raise RuntimeError(f"{what}: more buckets than the bound allowed (row {row}); "
+                           "this is a bug, please report it")
+    cols = bars.columns()
+    where = f"{what} on calendar {calendar.name}"
+    raise_first_fault(bars.ts, cols, row, kernel_fault, where)
+
+
+def resample(bars: Bars, interval, calendar: Calendar | None = None, *, base=None) -> Bars:
+    """Aggregate bars into a coarser interval, bucketed on the calendar's sessions.
+
+    Buckets are aligned to each session window's open and never span a close or a break;
+    the last bucket of a window may be short.  ``"1d"`` gives one bar per session.  Each bar
+    is the first open, highest high, lowest low, last close and summed volume of its base
+    bars, with ``count`` (base bars present) and ``coverage`` (count over the base slots the
+    bucket spans).  Buckets with no base bar are absent (see :func:`find_gaps`).
+
+    Parameters
+    ----------
+    bars : Bars
+        Sorted base bars (e.g. 1m).
+    interval : str
+        The target interval, a whole multiple of the base, or ``"1d"``.
+    calendar : Calendar, optional
+        Defaults to ``Calendar.always()`` (24/7, sessions are UTC days).
+    base : str, optional
+        The base interval, when ``bars.interval`` is not set (else inferred from the data).
+
+    Returns
+    -------
+    Bars
+        With ``interval`` set and ``count`` and ``coverage`` columns.
+
+    Raises
+    ------
+    ValueError
+        A bar outside every session window, off the base grid or out of order (naming the
+        row), or an interval that is not a whole multiple of the base.
+    """
+    calendar = calendar or default_calendar()
+    target = parse_interval(interval)
+    base_iv = _base_of(bars, base)
+    check_derivable(base_iv, target)
+    n = len(bars)
+    if n == 0:
+        out = Bars.empty(target)
+        out.count = np.empty(0, np.int64)
+        out.coverage = np.empty(0, np.float64)
+        return out
+    windows = session_windows(calendar, bars.ts)
+    if target.is_session:
+        # Session buckets contain the breaks, so check the bars against the real windows.
+        check_in_sessions(bars, windows, base_iv, calendar, "resample")
+    grid = make_grid(windows, target, base_iv)
+    cap = min(n, _aggregation.bucket_capacity(grid.open_ns, grid.close_ns, grid.step_ns,
+                                              int(bars.ts[0]), int(bars.ts[-1])))
+    out_ts = np.empty(cap, np.int64)
+    out_f = [np.empty(cap, np.float64) for _ in range(5)]
+    out_count = np.empty(cap, np.int64)
+    out_cov = np.empty(cap, np.float64)
+    m, fault, row = _aggregation.aggregate_bars(
+        bars.ts, bars.open, bars.high, bars.low, bars.close, bars.volume,
+        grid.open_ns, grid.close_ns, grid.base_slots, grid.step_ns, grid.base_ns,
+        out_ts, *out_f, out_count, out_cov,
+    )
+    if fault:
+        _fail(fault, row, bars, calendar, f"resample to {target.name}")
+    cols = [out_ts] + out_f + [out_count, out_cov]
+    if m < cap // 2:  # do not keep a large, mostly empty block alive
+        cols = [c[:m].copy() for c in cols]
+    else:
+        cols = [c[:m] for c in cols]
+    return Bars(*cols[:6], count=cols[6], coverage=cols[7], interval=target, validate=False)
+
+
+def check_in_sessions(bars: Bars, windows: Windows, base: Interval, calendar: Calendar,
+                      what: str) -> None:
+    """Raise at the first bar outside every window or off the base grid."""
+    from ._core import validation as _validation
+
+    first, counts = _validation.validate_bars(
+        bars.ts, bars.open, bars.high, bars.low, bars.close, bars.volume,
+        windows.open_ns, windows.close_ns, base.ns, np.empty(0, np.uint8), True,
+    )
+    if first >= 0:
+        fault = next(code for code, c in enumerate(counts) if c)
+        _fail(fault, first, bars, calendar, what)
+
+
+@dataclass(frozen=True)
+class GapInfo:
+    """A run of consecutive expected bars that are missing.
+
+    ``end_time`` is exclusive: ``end_time - start_time == bar_count * interval``.  Times are
+    timezone-aware, in the calendar's zone.
+    """
+
+    start_time: _dt.datetime
+    end_time: _dt.datetime
+    bar_count: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form: exchange-local times of day."""
+        return {
+            "start_time": self.start_time.strftime("%H:%M:%S"),
+            "end_time": self.end_time.strftime("%H:%M:%S"),
+            "bar_count": int(self.bar_count),
+        }
+
+
+class GapArrays(NamedTuple):
+    """Gaps as arrays: ``start_ns``, ``end_ns`` (exclusive), ``bar_count``; with the slot
+    counts they came from."""
+
+    start_ns: np.ndarray
+    end_ns: np.ndarray
+    bar_count: np.ndarray
+    expected: int
+    present: int
+    missing: int
+
+
+def gaps_on_grid(ts: np.ndarray, grid: Grid, until_ns: int | None = None) -> GapArrays:
+    """Gaps of slot starts ``ts`` on a grid (validated by the kernel: raises on a bad row)."""
+    until = _I64_MAX if until_ns is None else int(until_ns)
+    nw = grid.open_ns.shape[0]
+    cap = ts.shape[0] + nw + 1
+    starts = np.empty(cap, np.int64)
+    counts = np.empty(cap, np.int64)
+    n_runs, expected, present, missing, fault, row = _gaps.find_gaps_slots(
+        ts, grid.open_ns, grid.close_ns, grid.step_ns, until, starts, counts)
+    if fault:
+        raise BadBarError(
+            f"row {row}: {FAULTS[fault]} (ts={np.datetime64(int(ts[row]), 'ns')}Z)", row, fault)
+    starts, counts = starts[:n_runs].copy(), counts[:n_runs].copy()
+    if grid.step_ns > 0:
+        ends = starts + counts * grid.step_ns
+    else:
+        # Session slots: a run of whole sessions ends where its last session closes.
+        idx = np.searchsorted(grid.open_ns, starts) + counts - 1
+        ends = grid.close_ns[idx] if n_runs else starts.copy()
+    return GapArrays(starts, ends, counts, expected, present, missing)
+
+
+def gap_infos(gaps: GapArrays, tz) -> list[GapInfo]:
+    """``GapInfo`` objects (tz-aware datetimes in ``tz``) from gap arrays."""
+    utc = _dt.timezone.utc
+    epoch = _dt.datetime(1970, 1, 1, tzinfo=utc)
+    out = []
+    for s, e, c in zip(gaps.start_ns.tolist(), gaps.end_ns.tolist(), gaps.bar_count.tolist()):
+        start = (epoch + _dt.timedelta(microseconds=s // 1000)).astimezone(tz)
+        end = (epoch + _dt.timedelta(microseconds=e // 1000)).astimezone(tz)
+        out.append(GapInfo(start, end, int(c)))
+    return out
+
+
+def _interval_bars(bars: Bars, interval: Interval, base: Interval, calendar: Calendar) -> Bars:
+    """The bars of ``interval``: the bars themselves, or their resampling."""
+    if interval == base:
+        return bars
+    return resample(bars, interval, calendar, base=base)
+
+
+def find_gaps(bars: Bars, interval=None, calendar: Calendar | None = None, *, base=None,
+              start=None, end=None, until=None, as_arrays: bool = False):
+    """Find the bars that should exist and do not.
+
+    Expected slots are every step of ``interval`` inside the windows of the sessions the bars
+    touch (or of the sessions between ``start`` and ``end``).  A gap is a maximal run of
+    missing slots within one window: gaps never span a close or a break.
+
+    Parameters
+    ----------
+    bars : Bars
+        Bars of the base interval (or of ``interval`` itself).
+    interval : str, optional
+        The interval whose gaps are wanted; defaults to the bars' own.  A coarser interval is
+        made with :func:`resample` first, and a bucket with any base bar is present.
+    calendar : Calendar, optional
+        Defaults to ``Calendar.always()``.
+    start, end : optional
+        Times (ns, datetime, ISO string; naive means the calendar's zone) whose sessions are
+        expected, when they reach beyond the bars.
+    until : optional
+        Only slots that closed by this time count (a stream's clock, or the end of a file
+        that stops inside a session).
+    as_arrays : bool
+        Return a :class:`GapArrays` instead of a list of :class:`GapInfo`.
+    """
+    calendar = calendar or default_calendar()
+    base_iv = _base_of(bars, base) if len(bars) > 1 or base or bars.interval else None
+    target = parse_interval(interval) if interval is not None else base_iv
+    if target is None:
+        raise ValueError("find_gaps on fewer than two bars needs interval= (and base=)")
+    base_iv = base_iv or target
+    windows = session_windows(calendar, bars.ts, start, end)
+    source = _interval_bars(bars, target, base_iv, calendar)
+    grid = make_grid(windows, target, base_iv)
+    until_ns = None if until is None else _to_ns(until, calendar)
+    try:
+        gaps = gaps_on_grid(source.ts, grid, until_ns)
+    except BadBarError as exc:
+        raise BadBarError(f"find_gaps on calendar {calendar.name}: {exc}", exc.row,
+                          exc.fault) from None
+    return gaps if as_arrays else gap_infos(gaps, calendar.tz)
+
+
+@dataclass(frozen=True)
+class QualityReport:
+    """Data quality of one interval: ``score = 100 * coverage_sum / expected``.
+
+    ``present`` bars filled ``coverage_sum`` slots' worth of data (a derived bar counts by
+    its coverage); ``partial`` of them were incomplete; ``rejected`` counts bad bars dropped
+    by a ``drop`` policy, by reason.
+    """
+
+    interval: str
+    expected: int
+    present: int
+    missing: int
+    partial: int
+    coverage_sum: float
+    score: float
+    rejected: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "score": round(self.score, 4),
+            "expected": self.expected,
+            "present": self.present,
+            "missing": self.missing,
+            "partial": self.partial,
+            "coverage": round(self.coverage_sum, 6),
+            "rejected": dict(self.rejected),
+        }
+
+
+def score_on_grid(source: Bars, grid: Grid, interval: str, until_ns: int | None = None,
+                  rejected: dict[str, int] | None = None) -> QualityReport:
+    """Quality of validated bars laid on a grid."""
+    until = _I64_MAX if until_ns is None else int(until_ns)
+    coverage = source.coverage if source.coverage is not None else np.empty(0, np.float64)
+    expected, present, covered, partial = _quality.score_quality(
+        source.ts, coverage, grid.open_ns, grid.close_ns, grid.step_ns, until)
+    score = 100.0 * covered / expected if expected else 100.0
+    return QualityReport(interval, int(expected), int(present), int(expected - present),
+                         int(partial), float(covered), float(score), dict(rejected or {}))
+
+
+def quality(bars: Bars, interval=None, calendar: Calendar | None = None, *, base=None,
+            start=None, end=None, until=None) -> QualityReport:
+    """Score the data quality of an interval: ``100 * present / expected``.
+
+    A derived bar counts by its coverage: a 5m bar made of 3 of its 5 minutes counts 0.6.
+    Arguments are those of :func:`find_gaps`.  An interval with no expected slot scores 100.
+    """
+    calendar = calendar or default_calendar()
+    base_iv = _base_of(bars, base) if len(bars) > 1 or base or bars.interval else None
+    target = parse_interval(interval) if interval is not None else base_iv
+    if target is None:
+        raise ValueError("quality on fewer than two bars needs interval= (and base=)")
+    base_iv = base_iv or target
+    windows = session_windows(calendar, bars.ts, start, end)
+    source = _interval_bars(bars, target, base_iv, calendar)
+    if source is bars:
+        check_in_sessions(bars, windows, base_iv, calendar, "quality")
+    grid = make_grid(windows, target, base_iv)
+    until_ns = None if until is None else _to_ns(until, calendar)
+    return score_on_grid(source, grid, target.name, until_ns)

@@ -1,0 +1,318 @@
+"""``Bars``: the columnar container of OHLCV bars.
+
+Six NumPy columns of equal length: ``ts`` (int64 ns since the epoch, UTC, the bar's open
+time) and ``open``, ``high``, ``low``, ``close``, ``volume`` (float64).  Bars made by
+aggregation also carry ``count`` (base bars in each bar, int64) and ``coverage`` (count over
+the base slots the bar spans, float64).  Columns are read-only views; building a ``Bars`` from
+arrays of the right dtype and layout copies nothing.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ._core import validation as _validation
+from .intervals import Interval, parse_interval
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+    import pyarrow as pa
+
+PRICE_COLUMNS = ("open", "high", "low", "close", "volume")
+COLUMNS = ("ts",) + PRICE_COLUMNS
+FAULTS: dict[int, str] = dict(_validation.FAULTS)
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    view = a.view()
+    view.flags.writeable = False
+    return view
+
+
+def coerce_ts(values: Any, name: str = "ts") -> np.ndarray:
+    """Timestamps as a C-contiguous int64 ns UTC array (no copy when already so).
+
+    Accepts int64 nanoseconds, any ``datetime64`` unit, or a timezone-aware pandas index or
+    series (converted to UTC).  Naive datetimes are taken as UTC.
+    """
+    if hasattr(values, "dt") and hasattr(values, "array"):  # pandas Series of datetimes
+        values = values.array
+    if hasattr(values, "tz") and hasattr(values, "asi8"):  # DatetimeIndex / DatetimeArray
+        if values.tz is not None:
+            values = values.tz_convert("UTC").tz_localize(None)
+        values = np.asarray(values.astype("datetime64[ns]"))
+    arr = np.asarray(values)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be one-dimensional, got shape {arr.shape}")
+    if arr.dtype.kind == "M":
+        unit = np.datetime_data(arr.dtype)[0]
+        if unit != "ns":
+            arr = arr.astype("datetime64[ns]")
+        arr = arr.view(np.int64)
+    elif arr.dtype != np.int64:
+        if arr.dtype.kind in "iu" and arr.size and (arr.min() < -(2**63) or arr.max() >= 2**63):
+            raise ValueError(f"{name} does not fit int64 nanoseconds")
+        if arr.dtype.kind in "iu" or arr.size == 0:
+            arr = arr.astype(np.int64)
+        else:
+            raise TypeError(
+                f"{name} must be int64 nanoseconds or datetime64, got {arr.dtype} of shape "
+                f"{arr.shape}"
+            )
+    return np.ascontiguousarray(arr)
+
+
+def coerce_float(values: Any, name: str) -> np.ndarray:
+    """A price or volume column as a C-contiguous float64 array (no copy when already so)."""
+    arr = np.asarray(values)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be one-dimensional, got shape {arr.shape}")
+    if arr.dtype != np.float64:
+        if arr.dtype.kind not in "iuf" and not (arr.size == 0 and arr.dtype.kind == "O"):
+            raise TypeError(f"{name} must be numeric, got {arr.dtype} of shape {arr.shape}")
+        arr = arr.astype(np.float64)
+    return np.ascontiguousarray(arr)
+
+
+def describe_row(ts: np.ndarray, cols: dict[str, np.ndarray], row: int) -> str:
+    """``ts=2024-01-02T14:31:00Z open=1.1 ...`` for an error message."""
+    parts = [f"ts={np.datetime64(int(ts[row]), 'ns')}Z"]
+    parts += [f"{k}={cols[k][row]!r}" for k in PRICE_COLUMNS if k in cols]
+    return " ".join(parts)
+
+
+class BadBarError(ValueError):
+    """A bar broke the data contract.  ``row`` is its index in the input, ``fault`` its code."""
+
+    def __init__(self, message: str, row: int, fault: int):
+        super().__init__(message)
+        self.row = row
+        self.fault = fault
+
+
+def raise_first_fault(ts, cols, row: int, fault: int, where: str = "") -> None:
+    """Raise BadBarError for ``row`` with a message that says what and where."""
+    prefix = f"{where}: " if where else ""
+    raise BadBarError(
+        f"{prefix}row {row}: {FAULTS.get(fault, 'bad bar')} ({describe_row(ts, cols, row)})",
+        row,
+        fault,
+    )
+
+
+class Bars:
+    """Columnar OHLCV bars, sorted by open time.
+
+    Build with :meth:`from_arrays` or :meth:`from_pandas`; every constructor validates by
+    default (finite prices, high/low consistent with open/close, volume >= 0, strictly
+    increasing timestamps) and raises a ``ValueError`` naming the first offending row.
+    """
+
+    __slots__ = ("ts", "open", "high", "low", "close", "volume", "count", "coverage", "interval")
+
+    ts: np.ndarray
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    volume: np.ndarray
+    count: np.ndarray | None
+    coverage: np.ndarray | None
+    interval: Interval | None
+
+    def __init__(self, ts, open, high, low, close, volume, *, count=None, coverage=None,
+                 interval=None, validate=True):
+        ts = coerce_ts(ts)
+        cols = {name: coerce_float(v, name) for name, v in
+                zip(PRICE_COLUMNS, (open, high, low, close, volume))}
+        n = ts.shape[0]
+        for name, arr in cols.items():
+            if arr.shape[0] != n:
+                raise ValueError(f"column {name!r} has {arr.shape[0]} rows, ts has {n}")
+        if validate and n:
+            first, _counts = _validation.validate_bars(
+                ts, cols["open"], cols["high"], cols["low"], cols["close"], cols["volume"],
+                _EMPTY_I64, _EMPTY_I64, 0, _EMPTY_U8, True,
+            )
+            if first >= 0:
+                fault = next(code for code, c in enumerate(_counts) if c)
+                raise_first_fault(ts, cols, first, fault)
+        self.ts = _frozen(ts)
+        for name, arr in cols.items():
+            setattr(self, name, _frozen(arr))
+        if count is not None:
+            count = np.ascontiguousarray(count, dtype=np.int64)
+            if count.shape != (n,):
+                raise ValueError(f"count has shape {count.shape}, expected ({n},)")
+            count = _frozen(count)
+        if coverage is not None:
+            coverage = np.ascontiguousarray(coverage, dtype=np.float64)
+            if coverage.shape != (n,):
+                raise ValueError(f"coverage has shape {coverage.shape}, expected ({n},)")
+            coverage = _frozen(coverage)
+        self.count = count
+        self.coverage = coverage
+        self.interval = None if interval is None else parse_interval(interval)
+
+    # -- constructors ---------------------------------------------------------------------
+
+    @classmethod
+    def from_arrays(cls, ts, open, high, low, close, volume, *, interval=None,
+                    validate: bool = True) -> "Bars":
+        """Bars from six arrays; zero-copy when they are contiguous int64/float64.
+
+        Parameters
+        ----------
+        ts : array_like
+            Open times: int64 ns since the epoch (UTC), or datetime64.
+        open, high, low, close, volume : array_like
+            Numeric columns, converted to float64.
+        interval : str, optional
+            The bar interval (e.g. ``"1m"``); ``resample`` and ``find_gaps`` use it as the
+            base and infer it from the data when it is not given.
+        validate : bool, default True
+            Check the data contract and raise ``ValueError`` at the first bad row.
+        """
+        return cls(ts, open, high, low, close, volume, interval=interval, validate=validate)
+
+    @classmethod
+    def from_dict(cls, columns: dict, **kwargs) -> "Bars":
+        """Bars from a mapping with the keys ``ts, open, high, low, close, volume`` (and
+        optionally ``count``, ``coverage``)."""
+        missing = [c for c in COLUMNS if c not in columns]
+        if missing:
+            raise ValueError(f"missing columns: {', '.join(missing)}")
+        return cls(*(columns[c] for c in COLUMNS), count=columns.get("count"),
+                   coverage=columns.get("coverage"), **kwargs)
+
+    @classmethod
+    def empty(cls, interval=None) -> "Bars":
+        """No bars."""
+        return cls(_EMPTY_I64, *([_EMPTY_F64] * 5), interval=interval, validate=False)
+
+    @classmethod
+    def from_pandas(cls, df: "pd.DataFrame", *, ts_column: str | None = None, interval=None,
+                    validate: bool = True) -> "Bars":
+        """Bars from a DataFrame with ``open, high, low, close, volume`` columns.
+
+        The timestamps come from ``ts_column`` when given, else from a ``ts`` column, else from
+        a DatetimeIndex.  Timezone-aware timestamps are converted to UTC; naive ones are taken
+        as UTC.
+        """
+        missing = [c for c in PRICE_COLUMNS if c not in df.columns]
+        if missing:
+            raise ValueError(f"DataFrame lacks columns: {', '.join(missing)} "
+                             f"(has {', '.join(map(str, df.columns))})")
+        if ts_column is not None:
+            if ts_column not in df.columns:
+                raise ValueError(f"DataFrame has no column {ts_column!r}")
+            ts = df[ts_column]
+        elif "ts" in df.columns:
+            ts = df["ts"]
+        else:
+            ts = df.index
+            if getattr(ts, "dtype", None) is None or ts.dtype.kind not in "Mi" and \
+                    not str(ts.dtype).startswith("datetime64"):
+                raise ValueError("DataFrame needs a 'ts' column or a DatetimeIndex")
+        return cls(ts, *(df[c].to_numpy() for c in PRICE_COLUMNS), interval=interval,
+                   validate=validate)
+
+    @classmethod
+    def from_polars(cls, df, *, ts_column: str = "ts", interval=None,
+                    validate: bool = True) -> "Bars":
+        """Bars from a polars DataFrame (``ts`` as Datetime or int64 ns)."""
+        import polars as pl
+
+        if ts_column not in df.columns:
+            raise ValueError(f"polars DataFrame has no column {ts_column!r}")
+        ts = df[ts_column]
+        if ts.dtype != pl.Int64:
+            ts = ts.dt.convert_time_zone("UTC") if getattr(ts.dtype, "time_zone", None) else ts
+            ts = ts.dt.cast_time_unit("ns").cast(pl.Int64)
+        return cls(ts.to_numpy(), *(df[c].to_numpy() for c in PRICE_COLUMNS),
+                   interval=interval, validate=validate)
+
+    # -- conversions ----------------------------------------------------------------------
+
+    def columns(self) -> dict[str, np.ndarray]:
+        """The columns by name (read-only views)."""
+        out = {name: getattr(self, name) for name in COLUMNS}
+        if self.count is not None:
+            out["count"] = self.count
+        if self.coverage is not None:
+            out["coverage"] = self.coverage
+        return out
+
+    def to_pandas(self, tz: str | None = "UTC") -> "pd.DataFrame":
+        """A DataFrame indexed by a DatetimeIndex named ``ts`` (tz-aware, ``tz``)."""
+        import pandas as pd
+
+        index = pd.DatetimeIndex(self.ts.view("datetime64[ns]"), name="ts")
+        if tz is not None:
+            index = index.tz_localize("UTC").tz_convert(tz)
+        data = {k: v for k, v in self.columns().items() if k != "ts"}
+        return pd.DataFrame(data, index=index)
+
+    def to_arrow(self) -> "pa.Table":
+        """A pyarrow Table (``ts`` as timestamp[ns, UTC]); zero-copy for the columns."""
+        try:
+            import pyarrow as pa
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise ImportError("to_arrow needs pyarrow: pip install sessiondata[arrow]") from exc
+        arrays = [pa.array(self.ts.view("datetime64[ns]"), type=pa.timestamp("ns", tz="UTC"))]
+        names = ["ts"]
+        for k, v in self.columns().items():
+            if k != "ts":
+                arrays.append(pa.array(v))
+                names.append(k)
+        return pa.Table.from_arrays(arrays, names=names)
+
+    def to_polars(self):
+        """A polars DataFrame (``ts`` as Datetime('ns', 'UTC'))."""
+        import polars as pl
+
+        data = {k: v for k, v in self.columns().items()}
+        df = pl.DataFrame(data)
+        return df.with_columns(pl.col("ts").cast(pl.Datetime("ns", "UTC")))
+
+    # -- the container --------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return int(self.ts.shape[0])
+
+    def __getitem__(self, index) -> "Bars":
+        if not isinstance(index, slice):
+            raise TypeError("Bars supports slicing only (bars[a:b]); use .ts[i] for one value")
+        out = object.__new__(Bars)
+        for name in COLUMNS:
+            setattr(out, name, getattr(self, name)[index])
+        out.count = None if self.count is None else self.count[index]
+        out.coverage = None if self.coverage is None else self.coverage[index]
+        out.interval = self.interval
+        return out
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the columns."""
+        return sum(v.nbytes for v in self.columns().values())
+
+    def equals(self, other: "Bars") -> bool:
+        """Same columns, same values (NaN equal to NaN)."""
+        a, b = self.columns(), other.columns()
+        return a.keys() == b.keys() and all(
+            np.array_equal(a[k], b[k], equal_nan=a[k].dtype.kind == "f") for k in a)
+
+    def __repr__(self) -> str:
+        iv = f", interval={self.interval.name!r}" if self.interval else ""
+        if len(self) == 0:
+            return f"Bars(0 bars{iv})"
+        first = np.datetime64(int(self.ts[0]), "ns")
+        last = np.datetime64(int(self.ts[-1]), "ns")
+        return f"Bars({len(self)} bars{iv}, {first}Z .. {last}Z)"
+
+
+_EMPTY_I64 = np.empty(0, np.int64)
+_EMPTY_F64 = np.empty(0, np.float64)
+_EMPTY_U8 = np.empty(0, np.uint8)
