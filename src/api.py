@@ -7,6 +7,8 @@ what is cheap to validate, and hands the arrays to one compiled pass.
 from __future__ import annotations
 
 import datetime as _dt
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -170,25 +172,91 @@ def resample(bars: Bars, interval, calendar: Calendar | None = None, *, base=Non
         # Session buckets contain the breaks, so check the bars against the real windows.
         check_in_sessions(bars, windows, base_iv, calendar, "resample")
     grid = make_grid(windows, target, base_iv)
-    cap = min(n, _aggregation.bucket_capacity(grid.open_ns, grid.close_ns, grid.step_ns,
-                                              int(bars.ts[0]), int(bars.ts[-1])))
-    out_ts = np.empty(cap, np.int64)
-    out_f = [np.empty(cap, np.float64) for _ in range(5)]
-    out_count = np.empty(cap, np.int64)
-    out_cov = np.empty(cap, np.float64)
-    m, fault, row = _aggregation.aggregate_bars(
-        bars.ts, bars.open, bars.high, bars.low, bars.close, bars.volume,
-        grid.open_ns, grid.close_ns, grid.base_slots, grid.step_ns, grid.base_ns,
-        out_ts, *out_f, out_count, out_cov,
-    )
-    if fault:
-        _fail(fault, row, bars, calendar, f"resample to {target.name}")
-    cols = [out_ts] + out_f + [out_count, out_cov]
-    if m < cap // 2:  # do not keep a large, mostly empty block alive
+    cols, m = _aggregate(bars, grid, calendar, target)
+    if m < cols[0].shape[0] // 2:  # do not keep a large, mostly empty block alive
         cols = [c[:m].copy() for c in cols]
     else:
         cols = [c[:m] for c in cols]
     return Bars(*cols[:6], count=cols[6], coverage=cols[7], interval=target, validate=False)
+
+
+def _chunks(ts: np.ndarray, g_open: np.ndarray, parts: int) -> list[tuple[int, int, int, int]]:
+    """Split bars and grid windows into ``parts`` independent pieces at window opens, as
+    (first bar, end bar, first window, end window).  Buckets never span a window, so the
+    pieces aggregate independently."""
+    n, nw = ts.shape[0], g_open.shape[0]
+    cuts = [(0, 0)]
+    for j in range(1, parts):
+        k = int(np.searchsorted(g_open, ts[n * j // parts], side="right"))
+        if k <= cuts[-1][1] or k >= nw:
+            continue
+        cuts.append((int(np.searchsorted(ts, g_open[k])), k))
+    cuts.append((n, nw))
+    return [(b0, b1, w0, w1) for (b0, w0), (b1, w1) in zip(cuts[:-1], cuts[1:])]
+
+
+def _aggregate(bars: Bars, grid: Grid, calendar: Calendar, target: Interval):
+    """Run the aggregation kernel, on several threads for large inputs; returns the output
+    columns (allocated to an upper bound) and how many rows hold bars."""
+    n = len(bars)
+    parts = thread_count(n)
+    pieces = _chunks(bars.ts, grid.open_ns, parts) if parts > 1 else [(0, n, 0, len(grid.open_ns))]
+    caps = [
+        0 if b1 == b0 else
+        min(b1 - b0, _aggregation.bucket_capacity(grid.open_ns[w0:w1], grid.close_ns[w0:w1],
+                                                   grid.step_ns, int(bars.ts[b0]),
+                                                   int(bars.ts[b1 - 1])))
+        for b0, b1, w0, w1 in pieces
+    ]
+    offsets = np.r_[0, np.cumsum(caps)].astype(int)
+    total = int(offsets[-1])
+    cols = [np.empty(total, np.int64)] + [np.empty(total, np.float64) for _ in range(5)]
+    cols += [np.empty(total, np.int64), np.empty(total, np.float64)]
+    src = (bars.ts, bars.open, bars.high, bars.low, bars.close, bars.volume)
+
+    def run(j):
+        b0, b1, w0, w1 = pieces[j]
+        lo, hi = offsets[j], offsets[j + 1]
+        if b1 == b0:
+            return 0, 0, -1
+        return _aggregation.aggregate_bars(
+            *(a[b0:b1] for a in src),
+            grid.open_ns[w0:w1], grid.close_ns[w0:w1], grid.base_slots[w0:w1],
+            grid.step_ns, grid.base_ns, *(c[lo:hi] for c in cols))
+
+    results = list(_pool().map(run, range(len(pieces)))) if len(pieces) > 1 else [run(0)]
+    m = 0
+    for j, (written, fault, row) in enumerate(results):
+        if fault:
+            _fail(fault, pieces[j][0] + row, bars, calendar, f"resample to {target.name}")
+        lo = offsets[j]
+        if lo != m:  # close the hole an earlier piece left (it had gaps)
+            for c in cols:
+                c[m:m + written] = c[lo:lo + written]
+        m += written
+    return cols, m
+
+
+PARALLEL_MIN_BARS = 1_000_000
+_POOL: ThreadPoolExecutor | None = None
+
+
+def thread_count(n: int) -> int:
+    """Threads for one call over n bars: 1 below PARALLEL_MIN_BARS, else the cores (or the
+    SESSIONDATA_THREADS environment variable)."""
+    if n < PARALLEL_MIN_BARS:
+        return 1
+    env = os.environ.get("SESSIONDATA_THREADS")
+    if env:
+        return max(1, int(env))
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="sessiondata")
+    return _POOL
 
 
 def check_in_sessions(bars: Bars, windows: Windows, base: Interval, calendar: Calendar,
@@ -239,24 +307,43 @@ class GapArrays(NamedTuple):
 
 
 def gaps_on_grid(ts: np.ndarray, grid: Grid, until_ns: int | None = None) -> GapArrays:
-    """Gaps of slot starts ``ts`` on a grid (validated by the kernel: raises on a bad row)."""
+    """Gaps of slot starts ``ts`` on a grid (validated by the kernel: raises on a bad row).
+
+    Large inputs run on several threads, split at window opens (runs never cross a window).
+    """
     until = _I64_MAX if until_ns is None else int(until_ns)
-    nw = grid.open_ns.shape[0]
-    cap = ts.shape[0] + nw + 1
-    starts = np.empty(cap, np.int64)
-    counts = np.empty(cap, np.int64)
-    n_runs, expected, present, missing, fault, row = _gaps.find_gaps_slots(
-        ts, grid.open_ns, grid.close_ns, grid.step_ns, until, starts, counts)
-    if fault:
-        raise BadBarError(
-            f"row {row}: {FAULTS[fault]} (ts={np.datetime64(int(ts[row]), 'ns')}Z)", row, fault)
-    starts, counts = starts[:n_runs].copy(), counts[:n_runs].copy()
+    n = ts.shape[0]
+    parts = thread_count(n)
+    pieces = _chunks(ts, grid.open_ns, parts) if parts > 1 else [(0, n, 0, len(grid.open_ns))]
+
+    def run(j):
+        b0, b1, w0, w1 = pieces[j]
+        cap = (b1 - b0) + (w1 - w0) + 1
+        starts = np.empty(cap, np.int64)
+        counts = np.empty(cap, np.int64)
+        result = _gaps.find_gaps_slots(ts[b0:b1], grid.open_ns[w0:w1], grid.close_ns[w0:w1],
+                                       grid.step_ns, until, starts, counts)
+        return starts, counts, result
+
+    results = list(_pool().map(run, range(len(pieces)))) if len(pieces) > 1 else [run(0)]
+    expected = present = missing = 0
+    all_starts, all_counts = [], []
+    for j, (starts, counts, (n_runs, e, p, mi, fault, row)) in enumerate(results):
+        if fault:
+            row += pieces[j][0]
+            raise BadBarError(f"row {row}: {FAULTS[fault]} "
+                              f"(ts={np.datetime64(int(ts[row]), 'ns')}Z)", row, fault)
+        all_starts.append(starts[:n_runs])
+        all_counts.append(counts[:n_runs])
+        expected, present, missing = expected + e, present + p, missing + mi
+    starts = np.concatenate(all_starts) if len(all_starts) > 1 else all_starts[0].copy()
+    counts = np.concatenate(all_counts) if len(all_counts) > 1 else all_counts[0].copy()
     if grid.step_ns > 0:
         ends = starts + counts * grid.step_ns
     else:
         # Session slots: a run of whole sessions ends where its last session closes.
         idx = np.searchsorted(grid.open_ns, starts) + counts - 1
-        ends = grid.close_ns[idx] if n_runs else starts.copy()
+        ends = grid.close_ns[idx] if len(starts) else starts.copy()
     return GapArrays(starts, ends, counts, expected, present, missing)
 
 
