@@ -9,11 +9,20 @@ from .api import GapArrays, GapInfo, Grid, QualityReport, find_gaps, quality, re
 from .bars import Bars, BadBarError
 from .calendar import Calendar, Windows
 from .intervals import Interval, parse_interval
+from .session import SessionData, SymbolSessionData
+from .processing import DataProcessor, DataQualityManager
+from .coordinator import SessionCoordinator, SessionSummary
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Bars",
+    "DataProcessor",
+    "DataQualityManager",
+    "SessionCoordinator",
+    "SessionData",
+    "SessionSummary",
+    "SymbolSessionData",
     "BadBarError",
     "Calendar",
     "GapArrays",

@@ -291,3 +291,56 @@ cdef class SymbolStream:
         for k in range(self.n_derived):
             total += self.derived[k].n * 64
         return total
+
+
+cdef class SessionCore:
+    """The compiled base of ``SessionData``: the registry dict and the per-bar fast path.
+
+    ``add_bar`` looks the symbol up and pushes the bar into its stream without releasing the
+    GIL and without running any Python code in between, so under the GIL it is atomic with
+    respect to every other registry operation (all of which hold the GIL too).  A stream busy
+    with a batch (which runs without the GIL, under the registry lock) sends the bar to
+    ``_add_bar_waiting``, which the Python class implements by taking that lock.
+    """
+    cdef public dict _symbols        # symbol -> SymbolSessionData (with a ``_stream``)
+    cdef public dict _unknown_bars   # symbol -> bars offered for a symbol not registered
+    cdef public i64 _clock           # latest bar end seen, or a later time set by advance
+    cdef public bint _raise_on_bad
+
+    def __cinit__(self):
+        self._symbols = {}
+        self._unknown_bars = {}
+        self._clock = NO_BAR
+        self._raise_on_bad = True
+
+    def add_bar(self, symbol, i64 ts, f64 open, f64 high, f64 low, f64 close, f64 volume):
+        """Offer one base bar of ``symbol``.
+
+        Returns 0 when it was stored, -1 when the symbol is not registered (counted in
+        ``unknown_bars``), or, under the ``drop`` policy, the fault code of a dropped bar.
+        Under the ``raise`` policy a bad bar raises ``BadBarError``.
+        """
+        cdef object entry = self._symbols.get(symbol)
+        cdef SymbolStream stream
+        cdef int f
+        if entry is None:
+            self._unknown_bars[symbol] = self._unknown_bars.get(symbol, 0) + 1
+            return -1
+        stream = <SymbolStream?> entry._stream
+        if stream.busy:
+            return self._add_bar_waiting(symbol, ts, open, high, low, close, volume)
+        f = stream._accept(ts, open, high, low, close, volume)
+        if f == FAULT_NONE:
+            if ts + stream.base_ns > self._clock:
+                self._clock = ts + stream.base_ns
+            return 0
+        if f == FAULT_OVERFLOW:
+            raise MemoryError("no memory left for bars")
+        stream.rejected[f] += 1
+        if self._raise_on_bad:
+            self._bad_bar(symbol, f, ts, open, high, low, close, volume)
+        return f
+
+    def _note_clock(self, i64 end_ns):
+        if end_ns > self._clock:
+            self._clock = end_ns

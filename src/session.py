@@ -1,0 +1,448 @@
+"""``SessionData``: the single registry of the symbols of a trading session.
+
+``SessionData._symbols`` maps each symbol to its :class:`SymbolSessionData`, and is the only
+record of which symbols exist, which are loaded, which derived intervals each has and what
+their gaps and quality are.  Every other component asks it; none keeps a copy.  One lock
+guards the registry and every change to what it holds; reads hand out snapshots.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import threading
+import unicodedata
+from typing import Any, Iterable
+
+import numpy as np
+
+from ._core.stream import SessionCore, SymbolStream
+from .api import (
+    GapInfo,
+    Grid,
+    QualityReport,
+    default_calendar,
+    make_grid,
+)
+from .bars import COLUMNS, FAULTS, Bars, BadBarError, coerce_float, coerce_ts, describe_row
+from .calendar import Calendar, Windows
+from .intervals import Interval, check_derivable, parse_interval
+
+POLICIES = ("raise", "drop")
+
+
+def check_symbol(symbol: Any) -> str:
+    """A symbol must be a non-empty string without control characters."""
+    if not isinstance(symbol, str):
+        raise TypeError(f"symbol must be a string, got {type(symbol).__name__}")
+    if not symbol or symbol.strip() != symbol:
+        raise ValueError(f"symbol {symbol!r} is empty or has surrounding spaces")
+    bad = [ch for ch in symbol if unicodedata.category(ch).startswith("C")]
+    if bad:
+        raise ValueError(f"symbol {symbol!r} contains control characters")
+    return symbol
+
+
+class SymbolSessionData:
+    """The bars of one symbol in the session: base bars and every derived interval.
+
+    Attributes
+    ----------
+    symbol : str
+    base_interval : str
+        The interval of the bars that arrive (e.g. ``"1m"``).
+    derived_intervals : list[str]
+        Intervals made from the base bars (e.g. ``["5m", "15m", "1h"]``).
+    is_loaded : bool
+        Set when the load phase finished.
+    bar_gaps : dict[str, list[GapInfo]]
+        Gaps per interval, as last computed by the quality manager.
+    quality : dict[str, QualityReport]
+        Quality per interval, as last computed.
+    """
+
+    def __init__(self, symbol: str, base_interval: Interval, stream: SymbolStream):
+        self.symbol = symbol
+        self.base_interval = base_interval.name
+        self.derived_intervals: list[str] = []
+        self.is_loaded = False
+        self.bar_gaps: dict[str, list[GapInfo]] = {}
+        self.quality: dict[str, QualityReport] = {}
+        self._stream = stream
+        self._slot: dict[str, int] = {base_interval.name: -1}  # interval -> store index
+        self._session: "SessionData | None" = None
+
+    # -- reads (snapshots) ----------------------------------------------------------------
+
+    def intervals(self) -> list[str]:
+        """The base interval, then the derived ones."""
+        return [self.base_interval] + list(self.derived_intervals)
+
+    def bars(self, interval: str | None = None) -> Bars:
+        """A snapshot of the bars held for ``interval`` (default: the base interval)."""
+        name = self.base_interval if interval is None else parse_interval(interval).name
+        try:
+            k = self._slot[name]
+        except KeyError:
+            raise KeyError(f"{self.symbol} has no interval {name!r} "
+                           f"(has {', '.join(self.intervals())})") from None
+        cols = self._stream.bars(k)
+        return Bars(cols["ts"], cols["open"], cols["high"], cols["low"], cols["close"],
+                    cols["volume"], count=cols.get("count"), coverage=cols.get("coverage"),
+                    interval=name, validate=False)
+
+    def bar_count(self, interval: str | None = None) -> int:
+        name = self.base_interval if interval is None else parse_interval(interval).name
+        return self._stream.count(self._slot[name])
+
+    @property
+    def rejected(self) -> dict[str, int]:
+        """Bars refused by the validation, by reason."""
+        return {FAULTS[code]: int(n) for code, n in enumerate(self._stream.rejected)
+                if n and code in FAULTS}
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes allocated for the bars held."""
+        return int(self._stream.nbytes)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict: per interval, the bar count, quality and gaps (the gap schema
+        of the specification: ``gap_count``, ``missing_bars``, ``ranges`` with exchange-local
+        times of day)."""
+        intervals = {}
+        for name in self.intervals():
+            gaps = self.bar_gaps.get(name, [])
+            entry: dict[str, Any] = {"bars": self.bar_count(name)}
+            if name in self.quality:
+                entry["quality"] = self.quality[name].to_dict()
+            entry["gaps"] = {
+                "gap_count": len(gaps),
+                "missing_bars": int(sum(g.bar_count for g in gaps)),
+                "ranges": [g.to_dict() for g in gaps],
+            }
+            intervals[name] = entry
+        return {
+            "symbol": self.symbol,
+            "base_interval": self.base_interval,
+            "derived_intervals": list(self.derived_intervals),
+            "is_loaded": self.is_loaded,
+            "rejected": self.rejected,
+            "intervals": intervals,
+        }
+
+    def __repr__(self) -> str:
+        return (f"SymbolSessionData({self.symbol!r}, base={self.base_interval}, "
+                f"derived={self.derived_intervals}, bars={len(self._stream)}, "
+                f"loaded={self.is_loaded})")
+
+
+class SessionData(SessionCore):
+    """The registry of the symbols of one trading session, behind one lock.
+
+    Parameters
+    ----------
+    calendar : Calendar, optional
+        Defaults to ``Calendar.always()``.
+    on_bad : {"raise", "drop"}
+        What a bad bar does: raise ``BadBarError`` (the bar is not stored, nothing held is
+        lost), or be dropped and counted in the quality report.
+    """
+
+    def __init__(self, calendar: Calendar | None = None, *, on_bad: str = "raise"):
+        if on_bad not in POLICIES:
+            raise ValueError(f"on_bad must be one of {POLICIES}, got {on_bad!r}")
+        self.calendar = calendar or default_calendar()
+        self.on_bad = on_bad
+        self._raise_on_bad = on_bad == "raise"
+        self._lock = threading.Lock()
+        # The registry itself, ``_symbols: dict[str, SymbolSessionData]``, and the bars
+        # offered for unknown symbols live in the compiled base class (``SessionCore``),
+        # whose ``add_bar`` is the per-bar fast path.
+        self._session: np.datetime64 | None = None
+        self._windows: Windows | None = None
+        self._grids: dict[tuple[str, str], Grid] = {}
+
+    # -- the session ----------------------------------------------------------------------
+
+    @property
+    def session(self) -> np.datetime64 | None:
+        """The label of the active session, or None."""
+        return self._session
+
+    @property
+    def windows(self) -> Windows | None:
+        """The active session's windows."""
+        return self._windows
+
+    @property
+    def is_active(self) -> bool:
+        return self._session is not None
+
+    def start_session(self, session) -> None:
+        """Make ``session`` (a trading date of the calendar) the active session.  The registry
+        starts empty."""
+        windows = self.calendar.session_windows(session)
+        with self._lock:
+            if self._session is not None:
+                raise RuntimeError(f"session {self._session} is still active; end it first")
+            self._session = windows.sessions[0]
+            self._windows = windows
+            self._grids = {}
+            self._symbols = {}
+            self._clock = _NO_CLOCK
+            self._unknown_bars = {}
+
+    def end_session(self) -> None:
+        """Deactivate the session and clear the registry (``SessionCoordinator.stop`` first
+        closes the derived bars and scores the session)."""
+        with self._lock:
+            self._session = None
+            self._windows = None
+            self._symbols = {}
+            self._grids = {}
+            self._clock = _NO_CLOCK
+
+    def grid(self, interval: str, base: str) -> Grid:
+        """The grid of ``interval`` for bars of ``base`` on the active session (cached)."""
+        key = (interval, base)
+        grid = self._grids.get(key)
+        if grid is None:
+            if self._windows is None:
+                raise RuntimeError("no active session")
+            grid = make_grid(self._windows, parse_interval(interval), parse_interval(base))
+            self._grids[key] = grid
+        return grid
+
+    @property
+    def clock_ns(self) -> int | None:
+        """The session's clock: the latest bar end seen, or a later time set by advance()."""
+        return None if self._clock == _NO_CLOCK else int(self._clock)
+
+    def advance(self, now_ns: int) -> int:
+        """Move the clock to ``now_ns``: every derived bar whose bucket ended closes.  Returns
+        how many closed."""
+        with self._lock:
+            self._note_clock(int(now_ns))
+            return sum(entry._stream.advance(self._clock) for entry in self._symbols.values())
+
+    # -- the registry ---------------------------------------------------------------------
+
+    def add_symbol(self, symbol: str, base_interval: str = "1m",
+                   derived_intervals: Iterable[str] = ()) -> SymbolSessionData:
+        """Register a symbol for the active session.
+
+        Adding a symbol that is already there keeps its bars; derived intervals not yet
+        present are added (and filled from the base bars held).  A different base interval
+        is an error.
+        """
+        check_symbol(symbol)
+        base = parse_interval(base_interval)
+        derived = [parse_interval(d) for d in derived_intervals]
+        for d in derived:
+            check_derivable(base, d)
+        with self._lock:
+            if self._windows is None:
+                raise RuntimeError(f"cannot add {symbol!r}: no active session (start one first)")
+            entry = self._symbols.get(symbol)
+            if entry is None:
+                stream = SymbolStream(self._windows.open_ns, self._windows.close_ns, base.ns)
+                entry = SymbolSessionData(symbol, base, stream)
+                entry._session = self
+                self._symbols[symbol] = entry
+            elif entry.base_interval != base.name:
+                raise ValueError(f"{symbol!r} is registered with base interval "
+                                 f"{entry.base_interval}, not {base.name}")
+            for d in derived:
+                self._add_derived(entry, d)
+            return entry
+
+    def _add_derived(self, entry: SymbolSessionData, interval: Interval) -> None:
+        if interval.name in entry._slot:
+            return
+        grid = self.grid(interval.name, entry.base_interval)
+        k = entry._stream.add_derived(grid.open_ns, grid.close_ns, grid.base_slots,
+                                      grid.step_ns)
+        entry._slot[interval.name] = k
+        entry.derived_intervals.append(interval.name)
+
+    def remove_symbol(self, symbol: str) -> bool:
+        """Drop a symbol and everything held for it; False when it was not there."""
+        with self._lock:
+            return self._symbols.pop(symbol, None) is not None
+
+    def mark_loaded(self, symbol: str) -> None:
+        with self._lock:
+            entry = self._symbols.get(symbol)
+            if entry is None:
+                raise KeyError(f"unknown symbol {symbol!r}")
+            entry.is_loaded = True
+
+    def get_symbol_data(self, symbol: str) -> SymbolSessionData | None:
+        """The entry of a symbol, or None."""
+        with self._lock:
+            return self._symbols.get(symbol)
+
+    def get_active_symbols(self) -> list[str]:
+        """The symbols of the active session (empty when no session is active)."""
+        with self._lock:
+            return list(self._symbols)
+
+    def get_loaded_symbols(self) -> list[str]:
+        with self._lock:
+            return [s for s, e in self._symbols.items() if e.is_loaded]
+
+    def get_symbols_with_derived(self) -> list[str]:
+        with self._lock:
+            return [s for s, e in self._symbols.items() if e.derived_intervals]
+
+    def get_derived_intervals(self, symbol: str) -> list[str]:
+        """The derived intervals of a symbol (a copy); empty for an unknown symbol."""
+        with self._lock:
+            entry = self._symbols.get(symbol)
+            return list(entry.derived_intervals) if entry is not None else []
+
+    def set_gaps(self, symbol: str, interval: str, gaps: list[GapInfo]) -> bool:
+        """Store the gaps of an interval; False (and nothing stored) for a removed symbol."""
+        with self._lock:
+            entry = self._symbols.get(symbol)
+            if entry is None:
+                return False
+            entry.bar_gaps[parse_interval(interval).name] = list(gaps)
+            return True
+
+    def set_quality(self, symbol: str, interval: str, quality: QualityReport) -> bool:
+        """Store the quality of an interval; False (and nothing stored) for a removed symbol."""
+        with self._lock:
+            entry = self._symbols.get(symbol)
+            if entry is None:
+                return False
+            entry.quality[parse_interval(interval).name] = quality
+            return True
+
+    @property
+    def unknown_bars(self) -> dict[str, int]:
+        """Bars that arrived for symbols not in the registry (unknown or removed), by symbol."""
+        with self._lock:
+            return dict(self._unknown_bars)
+
+    # -- bars in --------------------------------------------------------------------------
+
+    # ``add_bar(symbol, ts, open, high, low, close, volume)`` is inherited from the compiled
+    # ``SessionCore``: 0 when stored, -1 for a symbol not registered (counted in
+    # ``unknown_bars``), the fault code of a bar the ``drop`` policy dropped; under ``raise``
+    # a bad bar raises ``BadBarError`` (the bar is not stored, nothing held is lost).
+
+    def _add_bar_waiting(self, symbol, ts, open, high, low, close, volume) -> int:
+        """The slow path of add_bar: the symbol's stream is busy with a batch, which holds the
+        lock; wait for it, then push."""
+        with self._lock:
+            return self.add_bar(symbol, ts, open, high, low, close, volume)
+
+    def _bad_bar(self, symbol, fault, ts, open, high, low, close, volume) -> None:
+        raise BadBarError(
+            f"{symbol}: {FAULTS[fault]} (ts={np.datetime64(int(ts), 'ns')}Z open={open!r} "
+            f"high={high!r} low={low!r} close={close!r} volume={volume!r})", -1, fault)
+
+    def add_bars(self, symbol: str, bars: Bars | dict | None = None, **columns) -> int:
+        """Offer a batch of base bars of ``symbol`` (a ``Bars``, a dict of columns, or the
+        columns as keywords), in one compiled pass.
+
+        Returns how many were stored.  With the ``raise`` policy the first bad bar raises
+        ``BadBarError`` naming the symbol and row; the bars before it are kept.  With
+        ``drop`` bad bars are dropped and counted.  A symbol not in the registry gets nothing
+        stored; its bars are counted in ``unknown_bars`` and 0 is returned.
+        """
+        cols = _columns_of(bars, columns)
+        n = cols["ts"].shape[0]
+        with self._lock:
+            entry = self._symbols.get(symbol)
+            if entry is None:
+                self._unknown_bars[symbol] = self._unknown_bars.get(symbol, 0) + n
+                return 0
+            accepted, first, fault = entry._stream.push_many(
+                cols["ts"], cols["open"], cols["high"], cols["low"], cols["close"],
+                cols["volume"], self.on_bad == "raise")
+            if accepted:
+                self._note_clock(entry._stream.last_ns + entry._stream.base_ns)
+        if first >= 0 and self.on_bad == "raise":
+            raise BadBarError(f"{symbol}: row {first}: {FAULTS[fault]} "
+                              f"({describe_row(cols['ts'], cols, first)}); "
+                              f"{accepted} bars before it were stored", first, fault)
+        return int(accepted)
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def get_bars(self, symbol: str, interval: str | None = None) -> Bars:
+        """A snapshot of the bars of ``symbol`` for ``interval``."""
+        with self._lock:
+            entry = self._symbols.get(symbol)
+            if entry is None:
+                raise KeyError(f"unknown symbol {symbol!r}")
+            return entry.bars(interval)
+
+    def session_info(self) -> dict[str, Any]:
+        """The session's label, calendar and windows, for exports."""
+        if self._session is None or self._windows is None:
+            return {"session": None, "calendar": self.calendar.name,
+                    "timezone": str(self.calendar.tz.key)}
+        tz = self.calendar.tz
+        opens = [_local(t, tz) for t in self._windows.open_ns.tolist()]
+        closes = [_local(t, tz) for t in self._windows.close_ns.tolist()]
+        label = str(self._session)
+        return {
+            "session": label,
+            "calendar": self.calendar.name,
+            "timezone": str(tz.key),
+            "windows": [{"open": o.isoformat(), "close": c.isoformat()}
+                        for o, c in zip(opens, closes)],
+            "starts_previous_day": opens[0].date().isoformat() < label,
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        """The whole session as a JSON-ready dict (an empty session is valid and empty)."""
+        with self._lock:
+            entries = list(self._symbols.values())
+            info = self.session_info()
+            unknown = dict(self._unknown_bars)
+            symbols = {e.symbol: e.to_json() for e in entries}
+        info["symbols"] = symbols
+        info["unknown_bars"] = unknown
+        return info
+
+    def memory(self) -> dict[str, int]:
+        """Bytes allocated for bars and bytes of the bars held."""
+        with self._lock:
+            entries = list(self._symbols.values())
+            allocated = sum(e._stream.nbytes for e in entries)
+            held = sum(e._stream.held_nbytes for e in entries)
+        return {"allocated": int(allocated), "held": int(held)}
+
+    def __repr__(self) -> str:
+        return (f"SessionData(session={self._session}, calendar={self.calendar.name}, "
+                f"symbols={len(self._symbols)})")
+
+
+_NO_CLOCK = -(2**63)
+
+
+def _local(ns: int, tz) -> _dt.datetime:
+    epoch = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+    return (epoch + _dt.timedelta(microseconds=ns // 1000)).astimezone(tz)
+
+
+def _columns_of(bars, columns: dict) -> dict[str, np.ndarray]:
+    """Coerced columns from a Bars, a mapping or keywords (validation happens in the kernel)."""
+    if isinstance(bars, Bars):
+        return {name: getattr(bars, name) for name in COLUMNS}
+    source = dict(bars) if bars is not None else {}
+    source.update(columns)
+    missing = [c for c in COLUMNS if c not in source]
+    if missing:
+        raise ValueError(f"missing columns: {', '.join(missing)}")
+    cols = {"ts": coerce_ts(source["ts"])}
+    for name in COLUMNS[1:]:
+        cols[name] = coerce_float(source[name], name)
+        if cols[name].shape != cols["ts"].shape:
+            raise ValueError(f"column {name!r} has {cols[name].shape[0]} rows, "
+                             f"ts has {cols['ts'].shape[0]}")
+    return cols
