@@ -195,11 +195,13 @@ def _chunks(ts: np.ndarray, g_open: np.ndarray, parts: int) -> list[tuple[int, i
     return [(b0, b1, w0, w1) for (b0, w0), (b1, w1) in zip(cuts[:-1], cuts[1:])]
 
 
-def _aggregate(bars: Bars, grid: Grid, calendar: Calendar, target: Interval):
-    """Run the aggregation kernel, on several threads for large inputs; returns the output
-    columns (allocated to an upper bound) and how many rows hold bars."""
+def _aggregate(bars: Bars, grid: Grid, calendar: Calendar, target: Interval,
+               parts: int | None = None, out: list[np.ndarray] | None = None):
+    """Run the aggregation kernel, on several threads for large inputs (or ``parts``);
+    returns the output columns (allocated to an upper bound, or ``out`` when given and long
+    enough) and how many rows hold bars."""
     n = len(bars)
-    parts = thread_count(n)
+    parts = thread_count(n) if parts is None else parts
     pieces = _chunks(bars.ts, grid.open_ns, parts) if parts > 1 else [(0, n, 0, len(grid.open_ns))]
     caps = [
         0 if b1 == b0 else
@@ -210,8 +212,11 @@ def _aggregate(bars: Bars, grid: Grid, calendar: Calendar, target: Interval):
     ]
     offsets = np.r_[0, np.cumsum(caps)].astype(int)
     total = int(offsets[-1])
-    cols = [np.empty(total, np.int64)] + [np.empty(total, np.float64) for _ in range(5)]
-    cols += [np.empty(total, np.int64), np.empty(total, np.float64)]
+    if out is not None and out[0].shape[0] >= total:
+        cols = out
+    else:
+        cols = [np.empty(total, np.int64)] + [np.empty(total, np.float64) for _ in range(5)]
+        cols += [np.empty(total, np.int64), np.empty(total, np.float64)]
     src = (bars.ts, bars.open, bars.high, bars.low, bars.close, bars.volume)
 
     def run(j):
@@ -306,14 +311,16 @@ class GapArrays(NamedTuple):
     missing: int
 
 
-def gaps_on_grid(ts: np.ndarray, grid: Grid, until_ns: int | None = None) -> GapArrays:
+def gaps_on_grid(ts: np.ndarray, grid: Grid, until_ns: int | None = None,
+                 parts: int | None = None) -> GapArrays:
     """Gaps of slot starts ``ts`` on a grid (validated by the kernel: raises on a bad row).
 
-    Large inputs run on several threads, split at window opens (runs never cross a window).
+    Large inputs run on several threads (or ``parts``), split at window opens (runs never
+    cross a window).
     """
     until = _I64_MAX if until_ns is None else int(until_ns)
     n = ts.shape[0]
-    parts = thread_count(n)
+    parts = thread_count(n) if parts is None else parts
     pieces = _chunks(ts, grid.open_ns, parts) if parts > 1 else [(0, n, 0, len(grid.open_ns))]
 
     def run(j):

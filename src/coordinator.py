@@ -142,6 +142,10 @@ class SessionCoordinator:
             raise RuntimeError("no active session")
         if until_ns is None:
             self.processor.finish()
+            # The whole session counts: without an explicit bound the quality manager would
+            # fall back to the session clock (the last bar seen), and a feed that stopped
+            # early would score 100 with its missing tail unreported.
+            until_ns = int(sd.windows.close_ns[-1])
         else:
             sd.advance(until_ns)
         self.quality.calculate_all(until_ns)

@@ -69,9 +69,16 @@ def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
     return path
 
 
-def write_json(path: str | os.PathLike, obj: Any) -> Path:
-    """Write a JSON document atomically (UTF-8, 2-space indent)."""
-    return write_atomic(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+def dumps_compact(obj: Any) -> str:
+    """JSON text with no indentation (the C encoder: several times faster than indent=)."""
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n"
+
+
+def write_json(path: str | os.PathLike, obj: Any, *, indent: int | None = 2) -> Path:
+    """Write a JSON document atomically (UTF-8; ``indent=None`` for compact output)."""
+    if indent is None:
+        return write_atomic(path, dumps_compact(obj))
+    return write_atomic(path, json.dumps(obj, indent=indent, ensure_ascii=False) + "\n")
 
 
 def _iso_utc(ns: np.ndarray) -> list[str]:

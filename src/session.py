@@ -385,18 +385,8 @@ class SessionData(SessionCore):
         if self._session is None or self._windows is None:
             return {"session": None, "calendar": self.calendar.name,
                     "timezone": str(self.calendar.tz.key)}
-        tz = self.calendar.tz
-        opens = [_local(t, tz) for t in self._windows.open_ns.tolist()]
-        closes = [_local(t, tz) for t in self._windows.close_ns.tolist()]
-        label = str(self._session)
-        return {
-            "session": label,
-            "calendar": self.calendar.name,
-            "timezone": str(tz.key),
-            "windows": [{"open": o.isoformat(), "close": c.isoformat()}
-                        for o, c in zip(opens, closes)],
-            "starts_previous_day": opens[0].date().isoformat() < label,
-        }
+        return session_fields(str(self._session), self._windows.open_ns,
+                              self._windows.close_ns, self.calendar)
 
     def to_json(self) -> dict[str, Any]:
         """The whole session as a JSON-ready dict (an empty session is valid and empty)."""
@@ -423,6 +413,22 @@ class SessionData(SessionCore):
 
 
 _NO_CLOCK = -(2**63)
+
+
+def session_fields(label: str, open_ns, close_ns, calendar: Calendar) -> dict[str, Any]:
+    """The session part of the JSON export: label, calendar, zone, windows in local time,
+    and whether the session starts the evening before its date."""
+    tz = calendar.tz
+    opens = [_local(t, tz) for t in np.asarray(open_ns).tolist()]
+    closes = [_local(t, tz) for t in np.asarray(close_ns).tolist()]
+    return {
+        "session": label,
+        "calendar": calendar.name,
+        "timezone": str(tz.key),
+        "windows": [{"open": o.isoformat(), "close": c.isoformat()}
+                    for o, c in zip(opens, closes)],
+        "starts_previous_day": opens[0].date().isoformat() < label,
+    }
 
 
 def _local(ns: int, tz) -> _dt.datetime:

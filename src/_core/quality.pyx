@@ -50,3 +50,42 @@ def score_quality(
         else:
             covered = <f64> k
     return expected, present, covered, partial
+
+
+def score_groups(
+    const i64[::1] ts,
+    const f64[::1] coverage,
+    const i64[::1] group_start,
+    i64[::1] out_present,
+    f64[::1] out_covered,
+    i64[::1] out_partial,
+):
+    """Present bars, coverage sum and partial bars per group of slots (e.g. per session).
+
+    Group k holds the bars from ``group_start[k]`` (sorted) up to the next group's start; bars
+    before the first group are not counted.  ``coverage`` is empty for base bars (each counts
+    1).  Outputs are overwritten, one value per group.
+    """
+    cdef Py_ssize_t n = ts.shape[0], ng = group_start.shape[0], i, k = -1
+    cdef bint weighted = coverage.shape[0] > 0
+    cdef f64 cov
+    if weighted and coverage.shape[0] != n:
+        raise ValueError(f"coverage has {coverage.shape[0]} values for {n} bars")
+    if out_present.shape[0] < ng or out_covered.shape[0] < ng or out_partial.shape[0] < ng:
+        raise ValueError("outputs are shorter than the groups")
+    with nogil:
+        for k in range(ng):
+            out_present[k] = 0
+            out_covered[k] = 0.0
+            out_partial[k] = 0
+        k = -1
+        for i in range(n):
+            while k + 1 < ng and ts[i] >= group_start[k + 1]:
+                k += 1
+            if k < 0:
+                continue
+            cov = coverage[i] if weighted else 1.0
+            out_present[k] += 1
+            out_covered[k] += cov
+            if cov < 1.0:
+                out_partial[k] += 1
