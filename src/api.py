@@ -290,6 +290,10 @@ class GapInfo:
     end_time: _dt.datetime
     bar_count: int
 
+    def __repr__(self) -> str:
+        return (f"GapInfo({self.start_time.isoformat(sep=' ')} -> "
+                f"{self.end_time.strftime('%H:%M:%S')}, {self.bar_count} bars)")
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON form: exchange-local times of day."""
         return {

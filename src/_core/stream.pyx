@@ -70,6 +70,8 @@ cdef class SymbolStream:
         self.base_ns = base_ns
         self.last_ns = NO_BAR
         self.cursor.window = 0
+        self.cursor.slot_start = NO_BAR
+        self.cursor.slot_end = NO_BAR
         walker_start(&self.gaps, self.w_open, self.n_windows)
         for i in range(N_FAULTS):
             self.rejected[i] = 0
@@ -122,10 +124,18 @@ cdef class SymbolStream:
         if t <= self.last_ns:
             return FAULT_DUPLICATE if t == self.last_ns else FAULT_UNSORTED
         probe = self.cursor
-        if not grid_locate(&probe, self.w_open, self.w_close, self.n_windows, self.base_ns, t):
-            return FAULT_OUTSIDE
-        if t != probe.slot_start:
-            return FAULT_MISALIGNED
+        if t == probe.slot_end and t < self.w_close[probe.window]:
+            # The next slot of the same window (the common case): no division needed.
+            probe.slot_start = t
+            probe.slot_end = t + self.base_ns
+            if probe.slot_end > self.w_close[probe.window]:
+                probe.slot_end = self.w_close[probe.window]
+        else:
+            if not grid_locate(&probe, self.w_open, self.w_close, self.n_windows,
+                               self.base_ns, t):
+                return FAULT_OUTSIDE
+            if t != probe.slot_start:
+                return FAULT_MISALIGNED
         if store_push(&self.base, t, o, h, l, c, v, 1, 1.0) != 0:
             return FAULT_OVERFLOW
         self.cursor = probe
@@ -257,7 +267,8 @@ cdef class SymbolStream:
             return None
         b = r.bucket
         return {"ts": b.start, "open": b.open, "high": b.high, "low": b.low, "close": b.close,
-                "volume": b.volume, "count": b.count, "coverage": b.count / b.expected}
+                "volume": b.volume, "count": b.count,
+                "coverage": <f64> b.count / <f64> b.expected}
 
     def gap_counters(self, Py_ssize_t k=-1):
         """Live ``(present, missing, runs)`` for slots up to the last bar stored (base) or the
