@@ -113,7 +113,7 @@ def session_windows(calendar: Calendar, ts: np.ndarray, start=None, end=None) ->
     lo = _to_ns(start, calendar) if start is not None else (int(ts[0]) if len(ts) else None)
     hi = _to_ns(end, calendar) if end is not None else (int(ts[-1]) + 1 if len(ts) else None)
     if lo is None or hi is None:
-        raise ValueError("no bars: give start= and end= to say which sessions are expected")
+        return Windows.empty()  # no bars and no range: no session is expected
     return calendar.windows(lo, max(hi, lo + 1))
 
 

@@ -45,7 +45,7 @@ def aggregate_bars(
     """
     cdef Py_ssize_t n = ts.shape[0], nw = g_open.shape[0], cap = out_ts.shape[0]
     cdef Py_ssize_t i, w = 0, m = 0
-    cdef i64 t, prev, start = 0, end = 0, step, expected = 1, origin = 0, wclose = 0
+    cdef i64 t, prev, start = 0, end, step, expected = 1, origin = 0, wclose = 0
     cdef f64 o = 0, h = 0, lo = 0, c = 0, v = 0
     cdef i64 count = 0
     cdef i64 full_bucket = step_ns // base_ns if step_ns > 0 else 0
@@ -57,6 +57,9 @@ def aggregate_bars(
         return 0, FAULT_OUTSIDE, 0
     with nogil:
         prev = ts[0] - base_ns
+        # The first bar opens a bucket through the window search, whatever its sign.
+        end = ts[0]
+        wclose = ts[0]
         for i in range(n):
             t = ts[i]
             if t < end:
@@ -67,7 +70,7 @@ def aggregate_bars(
                         fault = FAULT_UNSORTED
                         bad_row = i
                         break
-                    if (t - origin) % base_ns != 0:
+                    if step_ns > 0 and (t - origin) % base_ns != 0:
                         fault = FAULT_MISALIGNED
                         bad_row = i
                         break
@@ -96,7 +99,7 @@ def aggregate_bars(
                     out_count[m] = count
                     out_coverage[m] = <f64> count / <f64> expected
                     m += 1
-                if step_ns > 0 and end < wclose and t < end + step_ns:
+                if step_ns > 0 and end < wclose and t < end + step_ns and t < wclose:
                     # The next bucket of the same window: no division unless a bar is missing.
                     start = end
                     if t != start and (t - origin) % base_ns != 0:
@@ -112,7 +115,9 @@ def aggregate_bars(
                         break
                     origin = g_open[w]
                     wclose = g_close[w]
-                    if (t - origin) % base_ns != 0:
+                    # A session-wide bucket spans breaks, so its open is no base-grid origin:
+                    # the caller checks such bars against the real windows instead.
+                    if step_ns > 0 and (t - origin) % base_ns != 0:
                         fault = FAULT_MISALIGNED
                         bad_row = i
                         break
@@ -204,7 +209,7 @@ cdef class Aggregator:
         cdef int closed
         if ts <= self.last_ns:
             raise ValueError(f"bar at {ts} ns is not after the previous bar ({self.last_ns} ns)")
-        closed = rollup_feed(&self.r, ts, open, high, low, close, volume, &self.out)
+        closed = rollup_feed(&self.r, ts, open, high, low, close, volume, 1, &self.out)
         if closed < 0:
             if closed == -FAULT_OUTSIDE:
                 raise ValueError(f"bar at {ts} ns lies outside every window of the grid")
@@ -232,7 +237,7 @@ cdef class Aggregator:
                 if t[i] <= last:
                     rc = -FAULT_UNSORTED
                     break
-                rc = rollup_feed(&self.r, t[i], o[i], h[i], lo[i], c[i], v[i], &self.out)
+                rc = rollup_feed(&self.r, t[i], o[i], h[i], lo[i], c[i], v[i], 1, &self.out)
                 if rc < 0:
                     break
                 total += rc

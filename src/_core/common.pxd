@@ -27,7 +27,8 @@ cdef enum:
     FAULT_OUTSIDE = 6       # timestamp outside every session window
     FAULT_MISALIGNED = 7    # timestamp not on the base-interval grid of its window
     FAULT_OVERFLOW = 8      # more output than the caller allocated (never on valid input)
-    N_FAULTS = 9
+    FAULT_LATE = 9          # its derived bar was already closed (advance or flush)
+    N_FAULTS = 10
 
 
 cdef inline i64 floor_div(i64 a, i64 b) noexcept nogil:
@@ -84,11 +85,11 @@ cdef struct Bucket:
 
 
 cdef inline void bucket_begin(Bucket* b, i64 start, i64 end, i64 expected,
-                              f64 o, f64 h, f64 l, f64 c, f64 v) noexcept nogil:
+                              f64 o, f64 h, f64 l, f64 c, f64 v, i64 count) noexcept nogil:
     b.start = start
     b.end = end
     b.expected = expected
-    b.count = 1
+    b.count = count
     b.open = o
     b.high = h
     b.low = l
@@ -97,14 +98,14 @@ cdef inline void bucket_begin(Bucket* b, i64 start, i64 end, i64 expected,
     b.active = True
 
 
-cdef inline void bucket_add(Bucket* b, f64 h, f64 l, f64 c, f64 v) noexcept nogil:
+cdef inline void bucket_add(Bucket* b, f64 h, f64 l, f64 c, f64 v, i64 count) noexcept nogil:
     if h > b.high:
         b.high = h
     if l < b.low:
         b.low = l
     b.close = c
     b.volume += v
-    b.count += 1
+    b.count += count
 
 
 # Where a timestamp falls on a grid: found by walking the windows forward (inputs are sorted,
@@ -361,8 +362,10 @@ cdef struct Rollup:
     Py_ssize_t n_windows
     i64 step_ns
     i64 base_ns
+    i64 feed_step             # step of the bars fed in: base_ns, or a finer derived interval
     GridCursor cursor
     Bucket bucket
+    i64 closed_until          # end of the last bucket closed: a bar before it is late
     GapWalker gaps            # gap accounting of the emitted (derived) bars
 
 
@@ -380,6 +383,7 @@ cdef inline int rollup_emit(Rollup* r, ColumnStore* out) noexcept nogil:
     if not b.active:
         return 0
     b.active = False
+    r.closed_until = b.end
     walker_step_to(&r.gaps, r.g_open, r.g_close, r.n_windows, r.step_ns, b.start,
                    NULL, NULL, 0, 0, &fault)
     return store_push(out, b.start, b.open, b.high, b.low, b.close, b.volume, b.count,
@@ -387,25 +391,34 @@ cdef inline int rollup_emit(Rollup* r, ColumnStore* out) noexcept nogil:
 
 
 cdef inline int rollup_feed(Rollup* r, i64 t, f64 o, f64 h, f64 l, f64 c, f64 v,
-                            ColumnStore* out) noexcept nogil:
-    """Feed one sound, in-order base bar. Returns the number of derived bars closed (0, 1 or
-    2), -FAULT_OUTSIDE when t lies outside the grid, or -FAULT_OVERFLOW when memory ran out.
+                            i64 count, ColumnStore* out) noexcept nogil:
+    """Feed one sound, in-order bar holding ``count`` base bars: a base bar (count 1), or a
+    closed bar of a finer interval whose buckets nest in this one's (``r.feed_step``).
+    Returns the number of derived bars closed (0, 1 or 2), -FAULT_OUTSIDE when t lies
+    outside the grid, or -FAULT_OVERFLOW when memory ran out.
 
-    A derived bar closes when its last base slot arrives, or when a bar of a later bucket does.
+    A derived bar closes when the bar that covers its last slot arrives, or when a bar of a
+    later bucket does.
     """
     cdef int closed = 0
     cdef Bucket* b = &r.bucket
+    cdef GridCursor probe
     if b.active and t < b.end:
-        bucket_add(b, h, l, c, v)
+        bucket_add(b, h, l, c, v, count)
     else:
-        if not grid_locate(&r.cursor, r.g_open, r.g_close, r.n_windows, r.step_ns, t):
+        # Locate on a copy: a bar outside the grid must leave the cursor where it was, or a
+        # later, valid bar of an earlier window would no longer be found.
+        probe = r.cursor
+        if not grid_locate(&probe, r.g_open, r.g_close, r.n_windows, r.step_ns, t):
             return -FAULT_OUTSIDE
+        r.cursor = probe
         if b.active:
             if rollup_emit(r, out) != 0:
                 return -FAULT_OVERFLOW
             closed += 1
-        bucket_begin(b, r.cursor.slot_start, r.cursor.slot_end, bucket_expected(r), o, h, l, c, v)
-    if t + r.base_ns >= b.end:
+        bucket_begin(b, r.cursor.slot_start, r.cursor.slot_end, bucket_expected(r), o, h, l, c, v,
+                     count)
+    if t + r.feed_step >= b.end:
         if rollup_emit(r, out) != 0:
             return -FAULT_OVERFLOW
         closed += 1
@@ -421,10 +434,12 @@ cdef inline void rollup_init(Rollup* r, const i64* g_open, const i64* g_close,
     r.n_windows = n_windows
     r.step_ns = step_ns
     r.base_ns = base_ns
+    r.feed_step = base_ns
     r.cursor.window = 0
     r.cursor.slot_start = 0
     r.cursor.slot_end = 0
     r.bucket.active = False
+    r.closed_until = -(2 ** 63)
     walker_start(&r.gaps, g_open, n_windows)
 
 

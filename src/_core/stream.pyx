@@ -12,8 +12,8 @@ import numpy as np
 
 from common cimport (
     FAULT_DUPLICATE, FAULT_MISALIGNED, FAULT_NONE, FAULT_OUTSIDE, FAULT_OVERFLOW,
-    FAULT_UNSORTED, N_FAULTS, ColumnStore, GapWalker, GridCursor, Rollup, f64, grid_locate,
-    i64, price_fault, rollup_emit, rollup_feed, rollup_init, store_free, store_init,
+    FAULT_LATE, FAULT_UNSORTED, N_FAULTS, Bucket, ColumnStore, GapWalker, GridCursor, Rollup, f64, grid_locate,
+    bucket_expected, i64, price_fault, rollup_emit, rollup_feed, rollup_init, store_free, store_init,
     store_nbytes, store_push, store_reserve, store_snapshot, walker_finish, walker_start, walker_step_to,
 )
 
@@ -36,7 +36,10 @@ cdef class SymbolStream:
     cdef ColumnStore base
     cdef ColumnStore* derived
     cdef Rollup* rollups
+    cdef Py_ssize_t* parent      # the interval each derived one is fed from (-1: the base)
     cdef Py_ssize_t n_derived
+    cdef Py_ssize_t n_cascaded     # derived intervals fed from a finer derived one
+    cdef readonly i64 last_closed  # derived bars the last accepted bar closed
     cdef const i64* w_open
     cdef const i64* w_close
     cdef Py_ssize_t n_windows
@@ -52,7 +55,8 @@ cdef class SymbolStream:
         store_init(&self.base, False)
         self.derived = <ColumnStore*> calloc(MAX_DERIVED, sizeof(ColumnStore))
         self.rollups = <Rollup*> calloc(MAX_DERIVED, sizeof(Rollup))
-        if self.derived == NULL or self.rollups == NULL:
+        self.parent = <Py_ssize_t*> calloc(MAX_DERIVED, sizeof(Py_ssize_t))
+        if self.derived == NULL or self.rollups == NULL or self.parent == NULL:
             raise MemoryError()
         self.n_derived = 0
 
@@ -84,34 +88,84 @@ cdef class SymbolStream:
                 store_free(&self.derived[k])
             free(self.derived)
         free(self.rollups)
+        free(self.parent)
 
     def add_derived(self, g_open, g_close, g_base_slots, i64 step_ns):
-        """Add a derived interval on the given grid; base bars already held are rolled into it.
+        """Add a derived interval on the given grid, and fill it from the bars already held.
 
+        It is fed from the coarsest interval already present whose buckets nest in its own
+        (5m feeds 15m, 15m feeds 1h, any intraday one feeds the session), else from the base
+        bars: each base bar then touches one bucket, and coarser ones only see closed bars.
         Returns its index.
         """
         cdef const i64[::1] go = np.ascontiguousarray(g_open, dtype=np.int64)
         cdef const i64[::1] gc = np.ascontiguousarray(g_close, dtype=np.int64)
         cdef const i64[::1] gb = np.ascontiguousarray(g_base_slots, dtype=np.int64)
-        cdef Py_ssize_t k = self.n_derived, i
+        cdef Py_ssize_t k = self.n_derived, i, j, p = -1
+        cdef i64 best = 0, s
         cdef Rollup* r
+        cdef ColumnStore* src
         cdef int rc = 0
         if k >= MAX_DERIVED:
             raise ValueError(f"at most {MAX_DERIVED} derived intervals per symbol")
         if go.shape[0] == 0 or go.shape[0] != gc.shape[0] or go.shape[0] != gb.shape[0]:
             raise ValueError("a derived grid needs one or more windows, with matching arrays")
+        if step_ns < 0 or (step_ns > 0 and step_ns % self.base_ns != 0):
+            raise ValueError(f"step {step_ns} ns is not a whole multiple of the base")
+        for j in range(k):
+            s = self.rollups[j].step_ns
+            if s > best and (step_ns == 0 or (step_ns > s and step_ns % s == 0)):
+                best = s
+                p = j
         self._keep.append((go, gc, gb))
         store_init(&self.derived[k], True)
         r = &self.rollups[k]
         rollup_init(r, &go[0], &gc[0], &gb[0], go.shape[0], step_ns, self.base_ns)
+        self.parent[k] = p
         self.n_derived = k + 1
-        for i in range(self.base.n):
-            rc = rollup_feed(r, self.base.ts[i], self.base.open[i], self.base.high[i],
-                             self.base.low[i], self.base.close[i], self.base.volume[i],
-                             &self.derived[k])
-            if rc < 0:
-                raise MemoryError("no memory left for derived bars")
+        if p >= 0:
+            self.n_cascaded += 1
+        if p >= 0:
+            r.feed_step = best
+            src = &self.derived[p]
+            for i in range(src.n):
+                rc = rollup_feed(r, src.ts[i], src.open[i], src.high[i], src.low[i],
+                                 src.close[i], src.volume[i], src.count[i], &self.derived[k])
+                if rc < 0:
+                    break
+        else:
+            src = &self.base
+            for i in range(src.n):
+                rc = rollup_feed(r, src.ts[i], src.open[i], src.high[i], src.low[i],
+                                 src.close[i], src.volume[i], 1, &self.derived[k])
+                if rc < 0:
+                    break
+        if rc < 0:
+            raise MemoryError("no memory left for derived bars")
         return k
+
+    cdef int _cascade(self, Py_ssize_t k, int closed) noexcept nogil:
+        """Feed the bars derived interval k just closed (its last ``closed`` rows) to the
+        intervals fed from it.  Returns the bars closed in all, or -1 when memory ran out."""
+        cdef Py_ssize_t j, i
+        cdef ColumnStore* src = &self.derived[k]
+        cdef int total = 0, rc
+        for j in range(k + 1, self.n_derived):
+            if self.parent[j] != k:
+                continue
+            for i in range(src.n - closed, src.n):
+                rc = rollup_feed(&self.rollups[j], src.ts[i], src.open[i], src.high[i],
+                                 src.low[i], src.close[i], src.volume[i], src.count[i],
+                                 &self.derived[j])
+                if rc < 0:
+                    return -1
+                if rc > 0:
+                    total += rc
+                    rc = self._cascade(j, rc)
+                    if rc < 0:
+                        return -1
+                    total += rc
+        return total
 
     cdef inline int _accept(self, i64 t, f64 o, f64 h, f64 l, f64 c, f64 v) noexcept nogil:
         """Validate, store and roll up one bar; its fault code (FAULT_NONE when accepted)."""
@@ -119,6 +173,7 @@ cdef class SymbolStream:
         cdef GridCursor probe
         cdef Py_ssize_t k
         cdef int rc
+        cdef i64 closed = 0
         if f != FAULT_NONE:
             return f
         if t <= self.last_ns:
@@ -136,15 +191,34 @@ cdef class SymbolStream:
                 return FAULT_OUTSIDE
             if t != probe.slot_start:
                 return FAULT_MISALIGNED
+        for k in range(self.n_derived):
+            # A bucket closed early (advance, flush) must not get a second bar.
+            if t < self.rollups[k].closed_until and not self.rollups[k].bucket.active:
+                return FAULT_LATE
         if store_push(&self.base, t, o, h, l, c, v, 1, 1.0) != 0:
             return FAULT_OVERFLOW
         self.cursor = probe
         walker_step_to(&self.gaps, self.w_open, self.w_close, self.n_windows, self.base_ns, t,
                        NULL, NULL, 0, 0, &rc)
         for k in range(self.n_derived):
-            if rollup_feed(&self.rollups[k], t, o, h, l, c, v, &self.derived[k]) < 0:
+            if self.parent[k] >= 0:
+                continue
+            rc = rollup_feed(&self.rollups[k], t, o, h, l, c, v, 1, &self.derived[k])
+            if rc > 0:
+                closed += rc
+                rc = self._cascade(k, rc)
+            if rc < 0:
                 return FAULT_OVERFLOW
+            closed += rc
+        if self.n_cascaded:
+            # A coarser bucket fed from a finer interval waits for closed finer bars; one
+            # that ended before this bar is complete now, as it would be if fed directly.
+            rc = self._close_ended(t, False, True)
+            if rc < 0:
+                return FAULT_OVERFLOW
+            closed += rc
         self.last_ns = t
+        self.last_closed = closed
         return FAULT_NONE
 
     cpdef int push(self, i64 ts, f64 open, f64 high, f64 low, f64 close, f64 volume) except -1:
@@ -214,25 +288,41 @@ cdef class SymbolStream:
         self.rejected[fault] += n
 
     def advance(self, i64 now_ns):
-        """Close every derived bar whose bucket ended by now_ns; returns how many closed."""
-        cdef Py_ssize_t k
-        cdef int closed = 0
-        for k in range(self.n_derived):
-            if self.rollups[k].bucket.active and self.rollups[k].bucket.end <= now_ns:
-                if rollup_emit(&self.rollups[k], &self.derived[k]) != 0:
-                    raise MemoryError("no memory left for derived bars")
-                closed += 1
-        return closed
+        """Close every derived bar whose bucket ended by now_ns; returns how many closed.
+
+        A bar that arrives later for a bucket closed this way is rejected as late.
+        """
+        return self._close(now_ns, False)
 
     def flush(self):
         """Close every derived bar being built (the end of the session); returns how many."""
+        return self._close(0, True)
+
+    cdef int _close(self, i64 now_ns, bint everything) except -1:
+        cdef int closed = self._close_ended(now_ns, everything, False)
+        if closed < 0:
+            raise MemoryError("no memory left for derived bars")
+        return closed
+
+    cdef int _close_ended(self, i64 now_ns, bint everything, bint fed_only) noexcept nogil:
+        """Close the derived bars whose bucket ended by now_ns (all with ``everything``;
+        only the intervals fed from a finer derived one with ``fed_only``).  Returns how many
+        closed, or -1 when memory ran out."""
         cdef Py_ssize_t k
-        cdef int closed = 0
+        cdef int closed = 0, rc
+        # Finer intervals first: what they close feeds the coarser ones before those close.
         for k in range(self.n_derived):
-            if self.rollups[k].bucket.active:
+            if fed_only and self.parent[k] < 0:
+                continue
+            if self.rollups[k].bucket.active and (everything
+                                                  or self.rollups[k].bucket.end <= now_ns):
                 if rollup_emit(&self.rollups[k], &self.derived[k]) != 0:
-                    raise MemoryError("no memory left for derived bars")
+                    return -1
                 closed += 1
+                rc = self._cascade(k, 1)
+                if rc < 0:
+                    return -1
+                closed += rc
         return closed
 
     @property
@@ -258,17 +348,43 @@ cdef class SymbolStream:
         return store_snapshot(self._store(k), np)
 
     def partial_bar(self, Py_ssize_t k):
-        """The derived bar being built for interval k, as a dict, or None."""
+        """The derived bar being built for interval k (what it holds so far, the bars still
+        in its finer feeding intervals included), as a dict with its ``end``, or None."""
         cdef Rollup* r
+        cdef GridCursor probe
+        cdef Py_ssize_t p
+        cdef Bucket b
         if not 0 <= k < self.n_derived:
             raise IndexError(f"no derived interval {k}")
         r = &self.rollups[k]
-        if not r.bucket.active:
-            return None
-        b = r.bucket
-        return {"ts": b.start, "open": b.open, "high": b.high, "low": b.low, "close": b.close,
-                "volume": b.volume, "count": b.count,
-                "coverage": <f64> b.count / <f64> b.expected}
+        p = self.parent[k]
+        own = None
+        if r.bucket.active:
+            b = r.bucket
+            own = {"ts": b.start, "end": b.end, "expected": b.expected, "open": b.open,
+                   "high": b.high, "low": b.low, "close": b.close, "volume": b.volume,
+                   "count": b.count}
+        sub = self.partial_bar(p) if p >= 0 else None
+        if sub is not None:
+            probe = r.cursor
+            if not grid_locate(&probe, r.g_open, r.g_close, r.n_windows, r.step_ns, sub["ts"]):
+                raise RuntimeError("a finer partial bar lies outside the coarser grid")
+            if own is not None and own["ts"] == probe.slot_start:
+                own["high"] = max(own["high"], sub["high"])
+                own["low"] = min(own["low"], sub["low"])
+                own["close"] = sub["close"]
+                own["volume"] += sub["volume"]
+                own["count"] += sub["count"]
+            else:
+                r.cursor, saved = probe, r.cursor
+                expected = bucket_expected(r)
+                r.cursor = saved
+                own = {"ts": probe.slot_start, "end": probe.slot_end, "expected": expected,
+                       "open": sub["open"], "high": sub["high"], "low": sub["low"],
+                       "close": sub["close"], "volume": sub["volume"], "count": sub["count"]}
+        if own is not None:
+            own["coverage"] = own["count"] / own["expected"]
+        return own
 
     def gap_counters(self, Py_ssize_t k=-1):
         """Live ``(present, missing, runs)`` for slots up to the last bar stored (base) or the

@@ -19,6 +19,7 @@ FAULTS = {
     6: "outside every session window",
     7: "not on the base-interval grid",
     8: "output overflow",
+    9: "late: its derived bar was already closed",
 }
 
 
