@@ -261,6 +261,7 @@ cdef struct ColumnStore:
     f64* coverage
     Py_ssize_t n
     Py_ssize_t cap
+    Py_ssize_t max_rows     # rows it can ever need (a session's slots), 0 when unknown
     bint with_counts
 
 
@@ -275,6 +276,7 @@ cdef inline void store_init(ColumnStore* s, bint with_counts) noexcept nogil:
     s.coverage = NULL
     s.n = 0
     s.cap = 0
+    s.max_rows = 0
     s.with_counts = with_counts
 
 
@@ -287,7 +289,9 @@ cdef inline void store_free(ColumnStore* s) noexcept nogil:
     free(s.volume)
     free(s.count)
     free(s.coverage)
+    cdef Py_ssize_t max_rows = s.max_rows
     store_init(s, s.with_counts)
+    s.max_rows = max_rows
 
 
 cdef inline void* _grow(void* p, Py_ssize_t nbytes, bint* ok) noexcept nogil:
@@ -326,6 +330,8 @@ cdef inline int store_reserve(ColumnStore* s, Py_ssize_t need) noexcept nogil:
     if need <= s.cap:
         return 0
     cap = s.cap + s.cap // 8 + 64
+    if s.max_rows > 0 and cap > s.max_rows:
+        cap = s.max_rows        # never more rows than the session has slots
     if cap < need:
         cap = need
     return store_resize(s, cap)

@@ -13,7 +13,7 @@ import numpy as np
 from common cimport (
     FAULT_DUPLICATE, FAULT_MISALIGNED, FAULT_NONE, FAULT_OUTSIDE, FAULT_OVERFLOW,
     FAULT_LATE, FAULT_UNSORTED, N_FAULTS, Bucket, ColumnStore, GapWalker, GridCursor, Rollup, f64, grid_locate,
-    bucket_expected, i64, price_fault, rollup_emit, rollup_feed, rollup_init, store_free, store_init,
+    bucket_expected, i64, price_fault, slots_in_window, rollup_emit, rollup_feed, rollup_init, store_free, store_init,
     store_nbytes, store_push, store_reserve, store_snapshot, walker_finish, walker_start, walker_step_to,
 )
 
@@ -21,6 +21,14 @@ cdef enum:
     MAX_DERIVED = 32
 
 cdef i64 NO_BAR = -(2 ** 63)
+
+
+cdef Py_ssize_t _slots(const i64* g_open, const i64* g_close, Py_ssize_t n, i64 step_ns):
+    """The slots of a grid: the most rows a store on it can ever need."""
+    cdef Py_ssize_t w, total = 0
+    for w in range(n):
+        total += slots_in_window(g_open[w], g_close[w], step_ns)
+    return total
 
 
 cdef class SymbolStream:
@@ -72,6 +80,7 @@ cdef class SymbolStream:
         self.w_close = &wc[0]
         self.n_windows = wo.shape[0]
         self.base_ns = base_ns
+        self.base.max_rows = _slots(&wo[0], &wc[0], wo.shape[0], base_ns)
         self.last_ns = NO_BAR
         self.cursor.window = 0
         self.cursor.slot_start = NO_BAR
@@ -119,6 +128,7 @@ cdef class SymbolStream:
                 p = j
         self._keep.append((go, gc, gb))
         store_init(&self.derived[k], True)
+        self.derived[k].max_rows = _slots(&go[0], &gc[0], go.shape[0], step_ns)
         r = &self.rollups[k]
         rollup_init(r, &go[0], &gc[0], &gb[0], go.shape[0], step_ns, self.base_ns)
         self.parent[k] = p
@@ -463,9 +473,10 @@ cdef class SessionCore:
             return 0
         if f == FAULT_OVERFLOW:
             raise MemoryError("no memory left for bars")
-        stream.rejected[f] += 1
         if self._raise_on_bad:
+            # Raised, not dropped: the caller hears of it, the quality report does not.
             self._bad_bar(symbol, f, ts, open, high, low, close, volume)
+        stream.rejected[f] += 1
         return f
 
     def _note_clock(self, i64 end_ns):
