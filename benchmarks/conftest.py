@@ -125,6 +125,12 @@ def n_bars(pytestconfig) -> int:
 
 
 @pytest.fixture(scope="session")
+def rounds() -> tuple[int, int]:
+    """Rounds of (our kernels and references, the slower peers)."""
+    return bench_rounds()
+
+
+@pytest.fixture(scope="session")
 def aggregator_n() -> int:
     """Bars fed to the streaming Aggregator from Python (at most N)."""
     return AGGREGATOR_BARS
@@ -182,26 +188,30 @@ def grid_5m(bars, cal):
 
 @pytest.fixture(scope="session")
 def measure():
-    """``measure(benchmark, fn, group=, label=, items=, nbytes=, peer=False, setup=None)``.
+    """``measure(benchmark, fn, group=, label=, items=, nbytes=, peer=False, setup=None,
+    rounds=None, warmup_rounds=1)``.
 
     Times ``fn`` with ``benchmark.pedantic`` (one warm-up round, one iteration per round),
     tags the result with the group and ``extra_info`` the gate reads (``label``, ``items``,
-    ``bytes``) and returns ``fn``'s last result.
+    ``bytes``) and returns ``fn``'s last result.  ``rounds`` overrides the rounds of
+    ``SESSIONDATA_BENCH_ROUNDS`` (a benchmark of ~1 ms wants more, one of seconds fewer).
     """
     fast, slow = bench_rounds()
 
     def run(benchmark, fn, *, group, label, items, nbytes=None, peer=False, setup=None,
-            args=()):
+            args=(), rounds=None, warmup_rounds=1):
         benchmark.group = group
         benchmark.extra_info["label"] = label
         benchmark.extra_info["items"] = int(items)
         if nbytes is not None:
             benchmark.extra_info["bytes"] = int(nbytes)
+        if rounds is None:
+            rounds = slow if peer else fast
         if setup is not None:
-            return benchmark.pedantic(fn, setup=setup, rounds=slow if peer else fast,
-                                      iterations=1, warmup_rounds=1)
-        return benchmark.pedantic(fn, args=args, rounds=slow if peer else fast,
-                                  iterations=1, warmup_rounds=1)
+            return benchmark.pedantic(fn, setup=setup, rounds=rounds, iterations=1,
+                                      warmup_rounds=warmup_rounds)
+        return benchmark.pedantic(fn, args=args, rounds=rounds, iterations=1,
+                                  warmup_rounds=warmup_rounds)
 
     return run
 

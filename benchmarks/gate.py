@@ -11,9 +11,12 @@ not be evaluated.
 A check compares one benchmark's time, read from one statistic of its rounds (``min`` by
 default: the least disturbed round, the steadiest estimate on a shared machine; ``median`` on
 request), either to a reference benchmark of the same run (``max_ratio``) or to an absolute
-bound on the work it did (``max_ns_per_item``, ``min_items_per_s``, ``max_seconds``).  A check
-with no limit is reported for information.  The thresholds file (see README.md) is data:
-adding a benchmark to the gate needs no change here.
+bound on the work it did (``max_ns_per_item``, ``min_items_per_s``, ``max_seconds``).  A value
+check (``"value": KEY``) reads a number the benchmark put in ``extra_info[KEY]`` instead of its
+time (a memory ratio, the time of one phase) and bounds it (``max_value``, ``min_value``) or its
+ratio to the reference's ``extra_info[KEY]`` (``max_ratio``).  A check with no limit is reported
+for information (``"show"`` picks the rate it shows).  The thresholds file (see README.md) is
+data: adding a benchmark to the gate needs no change here.
 
 The logic is importable: :func:`evaluate` takes the parsed pytest-benchmark JSON and the
 parsed thresholds and returns :class:`Row` objects; :func:`format_table` renders them.
@@ -41,9 +44,13 @@ LIMITS = {  # limit key -> (what is compared, comparison, unit shown)
     "max_ns_per_item": ("ns_per_item", "<=", "ns/{unit}"),
     "min_items_per_s": ("items_per_s", ">=", "{unit}s/s"),
     "max_seconds": ("seconds", "<=", "s"),
+    "max_value": ("value", "<=", "{unit}"),     # extra_info[value]; unit as given, default none
+    "min_value": ("value", ">=", "{unit}"),
 }
+TIME_METRICS = ("ns_per_item", "items_per_s", "seconds")   # what "show" may ask for
+VALUE_LIMITS = ("max_value", "min_value", "max_ratio")     # the limits a value check takes
 ENTRY_KEYS = {"name", "group", "reference", "reference_group", "stat", "items", "unit",
-              "enforce", "min_n", "max_n", "note", "id"} | set(LIMITS)
+              "enforce", "min_n", "max_n", "note", "id", "value", "show"} | set(LIMITS)
 
 PASS, FAIL, INFO, MISSING, ERROR = "PASS", "FAIL", "INFO", "MISSING", "ERROR"
 FAILING = (FAIL, MISSING, ERROR)
@@ -74,6 +81,7 @@ class Row:
     message: str = ""
     enforce: bool = True
     spread: float | None = None     # (q3 - q1) / median of the benchmark's rounds
+    value_key: str | None = None    # a value check: the extra_info key it reads
 
     @property
     def failed(self) -> bool:
@@ -123,6 +131,24 @@ def check_thresholds(doc: dict[str, Any]) -> list[dict[str, Any]]:
                 raise ThresholdsError(f"{where}: {k} must be a positive number, got {v!r}")
         if "max_ratio" in e and not e.get("reference"):
             raise ThresholdsError(f'{where}: max_ratio needs a "reference"')
+        if "value" in e:
+            if not isinstance(e["value"], str) or not e["value"]:
+                raise ThresholdsError(f'{where}: "value" must name an extra_info key')
+            bad = [k for k in limits if k not in VALUE_LIMITS]
+            if bad:
+                raise ThresholdsError(f'{where}: a value check takes {list(VALUE_LIMITS)} '
+                                      f'or no limit, got {bad}')
+            if "show" in e:
+                raise ThresholdsError(f'{where}: "show" is for time checks, not value checks')
+        elif any(k in e for k in ("max_value", "min_value")):
+            raise ThresholdsError(f'{where}: max_value / min_value need "value" '
+                                  "(the extra_info key they bound)")
+        if "show" in e:
+            if limits:
+                raise ThresholdsError(f'{where}: "show" is for checks without a limit')
+            if e["show"] not in TIME_METRICS:
+                raise ThresholdsError(f"{where}: show must be one of {TIME_METRICS}, "
+                                      f"got {e['show']!r}")
         if not isinstance(e.get("enforce", True), bool):
             raise ThresholdsError(f"{where}: enforce must be true or false")
         for k in ("min_n", "max_n"):
@@ -193,18 +219,26 @@ def _evaluate_one(benchmarks: list[dict[str, Any]], e: dict[str, Any],
                   n: int | None = None) -> Row:
     name, group, ref = e["name"], e.get("group"), e.get("reference")
     stat = e["stat"]
+    key = e.get("value")
     limit_key = next((k for k in LIMITS if k in e), None)
     metric, op, unit = LIMITS[limit_key] if limit_key else (None, None, "")
-    unit = unit.format(unit=e.get("unit", "item"))
+    if key and limit_key != "max_ratio":  # a value, in the unit the entry gives (or none)
+        unit = "{unit}"
+    elif limit_key is None and e.get("show"):  # information, shown as a rate
+        unit = next(u for m, _, u in LIMITS.values() if m == e["show"])
+    unit = unit.format(unit=e.get("unit", "" if key else "item"))
     label = f"{group}: {name}" if group else name
-    if metric in (None, "ratio"):
+    if key:
+        label += f" [{key}]" + (f" / {ref}" if ref else "")
+    elif metric in (None, "ratio") and not e.get("show"):
         label += f" / {ref}" if ref else ""
     else:
         label += f" ({unit})"
     check = e.get("id") or label
     row = Row(check=check, group=group, name=name, reference=ref, stat=stat, time_s=None,
               ref_time_s=None, ref_value=None, metric=metric, value=None, limit=e.get(limit_key),
-              op=op, unit=unit, status=INFO, enforce=bool(e.get("enforce", True)))
+              op=op, unit=unit, status=INFO, enforce=bool(e.get("enforce", True)),
+              value_key=key)
     outside = n is not None and (n < e.get("min_n", n) or n > e.get("max_n", n))
     if outside:  # the limit was calibrated for another size: report, do not enforce
         row.enforce = False
@@ -227,6 +261,8 @@ def _judge(benchmarks: list[dict[str, Any]], e: dict[str, Any], row: Row) -> tup
         return MISSING, err
     row.time_s = _time(bench, stat)
     row.spread = _spread(bench)
+    if row.value_key:
+        return _judge_value(benchmarks, e, row, bench)
     if row.time_s is None:
         return ERROR, f"{bench.get('name')}: no usable stats.{stat}"
 
@@ -238,7 +274,9 @@ def _judge(benchmarks: list[dict[str, Any]], e: dict[str, Any], row: Row) -> tup
         if row.ref_time_s is None:
             return ERROR, f"reference {ref_bench.get('name')}: no usable stats.{stat}"
 
-    if metric is None:  # information only: the ratio, else the time
+    if metric is None and e.get("show"):  # information only, as the rate asked for
+        metric = row.metric = e["show"]
+    elif metric is None:  # information only: the ratio, else the time
         if row.ref_time_s:
             row.metric, row.value, row.unit = "ratio", row.time_s / row.ref_time_s, "x"
         return INFO, ""
@@ -259,10 +297,50 @@ def _judge(benchmarks: list[dict[str, Any]], e: dict[str, Any], row: Row) -> tup
             if isinstance(ref_items, (int, float)) and ref_items > 0:
                 row.ref_value = _per_item(metric, row.ref_time_s, ref_items)
 
-    if (row.value <= row.limit) if op == "<=" else (row.value >= row.limit):
+    return _compare(row)
+
+
+def _compare(row: Row) -> tuple[str, str]:
+    if row.limit is None:
+        return INFO, ""
+    if (row.value <= row.limit) if row.op == "<=" else (row.value >= row.limit):
         return PASS, ""
-    return FAIL, f"{_fmt_value(row.value, row.unit)} {'>' if op == '<=' else '<'} " \
+    return FAIL, f"{_fmt_value(row.value, row.unit)} {'>' if row.op == '<=' else '<'} " \
                  f"{_fmt_value(row.limit, row.unit)}"
+
+
+def _extra_number(bench: dict[str, Any], key: str) -> tuple[float | None, str]:
+    """``extra_info[key]`` of a benchmark as a finite number, or None and why not."""
+    value = (bench.get("extra_info") or {}).get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not math.isfinite(value):
+        return None, f"{bench.get('name')}: extra_info[{key!r}] is {value!r}, need a number"
+    return float(value), ""
+
+
+def _judge_value(benchmarks: list[dict[str, Any]], e: dict[str, Any], row: Row,
+                 bench: dict[str, Any]) -> tuple[str, str]:
+    """A value check: ``extra_info[value]`` itself, or over the reference's."""
+    row.value, err = _extra_number(bench, row.value_key)
+    if row.value is None:
+        return ERROR, err
+    if row.reference:
+        ref_bench, err = find_benchmark(benchmarks, row.reference,
+                                        e.get("reference_group", row.group))
+        if ref_bench is None:
+            return MISSING, f"reference: {err}"
+        row.ref_time_s = _time(ref_bench, row.stat)
+        row.ref_value, err = _extra_number(ref_bench, row.value_key)
+        if row.ref_value is None:
+            return ERROR, f"reference {err}"
+        if row.ref_value <= 0:
+            return ERROR, f"reference {ref_bench.get('name')}: extra_info" \
+                          f"[{row.value_key!r}] is {row.ref_value!r}, need a positive number"
+        row.value /= row.ref_value
+        row.metric, row.unit = "ratio", "x"
+    elif row.metric is None:
+        row.metric = "value"
+    return _compare(row)
 
 
 def _per_item(metric: str, seconds: float, items: float) -> float:
@@ -303,6 +381,8 @@ def _fmt_time(seconds: float | None) -> str:
 def _fmt_value(value: float | None, unit: str) -> str:
     if value is None:
         return "-"
+    if not unit:  # a value check's bare number
+        return f"{value:.4g}"
     if unit == "x":
         return f"{value:.3f}x"
     if unit == "s":
@@ -317,8 +397,13 @@ def format_table(rows: list[Row], results: dict[str, Any] | None = None) -> str:
     head = ("check", "stat", "time", "reference", "value", "threshold", "iqr/med", "status")
     body = []
     for r in rows:
-        ref = "-" if not r.reference else f"{r.reference} " + (
-            _fmt_time(r.ref_time_s) if r.ref_value is None else _fmt_value(r.ref_value, r.unit))
+        if not r.reference:
+            ref = "-"
+        elif r.value_key and r.ref_value is not None:  # the reference's own value
+            ref = f"{r.reference} {r.ref_value:.4g}"
+        else:
+            ref = f"{r.reference} " + (_fmt_time(r.ref_time_s) if r.ref_value is None
+                                       else _fmt_value(r.ref_value, r.unit))
         threshold = "-" if r.limit is None else f"{r.op} {_fmt_value(r.limit, r.unit)}"
         status = r.status if r.enforce or r.status not in FAILING else f"{r.status}*"
         spread = "-" if r.spread is None else f"{100 * r.spread:.0f}%"

@@ -45,6 +45,7 @@ class Grid(NamedTuple):
     base_slots: np.ndarray
     step_ns: int
     base_ns: int
+    last_open: np.ndarray  # open of the last session window in each grid window
 
 
 def make_grid(windows: Windows, interval: Interval, base: Interval) -> Grid:
@@ -53,9 +54,10 @@ def make_grid(windows: Windows, interval: Interval, base: Interval) -> Grid:
     base_ns = base.ns
     slots = -((windows.open_ns - windows.close_ns) // base_ns)  # ceil((close - open) / base)
     if not interval.is_session:
-        return Grid(windows.open_ns, windows.close_ns, slots, interval.ns, base_ns)
+        return Grid(windows.open_ns, windows.close_ns, slots, interval.ns, base_ns,
+                    windows.open_ns)
     if len(windows) == 0:
-        return Grid(windows.open_ns, windows.close_ns, slots, 0, base_ns)
+        return Grid(windows.open_ns, windows.close_ns, slots, 0, base_ns, windows.open_ns)
     ids = windows.session_ids
     first = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
     last = np.r_[first[1:], len(ids)] - 1
@@ -65,6 +67,7 @@ def make_grid(windows: Windows, interval: Interval, base: Interval) -> Grid:
         np.add.reduceat(slots, first),
         0,
         base_ns,
+        np.ascontiguousarray(windows.open_ns[last]),
     )
 
 

@@ -14,6 +14,7 @@ percent-encoded into file names, so no symbol can write outside the folder.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import tempfile
@@ -23,7 +24,7 @@ from urllib.parse import quote, unquote
 
 import numpy as np
 
-from .bars import Bars
+from .bars import BadBarError, Bars
 
 if TYPE_CHECKING:  # pragma: no cover
     from .session import SessionData
@@ -33,18 +34,38 @@ DERIVED_HEADER = CSV_HEADER + ["count", "coverage"]
 _SAFE = "-_^=+@,"
 
 
+# File systems cap a name at 255 bytes; the CSV suffix and the temporary file's affixes need
+# about 30 more.  Longer encodings keep a prefix and a digest of the whole symbol after "%~",
+# which percent-encoding never produces (its "%" is always followed by two hex digits).
+_MAX_NAME = 200
+
+
+def _encode(symbol: str) -> str:
+    return quote(symbol, safe=_SAFE).replace(".", "%2E")
+
+
 def symbol_filename(symbol: str) -> str:
-    """A file name for a symbol: percent-encoded, never a path, never hidden."""
-    name = quote(symbol, safe=_SAFE)
-    name = name.replace(".", "%2E")
+    """A file name for a symbol: percent-encoded, never a path, never hidden, never too long."""
+    name = _encode(symbol)
     if not name or name in (".", ".."):
         raise ValueError(f"symbol {symbol!r} cannot be a file name")
+    if len(name) > _MAX_NAME:
+        parts, used = [], 0
+        for ch in symbol:  # whole characters only, so the prefix decodes
+            part = _encode(ch)
+            if used + len(part) > _MAX_NAME - 34:
+                break
+            parts.append(part)
+            used += len(part)
+        digest = hashlib.sha256(symbol.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+        name = "".join(parts) + "%~" + digest
     return name
 
 
 def filename_symbol(name: str) -> str:
-    """The symbol a file name stands for (inverse of ``symbol_filename``)."""
-    return unquote(name)
+    """The symbol a file name stands for (inverse of ``symbol_filename``; a shortened name
+    keeps only the symbol's beginning)."""
+    return unquote(name.split("%~", 1)[0])
 
 
 def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
@@ -132,7 +153,10 @@ def read_bars_csv(path: str | os.PathLike) -> Bars:
     for i, (a, b) in enumerate(zip(iso, cols[1])):
         if a != b:
             raise ValueError(f"{path}, line {i + 2}: time {b!r} does not match ts ({a})")
-    return Bars(ts, *floats, count=count, coverage=coverage)
+    try:
+        return Bars(ts, *floats, count=count, coverage=coverage)
+    except BadBarError as exc:  # say which file: validate_export reports the message alone
+        raise BadBarError(f"{path}: {exc}", exc.row, exc.fault) from None
 
 
 def export_session(session_data: "SessionData", folder: str | os.PathLike, *,
@@ -144,7 +168,7 @@ def export_session(session_data: "SessionData", folder: str | os.PathLike, *,
     folder = Path(folder)
     doc = session_data.to_json()
     if csv_bars:
-        for symbol in doc["symbols"]:
+        for symbol, symbol_doc in doc["symbols"].items():
             entry = session_data.get_symbol_data(symbol)
             if entry is None:  # removed while exporting
                 continue
@@ -152,7 +176,13 @@ def export_session(session_data: "SessionData", folder: str | os.PathLike, *,
                 target = folder / "bars" / f"{symbol_filename(symbol)}.{interval}.csv"
                 if target.resolve().parent != (folder / "bars").resolve():
                     raise ValueError(f"symbol {symbol!r} would write outside {folder}")
-                write_bars_csv(target, entry.bars(interval))
+                bars = entry.bars(interval)
+                write_bars_csv(target, bars)
+                # Bars may keep arriving while the files are written: the JSON, written last,
+                # states what each CSV holds.
+                interval_doc = symbol_doc["intervals"].get(interval)
+                if interval_doc is not None:
+                    interval_doc["bars"] = len(bars)
     write_json(folder / "session.json", doc)
     return doc
 

@@ -79,6 +79,16 @@ class SymbolSessionData:
 
     def bars(self, interval: str | None = None) -> Bars:
         """A snapshot of the bars held for ``interval`` (default: the base interval)."""
+        session = self._session
+        if session is None:
+            return self._bars(interval)
+        # A batch load runs in the kernel without the GIL, holding the registry lock, and
+        # grows the columns as it goes: copy them only while it does not run.
+        with session._lock:
+            return self._bars(interval)
+
+    def _bars(self, interval: str | None = None) -> Bars:
+        """``bars()`` for a caller that holds the registry lock."""
         name = self.base_interval if interval is None else parse_interval(interval).name
         try:
             k = self._slot[name]
@@ -161,6 +171,11 @@ class SessionData(SessionCore):
         self._session: np.datetime64 | None = None
         self._windows: Windows | None = None
         self._grids: dict[tuple[str, str], Grid] = {}
+        self._spare_streams: list[SymbolStream] = []  # buffers kept from the last session
+        # Unknown-symbol bars offered in batches.  Kept apart from ``_unknown_bars``, which the
+        # compiled ``add_bar`` updates without the lock: a read-modify-write of one dict from
+        # both sides would lose counts when threads switch in between.
+        self._unknown_batched: dict[str, int] = {}
 
     # -- the session ----------------------------------------------------------------------
 
@@ -191,16 +206,31 @@ class SessionData(SessionCore):
             self._symbols = {}
             self._clock = _NO_CLOCK
             self._unknown_bars = {}
+            self._unknown_batched = {}
 
-    def end_session(self) -> None:
+    def end_session(self, *, keep_buffers: bool = True) -> None:
         """Deactivate the session and clear the registry (``SessionCoordinator.stop`` first
-        closes the derived bars and scores the session)."""
+        closes the derived bars and scores the session).
+
+        With ``keep_buffers`` the symbols' bar buffers are kept for the next session's
+        symbols (a backtest then touches no fresh memory from one day to the next); call
+        ``release_buffers()`` to hand them back.  Removed symbols always free theirs.
+        """
         with self._lock:
+            if keep_buffers:
+                self._spare_streams.extend(e._stream for e in self._symbols.values())
+            else:
+                self._spare_streams.clear()
             self._session = None
             self._windows = None
             self._symbols = {}
             self._grids = {}
             self._clock = _NO_CLOCK
+
+    def release_buffers(self) -> None:
+        """Free the buffers kept from ended sessions."""
+        with self._lock:
+            self._spare_streams.clear()
 
     def grid(self, interval: str, base: str) -> Grid:
         """The grid of ``interval`` for bars of ``base`` on the active session (cached)."""
@@ -245,7 +275,12 @@ class SessionData(SessionCore):
                 raise RuntimeError(f"cannot add {symbol!r}: no active session (start one first)")
             entry = self._symbols.get(symbol)
             if entry is None:
-                stream = SymbolStream(self._windows.open_ns, self._windows.close_ns, base.ns)
+                if self._spare_streams:  # buffers of the last session: no fresh pages
+                    stream = self._spare_streams.pop()
+                    stream.reset(self._windows.open_ns, self._windows.close_ns, base.ns)
+                else:
+                    stream = SymbolStream(self._windows.open_ns, self._windows.close_ns,
+                                          base.ns)
                 entry = SymbolSessionData(symbol, base, stream)
                 entry._session = self
                 self._symbols[symbol] = entry
@@ -261,7 +296,7 @@ class SessionData(SessionCore):
             return
         grid = self.grid(interval.name, entry.base_interval)
         k = entry._stream.add_derived(grid.open_ns, grid.close_ns, grid.base_slots,
-                                      grid.step_ns)
+                                      grid.step_ns, grid.last_open)
         entry._slot[interval.name] = k
         entry.derived_intervals.append(interval.name)
 
@@ -323,7 +358,14 @@ class SessionData(SessionCore):
     def unknown_bars(self) -> dict[str, int]:
         """Bars that arrived for symbols not in the registry (unknown or removed), by symbol."""
         with self._lock:
-            return dict(self._unknown_bars)
+            return self._unknown_counts()
+
+    def _unknown_counts(self) -> dict[str, int]:
+        """Both counts of unknown-symbol bars, merged (the caller holds the lock)."""
+        out = dict(self._unknown_bars)
+        for symbol, n in self._unknown_batched.items():
+            out[symbol] = out.get(symbol, 0) + n
+        return out
 
     # -- bars in --------------------------------------------------------------------------
 
@@ -357,7 +399,7 @@ class SessionData(SessionCore):
         with self._lock:
             entry = self._symbols.get(symbol)
             if entry is None:
-                self._unknown_bars[symbol] = self._unknown_bars.get(symbol, 0) + n
+                self._unknown_batched[symbol] = self._unknown_batched.get(symbol, 0) + n
                 return 0
             accepted, first, fault = entry._stream.push_many(
                 cols["ts"], cols["open"], cols["high"], cols["low"], cols["close"],
@@ -378,7 +420,7 @@ class SessionData(SessionCore):
             entry = self._symbols.get(symbol)
             if entry is None:
                 raise KeyError(f"unknown symbol {symbol!r}")
-            return entry.bars(interval)
+            return entry._bars(interval)
 
     def session_info(self) -> dict[str, Any]:
         """The session's label, calendar and windows, for exports."""
@@ -393,7 +435,7 @@ class SessionData(SessionCore):
         with self._lock:
             entries = list(self._symbols.values())
             info = self.session_info()
-            unknown = dict(self._unknown_bars)
+            unknown = self._unknown_counts()
             symbols = {e.symbol: e.to_json() for e in entries}
         info["symbols"] = symbols
         info["unknown_bars"] = unknown

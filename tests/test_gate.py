@@ -233,7 +233,8 @@ def test_malformed_thresholds_are_refused(gate, bad, words):
 def test_shipped_thresholds_file_is_valid(gate):
     doc = gate.load_thresholds(THRESHOLDS_PATH)
     groups = {e.get("group") for e in doc["checks"]}
-    assert {"resample-5m", "resample-1h", "find-gaps", "aggregator"} <= groups
+    assert {"resample-5m", "resample-1h", "find-gaps", "aggregator", "facade-stream",
+            "facade-replay", "facade-memory", "universe"} <= groups
 
 
 def test_main_from_json_exit_codes(gate, tmp_path, capsys):
@@ -273,3 +274,120 @@ def test_size_bounds_turn_a_check_into_information(gate):
     del run["sessiondata_bench"]  # N unknown: the check applies
     assert by_check(gate.evaluate(run, thresholds))[
         "resample-5m: sessiondata / np.copy"].failed
+
+
+# -- value checks: a number the benchmark put in extra_info, not its time -------------------
+
+def with_extra(b, **extra):
+    b["extra_info"].update(extra)
+    return b
+
+
+def test_value_check_bounds_an_extra_info_number(gate):
+    thresholds = {"checks": [{"group": "facade-memory", "name": "streamed",
+                              "value": "memory_ratio", "unit": "x", "max_value": 1.25}]}
+    ok = with_extra(bench("facade-memory", "streamed", 1e-4), memory_ratio=1.149)
+    rows = gate.evaluate(results(ok), thresholds)
+    r = rows[0]
+    assert r.check == "facade-memory: streamed [memory_ratio]"
+    assert r.status == "PASS" and r.value == pytest.approx(1.149) and r.metric == "value"
+    assert r.time_s == pytest.approx(1e-4)  # the time is still shown, never judged
+    text = gate.format_table(rows, results(ok))
+    assert "1.149x" in text and "<= 1.250x" in text and "GATE PASSED" in text
+
+    big = with_extra(bench("facade-memory", "streamed", 1e-4), memory_ratio=1.5)
+    r = gate.evaluate(results(big), thresholds)[0]
+    assert r.status == "FAIL" and r.failed and "1.500x > 1.250x" in r.message
+
+
+def test_min_value_and_bare_number(gate):
+    thresholds = {"checks": [{"group": "g", "name": "a", "value": "hits", "min_value": 10}]}
+    b = with_extra(bench("g", "a", 1.0), hits=7)
+    rows = gate.evaluate(results(b), thresholds)
+    assert rows[0].status == "FAIL" and rows[0].message == "7 < 10"
+    b["extra_info"]["hits"] = 10
+    assert gate.evaluate(results(b), thresholds)[0].status == "PASS"
+
+
+def test_value_ratio_to_the_reference(gate):
+    thresholds = {"checks": [{"group": "universe", "name": "threads=2",
+                              "reference": "threads=1", "value": "parallel_s",
+                              "max_ratio": 0.59}]}
+    one = with_extra(bench("universe", "threads=1", 3.0), parallel_s=1.0)
+    two = with_extra(bench("universe", "threads=2", 2.0), parallel_s=0.55)
+    rows = gate.evaluate(results(one, two), thresholds)
+    r = rows[0]
+    assert r.check == "universe: threads=2 [parallel_s] / threads=1"
+    assert r.status == "PASS" and r.value == pytest.approx(0.55) and r.unit == "x"
+    assert r.ref_value == pytest.approx(1.0)
+    assert "threads=1 1" in gate.format_table(rows)  # the reference's value, not its time
+
+    two["extra_info"]["parallel_s"] = 0.7
+    r = gate.evaluate(results(one, two), thresholds)[0]
+    assert r.status == "FAIL" and "0.700x > 0.590x" in r.message
+    # the time ratio (2/3) plays no part
+    assert gate.evaluate(results(one, two), {"checks": [
+        {"group": "universe", "name": "threads=2", "reference": "threads=1"}]})[0].value \
+        == pytest.approx(2.0 / 3.0)
+
+
+def test_value_check_failures_are_clear(gate):
+    thresholds = {"checks": [{"group": "universe", "name": "threads=2",
+                              "reference": "threads=1", "value": "parallel_s",
+                              "max_ratio": 0.59}]}
+    two = with_extra(bench("universe", "threads=2", 2.0), parallel_s=0.55)
+    r = gate.evaluate(results(two), thresholds)[0]
+    assert r.status == "MISSING" and "reference" in r.message and "threads=1" in r.message
+    one = bench("universe", "threads=1", 3.0)  # no parallel_s
+    r = gate.evaluate(results(one, two), thresholds)[0]
+    assert r.status == "ERROR" and "extra_info['parallel_s']" in r.message
+    one["extra_info"]["parallel_s"] = 0.0
+    r = gate.evaluate(results(one, two), thresholds)[0]
+    assert r.status == "ERROR" and "positive" in r.message
+    del two["extra_info"]["parallel_s"]
+    one["extra_info"]["parallel_s"] = float("nan")
+    r = gate.evaluate(results(one, two), thresholds)[0]
+    assert r.status == "ERROR" and "threads=2" in r.message  # its own value first
+
+
+def test_value_without_limit_is_information(gate):
+    thresholds = {"checks": [
+        {"group": "facade-memory", "name": "replayed", "value": "memory_ratio", "unit": "x"},
+        {"group": "facade-memory", "name": "replayed", "value": "memory_ratio", "unit": "x",
+         "max_value": 1.25, "enforce": False},
+    ]}
+    b = with_extra(bench("facade-memory", "replayed", 1e-4), memory_ratio=1.38)
+    rows = gate.evaluate(results(b), thresholds)
+    assert rows[0].status == "INFO" and rows[0].value == pytest.approx(1.38)
+    assert "1.380x" in gate.format_table(rows[:1])  # the entry's unit, limit or not
+    assert rows[1].status == "FAIL" and not rows[1].failed
+    assert not gate.gate_failed(rows)
+
+
+def test_show_reports_a_rate_without_a_limit(gate):
+    thresholds = {"checks": [{"group": "facade-replay", "name": "replay", "unit": "bar",
+                              "show": "items_per_s"}]}
+    b = bench("facade-replay", "replay", 0.02, items=200_000)
+    rows = gate.evaluate(results(b), thresholds)
+    r = rows[0]
+    assert r.check == "facade-replay: replay (bars/s)"
+    assert r.status == "INFO" and r.value == pytest.approx(10_000_000) and not r.failed
+    assert "10,000,000 bars/s" in gate.format_table(rows)
+    thresholds["checks"][0]["show"] = "ns_per_item"
+    assert gate.evaluate(results(b), thresholds)[0].value == pytest.approx(100.0)
+
+
+@pytest.mark.parametrize("bad, words", [
+    ({"checks": [{"name": "a", "max_value": 1}]}, '"value"'),
+    ({"checks": [{"name": "a", "value": "k", "max_seconds": 1}]}, "value check takes"),
+    ({"checks": [{"name": "a", "value": "", "max_value": 1}]}, "extra_info key"),
+    ({"checks": [{"name": "a", "value": "k", "max_value": 1, "min_value": 0.5}]},
+     "one limit"),
+    ({"checks": [{"name": "a", "value": "k", "max_ratio": 1}]}, "reference"),
+    ({"checks": [{"name": "a", "show": "items_per_s", "max_seconds": 1}]}, "without a limit"),
+    ({"checks": [{"name": "a", "show": "ops"}]}, "show must be"),
+    ({"checks": [{"name": "a", "value": "k", "show": "seconds"}]}, "time checks"),
+])
+def test_malformed_value_checks_are_refused(gate, bad, words):
+    with pytest.raises(gate.ThresholdsError, match=words):
+        gate.evaluate(good_run(), bad)

@@ -187,18 +187,21 @@ cdef class Aggregator:
     def __cinit__(self):
         store_init(&self.out, True)
 
-    def __init__(self, g_open, g_close, g_base_slots, i64 step_ns, i64 base_ns):
+    def __init__(self, g_open, g_close, g_base_slots, i64 step_ns, i64 base_ns,
+                 g_last_open=None):
         cdef const i64[::1] go = np.ascontiguousarray(g_open, dtype=np.int64)
         cdef const i64[::1] gc = np.ascontiguousarray(g_close, dtype=np.int64)
         cdef const i64[::1] gb = np.ascontiguousarray(g_base_slots, dtype=np.int64)
-        if go.shape[0] != gc.shape[0] or go.shape[0] != gb.shape[0]:
+        cdef const i64[::1] gl = go if g_last_open is None else np.ascontiguousarray(
+            g_last_open, dtype=np.int64)
+        if go.shape[0] != gc.shape[0] or go.shape[0] != gb.shape[0] or go.shape[0] != gl.shape[0]:
             raise ValueError("grid arrays differ in length")
         if go.shape[0] == 0:
             raise ValueError("the grid has no window")
         if base_ns <= 0 or step_ns < 0:
             raise ValueError(f"bad grid steps: step_ns={step_ns}, base_ns={base_ns}")
-        self._grid = (go, gc, gb)
-        rollup_init(&self.r, &go[0], &gc[0], &gb[0], go.shape[0], step_ns, base_ns)
+        self._grid = (go, gc, gb, gl)
+        rollup_init(&self.r, &go[0], &gc[0], &gb[0], &gl[0], go.shape[0], step_ns, base_ns)
         self.last_ns = -(2 ** 63)
 
     def __dealloc__(self):

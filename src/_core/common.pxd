@@ -76,6 +76,7 @@ cdef struct Bucket:
     i64 end             # exclusive end, clipped to the window's close
     i64 expected        # base slots the bucket holds
     i64 count           # base bars seen
+    i64 close_at        # a fed bar starting here or later completes the bucket
     f64 open
     f64 high
     f64 low
@@ -365,6 +366,7 @@ cdef struct Rollup:
     const i64* g_open
     const i64* g_close
     const i64* g_base_slots   # base slots per grid window (used when step_ns == 0)
+    const i64* g_last_open    # open of the last base window inside each grid window
     Py_ssize_t n_windows
     i64 step_ns
     i64 base_ns
@@ -396,6 +398,16 @@ cdef inline int rollup_emit(Rollup* r, ColumnStore* out) noexcept nogil:
                       <f64> b.count / <f64> b.expected)
 
 
+cdef inline i64 bucket_close_at(Rollup* r) noexcept nogil:
+    """Where the last fed slot of the bucket being built starts: fed bars are aligned to the
+    open of their own window, which for a session bucket is its last window, after breaks."""
+    cdef i64 last_open
+    if r.step_ns > 0:
+        return r.bucket.end - r.feed_step
+    last_open = r.g_last_open[r.cursor.window]
+    return last_open + ((r.bucket.end - last_open - 1) // r.feed_step) * r.feed_step
+
+
 cdef inline int rollup_feed(Rollup* r, i64 t, f64 o, f64 h, f64 l, f64 c, f64 v,
                             i64 count, ColumnStore* out) noexcept nogil:
     """Feed one sound, in-order bar holding ``count`` base bars: a base bar (count 1), or a
@@ -424,7 +436,8 @@ cdef inline int rollup_feed(Rollup* r, i64 t, f64 o, f64 h, f64 l, f64 c, f64 v,
             closed += 1
         bucket_begin(b, r.cursor.slot_start, r.cursor.slot_end, bucket_expected(r), o, h, l, c, v,
                      count)
-    if t + r.feed_step >= b.end:
+        b.close_at = bucket_close_at(r)
+    if t >= b.close_at:
         if rollup_emit(r, out) != 0:
             return -FAULT_OVERFLOW
         closed += 1
@@ -432,11 +445,12 @@ cdef inline int rollup_feed(Rollup* r, i64 t, f64 o, f64 h, f64 l, f64 c, f64 v,
 
 
 cdef inline void rollup_init(Rollup* r, const i64* g_open, const i64* g_close,
-                             const i64* g_base_slots, Py_ssize_t n_windows, i64 step_ns,
-                             i64 base_ns) noexcept nogil:
+                             const i64* g_base_slots, const i64* g_last_open,
+                             Py_ssize_t n_windows, i64 step_ns, i64 base_ns) noexcept nogil:
     r.g_open = g_open
     r.g_close = g_close
     r.g_base_slots = g_base_slots
+    r.g_last_open = g_last_open
     r.n_windows = n_windows
     r.step_ns = step_ns
     r.base_ns = base_ns
@@ -479,3 +493,82 @@ cdef inline dict store_snapshot(ColumnStore* s, object np):
         memcpy(&cnt[0], s.count, n * sizeof(i64))
         memcpy(&cov[0], s.coverage, n * sizeof(f64))
     return result
+
+
+cdef inline int store_append(ColumnStore* s, const i64* ts, const f64* o, const f64* h,
+                             const f64* l, const f64* c, const f64* v,
+                             Py_ssize_t n) noexcept nogil:
+    """Append n base bars (no counts) with one copy per column; -1 when memory ran out."""
+    cdef Py_ssize_t i = s.n
+    if n <= 0:
+        return 0
+    if i + n > s.cap and store_reserve(s, i + n) != 0:
+        return -1
+    memcpy(s.ts + i, ts, n * sizeof(i64))
+    memcpy(s.open + i, o, n * sizeof(f64))
+    memcpy(s.high + i, h, n * sizeof(f64))
+    memcpy(s.low + i, l, n * sizeof(f64))
+    memcpy(s.close + i, c, n * sizeof(f64))
+    memcpy(s.volume + i, v, n * sizeof(f64))
+    s.n = i + n
+    return 0
+
+
+cdef inline int rollup_run(Rollup* r, const i64* ts, const f64* o, const f64* h,
+                           const f64* l, const f64* c, const f64* v, const i64* counts,
+                           Py_ssize_t n, ColumnStore* out) noexcept nogil:
+    """Feed n sound, in-order bars (``counts`` NULL for base bars) exactly as n calls of
+    ``rollup_feed`` would, with the bucket held in locals between emissions.  Returns the
+    number of derived bars closed, or a negative fault as ``rollup_feed`` does."""
+    cdef Bucket* b = &r.bucket
+    cdef bint active = b.active
+    cdef i64 end = b.end, count = b.count, close_at = b.close_at, t, k
+    cdef f64 hi = b.high, lo = b.low, cl = b.close, vol = b.volume
+    cdef Py_ssize_t i
+    cdef int closed = 0, rc
+    for i in range(n):
+        t = ts[i]
+        k = counts[i] if counts != NULL else 1
+        if active and t < end:
+            hi = h[i] if h[i] > hi else hi
+            lo = l[i] if l[i] < lo else lo
+            cl = c[i]
+            vol += v[i]
+            count += k
+        else:
+            # Hand the locals back, then let rollup_feed open (and maybe close) buckets.
+            b.high = hi
+            b.low = lo
+            b.close = cl
+            b.volume = vol
+            b.count = count
+            rc = rollup_feed(r, t, o[i], h[i], l[i], c[i], v[i], k, out)
+            if rc < 0:
+                return rc
+            closed += rc
+            active = b.active
+            end = b.end
+            close_at = b.close_at
+            count = b.count
+            hi = b.high
+            lo = b.low
+            cl = b.close
+            vol = b.volume
+            continue
+        if t >= close_at:
+            b.high = hi
+            b.low = lo
+            b.close = cl
+            b.volume = vol
+            b.count = count
+            if rollup_emit(r, out) != 0:
+                return -FAULT_OVERFLOW
+            closed += 1
+            active = False
+    if active:
+        b.high = hi
+        b.low = lo
+        b.close = cl
+        b.volume = vol
+        b.count = count
+    return closed

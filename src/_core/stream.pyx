@@ -13,7 +13,8 @@ import numpy as np
 from common cimport (
     FAULT_DUPLICATE, FAULT_MISALIGNED, FAULT_NONE, FAULT_OUTSIDE, FAULT_OVERFLOW,
     FAULT_LATE, FAULT_UNSORTED, N_FAULTS, Bucket, ColumnStore, GapWalker, GridCursor, Rollup, f64, grid_locate,
-    bucket_expected, i64, price_fault, slots_in_window, rollup_emit, rollup_feed, rollup_init, store_free, store_init,
+    bucket_expected, i64, price_fault, slots_in_window, rollup_emit, rollup_feed, rollup_init,
+    rollup_run, store_append, store_free, store_init,
     store_nbytes, store_push, store_reserve, store_snapshot, walker_finish, walker_start, walker_step_to,
 )
 
@@ -69,19 +70,30 @@ cdef class SymbolStream:
         self.n_derived = 0
 
     def __init__(self, w_open, w_close, i64 base_ns):
+        self.reset(w_open, w_close, base_ns)
+
+    def reset(self, w_open, w_close, i64 base_ns):
+        """Start over on new windows, with no bar and no derived interval, keeping the memory
+        already allocated (a new session reuses the last one's buffers: no page faults)."""
         cdef const i64[::1] wo = np.ascontiguousarray(w_open, dtype=np.int64)
         cdef const i64[::1] wc = np.ascontiguousarray(w_close, dtype=np.int64)
         if wo.shape[0] == 0 or wo.shape[0] != wc.shape[0]:
             raise ValueError("a stream needs one or more session windows")
         if base_ns <= 0:
             raise ValueError(f"base_ns must be positive, got {base_ns}")
+        if self.busy:
+            raise RuntimeError("stream is busy with a batch")
         self._keep = [wo, wc]
         self.w_open = &wo[0]
         self.w_close = &wc[0]
         self.n_windows = wo.shape[0]
         self.base_ns = base_ns
+        self.base.n = 0
         self.base.max_rows = _slots(&wo[0], &wc[0], wo.shape[0], base_ns)
+        self.n_derived = 0
+        self.n_cascaded = 0
         self.last_ns = NO_BAR
+        self.last_closed = 0
         self.cursor.window = 0
         self.cursor.slot_start = NO_BAR
         self.cursor.slot_end = NO_BAR
@@ -93,13 +105,13 @@ cdef class SymbolStream:
         cdef Py_ssize_t k
         store_free(&self.base)
         if self.derived != NULL:
-            for k in range(self.n_derived):
+            for k in range(MAX_DERIVED):  # calloc'd: stores never used hold NULLs
                 store_free(&self.derived[k])
             free(self.derived)
         free(self.rollups)
         free(self.parent)
 
-    def add_derived(self, g_open, g_close, g_base_slots, i64 step_ns):
+    def add_derived(self, g_open, g_close, g_base_slots, i64 step_ns, g_last_open=None):
         """Add a derived interval on the given grid, and fill it from the bars already held.
 
         It is fed from the coarsest interval already present whose buckets nest in its own
@@ -110,6 +122,8 @@ cdef class SymbolStream:
         cdef const i64[::1] go = np.ascontiguousarray(g_open, dtype=np.int64)
         cdef const i64[::1] gc = np.ascontiguousarray(g_close, dtype=np.int64)
         cdef const i64[::1] gb = np.ascontiguousarray(g_base_slots, dtype=np.int64)
+        cdef const i64[::1] gl = go if g_last_open is None else np.ascontiguousarray(
+            g_last_open, dtype=np.int64)
         cdef Py_ssize_t k = self.n_derived, i, j, p = -1
         cdef i64 best = 0, s
         cdef Rollup* r
@@ -117,7 +131,8 @@ cdef class SymbolStream:
         cdef int rc = 0
         if k >= MAX_DERIVED:
             raise ValueError(f"at most {MAX_DERIVED} derived intervals per symbol")
-        if go.shape[0] == 0 or go.shape[0] != gc.shape[0] or go.shape[0] != gb.shape[0]:
+        if (go.shape[0] == 0 or go.shape[0] != gc.shape[0] or go.shape[0] != gb.shape[0]
+                or go.shape[0] != gl.shape[0]):
             raise ValueError("a derived grid needs one or more windows, with matching arrays")
         if step_ns < 0 or (step_ns > 0 and step_ns % self.base_ns != 0):
             raise ValueError(f"step {step_ns} ns is not a whole multiple of the base")
@@ -126,11 +141,13 @@ cdef class SymbolStream:
             if s > best and (step_ns == 0 or (step_ns > s and step_ns % s == 0)):
                 best = s
                 p = j
-        self._keep.append((go, gc, gb))
-        store_init(&self.derived[k], True)
+        self._keep.append((go, gc, gb, gl))
+        if self.derived[k].ts == NULL:
+            store_init(&self.derived[k], True)
+        self.derived[k].n = 0       # a reset stream keeps its buffers
         self.derived[k].max_rows = _slots(&go[0], &gc[0], go.shape[0], step_ns)
         r = &self.rollups[k]
-        rollup_init(r, &go[0], &gc[0], &gb[0], go.shape[0], step_ns, self.base_ns)
+        rollup_init(r, &go[0], &gc[0], &gb[0], &gl[0], go.shape[0], step_ns, self.base_ns)
         self.parent[k] = p
         self.n_derived = k + 1
         if p >= 0:
@@ -160,21 +177,21 @@ cdef class SymbolStream:
         cdef Py_ssize_t j, i
         cdef ColumnStore* src = &self.derived[k]
         cdef int total = 0, rc
+        i = src.n - closed
         for j in range(k + 1, self.n_derived):
             if self.parent[j] != k:
                 continue
-            for i in range(src.n - closed, src.n):
-                rc = rollup_feed(&self.rollups[j], src.ts[i], src.open[i], src.high[i],
-                                 src.low[i], src.close[i], src.volume[i], src.count[i],
-                                 &self.derived[j])
+            rc = rollup_run(&self.rollups[j], src.ts + i, src.open + i, src.high + i,
+                            src.low + i, src.close + i, src.volume + i, src.count + i,
+                            closed, &self.derived[j])
+            if rc < 0:
+                return -1
+            if rc > 0:
+                total += rc
+                rc = self._cascade(j, rc)
                 if rc < 0:
                     return -1
-                if rc > 0:
-                    total += rc
-                    rc = self._cascade(j, rc)
-                    if rc < 0:
-                        return -1
-                    total += rc
+                total += rc
         return total
 
     cdef inline int _accept(self, i64 t, f64 o, f64 h, f64 l, f64 c, f64 v) noexcept nogil:
@@ -258,38 +275,139 @@ cdef class SymbolStream:
         cdef const f64[::1] lo = np.ascontiguousarray(low, dtype=np.float64)
         cdef const f64[::1] c = np.ascontiguousarray(close, dtype=np.float64)
         cdef const f64[::1] v = np.ascontiguousarray(volume, dtype=np.float64)
-        cdef Py_ssize_t i, n = t.shape[0], k, first = -1
+        cdef Py_ssize_t i, j, n = t.shape[0], k, first = -1
         cdef i64 accepted = 0
-        cdef int f, first_fault = FAULT_NONE
+        cdef int f = FAULT_NONE, first_fault = FAULT_NONE
         if not (o.shape[0] == h.shape[0] == lo.shape[0] == c.shape[0] == v.shape[0] == n):
             raise ValueError("columns differ in length")
         if self.busy:
             raise RuntimeError("stream is busy with a batch; serialise calls on one stream")
+        if n == 0:
+            return 0, -1, FAULT_NONE
         if store_reserve(&self.base, self.base.n + n) != 0:
             raise MemoryError("no memory left for bars")
         self.busy = True
         try:
             with nogil:
-                for i in range(n):
-                    f = self._accept(t[i], o[i], h[i], lo[i], c[i], v[i])
-                    if f == FAULT_NONE:
-                        accepted += 1
-                        continue
-                    if f == FAULT_OVERFLOW:
-                        first = i
+                i = 0
+                while i < n:
+                    # The longest run of sound rows from i, then each pass over the run in a
+                    # tight loop of its own: copy, gap walk, roll-ups, cascades.
+                    j = self._sound_run(&t[0], &o[0], &h[0], &lo[0], &c[0], &v[0], i, n, &f)
+                    if j > i and self._take_run(&t[i], &o[i], &h[i], &lo[i], &c[i], &v[i],
+                                                j - i) != 0:
+                        f = FAULT_OVERFLOW
+                        first = j
                         first_fault = f
                         break
+                    accepted += j - i
+                    if j >= n:
+                        break
                     if first < 0:
-                        first = i
+                        first = j
                         first_fault = f
                     if stop_at_first:
                         break
                     self.rejected[f] += 1
+                    i = j + 1
         finally:
             self.busy = False
         if first_fault == FAULT_OVERFLOW:
             raise MemoryError("no memory left for bars")
         return accepted, first, first_fault
+
+    cdef Py_ssize_t _sound_run(self, const i64* t, const f64* o, const f64* h, const f64* lo,
+                               const f64* c, const f64* v, Py_ssize_t i, Py_ssize_t n,
+                               int* fault) noexcept nogil:
+        """The end of the run of rows from i that _accept would take, and the fault of the
+        row that ends it (FAULT_NONE at n).  Moves the base cursor over the run."""
+        cdef i64 last = self.last_ns, late = NO_BAR, tt
+        cdef GridCursor probe = self.cursor
+        cdef i64 wclose = self.w_close[probe.window] if probe.window < self.n_windows else 0
+        cdef Py_ssize_t k
+        cdef uint8_t f = FAULT_NONE
+        for k in range(self.n_derived):
+            if not self.rollups[k].bucket.active and self.rollups[k].closed_until > late:
+                late = self.rollups[k].closed_until
+        while i < n:
+            tt = t[i]
+            f = price_fault(o[i], h[i], lo[i], c[i], v[i])
+            if f != FAULT_NONE:
+                break
+            if tt <= last:
+                f = FAULT_DUPLICATE if tt == last else FAULT_UNSORTED
+                break
+            if tt < late:
+                f = FAULT_LATE
+                break
+            if tt == probe.slot_end and tt < wclose:
+                probe.slot_start = tt
+                probe.slot_end = tt + self.base_ns
+                if probe.slot_end > wclose:
+                    probe.slot_end = wclose
+            else:
+                if not grid_locate(&probe, self.w_open, self.w_close, self.n_windows,
+                                   self.base_ns, tt):
+                    f = FAULT_OUTSIDE
+                    probe = self.cursor
+                    break
+                if tt != probe.slot_start:
+                    f = FAULT_MISALIGNED
+                    probe = self.cursor
+                    break
+                wclose = self.w_close[probe.window]
+            self.cursor = probe
+            last = tt
+            i += 1
+        fault[0] = f
+        return i
+
+    cdef int _take_run(self, const i64* t, const f64* o, const f64* h, const f64* lo,
+                       const f64* c, const f64* v, Py_ssize_t m) noexcept nogil:
+        """Store a run of m sound bars and roll them into every derived interval; what
+        m calls of _accept would do.  0, or -1 when memory ran out."""
+        cdef Py_ssize_t k, i
+        cdef int rc = FAULT_NONE, closed
+        cdef i64 nxt, wclose
+        cdef GapWalker* g = &self.gaps
+        if store_append(&self.base, t, o, h, lo, c, v, m) != 0:
+            return -1
+        # The gap walk, with consecutive slots of one window in a tight loop.
+        i = 0
+        while i < m:
+            nxt = g.next_slot
+            wclose = self.w_close[g.window] if g.window < self.n_windows else 0
+            if t[i] == nxt and nxt < wclose:
+                while i < m and t[i] == nxt and nxt < wclose:
+                    nxt += self.base_ns
+                    g.present += 1
+                    i += 1
+                g.next_slot = nxt
+                continue
+            walker_step_to(g, self.w_open, self.w_close, self.n_windows, self.base_ns, t[i],
+                           NULL, NULL, 0, 0, &rc)
+            i += 1
+        self.last_closed = 0
+        for k in range(self.n_derived):
+            if self.parent[k] >= 0:
+                continue
+            closed = rollup_run(&self.rollups[k], t, o, h, lo, c, v, NULL, m,
+                                &self.derived[k])
+            if closed < 0:
+                return -1
+            if closed > 0:
+                self.last_closed += closed
+                closed = self._cascade(k, closed)
+                if closed < 0:
+                    return -1
+                self.last_closed += closed
+        if self.n_cascaded:
+            closed = self._close_ended(t[m - 1], False, True)
+            if closed < 0:
+                return -1
+            self.last_closed += closed
+        self.last_ns = t[m - 1]
+        return 0
 
     def count_rejected(self, int fault, i64 n=1):
         """Count n bars rejected for ``fault`` by the Python layer (e.g. a drop policy)."""

@@ -1,0 +1,237 @@
+"""The public façade: ``SessionData`` fed bar by bar, day by day, and what it holds after.
+
+``facade-stream``: ``SessionData.add_bar(symbol, ts, o, h, l, c, v)`` from a Python loop over
+pre-built Python lists (the method bound once, the fields passed by position), on
+``Calendar.always()``: 700 symbols x the 1440 1m bars of one UTC day, in time order (each minute
+every symbol, the way a live feed or a replay hands them over), ~1 % of the minutes missing at
+random, every symbol with derived 5m, 15m and 1h and the stream's live gap counters.  Gated in
+ns per bar; the reference is the same loop calling an empty function with the same arguments.
+
+``facade-replay``: a day's arrays in one call each.  ``add_bars-1s-24x7``: one symbol, the
+86_400 1s bars of a 24/7 day, derived 5m/15m/1h, through ``SessionData.add_bars(symbol, dict)``.
+``replay-xnys-500x390``: ``SessionCoordinator.replay(day)`` of 500 symbols x the 390 1m bars of
+a regular XNYS session (registration of the 500 symbols included: that is what replay does).
+
+``facade-memory``: ``SessionData.memory()`` after a full day, as allocated / held bytes,
+recorded in ``extra_info["memory_ratio"]`` (the gate checks that value; the time is that of the
+``memory()`` call, for information).  ``streamed-24x7-700x1440``: the facade-stream day, streamed
+bar by bar, then advanced to the close; ``replayed-xnys-500x390``: the XNYS day replayed.
+
+All data is seeded and built once per module, outside every timed region; each round starts
+from a fresh ``SessionData`` made in its (untimed) setup.  The sizes do not follow ``N``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sessiondata import Calendar, SessionData
+from sessiondata.coordinator import SessionCoordinator
+
+SEED = 20_240_103
+DERIVED = ("5m", "15m", "1h")
+DAY = np.datetime64("2024-01-02", "D")        # a UTC day: one session of Calendar.always()
+XNYS_DAY = np.datetime64("2023-06-01", "D")   # a regular XNYS session: 390 minutes
+STREAM_SYMBOLS = 700
+MISSING_RATE = 0.01
+REPLAY_SYMBOLS = 500
+MINUTE_NS = 60_000_000_000
+SECOND_NS = 1_000_000_000
+
+
+def _walk(rng, n: int) -> dict[str, np.ndarray]:
+    """Prices of a random walk (valid OHLCV), without ts."""
+    close = 100.0 * np.exp(np.cumsum(rng.normal(0.0, 2e-4, n)))
+    open_ = np.empty(n)
+    open_[0] = 100.0
+    open_[1:] = close[:-1]
+    spread = rng.random((2, n)) * 1e-4
+    return {"open": open_, "high": np.maximum(open_, close) * (1.0 + spread[0]),
+            "low": np.minimum(open_, close) * (1.0 - spread[1]), "close": close,
+            "volume": rng.standard_exponential(n) * 1000.0}
+
+
+def _symbols(n: int) -> list[str]:
+    return [f"S{i:04d}" for i in range(n)]
+
+
+def _day_start_ns(day) -> int:
+    return int(np.datetime64(day, "ns").astype(np.int64))
+
+
+# -- data ---------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def always():
+    return Calendar.always()
+
+
+@pytest.fixture(scope="module")
+def xnys():
+    pytest.importorskip("exchange_calendars")
+    return Calendar.exchange("XNYS")
+
+
+@pytest.fixture(scope="module")
+def stream_rows():
+    """Seven Python lists (symbol, ts, open, high, low, close, volume) in time order: every
+    symbol's bar of a minute, minute after minute, ~1 % of (symbol, minute) pairs missing."""
+    rng = np.random.default_rng(SEED)
+    minutes, syms = 1440, _symbols(STREAM_SYMBOLS)
+    ts = _day_start_ns(DAY) + np.arange(minutes, dtype=np.int64) * MINUTE_NS
+    walk = _walk(rng, minutes * STREAM_SYMBOLS)  # column-major: one symbol's walk after another
+    keep = rng.random((minutes, STREAM_SYMBOLS)) >= MISSING_RATE
+    m, s = np.nonzero(keep)                      # time-major order
+    flat = s * minutes + m
+    return ([syms[j] for j in s.tolist()], ts[m].tolist(),
+            *(walk[k][flat].tolist() for k in ("open", "high", "low", "close", "volume")))
+
+
+def _fresh_stream_session(cal) -> SessionData:
+    sd = SessionData(cal)
+    sd.start_session(DAY)
+    for symbol in _symbols(STREAM_SYMBOLS):
+        sd.add_symbol(symbol, "1m", DERIVED)
+    return sd
+
+
+def _stream(sd, rows):
+    # The usual idiom of a feed loop: bind the method once, pass the fields by position.
+    add = sd.add_bar
+    for symbol, ts, open_, high, low, close, volume in zip(*rows):
+        add(symbol, ts, open_, high, low, close, volume)
+    return sd
+
+
+def _empty(symbol, ts, open_, high, low, close, volume):
+    pass
+
+
+def _call_empty(rows):
+    add = _empty
+    for symbol, ts, open_, high, low, close, volume in zip(*rows):
+        add(symbol, ts, open_, high, low, close, volume)
+
+
+@pytest.fixture(scope="module")
+def day_1s():
+    """One symbol's 86_400 1s bars of a 24/7 day, as a dict of arrays."""
+    rng = np.random.default_rng(SEED + 1)
+    n = 86_400
+    cols = _walk(rng, n)
+    cols["ts"] = _day_start_ns(DAY) + np.arange(n, dtype=np.int64) * SECOND_NS
+    return cols
+
+
+@pytest.fixture(scope="module")
+def day_xnys(xnys):
+    """500 symbols x the 390 1m bars of a regular XNYS session: {symbol: dict of arrays}."""
+    windows = xnys.session_windows(XNYS_DAY)
+    ts = np.concatenate([np.arange(o, c, MINUTE_NS, dtype=np.int64)
+                         for o, c in zip(windows.open_ns.tolist(), windows.close_ns.tolist())])
+    assert ts.shape[0] == 390
+    rng = np.random.default_rng(SEED + 2)
+    day = {}
+    for symbol in _symbols(REPLAY_SYMBOLS):
+        cols = _walk(rng, ts.shape[0])
+        cols["ts"] = ts.copy()
+        day[symbol] = cols
+    return day
+
+
+def _replay_xnys(coordinator, day):
+    return coordinator.replay(day)
+
+
+def _fresh_coordinator(cal) -> SessionCoordinator:
+    coordinator = SessionCoordinator(cal, base_interval="1m", derived_intervals=DERIVED)
+    coordinator.start(XNYS_DAY)
+    return coordinator
+
+
+# -- facade-stream ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("impl", ("python-loop", "sessiondata"))
+def bench_facade_stream(benchmark, measure, always, stream_rows, impl):
+    n = len(stream_rows[0])
+    info = dict(group="facade-stream", label=impl, items=n)
+    benchmark.extra_info.update(symbols=STREAM_SYMBOLS, bars=n, derived=list(DERIVED))
+    if impl == "python-loop":
+        measure(benchmark, _call_empty, args=(stream_rows,), **info)
+        return
+
+    def fresh():  # untimed: a new session with the 700 symbols registered, no bars yet
+        return (_fresh_stream_session(always), stream_rows), {}
+
+    sd = measure(benchmark, _stream, setup=fresh, **info)
+    assert sum(sd.get_symbol_data(s).bar_count() for s in _symbols(STREAM_SYMBOLS)) == n
+    assert not sd.unknown_bars
+    present, missing, runs = sd.get_symbol_data("S0000")._stream.gap_counters()
+    assert present == sd.get_symbol_data("S0000").bar_count() and missing > 0
+
+
+# -- facade-replay ------------------------------------------------------------------------
+
+def bench_facade_replay_1s(benchmark, measure, rounds, always, day_1s):
+    n = day_1s["ts"].shape[0]
+
+    def fresh():
+        sd = SessionData(always)
+        sd.start_session(DAY)
+        sd.add_symbol("X", "1s", DERIVED)
+        return (sd, "X", day_1s), {}
+
+    def replay(sd, symbol, cols):
+        return sd.add_bars(symbol, cols)
+
+    benchmark.extra_info.update(symbols=1, bars=n, base="1s", derived=list(DERIVED))
+    # ~1.5 ms a round: more rounds than the default, for a steady minimum.
+    stored = measure(benchmark, replay, setup=fresh, group="facade-replay",
+                     label="add_bars-1s-24x7", items=n, nbytes=48 * n,
+                     rounds=max(30, 5 * rounds[0]))
+    assert stored == n
+
+
+def bench_facade_replay_xnys(benchmark, measure, xnys, day_xnys):
+    n = sum(cols["ts"].shape[0] for cols in day_xnys.values())
+
+    def fresh():
+        return (_fresh_coordinator(xnys), day_xnys), {}
+
+    benchmark.extra_info.update(symbols=len(day_xnys), bars=n, base="1m",
+                                derived=list(DERIVED), session=str(XNYS_DAY))
+    stored = measure(benchmark, _replay_xnys, setup=fresh, group="facade-replay",
+                     label="replay-xnys-500x390", items=n, nbytes=48 * n)
+    assert stored == n
+
+
+# -- facade-memory ------------------------------------------------------------------------
+
+def _record_memory(benchmark, sd) -> dict[str, int]:
+    mem = sd.memory()
+    benchmark.extra_info.update(allocated_bytes=mem["allocated"], held_bytes=mem["held"],
+                                memory_ratio=mem["allocated"] / mem["held"])
+    return mem
+
+
+def bench_facade_memory_streamed(benchmark, measure, always, stream_rows):
+    n = len(stream_rows[0])
+    sd = _stream(_fresh_stream_session(always), stream_rows)
+    sd.advance(int(sd.windows.close_ns[-1]))  # the day is over: every derived bar closed
+    benchmark.extra_info.update(symbols=STREAM_SYMBOLS, bars=n, derived=list(DERIVED))
+    _record_memory(benchmark, sd)
+    measure(benchmark, sd.memory, group="facade-memory", label="streamed-24x7-700x1440",
+            items=n)
+
+
+def bench_facade_memory_replayed(benchmark, measure, xnys, day_xnys):
+    n = sum(cols["ts"].shape[0] for cols in day_xnys.values())
+    coordinator = _fresh_coordinator(xnys)
+    assert coordinator.replay(day_xnys) == n
+    sd = coordinator.session_data
+    sd.advance(int(sd.windows.close_ns[-1]))
+    benchmark.extra_info.update(symbols=len(day_xnys), bars=n, derived=list(DERIVED))
+    _record_memory(benchmark, sd)
+    measure(benchmark, sd.memory, group="facade-memory", label="replayed-xnys-500x390",
+            items=n)

@@ -1,0 +1,1483 @@
+"""Readers: bars from CSV and Parquet files, folders of them, and pandas or polars DataFrames.
+
+Every reader returns a :class:`ReadResult`: per symbol a sorted, validated :class:`Bars` with
+its interval set, plus where each bar came from (file and line), so that a problem found
+later (a bar outside every session, say) can still name its line.
+
+Timestamps become int64 nanoseconds UTC, labelled by the bar's open.  What the readers need to
+know and never guess:
+
+- which column holds the time (auto-detected by name, case-insensitively: ``timestamp``,
+  ``ts``, ``datetime``, ``time``, ``date``, or a ``date`` column and a ``time`` column);
+- how it is written: ISO 8601 (the default, with an integer epoch recognised by its number
+  of digits), a ``strptime`` format, or an epoch unit ``s``, ``ms``, ``us``, ``ns``;
+- the time zone of naive times (default UTC; times with an offset carry their own);
+- whether a bar is stamped at its ``start`` (the default) or its ``end``: end-stamped bars
+  are shifted back by the base interval, which must then be given.
+
+A malformed row is an error naming the file, the line (``row`` for Parquet and DataFrames)
+and what is wrong: a bad number, a missing field, an unparseable time, a field count that
+differs from the header's, a duplicate or out-of-order timestamp, an impossible bar.  With
+``on_bad="drop"`` such rows are dropped instead and counted by reason in
+:attr:`ReadResult.dropped`.
+
+CSV files are read in chunks by pandas' C parser with native float parsing.  When a chunk
+shows anything irregular, the file is read again by a careful line-by-line reader that finds
+the exact line and says what is wrong (or drops the row); clean files never pay for it.
+Line numbers assume one record per line (no line breaks inside quoted fields).
+"""
+
+from __future__ import annotations
+
+import bz2
+import csv
+import datetime as _dt
+import gzip
+import io
+import lzma
+import os
+import re
+import warnings
+import zoneinfo
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+
+from ._core import validation as _validation
+from .bars import FAULTS, PRICE_COLUMNS, Bars
+from .intervals import parse_interval
+from .session import check_symbol
+
+__all__ = [
+    "DATA_SUFFIXES",
+    "ReadError",
+    "ReadOptions",
+    "ReadResult",
+    "data_files",
+    "read_bars",
+    "read_csv",
+    "read_frame",
+    "read_parquet",
+]
+
+CSV_SUFFIXES = (".csv", ".txt", ".tsv")
+PARQUET_SUFFIXES = (".parquet", ".pq")
+COMPRESSION_SUFFIXES = (".gz", ".bz2", ".xz")
+DATA_SUFFIXES = CSV_SUFFIXES + PARQUET_SUFFIXES
+TS_FORMATS_EPOCH = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}
+STAMPS = ("start", "end")
+POLICIES = ("raise", "drop")
+
+# Column names recognised without options (compared in lower case).
+_TS_NAMES = ("timestamp", "ts", "datetime", "date_time", "time_stamp")
+_TS_PREFIXES = ("timestamp", "datetime")
+_SYMBOL_NAMES = ("symbol", "ticker")
+_DELIMITERS = {",": ",", ";": ";", "\t": "\t", "tab": "\t", "\\t": "\t", "|": "|"}
+
+# An integer epoch is recognised by its number of digits (dates 1973 .. 2286).
+_EPOCH_DIGITS = {9: "s", 10: "s", 12: "ms", 13: "ms", 15: "us", 16: "us", 18: "ns", 19: "ns"}
+_INT_RE = re.compile(r"^-?\d+$")
+_OFFSET_RE = r"(?:[Zz]|[+-]\d{2}(?::?\d{2})?)$"
+
+# Fault codes of the validation kernel (sessiondata._core.validation.FAULTS) named here.
+_FAULT_UNSORTED, _FAULT_DUPLICATE, _FAULT_OUTSIDE, _FAULT_MISALIGNED = 4, 5, 6, 7
+
+CHUNK_ROWS = 250_000
+_CAREFUL_CHUNK = 65_536
+
+
+# --------------------------------------------------------------------------------------------
+# Errors and options
+# --------------------------------------------------------------------------------------------
+
+
+class ReadError(ValueError):
+    """A source could not be read; the message names the file, the line (or row) and why.
+
+    Attributes
+    ----------
+    path : str
+        The file (or ``"<DataFrame>"``).
+    line : int or None
+        The line (CSV, 1 is the header) or row (Parquet, DataFrame) at fault, when one is.
+    reason : str
+        What is wrong, without the location.
+    """
+
+    def __init__(self, path: str, line: int | None, reason: str, unit: str = "line"):
+        self.path = str(path)
+        self.line = line
+        self.reason = reason
+        where = self.path if line is None else f"{self.path}, {unit} {line}"
+        super().__init__(f"{where}: {reason}")
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How to read a source; every field has a keyword of the same name in the readers.
+
+    Parameters
+    ----------
+    interval : str, optional
+        The bars' interval (e.g. ``"1m"``), set on the result; required with
+        ``stamp="end"``.
+    stamp : {"start", "end"}
+        Whether a row's time is the bar's open (``start``) or its close (``end``).
+    tz : str
+        Time zone of naive timestamps (``"UTC"``, ``"Europe/Berlin"`` ...).
+    ts_format : str, optional
+        ``None``/``"auto"`` (ISO 8601, or an integer epoch recognised by its digits), a
+        ``strptime`` format such as ``"%d.%m.%Y %H:%M"``, or an epoch unit ``s``, ``ms``,
+        ``us``, ``ns``.
+    ts_column : str, optional
+        The timestamp column (else auto-detected).
+    date_column, time_column : str, optional
+        A date column and a time-of-day column whose values are joined by a space.
+    symbol_column : str, optional
+        The symbol column (else ``symbol`` or ``ticker`` when present).
+    symbol : str, optional
+        The symbol of a source without a symbol column (else the file name's stem).
+    columns : mapping, optional
+        Names of the price columns when they differ: ``{"open": "Open Price", ...}``.
+    delimiter : str, optional
+        ``","``, ``";"``, ``"\\t"`` (or ``"tab"``), ``"|"``; detected from the header when
+        not given.
+    on_bad : {"raise", "drop"}
+        Raise at the first malformed or impossible row, or drop and count such rows.
+    encoding : str
+        Text encoding of CSV files; a UTF-8 byte order mark is always accepted.
+    chunk_rows : int
+        Rows per chunk.
+    """
+
+    interval: str | None = None
+    stamp: str = "start"
+    tz: str = "UTC"
+    ts_format: str | None = None
+    ts_column: str | None = None
+    date_column: str | None = None
+    time_column: str | None = None
+    symbol_column: str | None = None
+    symbol: str | None = None
+    columns: Mapping[str, str] | None = None
+    delimiter: str | None = None
+    on_bad: str = "raise"
+    encoding: str = "utf-8"
+    chunk_rows: int = CHUNK_ROWS
+
+    def checked(self) -> "ReadOptions":
+        """The options, validated; raises ValueError naming the bad one."""
+        if self.stamp not in STAMPS:
+            raise ValueError(f"stamp must be 'start' or 'end', got {self.stamp!r}")
+        if self.on_bad not in POLICIES:
+            raise ValueError(f"on_bad must be 'raise' or 'drop', got {self.on_bad!r}")
+        if self.interval is not None:
+            iv = parse_interval(self.interval)
+            if iv.is_session:
+                raise ValueError("the bars' interval cannot be '1d'; give an intraday interval")
+        if self.stamp == "end" and self.interval is None:
+            raise ValueError("stamp='end' needs the bars' interval (e.g. interval='1m') to "
+                             "shift each bar back to its open")
+        _zone(self.tz)
+        if self.ts_column and (self.date_column or self.time_column):
+            raise ValueError("give either ts_column or date_column + time_column, not both")
+        if bool(self.date_column) != bool(self.time_column):
+            raise ValueError("date_column and time_column go together")
+        if self.delimiter is not None and self.delimiter not in _DELIMITERS:
+            raise ValueError(f"delimiter {self.delimiter!r} is not one of , ; tab |")
+        if self.chunk_rows < 1:
+            raise ValueError(f"chunk_rows must be positive, got {self.chunk_rows}")
+        if self.columns:
+            unknown = set(self.columns) - set(PRICE_COLUMNS)
+            if unknown:
+                raise ValueError(f"columns= renames only {', '.join(PRICE_COLUMNS)}; got "
+                                 f"{', '.join(sorted(unknown))}")
+        if self.symbol is not None:
+            check_symbol(self.symbol)
+        return self
+
+    @property
+    def shift_ns(self) -> int:
+        """Nanoseconds to subtract from each time (the interval for end-stamped bars)."""
+        return parse_interval(self.interval).ns if self.stamp == "end" else 0
+
+
+def _zone(tz: str) -> zoneinfo.ZoneInfo:
+    if isinstance(tz, zoneinfo.ZoneInfo):
+        return tz
+    try:
+        return zoneinfo.ZoneInfo(str(tz))
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        raise ValueError(f"unknown time zone {tz!r} (use a name such as 'UTC' or "
+                         "'Europe/Berlin')") from None
+
+
+def _is_utc(zone: zoneinfo.ZoneInfo) -> bool:
+    return zone.key in ("UTC", "Etc/UTC", "Etc/Universal", "Universal", "Zulu", "Etc/Zulu",
+                        "GMT", "Etc/GMT")
+
+
+# --------------------------------------------------------------------------------------------
+# The result
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ReadResult:
+    """What a reader produced.
+
+    Attributes
+    ----------
+    bars : dict[str, Bars]
+        Per symbol, sorted by open time, validated, with ``interval`` set when known.
+    dropped : collections.Counter
+        Rows dropped under ``on_bad="drop"``, by reason.
+    rows : int
+        Data rows read (blank lines not counted).
+    sources : list[str]
+        The files (or ``"<DataFrame>"``) read, in order.
+    """
+
+    bars: dict[str, Bars] = field(default_factory=dict)
+    dropped: Counter = field(default_factory=Counter)
+    rows: int = 0
+    sources: list[str] = field(default_factory=list)
+    # Per symbol, for each bar: the index of its source and its line (or row) there.
+    _source_of: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    _line_of: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    _units: list[str] = field(default_factory=list, repr=False)
+
+    @property
+    def symbols(self) -> list[str]:
+        return list(self.bars)
+
+    def where(self, symbol: str, row: int) -> tuple[str, int | None, str]:
+        """``(source, line, unit)`` of the bar at index ``row`` of ``symbol``'s bars."""
+        src = self._source_of.get(symbol)
+        if src is None or not 0 <= row < len(src):
+            return (f"<{symbol}>", None, "row")
+        k = int(src[row])
+        return (self.sources[k], int(self._line_of[symbol][row]), self._units[k])
+
+    def error(self, symbol: str, row: int, reason: str) -> ReadError:
+        """A ReadError for the bar at ``row`` of ``symbol``."""
+        path, line, unit = self.where(symbol, row)
+        return ReadError(path, line, reason, unit)
+
+    def keep(self, symbol: str, mask: np.ndarray) -> None:
+        """Keep only the bars of ``symbol`` where ``mask`` is true."""
+        bars = self.bars[symbol]
+        cols = {name: getattr(bars, name)[mask] for name in ("ts",) + PRICE_COLUMNS}
+        self.bars[symbol] = Bars(**cols, interval=bars.interval, validate=False)
+        if symbol in self._source_of:
+            self._source_of[symbol] = self._source_of[symbol][mask]
+            self._line_of[symbol] = self._line_of[symbol][mask]
+
+    def check_sessions(self, calendar, interval=None, on_bad: str = "raise") -> Counter:
+        """Check that every bar lies inside a session window of ``calendar`` and on the grid
+        of ``interval`` (default: the bars' own).
+
+        Raises ReadError naming the first bar's file and line, or (``on_bad="drop"``) drops
+        such bars and returns their counts by reason (also added to :attr:`dropped`).
+        """
+        if on_bad not in POLICIES:
+            raise ValueError(f"on_bad must be 'raise' or 'drop', got {on_bad!r}")
+        dropped: Counter = Counter()
+        for symbol in list(self.bars):
+            bars = self.bars[symbol]
+            if not len(bars):
+                continue
+            iv = parse_interval(interval) if interval is not None else bars.interval
+            base_ns = iv.ns if iv is not None else 0
+            windows = calendar.windows(int(bars.ts[0]), int(bars.ts[-1]) + max(base_ns, 1))
+            faults = np.zeros(len(bars), np.uint8)
+            if len(windows) == 0:  # the kernel skips session checks without windows
+                faults[:] = _FAULT_OUTSIDE
+                first, counts = 0, [0] * (_FAULT_OUTSIDE + 1)
+                counts[_FAULT_OUTSIDE] = len(bars)
+            else:
+                first, counts = _validation.validate_bars(
+                    bars.ts, bars.open, bars.high, bars.low, bars.close, bars.volume,
+                    windows.open_ns, windows.close_ns, base_ns, faults, on_bad == "raise")
+            if first < 0:
+                continue
+            if on_bad == "raise":
+                t = _ts_str(int(bars.ts[first]), calendar.tz)
+                what = FAULTS.get(int(faults[first]), "bad bar")
+                if int(faults[first]) == _FAULT_OUTSIDE:
+                    what = f"the bar at {t} lies outside every session of {calendar.name}"
+                elif int(faults[first]) == _FAULT_MISALIGNED:
+                    what = f"the bar at {t} is not on the {iv.name} grid of its session"
+                else:
+                    what = f"{what} (bar at {t})"
+                raise self.error(symbol, first, what)
+            for code, n in enumerate(counts):
+                if n:
+                    dropped[FAULTS.get(code, "bad bar")] += int(n)
+            self.keep(symbol, faults == 0)
+        self.dropped.update(dropped)
+        return dropped
+
+
+def _ts_str(ns: int, tz=None) -> str:
+    """``2024-01-02 14:31:00 UTC`` (or local, with the zone's abbreviation)."""
+    epoch = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+    t = epoch + _dt.timedelta(microseconds=ns // 1000)
+    if tz is not None:
+        t = t.astimezone(tz)
+    text = t.strftime("%Y-%m-%d %H:%M:%S")
+    return f"{text} {t.tzname() or 'UTC'}"
+
+
+# --------------------------------------------------------------------------------------------
+# Column detection
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Which source columns play which role."""
+
+    ts: str | None              # single timestamp column
+    date: str | None            # or a date column ...
+    time: str | None            # ... and a time column
+    prices: dict[str, str]      # role -> column name
+    symbol: str | None
+
+    @property
+    def time_columns(self) -> list[str]:
+        return [self.ts] if self.ts is not None else [self.date, self.time]
+
+    @property
+    def time_label(self) -> str:
+        return repr(self.ts) if self.ts is not None else f"{self.date!r} + {self.time!r}"
+
+    @property
+    def needed(self) -> list[str]:
+        out = list(self.time_columns) + [self.prices[c] for c in PRICE_COLUMNS]
+        if self.symbol is not None:
+            out.append(self.symbol)
+        return out
+
+
+def _detect_layout(names: list[str], opts: ReadOptions, where: str) -> _Layout:
+    """Find the columns by name (case-insensitive), or as the options say."""
+    clean = [str(n).strip() for n in names]
+    lower: dict[str, str] = {}
+    for raw, n in zip(names, clean):
+        key = n.lower()
+        if key in lower:
+            continue
+        lower[key] = raw
+    has = ", ".join(map(repr, clean)) or "none"
+
+    def pick(name: str, what: str) -> str:
+        hit = lower.get(name.strip().lower())
+        if hit is None:
+            raise ReadError(where, None, f"no {what} column {name!r} (columns: {has})")
+        return hit
+
+    dupes = sorted({n for n in (c.lower() for c in clean) if
+                    [c.lower() for c in clean].count(n) > 1})
+    ts = date = time = None
+    if opts.ts_column:
+        ts = pick(opts.ts_column, "timestamp")
+    elif opts.date_column:
+        date, time = pick(opts.date_column, "date"), pick(opts.time_column, "time")
+    else:
+        ts = next((lower[n] for n in _TS_NAMES if n in lower), None)
+        if ts is None:
+            ts = next((raw for key, raw in lower.items() if key.startswith(_TS_PREFIXES)), None)
+        if ts is None and "date" in lower and "time" in lower:
+            date, time = lower["date"], lower["time"]
+        elif ts is None:
+            ts = lower.get("time") or lower.get("date")
+        if ts is None and date is None:
+            raise ReadError(where, None, "no timestamp column (looked for timestamp, ts, "
+                            f"datetime, time, date, or date + time; columns: {has}); "
+                            "name it with ts_column (--ts-column)")
+    renames = dict(opts.columns or {})
+    prices = {}
+    missing = []
+    for role in PRICE_COLUMNS:
+        name = renames.get(role, role)
+        hit = lower.get(name.strip().lower())
+        if hit is None:
+            missing.append(name)
+        else:
+            prices[role] = hit
+    if missing:
+        raise ReadError(where, None, f"missing column{'s' if len(missing) > 1 else ''} "
+                        f"{', '.join(map(repr, missing))} (columns: {has})")
+    if opts.symbol_column:
+        symbol = pick(opts.symbol_column, "symbol")
+    elif opts.symbol is None:
+        symbol = next((lower[n] for n in _SYMBOL_NAMES if n in lower), None)
+    else:
+        symbol = None
+    layout = _Layout(ts, date, time, prices, symbol)
+    used = {str(n).strip().lower() for n in layout.needed}
+    clash = [d for d in dupes if d in used]
+    if clash:
+        raise ReadError(where, None, f"column {clash[0]!r} appears more than once in the header")
+    return layout
+
+
+# --------------------------------------------------------------------------------------------
+# Time parsing (vectorised, with the rows it could not parse)
+# --------------------------------------------------------------------------------------------
+
+
+class _TimeParser:
+    """Turns a source's time values into int64 ns UTC.  The way to read them (ISO, epoch
+    unit, format) is settled once, from the first value, and then holds for the source."""
+
+    def __init__(self, opts: ReadOptions):
+        self.fmt = None if opts.ts_format in (None, "", "auto") else opts.ts_format
+        self.zone = _zone(opts.tz)
+        self.shift = opts.shift_ns
+        self.mode: str | None = None      # "iso", "format", or an epoch unit
+        self.aware: bool | None = None     # times carry an offset
+        if self.fmt in TS_FORMATS_EPOCH:
+            self.mode = self.fmt
+        elif self.fmt is not None:
+            self.mode = "format"
+            self.aware = "%z" in self.fmt or "%Z" in self.fmt
+
+    def settle(self, first: str) -> None:
+        """Settle ISO vs. epoch from the first value (a stripped string)."""
+        if self.mode is not None:
+            return
+        if _INT_RE.match(first):
+            digits = len(first.lstrip("-"))
+            unit = _EPOCH_DIGITS.get(digits)
+            if unit is None and digits != 8:  # 8 digits: ISO basic date 20240102
+                raise ValueError(f"cannot tell the epoch unit of {first!r} ({digits} digits); "
+                                 "give ts_format (--ts-format) s, ms, us or ns")
+            if unit is not None:
+                self.mode = unit
+                return
+        self.mode = "iso"
+        self.aware = re.search(_OFFSET_RE, first) is not None and _looks_timed(first)
+
+    def describe(self) -> str:
+        if self.mode in TS_FORMATS_EPOCH:
+            return f"epoch {self.mode}"
+        if self.mode == "format":
+            return f"format {self.fmt!r}"
+        return "ISO 8601"
+
+    def parse_text(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """Parse stripped strings; returns (ns, bad mask, reasons for bad rows in order).
+
+        Empty strings are not handled here (the caller reports them as missing fields).
+        """
+        import pandas as pd
+
+        n = len(values)
+        if n == 0:
+            return np.empty(0, np.int64), np.zeros(0, bool), []
+        if self.mode is None:
+            self.settle(str(values[0]))
+        series = pd.Series(values, dtype=object)
+        if self.mode in TS_FORMATS_EPOCH:
+            nums = pd.to_numeric(series, errors="coerce")
+            ns, bad = _epoch_ns(nums.to_numpy(), self.mode)
+            return self._finish(ns, bad, values, aware=True)
+        if self.mode == "format":
+            # strptime formats do not skip spaces; %z in the format makes times aware.
+            series = series.str.strip()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                parsed = pd.to_datetime(series, format=self.fmt, errors="coerce",
+                                        utc=bool(self.aware))
+            ns, bad = _datetime_ns(parsed)
+            return self._finish(ns, bad, values, aware=bool(self.aware))
+        extra = np.zeros(n, bool)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                parsed = pd.to_datetime(series, format="ISO8601", errors="coerce")
+            ns, bad = _datetime_ns(parsed)
+            if (parsed.dt.tz is not None) != bool(self.aware):
+                # The whole chunk is of the other kind than the first time of the source.
+                extra = ~bad
+                bad = bad | extra
+        except (ValueError, TypeError, OverflowError):
+            # Times with different offsets, or with and without one: split them by kind.
+            has_offset = (series.str.contains(_OFFSET_RE, regex=True, na=False).to_numpy()
+                          & series.str.contains(r"\d[T ]\d", regex=True, na=False).to_numpy())
+            extra = has_offset != bool(self.aware)
+            ns = np.zeros(n, np.int64)
+            bad = extra.copy()
+            ok = ~extra
+            if ok.any():
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    parsed = pd.to_datetime(series[ok], format="ISO8601", errors="coerce",
+                                            utc=bool(self.aware))
+                sub_ns, sub_bad = _datetime_ns(parsed)
+                ns[ok] = sub_ns
+                bad[ok] = sub_bad
+        return self._finish(ns, bad, values, aware=bool(self.aware), offset_mismatch=extra)
+
+    def parse_naive_ns(self, ns: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """Naive datetimes as int64 ns (wall clock in ``tz``) -> UTC."""
+        return self._finish(ns.astype(np.int64, copy=True), np.zeros(len(ns), bool), None,
+                            aware=False)
+
+    def parse_utc_ns(self, ns: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """Times already in UTC ns."""
+        return self._finish(ns.astype(np.int64, copy=True), np.zeros(len(ns), bool), None,
+                            aware=True)
+
+    def parse_epoch(self, nums: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """Numeric epoch values (unit from ts_format, else from the first value's digits)."""
+        if self.mode is None:
+            finite = nums[np.isfinite(nums)] if nums.dtype.kind == "f" else nums
+            self.settle(str(int(finite[0])) if len(finite) else "0")
+        if self.mode not in TS_FORMATS_EPOCH:
+            raise ValueError(f"numeric times cannot be read as {self.describe()}; give "
+                             "ts_format (--ts-format) s, ms, us or ns")
+        ns, bad = _epoch_ns(nums, self.mode)
+        return self._finish(ns, bad, None, aware=True)
+
+    def _finish(self, ns, bad, values, *, aware: bool, offset_mismatch=None):
+        """Localise naive times, shift end stamps; say why each bad row is bad."""
+        reasons_by_row: dict[int, str] = {}
+        if offset_mismatch is not None:
+            for i in np.flatnonzero(offset_mismatch).tolist():
+                reasons_by_row[i] = (
+                    f"unparseable time {values[i]!r}: "
+                    + ("no UTC offset, while the first time has one" if self.aware
+                       else "has a UTC offset, while the first time has none"))
+        if not aware and not _is_utc(self.zone):
+            ns, local_bad = _localize(ns, bad, self.zone)
+            for i in np.flatnonzero(local_bad & ~bad).tolist():
+                shown = values[i] if values is not None else _ts_str(int(ns[i]))
+                reasons_by_row[i] = (f"time {shown!r} does not exist or is ambiguous in "
+                                     f"{self.zone.key} (a daylight-saving change); give UTC "
+                                     "times or times with an offset")
+            bad = bad | local_bad
+        if self.shift:
+            ok = ~bad
+            ns[ok] -= self.shift
+        reasons = []
+        for i in np.flatnonzero(bad).tolist():
+            if i in reasons_by_row:
+                reasons.append(reasons_by_row[i])
+            elif values is not None:
+                reasons.append(f"unparseable time {values[i]!r} (expected "
+                               f"{self.describe()})")
+            else:
+                reasons.append("time out of range")
+        return ns, bad, reasons
+
+
+def _looks_timed(text: str) -> bool:
+    """A date followed by a time (so a trailing '-05' is an offset, not a day)."""
+    return re.search(r"\d[T ]\d", text) is not None
+
+
+def _datetime_ns(parsed) -> tuple[np.ndarray, np.ndarray]:
+    """int64 ns UTC (or naive wall ns) and NaT mask of a datetime Series."""
+    values = parsed.dt.tz_convert("UTC").dt.tz_localize(None) if parsed.dt.tz is not None \
+        else parsed
+    arr = values.to_numpy(dtype="datetime64[ns]")
+    bad = np.isnat(arr)
+    ns = arr.view(np.int64).copy()
+    ns[bad] = 0
+    return ns, bad
+
+
+def _epoch_ns(nums: np.ndarray, unit: str) -> tuple[np.ndarray, np.ndarray]:
+    """Epoch numbers (int or float) in ``unit`` -> int64 ns, with a mask of bad values."""
+    factor = TS_FORMATS_EPOCH[unit]
+    nums = np.asarray(nums)
+    limit = (2**63 - 1) // factor
+    if nums.dtype.kind in "iu":
+        bad = (nums > limit) | (nums < -limit)
+        ns = np.where(bad, 0, nums).astype(np.int64) * factor
+        return ns, bad
+    nums = nums.astype(np.float64)
+    bad = ~np.isfinite(nums) | (np.abs(nums) > limit)
+    ns = np.zeros(len(nums), np.int64)
+    ok = ~bad
+    if factor == 1:
+        ns[ok] = nums[ok].astype(np.int64)
+    else:
+        ns[ok] = np.round(nums[ok] * factor).astype(np.int64)
+    return ns, bad
+
+
+def _localize(wall_ns: np.ndarray, bad: np.ndarray, zone) -> tuple[np.ndarray, np.ndarray]:
+    """Naive wall times in ``zone`` -> UTC ns; nonexistent or ambiguous times are bad."""
+    import pandas as pd
+
+    index = pd.DatetimeIndex(wall_ns.view("datetime64[ns]"))
+    try:
+        local = index.tz_localize(zone, ambiguous="raise", nonexistent="raise")
+        out_bad = np.zeros(len(wall_ns), bool)
+    except Exception:  # pandas raises its own (and pytz's) error types here
+        local = index.tz_localize(zone, ambiguous="NaT", nonexistent="NaT")
+        out_bad = np.asarray(local.isna())
+    utc = np.asarray(local.as_unit("ns").asi8, dtype=np.int64).copy()
+    utc[out_bad] = 0
+    return utc, out_bad & ~bad
+
+
+# --------------------------------------------------------------------------------------------
+# Collecting rows into per-symbol bars
+# --------------------------------------------------------------------------------------------
+
+
+class _Problems(Exception):
+    """Malformed rows of one chunk: (line, category, reason) sorted by line."""
+
+    def __init__(self, items: list[tuple[int, str, str]]):
+        super().__init__(items[0][2] if items else "")
+        self.items = sorted(items)
+
+
+class _Collector:
+    """Gathers clean rows per symbol, file by file, and builds the result."""
+
+    def __init__(self, opts: ReadOptions):
+        self.opts = opts
+        self.result = ReadResult()
+        # symbol -> list of (source index, ts, cols, lines) pieces in reading order
+        self._pieces: dict[str, list] = {}
+        self._pending: list = []
+        self._pending_rows = 0
+        self._pending_dropped: Counter = Counter()
+        self._pending_declared: set[str] = set()
+
+    def begin(self, name: str, unit: str) -> int:
+        self.result.sources.append(name)
+        self.result._units.append(unit)
+        self._pending = []
+        self._pending_rows = 0
+        self._pending_dropped = Counter()
+        self._pending_declared: set[str] = set()
+        return len(self.result.sources) - 1
+
+    def declare(self, symbol: str) -> None:
+        """The current source holds ``symbol`` (even if it has no rows)."""
+        self._pending_declared.add(symbol)
+
+    def restart(self) -> None:
+        """Forget what the current source gave so far (it is read again)."""
+        self._pending = []
+        self._pending_rows = 0
+        self._pending_dropped = Counter()
+
+    def commit(self) -> None:
+        for symbol in self._pending_declared:
+            self._pieces.setdefault(symbol, [])
+        for symbol, piece in self._pending:
+            self._pieces.setdefault(symbol, []).append(piece)
+        self.result.rows += self._pending_rows
+        self.result.dropped.update(self._pending_dropped)
+        self._pending = []
+
+    def handle(self, source: int, problems: list[tuple[int, str, str]]) -> np.ndarray | None:
+        """Raise for the first problem (raise policy) or count them (drop)."""
+        if not problems:
+            return None
+        if self.opts.on_bad == "raise":
+            line, _category, reason = min(problems)
+            raise ReadError(self.result.sources[source], line, reason,
+                            self.result._units[source])
+        for _line, category, _reason in problems:
+            self._pending_dropped[category] += 1
+        return None
+
+    def add(self, source: int, symbols, ts: np.ndarray, cols: list[np.ndarray],
+            lines: np.ndarray, rows_read: int) -> None:
+        """Clean rows of one chunk (``symbols`` a str, or an array of str per row)."""
+        self._pending_rows += rows_read
+        if len(ts) == 0:
+            return
+        if isinstance(symbols, str):
+            self._pending.append((symbols, (source, ts, cols, lines)))
+            return
+        import pandas as pd
+
+        codes, uniques = pd.factorize(np.asarray(symbols, dtype=object))
+        if len(uniques) == 1:
+            self._pending.append((_symbol(uniques[0], self.result.sources[source],
+                                          lines[0], self.result._units[source]),
+                                  (source, ts, cols, lines)))
+            return
+        order = np.argsort(codes, kind="stable")
+        bounds = np.searchsorted(codes[order], np.arange(len(uniques) + 1))
+        for k, name in enumerate(uniques):
+            take = order[bounds[k]:bounds[k + 1]]
+            symbol = _symbol(name, self.result.sources[source], lines[take[0]],
+                             self.result._units[source])
+            self._pending.append((symbol, (source, ts[take], [c[take] for c in cols],
+                                           lines[take])))
+
+    def finish(self) -> ReadResult:
+        """Join each symbol's pieces (files in time order), validate, build Bars."""
+        result = self.result
+        iv = parse_interval(self.opts.interval) if self.opts.interval else None
+        for symbol in sorted(self._pieces):
+            pieces = self._pieces[symbol]
+            if not pieces:
+                result.bars[symbol] = Bars.empty(iv)
+                result._source_of[symbol] = np.empty(0, np.int32)
+                result._line_of[symbol] = np.empty(0, np.int64)
+                continue
+            by_source: dict[int, list] = {}
+            for piece in pieces:
+                by_source.setdefault(piece[0], []).append(piece)
+            # Files of one symbol follow each other in time; within a file, reading order.
+            groups = sorted(by_source.values(), key=lambda g: (int(g[0][1][0]), g[0][0]))
+            ordered = [p for g in groups for p in g]
+            ts = np.concatenate([p[1] for p in ordered])
+            cols = [np.concatenate([p[2][k] for p in ordered]) for k in range(5)]
+            src = np.concatenate([np.full(len(p[1]), p[0], np.int32) for p in ordered])
+            lines = np.concatenate([p[3] for p in ordered])
+            result._source_of[symbol] = src
+            result._line_of[symbol] = lines
+            faults = np.zeros(len(ts), np.uint8)
+            empty = np.empty(0, np.int64)
+            first, counts = _validation.validate_bars(
+                ts, cols[0], cols[1], cols[2], cols[3], cols[4], empty, empty, 0, faults,
+                self.opts.on_bad == "raise")
+            result.bars[symbol] = Bars(ts, *cols, interval=iv, validate=False)
+            if first >= 0:
+                if self.opts.on_bad == "raise":
+                    raise _bar_error(result, symbol, first, int(faults[first]), ts, cols)
+                for code, n in enumerate(counts):
+                    if n:
+                        result.dropped[FAULTS.get(code, "bad bar")] += int(n)
+                result.keep(symbol, faults == 0)
+        return result
+
+
+def _symbol(value, path: str, line, unit: str) -> str:
+    text = str(value).strip()
+    try:
+        return check_symbol(text)
+    except (TypeError, ValueError) as exc:
+        raise ReadError(path, int(line), f"bad symbol: {exc}", unit) from None
+
+
+def _bar_error(result: ReadResult, symbol: str, row: int, fault: int, ts, cols) -> ReadError:
+    """The message for a bar that breaks the contract, naming the row it clashes with."""
+    t = _ts_str(int(ts[row]))
+    if fault in (_FAULT_UNSORTED, _FAULT_DUPLICATE) and row > 0:
+        prev_path, prev_line, prev_unit = result.where(symbol, row - 1)
+        path, _line, _unit = result.where(symbol, row)
+        other = f"{prev_unit} {prev_line}" if prev_path == path else \
+            f"{prev_path}, {prev_unit} {prev_line}"
+        if fault == _FAULT_DUPLICATE:
+            reason = f"duplicate timestamp {t} of {symbol} (also on {other})"
+        else:
+            reason = (f"timestamp out of order: {t} of {symbol} comes after "
+                      f"{_ts_str(int(ts[row - 1]))} ({other})")
+    else:
+        values = " ".join(f"{k}={float(cols[i][row])!r}" for i, k in enumerate(PRICE_COLUMNS))
+        reason = f"{FAULTS.get(fault, 'bad bar')}: {symbol} at {t} ({values})"
+    return result.error(symbol, row, reason)
+
+
+# --------------------------------------------------------------------------------------------
+# CSV
+# --------------------------------------------------------------------------------------------
+
+
+def _open_text(path: Path, encoding: str) -> io.TextIOBase:
+    """A text stream over a plain or compressed file; a UTF-8 BOM is skipped."""
+    enc = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
+    name = path.name.lower()
+    if name.endswith(".gz"):
+        raw = gzip.open(path, "rb")
+    elif name.endswith(".bz2"):
+        raw = bz2.open(path, "rb")
+    elif name.endswith(".xz"):
+        raw = lzma.open(path, "rb")
+    else:
+        raw = open(path, "rb")
+    return io.TextIOWrapper(raw, encoding=enc, newline="")
+
+
+def _sniff(path: Path, opts: ReadOptions) -> tuple[str, list[str], list[str] | None, int]:
+    """Delimiter, header fields, first data row (None when there is none) and its line."""
+    try:
+        with _open_text(path, opts.encoding) as f:
+            head = f.read(1 << 16)
+    except UnicodeDecodeError as exc:
+        raise ReadError(str(path), None, f"not {opts.encoding} text ({exc.reason} at byte "
+                        f"{exc.start})") from None
+    except (OSError, EOFError) as exc:
+        raise ReadError(str(path), None, f"cannot read: {exc}") from None
+    lines = head.splitlines()
+    if not lines or not lines[0].strip():
+        raise ReadError(str(path), 1 if lines else None,
+                        "no header line (the file is empty)" if not lines else
+                        "line 1 is empty; expected the header")
+    header_line = lines[0]
+    if opts.delimiter is not None:
+        delimiter = _DELIMITERS[opts.delimiter]
+    else:
+        counts = {d: header_line.count(d) for d in (",", ";", "\t", "|")}
+        delimiter = max(counts, key=lambda d: counts[d])
+        if counts[delimiter] == 0:
+            raise ReadError(str(path), 1, f"cannot tell the delimiter of the header "
+                            f"{header_line[:60]!r}; give delimiter (--delimiter)")
+    header = next(csv.reader([header_line], delimiter=delimiter))
+    first, first_line = None, 2
+    for k, text in enumerate(lines[1:], start=2):
+        if text.strip():
+            first, first_line = next(csv.reader([text], delimiter=delimiter)), k
+            break
+    return delimiter, header, first, first_line
+
+
+def read_csv(path: str | os.PathLike, **options) -> ReadResult:
+    """Read bars from one CSV file (plain, ``.gz``, ``.bz2`` or ``.xz``).
+
+    Parameters
+    ----------
+    path : path-like
+    **options
+        The fields of :class:`ReadOptions` (``interval``, ``stamp``, ``tz``, ``ts_format``,
+        ``ts_column``, ``date_column``, ``time_column``, ``symbol_column``, ``symbol``,
+        ``columns``, ``delimiter``, ``on_bad``, ``encoding``, ``chunk_rows``).
+
+    Returns
+    -------
+    ReadResult
+
+    Raises
+    ------
+    ReadError
+        A malformed file or row, naming the file and line.
+    """
+    opts = ReadOptions(**options).checked()
+    collector = _Collector(opts)
+    _read_csv_into(Path(path), opts, collector)
+    return collector.finish()
+
+
+def _read_csv_into(path: Path, opts: ReadOptions, collector: _Collector) -> None:
+    name = str(path)
+    delimiter, header, first, first_line = _sniff(path, opts)
+    layout = _detect_layout(header, opts, name)
+    symbol = None if layout.symbol else (opts.symbol or _stem(path))
+    if symbol is not None:
+        symbol = _symbol(symbol, name, None, "line") if opts.symbol is None else symbol
+    parser = _TimeParser(opts)
+    if first is not None and len(first) == len(header):
+        idx = [header.index(c) for c in layout.time_columns]
+        text = " ".join(first[i].strip() for i in idx)
+        if text.strip():
+            try:
+                parser.settle(text)
+            except ValueError as exc:
+                raise ReadError(name, first_line, str(exc)) from None
+    source = collector.begin(name, "line")
+    if symbol is not None:
+        collector.declare(symbol)
+    try:
+        _csv_fast(path, opts, collector, source, delimiter, header, layout, symbol, parser)
+    except _Careful:
+        collector.restart()
+        _csv_careful(path, opts, collector, source, delimiter, header, layout, symbol, parser)
+    collector.commit()
+
+
+class _Careful(Exception):
+    """The fast reader met something irregular: read the file again, line by line."""
+
+
+def _csv_fast(path, opts, collector, source, delimiter, header, layout, symbol, parser):
+    import pandas as pd
+
+    # Every column is read (usecols would hide a row longer than the header); the ones not
+    # needed stay text, which costs little.
+    dtypes = {c: str for c in header}
+    for role in PRICE_COLUMNS:
+        dtypes[layout.prices[role]] = np.float64
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            warnings.simplefilter("ignore", pd.errors.DtypeWarning)
+            reader = pd.read_csv(
+                path, sep=delimiter, header=0, dtype=dtypes,
+                encoding="utf-8-sig" if opts.encoding.lower() in ("utf-8", "utf8")
+                else opts.encoding,
+                keep_default_na=False, na_values=[""], skip_blank_lines=False,
+                index_col=False, chunksize=opts.chunk_rows, engine="c", low_memory=True,
+                compression="infer")
+            with reader:
+                for chunk in reader:
+                    _fast_chunk(chunk, collector, source, layout, symbol, parser)
+    except _Careful:
+        raise
+    except ReadError:
+        raise
+    except (ValueError, TypeError, OverflowError, UnicodeDecodeError, pd.errors.ParserError,
+            pd.errors.ParserWarning, pd.errors.EmptyDataError, EOFError):
+        raise _Careful() from None
+
+
+def _fast_chunk(chunk, collector: _Collector, source: int, layout: _Layout, symbol, parser):
+    n = len(chunk)
+    if n == 0:
+        return
+    chunk = chunk[layout.needed]
+    if chunk.isna().to_numpy().any():
+        raise _Careful()
+    lines = chunk.index.to_numpy(dtype=np.int64) + 2
+    if layout.ts is not None:
+        text = chunk[layout.ts].to_numpy(dtype=object)
+    else:
+        text = (chunk[layout.date].str.strip() + " " + chunk[layout.time].str.strip()).to_numpy(
+            dtype=object)
+    ns, bad, _reasons = parser.parse_text(text)
+    if bad.any():
+        raise _Careful()
+    cols = [chunk[layout.prices[c]].to_numpy(dtype=np.float64) for c in PRICE_COLUMNS]
+    # Symbols are stripped and checked once per distinct value, in the collector.
+    syms = symbol if symbol is not None else chunk[layout.symbol].to_numpy(dtype=object)
+    collector.add(source, syms, ns, cols, lines, n)
+
+
+def _strip(values: np.ndarray) -> np.ndarray:
+    """Strip surrounding spaces of an object array of str (only when any has them)."""
+    import pandas as pd
+
+    s = pd.Series(values, dtype=object)
+    return s.str.strip().to_numpy(dtype=object)
+
+
+def _csv_careful(path, opts, collector, source, delimiter, header, layout, symbol, parser):
+    """Line by line, with exact line numbers and reasons (only for irregular files)."""
+    name = str(path)
+    width = len(header)
+    pos = {c: header.index(c) for c in layout.needed}
+    time_idx = [pos[c] for c in layout.time_columns]
+    price_idx = [pos[layout.prices[c]] for c in PRICE_COLUMNS]
+    sym_idx = pos[layout.symbol] if layout.symbol else None
+    rows: list[list[str]] = []
+    lines: list[int] = []
+    problems: list[tuple[int, str, str]] = []
+    line = 1
+    try:
+        with _open_text(path, opts.encoding) as f:
+            reader = csv.reader(f, delimiter=delimiter)
+            next(reader, None)
+            for row in reader:
+                line = reader.line_num
+                if not row:
+                    continue
+                if len(row) != width:
+                    hint = " (a truncated line?)" if len(row) < width else ""
+                    problems.append((line, "wrong field count",
+                                     f"{len(row)} fields, the header has {width}{hint}"))
+                    continue
+                rows.append(row)
+                lines.append(line)
+                if len(rows) >= _CAREFUL_CHUNK:
+                    _careful_chunk(collector, source, rows, lines, problems, time_idx,
+                                   price_idx, sym_idx, header, symbol, parser, name)
+                    rows, lines, problems = [], [], []
+    except UnicodeDecodeError as exc:
+        problems.append((line + 1, "not text", f"not {opts.encoding} text ({exc.reason})"))
+    except csv.Error as exc:
+        problems.append((line + 1, "unreadable line", f"cannot parse the line: {exc}"))
+    except (OSError, EOFError) as exc:
+        raise ReadError(name, None, f"cannot read: {exc}") from None
+    _careful_chunk(collector, source, rows, lines, problems, time_idx, price_idx, sym_idx,
+                   header, symbol, parser, name)
+
+
+def _careful_chunk(collector, source, rows, lines, problems, time_idx, price_idx, sym_idx,
+                   header, symbol, parser, name):
+    n = len(rows)
+    ok = np.ones(n, bool)
+    cols = [np.empty(n, np.float64) for _ in PRICE_COLUMNS]
+    text = np.empty(n, dtype=object)
+    syms = np.empty(n, dtype=object) if sym_idx is not None else None
+    for i, row in enumerate(rows):
+        issue = None
+        parts = [row[k].strip() for k in time_idx]
+        for k, part in zip(time_idx, parts):
+            if not part:
+                issue = ("missing field", f"missing field {header[k]!r} (empty)")
+                break
+        text[i] = " ".join(parts)
+        if issue is None and syms is not None:
+            s = row[sym_idx].strip()
+            if not s:
+                issue = ("missing field", f"missing field {header[sym_idx]!r} (empty)")
+            syms[i] = s
+        if issue is None:
+            for j, k in enumerate(price_idx):
+                raw = row[k].strip()
+                if not raw:
+                    issue = ("missing field", f"missing field {header[k]!r} (empty)")
+                    break
+                try:
+                    cols[j][i] = float(raw)
+                except ValueError:
+                    issue = ("bad number", f"bad number {raw!r} in column {header[k]!r}")
+                    break
+        if issue is not None:
+            ok[i] = False
+            problems.append((lines[i], *issue))
+    line_arr = np.asarray(lines, dtype=np.int64)
+    idx = np.flatnonzero(ok)
+    ns = np.zeros(n, np.int64)
+    if len(idx):
+        try:
+            sub_ns, bad, reasons = parser.parse_text(text[idx])
+        except ValueError as exc:
+            raise ReadError(name, int(line_arr[idx[0]]), str(exc)) from None
+        ns[idx] = sub_ns
+        for i, reason in zip(idx[bad].tolist(), reasons):
+            ok[i] = False
+            problems.append((int(line_arr[i]), "unparseable time", reason))
+    collector.handle(source, problems)
+    keep = np.flatnonzero(ok)
+    collector.add(source, symbol if symbol is not None else syms[keep], ns[keep],
+                  [c[keep] for c in cols], line_arr[keep], n)
+
+
+# --------------------------------------------------------------------------------------------
+# Parquet
+# --------------------------------------------------------------------------------------------
+
+
+def read_parquet(path: str | os.PathLike, **options) -> ReadResult:
+    """Read bars from a Parquet file through pyarrow, a row group batch at a time.
+
+    Options are those of :func:`read_csv` (``delimiter`` and ``encoding`` do not apply).
+    The timestamp column may be a timestamp (with or without a time zone), an integer epoch
+    or text; the price columns must be numeric.  Errors name the file and the row (1 is the
+    first row of data).
+    """
+    opts = ReadOptions(**options).checked()
+    collector = _Collector(opts)
+    _read_parquet_into(Path(path), opts, collector)
+    return collector.finish()
+
+
+def _read_parquet_into(path: Path, opts: ReadOptions, collector: _Collector) -> None:
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise ReadError(str(path), None, "reading Parquet needs pyarrow: "
+                        "pip install 'sessiondata[arrow]'") from None
+    name = str(path)
+    try:
+        pf = pq.ParquetFile(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise ReadError(name, None, f"not a readable Parquet file: {exc}") from None
+    schema = pf.schema_arrow
+    layout = _detect_layout(list(schema.names), opts, name)
+    for role in PRICE_COLUMNS:
+        col = layout.prices[role]
+        typ = schema.field(col).type
+        if not (pa.types.is_integer(typ) or pa.types.is_floating(typ)
+                or pa.types.is_decimal(typ)):
+            raise ReadError(name, None, f"wrong schema: column {col!r} is {typ}, expected a "
+                            "number")
+    for col in layout.time_columns:
+        typ = schema.field(col).type
+        if not (pa.types.is_timestamp(typ) or pa.types.is_integer(typ)
+                or pa.types.is_floating(typ) or pa.types.is_string(typ)
+                or pa.types.is_large_string(typ) or pa.types.is_date(typ)
+                or pa.types.is_time(typ)):
+            raise ReadError(name, None, f"wrong schema: column {col!r} is {typ}, expected a "
+                            "timestamp, an epoch number or text")
+    if layout.symbol is not None:
+        typ = schema.field(layout.symbol).type
+        if not (pa.types.is_string(typ) or pa.types.is_large_string(typ)
+                or pa.types.is_dictionary(typ)):
+            raise ReadError(name, None, f"wrong schema: column {layout.symbol!r} is {typ}, "
+                            "expected text")
+    symbol = None if layout.symbol else (opts.symbol or _symbol(_stem(path), name, None, "row"))
+    parser = _TimeParser(opts)
+    source = collector.begin(name, "row")
+    if symbol is not None:
+        collector.declare(symbol)
+    offset = 0
+    try:
+        batches = pf.iter_batches(batch_size=opts.chunk_rows, columns=layout.needed)
+        for batch in batches:
+            n = batch.num_rows
+            rows = np.arange(offset + 1, offset + n + 1, dtype=np.int64)
+            offset += n
+            columns = {c: batch.column(batch.schema.get_field_index(c)) for c in layout.needed}
+            _arrow_chunk(columns, rows, layout, symbol, parser, collector, source, name)
+    except pa.ArrowException as exc:
+        raise ReadError(name, None, f"cannot read: {exc}") from None
+    collector.commit()
+
+
+def _arrow_chunk(columns, rows, layout, symbol, parser, collector, source, name):
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    n = len(rows)
+    ok = np.ones(n, bool)
+    problems: list[tuple[int, str, str]] = []
+
+    def missing(arr, col):
+        if arr.null_count:
+            nulls = np.asarray(arr.is_null().to_numpy(zero_copy_only=False))
+            for i in np.flatnonzero(nulls & ok).tolist():
+                problems.append((int(rows[i]), "missing field", f"missing value in {col!r}"))
+            ok[nulls] = False
+
+    cols = []
+    for role in PRICE_COLUMNS:
+        col = layout.prices[role]
+        arr = columns[col]
+        missing(arr, col)
+        cols.append(np.asarray(pc.cast(arr, pa.float64()).fill_null(0.0).to_numpy(
+            zero_copy_only=False), dtype=np.float64))
+    for col in layout.time_columns:
+        missing(columns[col], col)
+    ns = np.zeros(n, np.int64)
+    if layout.ts is not None:
+        arr = columns[layout.ts]
+        typ = arr.type
+        if pa.types.is_timestamp(typ):
+            raw = pc.cast(arr, pa.timestamp("ns", typ.tz)).fill_null(0)
+            vals = np.asarray(raw.to_numpy(zero_copy_only=False)).view(np.int64)
+            got = parser.parse_utc_ns(vals) if typ.tz else parser.parse_naive_ns(vals)
+        elif pa.types.is_integer(typ) or pa.types.is_floating(typ):
+            vals = np.asarray(arr.fill_null(0).to_numpy(zero_copy_only=False))
+            got = parser.parse_epoch(vals)
+        elif pa.types.is_date(typ):
+            raw = pc.cast(pc.cast(arr, pa.date32()), pa.timestamp("ns")).fill_null(0)
+            got = parser.parse_naive_ns(np.asarray(raw.to_numpy(zero_copy_only=False)).view(
+                np.int64))
+        else:
+            text = np.asarray(arr.fill_null("").to_numpy(zero_copy_only=False), dtype=object)
+            text = _strip(text)
+            got = _parse_text_rows(parser, text, ok, rows, problems, name)
+    else:
+        d, t = columns[layout.date], columns[layout.time]
+        if pa.types.is_date(d.type) and pa.types.is_time(t.type):
+            day = pc.cast(pc.cast(d, pa.date32()), pa.timestamp("ns")).fill_null(0)
+            tod = pc.cast(t, pa.time64("ns")).fill_null(0)
+            vals = (np.asarray(day.to_numpy(zero_copy_only=False)).view(np.int64)
+                    + np.asarray(tod.to_numpy(zero_copy_only=False)).view(np.int64))
+            got = parser.parse_naive_ns(vals)
+        else:
+            dt = np.asarray(pc.cast(d, pa.string()).fill_null("").to_numpy(
+                zero_copy_only=False), dtype=object)
+            tm = np.asarray(pc.cast(t, pa.string()).fill_null("").to_numpy(
+                zero_copy_only=False), dtype=object)
+            text = _strip(np.asarray([f"{a} {b}" for a, b in zip(dt, tm)], dtype=object))
+            got = _parse_text_rows(parser, text, ok, rows, problems, name)
+    ns_all, bad, reasons = got
+    ns[:] = ns_all
+    for i, reason in zip(np.flatnonzero(bad & ok).tolist(), _reasons_for(bad, ok, reasons)):
+        problems.append((int(rows[i]), "unparseable time", reason))
+    ok &= ~bad
+    syms = symbol
+    if layout.symbol is not None:
+        arr = columns[layout.symbol]
+        if pa.types.is_dictionary(arr.type):
+            arr = pc.cast(arr, pa.string())
+        missing(arr, layout.symbol)
+        syms = _strip(np.asarray(arr.fill_null("").to_numpy(zero_copy_only=False),
+                                 dtype=object))
+        empty = np.array([not s for s in syms], bool) & ok
+        for i in np.flatnonzero(empty).tolist():
+            problems.append((int(rows[i]), "missing field",
+                             f"missing value in {layout.symbol!r}"))
+        ok &= ~empty
+    collector.handle(source, problems)
+    keep = np.flatnonzero(ok)
+    collector.add(source, syms if isinstance(syms, str) else syms[keep], ns[keep],
+                  [c[keep] for c in cols], rows[keep], n)
+
+
+def _reasons_for(bad, ok, reasons):
+    """The reasons of the rows that are bad and were otherwise ok (reasons follow bad)."""
+    idx = np.flatnonzero(bad)
+    keep = ok[idx]
+    return [r for r, k in zip(reasons, keep.tolist()) if k]
+
+
+def _parse_text_rows(parser, text, ok, rows, problems, name):
+    """Parse time strings where present; empty ones were reported as missing already."""
+    n = len(text)
+    present = np.array([bool(s) for s in text], bool) if n else np.zeros(0, bool)
+    ns = np.zeros(n, np.int64)
+    bad = np.zeros(n, bool)
+    reasons_all: list[str] = []
+    idx = np.flatnonzero(present)
+    if len(idx):
+        try:
+            sub, sub_bad, sub_reasons = parser.parse_text(text[idx])
+        except ValueError as exc:
+            raise ReadError(name, int(rows[idx[0]]), str(exc), "row") from None
+        ns[idx] = sub
+        bad[idx] = sub_bad
+        reasons_all = sub_reasons
+    return ns, bad, reasons_all
+
+
+# --------------------------------------------------------------------------------------------
+# DataFrames
+# --------------------------------------------------------------------------------------------
+
+
+def read_frame(df, **options) -> ReadResult:
+    """Read bars from a pandas or polars DataFrame.
+
+    Columns are found as for CSV files.  A pandas frame without a timestamp column may carry
+    its times in a DatetimeIndex.  Timestamps may be datetimes (naive ones are in ``tz``),
+    epoch numbers or text.  Without a symbol column the symbol is ``symbol=`` (required).
+    Errors name the row (the position, from 0).
+    """
+    opts = ReadOptions(**options).checked()
+    collector = _Collector(opts)
+    _read_frame_into(df, opts, collector)
+    return collector.finish()
+
+
+def _read_frame_into(df, opts: ReadOptions, collector: _Collector, name="<DataFrame>"):
+    columns, index_times = _frame_columns(df)
+    names = list(columns)
+    try:
+        layout = _detect_layout(names, opts, name)
+    except ReadError:
+        if index_times is None or opts.ts_column or opts.date_column:
+            raise
+        columns = dict(columns)
+        columns["__index__"] = index_times
+        layout = _detect_layout(names + ["__index__"],
+                                replace(opts, ts_column="__index__"), name)
+    if layout.symbol is None and opts.symbol is None:
+        raise ReadError(name, None, "the frame has no symbol column; give symbol=")
+    symbol = opts.symbol if layout.symbol is None else None
+    parser = _TimeParser(opts)
+    source = collector.begin(name, "row")
+    if symbol is not None:
+        collector.declare(symbol)
+    n = len(columns[layout.prices["open"]])
+    rows = np.arange(n, dtype=np.int64)
+    ok = np.ones(n, bool)
+    problems: list[tuple[int, str, str]] = []
+    cols = []
+    for role in PRICE_COLUMNS:
+        col = layout.prices[role]
+        values, bad = _frame_numbers(columns[col])
+        for i in np.flatnonzero(bad & ok).tolist():
+            problems.append((i, "bad number", f"bad number {columns[col][i]!r} in column "
+                             f"{col!r}"))
+        ok &= ~bad
+        cols.append(values)
+    if layout.ts is not None:
+        got = _frame_times(columns[layout.ts], parser, ok, rows, problems, name)
+    else:
+        d = np.asarray(columns[layout.date], dtype=object)
+        t = np.asarray(columns[layout.time], dtype=object)
+        text = _strip(np.asarray([f"{a} {b}" for a, b in zip(d, t)], dtype=object))
+        got = _parse_text_rows(parser, text, ok, rows, problems, name)
+    ns, bad, reasons = got
+    for i, reason in zip(np.flatnonzero(bad & ok).tolist(), _reasons_for(bad, ok, reasons)):
+        problems.append((i, "unparseable time", reason))
+    ok &= ~bad
+    syms = symbol
+    if layout.symbol is not None:
+        raw = np.asarray(columns[layout.symbol], dtype=object)
+        syms = np.array(["" if v is None or (isinstance(v, float) and np.isnan(v))
+                         else str(v).strip() for v in raw], dtype=object)
+        empty = np.array([not s for s in syms], bool) & ok
+        for i in np.flatnonzero(empty).tolist():
+            problems.append((i, "missing field", f"missing value in {layout.symbol!r}"))
+        ok &= ~empty
+    collector.handle(source, problems)
+    keep = np.flatnonzero(ok)
+    collector.add(source, syms if isinstance(syms, str) else syms[keep], ns[keep],
+                  [c[keep] for c in cols], rows[keep], n)
+    collector.commit()
+
+
+def _frame_columns(df) -> tuple[dict[str, Any], Any]:
+    """Columns of a pandas or polars frame as array-likes, and a pandas DatetimeIndex."""
+    module = type(df).__module__
+    if module.startswith("polars"):
+        return {str(c): df[c] for c in df.columns}, None
+    if hasattr(df, "columns") and hasattr(df, "index"):
+        index = df.index
+        times = index if str(getattr(index, "dtype", "")).startswith("datetime64") else None
+        return {str(c): df[c] for c in df.columns}, times
+    raise TypeError(f"expected a pandas or polars DataFrame, got {type(df).__name__}")
+
+
+def _frame_numbers(values) -> tuple[np.ndarray, np.ndarray]:
+    """A numeric column as float64 and a mask of values that are not numbers."""
+    import pandas as pd
+
+    if type(values).__module__.startswith("polars"):
+        values = values.to_numpy()
+    arr = values.to_numpy() if hasattr(values, "to_numpy") else np.asarray(values)
+    if arr.dtype.kind in "iufb":
+        return arr.astype(np.float64), np.zeros(len(arr), bool)
+    obj = np.asarray(arr, dtype=object)
+    nums = pd.to_numeric(pd.Series(obj, dtype=object), errors="coerce").to_numpy(
+        dtype=np.float64, na_value=np.nan)
+    was_missing = np.asarray(pd.isna(pd.Series(obj, dtype=object)))
+    bad = np.isnan(nums) & ~was_missing
+    return nums, bad
+
+
+def _frame_times(values, parser: _TimeParser, ok, rows, problems, name):
+    """Times of a frame column: datetimes, epoch numbers or text."""
+    import pandas as pd
+
+    if type(values).__module__.startswith("polars"):
+        import polars as pl
+
+        dtype = values.dtype
+        if isinstance(dtype, pl.Datetime):
+            nulls = values.is_null().to_numpy()
+            ints = values.dt.cast_time_unit("ns").cast(pl.Int64).fill_null(0).to_numpy()
+            for i in np.flatnonzero(nulls & ok).tolist():
+                problems.append((i, "missing field", "missing time"))
+            ok &= ~nulls
+            return parser.parse_utc_ns(ints) if dtype.time_zone else parser.parse_naive_ns(ints)
+        values = values.to_numpy()
+    if isinstance(values, (pd.Series, pd.Index)):
+        dtype = values.dtype
+        if isinstance(dtype, pd.DatetimeTZDtype) or str(dtype).startswith("datetime64"):
+            nulls = np.asarray(values.isna())
+            for i in np.flatnonzero(nulls & ok).tolist():
+                problems.append((i, "missing field", "missing time"))
+            ok &= ~nulls
+            series = pd.Series(values)
+            if series.dt.tz is not None:
+                ints = series.dt.tz_convert("UTC").dt.tz_localize(None)
+                ints = ints.to_numpy(dtype="datetime64[ns]").view(np.int64).copy()
+                ints[nulls] = 0
+                return parser.parse_utc_ns(ints)
+            ints = series.to_numpy(dtype="datetime64[ns]").view(np.int64).copy()
+            ints[nulls] = 0
+            return parser.parse_naive_ns(ints)
+        values = values.to_numpy()
+    arr = np.asarray(values)
+    if arr.dtype.kind == "M":
+        ints = arr.astype("datetime64[ns]").view(np.int64).copy()
+        nulls = np.isnat(arr)
+        ok &= ~nulls
+        ints[nulls] = 0
+        return parser.parse_naive_ns(ints)
+    if arr.dtype.kind in "iuf":
+        if arr.dtype.kind == "f":
+            nulls = np.isnan(arr)
+            for i in np.flatnonzero(nulls & ok).tolist():
+                problems.append((i, "missing field", "missing time"))
+            ok &= ~nulls
+        try:
+            return parser.parse_epoch(arr)
+        except ValueError as exc:
+            raise ReadError(name, None, str(exc), "row") from None
+    text = np.array(["" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
+                     for v in arr], dtype=object)
+    text = _strip(text)
+    empty = np.array([not s for s in text], bool) & ok
+    for i in np.flatnonzero(empty).tolist():
+        problems.append((i, "missing field", "missing time"))
+    ok &= ~empty
+    return _parse_text_rows(parser, text, ok, rows, problems, name)
+
+
+# --------------------------------------------------------------------------------------------
+# Files and folders
+# --------------------------------------------------------------------------------------------
+
+
+def _stem(path: Path) -> str:
+    """The file name without its data and compression suffixes."""
+    name = path.name
+    lower = name.lower()
+    for suffix in COMPRESSION_SUFFIXES:
+        if lower.endswith(suffix):
+            name, lower = name[: -len(suffix)], lower[: -len(suffix)]
+            break
+    for suffix in DATA_SUFFIXES:
+        if lower.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _kind(path: Path) -> str | None:
+    lower = path.name.lower()
+    for suffix in COMPRESSION_SUFFIXES:
+        if lower.endswith(suffix):
+            lower = lower[: -len(suffix)]
+            if lower.endswith(PARQUET_SUFFIXES):
+                return None
+            break
+    if lower.endswith(CSV_SUFFIXES):
+        return "csv"
+    if lower.endswith(PARQUET_SUFFIXES):
+        return "parquet"
+    return None
+
+
+def data_files(folder: str | os.PathLike) -> list[Path]:
+    """The data files of a folder (not its subfolders), sorted: CSV (``.csv``, ``.txt``,
+    ``.tsv``, optionally ``.gz``/``.bz2``/``.xz``) and Parquet; hidden files are skipped."""
+    folder = Path(folder)
+    return sorted(p for p in folder.iterdir()
+                  if p.is_file() and not p.name.startswith(".") and _kind(p) is not None)
+
+
+def read_bars(paths: str | os.PathLike | Iterable[str | os.PathLike], **options) -> ReadResult:
+    """Read a file, a folder of files, or a list of either; one result over all of them.
+
+    A symbol found in several files is joined in time order; overlapping files are an error
+    (a duplicate or out-of-order timestamp, naming the line).
+
+    Parameters
+    ----------
+    paths : path-like or iterable of path-like
+    **options
+        The fields of :class:`ReadOptions`; ``symbol`` only with a single file.
+    """
+    opts = ReadOptions(**options).checked()
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = data_files(p)
+            if not found:
+                raise ReadError(str(p), None, "no data files in the folder (looked for "
+                                f"{', '.join(DATA_SUFFIXES)}, optionally compressed)")
+            files.extend(found)
+        elif p.exists():
+            if _kind(p) is None:
+                raise ReadError(str(p), None, "not a data file (expected "
+                                f"{', '.join(DATA_SUFFIXES)}, optionally compressed)")
+            files.append(p)
+        else:
+            raise ReadError(str(p), None, "no such file or folder")
+    if opts.symbol is not None and len(files) > 1:
+        raise ValueError("symbol= names the symbol of a single file; these are "
+                         f"{len(files)} files")
+    collector = _Collector(opts)
+    for path in files:
+        if _kind(path) == "parquet":
+            _read_parquet_into(path, opts, collector)
+        else:
+            _read_csv_into(path, opts, collector)
+    return collector.finish()
