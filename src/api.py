@@ -373,6 +373,38 @@ def gap_infos(gaps: GapArrays, tz) -> list[GapInfo]:
     return out
 
 
+def trim_grid(grid: Grid, since_ns: int) -> Grid:
+    """The grid without the slots that start before ``since_ns``.
+
+    Buckets stay aligned to their window's open: a window that ``since_ns`` falls in now
+    opens at its first bucket starting at or after ``since_ns``.  A session slot (``"1d"``)
+    that started before ``since_ns`` is dropped whole.  Every per-window array of the grid is
+    cut alike.
+    """
+    n = len(grid.open_ns)
+    keep = np.flatnonzero(grid.close_ns > since_ns)
+    new_open = None
+    if len(keep) and grid.open_ns[keep[0]] < since_ns:
+        first = int(keep[0])
+        if grid.step_ns > 0:
+            opened = int(grid.open_ns[first])
+            new_open = opened + -(-(since_ns - opened) // grid.step_ns) * grid.step_ns
+            if new_open >= grid.close_ns[first]:
+                keep, new_open = keep[1:], None
+        else:
+            keep = keep[1:]
+    cut = {name: np.ascontiguousarray(value[keep]) for name, value in zip(grid._fields, grid)
+           if isinstance(value, np.ndarray) and value.shape == (n,)}
+    out = grid._replace(**cut)
+    if new_open is not None:
+        out.open_ns[0] = new_open
+        out.base_slots[0] = -((new_open - int(out.close_ns[0])) // grid.base_ns)
+        last_open = getattr(out, "last_open", None)
+        if last_open is not None and last_open[0] < new_open:
+            last_open[0] = new_open
+    return out
+
+
 def _interval_bars(bars: Bars, interval: Interval, base: Interval, calendar: Calendar) -> Bars:
     """The bars of ``interval``: the bars themselves, or their resampling."""
     if interval == base:

@@ -38,7 +38,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from . import readers, sample
-from .api import Grid, gap_infos, gaps_on_grid, score_on_grid
+from .api import trim_grid  # noqa: F401  (re-exported for older callers)
 from .bars import BadBarError
 from .calendar import Calendar
 from .coordinator import SessionCoordinator
@@ -337,74 +337,13 @@ def _pool(rows: list[dict]) -> dict[str, float]:
     }
 
 
-def trim_grid(grid: Grid, since_ns: int) -> Grid:
-    """The grid without the slots that start before ``since_ns``.
-
-    Buckets stay aligned to their window's open: a window that ``since_ns`` falls in now
-    opens at its first bucket starting at or after ``since_ns``.  A session slot (``"1d"``)
-    that started before ``since_ns`` is dropped whole.  Every per-window array of the grid is
-    cut alike.
-    """
-    n = len(grid.open_ns)
-    keep = np.flatnonzero(grid.close_ns > since_ns)
-    new_open = None
-    if len(keep) and grid.open_ns[keep[0]] < since_ns:
-        first = int(keep[0])
-        if grid.step_ns > 0:
-            opened = int(grid.open_ns[first])
-            new_open = opened + -(-(since_ns - opened) // grid.step_ns) * grid.step_ns
-            if new_open >= grid.close_ns[first]:
-                keep, new_open = keep[1:], None
-        else:
-            keep = keep[1:]
-    cut = {name: np.ascontiguousarray(value[keep]) for name, value in zip(grid._fields, grid)
-           if isinstance(value, np.ndarray) and value.shape == (n,)}
-    out = grid._replace(**cut)
-    if new_open is not None:
-        out.open_ns[0] = new_open
-        out.base_slots[0] = -((new_open - int(out.close_ns[0])) // grid.base_ns)
-        last_open = getattr(out, "last_open", None)
-        if last_open is not None and last_open[0] < new_open:
-            last_open[0] = new_open
-    return out
-
-
 def stop_session(coordinator, *, since_ns: Mapping[str, int] | None = None,
                  until_ns: int | None = None, export_to=None, csv_bars: bool = True):
-    """``coordinator.stop`` that also scores some symbols only from a time on.
-
-    ``since_ns`` maps symbols to the instant their scoring starts (the data's start in the
-    first session, the moment a symbol was added).  Without it this is exactly
-    ``coordinator.stop``.  (The cut belongs in ``SessionCoordinator.stop`` itself; until it is
-    there, this does the same steps and rescores the cut symbols.)
-    """
-    if not since_ns:
-        return coordinator.stop(until_ns=until_ns, export_to=export_to, csv_bars=csv_bars)
-    sd = coordinator.session_data
-    if until_ns is None:
-        coordinator.processor.finish()
-    else:
-        sd.advance(until_ns)
-    coordinator.quality.calculate_all(until_ns)
-    for symbol, since in since_ns.items():
-        entry = sd.get_symbol_data(symbol)
-        if entry is None:
-            continue
-        for name in entry.intervals():
-            grid = trim_grid(sd.grid(name, entry.base_interval), int(since))
-            bars = entry.bars(name)
-            first = int(np.searchsorted(bars.ts, grid.open_ns[0])) if len(grid.open_ns) \
-                else len(bars)
-            bars = bars[first:]
-            gaps = gaps_on_grid(bars.ts, grid, until_ns)
-            report = score_on_grid(bars, grid, name, until_ns, entry.rejected)
-            sd.set_gaps(symbol, name, gap_infos(gaps, sd.calendar.tz))
-            sd.set_quality(symbol, name, report)
-    summary = coordinator.summary()
-    if export_to is not None:
-        export_session(sd, export_to, csv_bars=csv_bars)
-    sd.end_session()
-    return summary
+    """``coordinator.stop``, scoring some symbols only from a time on (``since_ns`` maps
+    symbols to the instant their scoring starts: the data's start in the first session, the
+    moment a symbol was added)."""
+    return coordinator.stop(since_ns=since_ns or None, until_ns=until_ns,
+                            export_to=export_to, csv_bars=csv_bars)
 
 
 class _RunCoordinator(SessionCoordinator):

@@ -132,11 +132,14 @@ class SessionCoordinator:
         """Delegates to ``SessionData``."""
         return self.session_data.get_active_symbols()
 
-    def stop(self, *, until_ns: int | None = None, export_to: str | os.PathLike | None = None,
+    def stop(self, *, until_ns: int | None = None,
+             since_ns: int | Mapping[str, int] | None = None,
+             export_to: str | os.PathLike | None = None,
              csv_bars: bool = True) -> SessionSummary:
         """End the session: close the derived bars, compute gaps and quality of every
-        interval (over the slots that closed by ``until_ns``, default the whole session),
-        export (when ``export_to`` is given), clear the registry and return a summary."""
+        interval (over the slots that closed by ``until_ns``, default the whole session, and
+        that start at or after ``since_ns``, one instant or one per symbol), export (when
+        ``export_to`` is given), clear the registry and return a summary."""
         sd = self.session_data
         if not sd.is_active:
             raise RuntimeError("no active session")
@@ -148,7 +151,7 @@ class SessionCoordinator:
             until_ns = int(sd.windows.close_ns[-1])
         else:
             sd.advance(until_ns)
-        self.quality.calculate_all(until_ns)
+        self.quality.calculate_all(until_ns, since_ns)
         summary = self.summary()
         if export_to is not None:
             export_session(sd, export_to, csv_bars=csv_bars)
@@ -168,9 +171,11 @@ class SessionCoordinator:
             for name in entry.intervals():
                 q = entry.quality.get(name)
                 gaps = entry.bar_gaps.get(name, [])
+                longest = max(gaps, key=lambda g: g.bar_count, default=None)
                 rows.append({
                     "symbol": symbol, "interval": name, "bars": entry.bar_count(name),
                     "gaps": len(gaps), "missing": sum(g.bar_count for g in gaps),
+                    "longest_gap": longest,
                     "expected": q.expected if q else 0,
                     "quality": q.score if q else float("nan"),
                     "rejected": sum(entry.rejected.values()),

@@ -4,9 +4,11 @@ the registry."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Mapping
 
-from .api import gap_infos, gaps_on_grid, score_on_grid
+import numpy as np
+
+from .api import gap_infos, gaps_on_grid, score_on_grid, trim_grid
 from .bars import Bars
 from .intervals import parse_interval
 
@@ -73,11 +75,14 @@ class DataQualityManager:
     def __init__(self, session_data: "SessionData"):
         self.session_data = session_data
 
-    def _calculate_quality(self, symbol: str, interval: str, until_ns: int | None = None):
+    def _calculate_quality(self, symbol: str, interval: str, until_ns: int | None = None,
+                           since_ns: int | None = None):
         """Compute gaps and quality of one interval of one symbol and store both.
 
         Only slots that closed by ``until_ns`` count (default: the session clock while the
-        session runs).  A symbol that was removed is skipped (returns None).
+        session runs), and, with ``since_ns``, only slots that start at or after it (data that
+        starts inside the session, a symbol added mid-session).  A symbol that was removed is
+        skipped (returns None).
         """
         sd = self.session_data
         entry = sd.get_symbol_data(symbol)
@@ -94,21 +99,31 @@ class DataQualityManager:
         except KeyError:
             return None
         grid = sd.grid(name, entry.base_interval)
+        if since_ns is not None:
+            grid = trim_grid(grid, int(since_ns))
+            first = (int(np.searchsorted(bars.ts, grid.open_ns[0])) if len(grid.open_ns)
+                     else len(bars))
+            bars = bars[first:]
         gaps = gaps_on_grid(bars.ts, grid, until_ns)
         report = score_on_grid(bars, grid, name, until_ns, entry.rejected)
         sd.set_gaps(symbol, name, gap_infos(gaps, sd.calendar.tz))
         sd.set_quality(symbol, name, report)
         return report
 
-    def calculate_all(self, until_ns: int | None = None) -> int:
-        """Gaps and quality for every interval of every symbol; returns how many intervals."""
+    def calculate_all(self, until_ns: int | None = None,
+                      since_ns: int | Mapping[str, int] | None = None) -> int:
+        """Gaps and quality for every interval of every symbol; returns how many intervals.
+
+        ``since_ns`` is one instant for all symbols or a mapping of symbol to instant.
+        """
         sd = self.session_data
         done = 0
         for symbol in sd.get_active_symbols():
             entry = sd.get_symbol_data(symbol)
             if entry is None:
                 continue
+            since = since_ns.get(symbol) if isinstance(since_ns, Mapping) else since_ns
             for name in entry.intervals():
-                if self._calculate_quality(symbol, name, until_ns) is not None:
+                if self._calculate_quality(symbol, name, until_ns, since) is not None:
                     done += 1
         return done

@@ -141,9 +141,32 @@ class SymbolSessionData:
         }
 
     def __repr__(self) -> str:
+        held = "reused" if isinstance(self._stream, _Reused) else len(self._stream)
         return (f"SymbolSessionData({self.symbol!r}, base={self.base_interval}, "
-                f"derived={self.derived_intervals}, bars={len(self._stream)}, "
+                f"derived={self.derived_intervals}, bars={held}, "
                 f"loaded={self.is_loaded})")
+
+
+class _Reused:
+    """Stands in for the stream of an entry whose session ended with ``keep_buffers``: its
+    buffers went to a later session's symbols, so any read fails instead of showing theirs."""
+
+    __slots__ = ("symbol",)
+
+    def __init__(self, symbol: str):
+        self.symbol = symbol
+
+    def _gone(self, *args, **kwargs):
+        raise RuntimeError(
+            f"{self.symbol}: its session ended and its buffers were kept for the next "
+            "session's symbols; take what you need (bars(), to_json(), an export) before "
+            "stop(), or end the session with keep_buffers=False")
+
+    bars = count = advance = flush = push = push_many = add_derived = _gone
+    rejected = nbytes = held_nbytes = busy = property(_gone)
+
+    def __len__(self) -> int:
+        self._gone()
 
 
 class SessionData(SessionCore):
@@ -218,7 +241,11 @@ class SessionData(SessionCore):
         """
         with self._lock:
             if keep_buffers:
-                self._spare_streams.extend(e._stream for e in self._symbols.values())
+                for e in self._symbols.values():
+                    self._spare_streams.append(e._stream)
+                    # A caller may still hold the entry: it must not read the bars of
+                    # whichever symbol of a later session gets these buffers.
+                    e._stream = _Reused(e.symbol)
             else:
                 self._spare_streams.clear()
             self._session = None

@@ -223,6 +223,31 @@ def test_get_loaded_symbols_delegates_to_session_data(monkeypatch):
     assert c.get_loaded_symbols() == ["sentinel"] and calls == [1]
 
 
+def test_an_entry_kept_from_an_ended_session_never_shows_another_symbols_bars():
+    """Streams may be recycled for the next session's symbols; an entry a caller kept from
+    the session before must then either still show its own bars or refuse, never show the
+    bars of whichever symbol got its buffers."""
+    c = SessionCoordinator(calendar("XNYS"), derived_intervals=["5m"])
+    c.start("2024-03-14")
+    ts1 = day_ts("XNYS", "2024-03-14")
+    a_bars = ohlcv(ts1[:50], 1)
+    c.add_and_load("A", a_bars)
+    kept = c.session_data.get_symbol_data("A")
+    c.stop()
+    c.start("2024-03-15")
+    c.add_and_load("B", ohlcv(day_ts("XNYS", "2024-03-15")[:7], 2))
+    for iv, own in (("1m", a_bars), ("5m", sessiondata.resample(a_bars, "5m", c.calendar))):
+        try:
+            got = kept.bars(iv)
+        except RuntimeError as exc:     # refusing is fine
+            assert "A" in str(exc)
+            continue
+        assert len(got) == len(own) and int(got.ts[0]) == int(ts1[0]), (iv, got)
+        assert_like_resample(got, own, iv)   # or its own bars, still
+    assert "A" in repr(kept)
+    assert c.get_active_symbols() == ["B"]
+
+
 def test_active_symbols_empty_without_a_session():
     sd = SessionData()
     assert sd.get_active_symbols() == [] and not sd.is_active

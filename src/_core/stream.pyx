@@ -337,9 +337,6 @@ cdef class SymbolStream:
             if tt <= last:
                 f = FAULT_DUPLICATE if tt == last else FAULT_UNSORTED
                 break
-            if tt < late:
-                f = FAULT_LATE
-                break
             if tt == probe.slot_end and tt < wclose:
                 probe.slot_start = tt
                 probe.slot_end = tt + self.base_ns
@@ -356,6 +353,10 @@ cdef class SymbolStream:
                     probe = self.cursor
                     break
                 wclose = self.w_close[probe.window]
+            if tt < late:    # checked after the slot, in the order _accept checks
+                f = FAULT_LATE
+                probe = self.cursor
+                break
             self.cursor = probe
             last = tt
             i += 1
