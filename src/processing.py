@@ -36,27 +36,20 @@ class DataProcessor:
         return self.session_data.add_bars(symbol, bars, **columns)
 
     def _process_bar_data(self, symbol: str, interval: str) -> int:
-        """Bring the derived bars of ``symbol`` up to date after bars of ``interval`` arrived.
+        """Report the derived bars made from the latest bars of ``interval``.
 
-        A symbol that was removed (or never added) is skipped quietly.  For a base-interval
-        bar, every derived interval of the symbol (as ``SessionData`` has them) closes the
-        buckets that ended by the session clock.  Returns how many derived bars closed.
+        Derived bars are made by the compiled pipeline as each base bar arrives, for the
+        symbol's ``derived_intervals`` as ``SessionData`` holds them; this returns how many
+        the latest base bar closed.  A symbol that was removed (or never added) is skipped
+        quietly (0); so is an interval that is not the symbol's base.  Nothing is moved by
+        a clock here, so a symbol whose feed lags the others never has its bars made late.
         """
         sd = self.session_data
-        entry = sd.get_symbol_data(symbol)
-        if entry is None:
-            return 0
-        if parse_interval(interval).name != entry.base_interval:
-            return 0
-        if not sd.get_derived_intervals(symbol):
-            return 0
-        clock = sd.clock_ns
-        if clock is None:
-            return 0
         with sd._lock:
-            if sd._symbols.get(symbol) is not entry:  # removed meanwhile
+            entry = sd._symbols.get(symbol)
+            if entry is None or parse_interval(interval).name != entry.base_interval:
                 return 0
-            return entry._stream.advance(clock)
+            return int(entry._stream.last_closed) if entry.derived_intervals else 0
 
     def finish(self, symbol: str | None = None) -> int:
         """Close every derived bar being built (the end of the session), for one symbol or
@@ -91,11 +84,10 @@ class DataQualityManager:
         name = parse_interval(interval).name
         if until_ns is None:
             until_ns = sd.clock_ns if sd.clock_ns is not None else None
-        if until_ns is not None:
-            with sd._lock:  # buckets that ended by then close before they are scored
-                entry._stream.advance(until_ns)
         try:
-            bars = entry.bars(name)
+            # A derived bar still being built whose bucket ended by until_ns counts as it
+            # is, without closing it: a feed that lags the clock can still complete it.
+            bars = entry.bars_until(name, until_ns)
         except KeyError:
             return None
         grid = sd.grid(name, entry.base_interval)
@@ -108,6 +100,7 @@ class DataQualityManager:
         report = score_on_grid(bars, grid, name, until_ns, entry.rejected)
         sd.set_gaps(symbol, name, gap_infos(gaps, sd.calendar.tz))
         sd.set_quality(symbol, name, report)
+        entry.scored_span = (since_ns, until_ns)
         return report
 
     def calculate_all(self, until_ns: int | None = None,

@@ -8,6 +8,7 @@ guards the registry and every change to what it holds; reads hand out snapshots.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import threading
 import unicodedata
@@ -67,6 +68,8 @@ class SymbolSessionData:
         self.is_loaded = False
         self.bar_gaps: dict[str, list[GapInfo]] = {}
         self.quality: dict[str, QualityReport] = {}
+        # The span the last scoring covered: (since_ns, until_ns), None where unbounded.
+        self.scored_span: tuple[int | None, int | None] = (None, None)
         self._stream = stream
         self._slot: dict[str, int] = {base_interval.name: -1}  # interval -> store index
         self._session: "SessionData | None" = None
@@ -100,6 +103,23 @@ class SymbolSessionData:
                     cols["volume"], count=cols.get("count"), coverage=cols.get("coverage"),
                     interval=name, validate=False)
 
+    def bars_until(self, interval: str | None, until_ns: int | None) -> Bars:
+        """The bars of ``interval`` held, plus, for a derived interval, the bar still being
+        built when its bucket ended by ``until_ns`` (it is not closed by this)."""
+        name = self.base_interval if interval is None else parse_interval(interval).name
+        session = self._session
+        with session._lock if session is not None else contextlib.nullcontext():
+            bars = self._bars(name)
+            k = self._slot[name]
+            partial = self._stream.partial_bar(k) if k >= 0 and until_ns is not None else None
+        if partial is None or partial["end"] > until_ns:
+            return bars
+        cols = {c: np.append(getattr(bars, c), partial[c]) for c in COLUMNS}
+        return Bars(cols["ts"], cols["open"], cols["high"], cols["low"], cols["close"],
+                    cols["volume"], count=np.append(bars.count, partial["count"]),
+                    coverage=np.append(bars.coverage, partial["coverage"]), interval=name,
+                    validate=False)
+
     def bar_count(self, interval: str | None = None) -> int:
         name = self.base_interval if interval is None else parse_interval(interval).name
         return self._stream.count(self._slot[name])
@@ -131,7 +151,7 @@ class SymbolSessionData:
                 "ranges": [g.to_dict() for g in gaps],
             }
             intervals[name] = entry
-        return {
+        doc = {
             "symbol": self.symbol,
             "base_interval": self.base_interval,
             "derived_intervals": list(self.derived_intervals),
@@ -139,6 +159,17 @@ class SymbolSessionData:
             "rejected": self.rejected,
             "intervals": intervals,
         }
+        since, until = self.scored_span
+        session = self._session
+        if session is not None and session.windows is not None:
+            # Partial scoring (data that starts or ends inside the session) says so.
+            first, last = int(session.windows.open_ns[0]), int(session.windows.close_ns[-1])
+            tz = session.calendar.tz
+            if since is not None and since > first:
+                doc["scored_from"] = _local(int(since), tz).isoformat()
+            if until is not None and until < last:
+                doc["scored_to"] = _local(int(until), tz).isoformat()
+        return doc
 
     def __repr__(self) -> str:
         held = "reused" if isinstance(self._stream, _Reused) else len(self._stream)

@@ -169,6 +169,10 @@ cdef class SymbolStream:
                     break
         if rc < 0:
             raise MemoryError("no memory left for derived bars")
+        if p >= 0 and self.last_ns != NO_BAR:
+            # As if fed bar by bar: a bucket that ended before the last bar is complete.
+            if self._close_ended(self.last_ns, False, True) < 0:
+                raise MemoryError("no memory left for derived bars")
         return k
 
     cdef int _cascade(self, Py_ssize_t k, int closed) noexcept nogil:
