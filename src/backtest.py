@@ -291,12 +291,19 @@ def _export(out_dir: Path, calendar: Calendar, windows: Windows, starts: np.ndar
                     f'{hi - lo},"missing_bars":{sum(counts[lo:hi]) if hi > lo else 0},'
                     f'"ranges":[{",".join(ranges[lo:hi]) if hi > lo else ""}]}}}}')
     session_info = _session_infos(windows, calendar)
-    for k in range(n_sessions):
-        label = str(windows.sessions[k])
-        info = dumps_compact(session_info[k]).rstrip()[:-1]  # drop the closing brace
-        body = ",".join(head[s] + ",".join(pieces[s][k]) + "}}" for s in symbols)
-        write_atomic(out_dir / label / "session.json",
-                     f'{info},"symbols":{{{body}}},"unknown_bars":{{}}}}\n')
+    # The text is made under the GIL; writing, fsync and rename release it, so they go to a
+    # few writer threads and overlap with making the next session's text.
+    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="sessiondata-export") as pool:
+        pending = []
+        for k in range(n_sessions):
+            label = str(windows.sessions[k])
+            info = dumps_compact(session_info[k]).rstrip()[:-1]  # drop the closing brace
+            body = ",".join(head[s] + ",".join(pieces[s][k]) + "}}" for s in symbols)
+            pending.append(pool.submit(
+                write_atomic, out_dir / label / "session.json",
+                f'{info},"symbols":{{{body}}},"unknown_bars":{{}}}}\n'))
+        for done in pending:
+            done.result()  # re-raise the first write that failed
 
 
 def _tod(ns: int, tz) -> str:

@@ -1,0 +1,83 @@
+"""run_universe: the whole-range batch path gives, session by session, exactly the JSON that a
+SessionCoordinator gives for the same bars, on one thread or several."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import sessiondata as sd
+from sessiondata.backtest import run_universe
+
+MINUTE = 60_000_000_000
+
+
+@pytest.fixture(scope="module")
+def xnys():
+    pytest.importorskip("exchange_calendars")
+    return sd.Calendar.exchange("XNYS")
+
+
+def _universe(cal, sessions, n_symbols, seed):
+    """Bars over the given sessions (half day included), ~5% of minutes missing and one
+    symbol with a whole session missing."""
+    rng = np.random.default_rng(seed)
+    w = cal.windows(cal.session_windows(sessions[0]).open_ns[0],
+                    cal.session_windows(sessions[-1]).close_ns[-1])
+    slots = np.concatenate([np.arange(o, c, MINUTE) for o, c in zip(w.open_ns, w.close_ns)])
+    data = {}
+    for i in range(n_symbols):
+        keep = rng.random(len(slots)) > 0.05
+        if i == 1:  # no bar at all in the second session
+            second = cal.session_windows(sessions[1])
+            keep &= ~((slots >= second.open_ns[0]) & (slots < second.close_ns[-1]))
+        ts = slots[keep]
+        close = 100 + np.cumsum(rng.normal(0, 0.1, len(ts)))
+        open_ = np.r_[100.0, close[:-1]]
+        data[f"S{i}/x"] = sd.Bars.from_arrays(
+            ts, open_, np.maximum(open_, close) + 0.01, np.minimum(open_, close) - 0.01, close,
+            rng.integers(1, 100, len(ts)).astype(float), interval="1m")
+    return data
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_universe_json_equals_the_coordinator(xnys, tmp_path, threads):
+    sessions = ["2024-11-26", "2024-11-27", "2024-11-29", "2024-12-02"]
+    data = _universe(xnys, sessions, 3, seed=7)
+    result = run_universe(data, xnys, derived=("5m", "15m", "1h"), out_dir=tmp_path / "u",
+                          threads=threads)
+    assert result.sessions == len(sessions) and result.symbols == 3
+    assert set(result.timings) == {"load", "aggregate", "gaps", "quality", "export"}
+
+    co = sd.SessionCoordinator(xnys, derived_intervals=["5m", "15m", "1h"])
+    for session in sessions:
+        co.start(session)
+        w = co.session_data.windows
+        for symbol, bars in data.items():
+            inside = (bars.ts >= w.open_ns[0]) & (bars.ts < w.close_ns[-1])
+            lo, hi = np.flatnonzero(inside)[[0, -1]] if inside.any() else (0, -1)
+            co.add_and_load(symbol, bars[int(lo):int(hi) + 1])
+        co.stop(export_to=tmp_path / "c" / session, csv_bars=False)
+        got = json.loads((tmp_path / "u" / session / "session.json").read_text())
+        want = json.loads((tmp_path / "c" / session / "session.json").read_text())
+        assert got == want, session
+
+
+def test_universe_counts_and_quality(xnys):
+    data = _universe(xnys, ["2024-11-26", "2024-11-27"], 2, seed=3)
+    result = run_universe(data, xnys, derived=("5m",), threads=1)
+    held = sum(len(b) for b in data.values())
+    assert result.bars == held
+    expected = 2 * (390 + 390)
+    assert result.missing["1m"] == expected - held
+    assert result.quality["1m"] == pytest.approx(100.0 * held / expected)
+
+
+def test_universe_rejects_a_bar_outside_the_sessions(xnys):
+    ts = np.array([int(xnys.session_windows("2024-11-26").close_ns[0])], np.int64)  # 16:00
+    bad = sd.Bars.from_arrays(ts, [1.0], [1.0], [1.0], [1.0], [1.0], interval="1m")
+    good = _universe(xnys, ["2024-11-26", "2024-11-27"], 1, seed=1)
+    with pytest.raises(ValueError, match="BAD.*outside every session window"):
+        run_universe({**good, "BAD": bad}, xnys, threads=1)
