@@ -412,6 +412,24 @@ def _interval_bars(bars: Bars, interval: Interval, base: Interval, calendar: Cal
     return resample(bars, interval, calendar, base=base)
 
 
+def _laid_out(bars: Bars, interval, calendar: Calendar | None, base, start, end, what: str):
+    """What ``find_gaps`` and ``quality`` work on: the calendar, the target interval, the bars
+    of that interval (the bars themselves, validated against the sessions, or their
+    resampling) and its grid over the expected sessions."""
+    calendar = calendar or default_calendar()
+    base_iv = _base_of(bars, base) if len(bars) > 1 or base or bars.interval else None
+    target = parse_interval(interval) if interval is not None else base_iv
+    if target is None:
+        raise ValueError(f"{what} on fewer than two bars needs interval= (and base=)")
+    base_iv = base_iv or target
+    windows = session_windows(calendar, bars.ts, start, end)
+    source = _interval_bars(bars, target, base_iv, calendar)
+    if source is bars and what == "quality":
+        # find_gaps validates in its kernel; the quality kernel trusts its input.
+        check_in_sessions(bars, windows, base_iv, calendar, what)
+    return calendar, target, source, make_grid(windows, target, base_iv)
+
+
 def find_gaps(bars: Bars, interval=None, calendar: Calendar | None = None, *, base=None,
               start=None, end=None, until=None, as_arrays: bool = False):
     """Find the bars that should exist and do not.
@@ -438,15 +456,8 @@ def find_gaps(bars: Bars, interval=None, calendar: Calendar | None = None, *, ba
     as_arrays : bool
         Return a :class:`GapArrays` instead of a list of :class:`GapInfo`.
     """
-    calendar = calendar or default_calendar()
-    base_iv = _base_of(bars, base) if len(bars) > 1 or base or bars.interval else None
-    target = parse_interval(interval) if interval is not None else base_iv
-    if target is None:
-        raise ValueError("find_gaps on fewer than two bars needs interval= (and base=)")
-    base_iv = base_iv or target
-    windows = session_windows(calendar, bars.ts, start, end)
-    source = _interval_bars(bars, target, base_iv, calendar)
-    grid = make_grid(windows, target, base_iv)
+    calendar, target, source, grid = _laid_out(bars, interval, calendar, base, start, end,
+                                               "find_gaps")
     until_ns = None if until is None else _to_ns(until, calendar)
     try:
         gaps = gaps_on_grid(source.ts, grid, until_ns)
@@ -505,16 +516,7 @@ def quality(bars: Bars, interval=None, calendar: Calendar | None = None, *, base
     A derived bar counts by its coverage: a 5m bar made of 3 of its 5 minutes counts 0.6.
     Arguments are those of :func:`find_gaps`.  An interval with no expected slot scores 100.
     """
-    calendar = calendar or default_calendar()
-    base_iv = _base_of(bars, base) if len(bars) > 1 or base or bars.interval else None
-    target = parse_interval(interval) if interval is not None else base_iv
-    if target is None:
-        raise ValueError("quality on fewer than two bars needs interval= (and base=)")
-    base_iv = base_iv or target
-    windows = session_windows(calendar, bars.ts, start, end)
-    source = _interval_bars(bars, target, base_iv, calendar)
-    if source is bars:
-        check_in_sessions(bars, windows, base_iv, calendar, "quality")
-    grid = make_grid(windows, target, base_iv)
+    calendar, target, source, grid = _laid_out(bars, interval, calendar, base, start, end,
+                                               "quality")
     until_ns = None if until is None else _to_ns(until, calendar)
     return score_on_grid(source, grid, target.name, until_ns)

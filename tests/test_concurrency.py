@@ -21,6 +21,7 @@ from sessiondata import BadBarError, Bars, Calendar, SessionCoordinator, Session
 from sessiondata.export import export_session, read_bars_csv, symbol_filename, validate_export
 
 from conftest import LONG
+from helpers import ohlcv, assert_bars_equal, assert_like_resample
 
 SECOND = 1_000_000_000
 MINUTE = 60 * SECOND
@@ -30,42 +31,12 @@ COLS = ("ts", "open", "high", "low", "close", "volume")
 JOIN_TIMEOUT = 300.0 if LONG else 60.0
 
 
-def ohlcv(ts, seed=0) -> Bars:
-    rng = np.random.default_rng(seed)
-    n = len(ts)
-    close = 100.0 + np.cumsum(rng.normal(0.0, 0.05, n))
-    open_ = np.r_[close[:1], close[:-1]] + rng.normal(0.0, 0.01, n)
-    high = np.maximum(open_, close) + rng.exponential(0.02, n)
-    low = np.minimum(open_, close) - rng.exponential(0.02, n)
-    return Bars(np.asarray(ts, np.int64), open_, high, low, close, rng.uniform(0, 1e3, n))
-
-
 def symbol_bars(o: int, i: int, n: int) -> Bars:
     """Bars of symbol i: n one-second bars, with a few gaps for every third symbol."""
     slots = np.arange(n + n // 50, dtype=np.int64)
     if i % 3 == 0:
         slots = slots[slots % 53 != 7]
     return ohlcv(o + slots[:n] * SECOND, seed=i)
-
-
-def assert_bars_equal(a: Bars, b: Bars, what: str = "") -> None:
-    ca, cb = a.columns(), b.columns()
-    assert ca.keys() == cb.keys(), what
-    for k in ca:
-        np.testing.assert_array_equal(ca[k], cb[k], err_msg=f"{what} {k}")
-
-def assert_like_resample(got: Bars, expected: Bars, what: str = "") -> None:
-    """Derived bars against the batch ``resample``: every column exact but ``volume``, a sum
-    whose association may differ (the stream may build a coarse interval from the bars of a
-    finer one, the batch kernel sums base bars in order), so it matches to a few ulps."""
-    ca, cb = got.columns(), expected.columns()
-    assert ca.keys() == cb.keys(), what
-    for k in ca:
-        assert ca[k].dtype == cb[k].dtype, (what, k)
-        if k == "volume":
-            np.testing.assert_allclose(ca[k], cb[k], rtol=1e-12, atol=0, err_msg=f"{what} {k}")
-        else:
-            np.testing.assert_array_equal(ca[k], cb[k], err_msg=f"{what} {k}")
 
 
 class Crew:

@@ -24,17 +24,9 @@ from sessiondata.export import (
     write_bars_csv,
 )
 
+from helpers import ohlcv
+
 MINUTE = 60_000_000_000
-
-
-def ohlcv(ts, seed=0) -> Bars:
-    rng = np.random.default_rng(seed)
-    n = len(ts)
-    close = 100.0 + np.cumsum(rng.normal(0.0, 0.05, n))
-    open_ = np.r_[close[:1], close[:-1]] + rng.normal(0.0, 0.01, n)
-    high = np.maximum(open_, close) + rng.exponential(0.02, n)
-    low = np.minimum(open_, close) - rng.exponential(0.02, n)
-    return Bars(np.asarray(ts, np.int64), open_, high, low, close, rng.uniform(0, 1e3, n))
 
 
 def awkward_bars(o: int) -> Bars:

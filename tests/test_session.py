@@ -23,6 +23,7 @@ from sessiondata.bars import FAULTS
 from sessiondata.export import validate_export
 
 from conftest import LONG
+from helpers import ohlcv, assert_bars_equal, assert_like_resample
 
 MINUTE = 60_000_000_000
 SECOND = 1_000_000_000
@@ -52,18 +53,6 @@ def slot_starts(windows, step_ns: int) -> np.ndarray:
                            zip(windows.open_ns.tolist(), windows.close_ns.tolist())])
 
 
-def ohlcv(ts: np.ndarray, seed: int = 0, interval: str = "1m") -> Bars:
-    """Valid bars with awkward floats (random walk, fractional volume) at ``ts``."""
-    rng = np.random.default_rng(seed)
-    n = len(ts)
-    close = 100.0 + np.cumsum(rng.normal(0.0, 0.05, n))
-    open_ = np.r_[close[:1], close[:-1]] + rng.normal(0.0, 0.01, n)
-    high = np.maximum(open_, close) + rng.exponential(0.02, n)
-    low = np.minimum(open_, close) - rng.exponential(0.02, n)
-    volume = rng.uniform(0.0, 1000.0, n)
-    return Bars(np.asarray(ts, np.int64), open_, high, low, close, volume, interval=interval)
-
-
 def day_ts(cal_name: str, day: str, step_ns: int = MINUTE) -> np.ndarray:
     return slot_starts(calendar(cal_name).session_windows(day), step_ns)
 
@@ -77,27 +66,6 @@ def stream_all(c: SessionCoordinator, symbol: str, bars: Bars) -> None:
 
 def all_bars(entry) -> dict[str, Bars]:
     return {iv: entry.bars(iv) for iv in entry.intervals()}
-
-
-def assert_bars_equal(a: Bars, b: Bars, what: str = "") -> None:
-    ca, cb = a.columns(), b.columns()
-    assert ca.keys() == cb.keys(), what
-    for k in ca:
-        assert ca[k].dtype == cb[k].dtype, (what, k)
-        np.testing.assert_array_equal(ca[k], cb[k], err_msg=f"{what} {k}")
-
-def assert_like_resample(got: Bars, expected: Bars, what: str = "") -> None:
-    """Derived bars against the batch ``resample``: every column exact but ``volume``, a sum
-    whose association may differ (the stream may build a coarse interval from the bars of a
-    finer one, the batch kernel sums base bars in order), so it matches to a few ulps."""
-    ca, cb = got.columns(), expected.columns()
-    assert ca.keys() == cb.keys(), what
-    for k in ca:
-        assert ca[k].dtype == cb[k].dtype, (what, k)
-        if k == "volume":
-            np.testing.assert_allclose(ca[k], cb[k], rtol=1e-12, atol=0, err_msg=f"{what} {k}")
-        else:
-            np.testing.assert_array_equal(ca[k], cb[k], err_msg=f"{what} {k}")
 
 
 def close_ns(sd: SessionData) -> int:
