@@ -25,9 +25,15 @@ _I64_MAX = np.iinfo(np.int64).max
 _ALWAYS: Calendar | None = None
 
 
-def default_calendar() -> Calendar:
-    """``Calendar.always()``, made once."""
+def default_calendar(calendar: Calendar | None = None) -> Calendar:
+    """``calendar`` itself, or ``Calendar.always()`` (made once) when it is None."""
     global _ALWAYS
+    if calendar is not None:
+        if not isinstance(calendar, Calendar):
+            raise TypeError(
+                f"calendar must be a Calendar (e.g. Calendar.exchange('XNYS')), got "
+                f"{type(calendar).__name__} {calendar!r}")
+        return calendar
     if _ALWAYS is None:
         _ALWAYS = Calendar.always()
     return _ALWAYS
@@ -160,7 +166,7 @@ def resample(bars: Bars, interval, calendar: Calendar | None = None, *, base=Non
         A bar outside every session window, off the base grid or out of order (naming the
         row), or an interval that is not a whole multiple of the base.
     """
-    calendar = calendar or default_calendar()
+    calendar = default_calendar(calendar)
     target = parse_interval(interval)
     base_iv = _base_of(bars, base)
     check_derivable(base_iv, target)
@@ -416,7 +422,7 @@ def _laid_out(bars: Bars, interval, calendar: Calendar | None, base, start, end,
     """What ``find_gaps`` and ``quality`` work on: the calendar, the target interval, the bars
     of that interval (the bars themselves, validated against the sessions, or their
     resampling) and its grid over the expected sessions."""
-    calendar = calendar or default_calendar()
+    calendar = default_calendar(calendar)
     base_iv = _base_of(bars, base) if len(bars) > 1 or base or bars.interval else None
     target = parse_interval(interval) if interval is not None else base_iv
     if target is None:

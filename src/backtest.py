@@ -88,7 +88,7 @@ def run_universe(data: Mapping[str, Bars], calendar: Calendar | None = None, *,
         Counts, the timing of each phase (load, aggregate, gaps, quality, export) and the
         mean quality per interval.
     """
-    calendar = calendar or default_calendar()
+    calendar = default_calendar(calendar)
     base_iv = parse_interval(base)
     derived_iv = [parse_interval(d) for d in derived]
     for d in derived_iv:

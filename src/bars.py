@@ -79,7 +79,7 @@ def coerce_float(values: Any, name: str) -> np.ndarray:
 def describe_row(ts: np.ndarray, cols: dict[str, np.ndarray], row: int) -> str:
     """``ts=2024-01-02T14:31:00Z open=1.1 ...`` for an error message."""
     parts = [f"ts={np.datetime64(int(ts[row]), 'ns')}Z"]
-    parts += [f"{k}={cols[k][row]!r}" for k in PRICE_COLUMNS if k in cols]
+    parts += [f"{k}={float(cols[k][row])!r}" for k in PRICE_COLUMNS if k in cols]
     return " ".join(parts)
 
 
@@ -213,9 +213,10 @@ class Bars:
             ts = df["ts"]
         else:
             ts = df.index
-            if getattr(ts, "dtype", None) is None or ts.dtype.kind not in "Mi" and \
-                    not str(ts.dtype).startswith("datetime64"):
-                raise ValueError("DataFrame needs a 'ts' column or a DatetimeIndex")
+            if getattr(ts.dtype, "kind", None) != "M":
+                raise ValueError(
+                    "DataFrame needs a 'ts' column (or ts_column=) or a DatetimeIndex; it has "
+                    f"a {type(ts).__name__} and columns {', '.join(map(str, df.columns))}")
         return cls(ts, *(df[c].to_numpy() for c in PRICE_COLUMNS), interval=interval,
                    validate=validate)
 

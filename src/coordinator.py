@@ -60,7 +60,7 @@ class SessionCoordinator:
     def __init__(self, calendar: Calendar | None = None, *, base_interval: str = "1m",
                  derived_intervals: Iterable[str] = ("5m", "15m", "1h"),
                  on_bad: str = "raise"):
-        self.calendar = calendar or default_calendar()
+        self.calendar = default_calendar(calendar)
         self.base_interval = parse_interval(base_interval).name
         self.derived_intervals = [parse_interval(d).name for d in derived_intervals]
         self.session_data = SessionData(self.calendar, on_bad=on_bad)

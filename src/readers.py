@@ -38,6 +38,7 @@ import lzma
 import os
 import re
 import warnings
+import zlib
 import zoneinfo
 from collections import Counter
 from dataclasses import dataclass, field, replace
@@ -87,6 +88,16 @@ _FAULT_UNSORTED, _FAULT_DUPLICATE, _FAULT_OUTSIDE, _FAULT_MISALIGNED = 4, 5, 6, 
 
 CHUNK_ROWS = 250_000
 _CAREFUL_CHUNK = 65_536
+
+# int64 nanoseconds hold 1677-09-21 00:12:43.145224193 .. 2262-04-11 23:47:16.854775807 UTC
+# (the smallest int64 is NaT); times outside are an error, never wrapped around.
+_NS_MAX = int(np.iinfo(np.int64).max)
+_NS_MIN = -_NS_MAX
+_NS_RANGE = "1677-09-21 00:12:43 .. 2262-04-11 23:47:16 UTC"
+_UNIT_NS = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}
+_DAY_NS = 86_400 * 1_000_000_000
+# What a damaged or truncated file (plain or compressed) raises while it is read.
+_READ_ERRORS = (OSError, EOFError, zlib.error, lzma.LZMAError)
 
 
 # --------------------------------------------------------------------------------------------
@@ -470,8 +481,9 @@ class _TimeParser:
             return f"format {self.fmt!r}"
         return "ISO 8601"
 
-    def parse_text(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        """Parse stripped strings; returns (ns, bad mask, reasons for bad rows in order).
+    def parse_text(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, list]:
+        """Parse stripped strings; returns (ns, bad mask, (category, reason) of each bad row
+        in order).
 
         Empty strings are not handled here (the caller reports them as missing fields).
         """
@@ -485,8 +497,8 @@ class _TimeParser:
         series = pd.Series(values, dtype=object)
         if self.mode in TS_FORMATS_EPOCH:
             nums = pd.to_numeric(series, errors="coerce")
-            ns, bad = _epoch_ns(nums.to_numpy(), self.mode)
-            return self._finish(ns, bad, values, aware=True)
+            ns, bad, oob = _epoch_ns(nums.to_numpy(), self.mode)
+            return self._finish(ns, bad, values, aware=True, out_of_range=oob)
         if self.mode == "format":
             # strptime formats do not skip spaces; %z in the format makes times aware.
             series = series.str.strip()
@@ -494,18 +506,19 @@ class _TimeParser:
                 warnings.simplefilter("ignore")
                 parsed = pd.to_datetime(series, format=self.fmt, errors="coerce",
                                         utc=bool(self.aware))
-            ns, bad = _datetime_ns(parsed)
-            return self._finish(ns, bad, values, aware=bool(self.aware))
+            ns, bad, oob = _datetime_ns(parsed)
+            return self._finish(ns, bad, values, aware=bool(self.aware), out_of_range=oob)
         extra = np.zeros(n, bool)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 parsed = pd.to_datetime(series, format="ISO8601", errors="coerce")
-            ns, bad = _datetime_ns(parsed)
+            ns, bad, oob = _datetime_ns(parsed)
             if (parsed.dt.tz is not None) != bool(self.aware):
                 # The whole chunk is of the other kind than the first time of the source.
                 extra = ~bad
                 bad = bad | extra
+                oob = np.zeros(n, bool)
         except (ValueError, TypeError, OverflowError):
             # Times with different offsets, or with and without one: split them by kind.
             has_offset = (series.str.contains(_OFFSET_RE, regex=True, na=False).to_numpy()
@@ -513,28 +526,37 @@ class _TimeParser:
             extra = has_offset != bool(self.aware)
             ns = np.zeros(n, np.int64)
             bad = extra.copy()
+            oob = np.zeros(n, bool)
             ok = ~extra
             if ok.any():
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     parsed = pd.to_datetime(series[ok], format="ISO8601", errors="coerce",
                                             utc=bool(self.aware))
-                sub_ns, sub_bad = _datetime_ns(parsed)
+                sub_ns, sub_bad, sub_oob = _datetime_ns(parsed)
                 ns[ok] = sub_ns
                 bad[ok] = sub_bad
-        return self._finish(ns, bad, values, aware=bool(self.aware), offset_mismatch=extra)
+                oob[ok] = sub_oob
+        return self._finish(ns, bad, values, aware=bool(self.aware), offset_mismatch=extra,
+                            out_of_range=oob)
 
-    def parse_naive_ns(self, ns: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        """Naive datetimes as int64 ns (wall clock in ``tz``) -> UTC."""
+    def parse_naive_ns(self, ns: np.ndarray, out_of_range=None, shown=None
+                       ) -> tuple[np.ndarray, np.ndarray, list]:
+        """Naive datetimes as int64 ns (wall clock in ``tz``) -> UTC.
+
+        ``out_of_range`` marks times that do not fit int64 ns (their ``ns`` is ignored);
+        ``shown`` holds the original values, to name them in the reasons.
+        """
         return self._finish(ns.astype(np.int64, copy=True), np.zeros(len(ns), bool), None,
-                            aware=False)
+                            aware=False, out_of_range=out_of_range, shown=shown)
 
-    def parse_utc_ns(self, ns: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        """Times already in UTC ns."""
+    def parse_utc_ns(self, ns: np.ndarray, out_of_range=None, shown=None
+                     ) -> tuple[np.ndarray, np.ndarray, list]:
+        """Times already in UTC ns (``out_of_range`` and ``shown`` as for parse_naive_ns)."""
         return self._finish(ns.astype(np.int64, copy=True), np.zeros(len(ns), bool), None,
-                            aware=True)
+                            aware=True, out_of_range=out_of_range, shown=shown)
 
-    def parse_epoch(self, nums: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    def parse_epoch(self, nums: np.ndarray) -> tuple[np.ndarray, np.ndarray, list]:
         """Numeric epoch values (unit from ts_format, else from the first value's digits)."""
         if self.mode is None:
             finite = nums[np.isfinite(nums)] if nums.dtype.kind == "f" else nums
@@ -542,11 +564,15 @@ class _TimeParser:
         if self.mode not in TS_FORMATS_EPOCH:
             raise ValueError(f"numeric times cannot be read as {self.describe()}; give "
                              "ts_format (--ts-format) s, ms, us or ns")
-        ns, bad = _epoch_ns(nums, self.mode)
-        return self._finish(ns, bad, None, aware=True)
+        ns, bad, oob = _epoch_ns(nums, self.mode)
+        return self._finish(ns, bad, None, aware=True, out_of_range=oob, shown=nums)
 
-    def _finish(self, ns, bad, values, *, aware: bool, offset_mismatch=None):
-        """Localise naive times, shift end stamps; say why each bad row is bad."""
+    def _finish(self, ns, bad, values, *, aware: bool, offset_mismatch=None,
+                out_of_range=None, shown=None):
+        """Localise naive times, shift end stamps; say why each bad row is bad.
+
+        Returns (ns, bad mask, list of (category, reason) for the bad rows in order).
+        """
         reasons_by_row: dict[int, str] = {}
         if offset_mismatch is not None:
             for i in np.flatnonzero(offset_mismatch).tolist():
@@ -554,27 +580,66 @@ class _TimeParser:
                     f"unparseable time {values[i]!r}: "
                     + ("no UTC offset, while the first time has one" if self.aware
                        else "has a UTC offset, while the first time has none"))
+        oob = np.zeros(len(ns), bool) if out_of_range is None else out_of_range.copy()
+        bad = bad | oob
         if not aware and not _is_utc(self.zone):
-            ns, local_bad = _localize(ns, bad, self.zone)
-            for i in np.flatnonzero(local_bad & ~bad).tolist():
-                shown = values[i] if values is not None else _ts_str(int(ns[i]))
-                reasons_by_row[i] = (f"time {shown!r} does not exist or is ambiguous in "
+            wall = ns
+            ns, local_bad, local_oob = _localize(wall, bad, self.zone)
+            for i in np.flatnonzero(local_bad).tolist():
+                label = values[i] if values is not None else _shown(shown, i)
+                if label is None:
+                    import pandas as pd
+
+                    label = str(pd.Timestamp(int(wall[i]), unit="ns"))
+                reasons_by_row[i] = (f"time {label!r} does not exist or is ambiguous in "
                                      f"{self.zone.key} (a daylight-saving change); give UTC "
                                      "times or times with an offset")
-            bad = bad | local_bad
+            oob = oob | local_oob
+            bad = bad | local_bad | local_oob
+        under = None
         if self.shift:
             ok = ~bad
+            under = ok & (ns < _NS_MIN + self.shift)   # the open would be before 1677
+            if under.any():
+                oob = oob | under
+                bad = bad | under
+                ok = ~bad
             ns[ok] -= self.shift
         reasons = []
         for i in np.flatnonzero(bad).tolist():
             if i in reasons_by_row:
-                reasons.append(reasons_by_row[i])
+                reasons.append(("unparseable time", reasons_by_row[i]))
+            elif oob[i]:
+                label = values[i] if values is not None else _shown(shown, i)
+                what = "time" if label is None else f"time {label!r}"
+                if under is not None and under[i]:
+                    what = f"the open of the bar ending at {what}"
+                reasons.append(("time out of range",
+                                f"{what} is out of range: int64 nanoseconds hold only "
+                                f"{_NS_RANGE}"))
             elif values is not None:
-                reasons.append(f"unparseable time {values[i]!r} (expected "
-                               f"{self.describe()})")
+                reasons.append(("unparseable time", f"unparseable time {values[i]!r} "
+                                f"(expected {self.describe()})"))
             else:
-                reasons.append("time out of range")
+                label = _shown(shown, i)
+                reasons.append(("unparseable time", "unparseable time"
+                                + ("" if label is None else f" {label!r}")))
         return ns, bad, reasons
+
+
+def _shown(shown, i: int) -> str | None:
+    """The original value ``shown[i]`` as text, for a message (None when not known)."""
+    if shown is None:
+        return None
+    value = shown[i]
+    if isinstance(value, np.datetime64):
+        import pandas as pd
+
+        try:
+            return str(pd.Timestamp(value))
+        except (ValueError, OverflowError):
+            return str(value)
+    return str(value.item() if isinstance(value, np.generic) else value)
 
 
 def _looks_timed(text: str) -> bool:
@@ -582,51 +647,120 @@ def _looks_timed(text: str) -> bool:
     return re.search(r"\d[T ]\d", text) is not None
 
 
-def _datetime_ns(parsed) -> tuple[np.ndarray, np.ndarray]:
-    """int64 ns UTC (or naive wall ns) and NaT mask of a datetime Series."""
+def _scale_ns(raw: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:
+    """Integer times in units of ``factor`` ns -> int64 ns, with a mask of those that do not
+    fit (their ns is 0).  Vectorised: the bounds are checked before multiplying."""
+    raw = np.asarray(raw)
+    if raw.dtype != np.int64:
+        raw = raw.astype(np.int64)
+    if factor == 1:
+        oob = raw == np.iinfo(np.int64).min
+        return np.where(oob, 0, raw), oob
+    limit = _NS_MAX // factor
+    oob = (raw > limit) | (raw < -limit)
+    ns = np.where(oob, 0, raw) * factor if oob.any() else raw * factor
+    return ns, oob
+
+
+def _dt64_ns(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A numpy datetime64 array of any unit -> (int64 ns, NaT mask, out-of-range mask);
+    NaT and out-of-range times have ns 0.  Never wraps around (unlike ``astype``)."""
+    arr = np.asarray(arr)
+    nat = np.isnat(arr)
+    unit, count = np.datetime_data(arr.dtype)
+    if unit == "generic":
+        return np.zeros(len(arr), np.int64), np.ones(len(arr), bool), np.zeros(len(arr), bool)
+    if unit in ("ps", "fs", "as"):     # finer than ns: a narrower range than int64 ns
+        ns = arr.astype("datetime64[ns]").view(np.int64).copy()
+        ns[nat] = 0
+        return ns, nat, np.zeros(len(arr), bool)
+    if unit in ("Y", "M"):             # calendar units: through seconds
+        arr = arr.astype("datetime64[s]")
+        unit, count = "s", 1
+    factor = int(np.timedelta64(count, unit) // np.timedelta64(1, "ns"))
+    raw = arr.view(np.int64)
+    if nat.any():
+        raw = np.where(nat, 0, raw)
+    ns, oob = _scale_ns(raw, factor)
+    return ns, nat, oob & ~nat
+
+
+def _datetime_ns(parsed) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """int64 ns UTC (or naive wall ns), bad mask (NaT or out of range) and out-of-range
+    mask of a datetime Series (pandas 3 parses text to microseconds or coarser)."""
     values = parsed.dt.tz_convert("UTC").dt.tz_localize(None) if parsed.dt.tz is not None \
         else parsed
-    arr = values.to_numpy(dtype="datetime64[ns]")
-    bad = np.isnat(arr)
-    ns = arr.view(np.int64).copy()
-    ns[bad] = 0
-    return ns, bad
+    ns, nat, oob = _dt64_ns(values.to_numpy())
+    return ns, nat | oob, oob
 
 
-def _epoch_ns(nums: np.ndarray, unit: str) -> tuple[np.ndarray, np.ndarray]:
-    """Epoch numbers (int or float) in ``unit`` -> int64 ns, with a mask of bad values."""
+def _epoch_ns(nums: np.ndarray, unit: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Epoch numbers (int or float) in ``unit`` -> int64 ns, a mask of bad values (not a
+    finite number, or out of range) and a mask of those out of range."""
     factor = TS_FORMATS_EPOCH[unit]
     nums = np.asarray(nums)
-    limit = (2**63 - 1) // factor
+    limit = _NS_MAX // factor
     if nums.dtype.kind in "iu":
         bad = (nums > limit) | (nums < -limit)
         ns = np.where(bad, 0, nums).astype(np.int64) * factor
-        return ns, bad
+        return ns, bad, bad.copy()
     nums = nums.astype(np.float64)
-    bad = ~np.isfinite(nums) | (np.abs(nums) > limit)
+    finite = np.isfinite(nums)
+    with np.errstate(invalid="ignore"):
+        oob = finite & (np.abs(nums) > limit)
+    bad = ~finite | oob
     ns = np.zeros(len(nums), np.int64)
     ok = ~bad
     if factor == 1:
         ns[ok] = nums[ok].astype(np.int64)
     else:
-        ns[ok] = np.round(nums[ok] * factor).astype(np.int64)
-    return ns, bad
+        # limit * factor can round past int64 in float: check the product, too.
+        scaled = np.round(nums[ok] * factor)
+        over = np.abs(scaled) >= 2.0**63
+        if over.any():
+            idx = np.flatnonzero(ok)[over]
+            oob[idx] = bad[idx] = True
+            ok[idx] = False
+            scaled = scaled[~over]
+        ns[ok] = scaled.astype(np.int64)
+    return ns, bad, oob
 
 
-def _localize(wall_ns: np.ndarray, bad: np.ndarray, zone) -> tuple[np.ndarray, np.ndarray]:
-    """Naive wall times in ``zone`` -> UTC ns; nonexistent or ambiguous times are bad."""
+def _localize(wall_ns: np.ndarray, bad: np.ndarray, zone
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Naive wall times in ``zone`` -> UTC ns; returns the UTC ns, a mask of nonexistent or
+    ambiguous times and a mask of times whose UTC falls outside int64 ns (rows already
+    ``bad`` are in neither)."""
     import pandas as pd
 
-    index = pd.DatetimeIndex(wall_ns.view("datetime64[ns]"))
+    n = len(wall_ns)
+    # A wall time within two days of the int64 edges may cross one in UTC: those few are
+    # localised one by one, so that the overflow is told apart from a daylight-saving gap.
+    edge = ~bad & ((wall_ns > _NS_MAX - 2 * _DAY_NS) | (wall_ns < _NS_MIN + 2 * _DAY_NS))
+    safe = np.where(bad | edge, 0, wall_ns)
+    index = pd.DatetimeIndex(safe.view("datetime64[ns]"))
     try:
         local = index.tz_localize(zone, ambiguous="raise", nonexistent="raise")
-        out_bad = np.zeros(len(wall_ns), bool)
+        out_bad = np.zeros(n, bool)
     except Exception:  # pandas raises its own (and pytz's) error types here
         local = index.tz_localize(zone, ambiguous="NaT", nonexistent="NaT")
         out_bad = np.asarray(local.isna())
     utc = np.asarray(local.as_unit("ns").asi8, dtype=np.int64).copy()
-    utc[out_bad] = 0
-    return utc, out_bad & ~bad
+    out_oob = np.zeros(n, bool)
+    for i in np.flatnonzero(edge).tolist():
+        one = pd.DatetimeIndex(wall_ns[i:i + 1].view("datetime64[ns]"))
+        try:
+            got = one.tz_localize(zone, ambiguous="NaT", nonexistent="NaT")
+        except (OverflowError, pd.errors.OutOfBoundsDatetime):
+            out_oob[i] = True
+            continue
+        if got.isna()[0]:
+            out_bad[i] = True
+        else:
+            utc[i] = int(got.as_unit("ns").asi8[0])
+    out_bad &= ~bad
+    utc[out_bad | out_oob | bad] = 0
+    return utc, out_bad, out_oob
 
 
 # --------------------------------------------------------------------------------------------
@@ -815,8 +949,8 @@ def _sniff(path: Path, opts: ReadOptions) -> tuple[str, list[str], list[str] | N
     except UnicodeDecodeError as exc:
         raise ReadError(str(path), None, f"not {opts.encoding} text ({exc.reason} at byte "
                         f"{exc.start})") from None
-    except (OSError, EOFError) as exc:
-        raise ReadError(str(path), None, f"cannot read: {exc}") from None
+    except _READ_ERRORS as exc:
+        raise ReadError(str(path), None, f"cannot read: {_why(exc)}") from None
     lines = head.splitlines()
     if not lines or not lines[0].strip():
         raise ReadError(str(path), 1 if lines else None,
@@ -886,11 +1020,19 @@ def _read_csv_into(path: Path, opts: ReadOptions, collector: _Collector) -> None
     if symbol is not None:
         collector.declare(symbol)
     try:
+        if first is not None and len(first) != len(header):
+            # The first row already differs from the header in its field count.
+            raise _Careful()
         _csv_fast(path, opts, collector, source, delimiter, header, layout, symbol, parser)
     except _Careful:
         collector.restart()
         _csv_careful(path, opts, collector, source, delimiter, header, layout, symbol, parser)
     collector.commit()
+
+
+def _why(exc: BaseException) -> str:
+    """An exception as text for a message: its own words, else its type."""
+    return str(exc).strip() or type(exc).__name__
 
 
 class _Careful(Exception):
@@ -916,9 +1058,12 @@ def _csv_fast(path, opts, collector, source, delimiter, header, layout, symbol, 
                 keep_default_na=False, na_values=[""], skip_blank_lines=False,
                 index_col=False, chunksize=opts.chunk_rows, engine="c", low_memory=True,
                 compression="infer")
+            # A row shorter than the header leaves its last fields empty (NaN): when the
+            # last column is not one of the needed ones (checked anyway), it is checked too.
+            check_last = header[-1] not in layout.needed
             with reader:
                 for chunk in reader:
-                    _fast_chunk(chunk, collector, source, layout, symbol, parser)
+                    _fast_chunk(chunk, collector, source, layout, symbol, parser, check_last)
     except _Careful:
         raise
     except ReadError:
@@ -926,12 +1071,19 @@ def _csv_fast(path, opts, collector, source, delimiter, header, layout, symbol, 
     except (ValueError, TypeError, OverflowError, UnicodeDecodeError, pd.errors.ParserError,
             pd.errors.ParserWarning, pd.errors.EmptyDataError, EOFError):
         raise _Careful() from None
+    except _READ_ERRORS as exc:
+        # A damaged compressed file (bad CRC, corrupt deflate data ...) or a failing disk:
+        # reading it again line by line would meet the same error.
+        raise ReadError(str(path), None, f"cannot read: {_why(exc)}") from None
 
 
-def _fast_chunk(chunk, collector: _Collector, source: int, layout: _Layout, symbol, parser):
+def _fast_chunk(chunk, collector: _Collector, source: int, layout: _Layout, symbol, parser,
+                check_last: bool = True):
     n = len(chunk)
     if n == 0:
         return
+    if check_last and chunk.iloc[:, -1].isna().to_numpy().any():
+        raise _Careful()   # a short row, or only an empty field: the careful reader tells
     chunk = chunk[layout.needed]
     if chunk.isna().to_numpy().any():
         raise _Careful()
@@ -993,8 +1145,8 @@ def _csv_careful(path, opts, collector, source, delimiter, header, layout, symbo
         problems.append((line + 1, "not text", f"not {opts.encoding} text ({exc.reason})"))
     except csv.Error as exc:
         problems.append((line + 1, "unreadable line", f"cannot parse the line: {exc}"))
-    except (OSError, EOFError) as exc:
-        raise ReadError(name, None, f"cannot read: {exc}") from None
+    except _READ_ERRORS as exc:
+        raise ReadError(name, None, f"cannot read: {_why(exc)}") from None
     _careful_chunk(collector, source, rows, lines, problems, time_idx, price_idx, sym_idx,
                    header, symbol, parser, name)
 
@@ -1042,9 +1194,9 @@ def _careful_chunk(collector, source, rows, lines, problems, time_idx, price_idx
         except ValueError as exc:
             raise ReadError(name, int(line_arr[idx[0]]), str(exc)) from None
         ns[idx] = sub_ns
-        for i, reason in zip(idx[bad].tolist(), reasons):
+        for i, (category, reason) in zip(idx[bad].tolist(), reasons):
             ok[i] = False
-            problems.append((int(line_arr[i]), "unparseable time", reason))
+            problems.append((int(line_arr[i]), category, reason))
     collector.handle(source, problems)
     keep = np.flatnonzero(ok)
     collector.add(source, symbol if symbol is not None else syms[keep], ns[keep],
@@ -1153,16 +1305,20 @@ def _arrow_chunk(columns, rows, layout, symbol, parser, collector, source, name)
         arr = columns[layout.ts]
         typ = arr.type
         if pa.types.is_timestamp(typ):
-            raw = pc.cast(arr, pa.timestamp("ns", typ.tz)).fill_null(0)
-            vals = np.asarray(raw.to_numpy(zero_copy_only=False)).view(np.int64)
-            got = parser.parse_utc_ns(vals) if typ.tz else parser.parse_naive_ns(vals)
+            # The stored integers in their own unit, scaled with a range check (a cast to
+            # ns would fail for the whole batch without naming the row).
+            raw = _arrow_ints(pc.cast(arr, pa.int64()))
+            vals, oob = _scale_ns(raw, _UNIT_NS[typ.unit])
+            shown = raw.view(f"datetime64[{typ.unit}]")
+            got = (parser.parse_utc_ns(vals, oob, shown) if typ.tz
+                   else parser.parse_naive_ns(vals, oob, shown))
         elif pa.types.is_integer(typ) or pa.types.is_floating(typ):
             vals = np.asarray(arr.fill_null(0).to_numpy(zero_copy_only=False))
             got = parser.parse_epoch(vals)
         elif pa.types.is_date(typ):
-            raw = pc.cast(pc.cast(arr, pa.date32()), pa.timestamp("ns")).fill_null(0)
-            got = parser.parse_naive_ns(np.asarray(raw.to_numpy(zero_copy_only=False)).view(
-                np.int64))
+            days = _arrow_ints(pc.cast(pc.cast(arr, pa.date32()), pa.int32()))
+            vals, oob = _scale_ns(days, _DAY_NS)
+            got = parser.parse_naive_ns(vals, oob, days.view("datetime64[D]"))
         else:
             text = np.asarray(arr.fill_null("").to_numpy(zero_copy_only=False), dtype=object)
             text = _strip(text)
@@ -1170,11 +1326,12 @@ def _arrow_chunk(columns, rows, layout, symbol, parser, collector, source, name)
     else:
         d, t = columns[layout.date], columns[layout.time]
         if pa.types.is_date(d.type) and pa.types.is_time(t.type):
-            day = pc.cast(pc.cast(d, pa.date32()), pa.timestamp("ns")).fill_null(0)
-            tod = pc.cast(t, pa.time64("ns")).fill_null(0)
-            vals = (np.asarray(day.to_numpy(zero_copy_only=False)).view(np.int64)
-                    + np.asarray(tod.to_numpy(zero_copy_only=False)).view(np.int64))
-            got = parser.parse_naive_ns(vals)
+            days = _arrow_ints(pc.cast(pc.cast(d, pa.date32()), pa.int32()))
+            tod = _arrow_ints(pc.cast(pc.cast(t, pa.time64("ns")), pa.int64()))
+            day_ns, oob = _scale_ns(days, _DAY_NS)
+            oob |= day_ns > _NS_MAX - tod            # 0 <= tod < one day
+            vals = np.where(oob, 0, day_ns + np.where(oob, 0, tod))
+            got = parser.parse_naive_ns(vals, oob, days.view("datetime64[D]"))
         else:
             dt = np.asarray(pc.cast(d, pa.string()).fill_null("").to_numpy(
                 zero_copy_only=False), dtype=object)
@@ -1184,8 +1341,9 @@ def _arrow_chunk(columns, rows, layout, symbol, parser, collector, source, name)
             got = _parse_text_rows(parser, text, ok, rows, problems, name)
     ns_all, bad, reasons = got
     ns[:] = ns_all
-    for i, reason in zip(np.flatnonzero(bad & ok).tolist(), _reasons_for(bad, ok, reasons)):
-        problems.append((int(rows[i]), "unparseable time", reason))
+    for i, (category, reason) in zip(np.flatnonzero(bad & ok).tolist(),
+                                     _reasons_for(bad, ok, reasons)):
+        problems.append((int(rows[i]), category, reason))
     ok &= ~bad
     syms = symbol
     if layout.symbol is not None:
@@ -1206,8 +1364,15 @@ def _arrow_chunk(columns, rows, layout, symbol, parser, collector, source, name)
                   [c[keep] for c in cols], rows[keep], n)
 
 
+def _arrow_ints(arr) -> np.ndarray:
+    """An arrow integer array as int64 numpy, nulls as 0 (they are reported elsewhere)."""
+    return np.asarray(arr.fill_null(0).to_numpy(zero_copy_only=False)).astype(np.int64,
+                                                                             copy=False)
+
+
 def _reasons_for(bad, ok, reasons):
-    """The reasons of the rows that are bad and were otherwise ok (reasons follow bad)."""
+    """The (category, reason) of the rows that are bad and were otherwise ok (reasons follow
+    bad)."""
     idx = np.flatnonzero(bad)
     keep = ok[idx]
     return [r for r, k in zip(reasons, keep.tolist()) if k]
@@ -1219,7 +1384,7 @@ def _parse_text_rows(parser, text, ok, rows, problems, name):
     present = np.array([bool(s) for s in text], bool) if n else np.zeros(0, bool)
     ns = np.zeros(n, np.int64)
     bad = np.zeros(n, bool)
-    reasons_all: list[str] = []
+    reasons_all: list[tuple[str, str]] = []
     idx = np.flatnonzero(present)
     if len(idx):
         try:
@@ -1277,10 +1442,9 @@ def _read_frame_into(df, opts: ReadOptions, collector: _Collector, name="<DataFr
     cols = []
     for role in PRICE_COLUMNS:
         col = layout.prices[role]
-        values, bad = _frame_numbers(columns[col])
+        values, bad, raw = _frame_numbers(columns[col], col, name)
         for i in np.flatnonzero(bad & ok).tolist():
-            problems.append((i, "bad number", f"bad number {columns[col][i]!r} in column "
-                             f"{col!r}"))
+            problems.append((i, "bad number", f"bad number {raw[i]!r} in column {col!r}"))
         ok &= ~bad
         cols.append(values)
     if layout.ts is not None:
@@ -1291,8 +1455,9 @@ def _read_frame_into(df, opts: ReadOptions, collector: _Collector, name="<DataFr
         text = _strip(np.asarray([f"{a} {b}" for a, b in zip(d, t)], dtype=object))
         got = _parse_text_rows(parser, text, ok, rows, problems, name)
     ns, bad, reasons = got
-    for i, reason in zip(np.flatnonzero(bad & ok).tolist(), _reasons_for(bad, ok, reasons)):
-        problems.append((i, "unparseable time", reason))
+    for i, (category, reason) in zip(np.flatnonzero(bad & ok).tolist(),
+                                     _reasons_for(bad, ok, reasons)):
+        problems.append((i, category, reason))
     ok &= ~bad
     syms = symbol
     if layout.symbol is not None:
@@ -1322,21 +1487,47 @@ def _frame_columns(df) -> tuple[dict[str, Any], Any]:
     raise TypeError(f"expected a pandas or polars DataFrame, got {type(df).__name__}")
 
 
-def _frame_numbers(values) -> tuple[np.ndarray, np.ndarray]:
-    """A numeric column as float64 and a mask of values that are not numbers."""
+# Values that are not real numbers of the data contract, though pandas would take them as
+# numbers (True as 1.0, a complex number by its real part, a datetime as its nanoseconds).
+_NOT_REAL = (bool, np.bool_, complex, np.complexfloating, _dt.date, _dt.time, _dt.timedelta,
+             np.datetime64, np.timedelta64)
+
+
+def _frame_numbers(values, col: str, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A numeric column as float64, a mask of values that are not numbers, and the values
+    (to name a bad one).  A column of bools, complex numbers or datetimes is refused whole:
+    like Bars.from_arrays, the readers take only real numbers."""
     import pandas as pd
 
+    dtype = getattr(values, "dtype", None)
     if type(values).__module__.startswith("polars"):
+        if str(dtype) in ("Boolean", "Date", "Time", "Duration") or \
+                str(dtype).startswith(("Datetime", "Duration")):
+            raise ReadError(name, None, f"column {col!r} is {dtype}, expected real numbers "
+                            "(int or float)")
         values = values.to_numpy()
+    elif dtype is not None and getattr(dtype, "kind", None) in ("b", "c", "M", "m"):
+        # pandas' nullable boolean, complex and datetime dtypes (with or without NA)
+        raise ReadError(name, None, f"column {col!r} is {dtype}, expected real numbers "
+                        "(int or float)")
     arr = values.to_numpy() if hasattr(values, "to_numpy") else np.asarray(values)
-    if arr.dtype.kind in "iufb":
-        return arr.astype(np.float64), np.zeros(len(arr), bool)
+    if arr.dtype.kind in "iuf":
+        return arr.astype(np.float64), np.zeros(len(arr), bool), arr
+    if arr.dtype.kind in "bcMm":
+        raise ReadError(name, None, f"column {col!r} is {arr.dtype}, expected real numbers "
+                        "(int or float)")
     obj = np.asarray(arr, dtype=object)
-    nums = pd.to_numeric(pd.Series(obj, dtype=object), errors="coerce").to_numpy(
+    not_real = np.fromiter((isinstance(v, _NOT_REAL) and v is not pd.NaT for v in obj), bool,
+                           len(obj))
+    clean = obj
+    if not_real.any():
+        clean = obj.copy()
+        clean[not_real] = "not a number"
+    nums = pd.to_numeric(pd.Series(clean, dtype=object), errors="coerce").to_numpy(
         dtype=np.float64, na_value=np.nan)
-    was_missing = np.asarray(pd.isna(pd.Series(obj, dtype=object)))
+    was_missing = np.asarray(pd.isna(pd.Series(obj, dtype=object))) & ~not_real
     bad = np.isnan(nums) & ~was_missing
-    return nums, bad
+    return nums, bad, obj
 
 
 def _frame_times(values, parser: _TimeParser, ok, rows, problems, name):
@@ -1349,11 +1540,18 @@ def _frame_times(values, parser: _TimeParser, ok, rows, problems, name):
         dtype = values.dtype
         if isinstance(dtype, pl.Datetime):
             nulls = values.is_null().to_numpy()
-            ints = values.dt.cast_time_unit("ns").cast(pl.Int64).fill_null(0).to_numpy()
+            # The stored integers in their own unit, scaled with a range check (polars'
+            # cast_time_unit("ns") raises for the whole column without naming the row).
+            raw = np.asarray(values.cast(pl.Int64).fill_null(0).to_numpy(), dtype=np.int64)
+            unit = dtype.time_unit or "us"
+            ints, oob = _scale_ns(raw, _UNIT_NS[unit])
             for i in np.flatnonzero(nulls & ok).tolist():
                 problems.append((i, "missing field", "missing time"))
             ok &= ~nulls
-            return parser.parse_utc_ns(ints) if dtype.time_zone else parser.parse_naive_ns(ints)
+            oob &= ~nulls
+            shown = raw.view(f"datetime64[{unit}]")
+            return (parser.parse_utc_ns(ints, oob, shown) if dtype.time_zone
+                    else parser.parse_naive_ns(ints, oob, shown))
         values = values.to_numpy()
     if isinstance(values, (pd.Series, pd.Index)):
         dtype = values.dtype
@@ -1363,22 +1561,23 @@ def _frame_times(values, parser: _TimeParser, ok, rows, problems, name):
                 problems.append((i, "missing field", "missing time"))
             ok &= ~nulls
             series = pd.Series(values)
-            if series.dt.tz is not None:
-                ints = series.dt.tz_convert("UTC").dt.tz_localize(None)
-                ints = ints.to_numpy(dtype="datetime64[ns]").view(np.int64).copy()
-                ints[nulls] = 0
-                return parser.parse_utc_ns(ints)
-            ints = series.to_numpy(dtype="datetime64[ns]").view(np.int64).copy()
-            ints[nulls] = 0
-            return parser.parse_naive_ns(ints)
+            aware = series.dt.tz is not None
+            if aware:
+                series = series.dt.tz_convert("UTC").dt.tz_localize(None)
+            # In its own unit (pandas 3 makes microseconds of most inputs), converted with a
+            # range check: a cast to ns would wrap times beyond 2262 into another century.
+            arr = series.to_numpy()
+            ints, _nat, oob = _dt64_ns(arr)
+            return (parser.parse_utc_ns(ints, oob, arr) if aware
+                    else parser.parse_naive_ns(ints, oob, arr))
         values = values.to_numpy()
     arr = np.asarray(values)
     if arr.dtype.kind == "M":
-        ints = arr.astype("datetime64[ns]").view(np.int64).copy()
-        nulls = np.isnat(arr)
+        ints, nulls, oob = _dt64_ns(arr)
+        for i in np.flatnonzero(nulls & ok).tolist():
+            problems.append((i, "missing field", "missing time"))
         ok &= ~nulls
-        ints[nulls] = 0
-        return parser.parse_naive_ns(ints)
+        return parser.parse_naive_ns(ints, oob, arr)
     if arr.dtype.kind in "iuf":
         if arr.dtype.kind == "f":
             nulls = np.isnan(arr)

@@ -215,7 +215,7 @@ class SessionData(SessionCore):
     def __init__(self, calendar: Calendar | None = None, *, on_bad: str = "raise"):
         if on_bad not in POLICIES:
             raise ValueError(f"on_bad must be one of {POLICIES}, got {on_bad!r}")
-        self.calendar = calendar or default_calendar()
+        self.calendar = default_calendar(calendar)
         self.on_bad = on_bad
         self._raise_on_bad = on_bad == "raise"
         self._lock = threading.Lock()
@@ -452,6 +452,8 @@ class SessionData(SessionCore):
         ``drop`` bad bars are dropped and counted.  A symbol not in the registry gets nothing
         stored; its bars are counted in ``unknown_bars`` and 0 is returned.
         """
+        if not isinstance(symbol, str):
+            raise TypeError(f"symbol must be a string, got {type(symbol).__name__}")
         cols = _columns_of(bars, columns)
         n = cols["ts"].shape[0]
         with self._lock:

@@ -112,7 +112,7 @@ def price_fault(o: float, h: float, lo: float, c: float, v: float) -> int:
         return FAULT_NONFINITE
     if h < max(o, c, lo) or lo > min(o, c):
         return FAULT_HIGH_LOW
-    if not v >= 0.0:
+    if not v >= 0.0 or not math.isfinite(v):
         return FAULT_VOLUME
     return FAULT_NONE
 

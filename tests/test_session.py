@@ -37,7 +37,7 @@ def fault(name: str) -> int:
     return code
 
 
-NONFINITE, HIGH_LOW, VOLUME = fault("non-finite"), fault("high/low"), fault("volume")
+NONFINITE, HIGH_LOW, VOLUME = fault("non-finite price"), fault("high/low"), fault("volume")
 UNSORTED, DUPLICATE = fault("out of order"), fault("duplicate")
 OUTSIDE, MISALIGNED = fault("outside"), fault("grid")
 

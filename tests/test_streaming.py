@@ -241,7 +241,14 @@ def inject_faults(grid, rng, ts, cols, n_bad):
         elif kind == "dup":
             t = prev
         elif kind == "shift":
-            t = prev + max(1, grid.base_ns // 2) if grid.base_ns > 1 else prev - 1
+            # Off the grid: the first offset that is no slot start (a window may open at
+            # prev + base // 2 when window lengths are not multiples of the base).
+            t = prev - 1
+            for d in range(1, grid.base_ns):
+                w = ref.window_of(grid.w_open, grid.w_close, prev + d)
+                if w < 0 or (prev + d - int(grid.w_open[w])) % grid.base_ns != 0:
+                    t = prev + d
+                    break
         else:
             t = (prev if prev is not None else int(grid.w_open[0])) + grid.base_ns
         bar = [1.0, 2.0, 0.5, 1.5, 10.0]
@@ -338,7 +345,8 @@ def test_symbol_stream_equals_batch(grid, step_mults, density, seed, feed, add, 
     assert stream.rejected == rejected
     if len(ok_ts):
         assert stream.last_ns == ok_ts[-1]
-        until = int(ok_ts[-1]) + grid.base_ns
+        # The last bar's slot ends at its window's close when that comes first.
+        until = slot_end(grid.w_open, grid.w_close, grid.base_ns, ok_ts[-1])
         assert stream.gap_counters() == gap_counters_of(ok_ts, grid.w_open, grid.w_close,
                                                         grid.base_ns, until)
     else:

@@ -12,7 +12,7 @@ import numpy as np
 from common cimport (
     FAULT_MISALIGNED, FAULT_NONE, FAULT_OUTSIDE, FAULT_OVERFLOW, FAULT_UNSORTED, ColumnStore,
     Rollup, ceil_div, f64, i64, rollup_emit, rollup_feed, rollup_init, store_free,
-    store_init, store_reserve, store_snapshot,
+    store_init, store_reserve, store_snapshot, as_i64, check_grid, check_length,
 )
 
 
@@ -48,9 +48,21 @@ def aggregate_bars(
     cdef i64 t, prev, start = 0, end, step, expected = 1, origin = 0, wclose = 0
     cdef f64 o = 0, h = 0, lo = 0, c = 0, v = 0
     cdef i64 count = 0
-    cdef i64 full_bucket = step_ns // base_ns if step_ns > 0 else 0
+    cdef i64 full_bucket = 0
     cdef int fault = FAULT_NONE
     cdef Py_ssize_t bad_row = -1
+    for name, col in (("open", open), ("high", high), ("low", low), ("close", close),
+                      ("volume", volume)):
+        check_length(col.shape[0], n, name, "aggregate_bars")
+    for name, col in (("out_open", out_open), ("out_high", out_high), ("out_low", out_low),
+                      ("out_close", out_close), ("out_volume", out_volume),
+                      ("out_count", out_count), ("out_coverage", out_coverage)):
+        check_length(col.shape[0], cap, name, "aggregate_bars")
+    check_grid(g_open, g_close, "aggregate_bars")
+    check_length(g_base_slots.shape[0], nw, "g_base_slots", "aggregate_bars")
+    if base_ns <= 0 or step_ns < 0 or (step_ns > 0 and step_ns % base_ns != 0):
+        raise ValueError(f"aggregate_bars: bad steps: step_ns={step_ns}, base_ns={base_ns}")
+    full_bucket = step_ns // base_ns if step_ns > 0 else 0
     if n == 0:
         return 0, FAULT_NONE, -1
     if nw == 0:
@@ -161,6 +173,7 @@ def bucket_capacity(const i64[::1] g_open, const i64[::1] g_close, i64 step_ns,
     """An upper bound on the buckets that bars between first_ns and last_ns can fill."""
     cdef Py_ssize_t w, nw = g_open.shape[0]
     cdef i64 total = 0
+    check_grid(g_open, g_close, "bucket_capacity")
     with nogil:
         for w in range(nw):
             if g_close[w] <= first_ns:
@@ -198,6 +211,7 @@ cdef class Aggregator:
             raise ValueError("grid arrays differ in length")
         if go.shape[0] == 0:
             raise ValueError("the grid has no window")
+        check_grid(go, gc, "Aggregator")
         if base_ns <= 0 or step_ns < 0:
             raise ValueError(f"bad grid steps: step_ns={step_ns}, base_ns={base_ns}")
         self._grid = (go, gc, gb, gl)
@@ -222,7 +236,7 @@ cdef class Aggregator:
 
     def update_many(self, ts, open, high, low, close, volume):
         """Feed arrays of base bars in one call (no Python per bar); returns bars closed."""
-        cdef const i64[::1] t = np.ascontiguousarray(ts, dtype=np.int64)
+        cdef const i64[::1] t = as_i64(ts, "ts")
         cdef const f64[::1] o = np.ascontiguousarray(open, dtype=np.float64)
         cdef const f64[::1] h = np.ascontiguousarray(high, dtype=np.float64)
         cdef const f64[::1] lo = np.ascontiguousarray(low, dtype=np.float64)

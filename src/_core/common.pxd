@@ -21,7 +21,7 @@ cdef enum:
     FAULT_NONE = 0
     FAULT_NONFINITE = 1     # open/high/low/close is NaN or infinite
     FAULT_HIGH_LOW = 2      # high below open/close/low, or low above open/close
-    FAULT_VOLUME = 3        # volume negative or NaN
+    FAULT_VOLUME = 3        # volume negative, NaN or infinite
     FAULT_UNSORTED = 4      # timestamp earlier than the previous accepted bar
     FAULT_DUPLICATE = 5     # timestamp equal to the previous accepted bar
     FAULT_OUTSIDE = 6       # timestamp outside every session window
@@ -65,7 +65,7 @@ cdef inline uint8_t price_fault(f64 o, f64 h, f64 l, f64 c, f64 v) noexcept nogi
         return FAULT_NONFINITE
     if h < o or h < c or h < l or l > o or l > c:
         return FAULT_HIGH_LOW
-    if not (v >= 0.0):     # also catches NaN
+    if not (v >= 0.0) or not isfinite(v):     # negative, NaN or infinite
         return FAULT_VOLUME
     return FAULT_NONE
 
@@ -572,3 +572,39 @@ cdef inline int rollup_run(Rollup* r, const i64* ts, const f64* o, const f64* h,
         b.volume = vol
         b.count = count
     return closed
+
+
+# Argument checks of the kernels' Python entry points: wrong shapes are a ValueError, never a
+# read or a write out of bounds.
+cdef inline int check_grid(const i64[::1] g_open, const i64[::1] g_close,
+                           str what) except -1:
+    """Windows: as many closes as opens, each window non-empty, sorted, not overlapping."""
+    cdef Py_ssize_t w, n = g_open.shape[0]
+    if g_close.shape[0] != n:
+        raise ValueError(f"{what}: window opens and closes differ in length "
+                         f"({n} opens, {g_close.shape[0]} closes)")
+    for w in range(n):
+        if g_close[w] <= g_open[w]:
+            raise ValueError(f"{what}: window {w} is empty ([{g_open[w]}, {g_close[w]}) ns)")
+        if w > 0 and g_open[w] < g_close[w - 1]:
+            raise ValueError(f"{what}: window {w} starts before window {w - 1} closes")
+    return 0
+
+
+cdef inline int check_length(Py_ssize_t got, Py_ssize_t want, str name, str what) except -1:
+    if got != want:
+        raise ValueError(f"{what}: {name} has {got} rows, expected {want} (lengths differ)")
+    return 0
+
+
+cdef inline object as_i64(object values, str name):
+    """An integer (or datetime64) array as C-contiguous int64; anything else is a TypeError,
+    never a silent truncation of floats."""
+    import numpy as np
+    arr = np.asarray(values)
+    if arr.dtype.kind == "M":
+        arr = arr.astype("datetime64[ns]").view(np.int64)
+    elif arr.dtype.kind not in "iu" and not (arr.dtype.kind in "fO" and arr.size == 0):
+        raise TypeError(f"{name} must be int64 nanoseconds, got {arr.dtype} of shape "
+                        f"{arr.shape}")
+    return np.ascontiguousarray(arr, dtype=np.int64)

@@ -5,7 +5,7 @@
 # start + count * step.
 
 from common cimport (
-    FAULT_NONE, FAULT_OUTSIDE, FAULT_UNSORTED, GapWalker, f64, i64, walker_finish, walker_start,
+    FAULT_NONE, FAULT_OUTSIDE, FAULT_UNSORTED, check_grid, GapWalker, f64, i64, walker_finish, walker_start,
     walker_step_to,
 )
 
@@ -33,8 +33,11 @@ def find_gaps_slots(
     cdef i64* rc = &out_count[0] if cap > 0 else NULL
     cdef int fault = FAULT_NONE
     cdef GapWalker s, done
-    if out_count.shape[0] < cap:
-        raise ValueError("out_start and out_count differ in length")
+    if out_count.shape[0] != cap:
+        raise ValueError("find_gaps_slots: out_start and out_count differ in length")
+    check_grid(g_open, g_close, "find_gaps_slots")
+    if step_ns < 0:
+        raise ValueError(f"find_gaps_slots: step_ns must be >= 0, got {step_ns}")
     if nw == 0:
         if n > 0:
             return 0, 0, 0, 0, FAULT_OUTSIDE, 0

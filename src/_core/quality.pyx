@@ -3,7 +3,7 @@
 # A base bar fills its slot; a derived bar fills its bucket by its coverage (base bars present
 # over base slots expected), so a 5m bar made of 3 of its 5 minutes counts 0.6.
 
-from common cimport GridCursor, expected_slots, f64, grid_locate, i64
+from common cimport GridCursor, check_grid, expected_slots, f64, grid_locate, i64
 
 
 def score_quality(
@@ -27,6 +27,9 @@ def score_quality(
     cdef GridCursor g
     if weighted and coverage.shape[0] != n:
         raise ValueError(f"coverage has {coverage.shape[0]} values for {n} bars")
+    check_grid(g_open, g_close, "score_quality")
+    if step_ns < 0:
+        raise ValueError(f"score_quality: step_ns must be >= 0, got {step_ns}")
     if nw == 0:
         return 0, 0, 0.0, 0
     with nogil:

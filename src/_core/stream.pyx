@@ -5,6 +5,7 @@
 # serialises calls on one stream (see SymbolSessionData).  ``busy`` is set while a batch runs
 # without the GIL, so that the Python layer knows when it must wait.
 
+from cpython.number cimport PyIndex_Check
 from libc.stdint cimport uint8_t
 from libc.stdlib cimport calloc, free
 
@@ -14,7 +15,7 @@ from common cimport (
     FAULT_DUPLICATE, FAULT_MISALIGNED, FAULT_NONE, FAULT_OUTSIDE, FAULT_OVERFLOW,
     FAULT_LATE, FAULT_UNSORTED, N_FAULTS, Bucket, ColumnStore, GapWalker, GridCursor, Rollup, f64, grid_locate,
     bucket_expected, i64, price_fault, slots_in_window, rollup_emit, rollup_feed, rollup_init,
-    rollup_run, store_append, store_free, store_init,
+    rollup_run, store_append, as_i64, check_grid, store_free, store_init,
     store_nbytes, store_push, store_reserve, store_snapshot, walker_finish, walker_start, walker_step_to,
 )
 
@@ -79,6 +80,7 @@ cdef class SymbolStream:
         cdef const i64[::1] wc = np.ascontiguousarray(w_close, dtype=np.int64)
         if wo.shape[0] == 0 or wo.shape[0] != wc.shape[0]:
             raise ValueError("a stream needs one or more session windows")
+        check_grid(wo, wc, "SymbolStream")
         if base_ns <= 0:
             raise ValueError(f"base_ns must be positive, got {base_ns}")
         if self.busy:
@@ -134,6 +136,7 @@ cdef class SymbolStream:
         if (go.shape[0] == 0 or go.shape[0] != gc.shape[0] or go.shape[0] != gb.shape[0]
                 or go.shape[0] != gl.shape[0]):
             raise ValueError("a derived grid needs one or more windows, with matching arrays")
+        check_grid(go, gc, "add_derived")
         if step_ns < 0 or (step_ns > 0 and step_ns % self.base_ns != 0):
             raise ValueError(f"step {step_ns} ns is not a whole multiple of the base")
         for j in range(k):
@@ -273,7 +276,7 @@ cdef class SymbolStream:
         dropped and counted.  Returns ``(accepted, first_bad_row, fault)``, with -1 and 0 when
         every row was accepted.
         """
-        cdef const i64[::1] t = np.ascontiguousarray(ts, dtype=np.int64)
+        cdef const i64[::1] t = as_i64(ts, "ts")
         cdef const f64[::1] o = np.ascontiguousarray(open, dtype=np.float64)
         cdef const f64[::1] h = np.ascontiguousarray(high, dtype=np.float64)
         cdef const f64[::1] lo = np.ascontiguousarray(low, dtype=np.float64)
@@ -573,32 +576,40 @@ cdef class SessionCore:
         self._clock = NO_BAR
         self._raise_on_bad = True
 
-    def add_bar(self, symbol, i64 ts, f64 open, f64 high, f64 low, f64 close, f64 volume):
+    def add_bar(self, symbol, object ts, f64 open, f64 high, f64 low, f64 close, f64 volume):
         """Offer one base bar of ``symbol``.
 
         Returns 0 when it was stored, -1 when the symbol is not registered (counted in
         ``unknown_bars``), or, under the ``drop`` policy, the fault code of a dropped bar.
         Under the ``raise`` policy a bad bar raises ``BadBarError``.
         """
-        cdef object entry = self._symbols.get(symbol)
+        cdef object entry
         cdef SymbolStream stream
         cdef int f
+        cdef i64 t
+        if type(symbol) is not str and not isinstance(symbol, str):
+            raise TypeError(f"symbol must be a string, got {type(symbol).__name__}")
+        if type(ts) is int or PyIndex_Check(ts):   # ints and NumPy integers, never floats
+            t = ts
+        else:
+            raise TypeError(f"ts must be an integer of nanoseconds, got {type(ts).__name__}")
+        entry = self._symbols.get(symbol)
         if entry is None:
             self._unknown_bars[symbol] = self._unknown_bars.get(symbol, 0) + 1
             return -1
         stream = <SymbolStream?> entry._stream
         if stream.busy:
-            return self._add_bar_waiting(symbol, ts, open, high, low, close, volume)
-        f = stream._accept(ts, open, high, low, close, volume)
+            return self._add_bar_waiting(symbol, t, open, high, low, close, volume)
+        f = stream._accept(t, open, high, low, close, volume)
         if f == FAULT_NONE:
-            if ts + stream.base_ns > self._clock:
-                self._clock = ts + stream.base_ns
+            if t + stream.base_ns > self._clock:
+                self._clock = t + stream.base_ns
             return 0
         if f == FAULT_OVERFLOW:
             raise MemoryError("no memory left for bars")
         if self._raise_on_bad:
             # Raised, not dropped: the caller hears of it, the quality report does not.
-            self._bad_bar(symbol, f, ts, open, high, low, close, volume)
+            self._bad_bar(symbol, f, t, open, high, low, close, volume)
         stream.rejected[f] += 1
         return f
 

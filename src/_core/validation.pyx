@@ -7,13 +7,13 @@ from libc.stdint cimport uint8_t
 
 from common cimport (
     FAULT_DUPLICATE, FAULT_MISALIGNED, FAULT_NONE, FAULT_OUTSIDE, FAULT_UNSORTED, N_FAULTS,
-    GridCursor, f64, grid_locate, i64, price_fault,
+    GridCursor, check_grid, check_length, f64, grid_locate, i64, price_fault,
 )
 
 FAULTS = {
     1: "non-finite price",
     2: "high/low inconsistent with open/close",
-    3: "negative or NaN volume",
+    3: "negative or non-finite volume",
     4: "timestamp out of order",
     5: "duplicate timestamp",
     6: "outside every session window",
@@ -55,6 +55,12 @@ def validate_bars(
     cdef GridCursor g, probe
     if record and faults.shape[0] != n:
         raise ValueError(f"faults has {faults.shape[0]} slots for {n} bars")
+    for name, col in (("open", open), ("high", high), ("low", low), ("close", close),
+                      ("volume", volume)):
+        check_length(col.shape[0], n, name, "validate_bars")
+    check_grid(w_open, w_close, "validate_bars")
+    if base_ns < 0:
+        raise ValueError(f"validate_bars: base_ns must be >= 0, got {base_ns}")
     for i in range(N_FAULTS):
         counts[i] = 0
     g.window = 0
