@@ -16,8 +16,12 @@ know and never guess:
   are shifted back by the base interval, which must then be given.
 
 A malformed row is an error naming the file, the line (``row`` for Parquet and DataFrames)
-and what is wrong: a bad number, a missing field, an unparseable time, a field count that
-differs from the header's, a duplicate or out-of-order timestamp, an impossible bar.  With
+and what is wrong: a bad number, a missing field, an unparseable time, a time that int64
+nanoseconds cannot hold (before 1677-09-21 00:12:43 or after 2262-04-11 23:47:16 UTC; never
+wrapped around), a field count that differs from the header's, a duplicate or out-of-order
+timestamp, an impossible bar.  A price column of bools, complex numbers or datetimes is
+refused whole, and a damaged file (a bad gzip CRC, corrupt compressed data) is an error
+naming the file.  With
 ``on_bad="drop"`` such rows are dropped instead and counted by reason in
 :attr:`ReadResult.dropped`.
 
@@ -1058,12 +1062,18 @@ def _csv_fast(path, opts, collector, source, delimiter, header, layout, symbol, 
                 keep_default_na=False, na_values=[""], skip_blank_lines=False,
                 index_col=False, chunksize=opts.chunk_rows, engine="c", low_memory=True,
                 compression="infer")
-            # A row shorter than the header leaves its last fields empty (NaN): when the
-            # last column is not one of the needed ones (checked anyway), it is checked too.
-            check_last = header[-1] not in layout.needed
+            # pandas fills the missing last fields of a row shorter than the header with NaN,
+            # as it does an empty field.  The needed columns may hold no NaN anyway; when the
+            # last column is not needed, the lines where it is empty are noted and their
+            # fields counted afterwards (a trailing delimiter must not make clean files slow).
+            suspects: list[np.ndarray] | None = \
+                [] if header[-1] not in layout.needed else None
             with reader:
                 for chunk in reader:
-                    _fast_chunk(chunk, collector, source, layout, symbol, parser, check_last)
+                    _fast_chunk(chunk, collector, source, layout, symbol, parser, suspects)
+        if suspects and _has_short_line(path, opts, delimiter, len(header),
+                                        np.concatenate(suspects)):
+            raise _Careful()
     except _Careful:
         raise
     except ReadError:
@@ -1078,12 +1088,14 @@ def _csv_fast(path, opts, collector, source, delimiter, header, layout, symbol, 
 
 
 def _fast_chunk(chunk, collector: _Collector, source: int, layout: _Layout, symbol, parser,
-                check_last: bool = True):
+                suspects: list | None = None):
     n = len(chunk)
     if n == 0:
         return
-    if check_last and chunk.iloc[:, -1].isna().to_numpy().any():
-        raise _Careful()   # a short row, or only an empty field: the careful reader tells
+    if suspects is not None:
+        empty_last = chunk.iloc[:, -1].isna().to_numpy()
+        if empty_last.any():
+            suspects.append(chunk.index.to_numpy(dtype=np.int64)[empty_last] + 2)
     chunk = chunk[layout.needed]
     if chunk.isna().to_numpy().any():
         raise _Careful()
@@ -1100,6 +1112,32 @@ def _fast_chunk(chunk, collector: _Collector, source: int, layout: _Layout, symb
     # Symbols are stripped and checked once per distinct value, in the collector.
     syms = symbol if symbol is not None else chunk[layout.symbol].to_numpy(dtype=object)
     collector.add(source, syms, ns, cols, lines, n)
+
+
+def _has_short_line(path: Path, opts: ReadOptions, delimiter: str, width: int,
+                    lines: np.ndarray) -> bool:
+    """Whether any of ``lines`` (sorted line numbers, one record per line) has fewer fields
+    than the header's ``width``: a single pass over the text, counting delimiters (the csv
+    module parses only lines with quotes)."""
+    targets = iter(lines.tolist())
+    want = next(targets, None)
+    try:
+        with _open_text(path, opts.encoding) as f:
+            for k, text in enumerate(f, start=1):
+                if k != want:
+                    continue
+                if '"' in text:
+                    fields = len(next(csv.reader([text], delimiter=delimiter), []))
+                else:
+                    fields = text.count(delimiter) + 1
+                if fields < width:
+                    return True
+                want = next(targets, None)
+                if want is None:
+                    return False
+    except (UnicodeDecodeError, csv.Error):
+        return True      # the careful reader names the line
+    return want is not None
 
 
 def _strip(values: np.ndarray) -> np.ndarray:
@@ -1501,8 +1539,7 @@ def _frame_numbers(values, col: str, name: str) -> tuple[np.ndarray, np.ndarray,
 
     dtype = getattr(values, "dtype", None)
     if type(values).__module__.startswith("polars"):
-        if str(dtype) in ("Boolean", "Date", "Time", "Duration") or \
-                str(dtype).startswith(("Datetime", "Duration")):
+        if str(dtype).startswith(("Boolean", "Date", "Time", "Duration")):  # and Datetime
             raise ReadError(name, None, f"column {col!r} is {dtype}, expected real numbers "
                             "(int or float)")
         values = values.to_numpy()
