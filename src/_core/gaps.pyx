@@ -29,8 +29,8 @@ def find_gaps_slots(
     cdef Py_ssize_t n = ts.shape[0], nw = g_open.shape[0], cap = out_start.shape[0]
     cdef Py_ssize_t i, j, n_runs = 0, bad_row = -1
     cdef i64 t, prev = 0, nxt, limit
-    cdef i64* rs = &out_start[0] if cap > 0 else NULL
-    cdef i64* rc = &out_count[0] if cap > 0 else NULL
+    cdef i64* rs = NULL
+    cdef i64* rc = NULL
     cdef int fault = FAULT_NONE
     cdef GapWalker s, done
     if out_count.shape[0] != cap:
@@ -38,6 +38,9 @@ def find_gaps_slots(
     check_grid(g_open, g_close, "find_gaps_slots")
     if step_ns < 0:
         raise ValueError(f"find_gaps_slots: step_ns must be >= 0, got {step_ns}")
+    if cap > 0:
+        rs = &out_start[0]
+        rc = &out_count[0]
     if nw == 0:
         if n > 0:
             return 0, 0, 0, 0, FAULT_OUTSIDE, 0
