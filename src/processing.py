@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
 
-from .api import gap_infos, gaps_on_grid, score_on_grid, trim_grid
+from .api import GapArrays, QualityReport, gap_infos, gaps_on_grid, score_on_grid, trim_grid
 from .bars import Bars
 from .intervals import parse_interval
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .session import SessionData
+    from .session import SessionData, SymbolSessionData
 
 
 class DataProcessor:
@@ -69,13 +69,14 @@ class DataQualityManager:
         self.session_data = session_data
 
     def _calculate_quality(self, symbol: str, interval: str, until_ns: int | None = None,
-                           since_ns: int | None = None):
+                           since_ns: int | None = None) -> QualityReport | None:
         """Compute gaps and quality of one interval of one symbol and store both.
 
         Only slots that closed by ``until_ns`` count (default: the session clock while the
         session runs), and, with ``since_ns``, only slots that start at or after it (data that
         starts inside the session, a symbol added mid-session).  A symbol that was removed is
-        skipped (returns None).
+        skipped (returns None), and so is one removed while this ran: the results are stored
+        on the entry that was read, only while it is still the registered one.
         """
         sd = self.session_data
         entry = sd.get_symbol_data(symbol)
@@ -84,6 +85,29 @@ class DataQualityManager:
         name = parse_interval(interval).name
         if until_ns is None:
             until_ns = sd.clock_ns if sd.clock_ns is not None else None
+        try:
+            scored = self._score(entry, name, until_ns, since_ns)
+        except RuntimeError:
+            # The session ended meanwhile (the entry's buffers went to another session):
+            # a symbol gone from the registry is skipped quietly, as a removed one is.
+            if sd.get_symbol_data(symbol) is not entry:
+                return None
+            raise
+        if scored is None:  # not an interval of this symbol
+            return None
+        gaps, report = scored
+        # Stored on the entry that was read, and only while it is still the registered one:
+        # a symbol removed (and maybe added again) meanwhile gets nothing of the old bars.
+        if not sd._store_scores(entry, name, gap_infos(gaps, sd.calendar.tz), report,
+                                (since_ns, until_ns)):
+            return None
+        return report
+
+    def _score(self, entry: "SymbolSessionData", name: str, until_ns: int | None,
+               since_ns: int | None) -> tuple[GapArrays, QualityReport] | None:
+        """Gaps and quality of one interval of ``entry`` (nothing is stored); None when the
+        entry has no such interval."""
+        sd = self.session_data
         try:
             # A derived bar still being built whose bucket ended by until_ns counts as it
             # is, without closing it: a feed that lags the clock can still complete it.
@@ -98,10 +122,7 @@ class DataQualityManager:
             bars = bars[first:]
         gaps = gaps_on_grid(bars.ts, grid, until_ns)
         report = score_on_grid(bars, grid, name, until_ns, entry.rejected)
-        sd.set_gaps(symbol, name, gap_infos(gaps, sd.calendar.tz))
-        sd.set_quality(symbol, name, report)
-        entry.scored_span = (since_ns, until_ns)
-        return report
+        return gaps, report
 
     def calculate_all(self, until_ns: int | None = None,
                       since_ns: int | Mapping[str, int] | None = None) -> int:

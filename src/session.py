@@ -412,6 +412,25 @@ class SessionData(SessionCore):
             entry.quality[parse_interval(interval).name] = quality
             return True
 
+    def _store_scores(self, entry: SymbolSessionData, interval: str, gaps: list[GapInfo],
+                      quality: QualityReport,
+                      span: tuple[int | None, int | None]) -> bool:
+        """Store gaps, quality and scored span of one interval on ``entry``, together and
+        only while ``entry`` is still the registered entry of its symbol.
+
+        A calculation binds to the entry it read: if the symbol was removed (and perhaps
+        added again, as a new, empty entry) meanwhile, nothing is stored and False is
+        returned, so results of the old bars never land on the new entry.
+        """
+        name = parse_interval(interval).name
+        with self._lock:
+            if self._symbols.get(entry.symbol) is not entry:
+                return False
+            entry.bar_gaps[name] = list(gaps)
+            entry.quality[name] = quality
+            entry.scored_span = span
+            return True
+
     @property
     def unknown_bars(self) -> dict[str, int]:
         """Bars that arrived for symbols not in the registry (unknown or removed), by symbol."""

@@ -1,0 +1,184 @@
+"""Reliability (issue 11): the classes of defect an outside review found, each with tests of
+its own.
+
+- The registry stays consistent when a symbol is removed (and maybe added again) while its
+  quality is being calculated: a calculation stores only on the entry it read.
+- Bars labelled with another interval than the symbol's base are refused, naming both.
+- The kernels do not overflow at the int64 edges (checked against tests/reference.py, whose
+  Python ints cannot overflow).
+- Streamed values that cannot be a timestamp or a price say which field and which symbol.
+- Empty input is valid input.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+import sessiondata
+import sessiondata.processing as processing
+from sessiondata import Bars, Calendar, SessionCoordinator, SessionData
+from sessiondata.processing import DataQualityManager
+
+from helpers import ohlcv
+
+MINUTE = 60_000_000_000
+DAY = "2024-03-15"
+WAIT = 10.0  # seconds; a deterministic test never waits this long unless it is broken
+
+
+def _day_start(sd: SessionData) -> int:
+    return int(sd.windows.open_ns[0])
+
+
+def _session_with_gaps(sd: SessionData, symbol: str = "X") -> int:
+    """Register ``symbol`` (1m, derived 5m) with 60 minutes of bars, 10 of them missing;
+    returns the end of the span."""
+    sd.start_session(DAY)
+    sd.add_symbol(symbol, "1m", ["5m"])
+    t0 = _day_start(sd)
+    ts = t0 + MINUTE * np.array([i for i in range(60) if not 20 <= i < 30], np.int64)
+    sd.add_bars(symbol, ohlcv(ts))
+    return t0 + 60 * MINUTE
+
+
+# --------------------------------------------------------------------------------------------
+# 1. A calculation is bound to the entry it read
+# --------------------------------------------------------------------------------------------
+
+
+class _Pause:
+    """Wraps a function of ``sessiondata.processing``: the first call signals ``reached``
+    and waits for ``resume`` before going on, so that another thread can change the registry
+    at exactly that point of the calculation."""
+
+    def __init__(self, monkeypatch, name: str):
+        self.reached = threading.Event()
+        self.resume = threading.Event()
+        self.calls = 0
+        original = getattr(processing, name)
+
+        def paused(*args, **kwargs):
+            self.calls += 1
+            if self.calls == 1:
+                self.reached.set()
+                assert self.resume.wait(WAIT), "the test never resumed the calculation"
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(processing, name, paused)
+
+
+# Points between the read of the entry and the store of its results.
+PAUSE_POINTS = ("gaps_on_grid", "score_on_grid", "gap_infos")
+
+
+def _interleave(monkeypatch, point, change, interval="1m"):
+    """Run ``_calculate_quality`` on a thread, pause it at ``point``, run ``change(sd)`` on
+    this thread, resume; returns (sd, the entry read, the result)."""
+    sd = SessionData(Calendar.always())
+    until = _session_with_gaps(sd)
+    old = sd.get_symbol_data("X")
+    pause = _Pause(monkeypatch, point)
+    dq = DataQualityManager(sd)
+    result: list = []
+    errors: list = []
+
+    def calc():
+        try:
+            result.append(dq._calculate_quality("X", interval, until))
+        except BaseException as exc:  # noqa: BLE001 - reported by the test below
+            errors.append(exc)
+
+    worker = threading.Thread(target=calc)
+    worker.start()
+    try:
+        assert pause.reached.wait(WAIT), "the calculation never reached the pause point"
+        change(sd)
+    finally:
+        pause.resume.set()
+        worker.join(WAIT)
+    assert not worker.is_alive()
+    assert not errors, errors
+    return sd, old, result[0]
+
+
+def _remove_and_add(sd: SessionData) -> None:
+    assert sd.remove_symbol("X")
+    sd.add_symbol("X", "1m", ["5m"])
+
+
+@pytest.mark.parametrize("point", PAUSE_POINTS)
+@pytest.mark.parametrize("interval", ["1m", "5m"])
+def test_quality_of_a_removed_entry_never_lands_on_its_successor(monkeypatch, point, interval):
+    sd, old, report = _interleave(monkeypatch, point, _remove_and_add, interval)
+    new = sd.get_symbol_data("X")
+    assert new is not old
+    # The new entry holds no bar: it must not show the old entry's 10 missing minutes.
+    assert report is None
+    assert new.bar_gaps == {} and new.quality == {}
+    assert new.scored_span == (None, None)
+    assert new.to_json()["intervals"][interval]["gaps"]["gap_count"] == 0
+    # Calculated afresh, the new entry is scored on its own (empty) bars.
+    report = DataQualityManager(sd)._calculate_quality("X", interval, _day_start(sd) + 60 * MINUTE)
+    assert report is not None and report.present == 0
+
+
+@pytest.mark.parametrize("point", PAUSE_POINTS)
+def test_quality_of_a_removed_symbol_is_dropped(monkeypatch, point):
+    sd, old, report = _interleave(monkeypatch, point, lambda sd: sd.remove_symbol("X"))
+    assert report is None
+    assert sd.get_symbol_data("X") is None
+    assert old.bar_gaps == {} and old.quality == {}
+
+
+def test_quality_of_an_ended_session_is_not_stored_on_the_next_one(monkeypatch):
+    def next_session(sd: SessionData) -> None:
+        sd.end_session()                    # keeps the buffers for the next session
+        sd.start_session("2024-03-18")
+        sd.add_symbol("X", "1m", ["5m"])    # gets the old entry's buffers, no bars
+
+    sd, old, report = _interleave(monkeypatch, "gaps_on_grid", next_session)
+    new = sd.get_symbol_data("X")
+    assert report is None
+    assert new.bar_gaps == {} and new.quality == {}
+
+
+@pytest.mark.parametrize("point", PAUSE_POINTS)
+def test_quality_is_stored_when_the_registry_did_not_change(monkeypatch, point):
+    sd, old, report = _interleave(monkeypatch, point, lambda sd: None)
+    assert sd.get_symbol_data("X") is old
+    assert report is not None and report.missing == 10
+    assert old.quality["1m"] is report
+    assert [g.bar_count for g in old.bar_gaps["1m"]] == [10]
+
+
+def test_calculate_all_races_remove_and_add_without_mixing_entries():
+    """Many rounds, two threads, no pause: whatever the interleaving, an entry's stored gaps
+    are those of its own bars (a new entry has no bar, so none or only whole-span gaps)."""
+    sd = SessionData(Calendar.always())
+    until = _session_with_gaps(sd)
+    dq = DataQualityManager(sd)
+    stop = threading.Event()
+
+    def churn():
+        while not stop.is_set():
+            _remove_and_add(sd)
+
+    worker = threading.Thread(target=churn)
+    worker.start()
+    try:
+        for _ in range(200):
+            dq.calculate_all(until_ns=until)
+            entry = sd.get_symbol_data("X")
+            if entry is None:       # between the remove and the add
+                continue
+            for iv, gaps in dict(entry.bar_gaps).items():
+                held = entry.bar_count(iv)
+                # An empty entry's only gap is the whole span; a 10-minute gap means the old
+                # bars' results landed here.
+                assert held > 0 or [g.bar_count for g in gaps] in ([], [60 if iv == "1m" else 12])
+    finally:
+        stop.set()
+        worker.join(WAIT)
