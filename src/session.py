@@ -12,7 +12,7 @@ import contextlib
 import datetime as _dt
 import threading
 import unicodedata
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 
@@ -473,6 +473,7 @@ class SessionData(SessionCore):
         """
         if not isinstance(symbol, str):
             raise TypeError(f"symbol must be a string, got {type(symbol).__name__}")
+        labelled = _interval_of(bars, columns)
         cols = _columns_of(bars, columns)
         n = cols["ts"].shape[0]
         with self._lock:
@@ -480,6 +481,12 @@ class SessionData(SessionCore):
             if entry is None:
                 self._unknown_batched[symbol] = self._unknown_batched.get(symbol, 0) + n
                 return 0
+            if labelled is not None and labelled.name != entry.base_interval:
+                # Bars of another interval would be stored as base bars, silently wrong.
+                raise ValueError(
+                    f"{symbol}: the bars are {labelled.name} bars, but {symbol!r} has base "
+                    f"interval {entry.base_interval}; resample them to {entry.base_interval} "
+                    f"first, or register {symbol!r} with base_interval={labelled.name!r}")
             accepted, first, fault = entry._stream.push_many(
                 cols["ts"], cols["open"], cols["high"], cols["low"], cols["close"],
                 cols["volume"], self.on_bad == "raise")
@@ -555,6 +562,17 @@ def session_fields(label: str, open_ns, close_ns, calendar: Calendar) -> dict[st
 def _local(ns: int, tz) -> _dt.datetime:
     epoch = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
     return (epoch + _dt.timedelta(microseconds=ns // 1000)).astimezone(tz)
+
+
+def _interval_of(bars: Any, columns: dict[str, Any]) -> Interval | None:
+    """The interval a batch says its bars have (a ``Bars``' label, or an ``interval`` entry
+    of a mapping of columns), or None when it does not say."""
+    if isinstance(bars, Bars):
+        return bars.interval
+    label = columns.get("interval")
+    if label is None and isinstance(bars, Mapping):
+        label = bars.get("interval")
+    return None if label is None else parse_interval(label)
 
 
 def _columns_of(bars, columns: dict) -> dict[str, np.ndarray]:

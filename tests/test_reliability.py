@@ -182,3 +182,71 @@ def test_calculate_all_races_remove_and_add_without_mixing_entries():
     finally:
         stop.set()
         worker.join(WAIT)
+
+
+# --------------------------------------------------------------------------------------------
+# 2. Bars of another interval are refused, naming both intervals
+# --------------------------------------------------------------------------------------------
+
+
+def _coordinator(base: str = "1m") -> SessionCoordinator:
+    c = SessionCoordinator(Calendar.always(), base_interval=base, derived_intervals=["15m"])
+    c.start(DAY)
+    return c
+
+
+def _five_minute_bars(c: SessionCoordinator, interval: str | None = "5m") -> Bars:
+    t0 = int(c.session_data.windows.open_ns[0])
+    return ohlcv(t0 + 5 * MINUTE * np.arange(12, dtype=np.int64), interval=interval)
+
+
+LOADERS = {
+    "add_bars": lambda c, s, b: c.session_data.add_bars(s, b),
+    "process_bars": lambda c, s, b: c.processor.process_bars(s, b),
+    "load": lambda c, s, b: c.load(s, b),
+    "stream_bars": lambda c, s, b: c.stream_bars(s, b),
+    "add_and_load": lambda c, s, b: c.add_and_load(s, b),
+    "replay": lambda c, s, b: c.replay({s: b}),
+    "columns_with_label": lambda c, s, b: c.session_data.add_bars(
+        s, {**b.columns(), "interval": b.interval.name}),
+    "keywords_with_label": lambda c, s, b: c.session_data.add_bars(
+        s, interval=b.interval.name, **b.columns()),
+}
+
+
+@pytest.mark.parametrize("path", sorted(LOADERS))
+@pytest.mark.parametrize("base,label", [("1m", "5m"), ("5m", "1m"), ("1m", "1h"),
+                                        ("30s", "1m")])
+def test_bars_of_another_interval_are_refused_naming_both(path, base, label):
+    c = _coordinator(base)
+    if path not in ("add_and_load", "replay"):
+        c.add_symbol("X")
+    bars = _five_minute_bars(c, label)
+    with pytest.raises(ValueError) as info:
+        LOADERS[path](c, "X", bars)
+    message = str(info.value)
+    assert "X" in message and f"{label} bars" in message and f"base interval {base}" in message
+    entry = c.session_data.get_symbol_data("X")
+    assert entry is not None and entry.bar_count() == 0 and entry.bar_count("15m") == 0
+
+
+@pytest.mark.parametrize("path", sorted(set(LOADERS) - {"columns_with_label",
+                                                        "keywords_with_label"}))
+def test_bars_of_the_base_interval_or_unlabelled_are_taken(path):
+    c = _coordinator("5m")
+    if path not in ("add_and_load", "replay"):
+        c.add_symbol("X")
+    LOADERS[path](c, "X", _five_minute_bars(c, "5m"))
+    c2 = _coordinator("5m")
+    if path not in ("add_and_load", "replay"):
+        c2.add_symbol("X")
+    LOADERS[path](c2, "X", _five_minute_bars(c2, None))
+    for co in (c, c2):
+        entry = co.session_data.get_symbol_data("X")
+        assert entry.bar_count() == 12 and entry.bar_count("15m") == 4
+
+
+def test_a_mislabelled_batch_for_an_unknown_symbol_is_counted_as_unknown():
+    c = _coordinator("1m")
+    assert c.session_data.add_bars("NOPE", _five_minute_bars(c, "5m")) == 0
+    assert c.session_data.unknown_bars == {"NOPE": 12}
