@@ -36,7 +36,7 @@ def symbol_bars(o: int, i: int, n: int) -> Bars:
     slots = np.arange(n + n // 50, dtype=np.int64)
     if i % 3 == 0:
         slots = slots[slots % 53 != 7]
-    return ohlcv(o + slots[:n] * SECOND, seed=i)
+    return ohlcv(o + slots[:n] * SECOND, seed=i, interval="1s")
 
 
 class Crew:
@@ -286,7 +286,7 @@ def test_batch_loads_racing_per_bar_pushes_on_one_symbol(policy):
         sd.start_session(DAY)
         o = int(sd.windows.open_ns[0])
         sd.add_symbol("X", "1s", ["1m", "5m", "7s"])
-        bars = ohlcv(o + np.arange(n, dtype=np.int64) * SECOND, seed=r)
+        bars = ohlcv(o + np.arange(n, dtype=np.int64) * SECOND, seed=r, interval="1s")
         chunk = 256
         by_batch = [k for k in range(0, n, chunk) if (k // chunk) % 2 == 0]
         singles = [k for k in range(n) if (k // chunk) % 2 == 1]
