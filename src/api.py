@@ -168,9 +168,11 @@ def resample(bars: Bars, interval, calendar: Calendar | None = None, *, base=Non
     """
     calendar = default_calendar(calendar)
     target = parse_interval(interval)
-    base_iv = _base_of(bars, base)
-    check_derivable(base_iv, target)
     n = len(bars)
+    if n or base is not None or bars.interval is not None:
+        # Empty bars that do not say their interval have none to check: empty output.
+        base_iv = _base_of(bars, base)
+        check_derivable(base_iv, target)
     if n == 0:
         out = Bars.empty(target)
         out.count = np.empty(0, np.int64)
@@ -427,6 +429,12 @@ def _laid_out(bars: Bars, interval, calendar: Calendar | None, base, start, end,
     target = parse_interval(interval) if interval is not None else base_iv
     if target is None:
         raise ValueError(f"{what} on fewer than two bars needs interval= (and base=)")
+    if base_iv is None and target.is_session:
+        if len(bars):
+            raise ValueError(f"{what} of '1d' on one bar that does not say its interval "
+                             "needs base= (e.g. base='1m')")
+        # No bar and no base: a session slot's count of base slots is never read.
+        base_iv = parse_interval("1m")
     base_iv = base_iv or target
     windows = session_windows(calendar, bars.ts, start, end)
     source = _interval_bars(bars, target, base_iv, calendar)

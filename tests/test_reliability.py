@@ -250,3 +250,46 @@ def test_a_mislabelled_batch_for_an_unknown_symbol_is_counted_as_unknown():
     c = _coordinator("1m")
     assert c.session_data.add_bars("NOPE", _five_minute_bars(c, "5m")) == 0
     assert c.session_data.unknown_bars == {"NOPE": 12}
+
+
+# --------------------------------------------------------------------------------------------
+# 5. Empty input is valid input
+# --------------------------------------------------------------------------------------------
+
+EMPTY_UNLABELLED = Bars.empty()
+
+
+@pytest.mark.parametrize("target", ["1m", "5m", "1h", "1d"])
+@pytest.mark.parametrize("calendar", ["always", "XNYS"])
+def test_resample_of_empty_unlabelled_bars_is_empty(target, calendar):
+    cal = Calendar.always() if calendar == "always" else Calendar.exchange("XNYS")
+    for bars in (EMPTY_UNLABELLED, Bars.empty("1m"), EMPTY_UNLABELLED[0:0]):
+        out = sessiondata.resample(bars, target, cal)
+        assert len(out) == 0 and out.interval.name == target
+        assert out.ts.dtype == np.int64 and out.count.dtype == np.int64
+        assert out.coverage.dtype == np.float64
+
+
+def test_resample_of_empty_bars_still_checks_what_it_can():
+    with pytest.raises(ValueError, match="not a whole multiple"):
+        sessiondata.resample(Bars.empty("5m"), "7m")
+    with pytest.raises(ValueError, match="not understood"):
+        sessiondata.resample(EMPTY_UNLABELLED, "5x")
+    with pytest.raises(ValueError, match="fewer than two bars"):  # one bar: no interval to see
+        sessiondata.resample(ohlcv(np.array([0], np.int64), interval=None), "5m")
+
+
+@pytest.mark.parametrize("target", ["1m", "5m", "1d"])
+@pytest.mark.parametrize("base", [None, "1m"])
+def test_find_gaps_and_quality_of_empty_input(target, base):
+    for bars in (EMPTY_UNLABELLED, Bars.empty("1m")):
+        assert sessiondata.find_gaps(bars, target, base=base) == []
+        q = sessiondata.quality(bars, target, base=base)
+        assert (q.expected, q.present, q.score) == (0, 0, 100.0)
+        # Over a given span every slot is missing.
+        span = dict(start="2024-03-15", end="2024-03-16")
+        gaps = sessiondata.find_gaps(bars, target, base=base, **span)
+        per_day = {"1m": 1440, "5m": 288, "1d": 1}[target]
+        assert sum(g.bar_count for g in gaps) == per_day
+        q = sessiondata.quality(bars, target, base=base, **span)
+        assert (q.expected, q.present, q.missing, q.score) == (per_day, 0, per_day, 0.0)
