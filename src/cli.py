@@ -76,15 +76,22 @@ class _Parser(argparse.ArgumentParser):
         raise CliError(f"{message} (see '{self.prog} --help')", EXIT_BAD_INPUT)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _common_options(default: object) -> argparse.ArgumentParser:
+    """The options every command takes, before or after its name."""
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--debug", action="store_true",
+    common.add_argument("--debug", action="store_true", default=default,
                         help="show the traceback of an error")
-    common.add_argument("--quiet", "-q", action="store_true",
+    common.add_argument("--quiet", "-q", action="store_true", default=default,
                         help="print nothing but errors (no progress, no summary)")
+    return common
 
+
+def build_parser() -> argparse.ArgumentParser:
+    # The main parser sets the defaults; a subcommand's copy of an option sets it only when
+    # given (SUPPRESS), or its default would overwrite `sessiondata -q run`'s -q.
     parser = _Parser(prog=PROG, description="Session-aware bar data: gaps, quality, exports.",
-                     parents=[common])
+                     parents=[_common_options(False)])
+    common = _common_options(argparse.SUPPRESS)
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
