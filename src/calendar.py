@@ -28,6 +28,7 @@ from __future__ import annotations
 import datetime as _dt
 import operator
 import re
+import threading
 import warnings
 import zoneinfo
 from dataclasses import dataclass
@@ -841,15 +842,113 @@ class _WeeklyRule:
 
 def _wall_to_utc_ns(wall_ns: np.ndarray, tz: zoneinfo.ZoneInfo) -> np.ndarray:
     """Convert local wall times (int64 ns) in `tz` to UTC ns: nonexistent -> forward, ambiguous -> first."""
-    if tz.key in ("UTC", "Etc/UTC", "Etc/Universal", "Universal", "Zulu", "Etc/Zulu"):
+    wall_ns = np.asarray(wall_ns, dtype=np.int64)
+    if tz.key in _UTC_KEYS or len(wall_ns) == 0:
         return wall_ns
-    import pandas as pd
+    utc, nonexistent, _ambiguous, _oob = resolve_wall_ns(wall_ns, tz)
+    # A wall time in a spring-forward gap moves forward to the first instant after the
+    # change (the change itself); a repeated one takes its first occurrence (the earlier
+    # UTC instant), whichever side of the change the zone calls daylight time.
+    return utc
 
-    index = pd.DatetimeIndex(wall_ns.view("datetime64[ns]"))
-    # ambiguous=True picks the first occurrence (the earlier UTC instant) of a
-    # repeated wall time, whichever side of the change is called daylight time.
-    local = index.tz_localize(tz, ambiguous=np.ones(len(index), dtype=bool), nonexistent="shift_forward")
-    return np.asarray(local.as_unit("ns").asi8, dtype=np.int64)
+
+_UTC_KEYS = ("UTC", "Etc/UTC", "Etc/Universal", "Universal", "Zulu", "Etc/Zulu", "GMT", "Etc/GMT")
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+# Zones change their offset at most a few times a year; sampling every 6 hours finds each
+# change (then located to the second by bisection).
+_SAMPLE_S = 6 * 3600
+_I64_MAX = int(np.iinfo(np.int64).max)
+
+
+def _offset_s(tz: zoneinfo.ZoneInfo, utc_s: int) -> int:
+    """The zone's UTC offset in seconds at the instant ``utc_s`` (seconds since the epoch)."""
+    return int((_EPOCH + _dt.timedelta(seconds=utc_s)).astimezone(tz).utcoffset().total_seconds())
+
+
+def zone_transitions(tz: zoneinfo.ZoneInfo, lo_s: int, hi_s: int) -> tuple[np.ndarray, np.ndarray]:
+    """The offset changes of `tz` between the UTC instants `lo_s` and `hi_s` (seconds).
+
+    Returns ``(at_s, offset_s)``: the instants of the changes (sorted, int64 seconds) and the
+    offsets in force, ``offset_s[k]`` from ``at_s[k-1]`` to ``at_s[k]`` (one more than
+    ``at_s``).  Only zoneinfo and the standard library are used.
+    """
+    # Keep to the years datetime can hold.
+    lo_s = max(int(lo_s), -62_135_596_800 + 86_400)
+    hi_s = min(int(hi_s), 253_402_300_799 - 86_400)
+    grid = list(range(lo_s, hi_s + _SAMPLE_S, _SAMPLE_S))
+    offs = [_offset_s(tz, s) for s in grid]
+    at: list[int] = []
+    values = [offs[0]]
+    for k in range(1, len(grid)):
+        if offs[k] == offs[k - 1]:
+            continue
+        a, b = grid[k - 1], grid[k]            # offset(a) = before, offset(b) = after
+        while b - a > 1:
+            mid = (a + b) // 2
+            if _offset_s(tz, mid) == offs[k - 1]:
+                a = mid
+            else:
+                b = mid
+        at.append(b)
+        values.append(offs[k])
+    return np.array(at, dtype=np.int64), np.array(values, dtype=np.int64)
+
+
+def resolve_wall_ns(wall_ns: np.ndarray, tz: zoneinfo.ZoneInfo
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Local wall times (int64 ns, naive) in `tz` -> UTC ns, vectorised, without pandas.
+
+    Returns ``(utc_ns, nonexistent, ambiguous, out_of_range)``.  A wall time skipped by a
+    spring-forward change (``nonexistent``) maps to the instant of the change; a repeated
+    one (``ambiguous``) to its first occurrence, the earlier UTC instant; one whose UTC time
+    falls outside int64 nanoseconds (``out_of_range``) to 0.  These are the results of
+    pandas' ``tz_localize(ambiguous=True-for-the-first, nonexistent="shift_forward")``.
+    """
+    wall = np.asarray(wall_ns, dtype=np.int64)
+    n = len(wall)
+    false = np.zeros(n, dtype=bool)
+    if n == 0 or tz.key in _UTC_KEYS:
+        return wall.copy(), false, false.copy(), false.copy()
+    lo = int(wall.min()) // NS_PER_SECOND - 2 * 86_400
+    hi = int(wall.max()) // NS_PER_SECOND + 2 * 86_400
+    at_s, off_s = zone_transitions(tz, lo, hi)
+    # Near the int64 edges Python ints (object arrays) keep the arithmetic exact; elsewhere
+    # int64 cannot overflow (offsets are under a day).
+    safe = -_I64_MAX + 4 * NS_PER_DAY < int(wall.min()) and int(wall.max()) < _I64_MAX - 4 * NS_PER_DAY
+    kind = np.int64 if safe else object
+    w = wall if safe else wall.astype(object)
+    at_ns = at_s.astype(kind) * NS_PER_SECOND
+    off_ns = off_s.astype(kind) * NS_PER_SECOND
+    omax, omin = off_ns.max(), off_ns.min()
+    if len(at_ns) == 0:
+        utc = w - off_ns[0]
+        nonexistent = ambiguous = false
+    else:
+        def offset_at(u):
+            return off_ns[np.searchsorted(at_ns, u, side="right")]
+
+        c1 = w - offset_at(w - omax)      # with the offset in force near the earliest candidate
+        c2 = w - offset_at(w - omin)      # ... and near the latest
+        v1 = np.asarray(offset_at(c1) == w - c1, dtype=bool)
+        v2 = np.asarray(offset_at(c2) == w - c2, dtype=bool)
+        ambiguous = v1 & v2 & (c1 != c2)
+        nonexistent = ~v1 & ~v2
+        utc = np.where(v1 & v2, np.minimum(c1, c2), np.where(v1, c1, c2))
+        if nonexistent.any():
+            k = np.searchsorted(at_ns, w[nonexistent] - omax, side="right")
+            utc[nonexistent] = at_ns[np.minimum(k, len(at_ns) - 1)]
+    if safe:
+        return utc.astype(np.int64), nonexistent, ambiguous, false.copy()
+    out, oob = _fit_i64(utc.tolist(), n)
+    return out, nonexistent & ~oob, ambiguous & ~oob, oob
+
+
+def _fit_i64(values: list, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Python ints -> int64 (0 where they do not fit) and the mask of those that do not."""
+    oob = np.fromiter((not -_I64_MAX <= v <= _I64_MAX for v in values), bool, n)
+    if oob.any():
+        values = [0 if bad else v for v, bad in zip(values, oob.tolist())]
+    return np.array(values, dtype=np.int64), oob
 
 
 # --------------------------------------------------------------------------- #
@@ -873,24 +972,87 @@ _EXCHANGE_CACHE: dict[str, Calendar] = {}
 
 
 def _exchange_calendar(key: str) -> Calendar:
-    """Build (once per process) the calendar for a validated exchange_calendars name or preset."""
+    """Build (once per process) the calendar for a validated exchange_calendars name or preset.
+
+    The schedule starts with exchange_calendars' default range (about 20 years back to a year
+    ahead) and is rebuilt over a wider range when a query asks for sessions outside it, so
+    that data of 2006 (or of next year) needs no option and keeps working as time passes.
+    """
     cached = _EXCHANGE_CACHE.get(key)
     if cached is not None:
         return cached
+    source = _ExchangeSource(key)
+    calendar = Calendar(source.calendar_name, source.tz, source)
+    _EXCHANGE_CACHE[key] = calendar
+    return calendar
+
+
+def _xcal(key: str, start=None, end=None):
+    """The exchange_calendars calendar of `key` (over ``start .. end`` when given)."""
     xcals = _import_exchange_calendars()
     with warnings.catch_warnings():
         # exchange_calendars 4.x uses pandas APIs that pandas 3 deprecates; the
         # warnings are theirs to fix and say nothing about our inputs.
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", FutureWarning)
-        xcal = xcals.get_calendar("CMES" if key == "CME_GLOBEX" else key)
+        xcal = xcals.get_calendar("CMES" if key == "CME_GLOBEX" else key, start=start, end=end)
         schedule = xcal.schedule
-    name = key if key == "CME_GLOBEX" else xcal.name
-    tz = _parse_tz(str(xcal.tz))
-    table = _schedule_table(schedule, tz, name)
-    calendar = Calendar(name, tz, _ScheduleSource(table, name))
-    _EXCHANGE_CACHE[key] = calendar
-    return calendar
+    return xcal, schedule
+
+
+class _ExchangeSource(_ScheduleSource):
+    """An exchange_calendars schedule that widens itself to the sessions a query needs."""
+
+    # A rebuild reaches this many days beyond what was asked, so that data read piece by
+    # piece does not rebuild the schedule for every piece.
+    _MARGIN_DAYS = 366
+
+    def __init__(self, key: str):
+        xcal, schedule = _xcal(key)
+        self._key = key
+        self.calendar_name = key if key == "CME_GLOBEX" else xcal.name
+        self.tz = _parse_tz(str(xcal.tz))
+        self._lock = threading.Lock()
+        self._failed: tuple[int, int] | None = None
+        super().__init__(_schedule_table(schedule, self.tz, self.calendar_name), self.calendar_name)
+
+    def _widen(self, lo_day: int, hi_day: int) -> None:
+        first, last = (int(d.astype(np.int64)) for d in self.coverage)
+        if lo_day >= first and hi_day <= last:
+            return
+        with self._lock:
+            first, last = (int(d.astype(np.int64)) for d in self.coverage)
+            if lo_day >= first and hi_day <= last:
+                return
+            lo = max(min(first, lo_day - self._MARGIN_DAYS), _MIN_DAY)
+            hi = min(max(last, hi_day + self._MARGIN_DAYS), _MAX_DAY)
+            if self._failed is not None and self._failed[0] <= lo and hi <= self._failed[1]:
+                return
+            try:
+                _xcal_obj, schedule = _xcal(self._key, _day_str(lo), _day_str(hi))
+            except Exception:  # exchange_calendars refuses a range it has no rules for
+                self._failed = (lo, hi)
+                try:   # the widest it takes: the asked days only
+                    _xcal_obj, schedule = _xcal(self._key, _day_str(max(min(lo_day, first), _MIN_DAY)),
+                                                _day_str(min(max(hi_day, last), _MAX_DAY)))
+                except Exception:
+                    return      # the range stays; require_* states it
+            table = _schedule_table(schedule, self.tz, self.calendar_name)
+            if len(table.day):
+                table.check_order(self.calendar_name)
+                _ScheduleSource.__init__(self, table, self.calendar_name)
+
+    def table(self, lo_day: int, hi_day: int) -> tuple[_Table, int, int]:
+        self._widen(lo_day, hi_day)
+        return super().table(lo_day, hi_day)
+
+    def require_days(self, lo_day: int, hi_day: int) -> None:
+        self._widen(lo_day, hi_day)
+        super().require_days(lo_day, hi_day)
+
+    def require_ns(self, start_ns: int, end_ns: int) -> None:
+        self._widen(start_ns // NS_PER_DAY - _LABEL_MARGIN_DAYS, end_ns // NS_PER_DAY + _LABEL_MARGIN_DAYS)
+        super().require_ns(start_ns, end_ns)
 
 
 def _schedule_table(schedule, tz: zoneinfo.ZoneInfo, name: str) -> _Table:

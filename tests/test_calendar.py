@@ -464,15 +464,24 @@ def test_exchange_unknown_code(xcals):
         Calendar.exchange("XXXX")
 
 
-def test_exchange_outside_covered_range(xcals):
+def test_exchange_widens_to_the_range_asked(xcals):
+    # Issue 10: exchange_calendars builds ~20 years back by default; the calendar widens its
+    # schedule to the sessions a query needs (data of 1990, or of a year ahead).
     cal = Calendar.exchange("XNYS")
-    first, last = (str(d) for d in cal.coverage)
-    with pytest.raises(ValueError, match=f"sessions {first} to {last}"):
-        cal.windows(ns("1990-01-01"), ns("1990-02-01"))
-    with pytest.raises(ValueError, match=first):
-        cal.sessions("1990-01-01", "2024-01-01")
-    with pytest.raises(ValueError, match=last):
-        cal.is_session(np.datetime64(last) + 30)
+    w = cal.windows(ns("1990-01-01"), ns("1990-02-01"))
+    assert len(w) == 22   # January 1990: 23 weekdays, New Year's Day a holiday
+    assert str(cal.coverage[0]) <= "1990-01-02"
+    assert list(cal.sessions("1990-01-01", "1990-01-05").astype(str)) == [
+        "1990-01-02", "1990-01-03", "1990-01-04", "1990-01-05"]
+    last = cal.coverage[1]
+    assert cal.is_session(np.datetime64(last) + 400) in (True, False)
+    assert cal.coverage[1] >= np.datetime64(last) + 400
+
+
+def test_exchange_outside_what_it_can_build(xcals):
+    cal = Calendar.exchange("XNYS")
+    with pytest.raises(ValueError, match=r"outside the range covered by XNYS: sessions \S+ to \S+"):
+        cal.sessions("1600-01-01", "1600-02-01")
 
 
 # --------------------------------------------------------------------------- properties
