@@ -1677,7 +1677,8 @@ def data_files(folder: str | os.PathLike) -> list[Path]:
                   if p.is_file() and not p.name.startswith(".") and _kind(p) is not None)
 
 
-def read_bars(paths: str | os.PathLike | Iterable[str | os.PathLike], **options) -> ReadResult:
+def read_bars(paths: str | os.PathLike | Iterable[str | os.PathLike], *,
+              format: str | None = None, **options) -> ReadResult:
     """Read a file, a folder of files, or a list of either; one result over all of them.
 
     A symbol found in several files is joined in time order; overlapping files are an error
@@ -1686,9 +1687,17 @@ def read_bars(paths: str | os.PathLike | Iterable[str | os.PathLike], **options)
     Parameters
     ----------
     paths : path-like or iterable of path-like
+    format : str, optional
+        ``None``, ``"csv"`` or ``"parquet"``: CSV and Parquet files by their suffix.
+        ``"lean"``, ``"databento"``, ``"binance"``: vendor files, read by
+        :mod:`sessiondata.formats` (see there).
     **options
         The fields of :class:`ReadOptions`; ``symbol`` only with a single file.
     """
+    if format is not None and str(format).lower() not in ("csv", "parquet"):
+        from . import formats
+
+        return formats.read_format(paths, format, **options)
     opts = ReadOptions(**options).checked()
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
