@@ -134,6 +134,12 @@ def build_parser() -> argparse.ArgumentParser:
                           "file name's stem)")
     run.add_argument("--delimiter", metavar="D",
                      help="CSV delimiter: ',', ';', 'tab' or '|' (default: from the header)")
+    run.add_argument("--format", metavar="NAME",
+                     help="vendor files read directly: lean (QuantConnect LEAN equity minute "
+                          "zips; lean:trade, lean:mid, lean:bid, lean:ask choose trade or quote "
+                          "bars), databento (DBN ohlcv-1m, .dbn or .dbn.zst; needs "
+                          "sessiondata[databento]), binance (kline CSVs); default: CSV or "
+                          "Parquet by the file suffix")
     run.add_argument("--on-bad", choices=("raise", "drop"), default="raise",
                      help="a malformed or impossible row stops the run (raise, the default) "
                           "or is dropped and counted (drop)")
@@ -300,7 +306,7 @@ def load_dataset(args, calendar, base: str) -> Dataset:
                    ts_column=args.ts_column, date_column=args.date_column,
                    time_column=args.time_column, symbol_column=args.symbol_column,
                    symbol=args.symbol, delimiter=args.delimiter, on_bad=args.on_bad)
-    result = readers.read_bars(args.data, **options)
+    result = readers.read_bars(args.data, format=getattr(args, "format", None), **options)
     result.check_sessions(calendar, base, args.on_bad)
     bars = {s: b for s, b in result.bars.items() if len(b)}
     return Dataset(str(args.data), bars, result, [], dict(result.dropped))
