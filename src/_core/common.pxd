@@ -59,14 +59,19 @@ cdef inline i64 slots_in_window(i64 open_ns, i64 close_ns, i64 step_ns) noexcept
     return ceil_div(close_ns - open_ns, step_ns)
 
 
-cdef inline uint8_t price_fault(f64 o, f64 h, f64 l, f64 c, f64 v) noexcept nogil:
-    """The first fault of a bar's prices and volume, FAULT_NONE when it is sound."""
+cdef inline uint8_t price_fault(f64 o, f64 h, f64 l, f64 c, f64 v,
+                                bint volume_optional) noexcept nogil:
+    """The first fault of a bar's prices and volume, FAULT_NONE when it is sound.
+
+    ``volume_optional``: the bars have no volume (quotes, indices), held as NaN; NaN volume
+    is then no fault (a negative or infinite one still is)."""
     if not (isfinite(o) and isfinite(h) and isfinite(l) and isfinite(c)):
         return FAULT_NONFINITE
     if h < o or h < c or h < l or l > o or l > c:
         return FAULT_HIGH_LOW
     if not (v >= 0.0) or not isfinite(v):     # negative, NaN or infinite
-        return FAULT_VOLUME
+        if not (volume_optional and v != v):
+            return FAULT_VOLUME
     return FAULT_NONE
 
 

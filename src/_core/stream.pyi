@@ -11,6 +11,7 @@ class SymbolStream:
     base_ns: int
     last_ns: int
     busy: bool
+    volume_optional: bool
     def __init__(self, w_open: I64, w_close: I64, base_ns: int) -> None: ...
     def add_derived(self, g_open: I64, g_close: I64, g_base_slots: I64, step_ns: int) -> int: ...
     def push(self, ts: int, open: float, high: float, low: float, close: float,

@@ -60,6 +60,7 @@ cdef class SymbolStream:
     cdef readonly i64 base_ns
     cdef readonly i64 last_ns
     cdef readonly bint busy
+    cdef public bint volume_optional   # bars without volume: NaN volume is no fault
 
     def __cinit__(self):
         store_init(&self.base, False)
@@ -203,7 +204,7 @@ cdef class SymbolStream:
 
     cdef inline int _accept(self, i64 t, f64 o, f64 h, f64 l, f64 c, f64 v) noexcept nogil:
         """Validate, store and roll up one bar; its fault code (FAULT_NONE when accepted)."""
-        cdef uint8_t f = price_fault(o, h, l, c, v)
+        cdef uint8_t f = price_fault(o, h, l, c, v, self.volume_optional)
         cdef GridCursor probe
         cdef Py_ssize_t k
         cdef int rc
@@ -338,7 +339,7 @@ cdef class SymbolStream:
                 late = self.rollups[k].closed_until
         while i < n:
             tt = t[i]
-            f = price_fault(o[i], h[i], lo[i], c[i], v[i])
+            f = price_fault(o[i], h[i], lo[i], c[i], v[i], self.volume_optional)
             if f != FAULT_NONE:
                 break
             if tt <= last:

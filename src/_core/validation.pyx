@@ -36,6 +36,7 @@ def validate_bars(
     uint8_t[::1] faults,
     bint stop_at_first,
     i64 last_ns=-(2 ** 63),
+    bint volume_optional=False,
 ):
     """Check every bar; write its fault code to ``faults`` (when ``faults`` is not empty).
 
@@ -43,7 +44,8 @@ def validate_bars(
     base-grid check runs only when ``base_ns > 0``.  ``last_ns`` is the timestamp of a bar
     already held before these, for streaming batches.  Returns ``(first_row, counts)``:
     the first faulty row (-1 when none) and the number of rows per fault code.  With
-    ``stop_at_first`` it stops at the first fault.
+    ``stop_at_first`` it stops at the first fault.  With ``volume_optional`` (bars without
+    volume, held as NaN) a NaN volume is no fault; a negative or infinite one still is.
     """
     cdef Py_ssize_t n = ts.shape[0], nw = w_open.shape[0], i, first = -1
     cdef bint record = faults.shape[0] > 0
@@ -67,7 +69,7 @@ def validate_bars(
     with nogil:
         for i in range(n):
             t = ts[i]
-            f = price_fault(open[i], high[i], low[i], close[i], volume[i])
+            f = price_fault(open[i], high[i], low[i], close[i], volume[i], volume_optional)
             if f == FAULT_NONE and have_prev and t <= prev:
                 f = FAULT_DUPLICATE if t == prev else FAULT_UNSORTED
             if f == FAULT_NONE and sessions:
