@@ -5,6 +5,14 @@ time) and ``open``, ``high``, ``low``, ``close``, ``volume`` (float64).  Bars ma
 aggregation also carry ``count`` (base bars in each bar, int64) and ``coverage`` (count over
 the base slots the bar spans, float64).  Columns are read-only views; building a ``Bars`` from
 arrays of the right dtype and layout copies nothing.
+
+Volume is optional.  Quotes and indices have none: build such bars with ``volume=None`` (or
+from a source without a volume column).  Their volume column is all NaN and
+``has_volume`` is False; validation then does not fault NaN volume (a negative or infinite
+one still is), aggregation sums NaN to NaN, and exports write it as missing.  The rule, in
+one place: ``has_volume`` is False when ``volume`` is None, or when ``has_volume=False`` is
+given, or (when not given) when the volume column is entirely NaN; bars that have volume
+fault on any NaN, negative or infinite value.
 """
 
 from __future__ import annotations
@@ -47,6 +55,9 @@ def coerce_ts(values: Any, name: str = "ts") -> np.ndarray:
     if arr.ndim != 1:
         raise ValueError(f"{name} must be one-dimensional, got shape {arr.shape}")
     if arr.dtype.kind == "M":
+        nat = np.isnat(arr)
+        if nat.any():
+            raise ValueError(f"{name} has a missing time (NaT) at row {int(np.argmax(nat))}")
         unit = np.datetime_data(arr.dtype)[0]
         if unit != "ns":
             arr = arr.astype("datetime64[ns]")
@@ -62,6 +73,29 @@ def coerce_ts(values: Any, name: str = "ts") -> np.ndarray:
                 f"{arr.shape}"
             )
     return np.ascontiguousarray(arr)
+
+
+def _first_value(series) -> Any:
+    """The first value of a polars Series or pandas column, for a message."""
+    try:
+        return series[0] if len(series) else None
+    except Exception:  # noqa: BLE001 - only for a message
+        return None
+
+
+def _frame_column(values, name: str) -> np.ndarray:
+    """A price or volume column of a DataFrame as numbers; a column of text, dates, bools or
+    missing values is refused naming the column (and the first bad row)."""
+    arr = values.to_numpy() if hasattr(values, "to_numpy") else np.asarray(values)
+    arr = np.asarray(arr)
+    if arr.dtype.kind in "iuf":
+        return arr
+    if arr.dtype.kind == "O":
+        for row, v in enumerate(arr.tolist()):
+            if v is None or isinstance(v, (str, bytes, bool)) or not isinstance(v, (int, float)):
+                raise TypeError(f"column {name!r} must be numeric; row {row} holds {v!r}")
+        return arr.astype(np.float64)
+    raise TypeError(f"column {name!r} must be numeric, got {arr.dtype}")
 
 
 def coerce_float(values: Any, name: str) -> np.ndarray:
@@ -110,7 +144,8 @@ class Bars:
     increasing timestamps) and raises a ``ValueError`` naming the first offending row.
     """
 
-    __slots__ = ("ts", "open", "high", "low", "close", "volume", "count", "coverage", "interval")
+    __slots__ = ("ts", "open", "high", "low", "close", "volume", "count", "coverage", "interval",
+                 "has_volume")
 
     ts: np.ndarray
     open: np.ndarray
@@ -121,20 +156,26 @@ class Bars:
     count: np.ndarray | None
     coverage: np.ndarray | None
     interval: Interval | None
+    has_volume: bool
 
-    def __init__(self, ts, open, high, low, close, volume, *, count=None, coverage=None,
-                 interval=None, validate=True):
+    def __init__(self, ts, open, high, low, close, volume=None, *, count=None, coverage=None,
+                 interval=None, validate=True, has_volume: bool | None = None):
         ts = coerce_ts(ts)
+        n = ts.shape[0]
+        if volume is None:
+            volume = np.full(n, np.nan)
+            has_volume = False
         cols = {name: coerce_float(v, name) for name, v in
                 zip(PRICE_COLUMNS, (open, high, low, close, volume))}
-        n = ts.shape[0]
         for name, arr in cols.items():
             if arr.shape[0] != n:
                 raise ValueError(f"column {name!r} has {arr.shape[0]} rows, ts has {n}")
+        if has_volume is None:
+            has_volume = not (n and np.isnan(cols["volume"]).all())
         if validate and n:
             first, _counts = _validation.validate_bars(
                 ts, cols["open"], cols["high"], cols["low"], cols["close"], cols["volume"],
-                _EMPTY_I64, _EMPTY_I64, 0, _EMPTY_U8, True,
+                _EMPTY_I64, _EMPTY_I64, 0, _EMPTY_U8, True, volume_optional=not has_volume,
             )
             if first >= 0:
                 fault = next(code for code, c in enumerate(_counts) if c)
@@ -155,36 +196,44 @@ class Bars:
         self.count = count
         self.coverage = coverage
         self.interval = None if interval is None else parse_interval(interval)
+        self.has_volume = bool(has_volume)
 
     # -- constructors ---------------------------------------------------------------------
 
     @classmethod
-    def from_arrays(cls, ts, open, high, low, close, volume, *, interval=None,
-                    validate: bool = True) -> "Bars":
+    def from_arrays(cls, ts, open, high, low, close, volume=None, *, interval=None,
+                    validate: bool = True, has_volume: bool | None = None) -> "Bars":
         """Bars from six arrays; zero-copy when they are contiguous int64/float64.
 
         Parameters
         ----------
         ts : array_like
             Open times: int64 ns since the epoch (UTC), or datetime64.
-        open, high, low, close, volume : array_like
+        open, high, low, close : array_like
             Numeric columns, converted to float64.
+        volume : array_like, optional
+            Numeric, converted to float64.  None (or all NaN) for bars without volume: the
+            column is then NaN and ``has_volume`` False (see the module's volume rule).
         interval : str, optional
             The bar interval (e.g. ``"1m"``); ``resample`` and ``find_gaps`` use it as the
             base and infer it from the data when it is not given.
         validate : bool, default True
             Check the data contract and raise ``ValueError`` at the first bad row.
+        has_volume : bool, optional
+            Whether the bars carry volume; by default False only when ``volume`` is None or
+            all NaN.
         """
-        return cls(ts, open, high, low, close, volume, interval=interval, validate=validate)
+        return cls(ts, open, high, low, close, volume, interval=interval, validate=validate,
+                   has_volume=has_volume)
 
     @classmethod
     def from_dict(cls, columns: dict, **kwargs) -> "Bars":
         """Bars from a mapping with the keys ``ts, open, high, low, close, volume`` (and
         optionally ``count``, ``coverage``)."""
-        missing = [c for c in COLUMNS if c not in columns]
+        missing = [c for c in COLUMNS if c not in columns and c != "volume"]
         if missing:
             raise ValueError(f"missing columns: {', '.join(missing)}")
-        return cls(*(columns[c] for c in COLUMNS), count=columns.get("count"),
+        return cls(*(columns.get(c) for c in COLUMNS), count=columns.get("count"),
                    coverage=columns.get("coverage"), **kwargs)
 
     @classmethod
@@ -201,10 +250,11 @@ class Bars:
         a DatetimeIndex.  Timezone-aware timestamps are converted to UTC; naive ones are taken
         as UTC.
         """
-        missing = [c for c in PRICE_COLUMNS if c not in df.columns]
+        missing = [c for c in PRICE_COLUMNS if c not in df.columns and c != "volume"]
         if missing:
             raise ValueError(f"DataFrame lacks columns: {', '.join(missing)} "
                              f"(has {', '.join(map(str, df.columns))})")
+        label = ts_column if ts_column is not None else "ts"
         if ts_column is not None:
             if ts_column not in df.columns:
                 raise ValueError(f"DataFrame has no column {ts_column!r}")
@@ -213,27 +263,62 @@ class Bars:
             ts = df["ts"]
         else:
             ts = df.index
+            label = "the index"
             if getattr(ts.dtype, "kind", None) != "M":
                 raise ValueError(
                     "DataFrame needs a 'ts' column (or ts_column=) or a DatetimeIndex; it has "
                     f"a {type(ts).__name__} and columns {', '.join(map(str, df.columns))}")
-        return cls(ts, *(df[c].to_numpy() for c in PRICE_COLUMNS), interval=interval,
-                   validate=validate)
+        ts = coerce_ts(ts, label)
+        prices = [_frame_column(df[c], c) for c in PRICE_COLUMNS if c in df.columns]
+        if "volume" not in df.columns:
+            prices.append(None)
+        return cls(ts, *prices, interval=interval, validate=validate)
 
     @classmethod
     def from_polars(cls, df, *, ts_column: str = "ts", interval=None,
                     validate: bool = True) -> "Bars":
-        """Bars from a polars DataFrame (``ts`` as Datetime or int64 ns)."""
+        """Bars from a polars DataFrame (``ts`` as Datetime or int64 ns; ``volume`` optional).
+
+        A ``ts`` column of another type (text, say) is a TypeError and a missing time a
+        ValueError, each naming the column (and the row)."""
         import polars as pl
 
         if ts_column not in df.columns:
             raise ValueError(f"polars DataFrame has no column {ts_column!r}")
+        missing = [c for c in PRICE_COLUMNS if c not in df.columns and c != "volume"]
+        if missing:
+            raise ValueError(f"polars DataFrame lacks columns: {', '.join(missing)} "
+                             f"(has {', '.join(map(str, df.columns))})")
         ts = df[ts_column]
-        if ts.dtype != pl.Int64:
+        if ts.dtype.is_integer():
+            pass
+        elif isinstance(ts.dtype, pl.Datetime):
             ts = ts.dt.convert_time_zone("UTC") if getattr(ts.dtype, "time_zone", None) else ts
-            ts = ts.dt.cast_time_unit("ns").cast(pl.Int64)
-        return cls(ts.to_numpy(), *(df[c].to_numpy() for c in PRICE_COLUMNS),
-                   interval=interval, validate=validate)
+            # Stored integers in their own unit, scaled with a range check (polars' own cast
+            # raises for the whole column without naming the row).
+            unit = ts.dtype.time_unit or "us"
+            ts = ts.cast(pl.Int64)
+        else:
+            raise TypeError(f"column {ts_column!r} must be Datetime or int64 nanoseconds, got "
+                            f"{ts.dtype} (first value {_first_value(ts)!r}); parse it first, "
+                            "e.g. with .str.to_datetime(), or read the frame with "
+                            "sessiondata.readers.read_frame")
+        if ts.null_count():
+            row = int(ts.is_null().arg_max())
+            raise ValueError(f"column {ts_column!r} has a missing time (null) at row {row}")
+        raw = np.asarray(ts.to_numpy())
+        if isinstance(df[ts_column].dtype, pl.Datetime) and unit != "ns":
+            factor = {"us": 1_000, "ms": 1_000_000}[unit]
+            limit = np.iinfo(np.int64).max // factor
+            over = np.flatnonzero((raw > limit) | (raw < -limit))
+            if len(over):
+                raise ValueError(f"column {ts_column!r}: the time at row {int(over[0])} does "
+                                 "not fit int64 nanoseconds (1677-09-21 .. 2262-04-11)")
+            raw = raw.astype(np.int64) * factor
+        prices = [_frame_column(df[c], c) for c in PRICE_COLUMNS if c in df.columns]
+        if "volume" not in df.columns:
+            prices.append(None)
+        return cls(coerce_ts(raw, ts_column), *prices, interval=interval, validate=validate)
 
     # -- conversions ----------------------------------------------------------------------
 
@@ -289,6 +374,7 @@ class Bars:
         out = object.__new__(Bars)
         for name in COLUMNS:
             setattr(out, name, getattr(self, name)[index])
+        out.has_volume = self.has_volume
         out.count = None if self.count is None else self.count[index]
         out.coverage = None if self.coverage is None else self.coverage[index]
         out.interval = self.interval
