@@ -403,14 +403,19 @@ def _parse_csv(data: bytes, name: str, fields: tuple[str, ...], want: dict[str, 
             values[empty] = np.nan
         else:
             out.fail(empty, "missing field", lambda i, f=f: f"missing value in field {f!r}")
-        raw = col.to_pylist() if (~valid & ~empty).any() else None
-        too_long = kind == "int" and raw is not None
-        out.fail(~valid & ~empty, "bad number",
-                 lambda i, f=f: (f"bad {'integer' if kind == 'int' else 'number'} "
-                                 f"{raw[i]!r} in field {f!r}"
-                                 + (" (more than 18 digits?)" if too_long else "")))
+        wrong = ~valid & ~empty
+        raw: list = col.to_pylist() if wrong.any() else []
+        out.fail(wrong, "bad number", lambda i, f=f, kind=kind: _bad_number(raw[i], f, kind))
         columns[f] = values
     return out
+
+
+def _bad_number(value: str, field: str, kind: str) -> str:
+    if kind == "int":
+        digits = value.strip().lstrip("+-")
+        more = " (more than 18 digits)" if digits.isdigit() and len(digits) > 18 else ""
+        return f"bad integer {value!r} in field {field!r}{more}"
+    return f"bad number {value!r} in field {field!r}"
 
 
 def _parse_csv_fast(data: bytes, fields, want, header, pa, pacsv) -> _Table | None:
@@ -431,14 +436,18 @@ def _parse_csv_fast(data: bytes, fields, want, header, pa, pacsv) -> _Table | No
         return None
     nlines = body.count(b"\n") + (0 if body.endswith(b"\n") else 1)
     invalid: list = []
+
+    def skip(row) -> str:
+        invalid.append(row)
+        return "skip"
+
     types = {f: pa.int64() if kind == "int" else pa.float64() for f, kind in want.items()}
     try:
         table = pacsv.read_csv(
             io.BytesIO(body),
             read_options=pacsv.ReadOptions(column_names=list(fields)),
             parse_options=pacsv.ParseOptions(quote_char=False, ignore_empty_lines=False,
-                                             invalid_row_handler=lambda row: invalid.append(1)
-                                             or "skip"),
+                                             invalid_row_handler=skip),
             convert_options=pacsv.ConvertOptions(column_types=types,
                                                  include_columns=list(want)))
     except (pa.ArrowInvalid, UnicodeDecodeError):
@@ -534,6 +543,7 @@ def _lean_folders(paths: list[Path]) -> dict[Path, list[tuple[_dt.date, str, Pat
                                 "YYYYMMDD_quote.zip) in the folder or below it")
         for f in candidates:
             m = _LEAN_ZIP.match(f.name)
+            assert m is not None   # candidates match by construction
             try:
                 date = _dt.datetime.strptime(m.group(1), "%Y%m%d").date()
             except ValueError:
@@ -648,11 +658,11 @@ def _lean_times(date: _dt.date, ms: np.ndarray, zone: zoneinfo.ZoneInfo
     midnight_ns = (date - _dt.date(1970, 1, 1)).days * _DAY_NS
     first = _dt.datetime(date.year, date.month, date.day, tzinfo=zone)
     last = first + _dt.timedelta(hours=23, minutes=59)
-    offs = {first.utcoffset(), first.replace(fold=1).utcoffset(), last.utcoffset(),
-            last.replace(fold=1).utcoffset()}
+    offs = {_offset_ns(first), _offset_ns(first.replace(fold=1)), _offset_ns(last),
+            _offset_ns(last.replace(fold=1))}
     ms = ms.astype(np.int64)
     if len(offs) == 1:      # no change that day: one offset
-        off_ns = int(offs.pop().total_seconds()) * _NS
+        off_ns = offs.pop()
         return midnight_ns + ms * 1_000_000 - off_ns, np.zeros(len(ms), bool)
     # A change that day: the offset per quarter hour of the wall clock.
     slots = _MS_PER_DAY // _SLOT_MS
@@ -660,10 +670,16 @@ def _lean_times(date: _dt.date, ms: np.ndarray, zone: zoneinfo.ZoneInfo
     off1 = np.empty(slots, np.int64)
     for k in range(slots):
         wall = first + _dt.timedelta(milliseconds=k * _SLOT_MS)
-        off0[k] = int(wall.utcoffset().total_seconds()) * _NS
-        off1[k] = int(wall.replace(fold=1).utcoffset().total_seconds()) * _NS
+        off0[k] = _offset_ns(wall)
+        off1[k] = _offset_ns(wall.replace(fold=1))
     slot = ms // _SLOT_MS
     return midnight_ns + ms * 1_000_000 - off0[slot], off0[slot] != off1[slot]
+
+
+def _offset_ns(wall: _dt.datetime) -> int:
+    """The UTC offset of an aware wall time, in ns."""
+    off = wall.utcoffset()
+    return 0 if off is None else int(off.total_seconds()) * _NS
 
 
 # --------------------------------------------------------------------------------------------

@@ -481,3 +481,24 @@ def test_format_csv_keeps_the_csv_reader(tmp_path):
     path.write_text("timestamp,open,high,low,close,volume\n2024-01-02 10:00,1,1,1,1,1\n")
     for fmt in (None, "csv"):
         assert list(read_bars(path, format=fmt, interval="1m").bars) == ["X"]
+
+
+def test_blank_lines_and_crlf_read_as_clean_files(tmp_path):
+    """The careful path (taken for a blank line) gives the fast path's bars, lines shifted."""
+    t0 = 1_637_971_200_000
+    rows = [kline(t0 + k * 60_000, 1 + k, 2 + k, 0.5, 1 + k, 10 * k) for k in range(4)]
+    clean = tmp_path / "a" / "ADABTC-1m-2021-11-27.csv"
+    gappy = tmp_path / "b" / "ADABTC-1m-2021-11-27.csv"
+    clean.parent.mkdir()
+    gappy.parent.mkdir()
+    clean.write_text("".join(rows))
+    gappy.write_bytes((KLINE_HEADER + rows[0] + rows[1] + "\n" + rows[2] + rows[3])
+                      .replace("\n", "\r\n").encode())
+    a = read_bars(clean, format="binance")
+    b = read_bars(gappy, format="binance")
+    for name in ("ts", "open", "high", "low", "close", "volume"):
+        np.testing.assert_array_equal(getattr(a.bars["ADABTC"], name),
+                                      getattr(b.bars["ADABTC"], name))
+    assert [a.where("ADABTC", k)[1] for k in range(4)] == [1, 2, 3, 4]
+    assert [b.where("ADABTC", k)[1] for k in range(4)] == [2, 3, 5, 6]
+    assert a.rows == b.rows == 4
