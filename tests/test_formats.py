@@ -502,3 +502,22 @@ def test_blank_lines_and_crlf_read_as_clean_files(tmp_path):
     assert [a.where("ADABTC", k)[1] for k in range(4)] == [1, 2, 3, 4]
     assert [b.where("ADABTC", k)[1] for k in range(4)] == [2, 3, 5, 6]
     assert a.rows == b.rows == 4
+
+
+def test_databento_records_with_ts_out(tmp_path):
+    dbn = pytest.importorskip("databento_dbn")
+    meta = dbn.Metadata(dataset="GLBX.MDP3", schema=dbn.Schema.OHLCV_1M, start=0,
+                        stype_in=dbn.SType.INSTRUMENT_ID, stype_out=dbn.SType.INSTRUMENT_ID,
+                        end=None, symbols=["7"], partial=[], not_found=[], mappings=[],
+                        ts_out=True)
+    body = b""
+    for k in range(2):
+        rec = bytearray(bytes(ohlcv(7, (k + 1) * MIN, P, 2 * P, P, P, k)))
+        rec[0] = 16                       # 64 bytes: the record and the gateway's ts_out
+        body += bytes(rec) + (123 + k).to_bytes(8, "little")
+    path = tmp_path / "o.dbn"
+    path.write_bytes(bytes(meta.encode()) + body)
+    bars = read_bars(path, format="databento").bars["7"]
+    np.testing.assert_array_equal(bars.ts, [MIN, 2 * MIN])
+    np.testing.assert_array_equal(bars.high, [2, 2])
+    np.testing.assert_array_equal(bars.volume, [0, 1])
