@@ -25,7 +25,7 @@ naming the file.  With
 ``on_bad="drop"`` such rows are dropped instead and counted by reason in
 :attr:`ReadResult.dropped`.
 
-CSV files are read in chunks by pandas' C parser with native float parsing.  When a chunk
+CSV files are read by pyarrow's multithreaded parser, the columns typed as needed.  When it
 shows anything irregular, the file is read again by a careful line-by-line reader that finds
 the exact line and says what is wrong (or drops the row); clean files never pay for it.
 Line numbers assume one record per line (no line breaks inside quoted fields).
@@ -47,12 +47,13 @@ import zoneinfo
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from ._core import validation as _validation
 from .bars import FAULTS, PRICE_COLUMNS, Bars
+from .calendar import resolve_wall_ns
 from .intervals import parse_interval
 from .session import check_symbol
 
@@ -155,8 +156,13 @@ class ReadOptions:
         The symbol column (else ``symbol`` or ``ticker`` when present).
     symbol : str, optional
         The symbol of a source without a symbol column (else the file name's stem).
-    columns : mapping, optional
-        Names of the price columns when they differ: ``{"open": "Open Price", ...}``.
+    columns : sequence of str or mapping, optional
+        A sequence names the fields of each row, in order (``["date", "time", "open",
+        ...]``): it replaces the header line when there is one (``header=True``) and is
+        required when there is none.  A mapping names the price columns when they differ:
+        ``{"open": "Open Price", ...}``.
+    header : bool
+        Whether the first line of a CSV file is a header (default True).
     delimiter : str, optional
         ``","``, ``";"``, ``"\\t"`` (or ``"tab"``), ``"|"``; detected from the header when
         not given.
@@ -177,7 +183,8 @@ class ReadOptions:
     time_column: str | None = None
     symbol_column: str | None = None
     symbol: str | None = None
-    columns: Mapping[str, str] | None = None
+    columns: Mapping[str, str] | Sequence[str] | None = None
+    header: bool = True
     delimiter: str | None = None
     on_bad: str = "raise"
     encoding: str = "utf-8"
@@ -205,14 +212,40 @@ class ReadOptions:
             raise ValueError(f"delimiter {self.delimiter!r} is not one of , ; tab |")
         if self.chunk_rows < 1:
             raise ValueError(f"chunk_rows must be positive, got {self.chunk_rows}")
-        if self.columns:
-            unknown = set(self.columns) - set(PRICE_COLUMNS)
+        names = self.field_names
+        if names is not None:
+            if not names or not all(isinstance(c, str) and c.strip() for c in names):
+                raise ValueError(f"columns= names every field with a non-empty name; got "
+                                 f"{list(self.columns)!r}")
+            lowered = [c.strip().lower() for c in names]
+            dupes = sorted({c for c in lowered if lowered.count(c) > 1})
+            if dupes:
+                raise ValueError(f"columns= names {dupes[0]!r} more than once")
+        elif not self.header:
+            raise ValueError("header=False (--no-header) needs the names of the fields: "
+                             "columns=[...] (--columns NAME,NAME,...)")
+        if self.renames:
+            unknown = set(self.renames) - set(PRICE_COLUMNS)
             if unknown:
                 raise ValueError(f"columns= renames only {', '.join(PRICE_COLUMNS)}; got "
                                  f"{', '.join(sorted(unknown))}")
         if self.symbol is not None:
             check_symbol(self.symbol)
         return self
+
+    @property
+    def field_names(self) -> tuple[str, ...] | None:
+        """The names given for the fields of a row (``columns`` as a sequence), or None."""
+        if self.columns is None or isinstance(self.columns, Mapping):
+            return None
+        if isinstance(self.columns, str):
+            return tuple(c.strip() for c in self.columns.split(","))
+        return tuple(self.columns)
+
+    @property
+    def renames(self) -> Mapping[str, str] | None:
+        """Names of the price columns (``columns`` as a mapping), or None."""
+        return self.columns if isinstance(self.columns, Mapping) else None
 
     @property
     def shift_ns(self) -> int:
@@ -286,7 +319,8 @@ class ReadResult:
         """Keep only the bars of ``symbol`` where ``mask`` is true."""
         bars = self.bars[symbol]
         cols = {name: getattr(bars, name)[mask] for name in ("ts",) + PRICE_COLUMNS}
-        self.bars[symbol] = Bars(**cols, interval=bars.interval, validate=False)
+        self.bars[symbol] = Bars(**cols, interval=bars.interval, validate=False,
+                                 has_volume=bars.has_volume)
         if symbol in self._source_of:
             self._source_of[symbol] = self._source_of[symbol][mask]
             self._line_of[symbol] = self._line_of[symbol][mask]
@@ -316,7 +350,8 @@ class ReadResult:
             else:
                 first, counts = _validation.validate_bars(
                     bars.ts, bars.open, bars.high, bars.low, bars.close, bars.volume,
-                    windows.open_ns, windows.close_ns, base_ns, faults, on_bad == "raise")
+                    windows.open_ns, windows.close_ns, base_ns, faults, on_bad == "raise",
+                    volume_optional=not bars.has_volume)
             if first < 0:
                 continue
             if on_bad == "raise":
@@ -371,8 +406,17 @@ class _Layout:
         return repr(self.ts) if self.ts is not None else f"{self.date!r} + {self.time!r}"
 
     @property
+    def has_volume(self) -> bool:
+        return "volume" in self.prices
+
+    @property
+    def price_columns(self) -> list[str]:
+        """The source columns of the prices (and the volume, when there is one), in order."""
+        return [self.prices[c] for c in PRICE_COLUMNS if c in self.prices]
+
+    @property
     def needed(self) -> list[str]:
-        out = list(self.time_columns) + [self.prices[c] for c in PRICE_COLUMNS]
+        out = list(self.time_columns) + self.price_columns
         if self.symbol is not None:
             out.append(self.symbol)
         return out
@@ -414,14 +458,16 @@ def _detect_layout(names: list[str], opts: ReadOptions, where: str) -> _Layout:
             raise ReadError(where, None, "no timestamp column (looked for timestamp, ts, "
                             f"datetime, time, date, or date + time; columns: {has}); "
                             "name it with ts_column (--ts-column)")
-    renames = dict(opts.columns or {})
+    renames = dict(opts.renames or {})
     prices = {}
     missing = []
     for role in PRICE_COLUMNS:
         name = renames.get(role, role)
         hit = lower.get(name.strip().lower())
         if hit is None:
-            missing.append(name)
+            # Volume is optional (quotes, indices) unless a column was named for it.
+            if role != "volume" or "volume" in renames:
+                missing.append(name)
         else:
             prices[role] = hit
     if missing:
@@ -485,63 +531,39 @@ class _TimeParser:
             return f"format {self.fmt!r}"
         return "ISO 8601"
 
-    def parse_text(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, list]:
-        """Parse stripped strings; returns (ns, bad mask, (category, reason) of each bad row
-        in order).
+    def parse_text(self, values) -> tuple[np.ndarray, np.ndarray, list]:
+        """Parse stripped strings (an object array, or a pyarrow string array); returns (ns,
+        bad mask, (category, reason) of each bad row in order).
 
         Empty strings are not handled here (the caller reports them as missing fields).
+        Clean columns are parsed by pyarrow in one vectorised call; a column it refuses is
+        parsed value by value, to say which values are bad and why.
         """
-        import pandas as pd
+        import pyarrow as pa
 
         n = len(values)
         if n == 0:
             return np.empty(0, np.int64), np.zeros(0, bool), []
+        arrow = values if isinstance(values, (pa.Array, pa.ChunkedArray)) else None
         if self.mode is None:
-            self.settle(str(values[0]))
-        series = pd.Series(values, dtype=object)
+            self.settle(str(values[0] if arrow is None else values[0].as_py()))
+        if arrow is None:
+            arrow = pa.array(np.asarray(values, dtype=object), type=pa.string())
         if self.mode in TS_FORMATS_EPOCH:
-            nums = pd.to_numeric(series, errors="coerce")
-            ns, bad, oob = _epoch_ns(nums.to_numpy(), self.mode)
-            return self._finish(ns, bad, values, aware=True, out_of_range=oob)
+            nums, bad_num = _text_numbers(arrow)
+            ns, bad, oob = _epoch_ns(nums, self.mode)
+            bad |= bad_num
+            return self._finish(ns, bad, _pylist(values), aware=True, out_of_range=oob)
         if self.mode == "format":
-            # strptime formats do not skip spaces; %z in the format makes times aware.
-            series = series.str.strip()
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                parsed = pd.to_datetime(series, format=self.fmt, errors="coerce",
-                                        utc=bool(self.aware))
-            ns, bad, oob = _datetime_ns(parsed)
-            return self._finish(ns, bad, values, aware=bool(self.aware), out_of_range=oob)
-        extra = np.zeros(n, bool)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                parsed = pd.to_datetime(series, format="ISO8601", errors="coerce")
-            ns, bad, oob = _datetime_ns(parsed)
-            if (parsed.dt.tz is not None) != bool(self.aware):
-                # The whole chunk is of the other kind than the first time of the source.
-                extra = ~bad
-                bad = bad | extra
-                oob = np.zeros(n, bool)
-        except (ValueError, TypeError, OverflowError):
-            # Times with different offsets, or with and without one: split them by kind.
-            has_offset = (series.str.contains(_OFFSET_RE, regex=True, na=False).to_numpy()
-                          & series.str.contains(r"\d[T ]\d", regex=True, na=False).to_numpy())
-            extra = has_offset != bool(self.aware)
-            ns = np.zeros(n, np.int64)
-            bad = extra.copy()
-            oob = np.zeros(n, bool)
-            ok = ~extra
-            if ok.any():
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    parsed = pd.to_datetime(series[ok], format="ISO8601", errors="coerce",
-                                            utc=bool(self.aware))
-                sub_ns, sub_bad, sub_oob = _datetime_ns(parsed)
-                ns[ok] = sub_ns
-                bad[ok] = sub_bad
-                oob[ok] = sub_oob
-        return self._finish(ns, bad, values, aware=bool(self.aware), offset_mismatch=extra,
+            ns, bad, oob = _strptime_ns(arrow, self.fmt, bool(self.aware))
+            return self._finish(ns, bad, _pylist(values) if bad.any() else values,
+                                aware=bool(self.aware), out_of_range=oob)
+        got = _arrow_iso_ns(arrow, bool(self.aware))
+        if got is not None:
+            return self._finish(got, np.zeros(n, bool), values, aware=bool(self.aware))
+        texts = _pylist(values)
+        ns, bad, oob, other_kind = _iso_ns_each(texts, bool(self.aware))
+        return self._finish(ns, bad, texts, aware=bool(self.aware), offset_mismatch=other_kind,
                             out_of_range=oob)
 
     def parse_naive_ns(self, ns: np.ndarray, out_of_range=None, shown=None
@@ -551,13 +573,13 @@ class _TimeParser:
         ``out_of_range`` marks times that do not fit int64 ns (their ``ns`` is ignored);
         ``shown`` holds the original values, to name them in the reasons.
         """
-        return self._finish(ns.astype(np.int64, copy=True), np.zeros(len(ns), bool), None,
+        return self._finish(ns.astype(np.int64, copy=False), np.zeros(len(ns), bool), None,
                             aware=False, out_of_range=out_of_range, shown=shown)
 
     def parse_utc_ns(self, ns: np.ndarray, out_of_range=None, shown=None
                      ) -> tuple[np.ndarray, np.ndarray, list]:
         """Times already in UTC ns (``out_of_range`` and ``shown`` as for parse_naive_ns)."""
-        return self._finish(ns.astype(np.int64, copy=True), np.zeros(len(ns), bool), None,
+        return self._finish(ns.astype(np.int64, copy=False), np.zeros(len(ns), bool), None,
                             aware=True, out_of_range=out_of_range, shown=shown)
 
     def parse_epoch(self, nums: np.ndarray) -> tuple[np.ndarray, np.ndarray, list]:
@@ -581,7 +603,7 @@ class _TimeParser:
         if offset_mismatch is not None:
             for i in np.flatnonzero(offset_mismatch).tolist():
                 reasons_by_row[i] = (
-                    f"unparseable time {values[i]!r}: "
+                    f"unparseable time {_text_at(values, i)!r}: "
                     + ("no UTC offset, while the first time has one" if self.aware
                        else "has a UTC offset, while the first time has none"))
         oob = np.zeros(len(ns), bool) if out_of_range is None else out_of_range.copy()
@@ -590,11 +612,9 @@ class _TimeParser:
             wall = ns
             ns, local_bad, local_oob = _localize(wall, bad, self.zone)
             for i in np.flatnonzero(local_bad).tolist():
-                label = values[i] if values is not None else _shown(shown, i)
+                label = _text_at(values, i) if values is not None else _shown(shown, i)
                 if label is None:
-                    import pandas as pd
-
-                    label = str(pd.Timestamp(int(wall[i]), unit="ns"))
+                    label = _ns_text(int(wall[i]))
                 reasons_by_row[i] = (f"time {label!r} does not exist or is ambiguous in "
                                      f"{self.zone.key} (a daylight-saving change); give UTC "
                                      "times or times with an offset")
@@ -608,13 +628,15 @@ class _TimeParser:
                 oob = oob | under
                 bad = bad | under
                 ok = ~bad
+            if not ns.flags.writeable:
+                ns = ns.copy()
             ns[ok] -= self.shift
         reasons = []
         for i in np.flatnonzero(bad).tolist():
             if i in reasons_by_row:
                 reasons.append(("unparseable time", reasons_by_row[i]))
             elif oob[i]:
-                label = values[i] if values is not None else _shown(shown, i)
+                label = _text_at(values, i) if values is not None else _shown(shown, i)
                 what = "time" if label is None else f"time {label!r}"
                 if under is not None and under[i]:
                     what = f"the open of the bar ending at {what}"
@@ -622,7 +644,7 @@ class _TimeParser:
                                 f"{what} is out of range: int64 nanoseconds hold only "
                                 f"{_NS_RANGE}"))
             elif values is not None:
-                reasons.append(("unparseable time", f"unparseable time {values[i]!r} "
+                reasons.append(("unparseable time", f"unparseable time {_text_at(values, i)!r} "
                                 f"(expected {self.describe()})"))
             else:
                 label = _shown(shown, i)
@@ -637,13 +659,45 @@ def _shown(shown, i: int) -> str | None:
         return None
     value = shown[i]
     if isinstance(value, np.datetime64):
-        import pandas as pd
-
-        try:
-            return str(pd.Timestamp(value))
-        except (ValueError, OverflowError):
-            return str(value)
+        return _dt64_text(value)
     return str(value.item() if isinstance(value, np.generic) else value)
+
+
+def _text_at(values, i: int):
+    """The i-th value of a list, object array or pyarrow array, as Python text."""
+    value = values[i]
+    return value.as_py() if hasattr(value, "as_py") else value
+
+
+def _pylist(values) -> list:
+    """Values of an object array or pyarrow array as a Python list."""
+    return values.to_pylist() if hasattr(values, "to_pylist") else list(values)
+
+
+def _ns_text(ns: int) -> str:
+    """``2024-03-10 02:30:00`` (with a fraction when there is one) of int64 ns."""
+    return _dt64_text(np.datetime64(ns, "ns"))
+
+
+def _dt64_text(value: np.datetime64) -> str:
+    """A datetime64 as ``YYYY-MM-DD HH:MM:SS[.ffffff[fff]]`` (any unit and range)."""
+    unit, _count = np.datetime_data(value.dtype)
+    if np.isnat(value):
+        return "NaT"
+    if unit in ("Y", "M", "W", "D", "h", "m", "s"):
+        text = str(value.astype("datetime64[s]")).replace("T", " ")
+        return text if unit not in ("Y", "M", "W", "D") else text + (
+            " 00:00:00" if len(text) == 10 else "")
+    text = str(value.astype("datetime64[ns]") if unit in ("ms", "us", "ns") and
+               abs(int(value.astype("datetime64[us]").astype(np.int64))) < 9 * 10**15
+               else value).replace("T", " ")
+    if "." in text:
+        head, frac = text.split(".", 1)
+        frac = frac.rstrip("0")
+        if not frac:
+            return head
+        return f"{head}.{frac.ljust(6, '0') if len(frac) <= 6 else frac.ljust(9, '0')}"
+    return text
 
 
 def _looks_timed(text: str) -> bool:
@@ -689,13 +743,163 @@ def _dt64_ns(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return ns, nat, oob & ~nat
 
 
-def _datetime_ns(parsed) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """int64 ns UTC (or naive wall ns), bad mask (NaT or out of range) and out-of-range
-    mask of a datetime Series (pandas 3 parses text to microseconds or coarser)."""
-    values = parsed.dt.tz_convert("UTC").dt.tz_localize(None) if parsed.dt.tz is not None \
-        else parsed
-    ns, nat, oob = _dt64_ns(values.to_numpy())
-    return ns, nat | oob, oob
+_ISO_RE = re.compile(
+    r"^(\d{4})-?(\d{2})-?(\d{2})"
+    r"(?:[T ](\d{2})(?::?(\d{2})(?::?(\d{2})(?:[.,](\d+))?)?)?"
+    r"\s*(?:([Zz])|([+-])(\d{2})(?::?(\d{2}))?)?)?$")
+
+
+def _arrow_iso_ns(arr, aware: bool) -> np.ndarray | None:
+    """ISO 8601 text parsed by pyarrow as int64 ns (UTC when ``aware``, else wall times), or
+    None when pyarrow refuses any value (the caller then parses value by value)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    try:
+        got = pc.cast(arr, pa.timestamp("ns", "UTC" if aware else None))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        return None
+    if got.null_count:
+        return None
+    return _arrow_i64(got)
+
+
+def _arrow_i64(arr) -> np.ndarray:
+    """An arrow integer or timestamp array without nulls as int64 numpy (zero-copy for one
+    chunk of int64 or timestamp)."""
+    import pyarrow as pa
+
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
+    if pa.types.is_timestamp(arr.type) or pa.types.is_date64(arr.type):
+        arr = arr.view(pa.int64())
+    out = arr.to_numpy(zero_copy_only=False)
+    return out if out.dtype == np.int64 else out.astype(np.int64)
+
+
+def _iso_one(text: str) -> tuple[int | None, bool, bool]:
+    """One ISO 8601 time -> (ns or None when unparseable, has an offset, out of range).
+
+    Naive times are wall-clock ns; times with an offset are UTC ns."""
+    m = _ISO_RE.match(text)
+    if m is None:
+        return None, False, False
+    y, mo, d, hh, mi, ss, frac, z, sign, oh, om = m.groups()
+    try:
+        day = _dt.date(int(y), int(mo), int(d)).toordinal() - 719163
+    except ValueError:
+        return None, False, False
+    h, minute, sec = int(hh or 0), int(mi or 0), int(ss or 0)
+    if h > 23 or minute > 59 or sec > 59:
+        return None, False, False
+    nanos = int((frac or "")[:9].ljust(9, "0")) if frac else 0
+    ns = ((day * 24 + h) * 60 + minute) * 60 + sec
+    ns = ns * 1_000_000_000 + nanos
+    aware = bool(z or sign)
+    if sign:
+        if int(oh) > 23 or int(om or 0) > 59:
+            return None, False, False
+        off = (int(oh) * 60 + int(om or 0)) * 60 * 1_000_000_000
+        ns = ns - off if sign == "+" else ns + off
+    if not -_NS_MAX <= ns <= _NS_MAX:
+        return 0, aware, True
+    return ns, aware, False
+
+
+def _iso_ns_each(texts: list, aware: bool):
+    """ISO 8601 times one by one: (ns, bad, out of range, of the other kind than ``aware``)."""
+    n = len(texts)
+    ns = np.zeros(n, np.int64)
+    bad = np.zeros(n, bool)
+    oob = np.zeros(n, bool)
+    other = np.zeros(n, bool)
+    for i, text in enumerate(texts):
+        value, has_offset, out = _iso_one(text) if isinstance(text, str) else (None, False, False)
+        if value is None:
+            bad[i] = True
+        elif has_offset != aware and _looks_timed(text):
+            bad[i] = other[i] = True
+        elif out:
+            bad[i] = oob[i] = True
+        else:
+            ns[i] = value
+    return ns, bad, oob, other
+
+
+def _text_numbers(arr) -> tuple[np.ndarray, np.ndarray]:
+    """Numbers written as text (a pyarrow string array) -> int64 or float64 numpy, and a mask
+    of the values that are no number."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for typ in (pa.int64(), pa.float64()):
+        try:
+            got = pc.cast(arr, typ)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            continue
+        if not got.null_count:
+            return got.to_numpy(zero_copy_only=False), np.zeros(len(arr), bool)
+    texts = _pylist(arr)
+    ints = all(isinstance(t, str) and _INT_RE.match(t.strip()) for t in texts)
+    out = np.zeros(len(texts), np.float64 if not ints else object)
+    bad = np.zeros(len(texts), bool)
+    for i, t in enumerate(texts):
+        try:
+            out[i] = int(t) if ints else float(t)
+        except (TypeError, ValueError):
+            bad[i] = True
+    if ints:        # beyond int64: out of range, told apart by _epoch_ns
+        big = np.array([abs(v) > _NS_MAX for v in out.tolist()], bool)
+        vals = np.where(big, 0, out).astype(np.int64)
+        if big.any():
+            vals = vals.astype(np.float64)
+            vals[big] = np.array([float(v) for v in out[big].tolist()])
+        return vals, bad
+    return out, bad
+
+
+def _strptime_ns(arr, fmt: str, aware: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Times in a strptime format -> (int64 ns, bad mask, out-of-range mask): pyarrow parses
+    the column, Python's strptime the values pyarrow refused (and names them bad)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    n = len(arr)
+    ns = np.zeros(n, np.int64)
+    todo = np.ones(n, bool)
+    try:
+        got = pc.strptime(arr, format=fmt, unit="ns", error_is_null=True)
+        if aware and got.type.tz is None:
+            raise pa.ArrowInvalid("offsets not kept")
+        valid = ~np.asarray(got.is_null().to_numpy(zero_copy_only=False), bool)
+        ns[valid] = _arrow_i64(got.fill_null(0))[valid]
+        todo = ~valid
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        pass
+    bad = np.zeros(n, bool)
+    oob = np.zeros(n, bool)
+    if todo.any():
+        texts = _pylist(arr)
+        for i in np.flatnonzero(todo).tolist():
+            try:
+                t = _dt.datetime.strptime(texts[i], fmt)
+            except (TypeError, ValueError):
+                bad[i] = True
+                continue
+            if aware:
+                if t.tzinfo is None:
+                    bad[i] = True
+                    continue
+                t = t.astimezone(_dt.timezone.utc).replace(tzinfo=None)
+            elif t.tzinfo is not None:
+                t = t.replace(tzinfo=None)
+            us = (t - _dt.datetime(1970, 1, 1)) // _dt.timedelta(microseconds=1)
+            value = us * 1000
+            if not -_NS_MAX <= value <= _NS_MAX:
+                bad[i] = oob[i] = True
+            else:
+                ns[i] = value
+    return ns, bad, oob
 
 
 def _epoch_ns(nums: np.ndarray, unit: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -734,35 +938,12 @@ def _localize(wall_ns: np.ndarray, bad: np.ndarray, zone
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Naive wall times in ``zone`` -> UTC ns; returns the UTC ns, a mask of nonexistent or
     ambiguous times and a mask of times whose UTC falls outside int64 ns (rows already
-    ``bad`` are in neither)."""
-    import pandas as pd
-
-    n = len(wall_ns)
-    # A wall time within two days of the int64 edges may cross one in UTC: those few are
-    # localised one by one, so that the overflow is told apart from a daylight-saving gap.
-    edge = ~bad & ((wall_ns > _NS_MAX - 2 * _DAY_NS) | (wall_ns < _NS_MIN + 2 * _DAY_NS))
-    safe = np.where(bad | edge, 0, wall_ns)
-    index = pd.DatetimeIndex(safe.view("datetime64[ns]"))
-    try:
-        local = index.tz_localize(zone, ambiguous="raise", nonexistent="raise")
-        out_bad = np.zeros(n, bool)
-    except Exception:  # pandas raises its own (and pytz's) error types here
-        local = index.tz_localize(zone, ambiguous="NaT", nonexistent="NaT")
-        out_bad = np.asarray(local.isna())
-    utc = np.asarray(local.as_unit("ns").asi8, dtype=np.int64).copy()
-    out_oob = np.zeros(n, bool)
-    for i in np.flatnonzero(edge).tolist():
-        one = pd.DatetimeIndex(wall_ns[i:i + 1].view("datetime64[ns]"))
-        try:
-            got = one.tz_localize(zone, ambiguous="NaT", nonexistent="NaT")
-        except (OverflowError, pd.errors.OutOfBoundsDatetime):
-            out_oob[i] = True
-            continue
-        if got.isna()[0]:
-            out_bad[i] = True
-        else:
-            utc[i] = int(got.as_unit("ns").asi8[0])
-    out_bad &= ~bad
+    ``bad`` are in neither).  zoneinfo through :func:`calendar.resolve_wall_ns`."""
+    safe = np.where(bad, 0, wall_ns)
+    utc, nonexistent, ambiguous, oob = resolve_wall_ns(safe, zone)
+    out_bad = (nonexistent | ambiguous) & ~bad
+    out_oob = oob & ~bad
+    utc = utc.copy()
     utc[out_bad | out_oob | bad] = 0
     return utc, out_bad, out_oob
 
@@ -792,10 +973,14 @@ class _Collector:
         self._pending_rows = 0
         self._pending_dropped: Counter = Counter()
         self._pending_declared: set[str] = set()
+        self._source_volume: list[bool] = []
 
-    def begin(self, name: str, unit: str) -> int:
+    def begin(self, name: str, unit: str, has_volume: bool = True) -> int:
+        """Start a source; ``has_volume`` False when it has no volume column (its rows then
+        carry NaN volume)."""
         self.result.sources.append(name)
         self.result._units.append(unit)
+        self._source_volume.append(bool(has_volume))
         self._pending = []
         self._pending_rows = 0
         self._pending_dropped = Counter()
@@ -842,9 +1027,23 @@ class _Collector:
         if isinstance(symbols, str):
             self._pending.append((symbols, (source, ts, cols, lines)))
             return
-        import pandas as pd
-
-        codes, uniques = pd.factorize(np.asarray(symbols, dtype=object))
+        if isinstance(symbols, tuple):      # (codes, uniques), e.g. from a dictionary column
+            codes, uniques = symbols
+            codes = np.asarray(codes, dtype=np.int64)
+        else:
+            index: dict = {}
+            codes = np.fromiter((index.setdefault(s, len(index)) for s in
+                                 np.asarray(symbols, dtype=object).tolist()), np.int64,
+                                len(symbols))
+            uniques = list(index)
+        if len(uniques) > 1:
+            present = np.bincount(codes, minlength=len(uniques)) > 0
+            if not present.all():
+                keep = np.flatnonzero(present)
+                remap = np.full(len(uniques), -1, np.int64)
+                remap[keep] = np.arange(len(keep))
+                codes = remap[codes]
+                uniques = [uniques[k] for k in keep.tolist()]
         if len(uniques) == 1:
             self._pending.append((_symbol(uniques[0], self.result.sources[source],
                                           lines[0], self.result._units[source]),
@@ -876,6 +1075,14 @@ class _Collector:
             # Files of one symbol follow each other in time; within a file, reading order.
             groups = sorted(by_source.values(), key=lambda g: (int(g[0][1][0]), g[0][0]))
             ordered = [p for g in groups for p in g]
+            with_volume = sorted({p[0] for p in ordered if self._source_volume[p[0]]})
+            without = sorted({p[0] for p in ordered if not self._source_volume[p[0]]})
+            if with_volume and without:
+                raise ReadError(result.sources[without[0]], None,
+                                f"{symbol} has no volume column here, while "
+                                f"{result.sources[with_volume[0]]} gives it one; give its "
+                                "files the same columns")
+            has_volume = not without
             ts = np.concatenate([p[1] for p in ordered])
             cols = [np.concatenate([p[2][k] for p in ordered]) for k in range(5)]
             src = np.concatenate([np.full(len(p[1]), p[0], np.int32) for p in ordered])
@@ -886,8 +1093,9 @@ class _Collector:
             empty = np.empty(0, np.int64)
             first, counts = _validation.validate_bars(
                 ts, cols[0], cols[1], cols[2], cols[3], cols[4], empty, empty, 0, faults,
-                self.opts.on_bad == "raise")
-            result.bars[symbol] = Bars(ts, *cols, interval=iv, validate=False)
+                self.opts.on_bad == "raise", volume_optional=not has_volume)
+            result.bars[symbol] = Bars(ts, *cols, interval=iv, validate=False,
+                                       has_volume=has_volume)
             if first >= 0:
                 if self.opts.on_bad == "raise":
                     raise _bar_error(result, symbol, first, int(faults[first]), ts, cols)
@@ -930,52 +1138,93 @@ def _bar_error(result: ReadResult, symbol: str, row: int, fault: int, ts, cols) 
 # --------------------------------------------------------------------------------------------
 
 
-def _open_text(path: Path, encoding: str) -> io.TextIOBase:
-    """A text stream over a plain or compressed file; a UTF-8 BOM is skipped."""
-    enc = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
+def _open_binary(path: Path):
+    """A binary stream over a plain or compressed file."""
     name = path.name.lower()
     if name.endswith(".gz"):
-        raw = gzip.open(path, "rb")
-    elif name.endswith(".bz2"):
-        raw = bz2.open(path, "rb")
-    elif name.endswith(".xz"):
-        raw = lzma.open(path, "rb")
-    else:
-        raw = open(path, "rb")
-    return io.TextIOWrapper(raw, encoding=enc, newline="")
+        return gzip.open(path, "rb")
+    if name.endswith(".bz2"):
+        return bz2.open(path, "rb")
+    if name.endswith(".xz"):
+        return lzma.open(path, "rb")
+    return open(path, "rb")
 
 
-def _sniff(path: Path, opts: ReadOptions) -> tuple[str, list[str], list[str] | None, int]:
-    """Delimiter, header fields, first data row (None when there is none) and its line."""
+def _text_encoding(encoding: str) -> str:
+    """The codec to decode with: UTF-8 with an optional byte order mark for UTF-8."""
+    return "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
+
+
+@dataclass(frozen=True)
+class _CsvHead:
+    """What the first lines of a CSV file say."""
+
+    delimiter: str
+    fields: list[str]           # the names of the fields (the header's, or columns=)
+    first: list[str] | None     # the first data row (None when none is seen)
+    first_line: int             # its line
+    skip: int                   # lines before the data: 1 with a header line, else 0
+
+
+def _sniff(path: Path, opts: ReadOptions) -> _CsvHead:
+    """Delimiter, field names and first data row, from the first 64 KiB.
+
+    Lines are decoded one by one, so that a byte that is not text is reported on its own
+    line (by the careful reader when it is a data line)."""
+    name = str(path)
     try:
-        with _open_text(path, opts.encoding) as f:
+        with _open_binary(path) as f:
             head = f.read(1 << 16)
-    except UnicodeDecodeError as exc:
-        raise ReadError(str(path), None, f"not {opts.encoding} text ({exc.reason} at byte "
-                        f"{exc.start})") from None
+            at_end = len(head) < (1 << 16) or not f.read(1)
     except _READ_ERRORS as exc:
-        raise ReadError(str(path), None, f"cannot read: {_why(exc)}") from None
-    lines = head.splitlines()
-    if not lines or not lines[0].strip():
-        raise ReadError(str(path), 1 if lines else None,
-                        "no header line (the file is empty)" if not lines else
+        raise ReadError(name, None, f"cannot read: {_why(exc)}") from None
+    raw = head.split(b"\n")
+    if not at_end:
+        raw = raw[:-1]              # a line cut at 64 KiB
+    if raw and raw[-1] == b"":
+        raw = raw[:-1]
+    enc = _text_encoding(opts.encoding)
+
+    def line_text(k: int) -> str | None:
+        try:
+            text = raw[k].decode(enc if k == 0 else opts.encoding if enc != "utf-8-sig"
+                                 else "utf-8")
+        except UnicodeDecodeError as exc:
+            if k == 0 or (opts.header and k == 0):
+                raise ReadError(name, k + 1, f"not {opts.encoding} text ({exc.reason} at "
+                                f"byte {exc.start} of the line)") from None
+            return None
+        except LookupError:
+            raise ValueError(f"unknown encoding {opts.encoding!r}") from None
+        return text.rstrip("\r")
+
+    names = opts.field_names
+    if not raw or (not line_text(0).strip() and (opts.header or names is None)):
+        raise ReadError(name, 1 if raw else None,
+                        "no header line (the file is empty)" if not raw else
                         "line 1 is empty; expected the header")
-    header_line = lines[0]
+    first_text = line_text(0)
     if opts.delimiter is not None:
         delimiter = _DELIMITERS[opts.delimiter]
     else:
-        counts = {d: header_line.count(d) for d in (",", ";", "\t", "|")}
+        counts = {d: first_text.count(d) for d in (",", ";", "\t", "|")}
         delimiter = max(counts, key=lambda d: counts[d])
-        if counts[delimiter] == 0:
-            raise ReadError(str(path), 1, f"cannot tell the delimiter of the header "
-                            f"{header_line[:60]!r}; give delimiter (--delimiter)")
-    header = next(csv.reader([header_line], delimiter=delimiter))
-    first, first_line = None, 2
-    for k, text in enumerate(lines[1:], start=2):
-        if text.strip():
-            first, first_line = next(csv.reader([text], delimiter=delimiter)), k
+        if counts[delimiter] == 0 and (names is None or len(names) > 1):
+            what = "header" if opts.header else "first line"
+            raise ReadError(name, 1, f"cannot tell the delimiter of the {what} "
+                            f"{first_text[:60]!r}; give delimiter (--delimiter)")
+    skip = 1 if opts.header else 0
+    fields = list(names) if names is not None else \
+        next(csv.reader([first_text], delimiter=delimiter))
+    first, first_line = None, skip + 1
+    for k in range(skip, len(raw)):
+        text = line_text(k)
+        if text is None:
             break
-    return delimiter, header, first, first_line
+        if text.strip():
+            first, first_line = next(csv.reader([text], delimiter=delimiter)), k + 1
+            break
+    return _CsvHead(delimiter, fields, first, first_line, skip)
 
 
 def read_csv(path: str | os.PathLike, **options) -> ReadResult:
@@ -1006,7 +1255,8 @@ def read_csv(path: str | os.PathLike, **options) -> ReadResult:
 
 def _read_csv_into(path: Path, opts: ReadOptions, collector: _Collector) -> None:
     name = str(path)
-    delimiter, header, first, first_line = _sniff(path, opts)
+    head = _sniff(path, opts)
+    header, first, first_line = head.fields, head.first, head.first_line
     layout = _detect_layout(header, opts, name)
     symbol = None if layout.symbol else (opts.symbol or _stem(path))
     if symbol is not None:
@@ -1020,17 +1270,17 @@ def _read_csv_into(path: Path, opts: ReadOptions, collector: _Collector) -> None
                 parser.settle(text)
             except ValueError as exc:
                 raise ReadError(name, first_line, str(exc)) from None
-    source = collector.begin(name, "line")
+    source = collector.begin(name, "line", layout.has_volume)
     if symbol is not None:
         collector.declare(symbol)
     try:
         if first is not None and len(first) != len(header):
             # The first row already differs from the header in its field count.
             raise _Careful()
-        _csv_fast(path, opts, collector, source, delimiter, header, layout, symbol, parser)
+        _csv_fast(path, opts, collector, source, head, layout, symbol, parser)
     except _Careful:
         collector.restart()
-        _csv_careful(path, opts, collector, source, delimiter, header, layout, symbol, parser)
+        _csv_careful(path, opts, collector, source, head, layout, symbol, parser)
     collector.commit()
 
 
@@ -1043,135 +1293,154 @@ class _Careful(Exception):
     """The fast reader met something irregular: read the file again, line by line."""
 
 
-def _csv_fast(path, opts, collector, source, delimiter, header, layout, symbol, parser):
-    import pandas as pd
+def _csv_fast(path, opts, collector, source, head: _CsvHead, layout, symbol, parser):
+    """The whole file through pyarrow's multithreaded CSV parser, with the columns typed as
+    the layout needs (prices float64, ISO 8601 times as timestamps).  Anything it cannot
+    vouch for (a field count that differs, an empty or malformed field, a time of the
+    other kind, a line that is not text) raises _Careful: the careful reader then names the
+    line.  Line numbers assume one record per line: no blank line inside (pyarrow would
+    refuse one) and no line break inside quotes."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
 
-    # Every column is read (usecols would hide a row longer than the header); the ones not
-    # needed stay text, which costs little.
-    dtypes = {c: str for c in header}
-    for role in PRICE_COLUMNS:
-        dtypes[layout.prices[role]] = np.float64
+    header = head.fields
+    # Fields are named by position: the header's own names may be empty or repeated.
+    ids = [f"f{i}" for i in range(len(header))]
+    pos = {c: ids[header.index(c)] for c in layout.needed}
+    types = {pos[c]: pa.float64() for c in layout.price_columns}
+    if layout.ts is not None:
+        if parser.mode == "iso":
+            types[pos[layout.ts]] = pa.timestamp("ns", "UTC" if parser.aware else None)
+        elif parser.mode in TS_FORMATS_EPOCH:
+            types[pos[layout.ts]] = pa.int64()
+        else:
+            types[pos[layout.ts]] = pa.string()
+    else:
+        types[pos[layout.date]] = pa.string()
+        types[pos[layout.time]] = pa.string()
+    if layout.symbol is not None:
+        types[pos[layout.symbol]] = pa.dictionary(pa.int32(), pa.string())
+    enc = _text_encoding(opts.encoding)
+    read_options = pacsv.ReadOptions(
+        column_names=ids, skip_rows=head.skip, use_threads=True, block_size=1 << 23,
+        encoding="utf8" if enc == "utf-8-sig" else opts.encoding)
+    parse_options = pacsv.ParseOptions(delimiter=head.delimiter, newlines_in_values=False,
+                                       ignore_empty_lines=False)
+    convert_options = pacsv.ConvertOptions(
+        column_types=types, include_columns=sorted(set(pos.values()), key=ids.index),
+        null_values=[""], strings_can_be_null=True, quoted_strings_can_be_null=True,
+        check_utf8=True)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", pd.errors.ParserWarning)
-            warnings.simplefilter("ignore", pd.errors.DtypeWarning)
-            reader = pd.read_csv(
-                path, sep=delimiter, header=0, dtype=dtypes,
-                encoding="utf-8-sig" if opts.encoding.lower() in ("utf-8", "utf8")
-                else opts.encoding,
-                keep_default_na=False, na_values=[""], skip_blank_lines=False,
-                index_col=False, chunksize=opts.chunk_rows, engine="c", low_memory=True,
-                compression="infer")
-            # pandas fills the missing last fields of a row shorter than the header with NaN,
-            # as it does an empty field.  The needed columns may hold no NaN anyway; when the
-            # last column is not needed, the lines where it is empty are noted and their
-            # fields counted afterwards (a trailing delimiter must not make clean files slow).
-            suspects: list[np.ndarray] | None = \
-                [] if header[-1] not in layout.needed else None
-            with reader:
-                for chunk in reader:
-                    _fast_chunk(chunk, collector, source, layout, symbol, parser, suspects)
-        if suspects and _has_short_line(path, opts, delimiter, len(header),
-                                        np.concatenate(suspects)):
-            raise _Careful()
-    except _Careful:
-        raise
-    except ReadError:
-        raise
-    except (ValueError, TypeError, OverflowError, UnicodeDecodeError, pd.errors.ParserError,
-            pd.errors.ParserWarning, pd.errors.EmptyDataError, EOFError):
+        with _open_binary(path) as raw:
+            table = pacsv.read_csv(raw, read_options=read_options, parse_options=parse_options,
+                                   convert_options=convert_options)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError,
+            UnicodeDecodeError):
         raise _Careful() from None
     except _READ_ERRORS as exc:
         # A damaged compressed file (bad CRC, corrupt deflate data ...) or a failing disk:
         # reading it again line by line would meet the same error.
         raise ReadError(str(path), None, f"cannot read: {_why(exc)}") from None
-
-
-def _fast_chunk(chunk, collector: _Collector, source: int, layout: _Layout, symbol, parser,
-                suspects: list | None = None):
-    n = len(chunk)
+    n = table.num_rows
     if n == 0:
         return
-    if suspects is not None:
-        empty_last = chunk.iloc[:, -1].isna().to_numpy()
-        if empty_last.any():
-            suspects.append(chunk.index.to_numpy(dtype=np.int64)[empty_last] + 2)
-    chunk = chunk[layout.needed]
-    if chunk.isna().to_numpy().any():
+    if any(table.column(c).null_count for c in set(pos.values())):
         raise _Careful()
-    lines = chunk.index.to_numpy(dtype=np.int64) + 2
-    if layout.ts is not None:
-        text = chunk[layout.ts].to_numpy(dtype=object)
+    lines = np.arange(head.skip + 1, head.skip + 1 + n, dtype=np.int64)
+    if layout.ts is not None and parser.mode == "iso":
+        arr = table.column(pos[layout.ts])
+        ints = _arrow_i64(arr)
+        got = parser.parse_utc_ns(ints) if parser.aware else parser.parse_naive_ns(ints)
+    elif layout.ts is not None and parser.mode in TS_FORMATS_EPOCH:
+        got = parser.parse_epoch(_arrow_i64(table.column(pos[layout.ts])))
     else:
-        text = (chunk[layout.date].str.strip() + " " + chunk[layout.time].str.strip()).to_numpy(
-            dtype=object)
-    ns, bad, _reasons = parser.parse_text(text)
+        import pyarrow.compute as pc
+
+        if layout.ts is not None:
+            text = pc.utf8_trim_whitespace(table.column(pos[layout.ts]))
+        else:
+            text = pc.binary_join_element_wise(
+                pc.utf8_trim_whitespace(table.column(pos[layout.date])),
+                pc.utf8_trim_whitespace(table.column(pos[layout.time])), " ")
+        text = text.combine_chunks() if isinstance(text, pa.ChunkedArray) else text
+        got = parser.parse_text(text)
+    ns, bad, _reasons = got
     if bad.any():
         raise _Careful()
-    cols = [chunk[layout.prices[c]].to_numpy(dtype=np.float64) for c in PRICE_COLUMNS]
-    # Symbols are stripped and checked once per distinct value, in the collector.
-    syms = symbol if symbol is not None else chunk[layout.symbol].to_numpy(dtype=object)
+    cols = [_arrow_f64(table.column(pos[layout.prices[c]])) if c in layout.prices
+            else np.full(n, np.nan) for c in PRICE_COLUMNS]
+    if symbol is not None:
+        syms = symbol
+    else:
+        col = table.column(pos[layout.symbol]).unify_dictionaries().combine_chunks() \
+            if table.column(pos[layout.symbol]).num_chunks > 1 else \
+            table.column(pos[layout.symbol]).chunk(0)
+        syms = (col.indices.to_numpy(zero_copy_only=False).astype(np.int64),
+                col.dictionary.to_pylist())
     collector.add(source, syms, ns, cols, lines, n)
 
 
-def _has_short_line(path: Path, opts: ReadOptions, delimiter: str, width: int,
-                    lines: np.ndarray) -> bool:
-    """Whether any of ``lines`` (sorted line numbers, one record per line) has fewer fields
-    than the header's ``width``: a single pass over the text, counting delimiters (the csv
-    module parses only lines with quotes)."""
-    targets = iter(lines.tolist())
-    want = next(targets, None)
-    try:
-        with _open_text(path, opts.encoding) as f:
-            for k, text in enumerate(f, start=1):
-                if k != want:
-                    continue
-                if '"' in text:
-                    fields = len(next(csv.reader([text], delimiter=delimiter), []))
-                else:
-                    fields = text.count(delimiter) + 1
-                if fields < width:
-                    return True
-                want = next(targets, None)
-                if want is None:
-                    return False
-    except (UnicodeDecodeError, csv.Error):
-        return True      # the careful reader names the line
-    return want is not None
+def _arrow_f64(arr) -> np.ndarray:
+    """A float64 arrow column without nulls as numpy (zero-copy for one chunk)."""
+    import pyarrow as pa
+
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
+    return arr.to_numpy(zero_copy_only=False)
 
 
 def _strip(values: np.ndarray) -> np.ndarray:
-    """Strip surrounding spaces of an object array of str (only when any has them)."""
-    import pandas as pd
-
-    s = pd.Series(values, dtype=object)
-    return s.str.strip().to_numpy(dtype=object)
+    """Strip surrounding spaces of an object array of str (non-str values become "")."""
+    return np.array([v.strip() if isinstance(v, str) else "" for v in values.tolist()],
+                    dtype=object) if len(values) else np.asarray(values, dtype=object)
 
 
-def _csv_careful(path, opts, collector, source, delimiter, header, layout, symbol, parser):
+def _decoded_lines(f, encoding: str, bad_lines: list):
+    """The lines of a binary stream, decoded one by one; a line that is not text in
+    ``encoding`` is noted in ``bad_lines`` (line, reason) and given as an empty line."""
+    enc = _text_encoding(encoding)
+    for k, raw in enumerate(f, start=1):
+        try:
+            yield raw.decode(enc if k == 1 else ("utf-8" if enc == "utf-8-sig" else enc))
+        except UnicodeDecodeError as exc:
+            bad_lines.append((k, f"not {encoding} text ({exc.reason} at byte {exc.start} of "
+                                 "the line)"))
+            yield "\n"
+
+
+def _csv_careful(path, opts, collector, source, head: _CsvHead, layout, symbol, parser):
     """Line by line, with exact line numbers and reasons (only for irregular files)."""
     name = str(path)
+    header = head.fields
     width = len(header)
     pos = {c: header.index(c) for c in layout.needed}
     time_idx = [pos[c] for c in layout.time_columns]
-    price_idx = [pos[layout.prices[c]] for c in PRICE_COLUMNS]
+    price_idx = [pos[layout.prices[c]] if c in layout.prices else None for c in PRICE_COLUMNS]
     sym_idx = pos[layout.symbol] if layout.symbol else None
     rows: list[list[str]] = []
     lines: list[int] = []
     problems: list[tuple[int, str, str]] = []
-    line = 1
+    not_text: list[tuple[int, str]] = []
+    line = head.skip
     try:
-        with _open_text(path, opts.encoding) as f:
-            reader = csv.reader(f, delimiter=delimiter)
-            next(reader, None)
+        with _open_binary(path) as f:
+            reader = csv.reader(_decoded_lines(f, opts.encoding, not_text),
+                                delimiter=head.delimiter)
+            for _ in range(head.skip):
+                next(reader, None)
             for row in reader:
                 line = reader.line_num
+                if not_text:
+                    problems.extend((k, "not text", why) for k, why in not_text)
+                    not_text.clear()
                 if not row:
                     continue
                 if len(row) != width:
                     hint = " (a truncated line?)" if len(row) < width else ""
+                    what = "the header has" if opts.header and opts.field_names is None \
+                        else "columns= names"
                     problems.append((line, "wrong field count",
-                                     f"{len(row)} fields, the header has {width}{hint}"))
+                                     f"{len(row)} fields, {what} {width}{hint}"))
                     continue
                 rows.append(row)
                 lines.append(line)
@@ -1179,8 +1448,7 @@ def _csv_careful(path, opts, collector, source, delimiter, header, layout, symbo
                     _careful_chunk(collector, source, rows, lines, problems, time_idx,
                                    price_idx, sym_idx, header, symbol, parser, name)
                     rows, lines, problems = [], [], []
-    except UnicodeDecodeError as exc:
-        problems.append((line + 1, "not text", f"not {opts.encoding} text ({exc.reason})"))
+            problems.extend((k, "not text", why) for k, why in not_text)
     except csv.Error as exc:
         problems.append((line + 1, "unreadable line", f"cannot parse the line: {exc}"))
     except _READ_ERRORS as exc:
@@ -1211,6 +1479,9 @@ def _careful_chunk(collector, source, rows, lines, problems, time_idx, price_idx
             syms[i] = s
         if issue is None:
             for j, k in enumerate(price_idx):
+                if k is None:           # no volume column
+                    cols[j][i] = np.nan
+                    continue
                 raw = row[k].strip()
                 if not raw:
                     issue = ("missing field", f"missing field {header[k]!r} (empty)")
@@ -1265,16 +1536,34 @@ def _read_parquet_into(path: Path, opts: ReadOptions, collector: _Collector) -> 
         import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError:  # pragma: no cover - depends on the environment
-        raise ReadError(str(path), None, "reading Parquet needs pyarrow: "
-                        "pip install 'sessiondata[arrow]'") from None
+        raise ReadError(str(path), None, "reading Parquet needs pyarrow, a dependency of "
+                        "sessiondata: pip install --force-reinstall sessiondata") from None
     name = str(path)
     try:
         pf = pq.ParquetFile(path)
     except (OSError, pa.ArrowException) as exc:
         raise ReadError(name, None, f"not a readable Parquet file: {exc}") from None
+    try:
+        _parquet_into(pf, path, opts, collector)
+    except ReadError:
+        raise
+    except (pa.ArrowException, *_READ_ERRORS) as exc:
+        raise ReadError(name, None, f"cannot read: {_why(exc)}") from None
+    except (ValueError, TypeError, OverflowError, KeyError, IndexError) as exc:
+        # Whatever goes wrong inside names the file (issue 11: every error while reading a
+        # Parquet file does).
+        raise ReadError(name, None, _why(exc)) from None
+
+
+def _parquet_into(pf, path: Path, opts: ReadOptions, collector: _Collector) -> None:
+    import pyarrow as pa
+
+    name = str(path)
     schema = pf.schema_arrow
     layout = _detect_layout(list(schema.names), opts, name)
     for role in PRICE_COLUMNS:
+        if role not in layout.prices:
+            continue
         col = layout.prices[role]
         typ = schema.field(col).type
         if not (pa.types.is_integer(typ) or pa.types.is_floating(typ)
@@ -1297,21 +1586,38 @@ def _read_parquet_into(path: Path, opts: ReadOptions, collector: _Collector) -> 
                             "expected text")
     symbol = None if layout.symbol else (opts.symbol or _symbol(_stem(path), name, None, "row"))
     parser = _TimeParser(opts)
-    source = collector.begin(name, "row")
+    source = collector.begin(name, "row", layout.has_volume)
     if symbol is not None:
         collector.declare(symbol)
+    # Column by column, all row groups at once (pyarrow reads them on its threads); a
+    # float64, int64 or timestamp column without nulls in one chunk reaches NumPy without a
+    # copy.  Very large files go in slices of row groups, to bound the memory.
+    needed = list(dict.fromkeys(layout.needed))
+    groups = list(range(pf.num_row_groups))
     offset = 0
-    try:
-        batches = pf.iter_batches(batch_size=opts.chunk_rows, columns=layout.needed)
-        for batch in batches:
-            n = batch.num_rows
-            rows = np.arange(offset + 1, offset + n + 1, dtype=np.int64)
-            offset += n
-            columns = {c: batch.column(batch.schema.get_field_index(c)) for c in layout.needed}
-            _arrow_chunk(columns, rows, layout, symbol, parser, collector, source, name)
-    except pa.ArrowException as exc:
-        raise ReadError(name, None, f"cannot read: {exc}") from None
+    step = max(1, len(groups))
+    if pf.metadata.num_rows > 4 * opts.chunk_rows * 16:
+        per_group = max(1, pf.metadata.num_rows // max(1, len(groups)))
+        step = max(1, (16 * opts.chunk_rows) // per_group)
+    for k in range(0, max(1, len(groups)), step):
+        part = groups[k:k + step]
+        table = pf.read_row_groups(part, columns=needed, use_threads=True) if part else \
+            pf.read(columns=needed)
+        n = table.num_rows
+        rows = np.arange(offset + 1, offset + n + 1, dtype=np.int64)
+        offset += n
+        columns = {c: _one_chunk(table.column(c)) for c in needed}
+        _arrow_chunk(columns, rows, layout, symbol, parser, collector, source, name)
     collector.commit()
+
+
+def _one_chunk(arr):
+    """A chunked arrow column as one array (no copy when it is one chunk already)."""
+    if hasattr(arr, "num_chunks"):
+        if arr.num_chunks == 1:
+            return arr.chunk(0)
+        return arr.combine_chunks()
+    return arr
 
 
 def _arrow_chunk(columns, rows, layout, symbol, parser, collector, source, name):
@@ -1321,6 +1627,7 @@ def _arrow_chunk(columns, rows, layout, symbol, parser, collector, source, name)
     n = len(rows)
     ok = np.ones(n, bool)
     problems: list[tuple[int, str, str]] = []
+    ns = np.zeros(n, np.int64)
 
     def missing(arr, col):
         if arr.null_count:
@@ -1331,18 +1638,26 @@ def _arrow_chunk(columns, rows, layout, symbol, parser, collector, source, name)
 
     cols = []
     for role in PRICE_COLUMNS:
+        if role not in layout.prices:       # no volume column
+            cols.append(np.full(n, np.nan))
+            continue
         col = layout.prices[role]
         arr = columns[col]
         missing(arr, col)
-        cols.append(np.asarray(pc.cast(arr, pa.float64()).fill_null(0.0).to_numpy(
-            zero_copy_only=False), dtype=np.float64))
+        if arr.type != pa.float64():
+            arr = pc.cast(arr, pa.float64())
+        if arr.null_count:
+            arr = arr.fill_null(0.0)
+        cols.append(arr.to_numpy(zero_copy_only=False))
     for col in layout.time_columns:
         missing(columns[col], col)
-    ns = np.zeros(n, np.int64)
     if layout.ts is not None:
         arr = columns[layout.ts]
         typ = arr.type
-        if pa.types.is_timestamp(typ):
+        if pa.types.is_timestamp(typ) and typ.unit == "ns" and not arr.null_count:
+            vals = _arrow_i64(arr)            # zero-copy
+            got = parser.parse_utc_ns(vals) if typ.tz else parser.parse_naive_ns(vals)
+        elif pa.types.is_timestamp(typ):
             # The stored integers in their own unit, scaled with a range check (a cast to
             # ns would fail for the whole batch without naming the row).
             raw = _arrow_ints(pc.cast(arr, pa.int64()))
@@ -1377,29 +1692,37 @@ def _arrow_chunk(columns, rows, layout, symbol, parser, collector, source, name)
                 zero_copy_only=False), dtype=object)
             text = _strip(np.asarray([f"{a} {b}" for a, b in zip(dt, tm)], dtype=object))
             got = _parse_text_rows(parser, text, ok, rows, problems, name)
-    ns_all, bad, reasons = got
-    ns[:] = ns_all
-    for i, (category, reason) in zip(np.flatnonzero(bad & ok).tolist(),
-                                     _reasons_for(bad, ok, reasons)):
-        problems.append((int(rows[i]), category, reason))
-    ok &= ~bad
+    ns, bad, reasons = got
+    if bad.any():
+        for i, (category, reason) in zip(np.flatnonzero(bad & ok).tolist(),
+                                         _reasons_for(bad, ok, reasons)):
+            problems.append((int(rows[i]), category, reason))
+        ok &= ~bad
     syms = symbol
     if layout.symbol is not None:
         arr = columns[layout.symbol]
         if pa.types.is_dictionary(arr.type):
             arr = pc.cast(arr, pa.string())
         missing(arr, layout.symbol)
-        syms = _strip(np.asarray(arr.fill_null("").to_numpy(zero_copy_only=False),
-                                 dtype=object))
-        empty = np.array([not s for s in syms], bool) & ok
-        for i in np.flatnonzero(empty).tolist():
-            problems.append((int(rows[i]), "missing field",
-                             f"missing value in {layout.symbol!r}"))
-        ok &= ~empty
+        # One check per distinct symbol: the column as codes into its distinct values.
+        enc = pc.dictionary_encode(arr.fill_null("") if arr.null_count else arr)
+        names = [v.strip() for v in enc.dictionary.to_pylist()]
+        codes = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        blank = np.array([not v for v in names], bool)
+        if blank.any():
+            empty = blank[codes] & ok
+            for i in np.flatnonzero(empty).tolist():
+                problems.append((int(rows[i]), "missing field",
+                                 f"missing value in {layout.symbol!r}"))
+            ok &= ~empty
+        syms = (codes, names)
     collector.handle(source, problems)
+    if ok.all():
+        collector.add(source, syms, ns, cols, rows, n)
+        return
     keep = np.flatnonzero(ok)
-    collector.add(source, syms if isinstance(syms, str) else syms[keep], ns[keep],
-                  [c[keep] for c in cols], rows[keep], n)
+    collector.add(source, syms if isinstance(syms, str) else (syms[0][keep], syms[1]),
+                  ns[keep], [c[keep] for c in cols], rows[keep], n)
 
 
 def _arrow_ints(arr) -> np.ndarray:
@@ -1470,7 +1793,7 @@ def _read_frame_into(df, opts: ReadOptions, collector: _Collector, name="<DataFr
         raise ReadError(name, None, "the frame has no symbol column; give symbol=")
     symbol = opts.symbol if layout.symbol is None else None
     parser = _TimeParser(opts)
-    source = collector.begin(name, "row")
+    source = collector.begin(name, "row", layout.has_volume)
     if symbol is not None:
         collector.declare(symbol)
     n = len(columns[layout.prices["open"]])
@@ -1479,6 +1802,9 @@ def _read_frame_into(df, opts: ReadOptions, collector: _Collector, name="<DataFr
     problems: list[tuple[int, str, str]] = []
     cols = []
     for role in PRICE_COLUMNS:
+        if role not in layout.prices:       # no volume column
+            cols.append(np.full(n, np.nan))
+            continue
         col = layout.prices[role]
         values, bad, raw = _frame_numbers(columns[col], col, name)
         for i in np.flatnonzero(bad & ok).tolist():
@@ -1535,8 +1861,6 @@ def _frame_numbers(values, col: str, name: str) -> tuple[np.ndarray, np.ndarray,
     """A numeric column as float64, a mask of values that are not numbers, and the values
     (to name a bad one).  A column of bools, complex numbers or datetimes is refused whole:
     like Bars.from_arrays, the readers take only real numbers."""
-    import pandas as pd
-
     dtype = getattr(values, "dtype", None)
     if type(values).__module__.startswith("polars"):
         if str(dtype).startswith(("Boolean", "Date", "Time", "Duration")):  # and Datetime
@@ -1554,23 +1878,35 @@ def _frame_numbers(values, col: str, name: str) -> tuple[np.ndarray, np.ndarray,
         raise ReadError(name, None, f"column {col!r} is {arr.dtype}, expected real numbers "
                         "(int or float)")
     obj = np.asarray(arr, dtype=object)
-    not_real = np.fromiter((isinstance(v, _NOT_REAL) and v is not pd.NaT for v in obj), bool,
-                           len(obj))
-    clean = obj
-    if not_real.any():
-        clean = obj.copy()
-        clean[not_real] = "not a number"
-    nums = pd.to_numeric(pd.Series(clean, dtype=object), errors="coerce").to_numpy(
-        dtype=np.float64, na_value=np.nan)
-    was_missing = np.asarray(pd.isna(pd.Series(obj, dtype=object))) & ~not_real
-    bad = np.isnan(nums) & ~was_missing
+    nums = np.full(len(obj), np.nan)
+    bad = np.zeros(len(obj), bool)
+    for i, v in enumerate(obj.tolist()):
+        if _is_missing(v):
+            continue                    # NaN: validation names it as a non-finite price
+        if isinstance(v, _NOT_REAL):
+            bad[i] = True
+            continue
+        try:
+            nums[i] = float(v.strip() if isinstance(v, str) else v)
+        except (TypeError, ValueError, OverflowError):
+            bad[i] = True
+            continue
+        if nums[i] != nums[i] and not (isinstance(v, str) and v.strip().lower() == "nan"):
+            bad[i] = isinstance(v, str)
     return nums, bad, obj
+
+
+def _is_missing(v) -> bool:
+    """None, NaN, and pandas' NaT and NA (without importing pandas)."""
+    if v is None:
+        return True
+    if isinstance(v, float) and v != v:
+        return True
+    return type(v).__name__ in ("NaTType", "NAType")
 
 
 def _frame_times(values, parser: _TimeParser, ok, rows, problems, name):
     """Times of a frame column: datetimes, epoch numbers or text."""
-    import pandas as pd
-
     if type(values).__module__.startswith("polars"):
         import polars as pl
 
@@ -1590,7 +1926,9 @@ def _frame_times(values, parser: _TimeParser, ok, rows, problems, name):
             return (parser.parse_utc_ns(ints, oob, shown) if dtype.time_zone
                     else parser.parse_naive_ns(ints, oob, shown))
         values = values.to_numpy()
-    if isinstance(values, (pd.Series, pd.Index)):
+    if type(values).__module__.startswith("pandas"):
+        import pandas as pd
+    if type(values).__module__.startswith("pandas") and isinstance(values, (pd.Series, pd.Index)):
         dtype = values.dtype
         if isinstance(dtype, pd.DatetimeTZDtype) or str(dtype).startswith("datetime64"):
             nulls = np.asarray(values.isna())

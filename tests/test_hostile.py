@@ -647,9 +647,10 @@ def test_csv_truncated_line_under_drop_is_counted(tmp_path):
 
 
 @pytest.mark.parametrize("header,pattern", [
-    ("timestamp,open,high,low,close\n", r"missing column 'volume' \(columns: 'timestamp', "),
+    # Volume is optional since issue 10: a missing price is the error (low, here).
+    ("timestamp,open,high,lo,close\n", r"missing column 'low' \(columns: 'timestamp', "),
     ("open,high,low,close,volume\n", r"no timestamp column"),
-], ids=["volume", "timestamp"])
+], ids=["low", "timestamp"])
 def test_csv_missing_column(tmp_path, header, pattern):
     body = "".join(r.rsplit(",", 1)[0] + "\n" for r in ROWS) if "volume" not in header else \
         "".join(r.split(",", 1)[1] for r in ROWS)
@@ -840,7 +841,7 @@ def parquet(tmp_path, name, **override) -> os.PathLike:
 
 
 @pytest.mark.parametrize("override,pattern", [
-    ({"volume": None}, r"missing column 'volume' \(columns: 'timestamp', "),
+    ({"close": None}, r"missing column 'close' \(columns: 'timestamp', "),   # volume: optional
     ({"close": ["1.2", "1.3", "1.1", "1.1", "1.2"]},
      r"wrong schema: column 'close' is string, expected a number"),
     ({"timestamp": [True] * 5},
@@ -920,7 +921,7 @@ def frame(**override) -> pd.DataFrame:
     ({"timestamp": [str(t) for t in pd.date_range("2024-01-02 10:00", periods=5,
                                                   freq="1min")[[0, 2, 1, 3, 4]]]},
      r"^<DataFrame>, row 2: timestamp out of order: 2024-01-02 10:01:00 UTC of A "),
-    ({"volume": None}, r"^<DataFrame>: missing column 'volume' \(columns: "),
+    ({"close": None}, r"^<DataFrame>: missing column 'close' \(columns: "),   # volume: optional
 ], ids=["abc", "1.2.3", "NaT", "unsorted", "missing-column"])
 def test_frame_bad_values_name_the_row(override, pattern):
     with pytest.raises(ReadError, match=pattern):
