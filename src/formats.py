@@ -19,8 +19,9 @@ Formats
     ask_size``.  Times are milliseconds since midnight of the file name's date in New York
     time (the bar's open), prices are deci-cents (divided by 10,000).  The symbol is the
     folder's name, upper-cased.  A LEAN data root (``equity/usa/minute/<sym>/``), any folder
-    above the symbol folders, one symbol folder or single zips all work.  Which bars are
-    read:
+    above the symbol folders, one symbol folder or single zips all work; below a folder,
+    tick data, other asset classes and (when ``interval`` is given) other resolutions are
+    skipped.  Which bars are read:
 
     - ``lean`` (= ``lean:auto``): trade bars; a symbol that has no trade zip at all is read
       from its quote zips as mid prices.
@@ -498,7 +499,7 @@ def read_lean(paths, *, prices: str = "auto", interval: str | None = None,
     """
     if prices not in ("auto", "trade", "mid", "bid", "ask"):
         raise ValueError(f"prices must be auto, trade, mid, bid or ask, got {prices!r}")
-    folders = _lean_folders(_as_paths(paths))
+    folders = _lean_folders(_as_paths(paths), interval)
     if symbol is not None and len(folders) > 1:
         raise ValueError(f"symbol= names the symbol of one folder; these are {len(folders)} "
                          "symbol folders")
@@ -526,22 +527,44 @@ def read_lean(paths, *, prices: str = "auto", interval: str | None = None,
     return builder.finish()
 
 
-def _lean_folders(paths: list[Path]) -> dict[Path, list[tuple[_dt.date, str, Path]]]:
-    """Symbol folder -> its (date, kind, zip) files, sorted; zips are found at any depth."""
+def _lean_folders(paths: list[Path], interval: str | None
+                  ) -> dict[Path, list[tuple[_dt.date, str, Path]]]:
+    """Symbol folder -> its (date, kind, zip) files, sorted; zips are found at any depth.
+
+    A symbol folder found below a given folder is skipped when it is not equity bar data
+    (tick data, other asset classes) or, with ``interval``, of another resolution: a whole
+    LEAN data root reads as its equity bars of that interval.  A folder or zip given by name
+    is refused instead.
+    """
+    want = parse_interval(interval).ns if interval is not None else None
     found: dict[Path, list] = {}
     for p in paths:
         if p.is_file():
-            candidates = [p]
             if not _LEAN_ZIP.match(p.name):
                 raise ReadError(str(p), None, "not a LEAN minute file (expected "
                                 "YYYYMMDD_trade.zip or YYYYMMDD_quote.zip)")
+            candidates = [p]
         else:
             candidates = sorted(f for f in p.rglob("*") if _LEAN_ZIP.match(f.name)
                                 and f.is_file() and not f.name.startswith("."))
             if not candidates:
                 raise ReadError(str(p), None, "no LEAN minute files (YYYYMMDD_trade.zip or "
                                 "YYYYMMDD_quote.zip) in the folder or below it")
+        skipped: list[str] = []
         for f in candidates:
+            folder = f.parent
+            named = p.is_file() or folder == p
+            why = _lean_not_bars(folder)
+            if why is None and want is not None:
+                res = _lean_resolution(folder)
+                if res is not None and parse_interval(res).ns != want:
+                    why = (f"holds {res} bars: read them with interval={res!r} "
+                           f"(--base {res})")
+            if why is not None:
+                if named:
+                    raise ReadError(str(folder), None, why)
+                skipped.append(f"{folder}: {why}")
+                continue
             m = _LEAN_ZIP.match(f.name)
             assert m is not None   # candidates match by construction
             try:
@@ -549,25 +572,30 @@ def _lean_folders(paths: list[Path]) -> dict[Path, list[tuple[_dt.date, str, Pat
             except ValueError:
                 raise ReadError(str(f), None, f"the file name's date {m.group(1)!r} is not a "
                                 "date (YYYYMMDD)") from None
-            found.setdefault(f.parent, []).append((date, m.group(2).lower(), f))
-    for folder, files in found.items():
-        _lean_check_type(folder)
+            found.setdefault(folder, []).append((date, m.group(2).lower(), f))
+        if skipped and not any(folder.is_relative_to(p) for folder in found):
+            what = f"{interval} " if interval is not None else ""
+            folders = sorted(set(skipped))
+            raise ReadError(str(p), None, f"no LEAN equity {what}bars in the folder or below "
+                            f"it; skipped {len(folders)} symbol folder"
+                            f"{'s' if len(folders) > 1 else ''}, e.g. {folders[0]}")
+    for files in found.values():
         files.sort()
     return dict(sorted(found.items()))
 
 
-def _lean_check_type(folder: Path) -> None:
-    """Refuse LEAN data other than equities (other prices, time zones and layouts)."""
+def _lean_not_bars(folder: Path) -> str | None:
+    """Why a symbol folder is not LEAN equity bar data (None when it is, or may be)."""
     parts = [s.lower() for s in folder.resolve().parts]
     if len(parts) >= 4 and parts[-2] in ("minute", "second", "tick", "hour", "daily"):
         if parts[-2] == "tick":
-            raise ReadError(str(folder), None, "LEAN tick data holds ticks, not bars; read "
-                            "the minute or second folder")
+            return "LEAN tick data: it holds ticks, not bars; read the minute or second folder"
         kind = parts[-4]
         if kind in _LEAN_OTHER_TYPES:
-            raise ReadError(str(folder), None, f"LEAN {kind} data is not read by format "
-                            "'lean': it reads US equity bars (deci-cent prices in New York "
-                            "time); other asset classes keep actual prices in other time zones")
+            return (f"LEAN {kind} data: format 'lean' reads US equity bars (deci-cent prices "
+                    "in New York time); other asset classes keep actual prices in other time "
+                    "zones")
+    return None
 
 
 def _lean_resolution(folder: Path) -> str | None:
@@ -615,12 +643,13 @@ def _lean_zip(builder: _Builder, path: Path, date: _dt.date, sym: str, rule: str
         cols = _lean_quote_prices(table, sides)
     ms = table.columns["ms"]
     table.fail((ms < 0) | (ms >= _MS_PER_DAY), "time out of range",
-               lambda i: f"time {int(ms[i])} ms is not within the day (0 .. 86399999 ms "
-                         "after midnight)")
+               lambda i: f"time {int(ms[i])} in field 'ms' is not within the day "
+                         "(0 .. 86399999 ms after midnight)")
     ts, skipped = _lean_times(date, np.clip(ms, 0, _MS_PER_DAY - 1), zone)
     table.fail(skipped, "unparseable time",
-               lambda i: f"time {int(ms[i])} ms after midnight of {date} does not exist or "
-                         f"is ambiguous in {_LEAN_ZONE} (a daylight-saving change)")
+               lambda i: f"time {int(ms[i])} in field 'ms' (ms after midnight of {date}) "
+                         f"does not exist or is ambiguous in {_LEAN_ZONE} (a daylight-saving "
+                         "change)")
     builder.problems(src, table.problems)
     builder.result.rows += table.rows
     ok = table.ok

@@ -229,15 +229,21 @@ def test_lean_second_resolution_and_interval_check(tmp_path):
     bars = read_bars(tmp_path, format="lean").bars["SPY"]
     assert bars.interval.name == "1s"
     np.testing.assert_array_equal(np.diff(bars.ts), [NS, NS])
+    err = error_of(tmp_path / "equity" / "usa" / "second" / "spy", format="lean",
+                   interval="1m")
+    assert "holds 1s bars" in str(err) and "--base 1s" in str(err)
     err = error_of(tmp_path, format="lean", interval="1m")
-    assert "holds 1s bars, not 1m" in str(err) and "--base 1s" in str(err)
+    assert "no LEAN equity 1m bars" in str(err) and "--base 1s" in str(err)
 
 
 def test_lean_refuses_other_asset_classes_and_options(tmp_path):
     lean_zip(tmp_path, "EURUSD", "20240102", [quote_line("09:30", (1, 1, 1, 1), (1, 1, 1, 1))],
              kind="quote", security="forex", market="oanda")
+    folder = tmp_path / "forex" / "oanda" / "minute" / "eurusd"
+    err = error_of(folder, format="lean")
+    assert str(err).startswith(f"{folder}: LEAN forex data: format 'lean' reads US equity")
     err = error_of(tmp_path, format="lean")
-    assert "LEAN forex data is not read" in str(err)
+    assert "no LEAN equity bars" in str(err) and "eurusd: LEAN forex data" in str(err)
     empty = tmp_path / "empty"
     empty.mkdir()
     assert "no LEAN minute files" in str(error_of(empty, format="lean"))
@@ -521,3 +527,22 @@ def test_databento_records_with_ts_out(tmp_path):
     np.testing.assert_array_equal(bars.ts, [MIN, 2 * MIN])
     np.testing.assert_array_equal(bars.high, [2, 2])
     np.testing.assert_array_equal(bars.volume, [0, 1])
+
+
+def test_lean_data_root_reads_its_equity_bars_of_the_interval(tmp_path):
+    lean_zip(tmp_path, "SPY", "20240102", [trade("09:30", 1, 1, 1, 1, 1)])
+    lean_zip(tmp_path, "SPY", "20240102", [f"{ms('09:30')},10000,10000,10000,10000,1"],
+             resolution="second")
+    lean_zip(tmp_path, "SPY", "20240102", [f"{ms('09:30')},10000,10000,10000,10000,1"],
+             resolution="tick")
+    lean_zip(tmp_path, "EURUSD", "20240102", [quote_line("09:30", (1, 1, 1, 1), (1, 1, 1, 1))],
+             kind="quote", security="forex", market="oanda")
+    minute = read_bars(tmp_path, format="lean", interval="1m")
+    assert list(minute.bars) == ["SPY"] and minute.bars["SPY"].interval.name == "1m"
+    assert len(minute.sources) == 1 and "/minute/spy/" in minute.sources[0]
+    second = read_bars(tmp_path, format="lean", interval="1s")
+    assert "/second/spy/" in second.sources[0]
+    err = error_of(tmp_path, format="lean")          # both resolutions of SPY: say so
+    assert "holds 1s bars of SPY" in str(err) and "1m bars" in str(err)
+    tick = tmp_path / "equity" / "usa" / "tick" / "spy"
+    assert "LEAN tick data" in str(error_of(tick, format="lean"))
