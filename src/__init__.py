@@ -5,7 +5,9 @@ exist and do not, scores data quality and exports it all, over a compiled Cython
 """
 
 from . import _core  # fails with a how-to-build message when the kernels are missing
-from .api import GapArrays, GapInfo, Grid, QualityReport, find_gaps, quality, resample
+from .api import find_gaps, quality, resample
+from .grid import Grid
+from .results import GapInfo, Gaps, QualityReport, RunResult
 from .bars import Bars, BadBarError
 from .calendar import Calendar, Windows
 from .intervals import Interval, parse_interval
@@ -25,11 +27,12 @@ __all__ = [
     "SymbolSessionData",
     "BadBarError",
     "Calendar",
-    "GapArrays",
+    "Gaps",
     "GapInfo",
     "Grid",
     "Interval",
     "QualityReport",
+    "RunResult",
     "Windows",
     "find_gaps",
     "parse_interval",

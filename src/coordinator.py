@@ -10,28 +10,30 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
-from .api import default_calendar
 from .bars import Bars
 from .calendar import Calendar
-from .export import export_session
+from .engine import Engine
+from .export import export_run
+from .grid import cut_grid, default_calendar, edge_coverage
 from .intervals import parse_interval
 from .processing import DataProcessor, DataQualityManager
+from .results import GapInfo, RunResult, local_time
 from .session import SessionData
 
 
 @dataclass
 class SessionSummary:
-    """What one session came to, per symbol and interval."""
+    """What one session came to, per symbol and interval (read off the results model)."""
 
     session: str
     symbols: int
     bars: int
     rows: list[dict[str, Any]] = field(default_factory=list)  # one per symbol and interval
+    result: RunResult | None = field(default=None, repr=False)
 
     @property
     def gaps(self) -> int:
@@ -40,6 +42,37 @@ class SessionSummary:
     @property
     def missing(self) -> int:
         return sum(r["missing"] for r in self.rows)
+
+    @classmethod
+    def of(cls, run: RunResult, k: int) -> "SessionSummary":
+        """Session ``k`` of a run."""
+        rows = []
+        bars = 0
+        members = [s for s in range(len(run.symbols)) if run.member[s, k]]
+        for s in members:
+            for name in run.intervals_of(s):
+                t = run.intervals[name]
+                if not t.has[s]:
+                    continue
+                sl = t.gap_slice(s, k)
+                counts = t.gap_count[sl]
+                longest = None
+                if len(counts):
+                    i = sl.start + int(np.argmax(counts))
+                    tz = run.calendar.tz
+                    longest = GapInfo(local_time(int(t.gap_start[i]), tz),
+                                      local_time(int(t.gap_end[i]), tz), int(t.gap_count[i]))
+                expected = int(t.expected[s, k])
+                rows.append({
+                    "symbol": run.symbols[s], "interval": name, "bars": int(t.bars[s, k]),
+                    "gaps": len(counts), "missing": int(counts.sum()),
+                    "longest_gap": longest, "expected": expected,
+                    "quality": (100.0 * float(t.covered[s, k]) / expected if expected
+                                else 100.0) if t.scored[s] else float("nan"),
+                    "rejected": sum(run.rejected.get((s, k), {}).values()),
+                })
+            bars += int(run.intervals[run.base_of(s)].bars[s, k])
+        return cls(str(run.sessions[k]), len(members), bars, rows, run)
 
 
 class SessionCoordinator:
@@ -135,78 +168,112 @@ class SessionCoordinator:
     def stop(self, *, until_ns: int | None = None,
              since_ns: int | Mapping[str, int] | None = None,
              export_to: str | os.PathLike | None = None,
-             csv_bars: bool = True) -> SessionSummary:
+             fmt: str = "parquet") -> SessionSummary:
         """End the session: close the derived bars, compute gaps and quality of every
-        interval (over the slots that closed by ``until_ns``, default the whole session, and
-        that start at or after ``since_ns``, one instant or one per symbol), export (when
-        ``export_to`` is given), clear the registry and return a summary."""
+        interval over the span ``[since_ns, until_ns)`` (default the whole session;
+        ``since_ns`` is one instant or one per symbol; a bucket cut by the span counts its
+        bars over its slots inside it), export (when ``export_to`` is given: the session
+        document, the bars and the gaps, see ``export``), clear the registry and return a
+        summary."""
         sd = self.session_data
-        if not sd.is_active:
+        if not sd.is_active or sd.windows is None:
             raise RuntimeError("no active session")
+        # The session is over: every bucket closes, a partial one counts over its slots
+        # inside the span.  The whole session counts unless until_ns says otherwise (the
+        # session clock, the last bar seen, would let a feed that stopped early score 100).
+        self.processor.finish()
         if until_ns is None:
-            self.processor.finish()
-            # The whole session counts: without an explicit bound the quality manager would
-            # fall back to the session clock (the last bar seen), and a feed that stopped
-            # early would score 100 with its missing tail unreported.
             until_ns = int(sd.windows.close_ns[-1])
-        else:
-            sd.advance(until_ns)
         self.quality.calculate_all(until_ns, since_ns)
-        summary = self.summary()
+        result = sd.result()
+        summary = SessionSummary.of(result, 0)
         if export_to is not None:
-            export_session(sd, export_to, csv_bars=csv_bars)
+            export_run(result, export_to, fmt=fmt, bars=self._bars_held(since_ns, until_ns))
         sd.end_session()
         return summary
 
-    def summary(self) -> SessionSummary:
-        """Per symbol and interval: bars, gaps, missing bars and quality, as last computed."""
+    def _bars_held(self, since_ns: int | Mapping[str, int] | None,
+                   until_ns: int | None) -> dict[str, dict[str, Bars]]:
+        """Every symbol's bars per interval, with the coverage of buckets cut by the scored
+        span counted over their slots inside it (as the scores count them)."""
         sd = self.session_data
-        rows = []
-        bars = 0
+        assert sd.windows is not None
+        out: dict[str, dict[str, Bars]] = {}
         for symbol in sd.get_active_symbols():
             entry = sd.get_symbol_data(symbol)
             if entry is None:
                 continue
-            bars += entry.bar_count()
+            since = since_ns.get(symbol) if isinstance(since_ns, Mapping) else since_ns
+            held = {}
             for name in entry.intervals():
-                q = entry.quality.get(name)
-                gaps = entry.bar_gaps.get(name, [])
-                longest = max(gaps, key=lambda g: g.bar_count, default=None)
-                rows.append({
-                    "symbol": symbol, "interval": name, "bars": entry.bar_count(name),
-                    "gaps": len(gaps), "missing": sum(g.bar_count for g in gaps),
-                    "longest_gap": longest,
-                    "expected": q.expected if q else 0,
-                    "quality": q.score if q else float("nan"),
-                    "rejected": sum(entry.rejected.values()),
-                })
-        return SessionSummary(str(sd.session), len(sd.get_active_symbols()), bars, rows)
+                bars = entry.bars(name)
+                if bars.coverage is not None and bars.count is not None and len(bars):
+                    grid = cut_grid(sd.grid(name, entry.base_interval), sd.windows, since,
+                                    until_ns)
+                    cov = edge_coverage(bars.ts, bars.count, bars.coverage, grid)
+                    if cov is not bars.coverage:
+                        bars = Bars(bars.ts, bars.open, bars.high, bars.low, bars.close,
+                                    bars.volume, count=bars.count, coverage=cov,
+                                    interval=bars.interval, validate=False)
+                held[name] = bars
+            out[symbol] = held
+        return out
+
+    def summary(self) -> SessionSummary:
+        """Per symbol and interval: bars, gaps, missing bars and quality, as last computed."""
+        return SessionSummary.of(self.session_data.result(), 0)
 
     # -- backtests ------------------------------------------------------------------------
 
     def run_sessions(self, sessions: Iterable, bars_for: Callable[[np.datetime64],
-                     Mapping[str, Bars | Mapping]], *, out_dir: str | os.PathLike | None = None,
-                     until_ns: int | None = None, csv_bars: bool = True,
+                     Mapping[str, Bars]], *, out_dir: str | os.PathLike | None = None,
+                     until_ns: int | None = None, fmt: str = "parquet",
                      on_session: Callable[[SessionSummary], None] | None = None,
                      ) -> list[SessionSummary]:
-        """A backtest: for each session label, start it, replay ``bars_for(session)``, stop,
-        export to ``out_dir/<session>/`` and collect the summary.
+        """A backtest over the sessions given: ``bars_for(session)`` gives each session's
+        bars per symbol; the engine runs them all (derived bars, gaps, quality per session,
+        scored from the data's first bar to ``until_ns`` or the end of its last one) and,
+        with ``out_dir``, exports the run there.  Returns a summary per session.
 
-        ``until_ns`` caps the last session (data that ends inside a session)."""
-        summaries = []
-        labels = list(sessions)
-        for i, session in enumerate(labels):
-            self.start(session)
-            try:
-                self.replay(bars_for(np.datetime64(session, "D")))
-                cap = until_ns if i == len(labels) - 1 else None
-                target = None if out_dir is None else Path(out_dir) / str(session)
-                summary = self.stop(until_ns=cap, export_to=target, csv_bars=csv_bars)
-            except BaseException:
-                if self.session_data.is_active:
-                    self.session_data.end_session()
-                raise
-            summaries.append(summary)
-            if on_session is not None:
+        The registry is not used: the engine works on the whole range at once, which is
+        what a replay of finished days wants.  Stream into a session (``start``,
+        ``stream``, ``stop``) to hold bars in the registry.
+        """
+        if self.session_data.is_active:
+            raise RuntimeError("a session is active; stop it before running a backtest")
+        labels = [np.datetime64(s, "D") for s in sessions]
+        if not labels:
+            return []
+        per_symbol: dict[str, list[Bars]] = {}
+        for label in labels:
+            for symbol, bars in bars_for(label).items():
+                b = bars if isinstance(bars, Bars) else Bars.from_dict(dict(bars))
+                if len(b):
+                    per_symbol.setdefault(symbol, []).append(b)
+        data = {s: _concat(parts) for s, parts in per_symbol.items()}
+        if not data:
+            raise ValueError("no bars in any of the sessions given")
+        engine = Engine(self.calendar, base=self.base_interval, derived=self.derived_intervals,
+                        on_bad=self.session_data.on_bad, start=min(labels), end=max(labels))
+        span = None
+        if until_ns is not None:
+            first = min(int(b.ts[0]) for b in data.values())
+            span = (first, int(until_ns) - engine.base.ns)
+        sink_run = engine.run_export if out_dir is not None else None
+        if sink_run is not None:
+            result = sink_run(data, out_dir, fmt=fmt, span=span)
+        else:
+            result = engine.run(data, span=span)
+        summaries = [SessionSummary.of(result, k) for k in range(len(result.sessions))]
+        if on_session is not None:
+            for summary in summaries:
                 on_session(summary)
         return summaries
+
+
+def _concat(parts: list[Bars]) -> Bars:
+    if len(parts) == 1:
+        return parts[0]
+    cols = {c: np.concatenate([getattr(b, c) for b in parts])
+            for c in ("ts", "open", "high", "low", "close", "volume")}
+    return Bars(**cols, interval=parts[0].interval)

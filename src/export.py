@@ -1,234 +1,505 @@
-"""Exports: the session's JSON and one CSV per symbol and interval, written atomically, and a
-validation that reads an export back and checks it.
+"""Exports: one JSON document per session, the bars and the gaps as columnar datasets, written
+as a whole and atomically; and the validation that reads an export back.
 
-Layout of one session's export folder::
+Layout of an export folder::
 
-    <folder>/session.json                    SessionData.to_json()
-    <folder>/bars/<symbol>.<interval>.csv    ts,time,open,high,low,close,volume[,count,coverage]
+    OUT/manifest.json                            what the export holds (and the run's summary)
+    OUT/sessions/<YYYY-MM-DD>.json               one document per session (results.session_doc)
+    OUT/bars/interval=<iv>/part-<NNNNN>.parquet  derived bars (and base bars on request)
+    OUT/gaps/interval=<iv>/part-00000.parquet    every gap: symbol, session, start, end, bars
 
-A file is written to a temporary name in the same folder and renamed over the target, so an
-interrupted export leaves the previous file or none, never half of one.  Symbol names are
-percent-encoded into file names, so no symbol can write outside the folder.
+The bars and gaps are datasets that polars, pyarrow, pandas and DuckDB read as one table
+(``pl.scan_parquet("OUT/bars/**/*.parquet", hive_partitioning=True)``), with ``symbol`` and
+``session`` columns.  The files are partitioned by interval, then by the engine's partition of
+the input (a file, or a batch of symbols): the engine writes a partition's bars while it holds
+them and forgets them, so memory follows the partition, and the number of files follows the
+input's files, not symbols x sessions.  CSV instead of Parquet on request (``part-*.csv``, the
+same columns; floats in their shortest exact form, so they read back bit for bit).
+
+An export is staged in a hidden folder beside ``OUT`` and swapped in when complete: a failure
+or a kill part way leaves the previous export (or none), never a mix.  The swap is two renames;
+a kill between them leaves the previous export at ``.OUT.previous-*``, which the next export
+puts back before it starts.
 """
 
 from __future__ import annotations
 
-import csv
-import hashlib
+import contextlib
+import itertools
 import json
 import os
+import shutil
 import tempfile
+import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
-from urllib.parse import quote, unquote
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
-from .bars import BadBarError, Bars
+from .bars import Bars
+from .results import RunResult, dumps, session_docs
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .session import SessionData
+    import pyarrow as pa
 
-CSV_HEADER = ["ts", "time", "open", "high", "low", "close", "volume"]
-DERIVED_HEADER = CSV_HEADER + ["count", "coverage"]
-_SAFE = "-_^=+@,"
-
-
-# File systems cap a name at 255 bytes; the CSV suffix and the temporary file's affixes need
-# about 30 more.  Longer encodings keep a prefix and a digest of the whole symbol after "%~",
-# which percent-encoding never produces (its "%" is always followed by two hex digits).
-_MAX_NAME = 200
+FORMATS = ("parquet", "csv")
+MANIFEST = "manifest.json"
+KIND = "sessiondata export"
+BAR_COLUMNS = ["symbol", "session", "ts", "open", "high", "low", "close", "volume", "count",
+               "coverage"]
+GAP_COLUMNS = ["symbol", "session", "start", "end", "bar_count"]
 
 
-def _encode(symbol: str) -> str:
-    return quote(symbol, safe=_SAFE).replace(".", "%2E")
+def _arrow() -> Any:
+    try:
+        import pyarrow
+        import pyarrow.csv  # noqa: F401
+        import pyarrow.parquet  # noqa: F401
+    except ImportError:  # pragma: no cover - pyarrow is a dependency
+        raise ImportError("exports need pyarrow: pip install pyarrow") from None
+    return pyarrow
 
 
-def symbol_filename(symbol: str) -> str:
-    """A file name for a symbol: percent-encoded, never a path, never hidden, never too long."""
-    name = _encode(symbol)
-    if not name or name in (".", ".."):
-        raise ValueError(f"symbol {symbol!r} cannot be a file name")
-    if len(name) > _MAX_NAME:
-        parts, used = [], 0
-        for ch in symbol:  # whole characters only, so the prefix decodes
-            part = _encode(ch)
-            if used + len(part) > _MAX_NAME - 34:
-                break
-            parts.append(part)
-            used += len(part)
-        digest = hashlib.sha256(symbol.encode("utf-8", "surrogatepass")).hexdigest()[:32]
-        name = "".join(parts) + "%~" + digest
-    return name
-
-
-def filename_symbol(name: str) -> str:
-    """The symbol a file name stands for (inverse of ``symbol_filename``; a shortened name
-    keeps only the symbol's beginning)."""
-    return unquote(name.split("%~", 1)[0])
+# -- files ----------------------------------------------------------------------------------
 
 
 def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
     """Write ``data`` to ``path`` through a temporary file and a rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    mode = "wb" if isinstance(data, bytes) else "w"
+    raw = data.encode("utf-8") if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, mode, **({} if mode == "wb" else {"encoding": "utf-8",
-                                                            "newline": ""})) as f:
-            f.write(data)
+        with os.fdopen(fd, "wb") as f:
+            f.write(raw)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
         raise
     return path
 
 
-def dumps_compact(obj: Any) -> str:
-    """JSON text with no indentation (the C encoder: several times faster than indent=)."""
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n"
+def write_json(path: str | os.PathLike, obj: Any, *, indent: bool = True) -> Path:
+    """Write a JSON document atomically through the one JSON writer."""
+    return write_atomic(path, dumps(obj, indent=indent))
 
 
-def write_json(path: str | os.PathLike, obj: Any, *, indent: int | None = 2) -> Path:
-    """Write a JSON document atomically (UTF-8; ``indent=None`` for compact output)."""
-    if indent is None:
-        return write_atomic(path, dumps_compact(obj))
-    return write_atomic(path, json.dumps(obj, indent=indent, ensure_ascii=False) + "\n")
+# -- the staged export ----------------------------------------------------------------------
 
 
-def _iso_utc(ns: np.ndarray) -> list[str]:
-    return [str(t) + "Z" for t in ns.astype("datetime64[ns]").astype("datetime64[s]")]
-
-
-def bars_to_csv(bars: Bars) -> str:
-    """CSV text of bars; floats are written in their shortest exact form (``repr``), so the
-    file reads back to the same values."""
-    derived = bars.count is not None and bars.coverage is not None
-    header = DERIVED_HEADER if derived else CSV_HEADER
-    columns = [bars.ts.tolist(), _iso_utc(bars.ts)]
-    columns += [getattr(bars, c).tolist() for c in ("open", "high", "low", "close", "volume")]
-    if derived:
-        columns += [bars.count.tolist(), bars.coverage.tolist()]
-    lines = [",".join(header)]
-    lines += [",".join(map(repr_field, row)) for row in zip(*columns)]
-    return "\n".join(lines) + "\n"
-
-
-def repr_field(value) -> str:
-    return value if isinstance(value, str) else repr(value)
-
-
-def write_bars_csv(path: str | os.PathLike, bars: Bars) -> Path:
-    return write_atomic(path, bars_to_csv(bars))
-
-
-def read_bars_csv(path: str | os.PathLike) -> Bars:
-    """Read a CSV written by ``write_bars_csv`` back (validating it)."""
-    path = Path(path)
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if header not in (CSV_HEADER, DERIVED_HEADER):
-            raise ValueError(f"{path}: unexpected header {header}")
-        rows = list(reader)
-    width = len(header)
-    for i, row in enumerate(rows, start=2):
-        if len(row) != width:
-            raise ValueError(f"{path}, line {i}: {len(row)} fields, expected {width}")
-    cols = list(zip(*rows)) if rows else [()] * width
+def is_export(folder: str | os.PathLike) -> bool:
+    """Whether ``folder`` holds a sessiondata export (its manifest says so)."""
     try:
-        ts = np.array(cols[0], dtype=np.int64)
-        floats = [np.array(cols[k], dtype=np.float64) for k in range(2, 7)]
-        count = np.array(cols[7], dtype=np.int64) if width == 9 else None
-        coverage = np.array(cols[8], dtype=np.float64) if width == 9 else None
-    except ValueError as exc:
-        raise ValueError(f"{path}: {exc}") from None
-    iso = _iso_utc(ts)
-    for i, (a, b) in enumerate(zip(iso, cols[1])):
-        if a != b:
-            raise ValueError(f"{path}, line {i + 2}: time {b!r} does not match ts ({a})")
+        manifest = json.loads((Path(folder) / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and manifest.get("kind") == KIND
+
+
+def _leftovers(out: Path, what: str) -> list[Path]:
+    return sorted(out.parent.glob(f".{out.name}.{what}-*"))
+
+
+def recover(out: str | os.PathLike) -> Path | None:
+    """Put back an export that a kill between the two renames of a swap left aside (returns
+    where it was), and remove staging folders that killed runs left."""
+    out = Path(out)
+    restored = None
+    if not out.exists():
+        for old in _leftovers(out, "previous"):
+            if is_export(old):
+                os.rename(old, out)
+                restored = old
+                break
+    for stale in _leftovers(out, "staging") + _leftovers(out, "previous"):
+        shutil.rmtree(stale, ignore_errors=True)
+    return restored
+
+
+@contextlib.contextmanager
+def staged(out: str | os.PathLike) -> Iterator[Path]:
+    """A folder to write an export into; swapped in for ``out`` when the block ends without
+    an error, removed when it fails.  ``out`` must be absent, empty or an earlier export."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    recover(out)
+    if out.exists():
+        if not out.is_dir():
+            raise ValueError(f"{out} exists and is not a folder")
+        if not is_export(out) and any(out.iterdir()):
+            raise ValueError(f"{out} exists and is not a sessiondata export (no {MANIFEST}); "
+                             "choose another --out folder or empty it")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
     try:
-        return Bars(ts, *floats, count=count, coverage=coverage)
-    except BadBarError as exc:  # say which file: validate_export reports the message alone
-        raise BadBarError(f"{path}: {exc}", exc.row, exc.fault) from None
+        yield tmp
+        _fsync_tree(tmp)
+        if out.exists():
+            old = out.parent / f".{out.name}.previous-{os.getpid()}"
+            os.rename(out, old)
+            os.rename(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, out)
+        _fsync_dir(out.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
-def export_session(session_data: "SessionData", folder: str | os.PathLike, *,
-                   csv_bars: bool = True) -> dict[str, Any]:
-    """Write ``session.json`` and, with ``csv_bars``, one CSV per symbol and interval.
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
-    Returns the JSON document written.
-    """
+
+def _fsync_tree(root: Path) -> None:
+    """Flush every file of a staged export to disk before it is swapped in."""
+    for folder, _, files in os.walk(root):
+        for name in files:
+            with contextlib.suppress(OSError):
+                fd = os.open(os.path.join(folder, name), os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+        _fsync_dir(Path(folder))
+
+
+# -- the bar dataset ------------------------------------------------------------------------
+
+
+class BarDatasetWriter:
+    """Writes bars into ``root/bars/interval=<iv>/`` as the engine makes them: each of the
+    engine's partitions gets a :class:`_BarPart` that collects its bars and writes one file
+    per interval when the partition closes."""
+
+    def __init__(self, root: str | os.PathLike, fmt: str = "parquet"):
+        if fmt not in FORMATS:
+            raise ValueError(f"bar format must be one of {FORMATS}, got {fmt!r}")
+        _arrow()
+        self.root = Path(root) / "bars"
+        self.fmt = fmt
+        self._numbers = itertools.count()
+        self._lock = threading.Lock()
+        self.files: list[Path] = []
+
+    def part(self, name: str) -> "_BarPart":
+        with self._lock:
+            number = next(self._numbers)
+        return _BarPart(self, number)
+
+    def _write(self, interval: str, number: int, table: "pa.Table") -> None:
+        pa = _arrow()
+        folder = self.root / f"interval={interval}"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"part-{number:05d}.{'parquet' if self.fmt == 'parquet' else 'csv'}"
+        if self.fmt == "parquet":
+            pa.parquet.write_table(table, path)
+        else:
+            pa.csv.write_csv(table, path)
+        with self._lock:
+            self.files.append(path)
+
+
+class _BarPart:
+    def __init__(self, writer: BarDatasetWriter, number: int):
+        self.writer = writer
+        self.number = number
+        self.pieces: dict[str, list[tuple[str, np.ndarray, Bars]]] = {}
+
+    def add(self, symbol: str, interval: str, sessions: np.ndarray, bars: Bars) -> None:
+        self.pieces.setdefault(interval, []).append((symbol, sessions, bars))
+
+    def close(self) -> None:
+        for interval, pieces in self.pieces.items():
+            self.writer._write(interval, self.number, bars_table(pieces))
+        self.pieces = {}
+
+
+def bars_table(pieces: list[tuple[str, np.ndarray, Bars]]) -> "pa.Table":
+    """One Arrow table of the bars of several symbols: ``symbol`` (dictionary), ``session``
+    (date), ``ts`` (timestamp, UTC), prices, volume, ``count`` and ``coverage`` (1 and 1.0
+    for base bars)."""
+    pa = _arrow()
+    sizes = [len(b) for _, _, b in pieces]
+    symbols = pa.DictionaryArray.from_arrays(
+        np.repeat(np.arange(len(pieces), dtype=np.int32), sizes),
+        pa.array([s for s, _, _ in pieces], pa.string()))
+
+    def cat(get: Any) -> np.ndarray:
+        return np.concatenate([get(b) for _, _, b in pieces]) if pieces else np.empty(0)
+
+    sessions = np.concatenate([s for _, s, _ in pieces]).astype("datetime64[D]")
+    count = cat(lambda b: b.count if b.count is not None else np.ones(len(b), np.int64))
+    coverage = cat(lambda b: b.coverage if b.coverage is not None
+                   else np.ones(len(b), np.float64))
+    return pa.table({
+        "symbol": symbols,
+        "session": pa.array(sessions, pa.date32()),
+        "ts": pa.array(cat(lambda b: b.ts), pa.timestamp("ns", tz="UTC")),
+        "open": cat(lambda b: b.open),
+        "high": cat(lambda b: b.high),
+        "low": cat(lambda b: b.low),
+        "close": cat(lambda b: b.close),
+        "volume": cat(lambda b: b.volume),
+        "count": count.astype(np.int64),
+        "coverage": coverage.astype(np.float64),
+    })
+
+
+def gaps_table(run: RunResult, interval: str) -> "pa.Table":
+    """Every gap of an interval: symbol, session, start, end (exclusive), bar_count."""
+    pa = _arrow()
+    t = run.intervals[interval]
+    return pa.table({
+        "symbol": pa.DictionaryArray.from_arrays(t.gap_symbol.astype(np.int32),
+                                                 pa.array(run.symbols, pa.string())),
+        "session": pa.array(run.sessions[t.gap_session].astype("datetime64[D]"), pa.date32()),
+        "start": pa.array(t.gap_start, pa.timestamp("ns", tz="UTC")),
+        "end": pa.array(t.gap_end, pa.timestamp("ns", tz="UTC")),
+        "bar_count": t.gap_count,
+    })
+
+
+# -- writing a run --------------------------------------------------------------------------
+
+
+def write_run(run: RunResult, folder: str | os.PathLike, *, fmt: str = "parquet",
+              bars: BarDatasetWriter | None = None, summary: dict[str, Any] | None = None,
+              ) -> Path:
+    """Write a run's session documents, gap dataset and manifest into ``folder`` (a staging
+    folder: see :func:`staged`); ``bars`` is the writer the engine filled."""
+    pa = _arrow()
     folder = Path(folder)
-    doc = session_data.to_json()
-    if csv_bars:
-        for symbol, symbol_doc in doc["symbols"].items():
-            entry = session_data.get_symbol_data(symbol)
-            if entry is None:  # removed while exporting
-                continue
-            for interval in entry.intervals():
-                target = folder / "bars" / f"{symbol_filename(symbol)}.{interval}.csv"
-                if target.resolve().parent != (folder / "bars").resolve():
-                    raise ValueError(f"symbol {symbol!r} would write outside {folder}")
-                bars = entry.bars(interval)
-                write_bars_csv(target, bars)
-                # Bars may keep arriving while the files are written: the JSON, written last,
-                # states what each CSV holds.
-                interval_doc = symbol_doc["intervals"].get(interval)
-                if interval_doc is not None:
-                    interval_doc["bars"] = len(bars)
-    write_json(folder / "session.json", doc)
-    return doc
+    sessions = folder / "sessions"
+    sessions.mkdir(parents=True, exist_ok=True)
+    for k, doc in enumerate(session_docs(run)):
+        (sessions / f"{doc['session']}.json").write_bytes(dumps(doc))
+    for name in run.interval_names:
+        gdir = folder / "gaps" / f"interval={name}"
+        gdir.mkdir(parents=True, exist_ok=True)
+        table = gaps_table(run, name)
+        if fmt == "parquet":
+            pa.parquet.write_table(table, gdir / "part-00000.parquet")
+        else:
+            pa.csv.write_csv(table, gdir / "part-00000.csv")
+    manifest = {
+        "kind": KIND,
+        "format": fmt,
+        "calendar": run.calendar.name,
+        "base_interval": run.base,
+        "derived_intervals": list(run.derived),
+        "intervals_with_bars": sorted({p.parent.name.split("=", 1)[1]
+                                       for p in (bars.files if bars is not None else [])}),
+        "sessions": [str(s) for s in run.sessions],
+        "symbols": list(run.symbols),
+        "summary": summary or {},
+    }
+    (folder / MANIFEST).write_bytes(dumps(manifest))
+    return folder
 
 
-def validate_export(folder: str | os.PathLike,
-                    session_data: "SessionData | None" = None) -> list[str]:
-    """Read an export back and check it: JSON schema, CSV format, order, bar invariants,
-    gap arithmetic, and (given ``session_data``) that it matches what is held.
+def export_run(run: RunResult, out: str | os.PathLike, *, fmt: str = "parquet",
+               bars: dict[str, dict[str, Bars]] | None = None,
+               summary: dict[str, Any] | None = None) -> Path:
+    """Export a run that is already computed, with the bars given (per symbol, per interval:
+    a live session's bars), atomically into ``out``."""
+    with staged(out) as tmp:
+        writer = BarDatasetWriter(tmp, fmt)
+        if bars:
+            part = writer.part("bars")
+            k_opens = np.array([run.session_bounds(k)[0] for k in range(len(run.sessions))],
+                               np.int64)
+            for symbol, by_interval in bars.items():
+                for interval, b in by_interval.items():
+                    if len(b):
+                        k = np.searchsorted(k_opens, b.ts, side="right") - 1
+                        part.add(symbol, interval, run.sessions[np.maximum(k, 0)], b)
+            part.close()
+        write_run(run, tmp, fmt=fmt, bars=writer, summary=summary)
+    return Path(out)
+
+
+# -- reading back ---------------------------------------------------------------------------
+
+
+def read_dataset(folder: str | os.PathLike, what: str = "bars",
+                 interval: str | None = None) -> "pa.Table":
+    """The bars (or gaps) of an export as one Arrow table, with an ``interval`` column (or
+    only the bars of ``interval``)."""
+    pa = _arrow()
+    import pyarrow.dataset as ds
+
+    root = Path(folder) / what
+    fmt = _manifest(folder).get("format", "parquet")
+    if not root.exists():
+        return pa.table({})
+    schema = _schema(what)
+    fields = list(schema) + [pa.field("interval", pa.string())]
+    csv_format = ds.CsvFileFormat(convert_options=pa.csv.ConvertOptions(column_types=schema))
+    dataset = ds.dataset(root, format="parquet" if fmt == "parquet" else csv_format,
+                         partitioning=ds.partitioning(pa.schema([("interval", pa.string())]),
+                                                      flavor="hive"),
+                         schema=pa.schema(fields))
+    if interval is not None:
+        return dataset.to_table(filter=ds.field("interval") == interval)
+    return dataset.to_table()
+
+
+def _schema(what: str) -> "pa.Schema":
+    pa = _arrow()
+    ts = pa.timestamp("ns", tz="UTC")
+    sym = pa.dictionary(pa.int32(), pa.string())
+    if what == "bars":
+        return pa.schema([("symbol", sym), ("session", pa.date32()), ("ts", ts),
+                          ("open", pa.float64()), ("high", pa.float64()),
+                          ("low", pa.float64()), ("close", pa.float64()),
+                          ("volume", pa.float64()), ("count", pa.int64()),
+                          ("coverage", pa.float64())])
+    return pa.schema([("symbol", sym), ("session", pa.date32()), ("start", ts), ("end", ts),
+                      ("bar_count", pa.int64())])
+
+
+def _manifest(folder: str | os.PathLike) -> dict[str, Any]:
+    try:
+        doc = json.loads((Path(folder) / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def validate_export(folder: str | os.PathLike) -> list[str]:
+    """Read an export back and check it: the manifest, every session document (schema, gap
+    arithmetic, scores), the bar dataset (schema, bar invariants, order, and that each
+    symbol's bars per session and interval are as many as its document says) and the gap
+    dataset (the same gaps as the documents).
 
     Returns the problems found (empty when the export is sound).
     """
     folder = Path(folder)
+    if not folder.is_dir():
+        left = _leftovers(folder, "previous")
+        hint = f"; an interrupted export left the previous one at {left[0]}" if left else ""
+        return [f"{folder}: no such folder{hint}"]
+    if not is_export(folder):
+        return [f"{folder}: not a sessiondata export (no {MANIFEST} of kind {KIND!r})"]
+    manifest = _manifest(folder)
     problems: list[str] = []
-    doc_path = folder / "session.json"
+    docs: dict[str, dict[str, Any]] = {}
+    for label in manifest.get("sessions", []):
+        path = folder / "sessions" / f"{label}.json"
+        try:
+            docs[label] = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            problems.append(f"{path}: cannot read: {exc}")
+    for label, doc in docs.items():
+        problems += _check_doc(folder / "sessions" / f"{label}.json", doc)
+    # What the documents say, per (interval, symbol, session): bars and gaps.
+    said_bars: dict[tuple[str, str, str], int] = {}
+    said_gaps: dict[tuple[str, str, str], int] = {}
+    for label, doc in docs.items():
+        for symbol, entry in doc.get("symbols", {}).items():
+            for name, iv in entry.get("intervals", {}).items():
+                said_bars[(name, symbol, label)] = int(iv.get("bars", 0))
+                said_gaps[(name, symbol, label)] = int(iv.get("gaps", {}).get("gap_count", 0))
     try:
-        doc = json.loads(doc_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        return [f"{doc_path}: cannot read: {exc}"]
-    for key in ("session", "calendar", "timezone", "symbols"):
+        bars = read_dataset(folder, "bars")
+        gaps = read_dataset(folder, "gaps")
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is a problem to report
+        return problems + [f"{folder}: cannot read the datasets: {type(exc).__name__}: {exc}"]
+    with_bars = set(manifest.get("intervals_with_bars", []))
+    problems += _check_bars(folder, bars, said_bars, with_bars)
+    problems += _check_gap_rows(folder, gaps, said_gaps)
+    return problems
+
+
+def _keys(table: "pa.Table") -> list[tuple[str, str, str]]:
+    return list(zip(table.column("interval").to_pylist(),
+                    table.column("symbol").to_pylist(),
+                    [str(d) for d in table.column("session").to_pylist()]))
+
+
+def _check_bars(folder: Path, bars: "pa.Table", said: dict[tuple[str, str, str], int],
+                with_bars: set[str]) -> list[str]:
+    out: list[str] = []
+    where = folder / "bars"
+    if bars.num_rows:
+        o, h, lo, c, v = (bars.column(n).to_numpy() for n in
+                          ("open", "high", "low", "close", "volume"))
+        cov = bars.column("coverage").to_numpy()
+        cnt = bars.column("count").to_numpy()
+        bad = ~(np.isfinite(o) & np.isfinite(h) & np.isfinite(lo) & np.isfinite(c))
+        bad |= (h < np.maximum(o, c)) | (lo > np.minimum(o, c))
+        bad |= (v < 0) | np.isinf(v)
+        bad |= ~((cov > 0) & (cov <= 1.0)) | (cnt < 1)
+        if bad.any():
+            i = int(np.argmax(bad))
+            out.append(f"{where}: {int(bad.sum())} bars break the bar invariants (first: "
+                       f"{bars.slice(i, 1).to_pylist()[0]})")
+        # Within (interval, symbol), time strictly increases.
+        ts = bars.column("ts").cast("int64").to_numpy()
+        keys = np.array([f"{a}\x00{b}" for a, b in zip(bars.column("interval").to_pylist(),
+                                                        bars.column("symbol").to_pylist())])
+        order = np.lexsort((ts, keys))
+        same = keys[order][1:] == keys[order][:-1]
+        if (same & (np.diff(ts[order]) <= 0)).any():
+            out.append(f"{where}: duplicate bars (the same symbol, interval and time twice)")
+    held: dict[tuple[str, str, str], int] = {}
+    for key in _keys(bars):
+        held[key] = held.get(key, 0) + 1
+    for key, n in sorted(said.items()):
+        if key[0] not in with_bars:
+            continue
+        if held.get(key, 0) != n:
+            out.append(f"{where}/interval={key[0]}: {key[1]} {key[2]}: {held.get(key, 0)} "
+                       f"bars, sessions/{key[2]}.json says {n}")
+    for key in sorted(set(held) - set(said)):
+        out.append(f"{where}/interval={key[0]}: {key[1]} {key[2]}: {held[key]} bars of a "
+                   "symbol or session no document lists")
+    return out
+
+
+def _check_gap_rows(folder: Path, gaps: "pa.Table",
+                    said: dict[tuple[str, str, str], int]) -> list[str]:
+    out: list[str] = []
+    held: dict[tuple[str, str, str], int] = {}
+    for key in _keys(gaps):
+        held[key] = held.get(key, 0) + 1
+    for key in sorted(set(held) | {k for k, n in said.items() if n}):
+        if held.get(key, 0) != said.get(key, 0):
+            out.append(f"{folder / 'gaps'}/interval={key[0]}: {key[1]} {key[2]}: "
+                       f"{held.get(key, 0)} gaps, the session document says "
+                       f"{said.get(key, 0)}")
+    return out
+
+
+def _check_doc(path: Path, doc: Any) -> list[str]:
+    problems = []
+    if not isinstance(doc, dict):
+        return [f"{path}: not a JSON object"]
+    for key in ("session", "calendar", "timezone", "windows", "symbols", "unknown_bars"):
         if key not in doc:
-            problems.append(f"{doc_path}: missing key {key!r}")
-    symbols = doc.get("symbols", {})
-    for symbol, entry in symbols.items():
-        where = f"{doc_path}: {symbol}"
+            problems.append(f"{path}: missing key {key!r}")
+    for symbol, entry in doc.get("symbols", {}).items():
+        where = f"{path}: {symbol}"
         for name, iv in entry.get("intervals", {}).items():
             problems += _check_gaps(f"{where} {name}", iv.get("gaps"))
             q = iv.get("quality")
-            if q is not None:
-                if not 0.0 <= q.get("score", -1) <= 100.0 + 1e-9:
-                    problems.append(f"{where} {name}: score {q.get('score')} out of [0, 100]")
-                if q.get("expected", 0) != q.get("present", 0) + q.get("missing", 0):
-                    problems.append(f"{where} {name}: expected != present + missing")
-            csv_path = folder / "bars" / f"{symbol_filename(symbol)}.{name}.csv"
-            if not csv_path.exists():
+            if q is None:
                 continue
-            try:
-                bars = read_bars_csv(csv_path)
-            except ValueError as exc:
-                problems.append(str(exc))
-                continue
-            if len(bars) != iv.get("bars"):
-                problems.append(f"{csv_path}: {len(bars)} bars, session.json says {iv.get('bars')}")
-            if session_data is not None:
-                held = session_data.get_symbol_data(symbol)
-                if held is not None and not held.bars(name).equals(bars):
-                    problems.append(f"{csv_path}: differs from the bars held")
+            if not 0.0 <= q.get("score", -1) <= 100.0 + 1e-9:
+                problems.append(f"{where} {name}: score {q.get('score')} out of [0, 100]")
+            if q.get("expected", 0) != q.get("present", 0) + q.get("missing", 0):
+                problems.append(f"{where} {name}: expected != present + missing")
+            if iv.get("bars", 0) > q.get("expected", 0):
+                problems.append(f"{where} {name}: {iv.get('bars')} bars, more than the "
+                                f"{q.get('expected')} expected")
     return problems
 
 
@@ -242,12 +513,6 @@ def _check_gaps(where: str, gaps: Any) -> list[str]:
     if gaps.get("missing_bars") != sum(r.get("bar_count", 0) for r in ranges):
         out.append(f"{where}: missing_bars does not add up")
     for r in ranges:
-        if set(r) != {"start_time", "end_time", "bar_count"} or r["bar_count"] < 1:
+        if not {"start_time", "end_time", "bar_count"} <= set(r) or r["bar_count"] < 1:
             out.append(f"{where}: malformed range {r}")
     return out
-
-
-def iter_session_folders(root: str | os.PathLike) -> Iterable[Path]:
-    """Every folder under ``root`` (``root`` included) that holds a ``session.json``."""
-    root = Path(root)
-    return sorted(p.parent for p in root.rglob("session.json"))

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
 
-from .api import GapArrays, QualityReport, gap_infos, gaps_on_grid, score_on_grid, trim_grid
+from .grid import cut_grid, edge_coverage, gaps_on_grid, score_on_grid
+from .results import Gaps, QualityReport
 from .bars import Bars
 from .intervals import parse_interval
 
@@ -98,30 +99,39 @@ class DataQualityManager:
         gaps, report = scored
         # Stored on the entry that was read, and only while it is still the registered one:
         # a symbol removed (and maybe added again) meanwhile gets nothing of the old bars.
-        if not sd._store_scores(entry, name, gap_infos(gaps, sd.calendar.tz), report,
+        if not sd._store_scores(entry, name, gaps, report,
                                 (since_ns, until_ns)):
             return None
         return report
 
     def _score(self, entry: "SymbolSessionData", name: str, until_ns: int | None,
-               since_ns: int | None) -> tuple[GapArrays, QualityReport] | None:
-        """Gaps and quality of one interval of ``entry`` (nothing is stored); None when the
-        entry has no such interval."""
+               since_ns: int | None) -> tuple[Gaps, QualityReport] | None:
+        """Gaps and quality of one interval of ``entry`` over ``[since_ns, until_ns)`` by the
+        rule of ``grid.bound_grid`` (nothing is stored); None when the entry has no such
+        interval."""
         sd = self.session_data
         try:
-            # A derived bar still being built whose bucket ended by until_ns counts as it
-            # is, without closing it: a feed that lags the clock can still complete it.
+            # A derived bar still being built counts as it is, without closing it, over the
+            # slots that closed by until_ns: a feed that lags the clock can still complete it.
             bars = entry.bars_until(name, until_ns)
         except KeyError:
             return None
         grid = sd.grid(name, entry.base_interval)
-        if since_ns is not None:
-            grid = trim_grid(grid, int(since_ns))
-            first = (int(np.searchsorted(bars.ts, grid.open_ns[0])) if len(grid.open_ns)
-                     else len(bars))
-            bars = bars[first:]
-        gaps = gaps_on_grid(bars.ts, grid, until_ns)
-        report = score_on_grid(bars, grid, name, until_ns, entry.rejected)
+        if since_ns is not None or until_ns is not None:
+            assert sd.windows is not None
+            grid = cut_grid(grid, sd.windows, since_ns, until_ns)
+            lo = int(np.searchsorted(bars.ts, grid.open_ns[0])) if len(grid.open_ns) else 0
+            hi = (int(np.searchsorted(bars.ts, until_ns - grid.base_ns, side="right"))
+                  if until_ns is not None else len(bars))
+            bars = bars[lo:max(lo, hi)]
+            if bars.coverage is not None and bars.count is not None and grid.is_cut:
+                coverage = edge_coverage(bars.ts, bars.count, bars.coverage, grid)
+                if coverage is not bars.coverage:
+                    bars = Bars(bars.ts, bars.open, bars.high, bars.low, bars.close,
+                                bars.volume, count=bars.count, coverage=coverage,
+                                interval=bars.interval, validate=False)
+        gaps = gaps_on_grid(bars.ts, grid, sd.calendar.tz)
+        report = score_on_grid(bars, grid, name, None, entry.rejected)
         return gaps, report
 
     def calculate_all(self, until_ns: int | None = None,

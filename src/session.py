@@ -9,7 +9,6 @@ guards the registry and every change to what it holds; reads hand out snapshots.
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
 import threading
 import unicodedata
 from typing import Any, Iterable, Mapping
@@ -17,13 +16,8 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from ._core.stream import SessionCore, SymbolStream
-from .api import (
-    GapInfo,
-    Grid,
-    QualityReport,
-    default_calendar,
-    make_grid,
-)
+from .grid import Grid, default_calendar, make_grid
+from .results import GapInfo, Gaps, QualityReport, RunResult, live_result, session_fields
 from .bars import COLUMNS, FAULTS, Bars, BadBarError, coerce_float, coerce_ts, describe_row
 from .calendar import Calendar, Windows
 from .intervals import Interval, check_derivable, parse_interval
@@ -105,14 +99,15 @@ class SymbolSessionData:
 
     def bars_until(self, interval: str | None, until_ns: int | None) -> Bars:
         """The bars of ``interval`` held, plus, for a derived interval, the bar still being
-        built when its bucket ended by ``until_ns`` (it is not closed by this)."""
+        built when a base slot of its bucket closed by ``until_ns`` (it is not closed by
+        this)."""
         name = self.base_interval if interval is None else parse_interval(interval).name
         session = self._session
         with session._lock if session is not None else contextlib.nullcontext():
             bars = self._bars(name)
             k = self._slot[name]
             partial = self._stream.partial_bar(k) if k >= 0 and until_ns is not None else None
-        if partial is None or partial["end"] > until_ns:
+        if partial is None or partial["ts"] + self._stream.base_ns > until_ns:
             return bars
         cols = {c: np.append(getattr(bars, c), partial[c]) for c in COLUMNS}
         return Bars(cols["ts"], cols["open"], cols["high"], cols["low"], cols["close"],
@@ -138,38 +133,11 @@ class SymbolSessionData:
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict: per interval, the bar count, quality and gaps (the gap schema
         of the specification: ``gap_count``, ``missing_bars``, ``ranges`` with exchange-local
-        times of day)."""
-        intervals = {}
-        for name in self.intervals():
-            gaps = self.bar_gaps.get(name, [])
-            entry: dict[str, Any] = {"bars": self.bar_count(name)}
-            if name in self.quality:
-                entry["quality"] = self.quality[name].to_dict()
-            entry["gaps"] = {
-                "gap_count": len(gaps),
-                "missing_bars": int(sum(g.bar_count for g in gaps)),
-                "ranges": [g.to_dict() for g in gaps],
-            }
-            intervals[name] = entry
-        doc = {
-            "symbol": self.symbol,
-            "base_interval": self.base_interval,
-            "derived_intervals": list(self.derived_intervals),
-            "is_loaded": self.is_loaded,
-            "rejected": self.rejected,
-            "intervals": intervals,
-        }
-        since, until = self.scored_span
+        times of day); the results model's session document, for this symbol."""
         session = self._session
-        if session is not None and session.windows is not None:
-            # Partial scoring (data that starts or ends inside the session) says so.
-            first, last = int(session.windows.open_ns[0]), int(session.windows.close_ns[-1])
-            tz = session.calendar.tz
-            if since is not None and since > first:
-                doc["scored_from"] = _local(int(since), tz).isoformat()
-            if until is not None and until < last:
-                doc["scored_to"] = _local(int(until), tz).isoformat()
-        return doc
+        if session is None or session.windows is None:
+            raise RuntimeError(f"{self.symbol}: not in an active session")
+        return live_result(session, [self]).session_doc(0)["symbols"][self.symbol]
 
     def __repr__(self) -> str:
         held = "reused" if isinstance(self._stream, _Reused) else len(self._stream)
@@ -426,7 +394,7 @@ class SessionData(SessionCore):
         with self._lock:
             if self._symbols.get(entry.symbol) is not entry:
                 return False
-            entry.bar_gaps[name] = list(gaps)
+            entry.bar_gaps[name] = gaps if isinstance(gaps, Gaps) else list(gaps)
             entry.quality[name] = quality
             entry.scored_span = span
             return True
@@ -491,7 +459,7 @@ class SessionData(SessionCore):
                 cols["ts"], cols["open"], cols["high"], cols["low"], cols["close"],
                 cols["volume"], self.on_bad == "raise")
             if accepted:
-                self._note_clock(entry._stream.last_ns + entry._stream.base_ns)
+                self._note_clock(min(entry._stream.last_ns + entry._stream.base_ns, _I64_MAX))
         if first >= 0 and self.on_bad == "raise":
             raise BadBarError(f"{symbol}: row {first}: {FAULTS[fault]} "
                               f"({describe_row(cols['ts'], cols, first)}); "
@@ -516,16 +484,18 @@ class SessionData(SessionCore):
         return session_fields(str(self._session), self._windows.open_ns,
                               self._windows.close_ns, self.calendar)
 
+    def result(self) -> RunResult:
+        """What the active session holds, in the results model (one session)."""
+        return live_result(self)
+
     def to_json(self) -> dict[str, Any]:
         """The whole session as a JSON-ready dict (an empty session is valid and empty)."""
-        with self._lock:
-            entries = list(self._symbols.values())
+        if self._session is None:
             info = self.session_info()
-            unknown = self._unknown_counts()
-            symbols = {e.symbol: e.to_json() for e in entries}
-        info["symbols"] = symbols
-        info["unknown_bars"] = unknown
-        return info
+            info["symbols"] = {}
+            info["unknown_bars"] = self.unknown_bars
+            return info
+        return live_result(self).session_doc(0)
 
     def memory(self) -> dict[str, int]:
         """Bytes allocated for bars and bytes of the bars held."""
@@ -541,27 +511,7 @@ class SessionData(SessionCore):
 
 
 _NO_CLOCK = -(2**63)
-
-
-def session_fields(label: str, open_ns, close_ns, calendar: Calendar) -> dict[str, Any]:
-    """The session part of the JSON export: label, calendar, zone, windows in local time,
-    and whether the session starts the evening before its date."""
-    tz = calendar.tz
-    opens = [_local(t, tz) for t in np.asarray(open_ns).tolist()]
-    closes = [_local(t, tz) for t in np.asarray(close_ns).tolist()]
-    return {
-        "session": label,
-        "calendar": calendar.name,
-        "timezone": str(tz.key),
-        "windows": [{"open": o.isoformat(), "close": c.isoformat()}
-                    for o, c in zip(opens, closes)],
-        "starts_previous_day": opens[0].date().isoformat() < label,
-    }
-
-
-def _local(ns: int, tz) -> _dt.datetime:
-    epoch = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
-    return (epoch + _dt.timedelta(microseconds=ns // 1000)).astimezone(tz)
+_I64_MAX = 2**63 - 1
 
 
 def _interval_of(bars: Any, columns: dict[str, Any]) -> Interval | None:

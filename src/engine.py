@@ -1,0 +1,648 @@
+"""The engine: a run of sessions over many symbols, symbol by symbol, in a few GIL-free passes.
+
+Every way of running a range of sessions goes through :class:`Engine`: the command line's
+main job, ``sessiondata.run``, ``SessionCoordinator.run_sessions``/``replay`` of whole days
+and ``backtest.run_universe``.  For each symbol the engine hands the whole date range to the
+kernels at once (validate, aggregate each derived interval, find gaps, count per session) and
+makes a small :class:`~sessiondata.results.SymbolResult`; the derived bars go straight to the
+export as they are made.  Symbols are read and processed partition by partition (a file, or a
+batch of in-memory symbols) through one executor interface (:class:`ThreadExecutor` here), so
+peak memory follows the largest partition, not the universe.
+
+The scored span.  Data rarely starts at a session's open and ends at a close.  The run is
+scored from the data's first bar to the end of its last one, dataset-wide (a symbol whose data
+starts later than the others' has a real gap); a symbol added in the middle of a session is
+scored from then.  One rule serves every interval (see ``grid.bound_grid``): a base slot is
+expected when it lies inside the span, a bucket when it holds an expected base slot, and a
+bucket cut by the span counts its bars over its expected slots only.  When the data's span is
+not known before reading (files), each symbol's first and last session are held back (they
+are small) and finished once every partition has been read.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol, Sequence
+
+import numpy as np
+
+from ._core import quality as _quality
+from ._core import validation as _validation
+from .bars import FAULTS, BadBarError, Bars, raise_first_fault
+from .calendar import Calendar, Windows
+from .grid import (
+    Grid,
+    aggregate_on_grid,
+    bound_grid,
+    default_calendar,
+    derived_columns,
+    gaps_on_grid,
+    make_grid,
+    thread_count,
+)
+from .intervals import Interval, check_derivable, parse_interval
+from .results import NO_BOUND_HI, NO_BOUND_LO, RunResult, SymbolResult
+
+_NONE_F64 = np.empty(0, np.float64)
+_FAULT_OUTSIDE = 6
+
+
+# -- inputs ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Loaded:
+    """A partition's bars, as its source read them."""
+
+    bars: Mapping[str, Bars]
+    # Turns (symbol, row, reason) into an error naming the file and line of that bar.
+    error: Callable[[str, int, str], Exception] | None = None
+    dropped: Counter = field(default_factory=Counter)
+    # Per symbol, the timestamps of rows outside the session's hours that the reader set
+    # aside (extended hours): counted per session, never scored.
+    outside: Mapping[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass
+class Source:
+    """One partition of a run's input: ``load()`` reads it when a worker gets to it."""
+
+    name: str
+    load: Callable[[], Loaded]
+    span: tuple[int, int] | None = None   # (first ts, last ts) when known without reading
+
+    @classmethod
+    def of(cls, bars: Mapping[str, Bars], name: str = "<bars>") -> "Source":
+        """A partition of bars held in memory."""
+        held = dict(bars)
+        spans = [(int(b.ts[0]), int(b.ts[-1])) for b in held.values() if len(b)]
+        span = (min(s[0] for s in spans), max(s[1] for s in spans)) if spans else None
+        return cls(name, lambda: Loaded(held), span)
+
+
+def batches(bars: Mapping[str, Bars], size: int = 64, name: str = "<bars>") -> list[Source]:
+    """In-memory bars as partitions of ``size`` symbols."""
+    items = list(bars.items())
+    return [Source.of(dict(items[i:i + size]), name) for i in range(0, len(items), size)]
+
+
+@dataclass(frozen=True)
+class Event:
+    """A symbol added to or removed from a session at an instant (ns UTC)."""
+
+    session: str      # YYYY-MM-DD
+    at_ns: int
+    symbol: str
+    action: str       # "add" or "remove"
+    note: str = ""    # how the summary says it
+
+
+# -- executors ------------------------------------------------------------------------------
+
+
+class Executor(Protocol):
+    """Hands partitions to workers and yields what each made, in any order."""
+
+    def map_unordered(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Any]:
+        ...
+
+
+class ThreadExecutor:
+    """Partitions on threads of this process (the kernels release the GIL).  At most
+    ``threads`` partitions are in flight, so memory holds that many at once."""
+
+    def __init__(self, threads: int | None = None):
+        self.threads = max(1, threads or thread_count())
+
+    def map_unordered(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Any]:
+        it = iter(items)
+        if self.threads == 1:
+            for item in it:
+                yield fn(item)
+            return
+        with ThreadPoolExecutor(self.threads, thread_name_prefix="sessiondata-engine") as ex:
+            pending: set[Future] = set()
+            try:
+                for item in it:
+                    pending.add(ex.submit(fn, item))
+                    if len(pending) >= self.threads:
+                        done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                        for f in done:
+                            yield f.result()
+                while pending:
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for f in done:
+                        yield f.result()
+            finally:
+                for f in pending:
+                    f.cancel()
+
+
+# -- the sink of derived bars ---------------------------------------------------------------
+
+
+class BarSink(Protocol):
+    """Where the engine puts bars as it makes them (``export.BarDatasetWriter``)."""
+
+    def part(self, name: str) -> "BarPart":
+        ...
+
+
+class BarPart(Protocol):
+    def add(self, symbol: str, interval: str, sessions: np.ndarray, bars: Bars) -> None:
+        ...
+
+    def close(self) -> None:
+        ...
+
+
+# -- the engine -----------------------------------------------------------------------------
+
+
+@dataclass
+class _Piece:
+    """What a partition made for one symbol."""
+
+    result: SymbolResult | None     # the sessions already finished
+    held: Bars | None               # bars of the sessions held back (first and last)
+    held_rows: np.ndarray | None    # their rows in the symbol's input (for errors)
+    first_ts: int
+    last_ts: int
+    error: Callable[[str, int, str], Exception] | None
+    outside: np.ndarray | None = None
+
+
+class Engine:
+    """Runs sessions of a calendar over many symbols (see the module's docstring).
+
+    Parameters
+    ----------
+    calendar : Calendar, optional
+        Defaults to ``Calendar.always()``.
+    base, derived : str, iterable of str
+        The base interval of the bars and the intervals derived from it.
+    on_bad : {"raise", "drop"}
+        A bad bar stops the run naming its file, line (or symbol, row) and fault, or is
+        dropped and counted in its session's ``rejected``.
+    start, end : str or datetime64[D], optional
+        The first and last session to run (default: every session the data touches).
+    events : iterable of Event
+        Symbols added or removed inside sessions.
+    sink : BarSink, optional
+        Receives the derived bars (and the base bars with ``export_base``) as they are made.
+    executor : Executor, optional
+        Defaults to a ``ThreadExecutor`` over the cores.
+    progress : callable, optional
+        Called as ``progress(symbols_done, bars_done)`` after each partition.
+    """
+
+    def __init__(self, calendar: Calendar | None = None, *, base: str = "1m",
+                 derived: Iterable[str] = ("5m", "15m", "1h"), on_bad: str = "raise",
+                 start: Any = None, end: Any = None, events: Iterable[Event] = (),
+                 sink: BarSink | None = None, export_base: bool = False,
+                 executor: Executor | None = None,
+                 progress: Callable[[int, int], None] | None = None):
+        if on_bad not in ("raise", "drop"):
+            raise ValueError(f"on_bad must be 'raise' or 'drop', got {on_bad!r}")
+        self.calendar = default_calendar(calendar)
+        self.base = parse_interval(base)
+        if self.base.is_session:
+            raise ValueError("the base interval cannot be '1d'; use an intraday interval")
+        self.derived: list[Interval] = []
+        for name in derived:
+            iv = parse_interval(name)
+            check_derivable(self.base, iv)
+            if iv != self.base and iv not in self.derived:
+                self.derived.append(iv)
+        self.on_bad = on_bad
+        self.start = None if start is None else np.datetime64(start, "D")
+        self.end = None if end is None else np.datetime64(end, "D")
+        self.events: dict[str, list[Event]] = {}
+        for ev in sorted(events, key=lambda e: e.at_ns):
+            if ev.action not in ("add", "remove"):
+                raise ValueError(f"event action must be 'add' or 'remove', got {ev.action!r}")
+            self.events.setdefault(ev.symbol, []).append(ev)
+        self.sink = sink
+        self.export_base = export_base
+        self.executor = executor or ThreadExecutor()
+        self.progress = progress
+        self._range = self._chosen_range()
+
+    @property
+    def intervals(self) -> list[Interval]:
+        return [self.base] + self.derived
+
+    def _chosen_range(self) -> tuple[int, int]:
+        """The instants of the sessions chosen by ``start``/``end`` (bars outside them are
+        not part of the run)."""
+        lo, hi = NO_BOUND_LO, NO_BOUND_HI
+        week = np.timedelta64(14, "D")
+        if self.start is not None:
+            labels = self.calendar.sessions(self.start, self.start + week)
+            if len(labels):
+                lo = int(self.calendar.session_windows(labels[0]).open_ns[0])
+        if self.end is not None:
+            labels = self.calendar.sessions(self.end - week, self.end)
+            if len(labels):
+                hi = int(self.calendar.session_windows(labels[-1]).close_ns[-1])
+        return lo, hi
+
+    # -- the run ----------------------------------------------------------------------------
+
+    def run(self, sources: Sequence[Source] | Mapping[str, Bars], *, dataset: str = "",
+            span: tuple[int, int] | None = None) -> RunResult:
+        """Run every session of the data (within ``start``..``end``) and return the result.
+
+        ``sources`` are partitions, or a mapping of symbol to bars (one partition per batch
+        of symbols).  ``span`` is the (first, last) bar time of the whole input, when known
+        before reading: every session is then finished in one pass.
+        """
+        t0 = time.perf_counter()
+        if isinstance(sources, Mapping):
+            sources = batches(sources)
+        sources = list(sources)
+        if span is None and sources and all(s.span is not None for s in sources):
+            spans = [s.span for s in sources if s.span is not None]
+            span = (min(s[0] for s in spans), max(s[1] for s in spans))
+        if span is not None:
+            span = self._clip_span(span)
+        plan = None if span is None else self._plan(span)
+        pieces: dict[str, _Piece] = {}
+        dropped: Counter = Counter()
+        done_symbols = done_bars = 0
+        for part_pieces, part_dropped, nbars in self.executor.map_unordered(
+                lambda src: self._partition(src, plan), sources):
+            for symbol, piece in part_pieces.items():
+                if symbol in pieces:
+                    raise ValueError(f"symbol {symbol!r} appears in two partitions of the "
+                                     "input (e.g. two files); merge them or give each file "
+                                     "its own symbol")
+                pieces[symbol] = piece
+            dropped.update(part_dropped)
+            done_symbols += len(part_pieces)
+            done_bars += nbars
+            if self.progress is not None:
+                self.progress(done_symbols, done_bars)
+        live = {s: p for s, p in pieces.items() if p.first_ts <= p.last_ts}
+        if not live:
+            raise ValueError("no bars in the run" + (
+                f" ({sum(dropped.values())} rows dropped)" if dropped else ""))
+        if plan is None:
+            span = (min(p.first_ts for p in live.values()),
+                    max(p.last_ts for p in live.values()))
+            plan = self._plan(span)
+            self._finish_held(live, plan)
+        order = sorted(live)
+        parts = [self._align(live[s].result, plan.windows) for s in order]
+        result = RunResult.assemble(self.calendar, plan.windows, self.base.name,
+                                    [d.name for d in self.derived], parts,
+                                    dataset=dataset, dropped=dict(dropped),
+                                    span=(plan.lo, plan.hi))
+        for symbol_events in self.events.values():
+            for ev in symbol_events:
+                k = _index_of(plan.windows.sessions, ev.session)
+                if k >= 0 and ev.note:
+                    result.notes[k].append(ev.note)
+        result.seconds = time.perf_counter() - t0
+        return result
+
+    def run_export(self, sources: Sequence[Source] | Mapping[str, Bars],
+                   out: str | os.PathLike, *, fmt: str = "parquet", dataset: str = "",
+                   span: tuple[int, int] | None = None,
+                   summary: Callable[[RunResult], dict[str, Any]] | None = None) -> RunResult:
+        """``run``, exporting as it goes: the bars of each partition are written while it is
+        held, then the session documents, the gaps and the manifest (with ``summary(result)``)
+        of the whole run; the export is staged and swapped in for ``out`` when complete (see
+        ``export``)."""
+        from .export import BarDatasetWriter, staged, write_run
+
+        t0 = time.perf_counter()
+        with staged(out) as tmp:
+            writer = BarDatasetWriter(tmp, fmt)
+            sink, self.sink = self.sink, writer
+            try:
+                result = self.run(sources, dataset=dataset, span=span)
+            finally:
+                self.sink = sink
+            result.seconds = time.perf_counter() - t0
+            write_run(result, tmp, fmt=fmt, bars=writer,
+                      summary=summary(result) if summary is not None else None)
+        result.seconds = time.perf_counter() - t0
+        return result
+
+    def _clip_span(self, span: tuple[int, int]) -> tuple[int, int]:
+        lo, hi = self._range
+        return max(span[0], lo), min(span[1], hi)
+
+    def _plan(self, span: tuple[int, int]) -> "_Plan":
+        lo, hi = span[0], span[1] + self.base.ns
+        windows = self.calendar.windows(lo, hi)
+        windows = _select(windows, self.start, self.end)
+        if windows.n_sessions == 0:
+            raise ValueError(f"no session of {self.calendar.name} between "
+                             f"{np.datetime64(lo, 'ns')}Z and {np.datetime64(hi, 'ns')}Z"
+                             + (f" within --start {self.start} .. --end {self.end}"
+                                if self.start is not None or self.end is not None else ""))
+        return _Plan(windows, lo, hi)
+
+    # -- one partition ----------------------------------------------------------------------
+
+    def _partition(self, source: Source, plan: "_Plan | None"):
+        loaded = source.load()
+        out: dict[str, _Piece] = {}
+        nbars = 0
+        part = self.sink.part(source.name) if self.sink is not None else None
+        try:
+            for symbol, bars in loaded.bars.items():
+                nbars += len(bars)
+                out[symbol] = self._symbol(symbol, bars, loaded, plan, part)
+        finally:
+            if part is not None:
+                part.close()
+        return out, loaded.dropped, nbars
+
+    def _symbol(self, symbol: str, bars: Bars, loaded: Loaded, plan: "_Plan | None",
+                part: BarPart | None) -> _Piece:
+        rows = None
+        lo, hi = self._range
+        if len(bars) and (bars.ts[0] < lo or bars.ts[-1] >= hi):
+            a, b = np.searchsorted(bars.ts, [lo, hi])
+            rows = np.arange(a, b)
+            bars = bars[int(a):int(b)]
+        outside = loaded.outside.get(symbol)
+        if not len(bars):
+            return _Piece(None, None, None, NO_BOUND_HI, NO_BOUND_LO, loaded.error, outside)
+        first, last = int(bars.ts[0]), int(bars.ts[-1])
+        windows = self.calendar.windows(first, last + self.base.ns)
+        if plan is not None:
+            windows = _select(windows, self.start, self.end)
+            result = self._process(symbol, bars, rows, windows, plan.lo, plan.hi, loaded,
+                                   part, outside)
+            return _Piece(result, None, None, first, last, loaded.error, outside)
+        # The data's span is not known yet: finish the middle sessions now, hold back the
+        # first and the last (they may be cut by the span).
+        n_k = windows.n_sessions
+        if n_k <= 2:
+            return _Piece(None, _copy(bars), rows if rows is not None else None, first, last,
+                          loaded.error, outside)
+        ends = _session_ends(windows)
+        a = int(np.searchsorted(bars.ts, ends[0][1]))
+        b = int(np.searchsorted(bars.ts, ends[-1][0]))
+        middle = _sub_windows(windows, np.arange(1, n_k - 1))
+        base_rows = np.arange(len(bars)) if rows is None else rows
+        result = self._process(symbol, bars[a:b], base_rows[a:b], middle, NO_BOUND_LO,
+                               NO_BOUND_HI, loaded, part, outside)
+        held = _concat(bars[:a], bars[b:])
+        held_rows = np.concatenate([base_rows[:a], base_rows[b:]])
+        return _Piece(result, held, held_rows, first, last, loaded.error, outside)
+
+    def _finish_held(self, pieces: dict[str, _Piece], plan: "_Plan") -> None:
+        """Finish the held-back sessions now that the data's span is known."""
+        part = self.sink.part("edges") if self.sink is not None else None
+
+        def finish(symbol: str) -> None:
+            p = pieces[symbol]
+            if p.held is None:
+                return
+            windows = self.calendar.windows(int(p.held.ts[0]),
+                                             int(p.held.ts[-1]) + self.base.ns)
+            windows = _select(windows, self.start, self.end)
+            if p.result is not None:  # only the first and last session are held
+                keep = ~np.isin(windows.sessions, p.result.sessions)
+                windows = _sub_windows(windows, np.flatnonzero(keep))
+            loaded = Loaded({}, p.error)
+            res = self._process(symbol, p.held, p.held_rows, windows, plan.lo, plan.hi,
+                                loaded, part, p.outside)
+            p.result = res if p.result is None else _merge(p.result, res)
+            p.held = p.held_rows = None
+
+        try:
+            list(self.executor.map_unordered(finish, list(pieces)))
+        finally:
+            if part is not None:
+                part.close()
+
+    # -- one symbol over a run of sessions --------------------------------------------------
+
+    def _process(self, symbol: str, bars: Bars, rows: np.ndarray | None, windows: Windows,
+                 lo: int, hi: int, loaded: Loaded, part: BarPart | None,
+                 outside: np.ndarray | None) -> SymbolResult:
+        """Every pass over one symbol's bars in ``windows``, scored inside ``[lo, hi)``."""
+        n_k = windows.n_sessions
+        bounds = _session_ends(windows)
+        opens = np.array([b[0] for b in bounds], np.int64)
+        closes = np.array([b[1] for b in bounds], np.int64)
+        member = np.ones(n_k, bool)
+        since = np.where(lo > opens, lo, NO_BOUND_LO).astype(np.int64)
+        until = np.where(hi < closes, hi, NO_BOUND_HI).astype(np.int64)
+        unknown: dict[int, int] = {}
+        rejected: dict[int, dict[str, int]] = {}
+        keep = None
+        for ev in self.events.get(symbol, ()):
+            k = _index_of(windows.sessions, ev.session)
+            if k < 0:
+                continue
+            a, b = int(opens[k]), int(closes[k])
+            keep = np.ones(len(bars), bool) if keep is None else keep
+            if ev.action == "add":
+                since[k] = max(int(since[k]), ev.at_ns)
+                i, j = np.searchsorted(bars.ts, [a, ev.at_ns])
+            else:
+                member[k] = False
+                i, j = np.searchsorted(bars.ts, [ev.at_ns, b])
+                keep[np.searchsorted(bars.ts, a):i] = False  # dropped with the symbol
+            if j > i:
+                unknown[k] = unknown.get(k, 0) + int(j - i)
+            keep[i:j] = False
+        if keep is not None and not keep.all():
+            bars = _masked(bars, keep)
+            rows = None if rows is None else rows[keep]
+        bars = self._validated(symbol, bars, rows, windows, opens, rejected, loaded)
+        if outside is not None and len(outside):
+            k_out = np.searchsorted(opens, outside, side="right") - 1
+            for k, n in zip(*np.unique(k_out[(k_out >= 0) & (k_out < n_k)],
+                                       return_counts=True)):
+                reasons = rejected.setdefault(int(k), {})
+                reasons["outside the session's hours"] = \
+                    reasons.get("outside the session's hours", 0) + int(n)
+        # Scored bounds of every window, and of every session (for the session interval).
+        sid = windows.session_ids
+        s_lo = np.where(member, np.maximum(since, opens), NO_BOUND_HI)
+        s_hi = np.where(member, np.minimum(until, closes), NO_BOUND_LO)
+        w_lo, w_hi = s_lo[sid], s_hi[sid]
+        counts: dict[str, np.ndarray] = {}
+        gaps: dict[str, tuple[np.ndarray, ...]] = {}
+        for iv in self.intervals:
+            grid = make_grid(windows, iv, self.base)
+            grid = bound_grid(grid, windows, s_lo if iv.is_session else w_lo,
+                              s_hi if iv.is_session else w_hi)
+            if iv == self.base:
+                ts, cov, out = bars.ts, _NONE_F64, bars
+            else:
+                cols, m = aggregate_on_grid(bars, grid, self.calendar, iv, parts=1)
+                ts, cov = cols[0][:m], cols[7][:m]
+                out = Bars(*(c[:m] for c in cols[:6]), count=cols[6][:m], coverage=cov,
+                           interval=iv, validate=False)
+            table = np.zeros((5, n_k), np.float64)
+            present = np.empty(n_k, np.int64)
+            covered = np.empty(n_k, np.float64)
+            partial = np.empty(n_k, np.int64)
+            _quality.score_groups(ts, cov, opens, present, covered, partial)
+            slots = (-((grid.open_ns - grid.close_ns) // grid.step_ns) if grid.step_ns
+                     else np.ones(len(grid.open_ns), np.int64))
+            expected = np.bincount(grid.session, weights=slots, minlength=n_k)
+            table[SymbolResult.BARS] = present
+            table[SymbolResult.EXPECTED] = expected
+            table[SymbolResult.PRESENT] = present
+            table[SymbolResult.PARTIAL] = partial
+            table[SymbolResult.COVERED] = covered
+            counts[iv.name] = table
+            try:
+                g = gaps_on_grid(ts, grid, parts=1)
+            except BadBarError as exc:  # a bar the calendar check let through
+                raise self._error(symbol, exc.row, rows, loaded, str(exc)) from None
+            w = np.searchsorted(grid.open_ns, g.start_ns, side="right") - 1
+            gaps[iv.name] = (grid.session[w], g.start_ns, g.end_ns, g.bar_count)
+            if part is not None and len(ts) and (iv != self.base or self.export_base):
+                session_of = np.searchsorted(opens, ts, side="right") - 1
+                part.add(symbol, iv.name, windows.sessions[session_of], out)
+        return SymbolResult(symbol, member, since, until, counts, gaps, unknown, rejected,
+                            sessions=windows.sessions)
+
+    def _validated(self, symbol: str, bars: Bars, rows: np.ndarray | None, windows: Windows,
+                   opens: np.ndarray, rejected: dict[int, dict[str, int]],
+                   loaded: Loaded) -> Bars:
+        """The bars checked against the windows: the first bad one raises (naming its file
+        and line when the source knows them), or bad ones are dropped and counted per
+        session by reason."""
+        if not len(bars):
+            return bars
+        raising = self.on_bad == "raise"
+        faults = np.empty(0 if raising else len(bars), np.uint8)
+        first, n_by_fault = _validation.validate_bars(
+            bars.ts, bars.open, bars.high, bars.low, bars.close, bars.volume,
+            windows.open_ns, windows.close_ns, self.base.ns, faults, raising)
+        if first < 0:
+            return bars
+        if raising:
+            fault = next(code for code, c in enumerate(n_by_fault) if c)
+            try:
+                raise_first_fault(bars.ts, bars.columns(), first, fault,
+                                  f"{symbol} on calendar {self.calendar.name}")
+            except BadBarError as exc:
+                raise self._error(symbol, first, rows, loaded, str(exc)) from None
+        bad = faults != 0
+        k_bad = np.clip(np.searchsorted(opens, bars.ts[bad], side="right") - 1, 0, None)
+        for k, code in zip(k_bad.tolist(), faults[bad].tolist()):
+            reasons = rejected.setdefault(k, {})
+            reason = FAULTS.get(code, "bad bar")
+            reasons[reason] = reasons.get(reason, 0) + 1
+        return _masked(bars, ~bad)
+
+    def _error(self, symbol: str, row: int, rows: np.ndarray | None, loaded: Loaded,
+               reason: str) -> Exception:
+        if loaded.error is not None and row >= 0:
+            original = int(rows[row]) if rows is not None else row
+            return loaded.error(symbol, original, reason)
+        return BadBarError(reason, row, 0)
+
+    @staticmethod
+    def _align(result: SymbolResult | None, windows: Windows) -> SymbolResult:
+        """The symbol's result over the run's sessions (not a member where it had none)."""
+        assert result is not None
+        return result.over(windows.sessions)
+
+
+@dataclass
+class _Plan:
+    windows: Windows   # every session of the run
+    lo: int            # the data's first bar
+    hi: int            # the end of its last bar
+
+
+def _index_of(labels: np.ndarray, label: str) -> int:
+    k = int(np.searchsorted(labels, np.datetime64(label, "D")))
+    return k if k < len(labels) and labels[k] == np.datetime64(label, "D") else -1
+
+
+def _session_ends(windows: Windows) -> list[tuple[int, int]]:
+    """(first open, last close) of every session."""
+    ids = windows.session_ids
+    if not len(ids):
+        return []
+    first = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+    last = np.r_[first[1:], len(ids)] - 1
+    return list(zip(windows.open_ns[first].tolist(), windows.close_ns[last].tolist()))
+
+
+def _sub_windows(windows: Windows, sessions: np.ndarray) -> Windows:
+    """The windows of some of the sessions (indices, increasing)."""
+    pick = np.isin(windows.session_ids, sessions)
+    ids = windows.session_ids[pick]
+    renumber = np.searchsorted(sessions, ids)
+    return Windows(windows.open_ns[pick], windows.close_ns[pick], renumber,
+                   windows.sessions[sessions])
+
+
+def _select(windows: Windows, start: np.datetime64 | None, end: np.datetime64 | None) -> Windows:
+    """The windows of the sessions labelled within ``start``..``end``."""
+    if start is None and end is None:
+        return windows
+    labels = windows.sessions
+    ok = np.ones(len(labels), bool)
+    if start is not None:
+        ok &= labels >= start
+    if end is not None:
+        ok &= labels <= end
+    return _sub_windows(windows, np.flatnonzero(ok))
+
+
+def _masked(bars: Bars, mask: np.ndarray) -> Bars:
+    """The bars where ``mask`` is true."""
+    return Bars(*(getattr(bars, c)[mask] for c in ("ts", "open", "high", "low", "close",
+                                                   "volume")),
+                interval=bars.interval, validate=False)
+
+
+def _copy(bars: Bars) -> Bars:
+    return Bars(*(getattr(bars, c).copy() for c in ("ts", "open", "high", "low", "close",
+                                                    "volume")),
+                interval=bars.interval, validate=False)
+
+
+def _concat(a: Bars, b: Bars) -> Bars:
+    cols = [np.concatenate([getattr(a, c), getattr(b, c)])
+            for c in ("ts", "open", "high", "low", "close", "volume")]
+    return Bars(*cols, interval=a.interval, validate=False)
+
+
+def _merge(a: SymbolResult, b: SymbolResult) -> SymbolResult:
+    """Two results of one symbol over disjoint sessions, as one."""
+    labels = np.concatenate([a.sessions, b.sessions])
+    order = np.argsort(labels, kind="stable")
+    pos = np.empty_like(order)
+    pos[order] = np.arange(len(order))
+    na = len(a.sessions)
+
+    def cat(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        return np.concatenate([x, y], axis=-1)[..., order]
+
+    gaps = {}
+    for name in a.gaps:
+        ga, gb = a.gaps[name], b.gaps[name]
+        sess = np.concatenate([pos[ga[0]], pos[gb[0] + na]])
+        cols = [np.concatenate([x, y]) for x, y in zip(ga[1:], gb[1:])]
+        o = np.lexsort((cols[0], sess))
+        gaps[name] = (sess[o],) + tuple(c[o] for c in cols)
+    unknown = {int(pos[k]): n for k, n in a.unknown.items()}
+    unknown.update({int(pos[k + na]): n for k, n in b.unknown.items()})
+    rejected = {int(pos[k]): r for k, r in a.rejected.items()}
+    rejected.update({int(pos[k + na]): r for k, r in b.rejected.items()})
+    return SymbolResult(a.symbol, cat(a.member, b.member), cat(a.since_ns, b.since_ns),
+                        cat(a.until_ns, b.until_ns),
+                        {n: cat(a.counts[n], b.counts[n]) for n in a.counts}, gaps, unknown,
+                        rejected, sessions=labels[order])

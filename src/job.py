@@ -1,0 +1,166 @@
+"""The main job from Python: ``sessiondata.run(data, calendar, ...)``, what ``sessiondata run``
+does on the command line.
+
+It reads the data (a file, a folder of files, a mapping of symbol to bars, or the embedded
+sample), runs every session through the engine and, with ``out``, exports the run (session
+documents, bar and gap datasets, manifest).  A folder of files with one symbol each is read a
+file at a time by the engine's workers, so memory follows the largest file, not the folder.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+import numpy as np
+
+from . import readers
+from .bars import Bars
+from .calendar import Calendar
+from .engine import Engine, Event, Loaded, Source, ThreadExecutor
+from .grid import default_calendar
+from .results import RunResult, local_time
+
+SYMBOL_COLUMNS = ("symbol", "ticker")
+
+
+def run(data: Any = None, calendar: Calendar | None = None, *, base: str = "1m",
+        derived: Iterable[str] = ("5m", "15m", "1h"), out: str | os.PathLike | None = None,
+        fmt: str = "parquet", export_base: bool = False, on_bad: str = "raise",
+        start: Any = None, end: Any = None, threads: int | None = None,
+        events: Iterable[Event] = (), read_options: Mapping[str, Any] | None = None,
+        progress: Callable[[int, int], None] | None = None,
+        summary: Callable[[RunResult], dict[str, Any]] | None = None,
+        client: Any = None) -> RunResult:
+    """Run every trading session of ``data`` and, with ``out``, export it.
+
+    Parameters
+    ----------
+    data : path, mapping of symbol to Bars, or None
+        A CSV (plain or gzip) or Parquet file, a folder of them (one file per symbol, the
+        symbol being the file's name, or files with a ``symbol``/``ticker`` column), a vendor
+        file or folder (``read_options={"format": "lean"}``, ...), bars per symbol, or None
+        for the embedded sample (its calendar by default, and its symbol events).
+    calendar : Calendar, optional
+        The trading calendar (default ``Calendar.always()``, or the sample's).
+    base, derived : str, iterable of str
+        The bars' interval and the intervals derived from it.
+    out : path, optional
+        The export folder; written as a whole, atomically (see ``export``).
+    fmt : {"parquet", "csv"}
+        The format of the bar and gap datasets.
+    export_base : bool
+        Also export the base bars (they are the input: off by default).
+    on_bad : {"raise", "drop"}
+        A bad row stops the run naming its file, line and fault, or is dropped and counted.
+    start, end : optional
+        The first and last session to run.
+    threads : int, optional
+        Worker threads (default: the cores).
+    events : iterable of Event
+        Symbols added or removed inside sessions.
+    read_options : mapping, optional
+        Options of ``readers.read_bars`` (``tz``, ``stamp``, ``ts_format``, ``format``, ...).
+    progress : callable, optional
+        ``progress(symbols_done, bars_done)`` after each partition.
+    summary : callable, optional
+        ``summary(result)`` is written into the export's manifest.
+    client : optional
+        Reserved for a distributed executor; only None (threads here) is supported yet.
+
+    Returns
+    -------
+    RunResult
+        The results model of the run.
+    """
+    if client is not None:
+        raise NotImplementedError("running on a distributed client is not supported yet; "
+                                  "pass client=None to run on this machine's threads")
+    options = dict(read_options or {})
+    label = "<bars>"
+    if data is None:
+        from . import sample
+
+        calendar = calendar or sample.sample_calendar()
+        smp = sample.generate(calendar=calendar)
+        sources: list[Source] | Mapping[str, Bars] = dict(smp.bars)
+        events = list(events) + [
+            Event(e.session, e.at_ns(calendar), e.symbol, e.action,
+                  f"{'+' if e.action == 'add' else '-'}{e.symbol} "
+                  f"{'added' if e.action == 'add' else 'removed'} at "
+                  f"{_hm_local(e.at_ns(calendar), calendar)}")
+            for e in smp.events]
+        label = "the embedded sample"
+    elif isinstance(data, Mapping):
+        sources = dict(data)
+    else:
+        calendar = default_calendar(calendar)
+        sources = file_sources(data, calendar, base, on_bad, options)
+        label = str(data)
+    calendar = default_calendar(calendar)
+    engine = Engine(calendar, base=base, derived=derived, on_bad=on_bad, start=start, end=end,
+                    events=events, export_base=export_base,
+                    executor=ThreadExecutor(threads), progress=progress)
+    if out is None:
+        return engine.run(sources, dataset=label)
+    return engine.run_export(sources, out, fmt=fmt, dataset=label, summary=summary)
+
+
+def _hm_local(ns: int, calendar: Calendar) -> str:
+    t = local_time(ns, calendar.tz)
+    return f"{t.strftime('%H:%M')} {t.tzname()}"
+
+
+def file_sources(data: str | os.PathLike, calendar: Calendar, base: str, on_bad: str,
+                 options: dict[str, Any]) -> list[Source]:
+    """The partitions of a file or folder: a file each when each file holds one symbol (its
+    name), else the whole input at once (files with a symbol column may share symbols)."""
+    path = Path(data)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file or folder")
+    whole = [_source(path, calendar, base, on_bad, options, str(path))]
+    if options.get("format") not in (None, "csv", "parquet") or not path.is_dir():
+        return whole
+    files = readers.data_files(path)
+    if len(files) <= 1 or options.get("symbol_column") or options.get("symbol"):
+        return whole
+    if any(_has_symbol_column(f, options) for f in files):
+        return whole
+    return [_source(f, calendar, base, on_bad, options, f.name) for f in files]
+
+
+def _source(path: Path, calendar: Calendar, base: str, on_bad: str, options: dict[str, Any],
+            name: str) -> Source:
+    def load() -> Loaded:
+        result = readers.read_bars(path, interval=base, on_bad=on_bad, **options)
+        result.check_sessions(calendar, base, on_bad)
+        outside = getattr(result, "outside", None) or {}
+        return Loaded({s: b for s, b in result.bars.items()}, result.error,
+                      result.dropped, outside)
+
+    return Source(name, load)
+
+
+def _has_symbol_column(path: Path, options: Mapping[str, Any]) -> bool:
+    """Whether a data file names its symbols in a column (read from its header only)."""
+    names: list[str] = []
+    try:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            import pyarrow.parquet as pq
+
+            names = list(pq.read_schema(path).names)
+        else:
+            if options.get("columns"):
+                names = list(options["columns"])
+            elif options.get("header", True):
+                opener = gzip.open if path.suffix == ".gz" else open
+                with opener(path, "rt", encoding="utf-8", errors="replace") as f:
+                    first = f.readline()
+                delim = options.get("delimiter") or max(",;\t|", key=first.count)
+                names = [n.strip().strip('"') for n in first.split(delim)]
+    except (OSError, ValueError, ImportError):
+        return False  # the reader will say what is wrong with the file
+    return any(n.lower() in SYMBOL_COLUMNS for n in names)
+

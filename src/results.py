@@ -1,0 +1,648 @@
+"""The results model: what a run (or one live session) found, per session x symbol x interval.
+
+Everything is columnar.  A :class:`RunResult` holds, per interval, an :class:`IntervalTable`
+of arrays shaped ``(symbols, sessions)`` (bars, expected, present, partial, coverage sum) and
+the gaps of every symbol and session as flat arrays; per symbol and session whether the
+symbol was in the session and the span that was scored; per session the symbols that arrived
+unknown and the events of the session.  The engine builds one from per-symbol pieces
+(:class:`SymbolResult`); a live session builds one with a single session at ``stop()``.
+
+Every output reads this model: the session JSON (:func:`session_doc`, written by the one
+JSON writer :func:`dumps`), the bar and gap datasets, the command line's summary tables and
+``sessiondata validate``.  Objects (``GapInfo``, ``QualityReport``) are handed out on access.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Iterator, Sequence, overload
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+    import pyarrow as pa
+
+    from .calendar import Calendar, Windows
+
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+_UTC = _dt.timezone.utc
+NO_BOUND_LO = int(np.iinfo(np.int64).min)
+NO_BOUND_HI = int(np.iinfo(np.int64).max)
+
+
+def local_time(ns: int, tz: Any) -> _dt.datetime:
+    """A UTC nanosecond instant as a timezone-aware datetime in ``tz`` (microseconds)."""
+    return (_EPOCH + _dt.timedelta(microseconds=ns // 1000)).astimezone(tz)
+
+
+# -- gaps ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GapInfo:
+    """A run of consecutive expected bars that are missing.
+
+    ``end_time`` is exclusive: ``end_time - start_time == bar_count * interval``.  Times are
+    timezone-aware, in the calendar's zone.
+    """
+
+    start_time: _dt.datetime
+    end_time: _dt.datetime
+    bar_count: int
+
+    def __repr__(self) -> str:
+        return (f"GapInfo({self.start_time.isoformat(sep=' ')} -> "
+                f"{self.end_time.strftime('%H:%M:%S')}, {self.bar_count} bars)")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form: exchange-local times of day."""
+        return {
+            "start_time": self.start_time.strftime("%H:%M:%S"),
+            "end_time": self.end_time.strftime("%H:%M:%S"),
+            "bar_count": int(self.bar_count),
+        }
+
+
+class Gaps(Sequence[GapInfo]):
+    """Gaps as columns: ``start_ns``, ``end_ns`` (exclusive) and ``bar_count`` arrays.
+
+    A sequence of :class:`GapInfo`: indexing or iterating makes the objects on access, so
+    finding gaps costs what the arrays cost.  ``expected``, ``present`` and ``missing`` are
+    the slot counts the gaps came from.
+    """
+
+    __slots__ = ("start_ns", "end_ns", "bar_count", "tz", "expected", "present", "missing")
+
+    def __init__(self, start_ns: np.ndarray, end_ns: np.ndarray, bar_count: np.ndarray, *,
+                 tz: Any = None, expected: int = 0, present: int = 0, missing: int | None = None):
+        self.start_ns = np.asarray(start_ns, np.int64)
+        self.end_ns = np.asarray(end_ns, np.int64)
+        self.bar_count = np.asarray(bar_count, np.int64)
+        if not self.start_ns.shape == self.end_ns.shape == self.bar_count.shape:
+            raise ValueError("start_ns, end_ns and bar_count differ in length")
+        self.tz = tz if tz is not None else _UTC
+        self.expected = int(expected)
+        self.present = int(present)
+        self.missing = int(self.bar_count.sum()) if missing is None else int(missing)
+
+    @classmethod
+    def empty(cls, tz: Any = None) -> "Gaps":
+        z = np.empty(0, np.int64)
+        return cls(z, z, z, tz=tz)
+
+    def __len__(self) -> int:
+        return int(self.start_ns.shape[0])
+
+    @overload
+    def __getitem__(self, index: int) -> GapInfo: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> "Gaps": ...
+
+    def __getitem__(self, index: int | slice) -> "GapInfo | Gaps":
+        if isinstance(index, slice):
+            return Gaps(self.start_ns[index], self.end_ns[index], self.bar_count[index],
+                        tz=self.tz)
+        i = range(len(self))[index]  # IndexError and negative indices as a list has them
+        return GapInfo(local_time(int(self.start_ns[i]), self.tz),
+                       local_time(int(self.end_ns[i]), self.tz), int(self.bar_count[i]))
+
+    def __iter__(self) -> Iterator[GapInfo]:
+        tz = self.tz
+        for s, e, c in zip(self.start_ns.tolist(), self.end_ns.tolist(),
+                           self.bar_count.tolist()):
+            yield GapInfo(local_time(s, tz), local_time(e, tz), c)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Gaps):
+            return (np.array_equal(self.start_ns, other.start_ns)
+                    and np.array_equal(self.end_ns, other.end_ns)
+                    and np.array_equal(self.bar_count, other.bar_count))
+        if isinstance(other, (list, tuple)):
+            return len(other) == len(self) and all(a == b for a, b in zip(self, other))
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    @property
+    def total_missing(self) -> int:
+        """Bars missing in all the gaps."""
+        return int(self.bar_count.sum())
+
+    def longest(self) -> int:
+        """Index of the longest gap (the first of equals), or -1 when there is none."""
+        return int(np.argmax(self.bar_count)) if len(self) else -1
+
+    def to_dicts(self) -> list[dict[str, Any]]:
+        """The JSON ``ranges``: exchange-local times of day and bar counts."""
+        starts, ends = times_of_day(self.start_ns, self.end_ns, self.tz)
+        return [{"start_time": a, "end_time": b, "bar_count": c}
+                for a, b, c in zip(starts, ends, self.bar_count.tolist())]
+
+    def to_arrow(self) -> "pa.Table":
+        import pyarrow as pa
+
+        unit = pa.timestamp("ns", tz="UTC")
+        return pa.table({"start": pa.array(self.start_ns, unit),
+                         "end": pa.array(self.end_ns, unit),
+                         "bar_count": pa.array(self.bar_count)})
+
+    def to_pandas(self) -> "pd.DataFrame":
+        try:
+            import pandas as pd
+        except ImportError:  # pragma: no cover - depends on the environment
+            raise ImportError("Gaps.to_pandas needs pandas: pip install "
+                              "'sessiondata[pandas]'") from None
+        tz = getattr(self.tz, "key", "UTC")
+        return pd.DataFrame({
+            "start_time": pd.DatetimeIndex(self.start_ns.view("datetime64[ns]"))
+            .tz_localize("UTC").tz_convert(tz),
+            "end_time": pd.DatetimeIndex(self.end_ns.view("datetime64[ns]"))
+            .tz_localize("UTC").tz_convert(tz),
+            "bar_count": self.bar_count,
+        })
+
+    def __repr__(self) -> str:
+        if len(self) <= 6:
+            return "[" + ", ".join(repr(g) for g in self) + "]"
+        head = ", ".join(repr(self[i]) for i in range(3))
+        return f"Gaps({len(self)} gaps, {self.total_missing} bars: [{head}, ...])"
+
+
+_TIME_OF_DAY: list[str] | None = None
+
+
+def _table_of_times() -> list[str]:
+    global _TIME_OF_DAY
+    if _TIME_OF_DAY is None:
+        _TIME_OF_DAY = [f"{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}"
+                        for s in range(86_400)]
+    return _TIME_OF_DAY
+
+
+def times_of_day(start_ns: np.ndarray, end_ns: np.ndarray, tz: Any) -> tuple[list[str], list[str]]:
+    """``HH:MM:SS`` exchange-local times of day of gap starts and (exclusive) ends, as
+    ``GapInfo.to_dict`` writes them, computed by array for a zone's offsets."""
+    if len(start_ns) == 0:
+        return [], []
+    table = _table_of_times()
+    lo = int(min(start_ns.min(), end_ns.min()))
+    hi = int(max(start_ns.max(), end_ns.max()))
+    points, offsets = _offset_steps(lo, hi, tz)
+    out = []
+    for ns in (start_ns, end_ns):
+        secs = ns // 1_000_000_000
+        k = np.searchsorted(points, secs, side="right") - 1
+        local = (secs + offsets[k]) % 86_400
+        out.append([table[s] for s in local.tolist()])
+    return out[0], out[1]
+
+
+def _offset_steps(lo_ns: int, hi_ns: int, tz: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The instants (UTC seconds) from which a zone's UTC offset holds, between two times,
+    and the offset (seconds) from each: the zone's transitions, found hour by hour."""
+    lo_s, hi_s = lo_ns // 1_000_000_000, hi_ns // 1_000_000_000 + 1
+
+    def offset(sec: int) -> int:
+        delta = _EPOCH + _dt.timedelta(seconds=sec)
+        off = delta.astimezone(tz).utcoffset()
+        return int(off.total_seconds()) if off is not None else 0
+
+    points = [lo_s]
+    offsets = [offset(lo_s)]
+    # Offsets change at most a few times a year; probe a day at a time and bisect a change.
+    day = 86_400
+    t = lo_s
+    while t < hi_s:
+        nxt = min(t + day, hi_s)
+        if offset(nxt) != offsets[-1]:
+            a, b = t, nxt
+            while b - a > 1:
+                mid = (a + b) // 2
+                if offset(mid) == offsets[-1]:
+                    a = mid
+                else:
+                    b = mid
+            points.append(b)
+            offsets.append(offset(b))
+        t = nxt
+    return np.array(points, np.int64), np.array(offsets, np.int64)
+
+
+# -- quality --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QualityReport:
+    """Data quality of one interval: ``score = 100 * coverage_sum / expected``.
+
+    ``present`` bars filled ``coverage_sum`` slots' worth of data (a derived bar counts by
+    its coverage); ``partial`` of them were incomplete; ``rejected`` counts bad bars dropped
+    by a ``drop`` policy, by reason.
+    """
+
+    interval: str
+    expected: int
+    present: int
+    missing: int
+    partial: int
+    coverage_sum: float
+    score: float
+    rejected: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, interval: str, expected: int, present: int, partial: int, covered: float,
+           rejected: dict[str, int] | None = None) -> "QualityReport":
+        """The report of slot counts (an interval with no expected slot scores 100)."""
+        score = 100.0 * covered / expected if expected else 100.0
+        return cls(interval, expected, present, expected - present, partial, covered, score,
+                   dict(rejected or {}))
+
+    def to_dict(self) -> dict[str, Any]:
+        return quality_dict(self.score, self.expected, self.present, self.partial,
+                            self.coverage_sum, self.rejected)
+
+
+def quality_dict(score: float, expected: int, present: int, partial: int, covered: float,
+                 rejected: dict[str, int]) -> dict[str, Any]:
+    """The JSON form of a quality report."""
+    return {
+        "score": round(score, 4),
+        "expected": expected,
+        "present": present,
+        "missing": expected - present,
+        "partial": partial,
+        "coverage": round(covered, 6),
+        "rejected": dict(rejected),
+    }
+
+
+# -- a run ----------------------------------------------------------------------------------
+
+
+@dataclass
+class SymbolResult:
+    """One symbol over a run's sessions, as the engine makes it: per interval the per-session
+    counts and the gaps (with the session of each); per session whether the symbol was in it,
+    the scored span, bars that arrived while it was not, and bars rejected by reason.
+    Small: the bars themselves go to the exports as the engine makes them."""
+
+    symbol: str
+    member: np.ndarray                       # bool[sessions]
+    since_ns: np.ndarray                     # int64[sessions], NO_BOUND_LO when unbounded
+    until_ns: np.ndarray                     # int64[sessions], NO_BOUND_HI when unbounded
+    counts: dict[str, np.ndarray]            # interval -> int64/float64 [5, sessions]
+    gaps: dict[str, tuple[np.ndarray, ...]]  # interval -> (session, start, end, count)
+    unknown: dict[int, int] = field(default_factory=dict)         # session -> bars
+    rejected: dict[int, dict[str, int]] = field(default_factory=dict)  # session -> reasons
+    loaded: np.ndarray | None = None         # bool[sessions]; members when None
+    derived: list[str] | None = None         # this symbol's derived intervals, when its own
+    sessions: np.ndarray | None = None       # datetime64[D] labels of the columns
+    base: str | None = None                  # this symbol's base interval, when its own
+    unscored: set[str] = field(default_factory=set)  # intervals not scored yet (live)
+
+    # Rows of ``counts``: bars, expected, present, partial, covered.
+    BARS, EXPECTED, PRESENT, PARTIAL, COVERED = range(5)
+
+    def over(self, labels: np.ndarray) -> "SymbolResult":
+        """The same result over the sessions ``labels`` (a superset of its own, sorted):
+        the symbol is not a member of the others."""
+        own = self.sessions if self.sessions is not None else labels
+        if len(own) == len(labels) and (own == labels).all():
+            return self
+        pos = np.searchsorted(labels, own)
+        if (pos >= len(labels)).any() or (labels[np.minimum(pos, len(labels) - 1)] != own).any():
+            raise ValueError(f"{self.symbol}: sessions outside the run")
+        n_k = len(labels)
+
+        def spread(values: np.ndarray, fill: Any) -> np.ndarray:
+            out = np.full(values.shape[:-1] + (n_k,), fill, values.dtype)
+            out[..., pos] = values
+            return out
+
+        return SymbolResult(
+            self.symbol, spread(self.member, False), spread(self.since_ns, NO_BOUND_LO),
+            spread(self.until_ns, NO_BOUND_HI),
+            {n: spread(c, 0) for n, c in self.counts.items()},
+            {n: (pos[g[0]],) + tuple(g[1:]) for n, g in self.gaps.items()},
+            {int(pos[k]): v for k, v in self.unknown.items()},
+            {int(pos[k]): v for k, v in self.rejected.items()},
+            None if self.loaded is None else spread(self.loaded, False), self.derived,
+            labels, self.base, set(self.unscored))
+
+
+@dataclass
+class IntervalTable:
+    """One interval over symbols x sessions."""
+
+    name: str
+    bars: np.ndarray       # int64[S, K]
+    expected: np.ndarray   # int64[S, K]
+    present: np.ndarray    # int64[S, K]
+    partial: np.ndarray    # int64[S, K]
+    covered: np.ndarray    # float64[S, K]
+    gap_symbol: np.ndarray   # int64[G], sorted by symbol, session, start
+    gap_session: np.ndarray  # int64[G]
+    gap_start: np.ndarray    # int64[G]
+    gap_end: np.ndarray      # int64[G]
+    gap_count: np.ndarray    # int64[G]
+    has: np.ndarray          # bool[S]: the symbol has this interval
+    scored: np.ndarray       # bool[S]: its gaps and quality were computed
+    _offsets: np.ndarray | None = None
+
+    def gap_slice(self, s: int, k: int) -> slice:
+        """Where the gaps of symbol ``s`` in session ``k`` are in the gap arrays."""
+        if self._offsets is None:
+            n_k = self.bars.shape[1]
+            keys = self.gap_symbol * n_k + self.gap_session
+            self._offsets = np.searchsorted(keys, np.arange(self.bars.size + 1))
+        j = s * self.bars.shape[1] + k
+        return slice(int(self._offsets[j]), int(self._offsets[j + 1]))
+
+    def gap_counts(self) -> np.ndarray:
+        """Number of gaps per symbol and session, int64[S, K]."""
+        out = np.zeros(self.bars.size, np.int64)
+        n_k = self.bars.shape[1]
+        np.add.at(out, self.gap_symbol * n_k + self.gap_session, 1)
+        return out.reshape(self.bars.shape)
+
+
+@dataclass
+class RunResult:
+    """What a run found (see the module's docstring)."""
+
+    calendar: "Calendar"
+    windows: "Windows"          # the windows of every session of the run
+    base: str
+    derived: list[str]
+    symbols: list[str]
+    intervals: dict[str, IntervalTable]
+    member: np.ndarray          # bool[S, K]
+    loaded: np.ndarray          # bool[S, K]
+    since_ns: np.ndarray        # int64[S, K]
+    until_ns: np.ndarray        # int64[S, K]
+    unknown: list[dict[str, int]]               # per session: symbol -> bars
+    rejected: dict[tuple[int, int], dict[str, int]]  # (symbol, session) -> reason -> bars
+    notes: list[list[str]]                      # per session: events in words
+    symbol_derived: dict[str, list[str]] = field(default_factory=dict)  # own derived lists
+    symbol_base: dict[str, str] = field(default_factory=dict)           # own base intervals
+    dataset: str = ""
+    dropped: dict[str, int] = field(default_factory=dict)   # rows dropped on read, by reason
+    seconds: float = 0.0
+    span: tuple[int, int] | None = None   # the run's scored span: data start, end of data
+
+    @property
+    def sessions(self) -> np.ndarray:
+        return self.windows.sessions
+
+    @property
+    def interval_names(self) -> list[str]:
+        return [self.base] + list(self.derived)
+
+    @classmethod
+    def assemble(cls, calendar: "Calendar", windows: "Windows", base: str, derived: list[str],
+                 parts: Sequence[SymbolResult], **extra: Any) -> "RunResult":
+        """A run's result from its symbols' results (in the order given)."""
+        n_s, n_k = len(parts), windows.n_sessions
+        names = [base] + list(derived)
+        for p in parts:  # intervals that only some symbols have (a live session)
+            names += [n for n in p.counts if n not in names]
+        tables = {}
+        for name in names:
+            has = np.array([name in p.counts for p in parts], bool)
+            scored = np.array([name in p.counts and name not in p.unscored for p in parts],
+                              bool)
+            stack = np.zeros((5, n_s, n_k), np.float64)
+            for i, p in enumerate(parts):
+                if name in p.counts:
+                    stack[:, i, :] = p.counts[name]
+            g = [p.gaps.get(name) for p in parts]
+            g_sym = np.concatenate([np.full(len(x[0]), i, np.int64) for i, x in enumerate(g)
+                                    if x is not None] or [np.empty(0, np.int64)])
+            cols = [np.concatenate([x[j] for x in g if x is not None] or
+                                   [np.empty(0, np.int64)]).astype(np.int64) for j in range(4)]
+            tables[name] = IntervalTable(
+                name, stack[0].astype(np.int64), stack[1].astype(np.int64),
+                stack[2].astype(np.int64), stack[3].astype(np.int64), stack[4].copy(),
+                g_sym, cols[0], cols[1], cols[2], cols[3], has, scored)
+        member = np.array([p.member for p in parts], bool).reshape(n_s, n_k)
+        loaded = np.array([p.member if p.loaded is None else p.loaded for p in parts],
+                          bool).reshape(n_s, n_k)
+        since = np.array([p.since_ns for p in parts], np.int64).reshape(n_s, n_k)
+        until = np.array([p.until_ns for p in parts], np.int64).reshape(n_s, n_k)
+        unknown: list[dict[str, int]] = [{} for _ in range(n_k)]
+        rejected: dict[tuple[int, int], dict[str, int]] = {}
+        for i, p in enumerate(parts):
+            for k, n in p.unknown.items():
+                unknown[k][p.symbol] = unknown[k].get(p.symbol, 0) + n
+            for k, reasons in p.rejected.items():
+                rejected[(i, k)] = dict(reasons)
+        own = {p.symbol: list(p.derived) for p in parts if p.derived is not None}
+        own_base = {p.symbol: p.base for p in parts if p.base is not None and p.base != base}
+        extra.setdefault("notes", [[] for _ in range(n_k)])
+        return cls(calendar, windows, base, list(derived), [p.symbol for p in parts], tables,
+                   member, loaded, since, until, unknown, rejected,
+                   symbol_derived=own, symbol_base=own_base, **extra)
+
+    # -- objects on access --------------------------------------------------------------
+
+    def derived_of(self, s: int) -> list[str]:
+        return self.symbol_derived.get(self.symbols[s], self.derived)
+
+    def base_of(self, s: int) -> str:
+        return self.symbol_base.get(self.symbols[s], self.base)
+
+    def intervals_of(self, s: int) -> list[str]:
+        return [self.base_of(s)] + self.derived_of(s)
+
+    def gaps(self, symbol: str, session: int, interval: str | None = None) -> Gaps:
+        """The gaps of one symbol, session and interval."""
+        t = self.intervals[interval or self.base]
+        sl = t.gap_slice(self.symbols.index(symbol), session)
+        return Gaps(t.gap_start[sl], t.gap_end[sl], t.gap_count[sl], tz=self.calendar.tz)
+
+    def quality(self, symbol: str, session: int, interval: str | None = None) -> QualityReport:
+        """The quality report of one symbol, session and interval."""
+        name = interval or self.base
+        t = self.intervals[name]
+        s = self.symbols.index(symbol)
+        return QualityReport.of(name, int(t.expected[s, session]), int(t.present[s, session]),
+                                int(t.partial[s, session]), float(t.covered[s, session]),
+                                self.rejected.get((s, session), {}))
+
+    def session_index(self, label: str) -> int:
+        k = int(np.searchsorted(self.sessions, np.datetime64(label, "D")))
+        if k == len(self.sessions) or str(self.sessions[k]) != str(label):
+            raise KeyError(f"no session {label} in this run")
+        return k
+
+    def session_bounds(self, k: int) -> tuple[int, int]:
+        sl = self.windows.session_slice(k)
+        return int(self.windows.open_ns[sl][0]), int(self.windows.close_ns[sl][-1])
+
+    def session_minutes(self) -> np.ndarray:
+        """Trading minutes of each session (breaks excluded)."""
+        w = self.windows
+        length = (w.close_ns - w.open_ns) // 60_000_000_000
+        return np.bincount(w.session_ids, weights=length, minlength=w.n_sessions).astype(int)
+
+    # -- the session JSON ---------------------------------------------------------------
+
+    def session_doc(self, k: int) -> dict[str, Any]:
+        """The JSON document of session ``k`` (the schema of ``SessionData.to_json``)."""
+        return session_docs(self, [k])[0]
+
+
+def session_fields(label: str, open_ns: Any, close_ns: Any, calendar: "Calendar") -> dict[str, Any]:
+    """The session part of the JSON export: label, calendar, zone, windows in local time,
+    and whether the session starts the evening before its date."""
+    tz = calendar.tz
+    opens = [local_time(t, tz) for t in np.asarray(open_ns).tolist()]
+    closes = [local_time(t, tz) for t in np.asarray(close_ns).tolist()]
+    return {
+        "session": label,
+        "calendar": calendar.name,
+        "timezone": str(getattr(tz, "key", tz)),
+        "windows": [{"open": o.isoformat(), "close": c.isoformat()}
+                    for o, c in zip(opens, closes)],
+        "starts_previous_day": opens[0].date().isoformat() < label if opens else False,
+    }
+
+
+def session_docs(run: RunResult, sessions: Sequence[int] | None = None) -> list[dict[str, Any]]:
+    """The JSON documents of ``sessions`` (default: all), built column by column."""
+    n_k = run.windows.n_sessions
+    ks = list(range(n_k)) if sessions is None else list(sessions)
+    tz = run.calendar.tz
+    # Per interval, every gap's JSON range made once, then sliced per symbol and session.
+    ranges: dict[str, list[dict[str, Any]]] = {}
+    lists: dict[str, dict[str, list]] = {}
+    for name, t in run.intervals.items():
+        starts, ends = times_of_day(t.gap_start, t.gap_end, tz)
+        ranges[name] = [{"start_time": a, "end_time": b, "bar_count": c}
+                        for a, b, c in zip(starts, ends, t.gap_count.tolist())]
+        lists[name] = {"bars": t.bars.tolist(), "expected": t.expected.tolist(),
+                       "present": t.present.tolist(), "partial": t.partial.tolist(),
+                       "covered": t.covered.tolist(), "has": t.has.tolist(),
+                       "scored": t.scored.tolist()}
+    member = run.member.tolist()
+    loaded = run.loaded.tolist()
+    since = run.since_ns.tolist()
+    until = run.until_ns.tolist()
+    derived_of = [run.derived_of(s) for s in range(len(run.symbols))]
+    base_of = [run.base_of(s) for s in range(len(run.symbols))]
+    docs = []
+    for k in ks:
+        sl = run.windows.session_slice(k)
+        doc = session_fields(str(run.sessions[k]), run.windows.open_ns[sl],
+                             run.windows.close_ns[sl], run.calendar)
+        first, last = int(run.windows.open_ns[sl][0]), int(run.windows.close_ns[sl][-1])
+        symbols = {}
+        for s, symbol in enumerate(run.symbols):
+            if not member[s][k]:
+                continue
+            rejected = run.rejected.get((s, k), {})
+            intervals = {}
+            for name in [base_of[s]] + derived_of[s]:
+                t = run.intervals[name]
+                c = lists[name]
+                if not c["has"][s]:
+                    continue
+                e, p = c["expected"][s][k], c["present"][s][k]
+                cov = c["covered"][s][k]
+                gs = t.gap_slice(s, k)
+                rs = ranges[name][gs]
+                iv_doc: dict[str, Any] = {"bars": c["bars"][s][k]}
+                if c["scored"][s]:
+                    iv_doc["quality"] = quality_dict(100.0 * cov / e if e else 100.0, e, p,
+                                                     c["partial"][s][k], cov, rejected)
+                iv_doc["gaps"] = {"gap_count": len(rs),
+                                  "missing_bars": int(t.gap_count[gs].sum()) if rs else 0,
+                                  "ranges": rs}
+                intervals[name] = iv_doc
+            entry: dict[str, Any] = {
+                "symbol": symbol,
+                "base_interval": base_of[s],
+                "derived_intervals": list(derived_of[s]),
+                "is_loaded": bool(loaded[s][k]),
+                "rejected": dict(rejected),
+                "intervals": intervals,
+            }
+            if since[s][k] > first:
+                entry["scored_from"] = local_time(since[s][k], tz).isoformat()
+            if until[s][k] < last:
+                entry["scored_to"] = local_time(until[s][k], tz).isoformat()
+            symbols[symbol] = entry
+        doc["symbols"] = symbols
+        doc["unknown_bars"] = dict(run.unknown[k])
+        docs.append(doc)
+    return docs
+
+
+def dumps(doc: Any, *, indent: bool = True) -> bytes:
+    """The one JSON writer: UTF-8 bytes through orjson (indented by two spaces, or compact),
+    with a final newline.  Floats are written in their shortest exact form, as ``json``
+    writes them."""
+    import orjson
+
+    option = orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY
+    if indent:
+        option |= orjson.OPT_INDENT_2
+    return orjson.dumps(doc, option=option)
+
+
+# -- a live session ---------------------------------------------------------------------------
+
+
+def live_result(session_data: Any, entries: Sequence[Any] | None = None) -> RunResult:
+    """The result of a live ``SessionData`` (its active session), from what its entries hold:
+    the bars held, the gaps and quality as last computed, the scored span."""
+    sd = session_data
+    windows = sd.windows
+    if windows is None:
+        raise RuntimeError("no active session")
+    if entries is None:
+        with sd._lock:
+            entries = list(sd._symbols.values())
+    unknown = sd.unknown_bars
+    parts = []
+    one = np.ones(1, bool)
+    for e in entries:
+        counts: dict[str, np.ndarray] = {}
+        gaps: dict[str, tuple[np.ndarray, ...]] = {}
+        unscored: set[str] = set()
+        for name in e.intervals():
+            q = e.quality.get(name)
+            table = np.zeros((5, 1), np.float64)
+            table[SymbolResult.BARS] = e.bar_count(name)
+            if q is None:
+                unscored.add(name)
+            else:
+                table[1:, 0] = (q.expected, q.present, q.partial, q.coverage_sum)
+            counts[name] = table
+            g = e.bar_gaps.get(name, ())
+            if not isinstance(g, Gaps):
+                g = _gaps_of(list(g))
+            gaps[name] = (np.zeros(len(g), np.int64), g.start_ns, g.end_ns, g.bar_count)
+        since, until = e.scored_span
+        parts.append(SymbolResult(
+            e.symbol, one, np.array([NO_BOUND_LO if since is None else since], np.int64),
+            np.array([NO_BOUND_HI if until is None else until], np.int64), counts, gaps,
+            {}, {0: dict(e.rejected)} if e.rejected else {}, np.array([e.is_loaded]),
+            list(e.derived_intervals), windows.sessions, e.base_interval, unscored))
+    base = parts[0].base if parts else "1m"
+    run = RunResult.assemble(sd.calendar, windows, base or "1m", [], parts)
+    run.unknown = [dict(unknown)]
+    return run
+
+
+def _gaps_of(infos: list[GapInfo]) -> Gaps:
+    """Gaps from ``GapInfo`` objects."""
+    def ns(t: _dt.datetime) -> int:
+        return ((t - _EPOCH) // _dt.timedelta(microseconds=1)) * 1000
+
+    return Gaps(np.array([ns(g.start_time) for g in infos], np.int64),
+                np.array([ns(g.end_time) for g in infos], np.int64),
+                np.array([g.bar_count for g in infos], np.int64))

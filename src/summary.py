@@ -1,0 +1,286 @@
+"""The run's summary, read off the results model: totals per interval, per symbol and per
+session, the worst sessions with their longest gap and notes, as text tables (the command
+line) or as a JSON document (``--json-summary``, and the export's manifest)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .results import RunResult, local_time
+
+WORST_SESSIONS = 5
+SYMBOL_ROWS = 12
+
+
+def _pooled(bars: np.ndarray, expected: np.ndarray, covered: np.ndarray, gaps: np.ndarray,
+            missing: np.ndarray, symbols: int) -> dict[str, Any]:
+    e = int(expected.sum())
+    return {
+        "symbols": symbols,
+        "bars": int(bars.sum()),
+        "gaps": int(gaps.sum()),
+        "missing": int(missing.sum()),
+        "expected": e,
+        "quality": 100.0 * float(covered.sum()) / e if e else 100.0,
+    }
+
+
+class Summary:
+    """Totals of a run (see the module's docstring)."""
+
+    def __init__(self, run: RunResult, out: str | None = None):
+        self.run = run
+        self.out = out
+        self._gaps: dict[str, np.ndarray] = {}
+        self._missing: dict[str, np.ndarray] = {}
+        for name, t in run.intervals.items():
+            n_k = t.bars.shape[1]
+            keys = t.gap_symbol * n_k + t.gap_session
+            self._gaps[name] = np.bincount(keys, minlength=t.bars.size).reshape(t.bars.shape)
+            self._missing[name] = np.bincount(keys, weights=t.gap_count,
+                                              minlength=t.bars.size).reshape(t.bars.shape)
+
+    # -- totals ---------------------------------------------------------------------------
+
+    def _cells(self, name: str, mask: np.ndarray) -> dict[str, Any]:
+        t = self.run.intervals[name]
+        m = mask & self.run.member & t.has[:, None]
+        return _pooled(t.bars[m], t.expected[m], t.covered[m], self._gaps[name][m],
+                       self._missing[name][m], int(m.any(axis=1).sum()))
+
+    def by_interval(self) -> dict[str, dict[str, Any]]:
+        every = np.ones_like(self.run.member)
+        return {name: self._cells(name, every) for name in self.run.interval_names}
+
+    def by_symbol(self) -> dict[str, dict[str, Any]]:
+        out = {}
+        for s, symbol in enumerate(self.run.symbols):
+            mask = np.zeros_like(self.run.member)
+            mask[s] = True
+            row = self._cells(self.run.base, mask)
+            row["sessions"] = int(self.run.member[s].sum())
+            del row["symbols"]
+            out[symbol] = row
+        return out
+
+    def by_session(self, k: int, name: str | None = None) -> dict[str, Any]:
+        mask = np.zeros_like(self.run.member)
+        mask[:, k] = True
+        return self._cells(name or self.run.base, mask)
+
+    def symbols(self) -> list[str]:
+        return [s for i, s in enumerate(self.run.symbols) if self.run.member[i].any()]
+
+    def longest_gap(self, k: int) -> tuple[str, int, int, int] | None:
+        """(symbol, start, end, bars) of the session's longest base-interval gap."""
+        t = self.run.intervals[self.run.base]
+        idx = np.flatnonzero(t.gap_session == k)
+        if not len(idx):
+            return None
+        i = int(idx[np.argmax(t.gap_count[idx])])
+        return (self.run.symbols[int(t.gap_symbol[i])], int(t.gap_start[i]),
+                int(t.gap_end[i]), int(t.gap_count[i]))
+
+    def worst(self, n: int) -> list[tuple[int, dict[str, Any]]]:
+        rows = [(k, self.by_session(k)) for k in range(len(self.run.sessions))]
+        bad = [x for x in rows if x[1]["missing"] > 0 or x[1]["quality"] < 100.0]
+        bad.sort(key=lambda x: (x[1]["quality"], -x[1]["missing"], str(self.run.sessions[x[0]])))
+        return bad[:max(n, 0)]
+
+    def usual_minutes(self) -> int:
+        minutes = self.run.session_minutes()
+        if not len(minutes):
+            return 0
+        values, counts = np.unique(minutes, return_counts=True)
+        return int(values[np.argmax(counts)])
+
+    def partial(self, k: int) -> tuple[int | None, int | None]:
+        """Where the run's span cuts session ``k``: (from, to), None where it does not."""
+        span = self.run.span
+        if span is None:
+            return None, None
+        first, last = self.run.session_bounds(k)
+        return (span[0] if first < span[0] < last else None,
+                span[1] if first < span[1] < last else None)
+
+    def notes(self, k: int, usual: int) -> list[str]:
+        run = self.run
+        tz = run.calendar.tz
+        out = []
+        minutes = int(run.session_minutes()[k])
+        if minutes < usual:
+            out.append(f"short session ({minutes // 60}h{minutes % 60:02d})")
+        since, until = self.partial(k)
+        if since is not None:
+            out.append(f"partial: from {_local(since, tz)} (data starts)")
+        if until is not None:
+            out.append(f"partial: to {_local(until, tz)} (data ends)")
+        out.extend(run.notes[k])
+        for symbol, n in sorted(run.unknown[k].items()):
+            out.append(f"{plural(n, 'bar')} of {symbol} not stored (not in the session then)")
+        rejected: dict[str, int] = {}
+        for (s, kk), reasons in run.rejected.items():
+            if kk == k:
+                for reason, n in reasons.items():
+                    rejected[reason] = rejected.get(reason, 0) + n
+        for reason, n in sorted(rejected.items()):
+            out.append(f"{plural(n, 'bar')} rejected ({reason})")
+        return out
+
+    # -- outputs --------------------------------------------------------------------------
+
+    def to_json(self, worst: int = WORST_SESSIONS) -> dict[str, Any]:
+        run = self.run
+        usual = self.usual_minutes()
+        minutes = run.session_minutes()
+        tz = run.calendar.tz
+        sessions = []
+        for k in range(len(run.sessions)):
+            since, until = self.partial(k)
+            longest = self.longest_gap(k)
+            sessions.append({
+                "session": str(run.sessions[k]),
+                "minutes": int(minutes[k]),
+                "partial_from": None if since is None else local_time(since, tz).isoformat(),
+                "partial_to": None if until is None else local_time(until, tz).isoformat(),
+                "events": list(run.notes[k]),
+                "unknown_bars": dict(run.unknown[k]),
+                "intervals": {iv: _rounded(self.by_session(k, iv))
+                              for iv in run.interval_names},
+                "notes": self.notes(k, usual),
+                "longest_gap": None if longest is None else {
+                    "symbol": longest[0],
+                    "start_time": local_time(longest[1], tz).strftime("%H:%M:%S"),
+                    "end_time": local_time(longest[2], tz).strftime("%H:%M:%S"),
+                    "bar_count": longest[3]},
+            })
+        return {
+            "dataset": run.dataset,
+            "calendar": run.calendar.name,
+            "base_interval": run.base,
+            "derived_intervals": list(run.derived),
+            "out": self.out,
+            "symbols": self.symbols(),
+            "sessions": len(run.sessions),
+            "totals": {iv: _rounded(v) for iv, v in self.by_interval().items()},
+            "by_symbol": {s: _rounded(v) for s, v in self.by_symbol().items()},
+            "worst_sessions": [str(run.sessions[k]) for k, _ in self.worst(worst)],
+            "dropped": dict(run.dropped),
+            "per_session": sessions,
+            "seconds": round(run.seconds, 3),
+        }
+
+    def render(self, worst: int = WORST_SESSIONS, prog: str = "sessiondata") -> str:
+        """The summary as text tables."""
+        run = self.run
+        tz = run.calendar.tz
+        lines = []
+        symbols = self.symbols()
+        labels = [str(s) for s in run.sessions]
+        lines.append(f"{prog} run: {run.dataset}")
+        lines.append(f"calendar {run.calendar.name}, base {run.base}, derived "
+                     f"{', '.join(run.derived) or 'none'}; sessions "
+                     f"{labels[0] if labels else '-'} .. {labels[-1] if labels else '-'}")
+        lines.append("")
+        totals = self.by_interval()
+        base = totals[run.base]
+        lines += _table(["symbols", "sessions", "bars", "gaps", "missing", "quality"],
+                        [[_n(len(symbols)), _n(len(labels)), _n(base["bars"]),
+                          _n(base["gaps"]), _n(base["missing"]), _pct(base["quality"])]],
+                        {0, 1, 2, 3, 4, 5})
+        lines.append("")
+        lines += _table(["interval", "bars", "expected", "gaps", "missing", "quality"],
+                        [[iv, _n(t["bars"]), _n(t["expected"]), _n(t["gaps"]),
+                          _n(t["missing"]), _pct(t["quality"])] for iv, t in totals.items()],
+                        {1, 2, 3, 4, 5})
+        by_symbol = self.by_symbol()
+        if len(by_symbol) > 1:
+            ranked = sorted(by_symbol.items(), key=lambda x: (x[1]["quality"], x[0]))
+            shown = ranked[:SYMBOL_ROWS]
+            lines.append("")
+            lines.append(f"symbols ({run.base})" if len(ranked) <= SYMBOL_ROWS else
+                         f"worst {len(shown)} of {len(ranked)} symbols ({run.base})")
+            lines += _table(["symbol", "sessions", "bars", "gaps", "missing", "quality"],
+                            [[s, _n(t["sessions"]), _n(t["bars"]), _n(t["gaps"]),
+                              _n(t["missing"]), _pct(t["quality"])]
+                             for s, t in sorted(shown, key=lambda x: x[0])],
+                            {1, 2, 3, 4, 5})
+        usual = self.usual_minutes()
+        worst_rows = self.worst(worst)
+        if worst > 0:
+            lines.append("")
+            if worst_rows:
+                lines.append(f"worst sessions ({run.base})")
+                rows = []
+                for k, t in worst_rows:
+                    longest = self.longest_gap(k)
+                    gap = "-"
+                    if longest is not None:
+                        gap = (f"{local_time(longest[1], tz).strftime('%H:%M')}-"
+                               f"{local_time(longest[2], tz).strftime('%H:%M')} ({longest[3]})")
+                        if len(symbols) > 1:
+                            gap = f"{longest[0]} {gap}"
+                    rows.append([labels[k], _n(t["symbols"]), _n(t["bars"]), _n(t["gaps"]),
+                                 _n(t["missing"]), _pct(t["quality"]), gap,
+                                 "; ".join(self.notes(k, usual))])
+                lines += _table(["session", "symbols", "bars", "gaps", "missing", "quality",
+                                 "longest gap", "notes"], rows, {1, 2, 3, 4, 5})
+            else:
+                lines.append(f"worst sessions ({run.base}): none, no bar is missing")
+        worst_set = {k for k, _ in worst_rows}
+        others = [(k, self.notes(k, usual)) for k in range(len(labels)) if k not in worst_set]
+        others = [(k, n) for k, n in others if n]
+        if others:
+            lines.append("")
+            lines.append("other sessions of note")
+            for k, notes in others:
+                lines.append(f"{labels[k]}  {'; '.join(notes)}")
+        if run.dropped:
+            lines.append("")
+            total = sum(run.dropped.values())
+            reasons = ", ".join(f"{k}: {_n(v)}" for k, v in sorted(run.dropped.items()))
+            lines.append(f"dropped on read (--on-bad drop): {plural(total, 'row')} ({reasons})")
+        lines.append("")
+        if self.out is not None:
+            lines.append(f"wrote {plural(len(labels), 'session')} to {self.out} in "
+                         f"{run.seconds:.2f} s")
+        return "\n".join(lines)
+
+
+def _local(ns: int, tz: Any) -> str:
+    t = local_time(ns, tz)
+    return f"{t.strftime('%Y-%m-%d %H:%M')} {t.tzname()}"
+
+
+def _n(value: Any) -> str:
+    return f"{int(value):,}"
+
+
+def plural(n: int, noun: str) -> str:
+    return f"{_n(n)} {noun}" if n == 1 else f"{_n(n)} {noun}s"
+
+
+def _pct(value: float) -> str:
+    return f"{value:.2f}%"
+
+
+def _rounded(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in d.items()}
+
+
+def _table(headers: list[str], rows: list[list[str]], right: set[int]) -> list[str]:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
+              for i, h in enumerate(headers)]
+
+    def line(cells: list[str]) -> str:
+        out = []
+        for i, cell in enumerate(cells):
+            if i in right:
+                out.append(cell.rjust(widths[i]))
+            else:
+                out.append(cell if i == len(cells) - 1 else cell.ljust(widths[i]))
+        return "  ".join(out).rstrip()
+
+    return [line(headers)] + [line(r) for r in rows]
