@@ -322,7 +322,7 @@ def _parse_csv(data: bytes, name: str, fields: tuple[str, ...], want: dict[str, 
     """Parse header-less comma-separated numbers.
 
     ``want`` maps field names to ``"int"`` or ``"float"``; the other fields are only counted.
-    With ``header``, a first line that does not start with a number is a header and skipped.
+    With ``header``, a first line that starts with a letter is a header and skipped.
     Empty values of ``optional`` fields become NaN instead of a problem.
     """
     try:
@@ -348,7 +348,7 @@ def _parse_csv(data: bytes, name: str, fields: tuple[str, ...], want: dict[str, 
     if header and len(nonblank):
         k = int(nonblank[0])
         head = bytes(buf[starts[k]:min(ends[k], starts[k] + 1)])
-        if head and not (head.isdigit() or head in (b"-", b"+")):
+        if head.isalpha():      # a header starts with a name (open_time ...)
             data_mask[: k + 1] = False
             offset = int(ends[k])
     commas = np.flatnonzero(buf == 44)
@@ -429,11 +429,12 @@ def _parse_csv_fast(data: bytes, fields, want, header, pa, pacsv) -> _Table | No
     body = data
     if header:
         head = data[:1]
-        if head and not (head.isdigit() or head in (b"-", b"+")):
+        if head.isalpha():      # a header starts with a name (open_time ...)
             cut = data.find(b"\n")
             body = b"" if cut < 0 else data[cut + 1:]
             first_line = 2
-    if not body or body.startswith((b"\n", b"\r")) or b"\n\n" in body or b"\n\r\n" in body:
+    if (not body or not body.isascii() or body.startswith((b"\n", b"\r"))
+            or b"\n\n" in body or b"\n\r\n" in body):
         return None
     nlines = body.count(b"\n") + (0 if body.endswith(b"\n") else 1)
     invalid: list = []
