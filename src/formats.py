@@ -28,8 +28,9 @@ Formats
     - ``lean:trade``: trade bars only (quote zips are ignored).
     - ``lean:mid``, ``lean:bid``, ``lean:ask``: quote bars only: the bid, the ask, or their
       mid (each of open, high, low, close is ``(bid + ask) / 2``; a row with one side absent
-      takes the side present, as LEAN's own QuoteBar does).  Quote bars have no traded volume:
-      their volume is 0 (the sizes are not volume).
+      takes the side present, as LEAN's own QuoteBar does).  Quote bars have no traded volume
+      (the bid and ask sizes are not volume): their bars have no volume (NaN, ``has_volume``
+      False), as a CSV without a volume column.
 
     Only equity data is read this way: LEAN's forex, CFD, crypto, index, future and option
     files keep actual prices in other time zones and other layouts, and are refused by name.
@@ -196,6 +197,7 @@ class _Builder:
         self.result = ReadResult()
         self.pieces: dict[str, list] = {}
         self.intervals: dict[str, tuple[Interval, str]] = {}
+        self.volume: dict[str, bool] = {}
 
     def source(self, name: str, unit: str) -> int:
         self.result.sources.append(name)
@@ -211,8 +213,12 @@ class _Builder:
             raise ReadError(self.result.sources[src], line, reason, self.result._units[src])
         self.result.dropped.update(category for _line, category, _reason in items)
 
-    def add(self, symbol: str, src: int, iv: Interval, ts, cols, lines) -> None:
+    def add(self, symbol: str, src: int, iv: Interval, ts, cols, lines,
+            has_volume: bool = True) -> None:
         name = self.result.sources[src]
+        if self.volume.setdefault(symbol, has_volume) != has_volume:
+            raise ReadError(name, None, f"{'has' if has_volume else 'has no'} volume for "
+                            f"{symbol}, while other files {'do not' if has_volume else 'do'}")
         if self.expected is not None and iv.ns != self.expected.ns:
             raise ReadError(name, None, f"holds {iv.name} bars, not {self.expected.name}: "
                             f"read it with interval={iv.name!r} (--base {iv.name})")
@@ -231,9 +237,11 @@ class _Builder:
         result = self.result
         for symbol in sorted(self.pieces):
             iv = self.intervals[symbol][0]
+            has_volume = self.volume[symbol]
             pieces = sorted(self.pieces[symbol], key=lambda p: (int(p[1][0]), p[0]))
             if not pieces:
-                result.bars[symbol] = Bars.empty(iv)
+                result.bars[symbol] = Bars(np.empty(0, np.int64), *([np.empty(0)] * 5),
+                                           interval=iv, validate=False, has_volume=has_volume)
                 result._source_of[symbol] = np.empty(0, np.int32)
                 result._line_of[symbol] = np.empty(0, np.int64)
                 continue
@@ -246,8 +254,9 @@ class _Builder:
             empty = np.empty(0, np.int64)
             first, counts = _validation.validate_bars(
                 ts, cols[0], cols[1], cols[2], cols[3], cols[4], empty, empty, 0, faults,
-                self.on_bad == "raise")
-            result.bars[symbol] = Bars(ts, *cols, interval=iv, validate=False)
+                self.on_bad == "raise", volume_optional=not has_volume)
+            result.bars[symbol] = Bars(ts, *cols, interval=iv, validate=False,
+                                       has_volume=has_volume)
             if first < 0:
                 continue
             if self.on_bad == "raise":
@@ -654,11 +663,12 @@ def _lean_zip(builder: _Builder, path: Path, date: _dt.date, sym: str, rule: str
     builder.problems(src, table.problems)
     builder.result.rows += table.rows
     ok = table.ok
-    builder.add(sym, src, iv, ts[ok], [col[ok] for col in cols], table.lines[ok])
+    builder.add(sym, src, iv, ts[ok], [col[ok] for col in cols], table.lines[ok],
+                has_volume=rule == "trade")
 
 
 def _lean_quote_prices(table: _Table, sides: tuple[str, ...]) -> list[np.ndarray]:
-    """Open, high, low, close from the quote side(s), and a volume of 0."""
+    """Open, high, low, close from the quote side(s), and no volume (NaN)."""
     c = table.columns
     keys = ("open", "high", "low", "close")
     have = {s: np.logical_and.reduce([np.isfinite(c[f"{s}_{k}"]) for k in keys])
@@ -677,7 +687,7 @@ def _lean_quote_prices(table: _Table, sides: tuple[str, ...]) -> list[np.ndarray
             mid = np.where(both, (np.where(both, bid, 0.0) + np.where(both, ask, 0.0)) / 2,
                            np.where(have["bid"], bid, np.where(have["ask"], ask, 0.0)))
             out.append(mid / _LEAN_SCALE)
-    out.append(np.zeros(len(out[0])))
+    out.append(np.full(len(out[0]), np.nan))
     return out
 
 
