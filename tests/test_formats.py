@@ -546,3 +546,49 @@ def test_lean_data_root_reads_its_equity_bars_of_the_interval(tmp_path):
     assert "holds 1s bars of SPY" in str(err) and "1m bars" in str(err)
     tick = tmp_path / "equity" / "usa" / "tick" / "spy"
     assert "LEAN tick data" in str(error_of(tick, format="lean"))
+
+
+# --------------------------------------------------------------------------------------------
+# The command line
+# --------------------------------------------------------------------------------------------
+
+
+def run_cli(*argv) -> tuple[int, str, str]:
+    from sessiondata import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    old = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = out, err
+    try:
+        code = cli.main([str(a) for a in argv])
+    finally:
+        sys.stdout, sys.stderr = old
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.mark.data
+@pytest.mark.skipif(not DBN_FILE.is_file(), reason=f"no {DBN_FILE}")
+def test_cli_runs_the_real_dbn_and_kline_files(tmp_path):
+    pytest.importorskip("databento_dbn")
+    pytest.importorskip("exchange_calendars")
+    code, out, err = run_cli("run", DBN_FILE, "--format", "databento", "--calendar",
+                             "CME_GLOBEX", "--out", tmp_path / "dbn")
+    assert code == 0, err
+    assert "ESU4" in out and "NQU4" in out
+    code, out, err = run_cli("run", ADA_27, "--format", "binance", "--calendar", "24/7",
+                             "--out", tmp_path / "ada")
+    assert code == 0, err
+    assert "1m          10        10" in out
+
+
+def test_cli_lean_extended_hours_raise_or_drop(lean_root, tmp_path):
+    pytest.importorskip("exchange_calendars")
+    code, _out, err = run_cli("run", lean_root, "--format", "lean", "--calendar", "XNYS",
+                              "--out", tmp_path / "raise")
+    assert code == 2
+    assert "spy/20240308_trade.zip/20240308_spy_minute_trade.csv, line 1: the bar at " \
+        "2024-03-08 04:00:00 EST lies outside every session of XNYS" in err
+    code, out, err = run_cli("run", lean_root, "--format", "lean", "--calendar", "XNYS",
+                             "--out", tmp_path / "drop", "--on-bad", "drop")
+    assert code == 0, err
+    assert "SPY" in out and "AAPL" in out
