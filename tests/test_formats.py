@@ -9,6 +9,7 @@ changes and on the change days themselves.  The DBN and Binance tests read the r
 from __future__ import annotations
 
 import io
+import json
 import sys
 import zipfile
 from pathlib import Path
@@ -575,10 +576,11 @@ def test_cli_runs_the_real_dbn_and_kline_files(tmp_path):
                              "CME_GLOBEX", "--out", tmp_path / "dbn")
     assert code == 0, err
     assert "ESU4" in out and "NQU4" in out
+    summary = tmp_path / "ada.json"
     code, out, err = run_cli("run", ADA_27, "--format", "binance", "--calendar", "24/7",
-                             "--out", tmp_path / "ada")
+                             "--out", tmp_path / "ada", "--json-summary", summary)
     assert code == 0, err
-    assert "1m          10        10" in out
+    assert json.loads(summary.read_text())["symbols"] == ["ADABTC"]
 
 
 def test_cli_lean_extended_hours_raise_or_drop(lean_root, tmp_path):
