@@ -380,7 +380,10 @@ def _parse_csv(data: bytes, name: str, fields: tuple[str, ...], want: dict[str, 
     try:
         table = pacsv.read_csv(
             io.BytesIO(data[offset:] if offset else data),
-            read_options=pacsv.ReadOptions(column_names=list(fields), use_threads=False),
+            # Latin-1 takes every byte: a stray non-ASCII byte is then a bad number on its
+            # line, not an undecodable file.
+            read_options=pacsv.ReadOptions(column_names=list(fields), use_threads=False,
+                                           encoding="latin-1"),
             parse_options=pacsv.ParseOptions(quote_char=False, ignore_empty_lines=True,
                                              invalid_row_handler=lambda row: "skip"),
             convert_options=pacsv.ConvertOptions(

@@ -474,6 +474,13 @@ def test_binance_bad_rows(tmp_path):
     assert result.dropped == {"wrong close time": 1, "bad number": 1, "wrong field count": 1}
     np.testing.assert_array_equal(result.bars["ADABTC"].ts,
                                   [t0 * 1_000_000, (t0 + 180_000) * 1_000_000])
+    stray = tmp_path / "x" / "ADABTC-1m-2021-11-27.csv"
+    stray.parent.mkdir()
+    stray.write_bytes(kline(t0, 1, 1, 1, 1, 1).encode()
+                      + kline(t0 + 60_000, 1, 1, 1, 1, 1).replace(",1,", ",1\xe9,", 1)
+                      .encode("latin-1"))
+    assert str(error_of(stray, format="binance")).endswith(
+        "line 2: bad number '1\xe9' in field 'open'")
     odd = tmp_path / "klines.csv"
     odd.write_text(kline(t0, 1, 1, 1, 1, 1))
     assert "cannot tell the symbol" in str(error_of(odd, format="binance"))
