@@ -1540,7 +1540,7 @@ def _read_parquet_into(path: Path, opts: ReadOptions, collector: _Collector) -> 
                         "sessiondata: pip install --force-reinstall sessiondata") from None
     name = str(path)
     try:
-        pf = pq.ParquetFile(path)
+        pf = pq.ParquetFile(path, memory_map=True)
     except (OSError, pa.ArrowException) as exc:
         raise ReadError(name, None, f"not a readable Parquet file: {exc}") from None
     try:
@@ -1601,8 +1601,8 @@ def _parquet_into(pf, path: Path, opts: ReadOptions, collector: _Collector) -> N
         step = max(1, (16 * opts.chunk_rows) // per_group)
     for k in range(0, max(1, len(groups)), step):
         part = groups[k:k + step]
-        table = pf.read_row_groups(part, columns=needed, use_threads=True) if part else \
-            pf.read(columns=needed)
+        table = pf.read_row_groups(part, columns=needed, use_threads=True) \
+            if part and step < len(groups) else pf.read(columns=needed, use_threads=True)
         n = table.num_rows
         rows = np.arange(offset + 1, offset + n + 1, dtype=np.int64)
         offset += n
