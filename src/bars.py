@@ -75,6 +75,17 @@ def coerce_ts(values: Any, name: str = "ts") -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
+def _optional(module: str, extra: str, feature: str):
+    """Import an optional package, or say which extra installs it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ImportError(f"Bars.{feature} needs the optional package {module}: "
+                          f'pip install "sessiondata[{extra}]"') from None
+
+
 def _first_value(series) -> Any:
     """The first value of a polars Series or pandas column, for a message."""
     try:
@@ -281,7 +292,7 @@ class Bars:
 
         A ``ts`` column of another type (text, say) is a TypeError and a missing time a
         ValueError, each naming the column (and the row)."""
-        import polars as pl
+        pl = _optional("polars", "polars", "from_polars")
 
         if ts_column not in df.columns:
             raise ValueError(f"polars DataFrame has no column {ts_column!r}")
@@ -333,7 +344,7 @@ class Bars:
 
     def to_pandas(self, tz: str | None = "UTC") -> "pd.DataFrame":
         """A DataFrame indexed by a DatetimeIndex named ``ts`` (tz-aware, ``tz``)."""
-        import pandas as pd
+        pd = _optional("pandas", "pandas", "to_pandas")
 
         index = pd.DatetimeIndex(self.ts.view("datetime64[ns]"), name="ts")
         if tz is not None:
@@ -343,10 +354,7 @@ class Bars:
 
     def to_arrow(self) -> "pa.Table":
         """A pyarrow Table (``ts`` as timestamp[ns, UTC]); zero-copy for the columns."""
-        try:
-            import pyarrow as pa
-        except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise ImportError("to_arrow needs pyarrow: pip install sessiondata[arrow]") from exc
+        pa = _optional("pyarrow", "arrow", "to_arrow")
         arrays = [pa.array(self.ts.view("datetime64[ns]"), type=pa.timestamp("ns", tz="UTC"))]
         names = ["ts"]
         for k, v in self.columns().items():
@@ -357,7 +365,7 @@ class Bars:
 
     def to_polars(self):
         """A polars DataFrame (``ts`` as Datetime('ns', 'UTC'))."""
-        import polars as pl
+        pl = _optional("polars", "polars", "to_polars")
 
         data = {k: v for k, v in self.columns().items()}
         df = pl.DataFrame(data)

@@ -963,7 +963,7 @@ def _import_exchange_calendars():
     except ImportError as exc:
         raise ImportError(
             "Calendar.exchange needs the optional package exchange_calendars: "
-            "pip install sessiondata[calendars]"
+            'pip install "sessiondata[calendars]"'
         ) from exc
     return exchange_calendars
 
