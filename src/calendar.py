@@ -943,6 +943,23 @@ def resolve_wall_ns(wall_ns: np.ndarray, tz: zoneinfo.ZoneInfo
     return out, nonexistent & ~oob, ambiguous & ~oob, oob
 
 
+def local_days(ts_ns: np.ndarray, tz: zoneinfo.ZoneInfo) -> np.ndarray:
+    """The local date (days since 1970-01-01, int64) in `tz` of each UTC instant (int64 ns)."""
+    ts = np.asarray(ts_ns, dtype=np.int64)
+    if len(ts) == 0:
+        return np.empty(0, np.int64)
+    if tz.key in _UTC_KEYS:
+        return ts // NS_PER_DAY
+    lo, hi = int(ts.min()) // NS_PER_SECOND - 86_400, int(ts.max()) // NS_PER_SECOND + 86_400
+    at_s, off_s = zone_transitions(tz, lo, hi)
+    off = off_s[np.searchsorted(at_s, ts // NS_PER_SECOND, side="right")]
+    # Python ints near the int64 edges; elsewhere int64 holds ts + offset.
+    if int(ts.max()) < _I64_MAX - NS_PER_DAY and int(ts.min()) > -_I64_MAX + NS_PER_DAY:
+        return (ts + off * NS_PER_SECOND) // NS_PER_DAY
+    return np.array([(int(t) + int(o) * NS_PER_SECOND) // NS_PER_DAY for t, o in zip(ts, off)],
+                    dtype=np.int64)
+
+
 def _fit_i64(values: list, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Python ints -> int64 (0 where they do not fit) and the mask of those that do not."""
     oob = np.fromiter((not -_I64_MAX <= v <= _I64_MAX for v in values), bool, n)

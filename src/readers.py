@@ -53,7 +53,7 @@ import numpy as np
 
 from ._core import validation as _validation
 from .bars import FAULTS, PRICE_COLUMNS, Bars
-from .calendar import resolve_wall_ns
+from .calendar import local_days, resolve_wall_ns, zone_transitions
 from .intervals import parse_interval
 from .session import check_symbol
 
@@ -287,6 +287,18 @@ class ReadResult:
         Data rows read (blank lines not counted).
     sources : list[str]
         The files (or ``"<DataFrame>"``) read, in order.
+    outside : dict[str, numpy.ndarray]
+        Set by :meth:`check_sessions`: per symbol, the open times (int64 ns UTC, sorted) of
+        the bars that fall on a session's day but outside its hours (pre- and after-market
+        in a regular-hours run, the hours after an early close).  They are not bad data:
+        they are taken out of :attr:`bars`, not counted in :attr:`dropped`, and
+        :attr:`outside_sessions` gives the session of each.
+    outside_sessions : dict[str, numpy.ndarray]
+        Per symbol, the session label (datetime64[D]) of each time in :attr:`outside`.
+    unreadable : list[tuple[str, str]]
+        Files of a folder that could not be read, with why (``on_bad="drop"`` only; with
+        ``"raise"`` the first is an error).  Each was also warned about and counted in
+        :attr:`dropped` as ``"unreadable file"``.
     """
 
     bars: dict[str, Bars] = field(default_factory=dict)
@@ -297,6 +309,13 @@ class ReadResult:
     _source_of: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     _line_of: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     _units: list[str] = field(default_factory=list, repr=False)
+    outside: dict[str, np.ndarray] = field(default_factory=dict)
+    outside_sessions: dict[str, np.ndarray] = field(default_factory=dict)
+    unreadable: list[tuple[str, str]] = field(default_factory=list)
+    # Per source index: how to find a row's time as written (for messages), and the time
+    # parser (whether the times were naive).
+    _time_fields: dict[int, tuple] = field(default_factory=dict, repr=False)
+    _parsers: dict[int, Any] = field(default_factory=dict, repr=False)
 
     @property
     def symbols(self) -> list[str]:
@@ -329,47 +348,187 @@ class ReadResult:
         """Check that every bar lies inside a session window of ``calendar`` and on the grid
         of ``interval`` (default: the bars' own).
 
-        Raises ReadError naming the first bar's file and line, or (``on_bad="drop"``) drops
-        such bars and returns their counts by reason (also added to :attr:`dropped`).
+        A bar outside every window on a day that is a session of ``calendar`` (pre- or
+        after-market, the hours after an early close) is *outside the session's hours*: not
+        bad data.  It leaves :attr:`bars` for :attr:`outside` (with its session in
+        :attr:`outside_sessions`) under either policy, and the returned counter has it
+        under ``"outside the session's hours"``.  (When shifting every such bar by the
+        interval, as ``stamp="end"`` would, or reading the times in the calendar's zone, as
+        ``tz=`` would, puts them all inside sessions, they are taken as a misread file, not
+        as extended hours, and the error says which option fits.)
+
+        Other bad bars raise ReadError naming the first one's file, line and the time as
+        written there, or (``on_bad="drop"``) are dropped, counted by reason in the returned
+        counter and in :attr:`dropped`.
         """
         if on_bad not in POLICIES:
             raise ValueError(f"on_bad must be 'raise' or 'drop', got {on_bad!r}")
         dropped: Counter = Counter()
+        hours: Counter = Counter()
         for symbol in list(self.bars):
             bars = self.bars[symbol]
             if not len(bars):
                 continue
             iv = parse_interval(interval) if interval is not None else bars.interval
             base_ns = iv.ns if iv is not None else 0
-            windows = calendar.windows(int(bars.ts[0]), int(bars.ts[-1]) + max(base_ns, 1))
+            windows = calendar.windows(int(bars.ts[0]) - base_ns,
+                                       int(bars.ts[-1]) + max(base_ns, 1))
             faults = np.zeros(len(bars), np.uint8)
             if len(windows) == 0:  # the kernel skips session checks without windows
                 faults[:] = _FAULT_OUTSIDE
-                first, counts = 0, [0] * (_FAULT_OUTSIDE + 1)
-                counts[_FAULT_OUTSIDE] = len(bars)
             else:
-                first, counts = _validation.validate_bars(
+                _validation.validate_bars(
                     bars.ts, bars.open, bars.high, bars.low, bars.close, bars.volume,
-                    windows.open_ns, windows.close_ns, base_ns, faults, on_bad == "raise",
+                    windows.open_ns, windows.close_ns, base_ns, faults, False,
                     volume_optional=not bars.has_volume)
-            if first < 0:
+            outside = faults == _FAULT_OUTSIDE
+            hint = ""
+            if outside.any():
+                hint = self._misread_hint(symbol, bars.ts[outside], calendar, base_ns)
+                if not hint:
+                    ext, labels = _extended_hours(bars.ts, outside, calendar)
+                    if ext.any():
+                        self._add_outside(symbol, bars.ts[ext], labels)
+                        hours["outside the session's hours"] += int(ext.sum())
+                        faults[ext] = 0
+                        keep = ~ext
+                        self.keep(symbol, keep)
+                        bars = self.bars[symbol]
+                        faults = faults[keep]
+            bad = np.flatnonzero(faults)
+            if not len(bad):
                 continue
             if on_bad == "raise":
+                first = int(bad[0])
+                fault = int(faults[first])
                 t = _ts_str(int(bars.ts[first]), calendar.tz)
-                what = FAULTS.get(int(faults[first]), "bad bar")
-                if int(faults[first]) == _FAULT_OUTSIDE:
-                    what = f"the bar at {t} lies outside every session of {calendar.name}"
-                elif int(faults[first]) == _FAULT_MISALIGNED:
-                    what = f"the bar at {t} is not on the {iv.name} grid of its session"
+                what = FAULTS.get(fault, "bad bar")
+                written = self.field_text(symbol, first)
+                at = f"{written!r} ({t})" if written else t
+                if fault == _FAULT_OUTSIDE:
+                    what = f"the bar at {at} lies outside every session of {calendar.name}"
+                    what += hint or self._misread_hint(symbol, bars.ts[first:first + 1],
+                                                       calendar, base_ns)
+                elif fault == _FAULT_MISALIGNED:
+                    what = f"the bar at {at} is not on the {iv.name} grid of its session"
                 else:
-                    what = f"{what} (bar at {t})"
+                    what = f"{what} (bar at {at})"
                 raise self.error(symbol, first, what)
-            for code, n in enumerate(counts):
-                if n:
+            counts = np.bincount(faults, minlength=len(FAULTS) + 1)
+            for code, n in enumerate(counts.tolist()):
+                if code and n:
                     dropped[FAULTS.get(code, "bad bar")] += int(n)
             self.keep(symbol, faults == 0)
         self.dropped.update(dropped)
-        return dropped
+        return dropped + hours
+
+    def _add_outside(self, symbol: str, ts: np.ndarray, labels: np.ndarray) -> None:
+        if symbol in self.outside:
+            ts = np.concatenate([self.outside[symbol], ts])
+            labels = np.concatenate([self.outside_sessions[symbol], labels])
+            order = np.argsort(ts, kind="stable")
+            ts, labels = ts[order], labels[order]
+        self.outside[symbol] = np.ascontiguousarray(ts, dtype=np.int64)
+        self.outside_sessions[symbol] = labels.astype("datetime64[D]")
+
+    def _misread_hint(self, symbol: str, ts: np.ndarray, calendar, base_ns: int) -> str:
+        """``"; with --stamp end ... it would lie inside ..."`` when reading the file with
+        ``stamp="end"`` or ``tz=<the calendar's zone>`` would put every time of ``ts`` (bars
+        outside every session) inside a session; else ""."""
+        if not len(ts):
+            return ""
+        k = self._source_of.get(symbol)
+        parser = self._parsers.get(int(k[0])) if k is not None and len(k) else None
+        if parser is None:
+            return ""
+        fixes = []
+        if parser.shift == 0 and base_ns > 0:
+            fixes.append(("--stamp end (stamp='end': bars stamped at their close)",
+                          ts - base_ns))
+        zone = calendar.tz
+        if not parser.aware and parser.zone.key != zone.key:
+            # The times as wall clock in the calendar's zone instead of the zone read with.
+            wall = _rewall(ts, parser.zone)
+            local, nonexistent, ambiguous, oob = resolve_wall_ns(wall, zone)
+            if not (nonexistent | oob).any():
+                fixes.append((f"--tz {zone.key} (tz={zone.key!r})", local))
+                if parser.shift == 0 and base_ns > 0:
+                    fixes.append((f"--tz {zone.key} --stamp end", local - base_ns))
+        for label, moved in fixes:
+            try:
+                w = calendar.windows(int(moved.min()), int(moved.max()) + 1)
+            except ValueError:
+                continue
+            if len(w) and _inside(moved, w.open_ns, w.close_ns).all():
+                what = "it" if len(ts) == 1 else f"all {len(ts)} such bars of {symbol}"
+                return f"; with {label} {what} would lie inside sessions"
+        return ""
+
+    def field_text(self, symbol: str, row: int) -> str | None:
+        """The time of the bar at ``row`` of ``symbol`` as written in its file (the field,
+        or the date and time fields joined by a space), or None when it cannot be told."""
+        src = self._source_of.get(symbol)
+        if src is None or not 0 <= row < len(src):
+            return None
+        k = int(src[row])
+        how = self._time_fields.get(k)
+        line = int(self._line_of[symbol][row])
+        try:
+            if how is None:
+                return None
+            if how[0] == "csv":
+                _kind_, delimiter, idx, encoding = how
+                with _open_binary(Path(self.sources[k])) as f:
+                    for n, raw in enumerate(f, start=1):
+                        if n == line:
+                            text = raw.decode(_text_encoding(encoding) if n == 1 else
+                                              encoding, errors="replace")
+                            fields = next(csv.reader([text.rstrip("\r\n")],
+                                                     delimiter=delimiter))
+                            return " ".join(fields[i].strip() for i in idx)
+                return None
+            if how[0] == "parquet":
+                import pyarrow.parquet as pq
+
+                table = pq.read_table(self.sources[k], columns=list(how[1]))
+                return " ".join(str(table.column(c)[line - 1].as_py()) for c in how[1])
+        except Exception:  # noqa: BLE001 - only for a message; the error stands without it
+            return None
+        return None
+
+
+def _inside(ts: np.ndarray, open_ns: np.ndarray, close_ns: np.ndarray) -> np.ndarray:
+    """Whether each time lies in one of the sorted ``[open, close)`` windows."""
+    k = np.searchsorted(open_ns, ts, side="right") - 1
+    ok = k >= 0
+    return ok & (ts < close_ns[np.maximum(k, 0)])
+
+
+def _rewall(ts: np.ndarray, zone) -> np.ndarray:
+    """UTC instants -> the wall-clock ns they were read from in ``zone``."""
+    if _is_utc(zone):
+        return np.asarray(ts, dtype=np.int64)
+    at_s, off_s = zone_transitions(zone, int(ts.min()) // 10**9 - 86_400,
+                                   int(ts.max()) // 10**9 + 86_400)
+    off = off_s[np.searchsorted(at_s, ts // 10**9, side="right")]
+    return ts + off * 1_000_000_000
+
+
+def _extended_hours(ts: np.ndarray, outside: np.ndarray, calendar
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Which bars outside every window fall on a session's day (its local date in the
+    calendar's zone is a session label), and the label of each of those."""
+    idx = np.flatnonzero(outside)
+    days = local_days(ts[idx], calendar.tz)
+    try:
+        labels = calendar.sessions(np.datetime64(int(days.min()), "D"),
+                                   np.datetime64(int(days.max()), "D"))
+    except ValueError:
+        return np.zeros(len(ts), bool), np.empty(0, "datetime64[D]")
+    known = np.isin(days, labels.astype(np.int64))
+    ext = np.zeros(len(ts), bool)
+    ext[idx[known]] = True
+    return ext, days[known].astype("datetime64[D]")
 
 
 def _ts_str(ns: int, tz=None) -> str:
@@ -1271,6 +1430,9 @@ def _read_csv_into(path: Path, opts: ReadOptions, collector: _Collector) -> None
             except ValueError as exc:
                 raise ReadError(name, first_line, str(exc)) from None
     source = collector.begin(name, "line", layout.has_volume)
+    collector.result._time_fields[source] = (
+        "csv", head.delimiter, [header.index(c) for c in layout.time_columns], opts.encoding)
+    collector.result._parsers[source] = parser
     if symbol is not None:
         collector.declare(symbol)
     try:
@@ -1587,6 +1749,8 @@ def _parquet_into(pf, path: Path, opts: ReadOptions, collector: _Collector) -> N
     symbol = None if layout.symbol else (opts.symbol or _symbol(_stem(path), name, None, "row"))
     parser = _TimeParser(opts)
     source = collector.begin(name, "row", layout.has_volume)
+    collector.result._time_fields[source] = ("parquet", tuple(layout.time_columns))
+    collector.result._parsers[source] = parser
     if symbol is not None:
         collector.declare(symbol)
     # Column by column, all row groups at once (pyarrow reads them on its threads); a
@@ -1794,6 +1958,7 @@ def _read_frame_into(df, opts: ReadOptions, collector: _Collector, name="<DataFr
     symbol = opts.symbol if layout.symbol is None else None
     parser = _TimeParser(opts)
     source = collector.begin(name, "row", layout.has_volume)
+    collector.result._parsers[source] = parser
     if symbol is not None:
         collector.declare(symbol)
     n = len(columns[layout.prices["open"]])

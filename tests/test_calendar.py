@@ -372,7 +372,7 @@ def test_windows_constructor_validates_and_copies():
 
 def test_exchange_without_exchange_calendars_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "exchange_calendars", None)
-    with pytest.raises(ImportError, match=r"pip install sessiondata\[calendars\]"):
+    with pytest.raises(ImportError, match=r'pip install "sessiondata\[calendars\]"'):
         Calendar.exchange("XLON")
 
 
