@@ -5,14 +5,15 @@
 # loops only trust what they cannot afford to check and report the first row they cannot place.
 
 cimport cython
-from libc.stdint cimport uint8_t
+from libc.stdint cimport INT64_MAX, INT64_MIN, uint8_t
 
 import numpy as np
 
 from common cimport (
     FAULT_MISALIGNED, FAULT_NONE, FAULT_OUTSIDE, FAULT_OVERFLOW, FAULT_UNSORTED, ColumnStore,
-    Rollup, ceil_div, f64, i64, rollup_emit, rollup_feed, rollup_init, store_free,
-    store_init, store_reserve, store_snapshot, as_i64, check_grid, check_length,
+    Rollup, ceil_div, count_add, f64, i64, rollup_emit, rollup_feed, rollup_init, slot_floor,
+    slots_from, span, step_end, store_free, store_init, store_reserve, store_snapshot, as_i64,
+    check_grid, check_length, u64,
 )
 
 
@@ -45,7 +46,7 @@ def aggregate_bars(
     """
     cdef Py_ssize_t n = ts.shape[0], nw = g_open.shape[0], cap = out_ts.shape[0]
     cdef Py_ssize_t i, w = 0, m = 0
-    cdef i64 t, prev, start = 0, end, step, expected = 1, origin = 0, wclose = 0
+    cdef i64 t, prev, start = 0, end, expected = 1, origin = 0, wclose = 0
     cdef f64 o = 0, h = 0, lo = 0, c = 0, v = 0
     cdef i64 count = 0
     cdef i64 full_bucket = 0
@@ -68,21 +69,22 @@ def aggregate_bars(
     if nw == 0:
         return 0, FAULT_OUTSIDE, 0
     with nogil:
-        prev = ts[0] - base_ns
         # The first bar opens a bucket through the window search, whatever its sign.
+        prev = ts[0]
         end = ts[0]
         wclose = ts[0]
         for i in range(n):
             t = ts[i]
             if t < end:
                 # Same bucket: the hot path.  A bar one base step after the previous one is in
-                # order and on the grid; only the others need checking.
-                if t - prev != base_ns:
+                # order and on the grid; only the others need checking.  (The difference is
+                # taken modulo 2**64, so t > prev rules out a wrapped one.)
+                if span(prev, t) != <u64> base_ns or t <= prev:
                     if t <= prev:
                         fault = FAULT_UNSORTED
                         bad_row = i
                         break
-                    if step_ns > 0 and (t - origin) % base_ns != 0:
+                    if step_ns > 0 and span(origin, t) % <u64> base_ns != 0:
                         fault = FAULT_MISALIGNED
                         bad_row = i
                         break
@@ -93,7 +95,7 @@ def aggregate_bars(
                 v += volume[i]
                 count += 1
             else:
-                if t <= prev:
+                if t <= prev and i > 0:
                     fault = FAULT_UNSORTED
                     bad_row = i
                     break
@@ -111,10 +113,10 @@ def aggregate_bars(
                     out_count[m] = count
                     out_coverage[m] = <f64> count / <f64> expected
                     m += 1
-                if step_ns > 0 and end < wclose and t < end + step_ns and t < wclose:
+                if step_ns > 0 and end < wclose and t < wclose and span(end, t) < <u64> step_ns:
                     # The next bucket of the same window: no division unless a bar is missing.
                     start = end
-                    if t != start and (t - origin) % base_ns != 0:
+                    if t != start and span(origin, t) % <u64> base_ns != 0:
                         fault = FAULT_MISALIGNED
                         bad_row = i
                         break
@@ -129,15 +131,13 @@ def aggregate_bars(
                     wclose = g_close[w]
                     # A session-wide bucket spans breaks, so its open is no base-grid origin:
                     # the caller checks such bars against the real windows instead.
-                    if step_ns > 0 and (t - origin) % base_ns != 0:
+                    if step_ns > 0 and span(origin, t) % <u64> base_ns != 0:
                         fault = FAULT_MISALIGNED
                         bad_row = i
                         break
-                    step = step_ns if step_ns > 0 else wclose - origin
-                    start = origin + ((t - origin) // step) * step
-                end = start + (step_ns if step_ns > 0 else wclose - origin)
-                if end > wclose:
-                    end = wclose
+                    start = slot_floor(origin, step_ns, t) if step_ns > 0 else origin
+                # Clipped to the close before it can pass int64.
+                end = step_end(start, step_ns, wclose) if step_ns > 0 else wclose
                 if step_ns <= 0:
                     expected = g_base_slots[w]
                 elif end - start == step_ns:
@@ -170,9 +170,11 @@ def aggregate_bars(
 
 def bucket_capacity(const i64[::1] g_open, const i64[::1] g_close, i64 step_ns,
                     i64 first_ns, i64 last_ns):
-    """An upper bound on the buckets that bars between first_ns and last_ns can fill."""
+    """An upper bound on the buckets that bars between first_ns and last_ns can fill
+    (saturated at the int64 maximum: a bound for an allocation)."""
     cdef Py_ssize_t w, nw = g_open.shape[0]
     cdef i64 total = 0
+    cdef bint overflow = False
     check_grid(g_open, g_close, "bucket_capacity")
     with nogil:
         for w in range(nw):
@@ -180,7 +182,7 @@ def bucket_capacity(const i64[::1] g_open, const i64[::1] g_close, i64 step_ns,
                 continue
             if g_open[w] > last_ns:
                 break
-            total += ceil_div(g_close[w] - g_open[w], step_ns) if step_ns > 0 else 1
+            total = count_add(total, slots_from(g_open[w], g_close[w], step_ns), &overflow)
     return total
 
 
@@ -196,6 +198,7 @@ cdef class Aggregator:
     cdef ColumnStore out
     cdef object _grid          # keeps the grid arrays alive: the Rollup points into them
     cdef public i64 last_ns
+    cdef bint _fed             # a bar was fed (last_ns is then no "no bar yet" marker)
 
     def __cinit__(self):
         store_init(&self.out, True)
@@ -216,7 +219,7 @@ cdef class Aggregator:
             raise ValueError(f"bad grid steps: step_ns={step_ns}, base_ns={base_ns}")
         self._grid = (go, gc, gb, gl)
         rollup_init(&self.r, &go[0], &gc[0], &gb[0], &gl[0], go.shape[0], step_ns, base_ns)
-        self.last_ns = -(2 ** 63)
+        self.last_ns = INT64_MIN
 
     def __dealloc__(self):
         store_free(&self.out)
@@ -224,7 +227,7 @@ cdef class Aggregator:
     cpdef int update(self, i64 ts, f64 open, f64 high, f64 low, f64 close, f64 volume) except -1:
         """Feed one base bar; returns how many derived bars it closed (0, 1 or 2)."""
         cdef int closed
-        if ts <= self.last_ns:
+        if ts <= self.last_ns and (self._fed or ts != INT64_MIN):
             raise ValueError(f"bar at {ts} ns is not after the previous bar ({self.last_ns} ns)")
         closed = rollup_feed(&self.r, ts, open, high, low, close, volume, 1, &self.out)
         if closed < 0:
@@ -232,6 +235,7 @@ cdef class Aggregator:
                 raise ValueError(f"bar at {ts} ns lies outside every window of the grid")
             raise MemoryError("no memory left for derived bars")
         self.last_ns = ts
+        self._fed = True
         return closed
 
     def update_many(self, ts, open, high, low, close, volume):
@@ -245,13 +249,14 @@ cdef class Aggregator:
         cdef Py_ssize_t i, n = t.shape[0]
         cdef int rc = 0
         cdef i64 total = 0, last = self.last_ns
+        cdef bint fed = self._fed
         if not (o.shape[0] == h.shape[0] == lo.shape[0] == c.shape[0] == v.shape[0] == n):
             raise ValueError("columns differ in length")
         if store_reserve(&self.out, self.out.n + n + 1) != 0:
             raise MemoryError("no memory left for derived bars")
         with nogil:
             for i in range(n):
-                if t[i] <= last:
+                if t[i] <= last and (fed or t[i] != INT64_MIN):
                     rc = -FAULT_UNSORTED
                     break
                 rc = rollup_feed(&self.r, t[i], o[i], h[i], lo[i], c[i], v[i], 1, &self.out)
@@ -259,7 +264,9 @@ cdef class Aggregator:
                     break
                 total += rc
                 last = t[i]
+                fed = True
         self.last_ns = last
+        self._fed = fed
         if rc < 0:
             raise ValueError(f"row {i}: bar at {t[i]} ns is "
                              + ("not after the previous bar" if rc == -FAULT_UNSORTED

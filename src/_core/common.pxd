@@ -9,12 +9,20 @@
 # be short.  step_ns == 0 means "the whole window is one slot" (the daily bar of a session).
 
 from libc.math cimport isfinite
-from libc.stdint cimport int64_t, uint8_t
+from libc.stdint cimport INT64_MAX, INT64_MIN, int64_t, uint64_t, uint8_t
 from libc.stdlib cimport free, realloc
 from libc.string cimport memcpy
 
 ctypedef int64_t i64
+ctypedef uint64_t u64
 ctypedef double f64
+
+# Timestamps may lie anywhere in int64, so spans between them need not fit one (a window over
+# the whole range is 2**64 - 1 ns long).  Spans and offsets are therefore taken as u64 (exact for
+# hi >= lo: conversion to unsigned is modulo 2**64), a slot's end is clipped to its window's
+# close before it can pass int64, and counts that int64 cannot hold are reported, not wrapped.
+# INT64_MIN is libc's: the literal -(2 ** 63) makes C compilers warn ("so large that it is
+# unsigned").
 
 # Why a bar was rejected.  The numbers are part of the Python API (sessiondata._core.FAULTS).
 cdef enum:
@@ -40,23 +48,65 @@ cdef inline i64 floor_div(i64 a, i64 b) noexcept nogil:
 
 
 cdef inline i64 ceil_div(i64 a, i64 b) noexcept nogil:
-    """Ceiling division for a >= 0, b > 0."""
-    return (a + b - 1) // b
+    """Ceiling division for a >= 0, b > 0 (no a + b - 1 that could overflow)."""
+    return a // b + (1 if a % b != 0 else 0)
 
 
-cdef inline i64 slot_step(const i64[::1] g_open, const i64[::1] g_close, Py_ssize_t w,
-                          i64 step_ns) noexcept nogil:
-    """The step of window w: step_ns, or the whole window when step_ns == 0."""
-    if step_ns > 0:
-        return step_ns
-    return g_close[w] - g_open[w]
+cdef inline u64 span(i64 lo, i64 hi) noexcept nogil:
+    """hi - lo for hi >= lo, exact even where it does not fit an int64."""
+    return <u64> hi - <u64> lo
+
+
+cdef inline u64 ceil_div_u(u64 a, u64 b) noexcept nogil:
+    """Ceiling division for b > 0."""
+    return a // b + (1 if a % b != 0 else 0)
+
+
+cdef inline i64 add_sat(i64 a, i64 b) noexcept nogil:
+    """a + b for b >= 0, saturated at INT64_MAX."""
+    return a + b if a <= INT64_MAX - b else INT64_MAX
+
+
+cdef inline i64 sub_sat(i64 a, i64 b) noexcept nogil:
+    """a - b for b >= 0, saturated at INT64_MIN."""
+    return a - b if a >= INT64_MIN + b else INT64_MIN
+
+
+cdef inline i64 step_end(i64 start, i64 step, i64 close) noexcept nogil:
+    """min(start + step, close) for start < close, step > 0, without overflow."""
+    if span(start, close) <= <u64> step:
+        return close
+    return start + step
+
+
+cdef inline i64 slot_floor(i64 origin, i64 step, i64 t) noexcept nogil:
+    """The start of the step-long slot from origin that holds t (t >= origin, step > 0)."""
+    cdef u64 off = span(origin, t)
+    return <i64> (<u64> origin + (off - off % <u64> step))
+
+
+cdef inline u64 slots_from(i64 start, i64 close, i64 step_ns) noexcept nogil:
+    """Slots from start (a slot start) to the window's close: the whole window is one slot
+    when step_ns <= 0.  May exceed int64 (one-ns slots over the whole range)."""
+    if start >= close:
+        return 0
+    if step_ns <= 0:
+        return 1
+    return ceil_div_u(span(start, close), <u64> step_ns)
 
 
 cdef inline i64 slots_in_window(i64 open_ns, i64 close_ns, i64 step_ns) noexcept nogil:
-    """How many slots a window holds (the last one may be short)."""
-    if step_ns <= 0:
-        return 1
-    return ceil_div(close_ns - open_ns, step_ns)
+    """How many slots a window holds (the last one may be short), saturated at INT64_MAX."""
+    cdef u64 k = slots_from(open_ns, close_ns, step_ns)
+    return <i64> k if k <= <u64> INT64_MAX else INT64_MAX
+
+
+cdef inline i64 count_add(i64 total, u64 k, bint* overflow) noexcept nogil:
+    """total + k for total >= 0, or INT64_MAX with overflow set when int64 cannot hold it."""
+    if k > <u64> (INT64_MAX - total):
+        overflow[0] = True
+        return INT64_MAX
+    return total + <i64> k
 
 
 cdef inline uint8_t price_fault(f64 o, f64 h, f64 l, f64 c, f64 v,
@@ -133,11 +183,12 @@ cdef inline bint grid_locate(GridCursor* g, const i64* g_open, const i64* g_clos
     g.window = w
     if w >= n_windows or t < g_open[w]:
         return False
-    step = g_close[w] - g_open[w] if step_ns <= 0 else step_ns
-    g.slot_start = g_open[w] + ((t - g_open[w]) // step) * step
-    g.slot_end = g.slot_start + step
-    if g.slot_end > g_close[w]:
+    if step_ns <= 0:
+        g.slot_start = g_open[w]
         g.slot_end = g_close[w]
+    else:
+        g.slot_start = slot_floor(g_open[w], step_ns, t)
+        g.slot_end = step_end(g.slot_start, step_ns, g_close[w])
     return True
 
 
@@ -148,6 +199,7 @@ cdef struct GapWalker:
     i64 missing         # missing slots so far
     i64 runs            # gap runs so far
     i64 present         # present slots so far
+    bint overflow       # more missing slots than int64 holds (missing is then INT64_MAX)
 
 
 cdef inline void walker_start(GapWalker* s, const i64* g_open, Py_ssize_t n_windows) noexcept nogil:
@@ -156,16 +208,17 @@ cdef inline void walker_start(GapWalker* s, const i64* g_open, Py_ssize_t n_wind
     s.missing = 0
     s.runs = 0
     s.present = 0
+    s.overflow = False
 
 
-cdef inline Py_ssize_t walker_run(GapWalker* s, i64 start, i64 n_slots, i64* run_start,
+cdef inline Py_ssize_t walker_run(GapWalker* s, i64 start, u64 n_slots, i64* run_start,
                                   i64* run_count, Py_ssize_t n_runs, Py_ssize_t cap) noexcept nogil:
     """Record a run of n_slots missing slots from start; returns the new run count."""
-    s.missing += n_slots
+    s.missing = count_add(s.missing, n_slots, &s.overflow)
     s.runs += 1
     if run_start != NULL and n_runs < cap:
         run_start[n_runs] = start
-        run_count[n_runs] = n_slots
+        run_count[n_runs] = count_add(0, n_slots, &s.overflow)
     return n_runs + 1
 
 
@@ -180,11 +233,9 @@ cdef inline Py_ssize_t walker_step_to(GapWalker* s, const i64* g_open, const i64
     window.  Returns the new run count (runs are written while they fit under cap).
     """
     cdef Py_ssize_t w = s.window
-    cdef i64 step
     while w < n_windows and t >= g_close[w]:
         if s.next_slot < g_close[w]:
-            step = g_close[w] - g_open[w] if step_ns <= 0 else step_ns
-            n_runs = walker_run(s, s.next_slot, ceil_div(g_close[w] - s.next_slot, step),
+            n_runs = walker_run(s, s.next_slot, slots_from(s.next_slot, g_close[w], step_ns),
                                 run_start, run_count, n_runs, cap)
         w += 1
         if w < n_windows:
@@ -193,16 +244,17 @@ cdef inline Py_ssize_t walker_step_to(GapWalker* s, const i64* g_open, const i64
     if w >= n_windows or t < g_open[w]:
         fault[0] = FAULT_OUTSIDE
         return n_runs
-    step = g_close[w] - g_open[w] if step_ns <= 0 else step_ns
     if t != s.next_slot:
         # Off the common path (a gap): the only place that needs a division.
-        if (t - g_open[w]) % step != 0:
+        if step_ns <= 0 or span(g_open[w], t) % <u64> step_ns != 0:
             fault[0] = FAULT_MISALIGNED
             return n_runs
-        n_runs = walker_run(s, s.next_slot, (t - s.next_slot) // step,
+        n_runs = walker_run(s, s.next_slot, span(s.next_slot, t) // <u64> step_ns,
                             run_start, run_count, n_runs, cap)
     s.present += 1
-    s.next_slot = t + step
+    # The slot's end, clipped to the close (never past int64): the same next slot as t + step
+    # for every later bar, since none of this window lies at or beyond the close.
+    s.next_slot = g_close[w] if step_ns <= 0 else step_end(t, step_ns, g_close[w])
     return n_runs
 
 
@@ -216,20 +268,20 @@ cdef inline Py_ssize_t walker_finish(GapWalker s, const i64* g_open, const i64* 
     Returns the new run count.
     """
     cdef Py_ssize_t w = s.window
-    cdef i64 step, k
+    cdef u64 k
     while w < n_windows:
-        step = g_close[w] - g_open[w] if step_ns <= 0 else step_ns
         if g_close[w] <= until_ns:
             if s.next_slot < g_close[w]:
-                n_runs = walker_run(&s, s.next_slot, ceil_div(g_close[w] - s.next_slot, step),
+                n_runs = walker_run(&s, s.next_slot, slots_from(s.next_slot, g_close[w], step_ns),
                                     run_start, run_count, n_runs, cap)
             w += 1
             if w < n_windows:
                 s.next_slot = g_open[w]
             continue
-        # Window still open at until_ns: only its whole slots that ended by then count.
-        if until_ns > s.next_slot:
-            k = (until_ns - s.next_slot) // step
+        # Window still open at until_ns: only its whole slots that ended by then count (a
+        # session slot, step_ns <= 0, ends at the close: none).
+        if until_ns > s.next_slot and step_ns > 0:
+            k = span(s.next_slot, until_ns) // <u64> step_ns
             if k > 0:
                 n_runs = walker_run(&s, s.next_slot, k, run_start, run_count, n_runs, cap)
         break
@@ -239,18 +291,18 @@ cdef inline Py_ssize_t walker_finish(GapWalker s, const i64* g_open, const i64* 
 
 
 cdef inline i64 expected_slots(const i64* g_open, const i64* g_close, Py_ssize_t n_windows,
-                               i64 step_ns, i64 until_ns) noexcept nogil:
-    """Slots of the grid that have closed by until_ns."""
+                               i64 step_ns, i64 until_ns, bint* overflow) noexcept nogil:
+    """Slots of the grid that have closed by until_ns (overflow set when int64 cannot hold
+    them)."""
     cdef Py_ssize_t w
-    cdef i64 total = 0, step
+    cdef i64 total = 0
     for w in range(n_windows):
         if g_open[w] >= until_ns:
             break
-        step = g_close[w] - g_open[w] if step_ns <= 0 else step_ns
         if g_close[w] <= until_ns:
-            total += ceil_div(g_close[w] - g_open[w], step)
-        else:
-            total += (until_ns - g_open[w]) // step
+            total = count_add(total, slots_from(g_open[w], g_close[w], step_ns), overflow)
+        elif step_ns > 0:
+            total = count_add(total, span(g_open[w], until_ns) // <u64> step_ns, overflow)
     return total
 
 
@@ -408,9 +460,9 @@ cdef inline i64 bucket_close_at(Rollup* r) noexcept nogil:
     open of their own window, which for a session bucket is its last window, after breaks."""
     cdef i64 last_open
     if r.step_ns > 0:
-        return r.bucket.end - r.feed_step
+        return sub_sat(r.bucket.end, r.feed_step)
     last_open = r.g_last_open[r.cursor.window]
-    return last_open + ((r.bucket.end - last_open - 1) // r.feed_step) * r.feed_step
+    return slot_floor(last_open, r.feed_step, r.bucket.end - 1)
 
 
 cdef inline int rollup_feed(Rollup* r, i64 t, f64 o, f64 h, f64 l, f64 c, f64 v,
@@ -464,7 +516,7 @@ cdef inline void rollup_init(Rollup* r, const i64* g_open, const i64* g_close,
     r.cursor.slot_start = 0
     r.cursor.slot_end = 0
     r.bucket.active = False
-    r.closed_until = -(2 ** 63)
+    r.closed_until = INT64_MIN
     walker_start(&r.gaps, g_open, n_windows)
 
 

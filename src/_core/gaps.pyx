@@ -4,6 +4,8 @@
 # cross a close or a break.  A run is reported as (start, count); its exclusive end is
 # start + count * step.
 
+from libc.stdint cimport INT64_MAX, INT64_MIN
+
 from common cimport (
     FAULT_NONE, FAULT_OUTSIDE, FAULT_UNSORTED, check_grid, GapWalker, f64, i64, walker_finish, walker_start,
     walker_step_to,
@@ -24,7 +26,8 @@ def find_gaps_slots(
     ``ts`` are the slot starts of the present bars, sorted.  Bars whose slot has not closed by
     ``until_ns`` are ignored.  Returns ``(n_runs, expected, present, missing, fault, row)``;
     runs beyond the length of ``out_start`` are counted but not written (``len(ts)`` plus the
-    number of windows, plus one, always suffices).
+    number of windows, plus one, always suffices).  More missing slots than int64 can count
+    (one-ns slots over most of the int64 range) raise OverflowError.
     """
     cdef Py_ssize_t n = ts.shape[0], nw = g_open.shape[0], cap = out_start.shape[0]
     cdef Py_ssize_t i, j, n_runs = 0, bad_row = -1
@@ -72,8 +75,12 @@ def find_gaps_slots(
             # window, each closed by until_ns.  They need no other check.
             if step_ns > 0:
                 nxt = s.next_slot
+                # Slots from nxt below limit are whole, inside the window and closed by
+                # until_ns (nxt + step_ns <= until_ns), so nxt += step_ns cannot overflow.
                 limit = g_close[s.window]
-                if until_ns - step_ns < limit:
+                if until_ns < INT64_MIN + step_ns:
+                    limit = INT64_MIN          # no slot closes by until_ns
+                elif until_ns - step_ns < limit:
                     limit = until_ns - step_ns + 1
                 j = i
                 while j < n and ts[j] == nxt and nxt < limit:
@@ -88,6 +95,10 @@ def find_gaps_slots(
             n_runs = walker_finish(s, &g_open[0], &g_close[0], nw, step_ns, until_ns,
                                    rs, rc, n_runs, cap, &done)
             s = done
+    if s.overflow:
+        raise OverflowError(f"find_gaps_slots: more missing slots than int64 can count "
+                            f"(step {step_ns} ns over windows from {g_open[0]} to "
+                            f"{g_close[nw - 1]} ns); use a coarser step")
     if fault != FAULT_NONE:
         return n_runs, 0, s.present, s.missing, fault, bad_row
     return n_runs, s.present + s.missing, s.present, s.missing, FAULT_NONE, -1

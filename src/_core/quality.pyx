@@ -18,13 +18,15 @@ def score_quality(
 
     ``ts`` are validated, sorted slot starts inside the grid; ``coverage`` is empty for base
     bars (each counts 1) or one value per bar in [0, 1].  Returns
-    ``(expected, present, coverage_sum, partial)``.
+    ``(expected, present, coverage_sum, partial)``; more expected slots than int64 can count
+    raise OverflowError.
     """
     cdef Py_ssize_t n = ts.shape[0], nw = g_open.shape[0], i, k
     cdef bint weighted = coverage.shape[0] > 0
     cdef i64 expected = 0, present = 0, partial = 0
     cdef f64 covered = 0.0
     cdef GridCursor g
+    cdef bint overflow = False
     if weighted and coverage.shape[0] != n:
         raise ValueError(f"coverage has {coverage.shape[0]} values for {n} bars")
     check_grid(g_open, g_close, "score_quality")
@@ -33,7 +35,7 @@ def score_quality(
     if nw == 0:
         return 0, 0, 0.0, 0
     with nogil:
-        expected = expected_slots(&g_open[0], &g_close[0], nw, step_ns, until_ns)
+        expected = expected_slots(&g_open[0], &g_close[0], nw, step_ns, until_ns, &overflow)
         # Bars whose slot closed by until_ns: all those that start before it, but perhaps
         # the last one, whose slot may still be open.
         k = 0
@@ -52,6 +54,10 @@ def score_quality(
                     partial += 1
         else:
             covered = <f64> k
+    if overflow:
+        raise OverflowError(f"score_quality: more expected slots than int64 can count "
+                            f"(step {step_ns} ns over windows from {g_open[0]} to "
+                            f"{g_close[nw - 1]} ns); use a coarser step")
     return expected, present, covered, partial
 
 

@@ -6,7 +6,7 @@
 # without the GIL, so that the Python layer knows when it must wait.
 
 from cpython.number cimport PyIndex_Check
-from libc.stdint cimport uint8_t
+from libc.stdint cimport INT64_MAX, INT64_MIN, uint8_t
 from libc.stdlib cimport calloc, free
 
 import numpy as np
@@ -15,21 +15,25 @@ from common cimport (
     FAULT_DUPLICATE, FAULT_MISALIGNED, FAULT_NONE, FAULT_OUTSIDE, FAULT_OVERFLOW,
     FAULT_LATE, FAULT_UNSORTED, N_FAULTS, Bucket, ColumnStore, GapWalker, GridCursor, Rollup, f64, grid_locate,
     bucket_expected, i64, price_fault, slots_in_window, rollup_emit, rollup_feed, rollup_init,
-    rollup_run, store_append, as_i64, check_grid, store_free, store_init,
+    rollup_run, store_append, as_i64, check_grid, store_free, store_init, add_sat, step_end,
     store_nbytes, store_push, store_reserve, store_snapshot, walker_finish, walker_start, walker_step_to,
 )
 
 cdef enum:
     MAX_DERIVED = 32
 
-cdef i64 NO_BAR = -(2 ** 63)
+cdef i64 NO_BAR = INT64_MIN
 
 
 cdef Py_ssize_t _slots(const i64* g_open, const i64* g_close, Py_ssize_t n, i64 step_ns):
     """The slots of a grid: the most rows a store on it can ever need."""
     cdef Py_ssize_t w, total = 0
+    cdef i64 k
     for w in range(n):
-        total += slots_in_window(g_open[w], g_close[w], step_ns)
+        k = slots_in_window(g_open[w], g_close[w], step_ns)
+        if k > INT64_MAX - total:
+            return INT64_MAX        # no real bound: the store grows as bars come
+        total += k
     return total
 
 
@@ -211,15 +215,14 @@ cdef class SymbolStream:
         cdef i64 closed = 0
         if f != FAULT_NONE:
             return f
-        if t <= self.last_ns:
+        if t <= self.last_ns and not (t == NO_BAR and self.base.n == 0):
+            # (NO_BAR is also the int64 minimum: a first bar may lie there.)
             return FAULT_DUPLICATE if t == self.last_ns else FAULT_UNSORTED
         probe = self.cursor
         if t == probe.slot_end and t < self.w_close[probe.window]:
             # The next slot of the same window (the common case): no division needed.
             probe.slot_start = t
-            probe.slot_end = t + self.base_ns
-            if probe.slot_end > self.w_close[probe.window]:
-                probe.slot_end = self.w_close[probe.window]
+            probe.slot_end = step_end(t, self.base_ns, self.w_close[probe.window])
         else:
             if not grid_locate(&probe, self.w_open, self.w_close, self.n_windows,
                                self.base_ns, t):
@@ -330,6 +333,7 @@ cdef class SymbolStream:
         """The end of the run of rows from i that _accept would take, and the fault of the
         row that ends it (FAULT_NONE at n).  Moves the base cursor over the run."""
         cdef i64 last = self.last_ns, late = NO_BAR, tt
+        cdef Py_ssize_t first = i
         cdef GridCursor probe = self.cursor
         cdef i64 wclose = self.w_close[probe.window] if probe.window < self.n_windows else 0
         cdef Py_ssize_t k
@@ -342,14 +346,12 @@ cdef class SymbolStream:
             f = price_fault(o[i], h[i], lo[i], c[i], v[i], self.volume_optional)
             if f != FAULT_NONE:
                 break
-            if tt <= last:
+            if tt <= last and not (tt == NO_BAR and i == first and self.base.n == 0):
                 f = FAULT_DUPLICATE if tt == last else FAULT_UNSORTED
                 break
             if tt == probe.slot_end and tt < wclose:
                 probe.slot_start = tt
-                probe.slot_end = tt + self.base_ns
-                if probe.slot_end > wclose:
-                    probe.slot_end = wclose
+                probe.slot_end = step_end(tt, self.base_ns, wclose)
             else:
                 if not grid_locate(&probe, self.w_open, self.w_close, self.n_windows,
                                    self.base_ns, tt):
@@ -377,7 +379,7 @@ cdef class SymbolStream:
         m calls of _accept would do.  0, or -1 when memory ran out."""
         cdef Py_ssize_t k, i
         cdef int rc = FAULT_NONE, closed
-        cdef i64 nxt, wclose
+        cdef i64 nxt, wclose, lim
         cdef GapWalker* g = &self.gaps
         if store_append(&self.base, t, o, h, lo, c, v, m) != 0:
             return -1
@@ -387,10 +389,17 @@ cdef class SymbolStream:
             nxt = g.next_slot
             wclose = self.w_close[g.window] if g.window < self.n_windows else 0
             if t[i] == nxt and nxt < wclose:
-                while i < m and t[i] == nxt and nxt < wclose:
+                # Below lim, nxt + base_ns stays inside int64; the one slot above it (only at
+                # the very top of the range) is taken after the tight loop.
+                lim = wclose if wclose <= INT64_MAX - self.base_ns else INT64_MAX - self.base_ns + 1
+                while i < m and t[i] == nxt and nxt < lim:
                     nxt += self.base_ns
                     g.present += 1
                     i += 1
+                if i < m and t[i] == nxt and nxt < wclose:
+                    g.present += 1
+                    i += 1
+                    nxt = wclose
                 g.next_slot = nxt
                 continue
             walker_step_to(g, self.w_open, self.w_close, self.n_windows, self.base_ns, t[i],
@@ -603,8 +612,9 @@ cdef class SessionCore:
             return self._add_bar_waiting(symbol, t, open, high, low, close, volume)
         f = stream._accept(t, open, high, low, close, volume)
         if f == FAULT_NONE:
-            if t + stream.base_ns > self._clock:
-                self._clock = t + stream.base_ns
+            t = add_sat(t, stream.base_ns)     # the bar's end (saturated at the int64 max)
+            if t > self._clock:
+                self._clock = t
             return 0
         if f == FAULT_OVERFLOW:
             raise MemoryError("no memory left for bars")
