@@ -41,12 +41,12 @@ def test_quiet_run_prints_nothing(tmp_path, capsys, where):
 
 @pytest.mark.parametrize("where", ["before", "after", None])
 def test_debug_shows_the_traceback_wherever_it_is_given(tmp_path, capsys, where):
-    argv = ["validate", str(tmp_path / "missing")]
+    argv = ["run", str(tmp_path / "none.csv"), "--calendar", "24/7"]
     if where == "before":
         argv = ["--debug"] + argv
     elif where == "after":
         argv = argv + ["--debug"]
     assert main(argv) != 0
     err = capsys.readouterr().err
-    assert "no such folder" in err
+    assert "none.csv" in err
     assert ("Traceback" in err) == (where is not None)

@@ -19,7 +19,7 @@ import pytest
 
 import sessiondata
 import sessiondata.processing as processing
-from sessiondata import Bars, Calendar, SessionCoordinator, SessionData
+from sessiondata import Bars, Calendar, SessionCoordinator, SessionData, SymbolSessionData
 from sessiondata.processing import DataQualityManager
 
 from helpers import ohlcv
@@ -50,28 +50,39 @@ def _session_with_gaps(sd: SessionData, symbol: str = "X") -> int:
 
 
 class _Pause:
-    """Wraps a function of ``sessiondata.processing``: the first call signals ``reached``
-    and waits for ``resume`` before going on, so that another thread can change the registry
-    at exactly that point of the calculation."""
+    """Pauses a calculation at one point: the first call of the wrapped function signals
+    ``reached`` and waits for ``resume``, so that another thread can change the registry at
+    exactly that point.  ``bars_until`` pauses right after the entry's bars were read; the
+    functions of ``sessiondata.processing`` pause before the gaps or the score are made."""
 
     def __init__(self, monkeypatch, name: str):
         self.reached = threading.Event()
         self.resume = threading.Event()
         self.calls = 0
-        original = getattr(processing, name)
+        after_read = name == "bars_until"
+        owner = SymbolSessionData if after_read else processing
+        original = getattr(owner, name)
 
-        def paused(*args, **kwargs):
+        def pause() -> None:
             self.calls += 1
             if self.calls == 1:
                 self.reached.set()
                 assert self.resume.wait(WAIT), "the test never resumed the calculation"
+
+        def paused(*args, **kwargs):
+            if after_read:
+                out = original(*args, **kwargs)
+                pause()
+                return out
+            pause()
             return original(*args, **kwargs)
 
-        monkeypatch.setattr(processing, name, paused)
+        monkeypatch.setattr(owner, name, paused)
 
 
 # Points between the read of the entry and the store of its results.
-PAUSE_POINTS = ("gaps_on_grid", "score_on_grid", "gap_infos")
+PAUSE_POINTS = ("bars_until",) + tuple(
+    name for name in ("gaps_on_grid", "score_on_grid") if hasattr(processing, name))
 
 
 def _interleave(monkeypatch, point, change, interval="1m"):
