@@ -111,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="format of the exported bar and gap datasets (default parquet)")
     run.add_argument("--export-base", action="store_true",
                      help="also export the base bars (cleaned, start-stamped, UTC)")
+    run.add_argument("--fsync", action="store_true",
+                     help="flush every exported file to disk before the export is swapped in "
+                          "(safe against a machine crash, not only a failed run; slower)")
     run.add_argument("--no-export", action="store_true",
                      help="compute and print the summary only, write nothing")
     run.add_argument("--threads", type=int, metavar="N",
@@ -136,6 +139,13 @@ def build_parser() -> argparse.ArgumentParser:
                           "file name's stem)")
     run.add_argument("--delimiter", metavar="D",
                      help="CSV delimiter: ',', ';', 'tab' or '|' (default: from the header)")
+    run.add_argument("--columns", metavar="NAME,NAME,...",
+                     type=lambda text: [c.strip() for c in text.split(",")],
+                     help="names of the fields of each CSV row, in order (e.g. "
+                          "date,time,open,high,low,close,volume,oi); they replace the header "
+                          "line when there is one")
+    run.add_argument("--no-header", dest="header", action="store_false", default=None,
+                     help="CSV files have no header line (give --columns)")
     run.add_argument("--format", metavar="NAME",
                      help="vendor files read directly: lean (QuantConnect LEAN equity minute "
                           "zips; lean:trade, lean:mid, lean:bid, lean:ask choose trade or quote "
@@ -374,6 +384,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         result = job.run(args.data, calendar, base=base, derived=derived, out=out,
                          fmt=args.bars, export_base=args.export_base, on_bad=args.on_bad,
                          start=start, end=end, threads=args.threads, read_options=options,
+                         durable=args.fsync,
                          progress=progress,
                          summary=lambda r: Summary(r, out).to_json(args.worst))
     finally:

@@ -36,11 +36,12 @@ from __future__ import annotations
 import bz2
 import csv
 import datetime as _dt
+import errno
 import gzip
-import io
 import lzma
 import os
 import re
+import stat
 import warnings
 import zlib
 import zoneinfo
@@ -62,6 +63,7 @@ __all__ = [
     "ReadError",
     "ReadOptions",
     "ReadResult",
+    "ReadWarning",
     "data_files",
     "read_bars",
     "read_csv",
@@ -2172,12 +2174,66 @@ def _kind(path: Path) -> str | None:
     return None
 
 
-def data_files(folder: str | os.PathLike) -> list[Path]:
+def data_files(folder: str | os.PathLike, on_bad: str = "raise",
+               unreadable: list | None = None) -> list[Path]:
     """The data files of a folder (not its subfolders), sorted: CSV (``.csv``, ``.txt``,
-    ``.tsv``, optionally ``.gz``/``.bz2``/``.xz``) and Parquet; hidden files are skipped."""
+    ``.tsv``, optionally ``.gz``/``.bz2``/``.xz``) and Parquet; hidden files are skipped.
+
+    An entry named like a data file that cannot be read (a broken symbolic link, a link
+    loop, a file without read permission, something that is not a regular file) is never
+    skipped silently: with ``on_bad="raise"`` it is a ReadError naming it; with ``"drop"``
+    a warning names it and ``(path, why)`` is appended to ``unreadable`` (when given).
+    """
+    if on_bad not in POLICIES:
+        raise ValueError(f"on_bad must be 'raise' or 'drop', got {on_bad!r}")
     folder = Path(folder)
-    return sorted(p for p in folder.iterdir()
-                  if p.is_file() and not p.name.startswith(".") and _kind(p) is not None)
+    found = []
+    for p in sorted(folder.iterdir()):
+        if p.name.startswith(".") or _kind(p) is None:
+            continue
+        why = _unreadable(p)
+        if why is None:
+            found.append(p)
+        elif why == "":
+            continue                        # a folder named like a data file
+        elif on_bad == "raise":
+            raise ReadError(str(p), None, f"cannot read: {why} (give --on-bad drop to skip "
+                            "it with a warning)")
+        else:
+            warnings.warn(f"{p}: skipped, cannot read: {why}", ReadWarning, stacklevel=2)
+            if unreadable is not None:
+                unreadable.append((str(p), why))
+    return found
+
+
+class ReadWarning(UserWarning):
+    """A file of a data folder was skipped under ``on_bad="drop"`` (the message names it)."""
+
+
+def _unreadable(p: Path) -> str | None:
+    """Why a folder entry cannot be read as a file (None when it can; "" for a folder)."""
+    try:
+        st = p.stat()
+    except OSError as exc:
+        if p.is_symlink():
+            if exc.errno == errno.ELOOP:
+                return "a symbolic link loop"
+            try:
+                target = os.readlink(p)
+            except OSError:
+                target = "?"
+            return f"a broken symbolic link (to {target})"
+        return _why(exc)
+    if stat.S_ISDIR(st.st_mode):
+        return ""
+    if not stat.S_ISREG(st.st_mode):
+        return "not a regular file"
+    try:
+        with open(p, "rb"):
+            pass
+    except OSError as exc:
+        return exc.strerror.lower() if exc.strerror else _why(exc)
+    return None
 
 
 def read_bars(paths: str | os.PathLike | Iterable[str | os.PathLike], *,
@@ -2205,10 +2261,11 @@ def read_bars(paths: str | os.PathLike | Iterable[str | os.PathLike], *,
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     files: list[Path] = []
+    unreadable: list[tuple[str, str]] = []
     for p in map(Path, paths):
         if p.is_dir():
-            found = data_files(p)
-            if not found:
+            found = data_files(p, opts.on_bad, unreadable)
+            if not found and not unreadable:
                 raise ReadError(str(p), None, "no data files in the folder (looked for "
                                 f"{', '.join(DATA_SUFFIXES)}, optionally compressed)")
             files.extend(found)
@@ -2228,4 +2285,8 @@ def read_bars(paths: str | os.PathLike | Iterable[str | os.PathLike], *,
             _read_parquet_into(path, opts, collector)
         else:
             _read_csv_into(path, opts, collector)
-    return collector.finish()
+    result = collector.finish()
+    if unreadable:
+        result.unreadable.extend(unreadable)
+        result.dropped["unreadable file"] += len(unreadable)
+    return result
