@@ -304,3 +304,72 @@ def test_find_gaps_and_quality_of_empty_input(target, base):
         assert sum(g.bar_count for g in gaps) == per_day
         q = sessiondata.quality(bars, target, base=base, **span)
         assert (q.expected, q.present, q.missing, q.score) == (per_day, 0, per_day, 0.0)
+
+
+# --------------------------------------------------------------------------------------------
+# 9. A streamed value that is no timestamp or no price says which field and which symbol
+# --------------------------------------------------------------------------------------------
+
+STREAMERS = {
+    "add_bar": lambda c, *bar: c.session_data.add_bar(*bar),
+    "stream": lambda c, *bar: c.stream(*bar),
+    "process_bar": lambda c, *bar: c.processor.process_bar(*bar),
+}
+FIELDS = ("ts", "open", "high", "low", "close", "volume")
+BAD_TS = [(2**63, ValueError, "int64"), (-(2**63) - 1, ValueError, "int64"),
+          (10**30, ValueError, "int64"), ("2024-03-15T00:00", TypeError, "integer"),
+          (1.7e18, TypeError, "integer"), (None, TypeError, "integer")]
+BAD_PRICE = [("1.5", TypeError, "real number"), (b"1.5", TypeError, "real number"),
+             (None, TypeError, "real number"), ([1.0], TypeError, "real number"),
+             (10**400, ValueError, "too large")]
+
+
+def _streaming_coordinator():
+    c = SessionCoordinator(Calendar.always(), base_interval="1m", derived_intervals=["5m"])
+    c.start(DAY)
+    c.add_symbol("ACME")
+    t0 = int(c.session_data.windows.open_ns[0])
+    return c, [t0, 10.0, 11.0, 9.0, 10.5, 100.0]
+
+
+@pytest.mark.parametrize("path", sorted(STREAMERS))
+@pytest.mark.parametrize("field", FIELDS)
+def test_a_streamed_value_that_cannot_be_converted_names_field_and_symbol(path, field):
+    cases = BAD_TS if field == "ts" else BAD_PRICE
+    for value, error, words in cases:
+        c, bar = _streaming_coordinator()
+        bar[FIELDS.index(field)] = value
+        with pytest.raises(error) as info:
+            STREAMERS[path](c, "ACME", *bar)
+        message = str(info.value)
+        assert message.startswith("ACME: ") and field in message and words in message, message
+        # Nothing was stored, counted or clocked.
+        entry = c.session_data.get_symbol_data("ACME")
+        assert entry.bar_count() == 0 and sum(entry._stream.rejected) == 0
+        assert c.session_data.clock_ns is None
+        # The stream goes on: a good bar is taken afterwards.
+        good = _streaming_coordinator()[1]
+        assert STREAMERS[path](c, "ACME", *good) == 0
+
+
+def test_numbers_of_other_types_are_still_taken():
+    from decimal import Decimal
+    from fractions import Fraction
+
+    c, bar = _streaming_coordinator()
+    t0 = bar[0]
+    rows = [
+        (np.int64(t0), np.float64(10.0), np.float32(11.0), 9, Decimal("10.5"), Fraction(1, 2)),
+        (t0 + MINUTE, 10.0, 11, np.int32(9), 10.5, True),
+        (np.uint64(t0 + 2 * MINUTE), 10.0, 11.0, 9.0, 10.5, 0),
+    ]
+    for row in rows:
+        assert c.stream("ACME", *row) == 0
+    assert c.session_data.get_symbol_data("ACME").bar_count() == 3
+
+
+def test_a_bad_value_for_an_unknown_symbol_names_it_too():
+    c, bar = _streaming_coordinator()
+    bar[1] = "ten"
+    with pytest.raises(TypeError, match="^NOPE: open must be a real number"):
+        c.stream("NOPE", *bar)

@@ -586,31 +586,46 @@ cdef class SessionCore:
         self._clock = NO_BAR
         self._raise_on_bad = True
 
-    def add_bar(self, symbol, object ts, f64 open, f64 high, f64 low, f64 close, f64 volume):
+    def add_bar(self, symbol, object ts, object open, object high, object low, object close,
+                object volume):
         """Offer one base bar of ``symbol``.
 
         Returns 0 when it was stored, -1 when the symbol is not registered (counted in
         ``unknown_bars``), or, under the ``drop`` policy, the fault code of a dropped bar.
-        Under the ``raise`` policy a bad bar raises ``BadBarError``.
+        Under the ``raise`` policy a bad bar raises ``BadBarError``.  A value that is no
+        int64 timestamp or no real number raises TypeError/ValueError naming the field and
+        the symbol.
         """
         cdef object entry
         cdef SymbolStream stream
         cdef int f
         cdef i64 t
+        cdef f64 o, h, l, c, v
         if type(symbol) is not str and not isinstance(symbol, str):
             raise TypeError(f"symbol must be a string, got {type(symbol).__name__}")
         if type(ts) is int or PyIndex_Check(ts):   # ints and NumPy integers, never floats
-            t = ts
+            try:
+                t = ts
+                o = open
+                h = high
+                l = low
+                c = close
+                v = volume
+            except (TypeError, ValueError, OverflowError):
+                # Off the fast path: say which field of which symbol could not be converted.
+                bad_value(symbol, ts, open, high, low, close, volume)
+                raise
         else:
-            raise TypeError(f"ts must be an integer of nanoseconds, got {type(ts).__name__}")
+            raise TypeError(f"{symbol}: ts must be an integer of nanoseconds, got "
+                            f"{type(ts).__name__} {ts!r}")
         entry = self._symbols.get(symbol)
         if entry is None:
             self._unknown_bars[symbol] = self._unknown_bars.get(symbol, 0) + 1
             return -1
         stream = <SymbolStream?> entry._stream
         if stream.busy:
-            return self._add_bar_waiting(symbol, t, open, high, low, close, volume)
-        f = stream._accept(t, open, high, low, close, volume)
+            return self._add_bar_waiting(symbol, t, o, h, l, c, v)
+        f = stream._accept(t, o, h, l, c, v)
         if f == FAULT_NONE:
             t = add_sat(t, stream.base_ns)     # the bar's end (saturated at the int64 max)
             if t > self._clock:
@@ -620,10 +635,34 @@ cdef class SessionCore:
             raise MemoryError("no memory left for bars")
         if self._raise_on_bad:
             # Raised, not dropped: the caller hears of it, the quality report does not.
-            self._bad_bar(symbol, f, t, open, high, low, close, volume)
+            self._bad_bar(symbol, f, t, o, h, l, c, v)
         stream.rejected[f] += 1
         return f
 
     def _note_clock(self, i64 end_ns):
         if end_ns > self._clock:
             self._clock = end_ns
+
+
+def bad_value(symbol, ts, open, high, low, close, volume):
+    """Raise the error that says which field of a streamed bar is no int64 timestamp or no
+    real number (the per-bar path converts first and asks here only when that failed)."""
+    cdef i64 t
+    cdef f64 x
+    try:
+        t = ts
+    except OverflowError:
+        raise ValueError(f"{symbol}: ts {ts!r} is outside the int64 nanosecond range "
+                         f"[{INT64_MIN}, {INT64_MAX}] (about 1677-09-21 to 2262-04-11)") from None
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{symbol}: ts must be an integer of nanoseconds, got "
+                        f"{type(ts).__name__} {ts!r} ({exc})") from None
+    for name, value in (("open", open), ("high", high), ("low", low), ("close", close),
+                        ("volume", volume)):
+        try:
+            x = value
+        except OverflowError:
+            raise ValueError(f"{symbol}: {name} {value!r} is too large for a float64") from None
+        except (TypeError, ValueError):
+            raise TypeError(f"{symbol}: {name} must be a real number, got "
+                            f"{type(value).__name__} {value!r}") from None
