@@ -32,7 +32,8 @@ def xnys_minutes(year: int = 2024) -> np.ndarray:
 
 def write_universe(folder: Path, symbols: int, seed: int = 7) -> tuple[Path, Path]:
     import pyarrow as pa
-    import pyarrow.csv as pacsv
+    import pyarrow.compute as pc
+import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
     csv_dir, pq_dir = folder / "csv", folder / "parquet"
@@ -54,7 +55,7 @@ def write_universe(folder: Path, symbols: int, seed: int = 7) -> tuple[Path, Pat
         stamp = pa.array(ts.view("datetime64[ns]"), pa.timestamp("ns", "UTC"))
         cols = {"open": open_.round(4), "high": high.round(4), "low": low.round(4),
                 "close": close.round(4), "volume": volume}
-        text = pa.compute.strftime(stamp, format="%Y-%m-%dT%H:%M:%SZ")
+        text = pc.strftime(stamp, format="%Y-%m-%dT%H:%M:%SZ")
         pacsv.write_csv(pa.table({"timestamp": text, **cols}), csv_dir / f"S{k:03d}.csv")
         pq.write_table(pa.table({"timestamp": stamp, **cols}), pq_dir / f"S{k:03d}.parquet")
     return csv_dir, pq_dir

@@ -632,8 +632,10 @@ def _detect_layout(names: list[str], opts: ReadOptions, where: str) -> _Layout:
         else:
             prices[role] = hit
     if missing:
+        hint = "" if opts.field_names else \
+            "; name the fields with columns=[...] (--columns NAME,NAME,...)"
         raise ReadError(where, None, f"missing column{'s' if len(missing) > 1 else ''} "
-                        f"{', '.join(map(repr, missing))} (columns: {has})")
+                        f"{', '.join(map(repr, missing))} (columns: {has}){hint}")
     if opts.symbol_column:
         symbol = pick(opts.symbol_column, "symbol")
     elif opts.symbol is None:

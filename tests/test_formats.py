@@ -264,11 +264,13 @@ def test_lean_extended_hours_against_xnys(lean_root):
 
     result = read_bars(lean_root / "equity" / "usa" / "minute" / "spy", format="lean",
                        interval="1m")
-    with pytest.raises(ReadError, match="outside every session"):
-        result.check_sessions(Calendar.exchange("XNYS"), "1m", "raise")
-    dropped = result.check_sessions(Calendar.exchange("XNYS"), "1m", "drop")
-    assert dropped == {"outside every session window": 8}    # 04:00 and 19:59, 4 days
-    assert len(result.bars["SPY"]) == 12
+    # Issue 10: pre- and after-market bars are outside the session's hours, not bad data
+    # (no error, not dropped), and each keeps its session (04:00 and 19:59, 4 days).
+    counts = result.check_sessions(Calendar.exchange("XNYS"), "1m", "raise")
+    assert counts == {"outside the session's hours": 8}
+    assert result.dropped == {} and len(result.bars["SPY"]) == 12
+    assert len(result.outside["SPY"]) == 8
+    assert len(set(result.outside_sessions["SPY"].tolist())) == 4
 
 
 # --------------------------------------------------------------------------------------------
@@ -592,11 +594,11 @@ def test_cli_runs_the_real_dbn_and_kline_files(tmp_path):
 
 def test_cli_lean_extended_hours_raise_or_drop(lean_root, tmp_path):
     pytest.importorskip("exchange_calendars")
-    code, _out, err = run_cli("run", lean_root, "--format", "lean", "--calendar", "XNYS",
-                              "--out", tmp_path / "raise")
-    assert code == 2
-    assert "spy/20240308_trade.zip/20240308_spy_minute_trade.csv, line 1: the bar at " \
-        "2024-03-08 04:00:00 EST lies outside every session of XNYS" in err
+    # Issue 10: extended hours run without --on-bad drop (outside the session's hours).
+    code, out, err = run_cli("run", lean_root, "--format", "lean", "--calendar", "XNYS",
+                             "--out", tmp_path / "raise")
+    assert code == 0, err
+    assert "SPY" in out and "AAPL" in out
     code, out, err = run_cli("run", lean_root, "--format", "lean", "--calendar", "XNYS",
                              "--out", tmp_path / "drop", "--on-bad", "drop")
     assert code == 0, err
