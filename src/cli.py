@@ -70,9 +70,9 @@ class _Parser(argparse.ArgumentParser):
         raise CliError(f"{message} (see '{self.prog} --help')", EXIT_BAD_INPUT)
 
 
-def _common_options(default: object) -> argparse.ArgumentParser:
+def _common_options(default: object) -> _Parser:
     """The options every command takes, before or after its name."""
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--debug", action="store_true", default=default,
                         help="show the traceback of an error")
     common.add_argument("--quiet", "-q", action="store_true", default=default,
