@@ -4,7 +4,7 @@ the registry."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
@@ -32,7 +32,8 @@ class DataProcessor:
         """One streaming base bar; see ``SessionData.add_bar``."""
         return self.session_data.add_bar(symbol, ts, open, high, low, close, volume)
 
-    def process_bars(self, symbol: str, bars: Bars | dict | None = None, **columns) -> int:
+    def process_bars(self, symbol: str, bars: Bars | Mapping[str, Any] | None = None,
+                     **columns: Any) -> int:
         """A batch of base bars; see ``SessionData.add_bars``."""
         return self.session_data.add_bars(symbol, bars, **columns)
 

@@ -9,9 +9,10 @@ guards the registry and every change to what it holds; reads hand out snapshots.
 from __future__ import annotations
 
 import contextlib
+from datetime import date as _date
 import threading
 import unicodedata
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, NoReturn, Sequence
 
 import numpy as np
 
@@ -49,7 +50,7 @@ class SymbolSessionData:
         Intervals made from the base bars (e.g. ``["5m", "15m", "1h"]``).
     is_loaded : bool
         Set when the load phase finished.
-    bar_gaps : dict[str, list[GapInfo]]
+    bar_gaps : dict[str, Sequence[GapInfo]]
         Gaps per interval, as last computed by the quality manager.
     quality : dict[str, QualityReport]
         Quality per interval, as last computed.
@@ -60,7 +61,7 @@ class SymbolSessionData:
         self.base_interval = base_interval.name
         self.derived_intervals: list[str] = []
         self.is_loaded = False
-        self.bar_gaps: dict[str, list[GapInfo]] = {}
+        self.bar_gaps: dict[str, Sequence[GapInfo]] = {}
         self.quality: dict[str, QualityReport] = {}
         # The span the last scoring covered: (since_ns, until_ns), None where unbounded.
         self.scored_span: tuple[int | None, int | None] = (None, None)
@@ -107,8 +108,9 @@ class SymbolSessionData:
             bars = self._bars(name)
             k = self._slot[name]
             partial = self._stream.partial_bar(k) if k >= 0 and until_ns is not None else None
-        if partial is None or partial["ts"] + self._stream.base_ns > until_ns:
+        if partial is None or until_ns is None or partial["ts"] + self._stream.base_ns > until_ns:
             return bars
+        assert bars.count is not None and bars.coverage is not None  # derived bars have both
         cols = {c: np.append(getattr(bars, c), partial[c]) for c in COLUMNS}
         return Bars(cols["ts"], cols["open"], cols["high"], cols["low"], cols["close"],
                     cols["volume"], count=np.append(bars.count, partial["count"]),
@@ -155,7 +157,7 @@ class _Reused:
     def __init__(self, symbol: str):
         self.symbol = symbol
 
-    def _gone(self, *args, **kwargs):
+    def _gone(self, *args: Any, **kwargs: Any) -> NoReturn:
         raise RuntimeError(
             f"{self.symbol}: its session ended and its buffers were kept for the next "
             "session's symbols; take what you need (bars(), to_json(), an export) before "
@@ -215,7 +217,7 @@ class SessionData(SessionCore):
     def is_active(self) -> bool:
         return self._session is not None
 
-    def start_session(self, session) -> None:
+    def start_session(self, session: str | np.datetime64 | _date) -> None:
         """Make ``session`` (a trading date of the calendar) the active session.  The registry
         starts empty."""
         windows = self.calendar.session_windows(session)
@@ -380,7 +382,8 @@ class SessionData(SessionCore):
             entry.quality[parse_interval(interval).name] = quality
             return True
 
-    def _store_scores(self, entry: SymbolSessionData, interval: str, gaps: list[GapInfo],
+    def _store_scores(self, entry: SymbolSessionData, interval: str,
+                      gaps: Gaps | Sequence[GapInfo],
                       quality: QualityReport,
                       span: tuple[int | None, int | None]) -> bool:
         """Store gaps, quality and scored span of one interval on ``entry``, together and
@@ -419,18 +422,21 @@ class SessionData(SessionCore):
     # ``unknown_bars``), the fault code of a bar the ``drop`` policy dropped; under ``raise``
     # a bad bar raises ``BadBarError`` (the bar is not stored, nothing held is lost).
 
-    def _add_bar_waiting(self, symbol, ts, open, high, low, close, volume) -> int:
+    def _add_bar_waiting(self, symbol: str, ts: int, open: float, high: float, low: float,
+                         close: float, volume: float) -> int:
         """The slow path of add_bar: the symbol's stream is busy with a batch, which holds the
         lock; wait for it, then push."""
         with self._lock:
             return self.add_bar(symbol, ts, open, high, low, close, volume)
 
-    def _bad_bar(self, symbol, fault, ts, open, high, low, close, volume) -> None:
+    def _bad_bar(self, symbol: str, fault: int, ts: int, open: float, high: float, low: float,
+                 close: float, volume: float) -> NoReturn:
         raise BadBarError(
             f"{symbol}: {FAULTS[fault]} (ts={np.datetime64(int(ts), 'ns')}Z open={open!r} "
             f"high={high!r} low={low!r} close={close!r} volume={volume!r})", -1, fault)
 
-    def add_bars(self, symbol: str, bars: Bars | dict | None = None, **columns) -> int:
+    def add_bars(self, symbol: str, bars: Bars | Mapping[str, Any] | None = None,
+                 **columns: Any) -> int:
         """Offer a batch of base bars of ``symbol`` (a ``Bars``, a dict of columns, or the
         columns as keywords), in one compiled pass.
 
@@ -525,7 +531,7 @@ def _interval_of(bars: Any, columns: dict[str, Any]) -> Interval | None:
     return None if label is None else parse_interval(label)
 
 
-def _columns_of(bars, columns: dict) -> dict[str, np.ndarray]:
+def _columns_of(bars: Any, columns: dict[str, Any]) -> dict[str, np.ndarray]:
     """Coerced columns from a Bars, a mapping or keywords (validation happens in the kernel)."""
     if isinstance(bars, Bars):
         return {name: getattr(bars, name) for name in COLUMNS}

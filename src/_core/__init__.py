@@ -3,11 +3,11 @@ keeps memory safe.  The Python modules of the package are the interface."""
 
 try:
     from . import aggregation, gaps, quality, stream, validation
-except ImportError as exc:  # pragma: no cover - exercised only on a broken install
+except ImportError as _exc:  # pragma: no cover - exercised only on a broken install
     raise ImportError(
         "sessiondata's compiled core (sessiondata._core) is not built. Install the package "
         "with `pip install .` (or `pip install -e .` for development) from the source tree; "
         "that needs a C compiler. There is no pure-Python fallback."
-    ) from exc
+    ) from _exc
 
 __all__ = ["aggregation", "gaps", "quality", "stream", "validation"]

@@ -1,28 +1,33 @@
 """Aggregation of base bars into derived intervals laid on a session grid."""
 
+from typing import TypeAlias
+
 import numpy as np
 import numpy.typing as npt
+from typing_extensions import disjoint_base
 
-I64 = npt.NDArray[np.int64]
-F64 = npt.NDArray[np.float64]
+_I64: TypeAlias = npt.NDArray[np.int64]
+_F64: TypeAlias = npt.NDArray[np.float64]
 
 def aggregate_bars(
-    ts: I64, open: F64, high: F64, low: F64, close: F64, volume: F64,
-    g_open: I64, g_close: I64, g_base_slots: I64, step_ns: int, base_ns: int,
-    out_ts: I64, out_open: F64, out_high: F64, out_low: F64, out_close: F64,
-    out_volume: F64, out_count: I64, out_coverage: F64,
+    ts: _I64, open: _F64, high: _F64, low: _F64, close: _F64, volume: _F64,
+    g_open: _I64, g_close: _I64, g_base_slots: _I64, step_ns: int, base_ns: int,
+    out_ts: _I64, out_open: _F64, out_high: _F64, out_low: _F64, out_close: _F64,
+    out_volume: _F64, out_count: _I64, out_coverage: _F64,
 ) -> tuple[int, int, int]: ...
-def bucket_capacity(g_open: I64, g_close: I64, step_ns: int, first_ns: int,
+def bucket_capacity(g_open: _I64, g_close: _I64, step_ns: int, first_ns: int,
                     last_ns: int) -> int: ...
 
+@disjoint_base
 class Aggregator:
     last_ns: int
-    def __init__(self, g_open: I64, g_close: I64, g_base_slots: I64, step_ns: int,
-                 base_ns: int) -> None: ...
+    def __init__(self, g_open: npt.ArrayLike, g_close: npt.ArrayLike,
+                 g_base_slots: npt.ArrayLike, step_ns: int, base_ns: int,
+                 g_last_open: npt.ArrayLike | None = None) -> None: ...
     def update(self, ts: int, open: float, high: float, low: float, close: float,
                volume: float) -> int: ...
-    def update_many(self, ts: I64, open: F64, high: F64, low: F64, close: F64,
-                    volume: F64) -> int: ...
+    def update_many(self, ts: npt.ArrayLike, open: npt.ArrayLike, high: npt.ArrayLike,
+                    low: npt.ArrayLike, close: npt.ArrayLike, volume: npt.ArrayLike) -> int: ...
     def advance(self, now_ns: int) -> int: ...
     def flush(self) -> int: ...
     @property

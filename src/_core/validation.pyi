@@ -1,15 +1,17 @@
 """Validation of bars in one pass: a fault code per row."""
 
+from typing import TypeAlias
+
 import numpy as np
 import numpy.typing as npt
 
-I64 = npt.NDArray[np.int64]
-F64 = npt.NDArray[np.float64]
+_I64: TypeAlias = npt.NDArray[np.int64]
+_F64: TypeAlias = npt.NDArray[np.float64]
 
 FAULTS: dict[int, str]
 
 def validate_bars(
-    ts: I64, open: F64, high: F64, low: F64, close: F64, volume: F64,
-    w_open: I64, w_close: I64, base_ns: int, faults: npt.NDArray[np.uint8],
+    ts: _I64, open: _F64, high: _F64, low: _F64, close: _F64, volume: _F64,
+    w_open: _I64, w_close: _I64, base_ns: int, faults: npt.NDArray[np.uint8],
     stop_at_first: bool, last_ns: int = ..., volume_optional: bool = ...,
 ) -> tuple[int, list[int]]: ...
