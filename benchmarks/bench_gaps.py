@@ -37,7 +37,7 @@ def bench_find_gaps(benchmark, request, measure, bars, columns, cal, impl):
         measure(benchmark, lambda: [np.copy(a) for a in columns], **info)
     elif impl == "sessiondata":
         out = measure(benchmark, lambda: sessiondata.find_gaps(bars, calendar=cal,
-                                                              as_arrays=True), **info)
+                                                              ), **info)
         assert out.missing > 0 and out.present == len(bars)
     elif impl == "pandas":
         close = request.getfixturevalue("pandas_frame")["close"]
@@ -45,7 +45,7 @@ def bench_find_gaps(benchmark, request, measure, bars, columns, cal, impl):
         end = (int(bars.ts[-1]) // DAY_NS + 1) * DAY_NS
         _starts, count = measure(benchmark, _pandas_gaps, args=(close, start, end), peer=True,
                                  **info)
-        ours = sessiondata.find_gaps(bars, calendar=cal, as_arrays=True)
+        ours = sessiondata.find_gaps(bars, calendar=cal)
         assert int(count.sum()) == ours.missing
     else:  # pragma: no cover
         raise AssertionError(impl)

@@ -251,8 +251,12 @@ class SessionCoordinator:
                 if len(b):
                     per_symbol.setdefault(symbol, []).append(b)
         data = {s: _concat(parts) for s, parts in per_symbol.items()}
-        if not data:
-            raise ValueError("no bars in any of the sessions given")
+        if not data:  # nothing to run: every session is empty
+            empty = [SessionSummary(str(label), 0, 0, []) for label in labels]
+            if on_session is not None:
+                for summary in empty:
+                    on_session(summary)
+            return empty
         engine = Engine(self.calendar, base=self.base_interval, derived=self.derived_intervals,
                         on_bad=self.session_data.on_bad, start=min(labels), end=max(labels))
         span = None

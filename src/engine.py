@@ -22,6 +22,7 @@ are small) and finished once every partition has been read.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -45,7 +46,7 @@ from .grid import (
     thread_count,
 )
 from .intervals import Interval, check_derivable, parse_interval
-from .results import NO_BOUND_HI, NO_BOUND_LO, RunResult, SymbolResult
+from .results import NO_BOUND_HI, NO_BOUND_LO, RunResult, SymbolResult, paused_gc
 
 _NONE_F64 = np.empty(0, np.float64)
 _FAULT_OUTSIDE = 6
@@ -62,7 +63,7 @@ class Loaded:
     # Turns (symbol, row, reason) into an error naming the file and line of that bar.
     error: Callable[[str, int, str], Exception] | None = None
     dropped: Counter = field(default_factory=Counter)
-    # Per symbol, the timestamps of rows outside the session's hours that the reader set
+    # Per symbol, the session (datetime64[D] label) of each row outside the session's hours
     # aside (extended hours): counted per session, never scored.
     outside: Mapping[str, np.ndarray] = field(default_factory=dict)
 
@@ -168,12 +169,11 @@ class _Piece:
     """What a partition made for one symbol."""
 
     result: SymbolResult | None     # the sessions already finished
-    held: Bars | None               # bars of the sessions held back (first and last)
-    held_rows: np.ndarray | None    # their rows in the symbol's input (for errors)
+    held: Bars | None               # bars of the sessions held back (first and last), checked
     first_ts: int
     last_ts: int
-    error: Callable[[str, int, str], Exception] | None
     outside: np.ndarray | None = None
+    held_rejected: dict[Any, dict[str, int]] = field(default_factory=dict)  # label -> reasons
 
 
 class Engine:
@@ -231,6 +231,8 @@ class Engine:
         self.executor = executor or ThreadExecutor()
         self.progress = progress
         self._range = self._chosen_range()
+        self._lock = threading.Lock()
+        self._dropped: Counter = Counter()   # bars dropped by the engine outside any session
 
     @property
     def intervals(self) -> list[Interval]:
@@ -261,6 +263,11 @@ class Engine:
         of symbols).  ``span`` is the (first, last) bar time of the whole input, when known
         before reading: every session is then finished in one pass.
         """
+        with paused_gc():
+            return self._run(sources, dataset, span)
+
+    def _run(self, sources: Sequence[Source] | Mapping[str, Bars], dataset: str,
+             span: tuple[int, int] | None) -> RunResult:
         t0 = time.perf_counter()
         if isinstance(sources, Mapping):
             sources = batches(sources)
@@ -273,6 +280,7 @@ class Engine:
         plan = None if span is None else self._plan(span)
         pieces: dict[str, _Piece] = {}
         dropped: Counter = Counter()
+        self._dropped = Counter()
         done_symbols = done_bars = 0
         for part_pieces, part_dropped, nbars in self.executor.map_unordered(
                 lambda src: self._partition(src, plan), sources):
@@ -287,7 +295,11 @@ class Engine:
             done_bars += nbars
             if self.progress is not None:
                 self.progress(done_symbols, done_bars)
+        dropped.update(self._dropped)
         live = {s: p for s, p in pieces.items() if p.first_ts <= p.last_ts}
+        for p in pieces.values():  # symbols with no bar in any session: counted run-wide
+            if p.first_ts > p.last_ts and p.outside is not None and len(p.outside):
+                dropped["outside the session's hours"] += len(p.outside)
         if not live:
             raise ValueError("no bars in the run" + (
                 f" ({sum(dropped.values())} rows dropped)" if dropped else ""))
@@ -298,6 +310,8 @@ class Engine:
             self._finish_held(live, plan)
         order = sorted(live)
         parts = [self._align(live[s].result, plan.windows) for s in order]
+        for part in parts:
+            self._count_outside(part, live[part.symbol].outside, plan.windows, dropped)
         result = RunResult.assemble(self.calendar, plan.windows, self.base.name,
                                     [d.name for d in self.derived], parts,
                                     dataset=dataset, dropped=dict(dropped),
@@ -313,7 +327,8 @@ class Engine:
     def run_export(self, sources: Sequence[Source] | Mapping[str, Bars],
                    out: str | os.PathLike, *, fmt: str = "parquet", dataset: str = "",
                    span: tuple[int, int] | None = None,
-                   summary: Callable[[RunResult], dict[str, Any]] | None = None) -> RunResult:
+                   summary: Callable[[RunResult], dict[str, Any]] | None = None,
+                   durable: bool = False) -> RunResult:
         """``run``, exporting as it goes: the bars of each partition are written while it is
         held, then the session documents, the gaps and the manifest (with ``summary(result)``)
         of the whole run; the export is staged and swapped in for ``out`` when complete (see
@@ -321,13 +336,14 @@ class Engine:
         from .export import BarDatasetWriter, staged, write_run
 
         t0 = time.perf_counter()
-        with staged(out) as tmp:
+        with staged(out, durable=durable) as tmp:
             writer = BarDatasetWriter(tmp, fmt)
             sink, self.sink = self.sink, writer
             try:
                 result = self.run(sources, dataset=dataset, span=span)
             finally:
                 self.sink = sink
+                writer.close()
             result.seconds = time.perf_counter() - t0
             write_run(result, tmp, fmt=fmt, bars=writer,
                       summary=summary(result) if summary is not None else None)
@@ -375,30 +391,45 @@ class Engine:
             bars = bars[int(a):int(b)]
         outside = loaded.outside.get(symbol)
         if not len(bars):
-            return _Piece(None, None, None, NO_BOUND_HI, NO_BOUND_LO, loaded.error, outside)
+            return _Piece(None, None, NO_BOUND_HI, NO_BOUND_LO, outside)
         first, last = int(bars.ts[0]), int(bars.ts[-1])
         windows = self.calendar.windows(first, last + self.base.ns)
+        if windows.n_sessions == 0:  # every bar lies outside every session
+            if self.on_bad == "raise":
+                raise self._error(symbol, 0, rows, loaded,
+                                  f"{symbol}: row 0: outside every session window "
+                                  f"(ts={np.datetime64(first, 'ns')}Z) on calendar "
+                                  f"{self.calendar.name}")
+            with self._lock:
+                self._dropped[FAULTS[_FAULT_OUTSIDE]] += len(bars)
+            return _Piece(None, None, NO_BOUND_HI, NO_BOUND_LO, outside)
         if plan is not None:
             windows = _select(windows, self.start, self.end)
             result = self._process(symbol, bars, rows, windows, plan.lo, plan.hi, loaded,
-                                   part, outside)
-            return _Piece(result, None, None, first, last, loaded.error, outside)
+                                   part)
+            return _Piece(result, None, first, last, outside)
         # The data's span is not known yet: finish the middle sessions now, hold back the
-        # first and the last (they may be cut by the span).
+        # first and the last (they may be cut by the span).  All the bars are checked now,
+        # while the source can still say where a bad one came from.
+        rejected: dict[int, dict[str, int]] = {}
+        bars, rows = self._validated(symbol, bars, rows, windows, rejected, loaded)
         n_k = windows.n_sessions
+        held_rejected = {windows.sessions[k]: r for k, r in rejected.items()}
         if n_k <= 2:
-            return _Piece(None, _copy(bars), rows if rows is not None else None, first, last,
-                          loaded.error, outside)
+            return _Piece(None, _copy(bars), first, last, outside, held_rejected)
         ends = _session_ends(windows)
         a = int(np.searchsorted(bars.ts, ends[0][1]))
         b = int(np.searchsorted(bars.ts, ends[-1][0]))
         middle = _sub_windows(windows, np.arange(1, n_k - 1))
-        base_rows = np.arange(len(bars)) if rows is None else rows
-        result = self._process(symbol, bars[a:b], base_rows[a:b], middle, NO_BOUND_LO,
-                               NO_BOUND_HI, loaded, part, outside)
+        result = self._process(symbol, bars[a:b], None, middle, NO_BOUND_LO, NO_BOUND_HI,
+                               loaded, part, checked=True)
+        for k in range(1, n_k - 1):
+            if k in rejected:
+                result.rejected[k - 1] = rejected[k]
         held = _concat(bars[:a], bars[b:])
-        held_rows = np.concatenate([base_rows[:a], base_rows[b:]])
-        return _Piece(result, held, held_rows, first, last, loaded.error, outside)
+        held_rejected = {windows.sessions[k]: rejected[k] for k in (0, n_k - 1)
+                         if k in rejected}
+        return _Piece(result, held, first, last, outside, held_rejected)
 
     def _finish_held(self, pieces: dict[str, _Piece], plan: "_Plan") -> None:
         """Finish the held-back sessions now that the data's span is known."""
@@ -414,11 +445,14 @@ class Engine:
             if p.result is not None:  # only the first and last session are held
                 keep = ~np.isin(windows.sessions, p.result.sessions)
                 windows = _sub_windows(windows, np.flatnonzero(keep))
-            loaded = Loaded({}, p.error)
-            res = self._process(symbol, p.held, p.held_rows, windows, plan.lo, plan.hi,
-                                loaded, part, p.outside)
+            res = self._process(symbol, p.held, None, windows, plan.lo, plan.hi,
+                                Loaded({}), part, checked=True)
+            for label, reasons in p.held_rejected.items():
+                k = _index_of(windows.sessions, str(label))
+                if k >= 0:
+                    res.rejected[k] = reasons
             p.result = res if p.result is None else _merge(p.result, res)
-            p.held = p.held_rows = None
+            p.held = None
 
         try:
             list(self.executor.map_unordered(finish, list(pieces)))
@@ -430,7 +464,7 @@ class Engine:
 
     def _process(self, symbol: str, bars: Bars, rows: np.ndarray | None, windows: Windows,
                  lo: int, hi: int, loaded: Loaded, part: BarPart | None,
-                 outside: np.ndarray | None) -> SymbolResult:
+                 checked: bool = False) -> SymbolResult:
         """Every pass over one symbol's bars in ``windows``, scored inside ``[lo, hi)``."""
         n_k = windows.n_sessions
         bounds = _session_ends(windows)
@@ -461,14 +495,8 @@ class Engine:
         if keep is not None and not keep.all():
             bars = _masked(bars, keep)
             rows = None if rows is None else rows[keep]
-        bars = self._validated(symbol, bars, rows, windows, opens, rejected, loaded)
-        if outside is not None and len(outside):
-            k_out = np.searchsorted(opens, outside, side="right") - 1
-            for k, n in zip(*np.unique(k_out[(k_out >= 0) & (k_out < n_k)],
-                                       return_counts=True)):
-                reasons = rejected.setdefault(int(k), {})
-                reasons["outside the session's hours"] = \
-                    reasons.get("outside the session's hours", 0) + int(n)
+        if not checked:
+            bars, rows = self._validated(symbol, bars, rows, windows, rejected, loaded)
         # Scored bounds of every window, and of every session (for the session interval).
         sid = windows.session_ids
         s_lo = np.where(member, np.maximum(since, opens), NO_BOUND_HI)
@@ -514,20 +542,21 @@ class Engine:
                             sessions=windows.sessions)
 
     def _validated(self, symbol: str, bars: Bars, rows: np.ndarray | None, windows: Windows,
-                   opens: np.ndarray, rejected: dict[int, dict[str, int]],
-                   loaded: Loaded) -> Bars:
+                   rejected: dict[int, dict[str, int]],
+                   loaded: Loaded) -> tuple[Bars, np.ndarray | None]:
         """The bars checked against the windows: the first bad one raises (naming its file
         and line when the source knows them), or bad ones are dropped and counted per
         session by reason."""
         if not len(bars):
-            return bars
+            return bars, rows
         raising = self.on_bad == "raise"
         faults = np.empty(0 if raising else len(bars), np.uint8)
         first, n_by_fault = _validation.validate_bars(
             bars.ts, bars.open, bars.high, bars.low, bars.close, bars.volume,
-            windows.open_ns, windows.close_ns, self.base.ns, faults, raising)
+            windows.open_ns, windows.close_ns, self.base.ns, faults, raising,
+            volume_optional=not bars.has_volume)
         if first < 0:
-            return bars
+            return bars, rows
         if raising:
             fault = next(code for code, c in enumerate(n_by_fault) if c)
             try:
@@ -536,19 +565,41 @@ class Engine:
             except BadBarError as exc:
                 raise self._error(symbol, first, rows, loaded, str(exc)) from None
         bad = faults != 0
+        opens = windows.open_ns[np.r_[0, np.flatnonzero(np.diff(windows.session_ids)) + 1]]
         k_bad = np.clip(np.searchsorted(opens, bars.ts[bad], side="right") - 1, 0, None)
         for k, code in zip(k_bad.tolist(), faults[bad].tolist()):
             reasons = rejected.setdefault(k, {})
             reason = FAULTS.get(code, "bad bar")
             reasons[reason] = reasons.get(reason, 0) + 1
-        return _masked(bars, ~bad)
+        return _masked(bars, ~bad), (None if rows is None else rows[~bad])
 
     def _error(self, symbol: str, row: int, rows: np.ndarray | None, loaded: Loaded,
                reason: str) -> Exception:
-        if loaded.error is not None and row >= 0:
-            original = int(rows[row]) if rows is not None else row
+        """The error of a bad bar: naming its file and line when the source knows them,
+        else its symbol and row."""
+        original = int(rows[row]) if rows is not None and 0 <= row < len(rows) else row
+        if loaded.error is not None and original >= 0:
             return loaded.error(symbol, original, reason)
-        return BadBarError(reason, row, 0)
+        return BadBarError(reason if reason.startswith(f"{symbol}") else f"{symbol}: {reason}",
+                           original, 0)
+
+    @staticmethod
+    def _count_outside(result: SymbolResult, labels: np.ndarray | None, windows: Windows,
+                       dropped: Counter) -> None:
+        """Rows the reader set aside as outside the session's hours (extended hours), counted
+        in the ``rejected`` of the session they fall on (or run-wide, where the symbol is not
+        in that session)."""
+        if labels is None or not len(labels):
+            return
+        reason = "outside the session's hours"
+        days, counts = np.unique(np.asarray(labels, "datetime64[D]"), return_counts=True)
+        ks = np.searchsorted(windows.sessions, days)
+        for day, k, n in zip(days, ks.tolist(), counts.tolist()):
+            if k < len(windows.sessions) and windows.sessions[k] == day and result.member[k]:
+                reasons = result.rejected.setdefault(k, {})
+                reasons[reason] = reasons.get(reason, 0) + n
+            else:
+                dropped[reason] += n
 
     @staticmethod
     def _align(result: SymbolResult | None, windows: Windows) -> SymbolResult:
@@ -605,19 +656,19 @@ def _masked(bars: Bars, mask: np.ndarray) -> Bars:
     """The bars where ``mask`` is true."""
     return Bars(*(getattr(bars, c)[mask] for c in ("ts", "open", "high", "low", "close",
                                                    "volume")),
-                interval=bars.interval, validate=False)
+                interval=bars.interval, validate=False, has_volume=bars.has_volume)
 
 
 def _copy(bars: Bars) -> Bars:
     return Bars(*(getattr(bars, c).copy() for c in ("ts", "open", "high", "low", "close",
                                                     "volume")),
-                interval=bars.interval, validate=False)
+                interval=bars.interval, validate=False, has_volume=bars.has_volume)
 
 
 def _concat(a: Bars, b: Bars) -> Bars:
     cols = [np.concatenate([getattr(a, c), getattr(b, c)])
             for c in ("ts", "open", "high", "low", "close", "volume")]
-    return Bars(*cols, interval=a.interval, validate=False)
+    return Bars(*cols, interval=a.interval, validate=False, has_volume=a.has_volume)
 
 
 def _merge(a: SymbolResult, b: SymbolResult) -> SymbolResult:

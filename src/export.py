@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 import numpy as np
 
 from .bars import Bars
-from .results import RunResult, dumps, session_docs
+from .results import RunResult, dumps, iter_session_docs, paused_gc
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
@@ -120,9 +120,14 @@ def recover(out: str | os.PathLike) -> Path | None:
 
 
 @contextlib.contextmanager
-def staged(out: str | os.PathLike) -> Iterator[Path]:
+def staged(out: str | os.PathLike, *, durable: bool = False) -> Iterator[Path]:
     """A folder to write an export into; swapped in for ``out`` when the block ends without
-    an error, removed when it fails.  ``out`` must be absent, empty or an earlier export."""
+    an error, removed when it fails.  ``out`` must be absent, empty or an earlier export.
+
+    The swap is atomic against a failure or a kill of this process.  ``durable`` also
+    flushes every file to disk before the swap, so that a crash of the machine cannot leave
+    the new export half written behind its name (it costs a disk flush per file).
+    """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     recover(out)
@@ -135,7 +140,8 @@ def staged(out: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
     try:
         yield tmp
-        _fsync_tree(tmp)
+        if durable:
+            _fsync_tree(tmp)
         if out.exists():
             old = out.parent / f".{out.name}.previous-{os.getpid()}"
             os.rename(out, old)
@@ -175,9 +181,13 @@ def _fsync_tree(root: Path) -> None:
 
 
 class BarDatasetWriter:
-    """Writes bars into ``root/bars/interval=<iv>/`` as the engine makes them: each of the
-    engine's partitions gets a :class:`_BarPart` that collects its bars and writes one file
-    per interval when the partition closes."""
+    """Writes bars into ``root/bars/interval=<iv>/`` as the engine makes them.
+
+    Each of the engine's partitions gets a :class:`_BarPart` that collects its bars and, when
+    the partition closes, appends them to its worker thread's file of each interval (a row
+    group of a Parquet file, or rows of a CSV file).  The files are as many as threads times
+    intervals, whatever the number of symbols and sessions; :meth:`close` finishes them.
+    """
 
     def __init__(self, root: str | os.PathLike, fmt: str = "parquet"):
         if fmt not in FORMATS:
@@ -187,30 +197,49 @@ class BarDatasetWriter:
         self.fmt = fmt
         self._numbers = itertools.count()
         self._lock = threading.Lock()
+        self._local = threading.local()
+        self._open: list[Any] = []
         self.files: list[Path] = []
 
     def part(self, name: str) -> "_BarPart":
-        with self._lock:
-            number = next(self._numbers)
-        return _BarPart(self, number)
+        return _BarPart(self)
 
-    def _write(self, interval: str, number: int, table: "pa.Table") -> None:
+    def _append(self, interval: str, table: "pa.Table") -> None:
         pa = _arrow()
-        folder = self.root / f"interval={interval}"
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"part-{number:05d}.{'parquet' if self.fmt == 'parquet' else 'csv'}"
-        if self.fmt == "parquet":
-            pa.parquet.write_table(table, path)
-        else:
-            pa.csv.write_csv(table, path)
+        writers = getattr(self._local, "writers", None)
+        if writers is None:
+            writers = self._local.writers = {}
+        writer = writers.get(interval)
+        if writer is None:
+            with self._lock:
+                number = next(self._numbers)
+            folder = self.root / f"interval={interval}"
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"part-{number:05d}.{self.fmt}"
+            if self.fmt == "parquet":
+                # Dictionary-encoding float columns costs most of the write and saves
+                # little: only the symbol and session columns repeat.
+                writer = pa.parquet.ParquetWriter(path, table.schema,
+                                                  use_dictionary=["symbol", "session"])
+            else:
+                writer = pa.csv.CSVWriter(path, table.schema)
+            writers[interval] = writer
+            with self._lock:
+                self._open.append(writer)
+                self.files.append(path)
+        writer.write_table(table)
+
+    def close(self) -> None:
+        """Finish every file (the Parquet footers)."""
         with self._lock:
-            self.files.append(path)
+            opened, self._open = self._open, []
+        for writer in opened:
+            writer.close()
 
 
 class _BarPart:
-    def __init__(self, writer: BarDatasetWriter, number: int):
+    def __init__(self, writer: BarDatasetWriter):
         self.writer = writer
-        self.number = number
         self.pieces: dict[str, list[tuple[str, np.ndarray, Bars]]] = {}
 
     def add(self, symbol: str, interval: str, sessions: np.ndarray, bars: Bars) -> None:
@@ -218,19 +247,21 @@ class _BarPart:
 
     def close(self) -> None:
         for interval, pieces in self.pieces.items():
-            self.writer._write(interval, self.number, bars_table(pieces))
+            self.writer._append(interval, bars_table(pieces, self.writer.fmt == "csv"))
         self.pieces = {}
 
 
-def bars_table(pieces: list[tuple[str, np.ndarray, Bars]]) -> "pa.Table":
-    """One Arrow table of the bars of several symbols: ``symbol`` (dictionary), ``session``
-    (date), ``ts`` (timestamp, UTC), prices, volume, ``count`` and ``coverage`` (1 and 1.0
-    for base bars)."""
+def bars_table(pieces: list[tuple[str, np.ndarray, Bars]], plain: bool = False) -> "pa.Table":
+    """One Arrow table of the bars of several symbols: ``symbol`` (dictionary, or plain
+    strings with ``plain``), ``session`` (date), ``ts`` (timestamp, UTC), prices, volume,
+    ``count`` and ``coverage`` (1 and 1.0 for base bars)."""
     pa = _arrow()
     sizes = [len(b) for _, _, b in pieces]
     symbols = pa.DictionaryArray.from_arrays(
         np.repeat(np.arange(len(pieces), dtype=np.int32), sizes),
         pa.array([s for s, _, _ in pieces], pa.string()))
+    if plain:
+        symbols = symbols.cast(pa.string())
 
     def cat(get: Any) -> np.ndarray:
         return np.concatenate([get(b) for _, _, b in pieces]) if pieces else np.empty(0)
@@ -279,14 +310,18 @@ def write_run(run: RunResult, folder: str | os.PathLike, *, fmt: str = "parquet"
     folder = Path(folder)
     sessions = folder / "sessions"
     sessions.mkdir(parents=True, exist_ok=True)
-    for k, doc in enumerate(session_docs(run)):
-        (sessions / f"{doc['session']}.json").write_bytes(dumps(doc))
+    with paused_gc():
+        for doc in iter_session_docs(run):
+            (sessions / f"{doc['session']}.json").write_bytes(dumps(doc))
     for name in run.interval_names:
         gdir = folder / "gaps" / f"interval={name}"
         gdir.mkdir(parents=True, exist_ok=True)
         table = gaps_table(run, name)
+        if fmt == "csv":
+            table = table.set_column(0, "symbol", table.column("symbol").cast(pa.string()))
         if fmt == "parquet":
-            pa.parquet.write_table(table, gdir / "part-00000.parquet")
+            pa.parquet.write_table(table, gdir / "part-00000.parquet",
+                                   use_dictionary=["symbol", "session"])
         else:
             pa.csv.write_csv(table, gdir / "part-00000.csv")
     manifest = {
@@ -322,6 +357,7 @@ def export_run(run: RunResult, out: str | os.PathLike, *, fmt: str = "parquet",
                         k = np.searchsorted(k_opens, b.ts, side="right") - 1
                         part.add(symbol, interval, run.sessions[np.maximum(k, 0)], b)
             part.close()
+        writer.close()
         write_run(run, tmp, fmt=fmt, bars=writer, summary=summary)
     return Path(out)
 
@@ -338,10 +374,10 @@ def read_dataset(folder: str | os.PathLike, what: str = "bars",
 
     root = Path(folder) / what
     fmt = _manifest(folder).get("format", "parquet")
-    if not root.exists():
-        return pa.table({})
     schema = _schema(what)
     fields = list(schema) + [pa.field("interval", pa.string())]
+    if not root.exists() or not any(root.glob(f"*/*.{fmt}")):
+        return pa.schema(fields).empty_table()
     csv_format = ds.CsvFileFormat(convert_options=pa.csv.ConvertOptions(column_types=schema))
     dataset = ds.dataset(root, format="parquet" if fmt == "parquet" else csv_format,
                          partitioning=ds.partitioning(pa.schema([("interval", pa.string())]),

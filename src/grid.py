@@ -339,6 +339,7 @@ def check_in_sessions(bars: Bars, windows: Windows, base: Interval, calendar: Ca
     first, counts = _validation.validate_bars(
         bars.ts, bars.open, bars.high, bars.low, bars.close, bars.volume,
         windows.open_ns, windows.close_ns, base.ns, _NONE_U8, True,
+        volume_optional=not bars.has_volume,
     )
     if first >= 0:
         fault = next(code for code, c in enumerate(counts) if c)

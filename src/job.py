@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import os
+from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
@@ -33,7 +34,7 @@ def run(data: Any = None, calendar: Calendar | None = None, *, base: str = "1m",
         events: Iterable[Event] = (), read_options: Mapping[str, Any] | None = None,
         progress: Callable[[int, int], None] | None = None,
         summary: Callable[[RunResult], dict[str, Any]] | None = None,
-        client: Any = None) -> RunResult:
+        durable: bool = False, client: Any = None) -> RunResult:
     """Run every trading session of ``data`` and, with ``out``, export it.
 
     Parameters
@@ -67,6 +68,8 @@ def run(data: Any = None, calendar: Calendar | None = None, *, base: str = "1m",
         ``progress(symbols_done, bars_done)`` after each partition.
     summary : callable, optional
         ``summary(result)`` is written into the export's manifest.
+    durable : bool
+        Flush every exported file to disk before the export is swapped in.
     client : optional
         Reserved for a distributed executor; only None (threads here) is supported yet.
 
@@ -105,7 +108,8 @@ def run(data: Any = None, calendar: Calendar | None = None, *, base: str = "1m",
                     executor=ThreadExecutor(threads), progress=progress)
     if out is None:
         return engine.run(sources, dataset=label)
-    return engine.run_export(sources, out, fmt=fmt, dataset=label, summary=summary)
+    return engine.run_export(sources, out, fmt=fmt, dataset=label, summary=summary,
+                             durable=durable)
 
 
 def _hm_local(ns: int, calendar: Calendar) -> str:
@@ -123,12 +127,17 @@ def file_sources(data: str | os.PathLike, calendar: Calendar, base: str, on_bad:
     whole = [_source(path, calendar, base, on_bad, options, str(path))]
     if options.get("format") not in (None, "csv", "parquet") or not path.is_dir():
         return whole
-    files = readers.data_files(path)
+    unreadable: list[tuple[str, str]] = []
+    files = readers.data_files(path, on_bad, unreadable)
     if len(files) <= 1 or options.get("symbol_column") or options.get("symbol"):
         return whole
     if any(_has_symbol_column(f, options) for f in files):
         return whole
-    return [_source(f, calendar, base, on_bad, options, f.name) for f in files]
+    sources = [_source(f, calendar, base, on_bad, options, f.name) for f in files]
+    if unreadable:  # said by a warning already; counted in the run's dropped rows
+        skipped = Counter({"unreadable file": len(unreadable)})
+        sources.append(Source("unreadable", lambda: Loaded({}, None, skipped)))
+    return sources
 
 
 def _source(path: Path, calendar: Calendar, base: str, on_bad: str, options: dict[str, Any],
@@ -136,9 +145,8 @@ def _source(path: Path, calendar: Calendar, base: str, on_bad: str, options: dic
     def load() -> Loaded:
         result = readers.read_bars(path, interval=base, on_bad=on_bad, **options)
         result.check_sessions(calendar, base, on_bad)
-        outside = getattr(result, "outside", None) or {}
-        return Loaded({s: b for s, b in result.bars.items()}, result.error,
-                      result.dropped, outside)
+        return Loaded(dict(result.bars), result.error, result.dropped,
+                      result.outside_sessions)
 
     return Source(name, load)
 

@@ -125,7 +125,7 @@ def test_cme_thin_holiday_session(cme, euro):
 
 def test_cme_until_scores_the_last_session_over_its_elapsed_part(cme, euro):
     until = int(euro.ts[-1]) + MINUTE  # the last bar's end
-    gaps = sd.find_gaps(euro, "1m", cme, as_arrays=True, until=until)
+    gaps = sd.find_gaps(euro, "1m", cme, until=until)
     assert gaps.bar_count.max() < 60  # no long trailing gap
     assert gaps.end_ns.max() <= until
     rep = sd.quality(euro, "1m", cme, until=until)
@@ -135,7 +135,7 @@ def test_cme_until_scores_the_last_session_over_its_elapsed_part(cme, euro):
     # 2024-01-31 23:00 .. 23:58 UTC: 59 minutes have closed by the end of the last bar.
     assert rep.expected == 59 and rep.score == pytest.approx(100 * len(last) / 59)
     # Without until, the rest of 2024-02-01 counts as missing.
-    trailing = sd.find_gaps(euro, "1m", cme, as_arrays=True)
+    trailing = sd.find_gaps(euro, "1m", cme)
     assert trailing.end_ns[-1] == ns("2024-02-01T22:00")
     assert trailing.bar_count[-1] > 1000
 
@@ -154,17 +154,17 @@ def test_cme_derived_quality(cme, euro):
     until = int(euro.ts[-1]) + MINUTE
     base = sd.quality(euro, "1m", cme, until=until)
     daily = sd.quality(euro, "1d", cme, until=until)
-    # The 2024-02-01 session has not closed at until: it is not scored.
-    assert daily.expected == 22 and daily.present == 22
-    # Coverage of whole sessions only: the last hour's bars are not in the daily score.
-    whole = sd.quality(subset(euro, 0, ns("2024-01-31T22:00")), "1m", cme)
-    assert daily.score == pytest.approx(whole.score)
-    # 5m: every bucket is a full 5 minutes (23-hour sessions), so the coverage adds up to the
-    # 1m bars of the buckets closed by until (the 23:55 bucket is still open at 23:59).
+    # The 2024-02-01 session is cut at until: it counts, over its slots before until.
+    assert daily.expected == 23 and daily.present == 23
+    last_open = ns("2024-01-31T23:00")
+    tail = sd.quality(subset(euro, last_open, until), "1m", cme, since=last_open, until=until)
+    whole = sd.quality(subset(euro, 0, last_open), "1d", cme)
+    assert daily.coverage_sum == pytest.approx(whole.coverage_sum + tail.score / 100.0)
+    # 5m: every bucket is a full 5 minutes (23-hour sessions) but the last, cut at until
+    # (the 23:55 bucket at 23:59): it is expected over its 4 closed slots.
     five = sd.quality(euro, "5m", cme, until=until)
-    closed = int(np.searchsorted(euro.ts, until // (5 * MINUTE) * (5 * MINUTE)))
-    assert five.coverage_sum * 5 == pytest.approx(closed)
-    assert five.expected * 5 == base.expected - (until % (5 * MINUTE)) // MINUTE
+    assert five.expected == -(-base.expected // 5)
+    assert five.present == len(np.unique(euro.ts // (5 * MINUTE)))
 
 
 # --------------------------------------------------------------------------- BTC
@@ -179,7 +179,7 @@ def test_btc_no_gap_inside_the_file(btc):
     cal = sd.Calendar.always()
     first, until = int(btc.ts[0]), int(btc.ts[-1]) + MINUTE
     assert first == ns("2021-12-31T23:01") and until == ns("2022-02-01T05:32")
-    gaps = sd.find_gaps(btc, "1m", cal, as_arrays=True, until=until)
+    gaps = sd.find_gaps(btc, "1m", cal, until=until)
     # Only the part of the first UTC day before the file starts is reported ...
     assert gaps.start_ns.tolist() == [ns("2021-12-31")] and gaps.end_ns.tolist() == [first]
     # ... so nothing is missing inside [first bar, until).

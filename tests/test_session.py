@@ -251,14 +251,15 @@ def test_backtest_run_sessions_with_out_dir(tmp_path):
         assert [r["expected"] for r in base_rows] == [slots[s.session]] * 2
         missing = 8 if s.session == "2024-11-27" else 0
         assert [r["missing"] for r in base_rows] == [missing] * 2
-        folder = tmp_path / s.session
-        assert validate_export(folder) == []
-        doc = json.loads((folder / "session.json").read_text())
+        doc = json.loads((tmp_path / "sessions" / f"{s.session}.json").read_text())
         assert doc["session"] == s.session and sorted(doc["symbols"]) == ["AAA", "BBB"]
         assert doc["symbols"]["AAA"]["is_loaded"] is True
         one_day = doc["symbols"]["AAA"]["intervals"]["1d"]
         assert one_day["bars"] == 1 and one_day["quality"]["expected"] == 1
-        assert len(list((folder / "bars").glob("*.csv"))) == 2 * 4
+    # One export for the run: a document per session, one bar file per derived interval.
+    assert validate_export(tmp_path) == []
+    assert sorted(p.parent.name for p in (tmp_path / "bars").glob("*/*.parquet")) == \
+        ["interval=1d", "interval=1h", "interval=5m"]
 
 
 def test_run_sessions_caps_the_last_session_and_cleans_up_on_error(tmp_path):
@@ -307,9 +308,11 @@ def test_process_bar_data_on_a_removed_symbol_is_skipped_quietly(monkeypatch):
     five = sd.get_bars("A", "5m")
     assert five.ts.tolist() == [int(ts[0])] and five.count.tolist() == [5]
     assert c.processor._process_bar_data("A", "5m") == 0   # not the base interval
-    # Mid-session quality counts the ended 09:35 bucket of B by the clock, without closing it.
+    # Mid-session quality counts B's buckets by the clock, without closing them: the ended
+    # 09:35 bucket, and the 09:40 one over its slot that closed (09:40).
     assert c.quality._calculate_quality("B", "5m") is not None
-    assert sd.get_symbol_data("B").quality["5m"].present == 2
+    assert sd.get_symbol_data("B").quality["5m"].present == 3
+    assert sd.get_symbol_data("B").quality["5m"].expected == 3
 
     # Removed (or never added): skipped quietly.
     c.remove_symbol("A")
@@ -403,7 +406,8 @@ def test_empty_session_exports_and_stops(tmp_path):
     assert summary.symbols == 0 and summary.bars == 0 and summary.rows == []
     assert summary.gaps == 0 and summary.missing == 0
     assert validate_export(tmp_path / "empty") == []
-    assert json.loads((tmp_path / "empty" / "session.json").read_text())["symbols"] == {}
+    assert json.loads((tmp_path / "empty" / "sessions" / "2024-03-15.json").read_text()
+                      )["symbols"] == {}
     # No session at all: still valid JSON.
     assert json.loads(json.dumps(sd.to_json()))["session"] is None
 
@@ -429,7 +433,7 @@ def test_all_symbols_removed_mid_session(tmp_path):
     assert sd.to_json()["symbols"] == {}
     summary = c.stop(export_to=tmp_path)
     assert summary.symbols == 0 and summary.rows == []
-    doc = json.loads((tmp_path / "session.json").read_text())
+    doc = json.loads((tmp_path / "sessions" / "2024-03-15.json").read_text())
     assert doc["unknown_bars"] == {"S0": 10, "S1": 3} and doc["symbols"] == {}
 
 
@@ -514,7 +518,7 @@ def test_json_gaps_and_quality_equal_the_functional_api(tmp_path, cal_name, day,
     stream_all(c, "X", bars)
     c.mark_loaded("X")
     c.stop(export_to=tmp_path)
-    doc = json.loads((tmp_path / "session.json").read_text())
+    doc = json.loads((tmp_path / "sessions" / f"{day}.json").read_text())
     assert doc["timezone"] == str(cal.tz.key)
     assert doc["starts_previous_day"] is (cal_name == "CME_GLOBEX")
     intervals = doc["symbols"]["X"]["intervals"]
@@ -649,7 +653,7 @@ def test_streaming_with_random_gaps_equals_batch_resample(case):
 # ------------------------------------------------------------------ only closed slots count
 
 
-def test_mid_session_quality_counts_only_closed_slots():
+def test_mid_session_quality_counts_only_slots_closed_by_the_clock():
     cal = calendar("XNYS")
     c = SessionCoordinator(cal, derived_intervals=["5m", "15m", "1h"])
     sd = c.start("2024-03-15")
@@ -660,7 +664,9 @@ def test_mid_session_quality_counts_only_closed_slots():
     stream_all(c, "X", bars)
     clock = sd.clock_ns
     assert clock == int(day[106]) + MINUTE
-    closed = {"1m": 107, "5m": 21, "15m": 7, "1h": 1}
+    # A bucket is expected once a base slot of it has closed, and counts over those slots:
+    # the 11:15 5m bucket over 11:15 and 11:16, the 11:15 15m and the 10:30 1h buckets too.
+    closed = {"1m": 107, "5m": 22, "15m": 8, "1h": 2}
     for iv, n in closed.items():
         report = c.quality._calculate_quality("X", iv)
         assert report.expected == n, iv                      # the future is not expected
@@ -670,7 +676,7 @@ def test_mid_session_quality_counts_only_closed_slots():
         assert all(g.end_time.timestamp() * 1e9 <= clock for g in gaps)
     q = sd.get_symbol_data("X").quality
     assert (q["1m"].missing, q["5m"].missing, q["15m"].missing, q["1h"].missing) == (13, 2, 0, 0)
-    assert q["5m"].partial == 1 and q["5m"].coverage_sum == pytest.approx(18 + 0.4)
+    assert q["5m"].partial == 1 and q["5m"].coverage_sum == pytest.approx(18 + 0.4 + 1.0)
 
     # Thirty silent minutes later the clock has moved: those slots are now missing.
     assert sd.advance(clock + 30 * MINUTE) >= 1
@@ -680,7 +686,7 @@ def test_mid_session_quality_counts_only_closed_slots():
     assert (last.start_time.strftime("%H:%M"), last.end_time.strftime("%H:%M"),
             last.bar_count) == ("11:17", "11:47", 30)
     # Explicit bounds and the coordinator's until_ns agree.
-    assert c.quality._calculate_quality("X", "5m", clock).expected == 21
+    assert c.quality._calculate_quality("X", "5m", clock).expected == 22
     summary = c.stop(until_ns=clock)
     assert {r["interval"]: r["expected"] for r in summary.rows} == closed
 

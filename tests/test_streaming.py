@@ -505,7 +505,7 @@ def test_resample_in_threads_equals_sequential():
 
     def work(bars):
         out = [sd.resample(bars, iv, cal) for iv in ("5m", "15m", "1h", "1d")]
-        g = sd.find_gaps(bars, "1m", cal, as_arrays=True)
+        g = sd.find_gaps(bars, "1m", cal)
         q = [sd.quality(bars, iv, cal) for iv in ("1m", "5m", "1d")]
         return out, g, q
 

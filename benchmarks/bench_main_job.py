@@ -1,0 +1,271 @@
+"""The main job, end to end: ``sessiondata run`` over a folder of files, against polars.
+
+The universe (written once per module into a temporary folder, never timed): 100 symbols
+(20 with ``--quick``) x the 252 XNYS sessions from 2022-12-29 to 2023-12-29 of 1m bars, a
+seeded random walk each, ~1 % of the minutes missing at random and a few long halts (a 30 to
+120 minute hole in ~2 % of the sessions), one file per symbol, as Parquet (``timestamp`` a
+``timestamp[ns, UTC]`` column) and as CSV (``timestamp`` ISO 8601 UTC text), with
+``open, high, low, close, volume``.
+
+In one run, per format (groups ``main-job-parquet`` and ``main-job-csv``):
+
+- ``sessiondata run``: ``cli.main(["run", FOLDER, "--calendar", "XNYS", "--out", OUT, "-q"])``
+  in this process (what the command does, without the interpreter's start-up, which
+  ``subprocess`` below reports);
+- ``polars.read_*``: polars reading every file of the folder into memory (the floor: reading
+  the input);
+- ``polars pipeline``: a plain polars script doing the same job: read every file, 5m/15m/1h
+  bars with ``group_by_dynamic`` aligned to the open, missing minutes by an anti-join with the
+  session grid and their runs, per-session counts and quality per interval, one JSON per
+  session and the derived bars as Parquet.
+
+Group ``main-job-500`` (not with ``--quick``): ``sessiondata run`` on 500 symbols of Parquet
+files (48M bars) in a child process, for its wall time and peak memory (``ru_maxrss``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sessiondata import Calendar, cli
+
+SEED = 20_241_130
+SYMBOLS, QUICK_SYMBOLS, BIG_SYMBOLS = 100, 20, 500
+FIRST, LAST = "2022-12-29", "2023-12-29"
+MISSING_RATE = 0.01
+HALT_RATE = 0.02
+MINUTE_NS = 60_000_000_000
+
+
+def _quick(config) -> bool:
+    env = os.environ.get("SESSIONDATA_BENCH_QUICK", "").strip().lower()
+    return bool(config.getoption("--quick")) or env in ("1", "true", "yes", "on")
+
+
+def session_slots(cal: Calendar) -> tuple[np.ndarray, np.ndarray]:
+    """Every expected minute of the sessions and the index of its session."""
+    sessions = cal.sessions(FIRST, LAST)
+    windows = cal.windows(int(np.datetime64(sessions[0], "ns").astype(np.int64)),
+                          int(np.datetime64(sessions[-1] + 2, "ns").astype(np.int64)))
+    parts = [np.arange(o, c, MINUTE_NS, dtype=np.int64)
+             for o, c in zip(windows.open_ns.tolist(), windows.close_ns.tolist())]
+    sid = np.repeat(windows.session_ids, [len(p) for p in parts])
+    return np.concatenate(parts), sid
+
+
+def make_universe(folder: Path, n_symbols: int, fmts=("parquet", "csv"),
+                  seed: int = SEED) -> int:
+    """Write the universe (see the module's docstring); returns the number of bars."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    cal = Calendar.exchange("XNYS")
+    slots, sid = session_slots(cal)
+    n_sessions = int(sid[-1]) + 1
+    rng = np.random.default_rng(seed)
+    total = 0
+    for fmt in fmts:
+        (folder / fmt).mkdir(parents=True, exist_ok=True)
+    for i in range(n_symbols):
+        keep = rng.random(slots.shape[0]) >= MISSING_RATE
+        for k in np.flatnonzero(rng.random(n_sessions) < HALT_RATE):
+            day = np.flatnonzero(sid == k)
+            length = int(rng.integers(30, 121))
+            at = int(rng.integers(0, max(1, len(day) - length)))
+            keep[day[at:at + length]] = False
+        ts = slots[keep]
+        n = ts.shape[0]
+        total += n
+        close = 100.0 * np.exp(np.cumsum(rng.normal(0.0, 2e-4, n)))
+        open_ = np.r_[100.0, close[:-1]]
+        spread = rng.random((2, n)) * 1e-4
+        table = pa.table({
+            "timestamp": pa.array(ts, pa.timestamp("ns", tz="UTC")),
+            "open": open_,
+            "high": np.maximum(open_, close) * (1.0 + spread[0]),
+            "low": np.minimum(open_, close) * (1.0 - spread[1]),
+            "close": close,
+            "volume": np.round(rng.standard_exponential(n) * 1000.0),
+        })
+        name = f"S{i:04d}"
+        if "parquet" in fmts:
+            pq.write_table(table, folder / "parquet" / f"{name}.parquet")
+        if "csv" in fmts:
+            text = table.set_column(0, "timestamp", pa.array(
+                np.datetime_as_string(ts.view("datetime64[ns]"), unit="s", timezone="UTC"))
+                .cast(pa.string()))
+            pacsv.write_csv(text, folder / "csv" / f"{name}.csv",
+                            pacsv.WriteOptions(quoting_style="none"))
+    return total
+
+
+def polars_read(folder: Path, fmt: str):
+    import polars as pl
+
+    files = sorted(folder.glob(f"*.{fmt}"))
+    if fmt == "parquet":
+        return [pl.read_parquet(f) for f in files]
+    return [pl.read_csv(f, try_parse_dates=True) for f in files]
+
+
+def polars_pipeline(folder: Path, fmt: str, out: Path, cal: Calendar) -> int:
+    """The same job, written with polars as a user would (see the module's docstring): per
+    file the missing minutes by an anti-join with the session grid, then for all symbols at
+    once the gap runs, the derived bars (``group_by_dynamic``, 1h offset to the :30 open),
+    the per-session counts and quality, one JSON per session, the derived bars as Parquet."""
+    import polars as pl
+
+    files = sorted(folder.glob(f"*.{fmt}"))
+    slots, sid = session_slots(cal)
+    labels = cal.sessions(FIRST, LAST).astype(str)
+    grid = pl.DataFrame({"timestamp": slots.view("datetime64[ns]"), "session": labels[sid]})
+    frames, missing = [], []
+    for f in files:
+        df = pl.read_parquet(f) if fmt == "parquet" else pl.read_csv(f, try_parse_dates=True)
+        df = df.with_columns(pl.col("timestamp").dt.replace_time_zone(None)
+                             .dt.cast_time_unit("ns"), pl.lit(f.stem).alias("symbol"))
+        frames.append(df)
+        missing.append(grid.join(df, on="timestamp", how="anti")
+                       .with_columns(pl.lit(f.stem).alias("symbol")))
+    bars = pl.concat(frames).join(grid, on="timestamp", how="left")
+    runs = (pl.concat(missing).sort("symbol", "timestamp").with_columns(
+        ((pl.col("timestamp").diff().over("symbol", "session") != pl.duration(minutes=1))
+         .fill_null(True)).cum_sum().alias("run"))
+        .group_by("symbol", "session", "run")
+        .agg(pl.col("timestamp").min().alias("start"), pl.len().alias("bar_count"))
+        .with_columns((pl.col("start") + pl.duration(minutes=1) * pl.col("bar_count"))
+                      .alias("end")))
+    symbols = pl.DataFrame({"symbol": [f.stem for f in files]})
+    stats = []
+    for every, offset in (("1m", "0m"), ("5m", "0m"), ("15m", "0m"), ("1h", "30m")):
+        if every == "1m":
+            derived, buckets = bars, grid
+        else:
+            derived = (bars.group_by_dynamic("timestamp", every=every, offset=offset,
+                                             group_by="symbol")
+                       .agg(pl.col("open").first(), pl.col("high").max(),
+                            pl.col("low").min(), pl.col("close").last(),
+                            pl.col("volume").sum(), pl.len().alias("count"),
+                            pl.col("session").first()))
+            derived.write_parquet(out / f"bars-{every}.parquet")
+            buckets = grid.group_by_dynamic("timestamp", every=every, offset=offset,
+                                            group_by="session").agg(pl.len())
+        exp = buckets.group_by("session").agg(pl.len().alias("expected"))
+        got = derived.group_by("symbol", "session").agg(pl.len().alias("bars"))
+        stats.append(symbols.join(exp, how="cross")
+                     .join(got, on=["symbol", "session"], how="left")
+                     .with_columns(pl.col("bars").fill_null(0),
+                                   (100.0 * pl.col("bars").fill_null(0) / pl.col("expected"))
+                                   .alias("quality"), pl.lit(every).alias("interval")))
+    table = pl.concat(stats).join(
+        runs.group_by("symbol", "session").agg(pl.len().alias("gap_count"),
+                                               pl.col("bar_count").sum().alias("missing")),
+        on=["symbol", "session"], how="left")
+    ranges = runs.with_columns(pl.col("start").dt.strftime("%H:%M:%S"),
+                               pl.col("end").dt.strftime("%H:%M:%S"))
+    (out / "sessions").mkdir(exist_ok=True)
+    by_session = ranges.partition_by("session", as_dict=True)
+    for (session,), part in table.partition_by("session", as_dict=True).items():
+        doc = {"session": session, "symbols": part.to_dicts(),
+               "gaps": by_session.get((session,), pl.DataFrame()).to_dicts()}
+        (out / "sessions" / f"{session}.json").write_text(json.dumps(doc, default=str))
+    return bars.height
+
+
+@pytest.fixture(scope="module")
+def universe(pytestconfig, tmp_path_factory):
+    pytest.importorskip("exchange_calendars")
+    pytest.importorskip("polars")
+    folder = tmp_path_factory.mktemp("main-job")
+    n_symbols = QUICK_SYMBOLS if _quick(pytestconfig) else SYMBOLS
+    n = make_universe(folder, n_symbols)
+    yield folder, n, n_symbols
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.mark.parametrize("fmt", ("parquet", "csv"))
+@pytest.mark.parametrize("who", ("sessiondata run", "polars.read", "polars pipeline"))
+def bench_main_job(benchmark, measure, universe, tmp_path, fmt, who):
+    folder, n, n_symbols = universe
+    data = folder / fmt
+    out = tmp_path / "out"
+    cal = Calendar.exchange("XNYS")
+
+    def fresh():
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir()
+        return (), {}
+
+    if who == "sessiondata run":
+        def run():
+            code = cli.main(["run", str(data), "--calendar", "XNYS", "--out", str(out), "-q"])
+            assert code == 0
+    elif who == "polars.read":
+        def run():
+            polars_read(data, fmt)
+    else:
+        def run():
+            polars_pipeline(data, fmt, out, cal)
+    label = who if who != "polars.read" else f"polars.read_{fmt}"
+    benchmark.extra_info.update(symbols=n_symbols, bars=n, format=fmt)
+    measure(benchmark, run, setup=fresh, group=f"main-job-{fmt}", label=label, items=n,
+            nbytes=48 * n, rounds=3, warmup_rounds=0)
+    if who == "sessiondata run":
+        assert (out / "manifest.json").exists()
+
+
+def bench_main_job_subprocess(benchmark, measure, universe, tmp_path):
+    """The command itself, interpreter start-up included (information)."""
+    folder, n, _ = universe
+    out = tmp_path / "out"
+
+    def run():
+        subprocess.run([sys.executable, "-m", "sessiondata", "run", str(folder / "parquet"),
+                        "--calendar", "XNYS", "--out", str(out), "-q"], check=True)
+
+    measure(benchmark, run, group="main-job-parquet", label="subprocess", items=n,
+            nbytes=48 * n, rounds=2, warmup_rounds=0)
+
+
+def bench_main_job_500(benchmark, measure, pytestconfig, tmp_path_factory):
+    """500 symbols of Parquet files in a child process: wall time and peak memory."""
+    if _quick(pytestconfig):
+        pytest.skip("500 symbols: not in --quick mode")
+    pytest.importorskip("exchange_calendars")
+    folder = tmp_path_factory.mktemp("main-job-500")
+    n = make_universe(folder, BIG_SYMBOLS, fmts=("parquet",))
+    out = folder / "out"
+    peaks = []
+
+    def run():
+        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "sessiondata", "run", str(folder / "parquet"),
+                        "--calendar", "XNYS", "--out", str(out), "-q"], check=True)
+        wall = time.perf_counter() - t0
+        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        peaks.append((max(peak, before) * 1024, wall))
+
+    measure(benchmark, run, group="main-job-500", label="sessiondata run", items=n,
+            nbytes=48 * n, rounds=1, warmup_rounds=0)
+    benchmark.extra_info.update(symbols=BIG_SYMBOLS, bars=n,
+                                peak_rss_bytes=max(p for p, _ in peaks),
+                                peak_rss_mib=round(max(p for p, _ in peaks) / 2**20, 1))
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":  # pragma: no cover - write a universe to look at by hand
+    target = Path(sys.argv[1] if len(sys.argv) > 1 else "main-job-universe")
+    count = int(sys.argv[2]) if len(sys.argv) > 2 else SYMBOLS
+    print(make_universe(target, count), "bars written to", target)
