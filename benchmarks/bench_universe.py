@@ -7,13 +7,14 @@
 bars, built once per module (~2 s, ~2.3 GB), never timed.
 
 Each benchmark is one ``run_universe(data, cal, derived=("5m", "15m", "1h"), out_dir=tmp,
-threads=T)`` call a round, for T = 1 and T = 2 (labels ``threads=1``, ``threads=2``), 2 rounds
-(the first of a process pays its first-touch page faults), each into a fresh output directory.
-``extra_info`` holds, besides ``items`` (= ``bars``): ``timings`` (load, aggregate, gaps,
-quality, export: the result's breakdown, of the round with the least wall time),
-``parallel_s`` (load + aggregate + gaps + quality, the symbol-parallel phases, least over the
-rounds; the gate compares it between T = 2 and T = 1), ``export_s``, and on T = 2 the thread
-speed-ups over T = 1 (``speedup_parallel``, ``speedup_wall``) when T = 1 ran in the same session.
+threads=T)`` call a round (the engine over batches of symbols, exporting as it goes), for
+T = 1 and T = 2 (labels ``threads=1``, ``threads=2``), 2 rounds (the first of a process pays
+its first-touch page faults), each into a fresh output directory.  ``extra_info`` holds,
+besides ``items`` (= ``bars``): ``timings`` (run: the engine with the bar dataset written as
+it goes; export: the session documents, gaps and manifest after it; total), ``parallel_s``
+(the engine's part, least over the rounds; the gate compares it between T = 2 and T = 1),
+``export_s``, and on T = 2 the thread speed-ups over T = 1 (``speedup_parallel``,
+``speedup_wall``) when T = 1 ran in the same session.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ SESSIONS = 252
 DERIVED = ("5m", "15m", "1h")
 MISSING_RATE = 0.01
 ROUNDS = 2
-PARALLEL_PHASES = ("load", "aggregate", "gaps", "quality")
+PARALLEL_PHASES = ("run",)
 MINUTE_NS = 60_000_000_000
 
 _SEEN: dict[int, dict[str, float]] = {}   # threads -> parallel_s, wall_s of this session

@@ -14,6 +14,8 @@ from .intervals import Interval, parse_interval
 from .session import SessionData, SymbolSessionData
 from .processing import DataProcessor, DataQualityManager
 from .coordinator import SessionCoordinator, SessionSummary
+from .engine import Engine, Event, Source
+from .job import run
 
 __version__ = "0.1.0"
 
@@ -21,6 +23,9 @@ __all__ = [
     "Bars",
     "DataProcessor",
     "DataQualityManager",
+    "Engine",
+    "Event",
+    "Source",
     "SessionCoordinator",
     "SessionData",
     "SessionSummary",
@@ -38,4 +43,5 @@ __all__ = [
     "parse_interval",
     "quality",
     "resample",
+    "run",
 ]

@@ -377,15 +377,17 @@ def read_dataset(folder: str | os.PathLike, what: str = "bars",
     schema = _schema(what)
     fields = list(schema) + [pa.field("interval", pa.string())]
     if not root.exists() or not any(root.glob(f"*/*.{fmt}")):
-        return pa.schema(fields).empty_table()
+        empty = pa.schema(fields).empty_table()
+        return empty.set_column(0, "symbol", empty.column("symbol").cast(pa.string()))
     csv_format = ds.CsvFileFormat(convert_options=pa.csv.ConvertOptions(column_types=schema))
     dataset = ds.dataset(root, format="parquet" if fmt == "parquet" else csv_format,
                          partitioning=ds.partitioning(pa.schema([("interval", pa.string())]),
                                                       flavor="hive"),
                          schema=pa.schema(fields))
-    if interval is not None:
-        return dataset.to_table(filter=ds.field("interval") == interval)
-    return dataset.to_table()
+    table = (dataset.to_table(filter=ds.field("interval") == interval) if interval is not None
+             else dataset.to_table())
+    # Symbols are dictionary-encoded on disk; handed out as plain strings (sortable, joinable).
+    return table.set_column(0, "symbol", table.column("symbol").cast(pa.string()))
 
 
 def _schema(what: str) -> "pa.Schema":
