@@ -280,7 +280,8 @@ class Bars:
                     "DataFrame needs a 'ts' column (or ts_column=) or a DatetimeIndex; it has "
                     f"a {type(ts).__name__} and columns {', '.join(map(str, df.columns))}")
         ts = coerce_ts(ts, label)
-        prices = [_frame_column(df[c], c) for c in PRICE_COLUMNS if c in df.columns]
+        prices: list[np.ndarray | None] = [_frame_column(df[c], c) for c in PRICE_COLUMNS
+                                           if c in df.columns]
         if "volume" not in df.columns:
             prices.append(None)
         return cls(ts, *prices, interval=interval, validate=validate)
@@ -326,7 +327,8 @@ class Bars:
                 raise ValueError(f"column {ts_column!r}: the time at row {int(over[0])} does "
                                  "not fit int64 nanoseconds (1677-09-21 .. 2262-04-11)")
             raw = raw.astype(np.int64) * factor
-        prices = [_frame_column(df[c], c) for c in PRICE_COLUMNS if c in df.columns]
+        prices: list[np.ndarray | None] = [_frame_column(df[c], c) for c in PRICE_COLUMNS
+                                           if c in df.columns]
         if "volume" not in df.columns:
             prices.append(None)
         return cls(coerce_ts(raw, ts_column), *prices, interval=interval, validate=validate)

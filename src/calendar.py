@@ -862,7 +862,8 @@ _I64_MAX = int(np.iinfo(np.int64).max)
 
 def _offset_s(tz: zoneinfo.ZoneInfo, utc_s: int) -> int:
     """The zone's UTC offset in seconds at the instant ``utc_s`` (seconds since the epoch)."""
-    return int((_EPOCH + _dt.timedelta(seconds=utc_s)).astimezone(tz).utcoffset().total_seconds())
+    offset = (_EPOCH + _dt.timedelta(seconds=utc_s)).astimezone(tz).utcoffset()
+    return int(offset.total_seconds()) if offset is not None else 0
 
 
 def zone_transitions(tz: zoneinfo.ZoneInfo, lo_s: int, hi_s: int) -> tuple[np.ndarray, np.ndarray]:
@@ -1161,7 +1162,7 @@ def _weekday_number(value) -> int:
 def _parse_days(days) -> np.ndarray:
     """Return the sorted unique weekday numbers of a days spec."""
     if isinstance(days, str):
-        numbers = []
+        numbers: list[int] = []
         for part in days.split(","):
             if "-" in part:
                 first, last = (_weekday_number(p) for p in part.split("-", 1))

@@ -218,7 +218,7 @@ class ReadOptions:
         if names is not None:
             if not names or not all(isinstance(c, str) and c.strip() for c in names):
                 raise ValueError(f"columns= names every field with a non-empty name; got "
-                                 f"{list(self.columns)!r}")
+                                 f"{list(names)!r}")
             lowered = [c.strip().lower() for c in names]
             dupes = sorted({c for c in lowered if lowered.count(c) > 1})
             if dupes:
@@ -252,7 +252,9 @@ class ReadOptions:
     @property
     def shift_ns(self) -> int:
         """Nanoseconds to subtract from each time (the interval for end-stamped bars)."""
-        return parse_interval(self.interval).ns if self.stamp == "end" else 0
+        if self.stamp != "end" or self.interval is None:
+            return 0
+        return parse_interval(self.interval).ns
 
 
 def _zone(tz: str) -> zoneinfo.ZoneInfo:
@@ -412,7 +414,8 @@ class ReadResult:
                     what += hint or self._misread_hint(symbol, bars.ts[first:first + 1],
                                                        calendar, base_ns)
                 elif fault == _FAULT_MISALIGNED:
-                    what = f"the bar at {at} is not on the {iv.name} grid of its session"
+                    grid = iv.name if iv is not None else "base-interval"
+                    what = f"the bar at {at} is not on the {grid} grid of its session"
                 else:
                     what = f"{what} (bar at {at})"
                 raise self.error(symbol, first, what)
@@ -560,7 +563,10 @@ class _Layout:
 
     @property
     def time_columns(self) -> list[str]:
-        return [self.ts] if self.ts is not None else [self.date, self.time]
+        if self.ts is not None:
+            return [self.ts]
+        assert self.date is not None and self.time is not None
+        return [self.date, self.time]
 
     @property
     def time_label(self) -> str:
@@ -606,7 +612,7 @@ def _detect_layout(names: list[str], opts: ReadOptions, where: str) -> _Layout:
     if opts.ts_column:
         ts = pick(opts.ts_column, "timestamp")
     elif opts.date_column:
-        date, time = pick(opts.date_column, "date"), pick(opts.time_column, "time")
+        date, time = pick(opts.date_column, "date"), pick(str(opts.time_column), "time")
     else:
         ts = next((lower[n] for n in _TS_NAMES if n in lower), None)
         if ts is None:
@@ -636,6 +642,7 @@ def _detect_layout(names: list[str], opts: ReadOptions, where: str) -> _Layout:
             "; name the fields with columns=[...] (--columns NAME,NAME,...)"
         raise ReadError(where, None, f"missing column{'s' if len(missing) > 1 else ''} "
                         f"{', '.join(map(repr, missing))} (columns: {has}){hint}")
+    symbol: str | None
     if opts.symbol_column:
         symbol = pick(opts.symbol_column, "symbol")
     elif opts.symbol is None:
@@ -718,7 +725,7 @@ class _TimeParser:
             bad |= bad_num
             return self._finish(ns, bad, _pylist(values), aware=True, out_of_range=oob)
         if self.mode == "format":
-            ns, bad, oob = _strptime_ns(arrow, self.fmt, bool(self.aware))
+            ns, bad, oob = _strptime_ns(arrow, str(self.fmt), bool(self.aware))
             return self._finish(ns, bad, _pylist(values) if bad.any() else values,
                                 aware=bool(self.aware), out_of_range=oob)
         got = _arrow_iso_ns(arrow, bool(self.aware))
@@ -898,7 +905,7 @@ def _dt64_ns(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if unit in ("Y", "M"):             # calendar units: through seconds
         arr = arr.astype("datetime64[s]")
         unit, count = "s", 1
-    factor = int(np.timedelta64(count, unit) // np.timedelta64(1, "ns"))
+    factor = int(np.timedelta64(count, unit) // np.timedelta64(1, "ns"))  # type: ignore[call-overload]
     raw = arr.view(np.int64)
     if nat.any():
         raw = np.where(nat, 0, raw)
@@ -1147,7 +1154,7 @@ class _Collector:
         self._pending = []
         self._pending_rows = 0
         self._pending_dropped = Counter()
-        self._pending_declared: set[str] = set()
+        self._pending_declared = set()
         return len(self.result.sources) - 1
 
     def declare(self, symbol: str) -> None:
@@ -1362,11 +1369,11 @@ def _sniff(path: Path, opts: ReadOptions) -> _CsvHead:
         return text.rstrip("\r")
 
     names = opts.field_names
-    if not raw or (not line_text(0).strip() and (opts.header or names is None)):
+    first_text = line_text(0) if raw else None
+    if first_text is None or (not first_text.strip() and (opts.header or names is None)):
         raise ReadError(name, 1 if raw else None,
                         "no header line (the file is empty)" if not raw else
                         "line 1 is empty; expected the header")
-    first_text = line_text(0)
     if opts.delimiter is not None:
         delimiter = _DELIMITERS[opts.delimiter]
     else:
@@ -1983,21 +1990,20 @@ def _read_frame_into(df, opts: ReadOptions, collector: _Collector, name="<DataFr
     if layout.ts is not None:
         got = _frame_times(columns[layout.ts], parser, ok, rows, problems, name)
     else:
-        d = np.asarray(columns[layout.date], dtype=object)
-        t = np.asarray(columns[layout.time], dtype=object)
-        text = _strip(np.asarray([f"{a} {b}" for a, b in zip(d, t)], dtype=object))
+        d = list(columns[str(layout.date)])
+        t = list(columns[str(layout.time)])
+        text = _strip(np.array([f"{a} {b}" for a, b in zip(d, t)], dtype=object))
         got = _parse_text_rows(parser, text, ok, rows, problems, name)
     ns, bad, reasons = got
     for i, (category, reason) in zip(np.flatnonzero(bad & ok).tolist(),
                                      _reasons_for(bad, ok, reasons)):
         problems.append((i, category, reason))
     ok &= ~bad
-    syms = symbol
+    syms: Any = symbol
     if layout.symbol is not None:
-        raw = np.asarray(columns[layout.symbol], dtype=object)
-        syms = np.array(["" if v is None or (isinstance(v, float) and np.isnan(v))
-                         else str(v).strip() for v in raw], dtype=object)
-        empty = np.array([not s for s in syms], bool) & ok
+        texts = ["" if _is_missing(v) else str(v).strip() for v in list(columns[layout.symbol])]
+        syms = np.array(texts, dtype=object)
+        empty = np.array([not s for s in texts], dtype=np.bool_) & ok
         for i in np.flatnonzero(empty).tolist():
             problems.append((i, "missing field", f"missing value in {layout.symbol!r}"))
         ok &= ~empty

@@ -198,4 +198,5 @@ def _walk(rng: np.random.Generator, parts, profile: _Profile) -> Bars:
     low = np.minimum(low, np.minimum(open_r, close_r))
     volume = np.round(rng.gamma(2.0, profile.volume / 2.0, n))
     cols = [np.round(c, 2) for c in (open_r, high, low, close_r)]
-    return Bars(ts[keep], *(c[keep] for c in cols), volume[keep], interval="1m")
+    o, h, lo, c = (col[keep] for col in cols)
+    return Bars(ts[keep], o, h, lo, c, volume[keep], interval="1m")
