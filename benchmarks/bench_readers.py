@@ -33,7 +33,7 @@ def xnys_minutes(year: int = 2024) -> np.ndarray:
 def write_universe(folder: Path, symbols: int, seed: int = 7) -> tuple[Path, Path]:
     import pyarrow as pa
     import pyarrow.compute as pc
-import pyarrow.csv as pacsv
+    import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
     csv_dir, pq_dir = folder / "csv", folder / "parquet"
