@@ -73,6 +73,21 @@ def parse_interval(value: str | Interval) -> Interval:
     return Interval(f"{count}{unit}", count * _UNIT_NS[unit])
 
 
+def check_bars_interval(symbol: str, labelled: str | Interval | None,
+                        base: str | Interval) -> None:
+    """Raise ValueError when bars labelled ``labelled`` are offered as ``base`` bars of
+    ``symbol`` (unlabelled bars, None, pass): bars of another interval would be stored or
+    scored as base bars, silently wrong."""
+    if labelled is None:
+        return
+    got_iv, want_iv = parse_interval(labelled), parse_interval(base)
+    if got_iv.ns != want_iv.ns:     # "60s" bars are "1m" bars
+        got, want = got_iv.name, want_iv.name
+        raise ValueError(
+            f"{symbol}: the bars are {got} bars, but {symbol!r} has base interval {want}; "
+            f"resample them to {want} first, or use base interval {got!r} for {symbol!r}")
+
+
 def check_derivable(base: Interval, derived: Interval) -> None:
     """Raise ValueError unless ``derived`` can be made from bars of ``base``."""
     if base.is_session:

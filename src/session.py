@@ -21,7 +21,7 @@ from .grid import Grid, default_calendar, make_grid
 from .results import GapInfo, Gaps, QualityReport, RunResult, live_result, session_fields
 from .bars import COLUMNS, FAULTS, Bars, BadBarError, coerce_float, coerce_ts, describe_row
 from .calendar import Calendar, Windows
-from .intervals import Interval, check_derivable, parse_interval
+from .intervals import Interval, check_bars_interval, check_derivable, parse_interval
 
 POLICIES = ("raise", "drop")
 
@@ -455,12 +455,7 @@ class SessionData(SessionCore):
             if entry is None:
                 self._unknown_batched[symbol] = self._unknown_batched.get(symbol, 0) + n
                 return 0
-            if labelled is not None and labelled.name != entry.base_interval:
-                # Bars of another interval would be stored as base bars, silently wrong.
-                raise ValueError(
-                    f"{symbol}: the bars are {labelled.name} bars, but {symbol!r} has base "
-                    f"interval {entry.base_interval}; resample them to {entry.base_interval} "
-                    f"first, or register {symbol!r} with base_interval={labelled.name!r}")
+            check_bars_interval(symbol, labelled, entry.base_interval)
             accepted, first, fault = entry._stream.push_many(
                 cols["ts"], cols["open"], cols["high"], cols["low"], cols["close"],
                 cols["volume"], self.on_bad == "raise")

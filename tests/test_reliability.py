@@ -373,3 +373,22 @@ def test_a_bad_value_for_an_unknown_symbol_names_it_too():
     bar[1] = "ten"
     with pytest.raises(TypeError, match="^NOPE: open must be a real number"):
         c.stream("NOPE", *bar)
+
+
+def test_check_bars_interval_is_the_one_rule():
+    from sessiondata.intervals import check_bars_interval, parse_interval
+
+    check_bars_interval("X", None, "1m")               # unlabelled: taken
+    check_bars_interval("X", "1m", parse_interval("1m"))
+    check_bars_interval("X", parse_interval("60s"), "1m")   # the same interval, spelled apart
+    with pytest.raises(ValueError, match=r"^X: the bars are 5m bars, but 'X' has base interval 1m"):
+        check_bars_interval("X", "5m", "1m")
+
+
+@pytest.mark.xfail(reason="the engine (sessiondata.run, run_universe) does not check the bars' "
+                          "label yet: it should call intervals.check_bars_interval", strict=False)
+def test_the_engine_refuses_bars_of_another_interval():
+    t0 = int(np.datetime64(DAY, "ns").astype(np.int64))
+    bars = ohlcv(t0 + 5 * MINUTE * np.arange(24, dtype=np.int64), interval="5m")
+    with pytest.raises(ValueError, match="5m bars"):
+        sessiondata.run({"X": bars}, Calendar.always(), base="1m")
