@@ -447,8 +447,12 @@ class SessionData(SessionCore):
         """
         if not isinstance(symbol, str):
             raise TypeError(f"symbol must be a string, got {type(symbol).__name__}")
-        labelled = _interval_of(bars, columns)
-        cols = _columns_of(bars, columns)
+        try:
+            labelled = _interval_of(bars, columns)
+            cols = _columns_of(bars, columns)
+        except (TypeError, ValueError) as exc:
+            # The column is named; say the symbol too, as a streamed bar does.
+            raise type(exc)(f"{symbol}: {exc}") from None
         n = cols["ts"].shape[0]
         with self._lock:
             entry = self._symbols.get(symbol)

@@ -392,3 +392,18 @@ def test_the_engine_refuses_bars_of_another_interval():
     bars = ohlcv(t0 + 5 * MINUTE * np.arange(24, dtype=np.int64), interval="5m")
     with pytest.raises(ValueError, match="5m bars"):
         sessiondata.run({"X": bars}, Calendar.always(), base="1m")
+
+
+@pytest.mark.parametrize("field,value,error", [
+    ("ts", [2**63], ValueError), ("ts", ["2024-03-15"], TypeError),
+    ("open", ["x"], TypeError), ("volume", [None], TypeError), ("close", [b"1"], TypeError),
+])
+def test_a_batch_value_that_cannot_be_converted_names_field_and_symbol(field, value, error):
+    c, bar = _streaming_coordinator()
+    cols = dict(zip(FIELDS, ([v] for v in bar)))
+    cols[field] = value
+    for send in (c.stream_bars, c.load, c.session_data.add_bars):
+        with pytest.raises(error) as info:
+            send("ACME", **cols)
+        assert str(info.value).startswith("ACME: ") and field in str(info.value)
+    assert c.session_data.get_symbol_data("ACME").bar_count() == 0
