@@ -541,29 +541,33 @@ def iter_session_docs(run: RunResult,
     n_s, n_k = len(run.symbols), run.windows.n_sessions
     ks = list(range(n_k)) if sessions is None else list(sessions)
     tz = run.calendar.tz
+    # Every column is laid out session by session (cell j = k * n_s + s), the order in which
+    # the documents read them: symbol by symbol inside a session, no stride through memory.
     cols: dict[str, dict[str, list]] = {}
     for name, t in run.intervals.items():
-        starts, ends = times_of_day(t.gap_start, t.gap_end, tz)
-        keys = t.gap_symbol * n_k + t.gap_session
-        e = t.expected.ravel()
-        cov = t.covered.ravel()
+        order = np.lexsort((t.gap_start, t.gap_symbol, t.gap_session))
+        g_start, g_end, g_count = t.gap_start[order], t.gap_end[order], t.gap_count[order]
+        keys = t.gap_session[order] * n_s + t.gap_symbol[order]
+        starts, ends = times_of_day(g_start, g_end, tz)
+        e = t.expected.T.ravel()
+        cov = t.covered.T.ravel()
         with np.errstate(divide="ignore", invalid="ignore"):
             score = np.where(e > 0, 100.0 * cov / np.where(e > 0, e, 1), 100.0)
         cols[name] = {
             "ranges": [{"start_time": a, "end_time": b, "bar_count": c}
-                       for a, b, c in zip(starts, ends, t.gap_count.tolist())],
+                       for a, b, c in zip(starts, ends, g_count.tolist())],
             "offsets": np.searchsorted(keys, np.arange(n_s * n_k + 1)).tolist(),
-            "missing": np.bincount(keys, weights=t.gap_count, minlength=n_s * n_k)
+            "missing": np.bincount(keys, weights=g_count, minlength=n_s * n_k)
             .astype(np.int64).tolist(),
-            "bars": t.bars.ravel().tolist(), "expected": e.tolist(),
-            "present": t.present.ravel().tolist(), "partial": t.partial.ravel().tolist(),
+            "bars": t.bars.T.ravel().tolist(), "expected": e.tolist(),
+            "present": t.present.T.ravel().tolist(), "partial": t.partial.T.ravel().tolist(),
             "covered": cov.tolist(), "score": score.tolist(),
             "has": t.has.tolist(), "scored": t.scored.tolist(),
         }
     member = run.member
-    loaded = run.loaded.tolist()
-    since = run.since_ns.tolist()
-    until = run.until_ns.tolist()
+    loaded = run.loaded.T.tolist()       # [session][symbol]
+    since = run.since_ns.T.tolist()
+    until = run.until_ns.T.tolist()
     per_symbol = [(run.symbols[s], run.base_of(s), run.derived_of(s),
                    [(name, cols[name]) for name in run.intervals_of(s)
                     if cols[name]["has"][s]])
@@ -574,10 +578,11 @@ def iter_session_docs(run: RunResult,
                              run.windows.close_ns[sl], run.calendar)
         first, last = int(run.windows.open_ns[sl][0]), int(run.windows.close_ns[sl][-1])
         symbols = {}
+        loaded_k, since_k, until_k = loaded[k], since[k], until[k]
         for s in np.flatnonzero(member[:, k]).tolist():
             symbol, base, derived, intervals_s = per_symbol[s]
-            j = s * n_k + k
-            rejected = run.rejected.get((s, k), {})
+            j = k * n_s + s
+            rejected = run.rejected.get((s, k), {}) if run.rejected else {}
             intervals = {}
             for name, c in intervals_s:
                 lo, hi = c["offsets"][j], c["offsets"][j + 1]
@@ -600,14 +605,14 @@ def iter_session_docs(run: RunResult,
                 "symbol": symbol,
                 "base_interval": base,
                 "derived_intervals": list(derived),
-                "is_loaded": loaded[s][k],
+                "is_loaded": loaded_k[s],
                 "rejected": dict(rejected),
                 "intervals": intervals,
             }
-            if since[s][k] > first:
-                entry["scored_from"] = local_time(since[s][k], tz).isoformat()
-            if until[s][k] < last:
-                entry["scored_to"] = local_time(until[s][k], tz).isoformat()
+            if since_k[s] > first:
+                entry["scored_from"] = local_time(since_k[s], tz).isoformat()
+            if until_k[s] < last:
+                entry["scored_to"] = local_time(until_k[s], tz).isoformat()
             symbols[symbol] = entry
         doc["symbols"] = symbols
         doc["unknown_bars"] = dict(run.unknown[k])
