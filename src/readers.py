@@ -1253,10 +1253,15 @@ class _Collector:
                                 f"{result.sources[with_volume[0]]} gives it one; give its "
                                 "files the same columns")
             has_volume = not without
-            ts = np.concatenate([p[1] for p in ordered])
-            cols = [np.concatenate([p[2][k] for p in ordered]) for k in range(5)]
-            src = np.concatenate([np.full(len(p[1]), p[0], np.int32) for p in ordered])
-            lines = np.concatenate([p[3] for p in ordered])
+            if len(ordered) == 1:           # one piece: its arrays as they are, no copy
+                _k, ts, cols, lines = ordered[0]
+                cols = list(cols)
+                src = np.full(len(ts), _k, np.int32)
+            else:
+                ts = np.concatenate([p[1] for p in ordered])
+                cols = [np.concatenate([p[2][k] for p in ordered]) for k in range(5)]
+                src = np.concatenate([np.full(len(p[1]), p[0], np.int32) for p in ordered])
+                lines = np.concatenate([p[3] for p in ordered])
             result._source_of[symbol] = src
             result._line_of[symbol] = lines
             faults = np.zeros(len(ts), np.uint8)
@@ -1406,7 +1411,9 @@ def read_csv(path: str | os.PathLike, **options) -> ReadResult:
     **options
         The fields of :class:`ReadOptions` (``interval``, ``stamp``, ``tz``, ``ts_format``,
         ``ts_column``, ``date_column``, ``time_column``, ``symbol_column``, ``symbol``,
-        ``columns``, ``delimiter``, ``on_bad``, ``encoding``, ``chunk_rows``).
+        ``columns`` (names of the fields, or renames of the price columns), ``header``,
+        ``delimiter``, ``on_bad``, ``encoding``, ``chunk_rows``).  A file without a volume
+        column gives bars without volume (NaN, ``Bars.has_volume`` False).
 
     Returns
     -------
@@ -1494,8 +1501,12 @@ def _csv_fast(path, opts, collector, source, head: _CsvHead, layout, symbol, par
     if layout.symbol is not None:
         types[pos[layout.symbol]] = pa.dictionary(pa.int32(), pa.string())
     enc = _text_encoding(opts.encoding)
+    # pyarrow parses blocks in parallel: a plain file is cut in about one block per core.
+    block = 1 << 23
+    if _kind(path) == "csv" and path.suffix.lower() in CSV_SUFFIXES:
+        block = min(max(1 << 20, path.stat().st_size // (os.cpu_count() or 1) + 1), 1 << 26)
     read_options = pacsv.ReadOptions(
-        column_names=ids, skip_rows=head.skip, use_threads=True, block_size=1 << 23,
+        column_names=ids, skip_rows=head.skip, use_threads=True, block_size=block,
         encoding="utf8" if enc == "utf-8-sig" else opts.encoding)
     parse_options = pacsv.ParseOptions(delimiter=head.delimiter, newlines_in_values=False,
                                        ignore_empty_lines=False)
