@@ -263,9 +263,8 @@ class SessionCoordinator:
         if until_ns is not None:
             first = min(int(b.ts[0]) for b in data.values())
             span = (first, int(until_ns) - engine.base.ns)
-        sink_run = engine.run_export if out_dir is not None else None
-        if sink_run is not None:
-            result = sink_run(data, out_dir, fmt=fmt, span=span)
+        if out_dir is not None:
+            result = engine.run_export(data, out_dir, fmt=fmt, span=span)
         else:
             result = engine.run(data, span=span)
         summaries = [SessionSummary.of(result, k) for k in range(len(result.sessions))]
@@ -278,6 +277,7 @@ class SessionCoordinator:
 def _concat(parts: list[Bars]) -> Bars:
     if len(parts) == 1:
         return parts[0]
-    cols = {c: np.concatenate([getattr(b, c) for b in parts])
-            for c in ("ts", "open", "high", "low", "close", "volume")}
-    return Bars(**cols, interval=parts[0].interval)
+    ts, o, h, low, c, v = (np.concatenate([getattr(b, name) for b in parts])
+                           for name in ("ts", "open", "high", "low", "close", "volume"))
+    return Bars(ts, o, h, low, c, v, interval=parts[0].interval,
+                has_volume=parts[0].has_volume)

@@ -442,7 +442,8 @@ class Engine:
             windows = self.calendar.windows(int(p.held.ts[0]),
                                              int(p.held.ts[-1]) + self.base.ns)
             windows = _select(windows, self.start, self.end)
-            if p.result is not None:  # only the first and last session are held
+            if p.result is not None and p.result.sessions is not None:
+                # only the first and last session are held
                 keep = ~np.isin(windows.sessions, p.result.sessions)
                 windows = _sub_windows(windows, np.flatnonzero(keep))
             res = self._process(symbol, p.held, None, windows, plan.lo, plan.hi,
@@ -673,6 +674,7 @@ def _concat(a: Bars, b: Bars) -> Bars:
 
 def _merge(a: SymbolResult, b: SymbolResult) -> SymbolResult:
     """Two results of one symbol over disjoint sessions, as one."""
+    assert a.sessions is not None and b.sessions is not None
     labels = np.concatenate([a.sessions, b.sessions])
     order = np.argsort(labels, kind="stable")
     pos = np.empty_like(order)

@@ -311,10 +311,12 @@ def aggregate_on_grid(bars: Bars, grid: Grid, calendar: Calendar, target: Interv
         lo, hi = offsets[j], offsets[j + 1]
         if b1 == b0:
             return 0, 0, -1
+        ts, o, h, low, c, v = (a[b0:b1] for a in src)
+        out_ts, out_o, out_h, out_l, out_c, out_v, out_n, out_cov = (x[lo:hi] for x in cols)
         return _aggregation.aggregate_bars(
-            *(a[b0:b1] for a in src),
-            grid.open_ns[w0:w1], grid.close_ns[w0:w1], grid.base_slots[w0:w1],
-            grid.step_ns, grid.base_ns, *(c[lo:hi] for c in cols))
+            ts, o, h, low, c, v, grid.open_ns[w0:w1], grid.close_ns[w0:w1],
+            grid.base_slots[w0:w1], grid.step_ns, grid.base_ns,
+            out_ts, out_o, out_h, out_l, out_c, out_v, out_n, out_cov)
 
     results = list(pool().map(run, range(len(pieces)))) if len(pieces) > 1 else [run(0)]
     m = 0

@@ -642,8 +642,7 @@ def live_result(session_data: Any, entries: Sequence[Any] | None = None) -> RunR
     if windows is None:
         raise RuntimeError("no active session")
     if entries is None:
-        with sd._lock:
-            entries = list(sd._symbols.values())
+        entries = [e for e in map(sd.get_symbol_data, sd.get_active_symbols()) if e is not None]
     unknown = sd.unknown_bars
     parts = []
     one = np.ones(1, bool)
