@@ -66,7 +66,6 @@ import re
 import zipfile
 import zlib
 import zoneinfo
-from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -75,7 +74,7 @@ import numpy as np
 from ._core import validation as _validation
 from .bars import FAULTS, PRICE_COLUMNS, Bars
 from .intervals import Interval, parse_interval
-from .readers import ReadError, ReadOptions, ReadResult
+from .readers import ReadError, ReadOptions, ReadResult, bar_error
 from .session import check_symbol
 
 __all__ = ["FORMATS", "read_binance", "read_databento", "read_format", "read_lean"]
@@ -260,30 +259,12 @@ class _Builder:
             if first < 0:
                 continue
             if self.on_bad == "raise":
-                raise _bar_error(result, symbol, first, int(faults[first]), ts, cols)
+                raise bar_error(result, symbol, first, int(faults[first]), ts, cols)
             for code, n in enumerate(counts):
                 if n:
                     result.dropped[FAULTS.get(code, "bad bar")] += int(n)
             result.keep(symbol, faults == 0)
         return result
-
-
-def _bar_error(result: ReadResult, symbol: str, row: int, fault: int, ts, cols) -> ReadError:
-    t = _ts_text(int(ts[row]))
-    if fault in (_FAULT_UNSORTED, _FAULT_DUPLICATE) and row > 0:
-        prev_path, prev_line, prev_unit = result.where(symbol, row - 1)
-        path = result.where(symbol, row)[0]
-        other = (f"{prev_unit} {prev_line}" if prev_path == path
-                 else f"{prev_path}, {prev_unit} {prev_line}")
-        if fault == _FAULT_DUPLICATE:
-            reason = f"duplicate timestamp {t} of {symbol} (also on {other})"
-        else:
-            reason = (f"timestamp out of order: {t} of {symbol} comes after "
-                      f"{_ts_text(int(ts[row - 1]))} ({other})")
-    else:
-        values = " ".join(f"{k}={float(cols[i][row])!r}" for i, k in enumerate(PRICE_COLUMNS))
-        reason = f"{FAULTS.get(fault, 'bad bar')}: {symbol} at {t} ({values})"
-    return result.error(symbol, row, reason)
 
 
 # --------------------------------------------------------------------------------------------

@@ -1273,7 +1273,7 @@ class _Collector:
                                        has_volume=has_volume)
             if first >= 0:
                 if self.opts.on_bad == "raise":
-                    raise _bar_error(result, symbol, first, int(faults[first]), ts, cols)
+                    raise bar_error(result, symbol, first, int(faults[first]), ts, cols)
                 for code, n in enumerate(counts):
                     if n:
                         result.dropped[FAULTS.get(code, "bad bar")] += int(n)
@@ -1289,7 +1289,9 @@ def _symbol(value, path: str, line, unit: str) -> str:
         raise ReadError(path, int(line), f"bad symbol: {exc}", unit) from None
 
 
-def _bar_error(result: ReadResult, symbol: str, row: int, fault: int, ts, cols) -> ReadError:
+def bar_error(result: ReadResult, symbol: str, row: int, fault: int, ts, cols) -> ReadError:
+    """The error of a bad bar of ``symbol`` at ``row``, naming its file and line (and, for a
+    bar out of order or repeated, where the bar before it is)."""
     """The message for a bar that breaks the contract, naming the row it clashes with."""
     t = _ts_str(int(ts[row]))
     if fault in (_FAULT_UNSORTED, _FAULT_DUPLICATE) and row > 0:
