@@ -36,11 +36,9 @@ from ._core import validation as _validation
 from .bars import FAULTS, BadBarError, Bars, raise_first_fault
 from .calendar import Calendar, Windows
 from .grid import (
-    Grid,
     aggregate_on_grid,
     bound_grid,
     default_calendar,
-    derived_columns,
     gaps_on_grid,
     make_grid,
     thread_count,

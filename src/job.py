@@ -15,7 +15,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-import numpy as np
 
 from . import readers
 from .bars import Bars
