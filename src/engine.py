@@ -44,6 +44,7 @@ from .grid import (
     thread_count,
 )
 from .intervals import Interval, check_derivable, parse_interval
+from .classify import ClassifyOptions, classify_run
 from .results import NO_BOUND_HI, NO_BOUND_LO, RunResult, SymbolResult, paused_gc
 
 _NONE_F64 = np.empty(0, np.float64)
@@ -196,6 +197,9 @@ class Engine:
         Defaults to a ``ThreadExecutor`` over the cores.
     progress : callable, optional
         Called as ``progress(symbols_done, bars_done)`` after each partition.
+    classify : ClassifyOptions, optional
+        The thresholds and halts of the gap kinds (``classify.classify_run``, one pass over
+        the assembled result; defaults documented there).
     """
 
     def __init__(self, calendar: Calendar | None = None, *, base: str = "1m",
@@ -203,7 +207,8 @@ class Engine:
                  start: Any = None, end: Any = None, events: Iterable[Event] = (),
                  sink: BarSink | None = None, export_base: bool = False,
                  executor: Executor | None = None,
-                 progress: Callable[[int, int], None] | None = None):
+                 progress: Callable[[int, int], None] | None = None,
+                 classify: ClassifyOptions | None = None):
         if on_bad not in ("raise", "drop"):
             raise ValueError(f"on_bad must be 'raise' or 'drop', got {on_bad!r}")
         self.calendar = default_calendar(calendar)
@@ -228,9 +233,19 @@ class Engine:
         self.export_base = export_base
         self.executor = executor or ThreadExecutor()
         self.progress = progress
+        self.classify = classify or ClassifyOptions()
         self._range = self._chosen_range()
         self._lock = threading.Lock()
         self._dropped: Counter = Counter()   # bars dropped by the engine outside any session
+
+    def __getstate__(self) -> dict[str, Any]:
+        # What a worker process needs to run a partition (a Dask task carries the engine):
+        # not this process's executor, progress callback nor lock.
+        return {**self.__dict__, "executor": None, "progress": None, "_lock": None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
 
     @property
     def intervals(self) -> list[Interval]:
@@ -319,6 +334,7 @@ class Engine:
                 k = _index_of(plan.windows.sessions, ev.session)
                 if k >= 0 and ev.note:
                     result.notes[k].append(ev.note)
+        classify_run(result, self.classify)
         result.seconds = time.perf_counter() - t0
         return result
 
@@ -367,6 +383,7 @@ class Engine:
 
     def _partition(self, source: Source, plan: "_Plan | None"):
         loaded = source.load()
+        loaded.dropped = Counter(loaded.dropped)  # this run's count, whoever else holds it
         out: dict[str, _Piece] = {}
         nbars = 0
         part = self.sink.part(source.name) if self.sink is not None else None
@@ -398,8 +415,9 @@ class Engine:
                                   f"{symbol}: row 0: outside every session window "
                                   f"(ts={np.datetime64(first, 'ns')}Z) on calendar "
                                   f"{self.calendar.name}")
-            with self._lock:
-                self._dropped[FAULTS[_FAULT_OUTSIDE]] += len(bars)
+            # Counted with the partition's own drops: they come back with its result from
+            # whichever thread or process ran it.
+            loaded.dropped[FAULTS[_FAULT_OUTSIDE]] += len(bars)
             return _Piece(None, None, NO_BOUND_HI, NO_BOUND_LO, outside)
         if plan is not None:
             windows = _select(windows, self.start, self.end)
@@ -453,8 +471,9 @@ class Engine:
             p.result = res if p.result is None else _merge(p.result, res)
             p.held = None
 
-        try:
-            list(self.executor.map_unordered(finish, list(pieces)))
+        try:  # on this process (an executor's ``local`` one): ``finish`` fills ``pieces``
+            list(getattr(self.executor, "local", self.executor).map_unordered(finish,
+                                                                             list(pieces)))
         finally:
             if part is not None:
                 part.close()

@@ -353,6 +353,12 @@ class IntervalTable:
     has: np.ndarray          # bool[S]: the symbol has this interval
     scored: np.ndarray       # bool[S]: its gaps and quality were computed
     _offsets: np.ndarray | None = None
+    # Set by classify.classify_run: the kind of each gap (codes of classify.KINDS), the inputs
+    # that explain it, and the slots lost to outage/late_start/early_end per symbol, session.
+    gap_kind: np.ndarray | None = None       # int8[G]
+    gap_activity: np.ndarray | None = None   # float64[G]
+    gap_share: np.ndarray | None = None      # float64[G], NaN when no cross-section
+    lost: np.ndarray | None = None           # int64[S, K]
 
     def gap_slice(self, s: int, k: int) -> slice:
         """Where the gaps of symbol ``s`` in session ``k`` are in the gap arrays."""
@@ -564,6 +570,10 @@ def iter_session_docs(run: RunResult,
             "covered": cov.tolist(), "score": score.tolist(),
             "has": t.has.tolist(), "scored": t.scored.tolist(),
         }
+        if t.gap_kind is not None:  # gap kinds (classify.py): fields beside the seed's
+            from .classify import add_kind_columns
+
+            add_kind_columns(cols[name], t, order, keys, n_s * n_k)
     member = run.member
     loaded = run.loaded.T.tolist()       # [session][symbol]
     since = run.since_ns.T.tolist()
@@ -598,8 +608,13 @@ def iter_session_docs(run: RunResult,
                         "coverage": round(c["covered"][j], 6),
                         "rejected": dict(rejected),
                     }
+                    if "lost" in c:  # the data quality: only lost data counts against it
+                        iv_doc["quality"]["data_quality"] = round(c["data_quality"][j], 4)
+                        iv_doc["quality"]["lost"] = c["lost"][j]
                 iv_doc["gaps"] = {"gap_count": hi - lo, "missing_bars": c["missing"][j],
                                   "ranges": c["ranges"][lo:hi]}
+                if "kinds" in c:
+                    iv_doc["gaps"]["kinds"] = c["kinds"][j]
                 intervals[name] = iv_doc
             entry: dict[str, Any] = {
                 "symbol": symbol,
@@ -672,7 +687,9 @@ def live_result(session_data: Any, entries: Sequence[Any] | None = None) -> RunR
     base = parts[0].base if parts else "1m"
     run = RunResult.assemble(sd.calendar, windows, base or "1m", [], parts)
     run.unknown = [dict(unknown)]
-    return run
+    from .classify import classify_run  # the gap kinds, with this one session as history
+
+    return classify_run(run)
 
 
 def _gaps_of(infos: list[GapInfo]) -> Gaps:

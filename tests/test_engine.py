@@ -141,7 +141,22 @@ def test_engine_equals_the_live_session_on_the_sample(tmp_path):
             since = {s: max(span_lo, since.get(s, span_lo)) for s in members}
         co.stop(since_ns=since or None, export_to=tmp_path / label)
         live = json.loads((tmp_path / label / "sessions" / f"{label}.json").read_text())
-        assert live == json.loads(dumps(docs[label])), label
+        # The gap kinds depend on the history held (a live session holds one session, the
+        # engine the run): the seed's fields are equal; kinds are tested in test_classify.
+        assert seed_fields(live) == seed_fields(json.loads(dumps(docs[label]))), label
+
+
+def seed_fields(doc):
+    """A session document without the fields of the gap kinds (classify.py)."""
+    for entry in doc["symbols"].values():
+        for iv in entry["intervals"].values():
+            iv["gaps"].pop("kinds", None)
+            for r in iv["gaps"]["ranges"]:
+                for key in ("kind", "activity", "share_missing"):
+                    r.pop(key, None)
+            for key in ("data_quality", "lost"):
+                iv.get("quality", {}).pop(key, None)
+    return doc
 
 
 def test_run_sessions_and_run_universe_are_the_engine(weekly, tmp_path):

@@ -528,11 +528,19 @@ def test_json_gaps_and_quality_equal_the_functional_api(tmp_path, cal_name, day,
         for g in gaps:
             assert g.start_time.tzinfo is not None and g.start_time.utcoffset() is not None
             assert str(g.start_time.tzinfo) == str(cal.tz.key)
+        kinds = got["gaps"].pop("kinds")  # gap kinds (classify.py) beside the seed's fields
+        assert sum(v["gap_count"] for v in kinds.values()) == len(gaps)
+        for r in got["gaps"]["ranges"]:
+            assert r.pop("kind") in sessiondata.classify.KINDS
+            r.pop("activity"), r.pop("share_missing")
         assert got["gaps"] == {
             "gap_count": len(gaps),
             "missing_bars": sum(g.bar_count for g in gaps),
             "ranges": [g.to_dict() for g in gaps],
         }, iv
+        lost = got["quality"].pop("lost")
+        assert got["quality"].pop("data_quality") == round(
+            100.0 * (got["quality"]["expected"] - lost) / got["quality"]["expected"], 4)
         assert got["quality"] == sessiondata.quality(bars, iv, cal, base="1m").to_dict(), iv
     base = intervals["1m"]["gaps"]
     assert base["missing_bars"] == sum(n for _, n in runs)
@@ -550,6 +558,12 @@ def test_json_gap_schema_times_of_day():
     c.load("X", ohlcv(ts))
     c.quality.calculate_all(close_ns(sd))
     gaps = sd.to_json()["symbols"]["X"]["intervals"]["1m"]["gaps"]
+    # Beside the seed's fields, the gap kinds (classify.py): quiet minutes of one symbol.
+    assert gaps.pop("kinds") == {"no_trade": {"gap_count": 2, "missing_bars": 5}}
+    assert [r.pop("kind") for r in gaps["ranges"]] == ["no_trade", "no_trade"]
+    for r in gaps["ranges"]:
+        assert set(r.pop(k) is None for k in ("share_missing",)) == {True}
+        assert 0.0 <= r.pop("activity") <= 1.0
     assert gaps == {"gap_count": 2, "missing_bars": 5, "ranges": [
         {"start_time": "10:05:00", "end_time": "10:08:00", "bar_count": 3},
         {"start_time": "14:31:00", "end_time": "14:33:00", "bar_count": 2}]}

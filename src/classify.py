@@ -1,0 +1,465 @@
+"""Why a bar is missing: the kind of every gap, in one pass over a run's results.
+
+A gap is a run of expected slots with no bar.  In trade bars most are minutes nobody traded;
+some are lost data.  Because a run holds every symbol of every session, the two can be told
+apart.  :func:`classify_run` gives every gap of a :class:`~sessiondata.results.RunResult` one
+kind, and the inputs that explain it, as columns of its interval tables:
+
+``no_trade``
+    consistent with the symbol's own activity at that time of day: the probability that all
+    ``k`` slots of the run are quiet, under that activity, is at least ``quiet_alpha``;
+``outage``
+    most of the run's slots are missing across most symbols that normally have bars there
+    (cross-sectional), or the run is too long to be quiet trading for that symbol;
+``late_start`` / ``early_end``
+    too long to be quiet, and the run begins at the symbol's first expected slot of the
+    session (its data begins after the window opens) or ends at its last (its data stops
+    before the close);
+``halt``
+    most of the run's slots lie inside a halt that the user supplied (:class:`Halts`, a CSV
+    of ``symbol,start,end``; ``*`` for every symbol).  Never guessed.
+
+How it decides (all thresholds are :class:`ClassifyOptions`, with their defaults):
+
+- Activity.  For each symbol and time-of-day bucket (``activity_bucket``, 30 minutes, in the
+  calendar's local time), the share of expected slots that hold a bar over the sessions of
+  the run, ``(present + 1) / (expected + 2)``.  Expected slots come from the session windows
+  and the scored span, missing ones from the gaps: no bar is read again.
+- The session's own level.  A thin day (a holiday such as MLK day) is quiet all day long; a
+  gap there is judged against that day: the activity is scaled by ``r``, the bars the symbol
+  has in the session over the bars its usual activity expects outside this gap (at most 1).
+- Run length.  ``log P(quiet) = sum over the run's slots of log(1 - r * activity)``; below
+  ``log(quiet_alpha)`` (1e-6) the run is not quiet trading.
+- Cross-section.  A symbol normally has bars in a bucket when its activity there is at least
+  ``active_rate`` (0.5).  A slot is an outage slot when at least ``outage_min_symbols`` (3) of
+  the symbols that normally have bars there miss it, and they are at least ``outage_share``
+  (0.5) of those expected there.
+- Precedence: ``halt`` (half of the run's slots or more in halts), then ``outage`` (half of
+  them outage slots or more), then, for runs too long to be quiet, ``late_start`` /
+  ``early_end`` at the session's edges and ``outage`` elsewhere (a run that covers the whole
+  session is an ``outage``); every other run is ``no_trade``.
+
+A gap is never split: the kind is the gap's, so ``gap_count`` and ``ranges`` keep their
+meaning.  A gap that is part outage, part quiet, takes the kind of most of its slots.
+Gaps of derived intervals take the kind (and inputs) of the base gap that holds them: a
+derived bucket is missing only when every base slot in it is.
+
+Columns set on every :class:`~sessiondata.results.IntervalTable`: ``gap_kind`` (int8 codes,
+names in :data:`KINDS`), ``gap_activity`` (mean activity over the run's slots, after the
+session's level), ``gap_share`` (mean share of the symbols that normally have bars there that
+miss the run's slots; NaN when fewer than ``outage_min_symbols`` normally have bars), and
+``lost`` (int64[S, K]: slots lost to ``outage``/``late_start``/``early_end``), from which the
+data quality score is ``100 * (expected - lost) / expected``.
+
+Live sessions (``results.live_result``) are classified the same way with the one session
+they hold as history: halts, the cross-section and the edges work as in a run; the activity
+of a symbol is its activity in that session so far.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
+
+import numpy as np
+
+from .intervals import parse_interval
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .results import IntervalTable, RunResult
+
+KINDS = ("no_trade", "outage", "late_start", "early_end", "halt")
+NO_TRADE, OUTAGE, LATE_START, EARLY_END, HALT = range(5)
+#: Kinds whose slots count against the data quality score.
+LOST_KINDS = (OUTAGE, LATE_START, EARLY_END)
+
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+
+
+@dataclass(frozen=True)
+class Halts:
+    """Halts the user supplies: per row a symbol (``*`` for every symbol) and ``[start, end)``
+    in UTC nanoseconds."""
+
+    symbol: tuple[str, ...] = ()
+    start_ns: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    end_ns: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+
+    @classmethod
+    def of(cls, rows: Iterable[tuple[str, Any, Any]], tz: Any = None) -> "Halts":
+        """Halts from ``(symbol, start, end)`` rows; times are ISO 8601 strings, datetimes or
+        nanoseconds; naive times are in ``tz`` (default UTC)."""
+        symbols, starts, ends = [], [], []
+        for i, (symbol, start, end) in enumerate(rows):
+            a, b = _instant_ns(start, tz), _instant_ns(end, tz)
+            if b <= a:
+                raise ValueError(f"halt {i + 1} ({symbol}): end {end} is not after start {start}")
+            symbols.append(str(symbol).strip())
+            starts.append(a)
+            ends.append(b)
+        return cls(tuple(symbols), np.array(starts, np.int64), np.array(ends, np.int64))
+
+    @classmethod
+    def read(cls, path: str | os.PathLike, tz: Any = None) -> "Halts":
+        """Halts from a CSV file of ``symbol,start,end`` (a header line is optional)."""
+        rows = []
+        with open(path, newline="", encoding="utf-8") as f:
+            for n, row in enumerate(csv.reader(f), 1):
+                if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):
+                    continue
+                if n == 1 and row[0].strip().lower() == "symbol":
+                    continue
+                if len(row) != 3:
+                    raise ValueError(f"{path}: line {n}: expected symbol,start,end, got "
+                                     f"{len(row)} fields")
+                rows.append((row[0], row[1].strip(), row[2].strip()))
+        try:
+            return cls.of(rows, tz)
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from None
+
+    def __len__(self) -> int:
+        return len(self.symbol)
+
+
+def _instant_ns(value: Any, tz: Any) -> int:
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, str):
+        text = value.strip().replace("Z", "+00:00")
+        value = _dt.datetime.fromisoformat(text)
+    if isinstance(value, _dt.datetime):
+        if value.tzinfo is None:
+            zone = tz if tz is not None else _dt.timezone.utc
+            if isinstance(zone, str):
+                from zoneinfo import ZoneInfo
+                zone = ZoneInfo(zone)
+            value = value.replace(tzinfo=zone)
+        return ((value - _EPOCH) // _dt.timedelta(microseconds=1)) * 1000
+    raise TypeError(f"a halt time must be ISO 8601 text, a datetime or nanoseconds, got "
+                    f"{type(value).__name__}")
+
+
+@dataclass(frozen=True)
+class ClassifyOptions:
+    """The thresholds of the classification (see the module's docstring).
+
+    Parameters
+    ----------
+    activity_bucket : str
+        Width of the time-of-day buckets over which a symbol's activity is estimated
+        (default ``"30m"``).
+    quiet_alpha : float
+        A run is ``no_trade`` while the probability that all its slots are quiet is at least
+        this (default 1e-6).
+    outage_share : float
+        Share of the symbols that normally have bars in a slot that must miss it for an
+        outage slot (default 0.5).
+    outage_min_symbols : int
+        ... and at least this many of them (default 3).
+    active_rate : float
+        A symbol normally has bars in a bucket when its activity there is at least this
+        (default 0.5).
+    halts : Halts, optional
+        Halts the user supplies.
+    """
+
+    activity_bucket: str = "30m"
+    quiet_alpha: float = 1e-6
+    outage_share: float = 0.5
+    outage_min_symbols: int = 3
+    active_rate: float = 0.5
+    halts: Halts | None = None
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.quiet_alpha < 1.0:
+            raise ValueError(f"quiet_alpha must be in (0, 1), got {self.quiet_alpha}")
+        if not 0.0 < self.outage_share <= 1.0:
+            raise ValueError(f"outage_share must be in (0, 1], got {self.outage_share}")
+        if not 0.0 < self.active_rate <= 1.0:
+            raise ValueError(f"active_rate must be in (0, 1], got {self.active_rate}")
+        if self.outage_min_symbols < 1:
+            raise ValueError("outage_min_symbols must be at least 1")
+        bucket = parse_interval(self.activity_bucket)
+        if bucket.is_session or bucket.ns <= 0 or 86_400 * 10**9 % bucket.ns:
+            raise ValueError(f"activity_bucket must divide a day, got {self.activity_bucket!r}")
+
+
+# -- the pass -------------------------------------------------------------------------------
+
+
+def classify_run(run: "RunResult", options: ClassifyOptions | None = None) -> "RunResult":
+    """Give every gap of ``run`` a kind (in place; returns ``run``).  See the module's
+    docstring for the rules and the columns set."""
+    options = options or ClassifyOptions()
+    n_s = len(run.symbols)
+    bases = np.array([run.base_of(s) for s in range(n_s)], object)
+    done: dict[str, np.ndarray] = {}   # interval -> bool[G]: classified directly
+    for name in dict.fromkeys(bases.tolist()):
+        t = run.intervals.get(name)
+        if t is None:
+            continue
+        mine = bases == name
+        _classify_table(run, t, name, mine, options)
+        done[name] = mine[t.gap_symbol] if len(t.gap_symbol) else np.zeros(0, bool)
+    for name, t in run.intervals.items():
+        if name in done and done[name].all():
+            _set_lost(t)
+            continue
+        if name not in done:
+            _empty_columns(t)
+            done[name] = np.zeros(len(t.gap_symbol), bool)
+        todo = ~done[name]
+        for base in dict.fromkeys(bases.tolist()):
+            src = run.intervals.get(base)
+            if src is None or src is t or src.gap_kind is None:
+                continue
+            pick = todo & (bases[t.gap_symbol] == base) if len(t.gap_symbol) else todo
+            if pick.any():
+                _inherit(t, src, np.flatnonzero(pick))
+        _set_lost(t)
+    return run
+
+
+def _empty_columns(t: "IntervalTable") -> None:
+    g = len(t.gap_symbol)
+    t.gap_kind = np.zeros(g, np.int8)
+    t.gap_activity = np.full(g, np.nan)
+    t.gap_share = np.full(g, np.nan)
+
+
+def _set_lost(t: "IntervalTable") -> None:
+    assert t.gap_kind is not None
+    n_s, n_k = t.bars.shape
+    bad = np.isin(t.gap_kind, LOST_KINDS)
+    t.lost = np.bincount(t.gap_symbol[bad] * n_k + t.gap_session[bad],
+                         weights=t.gap_count[bad], minlength=n_s * n_k
+                         ).astype(np.int64).reshape(n_s, n_k)
+
+
+def _inherit(t: "IntervalTable", src: "IntervalTable", idx: np.ndarray) -> None:
+    """Gaps ``idx`` of a derived table take the kind of the base gap that holds their start."""
+    assert src.gap_kind is not None and t.gap_kind is not None
+    assert t.gap_activity is not None and t.gap_share is not None
+    assert src.gap_activity is not None and src.gap_share is not None
+    # Base gaps are sorted by symbol, then start: find, per derived gap, the last base gap of
+    # its symbol that starts at or before it.
+    sym, start = t.gap_symbol[idx], t.gap_start[idx]
+    lo = np.searchsorted(src.gap_symbol, sym, side="left")
+    hi = np.searchsorted(src.gap_symbol, sym, side="right")
+    pos = np.empty(len(idx), np.int64)
+    for s in np.unique(sym).tolist():  # one search per symbol, over its own gaps
+        m = sym == s
+        a, b = int(lo[m][0]), int(hi[m][0])
+        pos[m] = a + np.searchsorted(src.gap_start[a:b], start[m], side="right") - 1
+    ok = (pos >= lo) & (pos < hi)
+    posc = np.clip(pos, 0, max(len(src.gap_start) - 1, 0))
+    if len(src.gap_start):
+        ok &= src.gap_end[posc] >= t.gap_start[idx] + 1
+    t.gap_kind[idx[ok]] = src.gap_kind[posc[ok]]
+    t.gap_activity[idx[ok]] = src.gap_activity[posc[ok]]
+    t.gap_share[idx[ok]] = src.gap_share[posc[ok]]
+
+
+@dataclass
+class _Slots:
+    """Every slot of an interval's grid over a run's windows."""
+
+    ns: np.ndarray        # int64[N]: slot starts
+    session: np.ndarray   # int64[N]
+    bucket: np.ndarray    # int64[N]: time-of-day bucket
+    window_first: np.ndarray  # int64[W]: index of each window's first slot
+    n_buckets: int
+
+
+def _slots(run: "RunResult", step_ns: int, bucket_ns: int) -> _Slots:
+    w = run.windows
+    n_w = -((w.open_ns - w.close_ns) // step_ns)          # ceil: the last slot may be short
+    first = np.r_[0, np.cumsum(n_w)[:-1]].astype(np.int64)
+    total = int(n_w.sum())
+    win = np.repeat(np.arange(len(n_w)), n_w)
+    ns = w.open_ns[win] + (np.arange(total, dtype=np.int64) - first[win]) * step_ns
+    # A window does not cross a change of its zone's offset (changes fall outside sessions):
+    # one UTC offset per window.
+    tz = run.calendar.tz
+    offsets = np.array([_offset_s(int(t), tz) for t in w.open_ns.tolist()], np.int64)
+    local_s = ns // 1_000_000_000 + offsets[win]
+    bucket_s = bucket_ns // 1_000_000_000
+    return _Slots(ns, w.session_ids[win], (local_s % 86_400) // bucket_s, first,
+                  int(86_400 // bucket_s))
+
+
+def _offset_s(ns: int, tz: Any) -> int:
+    off = (_EPOCH + _dt.timedelta(microseconds=ns // 1000)).astimezone(tz).utcoffset()
+    return int(off.total_seconds()) if off is not None else 0
+
+
+def _classify_table(run: "RunResult", t: "IntervalTable", name: str, mine: np.ndarray,
+                    opt: ClassifyOptions) -> None:
+    """Classify the gaps of the symbols ``mine`` (whose base interval this table is)."""
+    if t.gap_kind is None or len(t.gap_kind) != len(t.gap_symbol):
+        _empty_columns(t)
+    assert t.gap_kind is not None and t.gap_activity is not None and t.gap_share is not None
+    n_s, n_k = t.bars.shape
+    g_all = np.flatnonzero(mine[t.gap_symbol]) if len(t.gap_symbol) else np.zeros(0, np.int64)
+    if not len(g_all):
+        return
+    step = parse_interval(name).ns
+    sl = _slots(run, step, parse_interval(opt.activity_bucket).ns)
+    n_b = sl.n_buckets
+    w = run.windows
+    # Expected slots per session and bucket, then per symbol: member sessions, less the
+    # slots outside a symbol's scored span where it cuts a session.
+    e_kb = np.bincount(sl.session * n_b + sl.bucket, minlength=n_k * n_b
+                       ).reshape(n_k, n_b).astype(np.float64)
+    member = (run.member & mine[:, None]).astype(np.float64)
+    expected_sb = member @ e_kb                                          # [S, B]
+    cut_skb: dict[tuple[int, int], np.ndarray] = {}
+    s_first = np.searchsorted(sl.session, np.arange(n_k), side="left")
+    s_last = np.searchsorted(sl.session, np.arange(n_k), side="right")
+    opens = w.open_ns[np.searchsorted(w.session_ids, np.arange(n_k), side="left")]
+    closes = w.close_ns[np.searchsorted(w.session_ids, np.arange(n_k), side="right") - 1]
+    cut = (member > 0) & ((run.since_ns > opens[None, :]) | (run.until_ns < closes[None, :]))
+    for s, k in np.argwhere(cut).tolist():
+        a, b = int(s_first[k]), int(s_last[k])
+        out = (sl.ns[a:b] < run.since_ns[s, k]) | (sl.ns[a:b] >= run.until_ns[s, k])
+        gone = np.bincount(sl.bucket[a:b][out], minlength=n_b).astype(np.float64)
+        expected_sb[s] -= gone
+        cut_skb[(s, k)] = gone
+    # The gaps' slots.
+    g_sym, g_ses = t.gap_symbol[g_all], t.gap_session[g_all]
+    g_start, g_n = t.gap_start[g_all], t.gap_count[g_all]
+    g_win = np.searchsorted(w.open_ns, g_start, side="right") - 1
+    g_slot0 = sl.window_first[g_win] + (g_start - w.open_ns[g_win]) // step
+    total = int(g_n.sum())
+    gap_of = np.repeat(np.arange(len(g_all)), g_n)
+    ramp = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(g_n) - g_n, g_n)
+    slot = np.minimum(np.repeat(g_slot0, g_n) + ramp, len(sl.ns) - 1)
+    x_sym, x_b = g_sym[gap_of], sl.bucket[slot]
+    missing_sb = np.bincount(x_sym * n_b + x_b, minlength=n_s * n_b).reshape(n_s, n_b)
+    rate = (expected_sb - missing_sb + 1.0) / (np.maximum(expected_sb, 0.0) + 2.0)
+    rate = np.clip(rate, 0.0, 1.0)
+    # The session's own level: bars held over the bars usual activity expects there.
+    usual_sk = rate @ e_kb.T                                             # [S, K]
+    for (s, k), gone in cut_skb.items():
+        usual_sk[s, k] -= float(rate[s] @ gone)
+    present_sk = (t.expected - np.bincount(t.gap_symbol * n_k + t.gap_session,
+                                           weights=t.gap_count, minlength=n_s * n_k)
+                  .reshape(n_s, n_k)).astype(np.float64)
+    x_rate = rate[x_sym, x_b]
+    usual_in_gap = np.bincount(gap_of, weights=x_rate, minlength=len(g_all))
+    outside = np.maximum(usual_sk[g_sym, g_ses] - usual_in_gap, 1e-9)
+    level = np.clip(present_sk[g_sym, g_ses] / outside, 0.05, 1.0)
+    x_act = x_rate * level[gap_of]
+    log_quiet = np.bincount(gap_of, weights=np.log(np.maximum(1.0 - x_act, 1e-12)),
+                            minlength=len(g_all))
+    activity = np.bincount(gap_of, weights=x_act, minlength=len(g_all)) / g_n
+    # Cross-section: symbols that normally have bars in a slot, and those of them missing it.
+    active = (rate >= opt.active_rate) & mine[:, None]
+    n_active_kb = (run.member & mine[:, None]).T.astype(np.float64) @ active  # [K, B]
+    n_active = n_active_kb[sl.session, sl.bucket]
+    missing_active = np.bincount(slot, weights=active[x_sym, x_b], minlength=len(sl.ns))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share_slot = np.where(n_active >= opt.outage_min_symbols,
+                              missing_active / np.maximum(n_active, 1.0), np.nan)
+    outage_slot = ((missing_active >= opt.outage_min_symbols)
+                   & (np.nan_to_num(share_slot) >= opt.outage_share))
+    x_share = share_slot[slot]
+    known = ~np.isnan(x_share)
+    n_known = np.bincount(gap_of, weights=known, minlength=len(g_all))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = np.where(n_known > 0, np.bincount(gap_of, weights=np.where(known, x_share, 0.0),
+                                                  minlength=len(g_all)) / n_known, np.nan)
+    outage_part = np.bincount(gap_of, weights=outage_slot[slot], minlength=len(g_all)) / g_n
+    # Halts.
+    halted = np.zeros(total, bool)
+    halts = opt.halts
+    if halts is not None and len(halts):
+        index = {s: i for i, s in enumerate(run.symbols)}
+        x_ns = sl.ns[slot]
+        for symbol, a, b in zip(halts.symbol, halts.start_ns.tolist(), halts.end_ns.tolist()):
+            inside = (x_ns >= a) & (x_ns < b)
+            if symbol != "*":
+                if symbol not in index:
+                    continue
+                inside &= x_sym == index[symbol]
+            halted |= inside
+    halt_part = np.bincount(gap_of, weights=halted, minlength=len(g_all)) / g_n
+    # Edges: the symbol's first and last expected slot of the session.
+    first = np.maximum(opens[g_ses], run.since_ns[g_sym, g_ses])
+    last = np.minimum(closes[g_ses], run.until_ns[g_sym, g_ses])
+    at_start = g_start <= first
+    at_end = t.gap_end[g_all] >= last
+    loud = log_quiet < np.log(opt.quiet_alpha)
+    kind = np.full(len(g_all), NO_TRADE, np.int8)
+    kind[loud] = OUTAGE
+    kind[loud & at_end & ~at_start] = EARLY_END
+    kind[loud & at_start & ~at_end] = LATE_START
+    kind[outage_part >= 0.5] = OUTAGE
+    kind[halt_part >= 0.5] = HALT
+    t.gap_kind[g_all] = kind
+    t.gap_activity[g_all] = activity
+    t.gap_share[g_all] = share
+
+
+# -- reading the columns --------------------------------------------------------------------
+
+
+def kind_counts(t: "IntervalTable", mask: np.ndarray | None = None) -> dict[str, dict[str, int]]:
+    """Gaps and missing slots per kind (of the gaps where ``mask`` is true)."""
+    if t.gap_kind is None:
+        return {}
+    kinds = t.gap_kind if mask is None else t.gap_kind[mask]
+    counts = t.gap_count if mask is None else t.gap_count[mask]
+    gaps = np.bincount(kinds, minlength=len(KINDS))
+    missing = np.bincount(kinds, weights=counts, minlength=len(KINDS)).astype(np.int64)
+    return {KINDS[i]: {"gaps": int(gaps[i]), "missing": int(missing[i])}
+            for i in range(len(KINDS))}
+
+
+def data_quality(expected: Any, lost: Any) -> Any:
+    """``100 * (expected - lost) / expected`` (100 where nothing is expected)."""
+    e = np.asarray(expected, np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(e > 0, 100.0 * (e - np.asarray(lost)) / np.where(e > 0, e, 1), 100.0)
+
+
+def kind_names(codes: Sequence[int] | np.ndarray) -> list[str]:
+    """The names of kind codes."""
+    return [KINDS[c] for c in np.asarray(codes).tolist()]
+
+
+def add_kind_columns(cols: dict[str, Any], t: "IntervalTable", order: np.ndarray,
+                     keys: np.ndarray, n_cells: int) -> None:
+    """The kind fields of the session documents, as the columns ``results.iter_session_docs``
+    reads (cell ``j = session * symbols + symbol``; gaps in ``order``, cell of each ``keys``):
+    ``kind``, ``activity`` and ``share_missing`` on each range (in place), per cell the gaps
+    and missing bars per kind (``kinds``: only the kinds present) and the data quality
+    (``lost``, ``data_quality``)."""
+    assert t.gap_kind is not None and t.gap_activity is not None and t.gap_share is not None
+    kinds = t.gap_kind[order]
+    names = kind_names(kinds)
+    act = np.round(t.gap_activity[order], 4).tolist()
+    share = t.gap_share[order]
+    share_l = [None if v != v else v for v in np.round(share, 4).tolist()]
+    for r, k, a, sh in zip(cols["ranges"], names, act, share_l):
+        r["kind"] = k
+        r["activity"] = a
+        r["share_missing"] = sh
+    counts = t.gap_count[order]
+    per_kind = [(KINDS[i], np.bincount(keys, weights=kinds == i, minlength=n_cells)
+                 .astype(np.int64).tolist(),
+                 np.bincount(keys, weights=np.where(kinds == i, counts, 0), minlength=n_cells)
+                 .astype(np.int64).tolist())
+                for i in range(len(KINDS))]
+    cells: list[dict[str, Any]] = [{}] * n_cells  # shared empty dict: never mutated
+    for j in np.unique(keys).tolist():
+        cells[j] = {name: {"gap_count": g[j], "missing_bars": m[j]}
+                    for name, g, m in per_kind if g[j]}
+    cols["kinds"] = cells
+    lost = (t.lost if t.lost is not None else np.zeros(t.bars.shape, np.int64)).T.ravel()
+    cols["lost"] = lost.tolist()
+    cols["data_quality"] = data_quality(t.expected.T.ravel(), lost).tolist()
