@@ -1256,7 +1256,7 @@ class _Collector:
             if len(ordered) == 1:           # one piece: its arrays as they are, no copy
                 _k, ts, cols, lines = ordered[0]
                 cols = list(cols)
-                src = np.full(len(ts), _k, np.int32)
+                src = np.broadcast_to(np.int32(_k), (len(ts),))     # one source: no memory
             else:
                 ts = np.concatenate([p[1] for p in ordered])
                 cols = [np.concatenate([p[2][k] for p in ordered]) for k in range(5)]
