@@ -216,3 +216,72 @@ def test_bar_end_at_int64_max_moves_the_clock_without_wrapping():
     sd._symbols = {"X": Entry(s)}
     assert sd.add_bar("X", MAX - MINUTE, 1.0, 1.0, 1.0, 1.0, 1.0) == 0
     assert sd._clock == MAX            # saturated: the bar ends past the int64 range
+
+
+def _edge_grids():
+    """Hypothesis strategy: 1-4 windows of a few slots each, packed against the int64 minimum
+    or maximum, with a base step and a multiple of it."""
+    from hypothesis import strategies as st
+
+    @st.composite
+    def build(draw):
+        base = draw(st.sampled_from([1, 3, 7, MINUTE, 2**40 + 1, Q // 3]))
+        mult = draw(st.sampled_from([1, 2, 5]))
+        nw = draw(st.integers(1, 4))
+        lengths = [draw(st.integers(1, 12)) * base + draw(st.sampled_from([0, 0, 1, base // 2]))
+                   for _ in range(nw)]
+        pauses = [draw(st.sampled_from([0, 1, base, 3 * base])) for _ in range(nw)]
+        span = sum(lengths) + sum(pauses)
+        if span >= 2**63:           # keep it inside int64: fewer, shorter windows
+            lengths, pauses = lengths[:1], pauses[:1]
+            lengths[0] = min(lengths[0], 2**62)
+            span = lengths[0]
+        at_max = draw(st.booleans())
+        cur = MAX - span - draw(st.integers(0, 3)) if at_max else MIN + draw(st.integers(0, 3))
+        opens, closes = [], []
+        for length, pause in zip(lengths, pauses):
+            cur += pause if opens else 0
+            opens.append(cur)
+            cur += length
+            closes.append(cur)
+        if at_max and draw(st.booleans()):
+            closes[-1] = MAX        # the last window closes at the int64 maximum
+        if not at_max and draw(st.booleans()):
+            opens[0] = MIN          # the first opens at the minimum
+        return arr(*opens), arr(*closes), base, base * mult
+
+    return build()
+
+
+try:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+except ImportError:  # pragma: no cover - hypothesis is in the test extra
+    given = None
+
+if given is not None:
+    @settings(max_examples=150, deadline=None)
+    @given(grid=_edge_grids(), density=st.floats(0.0, 1.0), seed=st.integers(0, 2**16),
+           until_back=st.integers(-2, 40))
+    def test_kernels_equal_the_references_near_the_int64_ends(grid, density, seed, until_back):
+        g_open, g_close, base, step = grid
+        rng = np.random.default_rng(seed)
+        starts = slot_starts(g_open, g_close, base)
+        ts = starts[rng.random(len(starts)) < density]
+        until = max(MIN, int(g_close[-1]) - until_back * base) if until_back >= 0 else MAX
+        cap = len(ts) + len(g_open) + 1
+        outs = [np.full(cap, -7, np.int64) for _ in range(4)]
+        assert gaps.find_gaps_slots(ts, g_open, g_close, base, until, outs[0], outs[1]) == \
+            ref.find_gaps_slots(ts, g_open, g_close, base, until, outs[2], outs[3])
+        assert quality.score_quality(ts, np.empty(0), g_open, g_close, base, until)[:2] == \
+            ref.score_quality(ts, np.empty(0), g_open, g_close, base, until)[:2]
+        cols = prices(len(ts), seed)
+        base_slots = np.array([ref.ceil_div(int(c) - int(o), base)
+                               for o, c in zip(g_open, g_close)], np.int64)
+        got_out, exp_out = ref.new_outputs(len(ts)), ref.new_outputs(len(ts))
+        got = aggregation.aggregate_bars(ts, *cols, g_open, g_close, base_slots, step, base,
+                                         *got_out)
+        exp = ref.aggregate_bars(ts, *cols, g_open, g_close, base_slots, step, base, *exp_out)
+        assert got == exp
+        for a, b in zip(got_out, exp_out):
+            np.testing.assert_array_equal(a[:got[0]], b[:exp[0]])
