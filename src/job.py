@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable, Mapping
 from . import readers
 from .bars import Bars
 from .calendar import Calendar
+from .classify import ClassifyOptions
 from .engine import Engine, Event, Loaded, Source, ThreadExecutor
 from .grid import default_calendar
 from .results import RunResult, local_time
@@ -32,6 +33,7 @@ def run(data: Any = None, calendar: Calendar | None = None, *, base: str = "1m",
         start: Any = None, end: Any = None, threads: int | None = None,
         events: Iterable[Event] = (), read_options: Mapping[str, Any] | None = None,
         progress: Callable[[int, int], None] | None = None,
+        classify: ClassifyOptions | None = None,
         summary: Callable[[RunResult], dict[str, Any]] | None = None,
         durable: bool = False, client: Any = None) -> RunResult:
     """Run every trading session of ``data`` and, with ``out``, export it.
@@ -65,6 +67,8 @@ def run(data: Any = None, calendar: Calendar | None = None, *, base: str = "1m",
         Options of ``readers.read_bars`` (``tz``, ``stamp``, ``ts_format``, ``format``, ...).
     progress : callable, optional
         ``progress(symbols_done, bars_done)`` after each partition.
+    classify : ClassifyOptions, optional
+        Thresholds and halts of the gap kinds (``classify``; documented defaults).
     summary : callable, optional
         ``summary(result)`` is written into the export's manifest.
     durable : bool
@@ -103,7 +107,7 @@ def run(data: Any = None, calendar: Calendar | None = None, *, base: str = "1m",
         label = str(data)
     calendar = default_calendar(calendar)
     engine = Engine(calendar, base=base, derived=derived, on_bad=on_bad, start=start, end=end,
-                    events=events, export_base=export_base,
+                    events=events, export_base=export_base, classify=classify,
                     executor=ThreadExecutor(threads), progress=progress)
     if out is None:
         return engine.run(sources, dataset=label)

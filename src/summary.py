@@ -14,61 +14,74 @@ WORST_SESSIONS = 5
 SYMBOL_ROWS = 12
 
 
-def _pooled(bars: np.ndarray, expected: np.ndarray, covered: np.ndarray, gaps: np.ndarray,
-            missing: np.ndarray, symbols: int) -> dict[str, Any]:
-    e = int(expected.sum())
+def _pooled_totals(sums: dict[str, Any], symbols: int) -> dict[str, Any]:
+    e = int(sums["expected"])
     return {
         "symbols": symbols,
-        "bars": int(bars.sum()),
-        "gaps": int(gaps.sum()),
-        "missing": int(missing.sum()),
+        "bars": int(sums["bars"]),
+        "gaps": int(sums["gaps"]),
+        "missing": int(sums["missing"]),
         "expected": e,
-        "quality": 100.0 * float(covered.sum()) / e if e else 100.0,
+        "quality": 100.0 * float(sums["covered"]) / e if e else 100.0,
     }
 
 
 class Summary:
-    """Totals of a run (see the module's docstring)."""
+    """Totals of a run (see the module's docstring), reduced once per interval over symbols
+    (per session) and over sessions (per symbol)."""
 
     def __init__(self, run: RunResult, out: str | None = None):
         self.run = run
         self.out = out
-        self._gaps: dict[str, np.ndarray] = {}
-        self._missing: dict[str, np.ndarray] = {}
+        # Per interval: the cells that count (symbol in the session, interval of the symbol),
+        # and bars, expected, covered, gaps, missing per cell, zero elsewhere.
+        self._cells: dict[str, dict[str, np.ndarray]] = {}
         for name, t in run.intervals.items():
             n_k = t.bars.shape[1]
             keys = t.gap_symbol * n_k + t.gap_session
-            self._gaps[name] = np.bincount(keys, minlength=t.bars.size).reshape(t.bars.shape)
-            self._missing[name] = np.bincount(keys, weights=t.gap_count,
-                                              minlength=t.bars.size).reshape(t.bars.shape)
+            mask = run.member & t.has[:, None]
+            gaps = np.bincount(keys, minlength=t.bars.size).reshape(t.bars.shape)
+            missing = np.bincount(keys, weights=t.gap_count,
+                                  minlength=t.bars.size).reshape(t.bars.shape)
+            self._cells[name] = {
+                "mask": mask,
+                "bars": np.where(mask, t.bars, 0), "expected": np.where(mask, t.expected, 0),
+                "covered": np.where(mask, t.covered, 0.0), "gaps": np.where(mask, gaps, 0),
+                "missing": np.where(mask, missing, 0).astype(np.int64),
+            }
+        self._per_session = {name: self._reduce(name, 0) for name in run.intervals}
+
+    def _reduce(self, name: str, axis: int | None) -> list[dict[str, Any]] | dict[str, Any]:
+        """Pooled totals over symbols (axis 0: one per session), sessions (axis 1: one per
+        symbol) or everything (None)."""
+        c = self._cells[name]
+        sums = {k: c[k].sum(axis=axis) for k in ("bars", "expected", "covered", "gaps",
+                                                 "missing")}
+        present = c["mask"].any(axis=1) if axis in (None, 1) else c["mask"]
+        symbols = (int(present.sum()) if axis is None else
+                   c["mask"].sum(axis=0) if axis == 0 else present.astype(int))
+        if axis is None:
+            return _pooled_totals(sums, symbols)
+        n = c["mask"].shape[1 - axis]
+        return [_pooled_totals({k: v[i] for k, v in sums.items()},
+                               int(symbols[i])) for i in range(n)]
 
     # -- totals ---------------------------------------------------------------------------
 
-    def _cells(self, name: str, mask: np.ndarray) -> dict[str, Any]:
-        t = self.run.intervals[name]
-        m = mask & self.run.member & t.has[:, None]
-        return _pooled(t.bars[m], t.expected[m], t.covered[m], self._gaps[name][m],
-                       self._missing[name][m], int(m.any(axis=1).sum()))
-
     def by_interval(self) -> dict[str, dict[str, Any]]:
-        every = np.ones_like(self.run.member)
-        return {name: self._cells(name, every) for name in self.run.interval_names}
+        return {name: self._reduce(name, None) for name in self.run.interval_names}
 
     def by_symbol(self) -> dict[str, dict[str, Any]]:
+        rows = self._reduce(self.run.base, 1)
         out = {}
         for s, symbol in enumerate(self.run.symbols):
-            mask = np.zeros_like(self.run.member)
-            mask[s] = True
-            row = self._cells(self.run.base, mask)
+            row = dict(rows[s])
             row["sessions"] = int(self.run.member[s].sum())
-            del row["symbols"]
             out[symbol] = row
         return out
 
     def by_session(self, k: int, name: str | None = None) -> dict[str, Any]:
-        mask = np.zeros_like(self.run.member)
-        mask[:, k] = True
-        return self._cells(name or self.run.base, mask)
+        return self._per_session[name or self.run.base][k]
 
     def symbols(self) -> list[str]:
         return [s for i, s in enumerate(self.run.symbols) if self.run.member[i].any()]
