@@ -320,12 +320,21 @@ def test_missing_path_and_empty_folder(tmp_path):
 
 
 def test_reads_back_an_export_of_the_library(tmp_path):
-    from sessiondata.export import write_bars_csv
+    # The bar dataset of an export (issue 9: symbol and session columns), as Parquet and CSV.
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    from sessiondata.export import bars_table
 
     bars = only(read_csv(write(tmp_path, "x.csv", HEADER + "".join(ROWS)), interval="1m"))
-    write_bars_csv(tmp_path / "out" / "X.1m.csv", bars)
-    again = only(read_csv(tmp_path / "out" / "X.1m.csv", interval="1m"))
-    assert again.equals(bars)
+    sessions = bars.ts.astype("datetime64[ns]").astype("datetime64[D]")
+    table = bars_table([("X", sessions, bars)])
+    pq.write_table(table, tmp_path / "part.parquet")
+    pacsv.write_csv(table.set_column(0, "symbol", table.column("symbol").cast("string")),
+                    tmp_path / "part.csv")
+    for name in ("part.parquet", "part.csv"):
+        again = read_bars(tmp_path / name, interval="1m").bars["X"]
+        assert again.equals(bars), name
 
 
 # -- sessions ------------------------------------------------------------------------------
