@@ -314,7 +314,10 @@ class Engine:
             if p.first_ts > p.last_ts and p.outside is not None and len(p.outside):
                 dropped["outside the session's hours"] += len(p.outside)
         if not live:
-            raise ValueError("no bars in the run" + (
+            within = (f" within --start {self.start or '..'} .. --end {self.end or '..'}: no "
+                      f"session of {self.calendar.name} there holds a bar of the data"
+                      if self.start is not None or self.end is not None else "")
+            raise ValueError("no bars in the run" + within + (
                 f" ({sum(dropped.values())} rows dropped)" if dropped else ""))
         if plan is None:
             span = (min(p.first_ts for p in live.values()),

@@ -47,7 +47,8 @@ MANIFEST = "manifest.json"
 KIND = "sessiondata export"
 BAR_COLUMNS = ["symbol", "session", "ts", "open", "high", "low", "close", "volume", "count",
                "coverage"]
-GAP_COLUMNS = ["symbol", "session", "start", "end", "bar_count"]
+GAP_COLUMNS = ["symbol", "session", "start", "end", "bar_count", "kind", "activity",
+               "share_missing"]
 
 
 def _arrow() -> Any:
@@ -285,9 +286,16 @@ def bars_table(pieces: list[tuple[str, np.ndarray, Bars]], plain: bool = False) 
 
 
 def gaps_table(run: RunResult, interval: str) -> "pa.Table":
-    """Every gap of an interval: symbol, session, start, end (exclusive), bar_count."""
+    """Every gap of an interval: symbol, session, start, end (exclusive), bar_count, and its
+    kind with the inputs that explain it (``classify``: kind, activity, share_missing)."""
     pa = _arrow()
     t = run.intervals[interval]
+    from .classify import KINDS
+
+    g = len(t.gap_count)
+    kind = t.gap_kind if t.gap_kind is not None else np.zeros(g, np.int8)
+    activity = t.gap_activity if t.gap_activity is not None else np.full(g, np.nan)
+    share = t.gap_share if t.gap_share is not None else np.full(g, np.nan)
     return pa.table({
         "symbol": pa.DictionaryArray.from_arrays(t.gap_symbol.astype(np.int32),
                                                  pa.array(run.symbols, pa.string())),
@@ -295,6 +303,10 @@ def gaps_table(run: RunResult, interval: str) -> "pa.Table":
         "start": pa.array(t.gap_start, pa.timestamp("ns", tz="UTC")),
         "end": pa.array(t.gap_end, pa.timestamp("ns", tz="UTC")),
         "bar_count": t.gap_count,
+        "kind": pa.DictionaryArray.from_arrays(kind.astype(np.int32),
+                                               pa.array(list(KINDS), pa.string())),
+        "activity": pa.array(activity, pa.float64(), from_pandas=True),
+        "share_missing": pa.array(share, pa.float64(), from_pandas=True),
     })
 
 
@@ -319,6 +331,8 @@ def write_run(run: RunResult, folder: str | os.PathLike, *, fmt: str = "parquet"
         table = gaps_table(run, name)
         if fmt == "csv":
             table = table.set_column(0, "symbol", table.column("symbol").cast(pa.string()))
+            i_kind = table.schema.get_field_index("kind")
+            table = table.set_column(i_kind, "kind", table.column("kind").cast(pa.string()))
         if fmt == "parquet":
             pa.parquet.write_table(table, gdir / "part-00000.parquet",
                                    use_dictionary=["symbol", "session"])
@@ -401,7 +415,8 @@ def _schema(what: str) -> "pa.Schema":
                           ("volume", pa.float64()), ("count", pa.int64()),
                           ("coverage", pa.float64())])
     return pa.schema([("symbol", sym), ("session", pa.date32()), ("start", ts), ("end", ts),
-                      ("bar_count", pa.int64())])
+                      ("bar_count", pa.int64()), ("kind", sym), ("activity", pa.float64()),
+                      ("share_missing", pa.float64())])
 
 
 def _manifest(folder: str | os.PathLike) -> dict[str, Any]:
@@ -410,6 +425,18 @@ def _manifest(folder: str | os.PathLike) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return doc if isinstance(doc, dict) else {}
+
+
+def read_manifest(folder: str | os.PathLike) -> dict[str, Any]:
+    """The manifest of an export (empty when there is none)."""
+    return _manifest(folder)
+
+
+def read_session_docs(folder: str | os.PathLike) -> Iterator[dict[str, Any]]:
+    """The session documents of an export, in the manifest's order of sessions."""
+    root = Path(folder) / "sessions"
+    for label in _manifest(folder).get("sessions", []):
+        yield json.loads((root / f"{label}.json").read_bytes())
 
 
 def validate_export(folder: str | os.PathLike) -> list[str]:
