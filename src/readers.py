@@ -25,10 +25,22 @@ naming the file.  With
 ``on_bad="drop"`` such rows are dropped instead and counted by reason in
 :attr:`ReadResult.dropped`.
 
-CSV files are read by pyarrow's multithreaded parser, the columns typed as needed.  When it
-shows anything irregular, the file is read again by a careful line-by-line reader that finds
-the exact line and says what is wrong (or drops the row); clean files never pay for it.
-Line numbers assume one record per line (no line breaks inside quoted fields).
+CSV files are read by pyarrow's multithreaded parser, the columns typed as needed (prices
+float64, ISO 8601 times as timestamps).  When it meets anything it cannot vouch for, the file
+is read again by a careful line-by-line reader that finds the exact line and says what is
+wrong (or drops the row); clean files never pay for it.  Line numbers assume one record per
+line (no line breaks inside quoted fields).  Parquet files are read column by column, without
+a copy where the types allow.  pandas is not needed (only to read a pandas DataFrame).
+
+The volume column is optional (quotes, indices): without it the bars' volume is NaN and
+``Bars.has_volume`` is False.  ``columns=[...]`` names the fields of a row (replacing the
+header line, or with ``header=False`` for files without one).
+
+:meth:`ReadResult.check_sessions` tells bars outside the session's hours (on a session's
+day: pre- and after-market, after an early close), which are not bad data and are kept apart
+in :attr:`ReadResult.outside`, from bars outside every session, which are; the error for
+those quotes the time as written in the file and says when ``stamp="end"`` or ``tz=`` would
+put the bars inside the sessions.
 """
 
 from __future__ import annotations
