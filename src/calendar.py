@@ -329,6 +329,10 @@ class _PeriodicSource:
         table = span[2]
         return (table, *table.day_range(lo_day, hi_day))
 
+    def __reduce__(self):
+        # The rule only: the years built are a cache each process fills for itself.
+        return (_PeriodicSource, (self._build_year,))
+
     def require_days(self, lo_day: int, hi_day: int) -> None:
         """Accept any day; the year limits are checked when tables are built."""
 
@@ -424,6 +428,16 @@ class Calendar:
 
     def __repr__(self) -> str:
         return f"Calendar({self._name!r}, tz={self._tz.key!r})"
+
+    def __reduce__(self):
+        # Pickled by name and parameters (a Dask worker rebuilds it): an exchange calendar by
+        # its code (its source holds a lock and an exchange_calendars schedule, rebuilt once
+        # per process), 24/7 as the one instance, any other by its rule or table.
+        if self is _ALWAYS:
+            return "_ALWAYS"
+        if isinstance(self._source, _ExchangeSource):
+            return (_exchange_calendar, (self._source._key,))
+        return (Calendar, (self._name, self._tz, self._source))
 
     # ----------------------------------------------------------------- builders
 

@@ -548,3 +548,34 @@ def test_weekly_windows_properties(case, start_min, span_min):
     assert cal.session_of(int(w.close_ns[-1]) - 1) == w.sessions[-1]
     assert cal.session_of(int(w.close_ns[-1])) != w.sessions[-1]
     np.testing.assert_array_equal(cal.sessions(w.sessions[0], w.sessions[-1]), w.sessions)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: Calendar.always(),
+    lambda: Calendar.weekly("Europe/Berlin", "09:00", "17:30", breaks=[("12:00", "13:00")],
+                            holidays=["2024-01-02"], early_closes={"2024-12-24": "14:00"}),
+    lambda: Calendar.exchange("XNYS"),
+    lambda: Calendar.exchange("CME_GLOBEX"),
+], ids=["always", "weekly", "XNYS", "CME_GLOBEX"])
+def test_a_calendar_pickles_by_name_and_parameters(make):
+    """A Dask worker gets the calendar by pickle (cloudpickle too): an exchange calendar by
+    its code (no lock, no schedule), 24/7 as the one instance, a weekly one by its rule; the
+    copy has the same sessions."""
+    import pickle
+
+    try:
+        cal = make()
+    except ImportError:
+        pytest.skip("exchange_calendars is not installed")
+    lo = int(np.datetime64("2024-01-01", "ns").astype(np.int64))
+    hi = int(np.datetime64("2025-01-10", "ns").astype(np.int64))
+    cal.windows(lo, hi)  # a cache filled first: it does not travel
+    blob = pickle.dumps(cal)
+    assert len(blob) < 2000
+    copy = pickle.loads(blob)
+    assert copy.name == cal.name and copy.tz == cal.tz
+    assert copy.windows(lo, hi) == cal.windows(lo, hi)
+    if cal is Calendar.always() or cal.coverage is not None:
+        assert copy is cal  # one instance per process
+    cloudpickle = pytest.importorskip("cloudpickle")
+    assert pickle.loads(cloudpickle.dumps(cal)).windows(lo, hi) == cal.windows(lo, hi)
