@@ -431,3 +431,24 @@ def test_xetr_covers_2006():
     cal = Calendar.exchange("XETR")
     w = cal.windows(ns("2006-01-02"), ns("2006-01-07"))
     assert len(w) == 5 and str(cal.coverage[0]) <= "2006-01-02"
+
+
+def test_parquet_columns_reach_numpy_without_a_copy(tmp_path):
+    ts = np.array([ns(t) for t in minutes("2024-01-02T10:00", 1000)]).view("datetime64[ns]")
+    table = pa.table({"timestamp": pa.array(ts, pa.timestamp("ns", "UTC")),
+                      "open": np.ones(1000), "high": np.full(1000, 2.0),
+                      "low": np.full(1000, 0.5), "close": np.full(1000, 1.5),
+                      "volume": np.arange(1000.0)})
+    pq.write_table(table, tmp_path / "Z.parquet")
+    bars = only(read_parquet(tmp_path / "Z.parquet"))
+
+    def owner(a):
+        while isinstance(a.base, np.ndarray):
+            a = a.base
+        return a.base
+
+    for name in ("ts", "open", "high", "low", "close", "volume"):
+        col = getattr(bars, name)
+        assert not col.flags.owndata and isinstance(owner(col), pa.Array), name
+    assert bars.volume.tolist() == list(range(1000))
+    assert bars.ts[0] == ns("2024-01-02T10:00")
