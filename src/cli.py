@@ -2,6 +2,7 @@
 
     sessiondata run [DATA] --calendar XNYS --base 1m --derived 5m,15m,1h --out DIR
     sessiondata validate DIR
+    sessiondata report DIR
 
 ``run`` reads every symbol's bars from DATA (a CSV or Parquet file, or a folder of them, or a
 vendor format; the embedded sample when DATA is not given), runs every trading session of the
@@ -37,6 +38,7 @@ import numpy as np
 
 from . import job, readers, sample
 from .calendar import Calendar
+from .classify import ClassifyOptions, Halts
 from .export import validate_export, write_json
 from .intervals import check_derivable, parse_interval
 from .summary import WORST_SESSIONS, Summary, plural
@@ -158,12 +160,39 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json-summary", metavar="FILE", help="also write the summary as JSON")
     run.add_argument("--worst", type=int, default=WORST_SESSIONS, metavar="N",
                      help=f"how many worst sessions to list (default {WORST_SESSIONS})")
+    kinds = run.add_argument_group(
+        "gap kinds", "why a bar is missing: no_trade, outage, late_start, early_end, halt "
+                     "(see sessiondata.classify)")
+    kinds.add_argument("--halts", metavar="FILE",
+                       help="halts to call 'halt': a CSV of symbol,start,end (ISO 8601; naive "
+                            "times in --tz; symbol * for all)")
+    kinds.add_argument("--quiet-alpha", type=float, default=ClassifyOptions.quiet_alpha,
+                       metavar="P", help="a run of missing bars is no_trade while its "
+                       "probability under the symbol's activity is at least P (default "
+                       f"{ClassifyOptions.quiet_alpha:g})")
+    kinds.add_argument("--outage-share", type=float, default=ClassifyOptions.outage_share,
+                       metavar="F", help="an outage slot is missing for at least this share of "
+                       "the symbols that normally have bars there (default "
+                       f"{ClassifyOptions.outage_share:g})")
+    kinds.add_argument("--activity-bucket", default=ClassifyOptions.activity_bucket,
+                       metavar="IV", help="time-of-day bucket of a symbol's activity "
+                       f"(default {ClassifyOptions.activity_bucket})")
+    run.add_argument("--report", action="store_true",
+                     help="also write OUT/report.html (needs sessiondata[report])")
 
     val = sub.add_parser(
         "validate", parents=[common], help="check the export of a run",
         description="Read an export back (manifest, session documents, bar and gap datasets "
                     "in Parquet or CSV) and check it; exit 1 when any problem is found.")
     val.add_argument("dir", metavar="DIR", help="the --out folder of a run")
+    rep = sub.add_parser(
+        "report", parents=[common], help="draw an export as a self-contained HTML page",
+        description="Write DIR/report.html from an export: a heatmap of symbols x sessions "
+                    "by data quality, the gaps of the worst sessions coloured by kind, the "
+                    "worst symbols and sessions, the run's summary. Opens offline (the "
+                    "plotting library is inlined); needs sessiondata[report].")
+    rep.add_argument("dir", metavar="DIR", help="the --out folder of a run")
+    rep.add_argument("--output", metavar="FILE", help="where to write (default DIR/report.html)")
     return parser
 
 
@@ -191,6 +220,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_run(args)
         if args.command == "validate":
             return cmd_validate(args)
+        if args.command == "report":
+            return cmd_report(args)
         build_parser().print_help()
         return EXIT_BAD_INPUT
     except CliError as exc:
@@ -384,7 +415,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         result = job.run(args.data, calendar, base=base, derived=derived, out=out,
                          fmt=args.bars, export_base=args.export_base, on_bad=args.on_bad,
                          start=start, end=end, threads=args.threads, read_options=options,
-                         durable=args.fsync,
+                         durable=args.fsync, classify=classify_options(args),
                          progress=progress,
                          summary=lambda r: Summary(r, out).to_json(args.worst))
     finally:
@@ -394,6 +425,34 @@ def cmd_run(args: argparse.Namespace) -> int:
         write_json(args.json_summary, summary.to_json(args.worst))
     if not args.quiet:
         print(summary.render(args.worst, PROG))
+    if args.report:
+        if out is None:
+            raise CliError("--report draws the export: drop --no-export")
+        from .report import write_report
+
+        path = write_report(out)
+        if not args.quiet:
+            print(f"wrote {path}")
+    return EXIT_OK
+
+
+def classify_options(args: argparse.Namespace) -> ClassifyOptions:
+    """The gap kinds' options of ``run``'s arguments."""
+    try:
+        halts = Halts.read(args.halts, tz=args.tz) if args.halts else None
+        return ClassifyOptions(activity_bucket=args.activity_bucket,
+                               quiet_alpha=args.quiet_alpha, outage_share=args.outage_share,
+                               halts=halts)
+    except (ValueError, TypeError) as exc:
+        raise CliError(f"gap kinds: {exc}") from None
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import write_report
+
+    path = write_report(args.dir, args.output)
+    if not args.quiet:
+        print(f"wrote {path}")
     return EXIT_OK
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from .classify import KINDS, kind_cells, kind_totals
 from .results import RunResult, local_time
 
 WORST_SESSIONS = 5
@@ -23,6 +24,7 @@ def _pooled_totals(sums: dict[str, Any], symbols: int) -> dict[str, Any]:
         "missing": int(sums["missing"]),
         "expected": e,
         "quality": 100.0 * float(sums["covered"]) / e if e else 100.0,
+        **kind_totals(sums),   # data quality and gap kinds (classify.py)
     }
 
 
@@ -49,14 +51,15 @@ class Summary:
                 "covered": np.where(mask, t.covered, 0.0), "gaps": np.where(mask, gaps, 0),
                 "missing": np.where(mask, missing, 0).astype(np.int64),
             }
+            self._cells[name].update({k: np.where(mask, v, 0)
+                                      for k, v in kind_cells(t).items()})
         self._per_session = {name: self._reduce(name, 0) for name in run.intervals}
 
     def _reduce(self, name: str, axis: int | None) -> list[dict[str, Any]] | dict[str, Any]:
         """Pooled totals over symbols (axis 0: one per session), sessions (axis 1: one per
         symbol) or everything (None)."""
         c = self._cells[name]
-        sums = {k: c[k].sum(axis=axis) for k in ("bars", "expected", "covered", "gaps",
-                                                 "missing")}
+        sums = {k: v.sum(axis=axis) for k, v in c.items() if k != "mask"}
         present = c["mask"].any(axis=1) if axis in (None, 1) else c["mask"]
         symbols = (int(present.sum()) if axis is None else
                    c["mask"].sum(axis=0) if axis == 0 else present.astype(int))
@@ -185,6 +188,19 @@ class Summary:
             "seconds": round(run.seconds, 3),
         }
 
+    def _render_kinds(self, base: dict[str, Any]) -> list[str]:
+        """Why bars are missing (the gap kinds of the base interval) and the two scores."""
+        kinds = base["kinds"]
+        rows = [[k, _n(kinds[k]["gaps"]), _n(kinds[k]["missing"])] for k in KINDS
+                if kinds[k]["gaps"]]
+        lines = ["", f"gap kinds ({self.run.base})"]
+        if rows:
+            lines += _table(["kind", "gaps", "missing"], rows, {1, 2})
+        lines.append(f"completeness {_pct(base['quality'])}, data quality "
+                     f"{_pct(base['data_quality'])}: {plural(base['lost'], 'slot')} lost to "
+                     "outage, late_start or early_end; no_trade and halt do not count")
+        return lines
+
     def render(self, worst: int = WORST_SESSIONS, prog: str = "sessiondata") -> str:
         """The summary as text tables."""
         run = self.run
@@ -204,10 +220,16 @@ class Summary:
                           _n(base["gaps"]), _n(base["missing"]), _pct(base["quality"])]],
                         {0, 1, 2, 3, 4, 5})
         lines.append("")
-        lines += _table(["interval", "bars", "expected", "gaps", "missing", "quality"],
+        classified = "kinds" in base
+        lines += _table(["interval", "bars", "expected", "gaps", "missing", "quality"]
+                        + (["data quality"] if classified else []),
                         [[iv, _n(t["bars"]), _n(t["expected"]), _n(t["gaps"]),
-                          _n(t["missing"]), _pct(t["quality"])] for iv, t in totals.items()],
-                        {1, 2, 3, 4, 5})
+                          _n(t["missing"]), _pct(t["quality"])]
+                         + ([_pct(t["data_quality"])] if classified else [])
+                         for iv, t in totals.items()],
+                        {1, 2, 3, 4, 5, 6})
+        if classified:
+            lines += self._render_kinds(base)
         by_symbol = self.by_symbol()
         if len(by_symbol) > 1:
             ranked = sorted(by_symbol.items(), key=lambda x: (x[1]["quality"], x[0]))
