@@ -25,9 +25,11 @@ puts back before it starts.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import itertools
 import json
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -121,9 +123,12 @@ def recover(out: str | os.PathLike) -> Path | None:
 
 
 @contextlib.contextmanager
-def staged(out: str | os.PathLike, *, durable: bool = False) -> Iterator[Path]:
+def staged(out: str | os.PathLike, *, durable: bool = False,
+           folder: str | os.PathLike | None = None, keep: bool = False) -> Iterator[Path]:
     """A folder to write an export into; swapped in for ``out`` when the block ends without
     an error, removed when it fails.  ``out`` must be absent, empty or an earlier export.
+    ``folder`` (beside ``out``) is used instead of a new one, and ``keep`` leaves it in
+    place when the block fails (a distributed run resumes from it).
 
     The swap is atomic against a failure or a kill of this process.  ``durable`` also
     flushes every file to disk before the swap, so that a crash of the machine cannot leave
@@ -138,7 +143,11 @@ def staged(out: str | os.PathLike, *, durable: bool = False) -> Iterator[Path]:
         if not is_export(out) and any(out.iterdir()):
             raise ValueError(f"{out} exists and is not a sessiondata export (no {MANIFEST}); "
                              "choose another --out folder or empty it")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
+    if folder is None:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
+    else:
+        tmp = Path(folder)
+        tmp.mkdir(parents=True, exist_ok=True)
     try:
         yield tmp
         if durable:
@@ -152,7 +161,8 @@ def staged(out: str | os.PathLike, *, durable: bool = False) -> Iterator[Path]:
             os.rename(tmp, out)
         _fsync_dir(out.parent)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if not keep:
+            shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 
@@ -188,14 +198,22 @@ class BarDatasetWriter:
     the partition closes, appends them to its worker thread's file of each interval (a row
     group of a Parquet file, or rows of a CSV file).  The files are as many as threads times
     intervals, whatever the number of symbols and sessions; :meth:`close` finishes them.
+
+    With ``per_partition`` (worker processes, whose files no one could close at the end of
+    the run) each partition writes its own file of each interval when it closes, named by the
+    partition and its symbols and written through a temporary file and a rename: a partition
+    run again (its worker was lost) replaces its file, never adds a second one.  The writer
+    then pickles (a Dask task carries it) and :meth:`close` lists the files on disk.
     """
 
-    def __init__(self, root: str | os.PathLike, fmt: str = "parquet"):
+    def __init__(self, root: str | os.PathLike, fmt: str = "parquet", *,
+                 per_partition: bool = False):
         if fmt not in FORMATS:
             raise ValueError(f"bar format must be one of {FORMATS}, got {fmt!r}")
         _arrow()
         self.root = Path(root) / "bars"
         self.fmt = fmt
+        self.per_partition = per_partition
         self._numbers = itertools.count()
         self._lock = threading.Lock()
         self._local = threading.local()
@@ -203,7 +221,37 @@ class BarDatasetWriter:
         self.files: list[Path] = []
 
     def part(self, name: str) -> "_BarPart":
-        return _BarPart(self)
+        return _BarPart(self, name if self.per_partition else None)
+
+    def __getstate__(self) -> dict[str, Any]:
+        if not self.per_partition:
+            raise TypeError("a BarDatasetWriter crosses to other processes in its "
+                            "per_partition mode only (its files are open in this one)")
+        return {"root": self.root, "fmt": self.fmt}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        BarDatasetWriter.__init__(self, state["root"].parent, state["fmt"], per_partition=True)
+
+    def _write_part(self, interval: str, name: str, symbols: list[str],
+                    table: "pa.Table") -> None:
+        """A partition's file of one interval (per-partition mode), replaced atomically."""
+        pa = _arrow()
+        folder = self.root / f"interval={interval}"
+        folder.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha1("\0".join(symbols).encode("utf-8")).hexdigest()[:12]
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._")[:40] or "part"
+        path = folder / f"part-{slug}-{digest}.{self.fmt}"
+        tmp = folder / f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp"
+        try:
+            if self.fmt == "parquet":
+                pa.parquet.write_table(table, tmp, use_dictionary=["symbol", "session"])
+            else:
+                pa.csv.write_csv(table, tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
 
     def _append(self, interval: str, table: "pa.Table") -> None:
         pa = _arrow()
@@ -236,19 +284,27 @@ class BarDatasetWriter:
             opened, self._open = self._open, []
         for writer in opened:
             writer.close()
+        if self.per_partition:
+            self.files = sorted(self.root.glob(f"interval=*/part-*.{self.fmt}"))
 
 
 class _BarPart:
-    def __init__(self, writer: BarDatasetWriter):
+    def __init__(self, writer: BarDatasetWriter, name: str | None = None):
         self.writer = writer
+        self.name = name   # per-partition mode: the partition's own files
         self.pieces: dict[str, list[tuple[str, np.ndarray, Bars]]] = {}
 
     def add(self, symbol: str, interval: str, sessions: np.ndarray, bars: Bars) -> None:
         self.pieces.setdefault(interval, []).append((symbol, sessions, bars))
 
     def close(self) -> None:
+        symbols = sorted({s for pieces in self.pieces.values() for s, _, _ in pieces})
         for interval, pieces in self.pieces.items():
-            self.writer._append(interval, bars_table(pieces, self.writer.fmt == "csv"))
+            table = bars_table(pieces, self.writer.fmt == "csv")
+            if self.name is None:
+                self.writer._append(interval, table)
+            else:
+                self.writer._write_part(interval, self.name, symbols, table)
         self.pieces = {}
 
 

@@ -35,7 +35,7 @@ def run(data: Any = None, calendar: Calendar | None = None, *, base: str = "1m",
         progress: Callable[[int, int], None] | None = None,
         classify: ClassifyOptions | None = None,
         summary: Callable[[RunResult], dict[str, Any]] | None = None,
-        durable: bool = False, client: Any = None) -> RunResult:
+        durable: bool = False, client: Any = None, resume: bool = False) -> RunResult:
     """Run every trading session of ``data`` and, with ``out``, export it.
 
     Parameters
@@ -73,17 +73,22 @@ def run(data: Any = None, calendar: Calendar | None = None, *, base: str = "1m",
         ``summary(result)`` is written into the export's manifest.
     durable : bool
         Flush every exported file to disk before the export is swapped in.
-    client : optional
-        Reserved for a distributed executor; only None (threads here) is supported yet.
+    client : distributed.Client, optional
+        Run the partitions (a file each, or a symbol each of bars in memory) on the workers
+        of a Dask cluster (``sessiondata.distributed``); ``out`` must then be a folder every
+        worker can reach.  The result and the export are the same as on this machine.
+    resume : bool
+        With ``client`` and ``out``: continue a run of the same job that was interrupted,
+        reusing the partitions it finished (else the run starts afresh).
 
     Returns
     -------
     RunResult
         The results model of the run.
     """
-    if client is not None:
-        raise NotImplementedError("running on a distributed client is not supported yet; "
-                                  "pass client=None to run on this machine's threads")
+    if resume and (client is None or out is None):
+        raise ValueError("resume continues an interrupted run on a Dask cluster: it needs "
+                         "client= (--scheduler) and out=")
     options = dict(read_options or {})
     label = "<bars>"
     if data is None:
@@ -106,11 +111,23 @@ def run(data: Any = None, calendar: Calendar | None = None, *, base: str = "1m",
         sources = file_sources(data, calendar, base, on_bad, options)
         label = str(data)
     calendar = default_calendar(calendar)
+    if client is not None:
+        from . import distributed
+
+        executor: Any = distributed.DaskExecutor(client, local_threads=threads)
+        sources = distributed.partitions(sources)
+    else:
+        executor = ThreadExecutor(threads)
     engine = Engine(calendar, base=base, derived=derived, on_bad=on_bad, start=start, end=end,
                     events=events, export_base=export_base, classify=classify,
-                    executor=ThreadExecutor(threads), progress=progress)
+                    executor=executor, progress=progress)
     if out is None:
         return engine.run(sources, dataset=label)
+    if client is not None:
+        return distributed.run_export(
+            engine, sources, out, fmt=fmt, dataset=label, summary=summary, durable=durable,
+            resume=resume, job=distributed.job_token(data, engine, fmt=fmt,
+                                                     read_options=options))
     return engine.run_export(sources, out, fmt=fmt, dataset=label, summary=summary,
                              durable=durable)
 

@@ -1,0 +1,397 @@
+"""The main job on a Dask cluster: the engine's partitions on ``dask.distributed`` workers.
+
+    sessiondata run DATA --calendar XNYS --scheduler tcp://host:8786     an existing cluster
+    sessiondata run DATA --calendar XNYS --scheduler local:4             4 local processes
+    sessiondata.run(DATA, calendar, out=OUT, client=distributed.Client(...))
+
+:class:`DaskExecutor` is the engine's executor interface (``map_unordered``) on a Dask client:
+each partition of the input (a file, i.e. a symbol, or a batch of in-memory symbols) is one
+task that runs ``Engine._partition`` on a worker.  The worker reads its file, runs the kernels
+and writes the partition's bars straight into the export's staging folder, which must be a
+path every worker can reach (a shared file system); only the small per-symbol results (counts,
+gaps, and the bars of each symbol's first and last session while the data's span is unknown)
+travel back to the client, which finishes those sessions, assembles the run and writes the
+session documents, the gap dataset and the manifest, then swaps the export in as a whole.
+
+Faults.  A worker lost during a run: Dask runs its tasks again elsewhere.  A partition writes
+one file per interval, named by the partition and its symbols and renamed into place when
+complete, so a partition run twice replaces its files (nothing lost, nothing doubled), and
+half-written temporary files never reach the export.  A run that is itself interrupted keeps
+its staging folder (``.OUT.cluster-staging`` beside ``OUT``) with the result of every finished
+partition; ``resume=True`` (``--resume``) reruns only the others when the job (input files,
+calendar, intervals, options) is the same, else starts afresh.  An error in a partition's data
+is raised on the client as the same exception as on one machine (file, line, reason); a file
+a worker cannot read, or a staging folder it cannot reach, is named with the worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import os
+import pickle
+import shutil
+import socket
+import traceback
+import uuid
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from .bars import Bars
+from .engine import Engine, Source, ThreadExecutor, batches
+from .export import BarDatasetWriter, staged, write_json, write_run
+from .readers import ReadError
+from .results import RunResult
+
+CONNECT_TIMEOUT_S = 10.0
+STAGING = ".{name}.cluster-staging"   # beside the export folder
+_RESULTS = "_partitions"               # finished partitions' results, while the run lasts
+_JOB = "_job.json"                     # what the staged run is (resume checks it)
+_MARK = "_reachable"                   # a token every worker must see in the staging folder
+
+
+def _import_distributed() -> Any:
+    try:
+        import distributed
+    except ImportError:
+        raise ImportError("running on a Dask cluster needs dask.distributed: "
+                          "pip install 'sessiondata[dask]'") from None
+    return distributed
+
+
+# -- the cluster ----------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def cluster(scheduler: str, *, timeout: float = CONNECT_TIMEOUT_S,
+            threads_per_worker: int = 1) -> Iterator[Any]:
+    """A ``distributed.Client`` for ``--scheduler``: ``local:N`` starts a LocalCluster of N
+    worker processes (``threads_per_worker`` threads each) for the block and closes it after;
+    any other value is a scheduler's address (``tcp://host:8786``), reached within
+    ``timeout`` seconds or a ``ConnectionError`` naming it."""
+    distributed = _import_distributed()
+    spec = scheduler.strip()
+    if spec.lower().startswith("local:") or spec.lower() == "local":
+        text = spec.partition(":")[2] or str(os.cpu_count() or 1)
+        try:
+            n = int(text)
+            if n < 1:
+                raise ValueError
+        except ValueError:
+            raise ValueError(f"--scheduler {scheduler!r}: expected local:N with N >= 1 "
+                             "worker processes, or a scheduler address tcp://HOST:PORT") from None
+        with distributed.LocalCluster(n_workers=n, threads_per_worker=threads_per_worker,
+                                      processes=True, dashboard_address=None,
+                                      silence_logs=40) as local:
+            with distributed.Client(local) as client:
+                yield client
+        return
+    try:
+        client = distributed.Client(spec, timeout=timeout)
+    except (OSError, TimeoutError) as exc:
+        raise ConnectionError(f"cannot reach the Dask scheduler at {spec} within "
+                              f"{timeout:g} s ({type(exc).__name__}: "
+                              f"{' '.join(str(exc).split()) or 'no answer'})") from None
+    with client:
+        yield client
+
+
+# -- the executor ---------------------------------------------------------------------------
+
+
+class DaskExecutor:
+    """The engine's executor on a ``distributed.Client``: one task per partition, results
+    yielded as they complete.  ``local`` runs the client's own small work (the sessions held
+    back until the data's span is known).
+
+    Attributes set by :func:`run_export` for a run that exports: ``store``, the folder where
+    each finished partition's result is kept (so an interrupted run can be resumed), and
+    ``mark``, a file of the staging folder that a worker must see before it writes there.
+    """
+
+    def __init__(self, client: Any, *, local_threads: int | None = None):
+        _import_distributed()
+        self.client = client
+        self.local = ThreadExecutor(local_threads)
+        self.store: Path | None = None
+        self.mark: tuple[str, str] | None = None
+        self.reused = 0       # partitions taken from the store (resume)
+        self.submitted = 0
+
+    def map_unordered(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Any]:
+        from distributed import as_completed
+
+        items = list(items)
+        run = uuid.uuid4().hex[:12]
+        stored: list[Any] = []
+        futures = []
+        for i, item in enumerate(items):
+            key = f"{i:06d}"
+            done = _load_result(self.store, key, _name(item))
+            if done is not None:
+                stored.append(done)
+                continue
+            futures.append(self.client.submit(
+                _run_task, fn, item, key, _name(item),
+                None if self.store is None else str(self.store), self.mark,
+                key=f"sessiondata-{run}-{key}", pure=False))
+        self.submitted += len(futures)
+        self.reused += len(stored)
+        try:
+            yield from stored
+            stored.clear()
+            for future in as_completed(futures):
+                out = future.result()
+                future.release()
+                if isinstance(out, _Failure):
+                    out.reraise()
+                yield out
+        finally:
+            pending = [f for f in futures if not f.done()]
+            if pending:
+                self.client.cancel(pending)
+
+
+def _name(item: Any) -> str:
+    return str(getattr(item, "name", ""))
+
+
+def _worker() -> str:
+    try:
+        from distributed import get_worker
+
+        return str(get_worker().address)
+    except (ImportError, ValueError):
+        return f"{socket.gethostname()} pid {os.getpid()}"
+
+
+def _run_task(fn: Callable[[Any], Any], item: Any, key: str, name: str, store: str | None,
+              mark: tuple[str, str] | None) -> Any:
+    """One partition on a worker.  Errors of the work are returned (not raised: Dask would
+    not rerun them anyway) as a :class:`_Failure` that the client raises again."""
+    try:
+        if mark is not None:
+            _check_reachable(mark)
+        result = fn(item)
+        if store is not None:
+            _save_result(Path(store), key, name, result)
+        return result
+    except Exception as exc:  # noqa: BLE001 - every error goes back to the client
+        return _Failure.of(exc, _worker())
+
+
+def _check_reachable(mark: tuple[str, str]) -> None:
+    path, token = mark
+    try:
+        seen = Path(path).read_text(encoding="utf-8")
+    except OSError:
+        seen = None
+    if seen != token:
+        folder = os.path.dirname(path)
+        raise FileNotFoundError(
+            errno.ENOENT, "the export's staging folder is not reachable from this worker; "
+            "--out must be on a file system that every worker shares", folder)
+
+
+class _Failure:
+    """An exception of a worker's task, carried back to the client (as it is when it
+    pickles, else by its type, arguments and attributes) with the worker's traceback.  A
+    file a worker cannot read is named with the worker; an error in the data is the same as
+    on one machine."""
+
+    def __init__(self, exc: BaseException | None, parts: tuple | None, worker: str,
+                 trace: str):
+        self.exc = exc
+        self.parts = parts
+        self.worker = worker
+        self.trace = trace
+
+    @classmethod
+    def of(cls, exc: BaseException, worker: str) -> "_Failure":
+        trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        if isinstance(exc, OSError) or (isinstance(exc, ReadError) and exc.line is None):
+            exc = _on_worker(exc, worker)
+        try:
+            again = pickle.loads(pickle.dumps(exc))
+            if type(again) is type(exc) and str(again) == str(exc):
+                return cls(exc, None, worker, trace)
+        except Exception:  # noqa: BLE001 - an exception that does not pickle as itself
+            pass
+        state = {k: v for k, v in vars(exc).items() if _pickles(v)}
+        return cls(None, (type(exc), exc.args, state), worker, trace)
+
+    def rebuild(self) -> BaseException:
+        if self.exc is not None:
+            exc = self.exc
+        else:
+            assert self.parts is not None
+            cls, args, state = self.parts
+            exc = cls.__new__(cls)
+            exc.args = args
+            vars(exc).update(state)
+        if hasattr(exc, "add_note"):
+            exc.add_note(f"(raised on Dask worker {self.worker}; its traceback:\n"
+                         f"{self.trace.rstrip()})")
+        return exc
+
+    def reraise(self) -> None:
+        raise self.rebuild()
+
+    def __reduce__(self):
+        return (_Failure, (self.exc, self.parts, self.worker, self.trace))
+
+
+def _on_worker(exc: BaseException, worker: str) -> BaseException:
+    """The same error, saying which worker could not read the file."""
+    where = f"on Dask worker {worker}"
+    if isinstance(exc, ReadError):
+        return ReadError(exc.path, exc.line, f"{exc.reason} ({where})")
+    if isinstance(exc, OSError) and exc.strerror and exc.errno is not None:
+        return type(exc)(exc.errno, f"{exc.strerror} ({where})", exc.filename)
+    return type(exc)(f"{exc} ({where})") if isinstance(exc, OSError) else exc
+
+
+def _pickles(value: Any) -> bool:
+    try:
+        pickle.dumps(value)
+        return True
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def _save_result(store: Path, key: str, name: str, result: Any) -> None:
+    """A finished partition's result, written whole (temporary file and rename)."""
+    store.mkdir(parents=True, exist_ok=True)
+    path = store / f"{key}.pkl"
+    tmp = store / f".{key}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        with open(tmp, "wb") as f:
+            pickle.dump((name, result), f, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _load_result(store: Path | None, key: str, name: str) -> Any:
+    """The stored result of a partition of an interrupted run, or None."""
+    if store is None:
+        return None
+    try:
+        with open(store / f"{key}.pkl", "rb") as f:
+            saved_name, result = pickle.load(f)
+    except (OSError, EOFError, pickle.UnpicklingError, ValueError, AttributeError,
+            ImportError):
+        return None
+    return result if saved_name == name else None
+
+
+# -- the run --------------------------------------------------------------------------------
+
+
+def partitions(data: Mapping[str, Bars] | Sequence[Source]) -> list[Source]:
+    """Bars held in memory as one partition per symbol (a task each), or the sources as
+    they are."""
+    if isinstance(data, Mapping):
+        return batches(data, size=1)
+    return list(data)
+
+
+def staging_folder(out: str | os.PathLike) -> Path:
+    out = Path(out)
+    return out.parent / STAGING.format(name=out.name)
+
+
+def run_export(engine: Engine, sources: Sequence[Source] | Mapping[str, Bars],
+               out: str | os.PathLike, *, fmt: str = "parquet", dataset: str = "",
+               span: tuple[int, int] | None = None,
+               summary: Callable[[RunResult], dict[str, Any]] | None = None,
+               durable: bool = False, resume: bool = False, job: Any = None) -> RunResult:
+    """``Engine.run_export`` on a :class:`DaskExecutor`: the workers write their partitions'
+    bars into the staging folder (per-partition files), the client the rest; the staging
+    folder is kept when the run fails, and ``resume`` reuses the partitions it finished when
+    ``job`` (a description of the input and options, see :func:`job_token`) is unchanged."""
+    executor = engine.executor
+    if not isinstance(executor, DaskExecutor):
+        raise TypeError("distributed.run_export needs an engine whose executor is a "
+                        "DaskExecutor")
+    sources = partitions(sources)
+    stage = staging_folder(out)
+    token = json.dumps(job, sort_keys=True, default=str)
+    if stage.exists():
+        if not (resume and _read_job(stage) == token):
+            shutil.rmtree(stage)
+    stage.mkdir(parents=True, exist_ok=True)
+    write_json(stage / _JOB, {"job": token})
+    secret = uuid.uuid4().hex
+    (stage / _MARK).write_text(secret, encoding="utf-8")
+    with staged(out, durable=durable, folder=stage, keep=True) as tmp:
+        writer = BarDatasetWriter(tmp, fmt, per_partition=True)
+        sink, engine.sink = engine.sink, writer
+        executor.store, executor.mark = tmp / _RESULTS, (str(tmp / _MARK), secret)
+        try:
+            result = engine.run(sources, dataset=dataset, span=span)
+        finally:
+            engine.sink = sink
+            executor.store = executor.mark = None
+        writer.close()
+        # Not part of the export: the results kept for a resume, temporary files of
+        # writers whose worker died, the job and the mark.
+        shutil.rmtree(tmp / _RESULTS, ignore_errors=True)
+        for leftover in tmp.glob("bars/*/.*.tmp"):
+            leftover.unlink(missing_ok=True)
+        for name in (_JOB, _MARK):
+            (tmp / name).unlink(missing_ok=True)
+        write_run(result, tmp, fmt=fmt, bars=writer,
+                  summary=summary(result) if summary is not None else None)
+    return result
+
+
+def _read_job(stage: Path) -> str | None:
+    try:
+        return json.loads((stage / _JOB).read_text(encoding="utf-8")).get("job")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def job_token(data: Any, engine: Engine, **options: Any) -> dict[str, Any]:
+    """What a run is, for ``resume``: the engine's settings, the options and the input (each
+    file's path, size and modification time; a digest of bars held in memory)."""
+    return {
+        "calendar": engine.calendar.name,
+        "base": engine.base.name,
+        "derived": [d.name for d in engine.derived],
+        "on_bad": engine.on_bad,
+        "start": str(engine.start),
+        "end": str(engine.end),
+        "events": sorted(repr(e) for evs in engine.events.values() for e in evs),
+        "export_base": engine.export_base,
+        "input": _describe(data),
+        **{k: repr(v) for k, v in sorted(options.items())},
+    }
+
+
+def _describe(data: Any) -> Any:
+    if data is None:
+        return "the embedded sample"
+    if isinstance(data, Mapping):
+        digest = hashlib.sha1()
+        for symbol in sorted(data):
+            bars = data[symbol]
+            digest.update(str(symbol).encode("utf-8") + b"\0")
+            for column in ("ts", "open", "high", "low", "close", "volume"):
+                digest.update(np.ascontiguousarray(getattr(bars, column)).tobytes())
+        return digest.hexdigest()
+    path = Path(data)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    out = []
+    for f in files:
+        with contextlib.suppress(OSError):
+            st = f.stat()
+            out.append([str(f), st.st_size, st.st_mtime_ns])
+    return out
