@@ -25,6 +25,7 @@ says why; ``--debug`` shows the traceback); 3 an internal error; 130 interrupted
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
 import json
 import os
@@ -120,6 +121,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="compute and print the summary only, write nothing")
     run.add_argument("--threads", type=int, metavar="N",
                      help="worker threads (default: the cores)")
+    run.add_argument("--scheduler", metavar="ADDRESS",
+                     help="run on a Dask cluster: a scheduler's address (tcp://HOST:8786), or "
+                          "local:N for N local worker processes started for the run; --out "
+                          "must be a folder every worker can reach (needs sessiondata[dask])")
+    run.add_argument("--resume", action="store_true",
+                     help="with --scheduler: continue an interrupted run of the same job into "
+                          "the same --out, reusing the partitions it finished")
     run.add_argument("--start", metavar="DATE", help="first session to run (YYYY-MM-DD)")
     run.add_argument("--end", metavar="DATE", help="last session to run (YYYY-MM-DD)")
     run.add_argument("--tz", default="UTC", metavar="TZ",
@@ -410,14 +418,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     parts = 1
     if args.data is not None and Path(args.data).is_dir() and options.get("format") is None:
         parts = max(1, len(readers.data_files(args.data)))
+    if args.resume and not (args.scheduler and out is not None):
+        raise CliError("--resume continues an interrupted run on a Dask cluster: give "
+                       "--scheduler (and an export, not --no-export)")
+    client: Any = contextlib.nullcontext(None)
+    if args.scheduler:
+        from .distributed import cluster
+
+        client = cluster(args.scheduler)
     progress = Progress(parts, enabled=False if args.quiet else None)
     try:
-        result = job.run(args.data, calendar, base=base, derived=derived, out=out,
-                         fmt=args.bars, export_base=args.export_base, on_bad=args.on_bad,
-                         start=start, end=end, threads=args.threads, read_options=options,
-                         durable=args.fsync, classify=classify_options(args),
-                         progress=progress,
-                         summary=lambda r: Summary(r, out).to_json(args.worst))
+        with client as dask_client:
+            result = job.run(args.data, calendar, base=base, derived=derived, out=out,
+                             fmt=args.bars, export_base=args.export_base, on_bad=args.on_bad,
+                             start=start, end=end, threads=args.threads, read_options=options,
+                             durable=args.fsync, classify=classify_options(args),
+                             progress=progress,
+                             summary=lambda r: Summary(r, out).to_json(args.worst),
+                             client=dask_client, resume=args.resume)
     finally:
         progress.finish()
     summary = Summary(result, out)
