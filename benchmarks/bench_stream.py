@@ -43,7 +43,9 @@ def bench_aggregator(benchmark, measure, bars, cal, grid_5m, rows, impl):
         return
 
     def fresh():  # untimed: a new Aggregator per round, its derived bars start empty
-        return (Aggregator(*grid_5m), rows), {}
+        g = grid_5m
+        return (Aggregator(g.open_ns, g.close_ns, g.base_slots, g.step_ns, g.base_ns,
+                           g.last_open), rows), {}
 
     agg = measure(benchmark, _feed, setup=fresh, **info)
     agg.flush()
