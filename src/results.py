@@ -567,7 +567,7 @@ def iter_session_docs(run: RunResult,
             .astype(np.int64).tolist(),
             "bars": t.bars.T.ravel().tolist(), "expected": e.tolist(),
             "present": t.present.T.ravel().tolist(), "partial": t.partial.T.ravel().tolist(),
-            "covered": cov.tolist(), "score": score.tolist(),
+            "coverage": rounded(cov, 6), "score": rounded(score, 4),
             "has": t.has.tolist(), "scored": t.scored.tolist(),
         }
         if t.gap_kind is not None:  # gap kinds (classify.py): fields beside the seed's
@@ -600,12 +600,12 @@ def iter_session_docs(run: RunResult,
                 if c["scored"][s]:
                     e, p = c["expected"][j], c["present"][j]
                     iv_doc["quality"] = {
-                        "score": round(c["score"][j], 4),
+                        "score": c["score"][j],
                         "expected": e,
                         "present": p,
                         "missing": e - p,
                         "partial": c["partial"][j],
-                        "coverage": round(c["covered"][j], 6),
+                        "coverage": c["coverage"][j],
                         "rejected": dict(rejected),
                     }
                     if "lost" in c:  # the data quality: only lost data counts against it
@@ -632,6 +632,21 @@ def iter_session_docs(run: RunResult,
         doc["symbols"] = symbols
         doc["unknown_bars"] = dict(run.unknown[k])
         yield doc
+
+
+def rounded(values: np.ndarray, digits: int) -> list[float]:
+    """``[round(v, digits) for v in values]``, by array: ``np.round`` (scale, round half to
+    even, unscale) agrees with Python's correctly rounded ``round`` except where the scaled
+    value is not exact and lies next to a half; those few are rounded by Python."""
+    values = np.asarray(values, np.float64)
+    scaled = values * 10.0 ** digits
+    out = np.round(scaled) / 10.0 ** digits
+    frac = np.abs(scaled - np.floor(scaled) - 0.5)
+    doubt = np.flatnonzero((frac < 1e-6) | ~np.isfinite(scaled) | (np.abs(scaled) > 2.0**52))
+    result = out.tolist()
+    for i in doubt.tolist():
+        result[i] = round(float(values[i]), digits)
+    return result
 
 
 def dumps(doc: Any, *, indent: bool = True) -> bytes:

@@ -323,3 +323,17 @@ def test_progress_draws_on_a_terminal_only(monkeypatch):
     quiet(1, 10)
     quiet.finish()
     assert pipe.getvalue() == ""
+
+
+def test_rounding_by_array_equals_pythons_round():
+    from sessiondata.results import rounded
+
+    rng = np.random.default_rng(3)
+    halves = np.round(rng.random(50_000) * 100, 5)          # many values next to a half
+    odd = np.array([0.5, 2.675, 1.00005, 99.99995, 123.456785, 0.0, -0.0, 1e300, -7.5e-5])
+    for digits in (4, 6):
+        for values in (rng.random(50_000) * 100, halves, rng.integers(0, 10**6, 5000) / 7.0,
+                       odd):
+            want = [round(v, digits) for v in values.tolist()]
+            got = rounded(values, digits)
+            assert [repr(x) for x in got] == [repr(x) for x in want]
