@@ -463,3 +463,34 @@ def add_kind_columns(cols: dict[str, Any], t: "IntervalTable", order: np.ndarray
     lost = (t.lost if t.lost is not None else np.zeros(t.bars.shape, np.int64)).T.ravel()
     cols["lost"] = lost.tolist()
     cols["data_quality"] = data_quality(t.expected.T.ravel(), lost).tolist()
+
+
+def kind_cells(t: "IntervalTable") -> dict[str, np.ndarray]:
+    """Per symbol and session (int64[S, K]): ``lost`` slots, and gaps and missing slots per
+    kind (``gaps_<kind>``, ``missing_<kind>``); empty when the table is not classified."""
+    if t.gap_kind is None:
+        return {}
+    n_s, n_k = t.bars.shape
+    keys = t.gap_symbol * n_k + t.gap_session
+    out = {"lost": t.lost if t.lost is not None else np.zeros((n_s, n_k), np.int64)}
+    for i, name in enumerate(KINDS):
+        m = t.gap_kind == i
+        out[f"gaps_{name}"] = np.bincount(keys[m], minlength=n_s * n_k).reshape(n_s, n_k)
+        out[f"missing_{name}"] = np.bincount(keys[m], weights=t.gap_count[m],
+                                             minlength=n_s * n_k
+                                             ).astype(np.int64).reshape(n_s, n_k)
+    return out
+
+
+def kind_totals(sums: dict[str, Any]) -> dict[str, Any]:
+    """``data_quality``, ``lost`` and ``kinds`` (gaps, missing per kind) of summed
+    :func:`kind_cells`, beside a summary row's ``expected``."""
+    if "lost" not in sums:
+        return {}
+    e, lost = int(sums["expected"]), int(sums["lost"])
+    return {
+        "data_quality": 100.0 * (e - lost) / e if e else 100.0,
+        "lost": lost,
+        "kinds": {k: {"gaps": int(sums[f"gaps_{k}"]), "missing": int(sums[f"missing_{k}"])}
+                  for k in KINDS},
+    }

@@ -1,0 +1,378 @@
+"""The report: an export drawn as one self-contained HTML page (``sessiondata report DIR``).
+
+The page opens offline: plotly's JavaScript is inlined once, every figure is plotly JSON in
+the page, nothing is fetched.  Plotly (the ``[report]`` extra) because its heatmap renders
+symbols x sessions as one image with hover on every cell, dropdowns switch the coloured
+score and the session of the timeline without a server, and one ``plotly.min.js`` serves
+every figure (bokeh's inline resources would work too, at about the same size).
+
+It reads the export through the export module's readers (``read_manifest``,
+``read_session_docs``, ``read_dataset``): the manifest's summary, the quality of every symbol
+and session of the base interval from the session documents, and the gaps with their kinds
+from the gap dataset.  What it shows:
+
+- the run's summary (totals per interval, the gap kinds, the two scores);
+- a heatmap of symbols x sessions coloured by data quality (or completeness, from a
+  dropdown), with the numbers on hover: completeness, data quality, missing bars and why;
+- the gaps of the worst sessions (by data lost, then by bars missing) on a timeline of the
+  session's local time, coloured by kind (a dropdown picks the session); at most
+  ``timeline_sessions`` sessions and, in each, the ``timeline_symbols`` symbols missing most;
+- the worst symbols and sessions as tables.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import html
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .classify import KINDS
+from .export import read_dataset, read_manifest, read_session_docs, write_atomic
+
+KIND_COLOURS = {"no_trade": "#9aa5b1", "outage": "#d62728", "late_start": "#ff7f0e",
+                "early_end": "#9467bd", "halt": "#1f77b4"}
+TIMELINE_SESSIONS = 12
+TIMELINE_SYMBOLS = 40
+WORST_ROWS = 15
+
+
+def _plotly() -> Any:
+    try:
+        import plotly
+        import plotly.graph_objects  # noqa: F401
+        import plotly.offline  # noqa: F401
+    except ImportError:
+        raise ImportError("the report needs plotly: pip install 'sessiondata[report]'") from None
+    return plotly
+
+
+def write_report(folder: str | os.PathLike, output: str | os.PathLike | None = None, *,
+                 timeline_sessions: int = TIMELINE_SESSIONS,
+                 timeline_symbols: int = TIMELINE_SYMBOLS) -> Path:
+    """Write the report of the export in ``folder`` (default ``folder/report.html``).
+
+    Parameters
+    ----------
+    folder : path
+        An export (the ``--out`` folder of a run).
+    output : path, optional
+        Where to write the page.
+    timeline_sessions, timeline_symbols : int
+        How many of the worst sessions get a timeline, and how many symbols each shows.
+
+    Returns
+    -------
+    Path
+        The page written.
+    """
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    if not manifest:
+        raise ValueError(f"{folder}: not a sessiondata export (no manifest.json)")
+    page = render_report(folder, manifest, timeline_sessions, timeline_symbols)
+    path = Path(output) if output is not None else folder / "report.html"
+    write_atomic(path, page)
+    os.chmod(path, 0o644)  # a page to open and share, not a private temporary file
+    return path
+
+
+# -- the data -------------------------------------------------------------------------------
+
+
+class _Grid:
+    """Per symbol x session of the base interval: expected, present, lost, missing per kind."""
+
+    def __init__(self, folder: Path, manifest: dict[str, Any]):
+        self.symbols = list(manifest.get("symbols", []))
+        self.sessions = list(manifest.get("sessions", []))
+        self.base = manifest.get("base_interval", "1m")
+        n_s, n_k = len(self.symbols), len(self.sessions)
+        row = {s: i for i, s in enumerate(self.symbols)}
+        self.member = np.zeros((n_s, n_k), bool)
+        self.expected = np.zeros((n_s, n_k), np.int64)
+        self.present = np.zeros((n_s, n_k), np.int64)
+        self.covered = np.zeros((n_s, n_k))
+        self.lost = np.zeros((n_s, n_k), np.int64)
+        self.kinds = np.zeros((len(KINDS), n_s, n_k), np.int64)
+        self.timezone = "UTC"
+        for k, doc in enumerate(read_session_docs(folder)):
+            self.timezone = doc.get("timezone", self.timezone)
+            for symbol, entry in doc.get("symbols", {}).items():
+                iv = entry.get("intervals", {}).get(self.base)
+                if iv is None or symbol not in row:
+                    continue
+                s = row[symbol]
+                self.member[s, k] = True
+                q = iv.get("quality")
+                if q is not None:
+                    self.expected[s, k] = q["expected"]
+                    self.present[s, k] = q["present"]
+                    self.covered[s, k] = q["coverage"]
+                    self.lost[s, k] = q.get("lost", 0)
+                for name, c in iv.get("gaps", {}).get("kinds", {}).items():
+                    self.kinds[KINDS.index(name), s, k] = c["missing_bars"]
+
+    @staticmethod
+    def score(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(den > 0, 100.0 * num / np.where(den > 0, den, 1), 100.0)
+
+    def completeness(self, axis: int | None = None) -> np.ndarray:
+        if axis is None:
+            return self.score(self.covered, self.expected)
+        return self.score(self.covered.sum(axis=axis), self.expected.sum(axis=axis))
+
+    def data_quality(self, axis: int | None = None) -> np.ndarray:
+        if axis is None:
+            return self.score(self.expected - self.lost, self.expected)
+        e = self.expected.sum(axis=axis)
+        return self.score(e - self.lost.sum(axis=axis), e)
+
+
+# -- the page -------------------------------------------------------------------------------
+
+
+def render_report(folder: Path, manifest: dict[str, Any],
+                  timeline_sessions: int = TIMELINE_SESSIONS,
+                  timeline_symbols: int = TIMELINE_SYMBOLS) -> str:
+    """The report page of an export, as HTML text."""
+    plotly = _plotly()
+    grid = _Grid(folder, manifest)
+    summary = manifest.get("summary") or {}
+    gaps = read_dataset(folder, "gaps", grid.base)
+    figures = [("Data quality by symbol and session", _heatmap(grid))]
+    timeline = _timeline(grid, gaps, timeline_sessions, timeline_symbols)
+    if timeline is not None:
+        figures.append(("Gaps of the worst sessions, by kind", timeline))
+    config = {"displaylogo": False, "responsive": True}
+    divs = []
+    for i, (title, fig) in enumerate(figures):
+        body = fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"figure-{i}",
+                           config=config)
+        divs.append(f"<h2>{html.escape(title)}</h2>\n{body}")
+    title = f"sessiondata report: {manifest.get('calendar', '')}"
+    js = plotly.offline.get_plotlyjs()
+    parts = [
+        "<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
+        f"<title>{html.escape(title)}</title>", f"<style>{_CSS}</style>",
+        f'<script type="text/javascript">{js}</script>', "</head>", "<body>",
+        f"<h1>{html.escape(title)}</h1>",
+        _summary_html(manifest, summary, grid),
+        *divs,
+        "<h2>Worst sessions</h2>", _worst_sessions_html(grid, summary),
+        "<h2>Worst symbols</h2>", _worst_symbols_html(grid),
+        "<p class=note>Kinds: <b>no_trade</b> a quiet market (consistent with the symbol's "
+        "activity at that time of day), <b>outage</b> lost data (missing across most symbols, "
+        "or too long to be quiet), <b>late_start</b>/<b>early_end</b> a symbol's data begins "
+        "after the open or stops before the close, <b>halt</b> a halt you supplied. "
+        "Completeness counts every missing bar; data quality only the bars lost to outage, "
+        "late_start and early_end.</p>",
+        "</body>", "</html>",
+    ]
+    return "\n".join(parts)
+
+
+_CSS = """
+body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
+table { border-collapse: collapse; margin: 0.5em 0 1em; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.2em 0.6em; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+td.notes { text-align: left; }
+.note { color: #555; max-width: 60em; }
+"""
+
+
+def _pct(x: float) -> str:
+    return f"{x:.2f}%"
+
+
+def _table(headers: list[str], rows: list[list[Any]]) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(
+        f'<td{" class=notes" if i == len(r) - 1 and headers[-1] == "notes" else ""}>'
+        f"{html.escape(str(c))}</td>" for i, c in enumerate(r)) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _summary_html(manifest: dict[str, Any], summary: dict[str, Any], grid: _Grid) -> str:
+    sessions = grid.sessions
+    lines = [f"<p>{html.escape(str(summary.get('dataset', '')))}: "
+             f"{len(grid.symbols):,} symbols, {len(sessions):,} sessions"
+             + (f" ({sessions[0]} .. {sessions[-1]})" if sessions else "")
+             + f", calendar {html.escape(str(manifest.get('calendar', '')))}, base "
+             f"{html.escape(grid.base)}.</p>"]
+    e = int(grid.expected.sum())
+    lost = int(grid.lost.sum())
+    missing = int((grid.expected - grid.present).sum())
+    lines.append(f"<p><b>Completeness {_pct(_scalar(grid.covered.sum(), e))}</b> "
+                 f"({missing:,} of {e:,} expected bars missing); <b>data quality "
+                 f"{_pct(_scalar(e - lost, e))}</b> ({lost:,} bars lost to outage, late_start "
+                 f"or early_end).</p>")
+    totals = summary.get("totals") or {}
+    if totals:
+        rows = [[iv, f"{t['bars']:,}", f"{t['expected']:,}", f"{t['gaps']:,}",
+                 f"{t['missing']:,}", _pct(t["quality"]),
+                 _pct(t["data_quality"]) if "data_quality" in t else "-"]
+                for iv, t in totals.items()]
+        lines.append(_table(["interval", "bars", "expected", "gaps", "missing",
+                             "completeness", "data quality"], rows))
+    kinds = grid.kinds.sum(axis=(1, 2))
+    base_kinds = (totals.get(grid.base) or {}).get("kinds") or {}
+    rows = [[k, f"{base_kinds.get(k, {}).get('gaps', 0):,}", f"{int(kinds[i]):,}"]
+            for i, k in enumerate(KINDS)]
+    lines.append(f"<p>Why bars are missing ({html.escape(grid.base)}):</p>")
+    lines.append(_table(["kind", "gaps", "missing bars"], rows))
+    return "\n".join(lines)
+
+
+def _scalar(num: float, den: float) -> float:
+    return 100.0 * float(num) / float(den) if den else 100.0
+
+
+def _heatmap(grid: _Grid) -> Any:
+    import plotly.graph_objects as go
+
+    n_s, n_k = grid.member.shape
+    dq = np.where(grid.member, grid.data_quality(), np.nan)
+    comp = np.where(grid.member, grid.completeness(), np.nan)
+    missing = grid.expected - grid.present
+    # Hover: both scores, the missing bars and why (rounded: the page carries every cell).
+    custom = np.stack([np.round(comp, 2), np.round(dq, 2), missing,
+                       grid.kinds[KINDS.index("no_trade")], grid.lost,
+                       grid.kinds[KINDS.index("halt")]], axis=-1)
+    custom = np.where(grid.member[..., None], custom, np.nan)
+    # Each score's scale starts at its lowest cell, and at 99% at most: a cell that lost a
+    # little data still stands out from the complete ones.
+    low_dq = min(99.0, float(np.floor(np.nanmin(np.r_[dq.ravel(), [100.0]]))))
+    low_comp = min(99.0, float(np.floor(np.nanmin(np.r_[comp.ravel(), [100.0]]))))
+    hover = ("%{y} %{x}<br>completeness %{customdata[0]:.2f}%<br>data quality "
+             "%{customdata[1]:.2f}%<br>missing %{customdata[2]}: no_trade %{customdata[3]}, "
+             "lost %{customdata[4]}, halt %{customdata[5]}<extra></extra>")
+    fig = go.Figure(go.Heatmap(
+        z=np.round(dq, 3), x=grid.sessions, y=grid.symbols, customdata=custom,
+        hovertemplate=hover, colorscale="RdYlGn", zmin=low_dq,
+        zmax=100.0, colorbar={"title": {"text": "%"}}, xgap=0, ygap=0))
+    fig.update_layout(
+        height=int(min(2400, max(380, 160 + 10 * n_s))),
+        margin={"l": 90, "r": 30, "t": 50, "b": 60},
+        xaxis={"type": "category", "title": "session"},
+        yaxis={"type": "category", "autorange": "reversed", "title": "symbol"},
+        updatemenus=[{
+            "type": "dropdown", "x": 1.0, "y": 1.08, "xanchor": "right",
+            "buttons": [
+                {"label": "data quality", "method": "restyle",
+                 "args": [{"z": [np.round(dq, 3)], "zmin": low_dq}]},
+                {"label": "completeness", "method": "restyle",
+                 "args": [{"z": [np.round(comp, 3)], "zmin": low_comp}]},
+            ]}])
+    return fig
+
+
+def _worst_sessions(grid: _Grid, n: int) -> list[int]:
+    """Sessions ordered by bars lost, then bars missing (only those missing any)."""
+    lost = grid.lost.sum(axis=0)
+    missing = (grid.expected - grid.present).sum(axis=0)
+    order = np.lexsort((np.arange(len(lost)), -missing, -lost))
+    return [int(k) for k in order if missing[k] > 0][:max(n, 0)]
+
+
+def _timeline(grid: _Grid, gaps: Any, n_sessions: int, n_symbols: int) -> Any:
+    import plotly.graph_objects as go
+    from zoneinfo import ZoneInfo
+
+    worst = _worst_sessions(grid, n_sessions)
+    if not worst or gaps.num_rows == 0:
+        return None
+    tz = ZoneInfo(grid.timezone)
+    labels = np.array([str(d) for d in gaps.column("session").to_pylist()])
+    symbols = np.array(gaps.column("symbol").to_pylist(), object)
+    kinds = np.array([str(k) for k in gaps.column("kind").to_pylist()], object)
+    start = gaps.column("start").cast("int64").to_numpy()
+    end = gaps.column("end").cast("int64").to_numpy()
+    count = gaps.column("bar_count").to_numpy()
+    traces: list[Any] = []
+    owner: list[int] = []
+    titles = []
+    for j, k in enumerate(worst):
+        label = grid.sessions[k]
+        missing = grid.expected[:, k] - grid.present[:, k]
+        shown = [grid.symbols[s] for s in np.argsort(-missing, kind="stable")[:n_symbols]
+                 if missing[s] > 0]
+        keep = (labels == label) & np.isin(symbols, shown)
+        titles.append(f"{label}: {int(grid.lost[:, k].sum()):,} bars lost, "
+                      f"{int(missing.sum()):,} missing"
+                      + (f" (the {len(shown)} symbols missing most)"
+                         if len(shown) < int((missing > 0).sum()) else ""))
+        for kind in KINDS:
+            m = keep & (kinds == kind)
+            if not m.any():
+                continue
+            xs: list[Any] = []
+            ys: list[Any] = []
+            text: list[Any] = []
+            for sym, a, b, c in zip(symbols[m], start[m], end[m], count[m]):
+                ta, tb = _local(int(a), tz), _local(int(b), tz)
+                xs += [ta, tb, None]
+                ys += [sym, sym, None]
+                t = f"{sym} {kind}: {ta[11:16]}-{tb[11:16]} ({c} bars)"
+                text += [t, t, None]
+            traces.append(go.Scatter(
+                x=xs, y=ys, mode="lines", name=kind, legendgroup=kind,
+                line={"color": KIND_COLOURS[kind], "width": 9}, text=text,
+                hovertemplate="%{text}<extra></extra>", visible=j == 0, connectgaps=False))
+            owner.append(j)
+    fig = go.Figure(traces)
+    buttons = [{"label": grid.sessions[k], "method": "update",
+                "args": [{"visible": [o == j for o in owner]}, {"title.text": titles[j]}]}
+               for j, k in enumerate(worst)]
+    n_rows = min(n_symbols, max(1, int(((grid.expected - grid.present)[:, worst[0]] > 0).sum())))
+    fig.update_layout(
+        title={"text": titles[0]}, height=int(min(1200, max(320, 140 + 18 * n_rows))),
+        margin={"l": 90, "r": 30, "t": 80, "b": 50},
+        xaxis={"type": "date", "title": f"local time ({grid.timezone})"},
+        yaxis={"type": "category", "title": "symbol"},
+        updatemenus=[{"type": "dropdown", "x": 1.0, "y": 1.15, "xanchor": "right",
+                      "buttons": buttons}])
+    return fig
+
+
+def _local(ns: int, tz: Any) -> str:
+    t = (_dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+         + _dt.timedelta(microseconds=ns // 1000)).astimezone(tz)
+    return t.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _worst_sessions_html(grid: _Grid, summary: dict[str, Any]) -> str:
+    notes = {p.get("session"): "; ".join(p.get("notes", []))
+             for p in summary.get("per_session", [])}
+    comp, dq = grid.completeness(0), grid.data_quality(0)
+    rows = []
+    for k in _worst_sessions(grid, WORST_ROWS):
+        label = grid.sessions[k]
+        rows.append([label, int(grid.member[:, k].sum()), f"{int(grid.expected[:, k].sum()):,}",
+                     f"{int((grid.expected - grid.present)[:, k].sum()):,}",
+                     f"{int(grid.kinds[0, :, k].sum()):,}", f"{int(grid.lost[:, k].sum()):,}",
+                     f"{int(grid.kinds[KINDS.index('halt'), :, k].sum()):,}",
+                     _pct(comp[k]), _pct(dq[k]), notes.get(label, "")])
+    if not rows:
+        return "<p>No bar is missing.</p>"
+    return _table(["session", "symbols", "expected", "missing", "no_trade", "lost", "halt",
+                   "completeness", "data quality", "notes"], rows)
+
+
+def _worst_symbols_html(grid: _Grid) -> str:
+    comp, dq = grid.completeness(1), grid.data_quality(1)
+    missing = (grid.expected - grid.present).sum(axis=1)
+    order = np.lexsort((np.arange(len(dq)), comp, dq))
+    rows = [[grid.symbols[s], int(grid.member[s].sum()), f"{int(grid.expected[s].sum()):,}",
+             f"{int(missing[s]):,}", f"{int(grid.kinds[0, s].sum()):,}",
+             f"{int(grid.lost[s].sum()):,}", _pct(comp[s]), _pct(dq[s])]
+            for s in order[:WORST_ROWS].tolist() if missing[s] > 0]
+    if not rows:
+        return "<p>No bar is missing.</p>"
+    return _table(["symbol", "sessions", "expected", "missing", "no_trade", "lost",
+                   "completeness", "data quality"], rows)
