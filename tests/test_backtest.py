@@ -63,7 +63,18 @@ def test_universe_json_equals_the_coordinator(xnys, tmp_path, threads):
         got = json.loads((tmp_path / "u" / "sessions" / f"{session}.json").read_text())
         want = json.loads((tmp_path / "c" / session / "sessions" / f"{session}.json")
                           .read_text())
-        assert got == want, session
+        # The activity behind a gap's kind is estimated from the sessions held: a whole run's
+        # against one live session's.  Everything else is the same.
+        assert _without(got, "activity") == _without(want, "activity"), session
+
+
+def _without(doc, key):
+    """The document without ``key`` at any depth."""
+    if isinstance(doc, dict):
+        return {k: _without(v, key) for k, v in doc.items() if k != key}
+    if isinstance(doc, list):
+        return [_without(v, key) for v in doc]
+    return doc
 
 
 def test_universe_counts_and_quality(xnys):
