@@ -279,6 +279,9 @@ class SessionData(SessionCore):
     def advance(self, now_ns: int) -> int:
         """Move the clock to ``now_ns``: every derived bar whose bucket ended closes.  Returns
         how many closed."""
+        if isinstance(now_ns, float) or not -(2**63) <= int(now_ns) <= _I64_MAX:
+            raise ValueError(f"now_ns must be an integer of nanoseconds inside int64, "
+                             f"got {now_ns!r}")
         with self._lock:
             self._note_clock(int(now_ns))
             return sum(entry._stream.advance(self._clock) for entry in self._symbols.values())

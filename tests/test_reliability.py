@@ -407,3 +407,11 @@ def test_a_batch_value_that_cannot_be_converted_names_field_and_symbol(field, va
             send("ACME", **cols)
         assert str(info.value).startswith("ACME: ") and field in str(info.value)
     assert c.session_data.get_symbol_data("ACME").bar_count() == 0
+
+
+@pytest.mark.parametrize("now", [2**63, -(2**63) - 1, 1.5e18])
+def test_advancing_the_clock_beyond_int64_names_the_argument(now):
+    c, _bar = _streaming_coordinator()
+    with pytest.raises(ValueError, match="now_ns"):
+        c.session_data.advance(now)
+    assert c.session_data.clock_ns is None
