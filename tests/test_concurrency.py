@@ -1,5 +1,10 @@
-"""Threads: producers streaming while others add, remove and export; one thread equals many;
-batch loads (which run without the GIL) racing with per-bar pushes and with readers.
+"""Threads: producers streaming while others add, remove and export; one thread equals many
+(a live session, and the main job's engine); batch loads (which run without the GIL) racing
+with per-bar pushes and with readers.
+
+A live session is exported while it streams as ``export_run(sd.result(), folder, bars=...)``:
+the results model of what the registry holds and the bars taken from it, written as one
+staged export (``OUT/sessions/<date>.json``, ``OUT/bars/interval=<iv>/part-*.parquet``).
 
 Every join has a timeout and a thread still alive after it fails the test (no silent hang).
 The full mode (``SESSIONDATA_LONG=1``) streams 1,000,000 bars; the default mode 100,000.
@@ -8,6 +13,7 @@ The full mode (``SESSIONDATA_LONG=1``) streams 1,000,000 bars; the default mode 
 from __future__ import annotations
 
 import json
+import re
 import sys
 import threading
 import time
@@ -15,13 +21,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 import sessiondata
-from sessiondata import BadBarError, Bars, Calendar, SessionCoordinator, SessionData
-from sessiondata.export import export_session, read_bars_csv, symbol_filename, validate_export
-
 from conftest import LONG
-from helpers import ohlcv, assert_bars_equal, assert_like_resample
+from helpers import assert_bars_equal, assert_like_resample, ohlcv
+from sessiondata import (
+    BadBarError,
+    Bars,
+    Calendar,
+    SessionCoordinator,
+    SessionData,
+    job,
+)
+from sessiondata.export import export_run, read_dataset, validate_export
 
 SECOND = 1_000_000_000
 MINUTE = 60 * SECOND
@@ -29,6 +40,41 @@ DAY = "2024-03-15"
 DERIVED = ["1m", "5m"]
 COLS = ("ts", "open", "high", "low", "close", "volume")
 JOIN_TIMEOUT = 300.0 if LONG else 60.0
+# Lines of validate_export that compare the documents' counts with the datasets: a live
+# session exported while bars arrive has its counts taken a moment before its bars.
+COUNTS = re.compile(r"bars, sessions/\S+\.json says|gaps, the session document says|"
+                    r"of a symbol or session no document lists")
+
+
+def live_export(sd: SessionData, folder: Path, intervals=None) -> dict:
+    """Export what a live session holds now (its results, then its bars) and return the
+    bars exported, per symbol and interval."""
+    run = sd.result()
+    held: dict[str, dict[str, Bars]] = {}
+    for s in sd.get_active_symbols():
+        entry = sd.get_symbol_data(s)
+        if entry is None:
+            continue                       # removed meanwhile
+        try:
+            held[s] = {iv: sd.get_bars(s, iv) for iv in (intervals or entry.intervals())}
+        except KeyError:
+            continue
+    export_run(run, folder, bars=held)
+    return held
+
+
+def exported(folder, symbol: str, interval: str | None = None) -> Bars:
+    """One symbol's bars of one interval, read back from an export (or from a table of one
+    interval's bars read from it), in time order."""
+    t = (read_dataset(folder, "bars", interval) if interval else folder).to_pandas()
+    t = t[t["symbol"].astype(str) == symbol].sort_values("ts")
+    return Bars(t["ts"].astype("int64").to_numpy(), *(t[c].to_numpy() for c in COLS[1:]),
+                count=t["count"].to_numpy(), coverage=t["coverage"].to_numpy(),
+                validate=False)
+
+
+def base_only(b: Bars) -> Bars:
+    return Bars(*(getattr(b, c) for c in COLS), interval=b.interval, validate=False)
 
 
 def symbol_bars(o: int, i: int, n: int) -> Bars:
@@ -143,25 +189,29 @@ def test_producers_with_add_remove_and_export_threads_lose_nothing(tmp_path, cap
                 present.add(s)
             churned[c] += 1
 
-    exports = {"n": 0, "csv": 0}
+    exports = {"n": 0, "checked": 0}
     churned = [0, 0]
 
     def export(e: int):
         folder = tmp_path / f"export{e}"
         go.wait()
         while not producers_done.is_set() and not crew.stop.is_set():
-            doc = export_session(sd, folder)
+            live_export(sd, folder)
             exports["n"] += 1
             names = [p.name for p in folder.rglob("*")]
             assert not [n for n in names if n.startswith(".")], "temporary file left"
+            assert not [p for p in tmp_path.glob(f".export{e}.*")], "staging folder left"
             problems = validate_export(folder)
-            assert problems == [], problems[:3]
-            for s in STAY[e::2][:6]:
-                path = folder / "bars" / f"{symbol_filename(s)}.1s.csv"
-                got = read_bars_csv(path)
-                assert_bars_equal(got, data[s][:len(got)], f"{s} exported")
-                exports["csv"] += 1
+            assert [p for p in problems if not COUNTS.search(p)] == [], problems[:3]
+            doc = json.loads((folder / "sessions" / f"{DAY}.json").read_text())
             assert set(doc["symbols"]) >= set(STAY)
+            table = read_dataset(folder, "bars", "1s")
+            for s in STAY[e::2][:6]:
+                got = exported(table, s)
+                assert_bars_equal(base_only(got), data[s][:len(got)], f"{s} exported")
+                # The counts were taken before the bars: never more than the bars exported.
+                assert doc["symbols"][s]["intervals"]["1s"]["bars"] <= len(got)
+                exports["checked"] += 1
 
     for p in range(N_PRODUCERS):
         crew.spawn(f"producer{p}", produce, p)
@@ -216,8 +266,15 @@ def test_producers_with_add_remove_and_export_threads_lose_nothing(tmp_path, cap
         print(f"\n[stress] {N_SYMBOLS * per_symbol} bars sent by {N_PRODUCERS} producers in "
               f"{elapsed:.2f}s: {stored_total} stored, {sum(unknown.values())} refused for "
               f"removed symbols (all accounted for); {sum(churned)} add/remove operations "
-              f"({removals} removals); {exports['n']} exports, {exports['csv']} CSVs checked")
-    assert exports["n"] > 0 and removals > 0
+              f"({removals} removals); {exports['n']} exports, {exports['checked']} symbols "
+              "checked in them")
+    assert exports["n"] > 0 and exports["checked"] > 0 and removals > 0
+    # Once the producers are done, an export of the session is sound, and its counts are
+    # those of the bars it holds.
+    live_export(sd, tmp_path / "final")
+    assert validate_export(tmp_path / "final") == []
+    for s in STAY[::9]:
+        assert_bars_equal(base_only(exported(tmp_path / "final", s, "1s")), data[s], s)
 
 
 # ------------------------------------------------------------------ one thread equals many
@@ -264,10 +321,77 @@ def test_one_thread_equals_many(tmp_path):
     for key in one_bars:
         assert_bars_equal(one_bars[key], many_bars[key], str(key))
     assert one_files.keys() == many_files.keys()
-    doc1 = json.loads(one_files.pop(Path("session.json")))
-    doc8 = json.loads(many_files.pop(Path("session.json")))
+    names = sorted(map(str, one_files))
+    assert f"sessions/{DAY}.json" in names and "manifest.json" in names
+    assert len([n for n in names if n.startswith("bars/")]) == 5     # one file per interval
+    doc1 = json.loads(one_files.pop(Path("sessions") / f"{DAY}.json"))
+    doc8 = json.loads(many_files.pop(Path("sessions") / f"{DAY}.json"))
     assert doc1 == doc8     # same content (the symbols' order may differ)
-    assert one_files == many_files
+    man1 = json.loads(one_files.pop(Path("manifest.json")))
+    man8 = json.loads(many_files.pop(Path("manifest.json")))
+    assert sorted(man1.pop("symbols")) == sorted(man8.pop("symbols"))
+    assert man1 == man8
+    key = ["interval", "symbol", "ts"]
+    for what in ("bars", "gaps"):
+        t1 = read_dataset(tmp_path / "one", what).to_pandas()
+        t8 = read_dataset(tmp_path / "many", what).to_pandas()
+        key = ["interval", "symbol", "ts" if what == "bars" else "start"]
+        for t in (t1, t8):
+            t["symbol"] = t["symbol"].astype(str)
+            t["interval"] = t["interval"].astype(str)
+        t1 = t1.sort_values(key).reset_index(drop=True)
+        t8 = t8.sort_values(key).reset_index(drop=True)
+        assert len(t1) == len(t8) > 0
+        for col in t1.columns:
+            assert t1[col].astype(str).tolist() == t8[col].astype(str).tolist(), (what, col)
+    for s in ("T000", "T017", "T039"):
+        for iv in ("1s", "1m", "5m", "1h", "1d"):
+            # What was held before stop(), and the bucket that stop() closed.
+            got = base_only(exported(tmp_path / "many", s, iv))
+            held = base_only(many_bars[(s, iv)])
+            assert len(got) - len(held) == (0 if iv == "1s" else 1), (s, iv)
+            assert_bars_equal(got[:len(held)], held, f"{s} {iv}")
+
+
+def test_the_main_job_on_one_thread_equals_many(tmp_path):
+    """The engine hands symbol partitions to an executor: one thread, two or eight give the
+    same results and the same export."""
+    cal = Calendar.always()
+    o = int(cal.session_windows(DAY).open_ns[0])
+    data = {f"U{i:03d}": symbol_bars(o, i, 3_000) for i in range(150)}   # three partitions
+    outs = {}
+    for threads in (1, 2, 8):
+        outs[threads] = tmp_path / f"t{threads}"
+        result = job.run(data, cal, base="1s", derived=["1m", "5m", "1h"], out=outs[threads],
+                         threads=threads)
+        assert result.symbols == sorted(data)
+        assert validate_export(outs[threads]) == []
+    docs = {t: json.loads((o_ / "sessions" / f"{DAY}.json").read_text())
+            for t, o_ in outs.items()}
+    assert docs[1] == docs[2] == docs[8]
+    tables = {}
+    for t, o_ in outs.items():
+        df = read_dataset(o_, "bars").to_pandas()
+        df["symbol"] = df["symbol"].astype(str)
+        df["interval"] = df["interval"].astype(str)
+        tables[t] = df.sort_values(["interval", "symbol", "ts"]).reset_index(drop=True)
+    for t in (2, 8):
+        for col in tables[1].columns:
+            assert tables[1][col].astype(str).tolist() == tables[t][col].astype(str).tolist()
+    span_end = max(int(b.ts[-1]) for b in data.values()) + SECOND
+    for s in ("U000", "U077", "U149"):
+        for iv in ("1m", "5m"):
+            got = exported(outs[8], s, iv)
+            want = sessiondata.resample(data[s], iv, cal, base="1s")
+            # The run is scored to the end of its data: the bucket that holds it counts
+            # over its slots before then.
+            cut = (span_end - int(want.ts[-1])) // SECOND
+            coverage = want.coverage.copy()
+            if cut < (60 if iv == "1m" else 300):
+                coverage[-1] = want.count[-1] / cut
+            assert_like_resample(got, Bars(want.ts, want.open, want.high, want.low, want.close,
+                                           want.volume, count=want.count, coverage=coverage,
+                                           interval=iv), f"{s} {iv}")
 
 
 # ------------------------------------------------------- batch loads racing per-bar pushes
@@ -337,7 +461,7 @@ def test_batch_loads_racing_per_bar_pushes_on_one_symbol(policy):
 def test_readers_and_exports_during_batch_loads_see_consistent_bars(tmp_path):
     """Snapshots taken while a batch runs in the kernel (without the GIL) on the same symbol
     are whole: sorted and sound.  Readers: ``SymbolSessionData.bars`` (the public snapshot),
-    ``SessionData.get_bars`` and ``export_session``."""
+    ``SessionData.get_bars`` and an export of the live session (``export_run``)."""
     sd = SessionData(Calendar.always())
     sd.start_session(DAY)
     o = int(sd.windows.open_ns[0])
@@ -379,10 +503,13 @@ def test_readers_and_exports_during_batch_loads_see_consistent_bars(tmp_path):
     def export():
         folder = tmp_path / "live"
         while not done.is_set() and not crew.stop.is_set():
-            export_session(sd, folder)
-            for p in (folder / "bars").glob("*.csv"):
-                if not p.name.endswith(".1s.csv"):
-                    check(read_bars_csv(p), p.name)
+            if current[0] is None:
+                time.sleep(0)
+                continue
+            held = live_export(sd, folder, derived)
+            for s in held:
+                for iv in derived:
+                    check(exported(folder, s, iv), f"{s} {iv} (export)")
             seen["exports"] += 1
 
     crew.spawn("load", load)
@@ -395,7 +522,7 @@ def test_readers_and_exports_during_batch_loads_see_consistent_bars(tmp_path):
         entry = sd.get_symbol_data(f"L{i}")
         for iv in derived:
             check(entry.bars(iv), f"L{i} {iv} final")
-    assert seen["entry.bars"] > 0 and seen["get_bars"] > 0
+    assert seen["entry.bars"] > 0 and seen["get_bars"] > 0 and seen["exports"] > 0
 
 
 def test_unknown_bar_counts_from_batches_and_single_bars_add_up():
