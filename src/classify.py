@@ -35,7 +35,8 @@ How it decides (all thresholds are :class:`ClassifyOptions`, with their defaults
   the symbols that normally have bars there miss it, and they are at least ``outage_share``
   (0.5) of those expected there.
 - Precedence: ``halt`` (half of the run's slots or more in halts), then ``outage`` (half of
-  them outage slots or more), then, for runs too long to be quiet, ``late_start`` /
+  them outage slots or more, unless the symbol has a bar in an outage slot next to the run:
+  it was trading through the outage), then, for runs too long to be quiet, ``late_start`` /
   ``early_end`` at the session's edges and ``outage`` elsewhere (a run that covers the whole
   session is an ``outage``); every other run is ``no_trade``.
 
@@ -219,7 +220,7 @@ def classify_run(run: "RunResult", options: ClassifyOptions | None = None) -> "R
                 continue
             pick = todo & (bases[t.gap_symbol] == base) if len(t.gap_symbol) else todo
             if pick.any():
-                _inherit(t, src, np.flatnonzero(pick))
+                _inherit(t, src, np.flatnonzero(pick), parse_interval(base).ns)
         _set_lost(t)
     return run
 
@@ -240,25 +241,26 @@ def _set_lost(t: "IntervalTable") -> None:
                          ).astype(np.int64).reshape(n_s, n_k)
 
 
-def _inherit(t: "IntervalTable", src: "IntervalTable", idx: np.ndarray) -> None:
+def _inherit(t: "IntervalTable", src: "IntervalTable", idx: np.ndarray, step_ns: int) -> None:
     """Gaps ``idx`` of a derived table take the kind of the base gap that holds their start."""
     assert src.gap_kind is not None and t.gap_kind is not None
     assert t.gap_activity is not None and t.gap_share is not None
     assert src.gap_activity is not None and src.gap_share is not None
-    # Base gaps are sorted by symbol, then start: find, per derived gap, the last base gap of
-    # its symbol that starts at or before it.
-    sym, start = t.gap_symbol[idx], t.gap_start[idx]
-    lo = np.searchsorted(src.gap_symbol, sym, side="left")
-    hi = np.searchsorted(src.gap_symbol, sym, side="right")
-    pos = np.empty(len(idx), np.int64)
-    for s in np.unique(sym).tolist():  # one search per symbol, over its own gaps
-        m = sym == s
-        a, b = int(lo[m][0]), int(hi[m][0])
-        pos[m] = a + np.searchsorted(src.gap_start[a:b], start[m], side="right") - 1
-    ok = (pos >= lo) & (pos < hi)
-    posc = np.clip(pos, 0, max(len(src.gap_start) - 1, 0))
-    if len(src.gap_start):
-        ok &= src.gap_end[posc] >= t.gap_start[idx] + 1
+    # Base gaps are sorted by symbol, then start: one integer key (symbol, base slot of the
+    # start) orders both, and a search finds, per derived gap, the last base gap of its
+    # symbol that starts at or before it.
+    n_b = len(src.gap_start)
+    if not n_b:
+        return
+    lo = int(min(src.gap_start.min(), t.gap_start[idx].min()))
+    hi = int(max(src.gap_start.max(), t.gap_start[idx].max()))
+    width = (hi - lo) // step_ns + 2
+    key_b = src.gap_symbol * width + (src.gap_start - lo) // step_ns
+    key_d = t.gap_symbol[idx] * width + (t.gap_start[idx] - lo) // step_ns
+    pos = np.searchsorted(key_b, key_d, side="right") - 1
+    posc = np.clip(pos, 0, n_b - 1)
+    ok = ((pos >= 0) & (src.gap_symbol[posc] == t.gap_symbol[idx])
+          & (src.gap_end[posc] > t.gap_start[idx]))
     t.gap_kind[idx[ok]] = src.gap_kind[posc[ok]]
     t.gap_activity[idx[ok]] = src.gap_activity[posc[ok]]
     t.gap_share[idx[ok]] = src.gap_share[posc[ok]]
@@ -374,19 +376,28 @@ def _classify_table(run: "RunResult", t: "IntervalTable", name: str, mine: np.nd
         share = np.where(n_known > 0, np.bincount(gap_of, weights=np.where(known, x_share, 0.0),
                                                   minlength=len(g_all)) / n_known, np.nan)
     outage_part = np.bincount(gap_of, weights=outage_slot[slot], minlength=len(g_all)) / g_n
+    # A symbol with a bar in an outage slot next to its gap was trading through the outage:
+    # its gap there is its own (quiet or not), not the feed's.
+    n_w = np.diff(np.r_[sl.window_first, len(sl.ns)])
+    before, after = g_slot0 - 1, g_slot0 + g_n
+    alive = (((before >= sl.window_first[g_win])
+              & outage_slot[np.clip(before, 0, len(sl.ns) - 1)])
+             | ((after < sl.window_first[g_win] + n_w[g_win])
+                & outage_slot[np.clip(after, 0, len(sl.ns) - 1)]))
     # Halts.
     halted = np.zeros(total, bool)
     halts = opt.halts
     if halts is not None and len(halts):
         index = {s: i for i, s in enumerate(run.symbols)}
-        x_ns = sl.ns[slot]
         for symbol, a, b in zip(halts.symbol, halts.start_ns.tolist(), halts.end_ns.tolist()):
-            inside = (x_ns >= a) & (x_ns < b)
-            if symbol != "*":
-                if symbol not in index:
-                    continue
-                inside &= x_sym == index[symbol]
-            halted |= inside
+            if symbol == "*":
+                lo_x, hi_x = 0, total
+            elif symbol in index:  # the slots of a symbol's gaps are contiguous (sorted)
+                lo_x, hi_x = np.searchsorted(x_sym, [index[symbol], index[symbol] + 1])
+            else:
+                continue
+            x_ns = sl.ns[slot[lo_x:hi_x]]
+            halted[lo_x:hi_x] |= (x_ns >= a) & (x_ns < b)
     halt_part = np.bincount(gap_of, weights=halted, minlength=len(g_all)) / g_n
     # Edges: the symbol's first and last expected slot of the session.
     first = np.maximum(opens[g_ses], run.since_ns[g_sym, g_ses])
@@ -398,7 +409,7 @@ def _classify_table(run: "RunResult", t: "IntervalTable", name: str, mine: np.nd
     kind[loud] = OUTAGE
     kind[loud & at_end & ~at_start] = EARLY_END
     kind[loud & at_start & ~at_end] = LATE_START
-    kind[outage_part >= 0.5] = OUTAGE
+    kind[(outage_part >= 0.5) & ~alive] = OUTAGE
     kind[halt_part >= 0.5] = HALT
     t.gap_kind[g_all] = kind
     t.gap_activity[g_all] = activity
