@@ -25,9 +25,11 @@ How it decides (all thresholds are :class:`ClassifyOptions`, with their defaults
   calendar's local time), the share of expected slots that hold a bar over the sessions of
   the run, ``(present + 1) / (expected + 2)``.  Expected slots come from the session windows
   and the scored span, missing ones from the gaps: no bar is read again.
-- The session's own level.  A thin day (a holiday such as MLK day) is quiet all day long; a
+- The session's own level.  A thin day (a holiday such as MLK day) is quieter than usual; a
   gap there is judged against that day: the activity is scaled by ``r``, the bars the symbol
-  has in the session over the bars its usual activity expects outside this gap (at most 1).
+  has around the gap (``level_window``, 60 minutes each side, within the session; the whole
+  session when fewer than 10 slots lie around it) over the bars its usual activity expects
+  there, at most 1.
 - Run length.  ``log P(quiet) = sum over the run's slots of log(1 - r * activity)``; below
   ``log(quiet_alpha)`` (1e-6) the run is not quiet trading.
 - Cross-section.  A symbol normally has bars in a bucket when its activity there is at least
@@ -78,6 +80,7 @@ NO_TRADE, OUTAGE, LATE_START, EARLY_END, HALT = range(5)
 LOST_KINDS = (OUTAGE, LATE_START, EARLY_END)
 
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+MIN_AROUND = 10   # slots around a gap to measure its local level; else the session's
 
 
 @dataclass(frozen=True)
@@ -153,6 +156,9 @@ class ClassifyOptions:
     activity_bucket : str
         Width of the time-of-day buckets over which a symbol's activity is estimated
         (default ``"30m"``).
+    level_window : str
+        The activity level of a gap's session is measured this far on each side of the gap
+        (default ``"60m"``; ``""`` for the whole session).
     quiet_alpha : float
         A run is ``no_trade`` while the probability that all its slots are quiet is at least
         this (default 1e-6).
@@ -169,6 +175,7 @@ class ClassifyOptions:
     """
 
     activity_bucket: str = "30m"
+    level_window: str = "60m"
     quiet_alpha: float = 1e-6
     outage_share: float = 0.5
     outage_min_symbols: int = 3
@@ -355,6 +362,21 @@ def _classify_table(run: "RunResult", t: "IntervalTable", name: str, mine: np.nd
     usual_in_gap = np.bincount(gap_of, weights=x_rate, minlength=len(g_all))
     outside = np.maximum(usual_sk[g_sym, g_ses] - usual_in_gap, 1e-9)
     level = np.clip(present_sk[g_sym, g_ses] / outside, 0.05, 1.0)
+    # ... and, where there are enough slots around the gap, the level around it in that
+    # session (a holiday's thin afternoon is quieter than its morning).
+    around = max(0, parse_interval(opt.level_window).ns // step) if opt.level_window else 0
+    if around:
+        n_slots = len(sl.ns)
+        x_key = x_sym * n_slots + slot              # sorted: gaps by symbol, then time
+        lo = np.maximum(s_first[g_ses], g_slot0 - around)
+        hi = np.minimum(s_last[g_ses], g_slot0 + g_n + around)
+        base_key = g_sym * n_slots
+        missing_near = (np.searchsorted(x_key, base_key + hi)
+                        - np.searchsorted(x_key, base_key + lo))
+        others = hi - lo - g_n
+        usual_near = _usual_between(sl, rate, g_sym, lo, hi) - usual_in_gap
+        near = np.clip((hi - lo - missing_near) / np.maximum(usual_near, 1e-9), 0.05, 1.0)
+        level = np.where(others >= MIN_AROUND, near, level)
     x_act = x_rate * level[gap_of]
     log_quiet = np.bincount(gap_of, weights=np.log(np.maximum(1.0 - x_act, 1e-12)),
                             minlength=len(g_all))
@@ -414,6 +436,25 @@ def _classify_table(run: "RunResult", t: "IntervalTable", name: str, mine: np.nd
     t.gap_kind[g_all] = kind
     t.gap_activity[g_all] = activity
     t.gap_share[g_all] = share
+
+
+def _usual_between(sl: _Slots, rate: np.ndarray, sym: np.ndarray, lo: np.ndarray,
+                   hi: np.ndarray, chunk: int = 100_000) -> np.ndarray:
+    """Bars expected by each symbol's usual activity in the slots ``[lo, hi)``: slots per
+    bucket from prefix counts, weighted by the symbol's rates (in chunks of gaps)."""
+    n_b = sl.n_buckets
+    if len(sl.ns) * n_b > 40_000_000:  # prefix counts too large: the gap's own mean rate
+        mean = rate[sym, sl.bucket[np.minimum(lo, len(sl.ns) - 1)]]
+        return (hi - lo) * mean
+    prefix = np.zeros((len(sl.ns) + 1, n_b), np.int32)
+    np.add.at(prefix, (np.arange(1, len(sl.ns) + 1), sl.bucket), 1)
+    np.cumsum(prefix, axis=0, out=prefix)
+    out = np.empty(len(sym))
+    for i in range(0, len(sym), chunk):
+        j = slice(i, i + chunk)
+        counts = prefix[hi[j]] - prefix[lo[j]]
+        out[j] = np.einsum("gb,gb->g", counts, rate[sym[j]])
+    return out
 
 
 # -- reading the columns --------------------------------------------------------------------
