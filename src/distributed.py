@@ -17,7 +17,7 @@ Faults.  A worker lost during a run: Dask runs its tasks again elsewhere.  A par
 one file per interval, named by the partition and its symbols and renamed into place when
 complete, so a partition run twice replaces its files (nothing lost, nothing doubled), and
 half-written temporary files never reach the export.  A run that is itself interrupted keeps
-its staging folder (``.OUT.cluster-staging`` beside ``OUT``) with the result of every finished
+its staging folder (``.OUT.cluster-staging-<id>`` beside ``OUT``) with the result of each finished
 partition; ``resume=True`` (``--resume``) reruns only the others when the job (input files,
 calendar, intervals, options) is the same, else starts afresh.  An error in a partition's data
 is raised on the client as the same exception as on one machine (file, line, reason); a file
@@ -48,7 +48,7 @@ from .readers import ReadError
 from .results import RunResult
 
 CONNECT_TIMEOUT_S = 10.0
-STAGING = ".{name}.cluster-staging"   # beside the export folder
+STAGING = ".{name}.cluster-staging-"  # + a run's id: beside the export folder
 _RESULTS = "_partitions"               # finished partitions' results, while the run lasts
 _JOB = "_job.json"                     # what the staged run is (resume checks it)
 _MARK = "_reachable"                   # a token every worker must see in the staging folder
@@ -67,7 +67,7 @@ def _import_distributed() -> Any:
 
 
 @contextlib.contextmanager
-def cluster(scheduler: str, *, timeout: float = CONNECT_TIMEOUT_S,
+def cluster(scheduler: str, *, timeout: float | None = None,
             threads_per_worker: int = 1) -> Iterator[Any]:
     """A ``distributed.Client`` for ``--scheduler``: ``local:N`` starts a LocalCluster of N
     worker processes (``threads_per_worker`` threads each) for the block and closes it after;
@@ -85,11 +85,12 @@ def cluster(scheduler: str, *, timeout: float = CONNECT_TIMEOUT_S,
             raise ValueError(f"--scheduler {scheduler!r}: expected local:N with N >= 1 "
                              "worker processes, or a scheduler address tcp://HOST:PORT") from None
         with distributed.LocalCluster(n_workers=n, threads_per_worker=threads_per_worker,
-                                      processes=True, dashboard_address=None,
+                                      processes=True, dashboard_address=":0",
                                       silence_logs=40) as local:
             with distributed.Client(local) as client:
                 yield client
         return
+    timeout = CONNECT_TIMEOUT_S if timeout is None else timeout
     try:
         client = distributed.Client(spec, timeout=timeout)
     except (OSError, TimeoutError) as exc:
@@ -265,8 +266,7 @@ def _pickles(value: Any) -> bool:
 
 def _save_result(store: Path, key: str, name: str, result: Any) -> None:
     """A finished partition's result, written whole (temporary file and rename)."""
-    store.mkdir(parents=True, exist_ok=True)
-    path = store / f"{key}.pkl"
+    path = store / f"{key}.pkl"   # the store is made by the client: a stale task fails
     tmp = store / f".{key}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"
     try:
         with open(tmp, "wb") as f:
@@ -302,9 +302,10 @@ def partitions(data: Mapping[str, Bars] | Sequence[Source]) -> list[Source]:
     return list(data)
 
 
-def staging_folder(out: str | os.PathLike) -> Path:
+def staging_folders(out: str | os.PathLike) -> list[Path]:
+    """The staging folders that runs into ``out`` left (one per interrupted run)."""
     out = Path(out)
-    return out.parent / STAGING.format(name=out.name)
+    return sorted(out.parent.glob(STAGING.format(name=out.name) + "*"))
 
 
 def run_export(engine: Engine, sources: Sequence[Source] | Mapping[str, Bars],
@@ -321,13 +322,22 @@ def run_export(engine: Engine, sources: Sequence[Source] | Mapping[str, Bars],
         raise TypeError("distributed.run_export needs an engine whose executor is a "
                         "DaskExecutor")
     sources = partitions(sources)
-    stage = staging_folder(out)
+    out = Path(out)
     token = json.dumps(job, sort_keys=True, default=str)
-    if stage.exists():
-        if not (resume and _read_job(stage) == token):
-            shutil.rmtree(stage)
-    stage.mkdir(parents=True, exist_ok=True)
-    write_json(stage / _JOB, {"job": token})
+    # A run stages into a folder of its own: tasks that an interrupted run left running
+    # write into that one only, never into a fresh run's.
+    stage = None
+    for old in staging_folders(out):
+        if stage is None and resume and _read_job(old) == token:
+            stage = old
+        else:
+            shutil.rmtree(old, ignore_errors=True)
+    if stage is None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        stage = out.parent / (STAGING.format(name=out.name) + uuid.uuid4().hex[:12])
+        stage.mkdir()
+        write_json(stage / _JOB, {"job": token})
+    (stage / _RESULTS).mkdir(exist_ok=True)
     secret = uuid.uuid4().hex
     (stage / _MARK).write_text(secret, encoding="utf-8")
     with staged(out, durable=durable, folder=stage, keep=True) as tmp:

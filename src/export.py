@@ -25,6 +25,7 @@ puts back before it starts.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import itertools
 import json
@@ -236,6 +237,9 @@ class BarDatasetWriter:
                     table: "pa.Table") -> None:
         """A partition's file of one interval (per-partition mode), replaced atomically."""
         pa = _arrow()
+        if not self.root.parent.is_dir():  # the run is over (a task left running by it)
+            raise FileNotFoundError(errno.ENOENT, "the export's staging folder is gone",
+                                    str(self.root.parent))
         folder = self.root / f"interval={interval}"
         folder.mkdir(parents=True, exist_ok=True)
         digest = hashlib.sha1("\0".join(symbols).encode("utf-8")).hexdigest()[:12]
