@@ -1444,7 +1444,22 @@ def read_csv(path: str | os.PathLike, **options) -> ReadResult:
     return collector.finish()
 
 
-def _read_csv_into(path: Path, opts: ReadOptions, collector: _Collector) -> None:
+@dataclass
+class _CsvPlan:
+    """A CSV file sniffed, its layout found, its time format settled and (unless it must be
+    read carefully) its columns parsed by pyarrow: everything that needs no collector, so
+    that it can run on a worker thread while the previous file is collected."""
+
+    path: Path
+    head: _CsvHead
+    layout: _Layout
+    symbol: str | None
+    parser: _TimeParser
+    table: Any = None           # the pyarrow table of the fast path, None to read carefully
+
+
+def _csv_plan(path: Path, opts: ReadOptions, split: bool = True) -> _CsvPlan:
+    """Prepare a CSV file (``split``: cut a big plain file in a block per core)."""
     name = str(path)
     head = _sniff(path, opts)
     header, first, first_line = head.fields, head.first, head.first_line
@@ -1461,21 +1476,60 @@ def _read_csv_into(path: Path, opts: ReadOptions, collector: _Collector) -> None
                 parser.settle(text)
             except ValueError as exc:
                 raise ReadError(name, first_line, str(exc)) from None
+    plan = _CsvPlan(path, head, layout, symbol, parser)
+    if first is not None and len(first) != len(header):
+        return plan             # the first row already differs from the header: careful
+    try:
+        plan.table = _csv_table(path, opts, head, layout, parser, split)
+    except _Careful:
+        pass
+    return plan
+
+
+def _read_csv_into(path: Path, opts: ReadOptions, collector: _Collector,
+                   plan: _CsvPlan | None = None) -> None:
+    plan = plan if plan is not None else _csv_plan(path, opts)
+    name = str(path)
+    head, layout, symbol, parser = plan.head, plan.layout, plan.symbol, plan.parser
     source = collector.begin(name, "line", layout.has_volume)
     collector.result._time_fields[source] = (
-        "csv", head.delimiter, [header.index(c) for c in layout.time_columns], opts.encoding)
+        "csv", head.delimiter, [head.fields.index(c) for c in layout.time_columns],
+        opts.encoding)
     collector.result._parsers[source] = parser
     if symbol is not None:
         collector.declare(symbol)
     try:
-        if first is not None and len(first) != len(header):
-            # The first row already differs from the header in its field count.
+        if plan.table is None:
             raise _Careful()
-        _csv_fast(path, opts, collector, source, head, layout, symbol, parser)
+        _csv_fast(plan, collector, source)
     except _Careful:
         collector.restart()
         _csv_careful(path, opts, collector, source, head, layout, symbol, parser)
     collector.commit()
+
+
+def _csv_plans(files: list[Path], opts: ReadOptions):
+    """The plans of several CSV files, in order, prepared a few files ahead on worker threads
+    (pyarrow parses without the GIL); a file's error is raised when its turn comes."""
+    workers = max(1, min(os.cpu_count() or 1, 8))
+    if len(files) < 2 or workers < 2:
+        for path in files:
+            yield _csv_plan(path, opts)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sessiondata-csv")
+    try:
+        ahead: list[Any] = [pool.submit(_csv_plan, path, opts, False)
+                            for path in files[:workers + 1]]
+        for k in range(len(files)):
+            plan = ahead[k].result()
+            if k + workers + 1 < len(files):
+                ahead.append(pool.submit(_csv_plan, files[k + workers + 1], opts, False))
+            ahead[k] = None     # the table goes with the plan once collected
+            yield plan
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _why(exc: BaseException) -> str:
@@ -1487,13 +1541,14 @@ class _Careful(Exception):
     """The fast reader met something irregular: read the file again, line by line."""
 
 
-def _csv_fast(path, opts, collector, source, head: _CsvHead, layout, symbol, parser):
-    """The whole file through pyarrow's multithreaded CSV parser, with the columns typed as
-    the layout needs (prices float64, ISO 8601 times as timestamps).  Anything it cannot
-    vouch for (a field count that differs, an empty or malformed field, a time of the
-    other kind, a line that is not text) raises _Careful: the careful reader then names the
-    line.  Line numbers assume one record per line: no blank line inside (pyarrow would
-    refuse one) and no line break inside quotes."""
+def _csv_table(path: Path, opts: ReadOptions, head: _CsvHead, layout: _Layout,
+               parser: _TimeParser, split: bool):
+    """The whole file through pyarrow's CSV parser, with the columns typed as the layout
+    needs (prices float64, ISO 8601 times as timestamps).  Anything it cannot vouch for (a
+    field count that differs, an empty or malformed field, a time of the other kind, a line
+    that is not text) raises _Careful: the careful reader then names the line.  Line numbers
+    assume one record per line: no blank line inside (pyarrow would refuse one) and no line
+    break inside quotes."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
@@ -1510,15 +1565,18 @@ def _csv_fast(path, opts, collector, source, head: _CsvHead, layout, symbol, par
         else:
             types[pos[layout.ts]] = pa.string()
     else:
-        types[pos[layout.date]] = pa.string()
-        types[pos[layout.time]] = pa.string()
+        types[pos[str(layout.date)]] = pa.string()
+        types[pos[str(layout.time)]] = pa.string()
     if layout.symbol is not None:
         types[pos[layout.symbol]] = pa.dictionary(pa.int32(), pa.string())
     enc = _text_encoding(opts.encoding)
-    # pyarrow parses blocks in parallel: a plain file is cut in about one block per core.
+    # pyarrow parses blocks in parallel: a single plain file is cut in about one block per
+    # core; several files are parsed a file per core instead (see _csv_plans).
     block = 1 << 23
-    if _kind(path) == "csv" and path.suffix.lower() in CSV_SUFFIXES:
+    if split and path.suffix.lower() in CSV_SUFFIXES:
         block = min(max(1 << 20, path.stat().st_size // (os.cpu_count() or 1) + 1), 1 << 26)
+    elif path.suffix.lower() in CSV_SUFFIXES:
+        block = min(max(block, path.stat().st_size + 1), 1 << 26)
     read_options = pacsv.ReadOptions(
         column_names=ids, skip_rows=head.skip, use_threads=True, block_size=block,
         encoding="utf8" if enc == "utf-8-sig" else opts.encoding)
@@ -1539,11 +1597,21 @@ def _csv_fast(path, opts, collector, source, head: _CsvHead, layout, symbol, par
         # A damaged compressed file (bad CRC, corrupt deflate data ...) or a failing disk:
         # reading it again line by line would meet the same error.
         raise ReadError(str(path), None, f"cannot read: {_why(exc)}") from None
+    if any(table.column(c).null_count for c in set(pos.values())):
+        raise _Careful()
+    return table.rename_columns([header[ids.index(c)] for c in table.column_names])
+
+
+def _csv_fast(plan: _CsvPlan, collector: _Collector, source: int) -> None:
+    """Collect the rows of a file pyarrow parsed (raises _Careful for a bad time)."""
+    import pyarrow as pa
+
+    table, head, layout, symbol, parser = (plan.table, plan.head, plan.layout, plan.symbol,
+                                           plan.parser)
+    pos: dict[Any, str] = {c: c for c in layout.needed}
     n = table.num_rows
     if n == 0:
         return
-    if any(table.column(c).null_count for c in set(pos.values())):
-        raise _Careful()
     lines = np.arange(head.skip + 1, head.skip + 1 + n, dtype=np.int64)
     if layout.ts is not None and parser.mode == "iso":
         arr = table.column(pos[layout.ts])
@@ -1567,6 +1635,7 @@ def _csv_fast(path, opts, collector, source, head: _CsvHead, layout, symbol, par
         raise _Careful()
     cols = [_arrow_f64(table.column(pos[layout.prices[c]])) if c in layout.prices
             else np.full(n, np.nan) for c in PRICE_COLUMNS]
+    syms: Any
     if symbol is not None:
         syms = symbol
     else:
@@ -2313,11 +2382,15 @@ def read_bars(paths: str | os.PathLike | Iterable[str | os.PathLike], *,
         raise ValueError("symbol= names the symbol of a single file; these are "
                          f"{len(files)} files")
     collector = _Collector(opts)
-    for path in files:
-        if _kind(path) == "parquet":
-            _read_parquet_into(path, opts, collector)
-        else:
-            _read_csv_into(path, opts, collector)
+    plans = _csv_plans([p for p in files if _kind(p) != "parquet"], opts)
+    try:
+        for path in files:
+            if _kind(path) == "parquet":
+                _read_parquet_into(path, opts, collector)
+            else:
+                _read_csv_into(path, opts, collector, next(plans))
+    finally:
+        plans.close()           # stops the workers when a file's error ends the read
     result = collector.finish()
     if unreadable:
         result.unreadable.extend(unreadable)
