@@ -70,7 +70,7 @@ def universe(n_symbols: int = 100, n_sessions: int = 60, seed: int = 0,
     n_edges = max(1, n_s * n_k // 400)
     for kind in (LATE_START, EARLY_END):
         for _ in range(n_edges):
-            s, k, n = rng.integers(n_s), rng.integers(n_k), int(rng.integers(20, 121))
+            s, k, n = rng.integers(1, n_s), rng.integers(n_k), int(rng.integers(20, 121))
             if kind == LATE_START:
                 truth[s, k, :n] = kind
             else:
@@ -92,9 +92,10 @@ def universe(n_symbols: int = 100, n_sessions: int = 60, seed: int = 0,
         truth[s, k, a:a + n] = HALT
         rows.append((symbols[s], int(opens[k] + a * MINUTE_NS),
                      int(opens[k] + (a + n) * MINUTE_NS)))
-    # Every symbol has its first and last bar, so the scored span is the whole range.
-    truth[:, 0, 0] = PRESENT
-    truth[:, -1, -1] = PRESENT
+    # The first symbol has the first and the last bar, so the scored span is the whole
+    # range (no symbol's data ends are drawn there).
+    truth[0, 0, 0] = PRESENT
+    truth[0, -1, -1] = PRESENT
     slot_ns = opens[:, None] + np.arange(SLOTS, dtype=np.int64)[None, :] * MINUTE_NS
     bars = {}
     for s, symbol in enumerate(symbols):
