@@ -455,3 +455,21 @@ def test_parquet_columns_reach_numpy_without_a_copy(tmp_path):
         assert not col.flags.owndata and isinstance(owner(col), pa.Array), name
     assert bars.volume.tolist() == list(range(1000))
     assert bars.ts[0] == ns("2024-01-02T10:00")
+
+
+def test_a_folder_read_ahead_reports_the_first_bad_file_in_order(tmp_path):
+    import threading
+
+    for k in range(6):
+        text = csv_text(minutes(f"2024-01-0{k + 2}T10:00", 20))
+        if k in (2, 4):
+            text = text.replace(",1.5,", ",x,", 1)
+        write(tmp_path, f"S{k}.csv", text)
+    before = threading.active_count()
+    with pytest.raises(ReadError, match=r"S2\.csv, line 2: bad number 'x' in column 'close'"):
+        read_bars(tmp_path)
+    result = read_bars(tmp_path, on_bad="drop")
+    assert result.dropped == {"bad number": 2}
+    assert [len(result.bars[f"S{k}"]) for k in range(6)] == [20, 20, 19, 20, 19, 20]
+    assert result.where("S4", 0) == (str(tmp_path / "S4.csv"), 3, "line")
+    assert threading.active_count() <= before      # the workers are gone
