@@ -111,7 +111,7 @@ def test_inputs_explain_the_kinds(crafted):
     assert s3.sum() == 10
     assert (t.gap_share[s3] >= 0.85).all()   # all symbols missed them (a quiet minute beside)
     assert np.median(t.gap_share[s3]) == 1.0
-    assert (t.gap_activity[s3] > 0.95).all()              # where they usually trade
+    assert (t.gap_activity[s3] > 0.9).all()               # where they usually trade
     quiet = t.gap_kind == NO_TRADE
     assert np.nanmax(t.gap_share[quiet]) < 0.5
 
