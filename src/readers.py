@@ -1512,7 +1512,10 @@ def _csv_plans(files: list[Path], opts: ReadOptions):
     """The plans of several CSV files, in order, prepared a few files ahead on worker threads
     (pyarrow parses without the GIL); a file's error is raised when its turn comes."""
     workers = max(1, min(os.cpu_count() or 1, 8))
-    if len(files) < 2 or workers < 2:
+    # Big files go one at a time, each cut in a block per core: tables read ahead would
+    # hold several big files in memory at once.
+    big = any(p.stat().st_size > (1 << 27) for p in files if p.suffix.lower() != ".parquet")
+    if len(files) < 2 or workers < 2 or big:
         for path in files:
             yield _csv_plan(path, opts)
         return
