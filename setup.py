@@ -44,6 +44,8 @@ extensions = [
 ]
 
 setup(
+    # A build folder per mode too: a debug build never reuses release objects, or back.
+    options={"build": {"build_base": str(Path("build") / ("debug" if DEBUG else "release"))}},
     ext_modules=cythonize(
         extensions,
         include_path=[str(CORE)],

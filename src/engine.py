@@ -43,7 +43,7 @@ from .grid import (
     make_grid,
     thread_count,
 )
-from .intervals import Interval, check_derivable, parse_interval
+from .intervals import Interval, check_bars_interval, check_derivable, parse_interval
 from .classify import ClassifyOptions, classify_run
 from .results import NO_BOUND_HI, NO_BOUND_LO, RunResult, SymbolResult, paused_gc
 
@@ -407,6 +407,7 @@ class Engine:
             a, b = np.searchsorted(bars.ts, [lo, hi])
             rows = np.arange(a, b)
             bars = bars[int(a):int(b)]
+        check_bars_interval(symbol, bars.interval, self.base)
         outside = loaded.outside.get(symbol)
         if not len(bars):
             return _Piece(None, None, NO_BOUND_HI, NO_BOUND_LO, outside)

@@ -385,8 +385,6 @@ def test_check_bars_interval_is_the_one_rule():
         check_bars_interval("X", "5m", "1m")
 
 
-@pytest.mark.xfail(reason="the engine (sessiondata.run, run_universe) does not check the bars' "
-                          "label yet: it should call intervals.check_bars_interval", strict=False)
 def test_the_engine_refuses_bars_of_another_interval():
     t0 = int(np.datetime64(DAY, "ns").astype(np.int64))
     bars = ohlcv(t0 + 5 * MINUTE * np.arange(24, dtype=np.int64), interval="5m")

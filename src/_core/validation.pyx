@@ -3,7 +3,7 @@
 # Each row gets a fault code (0 for a sound bar).  "Previous" means the previous accepted bar,
 # so after a dropped row the order check goes on against the last row that was kept.
 
-from libc.stdint cimport uint8_t
+from libc.stdint cimport INT64_MIN, uint8_t
 
 from common cimport (
     FAULT_DUPLICATE, FAULT_MISALIGNED, FAULT_NONE, FAULT_OUTSIDE, FAULT_UNSORTED, N_FAULTS,
@@ -35,7 +35,7 @@ def validate_bars(
     i64 base_ns,
     uint8_t[::1] faults,
     bint stop_at_first,
-    i64 last_ns=-(2 ** 63),
+    i64 last_ns=INT64_MIN,
     bint volume_optional=False,
 ):
     """Check every bar; write its fault code to ``faults`` (when ``faults`` is not empty).
@@ -51,7 +51,7 @@ def validate_bars(
     cdef bint record = faults.shape[0] > 0
     cdef bint sessions = nw > 0
     cdef i64 t, prev = last_ns
-    cdef bint have_prev = last_ns != -(2 ** 63)
+    cdef bint have_prev = last_ns != INT64_MIN
     cdef uint8_t f
     cdef i64 counts[N_FAULTS]
     cdef GridCursor g, probe
