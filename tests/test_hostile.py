@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import gzip
+import json
 import os
 import pickle
 import re
@@ -40,6 +41,8 @@ from sessiondata import (
     resample,
 )
 from sessiondata._core import aggregation, gaps, quality as kquality, stream, validation
+from sessiondata.export import read_dataset, validate_export
+from sessiondata.job import run
 from sessiondata.readers import ReadError, read_csv, read_frame, read_parquet
 
 SECOND = 1_000_000_000
@@ -984,18 +987,57 @@ def session_with_a(on_bad="raise", calendar=None, day=DAY, start=None, n=5):
     return coord
 
 
-@pytest.mark.parametrize("symbol", ["../evil", "a/b", "C:\\x", "..", "."])
-def test_symbol_with_path_separators_stays_inside_the_export_folder(tmp_path, symbol):
-    coord = SessionCoordinator()
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+@pytest.mark.parametrize("symbol", ["../evil", "a/b", "C:\\x", "..", ".", "/etc/passwd",
+                                    "..\\..\\evil", "~/evil", "*"])
+def test_symbol_with_path_separators_stays_inside_the_export_folder(tmp_path, symbol, fmt):
+    """A symbol is a value of the export's ``symbol`` column, never a file name: nothing is
+    written outside OUT, and the files inside are the layout's own."""
+    coord = SessionCoordinator(derived_intervals=["5m"])
     coord.start(DAY)
     coord.add_symbol(symbol)
     assert coord.load(symbol, columns()) == 5
     out = tmp_path / "deep" / "out"
-    coord.stop(export_to=out)
+    coord.stop(since_ns=T0, until_ns=T0 + 5 * MINUTE, export_to=out, fmt=fmt)
     written = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert written and all(out in p.parents for p in written)
-    assert all(p.parent in (out, out / "bars") for p in written)
-    assert len(list((out / "bars").glob("*.1m.csv"))) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["deep"]
+    assert sorted(p.name for p in (tmp_path / "deep").iterdir()) == ["out"]   # no staging
+    names = sorted(str(p.relative_to(out)) for p in written)
+    for name in names:
+        assert re.fullmatch(rf"manifest\.json|sessions/{DAY}\.json|"
+                            rf"(bars|gaps)/interval=(1m|5m)/part-\d{{5}}\.{fmt}", name), name
+    assert [n.split("/")[1] for n in names if n.startswith("bars/")] == ["interval=1m",
+                                                                          "interval=5m"]
+    bars = read_dataset(out, "bars")
+    assert bars.column("symbol").cast(pa.string()).to_pylist() == [symbol] * (5 + 1)
+    assert sorted(bars.column("interval").to_pylist()) == ["1m"] * 5 + ["5m"]
+    doc = json.loads((out / "sessions" / f"{DAY}.json").read_text())
+    assert list(doc["symbols"]) == [symbol]
+    assert json.loads((out / "manifest.json").read_text())["symbols"] == [symbol]
+    assert validate_export(out) == []
+
+
+def test_symbols_with_path_separators_in_a_data_file_stay_values(tmp_path):
+    """The main job: a data file whose symbol column holds path-like symbols exports them as
+    values of the symbol column, inside OUT."""
+    text = "symbol,timestamp,open,high,low,close,volume\n" + "".join(
+        f"{sym},2024-01-02 10:0{k}:00,1,2,0.5,1.5,1\n"
+        for sym in ("../evil", "a/b", "..", "C:\\x") for k in range(5))
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "mixed.csv").write_text(text)
+    out = tmp_path / "out"
+    for fmt in ("parquet", "csv"):
+        run(data, Calendar.always(), out=out, fmt=fmt, export_base=True, derived=["5m"])
+        written = [p for p in tmp_path.rglob("*") if p.is_file()]
+        assert all(out in p.parents or p.parent == data for p in written)
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "out"]
+        assert not [p for p in written if "evil" in str(p)]
+        assert validate_export(out) == []
+        symbols = read_dataset(out, "bars", "1m").column("symbol").cast(pa.string())
+        assert sorted(set(symbols.to_pylist())) == ["..", "../evil", "C:\\x", "a/b"]
+        assert len(symbols) == 20
 
 
 @pytest.mark.parametrize("symbol,exc,pattern", [

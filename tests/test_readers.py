@@ -6,7 +6,6 @@ import gzip
 
 import numpy as np
 import pytest
-
 from sessiondata import Bars, Calendar
 from sessiondata.readers import (
     ReadError,
@@ -319,22 +318,37 @@ def test_missing_path_and_empty_folder(tmp_path):
     assert "no data files" in error_of(read_bars, tmp_path / "empty").reason
 
 
-def test_reads_back_an_export_of_the_library(tmp_path):
-    # The bar dataset of an export (issue 9: symbol and session columns), as Parquet and CSV.
-    import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
-
-    from sessiondata.export import bars_table
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_reads_back_an_export_of_the_library(tmp_path, fmt):
+    """The bar dataset of an export (base bars exported) reads back with the library's own
+    readers, file by file (a part file has a symbol column), and as one table through
+    pyarrow: the bars read are the bars that went in."""
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+    from sessiondata.export import read_dataset
+    from sessiondata.job import run
 
     bars = only(read_csv(write(tmp_path, "x.csv", HEADER + "".join(ROWS)), interval="1m"))
-    sessions = bars.ts.astype("datetime64[ns]").astype("datetime64[D]")
-    table = bars_table([("X", sessions, bars)])
-    pq.write_table(table, tmp_path / "part.parquet")
-    pacsv.write_csv(table.set_column(0, "symbol", table.column("symbol").cast("string")),
-                    tmp_path / "part.csv")
-    for name in ("part.parquet", "part.csv"):
-        again = read_bars(tmp_path / name, interval="1m").bars["X"]
-        assert again.equals(bars), name
+    other = Bars(bars.ts + MIN * 60, bars.open * 3, bars.high * 3, bars.low * 3,
+                 bars.close * 3, bars.volume + 0.25)
+    out = tmp_path / "out"
+    run({"X": bars, "Y/Z": other}, Calendar.always(), out=out, fmt=fmt, export_base=True,
+        derived=["5m"])
+    (part,) = (out / "bars" / "interval=1m").iterdir()
+    assert part.name == f"part-00000.{fmt}"
+    result = read_bars(part, interval="1m")
+    assert sorted(result.bars) == ["X", "Y/Z"]
+    assert result.bars["X"].equals(bars) and result.bars["Y/Z"].equals(other)
+    again = (read_parquet if fmt == "parquet" else read_csv)(part, interval="1m")
+    assert again.bars["X"].equals(bars)
+    table = ds.dataset(out / "bars", format=fmt, partitioning="hive").to_table(
+        filter=(ds.field("interval") == "1m"))
+    assert table.num_rows == 6 and {"symbol", "session", "interval"} <= set(table.column_names)
+    rows = read_dataset(out, "bars", "1m")
+    x = rows.filter(pa.compute.equal(rows.column("symbol").cast(pa.string()), "X"))
+    np.testing.assert_array_equal(x.column("ts").cast(pa.int64()).to_numpy(), bars.ts)
+    for name in ("open", "high", "low", "close", "volume"):
+        np.testing.assert_array_equal(x.column(name).to_numpy(), getattr(bars, name))
 
 
 # -- sessions ------------------------------------------------------------------------------
