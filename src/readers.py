@@ -1591,8 +1591,13 @@ def _csv_table(path: Path, opts: ReadOptions, head: _CsvHead, layout: _Layout,
         check_utf8=True)
     try:
         with _open_binary(path) as raw:
-            table = pacsv.read_csv(raw, read_options=read_options, parse_options=parse_options,
-                                   convert_options=convert_options)
+            data = raw.read()
+        if enc == "utf-8-sig" and not _valid_utf8(data):
+            # pyarrow checks only the columns it converts: a byte that is not text in any
+            # field goes to the careful reader, which names its line (as for any other).
+            raise _Careful()
+        table = pacsv.read_csv(pa.BufferReader(data), read_options=read_options,
+                               parse_options=parse_options, convert_options=convert_options)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError,
             UnicodeDecodeError):
         raise _Careful() from None
@@ -1603,6 +1608,20 @@ def _csv_table(path: Path, opts: ReadOptions, head: _CsvHead, layout: _Layout,
     if any(table.column(c).null_count for c in set(pos.values())):
         raise _Careful()
     return table.rename_columns([header[ids.index(c)] for c in table.column_names])
+
+
+def _valid_utf8(data: bytes) -> bool:
+    """Whether ``data`` is UTF-8 text, checked by pyarrow without a copy."""
+    import pyarrow as pa
+
+    offsets = pa.array([0, len(data)], pa.int64()).buffers()[1]
+    blob = pa.LargeBinaryArray.from_buffers(pa.large_binary(), 1,
+                                            [None, offsets, pa.py_buffer(data)])
+    try:
+        blob.cast(pa.large_string())
+    except pa.ArrowInvalid:
+        return False
+    return True
 
 
 def _csv_fast(plan: _CsvPlan, collector: _Collector, source: int) -> None:

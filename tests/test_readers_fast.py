@@ -473,3 +473,12 @@ def test_a_folder_read_ahead_reports_the_first_bad_file_in_order(tmp_path):
     assert [len(result.bars[f"S{k}"]) for k in range(6)] == [20, 20, 19, 20, 19, 20]
     assert result.where("S4", 0) == (str(tmp_path / "S4.csv"), 3, "line")
     assert threading.active_count() <= before      # the workers are gone
+
+
+def test_a_byte_that_is_not_text_in_an_unused_column_is_not_passed_over(tmp_path):
+    rows = ["timestamp,open,high,low,close,volume,note"]
+    rows += [f"{t},1,2,0.5,1.5,3,ok" for t in minutes("2024-01-02T10:00", 5)]
+    data = ("\n".join(rows) + "\n").encode().replace(b",ok\n", b",o\xffk\n", 1)
+    path = write(tmp_path, "X.csv", data, mode="wb")
+    with pytest.raises(ReadError, match=r"X\.csv, line 2: not utf-8 text"):
+        read_csv(path)
