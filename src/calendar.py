@@ -572,6 +572,9 @@ class Calendar:
         key = code.strip()
         if key.upper() in _CME_GLOBEX_CODES:
             return _exchange_calendar("CME_GLOBEX")
+        stored = _stored_exchange_calendar(key)
+        if stored is not None:  # built by an earlier process: no exchange_calendars import
+            return stored
         names = _import_exchange_calendars().get_calendar_names(include_aliases=True)
         if key not in names:
             folded = {n.upper(): n for n in names}
@@ -1013,10 +1016,90 @@ def _exchange_calendar(key: str) -> Calendar:
     cached = _EXCHANGE_CACHE.get(key)
     if cached is not None:
         return cached
+    stored = _stored_exchange_calendar(key)
+    if stored is not None:
+        return stored
     source = _ExchangeSource(key)
     calendar = Calendar(source.calendar_name, source.tz, source)
     _EXCHANGE_CACHE[key] = calendar
+    _store_exchange_calendar(key, source)
     return calendar
+
+
+# Exchange calendars are built from exchange_calendars' schedules, which takes importing it
+# and pandas and building ~20 years of sessions: a second or more at every start of the
+# command line.  The built windows are kept on disk, per code and exchange_calendars version
+# (its rules change only with its version), and read back by the next process.  A query
+# outside the stored range widens it through exchange_calendars as usual.  The folder is
+# $SESSIONDATA_CACHE (or ~/.cache/sessiondata); SESSIONDATA_CACHE=off turns it off.
+_STORE_FORMAT = 1
+
+
+def _store_path(code: str) -> "os.PathLike[str] | None":
+    import importlib.metadata
+    import os
+    from pathlib import Path
+
+    root = os.environ.get("SESSIONDATA_CACHE")
+    if root is not None and root.strip().lower() in ("", "0", "off", "no", "false"):
+        return None
+    import importlib.util
+
+    try:
+        version = importlib.metadata.version("exchange_calendars")
+        importable = importlib.util.find_spec("exchange_calendars") is not None
+    except (importlib.metadata.PackageNotFoundError, ImportError, ValueError):
+        return None
+    if not importable:       # without the package no stored calendar is used either
+        return None
+    if root is None:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        root = os.path.join(base, "sessiondata")
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", code.upper())
+    return Path(root) / "calendars" / f"{safe}-ec{version}-v{_STORE_FORMAT}.npz"
+
+
+def _stored_exchange_calendar(code: str) -> "Calendar | None":
+    """The calendar of ``code`` as an earlier process stored it, or None."""
+    path = _store_path(code)
+    if path is None:
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            key, name, tz = (str(data[k]) for k in ("key", "name", "tz"))
+            table = _Table.build(data["open_ns"], data["close_ns"], data["day"])
+    except (OSError, KeyError, ValueError):
+        return None          # absent, or unreadable: build it again
+    cached = _EXCHANGE_CACHE.get(key)
+    if cached is not None:
+        return cached
+    try:
+        source = _ExchangeSource.from_table(key, name, _parse_tz(tz), table)
+    except ValueError:
+        return None
+    calendar = Calendar(source.calendar_name, source.tz, source)
+    _EXCHANGE_CACHE[key] = calendar
+    return calendar
+
+
+def _store_exchange_calendar(key: str, source: "_ExchangeSource") -> None:
+    """Keep the built windows for the next process (quietly nothing when it cannot)."""
+    import os
+    import tempfile
+
+    path = _store_path(key)
+    if path is None:
+        return
+    table = source._table
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".npz.tmp")
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, key=key, name=source.calendar_name, tz=str(source.tz.key),
+                     open_ns=table.open_ns, close_ns=table.close_ns, day=table.day)
+        os.replace(tmp, path)
+    except OSError:
+        return
 
 
 def _xcal(key: str, start=None, end=None):
@@ -1047,6 +1130,20 @@ class _ExchangeSource(_ScheduleSource):
         self._lock = threading.Lock()
         self._failed: tuple[int, int] | None = None
         super().__init__(_schedule_table(schedule, self.tz, self.calendar_name), self.calendar_name)
+
+    @classmethod
+    def from_table(cls, key: str, name: str, tz: zoneinfo.ZoneInfo,
+                   table: _Table) -> "_ExchangeSource":
+        """A source of windows built earlier (see ``_stored_exchange_calendar``)."""
+        source = cls.__new__(cls)
+        source._key = key
+        source.calendar_name = name
+        source.tz = tz
+        source._lock = threading.Lock()
+        source._failed = None
+        table.check_order(name)
+        _ScheduleSource.__init__(source, table, name)
+        return source
 
     def _widen(self, lo_day: int, hi_day: int) -> None:
         first, last = (int(d.astype(np.int64)) for d in self.coverage)

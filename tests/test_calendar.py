@@ -579,3 +579,30 @@ def test_a_calendar_pickles_by_name_and_parameters(make):
         assert copy is cal  # one instance per process
     cloudpickle = pytest.importorskip("cloudpickle")
     assert pickle.loads(cloudpickle.dumps(cal)).windows(lo, hi) == cal.windows(lo, hi)
+
+
+def test_exchange_calendars_are_kept_on_disk_for_the_next_process(tmp_path):
+    """A second process reads the built windows back without importing exchange_calendars
+    (a second or more at each start of the command line), and gets the same windows."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("exchange_calendars")
+    script = (
+        "import sys, sessiondata as sd\n"
+        "c = sd.Calendar.exchange('XNYS')\n"
+        "w = c.windows(1672531200000000000, 1704067200000000000)\n"
+        "print('exchange_calendars' in sys.modules, len(w), int(w.open_ns.sum() % 997),"
+        " c.name, c.tz)\n"
+    )
+    env = dict(__import__("os").environ, SESSIONDATA_CACHE=str(tmp_path))
+    first, second = (subprocess.run([sys.executable, "-c", script], env=env, text=True,
+                                    capture_output=True, check=True).stdout.split()
+                     for _ in range(2))
+    assert first[0] == "True" and second[0] == "False"
+    assert first[1:] == second[1:] and first[1] == "250"
+    assert list(tmp_path.glob("calendars/XNYS-ec*.npz"))
+    env["SESSIONDATA_CACHE"] = "off"
+    off = subprocess.run([sys.executable, "-c", script], env=env, text=True,
+                         capture_output=True, check=True).stdout.split()
+    assert off[0] == "True" and off[1:] == first[1:]
