@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import operator
+from pathlib import Path
 import re
 import threading
 import warnings
@@ -1035,10 +1036,9 @@ def _exchange_calendar(key: str) -> Calendar:
 _STORE_FORMAT = 1
 
 
-def _store_path(code: str) -> "os.PathLike[str] | None":
+def _store_path(code: str) -> "Path | None":
     import importlib.metadata
     import os
-    from pathlib import Path
 
     root = os.environ.get("SESSIONDATA_CACHE")
     if root is not None and root.strip().lower() in ("", "0", "off", "no", "false"):

@@ -55,24 +55,29 @@ class Summary:
                                       for k, v in kind_cells(t).items()})
         self._per_session = {name: self._reduce(name, 0) for name in run.intervals}
 
-    def _reduce(self, name: str, axis: int | None) -> list[dict[str, Any]] | dict[str, Any]:
-        """Pooled totals over symbols (axis 0: one per session), sessions (axis 1: one per
-        symbol) or everything (None)."""
+    def _sums(self, name: str, axis: int | None) -> dict[str, Any]:
         c = self._cells[name]
-        sums = {k: v.sum(axis=axis) for k, v in c.items() if k != "mask"}
-        present = c["mask"].any(axis=1) if axis in (None, 1) else c["mask"]
-        symbols = (int(present.sum()) if axis is None else
-                   c["mask"].sum(axis=0) if axis == 0 else present.astype(int))
-        if axis is None:
-            return _pooled_totals(sums, symbols)
-        n = c["mask"].shape[1 - axis]
-        return [_pooled_totals({k: v[i] for k, v in sums.items()},
-                               int(symbols[i])) for i in range(n)]
+        return {k: c[k].sum(axis=axis) for k in ("bars", "expected", "covered", "gaps",
+                                                 "missing")}
+
+    def _total(self, name: str) -> dict[str, Any]:
+        """Pooled totals of an interval over every symbol and session."""
+        return _pooled_totals(self._sums(name, None),
+                              int(self._cells[name]["mask"].any(axis=1).sum()))
+
+    def _reduce(self, name: str, axis: int) -> list[dict[str, Any]]:
+        """Pooled totals over symbols (axis 0: one per session) or over sessions (axis 1:
+        one per symbol)."""
+        mask = self._cells[name]["mask"]
+        sums = self._sums(name, axis)
+        symbols = mask.sum(axis=0) if axis == 0 else mask.any(axis=1).astype(int)
+        return [_pooled_totals({k: v[i] for k, v in sums.items()}, int(symbols[i]))
+                for i in range(mask.shape[1 - axis])]
 
     # -- totals ---------------------------------------------------------------------------
 
     def by_interval(self) -> dict[str, dict[str, Any]]:
-        return {name: self._reduce(name, None) for name in self.run.interval_names}
+        return {name: self._total(name) for name in self.run.interval_names}
 
     def by_symbol(self) -> dict[str, dict[str, Any]]:
         rows = self._reduce(self.run.base, 1)
