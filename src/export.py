@@ -494,9 +494,11 @@ def read_manifest(folder: str | os.PathLike) -> dict[str, Any]:
 
 def read_session_docs(folder: str | os.PathLike) -> Iterator[dict[str, Any]]:
     """The session documents of an export, in the manifest's order of sessions."""
+    import orjson
+
     root = Path(folder) / "sessions"
     for label in _manifest(folder).get("sessions", []):
-        yield json.loads((root / f"{label}.json").read_bytes())
+        yield orjson.loads((root / f"{label}.json").read_bytes())
 
 
 def validate_export(folder: str | os.PathLike) -> list[str]:

@@ -241,10 +241,10 @@ def _heatmap(grid: _Grid) -> Any:
     comp = np.where(grid.member, grid.completeness(), np.nan)
     missing = grid.expected - grid.present
     # Hover: both scores, the missing bars and why (rounded: the page carries every cell).
-    custom = np.stack([np.round(comp, 2), np.round(dq, 2), missing,
-                       grid.kinds[KINDS.index("no_trade")], grid.lost,
+    # float32: the page carries every cell (plotly writes arrays as base64 typed arrays).
+    custom = np.stack([comp, dq, missing, grid.kinds[KINDS.index("no_trade")], grid.lost,
                        grid.kinds[KINDS.index("halt")]], axis=-1)
-    custom = np.where(grid.member[..., None], custom, np.nan)
+    custom = np.where(grid.member[..., None], custom, np.nan).astype(np.float32)
     # Each score's scale starts at its lowest cell, and at 99% at most: a cell that lost a
     # little data still stands out from the complete ones.
     low_dq = min(99.0, float(np.floor(np.nanmin(np.r_[dq.ravel(), [100.0]]))))
@@ -253,7 +253,7 @@ def _heatmap(grid: _Grid) -> Any:
              "%{customdata[1]:.2f}%<br>missing %{customdata[2]}: no_trade %{customdata[3]}, "
              "lost %{customdata[4]}, halt %{customdata[5]}<extra></extra>")
     fig = go.Figure(go.Heatmap(
-        z=np.round(dq, 3), x=grid.sessions, y=grid.symbols, customdata=custom,
+        z=dq.astype(np.float32), x=grid.sessions, y=grid.symbols, customdata=custom,
         hovertemplate=hover, colorscale="RdYlGn", zmin=low_dq,
         zmax=100.0, colorbar={"title": {"text": "%"}}, xgap=0, ygap=0))
     fig.update_layout(
@@ -262,12 +262,12 @@ def _heatmap(grid: _Grid) -> Any:
         xaxis={"type": "category", "title": "session"},
         yaxis={"type": "category", "autorange": "reversed", "title": "symbol"},
         updatemenus=[{
-            "type": "dropdown", "x": 1.0, "y": 1.08, "xanchor": "right",
+            "type": "dropdown", "x": 1.0, "y": 1.0, "xanchor": "right", "yanchor": "bottom",
             "buttons": [
                 {"label": "data quality", "method": "restyle",
-                 "args": [{"z": [np.round(dq, 3)], "zmin": low_dq}]},
+                 "args": [{"z": [dq.astype(np.float32)], "zmin": low_dq}]},
                 {"label": "completeness", "method": "restyle",
-                 "args": [{"z": [np.round(comp, 3)], "zmin": low_comp}]},
+                 "args": [{"z": [comp.astype(np.float32)], "zmin": low_comp}]},
             ]}])
     return fig
 
@@ -288,12 +288,18 @@ def _timeline(grid: _Grid, gaps: Any, n_sessions: int, n_symbols: int) -> Any:
     if not worst or gaps.num_rows == 0:
         return None
     tz = ZoneInfo(grid.timezone)
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    # Only the gaps of the sessions drawn, filtered in Arrow before anything is converted.
+    chosen = pa.array(np.array([grid.sessions[k] for k in worst], "datetime64[D]"),
+                      pa.date32())
+    gaps = gaps.filter(pc.is_in(gaps.column("session"), value_set=chosen))
     labels = np.array([str(d) for d in gaps.column("session").to_pylist()])
     symbols = np.array(gaps.column("symbol").to_pylist(), object)
     kinds = np.array([str(k) for k in gaps.column("kind").to_pylist()], object)
     start = gaps.column("start").cast("int64").to_numpy()
     end = gaps.column("end").cast("int64").to_numpy()
-    count = gaps.column("bar_count").to_numpy()
     traces: list[Any] = []
     owner: list[int] = []
     titles = []
@@ -313,17 +319,14 @@ def _timeline(grid: _Grid, gaps: Any, n_sessions: int, n_symbols: int) -> Any:
                 continue
             xs: list[Any] = []
             ys: list[Any] = []
-            text: list[Any] = []
-            for sym, a, b, c in zip(symbols[m], start[m], end[m], count[m]):
-                ta, tb = _local(int(a), tz), _local(int(b), tz)
-                xs += [ta, tb, None]
+            for sym, a, b in zip(symbols[m].tolist(), start[m].tolist(), end[m].tolist()):
+                xs += [_local(a, tz), _local(b, tz), None]
                 ys += [sym, sym, None]
-                t = f"{sym} {kind}: {ta[11:16]}-{tb[11:16]} ({c} bars)"
-                text += [t, t, None]
             traces.append(go.Scatter(
                 x=xs, y=ys, mode="lines", name=kind, legendgroup=kind,
-                line={"color": KIND_COLOURS[kind], "width": 9}, text=text,
-                hovertemplate="%{text}<extra></extra>", visible=j == 0, connectgaps=False))
+                line={"color": KIND_COLOURS[kind], "width": 9},
+                hovertemplate=f"%{{y}} {kind}<br>%{{x}}<extra></extra>", visible=j == 0,
+                connectgaps=False))
             owner.append(j)
     fig = go.Figure(traces)
     buttons = [{"label": grid.sessions[k], "method": "update",
@@ -343,7 +346,7 @@ def _timeline(grid: _Grid, gaps: Any, n_sessions: int, n_symbols: int) -> Any:
 def _local(ns: int, tz: Any) -> str:
     t = (_dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
          + _dt.timedelta(microseconds=ns // 1000)).astimezone(tz)
-    return t.strftime("%Y-%m-%d %H:%M:%S")
+    return t.strftime("%Y-%m-%d %H:%M")
 
 
 def _worst_sessions_html(grid: _Grid, summary: dict[str, Any]) -> str:
