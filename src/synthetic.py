@@ -85,21 +85,21 @@ def universe(n_symbols: int = 100, n_sessions: int = 60, seed: int = 0,
         a, n = int(rng.integers(30, 240)), int(rng.integers(30, 121))
         truth[s, k, a:a + n] = OUTAGE
     # Halts, supplied to the classifier.
-    rows = []
+    rows: list[tuple[str, int, int]] = []
     for _ in range(max(1, n_s * n_k // 1000)):
-        s, k = int(rng.integers(n_s)), int(rng.integers(n_k))
+        hs, hk = int(rng.integers(n_s)), int(rng.integers(n_k))
         a, n = int(rng.integers(60, 300)), int(rng.integers(10, 61))
-        truth[s, k, a:a + n] = HALT
-        rows.append((symbols[s], int(opens[k] + a * MINUTE_NS),
-                     int(opens[k] + (a + n) * MINUTE_NS)))
+        truth[hs, hk, a:a + n] = HALT
+        rows.append((symbols[hs], int(opens[hk] + a * MINUTE_NS),
+                     int(opens[hk] + (a + n) * MINUTE_NS)))
     # The first symbol has the first and the last bar, so the scored span is the whole
     # range (no symbol's data ends are drawn there).
     truth[0, 0, 0] = PRESENT
     truth[0, -1, -1] = PRESENT
     slot_ns = opens[:, None] + np.arange(SLOTS, dtype=np.int64)[None, :] * MINUTE_NS
     bars = {}
-    for s, symbol in enumerate(symbols):
-        ts = slot_ns[truth[s] == PRESENT]
+    for i, symbol in enumerate(symbols):
+        ts = slot_ns[truth[i] == PRESENT]
         close = 100.0 + np.cumsum(rng.normal(0, 0.05, len(ts)))
         bars[symbol] = Bars.from_arrays(ts, close, close + 0.01, close - 0.01, close,
                                         np.ones(len(ts)))
