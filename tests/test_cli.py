@@ -144,7 +144,7 @@ def test_sample_run_writes_each_session(sample_run):
         f for f in files if re.fullmatch(r"bars/interval=(5m|15m|1h)/part-\d{5}\.parquet", f)]
     assert {f.split("/")[1] for f in files if f.startswith("bars/")} == \
         {"interval=5m", "interval=15m", "interval=1h"}
-    assert len([f for f in files if f.startswith("bars/")]) <= 3 * 2   # threads x intervals
+    assert len([f for f in files if f.startswith("bars/")]) <= 3 * 2   # 1 partition (+ edges)
     assert {f.split("/")[1] for f in files if f.startswith("gaps/")} == \
         {"interval=1m", "interval=5m", "interval=15m", "interval=1h"}
     assert not [f for f in files if "ACME" in f or f.split("/")[-1].startswith(".")]
@@ -614,6 +614,12 @@ def test_cme_file_thin_holiday_and_partial_last_session(tmp_path, capsys):
     assert last["intervals"]["1m"]["missing"] < 30          # not a 22-hour trailing gap
     assert "partial: to 2024-01-31 17:59 CST (data ends)" in out
     assert run(capsys, "validate", tmp_path / "cme")[0] == 0
+    # A session opens the evening before its date: its bars carry its label, not the day.
+    hours = read_dataset(tmp_path / "cme", "bars", "1h").to_pandas()
+    local = hours["ts"].dt.tz_convert("America/Chicago").dt.strftime("%Y-%m-%d %H:%M")
+    label = dict(zip(local, hours["session"].astype(str)))
+    assert label["2024-01-02 15:00"] == "2024-01-02"
+    assert label["2024-01-02 17:00"] == "2024-01-03"
 
 
 @pytest.mark.data
