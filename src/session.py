@@ -12,18 +12,21 @@ import contextlib
 from datetime import date as _date
 import threading
 import unicodedata
-from typing import Any, Iterable, Mapping, NoReturn, Sequence
+from typing import Any, Callable, Iterable, Mapping, NoReturn, Sequence
 
 import numpy as np
 
-from ._core.stream import SessionCore, SymbolStream
+from ._core.stream import EVENT_KINDS, Event, SessionCore, SymbolStream
 from .grid import Grid, default_calendar, make_grid
-from .results import GapInfo, Gaps, QualityReport, RunResult, live_result, session_fields
+from .results import (GapInfo, Gaps, QualityReport, RunResult, live_result, local_time,
+                      session_fields)
 from .bars import COLUMNS, FAULTS, Bars, BadBarError, coerce_float, coerce_ts, describe_row
 from .calendar import Calendar, Windows
 from .intervals import Interval, check_bars_interval, check_derivable, parse_interval
 
-POLICIES = ("raise", "drop")
+POLICIES = ("raise", "drop", "revise")
+# Faults that the revise policy takes as revisions: unsorted, duplicated, late (bars.FAULTS).
+_REVISABLE = (4, 5, 9)
 
 
 def check_symbol(symbol: Any) -> str:
@@ -177,17 +180,39 @@ class SessionData(SessionCore):
     ----------
     calendar : Calendar, optional
         Defaults to ``Calendar.always()``.
-    on_bad : {"raise", "drop"}
+    on_bad : {"raise", "drop", "revise"}
         What a bad bar does: raise ``BadBarError`` (the bar is not stored, nothing held is
-        lost), or be dropped and counted in the quality report.
+        lost), or be dropped and counted in the quality report.  ``revise``: a bar that comes
+        out of order, twice, or after its derived bucket closed (late) fills or replaces its
+        slot, every derived bar it belongs to is made again, and so are the gap counters
+        (a ``revised`` event tells); other bad bars are dropped and counted, as with ``drop``.
+    stale_after : int
+        Slots without a bar after which a symbol is reported ``stale`` (0: never).
+    gap_grace : int
+        Slots the clock must be past a slot's end before the slot is reported missing
+        (``gap_opened``): 1 lets the bars of one slot arrive in any order across symbols.
+
+    Events: ``subscribe(callback, kinds=...)`` hands ``Event`` objects to ``callback`` as the
+    bars and ``advance(now_ns)`` move the clock (see docs/live.md).
     """
 
-    def __init__(self, calendar: Calendar | None = None, *, on_bad: str = "raise"):
+    def __init__(self, calendar: Calendar | None = None, *, on_bad: str = "raise",
+                 stale_after: int = 5, gap_grace: int = 1):
         if on_bad not in POLICIES:
             raise ValueError(f"on_bad must be one of {POLICIES}, got {on_bad!r}")
+        for name, value in (("stale_after", stale_after), ("gap_grace", gap_grace)):
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**31:
+                raise ValueError(f"{name} must be a non-negative integer of slots, "
+                                 f"got {value!r}")
         self.calendar = default_calendar(calendar)
         self.on_bad = on_bad
         self._raise_on_bad = on_bad == "raise"
+        self._revise = on_bad == "revise"
+        self._stale_slots = stale_after
+        self._grace_slots = gap_grace
+        self._deliver_lock = threading.Lock()
+        # (event, callback, exception) of every callback that raised, oldest first.
+        self.event_errors: list[tuple[Event, Callable[[Event], Any], Exception]] = []
         self._lock = threading.Lock()
         # The registry itself, ``_symbols: dict[str, SymbolSessionData]``, and the bars
         # offered for unknown symbols live in the compiled base class (``SessionCore``),
@@ -229,6 +254,7 @@ class SessionData(SessionCore):
             self._grids = {}
             self._symbols = {}
             self._clock = _NO_CLOCK
+            self._next_scan = _NO_CLOCK
             self._unknown_bars = {}
             self._unknown_batched = {}
 
@@ -240,7 +266,10 @@ class SessionData(SessionCore):
         symbols (a backtest then touches no fresh memory from one day to the next); call
         ``release_buffers()`` to hand them back.  Removed symbols always free theirs.
         """
+        if self._events_on:
+            self._deliver()     # what the session's last calls produced
         with self._lock:
+            self._pending = []
             if keep_buffers:
                 for e in self._symbols.values():
                     self._spare_streams.append(e._stream)
@@ -284,7 +313,78 @@ class SessionData(SessionCore):
                              f"got {now_ns!r}")
         with self._lock:
             self._note_clock(int(now_ns))
-            return sum(entry._stream.advance(self._clock) for entry in self._symbols.values())
+            closed = sum(entry._stream.advance(self._clock) for entry in self._symbols.values())
+            if self._events_on:
+                for symbol, entry in self._symbols.items():
+                    entry._stream.collect(symbol, self._pending)
+                self._scan_all(self._clock)
+        if self._events_on:
+            self._deliver()
+        return closed
+
+    # -- events ---------------------------------------------------------------------------
+
+    def subscribe(self, callback: Callable[[Event], Any], kinds: Iterable[str] | None = None,
+                  *, errors: str = "collect") -> Callable[[Event], Any]:
+        """Call ``callback(event)`` for every event of the kinds given (default: all).
+
+        Kinds: ``gap_opened`` (a base slot ended, by ``gap_grace`` slots of the clock, without
+        a bar), ``gap_closed`` (a bar ended the gap; ``event.gap`` is its ``GapInfo``),
+        ``stale`` (``stale_after`` slots without a bar), ``bar_closed`` (a derived bar closed),
+        ``revised`` (the revise policy changed a bar: ``event.old``, ``event.bar``).  The clock
+        is the latest bar end seen or ``advance(now_ns)``: no thread of the library's own.
+
+        Callbacks run outside the registry lock, one at a time, in the order the events
+        happened, on the thread whose call delivers them; a callback may call back into this
+        ``SessionData`` (its own bars' events follow the ones being delivered).  An exception
+        of a callback never loses a bar or an event for the other callbacks: with
+        ``errors="collect"`` it is appended to ``event_errors``; with ``errors="raise"`` it is
+        also re-raised from the call that delivered it (``add_bar``, ``add_bars``,
+        ``advance``), after the bar was stored and every pending event was delivered.
+        Returns ``callback`` (pass it to ``unsubscribe``).
+        """
+        if not callable(callback):
+            raise TypeError(f"callback must be callable, got {type(callback).__name__}")
+        if errors not in ("collect", "raise"):
+            raise ValueError(f"errors must be 'collect' or 'raise', got {errors!r}")
+        wanted = list(EVENT_KINDS) if kinds is None else [kinds] if isinstance(kinds, str) \
+            else list(kinds)
+        mask = 0
+        for kind in wanted:
+            if kind not in EVENT_KINDS:
+                raise ValueError(f"unknown event kind {kind!r} (kinds: {', '.join(EVENT_KINDS)})")
+            mask |= 1 << EVENT_KINDS.index(kind)
+        with self._lock:
+            if not self._events_on:
+                # Events start now: what is held already was not news to anyone.
+                for entry in self._symbols.values():
+                    entry._stream.sync_events()
+                self._next_scan = _NO_CLOCK
+            # Replaced, never changed in place: a delivery loop iterates the old list.
+            self._subscribers = self._subscribers + [(callback, mask, errors == "raise")]
+            self._events_on = True
+        return callback
+
+    def unsubscribe(self, callback: Callable[[Event], Any]) -> bool:
+        """Stop calling ``callback``; False when it was not subscribed."""
+        with self._lock:
+            kept = [sub for sub in self._subscribers if sub[0] is not callback]
+            found = len(kept) != len(self._subscribers)
+            self._subscribers = kept
+            self._events_on = bool(kept)
+            if not kept:
+                self._pending = []
+        return found
+
+    def _gap_info(self, event: Event) -> GapInfo:
+        """The ``GapInfo`` of a ``gap_closed`` event, in the calendar's zone."""
+        tz = self.calendar.tz
+        return GapInfo(local_time(event.ts, tz), local_time(event.end_ns, tz), event.bar_count)
+
+    def _event_failed(self, event: Event, sub: tuple[Any, int, bool], exc: Exception) -> bool:
+        """Record a callback's exception; True when it is to be re-raised."""
+        self.event_errors.append((event, sub[0], exc))
+        return bool(sub[2])
 
     # -- the registry ---------------------------------------------------------------------
 
@@ -312,6 +412,7 @@ class SessionData(SessionCore):
                 else:
                     stream = SymbolStream(self._windows.open_ns, self._windows.close_ns,
                                           base.ns)
+                stream.names = [base.name]
                 entry = SymbolSessionData(symbol, base, stream)
                 entry._session = self
                 self._symbols[symbol] = entry
@@ -330,6 +431,7 @@ class SessionData(SessionCore):
                                       grid.step_ns, grid.last_open)
         entry._slot[interval.name] = k
         entry.derived_intervals.append(interval.name)
+        entry._stream.names.append(interval.name)
 
     def remove_symbol(self, symbol: str) -> bool:
         """Drop a symbol and everything held for it; False when it was not there."""
@@ -430,7 +532,14 @@ class SessionData(SessionCore):
         """The slow path of add_bar: the symbol's stream is busy with a batch, which holds the
         lock; wait for it, then push."""
         with self._lock:
-            return self.add_bar(symbol, ts, open, high, low, close, volume)
+            self._defer += 1     # events wait until the lock is released
+            try:
+                result = self.add_bar(symbol, ts, open, high, low, close, volume)
+            finally:
+                self._defer -= 1
+        if self._events_on:
+            self._deliver()
+        return result
 
     def _bad_bar(self, symbol: str, fault: int, ts: int, open: float, high: float, low: float,
                  close: float, volume: float) -> NoReturn:
@@ -463,16 +572,54 @@ class SessionData(SessionCore):
                 self._unknown_batched[symbol] = self._unknown_batched.get(symbol, 0) + n
                 return 0
             check_bars_interval(symbol, labelled, entry.base_interval)
-            accepted, first, fault = entry._stream.push_many(
-                cols["ts"], cols["open"], cols["high"], cols["low"], cols["close"],
-                cols["volume"], self.on_bad == "raise")
+            stream = entry._stream
+            if self._revise:
+                accepted, first, fault = self._push_revising(symbol, stream, cols)
+            else:
+                accepted, first, fault = stream.push_many(
+                    cols["ts"], cols["open"], cols["high"], cols["low"], cols["close"],
+                    cols["volume"], self.on_bad == "raise")
             if accepted:
-                self._note_clock(min(entry._stream.last_ns + entry._stream.base_ns, _I64_MAX))
+                self._note_clock(min(stream.last_ns + stream.base_ns, _I64_MAX))
+            if self._events_on:
+                stream.collect(symbol, self._pending)
+                if self._clock >= self._next_scan:
+                    self._scan_all(self._clock)
+        if self._events_on:
+            self._deliver()
         if first >= 0 and self.on_bad == "raise":
             raise BadBarError(f"{symbol}: row {first}: {FAULTS[fault]} "
                               f"({describe_row(cols['ts'], cols, first)}); "
                               f"{accepted} bars before it were stored", first, fault)
         return int(accepted)
+
+    def _push_revising(self, symbol: str, stream: SymbolStream,
+                       cols: dict[str, np.ndarray]) -> tuple[int, int, int]:
+        """``push_many`` under the revise policy (the caller holds the lock): runs of rows in
+        order in one compiled pass each, a row out of order or late revised, another bad row
+        dropped and counted.  Returns ``(accepted, -1, 0)``."""
+        ts, o, h, lo, c, v = (cols[name] for name in COLUMNS)
+        n = ts.shape[0]
+        start = accepted = 0
+        while start < n:
+            taken, first, fault = stream.push_many(ts[start:], o[start:], h[start:],
+                                                   lo[start:], c[start:], v[start:], True)
+            accepted += taken
+            if first < 0:
+                break
+            row = start + first
+            if fault in _REVISABLE:
+                if self._events_on:  # the events of the rows before it, first
+                    stream.collect(symbol, self._pending)
+                fault = stream.revise(int(ts[row]), float(o[row]), float(h[row]),
+                                      float(lo[row]), float(c[row]), float(v[row]),
+                                      self._events_on)
+            if fault == 0:
+                accepted += 1
+            else:
+                stream.count_rejected(fault)
+            start = row + 1
+        return accepted, -1, 0
 
     # -- reads ----------------------------------------------------------------------------
 

@@ -5,9 +5,11 @@
 # serialises calls on one stream (see SymbolSessionData).  ``busy`` is set while a batch runs
 # without the GIL, so that the Python layer knows when it must wait.
 
+cimport cython
 from cpython.number cimport PyIndex_Check
 from libc.stdint cimport INT64_MAX, INT64_MIN, uint8_t
 from libc.stdlib cimport calloc, free
+from libc.string cimport memmove
 
 import numpy as np
 
@@ -17,12 +19,157 @@ from common cimport (
     bucket_expected, i64, price_fault, slots_in_window, rollup_emit, rollup_feed, rollup_init,
     rollup_run, store_append, as_i64, check_grid, store_free, store_init, add_sat, step_end,
     store_nbytes, store_push, store_reserve, store_snapshot, walker_finish, walker_start, walker_step_to,
+    ceil_div, span, sub_sat, u64,
 )
 
 cdef enum:
     MAX_DERIVED = 32
 
 cdef i64 NO_BAR = INT64_MIN
+
+# Event kinds (Event.code); the names are Event.kind and the keys of SessionData.subscribe.
+cdef enum:
+    EV_GAP_OPENED = 0
+    EV_GAP_CLOSED = 1
+    EV_STALE = 2
+    EV_BAR_CLOSED = 3
+    EV_REVISED = 4
+    RUN_CAP = 16      # gap runs one step of the walker reports to the events (more are counted)
+
+EVENT_KINDS = ("gap_opened", "gap_closed", "stale", "bar_closed", "revised")
+
+
+cdef inline Py_ssize_t _search(const i64* a, Py_ssize_t n, i64 x) noexcept nogil:
+    """The first index whose value is >= x in the sorted a[:n] (binary search)."""
+    cdef Py_ssize_t lo = 0, hi = n, mid
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if a[mid] < x:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+cdef inline int _store_insert(ColumnStore* s, Py_ssize_t i, i64 t, f64 o, f64 h, f64 l, f64 c,
+                              f64 v, i64 count, f64 coverage) noexcept nogil:
+    """Insert one bar at row i (the rows from i move up one); -1 when memory ran out."""
+    cdef Py_ssize_t m = s.n - i
+    if s.n >= s.cap and store_reserve(s, s.n + 1) != 0:
+        return -1
+    if m > 0:
+        memmove(s.ts + i + 1, s.ts + i, m * sizeof(i64))
+        memmove(s.open + i + 1, s.open + i, m * sizeof(f64))
+        memmove(s.high + i + 1, s.high + i, m * sizeof(f64))
+        memmove(s.low + i + 1, s.low + i, m * sizeof(f64))
+        memmove(s.close + i + 1, s.close + i, m * sizeof(f64))
+        memmove(s.volume + i + 1, s.volume + i, m * sizeof(f64))
+        if s.with_counts:
+            memmove(s.count + i + 1, s.count + i, m * sizeof(i64))
+            memmove(s.coverage + i + 1, s.coverage + i, m * sizeof(f64))
+    s.n += 1
+    _store_set(s, i, t, o, h, l, c, v, count, coverage)
+    return 0
+
+
+cdef inline void _store_set(ColumnStore* s, Py_ssize_t i, i64 t, f64 o, f64 h, f64 l, f64 c,
+                            f64 v, i64 count, f64 coverage) noexcept nogil:
+    s.ts[i] = t
+    s.open[i] = o
+    s.high[i] = h
+    s.low[i] = l
+    s.close[i] = c
+    s.volume[i] = v
+    if s.with_counts:
+        s.count[i] = count
+        s.coverage[i] = coverage
+
+
+cdef inline tuple _row(ColumnStore* s, Py_ssize_t i):
+    """Row i of a store as (ts, open, high, low, close, volume, count, coverage)."""
+    if s.with_counts:
+        return (s.ts[i], s.open[i], s.high[i], s.low[i], s.close[i], s.volume[i], s.count[i],
+                s.coverage[i])
+    return (s.ts[i], s.open[i], s.high[i], s.low[i], s.close[i], s.volume[i], 1, 1.0)
+
+
+cdef dict _bar_dict(tuple row):
+    return {"ts": row[0], "open": row[1], "high": row[2], "low": row[3], "close": row[4],
+            "volume": row[5], "count": row[6], "coverage": row[7]}
+
+
+@cython.auto_pickle(False)
+cdef class Event:
+    """One event of a live session, handed to the callbacks of ``SessionData.subscribe``.
+
+    Attributes
+    ----------
+    kind : str
+        ``"gap_opened"``, ``"gap_closed"``, ``"stale"``, ``"bar_closed"`` or ``"revised"``.
+    symbol : str
+    interval : str
+        The base interval for gap and stale events; the derived (or base) interval of the
+        bar for ``bar_closed`` and ``revised``.
+    ts : int
+        ns UTC: the first missing slot (gap events, stale), the bar's label (bar_closed,
+        revised).
+    end_ns : int
+        gap_closed: the gap's exclusive end; stale: the time up to which slots were counted.
+    bar_count : int
+        gap_closed: the gap's missing slots (0 when the bars of an announced gap came after
+        all, in order); stale and gap_opened: the slots missing so far.
+    bar : dict or None
+        bar_closed: the derived bar; revised: the bar as revised.
+    old : dict or None
+        revised: the bar before (None when its slot or bucket was empty, a gap).
+    gap : GapInfo or None
+        gap_closed: the gap (set by ``SessionData``).
+    """
+    cdef readonly int code
+    cdef readonly object symbol
+    cdef readonly object interval
+    cdef readonly i64 ts
+    cdef readonly i64 end_ns
+    cdef readonly i64 bar_count
+    cdef f64 _o, _h, _l, _c, _v, _cov
+    cdef i64 _count
+    cdef object _new
+    cdef readonly object old
+    cdef public object gap
+
+    @property
+    def kind(self):
+        return EVENT_KINDS[self.code]
+
+    @property
+    def bar(self):
+        if self.code == EV_BAR_CLOSED:
+            return {"ts": self.ts, "open": self._o, "high": self._h, "low": self._l,
+                    "close": self._c, "volume": self._v, "count": self._count,
+                    "coverage": self._cov}
+        return self._new
+
+    def __repr__(self):
+        if self.code == EV_BAR_CLOSED:
+            detail = f"bar={self.bar}"
+        elif self.code == EV_REVISED:
+            detail = f"old={self.old}, new={self._new}"
+        else:
+            detail = f"end_ns={self.end_ns}, bar_count={self.bar_count}"
+        return (f"Event({self.kind}, {self.symbol}, {self.interval}, "
+                f"ts={np.datetime64(self.ts, 'ns')}, {detail})")
+
+
+cdef inline Event _event(int code, object symbol, object interval, i64 ts, i64 end_ns,
+                         i64 bar_count):
+    cdef Event ev = Event.__new__(Event)
+    ev.code = code
+    ev.symbol = symbol
+    ev.interval = interval
+    ev.ts = ts
+    ev.end_ns = end_ns
+    ev.bar_count = bar_count
+    return ev
 
 
 cdef Py_ssize_t _slots(const i64* g_open, const i64* g_close, Py_ssize_t n, i64 step_ns):
@@ -65,6 +212,17 @@ cdef class SymbolStream:
     cdef readonly i64 last_ns
     cdef readonly bint busy
     cdef public bint volume_optional   # bars without volume: NaN volume is no fault
+    # Events (see collect/scan): what was already reported, so that the bar path records
+    # nothing of its own; only a session with subscribers looks at these.
+    cdef Py_ssize_t emitted[MAX_DERIVED]   # derived rows already reported as bar_closed
+    cdef GapWalker seen          # the base gap walker as of the last collect
+    cdef Py_ssize_t seen_n       # base rows as of the last collect
+    cdef i64 announced           # start of the latest gap announced (gap_opened)
+    cdef bint announced_open     # ... and it is still open
+    cdef bint stale_sent         # stale reported for the gap that is open
+    cdef list _revisions         # (k, old row or None, new row) of the last revise
+    cdef public list names       # interval names: the base, then derived 0, 1, ...
+    cdef readonly i64 revised    # bars taken by revise (late, out of order, replaced)
 
     def __cinit__(self):
         store_init(&self.base, False)
@@ -107,6 +265,10 @@ cdef class SymbolStream:
         walker_start(&self.gaps, self.w_open, self.n_windows)
         for i in range(N_FAULTS):
             self.rejected[i] = 0
+        self.revised = 0
+        self.names = []
+        self._revisions = []
+        self.sync_events()
 
     def __dealloc__(self):
         cdef Py_ssize_t k
@@ -181,6 +343,7 @@ cdef class SymbolStream:
             # As if fed bar by bar: a bucket that ended before the last bar is complete.
             if self._close_ended(self.last_ns, False, True) < 0:
                 raise MemoryError("no memory left for derived bars")
+        self.emitted[k] = self.derived[k].n    # bars made from what was held: no events
         return k
 
     cdef int _cascade(self, Py_ssize_t k, int closed) noexcept nogil:
@@ -427,6 +590,301 @@ cdef class SymbolStream:
         self.last_ns = t[m - 1]
         return 0
 
+    # -- late bars (the revise policy) -----------------------------------------------------
+
+    def revise(self, i64 ts, f64 open, f64 high, f64 low, f64 close, f64 volume,
+               bint record=False):
+        """Take a bar that ``push`` refuses as unsorted, duplicated or late: it fills (or
+        replaces) its slot and every derived bucket it belongs to is made again from the bars
+        it holds, with the live gap counters.  Returns 0, or the fault that still refuses it
+        (prices, outside, misaligned; not counted).  With ``record`` the old and new bars are
+        kept for ``collect`` (``revised`` events)."""
+        if self.busy:
+            raise RuntimeError("stream is busy with a batch; serialise calls on one stream")
+        return self._revise_bar(ts, open, high, low, close, volume, record)
+
+    cdef int _revise_bar(self, i64 t, f64 o, f64 h, f64 l, f64 c, f64 v,
+                         bint record) except -1:
+        cdef uint8_t f = price_fault(o, h, l, c, v, self.volume_optional)
+        cdef GridCursor probe
+        cdef Py_ssize_t i, k
+        cdef bint in_order, replaced, left, right
+        cdef int rc = 0
+        cdef ColumnStore* b = &self.base
+        cdef object old = None
+        if f != FAULT_NONE:
+            return f
+        probe.window = 0
+        probe.slot_start = NO_BAR
+        probe.slot_end = NO_BAR
+        if not grid_locate(&probe, self.w_open, self.w_close, self.n_windows, self.base_ns, t):
+            return FAULT_OUTSIDE
+        if t != probe.slot_start:
+            return FAULT_MISALIGNED
+        in_order = b.n == 0 or t > self.last_ns
+        i = _search(b.ts, b.n, t)
+        replaced = i < b.n and b.ts[i] == t
+        if record:
+            self._revisions = []
+            if replaced:
+                old = _row(b, i)
+        if replaced:
+            _store_set(b, i, t, o, h, l, c, v, 1, 1.0)
+        elif _store_insert(b, i, t, o, h, l, c, v, 1, 1.0) != 0:
+            raise MemoryError("no memory left for bars")
+        if record:
+            self._revisions.append((-1, old, _row(b, i)))
+        if in_order:
+            # Next in line for the base (only a derived bucket closed by advance refused it).
+            self.cursor = probe
+            walker_step_to(&self.gaps, self.w_open, self.w_close, self.n_windows,
+                           self.base_ns, t, NULL, NULL, 0, 0, &rc)
+            self.last_ns = t
+        elif not replaced:
+            # A slot counted missing is filled: its run shrinks, splits in two, or ends.
+            self.gaps.present += 1
+            self.gaps.missing -= 1
+            left = t == self.w_open[probe.window] or (i > 0 and b.ts[i - 1] == t - self.base_ns)
+            right = probe.slot_end == self.w_close[probe.window] or (
+                i + 1 < b.n and b.ts[i + 1] == probe.slot_end)
+            if left and right:
+                self.gaps.runs -= 1
+            elif not left and not right:
+                self.gaps.runs += 1
+        self.last_closed = 0
+        for k in range(self.n_derived):
+            self._revise_bucket(k, t, o, h, l, c, v, in_order, record)
+        if in_order and self.n_cascaded:
+            rc = self._close_ended(t, False, True)
+            if rc < 0:
+                raise MemoryError("no memory left for derived bars")
+            self.last_closed += rc
+        if not in_order:
+            # Out of order: the gap counters were mended above; the events' walker follows.
+            self.seen = self.gaps
+            self.seen_n = b.n
+        self.revised += 1
+        return FAULT_NONE
+
+    cdef int _revise_bucket(self, Py_ssize_t k, i64 t, f64 o, f64 h, f64 l, f64 c, f64 v,
+                            bint in_order, bint record) except -1:
+        """Make derived interval k's bucket holding t again from the bars that feed it: a
+        closed bar is replaced (or, for a bucket that was empty, inserted), the bar being
+        built is recomputed, a bucket not begun is left to the feed."""
+        cdef Rollup* r = &self.rollups[k]
+        cdef ColumnStore* out = &self.derived[k]
+        cdef ColumnStore* src
+        cdef GridCursor probe
+        cdef Py_ssize_t p = self.parent[k], lo, hi, i, j, w
+        cdef i64 bs, be, expected, cnt
+        cdef f64 ho, hh, hl, hc, hv
+        cdef bint passed, active, left, right
+        cdef int rc = 0
+        cdef object old
+        probe.window = 0
+        probe.slot_start = NO_BAR
+        probe.slot_end = NO_BAR
+        if not grid_locate(&probe, r.g_open, r.g_close, r.n_windows, r.step_ns, t):
+            return 0    # derived grids cover every window of the session: not reached
+        bs = probe.slot_start
+        be = probe.slot_end
+        w = probe.window
+        active = r.bucket.active and bs == r.bucket.start
+        passed = (bs < r.bucket.start) if r.bucket.active else (bs < r.closed_until)
+        if p < 0 and in_order and not passed:
+            # New to this interval: fed exactly as _accept feeds it.
+            rc = rollup_feed(r, t, o, h, l, c, v, 1, out)
+            if rc > 0:
+                self.last_closed += rc
+                rc = self._cascade(k, rc)
+                if rc > 0:
+                    self.last_closed += rc
+            if rc < 0:
+                raise MemoryError("no memory left for derived bars")
+            return 0
+        if not (passed or active):
+            return 0    # a coarser bucket not begun: its finer bars reach it when they close
+        src = &self.base if p < 0 else &self.derived[p]
+        lo = _search(src.ts, src.n, bs)
+        hi = _search(src.ts, src.n, be)
+        if hi <= lo:
+            return 0
+        ho = src.open[lo]
+        hh = src.high[lo]
+        hl = src.low[lo]
+        hv = 0.0
+        cnt = 0
+        for i in range(lo, hi):
+            if src.high[i] > hh:
+                hh = src.high[i]
+            if src.low[i] < hl:
+                hl = src.low[i]
+            hv += src.volume[i]
+            cnt += src.count[i] if p >= 0 else 1
+        hc = src.close[hi - 1]
+        if active:
+            r.bucket.open = ho
+            r.bucket.high = hh
+            r.bucket.low = hl
+            r.bucket.close = hc
+            r.bucket.volume = hv
+            r.bucket.count = cnt
+            return 0
+        expected = r.g_base_slots[w] if r.step_ns <= 0 else ceil_div(be - bs, r.base_ns)
+        j = _search(out.ts, out.n, bs)
+        if j < out.n and out.ts[j] == bs:
+            old = _row(out, j) if record else None
+            _store_set(out, j, bs, ho, hh, hl, hc, hv, cnt, <f64> cnt / <f64> expected)
+            if record and old != _row(out, j):
+                self._revisions.append((k, old, _row(out, j)))
+            return 0
+        # The bucket was empty (a gap of this interval): a bar for it now.
+        if _store_insert(out, j, bs, ho, hh, hl, hc, hv, cnt, <f64> cnt / <f64> expected) != 0:
+            raise MemoryError("no memory left for derived bars")
+        if j < self.emitted[k]:
+            self.emitted[k] += 1
+        if bs < r.gaps.next_slot:
+            r.gaps.present += 1
+            r.gaps.missing -= 1
+            left = bs == r.g_open[w] or (j > 0 and out.ts[j - 1] == bs - r.step_ns)
+            right = be == r.g_close[w] or (j + 1 < out.n and out.ts[j + 1] == be)
+            if left and right:
+                r.gaps.runs -= 1
+            elif not left and not right:
+                r.gaps.runs += 1
+        else:
+            # Beyond what the walker accounted for: step it over the bucket now.
+            walker_step_to(&r.gaps, r.g_open, r.g_close, r.n_windows, r.step_ns, bs,
+                           NULL, NULL, 0, 0, &rc)
+        if record:
+            self._revisions.append((k, None, _row(out, j)))
+        return 0
+
+    # -- events -------------------------------------------------------------------------------
+
+    def sync_events(self):
+        """Take everything held as reported: events start from here."""
+        cdef Py_ssize_t k
+        self.seen = self.gaps
+        self.seen_n = self.base.n
+        for k in range(MAX_DERIVED):
+            self.emitted[k] = self.derived[k].n if k < self.n_derived else 0
+        self.announced = NO_BAR
+        self.announced_open = False
+        self.stale_sent = False
+        self._revisions = []
+
+    cdef object _name(self, Py_ssize_t k):
+        """The name of interval k (-1: the base), or k when the names were not set."""
+        if k + 1 < len(self.names):
+            return self.names[k + 1]
+        return k
+
+    cdef i64 _run_end(self, i64 start, i64 count):
+        """The exclusive end of a run of count missing base slots from start."""
+        cdef GridCursor g
+        cdef i64 close
+        g.window = 0
+        if not grid_locate(&g, self.w_open, self.w_close, self.n_windows, self.base_ns, start):
+            return start
+        close = self.w_close[g.window]
+        if count <= 0:
+            return start
+        if <u64> count > span(start, close) // <u64> self.base_ns:
+            return close        # the window's last slot is short
+        return start + count * self.base_ns
+
+    cpdef int collect(self, object symbol, list out) except -1:
+        """Append to ``out`` the events since the last collect: gaps that the bars ended
+        (``gap_opened`` first for a gap no scan announced), revisions, derived bars closed.
+        Returns how many."""
+        cdef Py_ssize_t i, j, k, nr, m0 = len(out)
+        cdef GapWalker w
+        cdef i64 rs[RUN_CAP]
+        cdef i64 rn[RUN_CAP]
+        cdef int fault = 0
+        cdef bint closed_announced
+        cdef ColumnStore* s
+        cdef Event ev
+        cdef object name
+        if self.seen_n != self.base.n:
+            w = self.seen
+            name = None
+            for i in range(self.seen_n, self.base.n):
+                nr = walker_step_to(&w, self.w_open, self.w_close, self.n_windows, self.base_ns,
+                                    self.base.ts[i], rs, rn, 0, RUN_CAP, &fault)
+                closed_announced = False
+                if nr:
+                    name = self._name(-1)
+                for j in range(nr if nr < RUN_CAP else RUN_CAP):
+                    if rs[j] > self.announced:
+                        out.append(_event(EV_GAP_OPENED, symbol, name, rs[j], NO_BAR, rn[j]))
+                        self.announced = rs[j]
+                    elif rs[j] == self.announced:
+                        closed_announced = True
+                    ev = _event(EV_GAP_CLOSED, symbol, name, rs[j], self._run_end(rs[j], rn[j]),
+                                rn[j])
+                    out.append(ev)
+                if self.announced_open and self.announced < w.next_slot:
+                    if not closed_announced:
+                        # Announced, then its bar came after all (in order): an empty gap.
+                        out.append(_event(EV_GAP_CLOSED, symbol, self._name(-1), self.announced,
+                                          self.announced, 0))
+                    self.announced_open = False
+            self.stale_sent = False
+            self.seen = w
+            self.seen_n = self.base.n
+        if self._revisions:
+            for k, old, new in self._revisions:
+                ev = _event(EV_REVISED, symbol, self._name(k), new[0], NO_BAR, 0)
+                ev.old = None if old is None else _bar_dict(old)
+                ev._new = _bar_dict(new)
+                out.append(ev)
+            self._revisions = []
+        for k in range(self.n_derived):
+            s = &self.derived[k]
+            if self.emitted[k] < s.n:
+                name = self._name(k)
+                for i in range(self.emitted[k], s.n):
+                    ev = _event(EV_BAR_CLOSED, symbol, name, s.ts[i], NO_BAR, 0)
+                    ev._o = s.open[i]
+                    ev._h = s.high[i]
+                    ev._l = s.low[i]
+                    ev._c = s.close[i]
+                    ev._v = s.volume[i]
+                    ev._count = s.count[i]
+                    ev._cov = s.coverage[i]
+                    out.append(ev)
+                self.emitted[k] = s.n
+        return len(out) - m0
+
+    cpdef int scan(self, object symbol, list out, i64 until_ns, i64 stale_slots) except -1:
+        """Append to ``out`` what the clock says: ``gap_opened`` for each gap of slots that
+        ended by ``until_ns`` without a bar and was not announced yet, and ``stale`` once
+        the symbol has sent nothing for ``stale_slots`` slots (0: never).  Returns how many."""
+        cdef GapWalker tmp
+        cdef i64 rs[RUN_CAP]
+        cdef i64 rn[RUN_CAP]
+        cdef Py_ssize_t nr, j, m0 = len(out)
+        cdef i64 missing
+        if until_ns <= self.gaps.next_slot:
+            return 0
+        nr = walker_finish(self.gaps, self.w_open, self.w_close, self.n_windows, self.base_ns,
+                           until_ns, rs, rn, 0, RUN_CAP, &tmp)
+        if nr == 0:
+            return 0
+        name = self._name(-1)
+        for j in range(nr if nr < RUN_CAP else RUN_CAP):
+            if rs[j] > self.announced:
+                out.append(_event(EV_GAP_OPENED, symbol, name, rs[j], NO_BAR, rn[j]))
+                self.announced = rs[j]
+                self.announced_open = True
+        missing = tmp.missing - self.gaps.missing
+        if stale_slots > 0 and missing >= stale_slots and not self.stale_sent:
+            out.append(_event(EV_STALE, symbol, name, rs[0], until_ns, missing))
+            self.stale_sent = True
+        return len(out) - m0
+
     def count_rejected(self, int fault, i64 n=1):
         """Count n bars rejected for ``fault`` by the Python layer (e.g. a drop policy)."""
         if not 0 < fault < N_FAULTS:
@@ -579,12 +1037,30 @@ cdef class SessionCore:
     cdef public dict _unknown_bars   # symbol -> bars offered for a symbol not registered
     cdef public i64 _clock           # latest bar end seen, or a later time set by advance
     cdef public bint _raise_on_bad
+    cdef public bint _revise         # late, unsorted and duplicated bars revise (on_bad)
+    # Events: with no subscriber (``_events_on`` False) the bar path does nothing more.
+    cdef public bint _events_on
+    cdef public list _pending        # events collected, not yet delivered
+    cdef public list _subscribers    # [(callback, kinds bit mask, re-raise errors)]
+    cdef public object _deliver_lock
+    cdef public int _defer           # > 0 while a caller holds the registry lock
+    cdef public i64 _next_scan       # the clock at which the streams are scanned next
+    cdef public i64 _stale_slots
+    cdef public i64 _grace_slots
 
     def __cinit__(self):
         self._symbols = {}
         self._unknown_bars = {}
         self._clock = NO_BAR
         self._raise_on_bad = True
+        self._revise = False
+        self._events_on = False
+        self._pending = []
+        self._subscribers = []
+        self._defer = 0
+        self._next_scan = NO_BAR
+        self._stale_slots = 5
+        self._grace_slots = 1
 
     def add_bar(self, symbol, object ts, object open, object high, object low, object close,
                 object volume):
@@ -630,9 +1106,20 @@ cdef class SessionCore:
             t = add_sat(t, stream.base_ns)     # the bar's end (saturated at the int64 max)
             if t > self._clock:
                 self._clock = t
+            if self._events_on:
+                self._after_bar(stream, symbol)
             return 0
         if f == FAULT_OVERFLOW:
             raise MemoryError("no memory left for bars")
+        if self._revise and (f == FAULT_UNSORTED or f == FAULT_DUPLICATE or f == FAULT_LATE):
+            f = stream._revise_bar(t, o, h, l, c, v, self._events_on)
+            if f == FAULT_NONE:
+                t = add_sat(t, stream.base_ns)
+                if t > self._clock:
+                    self._clock = t
+                if self._events_on:
+                    self._after_bar(stream, symbol)
+                return 0
         if self._raise_on_bad:
             # Raised, not dropped: the caller hears of it, the quality report does not.
             self._bad_bar(symbol, f, t, o, h, l, c, v)
@@ -642,6 +1129,76 @@ cdef class SessionCore:
     def _note_clock(self, i64 end_ns):
         if end_ns > self._clock:
             self._clock = end_ns
+
+    # -- events ---------------------------------------------------------------------------
+
+    cdef int _after_bar(self, SymbolStream stream, object symbol) except -1:
+        """A bar was stored and someone listens: collect its events, scan the streams when
+        the clock entered a new slot, deliver (unless a caller holds the registry lock)."""
+        stream.collect(symbol, self._pending)
+        if self._clock >= self._next_scan:
+            self._scan_all(self._clock)
+        if self._pending and not self._defer:
+            self._deliver()
+        return 0
+
+    def _scan_all(self, i64 now_ns):
+        """Scan every stream whose next expected slot ended ``_grace_slots`` slots before
+        ``now_ns`` (gap_opened, stale); the events go to ``_pending``."""
+        cdef SymbolStream s
+        cdef i64 step = INT64_MAX, until
+        cdef list due = None
+        # Only reads here (no allocation, no Python code): the registry cannot change under
+        # this loop.  The streams that have something to say are scanned after it.
+        for symbol, entry in self._symbols.items():
+            s = <SymbolStream?> entry._stream
+            if s.base_ns < step:
+                step = s.base_ns
+            until = sub_sat(now_ns, s.base_ns * self._grace_slots)
+            if until > s.gaps.next_slot:
+                if due is None:
+                    due = []
+                due.append((symbol, s, until))
+        if due is not None:
+            for symbol, s, until in due:
+                s.scan(symbol, self._pending, until, self._stale_slots)
+        self._next_scan = add_sat(now_ns, step if step != INT64_MAX else 1)
+
+    def _deliver(self):
+        """Hand the pending events, in order, to the subscribers whose kinds match.
+
+        Runs outside the registry lock.  One call delivers at a time (a callback that adds a
+        bar has its events delivered by the loop that called it, after it returns); an
+        exception of a callback is passed to ``_event_failed`` and the remaining events are
+        still delivered; one to re-raise is raised at the end, when every event is out."""
+        cdef list batch
+        cdef Event ev
+        cdef tuple sub
+        cdef int bit
+        cdef object failure = None
+        lock = self._deliver_lock
+        while self._pending and not self._defer:
+            if not lock.acquire(False):
+                return      # another call is delivering: it takes these too
+            try:
+                while self._pending:
+                    batch = self._pending
+                    self._pending = []
+                    for ev in batch:
+                        bit = 1 << ev.code
+                        if ev.code == EV_GAP_CLOSED and ev.gap is None:
+                            ev.gap = self._gap_info(ev)
+                        for sub in self._subscribers:
+                            if (<int> sub[1]) & bit:
+                                try:
+                                    sub[0](ev)
+                                except Exception as exc:
+                                    if self._event_failed(ev, sub, exc) and failure is None:
+                                        failure = exc
+            finally:
+                lock.release()
+        if failure is not None:
+            raise failure
 
 
 def bad_value(symbol, ts, open, high, low, close, volume):
