@@ -22,7 +22,7 @@ from .grid import cut_grid, default_calendar, edge_coverage
 from .intervals import parse_interval
 from .processing import DataProcessor, DataQualityManager
 from .results import GapInfo, RunResult, local_time
-from .session import SessionData
+from .session import Event, SessionData
 
 
 @dataclass
@@ -86,17 +86,20 @@ class SessionCoordinator:
         Base interval of the symbols added without one.
     derived_intervals : iterable of str
         Derived intervals of the symbols added without their own.
-    on_bad : {"raise", "drop"}
-        The bad-bar policy (see ``SessionData``).
+    on_bad : {"raise", "drop", "revise"}
+        The bad-bar policy (see ``SessionData``; ``revise`` applies to streamed bars).
+    stale_after, gap_grace : int
+        Slots of the live events (see ``SessionData`` and ``subscribe``).
     """
 
     def __init__(self, calendar: Calendar | None = None, *, base_interval: str = "1m",
                  derived_intervals: Iterable[str] = ("5m", "15m", "1h"),
-                 on_bad: str = "raise"):
+                 on_bad: str = "raise", stale_after: int = 5, gap_grace: int = 1):
         self.calendar = default_calendar(calendar)
         self.base_interval = parse_interval(base_interval).name
         self.derived_intervals = [parse_interval(d).name for d in derived_intervals]
-        self.session_data = SessionData(self.calendar, on_bad=on_bad)
+        self.session_data = SessionData(self.calendar, on_bad=on_bad, stale_after=stale_after,
+                                        gap_grace=gap_grace)
         self.processor = DataProcessor(self.session_data)
         self.quality = DataQualityManager(self.session_data)
 
@@ -139,6 +142,21 @@ class SessionCoordinator:
     def stream_bars(self, symbol: str, bars: Bars | Mapping | None = None, **columns) -> int:
         """Stream a batch of base bars (the same pipeline as bar by bar, in one call)."""
         return self.session_data.add_bars(symbol, bars, **columns)
+
+    def advance(self, now_ns: int) -> int:
+        """Move the session's clock (see ``SessionData.advance``): derived bars close, and
+        the subscribers hear of the slots that ended without a bar."""
+        return self.session_data.advance(now_ns)
+
+    def subscribe(self, callback: Callable[[Event], Any], kinds: Iterable[str] | None = None,
+                  *, errors: str = "collect") -> Callable[[Event], Any]:
+        """Live events of the session (see ``SessionData.subscribe``); the subscription
+        outlives ``stop()`` and holds for the next session."""
+        return self.session_data.subscribe(callback, kinds, errors=errors)
+
+    def unsubscribe(self, callback: Callable[[Event], Any]) -> bool:
+        """See ``SessionData.unsubscribe``."""
+        return self.session_data.unsubscribe(callback)
 
     def replay(self, day: Mapping[str, Bars | Mapping], *, load: bool = True) -> int:
         """Replay a day's bars for many symbols: each is registered (if needed), its bars

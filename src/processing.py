@@ -60,7 +60,13 @@ class DataProcessor:
         with sd._lock:
             entries = (list(sd._symbols.values()) if symbol is None
                        else [e for e in (sd._symbols.get(symbol),) if e is not None])
-            return sum(e._stream.flush() for e in entries)
+            closed = sum(e._stream.flush() for e in entries)
+            if sd._events_on:  # the bars closed here are events too (bar_closed)
+                for e in entries:
+                    e._stream.collect(e.symbol, sd._pending)
+        if sd._events_on:
+            sd._deliver()      # outside the lock
+        return closed
 
 
 class DataQualityManager:

@@ -691,6 +691,9 @@ cdef class SymbolStream:
         w = probe.window
         active = r.bucket.active and bs == r.bucket.start
         passed = (bs < r.bucket.start) if r.bucket.active else (bs < r.closed_until)
+        if p >= 0 and not passed and not active and be <= self.last_ns:
+            # Not begun, yet ended before the last bar: in order it would be closed by now.
+            passed = True
         if p < 0 and in_order and not passed:
             # New to this interval: fed exactly as _accept feeds it.
             rc = rollup_feed(r, t, o, h, l, c, v, 1, out)
@@ -702,11 +705,26 @@ cdef class SymbolStream:
             if rc < 0:
                 raise MemoryError("no memory left for derived bars")
             return 0
-        if not (passed or active):
-            return 0    # a coarser bucket not begun: its finer bars reach it when they close
         src = &self.base if p < 0 else &self.derived[p]
         lo = _search(src.ts, src.n, bs)
         hi = _search(src.ts, src.n, be)
+        if not (passed or active):
+            # A coarser bucket not begun: a finer bar that the revision just made (inserted
+            # in a finer bucket that had been passed over) is the only one of it, and is later
+            # than everything fed so far: fed now, in order.
+            if p < 0:
+                return 0
+            for i in range(lo, hi):
+                rc = rollup_feed(r, src.ts[i], src.open[i], src.high[i], src.low[i],
+                                 src.close[i], src.volume[i], src.count[i], out)
+                if rc > 0:
+                    self.last_closed += rc
+                    rc = self._cascade(k, rc)
+                    if rc > 0:
+                        self.last_closed += rc
+                if rc < 0:
+                    raise MemoryError("no memory left for derived bars")
+            return 0
         if hi <= lo:
             return 0
         ho = src.open[lo]
@@ -743,6 +761,8 @@ cdef class SymbolStream:
             raise MemoryError("no memory left for derived bars")
         if j < self.emitted[k]:
             self.emitted[k] += 1
+        if not r.bucket.active and be > r.closed_until:
+            r.closed_until = be
         if bs < r.gaps.next_slot:
             r.gaps.present += 1
             r.gaps.missing -= 1

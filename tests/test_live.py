@@ -1,0 +1,372 @@
+"""Live sessions: events as they happen (gap_opened, gap_closed, stale, bar_closed, revised)
+and the revise policy for late bars (issue 14).
+
+The property tests compare a stream fed in any arrival order with the batch functions on the
+sorted data (revise), or on the bars that arrived in order (drop).
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sessiondata import Bars, Calendar, SessionData, find_gaps, quality, resample
+from sessiondata.coordinator import SessionCoordinator
+from sessiondata.processing import DataProcessor, DataQualityManager
+
+M = 60_000_000_000
+DAY = "2024-01-02"
+T0 = int(np.datetime64(DAY, "ns").astype(np.int64))
+DERIVED = ("5m", "7m", "15m", "1h")     # 7m is fed from the base; 15m and 1h are cascaded
+SLOTS = 150
+
+
+def _bar(i: int) -> tuple[int, float, float, float, float, float]:
+    """The bar of minute i: prices and an integer volume that depend on i only (sums exact)."""
+    o = 100.0 + (i * 7919) % 13
+    c = 100.0 + (i * 104729) % 11
+    return T0 + i * M, o, max(o, c) + (i % 3), min(o, c) - (i % 5), c, float(1 + i % 17)
+
+
+def _bars(minutes) -> Bars:
+    rows = [_bar(i) for i in sorted(minutes)]
+    cols = list(zip(*rows)) if rows else [[]] * 6
+    return Bars.from_arrays(np.array(cols[0], dtype=np.int64),
+                            *(np.array(c, dtype=np.float64) for c in cols[1:]))
+
+
+def _session(on_bad: str, **kw) -> SessionData:
+    sd = SessionData(Calendar.always(), on_bad=on_bad, **kw)
+    sd.start_session(DAY)
+    sd.add_symbol("X", "1m", DERIVED)
+    return sd
+
+
+def _counters(ts: np.ndarray, step_ns: int) -> tuple[int, int, int]:
+    """(present, missing, runs) of slots from the session's open up to the last bar."""
+    if len(ts) == 0:
+        return 0, 0, 0
+    idx = (np.asarray(ts) - T0) // step_ns
+    missing = int(idx[-1]) + 1 - len(idx)
+    runs = int(idx[0] > 0) + int(np.count_nonzero(np.diff(idx) > 1))
+    return len(idx), missing, runs
+
+
+def _gap_rows(gaps) -> list[tuple]:
+    return [(g.start_time, g.end_time, g.bar_count) for g in gaps]
+
+
+def _assert_equals_batch(sd: SessionData, minutes) -> None:
+    """The stream's bars, gaps, quality and live gap counters equal the batch functions'."""
+    cal = sd.calendar
+    entry = sd.get_symbol_data("X")
+    assert entry is not None
+    ref = _bars(minutes)
+    # Live counters of the base, as the bars stand (before the session's end closes buckets).
+    assert entry._stream.gap_counters() == _counters(ref.ts, M)
+    DataProcessor(sd).finish()
+    close = int(sd.windows.close_ns[-1])
+    dq = DataQualityManager(sd)
+    for name in ("1m",) + DERIVED:
+        got = sd.get_bars("X", name)
+        want = ref if name == "1m" else resample(ref, name, cal, base="1m")
+        np.testing.assert_array_equal(got.ts, want.ts, err_msg=name)
+        for col in ("open", "high", "low", "close", "volume"):
+            np.testing.assert_array_equal(getattr(got, col), getattr(want, col),
+                                          err_msg=f"{name} {col}")
+        if name != "1m":
+            np.testing.assert_array_equal(got.count, want.count, err_msg=name)
+            np.testing.assert_allclose(got.coverage, want.coverage, err_msg=name)
+            k = entry._slot[name]
+            step = int(name[:-1]) * (M if name.endswith("m") else 60 * M)
+            assert entry._stream.gap_counters(k) == _counters(got.ts, step), name
+        dq._calculate_quality("X", name, until_ns=close)
+        assert _gap_rows(entry.bar_gaps[name]) == _gap_rows(find_gaps(ref, name, cal, base="1m")), name
+        q, w = entry.quality[name], quality(ref, name, cal, base="1m")
+        assert (q.expected, q.present, q.missing, q.partial) == \
+            (w.expected, w.present, w.missing, w.partial), name
+        assert q.score == pytest.approx(w.score) and \
+            q.coverage_sum == pytest.approx(w.coverage_sum), name
+
+
+# -- the revise and drop policies ----------------------------------------------------------
+
+arrivals = st.lists(st.integers(0, SLOTS - 1), unique=True, min_size=1, max_size=SLOTS)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(order=arrivals, advances=st.sets(st.integers(0, SLOTS - 1), max_size=10),
+       dup=st.lists(st.integers(0, SLOTS - 1), max_size=5), subscribed=st.booleans())
+def test_revise_any_arrival_order_equals_batch_on_sorted(order, advances, dup, subscribed):
+    sd = _session("revise")
+    seen: list = []
+    if subscribed:
+        sd.subscribe(seen.append)
+    sent = set()
+    for pos, i in enumerate(order):
+        assert sd.add_bar("X", *_bar(i)) == 0
+        sent.add(i)
+        if pos in advances:         # the user's clock closes buckets: later bars are late
+            sd.advance(T0 + (max(sent) + 1) * M)
+    for i in dup:                   # a bar sent again replaces its slot (same values here)
+        if i in sent:
+            assert sd.add_bar("X", *_bar(i)) == 0
+    assert sd.get_symbol_data("X").rejected == {}
+    _assert_equals_batch(sd, sent)
+    if subscribed:
+        assert not sd.event_errors
+        assert sum(e.kind == "revised" for e in seen) >= sum(
+            1 for p, i in enumerate(order) if i < max(order[:p], default=-1))
+
+
+@settings(max_examples=60, deadline=None)
+@given(order=arrivals)
+def test_drop_equals_batch_on_the_bars_that_arrived_in_order(order):
+    sd = _session("drop")
+    kept, last = [], -1
+    for i in order:
+        sd.add_bar("X", *_bar(i))
+        if i > last:
+            kept.append(i)
+            last = i
+    assert sum(sd.get_symbol_data("X").rejected.values()) == len(order) - len(kept)
+    _assert_equals_batch(sd, kept)
+
+
+def test_revise_in_a_batch_equals_batch_on_sorted():
+    rng = np.random.default_rng(3)
+    minutes = rng.choice(SLOTS, size=120, replace=False)
+    sd = _session("revise")
+    cols = _bars(minutes)
+    order = rng.permutation(len(minutes))
+    assert sd.add_bars("X", {c: getattr(cols, c)[order] for c in
+                             ("ts", "open", "high", "low", "close", "volume")}) == 120
+    _assert_equals_batch(sd, minutes)
+
+
+def test_revise_other_bad_bars_are_dropped_and_counted():
+    sd = _session("revise")
+    assert sd.add_bar("X", *_bar(5)) == 0
+    assert sd.add_bar("X", T0 + 3 * M + 1, 1.0, 1.0, 1.0, 1.0, 1.0) == 7    # misaligned
+    assert sd.add_bar("X", T0 + 2 * M, 1.0, 0.5, 1.0, 1.0, 1.0) == 2        # high < open
+    assert sd.get_symbol_data("X").rejected == {
+        "not on the base-interval grid": 1, "high/low inconsistent with open/close": 1}
+    assert sd.get_symbol_data("X")._stream.revised == 0
+
+
+def test_late_bar_revises_a_closed_5m_bar_and_says_so():
+    sd = _session("revise")
+    events: list = []
+    sd.subscribe(events.append, kinds=["revised"])
+    for i in (0, 1, 3, 4, 5, 6):
+        sd.add_bar("X", *_bar(i))
+    before = sd.get_bars("X", "5m")
+    assert before.count.tolist() == [4]
+    sd.add_bar("X", *_bar(2))          # its 5m bucket closed when minute 4 came
+    after = sd.get_bars("X", "5m")
+    assert after.count.tolist() == [5] and after.coverage.tolist() == [1.0]
+    five = [e for e in events if e.interval == "5m"]
+    assert len(five) == 1
+    assert five[0].old["count"] == 4 and five[0].bar["count"] == 5
+    assert five[0].ts == T0
+    base = [e for e in events if e.interval == "1m"]
+    assert base[0].old is None and base[0].bar["ts"] == T0 + 2 * M
+
+
+# -- events -------------------------------------------------------------------------------
+
+def _two_symbols(**kw) -> SessionData:
+    sd = SessionData(Calendar.always(), **kw)
+    sd.start_session(DAY)
+    sd.add_symbol("A", "1m", ("5m",))
+    sd.add_symbol("B", "1m", ("5m",))
+    return sd
+
+
+def test_no_subscriber_collects_nothing():
+    sd = _two_symbols()
+    for i in range(10):
+        sd.add_bar("A", *_bar(i))
+    assert sd._pending == [] and not sd._events_on
+
+
+def test_gap_opened_within_one_slot_of_its_end_by_the_other_symbols_bars():
+    sd = _two_symbols()
+    events: list = []
+    sd.subscribe(events.append, kinds=("gap_opened", "gap_closed"))
+    for i in range(3):
+        sd.add_bar("A", *_bar(i))
+        sd.add_bar("B", *_bar(i))
+    sd.add_bar("A", *_bar(3))           # B's minute 3 is missing ...
+    assert events == []
+    sd.add_bar("A", *_bar(4))           # ... and the clock is a slot past its end
+    assert [(e.kind, e.symbol, e.interval, e.ts) for e in events] == \
+        [("gap_opened", "B", "1m", T0 + 3 * M)]
+    sd.add_bar("B", *_bar(5))
+    closed = events[-1]
+    assert closed.kind == "gap_closed" and closed.bar_count == 2
+    assert closed.gap.bar_count == 2
+    assert closed.gap.start_time == np.datetime64(T0 + 3 * M, "ns").astype("datetime64[us]") \
+        .astype(object).replace(tzinfo=closed.gap.start_time.tzinfo)
+    assert closed.end_ns - closed.ts == 2 * M
+
+
+def test_advance_announces_gaps_and_stale_symbols():
+    sd = _two_symbols(stale_after=3)
+    events: list = []
+    sd.subscribe(events.append)
+    sd.add_bar("A", *_bar(0))
+    sd.add_bar("B", *_bar(0))
+    sd.advance(T0 + 3 * M)              # minutes 1 ended by a slot of grace: missing
+    opened = [(e.symbol, e.ts) for e in events if e.kind == "gap_opened"]
+    assert opened == [("A", T0 + M), ("B", T0 + M)]
+    assert not [e for e in events if e.kind == "stale"]
+    sd.advance(T0 + 5 * M)              # minutes 1..3 missing: 3 slots, stale
+    stale = [e for e in events if e.kind == "stale"]
+    assert [(e.symbol, e.bar_count) for e in stale] == [("A", 3), ("B", 3)]
+    sd.advance(T0 + 6 * M)              # reported once per silence
+    assert len([e for e in events if e.kind == "stale"]) == 2
+    assert len([e for e in events if e.kind == "gap_opened"]) == 2
+    # The 5m bars closed by the clock are events too.
+    assert [e.symbol for e in events if e.kind == "bar_closed"] == ["A", "B"]
+    sd.add_bar("A", *_bar(7))
+    closed = [e for e in events if e.kind == "gap_closed"]
+    assert [(e.symbol, e.ts, e.end_ns, e.bar_count) for e in closed] == \
+        [("A", T0 + M, T0 + 7 * M, 6)]
+
+
+def test_an_announced_slot_whose_bar_comes_after_all_closes_empty():
+    sd = _two_symbols()
+    events: list = []
+    sd.subscribe(events.append, kinds=("gap_opened", "gap_closed"))
+    sd.add_bar("A", *_bar(0))
+    sd.advance(T0 + 2 * M)              # A's minute 1 ended, but not by a slot of grace yet
+    assert [(e.kind, e.symbol, e.ts) for e in events] == [("gap_opened", "B", T0)]
+    sd.advance(T0 + 3 * M)
+    assert [(e.kind, e.symbol, e.ts) for e in events] == [("gap_opened", "B", T0),
+                                                          ("gap_opened", "A", T0 + M)]
+    sd.add_bar("A", *_bar(1))           # the slot announced: no gap after all
+    assert (events[-1].kind, events[-1].symbol, events[-1].bar_count) == ("gap_closed", "A", 0)
+
+
+def test_a_failing_callback_loses_no_bar_and_no_event_of_the_others():
+    sd = _two_symbols()
+    good: list = []
+
+    def bad(event):
+        raise ValueError("boom")
+
+    sd.subscribe(bad)
+    sd.subscribe(good.append)
+    for i in range(12):
+        assert sd.add_bar("A", *_bar(i)) == 0      # collected: the feed goes on
+    assert sd.get_symbol_data("A").bar_count() == 12
+    assert len(good) > 0 and len(sd.event_errors) == len(good)
+    assert all(isinstance(exc, ValueError) for _, _, exc in sd.event_errors)
+
+
+def test_a_callback_that_raises_on_request_is_raised_after_the_bar_is_stored():
+    sd = _two_symbols()
+    got: list = []
+
+    def bad(event):
+        raise KeyError("boom")
+
+    sd.subscribe(bad, kinds=["bar_closed"], errors="raise")
+    sd.subscribe(got.append, kinds=["bar_closed"])
+    for i in range(4):
+        sd.add_bar("A", *_bar(i))
+    with pytest.raises(KeyError):
+        sd.add_bar("A", *_bar(4))      # closes the first 5m bar
+    assert sd.get_symbol_data("A").bar_count() == 5
+    assert len(sd.get_bars("A", "5m")) == 1 and len(got) == 1   # the others heard of it
+    sd.add_bar("A", *_bar(5))          # and the registry goes on
+
+
+def test_a_callback_may_call_back_into_the_session():
+    sd = _two_symbols()
+    seen: list = []
+
+    def mirror(event):
+        # Reads, writes and the clock from inside a callback: no deadlock, events in order.
+        seen.append((event.kind, event.symbol, event.ts))
+        if event.kind == "bar_closed" and event.symbol == "A":
+            sd.get_bars("A", "5m")
+            sd.add_bars("B", _bars(range(event.ts // M - T0 // M, event.ts // M - T0 // M + 5)))
+            sd.advance(event.ts + 5 * M)
+            sd.to_json()
+
+    sd.subscribe(mirror)
+    for i in range(15):
+        sd.add_bar("A", *_bar(i))
+    assert sd.get_symbol_data("A").bar_count() == 15
+    assert sd.get_symbol_data("B").bar_count() == 15
+    assert [k for k, s, _ in seen if k == "bar_closed" and s == "B"]
+    assert not sd.event_errors
+
+
+def test_a_slow_callback_blocks_no_other_thread():
+    sd = _two_symbols()
+    entered, release = threading.Event(), threading.Event()
+
+    def slow(event):
+        if event.symbol == "A":
+            entered.set()
+            release.wait(5)
+
+    sd.subscribe(slow, kinds=["bar_closed"])
+    t = threading.Thread(target=lambda: [sd.add_bar("A", *_bar(i)) for i in range(5)])
+    t.start()
+    assert entered.wait(5)
+    # While A's callback sleeps, B streams and the registry answers.
+    for i in range(10):
+        assert sd.add_bar("B", *_bar(i)) == 0
+    assert sd.get_active_symbols() == ["A", "B"]
+    sd.advance(T0 + 11 * M)
+    release.set()
+    t.join(5)
+    assert not t.is_alive()
+    assert sd.get_symbol_data("B").bar_count() == 10
+
+
+def test_subscribe_arguments_and_unsubscribe():
+    sd = _two_symbols()
+    with pytest.raises(ValueError, match="unknown event kind"):
+        sd.subscribe(print, kinds=["gap"])
+    with pytest.raises(ValueError, match="errors"):
+        sd.subscribe(print, errors="ignore")
+    with pytest.raises(TypeError):
+        sd.subscribe(42)  # type: ignore[arg-type]
+    got: list = []
+    sd.subscribe(got.append)
+    assert sd.unsubscribe(got.append) is False      # a new bound method: not the same object
+    cb = got.append
+    sd.subscribe(cb)
+    assert sd.unsubscribe(cb)
+    with pytest.raises(ValueError, match="on_bad"):
+        SessionData(on_bad="fix")
+    with pytest.raises(ValueError, match="stale_after"):
+        SessionData(stale_after=-1)
+
+
+def test_coordinator_streams_with_events_and_revise():
+    co = SessionCoordinator(Calendar.always(), derived_intervals=("5m",), on_bad="revise",
+                            stale_after=2)
+    events: list = []
+    co.subscribe(events.append)
+    co.start(DAY)
+    co.add_symbol("X")
+    for i in (0, 1, 2, 4, 5, 6):
+        co.stream("X", *_bar(i))
+    co.stream("X", *_bar(3))
+    co.advance(T0 + 10 * M)
+    kinds = {e.kind for e in events}
+    assert {"gap_opened", "gap_closed", "bar_closed", "revised", "stale"} <= kinds
+    summary = co.stop()
+    rows = {r["interval"]: r for r in summary.rows}
+    assert rows["5m"]["bars"] == 2 and rows["1m"]["bars"] == 7
+    assert [e for e in events if e.kind == "bar_closed"][-1].ts == T0 + 5 * M
