@@ -23,55 +23,67 @@ DAY = "2024-01-02"
 T0 = int(np.datetime64(DAY, "ns").astype(np.int64))
 DERIVED = ("5m", "7m", "15m", "1h")     # 7m is fed from the base; 15m and 1h are cascaded
 SLOTS = 150
+# A session of two windows (a break at 01:07-01:22 UTC, a close at 02:33): short last buckets,
+# buckets that never span the break, and the session's own bar.
+BROKEN = Calendar.weekly("UTC", "00:00", "02:33", "Mon-Sun", breaks=[("01:07", "01:22")])
+BROKEN_DERIVED = ("5m", "7m", "15m", "1h", "1d")
+BROKEN_SLOTS = np.concatenate([np.arange(o, c, M) for o, c in zip(
+    BROKEN.session_windows(DAY).open_ns.tolist(), BROKEN.session_windows(DAY).close_ns.tolist())])
 
 
-def _bar(i: int) -> tuple[int, float, float, float, float, float]:
-    """The bar of minute i: prices and an integer volume that depend on i only (sums exact)."""
+def _bar(i: int, slots=None) -> tuple[int, float, float, float, float, float]:
+    """The bar of slot i (minute i of the day, or slots[i]): prices and an integer volume that
+    depend on i only (sums exact)."""
     o = 100.0 + (i * 7919) % 13
     c = 100.0 + (i * 104729) % 11
-    return T0 + i * M, o, max(o, c) + (i % 3), min(o, c) - (i % 5), c, float(1 + i % 17)
+    ts = T0 + i * M if slots is None else int(slots[i])
+    return ts, o, max(o, c) + (i % 3), min(o, c) - (i % 5), c, float(1 + i % 17)
 
 
-def _bars(minutes) -> Bars:
-    rows = [_bar(i) for i in sorted(minutes)]
+def _bars(minutes, slots=None) -> Bars:
+    rows = [_bar(i, slots) for i in sorted(minutes)]
     cols = list(zip(*rows)) if rows else [[]] * 6
     return Bars.from_arrays(np.array(cols[0], dtype=np.int64),
                             *(np.array(c, dtype=np.float64) for c in cols[1:]))
 
 
-def _session(on_bad: str, **kw) -> SessionData:
-    sd = SessionData(Calendar.always(), on_bad=on_bad, **kw)
+def _session(on_bad: str, calendar=None, derived=DERIVED, **kw) -> SessionData:
+    sd = SessionData(calendar or Calendar.always(), on_bad=on_bad, **kw)
     sd.start_session(DAY)
-    sd.add_symbol("X", "1m", DERIVED)
+    sd.add_symbol("X", "1m", derived)
     return sd
 
 
-def _counters(ts: np.ndarray, step_ns: int) -> tuple[int, int, int]:
-    """(present, missing, runs) of slots from the session's open up to the last bar."""
-    if len(ts) == 0:
+def _counters(ref: Bars, name: str, held: Bars, cal) -> tuple[int, int, int]:
+    """(present, missing, runs) of the slots (buckets) from the session's open up to the last
+    bar held, by the batch find_gaps."""
+    if len(held) == 0:
         return 0, 0, 0
-    idx = (np.asarray(ts) - T0) // step_ns
-    missing = int(idx[-1]) + 1 - len(idx)
-    runs = int(idx[0] > 0) + int(np.count_nonzero(np.diff(idx) > 1))
-    return len(idx), missing, runs
+    closes = cal.session_windows(DAY).close_ns
+    last = int(held.ts[-1])
+    close = int(closes[np.searchsorted(closes, last, side="right")])
+    step = {"1m": M, "5m": 5 * M, "7m": 7 * M, "15m": 15 * M, "1h": 60 * M}.get(name)
+    end = int(closes[-1]) if step is None else min(last + step, close)  # the last bucket's end
+    gaps = find_gaps(ref, name, cal, base="1m", until=end)
+    return len(held), int(gaps.bar_count.sum()), len(gaps)
 
 
 def _gap_rows(gaps) -> list[tuple]:
     return [(g.start_time, g.end_time, g.bar_count) for g in gaps]
 
 
-def _assert_equals_batch(sd: SessionData, minutes) -> None:
+def _assert_equals_batch(sd: SessionData, minutes, slots=None) -> None:
     """The stream's bars, gaps, quality and live gap counters equal the batch functions'."""
     cal = sd.calendar
     entry = sd.get_symbol_data("X")
     assert entry is not None
-    ref = _bars(minutes)
+    ref = _bars(minutes, slots)
     # Live counters of the base, as the bars stand (before the session's end closes buckets).
-    assert entry._stream.gap_counters() == _counters(ref.ts, M)
+    assert entry._stream.gap_counters() == _counters(ref, "1m", ref, cal)
     DataProcessor(sd).finish()
     close = int(sd.windows.close_ns[-1])
     dq = DataQualityManager(sd)
-    for name in ("1m",) + DERIVED:
+    for name in ["1m"] + entry.derived_intervals:
         got = sd.get_bars("X", name)
         want = ref if name == "1m" else resample(ref, name, cal, base="1m")
         np.testing.assert_array_equal(got.ts, want.ts, err_msg=name)
@@ -82,8 +94,7 @@ def _assert_equals_batch(sd: SessionData, minutes) -> None:
             np.testing.assert_array_equal(got.count, want.count, err_msg=name)
             np.testing.assert_allclose(got.coverage, want.coverage, err_msg=name)
             k = entry._slot[name]
-            step = int(name[:-1]) * (M if name.endswith("m") else 60 * M)
-            assert entry._stream.gap_counters(k) == _counters(got.ts, step), name
+            assert entry._stream.gap_counters(k) == _counters(ref, name, got, cal), name
         dq._calculate_quality("X", name, until_ns=close)
         assert _gap_rows(entry.bar_gaps[name]) == _gap_rows(find_gaps(ref, name, cal, base="1m")), name
         q, w = entry.quality[name], quality(ref, name, cal, base="1m")
@@ -121,6 +132,22 @@ def test_revise_any_arrival_order_equals_batch_on_sorted(order, advances, dup, s
         assert not sd.event_errors
         assert sum(e.kind == "revised" for e in seen) >= sum(
             1 for p, i in enumerate(order) if i < max(order[:p], default=-1))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), subscribed=st.booleans())
+def test_revise_across_a_break_and_a_short_close(data, subscribed):
+    n = len(BROKEN_SLOTS)
+    order = data.draw(st.lists(st.integers(0, n - 1), unique=True, min_size=1, max_size=n))
+    advances = data.draw(st.sets(st.integers(0, len(order) - 1), max_size=8))
+    sd = _session("revise", BROKEN, BROKEN_DERIVED)
+    if subscribed:
+        sd.subscribe(lambda event: None)
+    for pos, i in enumerate(order):
+        assert sd.add_bar("X", *_bar(i, BROKEN_SLOTS)) == 0
+        if pos in advances:
+            sd.advance(int(BROKEN_SLOTS[max(order[:pos + 1])]) + M)
+    _assert_equals_batch(sd, set(order), BROKEN_SLOTS)
 
 
 @settings(max_examples=60, deadline=None)
