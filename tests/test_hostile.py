@@ -1222,8 +1222,8 @@ def test_interval_that_is_not_a_multiple_is_refused_and_the_entry_unchanged():
 def test_session_that_is_not_a_trading_day_and_unknown_policy():
     with pytest.raises(ValueError, match=r"2024-01-06 is not a session of XNYS"):
         SessionCoordinator(cal("XNYS")).start("2024-01-06")
-    with pytest.raises(ValueError, match=r"on_bad must be one of \('raise', 'drop'\), got "
-                                         r"'ignore'"):
+    with pytest.raises(ValueError, match=r"on_bad must be one of \('raise', 'drop', "
+                                         r"'revise'\), got 'ignore'"):
         SessionCoordinator(on_bad="ignore")
 
 
