@@ -122,16 +122,19 @@ class DaskExecutor:
         self.mark: tuple[str, str] | None = None
         self.reused = 0       # partitions taken from the store (resume)
         self.submitted = 0
+        self._calls = 0       # map_unordered calls of the run: part of the stored keys
 
     def map_unordered(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Any]:
         from distributed import as_completed
 
         items = list(items)
         run = uuid.uuid4().hex[:12]
+        self._calls += 1
         stored: list[Any] = []
         futures = []
+        names: dict[str, str] = {}
         for i, item in enumerate(items):
-            key = f"{i:06d}"
+            key = f"{self._calls:02d}-{i:06d}"
             done = _load_result(self.store, key, _name(item))
             if done is not None:
                 stored.append(done)
@@ -140,13 +143,20 @@ class DaskExecutor:
                 _run_task, fn, item, key, _name(item),
                 None if self.store is None else str(self.store), self.mark,
                 key=f"sessiondata-{run}-{key}", pure=False))
+            names[futures[-1].key] = _name(item)
         self.submitted += len(futures)
         self.reused += len(stored)
         try:
             yield from stored
             stored.clear()
             for future in as_completed(futures):
-                out = future.result()
+                try:
+                    out = future.result()
+                except Exception as exc:  # the cluster's own (a worker lost too often, ...)
+                    if hasattr(exc, "add_note"):
+                        exc.add_note(f"(partition {names.get(future.key, '?')!r} of the run "
+                                     "on the Dask cluster)")
+                    raise
                 future.release()
                 if isinstance(out, _Failure):
                     out.reraise()
@@ -344,6 +354,7 @@ def run_export(engine: Engine, sources: Sequence[Source] | Mapping[str, Bars],
         writer = BarDatasetWriter(tmp, fmt, per_partition=True)
         sink, engine.sink = engine.sink, writer
         executor.store, executor.mark = tmp / _RESULTS, (str(tmp / _MARK), secret)
+        executor._calls = 0   # the stored keys count the run's calls from here
         try:
             result = engine.run(sources, dataset=dataset, span=span)
         finally:
