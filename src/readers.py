@@ -1508,31 +1508,59 @@ def _read_csv_into(path: Path, opts: ReadOptions, collector: _Collector,
     collector.commit()
 
 
-def _csv_plans(files: list[Path], opts: ReadOptions):
-    """The plans of several CSV files, in order, prepared a few files ahead on worker threads
-    (pyarrow parses without the GIL); a file's error is raised when its turn comes."""
+# Files above this size are not read ahead: several would be held in memory at once.
+_AHEAD_MAX_BYTES = 1 << 27
+
+
+def _read_ahead(files: list[Path], fn, alone):
+    """``fn(path)`` of each file, in order, computed a few files ahead on worker threads
+    (pyarrow reads without the GIL); a file's error is raised when its turn comes.  Without
+    workers to spare, or with a big file among them, ``alone(path)`` one at a time."""
     workers = max(1, min(os.cpu_count() or 1, 8))
-    # Big files go one at a time, each cut in a block per core: tables read ahead would
-    # hold several big files in memory at once.
-    big = any(p.stat().st_size > (1 << 27) for p in files if p.suffix.lower() != ".parquet")
+    big = any(p.stat().st_size > _AHEAD_MAX_BYTES for p in files)
     if len(files) < 2 or workers < 2 or big:
         for path in files:
-            yield _csv_plan(path, opts)
+            yield alone(path)
         return
     from concurrent.futures import ThreadPoolExecutor
 
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sessiondata-csv")
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sessiondata-read")
     try:
-        ahead: list[Any] = [pool.submit(_csv_plan, path, opts, False)
-                            for path in files[:workers + 1]]
+        ahead: list[Any] = [pool.submit(fn, path) for path in files[:workers + 1]]
         for k in range(len(files)):
-            plan = ahead[k].result()
+            got = ahead[k].result()
             if k + workers + 1 < len(files):
-                ahead.append(pool.submit(_csv_plan, files[k + workers + 1], opts, False))
-            ahead[k] = None     # the table goes with the plan once collected
-            yield plan
+                ahead.append(pool.submit(fn, files[k + workers + 1]))
+            ahead[k] = None     # the table goes with the result once collected
+            yield got
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _csv_plans(files: list[Path], opts: ReadOptions):
+    """The plans of several CSV files, in order, prepared ahead (one pyarrow block per file:
+    a file per core); a single or big file is cut in a block per core instead."""
+    return _read_ahead(files, lambda p: _csv_plan(p, opts, False),
+                       lambda p: _csv_plan(p, opts, True))
+
+
+def _parquet_tables(files: list[Path], opts: ReadOptions):
+    """The needed columns of several Parquet files, read ahead; None for a file that is
+    read where its turn comes (a big one, or one with anything wrong: its error is then
+    raised there, naming the file)."""
+    def read(path: Path):
+        try:
+            import pyarrow.parquet as pq
+
+            pf = pq.ParquetFile(path, memory_map=True)
+            if pf.metadata.num_rows > 64 * opts.chunk_rows:
+                return None
+            layout = _detect_layout(list(pf.schema_arrow.names), opts, str(path))
+            return pf.read(columns=list(dict.fromkeys(layout.needed)), use_threads=True)
+        except Exception:  # noqa: BLE001 - read again where its turn comes, to say why
+            return None
+
+    return _read_ahead(files, read, lambda p: None)
 
 
 def _why(exc: BaseException) -> str:
@@ -1820,7 +1848,8 @@ def read_parquet(path: str | os.PathLike, **options) -> ReadResult:
     return collector.finish()
 
 
-def _read_parquet_into(path: Path, opts: ReadOptions, collector: _Collector) -> None:
+def _read_parquet_into(path: Path, opts: ReadOptions, collector: _Collector,
+                       table: Any = None) -> None:
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -1833,7 +1862,7 @@ def _read_parquet_into(path: Path, opts: ReadOptions, collector: _Collector) -> 
     except (OSError, pa.ArrowException) as exc:
         raise ReadError(name, None, f"not a readable Parquet file: {exc}") from None
     try:
-        _parquet_into(pf, path, opts, collector)
+        _parquet_into(pf, path, opts, collector, table)
     except ReadError:
         raise
     except (pa.ArrowException, *_READ_ERRORS) as exc:
@@ -1844,7 +1873,8 @@ def _read_parquet_into(path: Path, opts: ReadOptions, collector: _Collector) -> 
         raise ReadError(name, None, _why(exc)) from None
 
 
-def _parquet_into(pf, path: Path, opts: ReadOptions, collector: _Collector) -> None:
+def _parquet_into(pf, path: Path, opts: ReadOptions, collector: _Collector,
+                  prefetched: Any = None) -> None:
     import pyarrow as pa
 
     name = str(path)
@@ -1892,8 +1922,12 @@ def _parquet_into(pf, path: Path, opts: ReadOptions, collector: _Collector) -> N
         step = max(1, (16 * opts.chunk_rows) // per_group)
     for k in range(0, max(1, len(groups)), step):
         part = groups[k:k + step]
-        table = pf.read_row_groups(part, columns=needed, use_threads=True) \
-            if part and step < len(groups) else pf.read(columns=needed, use_threads=True)
+        if prefetched is not None and step >= len(groups):
+            table = prefetched          # read ahead on a worker thread
+        elif part and step < len(groups):
+            table = pf.read_row_groups(part, columns=needed, use_threads=True)
+        else:
+            table = pf.read(columns=needed, use_threads=True)
         n = table.num_rows
         rows = np.arange(offset + 1, offset + n + 1, dtype=np.int64)
         offset += n
@@ -2405,14 +2439,16 @@ def read_bars(paths: str | os.PathLike | Iterable[str | os.PathLike], *,
                          f"{len(files)} files")
     collector = _Collector(opts)
     plans = _csv_plans([p for p in files if _kind(p) != "parquet"], opts)
+    tables = _parquet_tables([p for p in files if _kind(p) == "parquet"], opts)
     try:
         for path in files:
             if _kind(path) == "parquet":
-                _read_parquet_into(path, opts, collector)
+                _read_parquet_into(path, opts, collector, next(tables))
             else:
                 _read_csv_into(path, opts, collector, next(plans))
     finally:
         plans.close()           # stops the workers when a file's error ends the read
+        tables.close()
     result = collector.finish()
     if unreadable:
         result.unreadable.extend(unreadable)
