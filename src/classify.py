@@ -439,22 +439,23 @@ def _classify_table(run: "RunResult", t: "IntervalTable", name: str, mine: np.nd
 
 
 def _usual_between(sl: _Slots, rate: np.ndarray, sym: np.ndarray, lo: np.ndarray,
-                   hi: np.ndarray, chunk: int = 100_000) -> np.ndarray:
-    """Bars expected by each symbol's usual activity in the slots ``[lo, hi)``: slots per
-    bucket from prefix counts, weighted by the symbol's rates (in chunks of gaps)."""
-    n_b = sl.n_buckets
-    if len(sl.ns) * n_b > 40_000_000:  # prefix counts too large: the gap's own mean rate
-        mean = rate[sym, sl.bucket[np.minimum(lo, len(sl.ns) - 1)]]
-        return (hi - lo) * mean
-    prefix = np.zeros((len(sl.ns) + 1, n_b), np.int32)
-    np.add.at(prefix, (np.arange(1, len(sl.ns) + 1), sl.bucket), 1)
-    np.cumsum(prefix, axis=0, out=prefix)
-    out = np.empty(len(sym))
-    for i in range(0, len(sym), chunk):
-        j = slice(i, i + chunk)
-        counts = prefix[hi[j]] - prefix[lo[j]]
-        out[j] = np.einsum("gb,gb->g", counts, rate[sym[j]])
-    return out
+                   hi: np.ndarray) -> np.ndarray:
+    """Bars expected by each symbol's usual activity in the slots ``[lo, hi)``: the slots
+    form runs of one time-of-day bucket; a cumulative sum of ``rate * length`` over the runs
+    (symbols x runs, small) and the part of a run give the sum up to any slot."""
+    n = len(sl.ns)
+    change = np.r_[True, (sl.bucket[1:] != sl.bucket[:-1]) | (sl.session[1:] != sl.session[:-1])]
+    run_start = np.flatnonzero(change)
+    run_b = sl.bucket[run_start]
+    run_len = np.diff(np.r_[run_start, n])
+    cum = np.zeros((rate.shape[0], len(run_start) + 1))
+    np.cumsum(rate[:, run_b] * run_len, axis=1, out=cum[:, 1:])
+
+    def upto(g: np.ndarray) -> np.ndarray:
+        r = np.searchsorted(run_start, g, side="right") - 1
+        return cum[sym, r] + (g - run_start[r]) * rate[sym, run_b[r]]
+
+    return upto(hi) - upto(lo)
 
 
 # -- reading the columns --------------------------------------------------------------------
