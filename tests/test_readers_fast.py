@@ -482,3 +482,29 @@ def test_a_byte_that_is_not_text_in_an_unused_column_is_not_passed_over(tmp_path
     path = write(tmp_path, "X.csv", data, mode="wb")
     with pytest.raises(ReadError, match=r"X\.csv, line 2: not utf-8 text"):
         read_csv(path)
+
+
+def test_a_parquet_folder_read_ahead_equals_one_by_one(tmp_path):
+    import sessiondata.readers as readers
+
+    for k in range(5):
+        ts = np.array([ns(t) for t in minutes(f"2024-01-0{k + 2}T10:00", 30)])
+        pq.write_table(pa.table({
+            "timestamp": pa.array(ts.view("datetime64[ns]"), pa.timestamp("ns", "UTC")),
+            "open": np.full(30, 1.0 + k), "high": np.full(30, 2.0 + k),
+            "low": np.full(30, 0.5), "close": np.full(30, 1.5 + k),
+            "volume": np.arange(30.0)}), tmp_path / f"P{k}.parquet")
+    ahead = read_bars(tmp_path)
+    opts = readers.ReadOptions().checked()
+    collector = readers._Collector(opts)
+    for path in sorted(tmp_path.glob("*.parquet")):
+        readers._read_parquet_into(path, opts, collector)
+    alone = collector.finish()
+    assert list(ahead.bars) == list(alone.bars) == [f"P{k}" for k in range(5)]
+    assert all(ahead.bars[s].equals(alone.bars[s]) for s in alone.bars)
+    # A bad file in the middle is named in its turn (read again there to say why).
+    pq.write_table(pa.table({"timestamp": [0, 1], "open": ["a", "b"], "high": [1.0, 1.0],
+                             "low": [1.0, 1.0], "close": [1.0, 1.0]}),
+                   tmp_path / "P2.parquet")
+    with pytest.raises(ReadError, match=r"P2\.parquet: wrong schema: column 'open'"):
+        read_bars(tmp_path)
