@@ -97,6 +97,9 @@ def cluster(scheduler: str, *, timeout: float | None = None,
         raise ConnectionError(f"cannot reach the Dask scheduler at {spec} within "
                               f"{timeout:g} s ({type(exc).__name__}: "
                               f"{' '.join(str(exc).split()) or 'no answer'})") from None
+    except ValueError as exc:
+        raise ValueError(f"--scheduler {scheduler!r}: {exc}; expected a scheduler address "
+                         "tcp://HOST:PORT or local:N") from None
     with client:
         yield client
 

@@ -341,9 +341,10 @@ def test_an_unreachable_scheduler_is_named_within_the_timeout(tmp_path, capsys, 
     assert not tmp_path.joinpath("out").exists() and not list(tmp_path.iterdir())
     assert main(["run", "--resume", "--out", str(out), "-q"]) == 2
     assert "--resume" in capsys.readouterr().err
-    with pytest.raises(ValueError, match="local:N"):
-        with sd.cluster("local:zero"):
-            pass
+    for spec in ("local:zero", "foo"):
+        with pytest.raises(ValueError, match="local:N"):
+            with sd.cluster(spec):
+                pass
 
 
 def test_a_file_a_worker_cannot_read_names_the_worker_and_the_path(client, universe,
