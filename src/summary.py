@@ -57,8 +57,8 @@ class Summary:
 
     def _sums(self, name: str, axis: int | None) -> dict[str, Any]:
         c = self._cells[name]
-        return {k: c[k].sum(axis=axis) for k in ("bars", "expected", "covered", "gaps",
-                                                 "missing")}
+        # Every column of the cells: the counts, and the gap kinds' (classify.kind_cells).
+        return {k: v.sum(axis=axis) for k, v in c.items() if k != "mask"}
 
     def _total(self, name: str) -> dict[str, Any]:
         """Pooled totals of an interval over every symbol and session."""
