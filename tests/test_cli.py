@@ -500,6 +500,36 @@ def test_validate_of_a_folder_that_is_no_export(tmp_path, capsys, where, words):
     assert out.startswith(f"FAIL {tmp_path / where}: 1 problem\n") and words in out
 
 
+@pytest.mark.parametrize("exc,code,words", [
+    (KeyboardInterrupt(), 130, "interrupted"),
+    (OSError(28, "No space left on device"), 2, "No space left on device"),
+    (RuntimeError("boom"), 3, "internal error: RuntimeError: boom"),
+])
+def test_a_run_that_fails_mid_export_keeps_the_previous_export(tmp_path, capsys, monkeypatch,
+                                                               exc, code, words):
+    from sessiondata.export import BarDatasetWriter
+
+    out = tmp_path / "out"
+    assert run(capsys, "run", "--out", out, "-q")[0] == 0
+    before = {f: (out / f).read_bytes() for f in files_under(out)}
+    calls = []
+    real = BarDatasetWriter._append
+
+    def failing(self, interval, table):
+        calls.append(interval)
+        if len(calls) == 2:                 # one bar file written, the second fails
+            raise exc
+        return real(self, interval, table)
+
+    monkeypatch.setattr(BarDatasetWriter, "_append", failing)
+    got, stdout, err = run(capsys, "run", "--out", out, "--derived", "5m,15m", "--bars", "csv")
+    assert (got, stdout) == (code, "")
+    assert err.count("\n") == 1 and words in err and "Traceback" not in err
+    assert {f: (out / f).read_bytes() for f in files_under(out)} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]        # no staging left
+    assert validate_export(out) == []
+
+
 def test_debug_shows_the_traceback(tmp_path, capsys):
     code, _, err = run(capsys, "run", tmp_path / "none.csv", "--calendar", "24/7", "--debug")
     assert code == 2 and "Traceback" in err and err.strip().endswith("no such file or folder")
