@@ -135,7 +135,7 @@ def staged(out: str | os.PathLike, *, durable: bool = False,
     flushes every file to disk before the swap, so that a crash of the machine cannot leave
     the new export half written behind its name (it costs a disk flush per file).
     """
-    out = Path(out)
+    out = Path(out).resolve()   # "." is a folder with a name and a parent too
     out.parent.mkdir(parents=True, exist_ok=True)
     recover(out)
     if out.exists():
@@ -153,10 +153,21 @@ def staged(out: str | os.PathLike, *, durable: bool = False,
         yield tmp
         if durable:
             _fsync_tree(tmp)
-        if out.exists():
+        if out.exists() and not any(out.iterdir()):
+            # An empty folder (perhaps the working one): filled in place, the manifest last,
+            # so that until it lands the folder is no export at all.
+            entries = sorted(tmp.iterdir(), key=lambda p: p.name == MANIFEST)
+            for entry in entries:
+                os.rename(entry, out / entry.name)
+            tmp.rmdir()
+        elif out.exists():
             old = out.parent / f".{out.name}.previous-{os.getpid()}"
             os.rename(out, old)
-            os.rename(tmp, out)
+            try:
+                os.rename(tmp, out)
+            except BaseException:
+                os.rename(old, out)   # the previous export goes back where it was
+                raise
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.rename(tmp, out)
@@ -519,12 +530,21 @@ def validate_export(folder: str | os.PathLike) -> list[str]:
     manifest = _manifest(folder)
     problems: list[str] = []
     docs: dict[str, dict[str, Any]] = {}
-    for label in manifest.get("sessions", []):
+    listed = [str(label) for label in manifest.get("sessions", [])]
+    for label in listed:
         path = folder / "sessions" / f"{label}.json"
         try:
             docs[label] = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             problems.append(f"{path}: cannot read: {exc}")
+            continue
+        if isinstance(docs[label], dict) and docs[label].get("session") != label:
+            problems.append(f"{path}: the document is of session "
+                            f"{docs[label].get('session')!r}, not {label}")
+    for path in sorted((folder / "sessions").glob("*.json")):
+        if path.stem not in listed:
+            problems.append(f"{path}: a session document the manifest does not list (left by "
+                            "another export?)")
     for label, doc in docs.items():
         problems += _check_doc(folder / "sessions" / f"{label}.json", doc)
     # What the documents say, per (interval, symbol, session): bars and gaps.
@@ -541,7 +561,9 @@ def validate_export(folder: str | os.PathLike) -> list[str]:
     except Exception as exc:  # noqa: BLE001 - any unreadable file is a problem to report
         return problems + [f"{folder}: cannot read the datasets: {type(exc).__name__}: {exc}"]
     with_bars = set(manifest.get("intervals_with_bars", []))
-    problems += _check_bars(folder, bars, said_bars, with_bars)
+    windows = {label: _windows_of(doc) for label, doc in docs.items()}
+    problems += _check_bars(folder, bars, said_bars, with_bars, windows)
+    problems += _check_file_order(folder, manifest.get("format", "parquet"))
     problems += _check_gap_rows(folder, gaps, said_gaps)
     return problems
 
@@ -553,7 +575,8 @@ def _keys(table: "pa.Table") -> list[tuple[str, str, str]]:
 
 
 def _check_bars(folder: Path, bars: "pa.Table", said: dict[tuple[str, str, str], int],
-                with_bars: set[str]) -> list[str]:
+                with_bars: set[str],
+                windows: dict[str, list[tuple[int, int]]]) -> list[str]:
     out: list[str] = []
     where = folder / "bars"
     if bars.num_rows:
@@ -569,7 +592,7 @@ def _check_bars(folder: Path, bars: "pa.Table", said: dict[tuple[str, str, str],
             i = int(np.argmax(bad))
             out.append(f"{where}: {int(bad.sum())} bars break the bar invariants (first: "
                        f"{bars.slice(i, 1).to_pylist()[0]})")
-        # Within (interval, symbol), time strictly increases.
+        # Within (interval, symbol), no time twice.
         ts = bars.column("ts").cast("int64").to_numpy()
         keys = np.array([f"{a}\x00{b}" for a, b in zip(bars.column("interval").to_pylist(),
                                                         bars.column("symbol").to_pylist())])
@@ -577,6 +600,7 @@ def _check_bars(folder: Path, bars: "pa.Table", said: dict[tuple[str, str, str],
         same = keys[order][1:] == keys[order][:-1]
         if (same & (np.diff(ts[order]) <= 0)).any():
             out.append(f"{where}: duplicate bars (the same symbol, interval and time twice)")
+        out += _check_sessions_of_bars(where, bars, ts, windows)
     held: dict[tuple[str, str, str], int] = {}
     for key in _keys(bars):
         held[key] = held.get(key, 0) + 1
@@ -589,6 +613,63 @@ def _check_bars(folder: Path, bars: "pa.Table", said: dict[tuple[str, str, str],
     for key in sorted(set(held) - set(said)):
         out.append(f"{where}/interval={key[0]}: {key[1]} {key[2]}: {held[key]} bars of a "
                    "symbol or session no document lists")
+    return out
+
+
+def _windows_of(doc: Any) -> list[tuple[int, int]]:
+    """The windows of a session document, as UTC nanoseconds."""
+    import datetime as _dt
+
+    out = []
+    for w in doc.get("windows", []) if isinstance(doc, dict) else []:
+        try:
+            o = _dt.datetime.fromisoformat(w["open"])
+            c = _dt.datetime.fromisoformat(w["close"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        epoch = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+        out.append(((o - epoch) // _dt.timedelta(microseconds=1) * 1000,
+                    (c - epoch) // _dt.timedelta(microseconds=1) * 1000))
+    return out
+
+
+def _check_sessions_of_bars(where: Path, bars: "pa.Table", ts: np.ndarray,
+                            windows: dict[str, list[tuple[int, int]]]) -> list[str]:
+    """Every bar lies in a window of the session its ``session`` column names."""
+    labels = np.array([str(d) for d in bars.column("session").to_pylist()])
+    bad = np.zeros(len(ts), bool)
+    for label in np.unique(labels).tolist():
+        rows = labels == label
+        inside = np.zeros(int(rows.sum()), bool)
+        for o, c in windows.get(label, []):
+            t = ts[rows]
+            inside |= (t >= o) & (t < c)
+        bad[rows] = ~inside
+    if not bad.any():
+        return []
+    i = int(np.argmax(bad))
+    return [f"{where}: {int(bad.sum())} bars lie outside the session their session column "
+            f"names (first: {bars.slice(i, 1).to_pylist()[0]})"]
+
+
+def _check_file_order(folder: Path, fmt: str) -> list[str]:
+    """Within each file of the bar dataset, a symbol's bars come in time order."""
+    pa = _arrow()
+    out = []
+    for path in sorted((folder / "bars").glob(f"*/*.{fmt}")):
+        if fmt == "parquet":
+            table = pa.parquet.read_table(path, columns=["symbol", "ts"])
+        else:
+            table = pa.csv.read_csv(path, convert_options=pa.csv.ConvertOptions(
+                include_columns=["symbol", "ts"],
+                column_types={"ts": pa.timestamp("ns", tz="UTC")}))
+        symbols = np.asarray(table.column("symbol").cast(pa.string()).to_pylist(), object)
+        ts = table.column("ts").cast("int64").to_numpy()
+        same = symbols[1:] == symbols[:-1]
+        back = np.flatnonzero(same & (np.diff(ts) <= 0))
+        if len(back):
+            out.append(f"{path}, row {int(back[0]) + 1}: {symbols[back[0] + 1]}'s bars are "
+                       "out of time order")
     return out
 
 
@@ -642,4 +723,14 @@ def _check_gaps(where: str, gaps: Any) -> list[str]:
     for r in ranges:
         if not {"start_time", "end_time", "bar_count"} <= set(r) or r["bar_count"] < 1:
             out.append(f"{where}: malformed range {r}")
+    kinds = gaps.get("kinds")
+    if kinds is not None:  # the gap kinds (classify.py): counts per kind of the ranges' kinds
+        said: dict[str, list[int]] = {}
+        for r in ranges:
+            c = said.setdefault(str(r.get("kind")), [0, 0])
+            c[0] += 1
+            c[1] += int(r.get("bar_count", 0))
+        held = {k: [v.get("gap_count"), v.get("missing_bars")] for k, v in kinds.items()}
+        if said != held:
+            out.append(f"{where}: gap counts per kind {held} != the ranges' kinds {said}")
     return out

@@ -176,11 +176,19 @@ def edge_coverage(ts: np.ndarray, count: np.ndarray, coverage: np.ndarray,
     """``coverage`` of derived bars on a cut grid: a bucket that straddles a bound counts
     its base bars over its expected base slots only (returns ``coverage`` itself when no
     bucket does)."""
-    if grid.step_ns == 0 or len(ts) == 0 or not grid.is_cut:
+    if len(ts) == 0 or not grid.is_cut:
         return coverage
     cut = np.flatnonzero((grid.lo_ns != grid.open_ns) | (grid.hi_ns != grid.close_ns))
     fixed = None
     step, base = grid.step_ns, grid.base_ns
+    if step == 0:  # a session bucket: its base slots inside the span are the grid's
+        for w in cut.tolist():
+            i = int(np.searchsorted(ts, grid.open_ns[w]))
+            if i < len(ts) and ts[i] == grid.open_ns[w] and grid.base_slots[w] > 0:
+                if fixed is None:
+                    fixed = coverage.copy()
+                fixed[i] = count[i] / grid.base_slots[w]
+        return coverage if fixed is None else fixed
     for w in cut.tolist():
         lo, hi = int(grid.lo_ns[w]), int(grid.hi_ns[w])
         for start in {int(grid.open_ns[w]), int(grid.close_ns[w]) - 1}:

@@ -700,7 +700,10 @@ def live_result(session_data: Any, entries: Sequence[Any] | None = None) -> RunR
             {}, {0: dict(e.rejected)} if e.rejected else {}, np.array([e.is_loaded]),
             list(e.derived_intervals), windows.sessions, e.base_interval, unscored))
     base = parts[0].base if parts else "1m"
-    run = RunResult.assemble(sd.calendar, windows, base or "1m", [], parts)
+    derived: list[str] = []    # every derived interval of some symbol, in order
+    for p in parts:
+        derived += [d for d in (p.derived or []) if d not in derived]
+    run = RunResult.assemble(sd.calendar, windows, base or "1m", derived, parts)
     run.unknown = [dict(unknown)]
     from .classify import classify_run  # the gap kinds, with this one session as history
 
