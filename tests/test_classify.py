@@ -267,3 +267,19 @@ def test_summary_json_per_session_has_the_scores(crafted):
     s0 = run.symbols.index("L0")
     assert doc["by_symbol"]["L0"]["lost"] == 116 + int(run.intervals["1m"].lost[s0, 3])
     assert run.intervals["1m"].lost[s0, 3] >= 8
+
+
+def test_validate_checks_the_counts_per_kind(tmp_path):
+    from sessiondata.export import validate_export
+
+    out = tmp_path / "out"
+    sessiondata.run(out=out)
+    assert validate_export(out) == []
+    path = out / "sessions" / "2024-11-27.json"
+    doc = json.loads(path.read_text())
+    for r in doc["symbols"]["BOLT"]["intervals"]["1m"]["gaps"]["ranges"]:
+        if r["kind"] == "outage":
+            r["kind"] = "no_trade"
+    path.write_text(json.dumps(doc))
+    problems = validate_export(out)
+    assert len(problems) == 1 and "gap counts per kind" in problems[0], problems
