@@ -317,7 +317,7 @@ def partitions(data: Mapping[str, Bars] | Sequence[Source]) -> list[Source]:
 
 def staging_folders(out: str | os.PathLike) -> list[Path]:
     """The staging folders that runs into ``out`` left (one per interrupted run)."""
-    out = Path(out)
+    out = Path(out).resolve()   # "." has a name and a parent too
     return sorted(out.parent.glob(STAGING.format(name=out.name) + "*"))
 
 
@@ -335,7 +335,7 @@ def run_export(engine: Engine, sources: Sequence[Source] | Mapping[str, Bars],
         raise TypeError("distributed.run_export needs an engine whose executor is a "
                         "DaskExecutor")
     sources = partitions(sources)
-    out = Path(out)
+    out = Path(out).resolve()
     token = json.dumps(job, sort_keys=True, default=str)
     # A run stages into a folder of its own: tasks that an interrupted run left running
     # write into that one only, never into a fresh run's.
