@@ -35,7 +35,7 @@ from .export import read_dataset, read_manifest, read_session_docs, write_atomic
 
 KIND_COLOURS = {"no_trade": "#9aa5b1", "outage": "#d62728", "late_start": "#ff7f0e",
                 "early_end": "#9467bd", "halt": "#1f77b4"}
-TIMELINE_SESSIONS = 12
+TIMELINE_SESSIONS = 25
 TIMELINE_SYMBOLS = 40
 WORST_ROWS = 15
 

@@ -283,3 +283,14 @@ def test_validate_checks_the_counts_per_kind(tmp_path):
     path.write_text(json.dumps(doc))
     problems = validate_export(out)
     assert len(problems) == 1 and "gap counts per kind" in problems[0], problems
+
+
+def test_the_gap_dataset_in_csv_reads_back_its_kinds(tmp_path):
+    pq_out, csv_out = tmp_path / "pq", tmp_path / "csv"
+    sessiondata.run(out=pq_out)
+    sessiondata.run(out=csv_out, fmt="csv")
+    a, b = read_dataset(pq_out, "gaps", "1m"), read_dataset(csv_out, "gaps", "1m")
+    assert b.num_rows == a.num_rows > 0
+    for name in ("kind", "activity", "share_missing"):
+        assert [str(x) for x in a.column(name).to_pylist()] == \
+            [str(x) for x in b.column(name).to_pylist()], name
