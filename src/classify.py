@@ -42,6 +42,10 @@ How it decides (all thresholds are :class:`ClassifyOptions`, with their defaults
   ``early_end`` at the session's edges and ``outage`` elsewhere (a run that covers the whole
   session is an ``outage``); every other run is ``no_trade``.
 
+``quiet_alpha`` is a probability per gap: the more slots a session has, the more quiet runs
+reach it by chance (with 1s bars, 86,400 slots a day, lower it; at 1m the default keeps no_trade
+and outage above 0.95 precision and recall on ``benchmarks/bench_classify.py``'s universes).
+
 A gap is never split: the kind is the gap's, so ``gap_count`` and ``ranges`` keep their
 meaning.  A gap that is part outage, part quiet, takes the kind of most of its slots.
 Gaps of derived intervals take the kind (and inputs) of the base gap that holds them: a
@@ -275,30 +279,54 @@ def _inherit(t: "IntervalTable", src: "IntervalTable", idx: np.ndarray, step_ns:
 
 @dataclass
 class _Slots:
-    """Every slot of an interval's grid over a run's windows."""
+    """The slots of an interval's grid over a run's windows, as runs of consecutive slots of
+    one window and one time-of-day bucket: never made slot by slot (1s bars over a year of
+    24/7 sessions are 31.5M slots).  Slots are numbered window after window."""
 
-    ns: np.ndarray        # int64[N]: slot starts
-    session: np.ndarray   # int64[N]
-    bucket: np.ndarray    # int64[N]: time-of-day bucket
-    window_first: np.ndarray  # int64[W]: index of each window's first slot
+    n: int                    # slots in all
+    step_ns: int
+    window_first: np.ndarray  # int64[W]: number of each window's first slot
+    window_open: np.ndarray   # int64[W]
+    run_start: np.ndarray     # int64[R]: number of each run's first slot
+    run_len: np.ndarray       # int64[R]
+    run_bucket: np.ndarray    # int64[R]
+    run_session: np.ndarray   # int64[R]
+    run_window: np.ndarray    # int64[R]
     n_buckets: int
+
+    def run_of(self, slot: np.ndarray) -> np.ndarray:
+        return np.searchsorted(self.run_start, slot, side="right") - 1
+
+    def ns_of(self, slot: np.ndarray) -> np.ndarray:
+        w = np.searchsorted(self.window_first, slot, side="right") - 1
+        return self.window_open[w] + (slot - self.window_first[w]) * self.step_ns
 
 
 def _slots(run: "RunResult", step_ns: int, bucket_ns: int) -> _Slots:
     w = run.windows
     n_w = -((w.open_ns - w.close_ns) // step_ns)          # ceil: the last slot may be short
     first = np.r_[0, np.cumsum(n_w)[:-1]].astype(np.int64)
-    total = int(n_w.sum())
-    win = np.repeat(np.arange(len(n_w)), n_w)
-    ns = w.open_ns[win] + (np.arange(total, dtype=np.int64) - first[win]) * step_ns
     # A window does not cross a change of its zone's offset (changes fall outside sessions):
     # one UTC offset per window.
     tz = run.calendar.tz
-    offsets = np.array([_offset_s(int(t), tz) for t in w.open_ns.tolist()], np.int64)
-    local_s = ns // 1_000_000_000 + offsets[win]
-    bucket_s = bucket_ns // 1_000_000_000
-    return _Slots(ns, w.session_ids[win], (local_s % 86_400) // bucket_s, first,
-                  int(86_400 // bucket_s))
+    day = 86_400 * 1_000_000_000
+    starts, buckets, wins = [], [], []
+    for i, (o, n) in enumerate(zip(w.open_ns.tolist(), n_w.tolist())):
+        local0 = (o + _offset_s(o, tz) * 1_000_000_000) % day
+        edges = np.arange(local0 // bucket_ns + 1, (local0 + n * step_ns - 1) // bucket_ns + 1,
+                          dtype=np.int64) * bucket_ns
+        at = np.unique(np.r_[0, -((local0 - edges) // step_ns)])   # ceil((edge - l0) / step)
+        at = at[at < n]
+        starts.append(first[i] + at)
+        buckets.append(((local0 + at * step_ns) % day) // bucket_ns)
+        wins.append(np.full(len(at), i, np.int64))
+    run_start = np.concatenate(starts) if starts else np.zeros(0, np.int64)
+    run_window = np.concatenate(wins) if wins else np.zeros(0, np.int64)
+    total = int(n_w.sum())
+    return _Slots(total, step_ns, first, w.open_ns, run_start,
+                  np.diff(np.r_[run_start, total]),
+                  np.concatenate(buckets) if buckets else np.zeros(0, np.int64),
+                  w.session_ids[run_window], run_window, int(day // bucket_ns))
 
 
 def _offset_s(ns: int, tz: Any) -> int:
@@ -322,20 +350,27 @@ def _classify_table(run: "RunResult", t: "IntervalTable", name: str, mine: np.nd
     w = run.windows
     # Expected slots per session and bucket, then per symbol: member sessions, less the
     # slots outside a symbol's scored span where it cuts a session.
-    e_kb = np.bincount(sl.session * n_b + sl.bucket, minlength=n_k * n_b
-                       ).reshape(n_k, n_b).astype(np.float64)
+    e_kb = np.bincount(sl.run_session * n_b + sl.run_bucket, weights=sl.run_len,
+                       minlength=n_k * n_b).reshape(n_k, n_b)
     member = (run.member & mine[:, None]).astype(np.float64)
     expected_sb = member @ e_kb                                          # [S, B]
     cut_skb: dict[tuple[int, int], np.ndarray] = {}
-    s_first = np.searchsorted(sl.session, np.arange(n_k), side="left")
-    s_last = np.searchsorted(sl.session, np.arange(n_k), side="right")
+    s_first = sl.window_first[np.searchsorted(w.session_ids, np.arange(n_k), side="left")]
+    s_last = np.r_[sl.window_first, sl.n][np.searchsorted(w.session_ids, np.arange(n_k),
+                                                          side="right")]
+    k_runs = np.searchsorted(sl.run_session, np.arange(n_k + 1), side="left")
     opens = w.open_ns[np.searchsorted(w.session_ids, np.arange(n_k), side="left")]
     closes = w.close_ns[np.searchsorted(w.session_ids, np.arange(n_k), side="right") - 1]
     cut = (member > 0) & ((run.since_ns > opens[None, :]) | (run.until_ns < closes[None, :]))
     for s, k in np.argwhere(cut).tolist():
-        a, b = int(s_first[k]), int(s_last[k])
-        out = (sl.ns[a:b] < run.since_ns[s, k]) | (sl.ns[a:b] >= run.until_ns[s, k])
-        gone = np.bincount(sl.bucket[a:b][out], minlength=n_b).astype(np.float64)
+        r = np.arange(k_runs[k], k_runs[k + 1])
+        ns0 = sl.ns_of(sl.run_start[r])
+        since = max(int(run.since_ns[s, k]), int(opens[k]))
+        until = min(int(run.until_ns[s, k]), int(closes[k]))
+        n_r = sl.run_len[r]
+        before = np.clip(-((ns0 - since) // step), 0, n_r)      # slots starting before since
+        inside = np.clip(-((ns0 - until) // step), 0, n_r)      # slots starting before until
+        gone = np.bincount(sl.run_bucket[r], weights=before + (n_r - inside), minlength=n_b)
         expected_sb[s] -= gone
         cut_skb[(s, k)] = gone
     # The gaps' slots.
@@ -346,8 +381,8 @@ def _classify_table(run: "RunResult", t: "IntervalTable", name: str, mine: np.nd
     total = int(g_n.sum())
     gap_of = np.repeat(np.arange(len(g_all)), g_n)
     ramp = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(g_n) - g_n, g_n)
-    slot = np.minimum(np.repeat(g_slot0, g_n) + ramp, len(sl.ns) - 1)
-    x_sym, x_b = g_sym[gap_of], sl.bucket[slot]
+    slot = np.minimum(np.repeat(g_slot0, g_n) + ramp, sl.n - 1)
+    x_sym, x_b = g_sym[gap_of], sl.run_bucket[sl.run_of(slot)]
     missing_sb = np.bincount(x_sym * n_b + x_b, minlength=n_s * n_b).reshape(n_s, n_b)
     rate = (expected_sb - missing_sb + 1.0) / (np.maximum(expected_sb, 0.0) + 2.0)
     rate = np.clip(rate, 0.0, 1.0)
@@ -366,7 +401,7 @@ def _classify_table(run: "RunResult", t: "IntervalTable", name: str, mine: np.nd
     # session (a holiday's thin afternoon is quieter than its morning).
     around = max(0, parse_interval(opt.level_window).ns // step) if opt.level_window else 0
     if around:
-        n_slots = len(sl.ns)
+        n_slots = sl.n
         x_key = x_sym * n_slots + slot              # sorted: gaps by symbol, then time
         lo = np.maximum(s_first[g_ses], g_slot0 - around)
         hi = np.minimum(s_last[g_ses], g_slot0 + g_n + around)
@@ -384,28 +419,34 @@ def _classify_table(run: "RunResult", t: "IntervalTable", name: str, mine: np.nd
     # Cross-section: symbols that normally have bars in a slot, and those of them missing it.
     active = (rate >= opt.active_rate) & mine[:, None]
     n_active_kb = (run.member & mine[:, None]).T.astype(np.float64) @ active  # [K, B]
-    n_active = n_active_kb[sl.session, sl.bucket]
-    missing_active = np.bincount(slot, weights=active[x_sym, x_b], minlength=len(sl.ns))
+    # Per slot that some symbol misses (``u``; ``inv`` maps the gaps' slots to them).
+    u, inv = np.unique(slot, return_inverse=True)
+    r_u = sl.run_of(u)
+    n_active = n_active_kb[sl.run_session[r_u], sl.run_bucket[r_u]]
+    missing_active = np.bincount(inv, weights=active[x_sym, x_b], minlength=len(u))
     with np.errstate(divide="ignore", invalid="ignore"):
         share_slot = np.where(n_active >= opt.outage_min_symbols,
                               missing_active / np.maximum(n_active, 1.0), np.nan)
     outage_slot = ((missing_active >= opt.outage_min_symbols)
                    & (np.nan_to_num(share_slot) >= opt.outage_share))
-    x_share = share_slot[slot]
+    x_share = share_slot[inv]
     known = ~np.isnan(x_share)
     n_known = np.bincount(gap_of, weights=known, minlength=len(g_all))
     with np.errstate(divide="ignore", invalid="ignore"):
         share = np.where(n_known > 0, np.bincount(gap_of, weights=np.where(known, x_share, 0.0),
                                                   minlength=len(g_all)) / n_known, np.nan)
-    outage_part = np.bincount(gap_of, weights=outage_slot[slot], minlength=len(g_all)) / g_n
+    outage_part = np.bincount(gap_of, weights=outage_slot[inv], minlength=len(g_all)) / g_n
     # A symbol with a bar in an outage slot next to its gap was trading through the outage:
     # its gap there is its own (quiet or not), not the feed's.
-    n_w = np.diff(np.r_[sl.window_first, len(sl.ns)])
+    n_w = np.diff(np.r_[sl.window_first, sl.n])
+
+    def outage_at(g: np.ndarray) -> np.ndarray:
+        pos = np.clip(np.searchsorted(u, g), 0, len(u) - 1)
+        return (u[pos] == g) & outage_slot[pos]
+
     before, after = g_slot0 - 1, g_slot0 + g_n
-    alive = (((before >= sl.window_first[g_win])
-              & outage_slot[np.clip(before, 0, len(sl.ns) - 1)])
-             | ((after < sl.window_first[g_win] + n_w[g_win])
-                & outage_slot[np.clip(after, 0, len(sl.ns) - 1)]))
+    alive = (((before >= sl.window_first[g_win]) & outage_at(before))
+             | ((after < sl.window_first[g_win] + n_w[g_win]) & outage_at(after)))
     # Halts.
     halted = np.zeros(total, bool)
     halts = opt.halts
@@ -418,7 +459,7 @@ def _classify_table(run: "RunResult", t: "IntervalTable", name: str, mine: np.nd
                 lo_x, hi_x = np.searchsorted(x_sym, [index[symbol], index[symbol] + 1])
             else:
                 continue
-            x_ns = sl.ns[slot[lo_x:hi_x]]
+            x_ns = sl.ns_of(slot[lo_x:hi_x])
             halted[lo_x:hi_x] |= (x_ns >= a) & (x_ns < b)
     halt_part = np.bincount(gap_of, weights=halted, minlength=len(g_all)) / g_n
     # Edges: the symbol's first and last expected slot of the session.
@@ -440,20 +481,15 @@ def _classify_table(run: "RunResult", t: "IntervalTable", name: str, mine: np.nd
 
 def _usual_between(sl: _Slots, rate: np.ndarray, sym: np.ndarray, lo: np.ndarray,
                    hi: np.ndarray) -> np.ndarray:
-    """Bars expected by each symbol's usual activity in the slots ``[lo, hi)``: the slots
-    form runs of one time-of-day bucket; a cumulative sum of ``rate * length`` over the runs
-    (symbols x runs, small) and the part of a run give the sum up to any slot."""
-    n = len(sl.ns)
-    change = np.r_[True, (sl.bucket[1:] != sl.bucket[:-1]) | (sl.session[1:] != sl.session[:-1])]
-    run_start = np.flatnonzero(change)
-    run_b = sl.bucket[run_start]
-    run_len = np.diff(np.r_[run_start, n])
-    cum = np.zeros((rate.shape[0], len(run_start) + 1))
-    np.cumsum(rate[:, run_b] * run_len, axis=1, out=cum[:, 1:])
+    """Bars expected by each symbol's usual activity in the slots ``[lo, hi)``: a cumulative
+    sum of ``rate * length`` over the runs of one bucket (symbols x runs, small) and the
+    part of a run give the sum up to any slot."""
+    cum = np.zeros((rate.shape[0], len(sl.run_start) + 1))
+    np.cumsum(rate[:, sl.run_bucket] * sl.run_len, axis=1, out=cum[:, 1:])
 
     def upto(g: np.ndarray) -> np.ndarray:
-        r = np.searchsorted(run_start, g, side="right") - 1
-        return cum[sym, r] + (g - run_start[r]) * rate[sym, run_b[r]]
+        r = sl.run_of(g)
+        return cum[sym, r] + (g - sl.run_start[r]) * rate[sym, sl.run_bucket[r]]
 
     return upto(hi) - upto(lo)
 
