@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable, Mapping, NoReturn, Sequence
 
 import numpy as np
 
-from ._core.stream import EVENT_KINDS, Event, SessionCore, SymbolStream
+from ._core.stream import EVENT_KINDS, Event, SessionCore, SymbolCore, SymbolStream
 from .grid import Grid, default_calendar, make_grid
 from .results import (GapInfo, Gaps, QualityReport, RunResult, live_result, local_time,
                       session_fields)
@@ -41,7 +41,7 @@ def check_symbol(symbol: Any) -> str:
     return symbol
 
 
-class SymbolSessionData:
+class SymbolSessionData(SymbolCore):
     """The bars of one symbol in the session: base bars and every derived interval.
 
     Attributes
@@ -210,7 +210,6 @@ class SessionData(SessionCore):
         self._revise = on_bad == "revise"
         self._stale_slots = stale_after
         self._grace_slots = gap_grace
-        self._deliver_lock = threading.Lock()
         # (event, callback, exception) of every callback that raised, oldest first.
         self.event_errors: list[tuple[Event, Callable[[Event], Any], Exception]] = []
         self._lock = threading.Lock()

@@ -12,7 +12,8 @@ EVENT_KINDS: tuple[str, ...]
 
 @disjoint_base
 class Event:
-    gap: Any
+    @property
+    def gap(self) -> Any: ...
     @property
     def code(self) -> int: ...
     @property
@@ -79,6 +80,10 @@ class SymbolStream:
     def held_nbytes(self) -> int: ...
 
 @disjoint_base
+class SymbolCore:
+    _stream: Any
+
+@disjoint_base
 class SessionCore:
     _symbols: dict[str, Any]
     _unknown_bars: dict[str, int]
@@ -88,7 +93,6 @@ class SessionCore:
     _events_on: bool
     _pending: list[Event]
     _subscribers: list[tuple[Any, int, bool]]
-    _deliver_lock: Any
     _defer: int
     _next_scan: int
     _stale_slots: int

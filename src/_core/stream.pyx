@@ -6,7 +6,10 @@
 # without the GIL, so that the Python layer knows when it must wait.
 
 cimport cython
+from cpython.dict cimport PyDict_Next
+from cpython.pyport cimport PY_SSIZE_T_MAX
 from cpython.number cimport PyIndex_Check
+from cpython.ref cimport PyObject
 from libc.stdint cimport INT64_MAX, INT64_MIN, uint8_t
 from libc.stdlib cimport calloc, free
 from libc.string cimport memmove
@@ -21,6 +24,10 @@ from common cimport (
     store_nbytes, store_push, store_reserve, store_snapshot, walker_finish, walker_start, walker_step_to,
     ceil_div, span, sub_sat, u64,
 )
+
+cdef extern from "Python.h":
+    int _list_clear "PyList_SetSlice" (object items, Py_ssize_t low, Py_ssize_t high,
+                                       PyObject* new) except -1
 
 cdef enum:
     MAX_DERIVED = 32
@@ -99,6 +106,8 @@ cdef dict _bar_dict(tuple row):
 
 
 @cython.auto_pickle(False)
+@cython.no_gc       # many short-lived events: kept out of the cyclic GC (they hold no cycles)
+@cython.freelist(256)
 cdef class Event:
     """One event of a live session, handed to the callbacks of ``SessionData.subscribe``.
 
@@ -135,11 +144,18 @@ cdef class Event:
     cdef i64 _count
     cdef object _new
     cdef readonly object old
-    cdef public object gap
+    cdef object _gap
+    cdef object _owner           # gap_closed: the registry that makes the GapInfo on demand
 
     @property
     def kind(self):
         return EVENT_KINDS[self.code]
+
+    @property
+    def gap(self):
+        if self._gap is None and self._owner is not None:
+            self._gap = self._owner._gap_info(self)     # made on demand: datetimes cost
+        return self._gap
 
     @property
     def bar(self):
@@ -1044,6 +1060,13 @@ cdef class SymbolStream:
         return total
 
 
+@cython.auto_pickle(False)
+cdef class SymbolCore:
+    """The compiled base of ``SymbolSessionData``: its stream in a C field, so that the
+    registry's per-bar path and its scans reach it without an attribute lookup."""
+    cdef public object _stream
+
+
 cdef class SessionCore:
     """The compiled base of ``SessionData``: the registry dict and the per-bar fast path.
 
@@ -1062,7 +1085,8 @@ cdef class SessionCore:
     cdef public bint _events_on
     cdef public list _pending        # events collected, not yet delivered
     cdef public list _subscribers    # [(callback, kinds bit mask, re-raise errors)]
-    cdef public object _deliver_lock
+    cdef bint _delivering            # a delivery loop runs (checked and set under the GIL)
+    cdef list _spare                 # the list _pending is swapped with while delivering
     cdef public int _defer           # > 0 while a caller holds the registry lock
     cdef public i64 _next_scan       # the clock at which the streams are scanned next
     cdef public i64 _stale_slots
@@ -1076,6 +1100,7 @@ cdef class SessionCore:
         self._revise = False
         self._events_on = False
         self._pending = []
+        self._spare = []
         self._subscribers = []
         self._defer = 0
         self._next_scan = NO_BAR
@@ -1118,7 +1143,7 @@ cdef class SessionCore:
         if entry is None:
             self._unknown_bars[symbol] = self._unknown_bars.get(symbol, 0) + 1
             return -1
-        stream = <SymbolStream?> entry._stream
+        stream = <SymbolStream?> (<SymbolCore?> entry)._stream
         if stream.busy:
             return self._add_bar_waiting(symbol, t, o, h, l, c, v)
         f = stream._accept(t, o, h, l, c, v)
@@ -1155,70 +1180,99 @@ cdef class SessionCore:
     cdef int _after_bar(self, SymbolStream stream, object symbol) except -1:
         """A bar was stored and someone listens: collect its events, scan the streams when
         the clock entered a new slot, deliver (unless a caller holds the registry lock)."""
-        stream.collect(symbol, self._pending)
+        if (stream.last_closed or stream.gaps.runs != stream.seen.runs or stream.announced_open
+                or stream._revisions or stream.seen_n + 1 != stream.base.n):
+            stream.collect(symbol, self._pending)
+        else:
+            # Nothing to tell (the common case): the events' walker just follows.
+            stream.seen = stream.gaps
+            stream.seen_n = stream.base.n
+            stream.stale_sent = False
         if self._clock >= self._next_scan:
-            self._scan_all(self._clock)
-        if self._pending and not self._defer:
-            self._deliver()
+            self._scan_all_c(self._clock)
+        if self._pending and not self._defer and not self._delivering:
+            self._deliver_c()
         return 0
 
     def _scan_all(self, i64 now_ns):
         """Scan every stream whose next expected slot ended ``_grace_slots`` slots before
         ``now_ns`` (gap_opened, stale); the events go to ``_pending``."""
+        self._scan_all_c(now_ns)
+
+    cdef int _scan_all_c(self, i64 now_ns) except -1:
         cdef SymbolStream s
         cdef i64 step = INT64_MAX, until
         cdef list due = None
+        cdef dict symbols = self._symbols
+        cdef Py_ssize_t pos = 0
+        cdef PyObject* key
+        cdef PyObject* value
         # Only reads here (no allocation, no Python code): the registry cannot change under
         # this loop.  The streams that have something to say are scanned after it.
-        for symbol, entry in self._symbols.items():
-            s = <SymbolStream?> entry._stream
+        while PyDict_Next(symbols, &pos, &key, &value):
+            s = <SymbolStream?> (<SymbolCore?> value)._stream
             if s.base_ns < step:
                 step = s.base_ns
             until = sub_sat(now_ns, s.base_ns * self._grace_slots)
             if until > s.gaps.next_slot:
                 if due is None:
                     due = []
-                due.append((symbol, s, until))
+                due.append((<object> key, s, until))
         if due is not None:
             for symbol, s, until in due:
                 s.scan(symbol, self._pending, until, self._stale_slots)
         self._next_scan = add_sat(now_ns, step if step != INT64_MAX else 1)
+        return 0
 
     def _deliver(self):
         """Hand the pending events, in order, to the subscribers whose kinds match.
 
-        Runs outside the registry lock.  One call delivers at a time (a callback that adds a
-        bar has its events delivered by the loop that called it, after it returns); an
-        exception of a callback is passed to ``_event_failed`` and the remaining events are
-        still delivered; one to re-raise is raised at the end, when every event is out."""
-        cdef list batch
+        Runs outside the registry lock.  One loop delivers at a time (a callback that adds a
+        bar has its events delivered by the loop that called it, after it returns; so do
+        other threads' events while it runs); an exception of a callback is passed to
+        ``_event_failed`` and the remaining events are still delivered; one to re-raise is
+        raised at the end, when every event is out."""
+        self._deliver_c()
+
+    cdef int _deliver_c(self) except -1:
+        cdef list batch, subs
         cdef Event ev
         cdef tuple sub
         cdef int bit
         cdef object failure = None
-        lock = self._deliver_lock
-        while self._pending and not self._defer:
-            if not lock.acquire(False):
-                return      # another call is delivering: it takes these too
-            try:
-                while self._pending:
-                    batch = self._pending
-                    self._pending = []
-                    for ev in batch:
-                        bit = 1 << ev.code
-                        if ev.code == EV_GAP_CLOSED and ev.gap is None:
-                            ev.gap = self._gap_info(ev)
-                        for sub in self._subscribers:
-                            if (<int> sub[1]) & bit:
-                                try:
-                                    sub[0](ev)
-                                except Exception as exc:
-                                    if self._event_failed(ev, sub, exc) and failure is None:
-                                        failure = exc
-            finally:
-                lock.release()
+        # The flag is tested and set with the GIL held and no Python code in between: one
+        # loop at a time, and no event left behind (the loop re-reads _pending before it
+        # clears the flag, with nothing in between either).
+        if self._delivering or self._defer:
+            return 0
+        self._delivering = True
+        try:
+            while self._pending:
+                # Two lists swapped, never a new one: no allocation the GC would count.
+                batch = self._pending
+                self._pending = self._spare
+                self._spare = None
+                subs = self._subscribers
+                for ev in batch:
+                    bit = 1 << ev.code
+                    if ev.code == EV_GAP_CLOSED:
+                        ev._owner = self
+                    for sub in subs:
+                        if (<int> sub[1]) & bit:
+                            try:
+                                sub[0](ev)
+                            except Exception as exc:
+                                if self._event_failed(ev, sub, exc) and failure is None:
+                                    failure = exc
+                _list_clear(batch, 0, PY_SSIZE_T_MAX, NULL)   # no slice object
+                self._spare = batch
+        finally:
+            if self._spare is None:
+                self._spare = []
+            self._delivering = False
         if failure is not None:
             raise failure
+        return 0
 
 
 def bad_value(symbol, ts, open, high, low, close, volume):
