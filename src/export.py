@@ -57,6 +57,7 @@ GAP_COLUMNS = ["symbol", "session", "start", "end", "bar_count", "kind", "activi
 def _arrow() -> Any:
     try:
         import pyarrow
+        import pyarrow.compute  # noqa: F401
         import pyarrow.csv  # noqa: F401
         import pyarrow.parquet  # noqa: F401
     except ImportError:  # pragma: no cover - pyarrow is a dependency
@@ -568,10 +569,22 @@ def validate_export(folder: str | os.PathLike) -> list[str]:
     return problems
 
 
-def _keys(table: "pa.Table") -> list[tuple[str, str, str]]:
-    return list(zip(table.column("interval").to_pylist(),
-                    table.column("symbol").to_pylist(),
-                    [str(d) for d in table.column("session").to_pylist()]))
+def _counts(table: "pa.Table") -> dict[tuple[str, str, str], int]:
+    """Rows per (interval, symbol, session), counted by Arrow."""
+    if not table.num_rows:
+        return {}
+    grouped = table.group_by(["interval", "symbol", "session"]).aggregate([([], "count_all")])
+    return dict(zip(zip(grouped.column("interval").to_pylist(),
+                        grouped.column("symbol").to_pylist(),
+                        [str(d) for d in grouped.column("session").to_pylist()]),
+                    grouped.column("count_all").to_pylist()))
+
+
+def _codes(column: Any) -> np.ndarray:
+    """Integer codes of a string column (equal strings, equal codes)."""
+    pa = _arrow()
+    encoded = pa.compute.dictionary_encode(column).combine_chunks()
+    return encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
 
 
 def _check_bars(folder: Path, bars: "pa.Table", said: dict[tuple[str, str, str], int],
@@ -594,16 +607,14 @@ def _check_bars(folder: Path, bars: "pa.Table", said: dict[tuple[str, str, str],
                        f"{bars.slice(i, 1).to_pylist()[0]})")
         # Within (interval, symbol), no time twice.
         ts = bars.column("ts").cast("int64").to_numpy()
-        keys = np.array([f"{a}\x00{b}" for a, b in zip(bars.column("interval").to_pylist(),
-                                                        bars.column("symbol").to_pylist())])
+        keys = _codes(bars.column("interval")) * (bars.num_rows + 1) + \
+            _codes(bars.column("symbol"))
         order = np.lexsort((ts, keys))
         same = keys[order][1:] == keys[order][:-1]
         if (same & (np.diff(ts[order]) <= 0)).any():
             out.append(f"{where}: duplicate bars (the same symbol, interval and time twice)")
         out += _check_sessions_of_bars(where, bars, ts, windows)
-    held: dict[tuple[str, str, str], int] = {}
-    for key in _keys(bars):
-        held[key] = held.get(key, 0) + 1
+    held = _counts(bars)
     for key, n in sorted(said.items()):
         if key[0] not in with_bars:
             continue
@@ -636,15 +647,17 @@ def _windows_of(doc: Any) -> list[tuple[int, int]]:
 def _check_sessions_of_bars(where: Path, bars: "pa.Table", ts: np.ndarray,
                             windows: dict[str, list[tuple[int, int]]]) -> list[str]:
     """Every bar lies in a window of the session its ``session`` column names."""
-    labels = np.array([str(d) for d in bars.column("session").to_pylist()])
-    bad = np.zeros(len(ts), bool)
-    for label in np.unique(labels).tolist():
-        rows = labels == label
-        inside = np.zeros(int(rows.sum()), bool)
-        for o, c in windows.get(label, []):
-            t = ts[rows]
-            inside |= (t >= o) & (t < c)
-        bad[rows] = ~inside
+    spans = sorted((o, c, np.datetime64(label, "D").astype(np.int64))
+                   for label, ws in windows.items() for o, c in ws)
+    opens = np.array([w[0] for w in spans], np.int64)
+    closes = np.array([w[1] for w in spans], np.int64)
+    days = np.array([w[2] for w in spans], np.int64)
+    session = bars.column("session").cast("int32").to_numpy(zero_copy_only=False)
+    w = np.searchsorted(opens, ts, side="right") - 1
+    ok = w >= 0
+    wi = np.maximum(w, 0)
+    ok &= (ts < closes[wi]) & (days[wi] == session) if len(spans) else np.zeros(len(ts), bool)
+    bad = ~ok
     if not bad.any():
         return []
     i = int(np.argmax(bad))
@@ -663,22 +676,21 @@ def _check_file_order(folder: Path, fmt: str) -> list[str]:
             table = pa.csv.read_csv(path, convert_options=pa.csv.ConvertOptions(
                 include_columns=["symbol", "ts"],
                 column_types={"ts": pa.timestamp("ns", tz="UTC")}))
-        symbols = np.asarray(table.column("symbol").cast(pa.string()).to_pylist(), object)
+        codes = _codes(table.column("symbol").cast(pa.string()))
         ts = table.column("ts").cast("int64").to_numpy()
-        same = symbols[1:] == symbols[:-1]
+        same = codes[1:] == codes[:-1]
         back = np.flatnonzero(same & (np.diff(ts) <= 0))
         if len(back):
-            out.append(f"{path}, row {int(back[0]) + 1}: {symbols[back[0] + 1]}'s bars are "
-                       "out of time order")
+            symbol = table.column("symbol").cast(pa.string())[int(back[0]) + 1].as_py()
+            out.append(f"{path}, row {int(back[0]) + 1}: {symbol}'s bars are out of time "
+                       "order")
     return out
 
 
 def _check_gap_rows(folder: Path, gaps: "pa.Table",
                     said: dict[tuple[str, str, str], int]) -> list[str]:
     out: list[str] = []
-    held: dict[tuple[str, str, str], int] = {}
-    for key in _keys(gaps):
-        held[key] = held.get(key, 0) + 1
+    held = _counts(gaps)
     for key in sorted(set(held) | {k for k, n in said.items() if n}):
         if held.get(key, 0) != said.get(key, 0):
             out.append(f"{folder / 'gaps'}/interval={key[0]}: {key[1]} {key[2]}: "
