@@ -9,6 +9,16 @@ ns per bar; the reference is the same loop calling an empty function with the sa
 ``facade-stream-700``: the same with 700 symbols, recorded for information: with that many
 streams interleaved, each bar's stream state is a cache miss away (measured 300-500 ns/bar
 here against ~130 ns for a handful), which the per-bar Python call cannot hide.
+``events+revise`` (in both groups): the same loop on a ``SessionData(on_bad="revise")`` with a
+no-op callback subscribed to every event kind (gap_opened, gap_closed, stale, bar_closed,
+revised): the live events' cost, gated as a ratio to ``sessiondata`` of the same run (issue
+14: at most 1.3x).
+
+``late-bar``: the facade-stream day streamed (untimed setup) with ~1 % of its bars held back,
+then the held-back bars sent late under ``revise``, each filling its slot and re-aggregating
+its 5m/15m/1h buckets: ``revise-fill`` (each 1-60 minutes late, the live case) and
+``revise-fill-hours`` (all sent at the end of the day, hours late: the columns' tails move);
+in ns per late bar, for information.
 
 ``facade-replay``: a day's arrays in one call each.  ``add_bars-1s-24x7``: one symbol, the
 86_400 1s bars of a 24/7 day, derived 5m/15m/1h, through ``SessionData.add_bars(symbol, dict)``,
@@ -96,12 +106,18 @@ def _stream_rows(n_symbols: int):
             *(walk[k][flat].tolist() for k in ("open", "high", "low", "close", "volume")))
 
 
-def _fresh_stream_session(cal, n_symbols: int) -> SessionData:
-    sd = SessionData(cal)
+def _fresh_stream_session(cal, n_symbols: int, events: bool = False) -> SessionData:
+    sd = SessionData(cal, on_bad="revise" if events else "raise")
     sd.start_session(DAY)
     for symbol in _symbols(n_symbols):
         sd.add_symbol(symbol, "1m", DERIVED)
+    if events:
+        sd.subscribe(_no_op)
     return sd
+
+
+def _no_op(event):
+    pass
 
 
 def _stream(sd, rows):
@@ -161,7 +177,7 @@ def _fresh_coordinator(cal) -> SessionCoordinator:
 # -- facade-stream ------------------------------------------------------------------------
 
 @pytest.mark.parametrize("n_symbols", (FEW_SYMBOLS, STREAM_SYMBOLS))
-@pytest.mark.parametrize("impl", ("python-loop", "sessiondata"))
+@pytest.mark.parametrize("impl", ("python-loop", "sessiondata", "events+revise"))
 def bench_facade_stream(benchmark, measure, always, impl, n_symbols):
     stream_rows = _stream_rows(n_symbols)
     n = len(stream_rows[0])
@@ -173,13 +189,58 @@ def bench_facade_stream(benchmark, measure, always, impl, n_symbols):
         return
 
     def fresh():  # untimed: a new session with the symbols registered, no bars yet
-        return (_fresh_stream_session(always, n_symbols), stream_rows), {}
+        return (_fresh_stream_session(always, n_symbols, impl == "events+revise"),
+                stream_rows), {}
 
     sd = measure(benchmark, _stream, setup=fresh, **info)
     assert sum(sd.get_symbol_data(s).bar_count() for s in _symbols(n_symbols)) == n
     assert not sd.unknown_bars
     present, missing, runs = sd.get_symbol_data("S0000")._stream.gap_counters()
     assert present == sd.get_symbol_data("S0000").bar_count() and missing > 0
+
+
+# -- late-bar -----------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=None)
+def _late_rows(case: str):
+    """The facade-stream rows in the order they arrive: ~1 % of the bars held back and sent
+    after the bars of 1-60 later minutes (``revise-fill``) or at the end of the day
+    (``revise-fill-hours``); ``on-time-only`` leaves them out.  Returns (rows, late bars)."""
+    rows = _stream_rows(FEW_SYMBOLS)
+    n = len(rows[0])
+    rng = np.random.default_rng(SEED + 3)
+    late = np.sort(rng.choice(np.arange(60 * FEW_SYMBOLS, n), size=n // 100, replace=False))
+    on_time = np.setdiff1d(np.arange(n), late)
+    if case == "on-time-only":
+        order = on_time
+    elif case == "revise-fill-hours":
+        order = np.concatenate([on_time, late])
+    else:
+        # Each late bar goes out after the on-time bars of up to an hour later.
+        due = late + rng.integers(1, 61, size=late.shape[0]) * FEW_SYMBOLS
+        key = np.concatenate([on_time.astype(float), due + 0.5])
+        order = np.concatenate([on_time, late])[np.argsort(key, kind="stable")]
+    idx = order.tolist()
+    return tuple([col[i] for i in idx] for col in rows), int(late.shape[0])
+
+
+@pytest.mark.parametrize("case", ("on-time-only", "revise-fill", "revise-fill-hours"))
+def bench_late_bar(benchmark, measure, always, case):
+    rows, n_late = _late_rows(case)
+
+    def fresh():
+        sd = SessionData(always, on_bad="revise")
+        sd.start_session(DAY)
+        for symbol in _symbols(FEW_SYMBOLS):
+            sd.add_symbol(symbol, "1m", DERIVED)
+        return (sd, rows), {}
+
+    benchmark.extra_info.update(late_bars=0 if case == "on-time-only" else n_late,
+                                derived=list(DERIVED))
+    sd = measure(benchmark, _stream, setup=fresh, group="late-bar", label=case,
+                 items=len(rows[0]))
+    revised = sum(sd.get_symbol_data(s)._stream.revised for s in _symbols(FEW_SYMBOLS))
+    assert revised == (0 if case == "on-time-only" else n_late)
 
 
 # -- facade-replay ------------------------------------------------------------------------

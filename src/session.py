@@ -254,6 +254,7 @@ class SessionData(SessionCore):
             self._symbols = {}
             self._clock = _NO_CLOCK
             self._next_scan = _NO_CLOCK
+            self._current = _STALE_COUNT
             self._unknown_bars = {}
             self._unknown_batched = {}
 
@@ -359,6 +360,7 @@ class SessionData(SessionCore):
                 for entry in self._symbols.values():
                     entry._stream.sync_events()
                 self._next_scan = _NO_CLOCK
+                self._current = _STALE_COUNT
             # Replaced, never changed in place: a delivery loop iterates the old list.
             self._subscribers = self._subscribers + [(callback, mask, errors == "raise")]
             self._events_on = True
@@ -415,6 +417,7 @@ class SessionData(SessionCore):
                 entry = SymbolSessionData(symbol, base, stream)
                 entry._session = self
                 self._symbols[symbol] = entry
+                self._current = _STALE_COUNT    # the scans look at every stream again
             elif entry.base_interval != base.name:
                 raise ValueError(f"{symbol!r} is registered with base interval "
                                  f"{entry.base_interval}, not {base.name}")
@@ -435,6 +438,7 @@ class SessionData(SessionCore):
     def remove_symbol(self, symbol: str) -> bool:
         """Drop a symbol and everything held for it; False when it was not there."""
         with self._lock:
+            self._current = _STALE_COUNT
             return self._symbols.pop(symbol, None) is not None
 
     def mark_loaded(self, symbol: str) -> None:
@@ -665,6 +669,7 @@ class SessionData(SessionCore):
 
 
 _NO_CLOCK = -(2**63)
+_STALE_COUNT = -(2**62)     # SessionCore._current after the registry changed
 _I64_MAX = 2**63 - 1
 
 

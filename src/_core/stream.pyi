@@ -95,6 +95,7 @@ class SessionCore:
     _subscribers: list[tuple[Any, int, bool]]
     _defer: int
     _next_scan: int
+    _current: int
     _stale_slots: int
     _grace_slots: int
     def add_bar(self, symbol: str, ts: SupportsIndex, open: SupportsFloat, high: SupportsFloat,

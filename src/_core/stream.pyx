@@ -239,6 +239,7 @@ cdef class SymbolStream:
     cdef list _revisions         # (k, old row or None, new row) of the last revise
     cdef public list names       # interval names: the base, then derived 0, 1, ...
     cdef readonly i64 revised    # bars taken by revise (late, out of order, replaced)
+    cdef i64 counted_for         # the registry's scan this stream was counted current for
 
     def __cinit__(self):
         store_init(&self.base, False)
@@ -282,6 +283,7 @@ cdef class SymbolStream:
         for i in range(N_FAULTS):
             self.rejected[i] = 0
         self.revised = 0
+        self.counted_for = NO_BAR
         self.names = []
         self._revisions = []
         self.sync_events()
@@ -1089,6 +1091,10 @@ cdef class SessionCore:
     cdef list _spare                 # the list _pending is swapped with while delivering
     cdef public int _defer           # > 0 while a caller holds the registry lock
     cdef public i64 _next_scan       # the clock at which the streams are scanned next
+    # Streams known to be current for that scan (a bar took them to its slot); negative after
+    # the registry changed.  When all are, the scan has nothing to look at.
+    cdef public Py_ssize_t _current
+    cdef i64 _scan_step
     cdef public i64 _stale_slots
     cdef public i64 _grace_slots
 
@@ -1104,6 +1110,8 @@ cdef class SessionCore:
         self._subscribers = []
         self._defer = 0
         self._next_scan = NO_BAR
+        self._current = -1
+        self._scan_step = 1
         self._stale_slots = 5
         self._grace_slots = 1
 
@@ -1190,6 +1198,10 @@ cdef class SessionCore:
             stream.stale_sent = False
         if self._clock >= self._next_scan:
             self._scan_all_c(self._clock)
+        if stream.counted_for != self._next_scan and stream.gaps.next_slot >= sub_sat(
+                self._next_scan, stream.base_ns * self._grace_slots):
+            stream.counted_for = self._next_scan
+            self._current += 1
         if self._pending and not self._defer and not self._delivering:
             self._deliver_c()
         return 0
@@ -1207,6 +1219,12 @@ cdef class SessionCore:
         cdef Py_ssize_t pos = 0
         cdef PyObject* key
         cdef PyObject* value
+        if now_ns == self._next_scan and self._current >= len(symbols):
+            # Every stream's bars reached the slots this scan looks at (the steady state of
+            # a feed): nothing ended without a bar.
+            self._next_scan = add_sat(now_ns, self._scan_step)
+            self._current = 0
+            return 0
         # Only reads here (no allocation, no Python code): the registry cannot change under
         # this loop.  The streams that have something to say are scanned after it.
         while PyDict_Next(symbols, &pos, &key, &value):
@@ -1221,7 +1239,9 @@ cdef class SessionCore:
         if due is not None:
             for symbol, s, until in due:
                 s.scan(symbol, self._pending, until, self._stale_slots)
-        self._next_scan = add_sat(now_ns, step if step != INT64_MAX else 1)
+        self._scan_step = step if step != INT64_MAX else 1
+        self._next_scan = add_sat(now_ns, self._scan_step)
+        self._current = 0
         return 0
 
     def _deliver(self):
