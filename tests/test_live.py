@@ -7,7 +7,11 @@ sorted data (revise), or on the bars that arrived in order (drop).
 
 from __future__ import annotations
 
+import contextlib
+import io
+import re
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -397,3 +401,13 @@ def test_coordinator_streams_with_events_and_revise():
     rows = {r["interval"]: r for r in summary.rows}
     assert rows["5m"]["bars"] == 2 and rows["1m"]["bars"] == 7
     assert [e for e in events if e.kind == "bar_closed"][-1].ts == T0 + 5 * M
+
+
+def test_the_docs_live_example_runs_as_written():
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "live.md").read_text()
+    code = re.search(r"```python\n(.*?)```", doc, re.S).group(1)
+    printed = re.search(r"prints\n\n```text\n(.*?)```", doc, re.S).group(1)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, "docs/live.md", "exec"), {"__name__": "__main__"})
+    assert out.getvalue() == printed
