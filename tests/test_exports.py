@@ -173,8 +173,9 @@ def test_json_round_trips_exactly(live, tmp_path):
     read = json.loads(text, parse_constant=no_constants)
     assert read == doc == json.loads(json.dumps(doc))
     # One JSON writer (orjson), byte for byte what the standard library writes.
-    assert text == json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
-    assert path.read_bytes() == dumps(doc)
+    # Compact JSON, byte for byte what the standard library writes with no spaces.
+    assert text == json.dumps(doc, separators=(",", ":"), ensure_ascii=False) + "\n"
+    assert path.read_bytes() == dumps(doc, indent=False)
     assert sorted(read["symbols"]) == ["AAA", "BBB", "C.C", "ODD"]
     assert read["unknown_bars"] == {"ZZZ": 1}
     assert read["symbols"]["AAA"]["rejected"] == {"timestamp out of order": 1}
