@@ -178,7 +178,7 @@ def _fresh_coordinator(cal) -> SessionCoordinator:
 
 @pytest.mark.parametrize("n_symbols", (FEW_SYMBOLS, STREAM_SYMBOLS))
 @pytest.mark.parametrize("impl", ("python-loop", "sessiondata", "events+revise"))
-def bench_facade_stream(benchmark, measure, always, impl, n_symbols):
+def bench_facade_stream(benchmark, measure, rounds, always, impl, n_symbols):
     stream_rows = _stream_rows(n_symbols)
     n = len(stream_rows[0])
     group = "facade-stream" if n_symbols == FEW_SYMBOLS else f"facade-stream-{n_symbols}"
@@ -192,7 +192,11 @@ def bench_facade_stream(benchmark, measure, always, impl, n_symbols):
         return (_fresh_stream_session(always, n_symbols, impl == "events+revise"),
                 stream_rows), {}
 
-    sd = measure(benchmark, _stream, setup=fresh, **info)
+    # ~2 ms a round for the handful of symbols: more rounds (and warm-up ones: the events'
+    # objects and lists come up to size) for a steady minimum, as the ratio is gated.
+    more = dict(rounds=max(30, 5 * rounds[0]), warmup_rounds=3) if n_symbols == FEW_SYMBOLS \
+        else {}
+    sd = measure(benchmark, _stream, setup=fresh, **info, **more)
     assert sum(sd.get_symbol_data(s).bar_count() for s in _symbols(n_symbols)) == n
     assert not sd.unknown_bars
     present, missing, runs = sd.get_symbol_data("S0000")._stream.gap_counters()
@@ -225,7 +229,7 @@ def _late_rows(case: str):
 
 
 @pytest.mark.parametrize("case", ("on-time-only", "revise-fill", "revise-fill-hours"))
-def bench_late_bar(benchmark, measure, always, case):
+def bench_late_bar(benchmark, measure, rounds, always, case):
     rows, n_late = _late_rows(case)
 
     def fresh():
@@ -238,7 +242,7 @@ def bench_late_bar(benchmark, measure, always, case):
     benchmark.extra_info.update(late_bars=0 if case == "on-time-only" else n_late,
                                 derived=list(DERIVED))
     sd = measure(benchmark, _stream, setup=fresh, group="late-bar", label=case,
-                 items=len(rows[0]))
+                 items=len(rows[0]), rounds=max(30, 5 * rounds[0]), warmup_rounds=3)
     revised = sum(sd.get_symbol_data(s)._stream.revised for s in _symbols(FEW_SYMBOLS))
     assert revised == (0 if case == "on-time-only" else n_late)
 

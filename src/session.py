@@ -363,6 +363,7 @@ class SessionData(SessionCore):
                 self._current = _STALE_COUNT
             # Replaced, never changed in place: a delivery loop iterates the old list.
             self._subscribers = self._subscribers + [(callback, mask, errors == "raise")]
+            self._wanted |= mask
             self._events_on = True
         return callback
 
@@ -372,6 +373,9 @@ class SessionData(SessionCore):
             kept = [sub for sub in self._subscribers if sub[0] is not callback]
             found = len(kept) != len(self._subscribers)
             self._subscribers = kept
+            self._wanted = 0
+            for sub in kept:
+                self._wanted |= sub[1]
             self._events_on = bool(kept)
             if not kept:
                 self._pending = []
@@ -557,7 +561,9 @@ class SessionData(SessionCore):
 
         Returns how many were stored.  With the ``raise`` policy the first bad bar raises
         ``BadBarError`` naming the symbol and row; the bars before it are kept.  With
-        ``drop`` bad bars are dropped and counted.  A symbol not in the registry gets nothing
+        ``drop`` bad bars are dropped and counted.  With ``revise`` rows out of order, twice
+        or late revise what is held (runs of rows in order still go in one compiled pass).
+        The batch's events are delivered after it.  A symbol not in the registry gets nothing
         stored; its bars are counted in ``unknown_bars`` and 0 is returned.
         """
         if not isinstance(symbol, str):

@@ -7,9 +7,10 @@
 
 cimport cython
 from cpython.dict cimport PyDict_Next
+from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.pyport cimport PY_SSIZE_T_MAX
 from cpython.number cimport PyIndex_Check
-from cpython.ref cimport PyObject
+from cpython.ref cimport PyObject, Py_XDECREF
 from libc.stdint cimport INT64_MAX, INT64_MIN, uint8_t
 from libc.stdlib cimport calloc, free
 from libc.string cimport memmove
@@ -28,6 +29,18 @@ from common cimport (
 cdef extern from "Python.h":
     int _list_clear "PyList_SetSlice" (object items, Py_ssize_t low, Py_ssize_t high,
                                        PyObject* new) except -1
+
+cdef extern from "Python.h":
+    void Py_SET_SIZE(object o, Py_ssize_t size)
+
+cdef inline void _empty_list(list items) noexcept:
+    """Empty a list of events and keep its allocation (``del items[:]`` frees it, and the
+    next events would allocate it again)."""
+    cdef Py_ssize_t i, n = PyList_GET_SIZE(items)
+    Py_SET_SIZE(items, 0)      # first: the list never shows an item being freed
+    for i in range(n):
+        # (the macro reads the array, past the size now) events: freed without Python code
+        Py_XDECREF(PyList_GET_ITEM(items, i))
 
 cdef enum:
     MAX_DERIVED = 32
@@ -142,10 +155,10 @@ cdef class Event:
     cdef readonly i64 bar_count
     cdef f64 _o, _h, _l, _c, _v, _cov
     cdef i64 _count
-    cdef object _new
-    cdef readonly object old
-    cdef object _gap
-    cdef object _owner           # gap_closed: the registry that makes the GapInfo on demand
+    # One field for what few events carry (fewer fields: a cheaper event): revised, the
+    # (old, new) bars; gap_closed, the registry that makes its GapInfo, then the GapInfo.
+    cdef object _more
+    cdef bint _gap_made
 
     @property
     def kind(self):
@@ -153,9 +166,16 @@ cdef class Event:
 
     @property
     def gap(self):
-        if self._gap is None and self._owner is not None:
-            self._gap = self._owner._gap_info(self)     # made on demand: datetimes cost
-        return self._gap
+        if self.code != EV_GAP_CLOSED:
+            return None
+        if not self._gap_made and self._more is not None:
+            self._more = self._more._gap_info(self)     # made on demand: datetimes cost
+            self._gap_made = True
+        return self._more if self._gap_made else None
+
+    @property
+    def old(self):
+        return self._more[0] if self.code == EV_REVISED else None
 
     @property
     def bar(self):
@@ -163,13 +183,13 @@ cdef class Event:
             return {"ts": self.ts, "open": self._o, "high": self._h, "low": self._l,
                     "close": self._c, "volume": self._v, "count": self._count,
                     "coverage": self._cov}
-        return self._new
+        return self._more[1] if self.code == EV_REVISED else None
 
     def __repr__(self):
         if self.code == EV_BAR_CLOSED:
             detail = f"bar={self.bar}"
         elif self.code == EV_REVISED:
-            detail = f"old={self.old}, new={self._new}"
+            detail = f"old={self.old}, new={self.bar}"
         else:
             detail = f"end_ns={self.end_ns}, bar_count={self.bar_count}"
         return (f"Event({self.kind}, {self.symbol}, {self.interval}, "
@@ -812,10 +832,11 @@ cdef class SymbolStream:
         self.stale_sent = False
         self._revisions = []
 
-    cdef object _name(self, Py_ssize_t k):
+    cdef inline object _name(self, Py_ssize_t k):
         """The name of interval k (-1: the base), or k when the names were not set."""
-        if k + 1 < len(self.names):
-            return self.names[k + 1]
+        cdef list names = self.names
+        if names is not None and k + 1 < PyList_GET_SIZE(names):
+            return <object> PyList_GET_ITEM(names, k + 1)
         return k
 
     cdef i64 _run_end(self, i64 start, i64 count):
@@ -832,10 +853,11 @@ cdef class SymbolStream:
             return close        # the window's last slot is short
         return start + count * self.base_ns
 
-    cpdef int collect(self, object symbol, list out) except -1:
+    cpdef int collect(self, object symbol, list out, int wanted=0x1f) except -1:
         """Append to ``out`` the events since the last collect: gaps that the bars ended
         (``gap_opened`` first for a gap no scan announced), revisions, derived bars closed.
-        Returns how many."""
+        ``wanted``: a bit mask of the kinds to make (1 << Event.code); the others are only
+        taken as reported.  Returns how many."""
         cdef Py_ssize_t i, j, k, nr, m0 = len(out)
         cdef GapWalker w
         cdef i64 rs[RUN_CAP]
@@ -875,13 +897,12 @@ cdef class SymbolStream:
         if self._revisions:
             for k, old, new in self._revisions:
                 ev = _event(EV_REVISED, symbol, self._name(k), new[0], NO_BAR, 0)
-                ev.old = None if old is None else _bar_dict(old)
-                ev._new = _bar_dict(new)
+                ev._more = (None if old is None else _bar_dict(old), _bar_dict(new))
                 out.append(ev)
             self._revisions = []
         for k in range(self.n_derived):
             s = &self.derived[k]
-            if self.emitted[k] < s.n:
+            if self.emitted[k] < s.n and wanted & (1 << EV_BAR_CLOSED):
                 name = self._name(k)
                 for i in range(self.emitted[k], s.n):
                     ev = _event(EV_BAR_CLOSED, symbol, name, s.ts[i], NO_BAR, 0)
@@ -893,7 +914,7 @@ cdef class SymbolStream:
                     ev._count = s.count[i]
                     ev._cov = s.coverage[i]
                     out.append(ev)
-                self.emitted[k] = s.n
+            self.emitted[k] = s.n
         return len(out) - m0
 
     cpdef int scan(self, object symbol, list out, i64 until_ns, i64 stale_slots) except -1:
@@ -1091,6 +1112,7 @@ cdef class SessionCore:
     cdef list _spare                 # the list _pending is swapped with while delivering
     cdef public int _defer           # > 0 while a caller holds the registry lock
     cdef public i64 _next_scan       # the clock at which the streams are scanned next
+    cdef public int _wanted          # the kinds some subscriber wants (1 << Event.code)
     # Streams known to be current for that scan (a bar took them to its slot); negative after
     # the registry changed.  When all are, the scan has nothing to look at.
     cdef public Py_ssize_t _current
@@ -1110,6 +1132,7 @@ cdef class SessionCore:
         self._subscribers = []
         self._defer = 0
         self._next_scan = NO_BAR
+        self._wanted = 0
         self._current = -1
         self._scan_step = 1
         self._stale_slots = 5
@@ -1190,7 +1213,7 @@ cdef class SessionCore:
         the clock entered a new slot, deliver (unless a caller holds the registry lock)."""
         if (stream.last_closed or stream.gaps.runs != stream.seen.runs or stream.announced_open
                 or stream._revisions or stream.seen_n + 1 != stream.base.n):
-            stream.collect(symbol, self._pending)
+            stream.collect(symbol, self._pending, self._wanted)
         else:
             # Nothing to tell (the common case): the events' walker just follows.
             stream.seen = stream.gaps
@@ -1259,6 +1282,7 @@ cdef class SessionCore:
         cdef Event ev
         cdef tuple sub
         cdef int bit
+        cdef Py_ssize_t i, j
         cdef object failure = None
         # The flag is tested and set with the GIL held and no Python code in between: one
         # loop at a time, and no event left behind (the loop re-reads _pending before it
@@ -1273,18 +1297,20 @@ cdef class SessionCore:
                 self._pending = self._spare
                 self._spare = None
                 subs = self._subscribers
-                for ev in batch:
+                for i in range(PyList_GET_SIZE(batch)):
+                    ev = <Event> PyList_GET_ITEM(batch, i)     # only events go in
                     bit = 1 << ev.code
-                    if ev.code == EV_GAP_CLOSED:
-                        ev._owner = self
-                    for sub in subs:
+                    if ev.code == EV_GAP_CLOSED and not ev._gap_made:
+                        ev._more = self
+                    for j in range(PyList_GET_SIZE(subs)):
+                        sub = <tuple> PyList_GET_ITEM(subs, j)
                         if (<int> sub[1]) & bit:
                             try:
                                 sub[0](ev)
                             except Exception as exc:
                                 if self._event_failed(ev, sub, exc) and failure is None:
                                     failure = exc
-                _list_clear(batch, 0, PY_SSIZE_T_MAX, NULL)   # no slice object
+                _empty_list(batch)
                 self._spare = batch
         finally:
             if self._spare is None:
