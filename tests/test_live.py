@@ -411,3 +411,37 @@ def test_the_docs_live_example_runs_as_written():
     with contextlib.redirect_stdout(out):
         exec(compile(code, "docs/live.md", "exec"), {"__name__": "__main__"})
     assert out.getvalue() == printed
+
+
+def test_a_silent_symbol_is_announced_within_one_slot_in_a_steady_feed():
+    # Many minutes where every symbol sends (the scans then skip the registry), then one
+    # stops: the next scan must still find it.
+    sd = SessionData(Calendar.always(), stale_after=2)
+    sd.start_session(DAY)
+    for s in ("A", "B", "C"):
+        sd.add_symbol(s, "1m", ("5m",))
+    opened: list = []
+    sd.subscribe(opened.append, kinds=["gap_opened", "stale"])
+    for m in range(30):
+        for s in ("A", "B", "C"):
+            if s == "B" and m >= 20:
+                continue
+            sd.add_bar(s, *_bar(m)[0:6])
+            if s == "A" and m == 21:    # the first bar one slot past B's 20 ended
+                assert [(e.kind, e.symbol, e.ts) for e in opened] == \
+                    [("gap_opened", "B", T0 + 20 * M)]
+    assert [(e.kind, e.symbol) for e in opened] == [("gap_opened", "B"), ("stale", "B")]
+    assert opened[1].ts == T0 + 20 * M and opened[1].bar_count == 2
+
+
+@pytest.mark.parametrize("grace", [0, 2, 2**31 - 1])
+def test_gap_grace(grace):
+    sd = _two_symbols(gap_grace=grace)
+    opened: list = []
+    sd.subscribe(opened.append, kinds=["gap_opened"])
+    sd.add_bar("A", *_bar(0))
+    sd.advance(T0 + 2 * M)
+    # grace 0: B's minute 0 is missing as soon as A's bar ends it; A's minute 1 at 00:02.
+    assert [e.symbol for e in opened] == (["B", "A"] if grace == 0 else [])
+    sd.advance(T0 + 3 * M)
+    assert [e.symbol for e in opened] == {0: ["B", "A"], 2: ["B"]}.get(grace, [])

@@ -59,6 +59,13 @@ cdef enum:
 EVENT_KINDS = ("gap_opened", "gap_closed", "stale", "bar_closed", "revised")
 
 
+cdef inline i64 _grace_until(i64 now_ns, i64 base_ns, i64 grace) noexcept nogil:
+    """now_ns less grace slots of base_ns (saturated): slots ending by then are missing."""
+    if grace > 0 and base_ns > INT64_MAX // grace:
+        return INT64_MIN
+    return sub_sat(now_ns, base_ns * grace)
+
+
 cdef inline Py_ssize_t _search(const i64* a, Py_ssize_t n, i64 x) noexcept nogil:
     """The first index whose value is >= x in the sorted a[:n] (binary search)."""
     cdef Py_ssize_t lo = 0, hi = n, mid
@@ -1221,8 +1228,8 @@ cdef class SessionCore:
             stream.stale_sent = False
         if self._clock >= self._next_scan:
             self._scan_all_c(self._clock)
-        if stream.counted_for != self._next_scan and stream.gaps.next_slot >= sub_sat(
-                self._next_scan, stream.base_ns * self._grace_slots):
+        if stream.counted_for != self._next_scan and stream.gaps.next_slot >= _grace_until(
+                self._next_scan, stream.base_ns, self._grace_slots):
             stream.counted_for = self._next_scan
             self._current += 1
         if self._pending and not self._defer and not self._delivering:
@@ -1254,7 +1261,7 @@ cdef class SessionCore:
             s = <SymbolStream?> (<SymbolCore?> value)._stream
             if s.base_ns < step:
                 step = s.base_ns
-            until = sub_sat(now_ns, s.base_ns * self._grace_slots)
+            until = _grace_until(now_ns, s.base_ns, self._grace_slots)
             if until > s.gaps.next_slot:
                 if due is None:
                     due = []
