@@ -112,17 +112,48 @@ cdef inline void _store_set(ColumnStore* s, Py_ssize_t i, i64 t, f64 o, f64 h, f
         s.coverage[i] = coverage
 
 
-cdef inline tuple _row(ColumnStore* s, Py_ssize_t i):
-    """Row i of a store as (ts, open, high, low, close, volume, count, coverage)."""
-    if s.with_counts:
-        return (s.ts[i], s.open[i], s.high[i], s.low[i], s.close[i], s.volume[i], s.count[i],
-                s.coverage[i])
-    return (s.ts[i], s.open[i], s.high[i], s.low[i], s.close[i], s.volume[i], 1, 1.0)
+# One bar, and one change a revision made (kept in C: a revision runs no Python code, so no
+# other thread can come in while the stores are being mended).
+cdef struct Row:
+    i64 ts
+    f64 open
+    f64 high
+    f64 low
+    f64 close
+    f64 volume
+    i64 count
+    f64 coverage
 
 
-cdef dict _bar_dict(tuple row):
-    return {"ts": row[0], "open": row[1], "high": row[2], "low": row[3], "close": row[4],
-            "volume": row[5], "count": row[6], "coverage": row[7]}
+cdef struct Revision:
+    Py_ssize_t k        # the interval (-1: the base)
+    bint had_old        # False: the slot or bucket was empty
+    Row old
+    Row new
+
+
+cdef inline Row _row(ColumnStore* s, Py_ssize_t i) noexcept nogil:
+    cdef Row r
+    r.ts = s.ts[i]
+    r.open = s.open[i]
+    r.high = s.high[i]
+    r.low = s.low[i]
+    r.close = s.close[i]
+    r.volume = s.volume[i]
+    r.count = s.count[i] if s.with_counts else 1
+    r.coverage = s.coverage[i] if s.with_counts else 1.0
+    return r
+
+
+cdef inline bint _same(Row a, Row b) noexcept nogil:
+    return (a.ts == b.ts and a.open == b.open and a.high == b.high and a.low == b.low
+            and a.close == b.close and a.volume == b.volume and a.count == b.count
+            and a.coverage == b.coverage)
+
+
+cdef dict _bar_dict(Row r):
+    return {"ts": r.ts, "open": r.open, "high": r.high, "low": r.low, "close": r.close,
+            "volume": r.volume, "count": r.count, "coverage": r.coverage}
 
 
 @cython.auto_pickle(False)
@@ -263,7 +294,8 @@ cdef class SymbolStream:
     cdef i64 announced           # start of the latest gap announced (gap_opened)
     cdef bint announced_open     # ... and it is still open
     cdef bint stale_sent         # stale reported for the gap that is open
-    cdef list _revisions         # (k, old row or None, new row) of the last revise
+    cdef Revision revs[MAX_DERIVED + 1]   # what the last revise changed, for collect
+    cdef Py_ssize_t n_revs
     cdef public list names       # interval names: the base, then derived 0, 1, ...
     cdef readonly i64 revised    # bars taken by revise (late, out of order, replaced)
     cdef i64 counted_for         # the registry's scan this stream was counted current for
@@ -312,7 +344,7 @@ cdef class SymbolStream:
         self.revised = 0
         self.counted_for = NO_BAR
         self.names = []
-        self._revisions = []
+        self.n_revs = 0
         self.sync_events()
 
     def __dealloc__(self):
@@ -656,7 +688,7 @@ cdef class SymbolStream:
         cdef bint in_order, replaced, left, right
         cdef int rc = 0
         cdef ColumnStore* b = &self.base
-        cdef object old = None
+        cdef Revision* rv
         if f != FAULT_NONE:
             return f
         probe.window = 0
@@ -669,16 +701,18 @@ cdef class SymbolStream:
         in_order = b.n == 0 or t > self.last_ns
         i = _search(b.ts, b.n, t)
         replaced = i < b.n and b.ts[i] == t
-        if record:
-            self._revisions = []
-            if replaced:
-                old = _row(b, i)
+        self.n_revs = 0
+        rv = &self.revs[0]
+        rv.k = -1
+        rv.had_old = replaced
         if replaced:
+            rv.old = _row(b, i)
             _store_set(b, i, t, o, h, l, c, v, 1, 1.0)
         elif _store_insert(b, i, t, o, h, l, c, v, 1, 1.0) != 0:
             raise MemoryError("no memory left for bars")
+        rv.new = _row(b, i)
         if record:
-            self._revisions.append((-1, old, _row(b, i)))
+            self.n_revs = 1
         if in_order:
             # Next in line for the base (only a derived bucket closed by advance refused it).
             self.cursor = probe
@@ -725,7 +759,8 @@ cdef class SymbolStream:
         cdef f64 ho, hh, hl, hc, hv
         cdef bint passed, active, left, right
         cdef int rc = 0
-        cdef object old
+        cdef Row old
+        cdef Revision* rv
         probe.window = 0
         probe.slot_start = NO_BAR
         probe.slot_end = NO_BAR
@@ -796,10 +831,15 @@ cdef class SymbolStream:
         expected = r.g_base_slots[w] if r.step_ns <= 0 else ceil_div(be - bs, r.base_ns)
         j = _search(out.ts, out.n, bs)
         if j < out.n and out.ts[j] == bs:
-            old = _row(out, j) if record else None
+            old = _row(out, j)
             _store_set(out, j, bs, ho, hh, hl, hc, hv, cnt, <f64> cnt / <f64> expected)
-            if record and old != _row(out, j):
-                self._revisions.append((k, old, _row(out, j)))
+            if record and not _same(old, _row(out, j)):
+                rv = &self.revs[self.n_revs]
+                self.n_revs += 1
+                rv.k = k
+                rv.had_old = True
+                rv.old = old
+                rv.new = _row(out, j)
             return 0
         # The bucket was empty (a gap of this interval): a bar for it now.
         if _store_insert(out, j, bs, ho, hh, hl, hc, hv, cnt, <f64> cnt / <f64> expected) != 0:
@@ -822,7 +862,11 @@ cdef class SymbolStream:
             walker_step_to(&r.gaps, r.g_open, r.g_close, r.n_windows, r.step_ns, bs,
                            NULL, NULL, 0, 0, &rc)
         if record:
-            self._revisions.append((k, None, _row(out, j)))
+            rv = &self.revs[self.n_revs]
+            self.n_revs += 1
+            rv.k = k
+            rv.had_old = False
+            rv.new = _row(out, j)
         return 0
 
     # -- events -------------------------------------------------------------------------------
@@ -837,7 +881,7 @@ cdef class SymbolStream:
         self.announced = NO_BAR
         self.announced_open = False
         self.stale_sent = False
-        self._revisions = []
+        self.n_revs = 0
 
     cdef inline object _name(self, Py_ssize_t k):
         """The name of interval k (-1: the base), or k when the names were not set."""
@@ -873,6 +917,7 @@ cdef class SymbolStream:
         cdef bint closed_announced
         cdef ColumnStore* s
         cdef Event ev
+        cdef Revision* rv
         cdef object name
         if self.seen_n != self.base.n:
             w = self.seen
@@ -901,12 +946,14 @@ cdef class SymbolStream:
             self.stale_sent = False
             self.seen = w
             self.seen_n = self.base.n
-        if self._revisions:
-            for k, old, new in self._revisions:
-                ev = _event(EV_REVISED, symbol, self._name(k), new[0], NO_BAR, 0)
-                ev._more = (None if old is None else _bar_dict(old), _bar_dict(new))
+        if self.n_revs:
+            j = self.n_revs
+            self.n_revs = 0     # taken before any object is made (which may run the GC)
+            for i in range(j):
+                rv = &self.revs[i]
+                ev = _event(EV_REVISED, symbol, self._name(rv.k), rv.new.ts, NO_BAR, 0)
+                ev._more = (_bar_dict(rv.old) if rv.had_old else None, _bar_dict(rv.new))
                 out.append(ev)
-            self._revisions = []
         for k in range(self.n_derived):
             s = &self.derived[k]
             if self.emitted[k] < s.n and wanted & (1 << EV_BAR_CLOSED):
@@ -1219,7 +1266,7 @@ cdef class SessionCore:
         """A bar was stored and someone listens: collect its events, scan the streams when
         the clock entered a new slot, deliver (unless a caller holds the registry lock)."""
         if (stream.last_closed or stream.gaps.runs != stream.seen.runs or stream.announced_open
-                or stream._revisions or stream.seen_n + 1 != stream.base.n):
+                or stream.n_revs or stream.seen_n + 1 != stream.base.n):
             stream.collect(symbol, self._pending, self._wanted)
         else:
             # Nothing to tell (the common case): the events' walker just follows.
