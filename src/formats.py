@@ -71,10 +71,9 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from ._core import validation as _validation
-from .bars import FAULTS, PRICE_COLUMNS, Bars
+from .bars import PRICE_COLUMNS, Bars
 from .intervals import Interval, parse_interval
-from .readers import ReadError, ReadOptions, ReadResult, bar_error
+from .readers import ReadError, ReadOptions, ReadResult, store_checked
 from .session import check_symbol
 
 __all__ = ["FORMATS", "read_binance", "read_databento", "read_format", "read_lean"]
@@ -249,21 +248,7 @@ class _Builder:
             result._source_of[symbol] = np.concatenate(
                 [np.full(len(p[1]), p[0], np.int32) for p in pieces])
             result._line_of[symbol] = np.concatenate([p[3] for p in pieces])
-            faults = np.zeros(len(ts), np.uint8)
-            empty = np.empty(0, np.int64)
-            first, counts = _validation.validate_bars(
-                ts, cols[0], cols[1], cols[2], cols[3], cols[4], empty, empty, 0, faults,
-                self.on_bad == "raise", volume_optional=not has_volume)
-            result.bars[symbol] = Bars(ts, *cols, interval=iv, validate=False,
-                                       has_volume=has_volume)
-            if first < 0:
-                continue
-            if self.on_bad == "raise":
-                raise bar_error(result, symbol, first, int(faults[first]), ts, cols)
-            for code, n in enumerate(counts):
-                if n:
-                    result.dropped[FAULTS.get(code, "bad bar")] += int(n)
-            result.keep(symbol, faults == 0)
+            store_checked(result, symbol, ts, cols, iv, has_volume, self.on_bad)
         return result
 
 

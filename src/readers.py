@@ -1276,20 +1276,7 @@ class _Collector:
                 lines = np.concatenate([p[3] for p in ordered])
             result._source_of[symbol] = src
             result._line_of[symbol] = lines
-            faults = np.zeros(len(ts), np.uint8)
-            empty = np.empty(0, np.int64)
-            first, counts = _validation.validate_bars(
-                ts, cols[0], cols[1], cols[2], cols[3], cols[4], empty, empty, 0, faults,
-                self.opts.on_bad == "raise", volume_optional=not has_volume)
-            result.bars[symbol] = Bars(ts, *cols, interval=iv, validate=False,
-                                       has_volume=has_volume)
-            if first >= 0:
-                if self.opts.on_bad == "raise":
-                    raise bar_error(result, symbol, first, int(faults[first]), ts, cols)
-                for code, n in enumerate(counts):
-                    if n:
-                        result.dropped[FAULTS.get(code, "bad bar")] += int(n)
-                result.keep(symbol, faults == 0)
+            store_checked(result, symbol, ts, cols, iv, has_volume, self.opts.on_bad)
         return result
 
 
@@ -1299,6 +1286,28 @@ def _symbol(value, path: str, line, unit: str) -> str:
         return check_symbol(text)
     except (TypeError, ValueError) as exc:
         raise ReadError(path, int(line), f"bad symbol: {exc}", unit) from None
+
+
+def store_checked(result: ReadResult, symbol: str, ts: np.ndarray, cols: list[np.ndarray],
+                  interval: Any, has_volume: bool, on_bad: str) -> None:
+    """Check a symbol's bars (prices, volume, order) and store them in ``result``: the first
+    bad one raises, naming its file and line, or (``on_bad="drop"``) bad ones are dropped and
+    counted by reason.  ``result``'s source and line arrays of the symbol are set already."""
+    faults = np.zeros(len(ts), np.uint8)
+    empty = np.empty(0, np.int64)
+    first, counts = _validation.validate_bars(
+        ts, cols[0], cols[1], cols[2], cols[3], cols[4], empty, empty, 0, faults,
+        on_bad == "raise", volume_optional=not has_volume)
+    result.bars[symbol] = Bars(ts, *cols, interval=interval, validate=False,
+                               has_volume=has_volume)
+    if first < 0:
+        return
+    if on_bad == "raise":
+        raise bar_error(result, symbol, first, int(faults[first]), ts, cols)
+    for code, n in enumerate(counts):
+        if n:
+            result.dropped[FAULTS.get(code, "bad bar")] += int(n)
+    result.keep(symbol, faults == 0)
 
 
 def bar_error(result: ReadResult, symbol: str, row: int, fault: int, ts, cols) -> ReadError:
