@@ -369,13 +369,6 @@ class IntervalTable:
         j = s * self.bars.shape[1] + k
         return slice(int(self._offsets[j]), int(self._offsets[j + 1]))
 
-    def gap_counts(self) -> np.ndarray:
-        """Number of gaps per symbol and session, int64[S, K]."""
-        out = np.zeros(self.bars.size, np.int64)
-        n_k = self.bars.shape[1]
-        np.add.at(out, self.gap_symbol * n_k + self.gap_session, 1)
-        return out.reshape(self.bars.shape)
-
 
 @dataclass
 class RunResult:
@@ -479,12 +472,6 @@ class RunResult:
         return QualityReport.of(name, int(t.expected[s, session]), int(t.present[s, session]),
                                 int(t.partial[s, session]), float(t.covered[s, session]),
                                 self.rejected.get((s, session), {}))
-
-    def session_index(self, label: str) -> int:
-        k = int(np.searchsorted(self.sessions, np.datetime64(label, "D")))
-        if k == len(self.sessions) or str(self.sessions[k]) != str(label):
-            raise KeyError(f"no session {label} in this run")
-        return k
 
     def session_bounds(self, k: int) -> tuple[int, int]:
         sl = self.windows.session_slice(k)
