@@ -133,10 +133,6 @@ class Gaps(Sequence[GapInfo]):
         """Bars missing in all the gaps."""
         return int(self.bar_count.sum())
 
-    def longest(self) -> int:
-        """Index of the longest gap (the first of equals), or -1 when there is none."""
-        return int(np.argmax(self.bar_count)) if len(self) else -1
-
     def to_dicts(self) -> list[dict[str, Any]]:
         """The JSON ``ranges``: exchange-local times of day and bar counts."""
         starts, ends = times_of_day(self.start_ns, self.end_ns, self.tz)
