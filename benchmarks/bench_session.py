@@ -11,8 +11,12 @@ streams interleaved, each bar's stream state is a cache miss away (measured 300-
 here against ~130 ns for a handful), which the per-bar Python call cannot hide.
 ``events+revise`` (in both groups): the same loop on a ``SessionData(on_bad="revise")`` with a
 no-op callback subscribed to every event kind (gap_opened, gap_closed, stale, bar_closed,
-revised): the live events' cost, gated as a ratio to ``sessiondata`` of the same run (issue
-14: at most 1.3x).
+revised): the live events' cost beside ``sessiondata``, for information.
+``facade-stream-events``: the gated form of that ratio (issue 14: at most 1.3x).  The two are
+timed in alternation within each round (ABBA), each from a fresh session, and the ratio of
+their best times is ``extra_info["events_ratio"]``: on a shared machine the load drifts from
+one benchmark to the next, and a ratio of two benchmarks run a second apart measures the
+drift as much as the events.
 
 ``late-bar``: the facade-stream day streamed (untimed setup) with ~1 % of its bars held back,
 then the held-back bars sent late under ``revise``, each filling its slot and re-aggregating
@@ -201,6 +205,29 @@ def bench_facade_stream(benchmark, measure, rounds, always, impl, n_symbols):
     assert not sd.unknown_bars
     present, missing, runs = sd.get_symbol_data("S0000")._stream.gap_counters()
     assert present == sd.get_symbol_data("S0000").bar_count() and missing > 0
+
+
+def bench_facade_stream_events(benchmark, measure, rounds, always):
+    import time
+
+    stream_rows = _stream_rows(FEW_SYMBOLS)
+    n = len(stream_rows[0])
+    best = {False: float("inf"), True: float("inf")}
+
+    def alternate():
+        for events in (False, True, True, False):
+            sd = _fresh_stream_session(always, FEW_SYMBOLS, events)
+            start = time.perf_counter()
+            _stream(sd, stream_rows)
+            best[events] = min(best[events], time.perf_counter() - start)
+        return sd
+
+    sd = measure(benchmark, alternate, group="facade-stream-events", label="alternating",
+                 items=4 * n, rounds=max(30, 5 * rounds[0]), warmup_rounds=3)
+    assert sum(sd.get_symbol_data(s).bar_count() for s in _symbols(FEW_SYMBOLS)) == n
+    benchmark.extra_info.update(
+        symbols=FEW_SYMBOLS, bars=n, derived=list(DERIVED), events_ratio=best[True] / best[False],
+        sessiondata_ns_per_bar=1e9 * best[False] / n, events_ns_per_bar=1e9 * best[True] / n)
 
 
 # -- late-bar -----------------------------------------------------------------------------

@@ -8,6 +8,7 @@ guards the registry and every change to what it holds; reads hand out snapshots.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 from datetime import date as _date
 import threading
@@ -210,8 +211,10 @@ class SessionData(SessionCore):
         self._revise = on_bad == "revise"
         self._stale_slots = stale_after
         self._grace_slots = gap_grace
-        # (event, callback, exception) of every callback that raised, oldest first.
-        self.event_errors: list[tuple[Event, Callable[[Event], Any], Exception]] = []
+        # (event, callback, exception) of the latest callbacks that raised, oldest first.
+        self.event_errors: collections.deque[
+            tuple[Event, Callable[[Event], Any], Exception]] = collections.deque(
+                maxlen=_MAX_EVENT_ERRORS)
         self._lock = threading.Lock()
         # The registry itself, ``_symbols: dict[str, SymbolSessionData]``, and the bars
         # offered for unknown symbols live in the compiled base class (``SessionCore``),
@@ -338,7 +341,8 @@ class SessionData(SessionCore):
         happened, on the thread whose call delivers them; a callback may call back into this
         ``SessionData`` (its own bars' events follow the ones being delivered).  An exception
         of a callback never loses a bar or an event for the other callbacks: with
-        ``errors="collect"`` it is appended to ``event_errors``; with ``errors="raise"`` it is
+        ``errors="collect"`` it is appended to ``event_errors`` (the latest 1000 are kept);
+        with ``errors="raise"`` it is
         also re-raised from the call that delivered it (``add_bar``, ``add_bars``,
         ``advance``), after the bar was stored and every pending event was delivered.
         Returns ``callback`` (pass it to ``unsubscribe``).
@@ -675,6 +679,8 @@ class SessionData(SessionCore):
 
 
 _NO_CLOCK = -(2**63)
+_MAX_EVENT_ERRORS = 1000    # event_errors keeps the latest ones: a callback failing on every
+                            # bar must not grow memory without bound
 _STALE_COUNT = -(2**62)     # SessionCore._current after the registry changed
 _I64_MAX = 2**63 - 1
 

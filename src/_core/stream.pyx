@@ -919,6 +919,12 @@ cdef class SymbolStream:
         cdef Event ev
         cdef Revision* rv
         cdef object name
+        if self.seen_n != self.base.n and self.gaps.runs == self.seen.runs \
+                and not self.announced_open:
+            # No gap ended and none is announced: nothing to tell, the walker just follows.
+            self.seen = self.gaps
+            self.seen_n = self.base.n
+            self.stale_sent = False
         if self.seen_n != self.base.n:
             w = self.seen
             name = None
@@ -1336,7 +1342,7 @@ cdef class SessionCore:
         cdef Event ev
         cdef tuple sub
         cdef int bit
-        cdef Py_ssize_t i, j
+        cdef Py_ssize_t i, j, n, m
         cdef object failure = None
         # The flag is tested and set with the GIL held and no Python code in between: one
         # loop at a time, and no event left behind (the loop re-reads _pending before it
@@ -1351,19 +1357,31 @@ cdef class SessionCore:
                 self._pending = self._spare
                 self._spare = None
                 subs = self._subscribers
-                for i in range(PyList_GET_SIZE(batch)):
-                    ev = <Event> PyList_GET_ITEM(batch, i)     # only events go in
-                    bit = 1 << ev.code
-                    if ev.code == EV_GAP_CLOSED and not ev._gap_made:
-                        ev._more = self
-                    for j in range(PyList_GET_SIZE(subs)):
-                        sub = <tuple> PyList_GET_ITEM(subs, j)
-                        if (<int> sub[1]) & bit:
-                            try:
-                                sub[0](ev)
-                            except Exception as exc:
-                                if self._event_failed(ev, sub, exc) and failure is None:
-                                    failure = exc
+                n = PyList_GET_SIZE(batch)
+                m = PyList_GET_SIZE(subs)
+                i = 0
+                j = 0
+                while i < n:
+                    # One try for the batch, resumed after a callback that raised (a try
+                    # per call costs on every event).
+                    try:
+                        while i < n:
+                            ev = <Event> PyList_GET_ITEM(batch, i)     # only events go in
+                            bit = 1 << ev.code
+                            if ev.code == EV_GAP_CLOSED and not ev._gap_made:
+                                ev._more = self
+                            while j < m:
+                                sub = <tuple> PyList_GET_ITEM(subs, j)
+                                j += 1
+                                if (<int> sub[1]) & bit:
+                                    sub[0](ev)
+                            j = 0
+                            i += 1
+                    except Exception as exc:
+                        # ev and sub are the event and the subscriber that raised; the loop
+                        # goes on with the next subscriber (j is past it).
+                        if self._event_failed(ev, sub, exc) and failure is None:
+                            failure = exc
                 _empty_list(batch)
                 self._spare = batch
         finally:
