@@ -61,7 +61,9 @@ EVENT_KINDS = ("gap_opened", "gap_closed", "stale", "bar_closed", "revised")
 
 cdef inline i64 _grace_until(i64 now_ns, i64 base_ns, i64 grace) noexcept nogil:
     """now_ns less grace slots of base_ns (saturated): slots ending by then are missing."""
-    if grace > 0 and base_ns > INT64_MAX // grace:
+    if grace <= 1:      # the default: no division on the bar path
+        return sub_sat(now_ns, base_ns if grace == 1 else 0)
+    if base_ns > INT64_MAX // grace:
         return INT64_MIN
     return sub_sat(now_ns, base_ns * grace)
 
