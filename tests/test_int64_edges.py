@@ -205,9 +205,10 @@ def test_counts_beyond_int64_are_an_error_not_a_wrong_number():
 
 
 def test_bar_end_at_int64_max_moves_the_clock_without_wrapping():
+    from sessiondata._core.stream import SymbolCore  # what the registry's entries are
     from sessiondata.session import SessionData  # the compiled per-bar fast path's base
 
-    class Entry:
+    class Entry(SymbolCore):
         def __init__(self, s):
             self._stream = s
 
