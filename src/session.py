@@ -132,6 +132,11 @@ class SymbolSessionData(SymbolCore):
                 if n and code in FAULTS}
 
     @property
+    def revised(self) -> int:
+        """Bars the ``revise`` policy took: late, out of order or sent again."""
+        return int(self._stream.revised)
+
+    @property
     def nbytes(self) -> int:
         """Bytes allocated for the bars held."""
         return int(self._stream.nbytes)
@@ -168,7 +173,7 @@ class _Reused:
             "stop(), or end the session with keep_buffers=False")
 
     bars = count = advance = flush = push = push_many = add_derived = _gone
-    rejected = nbytes = held_nbytes = busy = property(_gone)
+    rejected = nbytes = held_nbytes = busy = revised = property(_gone)
 
     def __len__(self) -> int:
         self._gone()

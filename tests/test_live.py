@@ -186,7 +186,7 @@ def test_revise_other_bad_bars_are_dropped_and_counted():
     assert sd.add_bar("X", T0 + 2 * M, 1.0, 0.5, 1.0, 1.0, 1.0) == 2        # high < open
     assert sd.get_symbol_data("X").rejected == {
         "not on the base-interval grid": 1, "high/low inconsistent with open/close": 1}
-    assert sd.get_symbol_data("X")._stream.revised == 0
+    assert sd.get_symbol_data("X").revised == 0
 
 
 def test_late_bar_revises_a_closed_5m_bar_and_says_so():
@@ -200,6 +200,7 @@ def test_late_bar_revises_a_closed_5m_bar_and_says_so():
     sd.add_bar("X", *_bar(2))          # its 5m bucket closed when minute 4 came
     after = sd.get_bars("X", "5m")
     assert after.count.tolist() == [5] and after.coverage.tolist() == [1.0]
+    assert sd.get_symbol_data("X").revised == 1
     five = [e for e in events if e.interval == "5m"]
     assert len(five) == 1
     assert five[0].old["count"] == 4 and five[0].bar["count"] == 5
