@@ -262,13 +262,18 @@ class SessionCoordinator:
         labels = [np.datetime64(s, "D") for s in sessions]
         if not labels:
             return []
+        # Under the revise policy a late or repeated bar corrects its slot: over finished
+        # days that is the bars in time order, the last of a repeated slot kept; the other
+        # bad bars are dropped and counted, as revise does.
+        revise = self.session_data.on_bad == "revise"
         per_symbol: dict[str, list[Bars]] = {}
         for label in labels:
             for symbol, bars in bars_for(label).items():
-                b = bars if isinstance(bars, Bars) else Bars.from_dict(dict(bars))
+                b = bars if isinstance(bars, Bars) else Bars.from_dict(dict(bars),
+                                                                      validate=not revise)
                 if len(b):
                     per_symbol.setdefault(symbol, []).append(b)
-        data = {s: _concat(parts) for s, parts in per_symbol.items()}
+        data = {s: _concat(parts, in_order=revise) for s, parts in per_symbol.items()}
         if not data:  # nothing to run: every session is empty
             empty = [SessionSummary(str(label), 0, 0, []) for label in labels]
             if on_session is not None:
@@ -276,7 +281,8 @@ class SessionCoordinator:
                     on_session(summary)
             return empty
         engine = Engine(self.calendar, base=self.base_interval, derived=self.derived_intervals,
-                        on_bad=self.session_data.on_bad, start=min(labels), end=max(labels))
+                        on_bad="drop" if revise else self.session_data.on_bad,
+                        start=min(labels), end=max(labels))
         span = None
         if until_ns is not None:
             first = min(int(b.ts[0]) for b in data.values())
@@ -292,10 +298,17 @@ class SessionCoordinator:
         return summaries
 
 
-def _concat(parts: list[Bars]) -> Bars:
-    if len(parts) == 1:
+def _concat(parts: list[Bars], in_order: bool = False) -> Bars:
+    """One symbol's bars of several days; ``in_order`` sorts them by time and keeps the last
+    bar given for a repeated slot (the revise policy over finished days)."""
+    if len(parts) == 1 and not in_order:
         return parts[0]
     ts, o, h, low, c, v = (np.concatenate([getattr(b, name) for b in parts])
                            for name in ("ts", "open", "high", "low", "close", "volume"))
+    if in_order:
+        order = np.argsort(ts, kind="stable")
+        last = np.r_[ts[order][1:] != ts[order][:-1], True]   # the last of equal times
+        keep = order[last]
+        ts, o, h, low, c, v = (a[keep] for a in (ts, o, h, low, c, v))
     return Bars(ts, o, h, low, c, v, interval=parts[0].interval,
-                has_volume=parts[0].has_volume)
+                has_volume=parts[0].has_volume, validate=not in_order)

@@ -337,3 +337,25 @@ def test_rounding_by_array_equals_pythons_round():
             want = [round(v, digits) for v in values.tolist()]
             got = rounded(values, digits)
             assert [repr(x) for x in got] == [repr(x) for x in want]
+
+
+def test_run_sessions_under_revise_takes_bars_in_time_order_the_last_of_a_slot(weekly):
+    """Over finished days, revise is the bars in time order with a repeated slot's last bar
+    kept: the same result as the batch run over those bars."""
+    day = weekly.session_windows("2024-03-05")
+    ts = np.arange(int(day.open_ns[0]), int(day.close_ns[-1]), MINUTE)
+    bars = walk(ts)
+    shuffled = np.random.default_rng(5).permutation(len(ts))
+    cols = {c: getattr(bars, c)[shuffled] for c in ("ts", "open", "high", "low", "close",
+                                                      "volume")}
+    fix = {c: np.r_[cols[c], getattr(bars, c)[7] * (1.01 if c != "ts" else 1)]
+           for c in cols}
+    fix["ts"] = np.r_[cols["ts"], ts[7]]            # a second bar for 09:37, the one kept
+
+    co = sd.SessionCoordinator(weekly, on_bad="revise")
+    got = co.run_sessions(["2024-03-05"], lambda day: {"X": fix})[0].result
+    want_bars = {c: getattr(bars, c).copy() for c in cols}
+    for c in ("open", "high", "low", "close", "volume"):
+        want_bars[c][7] *= 1.01
+    want = sd.run({"X": sd.Bars.from_dict(want_bars, interval="1m")}, weekly)
+    assert session_docs(got) == session_docs(want)
