@@ -395,12 +395,9 @@ cdef inline int store_reserve(ColumnStore* s, Py_ssize_t need) noexcept nogil:
     return store_resize(s, cap)
 
 
-cdef inline int store_push(ColumnStore* s, i64 t, f64 o, f64 h, f64 l, f64 c, f64 v,
-                           i64 count, f64 coverage) noexcept nogil:
-    """Append one bar; -1 when memory ran out (the store is unchanged)."""
-    cdef Py_ssize_t i = s.n
-    if i >= s.cap and store_reserve(s, i + 1) != 0:
-        return -1
+cdef inline void store_set(ColumnStore* s, Py_ssize_t i, i64 t, f64 o, f64 h, f64 l, f64 c,
+                           f64 v, i64 count, f64 coverage) noexcept nogil:
+    """Write bar ``i`` of a store (within its capacity)."""
     s.ts[i] = t
     s.open[i] = o
     s.high[i] = h
@@ -410,6 +407,15 @@ cdef inline int store_push(ColumnStore* s, i64 t, f64 o, f64 h, f64 l, f64 c, f6
     if s.with_counts:
         s.count[i] = count
         s.coverage[i] = coverage
+
+
+cdef inline int store_push(ColumnStore* s, i64 t, f64 o, f64 h, f64 l, f64 c, f64 v,
+                           i64 count, f64 coverage) noexcept nogil:
+    """Append one bar; -1 when memory ran out (the store is unchanged)."""
+    cdef Py_ssize_t i = s.n
+    if i >= s.cap and store_reserve(s, i + 1) != 0:
+        return -1
+    store_set(s, i, t, o, h, l, c, v, count, coverage)
     s.n = i + 1
     return 0
 

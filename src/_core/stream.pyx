@@ -22,7 +22,8 @@ from common cimport (
     FAULT_LATE, FAULT_UNSORTED, N_FAULTS, Bucket, ColumnStore, GapWalker, GridCursor, Rollup, f64, grid_locate,
     bucket_expected, i64, price_fault, slots_in_window, rollup_emit, rollup_feed, rollup_init,
     rollup_run, store_append, as_i64, check_grid, store_free, store_init, add_sat, step_end,
-    store_nbytes, store_push, store_reserve, store_snapshot, walker_finish, walker_start, walker_step_to,
+    store_nbytes, store_push, store_reserve, store_set, store_snapshot, walker_finish, walker_start,
+    walker_step_to,
     ceil_div, span, sub_sat, u64,
 )
 
@@ -97,21 +98,8 @@ cdef inline int _store_insert(ColumnStore* s, Py_ssize_t i, i64 t, f64 o, f64 h,
             memmove(s.count + i + 1, s.count + i, m * sizeof(i64))
             memmove(s.coverage + i + 1, s.coverage + i, m * sizeof(f64))
     s.n += 1
-    _store_set(s, i, t, o, h, l, c, v, count, coverage)
+    store_set(s, i, t, o, h, l, c, v, count, coverage)
     return 0
-
-
-cdef inline void _store_set(ColumnStore* s, Py_ssize_t i, i64 t, f64 o, f64 h, f64 l, f64 c,
-                            f64 v, i64 count, f64 coverage) noexcept nogil:
-    s.ts[i] = t
-    s.open[i] = o
-    s.high[i] = h
-    s.low[i] = l
-    s.close[i] = c
-    s.volume[i] = v
-    if s.with_counts:
-        s.count[i] = count
-        s.coverage[i] = coverage
 
 
 # One bar, and one change a revision made (kept in C: a revision runs no Python code, so no
@@ -709,7 +697,7 @@ cdef class SymbolStream:
         rv.had_old = replaced
         if replaced:
             rv.old = _row(b, i)
-            _store_set(b, i, t, o, h, l, c, v, 1, 1.0)
+            store_set(b, i, t, o, h, l, c, v, 1, 1.0)
         elif _store_insert(b, i, t, o, h, l, c, v, 1, 1.0) != 0:
             raise MemoryError("no memory left for bars")
         rv.new = _row(b, i)
@@ -747,6 +735,21 @@ cdef class SymbolStream:
         self.revised += 1
         return FAULT_NONE
 
+    cdef int _feed_counted(self, Py_ssize_t k, i64 t, f64 o, f64 h, f64 l, f64 c, f64 v,
+                           i64 count) except -1:
+        """Feed one in-order bar to derived interval k, cascade what it closes, count the
+        bars closed in ``last_closed``."""
+        cdef int rc = rollup_feed(&self.rollups[k], t, o, h, l, c, v, count,
+                                  &self.derived[k])
+        if rc > 0:
+            self.last_closed += rc
+            rc = self._cascade(k, rc)
+            if rc > 0:
+                self.last_closed += rc
+        if rc < 0:
+            raise MemoryError("no memory left for derived bars")
+        return 0
+
     cdef int _revise_bucket(self, Py_ssize_t k, i64 t, f64 o, f64 h, f64 l, f64 c, f64 v,
                             bint in_order, bint record) except -1:
         """Make derived interval k's bucket holding t again from the bars that feed it: a
@@ -778,14 +781,7 @@ cdef class SymbolStream:
             passed = True
         if p < 0 and in_order and not passed:
             # New to this interval: fed exactly as _accept feeds it.
-            rc = rollup_feed(r, t, o, h, l, c, v, 1, out)
-            if rc > 0:
-                self.last_closed += rc
-                rc = self._cascade(k, rc)
-                if rc > 0:
-                    self.last_closed += rc
-            if rc < 0:
-                raise MemoryError("no memory left for derived bars")
+            self._feed_counted(k, t, o, h, l, c, v, 1)
             return 0
         src = &self.base if p < 0 else &self.derived[p]
         lo = _search(src.ts, src.n, bs)
@@ -797,15 +793,8 @@ cdef class SymbolStream:
             if p < 0:
                 return 0
             for i in range(lo, hi):
-                rc = rollup_feed(r, src.ts[i], src.open[i], src.high[i], src.low[i],
-                                 src.close[i], src.volume[i], src.count[i], out)
-                if rc > 0:
-                    self.last_closed += rc
-                    rc = self._cascade(k, rc)
-                    if rc > 0:
-                        self.last_closed += rc
-                if rc < 0:
-                    raise MemoryError("no memory left for derived bars")
+                self._feed_counted(k, src.ts[i], src.open[i], src.high[i], src.low[i],
+                                   src.close[i], src.volume[i], src.count[i])
             return 0
         if hi <= lo:
             return 0
@@ -834,7 +823,7 @@ cdef class SymbolStream:
         j = _search(out.ts, out.n, bs)
         if j < out.n and out.ts[j] == bs:
             old = _row(out, j)
-            _store_set(out, j, bs, ho, hh, hl, hc, hv, cnt, <f64> cnt / <f64> expected)
+            store_set(out, j, bs, ho, hh, hl, hc, hv, cnt, <f64> cnt / <f64> expected)
             if record and not _same(old, _row(out, j)):
                 rv = &self.revs[self.n_revs]
                 self.n_revs += 1
