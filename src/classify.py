@@ -58,7 +58,7 @@ miss the run's slots; NaN when fewer than ``outage_min_symbols`` normally have b
 ``lost`` (int64[S, K]: slots lost to ``outage``/``late_start``/``early_end``), from which the
 data quality score is ``100 * (expected - lost) / expected``.
 
-Live sessions (``results.live_result``) are classified the same way with the one session
+Live sessions (``live_result.live_result``) are classified the same way with the one session
 they hold as history: halts, the cross-section and the edges work as in a run; the activity
 of a symbol is its activity in that session so far.
 """
@@ -74,14 +74,24 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 import numpy as np
 
 from .intervals import parse_interval
+from .results import (  # noqa: F401 - the kind columns are the model's; named here too
+    EARLY_END,
+    HALT,
+    KINDS,
+    LATE_START,
+    LOST_KINDS,
+    NO_TRADE,
+    OUTAGE,
+    data_quality,
+    kind_cells,
+    kind_counts,
+    kind_names,
+    kind_totals,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .results import IntervalTable, RunResult
 
-KINDS = ("no_trade", "outage", "late_start", "early_end", "halt")
-NO_TRADE, OUTAGE, LATE_START, EARLY_END, HALT = range(5)
-#: Kinds whose slots count against the data quality score.
-LOST_KINDS = (OUTAGE, LATE_START, EARLY_END)
 
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
 MIN_AROUND = 10   # slots around a gap to measure its local level; else the session's
@@ -492,94 +502,3 @@ def _usual_between(sl: _Slots, rate: np.ndarray, sym: np.ndarray, lo: np.ndarray
         return cum[sym, r] + (g - sl.run_start[r]) * rate[sym, sl.run_bucket[r]]
 
     return upto(hi) - upto(lo)
-
-
-# -- reading the columns --------------------------------------------------------------------
-
-
-def kind_counts(t: "IntervalTable", mask: np.ndarray | None = None) -> dict[str, dict[str, int]]:
-    """Gaps and missing slots per kind (of the gaps where ``mask`` is true)."""
-    if t.gap_kind is None:
-        return {}
-    kinds = t.gap_kind if mask is None else t.gap_kind[mask]
-    counts = t.gap_count if mask is None else t.gap_count[mask]
-    gaps = np.bincount(kinds, minlength=len(KINDS))
-    missing = np.bincount(kinds, weights=counts, minlength=len(KINDS)).astype(np.int64)
-    return {KINDS[i]: {"gaps": int(gaps[i]), "missing": int(missing[i])}
-            for i in range(len(KINDS))}
-
-
-def data_quality(expected: Any, lost: Any) -> Any:
-    """``100 * (expected - lost) / expected`` (100 where nothing is expected)."""
-    e = np.asarray(expected, np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(e > 0, 100.0 * (e - np.asarray(lost)) / np.where(e > 0, e, 1), 100.0)
-
-
-def kind_names(codes: Sequence[int] | np.ndarray) -> list[str]:
-    """The names of kind codes."""
-    return [KINDS[c] for c in np.asarray(codes).tolist()]
-
-
-def add_kind_columns(cols: dict[str, Any], t: "IntervalTable", order: np.ndarray,
-                     keys: np.ndarray, n_cells: int) -> None:
-    """The kind fields of the session documents, as the columns ``results.iter_session_docs``
-    reads (cell ``j = session * symbols + symbol``; gaps in ``order``, cell of each ``keys``):
-    ``kind``, ``activity`` and ``share_missing`` on each range (in place), per cell the gaps
-    and missing bars per kind (``kinds``: only the kinds present) and the data quality
-    (``lost``, ``data_quality``)."""
-    assert t.gap_kind is not None and t.gap_activity is not None and t.gap_share is not None
-    kinds = t.gap_kind[order]
-    names = kind_names(kinds)
-    act = np.round(t.gap_activity[order], 4).tolist()
-    share = t.gap_share[order]
-    share_l = [None if v != v else v for v in np.round(share, 4).tolist()]
-    for r, k, a, sh in zip(cols["ranges"], names, act, share_l):
-        r["kind"] = k
-        r["activity"] = a
-        r["share_missing"] = sh
-    counts = t.gap_count[order]
-    per_kind = [(KINDS[i], np.bincount(keys, weights=kinds == i, minlength=n_cells)
-                 .astype(np.int64).tolist(),
-                 np.bincount(keys, weights=np.where(kinds == i, counts, 0), minlength=n_cells)
-                 .astype(np.int64).tolist())
-                for i in range(len(KINDS))]
-    cells: list[dict[str, Any]] = [{}] * n_cells  # shared empty dict: never mutated
-    for j in np.unique(keys).tolist():
-        cells[j] = {name: {"gap_count": g[j], "missing_bars": m[j]}
-                    for name, g, m in per_kind if g[j]}
-    cols["kinds"] = cells
-    lost = (t.lost if t.lost is not None else np.zeros(t.bars.shape, np.int64)).T.ravel()
-    cols["lost"] = lost.tolist()
-    cols["data_quality"] = data_quality(t.expected.T.ravel(), lost).tolist()
-
-
-def kind_cells(t: "IntervalTable") -> dict[str, np.ndarray]:
-    """Per symbol and session (int64[S, K]): ``lost`` slots, and gaps and missing slots per
-    kind (``gaps_<kind>``, ``missing_<kind>``); empty when the table is not classified."""
-    if t.gap_kind is None:
-        return {}
-    n_s, n_k = t.bars.shape
-    keys = t.gap_symbol * n_k + t.gap_session
-    out = {"lost": t.lost if t.lost is not None else np.zeros((n_s, n_k), np.int64)}
-    for i, name in enumerate(KINDS):
-        m = t.gap_kind == i
-        out[f"gaps_{name}"] = np.bincount(keys[m], minlength=n_s * n_k).reshape(n_s, n_k)
-        out[f"missing_{name}"] = np.bincount(keys[m], weights=t.gap_count[m],
-                                             minlength=n_s * n_k
-                                             ).astype(np.int64).reshape(n_s, n_k)
-    return out
-
-
-def kind_totals(sums: dict[str, Any]) -> dict[str, Any]:
-    """``data_quality``, ``lost`` and ``kinds`` (gaps, missing per kind) of summed
-    :func:`kind_cells`, beside a summary row's ``expected``."""
-    if "lost" not in sums:
-        return {}
-    e, lost = int(sums["expected"]), int(sums["lost"])
-    return {
-        "data_quality": 100.0 * (e - lost) / e if e else 100.0,
-        "lost": lost,
-        "kinds": {k: {"gaps": int(sums[f"gaps_{k}"]), "missing": int(sums[f"missing_{k}"])}
-                  for k in KINDS},
-    }

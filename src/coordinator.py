@@ -21,7 +21,7 @@ from .export import export_run
 from .grid import cut_grid, default_calendar, edge_coverage
 from .intervals import parse_interval
 from .processing import DataProcessor, DataQualityManager
-from .results import GapInfo, RunResult, local_time
+from .results import GapInfo, RunResult, local_time, quality_score
 from .session import Event, SessionData
 
 
@@ -67,8 +67,8 @@ class SessionSummary:
                     "symbol": run.symbols[s], "interval": name, "bars": int(t.bars[s, k]),
                     "gaps": len(counts), "missing": int(counts.sum()),
                     "longest_gap": longest, "expected": expected,
-                    "quality": (100.0 * float(t.covered[s, k]) / expected if expected
-                                else 100.0) if t.scored[s] else float("nan"),
+                    "quality": (quality_score(float(t.covered[s, k]), expected)
+                                if t.scored[s] else float("nan")),
                     "rejected": sum(run.rejected.get((s, k), {}).values()),
                 })
             bars += int(run.intervals[run.base_of(s)].bars[s, k])

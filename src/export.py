@@ -4,7 +4,7 @@ as a whole and atomically; and the validation that reads an export back.
 Layout of an export folder::
 
     OUT/manifest.json                            what the export holds (and the run's summary)
-    OUT/sessions/<YYYY-MM-DD>.json               one document per session (results.session_doc),
+    OUT/sessions/<YYYY-MM-DD>.json               one document per session (documents.session_doc),
                                                  compact JSON
     OUT/bars/interval=<iv>/part-<NNNNN>.parquet  derived bars (and base bars on request)
     OUT/gaps/interval=<iv>/part-00000.parquet    every gap: symbol, session, start, end, bars
@@ -41,7 +41,8 @@ from typing import TYPE_CHECKING, Any, Iterator
 import numpy as np
 
 from .bars import Bars
-from .results import RunResult, dumps, iter_session_docs, paused_gc
+from .documents import dumps, iter_session_docs
+from .results import KINDS, RunResult, paused_gc
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
@@ -363,8 +364,6 @@ def gaps_table(run: RunResult, interval: str) -> "pa.Table":
     kind with the inputs that explain it (``classify``: kind, activity, share_missing)."""
     pa = _arrow()
     t = run.intervals[interval]
-    from .classify import KINDS
-
     g = len(t.gap_count)
     kind = t.gap_kind if t.gap_kind is not None else np.zeros(g, np.int8)
     activity = t.gap_activity if t.gap_activity is not None else np.full(g, np.nan)

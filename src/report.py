@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from .classify import KINDS
+from .results import KINDS, data_quality, quality_score
 from .export import read_dataset, read_manifest, read_session_docs, write_atomic
 
 KIND_COLOURS = {"no_trade": "#9aa5b1", "outage": "#d62728", "late_start": "#ff7f0e",
@@ -118,8 +118,7 @@ class _Grid:
 
     @staticmethod
     def score(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(den > 0, 100.0 * num / np.where(den > 0, den, 1), 100.0)
+        return quality_score(num, den)
 
     def completeness(self, axis: int | None = None) -> np.ndarray:
         if axis is None:
@@ -128,9 +127,9 @@ class _Grid:
 
     def data_quality(self, axis: int | None = None) -> np.ndarray:
         if axis is None:
-            return self.score(self.expected - self.lost, self.expected)
+            return data_quality(self.expected, self.lost)
         e = self.expected.sum(axis=axis)
-        return self.score(e - self.lost.sum(axis=axis), e)
+        return data_quality(e, self.lost.sum(axis=axis))
 
 
 # -- the page -------------------------------------------------------------------------------
@@ -230,7 +229,7 @@ def _summary_html(manifest: dict[str, Any], summary: dict[str, Any], grid: _Grid
 
 
 def _scalar(num: float, den: float) -> float:
-    return 100.0 * float(num) / float(den) if den else 100.0
+    return float(quality_score(float(num), float(den)))
 
 
 def _heatmap(grid: _Grid) -> Any:

@@ -7,9 +7,11 @@ symbol was in the session and the span that was scored; per session the symbols 
 unknown and the events of the session.  The engine builds one from per-symbol pieces
 (:class:`SymbolResult`); a live session builds one with a single session at ``stop()``.
 
-Every output reads this model: the session JSON (:func:`session_doc`, written by the one
-JSON writer :func:`dumps`), the bar and gap datasets, the command line's summary tables and
-``sessiondata validate``.  Objects (``GapInfo``, ``QualityReport``) are handed out on access.
+Every output reads this model and the model imports none of them: the session JSON
+(``documents``), the bar and gap datasets (``export``), the one summary (``summary``), the
+report and ``sessiondata validate``.  The model owns the columns the analyses fill (the gap
+kinds of ``classify``) and the two formulas every reader uses (:func:`quality_score`,
+:func:`data_quality`).  Objects (``GapInfo``, ``QualityReport``) are handed out on access.
 """
 
 from __future__ import annotations
@@ -232,6 +234,87 @@ def _offset_steps(lo_ns: int, hi_ns: int, tz: Any) -> tuple[np.ndarray, np.ndarr
 # -- quality --------------------------------------------------------------------------------
 
 
+def quality_score(covered: Any, expected: Any) -> Any:
+    """The quality of an interval, the one formula: ``100 * covered / expected``, 100 where
+    nothing is expected.  Scalars give a float, arrays an array (element by element)."""
+    if np.ndim(covered) == 0 and np.ndim(expected) == 0:
+        den = float(expected)
+        return 100.0 * float(covered) / den if den else 100.0
+    e = np.asarray(expected, np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(e > 0, 100.0 * np.asarray(covered, np.float64) / np.where(e > 0, e, 1),
+                        100.0)
+
+
+def data_quality(expected: Any, lost: Any) -> Any:
+    """The data quality, the one formula: ``100 * (expected - lost) / expected`` (only slots
+    lost to an outage or a late start / early end count against it), 100 where nothing is
+    expected.  Scalars give a float, arrays an array."""
+    if np.ndim(expected) == 0 and np.ndim(lost) == 0:
+        den = float(expected)
+        return 100.0 * (den - float(lost)) / den if den else 100.0
+    e = np.asarray(expected, np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(e > 0, 100.0 * (e - np.asarray(lost)) / np.where(e > 0, e, 1), 100.0)
+
+
+# -- gap kinds (columns of the model; ``classify.classify_run`` fills them) ---------------------
+
+KINDS = ("no_trade", "outage", "late_start", "early_end", "halt")
+NO_TRADE, OUTAGE, LATE_START, EARLY_END, HALT = range(5)
+#: Kinds whose slots count against the data quality score.
+LOST_KINDS = (OUTAGE, LATE_START, EARLY_END)
+
+
+def kind_names(codes: Sequence[int] | np.ndarray) -> list[str]:
+    """The names of kind codes."""
+    return [KINDS[c] for c in np.asarray(codes).tolist()]
+
+
+def kind_counts(t: "IntervalTable", mask: np.ndarray | None = None) -> dict[str, dict[str, int]]:
+    """Gaps and missing slots per kind (of the gaps where ``mask`` is true)."""
+    if t.gap_kind is None:
+        return {}
+    kinds = t.gap_kind if mask is None else t.gap_kind[mask]
+    counts = t.gap_count if mask is None else t.gap_count[mask]
+    gaps = np.bincount(kinds, minlength=len(KINDS))
+    missing = np.bincount(kinds, weights=counts, minlength=len(KINDS)).astype(np.int64)
+    return {KINDS[i]: {"gaps": int(gaps[i]), "missing": int(missing[i])}
+            for i in range(len(KINDS))}
+
+
+def kind_cells(t: "IntervalTable") -> dict[str, np.ndarray]:
+    """Per symbol and session (int64[S, K]): ``lost`` slots, and gaps and missing slots per
+    kind (``gaps_<kind>``, ``missing_<kind>``); empty when the table is not classified."""
+    if t.gap_kind is None:
+        return {}
+    n_s, n_k = t.bars.shape
+    keys = t.gap_symbol * n_k + t.gap_session
+    out = {"lost": t.lost if t.lost is not None else np.zeros((n_s, n_k), np.int64)}
+    for i, name in enumerate(KINDS):
+        m = t.gap_kind == i
+        out[f"gaps_{name}"] = np.bincount(keys[m], minlength=n_s * n_k).reshape(n_s, n_k)
+        out[f"missing_{name}"] = np.bincount(keys[m], weights=t.gap_count[m],
+                                             minlength=n_s * n_k
+                                             ).astype(np.int64).reshape(n_s, n_k)
+    return out
+
+
+def kind_totals(sums: dict[str, Any]) -> dict[str, Any]:
+    """``data_quality``, ``lost`` and ``kinds`` (gaps, missing per kind) of summed
+    :func:`kind_cells`, beside a summary row's ``expected``."""
+    if "lost" not in sums:
+        return {}
+    e, lost = int(sums["expected"]), int(sums["lost"])
+    return {
+        "data_quality": data_quality(e, lost),
+        "lost": lost,
+        "kinds": {k: {"gaps": int(sums[f"gaps_{k}"]), "missing": int(sums[f"missing_{k}"])}
+                  for k in KINDS},
+    }
+
+
+
 @dataclass(frozen=True)
 class QualityReport:
     """Data quality of one interval: ``score = 100 * coverage_sum / expected``.
@@ -254,7 +337,7 @@ class QualityReport:
     def of(cls, interval: str, expected: int, present: int, partial: int, covered: float,
            rejected: dict[str, int] | None = None) -> "QualityReport":
         """The report of slot counts (an interval with no expected slot scores 100)."""
-        score = 100.0 * covered / expected if expected else 100.0
+        score = quality_score(covered, expected)
         return cls(interval, expected, present, expected - present, partial, covered, score,
                    dict(rejected or {}))
 
@@ -479,34 +562,6 @@ class RunResult:
         length = (w.close_ns - w.open_ns) // 60_000_000_000
         return np.bincount(w.session_ids, weights=length, minlength=w.n_sessions).astype(int)
 
-    # -- the session JSON ---------------------------------------------------------------
-
-    def session_doc(self, k: int) -> dict[str, Any]:
-        """The JSON document of session ``k`` (the schema of ``SessionData.to_json``)."""
-        return session_docs(self, [k])[0]
-
-
-def session_fields(label: str, open_ns: Any, close_ns: Any, calendar: "Calendar") -> dict[str, Any]:
-    """The session part of the JSON export: label, calendar, zone, windows in local time,
-    and whether the session starts the evening before its date."""
-    tz = calendar.tz
-    opens = [local_time(t, tz) for t in np.asarray(open_ns).tolist()]
-    closes = [local_time(t, tz) for t in np.asarray(close_ns).tolist()]
-    return {
-        "session": label,
-        "calendar": calendar.name,
-        "timezone": str(getattr(tz, "key", tz)),
-        "windows": [{"open": o.isoformat(), "close": c.isoformat()}
-                    for o, c in zip(opens, closes)],
-        "starts_previous_day": opens[0].date().isoformat() < label if opens else False,
-    }
-
-
-def session_docs(run: RunResult, sessions: Sequence[int] | None = None) -> list[dict[str, Any]]:
-    """The JSON documents of ``sessions`` (default: all)."""
-    with paused_gc():
-        return list(iter_session_docs(run, sessions))
-
 
 @contextlib.contextmanager
 def paused_gc() -> Iterator[None]:
@@ -520,184 +575,3 @@ def paused_gc() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
-
-
-def iter_session_docs(run: RunResult,
-                      sessions: Sequence[int] | None = None) -> Iterator[dict[str, Any]]:
-    """The JSON documents of ``sessions`` (default: all), one at a time, built column by
-    column: every number is taken from lists made once per interval, every gap range is
-    made once."""
-    n_s, n_k = len(run.symbols), run.windows.n_sessions
-    ks = list(range(n_k)) if sessions is None else list(sessions)
-    tz = run.calendar.tz
-    # Every column is laid out session by session (cell j = k * n_s + s), the order in which
-    # the documents read them: symbol by symbol inside a session, no stride through memory.
-    cols: dict[str, dict[str, list]] = {}
-    for name, t in run.intervals.items():
-        order = np.lexsort((t.gap_start, t.gap_symbol, t.gap_session))
-        g_start, g_end, g_count = t.gap_start[order], t.gap_end[order], t.gap_count[order]
-        keys = t.gap_session[order] * n_s + t.gap_symbol[order]
-        starts, ends = times_of_day(g_start, g_end, tz)
-        e = t.expected.T.ravel()
-        cov = t.covered.T.ravel()
-        with np.errstate(divide="ignore", invalid="ignore"):
-            score = np.where(e > 0, 100.0 * cov / np.where(e > 0, e, 1), 100.0)
-        cols[name] = {
-            "ranges": [{"start_time": a, "end_time": b, "bar_count": c}
-                       for a, b, c in zip(starts, ends, g_count.tolist())],
-            "offsets": np.searchsorted(keys, np.arange(n_s * n_k + 1)).tolist(),
-            "missing": np.bincount(keys, weights=g_count, minlength=n_s * n_k)
-            .astype(np.int64).tolist(),
-            "bars": t.bars.T.ravel().tolist(), "expected": e.tolist(),
-            "present": t.present.T.ravel().tolist(), "partial": t.partial.T.ravel().tolist(),
-            "coverage": rounded(cov, 6), "score": rounded(score, 4),
-            "has": t.has.tolist(), "scored": t.scored.tolist(),
-        }
-        if t.gap_kind is not None:  # gap kinds (classify.py): fields beside the seed's
-            from .classify import add_kind_columns
-
-            add_kind_columns(cols[name], t, order, keys, n_s * n_k)
-    member = run.member
-    loaded = run.loaded.T.tolist()       # [session][symbol]
-    since = run.since_ns.T.tolist()
-    until = run.until_ns.T.tolist()
-    per_symbol = [(run.symbols[s], run.base_of(s), run.derived_of(s),
-                   [(name, cols[name]) for name in run.intervals_of(s)
-                    if cols[name]["has"][s]])
-                  for s in range(n_s)]
-    for k in ks:
-        sl = run.windows.session_slice(k)
-        doc = session_fields(str(run.sessions[k]), run.windows.open_ns[sl],
-                             run.windows.close_ns[sl], run.calendar)
-        first, last = int(run.windows.open_ns[sl][0]), int(run.windows.close_ns[sl][-1])
-        symbols = {}
-        loaded_k, since_k, until_k = loaded[k], since[k], until[k]
-        for s in np.flatnonzero(member[:, k]).tolist():
-            symbol, base, derived, intervals_s = per_symbol[s]
-            j = k * n_s + s
-            rejected = run.rejected.get((s, k), {}) if run.rejected else {}
-            intervals = {}
-            for name, c in intervals_s:
-                lo, hi = c["offsets"][j], c["offsets"][j + 1]
-                iv_doc: dict[str, Any] = {"bars": c["bars"][j]}
-                if c["scored"][s]:
-                    e, p = c["expected"][j], c["present"][j]
-                    iv_doc["quality"] = {
-                        "score": c["score"][j],
-                        "expected": e,
-                        "present": p,
-                        "missing": e - p,
-                        "partial": c["partial"][j],
-                        "coverage": c["coverage"][j],
-                        "rejected": dict(rejected),
-                    }
-                    if "lost" in c:  # the data quality: only lost data counts against it
-                        iv_doc["quality"]["data_quality"] = round(c["data_quality"][j], 4)
-                        iv_doc["quality"]["lost"] = c["lost"][j]
-                iv_doc["gaps"] = {"gap_count": hi - lo, "missing_bars": c["missing"][j],
-                                  "ranges": c["ranges"][lo:hi]}
-                if "kinds" in c:
-                    iv_doc["gaps"]["kinds"] = c["kinds"][j]
-                intervals[name] = iv_doc
-            entry: dict[str, Any] = {
-                "symbol": symbol,
-                "base_interval": base,
-                "derived_intervals": list(derived),
-                "is_loaded": loaded_k[s],
-                "rejected": dict(rejected),
-                "intervals": intervals,
-            }
-            if since_k[s] > first:
-                entry["scored_from"] = local_time(since_k[s], tz).isoformat()
-            if until_k[s] < last:
-                entry["scored_to"] = local_time(until_k[s], tz).isoformat()
-            symbols[symbol] = entry
-        doc["symbols"] = symbols
-        doc["unknown_bars"] = dict(run.unknown[k])
-        yield doc
-
-
-def rounded(values: np.ndarray, digits: int) -> list[float]:
-    """``[round(v, digits) for v in values]``, by array: ``np.round`` (scale, round half to
-    even, unscale) agrees with Python's correctly rounded ``round`` except where the scaled
-    value is not exact and lies next to a half; those few are rounded by Python."""
-    values = np.asarray(values, np.float64)
-    scaled = values * 10.0 ** digits
-    out = np.round(scaled) / 10.0 ** digits
-    frac = np.abs(scaled - np.floor(scaled) - 0.5)
-    doubt = np.flatnonzero((frac < 1e-6) | ~np.isfinite(scaled) | (np.abs(scaled) > 2.0**52))
-    result = out.tolist()
-    for i in doubt.tolist():
-        result[i] = round(float(values[i]), digits)
-    return result
-
-
-def dumps(doc: Any, *, indent: bool = True) -> bytes:
-    """The one JSON writer: UTF-8 bytes through orjson (indented by two spaces, or compact),
-    with a final newline.  Floats are written in their shortest exact form, as ``json``
-    writes them."""
-    import orjson
-
-    option = orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY
-    if indent:
-        option |= orjson.OPT_INDENT_2
-    return orjson.dumps(doc, option=option)
-
-
-# -- a live session ---------------------------------------------------------------------------
-
-
-def live_result(session_data: Any, entries: Sequence[Any] | None = None) -> RunResult:
-    """The result of a live ``SessionData`` (its active session), from what its entries hold:
-    the bars held, the gaps and quality as last computed, the scored span."""
-    sd = session_data
-    windows = sd.windows
-    if windows is None:
-        raise RuntimeError("no active session")
-    if entries is None:
-        entries = [e for e in map(sd.get_symbol_data, sd.get_active_symbols()) if e is not None]
-    unknown = sd.unknown_bars
-    parts = []
-    one = np.ones(1, bool)
-    for e in entries:
-        counts: dict[str, np.ndarray] = {}
-        gaps: dict[str, tuple[np.ndarray, ...]] = {}
-        unscored: set[str] = set()
-        for name in e.intervals():
-            q = e.quality.get(name)
-            table = np.zeros((5, 1), np.float64)
-            table[SymbolResult.BARS] = e.bar_count(name)
-            if q is None:
-                unscored.add(name)
-            else:
-                table[1:, 0] = (q.expected, q.present, q.partial, q.coverage_sum)
-            counts[name] = table
-            g = e.bar_gaps.get(name, ())
-            if not isinstance(g, Gaps):
-                g = _gaps_of(list(g))
-            gaps[name] = (np.zeros(len(g), np.int64), g.start_ns, g.end_ns, g.bar_count)
-        since, until = e.scored_span
-        parts.append(SymbolResult(
-            e.symbol, one, np.array([NO_BOUND_LO if since is None else since], np.int64),
-            np.array([NO_BOUND_HI if until is None else until], np.int64), counts, gaps,
-            {}, {0: dict(e.rejected)} if e.rejected else {}, np.array([e.is_loaded]),
-            list(e.derived_intervals), windows.sessions, e.base_interval, unscored))
-    base = parts[0].base if parts else "1m"
-    derived: list[str] = []    # every derived interval of some symbol, in order
-    for p in parts:
-        derived += [d for d in (p.derived or []) if d not in derived]
-    run = RunResult.assemble(sd.calendar, windows, base or "1m", derived, parts)
-    run.unknown = [dict(unknown)]
-    from .classify import classify_run  # the gap kinds, with this one session as history
-
-    return classify_run(run)
-
-
-def _gaps_of(infos: list[GapInfo]) -> Gaps:
-    """Gaps from ``GapInfo`` objects."""
-    def ns(t: _dt.datetime) -> int:
-        return ((t - _EPOCH) // _dt.timedelta(microseconds=1)) * 1000
-
-    return Gaps(np.array([ns(g.start_time) for g in infos], np.int64),
-                np.array([ns(g.end_time) for g in infos], np.int64),
-                np.array([g.bar_count for g in infos], np.int64))

@@ -19,8 +19,9 @@ import numpy as np
 
 from ._core.stream import EVENT_KINDS, Event, SessionCore, SymbolCore, SymbolStream
 from .grid import Grid, default_calendar, make_grid
-from .results import (GapInfo, Gaps, QualityReport, RunResult, live_result, local_time,
-                      session_fields)
+from .documents import session_fields
+from .live_result import live_doc, live_result
+from .results import GapInfo, Gaps, QualityReport, RunResult, local_time
 from .bars import COLUMNS, FAULTS, Bars, BadBarError, coerce_float, coerce_ts, describe_row
 from .calendar import Calendar, Windows
 from .intervals import Interval, check_bars_interval, check_derivable, parse_interval
@@ -148,7 +149,7 @@ class SymbolSessionData(SymbolCore):
         session = self._session
         if session is None or session.windows is None:
             raise RuntimeError(f"{self.symbol}: not in an active session")
-        return live_result(session, [self]).session_doc(0)["symbols"][self.symbol]
+        return live_doc(session, [self])["symbols"][self.symbol]
 
     def __repr__(self) -> str:
         held = "reused" if isinstance(self._stream, _Reused) else len(self._stream)
@@ -668,7 +669,7 @@ class SessionData(SessionCore):
             info["symbols"] = {}
             info["unknown_bars"] = self.unknown_bars
             return info
-        return live_result(self).session_doc(0)
+        return live_doc(self)
 
     def memory(self) -> dict[str, int]:
         """Bytes allocated for bars and bytes of the bars held."""

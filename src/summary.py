@@ -8,8 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .classify import KINDS, kind_cells, kind_totals
-from .results import RunResult, local_time
+from .results import KINDS, RunResult, kind_cells, kind_totals, local_time, quality_score
 
 WORST_SESSIONS = 5
 SYMBOL_ROWS = 12
@@ -23,7 +22,7 @@ def _pooled_totals(sums: dict[str, Any], symbols: int) -> dict[str, Any]:
         "gaps": int(sums["gaps"]),
         "missing": int(sums["missing"]),
         "expected": e,
-        "quality": 100.0 * float(sums["covered"]) / e if e else 100.0,
+        "quality": quality_score(float(sums["covered"]), e),
         **kind_totals(sums),   # data quality and gap kinds (classify.py)
     }
 

@@ -24,7 +24,7 @@ from sessiondata.classify import (
 from sessiondata.cli import main
 from sessiondata.engine import Engine, ThreadExecutor
 from sessiondata.export import read_dataset, read_session_docs
-from sessiondata.results import session_docs
+from sessiondata.documents import session_docs
 from sessiondata.summary import Summary
 from sessiondata.synthetic import universe, score
 

@@ -26,7 +26,7 @@ from sessiondata import job, sample  # noqa: E402
 from sessiondata.engine import Loaded  # noqa: E402
 from sessiondata.export import BarDatasetWriter, read_dataset, validate_export  # noqa: E402
 from sessiondata.readers import ReadError  # noqa: E402
-from sessiondata.results import dumps, iter_session_docs  # noqa: E402
+from sessiondata.documents import dumps, iter_session_docs  # noqa: E402
 
 # The workers cannot import this module: what it defines travels by value.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])

@@ -15,7 +15,8 @@ import sessiondata as sd
 from sessiondata import cli, sample
 from sessiondata.engine import Engine, Event, Source, ThreadExecutor, batches
 from sessiondata.export import read_dataset, validate_export
-from sessiondata.results import Gaps, GapInfo, dumps, session_docs
+from sessiondata.documents import dumps, session_doc, session_docs
+from sessiondata.results import Gaps, GapInfo
 
 MINUTE = 60_000_000_000
 
@@ -197,7 +198,7 @@ def test_buckets_cut_by_the_span_count_over_their_slots_inside(weekly):
     assert result.intervals["5m"].expected[0, 0] == 16      # 09:45 .. 11:00
     assert result.intervals["1h"].expected[0, 0] == 2
     assert result.intervals["1d"].expected[0, 0] == 1
-    doc = result.session_doc(0)["symbols"]["X"]
+    doc = session_doc(result, 0)["symbols"]["X"]
     assert doc["scored_from"].endswith("09:47:00-05:00")
     assert doc["scored_to"].endswith("11:02:00-05:00")
     # The functional API scores the same span alike.
@@ -216,7 +217,7 @@ def test_symbols_added_and_removed_mid_session(weekly):
     events = [Event("2024-03-05", add, "A", "add", "+A"),
               Event("2024-03-05", remove, "R", "remove", "-R")]
     result = sd.run({"A": walk(ts), "R": walk(ts), "K": walk(ts)}, weekly, events=events)
-    doc = result.session_doc(0)
+    doc = session_doc(result, 0)
     assert sorted(doc["symbols"]) == ["A", "K"]
     assert doc["unknown_bars"] == {"A": 95, "R": 190}
     assert doc["symbols"]["A"]["intervals"]["1m"]["quality"]["expected"] == 390 - 95
@@ -238,7 +239,7 @@ def test_a_bad_bar_names_its_symbol_or_is_dropped_and_counted_in_its_session(wee
     with pytest.raises(ValueError, match="BAD.*row 10.*high/low"):
         sd.run({"GOOD": good, "BAD": bad}, weekly)
     result = sd.run({"GOOD": good, "BAD": bad}, weekly, on_bad="drop")
-    doc = result.session_doc(0)["symbols"]["BAD"]
+    doc = session_doc(result, 0)["symbols"]["BAD"]
     assert doc["rejected"] == {"high/low inconsistent with open/close": 1}
     assert doc["intervals"]["1m"]["quality"]["present"] == 389
 
@@ -326,7 +327,7 @@ def test_progress_draws_on_a_terminal_only(monkeypatch):
 
 
 def test_rounding_by_array_equals_pythons_round():
-    from sessiondata.results import rounded
+    from sessiondata.documents import rounded
 
     rng = np.random.default_rng(3)
     halves = np.round(rng.random(50_000) * 100, 5)          # many values next to a half

@@ -40,7 +40,7 @@ from sessiondata.export import (
     validate_export,
     write_atomic,
 )
-from sessiondata.results import dumps
+from sessiondata.documents import dumps
 
 MINUTE = 60_000_000_000
 BAR_COLUMNS = ["symbol", "session", "ts", "open", "high", "low", "close", "volume", "count",
