@@ -26,6 +26,7 @@ This module imports nothing else from ``sessiondata``.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import operator
 from pathlib import Path
 import re
@@ -162,6 +163,23 @@ class Windows:
     def n_sessions(self) -> int:
         """Number of sessions (each with at least one window)."""
         return len(self.sessions)
+
+    @functools.cached_property
+    def session_open_ns(self) -> np.ndarray:
+        """int64 first open of each session (its bound: ``[session_open_ns,
+        session_close_ns)`` holds every window of the session, breaks included)."""
+        first = np.searchsorted(self.session_ids, np.arange(self.n_sessions), side="left")
+        out = self.open_ns[first]
+        out.flags.writeable = False
+        return out
+
+    @functools.cached_property
+    def session_close_ns(self) -> np.ndarray:
+        """int64 last close of each session."""
+        last = np.searchsorted(self.session_ids, np.arange(self.n_sessions), side="right") - 1
+        out = self.close_ns[last]
+        out.flags.writeable = False
+        return out
 
     def session_slice(self, k: int) -> slice:
         """Return the slice of windows that belong to session `k`.

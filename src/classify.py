@@ -369,8 +369,7 @@ def _classify_table(run: "RunResult", t: "IntervalTable", name: str, mine: np.nd
     s_last = np.r_[sl.window_first, sl.n][np.searchsorted(w.session_ids, np.arange(n_k),
                                                           side="right")]
     k_runs = np.searchsorted(sl.run_session, np.arange(n_k + 1), side="left")
-    opens = w.open_ns[np.searchsorted(w.session_ids, np.arange(n_k), side="left")]
-    closes = w.close_ns[np.searchsorted(w.session_ids, np.arange(n_k), side="right") - 1]
+    opens, closes = w.session_open_ns, w.session_close_ns
     cut = (member > 0) & ((run.since_ns > opens[None, :]) | (run.until_ns < closes[None, :]))
     for s, k in np.argwhere(cut).tolist():
         r = np.arange(k_runs[k], k_runs[k + 1])

@@ -95,11 +95,13 @@ def iter_session_docs(run: RunResult,
                    [(name, cols[name]) for name in run.intervals_of(s)
                     if cols[name]["has"][s]])
                   for s in range(n_s)]
+    s_open = run.windows.session_open_ns.tolist()
+    s_close = run.windows.session_close_ns.tolist()
     for k in ks:
         sl = run.windows.session_slice(k)
         doc = session_fields(str(run.sessions[k]), run.windows.open_ns[sl],
                              run.windows.close_ns[sl], run.calendar)
-        first, last = int(run.windows.open_ns[sl][0]), int(run.windows.close_ns[sl][-1])
+        first, last = s_open[k], s_close[k]
         symbols = {}
         loaded_k, since_k, until_k = loaded[k], since[k], until[k]
         for s in np.flatnonzero(member[:, k]).tolist():

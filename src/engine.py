@@ -437,9 +437,8 @@ class Engine:
         held_rejected = {windows.sessions[k]: r for k, r in rejected.items()}
         if n_k <= 2:
             return _Piece(None, _copy(bars), first, last, outside, held_rejected)
-        ends = _session_ends(windows)
-        a = int(np.searchsorted(bars.ts, ends[0][1]))
-        b = int(np.searchsorted(bars.ts, ends[-1][0]))
+        a = int(np.searchsorted(bars.ts, windows.session_close_ns[0]))
+        b = int(np.searchsorted(bars.ts, windows.session_open_ns[-1]))
         middle = _sub_windows(windows, np.arange(1, n_k - 1))
         result = self._process(symbol, bars[a:b], None, middle, NO_BOUND_LO, NO_BOUND_HI,
                                loaded, part, checked=True)
@@ -489,9 +488,7 @@ class Engine:
                  checked: bool = False) -> SymbolResult:
         """Every pass over one symbol's bars in ``windows``, scored inside ``[lo, hi)``."""
         n_k = windows.n_sessions
-        bounds = _session_ends(windows)
-        opens = np.array([b[0] for b in bounds], np.int64)
-        closes = np.array([b[1] for b in bounds], np.int64)
+        opens, closes = windows.session_open_ns, windows.session_close_ns
         member = np.ones(n_k, bool)
         since = np.where(lo > opens, lo, NO_BOUND_LO).astype(np.int64)
         until = np.where(hi < closes, hi, NO_BOUND_HI).astype(np.int64)
@@ -587,7 +584,7 @@ class Engine:
             except BadBarError as exc:
                 raise self._error(symbol, first, rows, loaded, str(exc)) from None
         bad = faults != 0
-        opens = windows.open_ns[np.r_[0, np.flatnonzero(np.diff(windows.session_ids)) + 1]]
+        opens = windows.session_open_ns
         k_bad = np.clip(np.searchsorted(opens, bars.ts[bad], side="right") - 1, 0, None)
         for k, code in zip(k_bad.tolist(), faults[bad].tolist()):
             reasons = rejected.setdefault(k, {})
@@ -640,16 +637,6 @@ class _Plan:
 def _index_of(labels: np.ndarray, label: str) -> int:
     k = int(np.searchsorted(labels, np.datetime64(label, "D")))
     return k if k < len(labels) and labels[k] == np.datetime64(label, "D") else -1
-
-
-def _session_ends(windows: Windows) -> list[tuple[int, int]]:
-    """(first open, last close) of every session."""
-    ids = windows.session_ids
-    if not len(ids):
-        return []
-    first = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
-    last = np.r_[first[1:], len(ids)] - 1
-    return list(zip(windows.open_ns[first].tolist(), windows.close_ns[last].tolist()))
 
 
 def _sub_windows(windows: Windows, sessions: np.ndarray) -> Windows:

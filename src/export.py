@@ -437,8 +437,7 @@ def export_run(run: RunResult, out: str | os.PathLike, *, fmt: str = "parquet",
         writer = BarDatasetWriter(tmp, fmt)
         if bars:
             part = writer.part("bars")
-            k_opens = np.array([run.session_bounds(k)[0] for k in range(len(run.sessions))],
-                               np.int64)
+            k_opens = run.windows.session_open_ns
             for symbol, by_interval in bars.items():
                 for interval, b in by_interval.items():
                     if len(b):

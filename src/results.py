@@ -553,8 +553,9 @@ class RunResult:
                                 self.rejected.get((s, session), {}))
 
     def session_bounds(self, k: int) -> tuple[int, int]:
-        sl = self.windows.session_slice(k)
-        return int(self.windows.open_ns[sl][0]), int(self.windows.close_ns[sl][-1])
+        """The first open and the last close of session ``k``."""
+        w = self.windows
+        return int(w.session_open_ns[k]), int(w.session_close_ns[k])
 
     def session_minutes(self) -> np.ndarray:
         """Trading minutes of each session (breaks excluded)."""
