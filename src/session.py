@@ -12,7 +12,6 @@ import collections
 import contextlib
 from datetime import date as _date
 import threading
-import unicodedata
 from typing import Any, Callable, Iterable, Mapping, NoReturn, Sequence
 
 import numpy as np
@@ -25,22 +24,11 @@ from .results import GapInfo, Gaps, QualityReport, RunResult, local_time
 from .bars import COLUMNS, FAULTS, Bars, BadBarError, coerce_float, coerce_ts, describe_row
 from .calendar import Calendar, Windows
 from .intervals import Interval, check_bars_interval, check_derivable, parse_interval
+from .symbols import check_symbol
 
 POLICIES = ("raise", "drop", "revise")
 # Faults that the revise policy takes as revisions: unsorted, duplicated, late (bars.FAULTS).
 _REVISABLE = (4, 5, 9)
-
-
-def check_symbol(symbol: Any) -> str:
-    """A symbol must be a non-empty string without control characters."""
-    if not isinstance(symbol, str):
-        raise TypeError(f"symbol must be a string, got {type(symbol).__name__}")
-    if not symbol or symbol.strip() != symbol:
-        raise ValueError(f"symbol {symbol!r} is empty or has surrounding spaces")
-    bad = [ch for ch in symbol if unicodedata.category(ch).startswith("C")]
-    if bad:
-        raise ValueError(f"symbol {symbol!r} contains control characters")
-    return symbol
 
 
 class SymbolSessionData(SymbolCore):

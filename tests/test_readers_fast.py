@@ -335,7 +335,7 @@ def test_unreadable_folder_entries_are_named(tmp_path, kind, why):
 
 
 def test_unreadable_file_without_permission(tmp_path, monkeypatch):
-    import sessiondata.readers as readers
+    import sessiondata.readers.folders as readers
 
     data, _ = folder_with(tmp_path, None)
     write(data, "LOCKED.csv", csv_text(minutes("2024-01-02T10:00", 3)))

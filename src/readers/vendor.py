@@ -71,10 +71,11 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from .bars import PRICE_COLUMNS, Bars
-from .intervals import Interval, parse_interval
-from .readers import ReadError, ReadOptions, ReadResult, store_checked
-from .session import check_symbol
+from ..bars import PRICE_COLUMNS, Bars
+from ..intervals import Interval, parse_interval
+from ..symbols import check_symbol
+from .base import ReadError, ReadOptions
+from .result import ReadResult, store_checked
 
 __all__ = ["FORMATS", "read_binance", "read_databento", "read_format", "read_lean"]
 

@@ -1,0 +1,192 @@
+"""Files and folders: which entries of a folder are data, reading several files ahead on
+worker threads, and :func:`read_bars`, the entry point over all of them."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import warnings
+from pathlib import Path
+from typing import Any, Iterable
+
+from .base import _kind, _why, DATA_SUFFIXES, POLICIES, ReadError, ReadOptions, ReadWarning
+from .layout import _detect_layout
+from .result import _Collector, ReadResult
+from .csv_fast import _csv_plan, _read_csv_into
+from .parquet import _read_parquet_into
+
+
+# Files above this size are not read ahead: several would be held in memory at once.
+_AHEAD_MAX_BYTES = 1 << 27
+
+
+def _read_ahead(files: list[Path], fn, alone):
+    """``fn(path)`` of each file, in order, computed a few files ahead on worker threads
+    (pyarrow reads without the GIL); a file's error is raised when its turn comes.  Without
+    workers to spare, or with a big file among them, ``alone(path)`` one at a time."""
+    workers = max(1, min(os.cpu_count() or 1, 8))
+    big = any(p.stat().st_size > _AHEAD_MAX_BYTES for p in files)
+    if len(files) < 2 or workers < 2 or big:
+        for path in files:
+            yield alone(path)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sessiondata-read")
+    try:
+        ahead: list[Any] = [pool.submit(fn, path) for path in files[:workers + 1]]
+        for k in range(len(files)):
+            got = ahead[k].result()
+            if k + workers + 1 < len(files):
+                ahead.append(pool.submit(fn, files[k + workers + 1]))
+            ahead[k] = None     # the table goes with the result once collected
+            yield got
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _csv_plans(files: list[Path], opts: ReadOptions):
+    """The plans of several CSV files, in order, prepared ahead (one pyarrow block per file:
+    a file per core); a single or big file is cut in a block per core instead."""
+    return _read_ahead(files, lambda p: _csv_plan(p, opts, False),
+                       lambda p: _csv_plan(p, opts, True))
+
+
+def _parquet_tables(files: list[Path], opts: ReadOptions):
+    """The needed columns of several Parquet files, read ahead; None for a file that is
+    read where its turn comes (a big one, or one with anything wrong: its error is then
+    raised there, naming the file)."""
+    def read(path: Path):
+        try:
+            import pyarrow.parquet as pq
+
+            pf = pq.ParquetFile(path, memory_map=True)
+            if pf.metadata.num_rows > 64 * opts.chunk_rows:
+                return None
+            layout = _detect_layout(list(pf.schema_arrow.names), opts, str(path))
+            return pf.read(columns=list(dict.fromkeys(layout.needed)), use_threads=True)
+        except Exception:  # noqa: BLE001 - read again where its turn comes, to say why
+            return None
+
+    return _read_ahead(files, read, lambda p: None)
+
+
+def data_files(folder: str | os.PathLike, on_bad: str = "raise",
+               unreadable: list | None = None) -> list[Path]:
+    """The data files of a folder (not its subfolders), sorted: CSV (``.csv``, ``.txt``,
+    ``.tsv``, optionally ``.gz``/``.bz2``/``.xz``) and Parquet; hidden files are skipped.
+
+    An entry named like a data file that cannot be read (a broken symbolic link, a link
+    loop, a file without read permission, something that is not a regular file) is never
+    skipped silently: with ``on_bad="raise"`` it is a ReadError naming it; with ``"drop"``
+    a warning names it and ``(path, why)`` is appended to ``unreadable`` (when given).
+    """
+    if on_bad not in POLICIES:
+        raise ValueError(f"on_bad must be 'raise' or 'drop', got {on_bad!r}")
+    folder = Path(folder)
+    found = []
+    for p in sorted(folder.iterdir()):
+        if p.name.startswith(".") or _kind(p) is None:
+            continue
+        why = _unreadable(p)
+        if why is None:
+            found.append(p)
+        elif why == "":
+            continue                        # a folder named like a data file
+        elif on_bad == "raise":
+            raise ReadError(str(p), None, f"cannot read: {why} (give --on-bad drop to skip "
+                            "it with a warning)")
+        else:
+            warnings.warn(f"{p}: skipped, cannot read: {why}", ReadWarning, stacklevel=2)
+            if unreadable is not None:
+                unreadable.append((str(p), why))
+    return found
+
+
+def _unreadable(p: Path) -> str | None:
+    """Why a folder entry cannot be read as a file (None when it can; "" for a folder)."""
+    try:
+        st = p.stat()
+    except OSError as exc:
+        if p.is_symlink():
+            if exc.errno == errno.ELOOP:
+                return "a symbolic link loop"
+            try:
+                target = os.readlink(p)
+            except OSError:
+                target = "?"
+            return f"a broken symbolic link (to {target})"
+        return _why(exc)
+    if stat.S_ISDIR(st.st_mode):
+        return ""
+    if not stat.S_ISREG(st.st_mode):
+        return "not a regular file"
+    try:
+        with open(p, "rb"):
+            pass
+    except OSError as exc:
+        return exc.strerror.lower() if exc.strerror else _why(exc)
+    return None
+
+
+def read_bars(paths: str | os.PathLike | Iterable[str | os.PathLike], *,
+              format: str | None = None, **options) -> ReadResult:
+    """Read a file, a folder of files, or a list of either; one result over all of them.
+
+    A symbol found in several files is joined in time order; overlapping files are an error
+    (a duplicate or out-of-order timestamp, naming the line).
+
+    Parameters
+    ----------
+    paths : path-like or iterable of path-like
+    format : str, optional
+        ``None``, ``"csv"`` or ``"parquet"``: CSV and Parquet files by their suffix.
+        ``"lean"``, ``"databento"``, ``"binance"``: vendor files, read by
+        :mod:`sessiondata.readers.vendor` (see there).
+    **options
+        The fields of :class:`ReadOptions`; ``symbol`` only with a single file.
+    """
+    if format is not None and str(format).lower() not in ("csv", "parquet"):
+        from . import vendor
+
+        return vendor.read_format(paths, format, **options)
+    opts = ReadOptions(**options).checked()
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    files: list[Path] = []
+    unreadable: list[tuple[str, str]] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = data_files(p, opts.on_bad, unreadable)
+            if not found and not unreadable:
+                raise ReadError(str(p), None, "no data files in the folder (looked for "
+                                f"{', '.join(DATA_SUFFIXES)}, optionally compressed)")
+            files.extend(found)
+        elif p.exists():
+            if _kind(p) is None:
+                raise ReadError(str(p), None, "not a data file (expected "
+                                f"{', '.join(DATA_SUFFIXES)}, optionally compressed)")
+            files.append(p)
+        else:
+            raise ReadError(str(p), None, "no such file or folder")
+    if opts.symbol is not None and len(files) > 1:
+        raise ValueError("symbol= names the symbol of a single file; these are "
+                         f"{len(files)} files")
+    collector = _Collector(opts)
+    plans = _csv_plans([p for p in files if _kind(p) != "parquet"], opts)
+    tables = _parquet_tables([p for p in files if _kind(p) == "parquet"], opts)
+    try:
+        for path in files:
+            if _kind(path) == "parquet":
+                _read_parquet_into(path, opts, collector, next(tables))
+            else:
+                _read_csv_into(path, opts, collector, next(plans))
+    finally:
+        plans.close()           # stops the workers when a file's error ends the read
+        tables.close()
+    result = collector.finish()
+    if unreadable:
+        result.unreadable.extend(unreadable)
+        result.dropped["unreadable file"] += len(unreadable)
+    return result

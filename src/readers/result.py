@@ -1,0 +1,489 @@
+"""The result of a read (:class:`ReadResult`) and the collector that builds it: clean rows
+gathered per symbol, joined in time order, validated once (prices, volume, order)."""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._core import validation as _validation
+from ..bars import FAULTS, PRICE_COLUMNS, Bars
+from ..calendar import local_days, resolve_wall_ns, zone_transitions
+from ..intervals import parse_interval
+from ..symbols import check_symbol
+
+from .base import (
+    _FAULT_DUPLICATE, _FAULT_MISALIGNED, _FAULT_OUTSIDE, _FAULT_UNSORTED, _is_utc,
+    _open_binary, _text_encoding, POLICIES, ReadError, ReadOptions,
+)
+
+
+@dataclass
+class ReadResult:
+    """What a reader produced.
+
+    Attributes
+    ----------
+    bars : dict[str, Bars]
+        Per symbol, sorted by open time, validated, with ``interval`` set when known.
+    dropped : collections.Counter
+        Rows dropped under ``on_bad="drop"``, by reason.
+    rows : int
+        Data rows read (blank lines not counted).
+    sources : list[str]
+        The files (or ``"<DataFrame>"``) read, in order.
+    outside : dict[str, numpy.ndarray]
+        Set by :meth:`check_sessions`: per symbol, the open times (int64 ns UTC, sorted) of
+        the bars that fall on a session's day but outside its hours (pre- and after-market
+        in a regular-hours run, the hours after an early close).  They are not bad data:
+        they are taken out of :attr:`bars`, not counted in :attr:`dropped`, and
+        :attr:`outside_sessions` gives the session of each.
+    outside_sessions : dict[str, numpy.ndarray]
+        Per symbol, the session label (datetime64[D]) of each time in :attr:`outside`.
+    unreadable : list[tuple[str, str]]
+        Files of a folder that could not be read, with why (``on_bad="drop"`` only; with
+        ``"raise"`` the first is an error).  Each was also warned about and counted in
+        :attr:`dropped` as ``"unreadable file"``.
+    """
+
+    bars: dict[str, Bars] = field(default_factory=dict)
+    dropped: Counter = field(default_factory=Counter)
+    rows: int = 0
+    sources: list[str] = field(default_factory=list)
+    # Per symbol, for each bar: the index of its source and its line (or row) there.
+    _source_of: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    _line_of: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    _units: list[str] = field(default_factory=list, repr=False)
+    outside: dict[str, np.ndarray] = field(default_factory=dict)
+    outside_sessions: dict[str, np.ndarray] = field(default_factory=dict)
+    unreadable: list[tuple[str, str]] = field(default_factory=list)
+    # Per source index: how to find a row's time as written (for messages), and the time
+    # parser (whether the times were naive).
+    _time_fields: dict[int, tuple] = field(default_factory=dict, repr=False)
+    _parsers: dict[int, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def symbols(self) -> list[str]:
+        return list(self.bars)
+
+    def where(self, symbol: str, row: int) -> tuple[str, int | None, str]:
+        """``(source, line, unit)`` of the bar at index ``row`` of ``symbol``'s bars."""
+        src = self._source_of.get(symbol)
+        if src is None or not 0 <= row < len(src):
+            return (f"<{symbol}>", None, "row")
+        k = int(src[row])
+        return (self.sources[k], int(self._line_of[symbol][row]), self._units[k])
+
+    def error(self, symbol: str, row: int, reason: str) -> ReadError:
+        """A ReadError for the bar at ``row`` of ``symbol``."""
+        path, line, unit = self.where(symbol, row)
+        return ReadError(path, line, reason, unit)
+
+    def keep(self, symbol: str, mask: np.ndarray) -> None:
+        """Keep only the bars of ``symbol`` where ``mask`` is true."""
+        bars = self.bars[symbol]
+        cols = {name: getattr(bars, name)[mask] for name in ("ts",) + PRICE_COLUMNS}
+        self.bars[symbol] = Bars(**cols, interval=bars.interval, validate=False,
+                                 has_volume=bars.has_volume)
+        if symbol in self._source_of:
+            self._source_of[symbol] = self._source_of[symbol][mask]
+            self._line_of[symbol] = self._line_of[symbol][mask]
+
+    def check_sessions(self, calendar, interval=None, on_bad: str = "raise") -> Counter:
+        """Check that every bar lies inside a session window of ``calendar`` and on the grid
+        of ``interval`` (default: the bars' own).
+
+        A bar outside every window on a day that is a session of ``calendar`` (pre- or
+        after-market, the hours after an early close) is *outside the session's hours*: not
+        bad data.  It leaves :attr:`bars` for :attr:`outside` (with its session in
+        :attr:`outside_sessions`) under either policy, and the returned counter has it
+        under ``"outside the session's hours"``.  (When shifting every such bar by the
+        interval, as ``stamp="end"`` would, or reading the times in the calendar's zone, as
+        ``tz=`` would, puts them all inside sessions, they are taken as a misread file, not
+        as extended hours, and the error says which option fits.)
+
+        Other bad bars raise ReadError naming the first one's file, line and the time as
+        written there, or (``on_bad="drop"``) are dropped, counted by reason in the returned
+        counter and in :attr:`dropped`.
+        """
+        if on_bad not in POLICIES:
+            raise ValueError(f"on_bad must be 'raise' or 'drop', got {on_bad!r}")
+        dropped: Counter = Counter()
+        hours: Counter = Counter()
+        for symbol in list(self.bars):
+            bars = self.bars[symbol]
+            if not len(bars):
+                continue
+            iv = parse_interval(interval) if interval is not None else bars.interval
+            base_ns = iv.ns if iv is not None else 0
+            windows = calendar.windows(int(bars.ts[0]) - base_ns,
+                                       int(bars.ts[-1]) + max(base_ns, 1))
+            faults = np.zeros(len(bars), np.uint8)
+            if len(windows) == 0:  # the kernel skips session checks without windows
+                faults[:] = _FAULT_OUTSIDE
+            else:
+                _validation.validate_bars(
+                    bars.ts, bars.open, bars.high, bars.low, bars.close, bars.volume,
+                    windows.open_ns, windows.close_ns, base_ns, faults, False,
+                    volume_optional=not bars.has_volume)
+            outside = faults == _FAULT_OUTSIDE
+            hint = ""
+            if outside.any():
+                hint = self._misread_hint(symbol, bars.ts[outside], calendar, base_ns)
+                if not hint:
+                    ext, labels = _extended_hours(bars.ts, outside, calendar)
+                    if ext.any():
+                        self._add_outside(symbol, bars.ts[ext], labels)
+                        hours["outside the session's hours"] += int(ext.sum())
+                        faults[ext] = 0
+                        keep = ~ext
+                        self.keep(symbol, keep)
+                        bars = self.bars[symbol]
+                        faults = faults[keep]
+            bad = np.flatnonzero(faults)
+            if not len(bad):
+                continue
+            if on_bad == "raise":
+                first = int(bad[0])
+                fault = int(faults[first])
+                t = _ts_str(int(bars.ts[first]), calendar.tz)
+                what = FAULTS.get(fault, "bad bar")
+                written = self.field_text(symbol, first)
+                at = f"{written!r} ({t})" if written else t
+                if fault == _FAULT_OUTSIDE:
+                    what = f"the bar at {at} lies outside every session of {calendar.name}"
+                    what += hint or self._misread_hint(symbol, bars.ts[first:first + 1],
+                                                       calendar, base_ns)
+                elif fault == _FAULT_MISALIGNED:
+                    grid = iv.name if iv is not None else "base-interval"
+                    what = f"the bar at {at} is not on the {grid} grid of its session"
+                else:
+                    what = f"{what} (bar at {at})"
+                raise self.error(symbol, first, what)
+            counts = np.bincount(faults, minlength=len(FAULTS) + 1)
+            for code, n in enumerate(counts.tolist()):
+                if code and n:
+                    dropped[FAULTS.get(code, "bad bar")] += int(n)
+            self.keep(symbol, faults == 0)
+        self.dropped.update(dropped)
+        return dropped + hours
+
+    def _add_outside(self, symbol: str, ts: np.ndarray, labels: np.ndarray) -> None:
+        if symbol in self.outside:
+            ts = np.concatenate([self.outside[symbol], ts])
+            labels = np.concatenate([self.outside_sessions[symbol], labels])
+            order = np.argsort(ts, kind="stable")
+            ts, labels = ts[order], labels[order]
+        self.outside[symbol] = np.ascontiguousarray(ts, dtype=np.int64)
+        self.outside_sessions[symbol] = labels.astype("datetime64[D]")
+
+    def _misread_hint(self, symbol: str, ts: np.ndarray, calendar, base_ns: int) -> str:
+        """``"; with --stamp end ... it would lie inside ..."`` when reading the file with
+        ``stamp="end"`` or ``tz=<the calendar's zone>`` would put every time of ``ts`` (bars
+        outside every session) inside a session; else ""."""
+        if not len(ts):
+            return ""
+        k = self._source_of.get(symbol)
+        parser = self._parsers.get(int(k[0])) if k is not None and len(k) else None
+        if parser is None:
+            return ""
+        fixes = []
+        if parser.shift == 0 and base_ns > 0:
+            fixes.append(("--stamp end (stamp='end': bars stamped at their close)",
+                          ts - base_ns))
+        zone = calendar.tz
+        if not parser.aware and parser.zone.key != zone.key:
+            # The times as wall clock in the calendar's zone instead of the zone read with.
+            wall = _rewall(ts, parser.zone)
+            local, nonexistent, ambiguous, oob = resolve_wall_ns(wall, zone)
+            if not (nonexistent | oob).any():
+                fixes.append((f"--tz {zone.key} (tz={zone.key!r})", local))
+                if parser.shift == 0 and base_ns > 0:
+                    fixes.append((f"--tz {zone.key} --stamp end", local - base_ns))
+        for label, moved in fixes:
+            try:
+                w = calendar.windows(int(moved.min()), int(moved.max()) + 1)
+            except ValueError:
+                continue
+            if len(w) and _inside(moved, w.open_ns, w.close_ns).all():
+                what = "it" if len(ts) == 1 else f"all {len(ts)} such bars of {symbol}"
+                return f"; with {label} {what} would lie inside sessions"
+        return ""
+
+    def field_text(self, symbol: str, row: int) -> str | None:
+        """The time of the bar at ``row`` of ``symbol`` as written in its file (the field,
+        or the date and time fields joined by a space), or None when it cannot be told."""
+        src = self._source_of.get(symbol)
+        if src is None or not 0 <= row < len(src):
+            return None
+        k = int(src[row])
+        how = self._time_fields.get(k)
+        line = int(self._line_of[symbol][row])
+        try:
+            if how is None:
+                return None
+            if how[0] == "csv":
+                _kind_, delimiter, idx, encoding = how
+                with _open_binary(Path(self.sources[k])) as f:
+                    for n, raw in enumerate(f, start=1):
+                        if n == line:
+                            text = raw.decode(_text_encoding(encoding) if n == 1 else
+                                              encoding, errors="replace")
+                            fields = next(csv.reader([text.rstrip("\r\n")],
+                                                     delimiter=delimiter))
+                            return " ".join(fields[i].strip() for i in idx)
+                return None
+            if how[0] == "parquet":
+                import pyarrow.parquet as pq
+
+                table = pq.read_table(self.sources[k], columns=list(how[1]))
+                return " ".join(str(table.column(c)[line - 1].as_py()) for c in how[1])
+        except Exception:  # noqa: BLE001 - only for a message; the error stands without it
+            return None
+        return None
+
+
+def _inside(ts: np.ndarray, open_ns: np.ndarray, close_ns: np.ndarray) -> np.ndarray:
+    """Whether each time lies in one of the sorted ``[open, close)`` windows."""
+    k = np.searchsorted(open_ns, ts, side="right") - 1
+    ok = k >= 0
+    return ok & (ts < close_ns[np.maximum(k, 0)])
+
+
+def _rewall(ts: np.ndarray, zone) -> np.ndarray:
+    """UTC instants -> the wall-clock ns they were read from in ``zone``."""
+    if _is_utc(zone):
+        return np.asarray(ts, dtype=np.int64)
+    at_s, off_s = zone_transitions(zone, int(ts.min()) // 10**9 - 86_400,
+                                   int(ts.max()) // 10**9 + 86_400)
+    off = off_s[np.searchsorted(at_s, ts // 10**9, side="right")]
+    return ts + off * 1_000_000_000
+
+
+def _extended_hours(ts: np.ndarray, outside: np.ndarray, calendar
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Which bars outside every window fall on a session's day (its local date in the
+    calendar's zone is a session label), and the label of each of those."""
+    idx = np.flatnonzero(outside)
+    days = local_days(ts[idx], calendar.tz)
+    try:
+        labels = calendar.sessions(np.datetime64(int(days.min()), "D"),
+                                   np.datetime64(int(days.max()), "D"))
+    except ValueError:
+        return np.zeros(len(ts), bool), np.empty(0, "datetime64[D]")
+    known = np.isin(days, labels.astype(np.int64))
+    ext = np.zeros(len(ts), bool)
+    ext[idx[known]] = True
+    return ext, days[known].astype("datetime64[D]")
+
+
+def _ts_str(ns: int, tz=None) -> str:
+    """``2024-01-02 14:31:00 UTC`` (or local, with the zone's abbreviation)."""
+    epoch = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+    t = epoch + _dt.timedelta(microseconds=ns // 1000)
+    if tz is not None:
+        t = t.astimezone(tz)
+    text = t.strftime("%Y-%m-%d %H:%M:%S")
+    return f"{text} {t.tzname() or 'UTC'}"
+
+
+class _Problems(Exception):
+    """Malformed rows of one chunk: (line, category, reason) sorted by line."""
+
+    def __init__(self, items: list[tuple[int, str, str]]):
+        super().__init__(items[0][2] if items else "")
+        self.items = sorted(items)
+
+
+class _Collector:
+    """Gathers clean rows per symbol, file by file, and builds the result."""
+
+    def __init__(self, opts: ReadOptions):
+        self.opts = opts
+        self.result = ReadResult()
+        # symbol -> list of (source index, ts, cols, lines) pieces in reading order
+        self._pieces: dict[str, list] = {}
+        self._pending: list = []
+        self._pending_rows = 0
+        self._pending_dropped: Counter = Counter()
+        self._pending_declared: set[str] = set()
+        self._source_volume: list[bool] = []
+
+    def begin(self, name: str, unit: str, has_volume: bool = True) -> int:
+        """Start a source; ``has_volume`` False when it has no volume column (its rows then
+        carry NaN volume)."""
+        self.result.sources.append(name)
+        self.result._units.append(unit)
+        self._source_volume.append(bool(has_volume))
+        self._pending = []
+        self._pending_rows = 0
+        self._pending_dropped = Counter()
+        self._pending_declared = set()
+        return len(self.result.sources) - 1
+
+    def declare(self, symbol: str) -> None:
+        """The current source holds ``symbol`` (even if it has no rows)."""
+        self._pending_declared.add(symbol)
+
+    def restart(self) -> None:
+        """Forget what the current source gave so far (it is read again)."""
+        self._pending = []
+        self._pending_rows = 0
+        self._pending_dropped = Counter()
+
+    def commit(self) -> None:
+        for symbol in self._pending_declared:
+            self._pieces.setdefault(symbol, [])
+        for symbol, piece in self._pending:
+            self._pieces.setdefault(symbol, []).append(piece)
+        self.result.rows += self._pending_rows
+        self.result.dropped.update(self._pending_dropped)
+        self._pending = []
+
+    def handle(self, source: int, problems: list[tuple[int, str, str]]) -> np.ndarray | None:
+        """Raise for the first problem (raise policy) or count them (drop)."""
+        if not problems:
+            return None
+        if self.opts.on_bad == "raise":
+            line, _category, reason = min(problems)
+            raise ReadError(self.result.sources[source], line, reason,
+                            self.result._units[source])
+        for _line, category, _reason in problems:
+            self._pending_dropped[category] += 1
+        return None
+
+    def add(self, source: int, symbols, ts: np.ndarray, cols: list[np.ndarray],
+            lines: np.ndarray, rows_read: int) -> None:
+        """Clean rows of one chunk (``symbols`` a str, or an array of str per row)."""
+        self._pending_rows += rows_read
+        if len(ts) == 0:
+            return
+        if isinstance(symbols, str):
+            self._pending.append((symbols, (source, ts, cols, lines)))
+            return
+        if isinstance(symbols, tuple):      # (codes, uniques), e.g. from a dictionary column
+            codes, uniques = symbols
+            codes = np.asarray(codes, dtype=np.int64)
+        else:
+            index: dict = {}
+            codes = np.fromiter((index.setdefault(s, len(index)) for s in
+                                 np.asarray(symbols, dtype=object).tolist()), np.int64,
+                                len(symbols))
+            uniques = list(index)
+        if len(uniques) > 1:
+            present = np.bincount(codes, minlength=len(uniques)) > 0
+            if not present.all():
+                keep = np.flatnonzero(present)
+                remap = np.full(len(uniques), -1, np.int64)
+                remap[keep] = np.arange(len(keep))
+                codes = remap[codes]
+                uniques = [uniques[k] for k in keep.tolist()]
+        if len(uniques) == 1:
+            self._pending.append((_symbol(uniques[0], self.result.sources[source],
+                                          lines[0], self.result._units[source]),
+                                  (source, ts, cols, lines)))
+            return
+        order = np.argsort(codes, kind="stable")
+        bounds = np.searchsorted(codes[order], np.arange(len(uniques) + 1))
+        for k, name in enumerate(uniques):
+            take = order[bounds[k]:bounds[k + 1]]
+            symbol = _symbol(name, self.result.sources[source], lines[take[0]],
+                             self.result._units[source])
+            self._pending.append((symbol, (source, ts[take], [c[take] for c in cols],
+                                           lines[take])))
+
+    def finish(self) -> ReadResult:
+        """Join each symbol's pieces (files in time order), validate, build Bars."""
+        result = self.result
+        iv = parse_interval(self.opts.interval) if self.opts.interval else None
+        for symbol in sorted(self._pieces):
+            pieces = self._pieces[symbol]
+            if not pieces:
+                result.bars[symbol] = Bars.empty(iv)
+                result._source_of[symbol] = np.empty(0, np.int32)
+                result._line_of[symbol] = np.empty(0, np.int64)
+                continue
+            by_source: dict[int, list] = {}
+            for piece in pieces:
+                by_source.setdefault(piece[0], []).append(piece)
+            # Files of one symbol follow each other in time; within a file, reading order.
+            groups = sorted(by_source.values(), key=lambda g: (int(g[0][1][0]), g[0][0]))
+            ordered = [p for g in groups for p in g]
+            with_volume = sorted({p[0] for p in ordered if self._source_volume[p[0]]})
+            without = sorted({p[0] for p in ordered if not self._source_volume[p[0]]})
+            if with_volume and without:
+                raise ReadError(result.sources[without[0]], None,
+                                f"{symbol} has no volume column here, while "
+                                f"{result.sources[with_volume[0]]} gives it one; give its "
+                                "files the same columns")
+            has_volume = not without
+            if len(ordered) == 1:           # one piece: its arrays as they are, no copy
+                _k, ts, cols, lines = ordered[0]
+                cols = list(cols)
+                src = np.broadcast_to(np.int32(_k), (len(ts),))     # one source: no memory
+            else:
+                ts = np.concatenate([p[1] for p in ordered])
+                cols = [np.concatenate([p[2][k] for p in ordered]) for k in range(5)]
+                src = np.concatenate([np.full(len(p[1]), p[0], np.int32) for p in ordered])
+                lines = np.concatenate([p[3] for p in ordered])
+            result._source_of[symbol] = src
+            result._line_of[symbol] = lines
+            store_checked(result, symbol, ts, cols, iv, has_volume, self.opts.on_bad)
+        return result
+
+
+def _symbol(value, path: str, line, unit: str) -> str:
+    text = str(value).strip()
+    try:
+        return check_symbol(text)
+    except (TypeError, ValueError) as exc:
+        raise ReadError(path, int(line), f"bad symbol: {exc}", unit) from None
+
+
+def store_checked(result: ReadResult, symbol: str, ts: np.ndarray, cols: list[np.ndarray],
+                  interval: Any, has_volume: bool, on_bad: str) -> None:
+    """Check a symbol's bars (prices, volume, order) and store them in ``result``: the first
+    bad one raises, naming its file and line, or (``on_bad="drop"``) bad ones are dropped and
+    counted by reason.  ``result``'s source and line arrays of the symbol are set already."""
+    faults = np.zeros(len(ts), np.uint8)
+    empty = np.empty(0, np.int64)
+    first, counts = _validation.validate_bars(
+        ts, cols[0], cols[1], cols[2], cols[3], cols[4], empty, empty, 0, faults,
+        on_bad == "raise", volume_optional=not has_volume)
+    result.bars[symbol] = Bars(ts, *cols, interval=interval, validate=False,
+                               has_volume=has_volume)
+    if first < 0:
+        return
+    if on_bad == "raise":
+        raise bar_error(result, symbol, first, int(faults[first]), ts, cols)
+    for code, n in enumerate(counts):
+        if n:
+            result.dropped[FAULTS.get(code, "bad bar")] += int(n)
+    result.keep(symbol, faults == 0)
+
+
+def bar_error(result: ReadResult, symbol: str, row: int, fault: int, ts, cols) -> ReadError:
+    """The error of a bad bar of ``symbol`` at ``row``, naming its file and line (and, for a
+    bar out of order or repeated, where the bar before it is)."""
+    """The message for a bar that breaks the contract, naming the row it clashes with."""
+    t = _ts_str(int(ts[row]))
+    if fault in (_FAULT_UNSORTED, _FAULT_DUPLICATE) and row > 0:
+        prev_path, prev_line, prev_unit = result.where(symbol, row - 1)
+        path, _line, _unit = result.where(symbol, row)
+        other = f"{prev_unit} {prev_line}" if prev_path == path else \
+            f"{prev_path}, {prev_unit} {prev_line}"
+        if fault == _FAULT_DUPLICATE:
+            reason = f"duplicate timestamp {t} of {symbol} (also on {other})"
+        else:
+            reason = (f"timestamp out of order: {t} of {symbol} comes after "
+                      f"{_ts_str(int(ts[row - 1]))} ({other})")
+    else:
+        values = " ".join(f"{k}={float(cols[i][row])!r}" for i, k in enumerate(PRICE_COLUMNS))
+        reason = f"{FAULTS.get(fault, 'bad bar')}: {symbol} at {t} ({values})"
+    return result.error(symbol, row, reason)
