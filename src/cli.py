@@ -425,8 +425,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise CliError("the embedded sample holds 1m bars; use --base 1m (or give DATA)")
     else:
         if not args.calendar:
-            raise CliError("--calendar is required with DATA (e.g. XNYS, CME_GLOBEX, 24/7, "
-                           "weekly:Europe/Berlin,09:00,17:30)")
+            raise CliError("--calendar is required with DATA (e.g. XNYS, CME_GLOBEX, FX, 24/7, "
+                           "weekly:Europe/Berlin,09:00,17:30; 'sessiondata inspect DATA' "
+                           "says which fits)")
         calendar = parse_calendar(args.calendar)
     out = None if args.no_export else args.out
     options = read_options(args)

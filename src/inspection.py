@@ -144,7 +144,7 @@ class Inspection:
         if self.base != "1m":
             words += ["--base", self.base]
             derived = _derived(self.base)
-            if derived != "5m,15m,1h":
+            if derived not in ("5m,15m,1h", "15m,1h"):    # the default works for 1m and 5m
                 words += ["--derived", derived]
         if best.reading.tz is not None:     # naive times: say their zone, even UTC
             words += ["--tz", best.reading.tz]
