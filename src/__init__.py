@@ -16,6 +16,7 @@ from .processing import DataProcessor, DataQualityManager
 from .coordinator import SessionCoordinator, SessionSummary
 from .engine import Engine, Event, Source
 from .job import run
+from .inspection import inspect as inspect
 
 __version__ = "0.1.0"
 

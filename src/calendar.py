@@ -475,6 +475,24 @@ class Calendar:
         return _ALWAYS
 
     @classmethod
+    def fx(cls) -> "Calendar":
+        """Return the FX week: Sunday 17:00 to Friday 17:00 America/New_York.
+
+        Five 24-hour sessions, Monday to Friday, each from 17:00 New York time the
+        evening before to 17:00 on its date (the spot FX convention: the week opens in
+        Sydney and Wellington on Sunday evening New York time and closes after New
+        York on Friday); weekends are not gaps.  No holidays: FX trades (thinly) on
+        them.
+
+        Returns
+        -------
+        Calendar
+            Named ``"FX"``, time zone America/New_York; the same sessions as
+            ``Calendar.weekly("America/New_York", "17:00", "17:00", "Mon-Fri")``.
+        """
+        return _FX
+
+    @classmethod
     def weekly(
         cls,
         tz,
@@ -555,7 +573,7 @@ class Calendar:
         return cls(name, zone, _PeriodicSource(rule.build_year))
 
     @classmethod
-    def exchange(cls, code: str) -> "Calendar":
+    def exchange(cls, code: str, hours: str | None = None) -> "Calendar":
         """Return the calendar of a real exchange, from ``exchange_calendars``.
 
         Parameters
@@ -568,7 +586,15 @@ class Calendar:
             17:00 America/Chicago the evening before and closing at 16:00 CT on the
             session date, for the daily 16:00-17:00 CT pause that ``"CMES"`` does not
             have.  CMES's 12:00 CT holiday early closes are not applied: Globex FX
-            trades on, thinly, to 16:00 CT on those days.
+            trades on, thinly, to 16:00 CT on those days.  ``"CODE@HH:MM-HH:MM"`` is
+            the same as ``hours="HH:MM-HH:MM"``.
+        hours : str, optional
+            ``"HH:MM-HH:MM"``: keep the exchange's sessions (its holidays) but trade
+            them in these local hours, one window each (``close <= open``: from the
+            evening before), instead of the library's hours, breaks and early closes.
+            exchange_calendars gives every past session *today's* hours (XEUR opens at
+            08:00 in its 2006 sessions too); data of years with other hours, or of a
+            product with its own hours, needs this.
 
         Returns
         -------
@@ -589,6 +615,12 @@ class Calendar:
         if not isinstance(code, str):
             raise TypeError(f"code must be a str, got {type(code).__name__}")
         key = code.strip()
+        if "@" in key:
+            if hours is not None:
+                raise ValueError(f"give the hours once: {code!r} and hours={hours!r}")
+            key, hours = (part.strip() for part in key.split("@", 1))
+        if hours is not None:
+            return _with_hours(cls.exchange(key), hours)
         if key.upper() in _CME_GLOBEX_CODES:
             return _exchange_calendar("CME_GLOBEX")
         stored = _stored_exchange_calendar(key)
@@ -1133,6 +1165,29 @@ def _xcal(key: str, start=None, end=None):
     return xcal, schedule
 
 
+def _xcal_bounds(key: str) -> tuple[int, int]:
+    """The first and last day (days since the epoch) exchange_calendars can build the
+    calendar ``key`` over (its ``bound_min``/``bound_max``; unbounded: the int64 years)."""
+    xcals = _import_exchange_calendars()
+    name = "CMES" if key == "CME_GLOBEX" else key
+    try:
+        # The class, not an instance: building one is what takes the time.
+        factories = xcals.calendar_utils.global_calendar_dispatcher._calendar_factories
+        cls = factories[xcals.resolve_alias(name)]
+    except Exception:  # an unexpected layout of the library: no bounds known
+        return _MIN_DAY, _MAX_DAY
+    lo, hi = _MIN_DAY, _MAX_DAY
+    try:
+        bmin, bmax = cls.bound_min(), cls.bound_max()
+    except Exception:
+        return lo, hi
+    if bmin is not None:
+        lo = max(lo, int(np.datetime64(bmin.date(), "D").astype(np.int64)))
+    if bmax is not None:
+        hi = min(hi, int(np.datetime64(bmax.date(), "D").astype(np.int64)))
+    return lo, hi
+
+
 class _ExchangeSource(_ScheduleSource):
     """An exchange_calendars schedule that widens itself to the sessions a query needs."""
 
@@ -1171,17 +1226,26 @@ class _ExchangeSource(_ScheduleSource):
             first, last = (int(d.astype(np.int64)) for d in self.coverage)
             if lo_day >= first and hi_day <= last:
                 return
-            lo = max(min(first, lo_day - self._MARGIN_DAYS), _MIN_DAY)
-            hi = min(max(last, hi_day + self._MARGIN_DAYS), _MAX_DAY)
+            # The library's own bounds (XBOM from 1997, XSAU to 2029, ...): the margin and
+            # the asked days are clipped to them, so that a query near a bound gets every
+            # session the library can give instead of a refusal of the whole range.
+            bound_lo, bound_hi = _xcal_bounds(self._key)
+            lo = max(min(first, lo_day - self._MARGIN_DAYS), _MIN_DAY, bound_lo)
+            hi = min(max(last, hi_day + self._MARGIN_DAYS), _MAX_DAY, bound_hi)
+            lo, hi = min(lo, first), max(hi, last)
+            if (lo, hi) == (first, last):
+                return          # nothing more to be had; require_* states the range
             if self._failed is not None and self._failed[0] <= lo and hi <= self._failed[1]:
                 return
             try:
                 _xcal_obj, schedule = _xcal(self._key, _day_str(lo), _day_str(hi))
             except Exception:  # exchange_calendars refuses a range it has no rules for
                 self._failed = (lo, hi)
-                try:   # the widest it takes: the asked days only
-                    _xcal_obj, schedule = _xcal(self._key, _day_str(max(min(lo_day, first), _MIN_DAY)),
-                                                _day_str(min(max(hi_day, last), _MAX_DAY)))
+                try:   # the widest it takes: the asked days only, within its bounds
+                    _xcal_obj, schedule = _xcal(
+                        self._key,
+                        _day_str(min(max(lo_day, _MIN_DAY, bound_lo), first)),
+                        _day_str(max(min(hi_day, _MAX_DAY, bound_hi), last)))
                 except Exception:
                     return      # the range stays; require_* states it
             table = _schedule_table(schedule, self.tz, self.calendar_name)
@@ -1200,6 +1264,82 @@ class _ExchangeSource(_ScheduleSource):
     def require_ns(self, start_ns: int, end_ns: int) -> None:
         self._widen(start_ns // NS_PER_DAY - _LABEL_MARGIN_DAYS, end_ns // NS_PER_DAY + _LABEL_MARGIN_DAYS)
         super().require_ns(start_ns, end_ns)
+
+
+_HOURS_RE = re.compile(r"^\s*(\d{1,2}:\d{2}(?::\d{2})?)\s*-\s*(\d{1,2}:\d{2}(?::\d{2})?)\s*$")
+
+
+def _with_hours(base: Calendar, hours: str) -> Calendar:
+    """``base``'s sessions traded in the local hours ``"HH:MM-HH:MM"`` (see ``exchange``)."""
+    if not isinstance(hours, str):
+        raise TypeError(f"hours must be a str 'HH:MM-HH:MM', got {type(hours).__name__}")
+    match = _HOURS_RE.match(hours)
+    if match is None:
+        raise ValueError(f"hours {hours!r} are not 'HH:MM-HH:MM' (e.g. '09:00-22:00')")
+    open_tod = _parse_time(match.group(1), "open")
+    close_tod = _parse_time(match.group(2), "close", allow_24=True)
+    text = f"{_tod_str(open_tod)}-{_tod_str(close_tod)}"
+    source = _HoursSource(base._source, base.tz, open_tod, close_tod, text)
+    return Calendar(f"{base.name}@{text}", base.tz, source)
+
+
+def _hours_source(code: str, hours: str) -> "_HoursSource":
+    """Rebuild an hours source in another process (by its exchange code and hours)."""
+    return Calendar.exchange(code, hours)._source
+
+
+class _HoursSource:
+    """The sessions (labels) of an exchange source, each one window in fixed local hours."""
+
+    def __init__(self, base, tz: zoneinfo.ZoneInfo, open_tod: int, close_tod: int, text: str):
+        self._base = base
+        self._tz = tz
+        self._open_tod = open_tod
+        self._overnight = close_tod <= open_tod
+        self._close_off = close_tod - open_tod + (NS_PER_DAY if self._overnight else 0)
+        self._text = text
+        self._lock = threading.Lock()
+        self._built: tuple[object, _Table] | None = None
+
+    def __reduce__(self):
+        return (_hours_source, (self._base._key, self._text))
+
+    @property
+    def coverage(self):
+        return self._base.coverage
+
+    def _own(self) -> _Table:
+        """The windows of every session the base holds now (rebuilt when it widened)."""
+        coverage = self._base.coverage
+        built = self._built
+        if built is not None and built[0] == coverage:
+            return built[1]
+        with self._lock:
+            days = np.unique(self._base._table.day)
+            open_wall = (days - int(self._overnight)) * NS_PER_DAY + self._open_tod
+            opens = _wall_to_utc_ns(open_wall, self._tz)
+            closes = _wall_to_utc_ns(open_wall + self._close_off, self._tz)
+            keep = closes > opens
+            table = _Table.build(opens[keep], closes[keep], days[keep])
+            self._built = (coverage, table)
+        return table
+
+    def table(self, lo_day: int, hi_day: int) -> tuple[_Table, int, int]:
+        self._base.table(lo_day, hi_day)          # widens the base when needed
+        table = self._own()
+        return (table, *table.day_range(lo_day, hi_day))
+
+    def require_days(self, lo_day: int, hi_day: int) -> None:
+        self._base.require_days(lo_day, hi_day)
+
+    def require_ns(self, start_ns: int, end_ns: int) -> None:
+        try:
+            self._base.require_ns(start_ns, end_ns)
+        except ValueError:
+            # The base's first open and last close are not ours: judge by our windows.
+            table = self._own()
+            if start_ns < int(table.open_ns[0]) or end_ns > int(table.close_ns[-1]):
+                raise
 
 
 def _schedule_table(schedule, tz: zoneinfo.ZoneInfo, name: str) -> _Table:
@@ -1400,3 +1540,6 @@ def _days_str(weekdays: np.ndarray) -> str:
                     return _WEEKDAY_NAMES[first]
                 return f"{_WEEKDAY_NAMES[first]}-{_WEEKDAY_NAMES[run[-1]]}"
     return ",".join(_WEEKDAY_NAMES[d] for d in sorted(chosen))
+
+
+_FX = Calendar.weekly("America/New_York", "17:00", "17:00", "Mon-Fri", name="FX")

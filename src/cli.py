@@ -32,6 +32,7 @@ import os
 import sys
 import time
 import traceback
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -42,6 +43,7 @@ from .calendar import Calendar
 from .classify import ClassifyOptions, Halts
 from .export import validate_export, write_json
 from .intervals import check_derivable, parse_interval
+from .plausibility import Plausibility, PlausibilityWarning
 from .summary import WORST_SESSIONS, Summary, plural
 
 EXIT_OK = 0
@@ -51,6 +53,12 @@ EXIT_INTERNAL = 3
 EXIT_INTERRUPTED = 130
 
 PROG = "sessiondata"
+
+CALENDAR_HELP = ("exchange code (XNYS, XETR, CME_GLOBEX, ...: exchange_calendars gives every "
+                 "past session today's hours), CODE@HH:MM-HH:MM (the exchange's sessions and "
+                 "holidays in other local hours, e.g. XEUR@09:00-22:00), FX (Sunday 17:00 to "
+                 "Friday 17:00 New York), '24/7' (or 'always'), or "
+                 "'weekly:TZ,HH:MM,HH:MM[,Mon-Fri]'; required with DATA")
 
 
 class CliError(Exception):
@@ -99,9 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "per session, exported as a whole, and a summary.")
     run.add_argument("data", nargs="?", metavar="DATA",
                      help="a data file or a folder of them (default: the embedded sample)")
-    run.add_argument("--calendar", metavar="CAL",
-                     help="exchange code (XNYS, CME_GLOBEX, ...), '24/7' (or 'always'), or "
-                          "'weekly:TZ,HH:MM,HH:MM[,Mon-Fri]'; required with DATA")
+    run.add_argument("--calendar", metavar="CAL", help=CALENDAR_HELP)
     run.add_argument("--base", default="1m", metavar="IV",
                      help="the bars' interval (default 1m)")
     run.add_argument("--derived", default="5m,15m,1h", metavar="IV,IV",
@@ -187,6 +193,11 @@ def build_parser() -> argparse.ArgumentParser:
                        f"(default {ClassifyOptions.activity_bucket})")
     run.add_argument("--report", action="store_true",
                      help="also write OUT/report.html (needs sessiondata[report])")
+    run.add_argument("--strict", action="store_true",
+                     help="fail (exit 2, nothing exported) when the data fit another time "
+                          "zone, stamp or base interval clearly better than the options "
+                          "given (without it: a loud warning in the summary and manifest)")
+    _add_inspect(sub, common)
 
     val = sub.add_parser(
         "validate", parents=[common], help="check the export of a run",
@@ -230,6 +241,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_validate(args)
         if args.command == "report":
             return cmd_report(args)
+        if args.command == "inspect":
+            return cmd_inspect(args)
         build_parser().print_help()
         return EXIT_BAD_INPUT
     except CliError as exc:
@@ -285,6 +298,8 @@ def parse_calendar(spec: str):
     text = spec.strip()
     if text.lower() in ("24/7", "always", "24x7"):
         return Calendar.always()
+    if text.upper() == "FX":
+        return Calendar.fx()
     if text.lower().startswith("weekly:"):
         parts = [p.strip() for p in text[len("weekly:"):].split(",", 3)]
         if len(parts) < 3 or not all(parts[:3]):
@@ -410,8 +425,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise CliError("the embedded sample holds 1m bars; use --base 1m (or give DATA)")
     else:
         if not args.calendar:
-            raise CliError("--calendar is required with DATA (e.g. XNYS, CME_GLOBEX, 24/7, "
-                           "weekly:Europe/Berlin,09:00,17:30)")
+            raise CliError("--calendar is required with DATA (e.g. XNYS, CME_GLOBEX, FX, 24/7, "
+                           "weekly:Europe/Berlin,09:00,17:30; 'sessiondata inspect DATA' "
+                           "says which fits)")
         calendar = parse_calendar(args.calendar)
     out = None if args.no_export else args.out
     options = read_options(args)
@@ -427,22 +443,28 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         client = cluster(args.scheduler)
     progress = Progress(parts, enabled=False if args.quiet else None)
+    check = Plausibility(calendar, base, options, args.strict)
     try:
-        with client as dask_client:
+        with client as dask_client, warnings.catch_warnings():
+            warnings.simplefilter("ignore", PlausibilityWarning)   # said below, loudly
             result = job.run(args.data, calendar, base=base, derived=derived, out=out,
                              fmt=args.bars, export_base=args.export_base, on_bad=args.on_bad,
                              start=start, end=end, threads=args.threads, read_options=options,
                              durable=args.fsync, classify=classify_options(args),
                              progress=progress,
                              summary=lambda r: Summary(r, out).to_json(args.worst),
-                             client=dask_client, resume=args.resume)
+                             client=dask_client, resume=args.resume, strict=args.strict,
+                             plausibility=check)
     finally:
         progress.finish()
     summary = Summary(result, out)
     if args.json_summary:
-        write_json(args.json_summary, summary.to_json(args.worst))
+        doc = summary.to_json(args.worst)
+        doc["plausibility"] = check.to_json()
+        write_json(args.json_summary, doc)
     if not args.quiet:
         print(summary.render(args.worst, PROG))
+    _say_plausibility(check, args.quiet)
     if args.report:
         if out is None:
             raise CliError("--report draws the export: drop --no-export")
@@ -487,6 +509,56 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(f"OK   {root}: {plural(len(manifest.get('sessions', [])), 'session')}, "
               f"{plural(len(manifest.get('symbols', [])), 'symbol')}, "
               f"{manifest.get('format', 'parquet')} datasets")
+    return EXIT_OK
+
+
+
+# --------------------------------------------------------------------------------------------
+# Plausibility (issue 19): said after the summary
+# --------------------------------------------------------------------------------------------
+
+
+def _say_plausibility(check: Plausibility, quiet: bool) -> None:
+    message = check.message()
+    if message is None:
+        return
+    line = f"WARNING: implausible options: {message}"
+    rule = "!" * min(len(line), 100)
+    if not quiet:
+        print(f"\n{rule}\n{line}\n{rule}")
+    print(f"{PROG}: warning: {message}", file=sys.stderr)
+
+
+# --------------------------------------------------------------------------------------------
+# inspect (issue 19): what a file is, and the run command for it
+# --------------------------------------------------------------------------------------------
+
+
+def _add_inspect(sub: Any, common: argparse.ArgumentParser) -> None:
+    ins = sub.add_parser(
+        "inspect", parents=[common], help="say what a data file or folder is, and the run "
+                                          "command for it",
+        description="Read DATA whole and say what it is: format, columns, base interval, "
+                    "time zone and stamp, the hours each weekday covers, the calendars that "
+                    "fit (ranked), volume; and print the 'sessiondata run' command to use.")
+    ins.add_argument("data", metavar="DATA", help="a data file or a folder of them")
+    ins.add_argument("--json", action="store_true", help="print the findings as JSON")
+    ins.add_argument("--format", metavar="NAME",
+                     help="the vendor format, when it cannot be told (lean, databento, "
+                          "binance)")
+    ins.add_argument("--calendar", metavar="CAL",
+                     help="also score this calendar (any --calendar form of run)")
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from .inspection import inspect
+
+    extra = [parse_calendar(args.calendar)] if args.calendar else []
+    found = inspect(args.data, format=args.format, calendars=extra)
+    if args.json:
+        print(json.dumps(found.to_json(), indent=2))
+    elif not args.quiet:
+        print(found.render())
     return EXIT_OK
 
 

@@ -22,6 +22,7 @@ from .calendar import Calendar
 from .classify import ClassifyOptions
 from .engine import Engine, Event, Loaded, Source, ThreadExecutor
 from .grid import default_calendar
+from .plausibility import Plausibility
 from .results import RunResult, local_time
 
 SYMBOL_COLUMNS = ("symbol", "ticker")
@@ -35,7 +36,8 @@ def run(data: Any = None, calendar: Calendar | None = None, *, base: str = "1m",
         progress: Callable[[int, int], None] | None = None,
         classify: ClassifyOptions | None = None,
         summary: Callable[[RunResult], dict[str, Any]] | None = None,
-        durable: bool = False, client: Any = None, resume: bool = False) -> RunResult:
+        durable: bool = False, client: Any = None, resume: bool = False,
+        strict: bool = False, plausibility: Plausibility | None = None) -> RunResult:
     """Run every trading session of ``data`` and, with ``out``, export it.
 
     Parameters
@@ -80,6 +82,13 @@ def run(data: Any = None, calendar: Calendar | None = None, *, base: str = "1m",
     resume : bool
         With ``client`` and ``out``: continue a run of the same job that was interrupted,
         reusing the partitions it finished (else the run starts afresh).
+    strict : bool
+        Fail (``plausibility.PlausibilityError``, before anything is exported) when the
+        files fit another time zone, stamp or base interval clearly better; else that is a
+        ``PlausibilityWarning`` and the manifest's ``summary.plausibility`` (see
+        ``sessiondata.plausibility``; files on this machine only, not under ``client``).
+    plausibility : Plausibility, optional
+        The check to feed (the caller reads its verdict); default: a new one.
 
     Returns
     -------
@@ -91,6 +100,7 @@ def run(data: Any = None, calendar: Calendar | None = None, *, base: str = "1m",
                          "client= (--scheduler) and out=")
     options = dict(read_options or {})
     label = "<bars>"
+    check: Plausibility | None = None
     if data is None:
         from . import sample
 
@@ -108,7 +118,9 @@ def run(data: Any = None, calendar: Calendar | None = None, *, base: str = "1m",
         sources = dict(data)
     else:
         calendar = default_calendar(calendar)
-        sources = file_sources(data, calendar, base, on_bad, options)
+        if client is None:
+            check = plausibility or Plausibility(calendar, base, options, strict)
+        sources = file_sources(data, calendar, base, on_bad, options, check)
         label = str(data)
     calendar = default_calendar(calendar)
     if client is not None:
@@ -121,8 +133,13 @@ def run(data: Any = None, calendar: Calendar | None = None, *, base: str = "1m",
     engine = Engine(calendar, base=base, derived=derived, on_bad=on_bad, start=start, end=end,
                     events=events, export_base=export_base, classify=classify,
                     executor=executor, progress=progress)
+    if check is not None:
+        summary = _with_check(summary, check)
     if out is None:
-        return engine.run(sources, dataset=label)
+        result = engine.run(sources, dataset=label)
+        if check is not None:
+            check.finish()
+        return result
     if client is not None:
         return distributed.run_export(
             engine, sources, out, fmt=fmt, dataset=label, summary=summary, durable=durable,
@@ -132,19 +149,32 @@ def run(data: Any = None, calendar: Calendar | None = None, *, base: str = "1m",
                              durable=durable)
 
 
+def _with_check(summary: Callable[[RunResult], dict[str, Any]] | None, check: Plausibility
+                ) -> Callable[[RunResult], dict[str, Any]]:
+    """The manifest's summary with the plausibility check's verdict; under ``strict`` an
+    implausible run raises here, before the export is swapped in."""
+    def document(result: RunResult) -> dict[str, Any]:
+        doc = dict(summary(result)) if summary is not None else {}
+        check.finish()
+        doc["plausibility"] = check.to_json()
+        return doc
+
+    return document
+
+
 def _hm_local(ns: int, calendar: Calendar) -> str:
     t = local_time(ns, calendar.tz)
     return f"{t.strftime('%H:%M')} {t.tzname()}"
 
 
 def file_sources(data: str | os.PathLike, calendar: Calendar, base: str, on_bad: str,
-                 options: dict[str, Any]) -> list[Source]:
+                 options: dict[str, Any], check: Plausibility | None = None) -> list[Source]:
     """The partitions of a file or folder: a file each when each file holds one symbol (its
     name), else the whole input at once (files with a symbol column may share symbols)."""
     path = Path(data)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file or folder")
-    whole = [_source(path, calendar, base, on_bad, options, str(path))]
+    whole = [_source(path, calendar, base, on_bad, options, str(path), check)]
     if options.get("format") not in (None, "csv", "parquet") or not path.is_dir():
         return whole
     unreadable: list[tuple[str, str]] = []
@@ -153,7 +183,7 @@ def file_sources(data: str | os.PathLike, calendar: Calendar, base: str, on_bad:
         return whole
     if any(_has_symbol_column(f, options) for f in files):
         return whole
-    sources = [_source(f, calendar, base, on_bad, options, f.name) for f in files]
+    sources = [_source(f, calendar, base, on_bad, options, f.name, check) for f in files]
     if unreadable:  # said by a warning already; counted in the run's dropped rows
         skipped = Counter({"unreadable file": len(unreadable)})
         sources.append(Source("unreadable", lambda: Loaded({}, None, skipped)))
@@ -161,10 +191,17 @@ def file_sources(data: str | os.PathLike, calendar: Calendar, base: str, on_bad:
 
 
 def _source(path: Path, calendar: Calendar, base: str, on_bad: str, options: dict[str, Any],
-            name: str) -> Source:
+            name: str, check: Plausibility | None = None) -> Source:
     def load() -> Loaded:
         result = readers.read_bars(path, interval=base, on_bad=on_bad, **options)
-        result.check_sessions(calendar, base, on_bad)
+        if check is not None:
+            check.observe(result)       # the whole file, before bars are set aside
+        try:
+            result.check_sessions(calendar, base, on_bad)
+        except ValueError as exc:
+            if check is None:
+                raise
+            raise check.amend(exc) from None
         return Loaded(dict(result.bars), result.error, result.dropped,
                       result.outside_sessions)
 

@@ -606,3 +606,75 @@ def test_exchange_calendars_are_kept_on_disk_for_the_next_process(tmp_path):
     off = subprocess.run([sys.executable, "-c", script], env=env, text=True,
                          capture_output=True, check=True).stdout.split()
     assert off[0] == "True" and off[1:] == first[1:]
+
+
+# --------------------------------------------------------------------------- issue 19
+
+
+@pytest.mark.parametrize("code, start, end, first", [
+    ("XBOM", "2000-01-03", "2000-01-07", "2000-01-03"),   # served from 1997
+    ("XSES", "1990-01-02", "1990-01-05", "1990-01-02"),   # served from 1986
+    ("XSHG", "1995-01-03", "1995-01-06", "1995-01-03"),   # served from 1990
+    ("XSAU", "2028-06-01", "2028-06-08", "2028-06-01"),   # served to 2029
+    ("XSAU", "2029-12-23", "2029-12-31", "2029-12-23"),   # its very last days
+])
+def test_exchange_widens_up_to_the_library_bounds(xcals, code, start, end, first):
+    # Issue 19: the 366-day margin crossed the library's bound_min/bound_max and the whole
+    # widening was refused; now it is clipped to them.  Compared with the library's answer.
+    import exchange_calendars as xc
+
+    cal = Calendar.exchange(code)
+    got = cal.sessions(start, end)
+    lib = xc.get_calendar(code, start=start, end=end).sessions_in_range(start, end)
+    assert [str(d) for d in got] == [str(d.date()) for d in lib]
+    assert str(got[0]) == first
+
+
+def test_exchange_beyond_the_library_bounds_is_a_clear_error(xcals):
+    cal = Calendar.exchange("XSAU")
+    with pytest.raises(ValueError, match=r"outside the range covered by XSAU: sessions "
+                                         r"\S+ to 2029-12-31"):
+        cal.sessions("2030-01-06", "2030-01-10")
+    cal = Calendar.exchange("XBOM")
+    with pytest.raises(ValueError, match=r"outside the range covered by XBOM: sessions "
+                                         r"1997-01-01 to"):
+        cal.sessions("1996-12-02", "1997-01-10")
+
+
+def test_fx_week():
+    fx = Calendar.fx()
+    assert fx.name == "FX" and fx.tz.key == "America/New_York"
+    # Winter: Sunday 22:00 UTC to Friday 22:00 UTC, five sessions, no weekend.
+    w = fx.windows(ns("2013-02-01"), ns("2013-02-09"))
+    assert list(w.sessions.astype(str)) == ["2013-02-01", "2013-02-04", "2013-02-05",
+                                            "2013-02-06", "2013-02-07", "2013-02-08"]
+    k = list(w.sessions.astype(str)).index("2013-02-04")
+    assert utc(w.open_ns[k:k + 1]) == ["2013-02-03T22:00"]
+    assert utc(w.close_ns[-1:]) == ["2013-02-08T22:00"]
+    # Summer: 21:00 UTC.
+    assert utc(fx.session_windows("2013-07-01").open_ns) == ["2013-06-30T21:00"]
+
+
+def test_exchange_with_its_own_hours(xcals):
+    # XEUR's holidays, 09:00-22:00 Berlin: exchange_calendars gives 2006 today's 08:00 open.
+    plain = Calendar.exchange("XEUR")
+    assert utc(plain.session_windows("2006-01-03").open_ns) == ["2006-01-03T07:00"]
+    cal = Calendar.exchange("XEUR@09:00-22:00")
+    assert cal.name == "XEUR@09:00-22:00" and cal.tz.key == "Europe/Berlin"
+    w = cal.session_windows("2006-01-03")
+    assert utc(w.open_ns) == ["2006-01-03T08:00"] and utc(w.close_ns) == ["2006-01-03T21:00"]
+    # The same sessions as the exchange (holidays kept), one window each.
+    assert list(cal.sessions("2006-12-20", "2007-01-05")) == \
+        list(plain.sessions("2006-12-20", "2007-01-05"))
+    assert Calendar.exchange("XEUR", hours="09:00-22:00").name == cal.name
+    # Summer time follows the zone.
+    assert utc(cal.session_windows("2006-07-03").open_ns) == ["2006-07-03T07:00"]
+    # Overnight hours open the evening before.
+    night = Calendar.exchange("XNYS@18:00-17:00")
+    assert utc(night.session_windows("2024-03-05").open_ns) == ["2024-03-04T23:00"]
+    import pickle
+
+    again = pickle.loads(pickle.dumps(cal))
+    assert again.session_windows("2006-01-03") == w
+    with pytest.raises(ValueError, match="'9-22'.*HH:MM-HH:MM"):
+        Calendar.exchange("XEUR@9-22")
