@@ -330,6 +330,35 @@ class SessionData(SessionCore):
             self._deliver()
         return closed
 
+    def finish(self, symbol: str | None = None, until_ns: int | None = None) -> int:
+        """The end of the session (``SessionCoordinator.stop`` calls it), for one symbol or
+        all: every derived bar being built closes, and every gap still open, or not yet told
+        because no bar and no clock came after it, gets its ``gap_closed`` with its final
+        range, up to ``until_ns`` (default: the session's close).  Returns how many derived
+        bars closed."""
+        with self._lock:
+            if symbol is None:
+                entries = list(self._symbols.values())
+            else:
+                entry = self._symbols.get(symbol)
+                entries = [entry] if entry is not None else []
+            closed = sum(e._stream.flush() for e in entries)
+            if self._events_on and self._windows is not None:
+                end = int(self._windows.close_ns[-1]) if until_ns is None else int(until_ns)
+                for e in entries:
+                    e._stream.collect(e.symbol, self._pending)
+                    e._stream.scan(e.symbol, self._pending, end, 0, True)
+        if self._events_on:
+            self._deliver()      # outside the lock
+        return closed
+
+    def last_closed(self, symbol: str) -> int:
+        """How many derived bars the latest base bar of ``symbol`` closed (0 for a symbol
+        not registered)."""
+        with self._lock:
+            entry = self._symbols.get(symbol)
+            return int(entry._stream.last_closed) if entry is not None else 0
+
     # -- events ---------------------------------------------------------------------------
 
     def subscribe(self, callback: Callable[[Event], Any], kinds: Iterable[str] | None = None,
@@ -503,7 +532,7 @@ class SessionData(SessionCore):
             entry.quality[parse_interval(interval).name] = quality
             return True
 
-    def _store_scores(self, entry: SymbolSessionData, interval: str,
+    def store_scores(self, entry: SymbolSessionData, interval: str,
                       gaps: Gaps | Sequence[GapInfo],
                       quality: QualityReport,
                       span: tuple[int | None, int | None]) -> bool:

@@ -271,10 +271,10 @@ def test_advance_announces_gaps_and_stale_symbols():
         [("A", T0 + M, T0 + 7 * M, 6)]
 
 
-def test_an_announced_slot_whose_bar_comes_after_all_closes_empty():
+def test_an_announced_slot_whose_bar_comes_after_all_is_revised():
     sd = _two_symbols()
     events: list = []
-    sd.subscribe(events.append, kinds=("gap_opened", "gap_closed"))
+    sd.subscribe(events.append, kinds=("gap_opened", "gap_closed", "gap_revised"))
     sd.add_bar("A", *_bar(0))
     sd.advance(T0 + 2 * M)              # A's minute 1 ended, but not by a slot of grace yet
     assert [(e.kind, e.symbol, e.ts) for e in events] == [("gap_opened", "B", T0)]
@@ -282,7 +282,8 @@ def test_an_announced_slot_whose_bar_comes_after_all_closes_empty():
     assert [(e.kind, e.symbol, e.ts) for e in events] == [("gap_opened", "B", T0),
                                                           ("gap_opened", "A", T0 + M)]
     sd.add_bar("A", *_bar(1))           # the slot announced: no gap after all
-    assert (events[-1].kind, events[-1].symbol, events[-1].bar_count) == ("gap_closed", "A", 0)
+    assert [(e.kind, e.symbol, e.ts, e.end_ns, e.bar_count) for e in events[2:]] == \
+        [("gap_revised", "A", T0 + M, T0 + 2 * M, 1)]
 
 
 def test_a_failing_callback_loses_no_bar_and_no_event_of_the_others():
@@ -485,3 +486,160 @@ def test_threads_streaming_out_of_order_with_callbacks_equal_the_batch():
             np.testing.assert_array_equal(got.ts, want.ts)
             np.testing.assert_array_equal(got.volume, want.volume)
             np.testing.assert_array_equal(got.count, want.count)
+
+
+# -- every gap opened once and closed once (issue 21) -------------------------------------
+
+def _replay(events) -> dict:
+    """The gaps the events tell, replayed in order as docs/live.md says: ``gap_opened`` adds
+    an open gap at ``ts``, ``gap_closed`` gives it its final range, ``gap_revised`` takes the
+    gap told at ``ts`` back.  Checks that each event refers to a gap in the right state.
+    Returns {(symbol, interval): {start: (end, count) or None while open}}."""
+    told: dict = {}
+    for e in events:
+        if e.kind not in ("gap_opened", "gap_closed", "gap_revised"):
+            continue
+        g = told.setdefault((e.symbol, e.interval), {})
+        if e.kind == "gap_opened":
+            assert e.ts not in g, f"opened twice: {e}"
+            assert e.bar_count > 0 and e.end_ns > e.ts, e
+            g[e.ts] = None
+        elif e.kind == "gap_closed":
+            assert e.ts in g and g[e.ts] is None, f"closed without being open: {e}"
+            assert e.bar_count > 0 and e.end_ns > e.ts, e
+            g[e.ts] = (e.end_ns, e.bar_count)
+        else:
+            assert e.ts in g, f"revised a gap never told: {e}"
+            del g[e.ts]
+    return told
+
+
+def _batch_gaps(ts, interval, cal, until=None) -> set:
+    b = Bars.from_arrays(np.asarray(sorted(ts), dtype=np.int64), *(np.full(len(ts), 1.0),) * 5)
+    gaps = find_gaps(b, interval, cal, base="1m", until=until)
+    return {(int(s), int(e), int(n)) for s, e, n in zip(gaps.start_ns.tolist(),
+                                                         gaps.end_ns.tolist(),
+                                                         gaps.bar_count.tolist())}
+
+
+def _told(told: dict, symbol: str, interval: str = "1m") -> set:
+    g = told.get((symbol, interval), {})
+    assert None not in g.values(), f"{symbol} {interval}: gaps left open: {g}"
+    return {(s, e, n) for s, (e, n) in g.items()}
+
+
+NYSE = Calendar.weekly("America/New_York", "09:30", "16:00")
+
+
+def test_advance_off_a_slot_boundary_does_not_delay_the_next_announcement():
+    # Issue 21, defect 1: a wall clock is never on a slot boundary.
+    sd = SessionData(NYSE)
+    sd.start_session(DAY)
+    for s in ("A", "B"):
+        sd.add_symbol(s, "1m")
+    t0 = int(sd.windows.open_ns[0])
+    events: list = []
+    sd.subscribe(events.append, kinds=("gap_opened", "stale"))
+    for s, m in (("A", 0), ("B", 0), ("A", 1)):
+        sd.add_bar(s, t0 + m * M, 1.0, 1.0, 1.0, 1.0, 1.0)
+    sd.advance(t0 + 2 * M + 30_000_000_000)      # 09:32:30
+    assert events == []                           # B's 09:31 ended less than a slot ago
+    sd.add_bar("A", t0 + 2 * M, 1.0, 1.0, 1.0, 1.0, 1.0)    # the clock enters 09:33
+    assert [(e.kind, e.symbol, e.ts, e.bar_count) for e in events] == \
+        [("gap_opened", "B", t0 + M, 1)]
+
+
+def test_revise_with_advance_keeps_derived_bars_and_stop_does_not_raise():
+    # Issue 21, defect 2: a 5m bar closing into a 15m bucket that advance had closed.
+    co = SessionCoordinator(Calendar.always(), derived_intervals=["5m", "15m"], on_bad="revise")
+    sd = co.start(DAY)
+    co.add_symbol("X")
+    events: list = []
+    co.subscribe(events.append)
+    minutes = [0, 5, 10]
+    co.stream("X", *_bar(0))
+    co.advance(T0 + 15 * M)
+    for m in minutes[1:]:
+        assert co.stream("X", *_bar(m)) == 0
+    ref = _bars(minutes)
+    DataProcessor(sd).finish()
+    for name in ("5m", "15m"):
+        got, want = sd.get_bars("X", name), resample(ref, name, sd.calendar, base="1m")
+        for col in ("ts", "open", "high", "low", "close", "volume", "count"):
+            np.testing.assert_array_equal(getattr(got, col), getattr(want, col), err_msg=name)
+    closed15 = [e.ts for e in events if e.kind == "bar_closed" and e.interval == "15m"]
+    assert closed15 == [T0]                       # once, by advance
+    revised15 = [e for e in events if e.kind == "revised" and e.interval == "15m"]
+    assert revised15 and revised15[-1].bar["volume"] == float(want.volume[0]) \
+        and revised15[-1].bar["count"] == 3
+    summary = co.stop()                           # raised BadBarError before the fix
+    assert summary.bars == 3
+
+
+BREAK = Calendar.weekly("UTC", "00:00", "00:20", "Mon-Sun", breaks=[("00:10", "00:15")])
+LAGGING = {"A": list(range(10)) + [15, 16], "B": [0] + list(range(2, 10)) + [15, 16]}
+
+
+@pytest.mark.parametrize("order", ["A then B", "interleaved", "B lags by 3"])
+def test_a_symbol_lagging_across_a_break_gets_consistent_gap_events(order):
+    # Issue 21, defect 3: each announcement kept apart, withdrawn when a bar shows it wrong.
+    sd = SessionData(BREAK)
+    sd.start_session(DAY)
+    for s in LAGGING:
+        sd.add_symbol(s, "1m", ("5m",))
+    events: list = []
+    sd.subscribe(events.append)
+    if order == "A then B":
+        feed = [("A", m) for m in LAGGING["A"]] + [("B", m) for m in LAGGING["B"]]
+    elif order == "interleaved":
+        feed = sorted(((s, m) for s in LAGGING for m in LAGGING[s]), key=lambda r: (r[1], r[0]))
+    else:
+        feed = sorted(((s, m) for s in LAGGING for m in LAGGING[s]),
+                      key=lambda r: (r[1] + (3 if r[0] == "B" else 0), r[0]))
+    for s, m in feed:
+        assert sd.add_bar(s, *_bar(m)) == 0
+    sd.finish()
+    told = _replay(events)
+    for s, minutes in LAGGING.items():
+        want = _batch_gaps([T0 + m * M for m in minutes], "1m", BREAK)
+        assert _told(told, s) == want, s
+    if order == "interleaved":     # every symbol within the grace: no event for a present slot
+        assert not [e for e in events if e.kind == "gap_revised"]
+        assert [(e.kind, e.symbol, e.ts) for e in events if e.kind.startswith("gap")] == [
+            ("gap_opened", "B", T0 + M), ("gap_closed", "B", T0 + M),
+            ("gap_opened", "A", T0 + 17 * M), ("gap_closed", "A", T0 + 17 * M),
+            ("gap_opened", "B", T0 + 17 * M), ("gap_closed", "B", T0 + 17 * M)]
+
+
+def test_stop_closes_every_open_gap_with_its_final_range():
+    co = SessionCoordinator(BREAK, derived_intervals=["5m"])
+    co.start(DAY)
+    co.add_symbol("A")
+    co.add_symbol("B")
+    events: list = []
+    co.subscribe(events.append, kinds=("gap_opened", "gap_closed", "gap_revised"))
+    for m in range(12):                   # A stops at 00:06, B at 00:08: the rest is missing
+        if m < 6:
+            co.stream("A", *_bar(m))
+        if m < 8:
+            co.stream("B", *_bar(m))
+    co.stop()
+    told = _replay(events)
+    assert _told(told, "A") == {(T0 + 6 * M, T0 + 10 * M, 4), (T0 + 15 * M, T0 + 20 * M, 5)}
+    assert _told(told, "B") == {(T0 + 8 * M, T0 + 10 * M, 2), (T0 + 15 * M, T0 + 20 * M, 5)}
+
+
+def test_advance_past_a_close_closes_the_gap_that_ends_there():
+    sd = SessionData(BREAK)
+    sd.start_session(DAY)
+    sd.add_symbol("A", "1m")
+    events: list = []
+    sd.subscribe(events.append, kinds=("gap_opened", "gap_closed"))
+    for m in range(7):
+        sd.add_bar("A", *_bar(m))
+    sd.advance(T0 + 10 * M)               # the break: 00:09 is not a slot of grace past yet
+    assert [(e.kind, e.ts, e.bar_count) for e in events] == [("gap_opened", T0 + 7 * M, 2)]
+    sd.advance(T0 + 10 * M + 1)           # in the break the clock is past 00:10 + 1 slot?
+    sd.advance(T0 + 16 * M)               # one slot of grace past the close (break slots
+    assert [(e.kind, e.ts, e.end_ns, e.bar_count) for e in events] == [   # count as time)
+        ("gap_opened", T0 + 7 * M, T0 + 9 * M, 2), ("gap_closed", T0 + 7 * M, T0 + 10 * M, 3)]
