@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import re
 import threading
 from pathlib import Path
@@ -643,3 +644,152 @@ def test_advance_past_a_close_closes_the_gap_that_ends_there():
     sd.advance(T0 + 16 * M)               # one slot of grace past the close (break slots
     assert [(e.kind, e.ts, e.end_ns, e.bar_count) for e in events] == [   # count as time)
         ("gap_opened", T0 + 7 * M, T0 + 9 * M, 2), ("gap_closed", T0 + 7 * M, T0 + 10 * M, 3)]
+
+
+# -- property tests: random feeds, clocks, breaks, lagging symbols, revise, threads ---------
+
+LUNCH = Calendar.weekly("UTC", "00:00", "01:00", "Mon-Sun", breaks=[("00:20", "00:31")])
+LUNCH_SLOTS = np.concatenate([np.arange(o, c, M) for o, c in zip(
+    LUNCH.session_windows(DAY).open_ns.tolist(), LUNCH.session_windows(DAY).close_ns.tolist())])
+PROP_DERIVED = ("5m", "7m", "15m")
+# More examples for a long hunt: SESSIONDATA_LIVE_EXAMPLES=2000 python -m pytest -k replay
+PROP_EXAMPLES = int(os.environ.get("SESSIONDATA_LIVE_EXAMPLES", "40"))       # 7m from the base, 15m cascaded from 5m
+CALENDARS = {"lunch": (LUNCH, LUNCH_SLOTS),
+             "broken": (BROKEN, BROKEN_SLOTS)}
+
+
+@st.composite
+def _feeds(draw, max_symbols=4):
+    """A calendar, and for 2..max_symbols symbols the slots (indices) they send (at least
+    one each)."""
+    cal_name = draw(st.sampled_from(sorted(CALENDARS)))
+    _, slots = CALENDARS[cal_name]
+    n = len(slots)
+    n_sym = draw(st.integers(2, max_symbols))
+    present = {}
+    for k in range(n_sym):
+        density = draw(st.sampled_from([0.3, 0.8, 0.95, 1.0]))
+        seed = draw(st.integers(0, 2**31))
+        mask = (np.random.default_rng(seed).random(n) < density).tolist()
+        if not any(mask):
+            mask[draw(st.integers(0, n - 1))] = True
+        present[f"S{k}"] = [i for i in range(n) if mask[i]]
+    return cal_name, present
+
+
+def _live(cal, symbols, grace=1, on_bad="revise"):
+    co = SessionCoordinator(cal, derived_intervals=PROP_DERIVED, on_bad=on_bad, gap_grace=grace)
+    sd = co.start(DAY)
+    for s in symbols:
+        co.add_symbol(s)
+    events: list = []
+    co.subscribe(events.append)
+    return co, sd, events
+
+
+def _check_against_batch(co, sd, events, cal, slots, present, *, exactly_once: bool) -> None:
+    """After the feed: the events replayed give the batch gaps, derived bars equal the batch,
+    and stop() does not raise."""
+    co.processor.finish()
+    told = _replay(events)
+    for s, idx in present.items():
+        ts = [int(slots[i]) for i in idx]
+        want = _batch_gaps(ts, "1m", cal)
+        assert _told(told, s) == want, s
+        ref = _bars(idx, slots)
+        for name in PROP_DERIVED:
+            got, exp = sd.get_bars(s, name), resample(ref, name, cal, base="1m")
+            for col in ("ts", "open", "high", "low", "close", "volume", "count"):
+                np.testing.assert_array_equal(getattr(got, col), getattr(exp, col),
+                                              err_msg=f"{s} {name} {col}")
+    if exactly_once:
+        assert not [e for e in events if e.kind == "gap_revised"]
+        opened = [(e.symbol, e.ts) for e in events if e.kind == "gap_opened"]
+        closed = [(e.symbol, e.ts) for e in events if e.kind == "gap_closed"]
+        assert len(opened) == len(set(opened)) == len(closed) == len(set(closed))
+    co.stop()      # never raises on bars it accepted
+
+
+@settings(max_examples=PROP_EXAMPLES, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(feed=_feeds(), grace=st.sampled_from([1, 2]), data=st.data())
+def test_in_order_within_the_grace_each_batch_gap_is_opened_once_and_closed_once(
+        feed, grace, data):
+    # Bars sorted by slot (any order within a slot) and a wall clock that never runs more
+    # than the grace past a slot whose bars are still coming: no event for a present slot.
+    cal_name, present = feed
+    cal, slots = CALENDARS[cal_name]
+    co, sd, events = _live(cal, present, grace)
+    rows = [(i, s) for s, idx in present.items() for i in idx]
+    by_slot: dict = {}
+    for i, s in rows:
+        by_slot.setdefault(i, []).append(s)
+    for i in sorted(by_slot):
+        if data.draw(st.booleans()):
+            # A clock that may be anywhere (off the slot grid too) short of the grace.
+            end = int(slots[i]) + M
+            hi = end + grace * M - 1
+            now = data.draw(st.integers(max(sd.clock_ns or 0, end - 2 * M), hi))
+            co.advance(now)
+            assert not [e for e in events if e.kind == "gap_opened" and e.ts <= slots[i]
+                        < e.end_ns and any(j == i for j in present[e.symbol])]
+        for s in data.draw(st.permutations(by_slot[i])):
+            assert co.stream(s, *_bar(i, slots)) == 0
+    if data.draw(st.booleans()):
+        co.advance(int(slots[-1]) + M + data.draw(st.integers(0, 3 * M)))
+    _check_against_batch(co, sd, events, cal, slots, present, exactly_once=True)
+
+
+@settings(max_examples=PROP_EXAMPLES, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(feed=_feeds(), shuffle=st.booleans(), data=st.data())
+def test_lagging_and_revised_feeds_replay_to_the_batch_gaps(feed, shuffle, data):
+    # Symbols lag one another without bound (each in time order, or, with shuffle, in any
+    # order under revise) and a clock advances at random times, off the slot grid too.
+    cal_name, present = feed
+    cal, slots = CALENDARS[cal_name]
+    co, sd, events = _live(cal, present)
+    queues = {s: (data.draw(st.permutations(idx)) if shuffle else list(idx))
+              for s, idx in present.items()}
+    start, close = int(slots[0]), int(cal.session_windows(DAY).close_ns[-1])
+    while any(queues.values()):
+        s = data.draw(st.sampled_from(sorted(k for k, q in queues.items() if q)))
+        for _ in range(data.draw(st.integers(1, 6))):
+            if queues[s]:
+                assert co.stream(s, *_bar(queues[s].pop(0), slots)) == 0
+        if data.draw(st.integers(0, 4)) == 0:
+            co.advance(data.draw(st.integers(start, close + 2 * M)))
+    _check_against_batch(co, sd, events, cal, slots, present, exactly_once=False)
+
+
+def test_threads_with_breaks_lagging_and_revise_replay_to_the_batch_gaps():
+    # Four producers on a calendar with a break, each its symbol in its own order (two in
+    # time order, two shuffled under revise), a fifth thread advancing a clock.
+    rng = np.random.default_rng(21)
+    cal, slots = LUNCH, LUNCH_SLOTS
+    present = {f"S{k}": sorted(rng.choice(len(slots), len(slots) - 8 * k, replace=False)
+                               .tolist()) for k in range(4)}
+    co, sd, events = _live(cal, present)
+    orders = {s: (idx if k < 2 else rng.permutation(idx).tolist())
+              for k, (s, idx) in enumerate(present.items())}
+    failures: list = []
+
+    def produce(symbol):
+        try:
+            for i in orders[symbol]:
+                assert co.stream(symbol, *_bar(i, slots)) == 0
+        except BaseException as exc:     # reported below: a thread's assert is lost otherwise
+            failures.append(exc)
+
+    def clock():
+        for k in range(40):
+            co.advance(int(slots[0]) + k * 97 * 1_000_000_000)
+
+    threads = [threading.Thread(target=produce, args=(s,)) for s in present]
+    threads.append(threading.Thread(target=clock))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not failures and not sd.event_errors
+    _check_against_batch(co, sd, events, cal, slots, present, exactly_once=False)
