@@ -366,8 +366,10 @@ class SessionData(SessionCore):
         """Call ``callback(event)`` for every event of the kinds given (default: all).
 
         Kinds: ``gap_opened`` (a base slot ended, by ``gap_grace`` slots of the clock, without
-        a bar), ``gap_closed`` (a bar ended the gap; ``event.gap`` is its ``GapInfo``),
-        ``stale`` (``stale_after`` slots without a bar), ``bar_closed`` (a derived bar closed),
+        a bar), ``gap_closed`` (the gap's range is final: a bar ended it, the clock passed
+        its window's close, or the session ended; ``event.gap`` is its ``GapInfo``),
+        ``gap_revised`` (a gap told before is taken back: its slot's bar came after all; what
+        remains of it is told anew), ``stale`` (``stale_after`` slots without a bar), ``bar_closed`` (a derived bar closed),
         ``revised`` (the revise policy changed a bar: ``event.old``, ``event.bar``).  The clock
         is the latest bar end seen or ``advance(now_ns)``: no thread of the library's own.
 
