@@ -23,11 +23,10 @@ from .results import (GapInfo, Gaps, QualityReport, RunResult, live_result, loca
                       session_fields)
 from .bars import COLUMNS, FAULTS, Bars, BadBarError, coerce_float, coerce_ts, describe_row
 from .calendar import Calendar, Windows
+from .faults import REVISABLE, Fault
 from .intervals import Interval, check_bars_interval, check_derivable, parse_interval
 
 POLICIES = ("raise", "drop", "revise")
-# Faults that the revise policy takes as revisions: unsorted, duplicated, late (bars.FAULTS).
-_REVISABLE = (4, 5, 9)
 
 
 def check_symbol(symbol: Any) -> str:
@@ -592,7 +591,7 @@ class SessionData(SessionCore):
                  close: float, volume: float) -> NoReturn:
         raise BadBarError(
             f"{symbol}: {FAULTS[fault]} (ts={np.datetime64(int(ts), 'ns')}Z open={open!r} "
-            f"high={high!r} low={low!r} close={close!r} volume={volume!r})", -1, fault)
+            f"high={high!r} low={low!r} close={close!r} volume={volume!r})", -1, Fault(fault))
 
     def add_bars(self, symbol: str, bars: Bars | Mapping[str, Any] | None = None,
                  **columns: Any) -> int:
@@ -639,7 +638,7 @@ class SessionData(SessionCore):
         if first >= 0 and self.on_bad == "raise":
             raise BadBarError(f"{symbol}: row {first}: {FAULTS[fault]} "
                               f"({describe_row(cols['ts'], cols, first)}); "
-                              f"{accepted} bars before it were stored", first, fault)
+                              f"{accepted} bars before it were stored", first, Fault(fault))
         return int(accepted)
 
     def _push_revising(self, symbol: str, stream: SymbolStream,
@@ -657,13 +656,13 @@ class SessionData(SessionCore):
             if first < 0:
                 break
             row = start + first
-            if fault in _REVISABLE:
+            if fault in REVISABLE:
                 if self._events_on:  # the events of the rows before it, first
                     stream.collect(symbol, self._pending)
                 fault = stream.revise(int(ts[row]), float(o[row]), float(h[row]),
                                       float(lo[row]), float(c[row]), float(v[row]),
                                       self._events_on)
-            if fault == 0:
+            if fault == Fault.NONE:
                 accepted += 1
             else:
                 stream.count_rejected(fault)

@@ -793,3 +793,21 @@ def test_threads_with_breaks_lagging_and_revise_replay_to_the_batch_gaps():
         t.join(60)
     assert not failures and not sd.event_errors
     _check_against_batch(co, sd, events, cal, slots, present, exactly_once=False)
+
+
+def test_one_name_per_concept_and_the_fault_codes_by_name():
+    import sessiondata
+    from sessiondata._core import validation
+    from sessiondata.engine import SymbolEvent
+
+    assert sessiondata.Event.__module__ == "sessiondata._core.stream"   # the live event
+    assert sessiondata.SymbolEvent is SymbolEvent                      # added / removed
+    assert {f.value: f.reason for f in sessiondata.Fault if f.value} == validation.FAULTS
+    sd = _session("raise")
+    sd.add_bar("X", *_bar(3))
+    with pytest.raises(sessiondata.BadBarError) as err:
+        sd.add_bar("X", *_bar(2))
+    assert err.value.fault is sessiondata.Fault.UNSORTED
+    drop = _session("drop")
+    drop.add_bar("X", *_bar(3))
+    assert drop.add_bar("X", *_bar(3)) == sessiondata.Fault.DUPLICATE
