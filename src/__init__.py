@@ -14,7 +14,9 @@ from .intervals import Interval, parse_interval
 from .session import SessionData, SymbolSessionData
 from .processing import DataProcessor, DataQualityManager
 from .coordinator import SessionCoordinator, SessionSummary
-from .engine import Engine, Event, Source
+from .engine import Engine, Source, SymbolEvent
+from .session import Event
+from .faults import Fault
 from .job import run
 from .inspection import inspect as inspect
 
@@ -26,7 +28,9 @@ __all__ = [
     "DataQualityManager",
     "Engine",
     "Event",
+    "Fault",
     "Source",
+    "SymbolEvent",
     "SessionCoordinator",
     "SessionData",
     "SessionSummary",

@@ -199,9 +199,9 @@ class SessionCoordinator:
         # The session is over: every bucket closes, a partial one counts over its slots
         # inside the span.  The whole session counts unless until_ns says otherwise (the
         # session clock, the last bar seen, would let a feed that stopped early score 100).
-        self.processor.finish()
         if until_ns is None:
             until_ns = int(sd.windows.close_ns[-1])
+        self.processor.finish(until_ns=until_ns)
         self.quality.calculate_all(until_ns, since_ns)
         result = sd.result()
         summary = SessionSummary.of(result, 0)

@@ -91,7 +91,7 @@ def batches(bars: Mapping[str, Bars], size: int = 64, name: str = "<bars>") -> l
 
 
 @dataclass(frozen=True)
-class Event:
+class SymbolEvent:
     """A symbol added to or removed from a session at an instant (ns UTC)."""
 
     session: str      # YYYY-MM-DD
@@ -99,6 +99,9 @@ class Event:
     symbol: str
     action: str       # "add" or "remove"
     note: str = ""    # how the summary says it
+
+
+Event = SymbolEvent   # deprecated alias (``sessiondata.Event`` is the live session's event)
 
 
 # -- executors ------------------------------------------------------------------------------

@@ -47,26 +47,16 @@ class DataProcessor:
         a clock here, so a symbol whose feed lags the others never has its bars made late.
         """
         sd = self.session_data
-        with sd._lock:
-            entry = sd._symbols.get(symbol)
-            if entry is None or parse_interval(interval).name != entry.base_interval:
-                return 0
-            return int(entry._stream.last_closed) if entry.derived_intervals else 0
+        entry = sd.get_symbol_data(symbol)
+        if entry is None or parse_interval(interval).name != entry.base_interval:
+            return 0
+        return sd.last_closed(symbol) if entry.derived_intervals else 0
 
-    def finish(self, symbol: str | None = None) -> int:
+    def finish(self, symbol: str | None = None, until_ns: int | None = None) -> int:
         """Close every derived bar being built (the end of the session), for one symbol or
-        all.  Returns how many closed."""
-        sd = self.session_data
-        with sd._lock:
-            entries = (list(sd._symbols.values()) if symbol is None
-                       else [e for e in (sd._symbols.get(symbol),) if e is not None])
-            closed = sum(e._stream.flush() for e in entries)
-            if sd._events_on:  # the bars closed here are events too (bar_closed)
-                for e in entries:
-                    e._stream.collect(e.symbol, sd._pending)
-        if sd._events_on:
-            sd._deliver()      # outside the lock
-        return closed
+        all, and close the gap events up to ``until_ns`` (default: the session's close;
+        see ``SessionData.finish``).  Returns how many derived bars closed."""
+        return self.session_data.finish(symbol, until_ns)
 
 
 class DataQualityManager:
@@ -106,7 +96,7 @@ class DataQualityManager:
         gaps, report = scored
         # Stored on the entry that was read, and only while it is still the registered one:
         # a symbol removed (and maybe added again) meanwhile gets nothing of the old bars.
-        if not sd._store_scores(entry, name, gaps, report,
+        if not sd.store_scores(entry, name, gaps, report,
                                 (since_ns, until_ns)):
             return None
         return report

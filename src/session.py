@@ -23,12 +23,11 @@ from .live_result import live_doc, live_result
 from .results import GapInfo, Gaps, QualityReport, RunResult, local_time
 from .bars import COLUMNS, FAULTS, Bars, BadBarError, coerce_float, coerce_ts, describe_row
 from .calendar import Calendar, Windows
+from .faults import REVISABLE, Fault
 from .intervals import Interval, check_bars_interval, check_derivable, parse_interval
 from .symbols import check_symbol
 
 POLICIES = ("raise", "drop", "revise")
-# Faults that the revise policy takes as revisions: unsorted, duplicated, late (bars.FAULTS).
-_REVISABLE = (4, 5, 9)
 
 
 class SymbolSessionData(SymbolCore):
@@ -319,6 +318,35 @@ class SessionData(SessionCore):
             self._deliver()
         return closed
 
+    def finish(self, symbol: str | None = None, until_ns: int | None = None) -> int:
+        """The end of the session (``SessionCoordinator.stop`` calls it), for one symbol or
+        all: every derived bar being built closes, and every gap still open, or not yet told
+        because no bar and no clock came after it, gets its ``gap_closed`` with its final
+        range, up to ``until_ns`` (default: the session's close).  Returns how many derived
+        bars closed."""
+        with self._lock:
+            if symbol is None:
+                entries = list(self._symbols.values())
+            else:
+                entry = self._symbols.get(symbol)
+                entries = [entry] if entry is not None else []
+            closed = sum(e._stream.flush() for e in entries)
+            if self._events_on and self._windows is not None:
+                end = int(self._windows.close_ns[-1]) if until_ns is None else int(until_ns)
+                for e in entries:
+                    e._stream.collect(e.symbol, self._pending)
+                    e._stream.scan(e.symbol, self._pending, end, 0, True)
+        if self._events_on:
+            self._deliver()      # outside the lock
+        return closed
+
+    def last_closed(self, symbol: str) -> int:
+        """How many derived bars the latest base bar of ``symbol`` closed (0 for a symbol
+        not registered)."""
+        with self._lock:
+            entry = self._symbols.get(symbol)
+            return int(entry._stream.last_closed) if entry is not None else 0
+
     # -- events ---------------------------------------------------------------------------
 
     def subscribe(self, callback: Callable[[Event], Any], kinds: Iterable[str] | None = None,
@@ -326,8 +354,10 @@ class SessionData(SessionCore):
         """Call ``callback(event)`` for every event of the kinds given (default: all).
 
         Kinds: ``gap_opened`` (a base slot ended, by ``gap_grace`` slots of the clock, without
-        a bar), ``gap_closed`` (a bar ended the gap; ``event.gap`` is its ``GapInfo``),
-        ``stale`` (``stale_after`` slots without a bar), ``bar_closed`` (a derived bar closed),
+        a bar), ``gap_closed`` (the gap's range is final: a bar ended it, the clock passed
+        its window's close, or the session ended; ``event.gap`` is its ``GapInfo``),
+        ``gap_revised`` (a gap told before is taken back: its slot's bar came after all; what
+        remains of it is told anew), ``stale`` (``stale_after`` slots without a bar), ``bar_closed`` (a derived bar closed),
         ``revised`` (the revise policy changed a bar: ``event.old``, ``event.bar``).  The clock
         is the latest bar end seen or ``advance(now_ns)``: no thread of the library's own.
 
@@ -492,7 +522,7 @@ class SessionData(SessionCore):
             entry.quality[parse_interval(interval).name] = quality
             return True
 
-    def _store_scores(self, entry: SymbolSessionData, interval: str,
+    def store_scores(self, entry: SymbolSessionData, interval: str,
                       gaps: Gaps | Sequence[GapInfo],
                       quality: QualityReport,
                       span: tuple[int | None, int | None]) -> bool:
@@ -550,7 +580,7 @@ class SessionData(SessionCore):
                  close: float, volume: float) -> NoReturn:
         raise BadBarError(
             f"{symbol}: {FAULTS[fault]} (ts={np.datetime64(int(ts), 'ns')}Z open={open!r} "
-            f"high={high!r} low={low!r} close={close!r} volume={volume!r})", -1, fault)
+            f"high={high!r} low={low!r} close={close!r} volume={volume!r})", -1, Fault(fault))
 
     def add_bars(self, symbol: str, bars: Bars | Mapping[str, Any] | None = None,
                  **columns: Any) -> int:
@@ -597,7 +627,7 @@ class SessionData(SessionCore):
         if first >= 0 and self.on_bad == "raise":
             raise BadBarError(f"{symbol}: row {first}: {FAULTS[fault]} "
                               f"({describe_row(cols['ts'], cols, first)}); "
-                              f"{accepted} bars before it were stored", first, fault)
+                              f"{accepted} bars before it were stored", first, Fault(fault))
         return int(accepted)
 
     def _push_revising(self, symbol: str, stream: SymbolStream,
@@ -615,13 +645,13 @@ class SessionData(SessionCore):
             if first < 0:
                 break
             row = start + first
-            if fault in _REVISABLE:
+            if fault in REVISABLE:
                 if self._events_on:  # the events of the rows before it, first
                     stream.collect(symbol, self._pending)
                 fault = stream.revise(int(ts[row]), float(o[row]), float(h[row]),
                                       float(lo[row]), float(c[row]), float(v[row]),
                                       self._events_on)
-            if fault == 0:
+            if fault == Fault.NONE:
                 accepted += 1
             else:
                 stream.count_rejected(fault)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import re
 import threading
 from pathlib import Path
@@ -271,10 +272,10 @@ def test_advance_announces_gaps_and_stale_symbols():
         [("A", T0 + M, T0 + 7 * M, 6)]
 
 
-def test_an_announced_slot_whose_bar_comes_after_all_closes_empty():
+def test_an_announced_slot_whose_bar_comes_after_all_is_revised():
     sd = _two_symbols()
     events: list = []
-    sd.subscribe(events.append, kinds=("gap_opened", "gap_closed"))
+    sd.subscribe(events.append, kinds=("gap_opened", "gap_closed", "gap_revised"))
     sd.add_bar("A", *_bar(0))
     sd.advance(T0 + 2 * M)              # A's minute 1 ended, but not by a slot of grace yet
     assert [(e.kind, e.symbol, e.ts) for e in events] == [("gap_opened", "B", T0)]
@@ -282,7 +283,8 @@ def test_an_announced_slot_whose_bar_comes_after_all_closes_empty():
     assert [(e.kind, e.symbol, e.ts) for e in events] == [("gap_opened", "B", T0),
                                                           ("gap_opened", "A", T0 + M)]
     sd.add_bar("A", *_bar(1))           # the slot announced: no gap after all
-    assert (events[-1].kind, events[-1].symbol, events[-1].bar_count) == ("gap_closed", "A", 0)
+    assert [(e.kind, e.symbol, e.ts, e.end_ns, e.bar_count) for e in events[2:]] == \
+        [("gap_revised", "A", T0 + M, T0 + 2 * M, 1)]
 
 
 def test_a_failing_callback_loses_no_bar_and_no_event_of_the_others():
@@ -485,3 +487,327 @@ def test_threads_streaming_out_of_order_with_callbacks_equal_the_batch():
             np.testing.assert_array_equal(got.ts, want.ts)
             np.testing.assert_array_equal(got.volume, want.volume)
             np.testing.assert_array_equal(got.count, want.count)
+
+
+# -- every gap opened once and closed once (issue 21) -------------------------------------
+
+def _replay(events) -> dict:
+    """The gaps the events tell, replayed in order as docs/live.md says: ``gap_opened`` adds
+    an open gap at ``ts``, ``gap_closed`` gives it its final range, ``gap_revised`` takes the
+    gap told at ``ts`` back.  Checks that each event refers to a gap in the right state.
+    Returns {(symbol, interval): {start: (end, count) or None while open}}."""
+    told: dict = {}
+    for e in events:
+        if e.kind not in ("gap_opened", "gap_closed", "gap_revised"):
+            continue
+        g = told.setdefault((e.symbol, e.interval), {})
+        if e.kind == "gap_opened":
+            assert e.ts not in g, f"opened twice: {e}"
+            assert e.bar_count > 0 and e.end_ns > e.ts, e
+            g[e.ts] = None
+        elif e.kind == "gap_closed":
+            assert e.ts in g and g[e.ts] is None, f"closed without being open: {e}"
+            assert e.bar_count > 0 and e.end_ns > e.ts, e
+            g[e.ts] = (e.end_ns, e.bar_count)
+        else:
+            assert e.ts in g, f"revised a gap never told: {e}"
+            del g[e.ts]
+    return told
+
+
+def _batch_gaps(ts, interval, cal, until=None) -> set:
+    b = Bars.from_arrays(np.asarray(sorted(ts), dtype=np.int64), *(np.full(len(ts), 1.0),) * 5)
+    gaps = find_gaps(b, interval, cal, base="1m", until=until)
+    return {(int(s), int(e), int(n)) for s, e, n in zip(gaps.start_ns.tolist(),
+                                                         gaps.end_ns.tolist(),
+                                                         gaps.bar_count.tolist())}
+
+
+def _told(told: dict, symbol: str, interval: str = "1m") -> set:
+    g = told.get((symbol, interval), {})
+    assert None not in g.values(), f"{symbol} {interval}: gaps left open: {g}"
+    return {(s, e, n) for s, (e, n) in g.items()}
+
+
+NYSE = Calendar.weekly("America/New_York", "09:30", "16:00")
+
+
+def test_advance_off_a_slot_boundary_does_not_delay_the_next_announcement():
+    # Issue 21, defect 1: a wall clock is never on a slot boundary.
+    sd = SessionData(NYSE)
+    sd.start_session(DAY)
+    for s in ("A", "B"):
+        sd.add_symbol(s, "1m")
+    t0 = int(sd.windows.open_ns[0])
+    events: list = []
+    sd.subscribe(events.append, kinds=("gap_opened", "stale"))
+    for s, m in (("A", 0), ("B", 0), ("A", 1)):
+        sd.add_bar(s, t0 + m * M, 1.0, 1.0, 1.0, 1.0, 1.0)
+    sd.advance(t0 + 2 * M + 30_000_000_000)      # 09:32:30
+    assert events == []                           # B's 09:31 ended less than a slot ago
+    sd.add_bar("A", t0 + 2 * M, 1.0, 1.0, 1.0, 1.0, 1.0)    # the clock enters 09:33
+    assert [(e.kind, e.symbol, e.ts, e.bar_count) for e in events] == \
+        [("gap_opened", "B", t0 + M, 1)]
+
+
+def test_revise_with_advance_keeps_derived_bars_and_stop_does_not_raise():
+    # Issue 21, defect 2: a 5m bar closing into a 15m bucket that advance had closed.
+    co = SessionCoordinator(Calendar.always(), derived_intervals=["5m", "15m"], on_bad="revise")
+    sd = co.start(DAY)
+    co.add_symbol("X")
+    events: list = []
+    co.subscribe(events.append)
+    minutes = [0, 5, 10]
+    co.stream("X", *_bar(0))
+    co.advance(T0 + 15 * M)
+    for m in minutes[1:]:
+        assert co.stream("X", *_bar(m)) == 0
+    ref = _bars(minutes)
+    DataProcessor(sd).finish()
+    for name in ("5m", "15m"):
+        got, want = sd.get_bars("X", name), resample(ref, name, sd.calendar, base="1m")
+        for col in ("ts", "open", "high", "low", "close", "volume", "count"):
+            np.testing.assert_array_equal(getattr(got, col), getattr(want, col), err_msg=name)
+    closed15 = [e.ts for e in events if e.kind == "bar_closed" and e.interval == "15m"]
+    assert closed15 == [T0]                       # once, by advance
+    revised15 = [e for e in events if e.kind == "revised" and e.interval == "15m"]
+    assert revised15 and revised15[-1].bar["volume"] == float(want.volume[0]) \
+        and revised15[-1].bar["count"] == 3
+    summary = co.stop()                           # raised BadBarError before the fix
+    assert summary.bars == 3
+
+
+BREAK = Calendar.weekly("UTC", "00:00", "00:20", "Mon-Sun", breaks=[("00:10", "00:15")])
+LAGGING = {"A": list(range(10)) + [15, 16], "B": [0] + list(range(2, 10)) + [15, 16]}
+
+
+@pytest.mark.parametrize("order", ["A then B", "interleaved", "B lags by 3"])
+def test_a_symbol_lagging_across_a_break_gets_consistent_gap_events(order):
+    # Issue 21, defect 3: each announcement kept apart, withdrawn when a bar shows it wrong.
+    sd = SessionData(BREAK)
+    sd.start_session(DAY)
+    for s in LAGGING:
+        sd.add_symbol(s, "1m", ("5m",))
+    events: list = []
+    sd.subscribe(events.append)
+    if order == "A then B":
+        feed = [("A", m) for m in LAGGING["A"]] + [("B", m) for m in LAGGING["B"]]
+    elif order == "interleaved":
+        feed = sorted(((s, m) for s in LAGGING for m in LAGGING[s]), key=lambda r: (r[1], r[0]))
+    else:
+        feed = sorted(((s, m) for s in LAGGING for m in LAGGING[s]),
+                      key=lambda r: (r[1] + (3 if r[0] == "B" else 0), r[0]))
+    for s, m in feed:
+        assert sd.add_bar(s, *_bar(m)) == 0
+    sd.finish()
+    told = _replay(events)
+    for s, minutes in LAGGING.items():
+        want = _batch_gaps([T0 + m * M for m in minutes], "1m", BREAK)
+        assert _told(told, s) == want, s
+    if order == "interleaved":     # every symbol within the grace: no event for a present slot
+        assert not [e for e in events if e.kind == "gap_revised"]
+        assert [(e.kind, e.symbol, e.ts) for e in events if e.kind.startswith("gap")] == [
+            ("gap_opened", "B", T0 + M), ("gap_closed", "B", T0 + M),
+            ("gap_opened", "A", T0 + 17 * M), ("gap_closed", "A", T0 + 17 * M),
+            ("gap_opened", "B", T0 + 17 * M), ("gap_closed", "B", T0 + 17 * M)]
+
+
+def test_stop_closes_every_open_gap_with_its_final_range():
+    co = SessionCoordinator(BREAK, derived_intervals=["5m"])
+    co.start(DAY)
+    co.add_symbol("A")
+    co.add_symbol("B")
+    events: list = []
+    co.subscribe(events.append, kinds=("gap_opened", "gap_closed", "gap_revised"))
+    for m in range(12):                   # A stops at 00:06, B at 00:08: the rest is missing
+        if m < 6:
+            co.stream("A", *_bar(m))
+        if m < 8:
+            co.stream("B", *_bar(m))
+    co.stop()
+    told = _replay(events)
+    assert _told(told, "A") == {(T0 + 6 * M, T0 + 10 * M, 4), (T0 + 15 * M, T0 + 20 * M, 5)}
+    assert _told(told, "B") == {(T0 + 8 * M, T0 + 10 * M, 2), (T0 + 15 * M, T0 + 20 * M, 5)}
+
+
+def test_advance_past_a_close_closes_the_gap_that_ends_there():
+    sd = SessionData(BREAK)
+    sd.start_session(DAY)
+    sd.add_symbol("A", "1m")
+    events: list = []
+    sd.subscribe(events.append, kinds=("gap_opened", "gap_closed"))
+    for m in range(7):
+        sd.add_bar("A", *_bar(m))
+    sd.advance(T0 + 10 * M)               # the break: 00:09 is not a slot of grace past yet
+    assert [(e.kind, e.ts, e.bar_count) for e in events] == [("gap_opened", T0 + 7 * M, 2)]
+    sd.advance(T0 + 10 * M + 1)           # in the break the clock is past 00:10 + 1 slot?
+    sd.advance(T0 + 16 * M)               # one slot of grace past the close (break slots
+    assert [(e.kind, e.ts, e.end_ns, e.bar_count) for e in events] == [   # count as time)
+        ("gap_opened", T0 + 7 * M, T0 + 9 * M, 2), ("gap_closed", T0 + 7 * M, T0 + 10 * M, 3)]
+
+
+# -- property tests: random feeds, clocks, breaks, lagging symbols, revise, threads ---------
+
+LUNCH = Calendar.weekly("UTC", "00:00", "01:00", "Mon-Sun", breaks=[("00:20", "00:31")])
+LUNCH_SLOTS = np.concatenate([np.arange(o, c, M) for o, c in zip(
+    LUNCH.session_windows(DAY).open_ns.tolist(), LUNCH.session_windows(DAY).close_ns.tolist())])
+PROP_DERIVED = ("5m", "7m", "15m")
+# More examples for a long hunt: SESSIONDATA_LIVE_EXAMPLES=2000 python -m pytest -k replay
+PROP_EXAMPLES = int(os.environ.get("SESSIONDATA_LIVE_EXAMPLES", "40"))       # 7m from the base, 15m cascaded from 5m
+CALENDARS = {"lunch": (LUNCH, LUNCH_SLOTS),
+             "broken": (BROKEN, BROKEN_SLOTS)}
+
+
+@st.composite
+def _feeds(draw, max_symbols=4):
+    """A calendar, and for 2..max_symbols symbols the slots (indices) they send (at least
+    one each)."""
+    cal_name = draw(st.sampled_from(sorted(CALENDARS)))
+    _, slots = CALENDARS[cal_name]
+    n = len(slots)
+    n_sym = draw(st.integers(2, max_symbols))
+    present = {}
+    for k in range(n_sym):
+        density = draw(st.sampled_from([0.3, 0.8, 0.95, 1.0]))
+        seed = draw(st.integers(0, 2**31))
+        mask = (np.random.default_rng(seed).random(n) < density).tolist()
+        if not any(mask):
+            mask[draw(st.integers(0, n - 1))] = True
+        present[f"S{k}"] = [i for i in range(n) if mask[i]]
+    return cal_name, present
+
+
+def _live(cal, symbols, grace=1, on_bad="revise"):
+    co = SessionCoordinator(cal, derived_intervals=PROP_DERIVED, on_bad=on_bad, gap_grace=grace)
+    sd = co.start(DAY)
+    for s in symbols:
+        co.add_symbol(s)
+    events: list = []
+    co.subscribe(events.append)
+    return co, sd, events
+
+
+def _check_against_batch(co, sd, events, cal, slots, present, *, exactly_once: bool) -> None:
+    """After the feed: the events replayed give the batch gaps, derived bars equal the batch,
+    and stop() does not raise."""
+    co.processor.finish()
+    told = _replay(events)
+    for s, idx in present.items():
+        ts = [int(slots[i]) for i in idx]
+        want = _batch_gaps(ts, "1m", cal)
+        assert _told(told, s) == want, s
+        ref = _bars(idx, slots)
+        for name in PROP_DERIVED:
+            got, exp = sd.get_bars(s, name), resample(ref, name, cal, base="1m")
+            for col in ("ts", "open", "high", "low", "close", "volume", "count"):
+                np.testing.assert_array_equal(getattr(got, col), getattr(exp, col),
+                                              err_msg=f"{s} {name} {col}")
+    if exactly_once:
+        assert not [e for e in events if e.kind == "gap_revised"]
+        opened = [(e.symbol, e.ts) for e in events if e.kind == "gap_opened"]
+        closed = [(e.symbol, e.ts) for e in events if e.kind == "gap_closed"]
+        assert len(opened) == len(set(opened)) == len(closed) == len(set(closed))
+    co.stop()      # never raises on bars it accepted
+
+
+@settings(max_examples=PROP_EXAMPLES, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(feed=_feeds(), grace=st.sampled_from([1, 2]), data=st.data())
+def test_in_order_within_the_grace_each_batch_gap_is_opened_once_and_closed_once(
+        feed, grace, data):
+    # Bars sorted by slot (any order within a slot) and a wall clock that never runs more
+    # than the grace past a slot whose bars are still coming: no event for a present slot.
+    cal_name, present = feed
+    cal, slots = CALENDARS[cal_name]
+    co, sd, events = _live(cal, present, grace)
+    rows = [(i, s) for s, idx in present.items() for i in idx]
+    by_slot: dict = {}
+    for i, s in rows:
+        by_slot.setdefault(i, []).append(s)
+    for i in sorted(by_slot):
+        if data.draw(st.booleans()):
+            # A clock that may be anywhere (off the slot grid too) short of the grace.
+            end = int(slots[i]) + M
+            hi = end + grace * M - 1
+            now = data.draw(st.integers(max(sd.clock_ns or 0, end - 2 * M), hi))
+            co.advance(now)
+            assert not [e for e in events if e.kind == "gap_opened" and e.ts <= slots[i]
+                        < e.end_ns and any(j == i for j in present[e.symbol])]
+        for s in data.draw(st.permutations(by_slot[i])):
+            assert co.stream(s, *_bar(i, slots)) == 0
+    if data.draw(st.booleans()):
+        co.advance(int(slots[-1]) + M + data.draw(st.integers(0, 3 * M)))
+    _check_against_batch(co, sd, events, cal, slots, present, exactly_once=True)
+
+
+@settings(max_examples=PROP_EXAMPLES, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(feed=_feeds(), shuffle=st.booleans(), data=st.data())
+def test_lagging_and_revised_feeds_replay_to_the_batch_gaps(feed, shuffle, data):
+    # Symbols lag one another without bound (each in time order, or, with shuffle, in any
+    # order under revise) and a clock advances at random times, off the slot grid too.
+    cal_name, present = feed
+    cal, slots = CALENDARS[cal_name]
+    co, sd, events = _live(cal, present)
+    queues = {s: (data.draw(st.permutations(idx)) if shuffle else list(idx))
+              for s, idx in present.items()}
+    start, close = int(slots[0]), int(cal.session_windows(DAY).close_ns[-1])
+    while any(queues.values()):
+        s = data.draw(st.sampled_from(sorted(k for k, q in queues.items() if q)))
+        for _ in range(data.draw(st.integers(1, 6))):
+            if queues[s]:
+                assert co.stream(s, *_bar(queues[s].pop(0), slots)) == 0
+        if data.draw(st.integers(0, 4)) == 0:
+            co.advance(data.draw(st.integers(start, close + 2 * M)))
+    _check_against_batch(co, sd, events, cal, slots, present, exactly_once=False)
+
+
+def test_threads_with_breaks_lagging_and_revise_replay_to_the_batch_gaps():
+    # Four producers on a calendar with a break, each its symbol in its own order (two in
+    # time order, two shuffled under revise), a fifth thread advancing a clock.
+    rng = np.random.default_rng(21)
+    cal, slots = LUNCH, LUNCH_SLOTS
+    present = {f"S{k}": sorted(rng.choice(len(slots), len(slots) - 8 * k, replace=False)
+                               .tolist()) for k in range(4)}
+    co, sd, events = _live(cal, present)
+    orders = {s: (idx if k < 2 else rng.permutation(idx).tolist())
+              for k, (s, idx) in enumerate(present.items())}
+    failures: list = []
+
+    def produce(symbol):
+        try:
+            for i in orders[symbol]:
+                assert co.stream(symbol, *_bar(i, slots)) == 0
+        except BaseException as exc:     # reported below: a thread's assert is lost otherwise
+            failures.append(exc)
+
+    def clock():
+        for k in range(40):
+            co.advance(int(slots[0]) + k * 97 * 1_000_000_000)
+
+    threads = [threading.Thread(target=produce, args=(s,)) for s in present]
+    threads.append(threading.Thread(target=clock))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not failures and not sd.event_errors
+    _check_against_batch(co, sd, events, cal, slots, present, exactly_once=False)
+
+
+def test_one_name_per_concept_and_the_fault_codes_by_name():
+    import sessiondata
+    from sessiondata._core import validation
+    from sessiondata.engine import SymbolEvent
+
+    assert sessiondata.Event.__module__ == "sessiondata._core.stream"   # the live event
+    assert sessiondata.SymbolEvent is SymbolEvent                      # added / removed
+    assert {f.value: f.reason for f in sessiondata.Fault if f.value} == validation.FAULTS
+    sd = _session("raise")
+    sd.add_bar("X", *_bar(3))
+    with pytest.raises(sessiondata.BadBarError) as err:
+        sd.add_bar("X", *_bar(2))
+    assert err.value.fault is sessiondata.Fault.UNSORTED
+    drop = _session("drop")
+    drop.add_bar("X", *_bar(3))
+    assert drop.add_bar("X", *_bar(3)) == sessiondata.Fault.DUPLICATE

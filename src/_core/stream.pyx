@@ -24,7 +24,7 @@ from common cimport (
     rollup_run, store_append, as_i64, check_grid, store_free, store_init, add_sat, step_end,
     store_nbytes, store_push, store_reserve, store_set, store_snapshot, walker_finish, walker_start,
     walker_step_to,
-    ceil_div, span, sub_sat, u64,
+    ceil_div, slots_from, span, sub_sat, u64,
 )
 
 cdef extern from "Python.h":
@@ -55,9 +55,11 @@ cdef enum:
     EV_STALE = 2
     EV_BAR_CLOSED = 3
     EV_REVISED = 4
+    EV_GAP_REVISED = 5
     RUN_CAP = 16      # gap runs one step of the walker reports to the events (more are counted)
+    MAX_REVS = 2 * MAX_DERIVED + 2    # revisions one revised bar can make (base, each bucket)
 
-EVENT_KINDS = ("gap_opened", "gap_closed", "stale", "bar_closed", "revised")
+EVENT_KINDS = ("gap_opened", "gap_closed", "stale", "bar_closed", "revised", "gap_revised")
 
 
 cdef inline i64 _grace_until(i64 now_ns, i64 base_ns, i64 grace) noexcept nogil:
@@ -155,19 +157,21 @@ cdef class Event:
     Attributes
     ----------
     kind : str
-        ``"gap_opened"``, ``"gap_closed"``, ``"stale"``, ``"bar_closed"`` or ``"revised"``.
+        ``"gap_opened"``, ``"gap_closed"``, ``"gap_revised"``, ``"stale"``, ``"bar_closed"``
+        or ``"revised"``.
     symbol : str
     interval : str
         The base interval for gap and stale events; the derived (or base) interval of the
         bar for ``bar_closed`` and ``revised``.
     ts : int
-        ns UTC: the first missing slot (gap events, stale), the bar's label (bar_closed,
-        revised).
+        ns UTC: the gap's first slot (gap events), the first silent slot (stale), the
+        bar's label (bar_closed, revised).
     end_ns : int
-        gap_closed: the gap's exclusive end; stale: the time up to which slots were counted.
+        The gap's exclusive end (gap_closed: final; gap_opened: so far; gap_revised: as it
+        was told); stale: the time up to which slots were counted.
     bar_count : int
-        gap_closed: the gap's missing slots (0 when the bars of an announced gap came after
-        all, in order); stale and gap_opened: the slots missing so far.
+        The gap's missing slots (gap_closed: final; gap_opened: so far; gap_revised: as
+        told); stale: the slots missing so far.
     bar : dict or None
         bar_closed: the derived bar; revised: the bar as revised.
     old : dict or None
@@ -194,7 +198,8 @@ cdef class Event:
 
     @property
     def gap(self):
-        if self.code != EV_GAP_CLOSED:
+        if self.code != EV_GAP_CLOSED and self.code != EV_GAP_OPENED \
+                and self.code != EV_GAP_REVISED:
             return None
         if not self._gap_made and self._more is not None:
             self._more = self._more._gap_info(self)     # made on demand: datetimes cost
@@ -281,10 +286,17 @@ cdef class SymbolStream:
     cdef Py_ssize_t emitted[MAX_DERIVED]   # derived rows already reported as bar_closed
     cdef GapWalker seen          # the base gap walker as of the last collect
     cdef Py_ssize_t seen_n       # base rows as of the last collect
-    cdef i64 announced           # start of the latest gap announced (gap_opened)
-    cdef bint announced_open     # ... and it is still open
+    # What the clock announced ahead of the bars (scan): every missing slot of the base grid
+    # from the walker's next slot up to ann_until was told (gap_opened; gap_closed too for a
+    # run that ends at its window's close by then, or for all with ann_final).  NO_BAR: none.
+    cdef i64 ann_until
+    cdef bint ann_final
     cdef bint stale_sent         # stale reported for the gap that is open
-    cdef Revision revs[MAX_DERIVED + 1]   # what the last revise changed, for collect
+    # A gap behind the bars that an out-of-order bar (revise) shrank or split: [rg_s, rg_e)
+    # as it was told, and the slot filled (told as gap_revised and what remains).
+    cdef bint rg_on
+    cdef i64 rg_s, rg_e, rg_n, rg_t, rg_t_end
+    cdef Revision revs[MAX_REVS]   # what the last revise changed, for collect
     cdef Py_ssize_t n_revs
     cdef public list names       # interval names: the base, then derived 0, 1, ...
     cdef readonly i64 revised    # bars taken by revise (late, out of order, replaced)
@@ -422,6 +434,15 @@ cdef class SymbolStream:
         i = src.n - closed
         for j in range(k + 1, self.n_derived):
             if self.parent[j] != k:
+                continue
+            if src.ts[i] < self.rollups[j].closed_until or (
+                    self.rollups[j].bucket.active and src.ts[i] < self.rollups[j].bucket.start):
+                # A bar for a bucket already closed (advance closed it before its finer bars
+                # came, which only the revise policy takes): revised, never opened again.
+                rc = self._cascade_late(k, j, i, src.n)
+                if rc < 0:
+                    return -1
+                total += rc
                 continue
             rc = rollup_run(&self.rollups[j], src.ts + i, src.open + i, src.high + i,
                             src.low + i, src.close + i, src.volume + i, src.count + i,
@@ -692,6 +713,7 @@ cdef class SymbolStream:
         i = _search(b.ts, b.n, t)
         replaced = i < b.n and b.ts[i] == t
         self.n_revs = 0
+        self.rg_on = False
         rv = &self.revs[0]
         rv.k = -1
         rv.had_old = replaced
@@ -720,9 +742,23 @@ cdef class SymbolStream:
                 self.gaps.runs -= 1
             elif not left and not right:
                 self.gaps.runs += 1
+            if record:
+                # The gap the slot lay in, as it was told (bars on both sides of it, or the
+                # window's edges): told again as gap_revised and the runs that remain.
+                self.rg_on = True
+                self.rg_t = t
+                self.rg_t_end = probe.slot_end
+                self.rg_s = self.w_open[probe.window]
+                if i > 0 and b.ts[i - 1] >= self.rg_s:
+                    self.rg_s = b.ts[i - 1] + self.base_ns
+                self.rg_e = self.w_close[probe.window]
+                if i + 1 < b.n and b.ts[i + 1] < self.rg_e:
+                    self.rg_e = b.ts[i + 1]
+                self.rg_n = <i64> slots_from(self.rg_s, self.rg_e, self.base_ns)
         self.last_closed = 0
         for k in range(self.n_derived):
-            self._revise_bucket(k, t, o, h, l, c, v, in_order, record)
+            if self._revise_bucket(k, t, o, h, l, c, v, in_order, record) < 0:
+                raise MemoryError("no memory left for derived bars")
         if in_order and self.n_cascaded:
             rc = self._close_ended(t, False, True)
             if rc < 0:
@@ -736,9 +772,9 @@ cdef class SymbolStream:
         return FAULT_NONE
 
     cdef int _feed_counted(self, Py_ssize_t k, i64 t, f64 o, f64 h, f64 l, f64 c, f64 v,
-                           i64 count) except -1:
+                           i64 count) noexcept nogil:
         """Feed one in-order bar to derived interval k, cascade what it closes, count the
-        bars closed in ``last_closed``."""
+        bars closed in ``last_closed``.  0, or -1 when memory ran out."""
         cdef int rc = rollup_feed(&self.rollups[k], t, o, h, l, c, v, count,
                                   &self.derived[k])
         if rc > 0:
@@ -746,12 +782,54 @@ cdef class SymbolStream:
             rc = self._cascade(k, rc)
             if rc > 0:
                 self.last_closed += rc
-        if rc < 0:
-            raise MemoryError("no memory left for derived bars")
+        return -1 if rc < 0 else 0
+
+    cdef int _cascade_late(self, Py_ssize_t k, Py_ssize_t j, Py_ssize_t i0,
+                           Py_ssize_t n) noexcept nogil:
+        """Rows i0..n of interval k into interval j one by one: a row whose bucket of j was
+        closed revises it (and the buckets fed from j that hold it), the others are fed.
+        Returns the bars closed, or -1 when memory ran out."""
+        cdef ColumnStore* src = &self.derived[k]
+        cdef Rollup* r = &self.rollups[j]
+        cdef Py_ssize_t i
+        cdef GridCursor probe
+        cdef bint passed
+        cdef int rc, total = 0
+        for i in range(i0, n):
+            probe.window = 0
+            probe.slot_start = NO_BAR
+            probe.slot_end = NO_BAR
+            passed = False
+            if grid_locate(&probe, r.g_open, r.g_close, r.n_windows, r.step_ns, src.ts[i]):
+                passed = (probe.slot_start < r.bucket.start if r.bucket.active
+                          else probe.slot_start < r.closed_until)
+            if passed:
+                if self._revise_up(j, src.ts[i]) < 0:
+                    return -1
+                continue
+            rc = rollup_feed(r, src.ts[i], src.open[i], src.high[i], src.low[i],
+                             src.close[i], src.volume[i], src.count[i], &self.derived[j])
+            if rc > 0:
+                total += rc
+                rc = self._cascade(j, rc)
+            if rc < 0:
+                return -1
+            total += rc
+        return total
+
+    cdef int _revise_up(self, Py_ssize_t j, i64 t) noexcept nogil:
+        """Make interval j's bucket holding t again from its finer bars, then the buckets
+        of the intervals fed from j that hold t.  0, or -1 when memory ran out."""
+        cdef Py_ssize_t c
+        if self._revise_bucket(j, t, 0.0, 0.0, 0.0, 0.0, 0.0, False, True) < 0:
+            return -1
+        for c in range(j + 1, self.n_derived):
+            if self.parent[c] == j and self._revise_up(c, t) < 0:
+                return -1
         return 0
 
     cdef int _revise_bucket(self, Py_ssize_t k, i64 t, f64 o, f64 h, f64 l, f64 c, f64 v,
-                            bint in_order, bint record) except -1:
+                            bint in_order, bint record) noexcept nogil:
         """Make derived interval k's bucket holding t again from the bars that feed it: a
         closed bar is replaced (or, for a bucket that was empty, inserted), the bar being
         built is recomputed, a bucket not begun is left to the feed."""
@@ -781,8 +859,7 @@ cdef class SymbolStream:
             passed = True
         if p < 0 and in_order and not passed:
             # New to this interval: fed exactly as _accept feeds it.
-            self._feed_counted(k, t, o, h, l, c, v, 1)
-            return 0
+            return self._feed_counted(k, t, o, h, l, c, v, 1)
         src = &self.base if p < 0 else &self.derived[p]
         lo = _search(src.ts, src.n, bs)
         hi = _search(src.ts, src.n, be)
@@ -793,8 +870,9 @@ cdef class SymbolStream:
             if p < 0:
                 return 0
             for i in range(lo, hi):
-                self._feed_counted(k, src.ts[i], src.open[i], src.high[i], src.low[i],
-                                   src.close[i], src.volume[i], src.count[i])
+                if self._feed_counted(k, src.ts[i], src.open[i], src.high[i], src.low[i],
+                                      src.close[i], src.volume[i], src.count[i]) < 0:
+                    return -1
             return 0
         if hi <= lo:
             return 0
@@ -824,7 +902,7 @@ cdef class SymbolStream:
         if j < out.n and out.ts[j] == bs:
             old = _row(out, j)
             store_set(out, j, bs, ho, hh, hl, hc, hv, cnt, <f64> cnt / <f64> expected)
-            if record and not _same(old, _row(out, j)):
+            if record and not _same(old, _row(out, j)) and self.n_revs < MAX_REVS:
                 rv = &self.revs[self.n_revs]
                 self.n_revs += 1
                 rv.k = k
@@ -834,7 +912,7 @@ cdef class SymbolStream:
             return 0
         # The bucket was empty (a gap of this interval): a bar for it now.
         if _store_insert(out, j, bs, ho, hh, hl, hc, hv, cnt, <f64> cnt / <f64> expected) != 0:
-            raise MemoryError("no memory left for derived bars")
+            return -1
         if j < self.emitted[k]:
             self.emitted[k] += 1
         if not r.bucket.active and be > r.closed_until:
@@ -852,7 +930,7 @@ cdef class SymbolStream:
             # Beyond what the walker accounted for: step it over the bucket now.
             walker_step_to(&r.gaps, r.g_open, r.g_close, r.n_windows, r.step_ns, bs,
                            NULL, NULL, 0, 0, &rc)
-        if record:
+        if record and self.n_revs < MAX_REVS:
             rv = &self.revs[self.n_revs]
             self.n_revs += 1
             rv.k = k
@@ -869,9 +947,10 @@ cdef class SymbolStream:
         self.seen_n = self.base.n
         for k in range(MAX_DERIVED):
             self.emitted[k] = self.derived[k].n if k < self.n_derived else 0
-        self.announced = NO_BAR
-        self.announced_open = False
+        self.ann_until = NO_BAR
+        self.ann_final = False
         self.stale_sent = False
+        self.rg_on = False
         self.n_revs = 0
 
     cdef inline object _name(self, Py_ssize_t k):
@@ -881,68 +960,146 @@ cdef class SymbolStream:
             return <object> PyList_GET_ITEM(names, k + 1)
         return k
 
-    cdef i64 _run_end(self, i64 start, i64 count):
-        """The exclusive end of a run of count missing base slots from start."""
+    cdef i64 _window_close(self, i64 start) noexcept nogil:
+        """The close of the window holding the base slot start (start itself outside)."""
         cdef GridCursor g
-        cdef i64 close
         g.window = 0
+        g.slot_start = NO_BAR
+        g.slot_end = NO_BAR
         if not grid_locate(&g, self.w_open, self.w_close, self.n_windows, self.base_ns, start):
             return start
-        close = self.w_close[g.window]
-        if count <= 0:
+        return self.w_close[g.window]
+
+    cdef i64 _run_end(self, i64 start, i64 count) noexcept nogil:
+        """The exclusive end of a run of count missing base slots from start."""
+        cdef i64 close = self._window_close(start)
+        if count <= 0 or close == start:
             return start
         if <u64> count > span(start, close) // <u64> self.base_ns:
             return close        # the window's last slot is short
         return start + count * self.base_ns
 
+    cdef inline bint _told_closed(self, i64 start, i64 end) noexcept nogil:
+        """Whether the announced run [start, end) was told closed (gap_closed) by a scan."""
+        return self.ann_final or (end == self._window_close(start) and end <= self.ann_until)
+
+    cdef inline void _gap(self, list out, int code, object symbol, object name, i64 start,
+                          i64 end, i64 count):
+        out.append(_event(code, symbol, name, start, end, count))
+
+    cdef i64 _next_due(self, i64 until, i64 grace) noexcept nogil:
+        """The clock at which the next base slot after ``until`` (slots that ended by then
+        were scanned) is ``grace`` slots past its end: when a scan has news of this stream."""
+        cdef GridCursor g
+        cdef i64 e
+        g.window = 0
+        g.slot_start = NO_BAR
+        g.slot_end = NO_BAR
+        if grid_locate(&g, self.w_open, self.w_close, self.n_windows, self.base_ns, until):
+            e = g.slot_end
+        elif g.window < self.n_windows:
+            e = step_end(self.w_open[g.window], self.base_ns, self.w_close[g.window])
+        else:
+            return INT64_MAX
+        if grace <= 0:
+            return e
+        if self.base_ns > INT64_MAX // grace:
+            return INT64_MAX
+        return add_sat(e, self.base_ns * grace)
+
     cpdef int collect(self, object symbol, list out, int wanted=0x1f) except -1:
         """Append to ``out`` the events since the last collect: gaps that the bars ended
-        (``gap_opened`` first for a gap no scan announced), revisions, derived bars closed.
+        (``gap_opened`` first for a gap no scan announced; ``gap_revised`` for an announced
+        one that a bar showed to be otherwise), revisions, derived bars closed.
         ``wanted``: a bit mask of the kinds to make (1 << Event.code); the others are only
         taken as reported.  Returns how many."""
-        cdef Py_ssize_t i, j, k, nr, m0 = len(out)
-        cdef GapWalker w
+        cdef Py_ssize_t i, j, k, a, nr, na, m0 = len(out)
+        cdef GapWalker w, tmp
         cdef i64 rs[RUN_CAP]
         cdef i64 rn[RUN_CAP]
+        cdef i64 as_[RUN_CAP]
+        cdef i64 an[RUN_CAP]
+        cdef i64 t, end, a_end
         cdef int fault = 0
-        cdef bint closed_announced
         cdef ColumnStore* s
         cdef Event ev
         cdef Revision* rv
         cdef object name
         if self.seen_n != self.base.n and self.gaps.runs == self.seen.runs \
-                and not self.announced_open:
+                and self.ann_until == NO_BAR:
             # No gap ended and none is announced: nothing to tell, the walker just follows.
             self.seen = self.gaps
             self.seen_n = self.base.n
             self.stale_sent = False
         if self.seen_n != self.base.n:
             w = self.seen
-            name = None
+            name = self._name(-1)
             for i in range(self.seen_n, self.base.n):
+                t = self.base.ts[i]
+                # The runs the clock announced ahead of the bars, as they were told.
+                na = 0
+                if self.ann_until != NO_BAR:
+                    if self.ann_until > w.next_slot:
+                        na = walker_finish(w, self.w_open, self.w_close, self.n_windows,
+                                           self.base_ns, self.ann_until, as_, an, 0, RUN_CAP,
+                                           &tmp)
+                        if na > RUN_CAP:
+                            na = RUN_CAP
+                    else:
+                        self.ann_until = NO_BAR
+                        self.ann_final = False
                 nr = walker_step_to(&w, self.w_open, self.w_close, self.n_windows, self.base_ns,
-                                    self.base.ts[i], rs, rn, 0, RUN_CAP, &fault)
-                closed_announced = False
-                if nr:
-                    name = self._name(-1)
-                for j in range(nr if nr < RUN_CAP else RUN_CAP):
-                    if rs[j] > self.announced:
-                        out.append(_event(EV_GAP_OPENED, symbol, name, rs[j], NO_BAR, rn[j]))
-                        self.announced = rs[j]
-                    elif rs[j] == self.announced:
-                        closed_announced = True
-                    ev = _event(EV_GAP_CLOSED, symbol, name, rs[j], self._run_end(rs[j], rn[j]),
-                                rn[j])
-                    out.append(ev)
-                if self.announced_open and self.announced < w.next_slot:
-                    if not closed_announced:
-                        # Announced, then its bar came after all (in order): an empty gap.
-                        out.append(_event(EV_GAP_CLOSED, symbol, self._name(-1), self.announced,
-                                          self.announced, 0))
-                    self.announced_open = False
+                                    t, rs, rn, 0, RUN_CAP, &fault)
+                if nr > RUN_CAP:
+                    nr = RUN_CAP
+                a = 0
+                for j in range(nr):
+                    end = self._run_end(rs[j], rn[j])
+                    while a < na and as_[a] < rs[j]:     # (not reached: runs start alike)
+                        self._gap(out, EV_GAP_REVISED, symbol, name, as_[a],
+                                  self._run_end(as_[a], an[a]), an[a])
+                        a += 1
+                    if a < na and as_[a] == rs[j]:
+                        a_end = self._run_end(as_[a], an[a])
+                        if not self._told_closed(as_[a], a_end):
+                            # Opened by the clock, ended by this bar: its final range.
+                            self._gap(out, EV_GAP_CLOSED, symbol, name, rs[j], end, rn[j])
+                        elif a_end != end:
+                            # Told closed at its window's close, yet a bar of the window
+                            # came (a symbol lagging past the grace): told again.
+                            self._gap(out, EV_GAP_REVISED, symbol, name, as_[a], a_end, an[a])
+                            self._gap(out, EV_GAP_OPENED, symbol, name, rs[j], end, rn[j])
+                            self._gap(out, EV_GAP_CLOSED, symbol, name, rs[j], end, rn[j])
+                        a += 1
+                    else:
+                        self._gap(out, EV_GAP_OPENED, symbol, name, rs[j], end, rn[j])
+                        self._gap(out, EV_GAP_CLOSED, symbol, name, rs[j], end, rn[j])
+                while a < na:
+                    # Announced, yet this bar is in it or before it: its slots are withdrawn
+                    # (the clock announces what is still missing on its next scan).
+                    self._gap(out, EV_GAP_REVISED, symbol, name, as_[a],
+                              self._run_end(as_[a], an[a]), an[a])
+                    a += 1
+                if na:
+                    self.ann_until = NO_BAR
+                    self.ann_final = False
             self.stale_sent = False
             self.seen = w
             self.seen_n = self.base.n
+        if self.rg_on:
+            # An out-of-order bar filled a slot of a gap told before: the gap as told is
+            # revised, and what remains of it (0, 1 or 2 runs) is told anew.
+            self.rg_on = False
+            name = self._name(-1)
+            self._gap(out, EV_GAP_REVISED, symbol, name, self.rg_s, self.rg_e, self.rg_n)
+            if self.rg_s < self.rg_t:
+                k = <i64> slots_from(self.rg_s, self.rg_t, self.base_ns)
+                self._gap(out, EV_GAP_OPENED, symbol, name, self.rg_s, self.rg_t, k)
+                self._gap(out, EV_GAP_CLOSED, symbol, name, self.rg_s, self.rg_t, k)
+            if self.rg_t_end < self.rg_e:
+                k = <i64> slots_from(self.rg_t_end, self.rg_e, self.base_ns)
+                self._gap(out, EV_GAP_OPENED, symbol, name, self.rg_t_end, self.rg_e, k)
+                self._gap(out, EV_GAP_CLOSED, symbol, name, self.rg_t_end, self.rg_e, k)
         if self.n_revs:
             j = self.n_revs
             self.n_revs = 0     # taken before any object is made (which may run the GC)
@@ -968,30 +1125,83 @@ cdef class SymbolStream:
             self.emitted[k] = s.n
         return len(out) - m0
 
-    cpdef int scan(self, object symbol, list out, i64 until_ns, i64 stale_slots) except -1:
-        """Append to ``out`` what the clock says: ``gap_opened`` for each gap of slots that
-        ended by ``until_ns`` without a bar and was not announced yet, and ``stale`` once
-        the symbol has sent nothing for ``stale_slots`` slots (0: never).  Returns how many."""
-        cdef GapWalker tmp
+    cpdef int scan(self, object symbol, list out, i64 until_ns, i64 stale_slots,
+                   bint final=False) except -1:
+        """Append to ``out`` what the clock says: ``gap_opened`` for each run of slots that
+        ended by ``until_ns`` without a bar and was not announced yet, ``gap_closed`` for each
+        run that reaches its window's close by then (its range is final), and ``stale`` once
+        the symbol has sent nothing for ``stale_slots`` slots (0: never).  With ``final``
+        (the session's end) every run is closed at ``until_ns``.  Returns how many."""
+        cdef GapWalker tmp, tmp2
         cdef i64 rs[RUN_CAP]
         cdef i64 rn[RUN_CAP]
-        cdef Py_ssize_t nr, j, m0 = len(out)
-        cdef i64 missing
-        if until_ns <= self.gaps.next_slot:
+        cdef i64 os_[RUN_CAP]
+        cdef i64 on_[RUN_CAP]
+        cdef Py_ssize_t nr, no, j, a, m0 = len(out)
+        cdef i64 missing, until, old, end, o_end, first = NO_BAR
+        cdef bint closed, last
+        cdef object name = None
+        old = self.ann_until
+        if old != NO_BAR and old <= self.gaps.next_slot:
+            old = NO_BAR
+        if until_ns <= self.gaps.next_slot and not (final and old != NO_BAR):
             return 0
-        nr = walker_finish(self.gaps, self.w_open, self.w_close, self.n_windows, self.base_ns,
-                           until_ns, rs, rn, 0, RUN_CAP, &tmp)
-        if nr == 0:
-            return 0
+        if old != NO_BAR and until_ns <= old and (self.ann_final or not final):
+            return 0    # told already
         name = self._name(-1)
-        for j in range(nr if nr < RUN_CAP else RUN_CAP):
-            if rs[j] > self.announced:
-                out.append(_event(EV_GAP_OPENED, symbol, name, rs[j], NO_BAR, rn[j]))
-                self.announced = rs[j]
-                self.announced_open = True
+        while True:
+            until = until_ns
+            nr = walker_finish(self.gaps, self.w_open, self.w_close, self.n_windows,
+                               self.base_ns, until, rs, rn, 0, RUN_CAP, &tmp)
+            if nr > RUN_CAP:
+                # More runs than one pass tells (a symbol silent over many windows): the
+                # first ones, to the close of the window of the last of them, then the rest.
+                until = self._window_close(rs[RUN_CAP - 1])
+                nr = walker_finish(self.gaps, self.w_open, self.w_close, self.n_windows,
+                                   self.base_ns, until, rs, rn, 0, RUN_CAP, &tmp)
+                if nr > RUN_CAP:
+                    nr = RUN_CAP
+            last = until >= until_ns
+            if nr and first == NO_BAR:
+                first = rs[0]
+            old = self.ann_until
+            no = 0
+            if old != NO_BAR and old > self.gaps.next_slot:
+                no = walker_finish(self.gaps, self.w_open, self.w_close, self.n_windows,
+                                   self.base_ns, old, os_, on_, 0, RUN_CAP, &tmp2)
+                if no > RUN_CAP:
+                    no = RUN_CAP
+            a = 0
+            for j in range(nr):
+                end = self._run_end(rs[j], rn[j])
+                closed = (final and last) or (end == self._window_close(rs[j]) and end <= until)
+                while a < no and os_[a] < rs[j]:    # (not reached: runs start alike)
+                    self._gap(out, EV_GAP_REVISED, symbol, name, os_[a],
+                              self._run_end(os_[a], on_[a]), on_[a])
+                    a += 1
+                if a < no and os_[a] == rs[j]:
+                    o_end = self._run_end(os_[a], on_[a])
+                    a += 1
+                    if self._told_closed(os_[a - 1], o_end):
+                        continue
+                    if closed:
+                        self._gap(out, EV_GAP_CLOSED, symbol, name, rs[j], end, rn[j])
+                    continue
+                self._gap(out, EV_GAP_OPENED, symbol, name, rs[j], end, rn[j])
+                if closed:
+                    self._gap(out, EV_GAP_CLOSED, symbol, name, rs[j], end, rn[j])
+            while a < no:
+                # Told, but past a final until that came earlier than the clock: withdrawn.
+                self._gap(out, EV_GAP_REVISED, symbol, name, os_[a],
+                          self._run_end(os_[a], on_[a]), on_[a])
+                a += 1
+            self.ann_until = until
+            self.ann_final = final and last
+            if last:
+                break
         missing = tmp.missing - self.gaps.missing
-        if stale_slots > 0 and missing >= stale_slots and not self.stale_sent:
-            out.append(_event(EV_STALE, symbol, name, rs[0], until_ns, missing))
+        if stale_slots > 0 and missing >= stale_slots and not self.stale_sent and not final:
+            out.append(_event(EV_STALE, symbol, name, first, until_ns, missing))
             self.stale_sent = True
         return len(out) - m0
 
@@ -1262,7 +1472,8 @@ cdef class SessionCore:
     cdef int _after_bar(self, SymbolStream stream, object symbol) except -1:
         """A bar was stored and someone listens: collect its events, scan the streams when
         the clock entered a new slot, deliver (unless a caller holds the registry lock)."""
-        if (stream.last_closed or stream.gaps.runs != stream.seen.runs or stream.announced_open
+        if (stream.last_closed or stream.gaps.runs != stream.seen.runs
+                or stream.ann_until != NO_BAR
                 or stream.n_revs or stream.seen_n + 1 != stream.base.n):
             stream.collect(symbol, self._pending, self._wanted)
         else:
@@ -1287,7 +1498,7 @@ cdef class SessionCore:
 
     cdef int _scan_all_c(self, i64 now_ns) except -1:
         cdef SymbolStream s
-        cdef i64 step = INT64_MAX, until
+        cdef i64 step = INT64_MAX, until, nxt = INT64_MAX
         cdef list due = None
         cdef dict symbols = self._symbols
         cdef Py_ssize_t pos = 0
@@ -1310,11 +1521,16 @@ cdef class SessionCore:
                 if due is None:
                     due = []
                 due.append((<object> key, s, until))
+            # The next scan comes when the next slot of some stream is due, wherever now
+            # lies (a wall clock given to advance is never on a slot boundary).
+            until = s._next_due(until, self._grace_slots)
+            if until < nxt:
+                nxt = until
         if due is not None:
             for symbol, s, until in due:
                 s.scan(symbol, self._pending, until, self._stale_slots)
         self._scan_step = step if step != INT64_MAX else 1
-        self._next_scan = add_sat(now_ns, self._scan_step)
+        self._next_scan = nxt if nxt > now_ns else add_sat(now_ns, 1)
         self._current = 0
         return 0
 
@@ -1359,8 +1575,9 @@ cdef class SessionCore:
                         while i < n:
                             ev = <Event> PyList_GET_ITEM(batch, i)     # only events go in
                             bit = 1 << ev.code
-                            if ev.code == EV_GAP_CLOSED and not ev._gap_made:
-                                ev._more = self
+                            if ev.code <= EV_GAP_CLOSED or ev.code == EV_GAP_REVISED:
+                                if not ev._gap_made:
+                                    ev._more = self
                             while j < m:
                                 sub = <tuple> PyList_GET_ITEM(subs, j)
                                 j += 1
