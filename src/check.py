@@ -269,7 +269,7 @@ def _toml() -> Any:
         import tomllib
         return tomllib
     try:  # pragma: no cover - Python 3.10
-        import tomli
+        import tomli  # type: ignore[import-not-found, unused-ignore]
     except ImportError:  # pragma: no cover
         raise ImportError("reading TOML rules on Python 3.10 needs tomli: pip install tomli"
                           ) from None
@@ -461,10 +461,9 @@ def read_cells(out: str | os.PathLike) -> Cells:
     if classified:
         columns["lost"] = np.array(lost, np.int64)
         for kind in GAP_KINDS:   # every kind a column, even when no gap has it
-            for col in (kind, f"gaps_{kind}"):
-                values = kinds.get(col, [0] * n_cells)
-                name = f"missing_{kind}" if col == kind else col
-                columns[name] = np.array(values, np.int64)
+            for kc in (kind, f"gaps_{kind}"):
+                name = f"missing_{kind}" if kc == kind else kc
+                columns[name] = np.array(kinds.get(kc, [0] * n_cells), np.int64)
     for kind, values in anomalies.items():
         columns[f"anomalies_{kind}"] = np.array(values + [0] * (n_cells - len(values)),
                                                 np.int64)
@@ -487,7 +486,7 @@ def _anomaly_counts(section: Any, into: dict[str, list[int]], n: int) -> None:
     for kind, value in (section.get("kinds") or {}).items():
         c = value.get("count", value.get("anomaly_count", 0)) if isinstance(value, dict) \
             else value
-        counts[kind] = int(c)
+        counts[kind] = int(c or 0)
     counts["all"] = int(total) if total is not None else sum(counts.values())
     for kind, c in counts.items():
         col = into.setdefault(kind, [])
@@ -864,10 +863,10 @@ def render_table(findings: Findings, limit: int = 30) -> str:
     """The readable report: the failing cells, worst first (at most ``limit``), then each
     rule with its cells evaluated and failing."""
     lines = [f"sessiondata check {findings.source}: {headline(findings)}"]
+    rows: list[Any] = []
     bad = findings.failed
     if len(bad):
         head = ("level", "rule", "interval", "symbol", "session", "value", "threshold")
-        rows = []
         for f in list(bad.rows())[:limit]:
             rule = findings.rules[f["rule"]]
             pct = "%" if metric(f["metric"]).percent else ""
@@ -890,7 +889,7 @@ def render_table(findings: Findings, limit: int = 30) -> str:
     return "\n".join(lines)
 
 
-def _columns(head: Sequence[str], rows: list[tuple[str, ...]], right: set[int]) -> list[str]:
+def _columns(head: Sequence[str], rows: Sequence[Sequence[Any]], right: set[int]) -> list[str]:
     widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
 
     def line(row: Sequence[str]) -> str:

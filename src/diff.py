@@ -309,7 +309,7 @@ class DiffResult:
                  + f" (compared at {s['level']}; tolerance {s['tolerance']:g}, rtol "
                    f"{s['rtol']:g})"]
         head = ("interval", "added", "removed", "changed", "gaps opened", "gaps closed", "")
-        rows = []
+        rows: list[Any] = []
         for iv, t in s["intervals"].items():
             rows.append((iv, f"{t['added']:,}", f"{t['removed']:,}", f"{t['changed']:,}",
                          f"{t['gaps_opened']:,}", f"{t['gaps_closed']:,}",
@@ -345,7 +345,7 @@ def _pct(x: Any) -> str:
     return "-" if x is None or x != x else f"{x:.2f}%"
 
 
-def _columns(head: tuple[str, ...], rows: list[tuple[str, ...]], right: set[int]) -> list[str]:
+def _columns(head: tuple[str, ...], rows: list[Any], right: set[int]) -> list[str]:
     widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
     return ["  ".join(str(x).rjust(w) if i in right else str(x).ljust(w)
                       for i, (x, w) in enumerate(zip(r, widths))).rstrip()
@@ -421,11 +421,11 @@ def diff(a: str | os.PathLike, b: str | os.PathLike, *, tolerance: float = 0.0,
         raise ValueError(f"tolerance and rtol must be >= 0, got {tolerance}, {rtol}")
     root_a, root_b = Path(a), Path(b)
     ma, mb = _manifest(root_a), _manifest(root_b)
-    for key in ("calendar", "base_interval"):
-        if ma.get(key) != mb.get(key):
-            raise ValueError(f"the exports differ in {key}: {ma.get(key)!r} in {root_a}, "
-                             f"{mb.get(key)!r} in {root_b}; diff compares two deliveries run "
-                             "the same way")
+    for what in ("calendar", "base_interval"):
+        if ma.get(what) != mb.get(what):
+            raise ValueError(f"the exports differ in {what}: {ma.get(what)!r} in {root_a}, "
+                             f"{mb.get(what)!r} in {root_b}; diff compares two deliveries "
+                             "run the same way")
     base = str(ma.get("base_interval"))
     with_a = set(ma.get("intervals_with_bars", []))
     with_b = set(mb.get("intervals_with_bars", []))
@@ -441,7 +441,7 @@ def diff(a: str | os.PathLike, b: str | os.PathLike, *, tolerance: float = 0.0,
     day_of = np.array(sessions, "datetime64[D]").astype(np.int64)
 
     ledger: list[dict[str, Any]] = []
-    cell_parts: list[dict[str, np.ndarray]] = []
+    cell_parts: list[dict[str, Any]] = []
     totals: dict[str, dict[str, Any]] = {}
     base_changed_keys = np.empty(0, np.int64)
     for iv in common:
@@ -457,8 +457,8 @@ def diff(a: str | os.PathLike, b: str | os.PathLike, *, tolerance: float = 0.0,
                               old.session[ch_old]))
         ts = np.concatenate((old.ts[m.removed], new.ts[m.added], old.ts[ch_old]))
         key = np.concatenate((old.key[m.removed], new.key[m.added], old.key[ch_old]))
-        kind = np.repeat(np.array(["removed", "added", "changed"]),
-                         [len(m.removed), len(m.added), len(ch_old)])
+        change = np.repeat(np.array(["removed", "added", "changed"]),
+                           [len(m.removed), len(m.added), len(ch_old)])
         if iv == base and base_level:
             base_changed_keys = key
             consequence = np.zeros(len(key), bool)
@@ -474,7 +474,7 @@ def diff(a: str | os.PathLike, b: str | os.PathLike, *, tolerance: float = 0.0,
             consequence = np.zeros(len(key), bool)
         nan = np.full(len(m.removed) + len(m.added), np.nan)
         row = {"symbol": sym, "session": ses, "interval": np.full(len(key), iv, object),
-               "ts": ts, "change": kind, "consequence": consequence}
+               "ts": ts, "change": change, "consequence": consequence}
         for v in VALUES:
             row[f"old_{v}"] = np.concatenate((old.values[v][m.removed], nan[:len(m.added)],
                                               old.values[v][ch_old]))
@@ -494,7 +494,7 @@ def diff(a: str | os.PathLike, b: str | os.PathLike, *, tolerance: float = 0.0,
         gaps_new = _gap_keys(root_b, mb, iv, symbols, keys)
         closed, opened = _gap_changes(gaps_old, gaps_new)
         cell_parts.append({"iv": np.full(1, iv, object), "row": row,
-                           "closed": closed, "opened": opened})  # type: ignore[dict-item]
+                           "closed": closed, "opened": opened})
         totals[iv] = {"added": int(len(m.added)), "removed": int(len(m.removed)),
                       "changed": int(len(ch_old)), "gaps_opened": int(len(opened[0])),
                       "gaps_closed": int(len(closed[0])), "consequence": bool(consequence_iv),
