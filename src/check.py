@@ -939,13 +939,17 @@ def render_junit(findings: Findings, name: str = "sessiondata check") -> str:
             rule = findings.rules[f["rule"]]
             session = f["session"] if f["session"] != ALL else "all sessions"
             case = f"{session} {rule.name} [{f['interval']}]"
-            out.append(f'    <testcase classname={quoteattr("sessiondata." + suite)} '
-                       f'name={quoteattr(case)} time="0">')
-            text = message(f)
-            if f["failed"] and f["level"] == "error":
-                out.append(f'      <failure message={quoteattr(text)} type="{f["metric"]}">'
-                           f'{escape(_figures(f, rule))}</failure>')
-            elif f["failed"]:
+            open_tag = (f'    <testcase classname={quoteattr("sessiondata." + suite)} '
+                        f'name={quoteattr(case)} time="0"')
+            if not f["failed"]:
+                out.append(open_tag + "/>")
+                continue
+            out.append(open_tag + ">")
+            if f["level"] == "error":
+                out.append(f'      <failure message={quoteattr(message(f))} '
+                           f'type={quoteattr(f["metric"])}>{escape(_figures(f, rule))}'
+                           "</failure>")
+            else:
                 out.append(f"      <system-out>{escape('warning: ' + _figures(f, rule))}"
                            "</system-out>")
             out.append("    </testcase>")

@@ -604,7 +604,7 @@ def _check_and_report(args: argparse.Namespace, target: Any, fmt: str,
     text = render(findings, fmt, limit=getattr(args, "limit", None),
                   everything=getattr(args, "all", False))
     if text and not (args.quiet and fmt == "table"):
-        print(text)
+        print(text, end="" if text.endswith("\n") else "\n")
     if fmt == "github":
         write_step_summary(findings)
     if junit:
