@@ -572,6 +572,9 @@ def _add_check_parsers(sub: Any, common: argparse.ArgumentParser,
     data.add_argument("--stamp", choices=("start", "end"), default="start")
     data.add_argument("--ts-format", metavar="FMT")
     data.add_argument("--on-bad", choices=("raise", "drop"), default="raise")
+    data.add_argument("--symbol", metavar="NAME",
+                      help="the symbol of a single file without a symbol column (default: "
+                           "the file name's stem, which differs between two deliveries)")
     g = run.add_argument_group("quality gate", "check the run's result against rules (see "
                                                "'sessiondata check --help')")
     g.add_argument("--check", action="store_true",
@@ -640,7 +643,8 @@ def cmd_diff(args: argparse.Namespace) -> int:
                 raise CliError(f"{path} is not an export: give --calendar (and the options "
                                "of run that the data needs) to run both on the same calendar")
             base, derived = parse_intervals(args.base, args.derived)
-            options = dict(stamp=args.stamp, tz=args.tz, ts_format=args.ts_format)
+            options = dict(stamp=args.stamp, tz=args.tz, ts_format=args.ts_format,
+                           symbol=args.symbol)
             out = Path(tmp) / name
             job.run(path, parse_calendar(args.calendar), base=base, derived=derived, out=out,
                     export_base=True, on_bad=args.on_bad, read_options=options)

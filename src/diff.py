@@ -315,6 +315,10 @@ class DiffResult:
                          f"{t['gaps_opened']:,}", f"{t['gaps_closed']:,}",
                          "consequences of the base changes" if t["consequence"] else ""))
         lines += [""] + _columns(head, rows, {1, 2, 3, 4, 5})
+        if s["symbols_only_old"] and s["symbols_only_new"]:
+            lines += ["", f"symbols only in the old export: {', '.join(s['symbols_only_old'])}; "
+                          f"only in the new: {', '.join(s['symbols_only_new'])} (a file's "
+                          "symbol is its name unless --symbol says otherwise)"]
         if self.cells.num_rows:
             c = {k: self.cells.column(k).to_pylist() for k in self.cells.column_names}
             head2 = ("symbol", "session", "interval", "+", "-", "~", "max price d",
