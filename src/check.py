@@ -378,9 +378,10 @@ class Cells:
         return table[(interval * n_s + symbol) * n_k + session]
 
 
-def read_cells(out: str | os.PathLike) -> Cells:
+def read_cells(out: str | os.PathLike, only: Iterable[str] | None = None) -> Cells:
     """The cells of an export, read from its manifest and session documents (the gaps'
-    lengths from ``OUT/gaps`` when a ``gaps_over_N`` rule asks)."""
+    lengths from ``OUT/gaps`` when a ``gaps_over_N`` rule asks); with ``only``, the cells of
+    those sessions alone."""
     import orjson
 
     root = Path(out)
@@ -403,10 +404,13 @@ def read_cells(out: str | os.PathLike) -> Cells:
     rows: dict[str, list[Any]] = {k: [] for k in (
         "interval", "symbol", "session", "expected", "coverage", "bars", "gaps", "missing")}
     lost: list[int] = []
-    kinds: dict[str, list[int]] = {}
+    kinds: list[dict[str, Any]] = []
     anomalies: dict[str, list[int]] = {}
     classified = True
+    wanted = None if only is None else set(only)
     for k, label in enumerate(sessions):
+        if wanted is not None and label not in wanted:
+            continue
         path = root / "sessions" / f"{label}.json"
         try:
             doc = orjson.loads(path.read_bytes())
@@ -439,14 +443,7 @@ def read_cells(out: str | os.PathLike) -> Cells:
                 n = len(rows["interval"]) - 1
                 if classified and "lost" in q:
                     lost.append(int(q["lost"]))
-                    for kind, c in (g.get("kinds") or {}).items():
-                        kinds.setdefault(kind, [0] * n)
-                        kinds.setdefault(f"gaps_{kind}", [0] * n)
-                        kinds[kind].append(int(c["missing_bars"]))
-                        kinds[f"gaps_{kind}"].append(int(c["gap_count"]))
-                    for col in kinds.values():   # kinds absent in this cell count 0
-                        if len(col) == n:
-                            col.append(0)
+                    kinds.append(g.get("kinds") or {})
                 else:
                     classified = False
                 _anomaly_counts(iv.get("anomalies"), anomalies, n)
@@ -460,10 +457,16 @@ def read_cells(out: str | os.PathLike) -> Cells:
     n_cells = len(rows["interval"])
     if classified:
         columns["lost"] = np.array(lost, np.int64)
-        for kind in GAP_KINDS:   # every kind a column, even when no gap has it
-            for kc in (kind, f"gaps_{kind}"):
-                name = f"missing_{kind}" if kc == kind else kc
-                columns[name] = np.array(kinds.get(kc, [0] * n_cells), np.int64)
+        names = set(GAP_KINDS).union(*kinds) if kinds else set(GAP_KINDS)
+        none = {"missing_bars": 0, "gap_count": 0}
+        for kind in sorted(names):   # every kind a column, even when no gap has it
+            try:
+                columns[f"missing_{kind}"] = np.array(
+                    [int(c.get(kind, none)["missing_bars"]) for c in kinds], np.int64)
+                columns[f"gaps_{kind}"] = np.array(
+                    [int(c.get(kind, none)["gap_count"]) for c in kinds], np.int64)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ValueError(f"{root}: malformed gap kinds ({exc!r})") from None
     for kind, values in anomalies.items():
         columns[f"anomalies_{kind}"] = np.array(values + [0] * (n_cells - len(values)),
                                                 np.int64)

@@ -65,11 +65,15 @@ def _manifest(root: Path) -> dict[str, Any]:
 class _Side:
     """One export's bars of one interval, as columns sorted by (symbol, ts)."""
 
-    key: np.ndarray        # int64: symbol code and time, one number
-    symbol: np.ndarray     # int64 codes into the union of both exports' symbols
-    ts: np.ndarray         # int64 ns
-    session: np.ndarray    # int64 days since the epoch
-    values: dict[str, np.ndarray]   # open, high, low, close, volume (float64), count (int64)
+    key: np.ndarray        # int64, sorted: symbol code and time, one number
+    order: np.ndarray | None   # the rows of the columns below in the order of ``key``
+    columns: dict[str, np.ndarray]  # as read: symbol (codes into the union of both
+    # exports' symbols), ts (ns), session (days), open ... volume (float64), count (int64)
+
+    def at(self, name: str, rows: np.ndarray) -> np.ndarray:
+        """A column's values at ``rows`` of the sorted order (one gather, not a sort of
+        every column)."""
+        return self.columns[name][rows if self.order is None else self.order[rows]]
 
 
 class _Keys:
@@ -87,8 +91,8 @@ class _Keys:
                              "int64")
 
     def of(self, code: np.ndarray, ts: np.ndarray, where: str) -> np.ndarray:
-        sec, rem = np.divmod(ts, 1_000_000_000)
-        if rem.any():
+        sec = ts // 1_000_000_000
+        if (sec * 1_000_000_000 != ts).any():
             raise ValueError(f"{where}: bars that do not start on a whole second")
         rel = sec - self.t0
         if len(rel) and (rel.min() < 0 or rel.max() >= self.span):
@@ -137,7 +141,8 @@ def _read_side(root: Path, manifest: dict[str, Any], interval: str, symbols: lis
             convert_options=pa.csv.ConvertOptions(column_types=types))).to_table(columns=names)
     if table is None or table.num_rows == 0:
         z = np.empty(0, np.int64)
-        return _Side(z, z, z, z, {**{v: np.empty(0) for v in VALUES}, "count": z})
+        return _Side(z, None, {"symbol": z, "ts": z, "session": z, "count": z,
+                               **{v: np.empty(0) for v in VALUES}})
 
     def col(name: str, dtype: Any) -> np.ndarray:
         c = table.column(name)
@@ -146,35 +151,33 @@ def _read_side(root: Path, manifest: dict[str, Any], interval: str, symbols: lis
         if c.null_count and name not in VALUES:
             raise ValueError(f"{where}: null {name} values")
         arr = c.to_numpy() if c.null_count == 0 else c.to_numpy(zero_copy_only=False)
-        return np.ascontiguousarray(arr, dtype=dtype)
+        return arr if arr.dtype == dtype else arr.astype(dtype)
 
-    code = _codes(table.column("symbol"), symbols, where)
-    ts = col("ts", np.int64)
-    session = col("session", np.int64)
-    values = {v: col(v, np.float64) for v in VALUES}
-    values["count"] = col("count", np.int64)
+    columns = {"symbol": _codes(table.column("symbol"), symbols, where),
+               "ts": col("ts", np.int64), "session": col("session", np.int32),
+               **{v: col(v, np.float64) for v in VALUES}, "count": col("count", np.int64)}
     del table
-    key = keys.of(code, ts, where)
-    order = _sort_order(key)
-    if order is not None:
-        key, code, ts, session = key[order], code[order], ts[order], session[order]
-        values = {k: v[order] for k, v in values.items()}
-    if len(key) > 1 and not (np.diff(key) > 0).all():
-        i = int(np.argmax(np.diff(key) <= 0))
-        raise ValueError(f"{where}: {symbols[int(code[i])]} has two bars at "
-                         f"{np.datetime64(int(ts[i]), 'ns')}Z")
-    return _Side(key, code, ts, session, values)
+    key = keys.of(columns["symbol"], columns["ts"], where)
+    order, key = _sort_order(key)
+    side = _Side(key, order, columns)
+    dup = np.flatnonzero(np.diff(key) <= 0)
+    if len(dup):
+        at = dup[:1]
+        raise ValueError(f"{where}: {symbols[int(side.at('symbol', at)[0])]} has two bars "
+                         f"at {np.datetime64(int(side.at('ts', at)[0]), 'ns')}Z")
+    return side
 
 
-def _sort_order(key: np.ndarray) -> np.ndarray | None:
-    """The order that sorts ``key`` (None when it is sorted).  The datasets hold each
-    symbol's bars in time order in runs (a file's row groups), so the runs are sorted by
-    their first key and laid end to end; a full sort only when runs overlap."""
+def _sort_order(key: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+    """The order that sorts ``key`` (None when it is sorted) and the sorted keys.  The
+    datasets hold each symbol's bars in time order in runs (a file's row groups), so the
+    runs are sorted by their first key and laid end to end; a full sort only when runs
+    overlap."""
     if len(key) < 2:
-        return None
+        return None, key
     d = np.diff(key)
     if (d > 0).all():
-        return None
+        return None, key
     starts = np.concatenate(([0], np.flatnonzero(d <= 0) + 1))
     ends = np.concatenate((starts[1:], [len(key)]))
     by_first = np.argsort(key[starts], kind="stable")
@@ -183,9 +186,11 @@ def _sort_order(key: np.ndarray) -> np.ndarray | None:
     # Positions: for each run in the new order, its range of rows.
     offsets = np.repeat(s - np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths)
     order = np.arange(len(key)) + offsets
-    if (np.diff(key[order]) > 0).all():
-        return order
-    return np.argsort(key, kind="stable")
+    ordered = key[order]
+    if (np.diff(ordered) > 0).all():
+        return order, ordered
+    order = np.argsort(key, kind="stable")
+    return order, key[order]
 
 
 @dataclass
@@ -204,17 +209,17 @@ def _match(a: np.ndarray, b: np.ndarray) -> _Match:
         idx = np.arange(len(a))
         z = np.empty(0, np.int64)
         return _Match(idx, idx, z, z)
-    both = np.concatenate((a, b))
-    order = np.argsort(both, kind="stable")   # timsort: a merge of two sorted runs
-    sk = both[order]
-    same = np.flatnonzero(sk[1:] == sk[:-1])
-    old = order[same]
-    new = order[same + 1] - len(a)
-    in_a = np.ones(len(a), bool)
-    in_a[old] = False
+    # Binary search of sorted needles: each search walks near the previous one (cache
+    # friendly), four times faster here than a merge by a stable sort of both.
+    pos = np.searchsorted(b, a)
+    found = np.zeros(len(a), bool)
+    inside = pos < len(b)
+    found[inside] = b[pos[inside]] == a[inside]
+    old = np.flatnonzero(found)
+    new = pos[found]
     in_b = np.ones(len(b), bool)
     in_b[new] = False
-    return _Match(old, new, np.flatnonzero(in_a), np.flatnonzero(in_b))
+    return _Match(old, new, np.flatnonzero(~found), np.flatnonzero(in_b))
 
 
 def _changed(old: _Side, new: _Side, m: _Match, atol: float, rtol: float
@@ -223,11 +228,24 @@ def _changed(old: _Side, new: _Side, m: _Match, atol: float, rtol: float
     a different count of base bars is a change), the largest price change of each and its
     volume change."""
     n = len(m.old)
+    # The same rows in the same layout (two runs of the same files, the common case):
+    # compare the columns as read, with no gather, and put the results in key order.
+    same = (n == len(old.key) == len(new.key) and not len(m.removed) and not len(m.added)
+            and ((old.order is None and new.order is None) or
+                 (old.order is not None and new.order is not None
+                  and np.array_equal(old.order, new.order))))
+    if same:
+        n = n if old.order is None else len(old.order)
+
+    def values(side: _Side, name: str, rows: np.ndarray) -> np.ndarray:
+        return side.columns[name] if same else side.at(name, rows)
+
     changed = np.zeros(n, bool)
     price = np.zeros(n)
+    volume = np.zeros(n)
     for name in VALUES:
-        x = old.values[name][m.old]
-        y = new.values[name][m.new]
+        x = values(old, name, m.old)
+        y = values(new, name, m.new)
         delta = np.abs(y - x)
         nan_x, nan_y = np.isnan(x), np.isnan(y)
         delta = np.where(nan_x & nan_y, 0.0, np.where(nan_x | nan_y, np.inf, delta))
@@ -236,7 +254,9 @@ def _changed(old: _Side, new: _Side, m: _Match, atol: float, rtol: float
             volume = delta
         else:
             price = np.maximum(price, delta)
-    changed |= old.values["count"][m.old] != new.values["count"][m.new]
+    changed |= values(old, "count", m.old) != values(new, "count", m.new)
+    if same and old.order is not None:
+        return changed[old.order], price[old.order], volume[old.order]
     return changed, price, volume
 
 
@@ -456,10 +476,11 @@ def diff(a: str | os.PathLike, b: str | os.PathLike, *, tolerance: float = 0.0,
         ch_old, ch_new = m.old[changed], m.new[changed]
         consequence_iv = base_level and iv != base
         # Rows of the ledger: removed (old side), added (new side), changed (both).
-        sym = np.concatenate((old.symbol[m.removed], new.symbol[m.added], old.symbol[ch_old]))
-        ses = np.concatenate((old.session[m.removed], new.session[m.added],
-                              old.session[ch_old]))
-        ts = np.concatenate((old.ts[m.removed], new.ts[m.added], old.ts[ch_old]))
+        def both(name: str) -> np.ndarray:
+            return np.concatenate((old.at(name, m.removed), new.at(name, m.added),
+                                   old.at(name, ch_old)))
+
+        sym, ses, ts = both("symbol"), both("session"), both("ts")
         key = np.concatenate((old.key[m.removed], new.key[m.added], old.key[ch_old]))
         change = np.repeat(np.array(["removed", "added", "changed"]),
                            [len(m.removed), len(m.added), len(ch_old)])
@@ -467,7 +488,10 @@ def diff(a: str | os.PathLike, b: str | os.PathLike, *, tolerance: float = 0.0,
             base_changed_keys = key
             consequence = np.zeros(len(key), bool)
         elif consequence_iv:
-            union = np.union1d(old.key, new.key)
+            # Both key columns are sorted: the union is the old keys with the added ones
+            # put in their places.
+            extra = new.key[m.added]
+            union = np.insert(old.key, np.searchsorted(old.key, extra), extra)
             if len(union) and len(base_changed_keys):
                 at = np.searchsorted(union, base_changed_keys, side="right") - 1
                 hit = np.unique(union[at[at >= 0]])
@@ -480,17 +504,15 @@ def diff(a: str | os.PathLike, b: str | os.PathLike, *, tolerance: float = 0.0,
         row = {"symbol": sym, "session": ses, "interval": np.full(len(key), iv, object),
                "ts": ts, "change": change, "consequence": consequence}
         for v in VALUES:
-            row[f"old_{v}"] = np.concatenate((old.values[v][m.removed], nan[:len(m.added)],
-                                              old.values[v][ch_old]))
-            row[f"new_{v}"] = np.concatenate((nan[:len(m.removed)], new.values[v][m.added],
-                                              new.values[v][ch_new]))
+            row[f"old_{v}"] = np.concatenate((old.at(v, m.removed), nan[:len(m.added)],
+                                              old.at(v, ch_old)))
+            row[f"new_{v}"] = np.concatenate((nan[:len(m.removed)], new.at(v, m.added),
+                                              new.at(v, ch_new)))
         cnt_nan = np.full(len(nan), -1, np.int64)
-        row["old_count"] = np.concatenate((old.values["count"][m.removed],
-                                           cnt_nan[:len(m.added)],
-                                           old.values["count"][ch_old]))
-        row["new_count"] = np.concatenate((cnt_nan[:len(m.removed)],
-                                           new.values["count"][m.added],
-                                           new.values["count"][ch_new]))
+        row["old_count"] = np.concatenate((old.at("count", m.removed), cnt_nan[:len(m.added)],
+                                           old.at("count", ch_old)))
+        row["new_count"] = np.concatenate((cnt_nan[:len(m.removed)], new.at("count", m.added),
+                                           new.at("count", ch_new)))
         row["price_change"] = np.concatenate((nan, price[changed]))
         row["volume_change"] = np.concatenate((nan, volume[changed]))
         ledger.append(row)
@@ -586,10 +608,14 @@ def _cells_table(parts: list[dict[str, Any]], symbols: list[str], sessions: list
         consequence[c[row["consequence"]]] = True
         for name, (sym, ses) in (("gaps_closed", p["closed"]), ("gaps_opened", p["opened"])):
             cols[name] += np.bincount(cell(i, sym, ses), minlength=n_cells)
-    # Before and after: the figures of the session documents (check's cells).
+    # Before and after: the figures of the session documents (check's cells), read for
+    # the sessions where a bar or a gap changed.
+    changed_at = np.flatnonzero(cols["added"] + cols["removed"] + cols["changed"]
+                                + cols["gaps_opened"] + cols["gaps_closed"])
+    touched_sessions = [sessions[k] for k in np.unique(changed_at % max(n_k, 1)).tolist()]
     figures: dict[str, np.ndarray] = {}
     for side, root in (("old", root_a), ("new", root_b)):
-        cells = read_cells(root)
+        cells = read_cells(root, only=touched_sessions)
         sym_map = np.array([symbols.index(s) for s in cells.symbols], np.int64)
         ses_map = np.array([sessions.index(s) for s in cells.sessions], np.int64)
         iv_map = np.array([ivs.index(v) if v in ivs else -1 for v in cells.intervals], np.int64)
