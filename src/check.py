@@ -711,6 +711,10 @@ def evaluate(cells: Cells, rules: Sequence[Rule]) -> Findings:
             raise RuleError(f"rule {rule.name} ({rule.source}): {cells.source} has no "
                             f"interval {rule.interval!r} (it has {', '.join(cells.intervals)})")
         sel = np.flatnonzero(np.isin(cells.interval, ivs))
+        if not len(sel):   # a gate on nothing must not pass
+            raise RuleError(f"rule {rule.name} ({rule.source}): {cells.source} has no scored "
+                            f"cell of {' '.join(cells.intervals[i] for i in ivs) or 'its interval'}"
+                            " to evaluate")
         n_s, n_k = len(cells.symbols), len(cells.sessions)
         sym, ses, iv = cells.symbol[sel], cells.session[sel], cells.interval[sel]
         # Groups of the scope: a key per cell, then its parts back from the key.
