@@ -50,3 +50,5 @@ __all__ = [
     "resample",
     "run",
 ]
+from .check import check; from .diff import diff  # noqa: E402,E702 - quality gate, diff
+__all__ += ["check", "diff"]

@@ -3,6 +3,8 @@
     sessiondata run [DATA] --calendar XNYS --base 1m --derived 5m,15m,1h --out DIR
     sessiondata validate DIR
     sessiondata report DIR
+    sessiondata check DIR --fail-under completeness=99.5 [--format table|json|junit|github]
+    sessiondata diff OLD NEW [--out DIFF] [--tolerance X]
 
 ``run`` reads every symbol's bars from DATA (a CSV or Parquet file, or a folder of them, or a
 vendor format; the embedded sample when DATA is not given), runs every trading session of the
@@ -18,7 +20,8 @@ scored from then.  A bucket cut by that span counts its bars over its slots insi
 derived interval never has more bars than expected slots.  A session cut so is marked
 partial in the summary.
 
-Exit codes: 0 done; 1 ``validate`` found problems; 2 bad input or usage (one line on stderr
+Exit codes: 0 done; 1 ``validate`` found problems, an error rule of ``check`` (or ``run
+--check``) failed, or ``diff`` found history changed; 2 bad input or usage (one line on stderr
 says why; ``--debug`` shows the traceback); 3 an internal error; 130 interrupted.
 """
 
@@ -212,6 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "plotting library is inlined); needs sessiondata[report].")
     rep.add_argument("dir", metavar="DIR", help="the --out folder of a run")
     rep.add_argument("--output", metavar="FILE", help="where to write (default DIR/report.html)")
+    _add_check_parsers(sub, common, run)
     return parser
 
 
@@ -243,6 +247,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_report(args)
         if args.command == "inspect":
             return cmd_inspect(args)
+        if args.command in ("check", "diff"):
+            return cmd_check(args) if args.command == "check" else cmd_diff(args)
         build_parser().print_help()
         return EXIT_BAD_INPUT
     except CliError as exc:
@@ -473,6 +479,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         path = write_report(out)
         if not args.quiet:
             print(f"wrote {path}")
+    if _wants_check(args):
+        return _check_and_report(args, result, args.check_format)
     return EXIT_OK
 
 
@@ -560,6 +568,168 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     elif not args.quiet:
         print(found.render())
     return EXIT_OK
+# --------------------------------------------------------------------------------------------
+# check and diff: quality gates and two deliveries compared (sessiondata.check, .diff)
+# --------------------------------------------------------------------------------------------
+
+_RULE_OPTIONS = ("fail-under", "fail-over", "warn-under", "warn-over", "fail", "warn")
+
+
+def _add_rule_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group(
+        "quality rules", "METRIC[@SCOPE][:INTERVAL]=VALUE, comma-separated (e.g. "
+        "completeness=99.5,data_quality@symbol=99.9,gaps_over_30:5m=0); metrics: "
+        "completeness, data_quality, lost, outage, late_start, early_end, no_trade, halt, "
+        "gaps, missing, gaps_<kind>, gaps_over_N; scopes: cell (default), symbol, session, "
+        "totals; interval: the base interval by default, * for all. Added to the rules of "
+        "--rules FILE or of [tool.sessiondata.check] in the nearest pyproject.toml "
+        "(docs/check.md)")
+    g.add_argument("--rules", metavar="FILE",
+                   help="a TOML file of rules (instead of pyproject.toml's)")
+    for name in _RULE_OPTIONS:
+        bound = {"fail-under": "a minimum", "fail-over": "a maximum", "warn-under":
+                 "a minimum", "warn-over": "a maximum"}.get(name, "the metric's own bound")
+        level = "error (exit 1)" if name.startswith("fail") else "warning"
+        g.add_argument(f"--{name}", action="append", metavar="SPEC",
+                       dest=f"rule_{name.replace('-', '_')}",
+                       help=f"rules with {bound}, failing as {level}")
+
+
+def _add_check_parsers(sub: Any, common: argparse.ArgumentParser,
+                       run: argparse.ArgumentParser) -> None:
+    from .check import FORMATS
+
+    chk = sub.add_parser(
+        "check", parents=[common], help="gate on data quality: rules on every cell of an export",
+        description="Evaluate quality rules on every cell (symbol x session x interval, or "
+                    "the rule's scope) of an export; exit 0 when no error rule fails, 1 when "
+                    "one does, 2 on bad input.")
+    chk.add_argument("dir", metavar="OUT", help="the --out folder of a run")
+    chk.add_argument("--format", choices=FORMATS, default="table",
+                     help="table (default; failing cells, worst first), json (JSON Lines, "
+                          "one failing finding per line), junit (JUnit XML), github "
+                          "(annotations; a markdown table appended to $GITHUB_STEP_SUMMARY)")
+    chk.add_argument("--junit", metavar="FILE", help="also write the JUnit XML to FILE")
+    chk.add_argument("--all", action="store_true",
+                     help="json: every evaluation, passing ones too")
+    chk.add_argument("--limit", type=int, metavar="N",
+                     help="failing cells shown (table: 30, github: 10 annotations)")
+    _add_rule_options(chk)
+    dif = sub.add_parser(
+        "diff", parents=[common], help="what changed between two deliveries of a history",
+        description="Compare two exports (or two data folders, run here on --calendar with "
+                    "their base bars): per symbol x session x interval the bars added, "
+                    "removed and changed, gaps opened and closed, quality before and after; "
+                    "exit 1 when history changed beyond the tolerance.")
+    dif.add_argument("old", metavar="OLD", help="an export folder, or a data file or folder")
+    dif.add_argument("new", metavar="NEW", help="the same, delivered again")
+    dif.add_argument("--out", metavar="DIFF",
+                     help="write DIFF/changes/ (one row per changed bar), DIFF/cells.parquet "
+                          "and DIFF/summary.json")
+    dif.add_argument("--tolerance", type=float, default=0.0, metavar="ABS",
+                     help="a value changed when |new - old| > ABS + RTOL * |old| (default 0)")
+    dif.add_argument("--rtol", type=float, default=0.0, metavar="RTOL",
+                     help="relative tolerance (default 0)")
+    dif.add_argument("--format", choices=("table", "json"), default="table",
+                     help="table (default) or json (the summary)")
+    dif.add_argument("--limit", type=int, default=30, metavar="N",
+                     help="changed cells shown (default 30)")
+    data = dif.add_argument_group("data folders", "when OLD and NEW are data, not exports")
+    data.add_argument("--calendar", metavar="CAL", help="as for run; required with data")
+    data.add_argument("--base", default="1m", metavar="IV")
+    data.add_argument("--derived", default="5m,15m,1h", metavar="IV,IV")
+    data.add_argument("--tz", default="UTC", metavar="TZ")
+    data.add_argument("--stamp", choices=("start", "end"), default="start")
+    data.add_argument("--ts-format", metavar="FMT")
+    data.add_argument("--on-bad", choices=("raise", "drop"), default="raise")
+    data.add_argument("--symbol", metavar="NAME",
+                      help="the symbol of a single file without a symbol column (default: "
+                           "the file name's stem, which differs between two deliveries)")
+    g = run.add_argument_group("quality gate", "check the run's result against rules (see "
+                                               "'sessiondata check --help')")
+    g.add_argument("--check", action="store_true",
+                   help="after the run, evaluate the rules (of the options below, --rules "
+                        "or pyproject.toml); exit 1 when an error rule fails")
+    g.add_argument("--check-format", choices=FORMATS, default="table",
+                   help="the check's output format (default table)")
+    _add_rule_options(run)
+
+
+def _rule_specs(args: argparse.Namespace) -> dict[str, list[str]]:
+    return {name: getattr(args, f"rule_{name.replace('-', '_')}", None) or []
+            for name in _RULE_OPTIONS}
+
+
+def _wants_check(args: argparse.Namespace) -> bool:
+    return bool(getattr(args, "check", False) or getattr(args, "rules", None)
+                or any(_rule_specs(args).values()))
+
+
+def _check_and_report(args: argparse.Namespace, target: Any, fmt: str,
+                      junit: str | None = None) -> int:
+    """Evaluate the rules on ``target`` (a RunResult or an export) and print the findings."""
+    from .check import EXIT_FAIL, EXIT_PASS, check, gather_rules, render, write_step_summary
+
+    rules = gather_rules(rules_file=getattr(args, "rules", None), specs=_rule_specs(args))
+    findings = check(target, rules)
+    if not findings.source or findings.source == "the run":
+        findings.source = str(getattr(args, "out", "") or "the run")
+    text = render(findings, fmt, limit=getattr(args, "limit", None),
+                  everything=getattr(args, "all", False))
+    if text and not (args.quiet and fmt == "table"):
+        print(text, end="" if text.endswith("\n") else "\n")
+    if fmt == "github":
+        write_step_summary(findings)
+    if junit:
+        _write_text(junit, render(findings, "junit"))
+    return EXIT_FAIL if findings.errors else EXIT_PASS
+
+
+def _write_text(path: str, text: str) -> None:
+    from .export import write_atomic
+
+    write_atomic(path, text)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    return _check_and_report(args, args.dir, args.format, args.junit)
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from .diff import diff
+    from .export import is_export
+
+    with tempfile.TemporaryDirectory(prefix="sessiondata-diff-") as tmp:
+        sides = []
+        for name, path in (("old", args.old), ("new", args.new)):
+            if is_export(path):
+                sides.append(path)
+                continue
+            if not Path(path).exists():
+                raise CliError(f"{name} {path}: no such file or folder")
+            if not args.calendar:
+                raise CliError(f"{path} is not an export: give --calendar (and the options "
+                               "of run that the data needs) to run both on the same calendar")
+            base, derived = parse_intervals(args.base, args.derived)
+            options = dict(stamp=args.stamp, tz=args.tz, ts_format=args.ts_format,
+                           symbol=args.symbol)
+            out = Path(tmp) / name
+            job.run(path, parse_calendar(args.calendar), base=base, derived=derived, out=out,
+                    export_base=True, on_bad=args.on_bad, read_options=options)
+            sides.append(str(out))
+        result = diff(sides[0], sides[1], tolerance=args.tolerance, rtol=args.rtol)
+    result.summary["old"], result.summary["new"] = args.old, args.new
+    if args.out:
+        result.write(args.out)
+    if args.format == "json":
+        print(json.dumps(result.summary))
+    elif not args.quiet:
+        print(result.render(args.limit))
+        if args.out:
+            print(f"wrote {args.out}")
+    return EXIT_PROBLEMS if result.changed else EXIT_OK
 
 
 if __name__ == "__main__":  # pragma: no cover
