@@ -17,7 +17,7 @@ from .coordinator import SessionCoordinator, SessionSummary
 from .engine import Engine, Event, Source
 from .job import run
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = [
     "Bars",
