@@ -20,7 +20,7 @@ from .faults import Fault
 from .job import run
 from .inspection import inspect as inspect
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = [
     "Bars",

@@ -186,6 +186,8 @@ class SessionData(SessionCore):
         Slots the clock must be past a slot's end before the slot is reported missing
         (``gap_opened``): 1 lets the bars of one slot arrive in any order across symbols.
 
+    Notes
+    -----
     Events: ``subscribe(callback, kinds=...)`` hands ``Event`` objects to ``callback`` as the
     bars and ``advance(now_ns)`` move the clock (see docs/live.md).
     """

@@ -1,0 +1,65 @@
+"""Sphinx configuration of the sessiondata documentation.
+
+Built in CI as ``sphinx-build -W --keep-going -b html docs DIR`` against the *installed*
+package (the compiled core must be importable; autodoc reads the docstrings from it), with no
+network: no intersphinx, no theme or font downloaded.  The user guide is the Markdown pages
+of this folder (myst-parser); the API reference (api.rst) is made from the docstrings of the
+public names, and the build fails when a name of ``sessiondata.__all__`` is missing from it.
+"""
+
+from __future__ import annotations
+
+import sessiondata
+from sphinx.util import logging
+
+project = "sessiondata"
+author = "sessiondata developers"
+copyright = "2026, sessiondata developers"
+release = sessiondata.__version__
+version = release
+
+extensions = [
+    "sphinx.ext.autodoc",
+    "numpydoc",
+    "myst_parser",
+]
+source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
+root_doc = "index"
+exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]
+
+# Markdown: headings get anchors (`[...](live.md#the-revise-policy)` links resolve and are
+# checked), fenced code stays code.
+myst_heading_anchors = 3
+myst_enable_extensions = ["deflist"]
+
+# autodoc + numpydoc: the docstrings are numpydoc; the signatures come from the code (the
+# compiled kernels embed theirs).  A docstring parameter that is not in the signature (a
+# renamed parameter) is an error under -W.
+autodoc_member_order = "bysource"
+autodoc_typehints = "none"
+autodoc_default_options = {"members": True, "show-inheritance": False}
+numpydoc_show_class_members = False
+numpydoc_class_members_toctree = False
+numpydoc_xref_param_type = False
+numpydoc_validation_checks = {"PR02"}
+
+html_theme = "alabaster"
+html_static_path: list[str] = []
+html_theme_options = {"description": "Intraday bar data of a trading session"}
+
+nitpicky = False
+
+
+def _check_public_api(app, env) -> None:  # noqa: ANN001
+    """Every name of ``sessiondata.__all__`` has an entry in the API reference."""
+    documented = set(env.get_domain("py").objects)
+    missing = [n for n in sessiondata.__all__ if f"sessiondata.{n}" not in documented]
+    if missing:
+        logging.getLogger(__name__).warning(
+            "api.rst does not document these names of sessiondata.__all__: %s",
+            ", ".join(missing))
+
+
+def setup(app):  # noqa: ANN001, ANN201
+    app.connect("env-check-consistency", _check_public_api)
+    return {"parallel_read_safe": True}
