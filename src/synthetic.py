@@ -148,7 +148,8 @@ def score(run: Any, u: Universe) -> dict[str, dict[str, float]]:
 # latent random walk with a drift per session (trends) and a log-volatility that moves in
 # blocks of 30 bars with persistence (volatility clustering), rounded to the tick: one trade
 # gives a flat bar at the trade's price, and a quiet or coarse-ticked market gives many flat
-# bars with volume, at the previous close or not.  Volume is the trades times a lognormal size.
+# bars with volume, at the previous close or not; with several trades the bar spans a tick
+# (bid-ask bounce) with probability 1 - 2**-(trades - 1).  Volume is the trades times a lognormal size.
 #
 # ``inject_anomalies`` puts every anomaly kind into such bars (or a real file's) at the rates of
 # ``ANOMALY_RATES`` and returns the bars with the truth, one row per injected range:
@@ -265,7 +266,7 @@ def realistic_bars(windows: Any, step_ns: int, rng: np.random.Generator, *,
     # Volatility clustering: a persistent log-volatility per block of 30 slots.
     n_blocks = n // 30 + 1
     h = np.empty(n_blocks)
-    shocks = rng.normal(0, 0.25, n_blocks)
+    shocks = rng.normal(0, 0.12, n_blocks)
     acc = 0.0
     for b in range(n_blocks):
         acc = 0.97 * acc + shocks[b]
@@ -286,6 +287,9 @@ def realistic_bars(windows: Any, step_ns: int, rng: np.random.Generator, *,
         * np.minimum(1.0, np.log(k) / 2)
     high = np.maximum(opn, close) + np.round(wick[0] / tick) * tick
     low = np.maximum(np.minimum(opn, close) - np.round(wick[1] / tick) * tick, tick)
+    # Bid-ask bounce: with several trades some print a tick away (at the other side).
+    bounce = (high == low) & (k >= 2) & (rng.random(len(ts)) < 1 - 0.5 ** (k - 1))
+    high = np.where(bounce, high + tick, high)
     volume = np.maximum(1.0, np.round(k * size * rng.lognormal(0, 0.5, len(ts))))
     return Bars.from_arrays(ts, opn, high, low, close, volume)
 
