@@ -104,7 +104,9 @@ class AnomalyParams:
         The volume level must move the other way by at least this share of the step (log);
         without volume the tolerance is a third as wide.
     volume_factor : float
-        A volume level shift is a change of at least this factor that stays.
+        A volume level shift is a change of the session's median volume per bar, against the
+        median of the sessions before, of at least this factor, that stays (50: a unit
+        change of 100x with room for the day-to-day variation of the level).
     volume_min_sessions : int
         Sessions a volume level shift must last (at the end of the data one suffices).
     volume_ref_sessions : int
@@ -143,7 +145,7 @@ class AnomalyParams:
     jump_min_step: float = 1.35
     jump_tolerance: float = 0.03
     jump_volume_share: float = 0.4
-    volume_factor: float = 100.0
+    volume_factor: float = 50.0
     volume_min_sessions: int = 2
     volume_ref_sessions: int = 5
     zero_volume_min_bars: int = 10

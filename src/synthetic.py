@@ -175,7 +175,8 @@ def score(run: Any, u: Universe) -> dict[str, dict[str, float]]:
 #   session windows are dropped (the engine would refuse them); the truth is the run's bars;
 # - ``duplicate_session``: per symbol, with probability ``duplicate_session``: one session
 #   (after the fifth) whose bars are replaced by the values of one of the five sessions before
-#   it, slot by slot (the slots of the copied session that exist in it).
+#   it, slot by slot (the slots of the copied session that exist in it), injected after the
+#   splits and unit changes so that the copy is exact.
 #
 # At most one bar-level anomaly (filled, stale, spike) per session, none in the sessions that a
 # session-level one touches, and the session-level ones in distinct sessions, so that every
@@ -336,24 +337,6 @@ def inject_anomalies(bars: Bars, windows: Any, step_ns: int, rng: np.random.Gene
             rows.append((symbol, kind, int(ts[idx[0]]), int(ts[idx[-1]] + step_ns),
                          int(len(idx))))
 
-    # duplicate_session: one session's values replaced by an earlier one's, slot by slot.
-    if n_k > 8 and rng.random() < r["duplicate_session"]:
-        k = free_session(6, n_k)
-        if k is not None:
-            j = k - int(rng.integers(1, 6))
-            open_k = windows.open_ns[win_sess == k][0]
-            open_j = windows.open_ns[win_sess == j][0]
-            src = np.flatnonzero(sess == j)
-            new_ts = ts[src] - open_j + open_k
-            ok = session_of(new_ts) == k
-            keep = sess != k
-            ts = np.concatenate((ts[keep], new_ts[ok]))
-            o, h, lo, c, v = (np.concatenate((a[keep], a[src][ok])) for a in (o, h, lo, c, v))
-            order = np.argsort(ts, kind="stable")
-            ts, o, h, lo, c, v = (a[order] for a in (ts, o, h, lo, c, v))
-            sess = session_of(ts)
-            busy[k] = True
-            span_rows(DUPLICATE_SESSION, k, k + 1)
     # clock_shift: a run of sessions stamped whole hours off.
     if n_k > 14 and rng.random() < r["clock_shift"]:
         m = int(rng.integers(2, 9))
@@ -403,6 +386,25 @@ def inject_anomalies(bars: Bars, windows: Any, step_ns: int, rng: np.random.Gene
             busy[k] = True
             i = int(np.flatnonzero(sess == k)[0])
             rows.append((symbol, JUMP, int(ts[i]), int(ts[i] + step_ns), 1))
+    # duplicate_session: one session's values replaced by an earlier one's, slot by slot
+    # (after the splits and unit changes, so that the copy is exact).
+    if n_k > 8 and rng.random() < r["duplicate_session"]:
+        k = free_session(6, n_k)
+        if k is not None:
+            j = k - int(rng.integers(1, 6))
+            open_k = windows.open_ns[win_sess == k][0]
+            open_j = windows.open_ns[win_sess == j][0]
+            src = np.flatnonzero(sess == j)
+            new_ts = ts[src] - open_j + open_k
+            ok = session_of(new_ts) == k
+            keep = sess != k
+            ts = np.concatenate((ts[keep], new_ts[ok]))
+            o, h, lo, c, v = (np.concatenate((a[keep], a[src][ok])) for a in (o, h, lo, c, v))
+            order = np.argsort(ts, kind="stable")
+            ts, o, h, lo, c, v = (a[order] for a in (ts, o, h, lo, c, v))
+            sess = session_of(ts)
+            busy[k] = True
+            span_rows(DUPLICATE_SESSION, k, k + 1)
     # Bar-level anomalies: at most one per session, away from the session-level ones.
     extra_ts: list[np.ndarray] = []
     drop = np.zeros(len(ts), bool)

@@ -5,7 +5,7 @@
 # session's worth of numbers (jumps, volume levels, clock shifts, which sessions repeat) is
 # taken in Python over the per-session arrays these kernels return.
 
-from libc.math cimport fabs, log, isfinite
+from libc.math cimport exp, fabs, frexp, isfinite, log
 from libc.stdint cimport UINT64_MAX, uint8_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy
@@ -70,8 +70,8 @@ def bar_flags(const i64[::1] ts, const f64[::1] open, const f64[::1] high,
     """
     cdef Py_ssize_t n = ts.shape[0], i
     cdef uint8_t f
-    cdef f64 o, c, vi, vp, q
-    cdef int cls
+    cdef f64 o, c, vi, vp
+    cdef int cls, e
     if not (open.shape[0] == high.shape[0] == low.shape[0] == close.shape[0]
             == volume.shape[0] == session.shape[0] == out.shape[0] == out_class.shape[0]
             == n):
@@ -92,15 +92,13 @@ def bar_flags(const i64[::1] ts, const f64[::1] open, const f64[::1] high,
             elif vi > 0.0:
                 f |= FLAG_POS_VOL
                 if ref_volume > 0.0:
-                    # the class by the exponent of the ratio: no log on the bar path
-                    q = vi / ref_volume
-                    cls = 4
-                    while q >= 2.0 and cls < 7:
-                        q *= 0.5
-                        cls += 1
-                    while q < 1.0 and cls > 1:
-                        q *= 2.0
-                        cls -= 1
+                    # the class by the binary exponent of the ratio: no log on the bar path
+                    frexp(vi / ref_volume, &e)      # ratio in [2**(e-1), 2**e)
+                    cls = e + 3
+                    if cls < 1:
+                        cls = 1
+                    elif cls > 7:
+                        cls = 7
             out_class[i] = cls
             if i > 0 and session[i] == session[i - 1]:
                 vp = volume[i - 1]
@@ -239,8 +237,9 @@ def find_spikes(const f64[::1] high, const f64[::1] low, const f64[::1] close,
     cdef Py_ssize_t n = close.shape[0], cap = out_first.shape[0]
     cdef Py_ssize_t i, j, b, nb, lo, hi, m = 0, cnt, half, w
     cdef f64* scale = NULL
+    cdef f64* screen = NULL
     cdef f64* buf = NULL
-    cdef f64 ref, thr, d, dh, dl, dc, ext, after, s, tick, mean
+    cdef f64 ref, thr, d, dh, dl, dc, ext, after, s, tick, mean, up, prev
     cdef bint over = False
     if not (high.shape[0] == low.shape[0] == session.shape[0] == n):
         raise ValueError("find_spikes: columns differ in length")
@@ -257,9 +256,11 @@ def find_spikes(const f64[::1] high, const f64[::1] low, const f64[::1] close,
         half = 1
     nb = (n + block - 1) // block
     scale = <f64*> malloc(nb * sizeof(f64))
+    screen = <f64*> malloc(nb * sizeof(f64))
     buf = <f64*> malloc((block + ref_bars + 1) * sizeof(f64))
-    if scale == NULL or buf == NULL:
+    if scale == NULL or screen == NULL or buf == NULL:
         free(scale)
+        free(screen)
         free(buf)
         raise MemoryError()
     with nogil:
@@ -273,7 +274,8 @@ def find_spikes(const f64[::1] high, const f64[::1] low, const f64[::1] close,
             mean = 0.0
             for i in range(lo if lo > 0 else 1, hi):
                 if close[i] > 0.0 and close[i - 1] > 0.0:
-                    d = fabs(log(close[i] / close[i - 1]))
+                    # relative change: the log return to first order, without a log
+                    d = fabs(close[i] - close[i - 1]) / close[i - 1]
                     buf[cnt] = d
                     cnt += 1
                     mean += d
@@ -287,6 +289,10 @@ def find_spikes(const f64[::1] high, const f64[::1] low, const f64[::1] close,
             if s < 0.5 * tick:
                 s = 0.5 * tick
             scale[b] = s
+            thr = k_sigma * s
+            if thr < min_rel:
+                thr = min_rel
+            screen[b] = exp(0.5 * thr)
         i = ref_bars
         while i < n - half:
             if session[i] < 0:
@@ -297,8 +303,10 @@ def find_spikes(const f64[::1] high, const f64[::1] low, const f64[::1] close,
             if thr < min_rel:
                 thr = min_rel
             # A cheap screen against the previous close, at half the threshold, before the
-            # median is taken.
-            if _dev(high[i], close[i - 1]) <= 0.5 * thr and _dev(low[i], close[i - 1]) <= 0.5 * thr:
+            # median is taken (no log: compared as ratios).
+            up = screen[i // block]
+            prev = close[i - 1]
+            if high[i] <= prev * up and low[i] * up >= prev and prev > 0.0:
                 i += 1
                 continue
             ref = _median(&close[i - ref_bars], ref_bars, buf)
@@ -349,6 +357,7 @@ def find_spikes(const f64[::1] high, const f64[::1] low, const f64[::1] close,
             m += 1
             i = j
     free(scale)
+    free(screen)
     free(buf)
     if over:
         raise ValueError(f"find_spikes: more spikes than the {cap} the outputs hold")
@@ -466,11 +475,13 @@ def bar_hashes(const f64[::1] open, const f64[::1] high, const f64[::1] low,
         raise ValueError("bar_hashes: columns differ in length")
     with nogil:
         for i in range(n):
-            z = _mix(_bits(open[i]))
-            z = _mix(z ^ _bits(high[i]))
-            z = _mix(z ^ _bits(low[i]))
-            z = _mix(z ^ _bits(close[i]))
-            out[i] = _mix(z ^ _bits(volume[i]))
+            # each field times its own odd constant (a bijection), summed, then mixed once
+            z = (_bits(open[i]) * <u64> 0x9e3779b97f4a7c15
+                 + _bits(high[i]) * <u64> 0xc2b2ae3d27d4eb4f
+                 + _bits(low[i]) * <u64> 0x165667b19e3779f9
+                 + _bits(close[i]) * <u64> 0xd6e8feb86659fd93
+                 + _bits(volume[i]) * <u64> 0xff51afd7ed558ccd)
+            out[i] = _mix(z)
     return None
 
 
