@@ -94,6 +94,10 @@ class AnomalyParams:
     spike_ref_bars, spike_block, spike_max_bars : int
         See above; a spike lasts at most ``spike_max_bars`` bars and the closes after it come
         back within the threshold.
+    spike_volume_ratio : float
+        A move whose bars trade more than this many times the median volume of the bars
+        before it is news, not a bad print (a bad print is one trade); 0 turns the check off
+        (data without real volume has none).
     split_ratios : tuple of float
         Split ratios a jump may fit (and their inverses).
     jump_min_step : float
@@ -140,6 +144,7 @@ class AnomalyParams:
     spike_ref_bars: int = 16
     spike_block: int = 64
     spike_max_bars: int = 3
+    spike_volume_ratio: float = 4.0
     split_ratios: tuple[float, ...] = (1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 10.0, 15.0,
                                        20.0)
     jump_min_step: float = 1.35
@@ -466,9 +471,10 @@ def detect_symbol(bars: Bars, windows: Windows, step_ns: int,
         out_p = np.empty(cap, np.float64)
         out_r = np.empty(cap, np.float64)
         out_s = np.empty(cap, np.float64)
-        m = _k.find_spikes(h, lo, c, sess, p.spike_block, p.spike_sigmas,
+        m = _k.find_spikes(h, lo, c, v, sess, p.spike_block, p.spike_sigmas,
                            float(np.log1p(p.spike_min_move)), p.spike_ref_bars,
-                           p.spike_max_bars, out_i, out_l, out_p, out_r, out_s)
+                           p.spike_max_bars, p.spike_volume_ratio if real_volume else 0.0,
+                           out_i, out_l, out_p, out_r, out_s)
         i0, ln = out_i[:m], out_l[:m]
         rows.add(SPIKE, ts[i0], ts[i0 + ln - 1] + step_ns, ln, out_p[:m], out_r[:m],
                  out_s[:m])

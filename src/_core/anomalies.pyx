@@ -217,8 +217,9 @@ cdef inline f64 _dev(f64 x, f64 ref) noexcept nogil:
 
 
 def find_spikes(const f64[::1] high, const f64[::1] low, const f64[::1] close,
-                const i64[::1] session, Py_ssize_t block, f64 k_sigma, f64 min_rel,
-                Py_ssize_t ref_bars, Py_ssize_t max_bars, i64[::1] out_first,
+                const f64[::1] volume, const i64[::1] session, Py_ssize_t block, f64 k_sigma,
+                f64 min_rel, Py_ssize_t ref_bars, Py_ssize_t max_bars, f64 volume_ratio,
+                i64[::1] out_first,
                 i64[::1] out_len, f64[::1] out_price, f64[::1] out_ref, f64[::1] out_score):
     """Bad prints: bars whose high, low or close leave the local robust range and come back.
 
@@ -229,7 +230,10 @@ def find_spikes(const f64[::1] high, const f64[::1] low, const f64[::1] close,
     or close is off the reference by more than the threshold, and lasts while the bars stay off
     by more than half of it, at most ``max_bars`` bars; it counts when the median of the
     ``ref_bars // 2`` closes after it is back within the threshold of the reference (a move
-    that stays is not a spike).  Bars outside the sessions (session < 0) are not looked at.
+    that stays is not a spike).  Nor is a move on volume: when a bar of it trades more than
+    ``volume_ratio`` times the median volume of the ``ref_bars`` bars before (news moves the
+    market on volume; a bad print is one trade), unless ``volume_ratio`` <= 0 or the volume
+    is NaN.  Bars outside the sessions (session < 0) are not looked at.
     Where the percentile is 0 (most bars do not move) the scale is the mean absolute return,
     and never below half the smallest move of the block (a tick).  ``out_score`` is the
     deviation in scales.  Returns the spikes written.
@@ -239,9 +243,9 @@ def find_spikes(const f64[::1] high, const f64[::1] low, const f64[::1] close,
     cdef f64* scale = NULL
     cdef f64* screen = NULL
     cdef f64* buf = NULL
-    cdef f64 ref, thr, d, dh, dl, dc, ext, after, s, tick, mean, up, prev
-    cdef bint over = False
-    if not (high.shape[0] == low.shape[0] == session.shape[0] == n):
+    cdef f64 ref, thr, d, dh, dl, dc, ext, after, s, tick, mean, up, prev, vmed
+    cdef bint over = False, loud
+    if not (high.shape[0] == low.shape[0] == session.shape[0] == volume.shape[0] == n):
         raise ValueError("find_spikes: columns differ in length")
     if not (out_len.shape[0] == out_price.shape[0] == out_ref.shape[0]
             == out_score.shape[0] == cap):
@@ -341,6 +345,15 @@ def find_spikes(const f64[::1] high, const f64[::1] low, const f64[::1] close,
             if j - i > max_bars or j + half > n:
                 i += 1
                 continue
+            if volume_ratio > 0.0:
+                vmed = _median(&volume[i - ref_bars], ref_bars, buf)
+                loud = False
+                for b in range(i, j):
+                    if volume[b] > volume_ratio * vmed:
+                        loud = True
+                if loud:
+                    i = j
+                    continue
             w = half
             after = _median(&close[j], w, buf)
             if _dev(after, ref) > thr:
