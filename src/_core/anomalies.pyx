@@ -1,0 +1,533 @@
+# Anomaly kernels: the per-bar passes behind sessiondata.anomalies (issue 22).
+#
+# Each kernel reads one symbol's columns (sorted by time) and writes codes, runs or per-session
+# reductions; thresholds arrive as arguments and every decision that needs more than one
+# session's worth of numbers (jumps, volume levels, clock shifts, which sessions repeat) is
+# taken in Python over the per-session arrays these kernels return.
+
+from libc.math cimport exp, fabs, frexp, isfinite, log
+from libc.stdint cimport UINT64_MAX, uint8_t
+from libc.stdlib cimport free, malloc
+from libc.string cimport memcpy
+
+from common cimport f64, i64, u64
+
+# Bits of bar_flags' output.  The numbers are part of the Python API (sessiondata.anomalies).
+cdef enum:
+    FLAG_FLAT = 1        # open == high == low == close
+    FLAG_AT_PREV = 2     # flat at the previous bar's close
+    FLAG_ZERO_VOL = 4    # volume == 0
+    FLAG_POS_VOL = 8     # volume > 0
+    FLAG_REPEAT = 16     # every field equal to the previous bar's, same session
+    FLAG_NEXT = 32       # the slot right after the previous bar's, same session
+
+
+def locate_bars(const i64[::1] ts, const i64[::1] w_open, const i64[::1] w_close,
+                const i64[::1] w_session, const i64[::1] s_first_open, i64 bucket_ns,
+                i64[::1] out_session, i64[::1] out_bucket):
+    """Each bar's session index and time-of-day bucket.
+
+    The bucket is ``(ts - s_first_open[session]) // bucket_ns``: time since the session's
+    first open, so a session that opens the evening before keeps its own clock.  Bars outside
+    every window get session and bucket -1.  ``ts`` sorted.  Returns the bars outside.
+    """
+    cdef Py_ssize_t n = ts.shape[0], nw = w_open.shape[0], i, w = 0, outside = 0
+    cdef i64 t, k
+    if out_session.shape[0] != n or out_bucket.shape[0] != n:
+        raise ValueError("locate_bars: output lengths differ from ts")
+    if w_close.shape[0] != nw or w_session.shape[0] != nw:
+        raise ValueError("locate_bars: window arrays differ in length")
+    if bucket_ns <= 0:
+        raise ValueError(f"locate_bars: bucket_ns must be > 0, got {bucket_ns}")
+    for i in range(nw):
+        if w_session[i] < 0 or w_session[i] >= s_first_open.shape[0]:
+            raise ValueError(f"locate_bars: window {i} names session {w_session[i]}, "
+                             f"outside the {s_first_open.shape[0]} sessions")
+    with nogil:
+        for i in range(n):
+            t = ts[i]
+            while w < nw and w_close[w] <= t:
+                w += 1
+            if w < nw and w_open[w] <= t:
+                k = w_session[w]
+                out_session[i] = k
+                out_bucket[i] = (t - s_first_open[k]) // bucket_ns
+            else:
+                out_session[i] = -1
+                out_bucket[i] = -1
+                outside += 1
+    return outside
+
+
+def bar_flags(const i64[::1] ts, const f64[::1] open, const f64[::1] high,
+              const f64[::1] low, const f64[::1] close, const f64[::1] volume,
+              const i64[::1] session, i64 step_ns, f64 ref_volume, uint8_t[::1] out,
+              uint8_t[::1] out_class):
+    """The FLAG_* bits of every bar (see the module); volume may be NaN (neither bit).
+
+    ``out_class`` is the bar's volume class: ``floor(log2(volume / ref_volume)) + 4``
+    clipped to 1..7 for positive volume, 0 otherwise (or when ``ref_volume`` is not positive).
+    """
+    cdef Py_ssize_t n = ts.shape[0], i
+    cdef uint8_t f
+    cdef f64 o, c, vi, vp
+    cdef int cls, e
+    if not (open.shape[0] == high.shape[0] == low.shape[0] == close.shape[0]
+            == volume.shape[0] == session.shape[0] == out.shape[0] == out_class.shape[0]
+            == n):
+        raise ValueError("bar_flags: columns differ in length")
+    with nogil:
+        for i in range(n):
+            f = 0
+            o = open[i]
+            c = close[i]
+            if o == high[i] and o == low[i] and o == c:
+                f |= FLAG_FLAT
+                if i > 0 and o == close[i - 1]:
+                    f |= FLAG_AT_PREV
+            vi = volume[i]
+            cls = 0
+            if vi == 0.0:
+                f |= FLAG_ZERO_VOL
+            elif vi > 0.0:
+                f |= FLAG_POS_VOL
+                if ref_volume > 0.0:
+                    # the class by the binary exponent of the ratio: no log on the bar path
+                    frexp(vi / ref_volume, &e)      # ratio in [2**(e-1), 2**e)
+                    cls = e + 3
+                    if cls < 1:
+                        cls = 1
+                    elif cls > 7:
+                        cls = 7
+            out_class[i] = cls
+            if i > 0 and session[i] == session[i - 1]:
+                vp = volume[i - 1]
+                if (o == open[i - 1] and high[i] == high[i - 1] and low[i] == low[i - 1]
+                        and c == close[i - 1] and (vi == vp or (vi != vi and vp != vp))):
+                    f |= FLAG_REPEAT
+                if ts[i] - ts[i - 1] == step_ns:
+                    f |= FLAG_NEXT
+            out[i] = f
+    return None
+
+
+def find_runs(const uint8_t[::1] flags, int need, int forbid, int link,
+              const i64[::1] session, const i64[::1] bucket, const uint8_t[::1] klass,
+              const f64[:, ::1] weight,
+              Py_ssize_t min_len, f64 max_weight, i64[::1] out_first, i64[::1] out_len,
+              f64[::1] out_weight):
+    """Runs of bars whose flags hold every bit of ``need`` and none of ``forbid``, every bar
+    after the first also every bit of ``link``, all in one session (>= 0).
+
+    A run is written when it has ``min_len`` bars or more and the sum of
+    ``weight[bucket, klass]`` over its bars (a log-probability, say) is at most ``max_weight``.  Returns the runs
+    written; more than the outputs hold raise ValueError (``n // min_len + 1`` suffices).
+    """
+    cdef Py_ssize_t n = flags.shape[0], nb = weight.shape[0], nc = weight.shape[1]
+    cdef Py_ssize_t cap = out_first.shape[0]
+    cdef Py_ssize_t i, a = -1, m = 0
+    cdef f64 acc = 0.0
+    cdef i64 b
+    cdef bint ok, over = False
+    if session.shape[0] != n or bucket.shape[0] != n or klass.shape[0] != n:
+        raise ValueError("find_runs: flags, session, bucket and klass differ in length")
+    if out_len.shape[0] != cap or out_weight.shape[0] != cap:
+        raise ValueError("find_runs: outputs differ in length")
+    if min_len < 1:
+        raise ValueError(f"find_runs: min_len must be >= 1, got {min_len}")
+    with nogil:
+        for i in range(n + 1):
+            ok = (i < n and session[i] >= 0 and (flags[i] & need) == need
+                  and (flags[i] & forbid) == 0)
+            if a >= 0 and not (ok and (flags[i] & link) == link
+                               and session[i] == session[i - 1]):
+                # The run [a, i) ends here; bar i may start the next one.
+                if i - a >= min_len and acc <= max_weight:
+                    if m >= cap:
+                        over = True
+                        break
+                    out_first[m] = a
+                    out_len[m] = i - a
+                    out_weight[m] = acc
+                    m += 1
+                a = -1
+            if ok:
+                if a < 0:
+                    a = i
+                    acc = 0.0
+                b = bucket[i]
+                if 0 <= b < nb and klass[i] < nc:
+                    acc += weight[b, klass[i]]
+    if over:
+        raise ValueError(f"find_runs: more runs than the {cap} the outputs hold")
+    return m
+
+
+cdef inline void _swap(f64* x, Py_ssize_t i, Py_ssize_t j) noexcept nogil:
+    cdef f64 t = x[i]
+    x[i] = x[j]
+    x[j] = t
+
+
+cdef f64 _select(f64* x, Py_ssize_t n, Py_ssize_t k) noexcept nogil:
+    """The k-th smallest of x[0:n] (0-based), reordering x (Hoare's quickselect)."""
+    cdef Py_ssize_t lo = 0, hi = n - 1, i, j, mid
+    cdef f64 p
+    while hi > lo:
+        mid = lo + (hi - lo) // 2
+        # median of three as the pivot, so sorted runs do not go quadratic
+        if x[mid] < x[lo]:
+            _swap(x, mid, lo)
+        if x[hi] < x[lo]:
+            _swap(x, hi, lo)
+        if x[hi] < x[mid]:
+            _swap(x, hi, mid)
+        p = x[mid]
+        i = lo
+        j = hi
+        while i <= j:
+            while x[i] < p:
+                i += 1
+            while x[j] > p:
+                j -= 1
+            if i <= j:
+                _swap(x, i, j)
+                i += 1
+                j -= 1
+        if k <= j:
+            hi = j
+        elif k >= i:
+            lo = i
+        else:
+            return x[k]
+    return x[k]
+
+
+cdef inline f64 _median(const f64* src, Py_ssize_t n, f64* scratch) noexcept nogil:
+    """The median of n > 0 values (the lower middle one for even n)."""
+    memcpy(scratch, src, n * sizeof(f64))
+    return _select(scratch, n, (n - 1) // 2)
+
+
+cdef inline f64 _dev(f64 x, f64 ref) noexcept nogil:
+    """|log(x / ref)| for positive prices, infinite otherwise."""
+    if x > 0.0 and ref > 0.0:
+        return fabs(log(x / ref))
+    return 1e300
+
+
+def find_spikes(const f64[::1] high, const f64[::1] low, const f64[::1] close,
+                const f64[::1] volume, const i64[::1] session, Py_ssize_t block, f64 k_sigma,
+                f64 min_rel, Py_ssize_t ref_bars, Py_ssize_t max_bars, f64 volume_ratio,
+                i64[::1] out_first,
+                i64[::1] out_len, f64[::1] out_price, f64[::1] out_ref, f64[::1] out_score):
+    """Bad prints: bars whose high, low or close leave the local robust range and come back.
+
+    The local scale of bar i is the 75th percentile of the absolute log returns of its block
+    of ``block`` bars over 1.15 (the standard deviation for normal returns, robust to a
+    quarter of outliers); its threshold is ``max(k_sigma * scale, min_rel)``.  Its reference is
+    the median of the ``ref_bars`` closes before it.  A spike starts at a bar whose high, low
+    or close is off the reference by more than the threshold, and lasts while the bars stay off
+    by more than half of it, at most ``max_bars`` bars; it counts when the median of the
+    ``ref_bars // 2`` closes after it is back within the threshold of the reference (a move
+    that stays is not a spike).  Nor is a move on volume: when a bar of it trades more than
+    ``volume_ratio`` times the median volume of the ``ref_bars`` bars before (news moves the
+    market on volume; a bad print is one trade), unless ``volume_ratio`` <= 0 or the volume
+    is NaN.  Bars outside the sessions (session < 0) are not looked at.
+    Where the percentile is 0 (most bars do not move) the scale is the mean absolute return,
+    and never below half the smallest move of the block (a tick).  ``out_score`` is the
+    deviation in scales.  Returns the spikes written.
+    """
+    cdef Py_ssize_t n = close.shape[0], cap = out_first.shape[0]
+    cdef Py_ssize_t i, j, b, nb, lo, hi, m = 0, cnt, half, w
+    cdef f64* scale = NULL
+    cdef f64* screen = NULL
+    cdef f64* buf = NULL
+    cdef f64 ref, thr, d, dh, dl, dc, ext, after, s, tick, mean, up, prev, vmed
+    cdef bint over = False, loud
+    if not (high.shape[0] == low.shape[0] == session.shape[0] == volume.shape[0] == n):
+        raise ValueError("find_spikes: columns differ in length")
+    if not (out_len.shape[0] == out_price.shape[0] == out_ref.shape[0]
+            == out_score.shape[0] == cap):
+        raise ValueError("find_spikes: outputs differ in length")
+    if block < 4 or ref_bars < 2 or max_bars < 1:
+        raise ValueError(f"find_spikes: block >= 4, ref_bars >= 2 and max_bars >= 1 needed, "
+                         f"got {block}, {ref_bars}, {max_bars}")
+    if n == 0:
+        return 0
+    half = ref_bars // 2
+    if half < 1:
+        half = 1
+    nb = (n + block - 1) // block
+    scale = <f64*> malloc(nb * sizeof(f64))
+    screen = <f64*> malloc(nb * sizeof(f64))
+    buf = <f64*> malloc((block + ref_bars + 1) * sizeof(f64))
+    if scale == NULL or screen == NULL or buf == NULL:
+        free(scale)
+        free(screen)
+        free(buf)
+        raise MemoryError()
+    with nogil:
+        for b in range(nb):
+            lo = b * block
+            hi = lo + block
+            if hi > n:
+                hi = n
+            cnt = 0
+            tick = 0.0
+            mean = 0.0
+            for i in range(lo if lo > 0 else 1, hi):
+                if close[i] > 0.0 and close[i - 1] > 0.0:
+                    # relative change: the log return to first order, without a log
+                    d = fabs(close[i] - close[i - 1]) / close[i - 1]
+                    buf[cnt] = d
+                    cnt += 1
+                    mean += d
+                    if d > 0.0 and (tick == 0.0 or d < tick):
+                        tick = d
+            s = _select(buf, cnt, (3 * cnt) // 4) / 1.15 if cnt > 0 else 0.0
+            # Where most bars do not move (a quiet or coarse-ticked market) the percentile
+            # is 0: the mean move and half the smallest move (a tick) bound the scale.
+            if cnt > 0 and s < mean / cnt:
+                s = mean / cnt
+            if s < 0.5 * tick:
+                s = 0.5 * tick
+            scale[b] = s
+            thr = k_sigma * s
+            if thr < min_rel:
+                thr = min_rel
+            screen[b] = exp(0.5 * thr)
+        i = ref_bars
+        while i < n - half:
+            if session[i] < 0:
+                i += 1
+                continue
+            s = scale[i // block]
+            thr = k_sigma * s
+            if thr < min_rel:
+                thr = min_rel
+            # A cheap screen against the previous close, at half the threshold, before the
+            # median is taken (no log: compared as ratios).
+            up = screen[i // block]
+            prev = close[i - 1]
+            if high[i] <= prev * up and low[i] * up >= prev and prev > 0.0:
+                i += 1
+                continue
+            ref = _median(&close[i - ref_bars], ref_bars, buf)
+            dh = _dev(high[i], ref)
+            dl = _dev(low[i], ref)
+            dc = _dev(close[i], ref)
+            d = dh
+            ext = high[i]
+            if dl > d:
+                d = dl
+                ext = low[i]
+            if dc > d:
+                d = dc
+                ext = close[i]
+            if d <= thr:
+                i += 1
+                continue
+            j = i + 1
+            while j < n and j - i < max_bars + 1:
+                if (_dev(high[j], ref) <= 0.5 * thr and _dev(low[j], ref) <= 0.5 * thr
+                        and _dev(close[j], ref) <= 0.5 * thr):
+                    break
+                dh = _dev(high[j], ref)
+                if dh > d:
+                    d = dh
+                    ext = high[j]
+                dl = _dev(low[j], ref)
+                if dl > d:
+                    d = dl
+                    ext = low[j]
+                j += 1
+            if j - i > max_bars or j + half > n:
+                i += 1
+                continue
+            if volume_ratio > 0.0:
+                vmed = _median(&volume[i - ref_bars], ref_bars, buf)
+                loud = False
+                for b in range(i, j):
+                    if volume[b] > volume_ratio * vmed:
+                        loud = True
+                if loud:
+                    i = j
+                    continue
+            w = half
+            after = _median(&close[j], w, buf)
+            if _dev(after, ref) > thr:
+                i += 1          # a move that stays
+                continue
+            if m >= cap:
+                over = True
+                break
+            out_first[m] = i
+            out_len[m] = j - i
+            out_price[m] = ext
+            out_ref[m] = ref
+            out_score[m] = d / s if s > 0.0 else 1e300
+            m += 1
+            i = j
+    free(scale)
+    free(screen)
+    free(buf)
+    if over:
+        raise ValueError(f"find_spikes: more spikes than the {cap} the outputs hold")
+    return m
+
+
+def session_stats(const i64[::1] session, const f64[::1] volume, const uint8_t[::1] flags,
+                  i64[::1] out_first, i64[::1] out_count, f64[::1] out_med_volume,
+                  i64[::1] out_zero_volume, i64[::1] out_filled):
+    """Per session (``session`` sorted where >= 0, negative ones skipped): the first bar's
+    index (-1 without bars), the bars, the median of the positive volumes (-1 without one),
+    the bars with zero volume and those flat at the previous close with zero volume."""
+    cdef Py_ssize_t n = session.shape[0], ns = out_first.shape[0], i, a, k, cnt, npos
+    cdef f64* buf = NULL
+    cdef bint bad = False
+    if volume.shape[0] != n or flags.shape[0] != n:
+        raise ValueError("session_stats: columns differ in length")
+    if not (out_count.shape[0] == out_med_volume.shape[0] == out_zero_volume.shape[0]
+            == out_filled.shape[0] == ns):
+        raise ValueError("session_stats: outputs differ in length")
+    buf = <f64*> malloc((n + 1) * sizeof(f64))
+    if buf == NULL:
+        raise MemoryError()
+    with nogil:
+        for k in range(ns):
+            out_first[k] = -1
+            out_count[k] = 0
+            out_med_volume[k] = -1.0
+            out_zero_volume[k] = 0
+            out_filled[k] = 0
+        i = 0
+        while i < n:
+            k = session[i]
+            if k < 0:
+                i += 1
+                continue
+            if k >= ns:
+                bad = True
+                break
+            a = i
+            npos = 0
+            while i < n and session[i] == k:
+                if volume[i] > 0.0:
+                    buf[npos] = volume[i]
+                    npos += 1
+                elif volume[i] == 0.0:
+                    out_zero_volume[k] += 1
+                    if flags[i] & FLAG_AT_PREV:
+                        out_filled[k] += 1
+                i += 1
+            if out_first[k] >= 0:
+                bad = True          # a session's bars are not consecutive
+                break
+            out_first[k] = a
+            out_count[k] = i - a
+            out_med_volume[k] = _select(buf, npos, (npos - 1) // 2) if npos > 0 else -1.0
+    free(buf)
+    if bad:
+        raise ValueError("session_stats: session indices must be sorted and below "
+                         f"{ns} (outside bars negative)")
+    return None
+
+
+def activity_profile(const i64[::1] session, const i64[::1] bucket, const f64[::1] high,
+                     const f64[::1] low, const f64[::1] close, const f64[::1] volume,
+                     bint by_volume, f64[:, ::1] out):
+    """Add each bar's activity to ``out[session, bucket]``: its volume (``by_volume``) or its
+    range over its close.  Bars outside (session or bucket out of ``out``) are skipped;
+    non-finite activity adds nothing."""
+    cdef Py_ssize_t n = session.shape[0], ns = out.shape[0], nb = out.shape[1], i
+    cdef i64 k, b
+    cdef f64 a
+    if not (bucket.shape[0] == high.shape[0] == low.shape[0] == close.shape[0]
+            == volume.shape[0] == n):
+        raise ValueError("activity_profile: columns differ in length")
+    with nogil:
+        for i in range(n):
+            k = session[i]
+            b = bucket[i]
+            if k < 0 or k >= ns or b < 0 or b >= nb:
+                continue
+            if by_volume:
+                a = volume[i]
+            elif close[i] > 0.0:
+                a = (high[i] - low[i]) / close[i]
+            else:
+                a = 0.0
+            if isfinite(a) and a > 0.0:
+                out[k, b] += a
+    return None
+
+
+cdef inline u64 _mix(u64 z) noexcept nogil:
+    # splitmix64's finaliser: every input bit moves every output bit
+    z = (z ^ (z >> 30)) * <u64> 0xbf58476d1ce4e5b9
+    z = (z ^ (z >> 27)) * <u64> 0x94d049bb133111eb
+    return z ^ (z >> 31)
+
+
+cdef inline u64 _bits(f64 x) noexcept nogil:
+    cdef u64 u
+    if x == 0.0:
+        x = 0.0     # -0.0 and 0.0 hash alike
+    memcpy(&u, &x, sizeof(u64))
+    return u
+
+
+def bar_hashes(const f64[::1] open, const f64[::1] high, const f64[::1] low,
+               const f64[::1] close, const f64[::1] volume, u64[::1] out):
+    """A 64-bit hash of each bar's five values (not its time)."""
+    cdef Py_ssize_t n = open.shape[0], i
+    cdef u64 z
+    if not (high.shape[0] == low.shape[0] == close.shape[0] == volume.shape[0]
+            == out.shape[0] == n):
+        raise ValueError("bar_hashes: columns differ in length")
+    with nogil:
+        for i in range(n):
+            # each field times its own odd constant (a bijection), summed, then mixed once
+            z = (_bits(open[i]) * <u64> 0x9e3779b97f4a7c15
+                 + _bits(high[i]) * <u64> 0xc2b2ae3d27d4eb4f
+                 + _bits(low[i]) * <u64> 0x165667b19e3779f9
+                 + _bits(close[i]) * <u64> 0xd6e8feb86659fd93
+                 + _bits(volume[i]) * <u64> 0xff51afd7ed558ccd)
+            out[i] = _mix(z)
+    return None
+
+
+def session_sketches(const u64[::1] hashes, const uint8_t[::1] flags, const i64[::1] session,
+                     u64[:, ::1] out):
+    """The smallest ``out.shape[1]`` distinct hashes of each session's bars that are not flat
+    (flat bars repeat across quiet sessions without being copies), ascending; unused entries
+    stay UINT64_MAX."""
+    cdef Py_ssize_t n = hashes.shape[0], ns = out.shape[0], s = out.shape[1], i, j, p
+    cdef i64 k
+    cdef u64 h
+    if flags.shape[0] != n or session.shape[0] != n:
+        raise ValueError("session_sketches: columns differ in length")
+    with nogil:
+        for k in range(ns):
+            for j in range(s):
+                out[k, j] = UINT64_MAX
+        if s > 0:
+            for i in range(n):
+                k = session[i]
+                if k < 0 or k >= ns or (flags[i] & FLAG_FLAT):
+                    continue
+                h = hashes[i]
+                if h >= out[k, s - 1]:
+                    continue
+                p = s - 1
+                while p > 0 and out[k, p - 1] > h:
+                    p -= 1
+                if p > 0 and out[k, p - 1] == h:
+                    continue
+                j = s - 1
+                while j > p:
+                    out[k, j] = out[k, j - 1]
+                    j -= 1
+                out[k, p] = h
+    return None

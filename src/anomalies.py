@@ -1,0 +1,792 @@
+"""Bars that are there but not real: seven anomaly kinds found in one symbol's bars (issue 22).
+
+:func:`detect_symbol` is the one entry point for a symbol's whole range and its session
+windows (what the engine calls); :func:`find_anomalies` is the functional form beside
+``find_gaps``.  Both return :class:`Anomalies`, a columnar sequence of :class:`AnomalyInfo`.
+The per-bar work runs in ``sessiondata._core.anomalies`` (compiled, without the GIL); Python
+decides over per-session arrays.  ``docs/anomalies.md`` describes each kind, its evidence and
+its thresholds (:class:`AnomalyParams`), and the measured accuracy.
+
+Evidence columns (their meaning per kind, ``EVIDENCE``): ``value``, ``baseline``, ``score``
+(floats) and ``ref_ns`` (a time, 0 when the kind has none).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Iterator, Sequence, overload
+
+import numpy as np
+
+from ._core import anomalies as _k
+from .bars import Bars
+from .calendar import Calendar, Windows
+from .results import local_time
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+    import pyarrow as pa
+
+#: The anomaly kinds, by code (the code is the index).
+KINDS = ("filled", "stale", "spike", "jump", "volume_shift", "clock_shift",
+         "duplicate_session")
+FILLED, STALE, SPIKE, JUMP, VOLUME_SHIFT, CLOCK_SHIFT, DUPLICATE_SESSION = range(7)
+
+#: What the evidence columns hold, per kind.
+EVIDENCE = {
+    "filled": ("the repeated close", "the share of the symbol's bars at that time of day "
+               "that are zero-volume fills elsewhere (near 1: a quiet market, no_trade)",
+               "bars in the run", "-"),
+    "stale": ("the frozen price", "the chance of one such bar at that time of day (the "
+              "symbol's own rate; 0 for bars repeated in every field)",
+              "-log10 of the chance of the run", "-"),
+    "spike": ("the extreme price", "the reference (median of the closes before)",
+              "the deviation in local scales", "-"),
+    "jump": ("the price step (close before over close after)", "the split ratio it fits",
+             "the volume level after over before (NaN without volume)", "-"),
+    "volume_shift": ("the volume level (median per bar) in the range", "the level before",
+                     "the ratio (0 for a session without volume)", "-"),
+    "clock_shift": ("the shift in hours (+: stamped late)", "the profile's correlation "
+                    "with the usual one as stamped", "its correlation when shifted back",
+                    "-"),
+    "duplicate_session": ("the share of its bars equal to the other session's",
+                          "bars compared", "bars equal", "the other session's first bar"),
+}
+
+# kernels' flag bits (sessiondata._core.anomalies)
+FLAT, AT_PREV, ZERO_VOL, POS_VOL, REPEAT, NEXT = 1, 2, 4, 8, 16, 32
+MINUTE_NS = 60_000_000_000
+HOUR_NS = 60 * MINUTE_NS
+_NO_TIME = np.iinfo(np.int64).min
+
+
+@dataclass(frozen=True)
+class AnomalyParams:
+    """The detectors' thresholds, with their defaults (``docs/anomalies.md`` says why).
+
+    Parameters
+    ----------
+    kinds : tuple of str
+        The kinds to look for (all by default; ``()`` turns the detectors off).
+    bucket_minutes : int
+        The time-of-day bucket: rates and activity profiles are per bucket of the session.
+    volume_real_share : float
+        Volume is real when at least this share of the bars has positive volume; below it
+        (no volume, or zero everywhere) ``filled`` and ``volume_shift`` look for nothing.
+    filled_min_bars : int
+        Bars in a run of fills (O = H = L = C = the previous close, zero volume, consecutive
+        slots of one session).
+    stale_min_bars : int
+        Bars in a run whose price does not move (flat at the previous close; with volume when
+        volume is real).
+    stale_alpha : float
+        A run is stale when its chance, by the symbol's own rate of such bars at that time
+        of day, is at most this.
+    repeat_min_bars : int
+        Bars repeating the bar before them in every field (not flat), in a run.
+    spike_sigmas, spike_min_move : float
+        A bar is off when its high, low or close is more than ``max(spike_sigmas * scale,
+        spike_min_move)`` (log) from the median of the ``spike_ref_bars`` closes before it;
+        the scale is robust (the 75th percentile of absolute returns in a block of
+        ``spike_block`` bars).
+    spike_ref_bars, spike_block, spike_max_bars : int
+        See above; a spike lasts at most ``spike_max_bars`` bars and the closes after it come
+        back within the threshold.
+    spike_volume_ratio : float
+        A move whose bars trade more than this many times the median volume of the bars
+        before it is news, not a bad print (a bad print is one trade); 0 turns the check off
+        (data without real volume has none).
+    split_ratios : tuple of float
+        Split ratios a jump may fit (and their inverses).
+    jump_min_step : float
+        Session-to-session price steps below this ratio are not looked at.
+    jump_tolerance : float
+        How near (log) the step must be to a split ratio.
+    jump_volume_share : float
+        The volume level must move the other way by at least this share of the step (log);
+        without volume the tolerance is a third as wide.
+    volume_factor : float
+        A volume level shift is a change of the session's median volume per bar, against the
+        median of the sessions before, of at least this factor, that stays (50: a unit
+        change of 100x with room for the day-to-day variation of the level).
+    volume_min_sessions : int
+        Sessions a volume level shift must last (at the end of the data one suffices).
+    volume_ref_sessions : int
+        Sessions whose median level is the reference before a shift.
+    zero_volume_min_bars : int
+        Bars in a session with zero volume on every bar, where the symbol's volume is real.
+    clock_max_hours : int
+        Shifts looked for: 1 to this many hours, either way.
+    clock_margin, clock_min_corr : float
+        A session's activity profile is shifted when, shifted back, its correlation with the
+        symbol's usual profile is at least ``clock_min_corr`` and exceeds the correlation as
+        stamped by ``clock_margin``.
+    clock_min_sessions : int
+        Sessions in a run of shifted sessions.
+    duplicate_min_equal : float
+        A session repeats another when at least this share of its bars equal the other's bar
+        at the same time of day in every field.
+    duplicate_min_bars : int
+        Bars (not flat) a session needs to be compared.
+    """
+
+    kinds: tuple[str, ...] = KINDS
+    bucket_minutes: int = 15
+    volume_real_share: float = 0.5
+    filled_min_bars: int = 1
+    stale_min_bars: int = 10
+    stale_alpha: float = 1e-9
+    repeat_min_bars: int = 3
+    spike_sigmas: float = 12.0
+    spike_min_move: float = 0.005
+    spike_ref_bars: int = 16
+    spike_block: int = 64
+    spike_max_bars: int = 3
+    spike_volume_ratio: float = 4.0
+    split_ratios: tuple[float, ...] = (1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 10.0, 15.0,
+                                       20.0)
+    jump_min_step: float = 1.35
+    jump_tolerance: float = 0.03
+    jump_volume_share: float = 0.4
+    volume_factor: float = 50.0
+    volume_min_sessions: int = 2
+    volume_ref_sessions: int = 5
+    zero_volume_min_bars: int = 10
+    clock_max_hours: int = 2
+    clock_margin: float = 0.25
+    clock_min_corr: float = 0.5
+    clock_min_sessions: int = 1
+    duplicate_min_equal: float = 0.8
+    duplicate_min_bars: int = 10
+
+    def __post_init__(self) -> None:
+        bad = [k for k in self.kinds if k not in KINDS]
+        if bad:
+            raise ValueError(f"unknown anomaly kind(s) {bad}; the kinds are {list(KINDS)}")
+        for name in ("bucket_minutes", "filled_min_bars", "stale_min_bars", "repeat_min_bars",
+                     "spike_ref_bars", "spike_max_bars", "volume_min_sessions",
+                     "volume_ref_sessions", "zero_volume_min_bars", "clock_max_hours",
+                     "clock_min_sessions", "duplicate_min_bars"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"AnomalyParams.{name} must be >= 1, got {getattr(self, name)}")
+        if self.spike_block < 4:
+            raise ValueError(f"AnomalyParams.spike_block must be >= 4, got {self.spike_block}")
+        if not 0 < self.stale_alpha < 1:
+            raise ValueError(f"AnomalyParams.stale_alpha must be in (0, 1), got {self.stale_alpha}")
+        if self.volume_factor <= 1 or self.jump_min_step <= 1:
+            raise ValueError("AnomalyParams.volume_factor and jump_min_step must be > 1")
+
+    def replace(self, **changes: Any) -> "AnomalyParams":
+        """A copy with some thresholds changed; an unknown name is an error that lists the
+        known ones."""
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise TypeError(f"unknown anomaly threshold(s) {unknown}; known: {sorted(known)}")
+        if "kinds" in changes and isinstance(changes["kinds"], str):
+            changes["kinds"] = () if changes["kinds"] in ("", "none") else tuple(
+                k.strip() for k in changes["kinds"].split(","))
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class AnomalyInfo:
+    """One anomaly: a range of bars of one kind with its evidence (see ``EVIDENCE``).
+
+    ``end_time`` is exclusive (the end of the last bar of the range).  Times are
+    timezone-aware, in the calendar's zone.
+    """
+
+    kind: str
+    start_time: _dt.datetime
+    end_time: _dt.datetime
+    bar_count: int
+    value: float
+    baseline: float
+    score: float
+    ref_time: _dt.datetime | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form: exchange-local times of day, as the gaps' ranges."""
+        out = {"kind": self.kind, "start_time": self.start_time.strftime("%H:%M:%S"),
+               "end_time": self.end_time.strftime("%H:%M:%S"), "bar_count": self.bar_count,
+               "value": self.value, "baseline": self.baseline, "score": self.score}
+        if self.ref_time is not None:
+            out["ref_time"] = self.ref_time.isoformat()
+        return out
+
+
+class Anomalies(Sequence[AnomalyInfo]):
+    """Anomalies as columns: ``kind`` (int8 codes of ``KINDS``), ``start_ns``, ``end_ns``
+    (exclusive), ``bar_count`` and the evidence ``value``, ``baseline``, ``score``, ``ref_ns``.
+
+    A sequence of :class:`AnomalyInfo`, made on access; sorted by start.
+    """
+
+    __slots__ = ("kind", "start_ns", "end_ns", "bar_count", "value", "baseline", "score",
+                 "ref_ns", "tz")
+    _INT = ("start_ns", "end_ns", "bar_count", "ref_ns")
+    _FLOAT = ("value", "baseline", "score")
+
+    def __init__(self, kind: Any, start_ns: Any, end_ns: Any, bar_count: Any, value: Any,
+                 baseline: Any, score: Any, ref_ns: Any = None, *, tz: Any = None):
+        self.kind = np.asarray(kind, np.int8)
+        self.start_ns = np.asarray(start_ns, np.int64)
+        self.end_ns = np.asarray(end_ns, np.int64)
+        self.bar_count = np.asarray(bar_count, np.int64)
+        self.value = np.asarray(value, np.float64)
+        self.baseline = np.asarray(baseline, np.float64)
+        self.score = np.asarray(score, np.float64)
+        self.ref_ns = (np.zeros(len(self.kind), np.int64) if ref_ns is None
+                       else np.asarray(ref_ns, np.int64))
+        n = self.kind.shape
+        for name in self._INT + self._FLOAT:
+            if getattr(self, name).shape != n:
+                raise ValueError(f"Anomalies: column {name} has shape "
+                                 f"{getattr(self, name).shape}, kind has {n}")
+        self.tz = tz if tz is not None else _dt.timezone.utc
+
+    @classmethod
+    def empty(cls, tz: Any = None) -> "Anomalies":
+        z = np.empty(0, np.int64)
+        return cls(z, z, z, z, z, z, z, z, tz=tz)
+
+    @classmethod
+    def concat(cls, parts: Sequence["Anomalies"], tz: Any = None) -> "Anomalies":
+        """One sequence of several, sorted by start (stable)."""
+        if not parts:
+            return cls.empty(tz)
+        cols = {name: np.concatenate([getattr(p, name) for p in parts])
+                for name in ("kind",) + cls._INT + cls._FLOAT}
+        order = np.argsort(cols["start_ns"], kind="stable")
+        return cls(**{k: v[order] for k, v in cols.items()},
+                   tz=tz if tz is not None else parts[0].tz)
+
+    def __len__(self) -> int:
+        return int(self.kind.shape[0])
+
+    @overload
+    def __getitem__(self, index: int) -> AnomalyInfo: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> "Anomalies": ...
+
+    def __getitem__(self, index: int | slice) -> "AnomalyInfo | Anomalies":
+        if isinstance(index, slice):
+            return Anomalies(*(getattr(self, c)[index] for c in
+                               ("kind",) + self._INT[:3] + self._FLOAT + ("ref_ns",)),
+                             tz=self.tz)
+        i = range(len(self))[index]
+        ref = int(self.ref_ns[i])
+        return AnomalyInfo(KINDS[int(self.kind[i])], local_time(int(self.start_ns[i]), self.tz),
+                           local_time(int(self.end_ns[i]), self.tz), int(self.bar_count[i]),
+                           float(self.value[i]), float(self.baseline[i]),
+                           float(self.score[i]),
+                           local_time(ref, self.tz) if ref else None)
+
+    def __iter__(self) -> Iterator[AnomalyInfo]:
+        for i in range(len(self)):
+            yield self[i]
+
+    def __repr__(self) -> str:
+        return f"Anomalies({len(self)}: {self.counts()})"
+
+    def of_kind(self, kind: str) -> "Anomalies":
+        """Those of one kind."""
+        m = self.kind == KINDS.index(kind)
+        return Anomalies(*(getattr(self, c)[m] for c in
+                           ("kind",) + self._INT[:3] + self._FLOAT + ("ref_ns",)), tz=self.tz)
+
+    def counts(self) -> dict[str, int]:
+        """How many of each kind (every kind, zeros included)."""
+        c = np.bincount(self.kind.astype(np.int64), minlength=len(KINDS))
+        return {k: int(c[i]) for i, k in enumerate(KINDS)}
+
+    def to_dicts(self) -> list[dict[str, Any]]:
+        """The JSON ``ranges``."""
+        return [a.to_dict() for a in self]
+
+    def to_arrow(self) -> "pa.Table":
+        import pyarrow as pa
+
+        unit = pa.timestamp("ns", tz="UTC")
+        ref = np.where(self.ref_ns == 0, 0, self.ref_ns)
+        return pa.table({
+            "kind": pa.array(np.asarray(KINDS, dtype=object)[self.kind.astype(np.int64)]
+                             if len(self) else np.empty(0, object), pa.string()),
+            "start": pa.array(self.start_ns, unit), "end": pa.array(self.end_ns, unit),
+            "bar_count": pa.array(self.bar_count),
+            "value": pa.array(self.value), "baseline": pa.array(self.baseline),
+            "score": pa.array(self.score),
+            "ref": pa.array(ref, unit, mask=self.ref_ns == 0)})
+
+    def to_pandas(self) -> "pd.DataFrame":
+        try:
+            import pandas as pd  # noqa: F401
+        except ImportError:  # pragma: no cover - depends on the environment
+            raise ImportError("Anomalies.to_pandas needs pandas: pip install "
+                              "'sessiondata[pandas]'") from None
+        df = self.to_arrow().to_pandas()
+        tz = getattr(self.tz, "key", "UTC")
+        for c in ("start", "end", "ref"):
+            df[c] = df[c].dt.tz_convert(tz)
+        return df
+
+
+# -- detection --------------------------------------------------------------------------------
+
+
+def _sessions_of(windows: Windows) -> tuple[np.ndarray, np.ndarray]:
+    """Each session's first open and last close."""
+    k = np.arange(windows.n_sessions)
+    first = np.searchsorted(windows.session_ids, k)
+    last = np.searchsorted(windows.session_ids, k, side="right") - 1
+    return windows.open_ns[first], windows.close_ns[last]
+
+
+class _Rows:
+    """Anomaly rows collected by the detectors, made into columns once."""
+
+    def __init__(self) -> None:
+        self.parts: list[tuple[np.ndarray, ...]] = []
+
+    def add(self, kind: int, start: Any, end: Any, count: Any, value: Any, baseline: Any,
+            score: Any, ref: Any = 0) -> None:
+        start = np.atleast_1d(np.asarray(start, np.int64))
+        n = start.shape[0]
+        if n == 0:
+            return
+        def col(x: Any, dtype: Any) -> np.ndarray:
+            return np.broadcast_to(np.asarray(x, dtype), (n,))
+        self.parts.append((np.full(n, kind, np.int8), start, col(end, np.int64),
+                           col(count, np.int64), col(value, np.float64),
+                           col(baseline, np.float64), col(score, np.float64),
+                           col(ref, np.int64)))
+
+    def build(self, tz: Any) -> Anomalies:
+        if not self.parts:
+            return Anomalies.empty(tz)
+        cols = [np.concatenate([p[i] for p in self.parts]) for i in range(8)]
+        order = np.lexsort((cols[0], cols[1]))
+        return Anomalies(*(c[order] for c in cols), tz=tz)
+
+
+def detect_symbol(bars: Bars, windows: Windows, step_ns: int,
+                  params: AnomalyParams | None = None, tz: Any = None) -> Anomalies:
+    """Find the anomalies of one symbol's whole range (the engine's entry point).
+
+    Parameters
+    ----------
+    bars : Bars
+        The symbol's base bars, sorted, validated (as the engine holds them).
+    windows : Windows
+        The session windows of the range; bars outside every window are not looked at.
+    step_ns : int
+        The base interval in nanoseconds.
+    params : AnomalyParams, optional
+        The thresholds (defaults when None).
+    tz : tzinfo, optional
+        The zone the returned objects show times in.
+
+    Returns
+    -------
+    Anomalies
+    """
+    p = params or AnomalyParams()
+    n = len(bars)
+    if n == 0 or len(windows) == 0 or not p.kinds:
+        return Anomalies.empty(tz)
+    if step_ns <= 0:
+        raise ValueError(f"detect_symbol: step_ns must be > 0, got {step_ns}")
+    wanted = set(p.kinds)
+    ts = bars.ts
+    o, h, lo, c = bars.open, bars.high, bars.low, bars.close
+    v = bars.volume if bars.volume is not None else np.full(n, np.nan)
+    first_open, last_close = _sessions_of(windows)
+    n_k = len(first_open)
+    bucket_ns = p.bucket_minutes * MINUTE_NS
+    n_b = int((last_close - first_open).max() // bucket_ns) + 1
+    sess = np.empty(n, np.int64)
+    buck = np.empty(n, np.int64)
+    _k.locate_bars(ts, windows.open_ns, windows.close_ns, windows.session_ids, first_open,
+                   bucket_ns, sess, buck)
+    flags = np.empty(n, np.uint8)
+    vclass = np.empty(n, np.uint8)
+    sample = v[:: max(1, n // 4096)]
+    sample = sample[sample > 0]
+    ref_volume = float(np.median(sample)) if len(sample) else 0.0
+    _k.bar_flags(ts, o, h, lo, c, v, sess, step_ns, ref_volume, flags, vclass)
+    # Per bucket and volume class, how many bars carry each combination of flags: every
+    # rate by time of day comes from this one count.
+    combo = np.bincount((buck + 1) * 512 + vclass.astype(np.int64) * 64 + flags,
+                        minlength=(n_b + 1) * 512)
+    combo = combo[: (n_b + 1) * 512].reshape(n_b + 1, 8, 64)[1:]
+    in_session = int(combo.sum())
+    pos_bars = int(combo[:, :, (np.arange(64) & POS_VOL) != 0].sum())
+    real_volume = in_session > 0 and pos_bars >= p.volume_real_share * in_session
+    first = np.empty(n_k, np.int64)
+    count = np.empty(n_k, np.int64)
+    med_vol = np.empty(n_k, np.float64)
+    zero_vol = np.empty(n_k, np.int64)
+    filled_like = np.empty(n_k, np.int64)
+    _k.session_stats(sess, v, flags, first, count, med_vol, zero_vol, filled_like)
+    rows = _Rows()
+    zero_sessions = np.zeros(n_k, bool)
+    if real_volume and "volume_shift" in wanted:
+        zero_sessions = _volume_shifts(rows, p, ts, step_ns, first, count, med_vol, zero_vol,
+                                       filled_like)
+    none_w = np.zeros((1, 1), np.float64)
+    if real_volume and "filled" in wanted:
+        need = FLAT | AT_PREV | ZERO_VOL
+        share = _rate(combo.sum(axis=1), need, 0)
+        f0, fl, _ = _runs(flags, need, 0, NEXT, sess, buck, vclass, none_w,
+                          p.filled_min_bars, 0.0)
+        keep = ~zero_sessions[sess[f0]]
+        f0, fl = f0[keep], fl[keep]
+        last = f0 + fl - 1
+        b = buck[f0]
+        rows.add(FILLED, ts[f0], ts[last] + step_ns, fl, c[f0], share[b], fl)
+    if "stale" in wanted:
+        need = FLAT | AT_PREV | (POS_VOL if real_volume else 0)
+        # The chance of a flat bar at the previous close by time of day and volume class:
+        # a quiet market's flat bars are light, a stuck feed's carry the usual volume.
+        rate = _rate(combo, need, POS_VOL if real_volume else 0)
+        logp = np.log(rate)
+        s0, sl, sw = _runs(flags, need, 0, 0, sess, buck, vclass, logp, p.stale_min_bars,
+                           float(np.log(p.stale_alpha)))
+        last = s0 + sl - 1
+        rows.add(STALE, ts[s0], ts[last] + step_ns, sl, c[s0], rate[buck[s0], vclass[s0]],
+                 -sw / np.log(10))
+        r0, rl, _ = _runs(flags, REPEAT, FLAT, 0, sess, buck, vclass, none_w,
+                          p.repeat_min_bars, 0.0)
+        # A repeat run [a, a + m) repeats bar a - 1: the range starts there.
+        last = r0 + rl - 1
+        rows.add(STALE, ts[r0 - 1], ts[last] + step_ns, rl + 1, c[r0], 0.0, np.inf)
+    if "spike" in wanted:
+        cap = n // 2 + 1
+        out_i = np.empty(cap, np.int64)
+        out_l = np.empty(cap, np.int64)
+        out_p = np.empty(cap, np.float64)
+        out_r = np.empty(cap, np.float64)
+        out_s = np.empty(cap, np.float64)
+        m = _k.find_spikes(h, lo, c, v, sess, p.spike_block, p.spike_sigmas,
+                           float(np.log1p(p.spike_min_move)), p.spike_ref_bars,
+                           p.spike_max_bars, p.spike_volume_ratio if real_volume else 0.0,
+                           out_i, out_l, out_p, out_r, out_s)
+        i0, ln = out_i[:m], out_l[:m]
+        rows.add(SPIKE, ts[i0], ts[i0 + ln - 1] + step_ns, ln, out_p[:m], out_r[:m],
+                 out_s[:m])
+    if "jump" in wanted:
+        _jumps(rows, p, ts, c, step_ns, first, count, med_vol, real_volume)
+    if "clock_shift" in wanted:
+        _clock_shifts(rows, p, ts, h, lo, c, v, sess, buck, step_ns, first, count, n_b,
+                      first_open, last_close, bucket_ns, real_volume)
+    if "duplicate_session" in wanted:
+        _duplicates(rows, p, ts, o, h, lo, c, v, sess, flags, step_ns, first, count,
+                    first_open)
+    return rows.build(tz)
+
+
+def _rate(combo: np.ndarray, need: int, given: int) -> np.ndarray:
+    """Per bucket (and class), the share of the bars with every bit of ``given`` that also
+    have every bit of ``need`` (with one pseudo-count each way, so never 0 or 1)."""
+    codes = np.arange(64)
+    has_given = (codes & given) == given
+    has_need = has_given & ((codes & need) == need)
+    num = combo[..., has_need].sum(axis=-1)
+    den = combo[..., has_given].sum(axis=-1)
+    return (num + 1.0) / (den + 2.0)
+
+
+def _runs(flags: np.ndarray, need: int, forbid: int, link: int, sess: np.ndarray,
+          buck: np.ndarray, klass: np.ndarray, weight: np.ndarray, min_len: int,
+          max_weight: float
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    cap = flags.shape[0] // min_len + 1
+    a = np.empty(cap, np.int64)
+    ln = np.empty(cap, np.int64)
+    w = np.empty(cap, np.float64)
+    m = _k.find_runs(flags, need, forbid, link, sess, buck, klass,
+                     np.ascontiguousarray(weight, np.float64), min_len, max_weight, a, ln, w)
+    return a[:m], ln[:m], w[:m]
+
+
+def _session_bounds(first: np.ndarray, count: np.ndarray, ts: np.ndarray, step_ns: int,
+                    k0: int, k1: int) -> tuple[int, int, int] | None:
+    """The first bar's time, the end of the last bar and the bars of sessions [k0, k1)."""
+    have = np.flatnonzero(count[k0:k1] > 0) + k0
+    if len(have) == 0:
+        return None
+    a = int(first[have[0]])
+    b = int(first[have[-1]] + count[have[-1]] - 1)
+    return int(ts[a]), int(ts[b]) + step_ns, int(count[k0:k1].sum())
+
+
+def _volume_shifts(rows: _Rows, p: AnomalyParams, ts: np.ndarray, step_ns: int,
+                   first: np.ndarray, count: np.ndarray, med_vol: np.ndarray,
+                   zero_vol: np.ndarray, filled_like: np.ndarray) -> np.ndarray:
+    """Sessions without volume, and level shifts that stay; returns the sessions without
+    volume (their fills are not ``filled``)."""
+    n_k = len(first)
+    with_bars = count > 0
+    with_volume = med_vol > 0
+    zero = (with_bars & (zero_vol == count) & (count >= p.zero_volume_min_bars)
+            & (filled_like <= 0.9 * count))
+    level = np.where(with_volume & (count >= 5), np.log10(np.where(with_volume, med_vol, 1)),
+                     np.nan)
+    typical = float(np.nanmedian(level)) if np.isfinite(level).any() else np.nan
+    if zero.any() and with_bars.sum() > 0 and (with_volume.sum() >= 0.9 * (with_bars.sum()
+                                                                            - zero.sum())):
+        for k in np.flatnonzero(zero):
+            b = _session_bounds(first, count, ts, step_ns, int(k), int(k) + 1)
+            if b is not None:
+                rows.add(VOLUME_SHIFT, b[0], b[1], b[2], 0.0, 10 ** typical, 0.0)
+    else:
+        zero[:] = False
+    ok = np.isfinite(level)
+    if ok.sum() < 2 or np.nanmax(level) - np.nanmin(level) < np.log10(p.volume_factor):
+        return zero
+    step = np.log10(p.volume_factor)
+    ref_levels: list[float] = []
+    run: list[int] = []
+    sign = 0
+
+    def close_run(at_end: bool) -> None:
+        if run and (len(run) >= p.volume_min_sessions or at_end):
+            b = _session_bounds(first, count, ts, step_ns, run[0], run[-1] + 1)
+            if b is not None:
+                lv = float(np.median(level[run]))
+                rv = float(np.median(ref_levels[-p.volume_ref_sessions:]))
+                rows.add(VOLUME_SHIFT, b[0], b[1], b[2], 10 ** lv, 10 ** rv,
+                         10 ** (lv - rv))
+
+    for k in range(n_k):
+        if not ok[k]:
+            continue
+        if not ref_levels:
+            ref_levels.append(float(level[k]))
+            continue
+        ref = float(np.median(ref_levels[-p.volume_ref_sessions:]))
+        d = float(level[k]) - ref
+        if run:
+            if d * sign >= 0.5 * step:           # still shifted (hysteresis: half the step)
+                run.append(k)
+                continue
+            close_run(False)
+            run = []
+        if abs(d) >= step and len(ref_levels) >= 1:
+            run = [k]
+            sign = 1 if d > 0 else -1
+            continue
+        ref_levels.append(float(level[k]))
+    close_run(True)
+    return zero
+
+
+def _jumps(rows: _Rows, p: AnomalyParams, ts: np.ndarray, c: np.ndarray, step_ns: int,
+           first: np.ndarray, count: np.ndarray, med_vol: np.ndarray,
+           real_volume: bool) -> None:
+    have = np.flatnonzero(count > 0)
+    if len(have) < 2:
+        return
+    f = first[have]
+    last = f + count[have] - 1
+    k5 = np.arange(5)
+    # The closes at each side of a session boundary: the last five of the session before,
+    # the first five of the session after (a boundary bar may hold both prices).
+    before = np.median(c[np.maximum(last[:-1, None] - k5, f[:-1, None])], axis=1)
+    after = np.median(c[np.minimum(f[1:, None] + k5, last[1:, None])], axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        step = np.log(before / after)
+    cand = np.flatnonzero(np.abs(step) >= np.log(p.jump_min_step))
+    if len(cand) == 0:
+        return
+    ratios = np.log(np.asarray(p.split_ratios, np.float64))
+    tol = p.jump_tolerance if real_volume else p.jump_tolerance / 3
+    lvl = np.where(med_vol > 0, np.log(np.where(med_vol > 0, med_vol, 1)), np.nan)
+    for j in cand.tolist():
+        s = float(step[j])
+        err = np.abs(np.abs(s) - ratios)
+        r = int(np.argmin(err))
+        if err[r] > tol:
+            continue
+        ka, kb = int(have[j]), int(have[j + 1])
+        # The move stays: the session after sits at the new level.
+        whole = float(np.median(c[f[j + 1]:last[j + 1] + 1]))
+        if abs(np.log(before[j] / whole) - s) > max(tol * 3, abs(s) / 4):
+            continue
+        vratio = np.nan
+        if real_volume:
+            pre = lvl[max(0, ka - 4):ka + 1]
+            post = lvl[kb:kb + 5]
+            if not (np.isfinite(pre).any() and np.isfinite(post).any()):
+                continue
+            dv = float(np.nanmedian(post) - np.nanmedian(pre))
+            vratio = float(np.exp(dv))
+            # Volume moves the other way, by a share of the step, and not by a unit change.
+            if dv * s < p.jump_volume_share * s * s or abs(dv) > abs(s) + np.log(30):
+                continue
+        i = int(f[j + 1])
+        rows.add(JUMP, ts[i], ts[i] + step_ns, 1, float(np.exp(s)),
+                 float(np.exp(np.sign(s) * ratios[r])), vratio)
+
+
+def _clock_shifts(rows: _Rows, p: AnomalyParams, ts: np.ndarray, h: np.ndarray,
+                  lo: np.ndarray, c: np.ndarray, v: np.ndarray, sess: np.ndarray,
+                  buck: np.ndarray, step_ns: int, first: np.ndarray, count: np.ndarray,
+                  n_b: int, first_open: np.ndarray, last_close: np.ndarray, bucket_ns: int,
+                  real_volume: bool) -> None:
+    n_k = len(first)
+    if n_k < 3:
+        return
+    prof = np.zeros((n_k, n_b), np.float64)
+    _k.activity_profile(sess, buck, h, lo, c, v, real_volume, prof)
+    usual_count = np.median(count[count > 0]) if (count > 0).any() else 0
+    use = (count >= max(10, 0.5 * usual_count))
+    if use.sum() < 3:
+        return
+    tot = prof.sum(axis=1)
+    use &= tot > 0
+    shares = np.zeros_like(prof)
+    shares[use] = prof[use] / tot[use, None]
+    x = np.sqrt(shares)
+    usual = np.median(x[use], axis=0)
+    inside = (np.arange(n_b)[None, :] * bucket_ns) < (last_close - first_open)[:, None]
+    per_hour = int(HOUR_NS // bucket_ns)
+    if per_hour < 1:
+        return
+
+    def corr(xs: np.ndarray, ref: np.ndarray, m: np.ndarray) -> np.ndarray:
+        w = m.astype(np.float64)
+        nw = w.sum(axis=1)
+        nw[nw == 0] = np.nan
+        mx = (xs * w).sum(axis=1) / nw
+        mr = (ref[None, :] * w).sum(axis=1) / nw
+        dx = (xs - mx[:, None]) * w
+        dr = (ref[None, :] - mr[:, None]) * w
+        num = (dx * dr).sum(axis=1)
+        den = np.sqrt((dx * dx).sum(axis=1) * (dr * dr).sum(axis=1))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return num / den
+
+    base = corr(x, usual, inside)
+    best = np.full(n_k, -np.inf)
+    best_h = np.zeros(n_k, np.int64)
+    for hours in range(-p.clock_max_hours, p.clock_max_hours + 1):
+        if hours == 0:
+            continue
+        s = hours * per_hour
+        if abs(s) >= n_b - 4:
+            continue
+        # stamped ``hours`` late: the session's bucket b holds the usual bucket b - s
+        if s > 0:
+            xs, ref, m = x[:, s:], usual[:-s], inside[:, s:] & inside[:, :-s]
+        else:
+            xs, ref, m = x[:, :s], usual[-s:], inside[:, :s] & inside[:, -s:]
+        cs = corr(xs, ref, m)
+        better = np.nan_to_num(cs, nan=-np.inf) > best
+        best[better] = cs[better]
+        best_h[better] = hours
+    shifted = use & (best >= p.clock_min_corr) & (best - np.nan_to_num(base, nan=-1.0)
+                                                    >= p.clock_margin)
+    if not shifted.any():
+        return
+    k = 0
+    while k < n_k:
+        if not shifted[k]:
+            k += 1
+            continue
+        e = k
+        while e + 1 < n_k and shifted[e + 1] and best_h[e + 1] == best_h[k]:
+            e += 1
+        if e - k + 1 >= p.clock_min_sessions:
+            b = _session_bounds(first, count, ts, step_ns, k, e + 1)
+            if b is not None:
+                rows.add(CLOCK_SHIFT, b[0], b[1], b[2], float(best_h[k]),
+                         float(np.nanmedian(base[k:e + 1])), float(np.median(best[k:e + 1])))
+        k = e + 1
+
+
+def _duplicates(rows: _Rows, p: AnomalyParams, ts: np.ndarray, o: np.ndarray, h: np.ndarray,
+                lo: np.ndarray, c: np.ndarray, v: np.ndarray, sess: np.ndarray,
+                flags: np.ndarray, step_ns: int, first: np.ndarray, count: np.ndarray,
+                first_open: np.ndarray) -> None:
+    n_k = len(first)
+    if n_k < 2:
+        return
+    hashes = np.empty(len(ts), np.uint64)
+    _k.bar_hashes(o, h, lo, c, v, hashes)
+    sketch = np.empty((n_k, 8), np.uint64)
+    _k.session_sketches(hashes, flags, sess, sketch)
+    full = sketch[:, -1] != np.iinfo(np.uint64).max
+    flat = sketch[full].ravel()
+    if len(flat) == 0:
+        return
+    owner = np.repeat(np.flatnonzero(full), 8)
+    order = np.argsort(flat, kind="stable")
+    fs, ow = flat[order], owner[order]
+    same = fs[1:] == fs[:-1]
+    if not same.any():
+        return
+    pairs: dict[tuple[int, int], int] = {}
+    for i in np.flatnonzero(same & (ow[1:] != ow[:-1])).tolist():
+        a, b = sorted((int(ow[i]), int(ow[i + 1])))
+        pairs[(a, b)] = pairs.get((a, b), 0) + 1
+    done: set[int] = set()
+    for (a, b), shared in sorted(pairs.items(), key=lambda kv: kv[0][1]):
+        if shared < 4 or b in done:
+            continue
+        sa = slice(int(first[a]), int(first[a] + count[a]))
+        sb = slice(int(first[b]), int(first[b] + count[b]))
+        off_a = ts[sa] - first_open[a]
+        off_b = ts[sb] - first_open[b]
+        _, ia, ib = np.intersect1d(off_a, off_b, assume_unique=True, return_indices=True)
+        nonflat = (flags[sb][ib] & FLAT) == 0
+        equal = int((hashes[sa][ia] == hashes[sb][ib]).sum())
+        if nonflat.sum() < p.duplicate_min_bars or equal < p.duplicate_min_equal * count[b]:
+            continue
+        done.add(b)
+        rows.add(DUPLICATE_SESSION, ts[sb.start], ts[sb.stop - 1] + step_ns, int(count[b]),
+                 equal / int(count[b]), len(ia), equal, int(ts[sa.start]))
+
+
+def find_anomalies(bars: Bars, calendar: Calendar | None = None, *, base: Any = None,
+                   start: Any = None, end: Any = None, params: AnomalyParams | None = None,
+                   **thresholds: Any) -> Anomalies:
+    """Find the bars that are there but not real (see ``docs/anomalies.md``).
+
+    Parameters
+    ----------
+    bars : Bars
+        One symbol's base bars.
+    calendar : Calendar, optional
+        Defaults to ``Calendar.always()`` (24/7, sessions are UTC days).
+    base : str, optional
+        The base interval when ``bars.interval`` is not set (else inferred).
+    start, end : optional
+        Times whose sessions are looked at, when they reach beyond the bars.
+    params : AnomalyParams, optional
+        Thresholds; ``**thresholds`` change single ones (``spike_sigmas=15``).
+
+    Returns
+    -------
+    Anomalies
+        Sorted by start, with the kind, the range, its bars and the evidence.
+    """
+    from .api import _base_of
+    from .grid import default_calendar, session_windows
+
+    calendar = default_calendar(calendar)
+    if not isinstance(bars, Bars):
+        raise TypeError(f"find_anomalies takes Bars, got {type(bars).__name__}")
+    p = (params or AnomalyParams()).replace(**thresholds) if thresholds else params
+    if len(bars) == 0:
+        return Anomalies.empty(calendar.tz)
+    step = _base_of(bars, base).ns
+    if step <= 0:
+        raise ValueError("find_anomalies needs bars of an intraday interval (base=...), "
+                         f"got {bars.interval}")
+    windows = session_windows(calendar, bars.ts, start, end)
+    return detect_symbol(bars, windows, step, p, tz=calendar.tz)
