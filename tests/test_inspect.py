@@ -390,3 +390,23 @@ def test_score_and_threshold_by_hand():
     assert SCORE_MARGIN == 0.01 and MISFIT_SHARE == 0.8
     check = Plausibility(cal, "1m", {"tz": "UTC"})
     assert check.to_json() is None and check.message() is None
+
+
+def test_naive_parquet_is_inspected_and_checked(tmp_path):
+    """A Parquet file with a naive timestamp column (6E rewritten): inspect finds UTC and
+    the stamp, and a run in New York time warns."""
+    xcals()
+    pacsv = pytest.importorskip("pyarrow.csv")
+    import pyarrow.parquet as pq
+
+    table = pacsv.read_csv(need(SIX_E))
+    path = tmp_path / "6e.parquet"
+    pq.write_table(table, path)
+    argv = inspect_command(path)
+    joined = " ".join(argv)
+    assert "--calendar CME_GLOBEX --tz UTC --stamp end" in joined
+    totals, plaus, _ = run_counts(argv, tmp_path)
+    assert (totals["missing"], totals["gaps"]) == (423, 353) and plaus["plausible"]
+    code, out, err = run_cli(["run", str(path), "--calendar", "CME_GLOBEX", "--stamp", "end",
+                              "--tz", "America/New_York", "--no-export"])
+    assert code == 0 and "Rerun with --tz UTC" in out
