@@ -559,7 +559,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         print(json.dumps(found.to_json(), indent=2))
     elif not args.quiet:
         print(found.render())
-    return EXIT_OK
+    return EXIT_OK if found.command else EXIT_BAD_INPUT
 
 
 if __name__ == "__main__":  # pragma: no cover

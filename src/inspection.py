@@ -211,7 +211,8 @@ class Inspection:
         if best:
             lines.append(f"stamp        {best.reading.stamp} (a bar's "
                          f"{'close' if best.reading.stamp == 'end' else 'open'})")
-        lines.append(f"volume       {self.volume}")
+        if self.bars:
+            lines.append(f"volume       {self.volume}")
         if self.hours:
             zone = self.hours[0]["tz"]
             lines.append(f"hours        covered each weekday ({zone}, median first bar to "
@@ -372,6 +373,12 @@ def _ohlc_order(rows: list[list[float]]) -> list[int] | None:
         if np.all(h >= np.maximum(o, c)) and np.all(lo <= np.minimum(o, c)):
             return list(perm)
     return None
+
+
+def _is_bars(found: Inspection) -> bool:
+    """Whether a CSV layout has a time and the four prices."""
+    has = set(found.columns)
+    return {"open", "high", "low", "close"} <= has and bool(has & {"timestamp", "date"})
 
 
 def _csv_layout(path: Path, found: Inspection) -> dict[str, Any]:
@@ -617,9 +624,35 @@ def inspect(data: Any, *, format: str | None = None,
     fmt = (format or _detect_format(path)).lower()
     found.format = fmt
     options: dict[str, Any] = {}
+    read_from: Any = path
     if fmt == "csv":
-        first = readers.data_files(path)[0] if path.is_dir() else path
-        options = _csv_layout(first, found)
+        files = readers.data_files(path) if path.is_dir() else [path]
+        usable: list[Path] = []
+        for f in files:
+            probe = Inspection(found.path)
+            try:
+                opts = _csv_layout(f, probe)
+            except (ValueError, OSError, UnicodeError):
+                opts = None
+            if opts is None or not _is_bars(probe):
+                if path.is_dir():
+                    found.notes.append(f"{f.name}: not bar data, left out here (a run reads "
+                                       "every data file of the folder: move it out)")
+                continue
+            if not usable:
+                options = opts
+                for name in ("csv", "columns", "unused", "misspelt", "notes"):
+                    value = getattr(probe, name)
+                    if isinstance(value, list):
+                        getattr(found, name).extend(value)
+                    else:
+                        setattr(found, name, value)
+            usable.append(f)
+        if not usable:
+            found.error = "no file with a time column and four prices (open, high, low, close)"
+            return found
+        if path.is_dir() and len(usable) < len(files):
+            read_from = usable
     if path.is_dir() and fmt in ("csv", "parquet"):
         found.files = len(readers.data_files(path))
     found.options = options
@@ -627,7 +660,7 @@ def inspect(data: Any, *, format: str | None = None,
     fmt_arg = None if fmt in ("csv", "parquet") else fmt
     for on_bad in ("raise", "drop"):
         try:
-            result = readers.read_bars(path, format=fmt_arg, on_bad=on_bad, **options)
+            result = readers.read_bars(read_from, format=fmt_arg, on_bad=on_bad, **options)
             break
         except (ValueError, OSError, ImportError) as exc:
             found.error = " ".join(str(exc).split())

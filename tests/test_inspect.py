@@ -410,3 +410,21 @@ def test_naive_parquet_is_inspected_and_checked(tmp_path):
     code, out, err = run_cli(["run", str(path), "--calendar", "CME_GLOBEX", "--stamp", "end",
                               "--tz", "America/New_York", "--no-export"])
     assert code == 0 and "Rerun with --tz UTC" in out
+
+
+def test_inspect_leaves_out_files_that_are_not_bars(tmp_path):
+    ts = np.arange(np.datetime64("2024-03-02T00:00"), np.datetime64("2024-03-03T00:00"),
+                   np.timedelta64(1, "m"))
+    for sym in ("AAA", "BBB"):
+        (tmp_path / f"{sym}.csv").write_text("timestamp,open,high,low,close\n" + "\n".join(
+            f"{t}Z,1,2,0.5,1.5" for t in ts) + "\n")
+    (tmp_path / "README.txt").write_text("Bars from a vendor\nsee notes\n")
+    (tmp_path / "notes.csv").write_text("a;b\n1;2\n")
+    found = sd.inspect(tmp_path)
+    assert found.symbols == ["AAA", "BBB"] and found.best.spec == "24/7"
+    assert sum("not bar data" in n for n in found.notes) == 2
+    empty = tmp_path / "empty" / "x.csv"
+    empty.parent.mkdir()
+    empty.write_text("")
+    code, out, err = run_cli(["inspect", str(empty)])
+    assert code == 2 and "no run command" in out
