@@ -428,3 +428,20 @@ def test_inspect_leaves_out_files_that_are_not_bars(tmp_path):
     empty.write_text("")
     code, out, err = run_cli(["inspect", str(empty)])
     assert code == 2 and "no run command" in out
+
+
+def test_calendar_forms_on_the_command_line():
+    assert cli.parse_calendar("FX").name == "FX"
+    assert cli.parse_calendar("fx") is Calendar.fx()
+    out = io.StringIO()
+    with redirect_stdout(out), pytest.raises(SystemExit) as done:
+        cli.main(["run", "--help"])
+    assert done.value.code == 0
+    text = " ".join(out.getvalue().split())
+    for form in ("CODE@HH:MM-HH:MM", "XEUR@09:00-22:00", "FX (Sunday 17:00 to Friday 17:00 New "
+                 "York)", "today's hours", "'24/7'", "weekly:TZ,HH:MM,HH:MM[,Mon-Fri]"):
+        assert form in text, form
+    xcals()
+    assert cli.parse_calendar("XEUR@09:00-22:00").name == "XEUR@09:00-22:00"
+    with pytest.raises(cli.CliError, match=r"--calendar: hours '9-22' are not 'HH:MM-HH:MM'"):
+        cli.parse_calendar("XEUR@9-22")
