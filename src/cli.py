@@ -3,6 +3,7 @@
     sessiondata run [DATA] --calendar XNYS --base 1m --derived 5m,15m,1h --out DIR
     sessiondata validate DIR
     sessiondata report DIR
+    sessiondata inspect DATA [--json]
 
 ``run`` reads every symbol's bars from DATA (a CSV or Parquet file, or a folder of them, or a
 vendor format; the embedded sample when DATA is not given), runs every trading session of the
