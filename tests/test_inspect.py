@@ -445,3 +445,30 @@ def test_calendar_forms_on_the_command_line():
     assert cli.parse_calendar("XEUR@09:00-22:00").name == "XEUR@09:00-22:00"
     with pytest.raises(cli.CliError, match=r"--calendar: hours '9-22' are not 'HH:MM-HH:MM'"):
         cli.parse_calendar("XEUR@9-22")
+
+
+@pytest.mark.parametrize("header, dates, row", [
+    ("<TICKER>,<DTYYYYMMDD>,<TIME>,<OPEN>,<HIGH>,<LOW>,<CLOSE>,<VOL>",
+     ["20240304", "20240305"], "FDAX,{d},{h:02d}{m:02d}00,54,55,53,54.5,100"),
+    ("Datum;Zeit;Eroeffnung;Hoch;Tief;Schluss;Umsatz",
+     ["12/03/2024", "13/03/2024"], "{d};{h:02d}:{m:02d};54;55;53;54.5;100"),
+])
+def test_inspect_other_headers_by_content(tmp_path, header, dates, row):
+    """Headers the readers cannot read by name (MetaStock's <TICKER>, German names), compact
+    HHMMSS times, day-first dates: the columns are found by content, the command names them
+    and the time format, and the run counts the one missing minute."""
+    xcals()
+    lines = [header]
+    for d in dates:
+        for minute in range(9 * 60, 17 * 60 + 30):
+            if (d, minute) != (dates[1], 10 * 60):
+                lines.append(row.format(d=d, h=minute // 60, m=minute % 60))
+    path = tmp_path / "bars.txt"
+    path.write_text("\n".join(lines) + "\n")
+    argv = inspect_command(path)
+    joined = " ".join(argv)
+    assert "--columns" in joined and "--ts-format" in joined
+    assert "--calendar XETR" in joined and "--tz Europe/Berlin" in joined
+    totals, plaus, _ = run_counts(argv, tmp_path)
+    assert (totals["bars"], totals["missing"], totals["gaps"]) == (2 * 510 - 1, 1, 1)
+    assert plaus["plausible"]
