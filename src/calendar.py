@@ -1252,6 +1252,9 @@ class _ExchangeSource(_ScheduleSource):
             if len(table.day):
                 table.check_order(self.calendar_name)
                 _ScheduleSource.__init__(self, table, self.calendar_name)
+                # The next process starts from the widened range (data of 2006 read again
+                # does not rebuild through exchange_calendars every time).
+                _store_exchange_calendar(self._key, self)
 
     def table(self, lo_day: int, hi_day: int) -> tuple[_Table, int, int]:
         self._widen(lo_day, hi_day)
@@ -1299,7 +1302,7 @@ class _HoursSource:
         self._close_off = close_tod - open_tod + (NS_PER_DAY if self._overnight else 0)
         self._text = text
         self._lock = threading.Lock()
-        self._built: tuple[object, _Table] | None = None
+        self._built: tuple[object, int, int, _Table] | None = None
 
     def __reduce__(self):
         return (_hours_source, (self._base._key, self._text))
@@ -1308,25 +1311,36 @@ class _HoursSource:
     def coverage(self):
         return self._base.coverage
 
-    def _own(self) -> _Table:
-        """The windows of every session the base holds now (rebuilt when it widened)."""
+    def _build(self, lo_day: int, hi_day: int) -> _Table:
+        """The windows of the base's sessions labelled lo_day..hi_day."""
+        base = self._base._table
+        a, b = base.day_range(lo_day, hi_day)
+        days = np.unique(base.day[a:b])
+        open_wall = (days - int(self._overnight)) * NS_PER_DAY + self._open_tod
+        opens = _wall_to_utc_ns(open_wall, self._tz)
+        closes = _wall_to_utc_ns(open_wall + self._close_off, self._tz)
+        keep = closes > opens
+        return _Table.build(opens[keep], closes[keep], days[keep])
+
+    def _own(self, lo_day: int, hi_day: int) -> _Table:
+        """Windows covering the sessions lo_day..hi_day, built a year beyond what is asked
+        (zone conversions over the base's whole range would cost seconds)."""
         coverage = self._base.coverage
         built = self._built
-        if built is not None and built[0] == coverage:
-            return built[1]
+        if built is not None and built[0] == coverage and built[1] <= lo_day and \
+                hi_day <= built[2]:
+            return built[3]
         with self._lock:
-            days = np.unique(self._base._table.day)
-            open_wall = (days - int(self._overnight)) * NS_PER_DAY + self._open_tod
-            opens = _wall_to_utc_ns(open_wall, self._tz)
-            closes = _wall_to_utc_ns(open_wall + self._close_off, self._tz)
-            keep = closes > opens
-            table = _Table.build(opens[keep], closes[keep], days[keep])
-            self._built = (coverage, table)
+            lo, hi = lo_day - 366, hi_day + 366
+            if built is not None and built[0] == coverage:
+                lo, hi = min(lo, built[1]), max(hi, built[2])
+            table = self._build(lo, hi)
+            self._built = (coverage, lo, hi, table)
         return table
 
     def table(self, lo_day: int, hi_day: int) -> tuple[_Table, int, int]:
         self._base.table(lo_day, hi_day)          # widens the base when needed
-        table = self._own()
+        table = self._own(lo_day, hi_day)
         return (table, *table.day_range(lo_day, hi_day))
 
     def require_days(self, lo_day: int, hi_day: int) -> None:
@@ -1337,8 +1351,10 @@ class _HoursSource:
             self._base.require_ns(start_ns, end_ns)
         except ValueError:
             # The base's first open and last close are not ours: judge by our windows.
-            table = self._own()
-            if start_ns < int(table.open_ns[0]) or end_ns > int(table.close_ns[-1]):
+            first, last = (int(d.astype(np.int64)) for d in self._base.coverage)
+            head, tail = self._build(first, first), self._build(last, last)
+            if not len(head.day) or not len(tail.day) or start_ns < int(head.open_ns[0]) \
+                    or end_ns > int(tail.close_ns[-1]):
                 raise
 
 

@@ -5,6 +5,7 @@
     sessiondata report DIR
     sessiondata check DIR --fail-under completeness=99.5 [--format table|json|junit|github]
     sessiondata diff OLD NEW [--out DIFF] [--tolerance X]
+    sessiondata inspect DATA [--json]
 
 ``run`` reads every symbol's bars from DATA (a CSV or Parquet file, or a folder of them, or a
 vendor format; the embedded sample when DATA is not given), runs every trading session of the
@@ -567,7 +568,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         print(json.dumps(found.to_json(), indent=2))
     elif not args.quiet:
         print(found.render())
-    return EXIT_OK
+    return EXIT_OK if found.command else EXIT_BAD_INPUT
+
+
 # --------------------------------------------------------------------------------------------
 # check and diff: quality gates and two deliveries compared (sessiondata.check, .diff)
 # --------------------------------------------------------------------------------------------

@@ -211,7 +211,8 @@ class Inspection:
         if best:
             lines.append(f"stamp        {best.reading.stamp} (a bar's "
                          f"{'close' if best.reading.stamp == 'end' else 'open'})")
-        lines.append(f"volume       {self.volume}")
+        if self.bars:
+            lines.append(f"volume       {self.volume}")
         if self.hours:
             zone = self.hours[0]["tz"]
             lines.append(f"hours        covered each weekday ({zone}, median first bar to "
@@ -354,12 +355,26 @@ def _field_kind(values: Sequence[str]) -> tuple[str, str | None]:
         return "datetime", None
     for rx, fmt in _DATE_RES:
         if all(rx.match(v) for v in vals):
+            if fmt == "%m/%d/%Y" and any(int(v.split("/")[0]) > 12 for v in vals):
+                fmt = "%d/%m/%Y"            # the day first, as a value above 12 shows
             return "date", fmt
     if all(_TIME_RE.match(v) for v in vals):
         return "time", None
     if all(_NUMBER_RE.match(v) for v in vals):
         return "number", None
     return "text", None
+
+
+def _compact_times(values: Sequence[str]) -> bool:
+    """Whether a column holds times of day as HHMM or HHMMSS digits."""
+    vals = [v.strip() for v in values if v.strip()]
+    if not vals or not all(v.isdigit() and 3 <= len(v) <= 6 for v in vals):
+        return False
+    lengths = {len(v) for v in vals}
+    if lengths <= {3, 4}:
+        return all(int(v) % 100 < 60 and int(v) // 100 < 24 for v in vals)
+    return lengths <= {5, 6} and all(int(v) % 100 < 60 and (int(v) // 100) % 100 < 60
+                                     and int(v) // 10000 < 24 for v in vals)
 
 
 def _ohlc_order(rows: list[list[float]]) -> list[int] | None:
@@ -372,6 +387,12 @@ def _ohlc_order(rows: list[list[float]]) -> list[int] | None:
         if np.all(h >= np.maximum(o, c)) and np.all(lo <= np.minimum(o, c)):
             return list(perm)
     return None
+
+
+def _is_bars(found: Inspection) -> bool:
+    """Whether a CSV layout has a time and the four prices."""
+    has = set(found.columns)
+    return {"open", "high", "low", "close"} <= has and bool(has & {"timestamp", "date"})
 
 
 def _csv_layout(path: Path, found: Inspection) -> dict[str, Any]:
@@ -404,7 +425,13 @@ def _csv_layout(path: Path, found: Inspection) -> dict[str, Any]:
     else:
         d = next((k for k, (kd, _f) in enumerate(kinds) if kd == "date"), None)
         t = next((k for k, (kd, _f) in enumerate(kinds) if kd == "time"), None)
-        if d is not None and t is not None:
+        if d is not None and t is None and d + 1 < nfields and _compact_times(cols[d + 1]):
+            # A time of day written HHMM or HHMMSS beside the date (MetaStock, some vendors).
+            t = d + 1
+            secs = "%S" if max(len(v) for v in cols[t] if v) > 4 else ""
+            roles[d], roles[t] = "date", "time"
+            fmt = f"{kinds[d][1] or '%Y-%m-%d'} %H%M{secs}"
+        elif d is not None and t is not None:
             roles[d], roles[t] = "date", "time"
             if kinds[d][1] is not None:
                 secs = ":%S" if all(v.count(":") == 2 for v in cols[t] if v) else ""
@@ -424,7 +451,9 @@ def _csv_layout(path: Path, found: Inspection) -> dict[str, Any]:
             if len(numeric) >= 5:
                 roles[numeric[4]] = "volume"
     if header:
-        sym = next((k for k, n in enumerate(names) if n.lower() in ("symbol", "ticker")), None)
+        # <TICKER>, "Symbol": the name without its punctuation.
+        sym = next((k for k, n in enumerate(names) if re.sub(r"[^a-z]", "", n.lower())
+                    in ("symbol", "ticker") and kinds[k][0] == "text"), None)
         if sym is not None:
             roles[sym] = "symbol"
     # Does the header name the same roles?  Then no --columns.
@@ -617,20 +646,57 @@ def inspect(data: Any, *, format: str | None = None,
     fmt = (format or _detect_format(path)).lower()
     found.format = fmt
     options: dict[str, Any] = {}
+    read_from: Any = path
     if fmt == "csv":
-        first = readers.data_files(path)[0] if path.is_dir() else path
-        options = _csv_layout(first, found)
+        files = readers.data_files(path) if path.is_dir() else [path]
+        usable: list[Path] = []
+        for f in files:
+            probe = Inspection(found.path)
+            try:
+                opts = _csv_layout(f, probe)
+            except (ValueError, OSError, UnicodeError):
+                opts = None
+            if opts is None or not _is_bars(probe):
+                if path.is_dir():
+                    found.notes.append(f"{f.name}: not bar data, left out here (a run reads "
+                                       "every data file of the folder: move it out)")
+                continue
+            if not usable:
+                options = opts
+                for name in ("csv", "columns", "unused", "misspelt", "notes"):
+                    value = getattr(probe, name)
+                    if isinstance(value, list):
+                        getattr(found, name).extend(value)
+                    else:
+                        setattr(found, name, value)
+            usable.append(f)
+        if not usable:
+            found.error = "no file with a time column and four prices (open, high, low, close)"
+            return found
+        if path.is_dir() and len(usable) < len(files):
+            read_from = usable
     if path.is_dir() and fmt in ("csv", "parquet"):
         found.files = len(readers.data_files(path))
     found.options = options
     result = None
     fmt_arg = None if fmt in ("csv", "parquet") else fmt
+    # A month-first date seen in the first lines may be day-first further down (the whole
+    # file decides): the other order is tried when the first does not read.
+    variants = [options]
+    if "%m/%d/%Y" in str(options.get("ts_format", "")):
+        variants.append({**options,
+                         "ts_format": options["ts_format"].replace("%m/%d/%Y", "%d/%m/%Y")})
     for on_bad in ("raise", "drop"):
-        try:
-            result = readers.read_bars(path, format=fmt_arg, on_bad=on_bad, **options)
+        for opts in variants if on_bad == "raise" else variants[:1]:
+            try:
+                result = readers.read_bars(read_from, format=fmt_arg, on_bad=on_bad, **opts)
+                options = found.options = opts
+                break
+            except (ValueError, OSError, ImportError) as exc:
+                if opts is variants[0]:
+                    found.error = " ".join(str(exc).split())
+        if result is not None:
             break
-        except (ValueError, OSError, ImportError) as exc:
-            found.error = " ".join(str(exc).split())
     if result is None:
         return found
     found.error = None

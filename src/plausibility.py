@@ -329,7 +329,28 @@ def _naive(result: Any) -> bool:
     parsers = getattr(result, "_parsers", None)
     if not isinstance(parsers, Mapping) or not parsers:
         return False
-    return any(getattr(p, "aware", True) is False for p in parsers.values())
+    sources = list(getattr(result, "sources", []))
+    for k, parser in parsers.items():
+        aware = getattr(parser, "aware", True)
+        if aware is False:
+            return True
+        if aware is None and isinstance(k, int) and k < len(sources) and \
+                str(sources[k]).lower().endswith((".parquet", ".pq")):
+            # A Parquet timestamp column: naive when its type has no zone.
+            if _naive_parquet(str(sources[k])):
+                return True
+    return False
+
+
+def _naive_parquet(path: str) -> bool:
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        schema = pq.read_schema(path)
+    except Exception:  # noqa: BLE001 - only a hint; the reader has read the file
+        return False
+    return any(pa.types.is_timestamp(f.type) and f.type.tz is None for f in schema)
 
 
 @dataclass

@@ -390,3 +390,85 @@ def test_score_and_threshold_by_hand():
     assert SCORE_MARGIN == 0.01 and MISFIT_SHARE == 0.8
     check = Plausibility(cal, "1m", {"tz": "UTC"})
     assert check.to_json() is None and check.message() is None
+
+
+def test_naive_parquet_is_inspected_and_checked(tmp_path):
+    """A Parquet file with a naive timestamp column (6E rewritten): inspect finds UTC and
+    the stamp, and a run in New York time warns."""
+    xcals()
+    pacsv = pytest.importorskip("pyarrow.csv")
+    import pyarrow.parquet as pq
+
+    table = pacsv.read_csv(need(SIX_E))
+    path = tmp_path / "6e.parquet"
+    pq.write_table(table, path)
+    argv = inspect_command(path)
+    joined = " ".join(argv)
+    assert "--calendar CME_GLOBEX --tz UTC --stamp end" in joined
+    totals, plaus, _ = run_counts(argv, tmp_path)
+    assert (totals["missing"], totals["gaps"]) == (423, 353) and plaus["plausible"]
+    code, out, err = run_cli(["run", str(path), "--calendar", "CME_GLOBEX", "--stamp", "end",
+                              "--tz", "America/New_York", "--no-export"])
+    assert code == 0 and "Rerun with --tz UTC" in out
+
+
+def test_inspect_leaves_out_files_that_are_not_bars(tmp_path):
+    ts = np.arange(np.datetime64("2024-03-02T00:00"), np.datetime64("2024-03-03T00:00"),
+                   np.timedelta64(1, "m"))
+    for sym in ("AAA", "BBB"):
+        (tmp_path / f"{sym}.csv").write_text("timestamp,open,high,low,close\n" + "\n".join(
+            f"{t}Z,1,2,0.5,1.5" for t in ts) + "\n")
+    (tmp_path / "README.txt").write_text("Bars from a vendor\nsee notes\n")
+    (tmp_path / "notes.csv").write_text("a;b\n1;2\n")
+    found = sd.inspect(tmp_path)
+    assert found.symbols == ["AAA", "BBB"] and found.best.spec == "24/7"
+    assert sum("not bar data" in n for n in found.notes) == 2
+    empty = tmp_path / "empty" / "x.csv"
+    empty.parent.mkdir()
+    empty.write_text("")
+    code, out, err = run_cli(["inspect", str(empty)])
+    assert code == 2 and "no run command" in out
+
+
+def test_calendar_forms_on_the_command_line():
+    assert cli.parse_calendar("FX").name == "FX"
+    assert cli.parse_calendar("fx") is Calendar.fx()
+    out = io.StringIO()
+    with redirect_stdout(out), pytest.raises(SystemExit) as done:
+        cli.main(["run", "--help"])
+    assert done.value.code == 0
+    text = " ".join(out.getvalue().split())
+    for form in ("CODE@HH:MM-HH:MM", "XEUR@09:00-22:00", "FX (Sunday 17:00 to Friday 17:00 New "
+                 "York)", "today's hours", "'24/7'", "weekly:TZ,HH:MM,HH:MM[,Mon-Fri]"):
+        assert form in text, form
+    xcals()
+    assert cli.parse_calendar("XEUR@09:00-22:00").name == "XEUR@09:00-22:00"
+    with pytest.raises(cli.CliError, match=r"--calendar: hours '9-22' are not 'HH:MM-HH:MM'"):
+        cli.parse_calendar("XEUR@9-22")
+
+
+@pytest.mark.parametrize("header, dates, row", [
+    ("<TICKER>,<DTYYYYMMDD>,<TIME>,<OPEN>,<HIGH>,<LOW>,<CLOSE>,<VOL>",
+     ["20240304", "20240305"], "FDAX,{d},{h:02d}{m:02d}00,54,55,53,54.5,100"),
+    ("Datum;Zeit;Eroeffnung;Hoch;Tief;Schluss;Umsatz",
+     ["12/03/2024", "13/03/2024"], "{d};{h:02d}:{m:02d};54;55;53;54.5;100"),
+])
+def test_inspect_other_headers_by_content(tmp_path, header, dates, row):
+    """Headers the readers cannot read by name (MetaStock's <TICKER>, German names), compact
+    HHMMSS times, day-first dates: the columns are found by content, the command names them
+    and the time format, and the run counts the one missing minute."""
+    xcals()
+    lines = [header]
+    for d in dates:
+        for minute in range(9 * 60, 17 * 60 + 30):
+            if (d, minute) != (dates[1], 10 * 60):
+                lines.append(row.format(d=d, h=minute // 60, m=minute % 60))
+    path = tmp_path / "bars.txt"
+    path.write_text("\n".join(lines) + "\n")
+    argv = inspect_command(path)
+    joined = " ".join(argv)
+    assert "--columns" in joined and "--ts-format" in joined
+    assert "--calendar XETR" in joined and "--tz Europe/Berlin" in joined
+    totals, plaus, _ = run_counts(argv, tmp_path)
+    assert (totals["bars"], totals["missing"], totals["gaps"]) == (2 * 510 - 1, 1, 1)
+    assert plaus["plausible"]
