@@ -230,9 +230,7 @@ class SessionCoordinator:
                                     until_ns)
                     cov = edge_coverage(bars.ts, bars.count, bars.coverage, grid)
                     if cov is not bars.coverage:
-                        bars = Bars(bars.ts, bars.open, bars.high, bars.low, bars.close,
-                                    bars.volume, count=bars.count, coverage=cov,
-                                    interval=bars.interval, validate=False)
+                        bars = bars.with_coverage(cov)
                 held[name] = bars
             out[symbol] = held
         return out
@@ -301,14 +299,9 @@ class SessionCoordinator:
 def _concat(parts: list[Bars], in_order: bool = False) -> Bars:
     """One symbol's bars of several days; ``in_order`` sorts them by time and keeps the last
     bar given for a repeated slot (the revise policy over finished days)."""
-    if len(parts) == 1 and not in_order:
-        return parts[0]
-    ts, o, h, low, c, v = (np.concatenate([getattr(b, name) for b in parts])
-                           for name in ("ts", "open", "high", "low", "close", "volume"))
-    if in_order:
-        order = np.argsort(ts, kind="stable")
-        last = np.r_[ts[order][1:] != ts[order][:-1], True]   # the last of equal times
-        keep = order[last]
-        ts, o, h, low, c, v = (a[keep] for a in (ts, o, h, low, c, v))
-    return Bars(ts, o, h, low, c, v, interval=parts[0].interval,
-                has_volume=parts[0].has_volume, validate=not in_order)
+    if not in_order:
+        return Bars.concat(parts, validate=len(parts) > 1)
+    bars = Bars.concat(parts)
+    order = np.argsort(bars.ts, kind="stable")
+    last = np.r_[bars.ts[order][1:] != bars.ts[order][:-1], True]   # the last of equal times
+    return bars.take(order[last])

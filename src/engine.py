@@ -436,7 +436,7 @@ class Engine:
         n_k = windows.n_sessions
         held_rejected = {windows.sessions[k]: r for k, r in rejected.items()}
         if n_k <= 2:
-            return _Piece(None, _copy(bars), first, last, outside, held_rejected)
+            return _Piece(None, bars.copy(), first, last, outside, held_rejected)
         a = int(np.searchsorted(bars.ts, windows.session_close_ns[0]))
         b = int(np.searchsorted(bars.ts, windows.session_open_ns[-1]))
         middle = _sub_windows(windows, np.arange(1, n_k - 1))
@@ -445,7 +445,7 @@ class Engine:
         for k in range(1, n_k - 1):
             if k in rejected:
                 result.rejected[k - 1] = rejected[k]
-        held = _concat(bars[:a], bars[b:])
+        held = Bars.concat([bars[:a], bars[b:]])
         held_rejected = {windows.sessions[k]: rejected[k] for k in (0, n_k - 1)
                          if k in rejected}
         return _Piece(result, held, first, last, outside, held_rejected)
@@ -512,7 +512,7 @@ class Engine:
                 unknown[k] = unknown.get(k, 0) + int(j - i)
             keep[i:j] = False
         if keep is not None and not keep.all():
-            bars = _masked(bars, keep)
+            bars = bars.take(keep)
             rows = None if rows is None else rows[keep]
         if not checked:
             bars, rows = self._validated(symbol, bars, rows, windows, rejected, loaded)
@@ -590,7 +590,7 @@ class Engine:
             reasons = rejected.setdefault(k, {})
             reason = FAULTS.get(code, "bad bar")
             reasons[reason] = reasons.get(reason, 0) + 1
-        return _masked(bars, ~bad), (None if rows is None else rows[~bad])
+        return bars.take(~bad), (None if rows is None else rows[~bad])
 
     def _error(self, symbol: str, row: int, rows: np.ndarray | None, loaded: Loaded,
                reason: str) -> Exception:
@@ -659,25 +659,6 @@ def _select(windows: Windows, start: np.datetime64 | None, end: np.datetime64 | 
     if end is not None:
         ok &= labels <= end
     return _sub_windows(windows, np.flatnonzero(ok))
-
-
-def _masked(bars: Bars, mask: np.ndarray) -> Bars:
-    """The bars where ``mask`` is true."""
-    return Bars(*(getattr(bars, c)[mask] for c in ("ts", "open", "high", "low", "close",
-                                                   "volume")),
-                interval=bars.interval, validate=False, has_volume=bars.has_volume)
-
-
-def _copy(bars: Bars) -> Bars:
-    return Bars(*(getattr(bars, c).copy() for c in ("ts", "open", "high", "low", "close",
-                                                    "volume")),
-                interval=bars.interval, validate=False, has_volume=bars.has_volume)
-
-
-def _concat(a: Bars, b: Bars) -> Bars:
-    cols = [np.concatenate([getattr(a, c), getattr(b, c)])
-            for c in ("ts", "open", "high", "low", "close", "volume")]
-    return Bars(*cols, interval=a.interval, validate=False, has_volume=a.has_volume)
 
 
 def _merge(a: SymbolResult, b: SymbolResult) -> SymbolResult:

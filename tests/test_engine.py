@@ -360,3 +360,27 @@ def test_run_sessions_under_revise_takes_bars_in_time_order_the_last_of_a_slot(w
         want_bars[c][7] *= 1.01
     want = sd.run({"X": sd.Bars.from_dict(want_bars, interval="1m")}, weekly)
     assert session_docs(got) == session_docs(want)
+
+
+def test_bars_take_concat_copy_keep_count_and_coverage():
+    """Bars owns masking, concatenating and replacing coverage: derived bars keep their
+    count and coverage through each (the engine's old mask dropped them)."""
+    ts = np.arange(4, dtype=np.int64) * 300_000_000_000
+    px = np.array([1.0, 2.0, 3.0, 4.0])
+    b = sd.Bars(ts, px, px, px, px, px, count=[5, 4, 5, 1], coverage=[1.0, 0.8, 1.0, 0.2],
+                interval="5m")
+    kept = b.take(np.array([True, False, True, True]))
+    assert kept.count.tolist() == [5, 5, 1] and kept.coverage.tolist() == [1.0, 1.0, 0.2]
+    assert kept.interval == b.interval and kept.has_volume
+    both = sd.Bars.concat([b[:2], b[2:]])
+    assert both.equals(b) and both.count.tolist() == b.count.tolist()
+    assert both.coverage.tolist() == b.coverage.tolist()
+    with pytest.raises(ValueError, match="strictly increasing|order|increas"):
+        sd.Bars.concat([b[2:], b[:2]], validate=True)
+    cut = b.with_coverage(np.array([1.0, 0.8, 1.0, 0.1]))
+    assert cut.coverage.tolist()[-1] == 0.1 and b.coverage.tolist()[-1] == 0.2
+    own = b[1:3].copy()
+    assert own.ts.base is None or own.ts.base is not b.ts.base
+    assert not own.ts.flags.writeable and own.count.tolist() == [4, 5]
+    with pytest.raises(ValueError, match="mask"):
+        b.take(np.array([True, False]))
