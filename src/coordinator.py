@@ -18,7 +18,7 @@ from .bars import Bars
 from .calendar import Calendar
 from .engine import Engine
 from .export import export_run
-from .grid import cut_grid, default_calendar, edge_coverage
+from .kernels import cut_grid, default_calendar, edge_coverage
 from .intervals import parse_interval
 from .processing import DataProcessor, DataQualityManager
 from .results import GapInfo, RunResult, local_time, quality_score

@@ -35,9 +35,10 @@ from ._core import quality as _quality
 from ._core import validation as _validation
 from .bars import FAULTS, BadBarError, Bars, raise_first_fault
 from .calendar import Calendar, Windows
-from .grid import (
+from .kernels import (
     aggregate_on_grid,
     bound_grid,
+    buckets_per_window,
     default_calendar,
     gaps_on_grid,
     make_grid,
@@ -539,9 +540,8 @@ class Engine:
             covered = np.empty(n_k, np.float64)
             partial = np.empty(n_k, np.int64)
             _quality.score_groups(ts, cov, opens, present, covered, partial)
-            slots = (-((grid.open_ns - grid.close_ns) // grid.step_ns) if grid.step_ns
-                     else np.ones(len(grid.open_ns), np.int64))
-            expected = np.bincount(grid.session, weights=slots, minlength=n_k)
+            expected = np.bincount(grid.session, weights=buckets_per_window(grid),
+                                   minlength=n_k)
             table[SymbolResult.BARS] = present
             table[SymbolResult.EXPECTED] = expected
             table[SymbolResult.PRESENT] = present

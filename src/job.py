@@ -21,7 +21,7 @@ from .bars import Bars
 from .calendar import Calendar
 from .classify import ClassifyOptions
 from .engine import Engine, Event, Loaded, Source, ThreadExecutor
-from .grid import default_calendar
+from .kernels import default_calendar
 from .results import RunResult, local_time
 
 SYMBOL_COLUMNS = ("symbol", "ticker")
