@@ -17,7 +17,7 @@ import numpy as np
 from .bars import Bars
 from .calendar import Calendar
 from .engine import Engine
-from .export import export_run
+from .export import export_run, run_export
 from .kernels import cut_grid, default_calendar, edge_coverage
 from .intervals import parse_interval
 from .processing import DataProcessor, DataQualityManager
@@ -286,7 +286,7 @@ class SessionCoordinator:
             first = min(int(b.ts[0]) for b in data.values())
             span = (first, int(until_ns) - engine.base.ns)
         if out_dir is not None:
-            result = engine.run_export(data, out_dir, fmt=fmt, span=span)
+            result = run_export(engine, data, out_dir, fmt=fmt, span=span)
         else:
             result = engine.run(data, span=span)
         summaries = [SessionSummary.of(result, k) for k in range(len(result.sessions))]

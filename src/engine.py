@@ -4,8 +4,9 @@ Every way of running a range of sessions goes through :class:`Engine`: the comma
 main job, ``sessiondata.run``, ``SessionCoordinator.run_sessions``/``replay`` of whole days
 and ``backtest.run_universe``.  For each symbol the engine hands the whole date range to the
 kernels at once (validate, aggregate each derived interval, find gaps, count per session) and
-makes a small :class:`~sessiondata.results.SymbolResult`; the derived bars go straight to the
-export as they are made.  Symbols are read and processed partition by partition (a file, or a
+makes a small :class:`~sessiondata.results.SymbolResult`; the derived bars go to the sink given
+to :meth:`Engine.run` as they are made (``export.run_export`` gives it the bar dataset's
+writer: the one export path, for threads and for Dask).  Symbols are read and processed partition by partition (a file, or a
 batch of in-memory symbols) through one executor interface (:class:`ThreadExecutor` here), so
 peak memory follows the largest partition, not the universe.
 
@@ -21,7 +22,6 @@ are small) and finished once every partition has been read.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections import Counter
@@ -192,8 +192,6 @@ class Engine:
         The first and last session to run (default: every session the data touches).
     events : iterable of Event
         Symbols added or removed inside sessions.
-    sink : BarSink, optional
-        Receives the derived bars (and the base bars with ``export_base``) as they are made.
     executor : Executor, optional
         Defaults to a ``ThreadExecutor`` over the cores.
     progress : callable, optional
@@ -206,7 +204,7 @@ class Engine:
     def __init__(self, calendar: Calendar | None = None, *, base: str = "1m",
                  derived: Iterable[str] = ("5m", "15m", "1h"), on_bad: str = "raise",
                  start: Any = None, end: Any = None, events: Iterable[Event] = (),
-                 sink: BarSink | None = None, export_base: bool = False,
+                 export_base: bool = False,
                  executor: Executor | None = None,
                  progress: Callable[[int, int], None] | None = None,
                  classify: ClassifyOptions | None = None):
@@ -230,7 +228,6 @@ class Engine:
             if ev.action not in ("add", "remove"):
                 raise ValueError(f"event action must be 'add' or 'remove', got {ev.action!r}")
             self.events.setdefault(ev.symbol, []).append(ev)
-        self.sink = sink
         self.export_base = export_base
         self.executor = executor or ThreadExecutor()
         self.progress = progress
@@ -270,18 +267,21 @@ class Engine:
     # -- the run ----------------------------------------------------------------------------
 
     def run(self, sources: Sequence[Source] | Mapping[str, Bars], *, dataset: str = "",
-            span: tuple[int, int] | None = None) -> RunResult:
+            span: tuple[int, int] | None = None, sink: BarSink | None = None) -> RunResult:
         """Run every session of the data (within ``start``..``end``) and return the result.
 
         ``sources`` are partitions, or a mapping of symbol to bars (one partition per batch
         of symbols).  ``span`` is the (first, last) bar time of the whole input, when known
-        before reading: every session is then finished in one pass.
+        before reading: every session is then finished in one pass.  ``sink`` receives the
+        derived bars (and the base bars with ``export_base``) as they are made, partition by
+        partition (``export.run_export`` gives it a ``BarDatasetWriter``); the engine keeps
+        none of them.
         """
         with paused_gc():
-            return self._run(sources, dataset, span)
+            return self._run(sources, dataset, span, sink)
 
     def _run(self, sources: Sequence[Source] | Mapping[str, Bars], dataset: str,
-             span: tuple[int, int] | None) -> RunResult:
+             span: tuple[int, int] | None, sink: BarSink | None) -> RunResult:
         t0 = time.perf_counter()
         if isinstance(sources, Mapping):
             sources = batches(sources)
@@ -297,7 +297,7 @@ class Engine:
         self._dropped = Counter()
         done_symbols = done_bars = 0
         for part_pieces, part_dropped, nbars in self.executor.map_unordered(
-                lambda src: self._partition(src, plan), sources):
+                lambda src: self._partition(src, plan, sink), sources):
             for symbol, piece in part_pieces.items():
                 if symbol in pieces:
                     raise ValueError(f"symbol {symbol!r} appears in two partitions of the "
@@ -324,7 +324,7 @@ class Engine:
             span = (min(p.first_ts for p in live.values()),
                     max(p.last_ts for p in live.values()))
             plan = self._plan(span)
-            self._finish_held(live, plan)
+            self._finish_held(live, plan, sink)
         order = sorted(live)
         parts = [self._align(live[s].result, plan.windows) for s in order]
         for part in parts:
@@ -339,32 +339,6 @@ class Engine:
                 if k >= 0 and ev.note:
                     result.notes[k].append(ev.note)
         classify_run(result, self.classify)
-        result.seconds = time.perf_counter() - t0
-        return result
-
-    def run_export(self, sources: Sequence[Source] | Mapping[str, Bars],
-                   out: str | os.PathLike, *, fmt: str = "parquet", dataset: str = "",
-                   span: tuple[int, int] | None = None,
-                   summary: Callable[[RunResult], dict[str, Any]] | None = None,
-                   durable: bool = False) -> RunResult:
-        """``run``, exporting as it goes: the bars of each partition are written while it is
-        held, then the session documents, the gaps and the manifest (with ``summary(result)``)
-        of the whole run; the export is staged and swapped in for ``out`` when complete (see
-        ``export``)."""
-        from .export import BarDatasetWriter, staged, write_run
-
-        t0 = time.perf_counter()
-        with staged(out, durable=durable) as tmp:
-            writer = BarDatasetWriter(tmp, fmt)
-            sink, self.sink = self.sink, writer
-            try:
-                result = self.run(sources, dataset=dataset, span=span)
-            finally:
-                self.sink = sink
-                writer.close()
-            result.seconds = time.perf_counter() - t0
-            write_run(result, tmp, fmt=fmt, bars=writer,
-                      summary=summary(result) if summary is not None else None)
         result.seconds = time.perf_counter() - t0
         return result
 
@@ -385,12 +359,12 @@ class Engine:
 
     # -- one partition ----------------------------------------------------------------------
 
-    def _partition(self, source: Source, plan: "_Plan | None"):
+    def _partition(self, source: Source, plan: "_Plan | None", sink: BarSink | None):
         loaded = source.load()
         loaded.dropped = Counter(loaded.dropped)  # this run's count, whoever else holds it
         out: dict[str, _Piece] = {}
         nbars = 0
-        part = self.sink.part(source.name) if self.sink is not None else None
+        part = sink.part(source.name) if sink is not None else None
         try:
             for symbol, bars in loaded.bars.items():
                 nbars += len(bars)
@@ -451,9 +425,10 @@ class Engine:
                          if k in rejected}
         return _Piece(result, held, first, last, outside, held_rejected)
 
-    def _finish_held(self, pieces: dict[str, _Piece], plan: "_Plan") -> None:
+    def _finish_held(self, pieces: dict[str, _Piece], plan: "_Plan",
+                     sink: BarSink | None) -> None:
         """Finish the held-back sessions now that the data's span is known."""
-        part = self.sink.part("edges") if self.sink is not None else None
+        part = sink.part("edges") if sink is not None else None
 
         def finish(symbol: str) -> None:
             p = pieces[symbol]

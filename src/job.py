@@ -21,6 +21,7 @@ from .bars import Bars
 from .calendar import Calendar
 from .classify import ClassifyOptions
 from .engine import Engine, Event, Loaded, Source, ThreadExecutor
+from .export import run_export
 from .kernels import default_calendar
 from .results import RunResult, local_time
 
@@ -123,13 +124,10 @@ def run(data: Any = None, calendar: Calendar | None = None, *, base: str = "1m",
                     executor=executor, progress=progress)
     if out is None:
         return engine.run(sources, dataset=label)
-    if client is not None:
-        return distributed.run_export(
-            engine, sources, out, fmt=fmt, dataset=label, summary=summary, durable=durable,
-            resume=resume, job=distributed.job_token(data, engine, fmt=fmt,
-                                                     read_options=options))
-    return engine.run_export(sources, out, fmt=fmt, dataset=label, summary=summary,
-                             durable=durable)
+    token = (distributed.job_token(data, engine, fmt=fmt, read_options=options)
+             if client is not None else None)
+    return run_export(engine, sources, out, fmt=fmt, dataset=label, summary=summary,
+                      durable=durable, resume=resume, job=token)
 
 
 def _hm_local(ns: int, calendar: Calendar) -> str:

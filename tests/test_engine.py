@@ -14,7 +14,7 @@ import pytest
 import sessiondata as sd
 from sessiondata import cli, sample
 from sessiondata.engine import Engine, Event, Source, ThreadExecutor, batches
-from sessiondata.export import read_dataset, validate_export
+from sessiondata.export import read_dataset, run_export, validate_export
 from sessiondata.documents import dumps, session_doc, session_docs
 from sessiondata.results import Gaps, GapInfo
 
@@ -62,7 +62,7 @@ def test_threads_and_partitions_change_nothing(weekly, tmp_path):
         engine = Engine(weekly, derived=("5m", "15m", "1h", "1d"),
                         executor=ThreadExecutor(threads))
         out = tmp_path / f"t{threads}-{size}"
-        result = engine.run_export(batches(data, size), out)
+        result = run_export(engine, batches(data, size), out)
         docs.append(session_docs(result))
         assert validate_export(out) == []
         bars = read_dataset(out, "bars").sort_by([("interval", "ascending"),
