@@ -418,7 +418,7 @@ def gaps_table(run: RunResult, interval: str) -> "pa.Table":
 
 def write_run(run: RunResult, folder: str | os.PathLike, *, fmt: str = "parquet",
               bars: BarDatasetWriter | None = None, summary: dict[str, Any] | None = None,
-              ) -> Path:
+              provenance: dict[str, Any] | None = None) -> Path:
     """Write a run's session documents, gap dataset and manifest into ``folder`` (a staging
     folder: see :func:`staged`); ``bars`` is the writer the engine filled."""
     pa = _arrow()
@@ -455,6 +455,8 @@ def write_run(run: RunResult, folder: str | os.PathLike, *, fmt: str = "parquet"
         "symbols": list(run.symbols),
         "summary": summary or {},
     }
+    if provenance is not None:
+        manifest["provenance"] = provenance
     (folder / MANIFEST).write_bytes(dumps(manifest))
     return folder
 
@@ -462,7 +464,8 @@ def write_run(run: RunResult, folder: str | os.PathLike, *, fmt: str = "parquet"
 def run_export(engine: "Engine", sources: Any, out: str | os.PathLike, *,
                fmt: str = "parquet", dataset: str = "", span: tuple[int, int] | None = None,
                summary: Callable[[RunResult], dict[str, Any]] | None = None,
-               durable: bool = False, resume: bool = False, job: Any = None) -> RunResult:
+               durable: bool = False, resume: bool = False, job: Any = None,
+               provenance: dict[str, Any] | None = None) -> RunResult:
     """Run ``engine`` over ``sources`` and export the run atomically into ``out``: the one
     export path, for threads and for Dask.
 
@@ -473,7 +476,8 @@ def run_export(engine: "Engine", sources: Any, out: str | os.PathLike, *,
     processes (``executor.remote``, ``distributed.DaskExecutor``) each partition writes its
     own files, the staging folder is the executor's (kept when the run fails) and ``resume``
     reuses the partitions it finished when ``job`` (a description of the input and options)
-    is unchanged.
+    is unchanged.  ``provenance`` (``job.provenance``: version, options, inputs, library
+    versions) goes into the manifest.
     """
     t0 = time.perf_counter()
     executor: Any = engine.executor
@@ -495,7 +499,8 @@ def run_export(engine: "Engine", sources: Any, out: str | os.PathLike, *,
             writer.close()
             executor.tidy(tmp)
         write_run(result, tmp, fmt=fmt, bars=writer,
-                  summary=summary(result) if summary is not None else None)
+                  summary=summary(result) if summary is not None else None,
+                  provenance=provenance)
     result.seconds = time.perf_counter() - t0
     return result
 

@@ -1141,3 +1141,32 @@ def test_a_previous_export_removed_whole_says_nothing(tmp_path, recwarn):
     assert json.loads((out / "manifest.json").read_text())["n"] == 1
     assert not list(tmp_path.glob(".exp.*"))
     assert not [w for w in recwarn if issubclass(w.category, export_mod.ExportLeftoverWarning)]
+
+
+def test_the_manifest_says_where_the_export_came_from(tmp_path):
+    """Issue 18 item 7: the version, the run's options, the input files with their sizes and
+    modification times (said as such), and the versions of the libraries that move results."""
+    from importlib import metadata
+
+    data = tmp_path / "data"
+    data.mkdir()
+    ts = np.arange(30, dtype=np.int64) * 60_000_000_000 + 1_704_067_200_000_000_000
+    for name in ("AAA", "BBB"):
+        pd.DataFrame({"ts": pd.to_datetime(ts, utc=True), "open": 1.0, "high": 1.0,
+                      "low": 1.0, "close": 1.0, "volume": 1.0}).to_csv(data / f"{name}.csv",
+                                                                       index=False)
+    out = tmp_path / "out"
+    job.run(data, Calendar.always(), out=out, derived=("5m",), on_bad="drop")
+    manifest = export_mod.read_manifest(out)
+    origin = manifest["provenance"]
+    assert origin["sessiondata"] == sessiondata.__version__
+    assert origin["libraries"]["pyarrow"] == metadata.version("pyarrow")
+    assert "exchange_calendars" in origin["libraries"]
+    assert origin["options"]["derived_intervals"] == ["5m"]
+    assert origin["options"]["on_bad"] == "drop" and origin["options"]["calendar"] == Calendar.always().name
+    inputs = origin["inputs"]
+    assert "not a content hash" in inputs["identity"]
+    assert [(f["path"], f["bytes"]) for f in inputs["files"]] == [
+        (f"{n}.csv", (data / f"{n}.csv").stat().st_size) for n in ("AAA", "BBB")]
+    assert inputs["files"][0]["modified_ns"] == (data / "AAA.csv").stat().st_mtime_ns
+    assert validate_export(out) == []
