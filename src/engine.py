@@ -326,16 +326,17 @@ class Engine:
             plan = self._plan(span)
             self._finish_held(live, plan, sink)
         order = sorted(live)
-        parts = [self._align(live[s].result, plan.windows) for s in order]
+        windows = _within_spans(plan.windows, [live[s].result for s in order])
+        parts = [self._align(live[s].result, windows) for s in order]
         for part in parts:
-            self._count_outside(part, live[part.symbol].outside, plan.windows, dropped)
-        result = RunResult.assemble(self.calendar, plan.windows, self.base.name,
+            self._count_outside(part, live[part.symbol].outside, windows, dropped)
+        result = RunResult.assemble(self.calendar, windows, self.base.name,
                                     [d.name for d in self.derived], parts,
                                     dataset=dataset, dropped=dict(dropped),
                                     span=(plan.lo, plan.hi))
         for symbol_events in self.events.values():
             for ev in symbol_events:
-                k = _index_of(plan.windows.sessions, ev.session)
+                k = _index_of(windows.sessions, ev.session)
                 if k >= 0 and ev.note:
                     result.notes[k].append(ev.note)
         classify_run(result, self.classify)
@@ -612,6 +613,18 @@ class _Plan:
 def _index_of(labels: np.ndarray, label: str) -> int:
     k = int(np.searchsorted(labels, np.datetime64(label, "D")))
     return k if k < len(labels) and labels[k] == np.datetime64(label, "D") else -1
+
+
+def _within_spans(windows: Windows, results: Sequence[SymbolResult | None]) -> Windows:
+    """The run's sessions that lie inside some symbol's span (from its first bar to its
+    last): a session outside every symbol's span holds nothing and is no part of the run (a
+    folder of SPY 2013 and GOOG 2015 has no 2014); inside a symbol's span an empty session
+    is a gap."""
+    own = [r.sessions for r in results if r is not None and r.sessions is not None]
+    if not own:
+        return windows
+    kept = np.isin(windows.sessions, np.concatenate(own))
+    return windows if kept.all() else _sub_windows(windows, np.flatnonzero(kept))
 
 
 def _sub_windows(windows: Windows, sessions: np.ndarray) -> Windows:

@@ -384,3 +384,30 @@ def test_bars_take_concat_copy_keep_count_and_coverage():
     assert not own.ts.flags.writeable and own.count.tolist() == [4, 5]
     with pytest.raises(ValueError, match="mask"):
         b.take(np.array([True, False]))
+
+
+def test_sessions_outside_every_symbols_span_are_no_part_of_the_run(tmp_path):
+    """Issue 19: a folder of one symbol in one year and another in a later year wrote an
+    empty document for every session between them.  Those sessions are not part of the
+    run; inside a symbol's span an empty session is still a gap."""
+    minute = 60_000_000_000
+
+    def day_bars(days, skip=()):
+        ts = np.concatenate([np.datetime64(d, "ns").astype(np.int64)
+                             + np.arange(1440, dtype=np.int64) * minute
+                             for d in days if d not in skip])
+        p = np.ones(len(ts))
+        return sd.Bars(ts, p, p, p, p, p)
+
+    data = {"OLD": day_bars(["2024-01-02", "2024-01-03"]),
+            "NEW": day_bars(["2024-01-10", "2024-01-11", "2024-01-12"], skip=("2024-01-11",))}
+    result = sd.run(data, sd.Calendar.always(), derived=("1h",), out=tmp_path / "out")
+    labels = [str(s) for s in result.sessions]
+    assert labels == ["2024-01-02", "2024-01-03", "2024-01-10", "2024-01-11", "2024-01-12"]
+    written = sorted(p.stem for p in (tmp_path / "out" / "sessions").glob("*.json"))
+    assert written == labels
+    doc = json.loads((tmp_path / "out" / "sessions" / "2024-01-11.json").read_bytes())
+    gaps = doc["symbols"]["NEW"]["intervals"]["1m"]["gaps"]
+    assert gaps["gap_count"] == 1 and gaps["missing_bars"] == 1440   # inside NEW's span
+    assert "OLD" not in doc["symbols"]
+    assert validate_export(tmp_path / "out") == []
