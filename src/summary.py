@@ -257,8 +257,8 @@ class Summary:
                     longest = self.longest_gap(k)
                     gap = "-"
                     if longest is not None:
-                        gap = (f"{local_time(longest[1], tz).strftime('%H:%M')}-"
-                               f"{local_time(longest[2], tz).strftime('%H:%M')} ({longest[3]})")
+                        gap = (f"{gap_times(longest[1], longest[2], labels[k], tz)} "
+                               f"({longest[3]})")
                         if len(symbols) > 1:
                             gap = f"{longest[0]} {gap}"
                     rows.append([labels[k], _n(t["symbols"]), _n(t["bars"]), _n(t["gaps"]),
@@ -286,6 +286,18 @@ class Summary:
             lines.append(f"wrote {plural(len(labels), 'session')} to {self.out} in "
                          f"{run.seconds:.2f} s")
         return "\n".join(lines)
+
+
+def gap_times(start_ns: int, end_ns: int, session: str, tz: Any) -> str:
+    """``HH:MM-HH:MM`` of a gap in the calendar's zone, each end that falls on another day
+    than the session's date saying which (``Sun 18:00``): an overnight session starts the
+    evening before its date, and a bare time there reads as the wrong day."""
+    out = []
+    for ns in (start_ns, end_ns):
+        t = local_time(ns, tz)
+        out.append(t.strftime("%H:%M") if t.date().isoformat() == session
+                   else t.strftime("%a %H:%M"))
+    return "-".join(out)
 
 
 def _local(ns: int, tz: Any) -> str:
