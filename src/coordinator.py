@@ -9,7 +9,6 @@ Everything it knows about symbols it asks ``SessionData``.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
@@ -21,58 +20,8 @@ from .export import export_run, run_export
 from .kernels import cut_grid, default_calendar, edge_coverage
 from .intervals import parse_interval
 from .processing import DataProcessor, DataQualityManager
-from .results import GapInfo, RunResult, local_time, quality_score
+from .summary import SessionSummary, Summary
 from .session import Event, SessionData
-
-
-@dataclass
-class SessionSummary:
-    """What one session came to, per symbol and interval (read off the results model)."""
-
-    session: str
-    symbols: int
-    bars: int
-    rows: list[dict[str, Any]] = field(default_factory=list)  # one per symbol and interval
-    result: RunResult | None = field(default=None, repr=False)
-
-    @property
-    def gaps(self) -> int:
-        return sum(r["gaps"] for r in self.rows)
-
-    @property
-    def missing(self) -> int:
-        return sum(r["missing"] for r in self.rows)
-
-    @classmethod
-    def of(cls, run: RunResult, k: int) -> "SessionSummary":
-        """Session ``k`` of a run."""
-        rows = []
-        bars = 0
-        members = [s for s in range(len(run.symbols)) if run.member[s, k]]
-        for s in members:
-            for name in run.intervals_of(s):
-                t = run.intervals[name]
-                if not t.has[s]:
-                    continue
-                sl = t.gap_slice(s, k)
-                counts = t.gap_count[sl]
-                longest = None
-                if len(counts):
-                    i = sl.start + int(np.argmax(counts))
-                    tz = run.calendar.tz
-                    longest = GapInfo(local_time(int(t.gap_start[i]), tz),
-                                      local_time(int(t.gap_end[i]), tz), int(t.gap_count[i]))
-                expected = int(t.expected[s, k])
-                rows.append({
-                    "symbol": run.symbols[s], "interval": name, "bars": int(t.bars[s, k]),
-                    "gaps": len(counts), "missing": int(counts.sum()),
-                    "longest_gap": longest, "expected": expected,
-                    "quality": (quality_score(float(t.covered[s, k]), expected)
-                                if t.scored[s] else float("nan")),
-                    "rejected": sum(run.rejected.get((s, k), {}).values()),
-                })
-            bars += int(run.intervals[run.base_of(s)].bars[s, k])
-        return cls(str(run.sessions[k]), len(members), bars, rows, run)
 
 
 class SessionCoordinator:
@@ -204,7 +153,7 @@ class SessionCoordinator:
             until_ns = int(sd.windows.close_ns[-1])
         self.quality.calculate_all(until_ns, since_ns)
         result = sd.result()
-        summary = SessionSummary.of(result, 0)
+        summary = Summary(result).session(0)
         if export_to is not None:
             export_run(result, export_to, fmt=fmt, bars=self._bars_held(since_ns, until_ns))
         sd.end_session()
@@ -237,7 +186,7 @@ class SessionCoordinator:
 
     def summary(self) -> SessionSummary:
         """Per symbol and interval: bars, gaps, missing bars and quality, as last computed."""
-        return SessionSummary.of(self.session_data.result(), 0)
+        return Summary(self.session_data.result()).session(0)
 
     # -- backtests ------------------------------------------------------------------------
 
@@ -289,7 +238,8 @@ class SessionCoordinator:
             result = run_export(engine, data, out_dir, fmt=fmt, span=span)
         else:
             result = engine.run(data, span=span)
-        summaries = [SessionSummary.of(result, k) for k in range(len(result.sessions))]
+        total = Summary(result)
+        summaries = [total.session(k) for k in range(len(result.sessions))]
         if on_session is not None:
             for summary in summaries:
                 on_session(summary)
