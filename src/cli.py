@@ -427,6 +427,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         client = cluster(args.scheduler)
     progress = Progress(parts, enabled=False if args.quiet else None)
+    made: list[Summary] = []   # the one summary, made for the manifest and read again below
+
+    def summarize(run: Any) -> dict[str, Any]:
+        made.append(Summary(run, out))
+        return made[-1].to_json(args.worst)
+
     try:
         with client as dask_client:
             result = job.run(args.data, calendar, base=base, derived=derived, out=out,
@@ -434,11 +440,11 @@ def cmd_run(args: argparse.Namespace) -> int:
                              start=start, end=end, threads=args.threads, read_options=options,
                              durable=args.fsync, classify=classify_options(args),
                              progress=progress,
-                             summary=lambda r: Summary(r, out).to_json(args.worst),
+                             summary=summarize,
                              client=dask_client, resume=args.resume)
     finally:
         progress.finish()
-    summary = Summary(result, out)
+    summary = made[-1] if made and made[-1].run is result else Summary(result, out)
     if args.json_summary:
         write_json(args.json_summary, summary.to_json(args.worst))
     if not args.quiet:

@@ -66,6 +66,9 @@ class Loaded:
     # Per symbol, the session (datetime64[D] label) of each row outside the session's hours
     # aside (extended hours): counted per session, never scored.
     outside: Mapping[str, np.ndarray] = field(default_factory=dict)
+    # The reader checked every bar against the run's calendar and base interval (prices,
+    # order, session windows, slots) and kept only good ones: read once, validate once.
+    checked: bool = False
 
 
 @dataclass
@@ -408,7 +411,8 @@ class Engine:
         # first and the last (they may be cut by the span).  All the bars are checked now,
         # while the source can still say where a bad one came from.
         rejected: dict[int, dict[str, int]] = {}
-        bars, rows = self._validated(symbol, bars, rows, windows, rejected, loaded)
+        if not loaded.checked:
+            bars, rows = self._validated(symbol, bars, rows, windows, rejected, loaded)
         n_k = windows.n_sessions
         held_rejected = {windows.sessions[k]: r for k, r in rejected.items()}
         if n_k <= 2:
@@ -491,7 +495,7 @@ class Engine:
         if keep is not None and not keep.all():
             bars = bars.take(keep)
             rows = None if rows is None else rows[keep]
-        if not checked:
+        if not (checked or loaded.checked):
             bars, rows = self._validated(symbol, bars, rows, windows, rejected, loaded)
         # Scored bounds of every window, and of every session (for the session interval).
         sid = windows.session_ids

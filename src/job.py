@@ -225,8 +225,9 @@ def _source(path: Path, calendar: Calendar, base: str, on_bad: str, options: dic
     def load() -> Loaded:
         result = readers.read_bars(path, interval=base, on_bad=on_bad, **options)
         result.check_sessions(calendar, base, on_bad)
+        # Checked against this calendar and base: the engine does not check them again.
         return Loaded(dict(result.bars), result.error, result.dropped,
-                      result.outside_sessions)
+                      result.outside_sessions, checked=True)
 
     return Source(name, load)
 
