@@ -6,7 +6,7 @@ exist and do not, scores data quality and exports it all, over a compiled Cython
 
 from . import _core  # fails with a how-to-build message when the kernels are missing
 from .api import find_gaps, quality, resample
-from .grid import Grid
+from .kernels import Grid
 from .results import GapInfo, Gaps, QualityReport, RunResult
 from .bars import Bars, BadBarError
 from .calendar import Calendar, Windows

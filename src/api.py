@@ -12,7 +12,7 @@ import numpy as np
 
 from .bars import Bars, BadBarError
 from .calendar import Calendar
-from .grid import (
+from .kernels import (
     aggregate_on_grid,
     check_in_sessions,
     cut_grid,

@@ -17,6 +17,7 @@ from typing import Iterable, Mapping
 from .bars import Bars
 from .calendar import Calendar
 from .engine import Engine, ThreadExecutor, batches
+from .export import run_export
 from .results import RunResult
 from .summary import Summary
 
@@ -72,7 +73,7 @@ def run_universe(data: Mapping[str, Bars], calendar: Calendar | None = None, *,
         result = engine.run(sources)
         compute = time.perf_counter() - t0
     else:
-        result = engine.run_export(sources, out_dir, fmt=fmt)
+        result = run_export(engine, sources, out_dir, fmt=fmt)
         compute = result.seconds
     total = time.perf_counter() - t0
     summary = Summary(result)

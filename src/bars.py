@@ -17,7 +17,7 @@ fault on any NaN, negative or infinite value.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
@@ -389,6 +389,57 @@ class Bars:
         out.coverage = None if self.coverage is None else self.coverage[index]
         out.interval = self.interval
         return out
+
+    def _made(self, pick: Any) -> "Bars":
+        """Bars of the same kind whose every column (count and coverage too) is ``pick`` of
+        this one's; no check (the rows were checked as these)."""
+        out = object.__new__(Bars)
+        for name in COLUMNS:
+            setattr(out, name, _frozen(pick(getattr(self, name))))
+        out.count = None if self.count is None else _frozen(pick(self.count))
+        out.coverage = None if self.coverage is None else _frozen(pick(self.coverage))
+        out.has_volume = self.has_volume
+        out.interval = self.interval
+        return out
+
+    def take(self, rows: np.ndarray) -> "Bars":
+        """The bars at ``rows``, a boolean mask or indices (count and coverage kept; the
+        caller keeps the times increasing)."""
+        rows = np.asarray(rows)
+        if rows.dtype == bool and rows.shape != (len(self),):
+            raise ValueError(f"a mask of {rows.shape} rows for {len(self)} bars")
+        return self._made(lambda a: a[rows])
+
+    def copy(self) -> "Bars":
+        """The same bars in arrays of their own (not views of a larger input)."""
+        return self._made(np.copy)
+
+    def with_coverage(self, coverage: np.ndarray) -> "Bars":
+        """The same bars with another ``coverage`` column (a bucket cut by a scored span)."""
+        coverage = np.ascontiguousarray(coverage, dtype=np.float64)
+        if coverage.shape != (len(self),):
+            raise ValueError(f"coverage has shape {coverage.shape}, expected ({len(self)},)")
+        out = self._made(lambda a: a)
+        out.coverage = _frozen(coverage)
+        return out
+
+    @staticmethod
+    def concat(parts: Sequence["Bars"], *, validate: bool = False) -> "Bars":
+        """The bars of ``parts`` one after the other, as one (count and coverage kept when
+        every part has them).  ``validate`` checks the whole again (the order across parts
+        included); otherwise the caller knows the parts are in order."""
+        if not parts:
+            raise ValueError("Bars.concat needs at least one part")
+        first = parts[0]
+        if len(parts) == 1 and not validate:
+            return first
+        cols = {name: np.concatenate([getattr(b, name) for b in parts]) for name in COLUMNS}
+        count = (np.concatenate([b.count for b in parts])
+                 if all(b.count is not None for b in parts) else None)
+        coverage = (np.concatenate([b.coverage for b in parts])
+                    if all(b.coverage is not None for b in parts) else None)
+        return Bars(**cols, count=count, coverage=coverage, interval=first.interval,
+                    validate=validate, has_volume=first.has_volume)
 
     @property
     def nbytes(self) -> int:

@@ -451,6 +451,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         client = cluster(args.scheduler)
     progress = Progress(parts, enabled=False if args.quiet else None)
     check = Plausibility(calendar, base, options, args.strict)
+    made: list[Summary] = []   # the one summary, made for the manifest and read again below
+
+    def summarize(run: Any) -> dict[str, Any]:
+        made.append(Summary(run, out))
+        return made[-1].to_json(args.worst)
+
     try:
         with client as dask_client, warnings.catch_warnings():
             warnings.simplefilter("ignore", PlausibilityWarning)   # said below, loudly
@@ -459,12 +465,12 @@ def cmd_run(args: argparse.Namespace) -> int:
                              start=start, end=end, threads=args.threads, read_options=options,
                              durable=args.fsync, classify=classify_options(args),
                              progress=progress,
-                             summary=lambda r: Summary(r, out).to_json(args.worst),
+                             summary=summarize,
                              client=dask_client, resume=args.resume, strict=args.strict,
                              plausibility=check)
     finally:
         progress.finish()
-    summary = Summary(result, out)
+    summary = made[-1] if made and made[-1].run is result else Summary(result, out)
     if args.json_summary:
         doc = summary.to_json(args.worst)
         doc["plausibility"] = check.to_json()

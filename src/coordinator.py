@@ -9,7 +9,6 @@ Everything it knows about symbols it asks ``SessionData``.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
@@ -17,62 +16,12 @@ import numpy as np
 from .bars import Bars
 from .calendar import Calendar
 from .engine import Engine
-from .export import export_run
-from .grid import cut_grid, default_calendar, edge_coverage
+from .export import export_run, run_export
+from .kernels import cut_grid, default_calendar, edge_coverage
 from .intervals import parse_interval
 from .processing import DataProcessor, DataQualityManager
-from .results import GapInfo, RunResult, local_time, quality_score
+from .summary import SessionSummary, Summary
 from .session import Event, SessionData
-
-
-@dataclass
-class SessionSummary:
-    """What one session came to, per symbol and interval (read off the results model)."""
-
-    session: str
-    symbols: int
-    bars: int
-    rows: list[dict[str, Any]] = field(default_factory=list)  # one per symbol and interval
-    result: RunResult | None = field(default=None, repr=False)
-
-    @property
-    def gaps(self) -> int:
-        return sum(r["gaps"] for r in self.rows)
-
-    @property
-    def missing(self) -> int:
-        return sum(r["missing"] for r in self.rows)
-
-    @classmethod
-    def of(cls, run: RunResult, k: int) -> "SessionSummary":
-        """Session ``k`` of a run."""
-        rows = []
-        bars = 0
-        members = [s for s in range(len(run.symbols)) if run.member[s, k]]
-        for s in members:
-            for name in run.intervals_of(s):
-                t = run.intervals[name]
-                if not t.has[s]:
-                    continue
-                sl = t.gap_slice(s, k)
-                counts = t.gap_count[sl]
-                longest = None
-                if len(counts):
-                    i = sl.start + int(np.argmax(counts))
-                    tz = run.calendar.tz
-                    longest = GapInfo(local_time(int(t.gap_start[i]), tz),
-                                      local_time(int(t.gap_end[i]), tz), int(t.gap_count[i]))
-                expected = int(t.expected[s, k])
-                rows.append({
-                    "symbol": run.symbols[s], "interval": name, "bars": int(t.bars[s, k]),
-                    "gaps": len(counts), "missing": int(counts.sum()),
-                    "longest_gap": longest, "expected": expected,
-                    "quality": (quality_score(float(t.covered[s, k]), expected)
-                                if t.scored[s] else float("nan")),
-                    "rejected": sum(run.rejected.get((s, k), {}).values()),
-                })
-            bars += int(run.intervals[run.base_of(s)].bars[s, k])
-        return cls(str(run.sessions[k]), len(members), bars, rows, run)
 
 
 class SessionCoordinator:
@@ -204,7 +153,7 @@ class SessionCoordinator:
         self.processor.finish(until_ns=until_ns)
         self.quality.calculate_all(until_ns, since_ns)
         result = sd.result()
-        summary = SessionSummary.of(result, 0)
+        summary = Summary(result).session(0)
         if export_to is not None:
             export_run(result, export_to, fmt=fmt, bars=self._bars_held(since_ns, until_ns))
         sd.end_session()
@@ -230,16 +179,14 @@ class SessionCoordinator:
                                     until_ns)
                     cov = edge_coverage(bars.ts, bars.count, bars.coverage, grid)
                     if cov is not bars.coverage:
-                        bars = Bars(bars.ts, bars.open, bars.high, bars.low, bars.close,
-                                    bars.volume, count=bars.count, coverage=cov,
-                                    interval=bars.interval, validate=False)
+                        bars = bars.with_coverage(cov)
                 held[name] = bars
             out[symbol] = held
         return out
 
     def summary(self) -> SessionSummary:
         """Per symbol and interval: bars, gaps, missing bars and quality, as last computed."""
-        return SessionSummary.of(self.session_data.result(), 0)
+        return Summary(self.session_data.result()).session(0)
 
     # -- backtests ------------------------------------------------------------------------
 
@@ -288,10 +235,11 @@ class SessionCoordinator:
             first = min(int(b.ts[0]) for b in data.values())
             span = (first, int(until_ns) - engine.base.ns)
         if out_dir is not None:
-            result = engine.run_export(data, out_dir, fmt=fmt, span=span)
+            result = run_export(engine, data, out_dir, fmt=fmt, span=span)
         else:
             result = engine.run(data, span=span)
-        summaries = [SessionSummary.of(result, k) for k in range(len(result.sessions))]
+        total = Summary(result)
+        summaries = [total.session(k) for k in range(len(result.sessions))]
         if on_session is not None:
             for summary in summaries:
                 on_session(summary)
@@ -301,14 +249,9 @@ class SessionCoordinator:
 def _concat(parts: list[Bars], in_order: bool = False) -> Bars:
     """One symbol's bars of several days; ``in_order`` sorts them by time and keeps the last
     bar given for a repeated slot (the revise policy over finished days)."""
-    if len(parts) == 1 and not in_order:
-        return parts[0]
-    ts, o, h, low, c, v = (np.concatenate([getattr(b, name) for b in parts])
-                           for name in ("ts", "open", "high", "low", "close", "volume"))
-    if in_order:
-        order = np.argsort(ts, kind="stable")
-        last = np.r_[ts[order][1:] != ts[order][:-1], True]   # the last of equal times
-        keep = order[last]
-        ts, o, h, low, c, v = (a[keep] for a in (ts, o, h, low, c, v))
-    return Bars(ts, o, h, low, c, v, interval=parts[0].interval,
-                has_volume=parts[0].has_volume, validate=not in_order)
+    if not in_order:
+        return Bars.concat(parts, validate=len(parts) > 1)
+    bars = Bars.concat(parts)
+    order = np.argsort(bars.ts, kind="stable")
+    last = np.r_[bars.ts[order][1:] != bars.ts[order][:-1], True]   # the last of equal times
+    return bars.take(order[last])

@@ -43,7 +43,8 @@ import numpy as np
 
 from .bars import Bars
 from .engine import Engine, Source, ThreadExecutor, batches
-from .export import BarDatasetWriter, staged, write_json, write_run
+from .export import run_export as export_run_export
+from .export import write_json
 from .readers import ReadError
 from .results import RunResult
 
@@ -126,6 +127,53 @@ class DaskExecutor:
         self.reused = 0       # partitions taken from the store (resume)
         self.submitted = 0
         self._calls = 0       # map_unordered calls of the run: part of the stored keys
+
+    #: Partitions run in other processes: the export gives each its own files.
+    remote = True
+
+    def stage(self, out: str | os.PathLike, *, resume: bool = False, job: Any = None) -> Path:
+        """The staging folder of an export into ``out`` (``export.run_export``): a folder of
+        this run's own, so that tasks an interrupted run left running write into that one
+        only; with ``resume``, the folder an earlier run of the same ``job`` left."""
+        out = Path(out).resolve()
+        token = json.dumps(job, sort_keys=True, default=str)
+        stage = None
+        for old in staging_folders(out):
+            if stage is None and resume and _read_job(old) == token:
+                stage = old
+            else:
+                shutil.rmtree(old, ignore_errors=True)
+        if stage is None:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            stage = out.parent / (STAGING.format(name=out.name) + uuid.uuid4().hex[:12])
+            stage.mkdir()
+            write_json(stage / _JOB, {"job": token})
+        return stage
+
+    @contextlib.contextmanager
+    def attached(self, stage: Path) -> Iterator[None]:
+        """The run inside the block keeps each finished partition's result in ``stage`` (a
+        resume reuses them) and its workers write there only while ``stage`` holds this
+        run's mark."""
+        (stage / _RESULTS).mkdir(exist_ok=True)
+        secret = uuid.uuid4().hex
+        (stage / _MARK).write_text(secret, encoding="utf-8")
+        self.store, self.mark = stage / _RESULTS, (str(stage / _MARK), secret)
+        self._calls = 0   # the stored keys count the run's calls from here
+        try:
+            yield
+        finally:
+            self.store = self.mark = None
+
+    @staticmethod
+    def tidy(stage: Path) -> None:
+        """Remove what is not part of the export: the results kept for a resume, temporary
+        files of writers whose worker died, the job and the mark."""
+        shutil.rmtree(stage / _RESULTS, ignore_errors=True)
+        for leftover in stage.glob("bars/*/.*.tmp"):
+            leftover.unlink(missing_ok=True)
+        for name in (_JOB, _MARK):
+            (stage / name).unlink(missing_ok=True)
 
     def map_unordered(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Any]:
         from distributed import as_completed
@@ -322,58 +370,13 @@ def staging_folders(out: str | os.PathLike) -> list[Path]:
 
 
 def run_export(engine: Engine, sources: Sequence[Source] | Mapping[str, Bars],
-               out: str | os.PathLike, *, fmt: str = "parquet", dataset: str = "",
-               span: tuple[int, int] | None = None,
-               summary: Callable[[RunResult], dict[str, Any]] | None = None,
-               durable: bool = False, resume: bool = False, job: Any = None) -> RunResult:
-    """``Engine.run_export`` on a :class:`DaskExecutor`: the workers write their partitions'
-    bars into the staging folder (per-partition files), the client the rest; the staging
-    folder is kept when the run fails, and ``resume`` reuses the partitions it finished when
-    ``job`` (a description of the input and options, see :func:`job_token`) is unchanged."""
-    executor = engine.executor
-    if not isinstance(executor, DaskExecutor):
+               out: str | os.PathLike, **options: Any) -> RunResult:
+    """:func:`sessiondata.export.run_export` (the one export path) on an engine whose executor
+    is a :class:`DaskExecutor`."""
+    if not isinstance(engine.executor, DaskExecutor):
         raise TypeError("distributed.run_export needs an engine whose executor is a "
                         "DaskExecutor")
-    sources = partitions(sources)
-    out = Path(out).resolve()
-    token = json.dumps(job, sort_keys=True, default=str)
-    # A run stages into a folder of its own: tasks that an interrupted run left running
-    # write into that one only, never into a fresh run's.
-    stage = None
-    for old in staging_folders(out):
-        if stage is None and resume and _read_job(old) == token:
-            stage = old
-        else:
-            shutil.rmtree(old, ignore_errors=True)
-    if stage is None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        stage = out.parent / (STAGING.format(name=out.name) + uuid.uuid4().hex[:12])
-        stage.mkdir()
-        write_json(stage / _JOB, {"job": token})
-    (stage / _RESULTS).mkdir(exist_ok=True)
-    secret = uuid.uuid4().hex
-    (stage / _MARK).write_text(secret, encoding="utf-8")
-    with staged(out, durable=durable, folder=stage, keep=True) as tmp:
-        writer = BarDatasetWriter(tmp, fmt, per_partition=True)
-        sink, engine.sink = engine.sink, writer
-        executor.store, executor.mark = tmp / _RESULTS, (str(tmp / _MARK), secret)
-        executor._calls = 0   # the stored keys count the run's calls from here
-        try:
-            result = engine.run(sources, dataset=dataset, span=span)
-        finally:
-            engine.sink = sink
-            executor.store = executor.mark = None
-        writer.close()
-        # Not part of the export: the results kept for a resume, temporary files of
-        # writers whose worker died, the job and the mark.
-        shutil.rmtree(tmp / _RESULTS, ignore_errors=True)
-        for leftover in tmp.glob("bars/*/.*.tmp"):
-            leftover.unlink(missing_ok=True)
-        for name in (_JOB, _MARK):
-            (tmp / name).unlink(missing_ok=True)
-        write_run(result, tmp, fmt=fmt, bars=writer,
-                  summary=summary(result) if summary is not None else None)
-    return result
+    return export_run_export(engine, partitions(sources), out, **options)
 
 
 def _read_job(stage: Path) -> str | None:

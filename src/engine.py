@@ -4,8 +4,9 @@ Every way of running a range of sessions goes through :class:`Engine`: the comma
 main job, ``sessiondata.run``, ``SessionCoordinator.run_sessions``/``replay`` of whole days
 and ``backtest.run_universe``.  For each symbol the engine hands the whole date range to the
 kernels at once (validate, aggregate each derived interval, find gaps, count per session) and
-makes a small :class:`~sessiondata.results.SymbolResult`; the derived bars go straight to the
-export as they are made.  Symbols are read and processed partition by partition (a file, or a
+makes a small :class:`~sessiondata.results.SymbolResult`; the derived bars go to the sink given
+to :meth:`Engine.run` as they are made (``export.run_export`` gives it the bar dataset's
+writer: the one export path, for threads and for Dask).  Symbols are read and processed partition by partition (a file, or a
 batch of in-memory symbols) through one executor interface (:class:`ThreadExecutor` here), so
 peak memory follows the largest partition, not the universe.
 
@@ -21,7 +22,6 @@ are small) and finished once every partition has been read.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections import Counter
@@ -35,9 +35,10 @@ from ._core import quality as _quality
 from ._core import validation as _validation
 from .bars import FAULTS, BadBarError, Bars, raise_first_fault
 from .calendar import Calendar, Windows
-from .grid import (
+from .kernels import (
     aggregate_on_grid,
     bound_grid,
+    buckets_per_window,
     default_calendar,
     gaps_on_grid,
     make_grid,
@@ -65,6 +66,9 @@ class Loaded:
     # Per symbol, the session (datetime64[D] label) of each row outside the session's hours
     # aside (extended hours): counted per session, never scored.
     outside: Mapping[str, np.ndarray] = field(default_factory=dict)
+    # The reader checked every bar against the run's calendar and base interval (prices,
+    # order, session windows, slots) and kept only good ones: read once, validate once.
+    checked: bool = False
 
 
 @dataclass
@@ -194,8 +198,6 @@ class Engine:
         The first and last session to run (default: every session the data touches).
     events : iterable of Event
         Symbols added or removed inside sessions.
-    sink : BarSink, optional
-        Receives the derived bars (and the base bars with ``export_base``) as they are made.
     executor : Executor, optional
         Defaults to a ``ThreadExecutor`` over the cores.
     progress : callable, optional
@@ -208,7 +210,7 @@ class Engine:
     def __init__(self, calendar: Calendar | None = None, *, base: str = "1m",
                  derived: Iterable[str] = ("5m", "15m", "1h"), on_bad: str = "raise",
                  start: Any = None, end: Any = None, events: Iterable[Event] = (),
-                 sink: BarSink | None = None, export_base: bool = False,
+                 export_base: bool = False,
                  executor: Executor | None = None,
                  progress: Callable[[int, int], None] | None = None,
                  classify: ClassifyOptions | None = None):
@@ -232,7 +234,6 @@ class Engine:
             if ev.action not in ("add", "remove"):
                 raise ValueError(f"event action must be 'add' or 'remove', got {ev.action!r}")
             self.events.setdefault(ev.symbol, []).append(ev)
-        self.sink = sink
         self.export_base = export_base
         self.executor = executor or ThreadExecutor()
         self.progress = progress
@@ -272,18 +273,21 @@ class Engine:
     # -- the run ----------------------------------------------------------------------------
 
     def run(self, sources: Sequence[Source] | Mapping[str, Bars], *, dataset: str = "",
-            span: tuple[int, int] | None = None) -> RunResult:
+            span: tuple[int, int] | None = None, sink: BarSink | None = None) -> RunResult:
         """Run every session of the data (within ``start``..``end``) and return the result.
 
         ``sources`` are partitions, or a mapping of symbol to bars (one partition per batch
         of symbols).  ``span`` is the (first, last) bar time of the whole input, when known
-        before reading: every session is then finished in one pass.
+        before reading: every session is then finished in one pass.  ``sink`` receives the
+        derived bars (and the base bars with ``export_base``) as they are made, partition by
+        partition (``export.run_export`` gives it a ``BarDatasetWriter``); the engine keeps
+        none of them.
         """
         with paused_gc():
-            return self._run(sources, dataset, span)
+            return self._run(sources, dataset, span, sink)
 
     def _run(self, sources: Sequence[Source] | Mapping[str, Bars], dataset: str,
-             span: tuple[int, int] | None) -> RunResult:
+             span: tuple[int, int] | None, sink: BarSink | None) -> RunResult:
         t0 = time.perf_counter()
         if isinstance(sources, Mapping):
             sources = batches(sources)
@@ -299,7 +303,7 @@ class Engine:
         self._dropped = Counter()
         done_symbols = done_bars = 0
         for part_pieces, part_dropped, nbars in self.executor.map_unordered(
-                lambda src: self._partition(src, plan), sources):
+                lambda src: self._partition(src, plan, sink), sources):
             for symbol, piece in part_pieces.items():
                 if symbol in pieces:
                     raise ValueError(f"symbol {symbol!r} appears in two partitions of the "
@@ -326,47 +330,22 @@ class Engine:
             span = (min(p.first_ts for p in live.values()),
                     max(p.last_ts for p in live.values()))
             plan = self._plan(span)
-            self._finish_held(live, plan)
+            self._finish_held(live, plan, sink)
         order = sorted(live)
-        parts = [self._align(live[s].result, plan.windows) for s in order]
+        windows = _within_spans(plan.windows, [live[s].result for s in order])
+        parts = [self._align(live[s].result, windows) for s in order]
         for part in parts:
-            self._count_outside(part, live[part.symbol].outside, plan.windows, dropped)
-        result = RunResult.assemble(self.calendar, plan.windows, self.base.name,
+            self._count_outside(part, live[part.symbol].outside, windows, dropped)
+        result = RunResult.assemble(self.calendar, windows, self.base.name,
                                     [d.name for d in self.derived], parts,
                                     dataset=dataset, dropped=dict(dropped),
                                     span=(plan.lo, plan.hi))
         for symbol_events in self.events.values():
             for ev in symbol_events:
-                k = _index_of(plan.windows.sessions, ev.session)
+                k = _index_of(windows.sessions, ev.session)
                 if k >= 0 and ev.note:
                     result.notes[k].append(ev.note)
         classify_run(result, self.classify)
-        result.seconds = time.perf_counter() - t0
-        return result
-
-    def run_export(self, sources: Sequence[Source] | Mapping[str, Bars],
-                   out: str | os.PathLike, *, fmt: str = "parquet", dataset: str = "",
-                   span: tuple[int, int] | None = None,
-                   summary: Callable[[RunResult], dict[str, Any]] | None = None,
-                   durable: bool = False) -> RunResult:
-        """``run``, exporting as it goes: the bars of each partition are written while it is
-        held, then the session documents, the gaps and the manifest (with ``summary(result)``)
-        of the whole run; the export is staged and swapped in for ``out`` when complete (see
-        ``export``)."""
-        from .export import BarDatasetWriter, staged, write_run
-
-        t0 = time.perf_counter()
-        with staged(out, durable=durable) as tmp:
-            writer = BarDatasetWriter(tmp, fmt)
-            sink, self.sink = self.sink, writer
-            try:
-                result = self.run(sources, dataset=dataset, span=span)
-            finally:
-                self.sink = sink
-                writer.close()
-            result.seconds = time.perf_counter() - t0
-            write_run(result, tmp, fmt=fmt, bars=writer,
-                      summary=summary(result) if summary is not None else None)
         result.seconds = time.perf_counter() - t0
         return result
 
@@ -387,12 +366,12 @@ class Engine:
 
     # -- one partition ----------------------------------------------------------------------
 
-    def _partition(self, source: Source, plan: "_Plan | None"):
+    def _partition(self, source: Source, plan: "_Plan | None", sink: BarSink | None):
         loaded = source.load()
         loaded.dropped = Counter(loaded.dropped)  # this run's count, whoever else holds it
         out: dict[str, _Piece] = {}
         nbars = 0
-        part = self.sink.part(source.name) if self.sink is not None else None
+        part = sink.part(source.name) if sink is not None else None
         try:
             for symbol, bars in loaded.bars.items():
                 nbars += len(bars)
@@ -435,11 +414,12 @@ class Engine:
         # first and the last (they may be cut by the span).  All the bars are checked now,
         # while the source can still say where a bad one came from.
         rejected: dict[int, dict[str, int]] = {}
-        bars, rows = self._validated(symbol, bars, rows, windows, rejected, loaded)
+        if not loaded.checked:
+            bars, rows = self._validated(symbol, bars, rows, windows, rejected, loaded)
         n_k = windows.n_sessions
         held_rejected = {windows.sessions[k]: r for k, r in rejected.items()}
         if n_k <= 2:
-            return _Piece(None, _copy(bars), first, last, outside, held_rejected)
+            return _Piece(None, bars.copy(), first, last, outside, held_rejected)
         a = int(np.searchsorted(bars.ts, windows.session_close_ns[0]))
         b = int(np.searchsorted(bars.ts, windows.session_open_ns[-1]))
         middle = _sub_windows(windows, np.arange(1, n_k - 1))
@@ -448,14 +428,15 @@ class Engine:
         for k in range(1, n_k - 1):
             if k in rejected:
                 result.rejected[k - 1] = rejected[k]
-        held = _concat(bars[:a], bars[b:])
+        held = Bars.concat([bars[:a], bars[b:]])
         held_rejected = {windows.sessions[k]: rejected[k] for k in (0, n_k - 1)
                          if k in rejected}
         return _Piece(result, held, first, last, outside, held_rejected)
 
-    def _finish_held(self, pieces: dict[str, _Piece], plan: "_Plan") -> None:
+    def _finish_held(self, pieces: dict[str, _Piece], plan: "_Plan",
+                     sink: BarSink | None) -> None:
         """Finish the held-back sessions now that the data's span is known."""
-        part = self.sink.part("edges") if self.sink is not None else None
+        part = sink.part("edges") if sink is not None else None
 
         def finish(symbol: str) -> None:
             p = pieces[symbol]
@@ -515,9 +496,9 @@ class Engine:
                 unknown[k] = unknown.get(k, 0) + int(j - i)
             keep[i:j] = False
         if keep is not None and not keep.all():
-            bars = _masked(bars, keep)
+            bars = bars.take(keep)
             rows = None if rows is None else rows[keep]
-        if not checked:
+        if not (checked or loaded.checked):
             bars, rows = self._validated(symbol, bars, rows, windows, rejected, loaded)
         # Scored bounds of every window, and of every session (for the session interval).
         sid = windows.session_ids
@@ -542,9 +523,8 @@ class Engine:
             covered = np.empty(n_k, np.float64)
             partial = np.empty(n_k, np.int64)
             _quality.score_groups(ts, cov, opens, present, covered, partial)
-            slots = (-((grid.open_ns - grid.close_ns) // grid.step_ns) if grid.step_ns
-                     else np.ones(len(grid.open_ns), np.int64))
-            expected = np.bincount(grid.session, weights=slots, minlength=n_k)
+            expected = np.bincount(grid.session, weights=buckets_per_window(grid),
+                                   minlength=n_k)
             table[SymbolResult.BARS] = present
             table[SymbolResult.EXPECTED] = expected
             table[SymbolResult.PRESENT] = present
@@ -593,7 +573,7 @@ class Engine:
             reasons = rejected.setdefault(k, {})
             reason = FAULTS.get(code, "bad bar")
             reasons[reason] = reasons.get(reason, 0) + 1
-        return _masked(bars, ~bad), (None if rows is None else rows[~bad])
+        return bars.take(~bad), (None if rows is None else rows[~bad])
 
     def _error(self, symbol: str, row: int, rows: np.ndarray | None, loaded: Loaded,
                reason: str) -> Exception:
@@ -642,6 +622,18 @@ def _index_of(labels: np.ndarray, label: str) -> int:
     return k if k < len(labels) and labels[k] == np.datetime64(label, "D") else -1
 
 
+def _within_spans(windows: Windows, results: Sequence[SymbolResult | None]) -> Windows:
+    """The run's sessions that lie inside some symbol's span (from its first bar to its
+    last): a session outside every symbol's span holds nothing and is no part of the run (a
+    folder of SPY 2013 and GOOG 2015 has no 2014); inside a symbol's span an empty session
+    is a gap."""
+    own = [r.sessions for r in results if r is not None and r.sessions is not None]
+    if not own:
+        return windows
+    kept = np.isin(windows.sessions, np.concatenate(own))
+    return windows if kept.all() else _sub_windows(windows, np.flatnonzero(kept))
+
+
 def _sub_windows(windows: Windows, sessions: np.ndarray) -> Windows:
     """The windows of some of the sessions (indices, increasing)."""
     pick = np.isin(windows.session_ids, sessions)
@@ -662,25 +654,6 @@ def _select(windows: Windows, start: np.datetime64 | None, end: np.datetime64 | 
     if end is not None:
         ok &= labels <= end
     return _sub_windows(windows, np.flatnonzero(ok))
-
-
-def _masked(bars: Bars, mask: np.ndarray) -> Bars:
-    """The bars where ``mask`` is true."""
-    return Bars(*(getattr(bars, c)[mask] for c in ("ts", "open", "high", "low", "close",
-                                                   "volume")),
-                interval=bars.interval, validate=False, has_volume=bars.has_volume)
-
-
-def _copy(bars: Bars) -> Bars:
-    return Bars(*(getattr(bars, c).copy() for c in ("ts", "open", "high", "low", "close",
-                                                    "volume")),
-                interval=bars.interval, validate=False, has_volume=bars.has_volume)
-
-
-def _concat(a: Bars, b: Bars) -> Bars:
-    cols = [np.concatenate([getattr(a, c), getattr(b, c)])
-            for c in ("ts", "open", "high", "low", "close", "volume")]
-    return Bars(*cols, interval=a.interval, validate=False, has_volume=a.has_volume)
 
 
 def _merge(a: SymbolResult, b: SymbolResult) -> SymbolResult:

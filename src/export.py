@@ -33,10 +33,13 @@ import json
 import os
 import re
 import shutil
+import sys
 import tempfile
 import threading
+import time
+import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 
@@ -46,6 +49,8 @@ from .results import KINDS, RunResult, paused_gc
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
+
+    from .engine import Engine
 
 FORMATS = ("parquet", "csv")
 MANIFEST = "manifest.json"
@@ -171,7 +176,7 @@ def staged(out: str | os.PathLike, *, durable: bool = False,
             except BaseException:
                 os.rename(old, out)   # the previous export goes back where it was
                 raise
-            shutil.rmtree(old, ignore_errors=True)
+            _remove_previous(old, out)
         else:
             os.rename(tmp, out)
         _fsync_dir(out.parent)
@@ -179,6 +184,32 @@ def staged(out: str | os.PathLike, *, durable: bool = False,
         if not keep:
             shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+class ExportLeftoverWarning(UserWarning):
+    """The previous export could not be removed completely after the new one replaced it."""
+
+
+def _remove_previous(old: Path, out: Path) -> None:
+    """Remove the previous export, moved aside to ``old`` by the swap.  The new export is in
+    place whatever happens here; what cannot be removed (a read-only tree in a writable
+    parent, say) is left in ``old`` and said, never left behind without a word."""
+    failed: list[tuple[str, BaseException]] = []
+
+    def note(_function: Any, path: str, exc: Any) -> None:
+        failed.append((path, exc[1] if isinstance(exc, tuple) else exc))
+
+    if sys.version_info >= (3, 12):
+        shutil.rmtree(old, onexc=note)
+    else:  # pragma: no cover - depends on the interpreter
+        shutil.rmtree(old, onerror=note)
+    if failed or old.exists():
+        left = sum(1 for _ in old.rglob("*")) if old.exists() else 0
+        path, exc = failed[0] if failed else (str(old), OSError("still there"))
+        warnings.warn(
+            f"the new export is in {out}; the previous one could not be removed completely: "
+            f"{left} entries are left in {old} ({type(exc).__name__} on {path}: {exc}); "
+            "remove that folder by hand", ExportLeftoverWarning, stacklevel=4)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -387,7 +418,7 @@ def gaps_table(run: RunResult, interval: str) -> "pa.Table":
 
 def write_run(run: RunResult, folder: str | os.PathLike, *, fmt: str = "parquet",
               bars: BarDatasetWriter | None = None, summary: dict[str, Any] | None = None,
-              ) -> Path:
+              provenance: dict[str, Any] | None = None) -> Path:
     """Write a run's session documents, gap dataset and manifest into ``folder`` (a staging
     folder: see :func:`staged`); ``bars`` is the writer the engine filled."""
     pa = _arrow()
@@ -424,8 +455,54 @@ def write_run(run: RunResult, folder: str | os.PathLike, *, fmt: str = "parquet"
         "symbols": list(run.symbols),
         "summary": summary or {},
     }
+    if provenance is not None:
+        manifest["provenance"] = provenance
     (folder / MANIFEST).write_bytes(dumps(manifest))
     return folder
+
+
+def run_export(engine: "Engine", sources: Any, out: str | os.PathLike, *,
+               fmt: str = "parquet", dataset: str = "", span: tuple[int, int] | None = None,
+               summary: Callable[[RunResult], dict[str, Any]] | None = None,
+               durable: bool = False, resume: bool = False, job: Any = None,
+               provenance: dict[str, Any] | None = None) -> RunResult:
+    """Run ``engine`` over ``sources`` and export the run atomically into ``out``: the one
+    export path, for threads and for Dask.
+
+    The engine hands each partition's bars to a :class:`BarDatasetWriter` (its sink) while
+    the partition is held; then the session documents, the gap dataset and the manifest
+    (with ``summary(result)``) of the whole run are written, and the staging folder is
+    swapped in for ``out`` (:func:`staged`).  On an executor whose partitions run in other
+    processes (``executor.remote``, ``distributed.DaskExecutor``) each partition writes its
+    own files, the staging folder is the executor's (kept when the run fails) and ``resume``
+    reuses the partitions it finished when ``job`` (a description of the input and options)
+    is unchanged.  ``provenance`` (``job.provenance``: version, options, inputs, library
+    versions) goes into the manifest.
+    """
+    t0 = time.perf_counter()
+    executor: Any = engine.executor
+    remote = bool(getattr(executor, "remote", False))
+    if resume and not remote:
+        raise ValueError("resume needs a run on a Dask cluster (its staging folder is kept "
+                         "when it fails)")
+    stage = executor.stage(out, resume=resume, job=job) if remote else None
+    with staged(out, durable=durable, folder=stage, keep=remote) as tmp:
+        writer = BarDatasetWriter(tmp, fmt, per_partition=remote)
+        attached = executor.attached(tmp) if remote else contextlib.nullcontext()
+        try:
+            with attached:
+                result = engine.run(sources, dataset=dataset, span=span, sink=writer)
+        finally:
+            if not remote:  # this process's files: finished even when the run failed
+                writer.close()
+        if remote:
+            writer.close()
+            executor.tidy(tmp)
+        write_run(result, tmp, fmt=fmt, bars=writer,
+                  summary=summary(result) if summary is not None else None,
+                  provenance=provenance)
+    result.seconds = time.perf_counter() - t0
+    return result
 
 
 def export_run(run: RunResult, out: str | os.PathLike, *, fmt: str = "parquet",

@@ -21,7 +21,8 @@ from .bars import Bars
 from .calendar import Calendar
 from .classify import ClassifyOptions
 from .engine import Engine, Event, Loaded, Source, ThreadExecutor
-from .grid import default_calendar
+from .export import run_export
+from .kernels import default_calendar
 from .plausibility import Plausibility
 from .results import RunResult, local_time
 
@@ -140,13 +141,72 @@ def run(data: Any = None, calendar: Calendar | None = None, *, base: str = "1m",
         if check is not None:
             check.finish()
         return result
-    if client is not None:
-        return distributed.run_export(
-            engine, sources, out, fmt=fmt, dataset=label, summary=summary, durable=durable,
-            resume=resume, job=distributed.job_token(data, engine, fmt=fmt,
-                                                     read_options=options))
-    return engine.run_export(sources, out, fmt=fmt, dataset=label, summary=summary,
-                             durable=durable)
+    token = (distributed.job_token(data, engine, fmt=fmt, read_options=options)
+             if client is not None else None)
+    origin = provenance(data, engine, fmt=fmt, read_options=options)
+    return run_export(engine, sources, out, fmt=fmt, dataset=label, summary=summary,
+                      durable=durable, resume=resume, job=token, provenance=origin)
+
+
+def provenance(data: Any, engine: Engine, *, fmt: str,
+               read_options: Mapping[str, Any]) -> dict[str, Any]:
+    """Where an export came from, for its manifest: the sessiondata version, the run's
+    options, the input files with their sizes and modification times (not a content hash:
+    hashing would read every file a second time), and the versions of the libraries that
+    move results (an upgrade of exchange_calendars moves holidays without a word)."""
+    import platform
+    from dataclasses import fields
+    from importlib import metadata
+
+    from . import __version__
+
+    def version(dist: str) -> str | None:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return None
+
+    c = engine.classify
+    options: dict[str, Any] = {
+        "calendar": engine.calendar.name,
+        "base_interval": engine.base.name,
+        "derived_intervals": [d.name for d in engine.derived],
+        "on_bad": engine.on_bad,
+        "start": None if engine.start is None else str(engine.start),
+        "end": None if engine.end is None else str(engine.end),
+        "format": fmt,
+        "export_base": engine.export_base,
+        "read_options": {k: (v if isinstance(v, (str, int, float, bool, type(None)))
+                             else str(v)) for k, v in sorted(read_options.items())},
+        "classify": {f.name: getattr(c, f.name) for f in fields(c) if f.name != "halts"},
+        "halts": len(c.halts) if c.halts is not None else 0,
+    }
+    if data is None:
+        inputs: dict[str, Any] = {"kind": "the embedded sample"}
+    elif isinstance(data, Mapping):
+        inputs = {"kind": "bars in memory", "symbols": len(data)}
+    else:
+        root = Path(data).resolve()
+        paths = ([root] if root.is_file() else
+                 sorted(p for p in root.rglob("*") if p.is_file()
+                        and not any(part.startswith(".") for part in p.relative_to(root).parts)))
+        files = []
+        for p in paths:
+            st = p.stat()
+            files.append({"path": p.name if p == root else str(p.relative_to(root)),
+                          "bytes": st.st_size,
+                          "modified_ns": st.st_mtime_ns})
+        inputs = {"kind": "files", "root": str(root),
+                  "identity": "size and modification time (not a content hash)",
+                  "files": files}
+    return {
+        "sessiondata": __version__,
+        "python": platform.python_version(),
+        "libraries": {name: version(name) for name in
+                      ("exchange_calendars", "pyarrow", "numpy", "tzdata")},
+        "options": options,
+        "inputs": inputs,
+    }
 
 
 def _with_check(summary: Callable[[RunResult], dict[str, Any]] | None, check: Plausibility
@@ -196,6 +256,7 @@ def _source(path: Path, calendar: Calendar, base: str, on_bad: str, options: dic
         result = readers.read_bars(path, interval=base, on_bad=on_bad, **options)
         if check is not None:
             check.observe(result)       # the whole file, before bars are set aside
+        # Checked against this calendar and base: the engine does not check them again.
         try:
             result.check_sessions(calendar, base, on_bad)
         except ValueError as exc:
@@ -203,7 +264,7 @@ def _source(path: Path, calendar: Calendar, base: str, on_bad: str, options: dic
                 raise
             raise check.amend(exc) from None
         return Loaded(dict(result.bars), result.error, result.dropped,
-                      result.outside_sessions)
+                      result.outside_sessions, checked=True)
 
     return Source(name, load)
 

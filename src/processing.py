@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
-from .grid import cut_grid, edge_coverage, gaps_on_grid, score_on_grid
+from .kernels import cut_grid, edge_coverage, gaps_on_grid, score_on_grid
 from .results import Gaps, QualityReport
 from .bars import Bars
 from .intervals import parse_interval

@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterable, Mapping, NoReturn, Sequence
 import numpy as np
 
 from ._core.stream import EVENT_KINDS, Event, SessionCore, SymbolCore, SymbolStream
-from .grid import Grid, default_calendar, make_grid
+from .kernels import Grid, default_calendar, make_grid
 from .documents import session_fields
 from .live_result import live_doc, live_result
 from .results import GapInfo, Gaps, QualityReport, RunResult, local_time

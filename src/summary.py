@@ -1,14 +1,26 @@
-"""The run's summary, read off the results model: totals per interval, per symbol and per
-session, the worst sessions with their longest gap and notes, as text tables (the command
-line) or as a JSON document (``--json-summary``, and the export's manifest)."""
+"""The one summary of a run, read off the results model: totals per interval, per symbol and
+per session, the worst sessions with their longest gap and notes, as text tables (the command
+line) or as a JSON document (``--json-summary``, and the export's manifest); per session the
+rows per symbol and interval that ``SessionCoordinator`` hands out (:class:`SessionSummary`,
+made by :meth:`Summary.session`); the backtest's totals (``backtest.UniverseResult``) are
+:meth:`Summary.by_interval`.  Quality is ``results.quality_score`` everywhere."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from .results import KINDS, RunResult, kind_cells, kind_totals, local_time, quality_score
+from .results import (
+    KINDS,
+    GapInfo,
+    RunResult,
+    kind_cells,
+    kind_totals,
+    local_time,
+    quality_score,
+)
 
 WORST_SESSIONS = 5
 SYMBOL_ROWS = 12
@@ -25,6 +37,30 @@ def _pooled_totals(sums: dict[str, Any], symbols: int) -> dict[str, Any]:
         "quality": quality_score(float(sums["covered"]), e),
         **kind_totals(sums),   # data quality and gap kinds (classify.py)
     }
+
+
+@dataclass
+class SessionSummary:
+    """What one session came to, per symbol and interval (:meth:`Summary.session`)."""
+
+    session: str
+    symbols: int
+    bars: int
+    rows: list[dict[str, Any]] = field(default_factory=list)  # one per symbol and interval
+    result: RunResult | None = field(default=None, repr=False)
+
+    @property
+    def gaps(self) -> int:
+        return sum(r["gaps"] for r in self.rows)
+
+    @property
+    def missing(self) -> int:
+        return sum(r["missing"] for r in self.rows)
+
+    @classmethod
+    def of(cls, run: RunResult, k: int) -> "SessionSummary":
+        """Session ``k`` of a run (``Summary(run).session(k)``)."""
+        return Summary(run).session(k)
 
 
 class Summary:
@@ -92,6 +128,38 @@ class Summary:
 
     def symbols(self) -> list[str]:
         return [s for i, s in enumerate(self.run.symbols) if self.run.member[i].any()]
+
+    def session(self, k: int) -> SessionSummary:
+        """Session ``k``: per member symbol and interval, its bars, gaps, missing bars,
+        longest gap, expected slots, quality (NaN where not scored) and rejected bars."""
+        run = self.run
+        tz = run.calendar.tz
+        rows = []
+        bars = 0
+        members = np.flatnonzero(run.member[:, k]).tolist()
+        for s in members:
+            for name in run.intervals_of(s):
+                t = run.intervals[name]
+                if not t.has[s]:
+                    continue
+                sl = t.gap_slice(s, k)
+                counts = t.gap_count[sl]
+                longest = None
+                if len(counts):
+                    i = sl.start + int(np.argmax(counts))
+                    longest = GapInfo(local_time(int(t.gap_start[i]), tz),
+                                      local_time(int(t.gap_end[i]), tz), int(t.gap_count[i]))
+                expected = int(t.expected[s, k])
+                rows.append({
+                    "symbol": run.symbols[s], "interval": name, "bars": int(t.bars[s, k]),
+                    "gaps": len(counts), "missing": int(counts.sum()),
+                    "longest_gap": longest, "expected": expected,
+                    "quality": (quality_score(float(t.covered[s, k]), expected)
+                                if t.scored[s] else float("nan")),
+                    "rejected": sum(run.rejected.get((s, k), {}).values()),
+                })
+            bars += int(run.intervals[run.base_of(s)].bars[s, k])
+        return SessionSummary(str(run.sessions[k]), len(members), bars, rows, run)
 
     def longest_gap(self, k: int) -> tuple[str, int, int, int] | None:
         """(symbol, start, end, bars) of the session's longest base-interval gap."""
@@ -257,8 +325,8 @@ class Summary:
                     longest = self.longest_gap(k)
                     gap = "-"
                     if longest is not None:
-                        gap = (f"{local_time(longest[1], tz).strftime('%H:%M')}-"
-                               f"{local_time(longest[2], tz).strftime('%H:%M')} ({longest[3]})")
+                        gap = (f"{gap_times(longest[1], longest[2], labels[k], tz)} "
+                               f"({longest[3]})")
                         if len(symbols) > 1:
                             gap = f"{longest[0]} {gap}"
                     rows.append([labels[k], _n(t["symbols"]), _n(t["bars"]), _n(t["gaps"]),
@@ -286,6 +354,18 @@ class Summary:
             lines.append(f"wrote {plural(len(labels), 'session')} to {self.out} in "
                          f"{run.seconds:.2f} s")
         return "\n".join(lines)
+
+
+def gap_times(start_ns: int, end_ns: int, session: str, tz: Any) -> str:
+    """``HH:MM-HH:MM`` of a gap in the calendar's zone, each end that falls on another day
+    than the session's date saying which (``Sun 18:00``): an overnight session starts the
+    evening before its date, and a bare time there reads as the wrong day."""
+    out = []
+    for ns in (start_ns, end_ns):
+        t = local_time(ns, tz)
+        out.append(t.strftime("%H:%M") if t.date().isoformat() == session
+                   else t.strftime("%a %H:%M"))
+    return "-".join(out)
 
 
 def _local(ns: int, tz: Any) -> str:

@@ -304,6 +304,30 @@ def score_quality(ts, coverage, g_open, g_close, step_ns, until_ns):
     return expected, present, covered, int(partial)
 
 
+def score_groups(ts, coverage, group_start):
+    """Reference of ``quality.score_groups``: per group ``k`` (the bars from
+    ``group_start[k]`` up to the next group's start; none before the first), the present
+    bars, their coverage sum (1 each for base bars: ``coverage`` empty) and the partial ones
+    (coverage below 1).  Returns ``(present, covered, partial)`` lists."""
+    n, ng = len(ts), len(group_start)
+    weighted = len(coverage) > 0
+    if weighted and len(coverage) != n:
+        raise ValueError(f"coverage has {len(coverage)} values for {n} bars")
+    present, covered, partial = [0] * ng, [0.0] * ng, [0] * ng
+    for i in range(n):
+        k = -1
+        for j in range(ng):  # the last group that starts at or before the bar
+            if int(group_start[j]) <= int(ts[i]):
+                k = j
+        if k < 0:
+            continue
+        cov = float(coverage[i]) if weighted else 1.0
+        present[k] += 1
+        covered[k] += cov
+        partial[k] += cov < 1.0
+    return present, covered, partial
+
+
 # --------------------------------------------------------------------------- validation
 
 

@@ -19,7 +19,7 @@ import pytest
 
 import reference as ref
 import sessiondata as sd
-from sessiondata import api, grid
+from sessiondata import api, kernels
 
 NS = 1_000_000_000
 MINUTE = 60 * NS
@@ -533,7 +533,7 @@ def test_parallel_split_equals_one_pass(xnys, monkeypatch):
 
     one_out, one_gaps = everything()
     for threads in ("2", "3", "8"):
-        monkeypatch.setattr(grid, "PARALLEL_MIN_BARS", 1)
+        monkeypatch.setattr(kernels, "PARALLEL_MIN_BARS", 1)
         monkeypatch.setenv("SESSIONDATA_THREADS", threads)
         out, gaps = everything()
         assert all(a.equals(b) for a, b in zip(out, one_out)), threads

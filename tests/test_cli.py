@@ -16,7 +16,7 @@ import pyarrow as pa
 import pytest
 from sessiondata import Calendar, cli, resample, sample
 from sessiondata.export import read_dataset, validate_export
-from sessiondata.grid import cut_grid, make_grid
+from sessiondata.kernels import cut_grid, make_grid
 from sessiondata.intervals import parse_interval
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -24,7 +24,7 @@ from sessiondata import Calendar, Engine, Source  # noqa: E402
 from sessiondata import distributed as sd  # noqa: E402
 from sessiondata import job, sample  # noqa: E402
 from sessiondata.engine import Loaded  # noqa: E402
-from sessiondata.export import BarDatasetWriter, read_dataset, validate_export  # noqa: E402
+from sessiondata.export import BarDatasetWriter, read_dataset, run_export, validate_export  # noqa: E402
 from sessiondata.readers import ReadError  # noqa: E402
 from sessiondata.documents import dumps, iter_session_docs  # noqa: E402
 
@@ -233,7 +233,7 @@ def engine(client=None, **kw) -> Engine:
 
 def test_a_partition_whose_process_dies_is_run_again_once(client, universe, tmp_path):
     sources = job.file_sources(universe, WEEKDAYS, "1m", "raise", {})
-    engine().run_export(sources, tmp_path / "threads")
+    run_export(engine(), sources, tmp_path / "threads")
     sources[3] = dies_once(sources[3], tmp_path / "died")
     sd.run_export(engine(client), sources, tmp_path / "dask", job="test")
     assert (tmp_path / "died").exists()
@@ -276,7 +276,7 @@ def counting(source: Source, log: Path, pause: float = 0.0) -> Source:
 def test_an_interrupted_run_resumes_with_the_partitions_it_finished(client, universe,
                                                                     tmp_path):
     out = tmp_path / "dask"
-    engine().run_export(job.file_sources(universe, WEEKDAYS, "1m", "raise", {}),
+    run_export(engine(), job.file_sources(universe, WEEKDAYS, "1m", "raise", {}),
                         tmp_path / "threads")
     log = tmp_path / "loads.txt"
 

@@ -14,7 +14,7 @@ import pytest
 import sessiondata as sd
 from sessiondata import cli, sample
 from sessiondata.engine import Engine, Event, Source, ThreadExecutor, batches
-from sessiondata.export import read_dataset, validate_export
+from sessiondata.export import read_dataset, run_export, validate_export
 from sessiondata.documents import dumps, session_doc, session_docs
 from sessiondata.results import Gaps, GapInfo
 
@@ -62,7 +62,7 @@ def test_threads_and_partitions_change_nothing(weekly, tmp_path):
         engine = Engine(weekly, derived=("5m", "15m", "1h", "1d"),
                         executor=ThreadExecutor(threads))
         out = tmp_path / f"t{threads}-{size}"
-        result = engine.run_export(batches(data, size), out)
+        result = run_export(engine, batches(data, size), out)
         docs.append(session_docs(result))
         assert validate_export(out) == []
         bars = read_dataset(out, "bars").sort_by([("interval", "ascending"),
@@ -360,3 +360,54 @@ def test_run_sessions_under_revise_takes_bars_in_time_order_the_last_of_a_slot(w
         want_bars[c][7] *= 1.01
     want = sd.run({"X": sd.Bars.from_dict(want_bars, interval="1m")}, weekly)
     assert session_docs(got) == session_docs(want)
+
+
+def test_bars_take_concat_copy_keep_count_and_coverage():
+    """Bars owns masking, concatenating and replacing coverage: derived bars keep their
+    count and coverage through each (the engine's old mask dropped them)."""
+    ts = np.arange(4, dtype=np.int64) * 300_000_000_000
+    px = np.array([1.0, 2.0, 3.0, 4.0])
+    b = sd.Bars(ts, px, px, px, px, px, count=[5, 4, 5, 1], coverage=[1.0, 0.8, 1.0, 0.2],
+                interval="5m")
+    kept = b.take(np.array([True, False, True, True]))
+    assert kept.count.tolist() == [5, 5, 1] and kept.coverage.tolist() == [1.0, 1.0, 0.2]
+    assert kept.interval == b.interval and kept.has_volume
+    both = sd.Bars.concat([b[:2], b[2:]])
+    assert both.equals(b) and both.count.tolist() == b.count.tolist()
+    assert both.coverage.tolist() == b.coverage.tolist()
+    with pytest.raises(ValueError, match="strictly increasing|order|increas"):
+        sd.Bars.concat([b[2:], b[:2]], validate=True)
+    cut = b.with_coverage(np.array([1.0, 0.8, 1.0, 0.1]))
+    assert cut.coverage.tolist()[-1] == 0.1 and b.coverage.tolist()[-1] == 0.2
+    own = b[1:3].copy()
+    assert own.ts.base is None or own.ts.base is not b.ts.base
+    assert not own.ts.flags.writeable and own.count.tolist() == [4, 5]
+    with pytest.raises(ValueError, match="mask"):
+        b.take(np.array([True, False]))
+
+
+def test_sessions_outside_every_symbols_span_are_no_part_of_the_run(tmp_path):
+    """Issue 19: a folder of one symbol in one year and another in a later year wrote an
+    empty document for every session between them.  Those sessions are not part of the
+    run; inside a symbol's span an empty session is still a gap."""
+    minute = 60_000_000_000
+
+    def day_bars(days, skip=()):
+        ts = np.concatenate([np.datetime64(d, "ns").astype(np.int64)
+                             + np.arange(1440, dtype=np.int64) * minute
+                             for d in days if d not in skip])
+        p = np.ones(len(ts))
+        return sd.Bars(ts, p, p, p, p, p)
+
+    data = {"OLD": day_bars(["2024-01-02", "2024-01-03"]),
+            "NEW": day_bars(["2024-01-10", "2024-01-11", "2024-01-12"], skip=("2024-01-11",))}
+    result = sd.run(data, sd.Calendar.always(), derived=("1h",), out=tmp_path / "out")
+    labels = [str(s) for s in result.sessions]
+    assert labels == ["2024-01-02", "2024-01-03", "2024-01-10", "2024-01-11", "2024-01-12"]
+    written = sorted(p.stem for p in (tmp_path / "out" / "sessions").glob("*.json"))
+    assert written == labels
+    doc = json.loads((tmp_path / "out" / "sessions" / "2024-01-11.json").read_bytes())
+    gaps = doc["symbols"]["NEW"]["intervals"]["1m"]["gaps"]
+    assert gaps["gap_count"] == 1 and gaps["missing_bars"] == 1440   # inside NEW's span
+    assert "OLD" not in doc["symbols"]
+    assert validate_export(tmp_path / "out") == []

@@ -1100,3 +1100,73 @@ def test_a_stopped_session_exports_what_the_engine_exports(tmp_path):
             assert live.coverage[0] == live.count[0] / inside
             assert live.coverage[-1] == 1.0 and live.count[-1] == {"5m": 2, "15m": 12,
                                                                     "1h": 27}[iv]
+
+
+def test_a_previous_export_that_cannot_be_removed_is_said_with_its_place(tmp_path,
+                                                                         monkeypatch):
+    """Issue 18: after the swap, a previous export that cannot be fully removed (a read-only
+    tree in a writable parent) was left half-deleted in a hidden ``.exp.previous-PID`` folder
+    without a word.  The new export is in place, and a warning names what was left where."""
+    out = tmp_path / "exp"
+    with export_mod.staged(out) as tmp:
+        (tmp / "manifest.json").write_text(json.dumps({"kind": export_mod.KIND}))
+        (tmp / "sessions").mkdir()
+        (tmp / "sessions" / "locked.json").write_text("old")
+        (tmp / "sessions" / "free.json").write_text("old")
+    real_unlink = os.unlink
+
+    def unlink(path, *args, **kwargs):  # as a read-only folder refuses (root ignores chmod)
+        if str(path).endswith("locked.json"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "unlink", unlink)
+    with pytest.warns(export_mod.ExportLeftoverWarning) as caught:
+        with export_mod.staged(out) as tmp:
+            (tmp / "manifest.json").write_text(json.dumps({"kind": export_mod.KIND, "n": 1}))
+    monkeypatch.undo()
+    message = str(caught[0].message)
+    left = tmp_path / f".exp.previous-{os.getpid()}"
+    assert json.loads((out / "manifest.json").read_text())["n"] == 1   # the new one is in place
+    assert str(left) in message and "locked.json" in message and "PermissionError" in message
+    assert (left / "sessions" / "locked.json").exists()
+    assert not (left / "sessions" / "free.json").exists()
+
+
+def test_a_previous_export_removed_whole_says_nothing(tmp_path, recwarn):
+    out = tmp_path / "exp"
+    for n in (0, 1):
+        with export_mod.staged(out) as tmp:
+            (tmp / "manifest.json").write_text(json.dumps({"kind": export_mod.KIND, "n": n}))
+    assert json.loads((out / "manifest.json").read_text())["n"] == 1
+    assert not list(tmp_path.glob(".exp.*"))
+    assert not [w for w in recwarn if issubclass(w.category, export_mod.ExportLeftoverWarning)]
+
+
+def test_the_manifest_says_where_the_export_came_from(tmp_path):
+    """Issue 18 item 7: the version, the run's options, the input files with their sizes and
+    modification times (said as such), and the versions of the libraries that move results."""
+    from importlib import metadata
+
+    data = tmp_path / "data"
+    data.mkdir()
+    ts = np.arange(30, dtype=np.int64) * 60_000_000_000 + 1_704_067_200_000_000_000
+    for name in ("AAA", "BBB"):
+        pd.DataFrame({"ts": pd.to_datetime(ts, utc=True), "open": 1.0, "high": 1.0,
+                      "low": 1.0, "close": 1.0, "volume": 1.0}).to_csv(data / f"{name}.csv",
+                                                                       index=False)
+    out = tmp_path / "out"
+    job.run(data, Calendar.always(), out=out, derived=("5m",), on_bad="drop")
+    manifest = export_mod.read_manifest(out)
+    origin = manifest["provenance"]
+    assert origin["sessiondata"] == sessiondata.__version__
+    assert origin["libraries"]["pyarrow"] == metadata.version("pyarrow")
+    assert "exchange_calendars" in origin["libraries"]
+    assert origin["options"]["derived_intervals"] == ["5m"]
+    assert origin["options"]["on_bad"] == "drop" and origin["options"]["calendar"] == Calendar.always().name
+    inputs = origin["inputs"]
+    assert "not a content hash" in inputs["identity"]
+    assert [(f["path"], f["bytes"]) for f in inputs["files"]] == [
+        (f"{n}.csv", (data / f"{n}.csv").stat().st_size) for n in ("AAA", "BBB")]
+    assert inputs["files"][0]["modified_ns"] == (data / "AAA.csv").stat().st_mtime_ns
+    assert validate_export(out) == []

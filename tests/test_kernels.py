@@ -675,3 +675,55 @@ def test_validate_property(grid, density, seed, n_bad, sessions, check_grid, sto
     last_ns = {"none": I64_MIN, "before": int(grid.w_open[0]) - 1,
                "inside": int(ts[len(ts) // 2]) if len(ts) else I64_MIN}[last]
     run_validate(ts, *cols, w_open, w_close, base, stop_at_first=stop, last_ns=last_ns)
+
+
+# --------------------------------------------------------------------------- score_groups
+
+
+def run_score_groups(ts, cov, starts):
+    ts, cov, starts = (np.ascontiguousarray(a) for a in (ts, cov, starts))
+    before = [a.copy() for a in (ts, cov, starts)]
+    for a in (ts, cov, starts):
+        a.flags.writeable = False  # read-only inputs must work
+    ng = len(starts)
+    present = np.full(ng, -7, np.int64)       # garbage: the kernel overwrites every value
+    covered = np.full(ng, np.nan)
+    partial = np.full(ng, -7, np.int64)
+    quality.score_groups(ts, cov, starts, present, covered, partial)
+    want = ref.score_groups(ts, cov, starts)
+    assert present.tolist() == want[0]
+    np.testing.assert_allclose(covered, want[1], rtol=0, atol=1e-9)
+    assert partial.tolist() == want[2]
+    assert present.dtype == np.int64 and covered.dtype == np.float64
+    assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip((ts, cov, starts), before))
+
+
+@given(n=st.integers(0, 60), ng=st.integers(0, 8), seed=st.integers(0, 2**32 - 1),
+       weighted=st.booleans())
+def test_score_groups_property(n, ng, seed, weighted):
+    """The engine's per-session quality kernel against its reference: bars before the first
+    group, groups with no bar, ties on a group start, partial coverage, huge timestamps."""
+    rng = np.random.default_rng(seed)
+    lo = int(rng.choice([0, -(2**62), 2**62 - 10_000]))
+    ts = np.unique(rng.integers(lo, lo + 1000, n)).astype(np.int64)
+    starts = np.unique(rng.integers(lo - 50, lo + 1050, ng)).astype(np.int64)
+    if len(ts) and len(starts) and rng.random() < 0.5:  # a bar exactly on a group start
+        starts[rng.integers(len(starts))] = ts[rng.integers(len(ts))]
+        starts = np.unique(starts)
+    cov = (np.where(rng.random(len(ts)) < 0.3, rng.random(len(ts)), 1.0) if weighted
+           else np.empty(0, np.float64))
+    run_score_groups(ts, cov, starts)
+
+
+def test_score_groups_edges():
+    run_score_groups(i64([]), f64([]), i64([]))
+    run_score_groups(i64([5]), f64([]), i64([]))            # no group: nothing counted
+    run_score_groups(i64([1, 2, 3]), f64([]), i64([10]))    # every bar before the groups
+    run_score_groups(i64([10, 20]), f64([0.5, 1.0]), i64([10, 20, 30]))
+    strided = np.arange(20, dtype=np.int64)[::2]
+    with pytest.raises(ValueError):                          # ::1 is required
+        quality.score_groups(strided, f64([]), i64([0]), np.empty(1, np.int64),
+                              np.empty(1), np.empty(1, np.int64))
+    with pytest.raises(ValueError, match="coverage has 1 values for 2 bars"):
+        quality.score_groups(i64([1, 2]), f64([1.0]), i64([0]), np.empty(1, np.int64),
+                              np.empty(1), np.empty(1, np.int64))
