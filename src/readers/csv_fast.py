@@ -166,6 +166,10 @@ def _csv_table(path: Path, opts: ReadOptions, head: _CsvHead, layout: _Layout,
     try:
         with _open_binary(path) as raw:
             data = raw.read()
+        if not head.cr_only and b"\r" in data and data.count(b"\r") != data.count(b"\r\n"):
+            # A bare CR inside a file of LF lines: pyarrow would take it for a line end and
+            # shift the line numbers after it; the careful reader names its line.
+            raise _Careful()
         if enc == "utf-8-sig" and not _valid_utf8(data):
             # pyarrow checks only the columns it converts: a byte that is not text in any
             # field goes to the careful reader, which names its line (as for any other).

@@ -147,6 +147,13 @@ def read_bars(paths: str | os.PathLike | Iterable[str | os.PathLike], *,
     **options
         The fields of :class:`ReadOptions`; ``symbol`` only with a single file.
     """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    paths = list(paths)
+    for p in map(Path, paths):
+        why = _unreadable(p) if p.exists() or p.is_symlink() else None
+        if why:         # a FIFO, a device, a file without permission: never read (nor block)
+            raise ReadError(str(p), None, f"cannot read: {why}")
     if format is not None and str(format).lower() not in ("csv", "parquet"):
         from . import vendor
 

@@ -114,6 +114,13 @@ def _detect_layout(names: list[str], opts: ReadOptions, where: str) -> _Layout:
     else:
         symbol = None
     layout = _Layout(ts, date, time, prices, symbol)
+    if symbol is not None:
+        roles = {c: "time" for c in layout.time_columns}
+        roles.update({c: role for role, c in prices.items()})
+        if symbol in roles:
+            raise ReadError(where, None, f"column {str(symbol).strip()!r} cannot be both the "
+                            f"symbol and the {roles[symbol]}; name another symbol column "
+                            "(--symbol-column) or none")
     used = {str(n).strip().lower() for n in layout.needed}
     clash = [d for d in dupes if d in used]
     if clash:
@@ -130,6 +137,7 @@ class _CsvHead:
     first: list[str] | None     # the first data row (None when none is seen)
     first_line: int             # its line
     skip: int                   # lines before the data: 1 with a header line, else 0
+    cr_only: bool = False       # lines end in a bare CR (old Mac files), not LF or CR LF
 
 
 def _sniff(path: Path, opts: ReadOptions) -> _CsvHead:
@@ -144,7 +152,9 @@ def _sniff(path: Path, opts: ReadOptions) -> _CsvHead:
             at_end = len(head) < (1 << 16) or not f.read(1)
     except _READ_ERRORS as exc:
         raise ReadError(name, None, f"cannot read: {_why(exc)}") from None
-    raw = head.split(b"\n")
+    # Old Mac files end their lines in a bare CR: no LF in the first 64 KiB, but a CR.
+    cr_only = b"\n" not in head and b"\r" in head
+    raw = head.split(b"\r" if cr_only else b"\n")
     if not at_end:
         raw = raw[:-1]              # a line cut at 64 KiB
     if raw and raw[-1] == b"":
@@ -180,14 +190,29 @@ def _sniff(path: Path, opts: ReadOptions) -> _CsvHead:
             raise ReadError(name, 1, f"cannot tell the delimiter of the {what} "
                             f"{first_text[:60]!r}; give delimiter (--delimiter)")
     skip = 1 if opts.header else 0
-    fields = list(names) if names is not None else \
-        next(csv.reader([first_text], delimiter=delimiter))
+    try:
+        fields = list(names) if names is not None else \
+            next(csv.reader([first_text], delimiter=delimiter))
+    except csv.Error as exc:
+        raise ReadError(name, 1, f"cannot parse the header line: {_csv_why(exc)}") from None
     first, first_line = None, skip + 1
     for k in range(skip, len(raw)):
         text = line_text(k)
         if text is None:
             break
         if text.strip():
-            first, first_line = next(csv.reader([text], delimiter=delimiter)), k + 1
+            try:
+                first = next(csv.reader([text], delimiter=delimiter))
+            except csv.Error:
+                first = None            # the careful reader names the line
+            first_line = k + 1
             break
-    return _CsvHead(delimiter, fields, first, first_line, skip)
+    return _CsvHead(delimiter, fields, first, first_line, skip, cr_only)
+
+
+def _csv_why(exc: Exception) -> str:
+    """Python's csv error in the file's words (a bare CR is the usual cause)."""
+    text = str(exc)
+    if "new-line character" in text:
+        return "a carriage return (CR) inside the line, not at its end"
+    return text
