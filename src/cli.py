@@ -458,6 +458,12 @@ def cmd_run(args: argparse.Namespace) -> int:
                              progress=progress,
                              summary=lambda r: Summary(r, out).to_json(args.worst),
                              client=dask_client, resume=args.resume)
+    except ValueError as exc:
+        # The engine's run-level "no bars in the run" names no file: say which input.
+        if args.data is None or not str(exc).startswith("no bars in the run"):
+            raise
+        raise CliError(f"{args.data}: {exc} (every row of the input was empty, dropped or "
+                       "outside the sessions)") from exc
     finally:
         progress.finish()
     summary = Summary(result, out)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import zlib
 from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
@@ -188,7 +189,7 @@ def _has_symbol_column(path: Path, options: Mapping[str, Any]) -> bool:
                     first = f.readline()
                 delim = options.get("delimiter") or max(",;\t|", key=first.count)
                 names = [n.strip().strip('"') for n in first.split(delim)]
-    except (OSError, ValueError, ImportError):
+    except (OSError, EOFError, zlib.error, ValueError, ImportError):
         return False  # the reader will say what is wrong with the file
     return any(n.lower() in SYMBOL_COLUMNS for n in names)
 
