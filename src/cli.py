@@ -439,7 +439,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.data is not None and Path(args.data).is_dir() and options.get("format") is None:
         with warnings.catch_warnings():     # job.run warns of each skipped file, once
             warnings.simplefilter("ignore", readers.ReadWarning)
-            parts = max(1, len(readers.data_files(args.data, args.on_bad, [])))
+            parts = max(1, len(readers.data_files(args.data, args.on_bad, [], [], options)))
     if args.resume and not (args.scheduler and out is not None):
         raise CliError("--resume continues an interrupted run on a Dask cluster: give "
                        "--scheduler (and an export, not --no-export)")

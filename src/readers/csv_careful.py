@@ -69,6 +69,10 @@ def _csv_careful(path, opts, collector, source, head: _CsvHead, layout, symbol, 
                     continue
                 if len(row) != width:
                     hint = " (a truncated line?)" if len(row) < width else ""
+                    if line == head.first_line and opts.field_names is None:
+                        # The first row already differs: the header is the likelier fault.
+                        hint = " (if the header is wrong, name the fields with --columns " \
+                            "NAME,NAME,...)"
                     what = "the header has" if opts.header and opts.field_names is None \
                         else "columns= names"
                     problems.append((line, "wrong field count",

@@ -194,6 +194,9 @@ class ReadResult:
         if parser is None:
             return ""
         fixes = []
+        if parser.shift:
+            fixes.append(("the default --stamp start (stamp='start': bars stamped at their "
+                          "open) instead of --stamp end", ts + parser.shift))
         if parser.shift == 0 and base_ns > 0:
             fixes.append(("--stamp end (stamp='end': bars stamped at their close)",
                           ts - base_ns))
@@ -339,6 +342,11 @@ class _Collector:
         self._pending_rows = 0
         self._pending_dropped = Counter()
         self._pending_first = None
+
+    @property
+    def pending_rows(self) -> int:
+        """Rows of the current source so far, bad ones included."""
+        return self._pending_rows + sum(self._pending_dropped.values())
 
     def commit(self) -> None:
         kept = sum(len(piece[1]) for _symbol, piece in self._pending)
