@@ -506,7 +506,9 @@ def store_checked(result: ReadResult, symbol: str, ts: np.ndarray, cols: list[np
     n_in = len(ts)
     far_dropped = 0
     if n_in > 1:
-        far = _far_rows(ts)
+        steps = np.diff(ts)
+        in_order = bool(steps.min() > 0)
+        far = None if in_order and steps.max() <= FAR_NS else _far_rows(ts)
         if far is not None:
             if on_bad == "raise":
                 raise _far_error(result, symbol, ts, far)
@@ -517,8 +519,9 @@ def store_checked(result: ReadResult, symbol: str, ts: np.ndarray, cols: list[np
             result._source_of[symbol] = np.asarray(result._source_of[symbol])[keep]
             result._line_of[symbol] = np.asarray(result._line_of[symbol])[keep]
             result.dropped["time far from the other bars"] += far_dropped
-        if len(ts) > 1:
+        if len(ts) > 1 and (far is not None or not in_order):
             _check_not_descending(result, symbol, ts)
+        del steps
     faults = np.zeros(len(ts), np.uint8)
     empty = np.empty(0, np.int64)
     first, counts = _validation.validate_bars(
