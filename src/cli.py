@@ -241,7 +241,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         debug = getattr(args, "debug", debug)
         if args.command == "run":
-            return cmd_run(args)
+            with _one_line_warnings():
+                return cmd_run(args)
         if args.command == "validate":
             return cmd_validate(args)
         if args.command == "report":
@@ -278,6 +279,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         _fail(f"internal error: {type(exc).__name__}: {_one_line(exc)} (run with --debug for "
               "the traceback)")
         return EXIT_INTERNAL
+
+
+@contextlib.contextmanager
+def _one_line_warnings():
+    """The readers' warnings (a file skipped, a column unused) as one line each on stderr,
+    ``sessiondata: warning: ...``, each said once (a folder is listed more than once)."""
+    said: set[str] = set()
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        text = " ".join(str(message).split())
+        if text not in said:
+            said.add(text)
+            print(f"{PROG}: warning: {text}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", readers.ReadWarning)
+        warnings.showwarning = show
+        yield
 
 
 def _one_line(exc: BaseException) -> str:
@@ -440,7 +459,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     options = read_options(args)
     parts = 1
     if args.data is not None and Path(args.data).is_dir() and options.get("format") is None:
-        parts = max(1, len(readers.data_files(args.data)))
+        with warnings.catch_warnings():     # job.run warns of each skipped file, once
+            warnings.simplefilter("ignore", readers.ReadWarning)
+            parts = max(1, len(readers.data_files(args.data, args.on_bad, [], [], options)))
     if args.resume and not (args.scheduler and out is not None):
         raise CliError("--resume continues an interrupted run on a Dask cluster: give "
                        "--scheduler (and an export, not --no-export)")
@@ -468,6 +489,12 @@ def cmd_run(args: argparse.Namespace) -> int:
                              summary=summarize,
                              client=dask_client, resume=args.resume, strict=args.strict,
                              plausibility=check)
+    except ValueError as exc:
+        # The engine's run-level "no bars in the run" names no file: say which input.
+        if args.data is None or not str(exc).startswith("no bars in the run"):
+            raise
+        raise CliError(f"{args.data}: {exc} (every row of the input was empty, dropped or "
+                       "outside the sessions)") from exc
     finally:
         progress.finish()
     summary = made[-1] if made and made[-1].run is result else Summary(result, out)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import zlib
 from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
@@ -238,15 +239,17 @@ def file_sources(data: str | os.PathLike, calendar: Calendar, base: str, on_bad:
     if options.get("format") not in (None, "csv", "parquet") or not path.is_dir():
         return whole
     unreadable: list[tuple[str, str]] = []
-    files = readers.data_files(path, on_bad, unreadable)
+    skipped: list[tuple[str, str]] = []       # not bar data (a README ...): warned, counted
+    files = readers.data_files(path, on_bad, unreadable, skipped, options)
     if len(files) <= 1 or options.get("symbol_column") or options.get("symbol"):
         return whole
     if any(_has_symbol_column(f, options) for f in files):
         return whole
     sources = [_source(f, calendar, base, on_bad, options, f.name, check) for f in files]
-    if unreadable:  # said by a warning already; counted in the run's dropped rows
-        skipped = Counter({"unreadable file": len(unreadable)})
-        sources.append(Source("unreadable", lambda: Loaded({}, None, skipped)))
+    if unreadable or skipped:  # said by a warning already; counted in the run's dropped rows
+        counts = Counter({"unreadable file": len(unreadable), "not a data file": len(skipped)})
+        counts = +counts
+        sources.append(Source("unreadable", lambda: Loaded({}, None, counts)))
     return sources
 
 
@@ -286,7 +289,7 @@ def _has_symbol_column(path: Path, options: Mapping[str, Any]) -> bool:
                     first = f.readline()
                 delim = options.get("delimiter") or max(",;\t|", key=first.count)
                 names = [n.strip().strip('"') for n in first.split(delim)]
-    except (OSError, ValueError, ImportError):
+    except (OSError, EOFError, zlib.error, ValueError, ImportError):
         return False  # the reader will say what is wrong with the file
     return any(n.lower() in SYMBOL_COLUMNS for n in names)
 

@@ -4,13 +4,14 @@ the fast path cannot vouch for."""
 from __future__ import annotations
 
 import csv
+import io
 
 import numpy as np
 
 from ..bars import PRICE_COLUMNS
 
 from .base import _CAREFUL_CHUNK, _open_binary, _READ_ERRORS, _text_encoding, _why, ReadError
-from .layout import _CsvHead
+from .layout import _csv_why, _CsvHead
 
 
 def _decoded_lines(f, encoding: str, bad_lines: list):
@@ -42,11 +43,24 @@ def _csv_careful(path, opts, collector, source, head: _CsvHead, layout, symbol, 
     line = head.skip
     try:
         with _open_binary(path) as f:
-            reader = csv.reader(_decoded_lines(f, opts.encoding, not_text),
+            lines_in = io.BytesIO(f.read().replace(b"\r", b"\n")) if head.cr_only else f
+            reader = csv.reader(_decoded_lines(lines_in, opts.encoding, not_text),
                                 delimiter=head.delimiter)
             for _ in range(head.skip):
-                next(reader, None)
-            for row in reader:
+                try:
+                    next(reader, None)
+                except csv.Error:
+                    pass                # the header was read by the sniffer already
+            while True:
+                try:
+                    row = next(reader)
+                except StopIteration:
+                    break
+                except csv.Error as exc:
+                    # One unreadable line (a bare CR inside it, say); the next goes on.
+                    problems.append((reader.line_num, "unreadable line",
+                                     f"cannot parse the line: {_csv_why(exc)}"))
+                    continue
                 line = reader.line_num
                 if not_text:
                     problems.extend((k, "not text", why) for k, why in not_text)
@@ -55,6 +69,10 @@ def _csv_careful(path, opts, collector, source, head: _CsvHead, layout, symbol, 
                     continue
                 if len(row) != width:
                     hint = " (a truncated line?)" if len(row) < width else ""
+                    if line == head.first_line and opts.field_names is None:
+                        # The first row already differs: the header is the likelier fault.
+                        hint = " (if the header is wrong, name the fields with --columns " \
+                            "NAME,NAME,...)"
                     what = "the header has" if opts.header and opts.field_names is None \
                         else "columns= names"
                     problems.append((line, "wrong field count",
@@ -67,8 +85,6 @@ def _csv_careful(path, opts, collector, source, head: _CsvHead, layout, symbol, 
                                    price_idx, sym_idx, header, symbol, parser, name)
                     rows, lines, problems = [], [], []
             problems.extend((k, "not text", why) for k, why in not_text)
-    except csv.Error as exc:
-        problems.append((line + 1, "unreadable line", f"cannot parse the line: {exc}"))
     except _READ_ERRORS as exc:
         raise ReadError(name, None, f"cannot read: {_why(exc)}") from None
     _careful_chunk(collector, source, rows, lines, problems, time_idx, price_idx, sym_idx,

@@ -4,6 +4,7 @@ as the layout needs; anything irregular goes to the careful path (:mod:`.csv_car
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from ..bars import PRICE_COLUMNS
 
 from .base import (
     _open_binary, _READ_ERRORS, _stem, _text_encoding, _why, CSV_SUFFIXES, ReadError,
-    ReadOptions, TS_FORMATS_EPOCH,
+    ReadOptions, ReadWarning, TS_FORMATS_EPOCH,
 )
 from .layout import _CsvHead, _detect_layout, _Layout, _sniff
 from .timeparse import _arrow_i64, _TimeParser
@@ -111,6 +112,9 @@ def _read_csv_into(path: Path, opts: ReadOptions, collector: _Collector,
     except _Careful:
         collector.restart()
         _csv_careful(path, opts, collector, source, head, layout, symbol, parser)
+    if not collector.pending_rows:
+        warnings.warn(f"{name}: no data rows" + (" (only a header line)" if opts.header
+                                                 else ""), ReadWarning, stacklevel=3)
     collector.commit()
 
 
@@ -166,6 +170,10 @@ def _csv_table(path: Path, opts: ReadOptions, head: _CsvHead, layout: _Layout,
     try:
         with _open_binary(path) as raw:
             data = raw.read()
+        if not head.cr_only and b"\r" in data and data.count(b"\r") != data.count(b"\r\n"):
+            # A bare CR inside a file of LF lines: pyarrow would take it for a line end and
+            # shift the line numbers after it; the careful reader names its line.
+            raise _Careful()
         if enc == "utf-8-sig" and not _valid_utf8(data):
             # pyarrow checks only the columns it converts: a byte that is not text in any
             # field goes to the careful reader, which names its line (as for any other).

@@ -8,9 +8,12 @@ import os
 import stat
 import warnings
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
-from .base import _kind, _why, DATA_SUFFIXES, POLICIES, ReadError, ReadOptions, ReadWarning
+from .base import (
+    _kind, _open_binary, _READ_ERRORS, _stem, _why, DATA_SUFFIXES, POLICIES, ReadError,
+    ReadOptions, ReadWarning,
+)
 from .layout import _detect_layout
 from .result import _Collector, ReadResult
 from .csv_fast import _csv_plan, _read_csv_into
@@ -73,9 +76,18 @@ def _parquet_tables(files: list[Path], opts: ReadOptions):
 
 
 def data_files(folder: str | os.PathLike, on_bad: str = "raise",
-               unreadable: list | None = None) -> list[Path]:
+               unreadable: list | None = None, skipped: list | None = None,
+               options: Mapping[str, Any] | None = None) -> list[Path]:
     """The data files of a folder (not its subfolders), sorted: CSV (``.csv``, ``.txt``,
     ``.tsv``, optionally ``.gz``/``.bz2``/``.xz``) and Parquet; hidden files are skipped.
+
+    Files that are not bar data are skipped under either policy, each with a warning, and
+    ``(path, why)`` is appended to ``skipped`` (when given): by name (``README``,
+    ``LICENSE``, ``CHANGELOG`` ...) and, unless the read ``options`` name the columns
+    (``columns``, ``header=False``, ``ts_column`` ...), by content: a text file
+    whose first line is neither a header naming at least two of open, high, low and close
+    (allowing a misspelling) nor a row of numbers (a file without a header).  A file that
+    looks like bars but is broken is never skipped this way: the reader names its fault.
 
     An entry named like a data file that cannot be read (a broken symbolic link, a link
     loop, a file without read permission, something that is not a regular file) is never
@@ -85,13 +97,23 @@ def data_files(folder: str | os.PathLike, on_bad: str = "raise",
     if on_bad not in POLICIES:
         raise ValueError(f"on_bad must be 'raise' or 'drop', got {on_bad!r}")
     folder = Path(folder)
+    opts = dict(options or {})
+    check_content = not (opts.get("columns") or opts.get("header") is False or
+                         opts.get("ts_column") or opts.get("date_column") or
+                         opts.get("time_column"))
     found = []
     for p in sorted(folder.iterdir()):
         if p.name.startswith(".") or _kind(p) is None:
             continue
         why = _unreadable(p)
         if why is None:
-            found.append(p)
+            other = _not_bars(p, check_content)
+            if other is None:
+                found.append(p)
+                continue
+            warnings.warn(f"{p}: skipped, not bar data ({other})", ReadWarning, stacklevel=2)
+            if skipped is not None:
+                skipped.append((str(p), other))
         elif why == "":
             continue                        # a folder named like a data file
         elif on_bad == "raise":
@@ -102,6 +124,43 @@ def data_files(folder: str | os.PathLike, on_bad: str = "raise",
             if unreadable is not None:
                 unreadable.append((str(p), why))
     return found
+
+
+# Names of the documents that travel with data (compared in lower case, without suffixes).
+_DOC_NAMES = ("readme", "license", "licence", "changelog", "changes", "copying", "authors",
+              "notice")
+_PRICE_NAMES = ("open", "high", "low", "close")
+
+
+def _not_bars(p: Path, check_content: bool) -> str | None:
+    """Why a folder's data-named file is not bar data (None when it may be: the reader
+    then decides)."""
+    import difflib
+
+    if _stem(p).lower() in _DOC_NAMES:
+        return "a document, by its name"
+    if not check_content or _kind(p) != "csv":
+        return None
+    try:
+        with _open_binary(p) as f:
+            head = f.read(1 << 16)
+    except _READ_ERRORS:
+        return None                         # damaged: the reader names the fault
+    first = head.replace(b"\r", b"\n").split(b"\n", 1)[0].decode("utf-8", "replace")
+    first = first.lstrip("\ufeff").strip()
+    if not first:
+        return None                         # empty: the reader says so
+    delimiter = max(",;\t|", key=first.count)
+    fields = [f.strip().strip('"').lower() for f in first.split(delimiter)]
+    numeric = sum(bool(f) and (f[0].isdigit() or f[0] in "+-.") for f in fields)
+    if len(fields) >= 4 and numeric >= len(fields) - 1:
+        return None                         # a row of numbers: bars without a header
+    prices = sum(bool(difflib.get_close_matches(f, _PRICE_NAMES, n=1, cutoff=0.7))
+                 for f in fields)
+    if prices >= 2:
+        return None
+    shown = first if len(first) <= 40 else first[:37] + "..."
+    return f"its first line {shown!r} names no open, high, low or close column"
 
 
 def _unreadable(p: Path) -> str | None:
@@ -147,6 +206,13 @@ def read_bars(paths: str | os.PathLike | Iterable[str | os.PathLike], *,
     **options
         The fields of :class:`ReadOptions`; ``symbol`` only with a single file.
     """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    paths = list(paths)
+    for p in map(Path, paths):
+        why = _unreadable(p) if p.exists() or p.is_symlink() else None
+        if why:         # a FIFO, a device, a file without permission: never read (nor block)
+            raise ReadError(str(p), None, f"cannot read: {why}")
     if format is not None and str(format).lower() not in ("csv", "parquet"):
         from . import vendor
 
@@ -156,9 +222,14 @@ def read_bars(paths: str | os.PathLike | Iterable[str | os.PathLike], *,
         paths = [paths]
     files: list[Path] = []
     unreadable: list[tuple[str, str]] = []
+    skipped: list[tuple[str, str]] = []
     for p in map(Path, paths):
         if p.is_dir():
-            found = data_files(p, opts.on_bad, unreadable)
+            found = data_files(p, opts.on_bad, unreadable, skipped, options)
+            if not found and skipped and not unreadable:
+                raise ReadError(str(p), None, "no bar data in the folder: "
+                                + "; ".join(f"{Path(f).name}: {why}" for f, why in skipped[:3])
+                                + ("" if len(skipped) <= 3 else f" (and {len(skipped) - 3} more)"))
             if not found and not unreadable:
                 raise ReadError(str(p), None, "no data files in the folder (looked for "
                                 f"{', '.join(DATA_SUFFIXES)}, optionally compressed)")
@@ -189,4 +260,7 @@ def read_bars(paths: str | os.PathLike | Iterable[str | os.PathLike], *,
     if unreadable:
         result.unreadable.extend(unreadable)
         result.dropped["unreadable file"] += len(unreadable)
+    if skipped:
+        result.dropped["not a data file"] += len(skipped)
     return result
+

@@ -4,6 +4,8 @@ roles of the columns (time, prices, volume, symbol), found by name or as the opt
 from __future__ import annotations
 
 import csv
+import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,7 +13,7 @@ from ..bars import PRICE_COLUMNS
 
 from .base import (
     _DELIMITERS, _open_binary, _READ_ERRORS, _SYMBOL_NAMES, _text_encoding, _TS_NAMES,
-    _TS_PREFIXES, _why, ReadError, ReadOptions,
+    _TS_PREFIXES, _why, ReadError, ReadOptions, ReadWarning,
 )
 
 
@@ -88,7 +90,8 @@ def _detect_layout(names: list[str], opts: ReadOptions, where: str) -> _Layout:
         if ts is None and date is None:
             raise ReadError(where, None, "no timestamp column (looked for timestamp, ts, "
                             f"datetime, time, date, or date + time; columns: {has}); "
-                            "name it with ts_column (--ts-column)")
+                            + (_headerless_hint(clean) or
+                               "name it with ts_column (--ts-column)"))
     renames = dict(opts.renames or {})
     prices = {}
     missing = []
@@ -104,8 +107,19 @@ def _detect_layout(names: list[str], opts: ReadOptions, where: str) -> _Layout:
     if missing:
         hint = "" if opts.field_names else \
             "; name the fields with columns=[...] (--columns NAME,NAME,...)"
+        near = _misspelt(clean, missing)
+        if near:
+            hint = "; " + ", ".join(f"{got!r} looks like {want!r}" for got, want in near) + hint
+        headerless = _headerless_hint(clean)
+        if headerless and not opts.field_names:
+            hint = "; " + headerless
         raise ReadError(where, None, f"missing column{'s' if len(missing) > 1 else ''} "
                         f"{', '.join(map(repr, missing))} (columns: {has}){hint}")
+    if "volume" not in prices and "volume" not in renames:
+        for got, want in _misspelt(clean, ["volume"]):
+            warnings.warn(f"{where}: column {got!r} is not used: is it {want!r}? (the bars "
+                          "have no volume; rename the column, or name the fields with "
+                          "--columns)", ReadWarning, stacklevel=3)
     symbol: str | None
     if opts.symbol_column:
         symbol = pick(opts.symbol_column, "symbol")
@@ -114,11 +128,55 @@ def _detect_layout(names: list[str], opts: ReadOptions, where: str) -> _Layout:
     else:
         symbol = None
     layout = _Layout(ts, date, time, prices, symbol)
+    if symbol is not None:
+        roles = {c: "time" for c in layout.time_columns}
+        roles.update({c: role for role, c in prices.items()})
+        if symbol in roles:
+            raise ReadError(where, None, f"column {str(symbol).strip()!r} cannot be both the "
+                            f"symbol and the {roles[symbol]}; name another symbol column "
+                            "(--symbol-column) or none")
     used = {str(n).strip().lower() for n in layout.needed}
     clash = [d for d in dupes if d in used]
     if clash:
         raise ReadError(where, None, f"column {clash[0]!r} appears more than once in the header")
     return layout
+
+
+# Names a column may have (lower case): a header name close to one of these, but not one,
+# is taken for a misspelling of it.
+_KNOWN = _TS_NAMES + ("time", "date") + PRICE_COLUMNS + _SYMBOL_NAMES
+
+
+def _misspelt(names: list[str], wanted: list[str]) -> list[tuple[str, str]]:
+    """``(name, known)`` for each header name that is not a known column name but is
+    close to one of ``wanted`` (``volumen`` for volume, ``clsoe`` for close)."""
+    import difflib
+
+    known = set(_KNOWN)
+    out = []
+    for name in names:
+        key = name.strip().lower()
+        if not key or key in known:
+            continue
+        hit = difflib.get_close_matches(key, [w.lower() for w in wanted], n=1, cutoff=0.75)
+        if hit:
+            out.append((name.strip(), hit[0]))
+    return out
+
+
+def _headerless_hint(names: list[str]) -> str:
+    """When the "header" is a row of numbers: say the file has no header line (and name
+    --format binance for a Binance kline row); else ""."""
+    numbers = [n for n in names if re.fullmatch(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?",
+                                                n.strip())]
+    if len(names) < 4 or len(numbers) < len(names) - 1:
+        return ""
+    first = names[0].strip()
+    if len(names) == 12 and first.isdigit() and len(first) in (13, 16):
+        return ("the first line is data, not a header: a Binance kline file (12 fields, "
+                "the open time in epoch ms or µs first) reads with --format binance")
+    return ("the first line is data, not a header: give --no-header and name the fields "
+            "with --columns NAME,NAME,...")
 
 
 @dataclass(frozen=True)
@@ -130,6 +188,7 @@ class _CsvHead:
     first: list[str] | None     # the first data row (None when none is seen)
     first_line: int             # its line
     skip: int                   # lines before the data: 1 with a header line, else 0
+    cr_only: bool = False       # lines end in a bare CR (old Mac files), not LF or CR LF
 
 
 def _sniff(path: Path, opts: ReadOptions) -> _CsvHead:
@@ -144,7 +203,9 @@ def _sniff(path: Path, opts: ReadOptions) -> _CsvHead:
             at_end = len(head) < (1 << 16) or not f.read(1)
     except _READ_ERRORS as exc:
         raise ReadError(name, None, f"cannot read: {_why(exc)}") from None
-    raw = head.split(b"\n")
+    # Old Mac files end their lines in a bare CR: no LF in the first 64 KiB, but a CR.
+    cr_only = b"\n" not in head and b"\r" in head
+    raw = head.split(b"\r" if cr_only else b"\n")
     if not at_end:
         raw = raw[:-1]              # a line cut at 64 KiB
     if raw and raw[-1] == b"":
@@ -180,14 +241,29 @@ def _sniff(path: Path, opts: ReadOptions) -> _CsvHead:
             raise ReadError(name, 1, f"cannot tell the delimiter of the {what} "
                             f"{first_text[:60]!r}; give delimiter (--delimiter)")
     skip = 1 if opts.header else 0
-    fields = list(names) if names is not None else \
-        next(csv.reader([first_text], delimiter=delimiter))
+    try:
+        fields = list(names) if names is not None else \
+            next(csv.reader([first_text], delimiter=delimiter))
+    except csv.Error as exc:
+        raise ReadError(name, 1, f"cannot parse the header line: {_csv_why(exc)}") from None
     first, first_line = None, skip + 1
     for k in range(skip, len(raw)):
         text = line_text(k)
         if text is None:
             break
         if text.strip():
-            first, first_line = next(csv.reader([text], delimiter=delimiter)), k + 1
+            try:
+                first = next(csv.reader([text], delimiter=delimiter))
+            except csv.Error:
+                first = None            # the careful reader names the line
+            first_line = k + 1
             break
-    return _CsvHead(delimiter, fields, first, first_line, skip)
+    return _CsvHead(delimiter, fields, first, first_line, skip, cr_only)
+
+
+def _csv_why(exc: Exception) -> str:
+    """Python's csv error in the file's words (a bare CR is the usual cause)."""
+    text = str(exc)
+    if "new-line character" in text:
+        return "a carriage return (CR) inside the line, not at its end"
+    return text

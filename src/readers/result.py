@@ -194,6 +194,9 @@ class ReadResult:
         if parser is None:
             return ""
         fixes = []
+        if parser.shift:
+            fixes.append(("the default --stamp start (stamp='start': bars stamped at their "
+                          "open) instead of --stamp end", ts + parser.shift))
         if parser.shift == 0 and base_ns > 0:
             fixes.append(("--stamp end (stamp='end': bars stamped at their close)",
                           ts - base_ns))
@@ -312,6 +315,7 @@ class _Collector:
         self._pending: list = []
         self._pending_rows = 0
         self._pending_dropped: Counter = Counter()
+        self._pending_first: tuple[int, str, str] | None = None
         self._pending_declared: set[str] = set()
         self._source_volume: list[bool] = []
 
@@ -324,6 +328,7 @@ class _Collector:
         self._pending = []
         self._pending_rows = 0
         self._pending_dropped = Counter()
+        self._pending_first = None
         self._pending_declared = set()
         return len(self.result.sources) - 1
 
@@ -336,8 +341,25 @@ class _Collector:
         self._pending = []
         self._pending_rows = 0
         self._pending_dropped = Counter()
+        self._pending_first = None
+
+    @property
+    def pending_rows(self) -> int:
+        """Rows of the current source so far, bad ones included."""
+        return self._pending_rows + sum(self._pending_dropped.values())
 
     def commit(self) -> None:
+        kept = sum(len(piece[1]) for _symbol, piece in self._pending)
+        lost = sum(self._pending_dropped.values())
+        if lost >= DROP_MIN_ROWS and lost > DROP_MAX_SHARE * (kept + lost):
+            source = len(self.result.sources) - 1
+            line, _category, reason = self._pending_first or (0, "", "")
+            why = ", ".join(f"{n} {r}" for r, n in self._pending_dropped.most_common())
+            raise ReadError(self.result.sources[source], None, (
+                f"--on-bad drop would drop {lost} of {kept + lost} rows ({why}; the first, "
+                f"{self.result._units[source]} {line}: {reason}): more than "
+                f"{DROP_MAX_SHARE:.0%}, so the file looks misread, not dirty; check its "
+                "options"))
         for symbol in self._pending_declared:
             self._pieces.setdefault(symbol, [])
         for symbol, piece in self._pending:
@@ -356,6 +378,9 @@ class _Collector:
                             self.result._units[source])
         for _line, category, _reason in problems:
             self._pending_dropped[category] += 1
+        first = min(problems)
+        if self._pending_first is None or first < self._pending_first:
+            self._pending_first = first
         return None
 
     def add(self, source: int, symbols, ts: np.ndarray, cols: list[np.ndarray],
@@ -443,14 +468,60 @@ def _symbol(value, path: str, line, unit: str) -> str:
     try:
         return check_symbol(text)
     except (TypeError, ValueError) as exc:
-        raise ReadError(path, int(line), f"bad symbol: {exc}", unit) from None
+        raise ReadError(path, None if line is None else int(line), f"bad symbol: {exc}",
+                        unit) from None
+
+
+# A bar more than FAR_NS away from every other bar of its symbol, in a group of at most
+# FAR_MAX_BARS (or a thousandth of the symbol's bars, when more), is taken as a mistyped date
+# (2112 for 2024): it would stretch the run over the decades between.  Found here, before any
+# span is built on it.
+FAR_NS = 365 * 86_400 * 1_000_000_000
+FAR_MAX_BARS = 10
+# Under on_bad="drop", a symbol that would lose more than this share of its bars (and a file
+# more than this share of its rows), at least DROP_MIN_ROWS of them, is an error instead:
+# such a file is misread, not dirty.
+DROP_MAX_SHARE = 0.5
+DROP_MIN_ROWS = 10                  # ... once at least this many would go
 
 
 def store_checked(result: ReadResult, symbol: str, ts: np.ndarray, cols: list[np.ndarray],
                   interval: Any, has_volume: bool, on_bad: str) -> None:
-    """Check a symbol's bars (prices, volume, order) and store them in ``result``: the first
-    bad one raises, naming its file and line, or (``on_bad="drop"``) bad ones are dropped and
-    counted by reason.  ``result``'s source and line arrays of the symbol are set already."""
+    """Check a symbol's bars (dates, prices, volume, order) and store them in ``result``.
+
+    The first bad one raises, naming its file and line, or (``on_bad="drop"``) bad ones are
+    dropped and counted by reason.  ``result``'s source and line arrays of the symbol are
+    set already.  In order:
+
+    - a bar far from all others (more than a year from the rest, in a group of at most
+      ``FAR_MAX_BARS`` bars or a thousandth of the symbol's) is a mistyped date;
+    - rows in descending order (more than half of the steps go back in time) are an error
+      under either policy: the file is newest first, not dirty;
+    - prices, volume and order (the validation kernel); under ``"drop"`` the order is
+      judged against the neighbours: the fewest rows are dropped that leave the rest in
+      strictly increasing order (a row that breaks it is dropped, not the rows after it);
+    - under ``"drop"``, losing more than ``DROP_MAX_SHARE`` (half) of the bars, and at
+      least ``DROP_MIN_ROWS`` (10), is an error.
+    """
+    n_in = len(ts)
+    far_dropped = 0
+    if n_in > 1:
+        steps = np.diff(ts)
+        in_order = bool(steps.min() > 0)
+        far = None if in_order and steps.max() <= FAR_NS else _far_rows(ts)
+        if far is not None:
+            if on_bad == "raise":
+                raise _far_error(result, symbol, ts, far)
+            far_dropped = int(far.sum())
+            keep = ~far
+            ts = ts[keep]
+            cols = [c[keep] for c in cols]
+            result._source_of[symbol] = np.asarray(result._source_of[symbol])[keep]
+            result._line_of[symbol] = np.asarray(result._line_of[symbol])[keep]
+            result.dropped["time far from the other bars"] += far_dropped
+        if len(ts) > 1 and (far is not None or not in_order):
+            _check_not_descending(result, symbol, ts)
+        del steps
     faults = np.zeros(len(ts), np.uint8)
     empty = np.empty(0, np.int64)
     first, counts = _validation.validate_bars(
@@ -459,19 +530,147 @@ def store_checked(result: ReadResult, symbol: str, ts: np.ndarray, cols: list[np
     result.bars[symbol] = Bars(ts, *cols, interval=interval, validate=False,
                                has_volume=has_volume)
     if first < 0:
+        _check_share(result, symbol, far_dropped, n_in, Counter())
         return
     if on_bad == "raise":
         raise bar_error(result, symbol, first, int(faults[first]), ts, cols)
+    if counts[_FAULT_UNSORTED] or counts[_FAULT_DUPLICATE]:
+        faults = _order_faults(ts, faults)
+        counts = np.bincount(faults, minlength=len(counts)).tolist()
+    lost: Counter = Counter()
     for code, n in enumerate(counts):
-        if n:
-            result.dropped[FAULTS.get(code, "bad bar")] += int(n)
+        if code and n:
+            lost[FAULTS.get(code, "bad bar")] += int(n)
+    _check_share(result, symbol, far_dropped + sum(lost.values()), n_in, lost)
+    result.dropped.update(lost)
     result.keep(symbol, faults == 0)
+
+
+def _far_rows(ts: np.ndarray) -> np.ndarray | None:
+    """A mask of the bars far from all others (see store_checked), or None when none is."""
+    n = len(ts)
+    steps = np.diff(ts)
+    if steps.min() > 0:                     # sorted, the common case: no sort needed
+        if steps.max() <= FAR_NS:
+            return None
+        order = None
+        sorted_ts = ts
+    else:
+        order = np.argsort(ts, kind="stable")
+        sorted_ts = ts[order]
+        steps = np.diff(sorted_ts)
+        if steps.max() <= FAR_NS:
+            return None
+    cuts = np.flatnonzero(steps > FAR_NS) + 1
+    bounds = np.concatenate([[0], cuts, [n]])
+    sizes = np.diff(bounds)
+    # The main group: the biggest; between equal ones, the group of the file's first row.
+    first_pos = 0 if order is None else int(np.flatnonzero(order == 0)[0])
+    home = int(np.searchsorted(bounds, first_pos, side="right")) - 1
+    main = home if sizes[home] == sizes.max() else int(np.argmax(sizes))
+    limit = max(FAR_MAX_BARS, n // 1000)
+    out = np.zeros(n, bool)
+    for k in range(len(sizes)):
+        if k != main and sizes[k] <= limit:
+            out[bounds[k]:bounds[k + 1]] = True
+    if not out.any():
+        return None
+    if order is not None:
+        unsorted = np.zeros(n, bool)
+        unsorted[order] = out
+        out = unsorted
+    return out
+
+
+def _span_text(ns: int) -> str:
+    """A distance in time for a message: ``88 years`` or ``400 days``."""
+    days = ns / 86_400e9
+    return f"{days / 365.25:.0f} years" if days >= 2 * 365.25 else f"{days:.0f} days"
+
+
+def _far_error(result: ReadResult, symbol: str, ts: np.ndarray, far: np.ndarray) -> ReadError:
+    row = int(np.flatnonzero(far)[0])
+    rest = ts[~far]
+    lo, hi = int(rest.min()), int(rest.max())
+    t = int(ts[row])
+    side = f"{_span_text(t - hi)} after" if t > hi else f"{_span_text(lo - t)} before"
+    written = result.field_text(symbol, row)
+    at = f"{written!r} ({_ts_str(t)})" if written else _ts_str(t)
+    extra = int(far.sum()) - 1
+    more = f" (and {extra} more such bar{'s' if extra > 1 else ''})" if extra else ""
+    return result.error(symbol, row, (
+        f"the bar at {at} is {side} the rest of {symbol} ({_ts_str(lo)} .. {_ts_str(hi)})"
+        f"{more}: a mistyped date? (--on-bad drop drops and counts it)"))
+
+
+def _check_not_descending(result: ReadResult, symbol: str, ts: np.ndarray) -> None:
+    """A file (or symbol) whose rows mostly go back in time is newest first: an error under
+    either policy, naming it (drop would keep one row in two at best)."""
+    back = int(np.count_nonzero(ts[1:] < ts[:-1]))
+    steps = len(ts) - 1
+    if back * 2 > steps:
+        path, _line, _unit = result.where(symbol, 0)
+        raise ReadError(path, None, f"the rows of {symbol} are in descending time order "
+                        f"({back} of {steps} steps go back in time: newest first?); sort "
+                        "them oldest first")
+
+
+def _order_faults(ts: np.ndarray, faults: np.ndarray) -> np.ndarray:
+    """Order faults judged against the neighbours: of the rows without a price fault, the
+    fewest are marked that leave the rest strictly increasing (the complement of a longest
+    increasing run, kept in file order, the earlier of equal times kept); a dropped row with
+    the time of the last kept row before it is a duplicate, another one is out of order.  Only for files out of order (drop policy)."""
+    import bisect
+
+    out = faults.copy()
+    order_codes = (out == _FAULT_UNSORTED) | (out == _FAULT_DUPLICATE)
+    out[order_codes] = 0
+    cand = np.flatnonzero(out == 0)
+    values = ts[cand].tolist()
+    tails: list[int] = []              # smallest last value of an increasing run of length k+1
+    tail_at: list[int] = []            # its position in cand
+    parent = [-1] * len(values)
+    for i, v in enumerate(values):
+        k = bisect.bisect_left(tails, v)
+        if k < len(tails) and tails[k] == v:
+            continue                    # a repeat: the earlier of equal times is kept
+        if k == len(tails):
+            tails.append(v)
+            tail_at.append(i)
+        else:
+            tails[k] = v
+            tail_at[k] = i
+        parent[i] = tail_at[k - 1] if k else -1
+    keep = np.zeros(len(values), bool)
+    i = tail_at[-1] if tail_at else -1
+    while i >= 0:
+        keep[i] = True
+        i = parent[i]
+    dropped = cand[~keep]
+    # A dropped row with the time of the last kept row before it is a duplicate.
+    last_kept = np.maximum.accumulate(np.where(keep, np.arange(len(keep)), -1))[~keep]
+    prev_ts = ts[cand[np.maximum(last_kept, 0)]]
+    dup = (last_kept >= 0) & (prev_ts == ts[dropped])
+    out[dropped[dup]] = _FAULT_DUPLICATE
+    out[dropped[~dup]] = _FAULT_UNSORTED
+    return out
+
+
+def _check_share(result: ReadResult, symbol: str, lost: int, total: int,
+                 reasons: Counter) -> None:
+    """Under drop: more than DROP_MAX_SHARE of a symbol's bars dropped is an error."""
+    if lost >= DROP_MIN_ROWS and lost > DROP_MAX_SHARE * total:
+        path, _line, _unit = result.where(symbol, 0) if len(result._source_of.get(
+            symbol, ())) else (f"<{symbol}>", None, "row")
+        why = ", ".join(f"{n} {r}" for r, n in reasons.most_common()) or "far from the rest"
+        raise ReadError(path, None, f"--on-bad drop would drop {lost} of {total} bars of "
+                        f"{symbol} ({why}): more than {DROP_MAX_SHARE:.0%}, so the input "
+                        "looks misread, not dirty; check its options")
 
 
 def bar_error(result: ReadResult, symbol: str, row: int, fault: int, ts, cols) -> ReadError:
     """The error of a bad bar of ``symbol`` at ``row``, naming its file and line (and, for a
     bar out of order or repeated, where the bar before it is)."""
-    """The message for a bar that breaks the contract, naming the row it clashes with."""
     t = _ts_str(int(ts[row]))
     if fault in (_FAULT_UNSORTED, _FAULT_DUPLICATE) and row > 0:
         prev_path, prev_line, prev_unit = result.where(symbol, row - 1)
@@ -480,6 +679,15 @@ def bar_error(result: ReadResult, symbol: str, row: int, fault: int, ts, cols) -
             f"{prev_path}, {prev_unit} {prev_line}"
         if fault == _FAULT_DUPLICATE:
             reason = f"duplicate timestamp {t} of {symbol} (also on {other})"
+        elif 2 <= row < len(ts) - 1 and ts[row - 2] < ts[row] and ts[row - 1] > ts[row + 1]:
+            # The row before sticks out above this row and the next one, between rows in
+            # order: it is the one out of order, not this one.
+            before = result.where(symbol, row - 2)
+            here = result.where(symbol, row)
+            return result.error(symbol, row - 1, (
+                f"timestamp out of order: {_ts_str(int(ts[row - 1]))} of {symbol} lies after "
+                f"the rows around it ({_ts_str(int(ts[row - 2]))} on {before[2]} {before[1]}, "
+                f"{t} on {here[2]} {here[1]})"))
         else:
             reason = (f"timestamp out of order: {t} of {symbol} comes after "
                       f"{_ts_str(int(ts[row - 1]))} ({other})")

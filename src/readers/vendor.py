@@ -593,11 +593,13 @@ def _lean_zip(builder: _Builder, path: Path, date: _dt.date, sym: str, rule: str
                 raise ReadError(name, None, f"expected one CSV file in the zip, found "
                                 f"{len(members)}")
             member = members[0]
+            _not_encrypted(name, member)
             data = zf.read(member)
     except ReadError:
         raise
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, zlib.error,
-            NotImplementedError) as exc:
+            NotImplementedError, RuntimeError) as exc:
+        # RuntimeError: what zipfile raises for a member it cannot decrypt.
         raise ReadError(name, None, f"not a readable zip file: {exc}") from None
     where = f"{name}/{member.filename}"
     src = builder.source(where, "line")
@@ -942,12 +944,22 @@ def _kline_bytes(path: Path) -> tuple[str, bytes]:
             if len(members) != 1:
                 raise ReadError(name, None, f"expected one CSV file in the zip, found "
                                 f"{len(members)}")
+            _not_encrypted(name, members[0])
             return f"{name}/{members[0].filename}", zf.read(members[0])
     except ReadError:
         raise
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, zlib.error,
-            NotImplementedError) as exc:
+            NotImplementedError, RuntimeError) as exc:
+        # RuntimeError: what zipfile raises for a member it cannot decrypt.
         raise ReadError(name, None, f"cannot read: {exc}") from None
+
+
+def _not_encrypted(name: str, member: zipfile.ZipInfo) -> None:
+    """A password-protected zip member is an error naming it (zipfile would raise a bare
+    RuntimeError)."""
+    if member.flag_bits & 0x1:
+        raise ReadError(name, None, f"{member.filename} in the zip is encrypted (password "
+                        "protected); unzip it first")
 
 
 def _kline_file(builder: _Builder, path: Path, symbol: str | None) -> None:
