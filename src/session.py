@@ -231,6 +231,7 @@ class SessionData(SessionCore):
         # compiled ``add_bar`` updates without the lock: a read-modify-write of one dict from
         # both sides would lose counts when threads switch in between.
         self._unknown_batched: dict[str, int] = {}
+        self._derived_gaps = False      # some subscriber wants derived gap events
 
     # -- the session ----------------------------------------------------------------------
 
@@ -347,6 +348,7 @@ class SessionData(SessionCore):
                 for e in entries:
                     e._stream.collect(e.symbol, self._pending)
                     e._stream.scan(e.symbol, self._pending, end, 0, True)
+                    e._stream.close_derived_gaps(e.symbol, self._pending, end)
         if self._events_on:
             self._deliver()      # outside the lock
         return closed
@@ -361,7 +363,8 @@ class SessionData(SessionCore):
     # -- events ---------------------------------------------------------------------------
 
     def subscribe(self, callback: Callable[[Event], Any], kinds: Iterable[str] | None = None,
-                  *, errors: str = "collect") -> Callable[[Event], Any]:
+                  *, errors: str = "collect",
+                  intervals: Iterable[str] | None = None) -> Callable[[Event], Any]:
         """Call ``callback(event)`` for every event of the kinds given (default: all).
 
         Kinds: ``gap_opened`` (a base slot ended, by ``gap_grace`` slots of the clock, without
@@ -380,6 +383,11 @@ class SessionData(SessionCore):
         with ``errors="raise"`` it is
         also re-raised from the call that delivered it (``add_bar``, ``add_bars``,
         ``advance``), after the bar was stored and every pending event was delivered.
+        ``intervals``: the intervals whose gap events (``gap_opened``, ``gap_closed``,
+        ``gap_revised``) the callback gets, base or derived (default: the base interval
+        only).  A derived interval's gap is a run of buckets without any base bar; its
+        events come as its bars close (a later bar, ``advance``) and at the session's end.
+        Nothing is spent on them while no subscriber names a derived interval.
         Returns ``callback`` (pass it to ``unsubscribe``).
         """
         if not callable(callback):
@@ -393,6 +401,9 @@ class SessionData(SessionCore):
             if kind not in EVENT_KINDS:
                 raise ValueError(f"unknown event kind {kind!r} (kinds: {', '.join(EVENT_KINDS)})")
             mask |= 1 << EVENT_KINDS.index(kind)
+        names = None if intervals is None else frozenset(
+            parse_interval(i).name for i in ([intervals] if isinstance(intervals, str)
+                                             else intervals))
         with self._lock:
             if not self._events_on:
                 # Events start now: what is held already was not news to anyone.
@@ -401,10 +412,19 @@ class SessionData(SessionCore):
                 self._next_scan = _NO_CLOCK
                 self._current = _STALE_COUNT
             # Replaced, never changed in place: a delivery loop iterates the old list.
-            self._subscribers = self._subscribers + [(callback, mask, errors == "raise")]
+            self._subscribers = self._subscribers + [(callback, mask, errors == "raise", names)]
             self._wanted |= mask
             self._events_on = True
+            self._set_derived_gaps()
         return callback
+
+    def _set_derived_gaps(self) -> None:
+        """Streams make derived gap events only while a subscriber asks for them (the
+        caller holds the lock)."""
+        on = any(sub[3] for sub in self._subscribers)
+        self._derived_gaps = on
+        for entry in self._symbols.values():
+            entry._stream.want_derived_gaps(on)
 
     def unsubscribe(self, callback: Callable[[Event], Any]) -> bool:
         """Stop calling ``callback``; False when it was not subscribed."""
@@ -416,6 +436,7 @@ class SessionData(SessionCore):
             for sub in kept:
                 self._wanted |= sub[1]
             self._events_on = bool(kept)
+            self._set_derived_gaps()
             if not kept:
                 self._pending = []
         return found
@@ -457,6 +478,7 @@ class SessionData(SessionCore):
                     stream = SymbolStream(self._windows.open_ns, self._windows.close_ns,
                                           base.ns)
                 stream.names = [base.name]
+                stream.want_derived_gaps(self._derived_gaps)
                 entry = SymbolSessionData(symbol, base, stream)
                 entry._session = self
                 self._symbols[symbol] = entry

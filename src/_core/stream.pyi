@@ -32,11 +32,16 @@ class Event:
     def bar(self) -> dict[str, Any] | None: ...
     @property
     def old(self) -> dict[str, Any] | None: ...
+    @property
+    def derived(self) -> bool: ...
 
 @disjoint_base
 class SymbolStream:
     volume_optional: bool
     names: list[str]
+    derived_gaps: bool
+    def want_derived_gaps(self, on: bool) -> None: ...
+    def close_derived_gaps(self, symbol: object, out: list[Event], until_ns: int) -> int: ...
     def __init__(self, w_open: npt.ArrayLike, w_close: npt.ArrayLike, base_ns: int) -> None: ...
     def reset(self, w_open: npt.ArrayLike, w_close: npt.ArrayLike, base_ns: int) -> None: ...
     def add_derived(self, g_open: npt.ArrayLike, g_close: npt.ArrayLike,
@@ -93,7 +98,7 @@ class SessionCore:
     _revise: bool
     _events_on: bool
     _pending: list[Event]
-    _subscribers: list[tuple[Any, int, bool]]
+    _subscribers: list[tuple[Any, int, bool, frozenset[str] | None]]
     _defer: int
     _next_scan: int
     _current: int
