@@ -23,7 +23,7 @@ from .results import (GapInfo, Gaps, QualityReport, RunResult, live_result, loca
                       session_fields)
 from .bars import COLUMNS, FAULTS, Bars, BadBarError, coerce_float, coerce_ts, describe_row
 from .calendar import Calendar, Windows
-from .faults import REVISABLE, Fault
+from .faults import Fault
 from .intervals import Interval, check_bars_interval, check_derivable, parse_interval
 
 POLICIES = ("raise", "drop", "revise")
@@ -665,30 +665,12 @@ class SessionData(SessionCore):
 
     def _push_revising(self, symbol: str, stream: SymbolStream,
                        cols: dict[str, np.ndarray]) -> tuple[int, int, int]:
-        """``push_many`` under the revise policy (the caller holds the lock): runs of rows in
-        order in one compiled pass each, a row out of order or late revised, another bad row
-        dropped and counted.  Returns ``(accepted, -1, 0)``."""
-        ts, o, h, lo, c, v = (cols[name] for name in COLUMNS)
-        n = ts.shape[0]
-        start = accepted = 0
-        while start < n:
-            taken, first, fault = stream.push_many(ts[start:], o[start:], h[start:],
-                                                   lo[start:], c[start:], v[start:], True)
-            accepted += taken
-            if first < 0:
-                break
-            row = start + first
-            if fault in REVISABLE:
-                if self._events_on:  # the events of the rows before it, first
-                    stream.collect(symbol, self._pending)
-                fault = stream.revise(int(ts[row]), float(o[row]), float(h[row]),
-                                      float(lo[row]), float(c[row]), float(v[row]),
-                                      self._events_on)
-            if fault == Fault.NONE:
-                accepted += 1
-            else:
-                stream.count_rejected(fault)
-            start = row + 1
+        """``push_many`` under the revise policy (the caller holds the lock), in one compiled
+        pass: runs of rows in order as ``push_many`` takes them, a row out of order or late
+        revised, another bad row dropped and counted.  Returns ``(accepted, -1, 0)``."""
+        accepted = stream.push_revising(
+            cols["ts"], cols["open"], cols["high"], cols["low"], cols["close"], cols["volume"],
+            symbol, self._pending if self._events_on else None)
         return accepted, -1, 0
 
     # -- reads ----------------------------------------------------------------------------

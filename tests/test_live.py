@@ -754,9 +754,16 @@ def test_lagging_and_revised_feeds_replay_to_the_batch_gaps(feed, shuffle, data)
     start, close = int(slots[0]), int(cal.session_windows(DAY).close_ns[-1])
     while any(queues.values()):
         s = data.draw(st.sampled_from(sorted(k for k, q in queues.items() if q)))
-        for _ in range(data.draw(st.integers(1, 6))):
-            if queues[s]:
-                assert co.stream(s, *_bar(queues[s].pop(0), slots)) == 0
+        chunk = [queues[s].pop(0) for _ in range(data.draw(st.integers(1, 6))) if queues[s]]
+        if data.draw(st.booleans()):
+            # In one add_bars call: its rows out of order are revised in the same pass.
+            rows = [_bar(i, slots) for i in chunk]
+            cols = {k: np.array(col) for k, col in zip(
+                ("ts", "open", "high", "low", "close", "volume"), zip(*rows))}
+            assert co.stream_bars(s, cols) == len(chunk)
+        else:
+            for i in chunk:
+                assert co.stream(s, *_bar(i, slots)) == 0
         if data.draw(st.integers(0, 4)) == 0:
             co.advance(data.draw(st.integers(start, close + 2 * M)))
     _check_against_batch(co, sd, events, cal, slots, present, exactly_once=False)

@@ -724,6 +724,50 @@ cdef class SymbolStream:
 
     # -- late bars (the revise policy) -----------------------------------------------------
 
+    def push_revising(self, ts, open, high, low, close, volume, object symbol=None,
+                      list out=None):
+        """Offer arrays of base bars under the revise policy, in one compiled pass: runs of
+        rows in order go in as ``push_many`` takes them, a row out of order, repeated or
+        late revises what is held (``revise``), another faulty row is dropped and counted.
+        With ``out`` the events of each revision are collected into it as they happen
+        (``collect``).  Returns how many rows were taken."""
+        cdef const i64[::1] t = as_i64(ts, "ts")
+        cdef const f64[::1] o = np.ascontiguousarray(open, dtype=np.float64)
+        cdef const f64[::1] h = np.ascontiguousarray(high, dtype=np.float64)
+        cdef const f64[::1] lo = np.ascontiguousarray(low, dtype=np.float64)
+        cdef const f64[::1] c = np.ascontiguousarray(close, dtype=np.float64)
+        cdef const f64[::1] v = np.ascontiguousarray(volume, dtype=np.float64)
+        cdef Py_ssize_t i = 0, j, n = t.shape[0]
+        cdef i64 accepted = 0
+        cdef int f = FAULT_NONE
+        cdef bint record = out is not None
+        if not (o.shape[0] == h.shape[0] == lo.shape[0] == c.shape[0] == v.shape[0] == n):
+            raise ValueError("columns differ in length")
+        if self.busy:
+            raise RuntimeError("stream is busy with a batch; serialise calls on one stream")
+        if n == 0:
+            return 0
+        while i < n:
+            j = self._sound_run(&t[0], &o[0], &h[0], &lo[0], &c[0], &v[0], i, n, &f)
+            if j > i:
+                if self._take_run(&t[i], &o[i], &h[i], &lo[i], &c[i], &v[i], j - i) != 0:
+                    raise MemoryError("no memory left for bars")
+                accepted += j - i
+            if j >= n:
+                break
+            if f == FAULT_UNSORTED or f == FAULT_DUPLICATE or f == FAULT_LATE:
+                if record:
+                    self.collect(symbol, out)      # the events of the rows before it
+                f = self._revise_bar(t[j], o[j], h[j], lo[j], c[j], v[j], record)
+                if record:
+                    self.collect(symbol, out)
+            if f == FAULT_NONE:
+                accepted += 1
+            else:
+                self.rejected[f] += 1
+            i = j + 1
+        return accepted
+
     def revise(self, i64 ts, f64 open, f64 high, f64 low, f64 close, f64 volume,
                bint record=False):
         """Take a bar that ``push`` refuses as unsorted, duplicated or late: it fills (or
