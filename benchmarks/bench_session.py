@@ -18,6 +18,9 @@ their best times is ``extra_info["events_ratio"]``: on a shared machine the load
 one benchmark to the next, and a ratio of two benchmarks run a second apart measures the
 drift as much as the events.
 
+``add-bar-tails``: the facade-stream day (8 and 700 symbols) with each ``add_bar`` call timed
+alone, beside an empty call timed the same way: p50, p99, p99.9 and max in ``extra_info``.
+
 ``late-bar``: the facade-stream day streamed (untimed setup) with ~1 % of its bars held back,
 then the held-back bars sent late under ``revise``, each filling its slot and re-aggregating
 its 5m/15m/1h buckets: ``revise-fill`` (each 1-60 minutes late, the live case) and
@@ -43,6 +46,7 @@ from a fresh ``SessionData`` made in its (untimed) setup.  The sizes do not foll
 from __future__ import annotations
 
 import functools
+import time
 
 import numpy as np
 import pytest
@@ -228,6 +232,59 @@ def bench_facade_stream_events(benchmark, measure, rounds, always):
     benchmark.extra_info.update(
         symbols=FEW_SYMBOLS, bars=n, derived=list(DERIVED), events_ratio=best[True] / best[False],
         sessiondata_ns_per_bar=1e9 * best[False] / n, events_ns_per_bar=1e9 * best[True] / n)
+
+
+# -- add-bar-tails ------------------------------------------------------------------------
+
+TAIL_QUANTILES = (50.0, 99.0, 99.9)
+
+
+def _timed_calls(sd, rows, add_ns: list, empty_ns: list) -> None:
+    """Each ``add_bar`` call timed on its own, and beside it an empty call with the same
+    arguments timed the same way (the clock's own cost is in both)."""
+    clock = time.perf_counter_ns
+    add, empty = sd.add_bar, _empty
+    i = 0
+    for symbol, ts, open_, high, low, close, volume in zip(*rows):
+        t0 = clock()
+        add(symbol, ts, open_, high, low, close, volume)
+        t1 = clock()
+        empty(symbol, ts, open_, high, low, close, volume)
+        t2 = clock()
+        add_ns[i] = t1 - t0
+        empty_ns[i] = t2 - t1
+        i += 1
+
+
+def tail_stats(add_ns, empty_ns) -> dict[str, float]:
+    """p50, p99, p99.9 and max (ns) of single add_bar calls and of the empty call."""
+    out: dict[str, float] = {}
+    for name, values in (("add_bar", add_ns), ("empty", empty_ns)):
+        a = np.asarray(values, dtype=np.int64)
+        for q in TAIL_QUANTILES:
+            out[f"{name}_p{q:g}_ns"] = float(np.percentile(a, q))
+        out[f"{name}_max_ns"] = float(a.max())
+    return out
+
+
+@pytest.mark.parametrize("n_symbols", (FEW_SYMBOLS, STREAM_SYMBOLS))
+def bench_add_bar_tails(benchmark, measure, always, n_symbols):
+    """``add-bar-tails``: latency-sensitive users read tails, not means.  The facade-stream
+    day, each ``add_bar`` call timed alone (``time.perf_counter_ns`` around it) beside an
+    empty call with the same arguments timed the same way; ``extra_info`` holds p50, p99,
+    p99.9 and max of both, in ns, for information (the time is that of the whole loop)."""
+    rows = _stream_rows(n_symbols)
+    n = len(rows[0])
+    add_ns, empty_ns = [0] * n, [0] * n
+
+    def fresh():
+        return (_fresh_stream_session(always, n_symbols), rows, add_ns, empty_ns), {}
+
+    sd = measure(benchmark, _timed_calls, setup=fresh, group="add-bar-tails",
+                 label=f"{n_symbols}-symbols", items=n, rounds=3)
+    del sd
+    benchmark.extra_info.update(symbols=n_symbols, bars=n, derived=list(DERIVED),
+                                **tail_stats(add_ns, empty_ns))
 
 
 # -- late-bar -----------------------------------------------------------------------------

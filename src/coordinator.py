@@ -98,10 +98,11 @@ class SessionCoordinator:
         return self.session_data.advance(now_ns)
 
     def subscribe(self, callback: Callable[[Event], Any], kinds: Iterable[str] | None = None,
-                  *, errors: str = "collect") -> Callable[[Event], Any]:
+                  *, errors: str = "collect",
+                  intervals: Iterable[str] | None = None) -> Callable[[Event], Any]:
         """Live events of the session (see ``SessionData.subscribe``); the subscription
         outlives ``stop()`` and holds for the next session."""
-        return self.session_data.subscribe(callback, kinds, errors=errors)
+        return self.session_data.subscribe(callback, kinds, errors=errors, intervals=intervals)
 
     def unsubscribe(self, callback: Callable[[Event], Any]) -> bool:
         """See ``SessionData.unsubscribe``."""

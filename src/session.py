@@ -23,7 +23,7 @@ from .live_result import live_doc, live_result
 from .results import GapInfo, Gaps, QualityReport, RunResult, local_time
 from .bars import COLUMNS, FAULTS, Bars, BadBarError, coerce_float, coerce_ts, describe_row
 from .calendar import Calendar, Windows
-from .faults import REVISABLE, Fault
+from .faults import Fault
 from .intervals import Interval, check_bars_interval, check_derivable, parse_interval
 from .symbols import check_symbol
 
@@ -222,6 +222,7 @@ class SessionData(SessionCore):
         # compiled ``add_bar`` updates without the lock: a read-modify-write of one dict from
         # both sides would lose counts when threads switch in between.
         self._unknown_batched: dict[str, int] = {}
+        self._derived_gaps = False      # some subscriber wants derived gap events
 
     # -- the session ----------------------------------------------------------------------
 
@@ -338,6 +339,7 @@ class SessionData(SessionCore):
                 for e in entries:
                     e._stream.collect(e.symbol, self._pending)
                     e._stream.scan(e.symbol, self._pending, end, 0, True)
+                    e._stream.close_derived_gaps(e.symbol, self._pending, end)
         if self._events_on:
             self._deliver()      # outside the lock
         return closed
@@ -352,7 +354,8 @@ class SessionData(SessionCore):
     # -- events ---------------------------------------------------------------------------
 
     def subscribe(self, callback: Callable[[Event], Any], kinds: Iterable[str] | None = None,
-                  *, errors: str = "collect") -> Callable[[Event], Any]:
+                  *, errors: str = "collect",
+                  intervals: Iterable[str] | None = None) -> Callable[[Event], Any]:
         """Call ``callback(event)`` for every event of the kinds given (default: all).
 
         Kinds: ``gap_opened`` (a base slot ended, by ``gap_grace`` slots of the clock, without
@@ -371,6 +374,11 @@ class SessionData(SessionCore):
         with ``errors="raise"`` it is
         also re-raised from the call that delivered it (``add_bar``, ``add_bars``,
         ``advance``), after the bar was stored and every pending event was delivered.
+        ``intervals``: the intervals whose gap events (``gap_opened``, ``gap_closed``,
+        ``gap_revised``) the callback gets, base or derived (default: the base interval
+        only).  A derived interval's gap is a run of buckets without any base bar; its
+        events come as its bars close (a later bar, ``advance``) and at the session's end.
+        Nothing is spent on them while no subscriber names a derived interval.
         Returns ``callback`` (pass it to ``unsubscribe``).
         """
         if not callable(callback):
@@ -384,6 +392,9 @@ class SessionData(SessionCore):
             if kind not in EVENT_KINDS:
                 raise ValueError(f"unknown event kind {kind!r} (kinds: {', '.join(EVENT_KINDS)})")
             mask |= 1 << EVENT_KINDS.index(kind)
+        names = None if intervals is None else frozenset(
+            parse_interval(i).name for i in ([intervals] if isinstance(intervals, str)
+                                             else intervals))
         with self._lock:
             if not self._events_on:
                 # Events start now: what is held already was not news to anyone.
@@ -392,10 +403,19 @@ class SessionData(SessionCore):
                 self._next_scan = _NO_CLOCK
                 self._current = _STALE_COUNT
             # Replaced, never changed in place: a delivery loop iterates the old list.
-            self._subscribers = self._subscribers + [(callback, mask, errors == "raise")]
+            self._subscribers = self._subscribers + [(callback, mask, errors == "raise", names)]
             self._wanted |= mask
             self._events_on = True
+            self._set_derived_gaps()
         return callback
+
+    def _set_derived_gaps(self) -> None:
+        """Streams make derived gap events only while a subscriber asks for them (the
+        caller holds the lock)."""
+        on = any(sub[3] for sub in self._subscribers)
+        self._derived_gaps = on
+        for entry in self._symbols.values():
+            entry._stream.want_derived_gaps(on)
 
     def unsubscribe(self, callback: Callable[[Event], Any]) -> bool:
         """Stop calling ``callback``; False when it was not subscribed."""
@@ -407,6 +427,7 @@ class SessionData(SessionCore):
             for sub in kept:
                 self._wanted |= sub[1]
             self._events_on = bool(kept)
+            self._set_derived_gaps()
             if not kept:
                 self._pending = []
         return found
@@ -448,6 +469,7 @@ class SessionData(SessionCore):
                     stream = SymbolStream(self._windows.open_ns, self._windows.close_ns,
                                           base.ns)
                 stream.names = [base.name]
+                stream.want_derived_gaps(self._derived_gaps)
                 entry = SymbolSessionData(symbol, base, stream)
                 entry._session = self
                 self._symbols[symbol] = entry
@@ -634,30 +656,12 @@ class SessionData(SessionCore):
 
     def _push_revising(self, symbol: str, stream: SymbolStream,
                        cols: dict[str, np.ndarray]) -> tuple[int, int, int]:
-        """``push_many`` under the revise policy (the caller holds the lock): runs of rows in
-        order in one compiled pass each, a row out of order or late revised, another bad row
-        dropped and counted.  Returns ``(accepted, -1, 0)``."""
-        ts, o, h, lo, c, v = (cols[name] for name in COLUMNS)
-        n = ts.shape[0]
-        start = accepted = 0
-        while start < n:
-            taken, first, fault = stream.push_many(ts[start:], o[start:], h[start:],
-                                                   lo[start:], c[start:], v[start:], True)
-            accepted += taken
-            if first < 0:
-                break
-            row = start + first
-            if fault in REVISABLE:
-                if self._events_on:  # the events of the rows before it, first
-                    stream.collect(symbol, self._pending)
-                fault = stream.revise(int(ts[row]), float(o[row]), float(h[row]),
-                                      float(lo[row]), float(c[row]), float(v[row]),
-                                      self._events_on)
-            if fault == Fault.NONE:
-                accepted += 1
-            else:
-                stream.count_rejected(fault)
-            start = row + 1
+        """``push_many`` under the revise policy (the caller holds the lock), in one compiled
+        pass: runs of rows in order as ``push_many`` takes them, a row out of order or late
+        revised, another bad row dropped and counted.  Returns ``(accepted, -1, 0)``."""
+        accepted = stream.push_revising(
+            cols["ts"], cols["open"], cols["high"], cols["low"], cols["close"], cols["volume"],
+            symbol, self._pending if self._events_on else None)
         return accepted, -1, 0
 
     # -- reads ----------------------------------------------------------------------------

@@ -683,7 +683,7 @@ def _live(cal, symbols, grace=1, on_bad="revise"):
     for s in symbols:
         co.add_symbol(s)
     events: list = []
-    co.subscribe(events.append)
+    co.subscribe(events.append, intervals=("1m",) + PROP_DERIVED)    # derived gaps too
     return co, sd, events
 
 
@@ -694,8 +694,8 @@ def _check_against_batch(co, sd, events, cal, slots, present, *, exactly_once: b
     told = _replay(events)
     for s, idx in present.items():
         ts = [int(slots[i]) for i in idx]
-        want = _batch_gaps(ts, "1m", cal)
-        assert _told(told, s) == want, s
+        for name in ("1m",) + PROP_DERIVED:
+            assert _told(told, s, name) == _batch_gaps(ts, name, cal), (s, name)
         ref = _bars(idx, slots)
         for name in PROP_DERIVED:
             got, exp = sd.get_bars(s, name), resample(ref, name, cal, base="1m")
@@ -704,8 +704,8 @@ def _check_against_batch(co, sd, events, cal, slots, present, *, exactly_once: b
                                               err_msg=f"{s} {name} {col}")
     if exactly_once:
         assert not [e for e in events if e.kind == "gap_revised"]
-        opened = [(e.symbol, e.ts) for e in events if e.kind == "gap_opened"]
-        closed = [(e.symbol, e.ts) for e in events if e.kind == "gap_closed"]
+        opened = [(e.symbol, e.interval, e.ts) for e in events if e.kind == "gap_opened"]
+        closed = [(e.symbol, e.interval, e.ts) for e in events if e.kind == "gap_closed"]
         assert len(opened) == len(set(opened)) == len(closed) == len(set(closed))
     co.stop()      # never raises on bars it accepted
 
@@ -754,9 +754,16 @@ def test_lagging_and_revised_feeds_replay_to_the_batch_gaps(feed, shuffle, data)
     start, close = int(slots[0]), int(cal.session_windows(DAY).close_ns[-1])
     while any(queues.values()):
         s = data.draw(st.sampled_from(sorted(k for k, q in queues.items() if q)))
-        for _ in range(data.draw(st.integers(1, 6))):
-            if queues[s]:
-                assert co.stream(s, *_bar(queues[s].pop(0), slots)) == 0
+        chunk = [queues[s].pop(0) for _ in range(data.draw(st.integers(1, 6))) if queues[s]]
+        if data.draw(st.booleans()):
+            # In one add_bars call: its rows out of order are revised in the same pass.
+            rows = [_bar(i, slots) for i in chunk]
+            cols = {k: np.array(col) for k, col in zip(
+                ("ts", "open", "high", "low", "close", "volume"), zip(*rows))}
+            assert co.stream_bars(s, cols) == len(chunk)
+        else:
+            for i in chunk:
+                assert co.stream(s, *_bar(i, slots)) == 0
         if data.draw(st.integers(0, 4)) == 0:
             co.advance(data.draw(st.integers(start, close + 2 * M)))
     _check_against_batch(co, sd, events, cal, slots, present, exactly_once=False)
@@ -811,3 +818,20 @@ def test_one_name_per_concept_and_the_fault_codes_by_name():
     drop = _session("drop")
     drop.add_bar("X", *_bar(3))
     assert drop.add_bar("X", *_bar(3)) == sessiondata.Fault.DUPLICATE
+
+
+def test_derived_gap_events_go_to_who_asks_by_interval():
+    co = SessionCoordinator(BREAK, derived_intervals=["5m"])
+    co.start(DAY)
+    co.add_symbol("A")
+    base: list = []
+    five: list = []
+    co.subscribe(base.append, kinds=("gap_opened", "gap_closed"))
+    co.subscribe(five.append, kinds=("gap_opened", "gap_closed"), intervals=["5m"])
+    for m in (0, 1, 2, 3, 4, 10, 11, 15):     # 00:05-00:10 empty; 00:10 is the break
+        co.stream("A", *_bar(m)) if m < 10 or m >= 15 else None
+    co.stop()
+    assert {e.interval for e in base} == {"1m"} and {e.interval for e in five} == {"5m"}
+    assert [(e.kind, e.ts, e.end_ns, e.bar_count) for e in five] == [
+        ("gap_opened", T0 + 5 * M, T0 + 10 * M, 1), ("gap_closed", T0 + 5 * M, T0 + 10 * M, 1)]
+    assert all(e.derived for e in five) and not any(e.derived for e in base)

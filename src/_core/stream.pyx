@@ -59,6 +59,8 @@ cdef enum:
     RUN_CAP = 16      # gap runs one step of the walker reports to the events (more are counted)
     MAX_REVS = 2 * MAX_DERIVED + 2    # revisions one revised bar can make (base, each bucket)
 
+cdef int GAP_BITS = (1 << EV_GAP_OPENED) | (1 << EV_GAP_CLOSED) | (1 << EV_GAP_REVISED)
+
 EVENT_KINDS = ("gap_opened", "gap_closed", "stale", "bar_closed", "revised", "gap_revised")
 
 
@@ -191,6 +193,7 @@ cdef class Event:
     # (old, new) bars; gap_closed, the registry that makes its GapInfo, then the GapInfo.
     cdef object _more
     cdef bint _gap_made
+    cdef readonly bint derived      # a gap event of a derived interval
 
     @property
     def kind(self):
@@ -253,6 +256,36 @@ cdef Py_ssize_t _slots(const i64* g_open, const i64* g_close, Py_ssize_t n, i64 
     return total
 
 
+cdef inline i64 _grid_end(const i64* g_open, const i64* g_close, Py_ssize_t n, i64 step_ns,
+                          i64 t) noexcept nogil:
+    """The end of the slot (bucket) of a grid that starts at t."""
+    cdef GridCursor g
+    g.window = 0
+    g.slot_start = NO_BAR
+    g.slot_end = NO_BAR
+    if not grid_locate(&g, g_open, g_close, n, step_ns, t):
+        return t
+    return g.slot_end
+
+
+cdef inline i64 _grid_run_end(const i64* g_open, const i64* g_close, Py_ssize_t n,
+                              i64 step_ns, i64 start, i64 count) noexcept nogil:
+    """The exclusive end of a run of count slots of a grid from start (inside one window)."""
+    cdef GridCursor g
+    g.window = 0
+    g.slot_start = NO_BAR
+    g.slot_end = NO_BAR
+    if count <= 0 or not grid_locate(&g, g_open, g_close, n, step_ns, start):
+        return start
+    if step_ns <= 0:
+        return g_close[g.window]     # a session's bar: the run ends at its close
+    # As the batch says it (find_gaps): start + count * step, past the close when the
+    # window's last bucket is short.
+    if count > (INT64_MAX - start) // step_ns:
+        return INT64_MAX
+    return start + count * step_ns
+
+
 cdef class SymbolStream:
     """Base bars of one symbol in one session, and every derived interval made from them.
 
@@ -301,6 +334,15 @@ cdef class SymbolStream:
     cdef public list names       # interval names: the base, then derived 0, 1, ...
     cdef readonly i64 revised    # bars taken by revise (late, out of order, replaced)
     cdef i64 counted_for         # the registry's scan this stream was counted current for
+    # Gap events of the derived intervals, only while a subscriber asks for them: each
+    # interval's gap walker as of the last collect, and what a revision did to a told gap.
+    cdef public bint derived_gaps
+    cdef GapWalker dseen[MAX_DERIVED]
+    cdef bint drg_on[MAX_DERIVED]
+    cdef i64 drg_s[MAX_DERIVED]
+    cdef i64 drg_e[MAX_DERIVED]
+    cdef i64 drg_t[MAX_DERIVED]
+    cdef i64 drg_t_end[MAX_DERIVED]
 
     def __cinit__(self):
         store_init(&self.base, False)
@@ -423,6 +465,8 @@ cdef class SymbolStream:
             if self._close_ended(self.last_ns, False, True) < 0:
                 raise MemoryError("no memory left for derived bars")
         self.emitted[k] = self.derived[k].n    # bars made from what was held: no events
+        self.dseen[k] = r.gaps
+        self.drg_on[k] = False
         return k
 
     cdef int _cascade(self, Py_ssize_t k, int closed) noexcept nogil:
@@ -680,6 +724,50 @@ cdef class SymbolStream:
 
     # -- late bars (the revise policy) -----------------------------------------------------
 
+    def push_revising(self, ts, open, high, low, close, volume, object symbol=None,
+                      list out=None):
+        """Offer arrays of base bars under the revise policy, in one compiled pass: runs of
+        rows in order go in as ``push_many`` takes them, a row out of order, repeated or
+        late revises what is held (``revise``), another faulty row is dropped and counted.
+        With ``out`` the events of each revision are collected into it as they happen
+        (``collect``).  Returns how many rows were taken."""
+        cdef const i64[::1] t = as_i64(ts, "ts")
+        cdef const f64[::1] o = np.ascontiguousarray(open, dtype=np.float64)
+        cdef const f64[::1] h = np.ascontiguousarray(high, dtype=np.float64)
+        cdef const f64[::1] lo = np.ascontiguousarray(low, dtype=np.float64)
+        cdef const f64[::1] c = np.ascontiguousarray(close, dtype=np.float64)
+        cdef const f64[::1] v = np.ascontiguousarray(volume, dtype=np.float64)
+        cdef Py_ssize_t i = 0, j, n = t.shape[0]
+        cdef i64 accepted = 0
+        cdef int f = FAULT_NONE
+        cdef bint record = out is not None
+        if not (o.shape[0] == h.shape[0] == lo.shape[0] == c.shape[0] == v.shape[0] == n):
+            raise ValueError("columns differ in length")
+        if self.busy:
+            raise RuntimeError("stream is busy with a batch; serialise calls on one stream")
+        if n == 0:
+            return 0
+        while i < n:
+            j = self._sound_run(&t[0], &o[0], &h[0], &lo[0], &c[0], &v[0], i, n, &f)
+            if j > i:
+                if self._take_run(&t[i], &o[i], &h[i], &lo[i], &c[i], &v[i], j - i) != 0:
+                    raise MemoryError("no memory left for bars")
+                accepted += j - i
+            if j >= n:
+                break
+            if f == FAULT_UNSORTED or f == FAULT_DUPLICATE or f == FAULT_LATE:
+                if record:
+                    self.collect(symbol, out)      # the events of the rows before it
+                f = self._revise_bar(t[j], o[j], h[j], lo[j], c[j], v[j], record)
+                if record:
+                    self.collect(symbol, out)
+            if f == FAULT_NONE:
+                accepted += 1
+            else:
+                self.rejected[f] += 1
+            i = j + 1
+        return accepted
+
     def revise(self, i64 ts, f64 open, f64 high, f64 low, f64 close, f64 volume,
                bint record=False):
         """Take a bar that ``push`` refuses as unsorted, duplicated or late: it fills (or
@@ -913,6 +1001,18 @@ cdef class SymbolStream:
         # The bucket was empty (a gap of this interval): a bar for it now.
         if _store_insert(out, j, bs, ho, hh, hl, hc, hv, cnt, <f64> cnt / <f64> expected) != 0:
             return -1
+        if self.derived_gaps and bs < self.dseen[k].next_slot:
+            # A gap of this interval told before (gap events by interval): told again.
+            self.drg_on[k] = True
+            self.drg_t[k] = bs
+            self.drg_t_end[k] = be
+            self.drg_s[k] = r.g_open[w]
+            if j > 0 and out.ts[j - 1] >= r.g_open[w]:
+                self.drg_s[k] = _grid_end(r.g_open, r.g_close, r.n_windows, r.step_ns,
+                                          out.ts[j - 1])
+            self.drg_e[k] = r.g_close[w]
+            if j + 1 < out.n and out.ts[j + 1] < self.drg_e[k]:
+                self.drg_e[k] = out.ts[j + 1]
         if j < self.emitted[k]:
             self.emitted[k] += 1
         if not r.bucket.active and be > r.closed_until:
@@ -940,6 +1040,16 @@ cdef class SymbolStream:
 
     # -- events -------------------------------------------------------------------------------
 
+    def want_derived_gaps(self, bint on):
+        """Make (or stop making) the gap events of the derived intervals; they start from
+        what is held now."""
+        cdef Py_ssize_t k
+        if on and not self.derived_gaps:
+            for k in range(self.n_derived):
+                self.dseen[k] = self.rollups[k].gaps
+                self.drg_on[k] = False
+        self.derived_gaps = on
+
     def sync_events(self):
         """Take everything held as reported: events start from here."""
         cdef Py_ssize_t k
@@ -947,6 +1057,9 @@ cdef class SymbolStream:
         self.seen_n = self.base.n
         for k in range(MAX_DERIVED):
             self.emitted[k] = self.derived[k].n if k < self.n_derived else 0
+            if k < self.n_derived:
+                self.dseen[k] = self.rollups[k].gaps
+            self.drg_on[k] = False
         self.ann_until = NO_BAR
         self.ann_final = False
         self.stale_sent = False
@@ -971,17 +1084,22 @@ cdef class SymbolStream:
         return self.w_close[g.window]
 
     cdef i64 _run_end(self, i64 start, i64 count) noexcept nogil:
-        """The exclusive end of a run of count missing base slots from start."""
-        cdef i64 close = self._window_close(start)
-        if count <= 0 or close == start:
+        """The exclusive end of a run of count missing base slots from start, as the batch
+        says it (find_gaps): start + count * base, past the close when the window's last
+        slot is short."""
+        if count <= 0:
             return start
-        if <u64> count > span(start, close) // <u64> self.base_ns:
-            return close        # the window's last slot is short
+        if count > (INT64_MAX - start) // self.base_ns:
+            return INT64_MAX
         return start + count * self.base_ns
 
     cdef inline bint _told_closed(self, i64 start, i64 end) noexcept nogil:
         """Whether the announced run [start, end) was told closed (gap_closed) by a scan."""
-        return self.ann_final or (end == self._window_close(start) and end <= self.ann_until)
+        cdef i64 close
+        if self.ann_final:
+            return True
+        close = self._window_close(start)
+        return end >= close and close <= self.ann_until
 
     cdef inline void _gap(self, list out, int code, object symbol, object name, i64 start,
                           i64 end, i64 count):
@@ -1091,15 +1209,18 @@ cdef class SymbolStream:
             # revised, and what remains of it (0, 1 or 2 runs) is told anew.
             self.rg_on = False
             name = self._name(-1)
-            self._gap(out, EV_GAP_REVISED, symbol, name, self.rg_s, self.rg_e, self.rg_n)
+            self._gap(out, EV_GAP_REVISED, symbol, name, self.rg_s,
+                      self._run_end(self.rg_s, self.rg_n), self.rg_n)
             if self.rg_s < self.rg_t:
                 k = <i64> slots_from(self.rg_s, self.rg_t, self.base_ns)
-                self._gap(out, EV_GAP_OPENED, symbol, name, self.rg_s, self.rg_t, k)
-                self._gap(out, EV_GAP_CLOSED, symbol, name, self.rg_s, self.rg_t, k)
+                end = self._run_end(self.rg_s, k)
+                self._gap(out, EV_GAP_OPENED, symbol, name, self.rg_s, end, k)
+                self._gap(out, EV_GAP_CLOSED, symbol, name, self.rg_s, end, k)
             if self.rg_t_end < self.rg_e:
                 k = <i64> slots_from(self.rg_t_end, self.rg_e, self.base_ns)
-                self._gap(out, EV_GAP_OPENED, symbol, name, self.rg_t_end, self.rg_e, k)
-                self._gap(out, EV_GAP_CLOSED, symbol, name, self.rg_t_end, self.rg_e, k)
+                end = self._run_end(self.rg_t_end, k)
+                self._gap(out, EV_GAP_OPENED, symbol, name, self.rg_t_end, end, k)
+                self._gap(out, EV_GAP_CLOSED, symbol, name, self.rg_t_end, end, k)
         if self.n_revs:
             j = self.n_revs
             self.n_revs = 0     # taken before any object is made (which may run the GC)
@@ -1110,6 +1231,8 @@ cdef class SymbolStream:
                 out.append(ev)
         for k in range(self.n_derived):
             s = &self.derived[k]
+            if self.derived_gaps:
+                self._collect_derived_gaps(k, symbol, out)
             if self.emitted[k] < s.n and wanted & (1 << EV_BAR_CLOSED):
                 name = self._name(k)
                 for i in range(self.emitted[k], s.n):
@@ -1123,6 +1246,76 @@ cdef class SymbolStream:
                     ev._cov = s.coverage[i]
                     out.append(ev)
             self.emitted[k] = s.n
+        return len(out) - m0
+
+    cdef inline void _dgap(self, list out, int code, object symbol, object name, i64 start,
+                           i64 end, i64 count):
+        cdef Event ev = _event(code, symbol, name, start, end, count)
+        ev.derived = True
+        out.append(ev)
+
+    cdef int _dgap_pair(self, Py_ssize_t k, list out, object symbol, object name, i64 start,
+                        i64 end) except -1:
+        """gap_opened and gap_closed of the run [start, end) of derived interval k."""
+        cdef Rollup* r = &self.rollups[k]
+        cdef i64 n = <i64> slots_from(start, end, r.step_ns)
+        end = _grid_run_end(r.g_open, r.g_close, r.n_windows, r.step_ns, start, n)
+        self._dgap(out, EV_GAP_OPENED, symbol, name, start, end, n)
+        self._dgap(out, EV_GAP_CLOSED, symbol, name, start, end, n)
+        return 0
+
+    cdef int _collect_derived_gaps(self, Py_ssize_t k, object symbol, list out) except -1:
+        """The gap events of derived interval k since the last collect: its runs of empty
+        buckets that a closed bar ended, and a told run that a revision filled."""
+        cdef ColumnStore* s = &self.derived[k]
+        cdef Rollup* r = &self.rollups[k]
+        cdef GapWalker w = self.dseen[k]
+        cdef i64 rs[RUN_CAP]
+        cdef i64 rn[RUN_CAP]
+        cdef Py_ssize_t i, j, nr
+        cdef i64 n
+        cdef int fault = 0
+        cdef object name = self._name(k)
+        if self.drg_on[k]:
+            self.drg_on[k] = False
+            n = <i64> slots_from(self.drg_s[k], self.drg_e[k], r.step_ns)
+            self._dgap(out, EV_GAP_REVISED, symbol, name, self.drg_s[k], _grid_run_end(
+                r.g_open, r.g_close, r.n_windows, r.step_ns, self.drg_s[k], n), n)
+            if self.drg_s[k] < self.drg_t[k]:
+                self._dgap_pair(k, out, symbol, name, self.drg_s[k], self.drg_t[k])
+            if self.drg_t_end[k] < self.drg_e[k]:
+                self._dgap_pair(k, out, symbol, name, self.drg_t_end[k], self.drg_e[k])
+        for i in range(self.emitted[k], s.n):
+            if s.ts[i] < w.next_slot:
+                continue        # a bar a revision put behind what was told (told above)
+            nr = walker_step_to(&w, r.g_open, r.g_close, r.n_windows, r.step_ns, s.ts[i],
+                                rs, rn, 0, RUN_CAP, &fault)
+            for j in range(nr if nr < RUN_CAP else RUN_CAP):
+                self._dgap_pair(k, out, symbol, name, rs[j], _grid_run_end(
+                    r.g_open, r.g_close, r.n_windows, r.step_ns, rs[j], rn[j]))
+        self.dseen[k] = w
+        return 0
+
+    cpdef int close_derived_gaps(self, object symbol, list out, i64 until_ns) except -1:
+        """The session's end for the gap events of the derived intervals: every run of
+        empty buckets that ended by ``until_ns`` and was not told yet is told, opened and
+        closed.  Returns how many events."""
+        cdef Py_ssize_t k, j, nr, m0 = len(out)
+        cdef GapWalker tmp
+        cdef i64 rs[RUN_CAP]
+        cdef i64 rn[RUN_CAP]
+        cdef Rollup* r
+        if not self.derived_gaps:
+            return 0
+        for k in range(self.n_derived):
+            self._collect_derived_gaps(k, symbol, out)
+            r = &self.rollups[k]
+            nr = walker_finish(self.dseen[k], r.g_open, r.g_close, r.n_windows, r.step_ns,
+                               until_ns, rs, rn, 0, RUN_CAP, &tmp)
+            for j in range(nr if nr < RUN_CAP else RUN_CAP):
+                self._dgap_pair(k, out, symbol, self._name(k), rs[j], _grid_run_end(
+                    r.g_open, r.g_close, r.n_windows, r.step_ns, rs[j], rn[j]))
+            self.dseen[k] = tmp
         return len(out) - m0
 
     cpdef int scan(self, object symbol, list out, i64 until_ns, i64 stale_slots,
@@ -1174,7 +1367,8 @@ cdef class SymbolStream:
             a = 0
             for j in range(nr):
                 end = self._run_end(rs[j], rn[j])
-                closed = (final and last) or (end == self._window_close(rs[j]) and end <= until)
+                o_end = self._window_close(rs[j])
+                closed = (final and last) or (end >= o_end and o_end <= until)
                 while a < no and os_[a] < rs[j]:    # (not reached: runs start alike)
                     self._gap(out, EV_GAP_REVISED, symbol, name, os_[a],
                               self._run_end(os_[a], on_[a]), on_[a])
@@ -1582,6 +1776,14 @@ cdef class SessionCore:
                                 sub = <tuple> PyList_GET_ITEM(subs, j)
                                 j += 1
                                 if (<int> sub[1]) & bit:
+                                    if bit & GAP_BITS:
+                                        # Gap events go by interval: the base's unless
+                                        # the subscriber named the intervals it wants.
+                                        if sub[3] is None:
+                                            if ev.derived:
+                                                continue
+                                        elif ev.interval not in <frozenset> sub[3]:
+                                            continue
                                     sub[0](ev)
                             j = 0
                             i += 1
