@@ -138,6 +138,11 @@ def test_totals_interval_and_counts(known):
     assert set(f["interval"][np.array([f.rules[r].metric == "gaps" and s == "cell" for r, s in
                                        zip(f["rule"], f["scope"])])]) == {"1m", "5m"}
     assert f.exit_code == 0
+    # Columnar findings, as pandas and Arrow tables.
+    df = f.to_pandas()
+    assert len(df) == len(f) and list(df.columns)[:3] == ["rule", "metric", "level"]
+    assert df.loc[(df.metric == "lost") & (df.scope == "totals"), "value"].tolist() == [90.0]
+    assert f.to_arrow().num_rows == len(f)
 
 
 def test_run_result_and_export_give_the_same_findings(known):
