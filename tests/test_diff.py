@@ -252,3 +252,37 @@ def test_csv_exports_diff_like_parquet(tmp_path):
     assert results["csv"] == results["parquet"]
     assert [(x["symbol"], x["change"]) for x in results["csv"]] == [("X", "removed"),
                                                                     ("X", "changed")]
+
+
+def test_changed_rows_in_either_layout():
+    """The comparison of matched bars gives the same positions (in key order) whether the
+    two sides were read in the same layout (compared as read) or not (gathered)."""
+    from sessiondata.diff import VALUES, _changed, _match, _Side
+
+    rng = np.random.default_rng(3)
+    n = 1000
+    key = np.arange(n, dtype=np.int64) * 7
+    order = rng.permutation(n)            # the rows as read: key[order] is sorted
+
+    def side(bump: dict[int, tuple[str, float]], order_: np.ndarray) -> _Side:
+        cols = {v: np.linspace(1, 2, n) for v in VALUES}
+        cols["volume"][::10] = np.nan     # NaN equals NaN
+        cols["count"] = np.ones(n, np.int64)
+        for pos, (name, d) in bump.items():
+            cols[name][pos] += d
+        raw = {k: np.empty_like(v) for k, v in cols.items()}
+        for k, v in cols.items():         # lay the key-ordered values out as read
+            raw[k][order_] = v
+        return _Side(key, order_, raw)
+
+    bumps = {5: ("close", 1e-3), 501: ("volume", 1.0), 900: ("count", 1), 10: ("open", 1e-12)}
+    for order_new in (order, rng.permutation(n)):
+        old = side({}, order)
+        new = side(bumps, order_new)
+        m = _match(old.key, new.key)
+        pos, price, volume = _changed(old, new, m, 1e-9, 0.0)
+        assert pos.tolist() == [5, 501, 900]
+        assert price.tolist() == [pytest.approx(1e-3), 0.0, 0.0]
+        assert volume.tolist() == [0.0, 1.0, 0.0]
+        pos, _, _ = _changed(old, new, m, 0.0, 0.0)
+        assert pos.tolist() == [5, 10, 501, 900]
