@@ -11,8 +11,10 @@ in alternation in each round, in this process:
   what any comparison has to read);
 - ``sd.diff``: the whole comparison (reading, keys, matching, ledger, cells, gaps, figures).
 
-It prints the best time of each, their ratio and the peak RSS, and checks that the diff found
-exactly the 120 changes it was given.
+It prints the best time of each, their ratio, and then the peak RSS of each measured alone
+in a child process (``ru_maxrss`` of a fresh interpreter that does only that), and checks
+that the diff found exactly the 120 changes it was given.  ``--keep DIR`` keeps (and reuses)
+the universe and the exports.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import resource
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -76,14 +79,20 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--symbols", type=int, default=100)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--keep", metavar="DIR", help="keep (and reuse) the data and exports")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-diff-") as tmp:
-        root = Path(tmp)
-        bars = make_universe(root / "u", args.symbols, fmts=("parquet",))
-        edited, removed, added = redeliver(root / "u" / "parquet", root / "v")
-        for name, data in (("a", root / "u" / "parquet"), ("b", root / "v")):
-            assert cli.main(["-q", "run", str(data), "--calendar", "XNYS", "--export-base",
-                             "--out", str(root / name)]) == 0
+        root = Path(args.keep or tmp)
+        if not (root / "b" / "manifest.json").exists():
+            make_universe(root / "u", args.symbols, fmts=("parquet",))
+            counts = redeliver(root / "u" / "parquet", root / "v")
+            (root / "given.txt").write_text(" ".join(map(str, counts)))
+            for name, data in (("a", root / "u" / "parquet"), ("b", root / "v")):
+                assert cli.main(["-q", "run", str(data), "--calendar", "XNYS",
+                                 "--export-base", "--out", str(root / name)]) == 0
+        edited, removed, added = map(int, (root / "given.txt").read_text().split())
+        bars = pds.dataset(str(root / "a" / "bars" / "interval=1m"),
+                           format="parquet").count_rows()
         best = {"read both": float("inf"), "sd.diff": float("inf")}
         result = None
         for _ in range(args.rounds):
@@ -104,8 +113,21 @@ def main() -> None:
         for k, v in best.items():
             print(f"{k:10s} {v:6.2f} s (best of {args.rounds})")
         print(f"ratio sd.diff / read both: {best['sd.diff'] / best['read both']:.2f}x")
-        print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
         assert (t["changed"], t["removed"], t["added"]) == (edited, removed, added)
+        for what, code in (("read both", f"import bench_diff as b; from pathlib import Path; "
+                                         f"b.read_both(Path({str(root / 'a')!r}), "
+                                         f"Path({str(root / 'b')!r}))"),
+                           ("sd.diff", f"import sessiondata as sd; "
+                                       f"sd.diff({str(root / 'a')!r}, {str(root / 'b')!r})")):
+            code += ("; import resource; "
+                     "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+            t0 = time.perf_counter()
+            done = subprocess.run([sys.executable, "-c", code], check=True, text=True,
+                                  capture_output=True, cwd=Path(__file__).resolve().parent)
+            wall = time.perf_counter() - t0
+            rss = int(done.stdout.split()[-1]) / 1024
+            print(f"{what:10s} alone in a child: {wall:6.2f} s (interpreter start included), "
+                  f"peak RSS {rss:.0f} MiB")
 
 
 if __name__ == "__main__":

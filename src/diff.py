@@ -224,40 +224,50 @@ def _match(a: np.ndarray, b: np.ndarray) -> _Match:
 
 def _changed(old: _Side, new: _Side, m: _Match, atol: float, rtol: float
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Of the matched pairs: which changed beyond ``atol + rtol * |old|`` (NaN equals NaN;
-    a different count of base bars is a change), the largest price change of each and its
-    volume change."""
+    """Of the matched pairs: the positions (in ``m.old``/``m.new``) of those that changed
+    beyond ``atol + rtol * |old|`` (NaN equals NaN; a different count of base bars is a
+    change), with the largest price change and the volume change of each."""
     n = len(m.old)
-    # The same rows in the same layout (two runs of the same files, the common case):
-    # compare the columns as read, with no gather, and put the results in key order.
+    # The same rows in the same layout (two runs of the same files): compare the columns
+    # as read, with no gather, and map the few differing rows to key order at the end.
     same = (n == len(old.key) == len(new.key) and not len(m.removed) and not len(m.added)
             and ((old.order is None and new.order is None) or
                  (old.order is not None and new.order is not None
                   and np.array_equal(old.order, new.order))))
-    if same:
-        n = n if old.order is None else len(old.order)
 
     def values(side: _Side, name: str, rows: np.ndarray) -> np.ndarray:
         return side.columns[name] if same else side.at(name, rows)
 
-    changed = np.zeros(n, bool)
-    price = np.zeros(n)
-    volume = np.zeros(n)
+    # First the rows that differ at all (one comparison per column: most rows are equal),
+    # then the tolerance on those alone.
+    differ = values(old, "count", m.old) != values(new, "count", m.new)
     for name in VALUES:
-        x = values(old, name, m.old)
-        y = values(new, name, m.new)
-        delta = np.abs(y - x)
+        differ |= values(old, name, m.old) != values(new, name, m.new)   # NaN != NaN too
+    cand = np.flatnonzero(differ)
+    # A count of base bars that differs is a change whatever the tolerance.
+    changed = values(old, "count", m.old)[cand] != values(new, "count", m.new)[cand]
+    price = np.zeros(len(cand))
+    volume = np.zeros(len(cand))
+    for name in VALUES:
+        x = values(old, name, m.old)[cand]
+        y = values(new, name, m.new)[cand]
         nan_x, nan_y = np.isnan(x), np.isnan(y)
-        delta = np.where(nan_x & nan_y, 0.0, np.where(nan_x | nan_y, np.inf, delta))
+        delta = np.where(nan_x & nan_y, 0.0,
+                         np.where(nan_x | nan_y, np.inf, np.abs(y - x)))
         changed |= delta > atol + rtol * np.abs(np.nan_to_num(x))
         if name == "volume":
             volume = delta
         else:
             price = np.maximum(price, delta)
-    changed |= values(old, "count", m.old) != values(new, "count", m.new)
+    pos = cand[changed]
     if same and old.order is not None:
-        return changed[old.order], price[old.order], volume[old.order]
-    return changed, price, volume
+        # Rows as read -> positions in key order (the order is a permutation).
+        inverse = np.empty(len(old.order), np.int64)
+        inverse[old.order] = np.arange(len(old.order))
+        pos = inverse[pos]
+        back = np.argsort(pos)
+        return pos[back], price[changed][back], volume[changed][back]
+    return pos, price[changed], volume[changed]
 
 
 @dataclass
@@ -472,8 +482,8 @@ def diff(a: str | os.PathLike, b: str | os.PathLike, *, tolerance: float = 0.0,
         old = _read_side(root_a, ma, iv, symbols, keys)
         new = _read_side(root_b, mb, iv, symbols, keys)
         m = _match(old.key, new.key)
-        changed, price, volume = _changed(old, new, m, tolerance, rtol)
-        ch_old, ch_new = m.old[changed], m.new[changed]
+        pos, price, volume = _changed(old, new, m, tolerance, rtol)
+        ch_old, ch_new = m.old[pos], m.new[pos]
         consequence_iv = base_level and iv != base
         # Rows of the ledger: removed (old side), added (new side), changed (both).
         def both(name: str) -> np.ndarray:
@@ -513,8 +523,8 @@ def diff(a: str | os.PathLike, b: str | os.PathLike, *, tolerance: float = 0.0,
                                            old.at("count", ch_old)))
         row["new_count"] = np.concatenate((cnt_nan[:len(m.removed)], new.at("count", m.added),
                                            new.at("count", ch_new)))
-        row["price_change"] = np.concatenate((nan, price[changed]))
-        row["volume_change"] = np.concatenate((nan, volume[changed]))
+        row["price_change"] = np.concatenate((nan, price))
+        row["volume_change"] = np.concatenate((nan, volume))
         ledger.append(row)
         gaps_old = _gap_keys(root_a, ma, iv, symbols, keys)
         gaps_new = _gap_keys(root_b, mb, iv, symbols, keys)

@@ -138,6 +138,11 @@ def test_totals_interval_and_counts(known):
     assert set(f["interval"][np.array([f.rules[r].metric == "gaps" and s == "cell" for r, s in
                                        zip(f["rule"], f["scope"])])]) == {"1m", "5m"}
     assert f.exit_code == 0
+    # Columnar findings, as pandas and Arrow tables.
+    df = f.to_pandas()
+    assert len(df) == len(f) and list(df.columns)[:3] == ["rule", "metric", "level"]
+    assert df.loc[(df.metric == "lost") & (df.scope == "totals"), "value"].tolist() == [90.0]
+    assert f.to_arrow().num_rows == len(f)
 
 
 def test_run_result_and_export_give_the_same_findings(known):
@@ -453,8 +458,20 @@ def test_ci_recipes_run(recipe, tmp_path, monkeypatch, capsys):
         codes = [cli.main(shlex.split(c)[1:]) for c in commands]
         assert codes == [0, expect], (recipe, hole)
         schema.assertValid(etree.parse(str(repo / "sessiondata-check.xml")))
-        text = capsys.readouterr().out
+        text = _unescape(capsys.readouterr().out)   # the github format escapes '%'
         if hole:
             assert "BBB 2024-03-05 1m: completeness 84.62% < 99%" in text
             assert "gaps_over_30" in text
     assert sys.modules["sessiondata.check"].EXIT_FAIL == 1
+
+
+def test_csv_export_gives_the_same_findings(known, tmp_path):
+    """An export with CSV datasets (``--bars csv``): the same figures, gaps_over_N included."""
+    data = {s: _bars(s, i) for i, s in enumerate("ABCD")}
+    out = tmp_path / "csv"
+    sd.run(data, CAL, derived=["5m"], out=out, fmt="csv")
+    spec = "completeness=90,gaps_over_12=0,gaps_over_5:5m=0,outage@symbol=10"
+    a, b = sd.check(known[1], spec), sd.check(out, spec)
+    for k in ("rule", "symbol", "session", "failed", "value"):
+        assert list(a[k]) == list(b[k]), k
+    assert int(b.failed["rule"].tolist().count(1)) == 3

@@ -222,3 +222,67 @@ def test_derived_only_exports_and_bad_input(tmp_path, capsys):
     assert "differ in calendar" in capsys.readouterr().err
     assert cli.main(["diff", str(tmp_path / "a"), str(tmp_path / "nope")]) == 2
     assert "nope" in capsys.readouterr().err
+
+
+def test_csv_exports_diff_like_parquet(tmp_path):
+    """The bar and gap datasets as CSV (``--bars csv``) compare as Parquet ones do."""
+    cal = sd.Calendar.weekly("UTC", "09:00", "10:00", "Mon-Fri")
+    ts = np.concatenate([np.arange(cal.session_windows(d).open_ns[0],
+                                   cal.session_windows(d).close_ns[0], 60_000_000_000)
+                         for d in ("2024-03-04", "2024-03-05")])
+    p = 100 + np.arange(len(ts)) * 0.01
+    v = np.ones(len(ts))
+
+    def bars(keep: np.ndarray, q: np.ndarray) -> dict[str, sd.Bars]:
+        return {"X": sd.Bars.from_arrays(ts[keep], q[keep], q[keep] + 0.05, q[keep] - 0.05,
+                                         q[keep], v[keep], interval="1m"),
+                "Y": sd.Bars.from_arrays(ts, p, p + 0.05, p - 0.05, p, v, interval="1m")}
+
+    edited = p.copy()
+    edited[70] += 0.01
+    everything = np.arange(len(ts))
+    results = {}
+    for fmt in ("parquet", "csv"):
+        a, b = tmp_path / f"a-{fmt}", tmp_path / f"b-{fmt}"
+        sd.run(bars(everything, p), cal, out=a, export_base=True, fmt=fmt)
+        sd.run(bars(np.delete(everything, 5), edited), cal, out=b, export_base=True, fmt=fmt)
+        r = sd.diff(a, b)
+        results[fmt] = r.primary().select(["symbol", "ts", "change"]).to_pylist()
+        assert r.summary["intervals"]["1m"]["gaps_opened"] == 1
+    assert results["csv"] == results["parquet"]
+    assert [(x["symbol"], x["change"]) for x in results["csv"]] == [("X", "removed"),
+                                                                    ("X", "changed")]
+
+
+def test_changed_rows_in_either_layout():
+    """The comparison of matched bars gives the same positions (in key order) whether the
+    two sides were read in the same layout (compared as read) or not (gathered)."""
+    from sessiondata.diff import VALUES, _changed, _match, _Side
+
+    rng = np.random.default_rng(3)
+    n = 1000
+    key = np.arange(n, dtype=np.int64) * 7
+    order = rng.permutation(n)            # the rows as read: key[order] is sorted
+
+    def side(bump: dict[int, tuple[str, float]], order_: np.ndarray) -> _Side:
+        cols = {v: np.linspace(1, 2, n) for v in VALUES}
+        cols["volume"][::10] = np.nan     # NaN equals NaN
+        cols["count"] = np.ones(n, np.int64)
+        for pos, (name, d) in bump.items():
+            cols[name][pos] += d
+        raw = {k: np.empty_like(v) for k, v in cols.items()}
+        for k, v in cols.items():         # lay the key-ordered values out as read
+            raw[k][order_] = v
+        return _Side(key, order_, raw)
+
+    bumps = {5: ("close", 1e-3), 501: ("volume", 1.0), 900: ("count", 1), 10: ("open", 1e-12)}
+    for order_new in (order, rng.permutation(n)):
+        old = side({}, order)
+        new = side(bumps, order_new)
+        m = _match(old.key, new.key)
+        pos, price, volume = _changed(old, new, m, 1e-9, 0.0)
+        assert pos.tolist() == [5, 501, 900]
+        assert price.tolist() == [pytest.approx(1e-3), 0.0, 0.0]
+        assert volume.tolist() == [0.0, 1.0, 0.0]
+        pos, _, _ = _changed(old, new, m, 0.0, 0.0)
+        assert pos.tolist() == [5, 10, 501, 900]
