@@ -119,17 +119,20 @@ class AnomalyParams:
         Bars in a session with zero volume on every bar, where the symbol's volume is real.
     clock_max_hours : int
         Shifts looked for: 1 to this many hours, either way.
-    clock_margin, clock_min_corr : float
-        A session's activity profile is shifted when, shifted back, its correlation with the
-        symbol's usual profile is at least ``clock_min_corr`` and exceeds the correlation as
-        stamped by ``clock_margin``.
-    clock_min_sessions : int
-        Sessions in a run of shifted sessions.
+    clock_min_gain, clock_min_corr : float
+        A session's activity profile looks shifted when, shifted back by whole hours, its
+        correlation with the symbol's usual profile (the median over the sessions, of the
+        square roots of the shares of activity per bucket) is at least ``clock_min_corr`` and
+        exceeds the correlation as stamped by ``clock_min_gain``.
+    clock_min_sessions, clock_margin : int, float
+        A clock shift is a run of at least ``clock_min_sessions`` such sessions with the same
+        shift whose gains add up to ``clock_margin`` or more.
     duplicate_min_equal : float
         A session repeats another when at least this share of its bars equal the other's bar
         at the same time of day in every field.
     duplicate_min_bars : int
-        Bars (not flat) a session needs to be compared.
+        Bars that tell sessions apart (not flat, or with volume) a session needs to be
+        compared.
     """
 
     kinds: tuple[str, ...] = KINDS
@@ -144,7 +147,7 @@ class AnomalyParams:
     spike_ref_bars: int = 16
     spike_block: int = 64
     spike_max_bars: int = 3
-    spike_volume_ratio: float = 4.0
+    spike_volume_ratio: float = 8.0
     split_ratios: tuple[float, ...] = (1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 10.0, 15.0,
                                        20.0)
     jump_min_step: float = 1.35
@@ -155,9 +158,10 @@ class AnomalyParams:
     volume_ref_sessions: int = 5
     zero_volume_min_bars: int = 10
     clock_max_hours: int = 2
-    clock_margin: float = 0.25
+    clock_min_gain: float = 0.08
     clock_min_corr: float = 0.5
-    clock_min_sessions: int = 1
+    clock_min_sessions: int = 2
+    clock_margin: float = 0.2
     duplicate_min_equal: float = 0.8
     duplicate_min_bars: int = 10
 
@@ -689,8 +693,8 @@ def _clock_shifts(rows: _Rows, p: AnomalyParams, ts: np.ndarray, h: np.ndarray,
         better = np.nan_to_num(cs, nan=-np.inf) > best
         best[better] = cs[better]
         best_h[better] = hours
-    shifted = use & (best >= p.clock_min_corr) & (best - np.nan_to_num(base, nan=-1.0)
-                                                    >= p.clock_margin)
+    gain = best - np.nan_to_num(base, nan=-1.0)
+    shifted = use & (best >= p.clock_min_corr) & (gain >= p.clock_min_gain)
     if not shifted.any():
         return
     k = 0
@@ -701,7 +705,7 @@ def _clock_shifts(rows: _Rows, p: AnomalyParams, ts: np.ndarray, h: np.ndarray,
         e = k
         while e + 1 < n_k and shifted[e + 1] and best_h[e + 1] == best_h[k]:
             e += 1
-        if e - k + 1 >= p.clock_min_sessions:
+        if e - k + 1 >= p.clock_min_sessions and gain[k:e + 1].sum() >= p.clock_margin:
             b = _session_bounds(first, count, ts, step_ns, k, e + 1)
             if b is not None:
                 rows.add(CLOCK_SHIFT, b[0], b[1], b[2], float(best_h[k]),
@@ -743,7 +747,8 @@ def _duplicates(rows: _Rows, p: AnomalyParams, ts: np.ndarray, o: np.ndarray, h:
         off_a = ts[sa] - first_open[a]
         off_b = ts[sb] - first_open[b]
         _, ia, ib = np.intersect1d(off_a, off_b, assume_unique=True, return_indices=True)
-        nonflat = (flags[sb][ib] & FLAT) == 0
+        fb = flags[sb][ib]
+        nonflat = ((fb & FLAT) == 0) | ((fb & POS_VOL) != 0)
         equal = int((hashes[sa][ia] == hashes[sb][ib]).sum())
         if nonflat.sum() < p.duplicate_min_bars or equal < p.duplicate_min_equal * count[b]:
             continue

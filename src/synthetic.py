@@ -161,8 +161,10 @@ def score(run: Any, u: Universe) -> dict[str, dict[str, float]]:
 #   frozen at the previous close while their volume stays (a stuck feed), or, one time in
 #   three, 6-20 bars that repeat the bar before them in every field;
 # - ``spike``: per session, with probability ``spike``: one to three consecutive bars off by
-#   2%-15% (the whole bar, or only its high or its low, a bad print in a wick), the next bar
-#   back at the real price;
+#   2%-15%, and at least 20 times the median absolute return of the 30 bars around (a bad
+#   print leaves the local range: a 2% print in a market whose minutes move 1% is none), the
+#   whole bar or only its high or its low (a bad print in a wick), the next bar back at the
+#   real price;
 # - ``jump``: per symbol, with probability ``jump``: from a session on (after the fifth), every
 #   price divided by a split ratio (2, 3, 4, 5, 7, 10, 3/2 or the inverses) and the volume
 #   multiplied by it (an unadjusted split); the truth is the first bar of that session;
@@ -461,7 +463,11 @@ def inject_anomalies(bars: Bars, windows: Any, step_ns: int, rng: np.random.Gene
                 continue
             a = int(idx[int(rng.integers(25, len(idx) - 25))])
             m = int(rng.choice([1, 1, 1, 2, 3]))
-            size = float(rng.uniform(0.02, 0.15))
+            # A bad print leaves the local range by definition: 2%-15%, and at least 20
+            # times the median absolute return of the 30 bars around it.
+            near = c[max(1, a - 15):a + 15]
+            local = float(np.median(np.abs(np.diff(np.log(near))))) if len(near) > 2 else 0.0
+            size = max(float(rng.uniform(0.02, 0.15)), 20 * local)
             sign = 1.0 if rng.random() < 0.5 else -1.0
             how = rng.choice(["bar", "bar", "high", "low"])
             sl = slice(a, a + m)

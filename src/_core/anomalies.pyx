@@ -500,9 +500,9 @@ def bar_hashes(const f64[::1] open, const f64[::1] high, const f64[::1] low,
 
 def session_sketches(const u64[::1] hashes, const uint8_t[::1] flags, const i64[::1] session,
                      u64[:, ::1] out):
-    """The smallest ``out.shape[1]`` distinct hashes of each session's bars that are not flat
-    (flat bars repeat across quiet sessions without being copies), ascending; unused entries
-    stay UINT64_MAX."""
+    """The smallest ``out.shape[1]`` distinct hashes of each session's bars, ascending, flat bars
+    without volume left out (they repeat across quiet sessions without being copies); unused
+    entries stay UINT64_MAX."""
     cdef Py_ssize_t n = hashes.shape[0], ns = out.shape[0], s = out.shape[1], i, j, p
     cdef i64 k
     cdef u64 h
@@ -515,7 +515,7 @@ def session_sketches(const u64[::1] hashes, const uint8_t[::1] flags, const i64[
         if s > 0:
             for i in range(n):
                 k = session[i]
-                if k < 0 or k >= ns or (flags[i] & FLAG_FLAT):
+                if k < 0 or k >= ns or ((flags[i] & FLAG_FLAT) and not (flags[i] & FLAG_POS_VOL)):
                     continue
                 h = hashes[i]
                 if h >= out[k, s - 1]:
