@@ -16,6 +16,7 @@ from .processing import DataProcessor, DataQualityManager
 from .coordinator import SessionCoordinator, SessionSummary
 from .engine import Engine, Event, Source
 from .job import run
+from .anomalies import Anomalies, AnomalyInfo, AnomalyParams, find_anomalies
 
 __version__ = "0.1.0"
 
@@ -40,6 +41,10 @@ __all__ = [
     "RunResult",
     "Windows",
     "find_gaps",
+    "find_anomalies",
+    "Anomalies",
+    "AnomalyInfo",
+    "AnomalyParams",
     "parse_interval",
     "quality",
     "resample",

@@ -119,14 +119,16 @@ class AnomalyParams:
         Bars in a session with zero volume on every bar, where the symbol's volume is real.
     clock_max_hours : int
         Shifts looked for: 1 to this many hours, either way.
-    clock_min_gain, clock_min_corr : float
-        A session's activity profile looks shifted when, shifted back by whole hours, its
-        correlation with the symbol's usual profile (the median over the sessions, of the
-        square roots of the shares of activity per bucket) is at least ``clock_min_corr`` and
-        exceeds the correlation as stamped by ``clock_min_gain``.
+    clock_min_gain, clock_min_corr, clock_min_z : float
+        A session's activity profile (per bucket, the volume class of its bars summed, or
+        their range without volume) looks shifted when, shifted back by whole hours, its
+        correlation with the symbol's usual profile (the median over the sessions of the
+        square roots of the shares per bucket) is at least ``clock_min_corr`` and exceeds the
+        correlation as stamped by ``clock_min_gain``, that gain being ``clock_min_z`` robust
+        deviations (median, MAD) above the symbol's usual gain.
     clock_min_sessions, clock_margin : int, float
         A clock shift is a run of at least ``clock_min_sessions`` such sessions with the same
-        shift whose gains add up to ``clock_margin`` or more.
+        shift whose deviations add up to ``clock_margin`` or more.
     duplicate_min_equal : float
         A session repeats another when at least this share of its bars equal the other's bar
         at the same time of day in every field.
@@ -158,10 +160,11 @@ class AnomalyParams:
     volume_ref_sessions: int = 5
     zero_volume_min_bars: int = 10
     clock_max_hours: int = 2
-    clock_min_gain: float = 0.08
-    clock_min_corr: float = 0.5
+    clock_min_gain: float = 0.02
+    clock_min_corr: float = 0.3
+    clock_min_z: float = 1.0
     clock_min_sessions: int = 2
-    clock_margin: float = 0.2
+    clock_margin: float = 5.0
     duplicate_min_equal: float = 0.8
     duplicate_min_bars: int = 10
 
@@ -485,7 +488,7 @@ def detect_symbol(bars: Bars, windows: Windows, step_ns: int,
     if "jump" in wanted:
         _jumps(rows, p, ts, c, step_ns, first, count, med_vol, real_volume)
     if "clock_shift" in wanted:
-        _clock_shifts(rows, p, ts, h, lo, c, v, sess, buck, step_ns, first, count, n_b,
+        _clock_shifts(rows, p, ts, h, lo, c, vclass, sess, buck, step_ns, first, count, n_b,
                       first_open, last_close, bucket_ns, real_volume)
     if "duplicate_session" in wanted:
         _duplicates(rows, p, ts, o, h, lo, c, v, sess, flags, step_ns, first, count,
@@ -638,7 +641,7 @@ def _jumps(rows: _Rows, p: AnomalyParams, ts: np.ndarray, c: np.ndarray, step_ns
 
 
 def _clock_shifts(rows: _Rows, p: AnomalyParams, ts: np.ndarray, h: np.ndarray,
-                  lo: np.ndarray, c: np.ndarray, v: np.ndarray, sess: np.ndarray,
+                  lo: np.ndarray, c: np.ndarray, vclass: np.ndarray, sess: np.ndarray,
                   buck: np.ndarray, step_ns: int, first: np.ndarray, count: np.ndarray,
                   n_b: int, first_open: np.ndarray, last_close: np.ndarray, bucket_ns: int,
                   real_volume: bool) -> None:
@@ -646,7 +649,7 @@ def _clock_shifts(rows: _Rows, p: AnomalyParams, ts: np.ndarray, h: np.ndarray,
     if n_k < 3:
         return
     prof = np.zeros((n_k, n_b), np.float64)
-    _k.activity_profile(sess, buck, h, lo, c, v, real_volume, prof)
+    _k.activity_profile(sess, buck, h, lo, c, vclass, real_volume, prof)
     usual_count = np.median(count[count > 0]) if (count > 0).any() else 0
     use = (count >= max(10, 0.5 * usual_count))
     if use.sum() < 3:
@@ -693,8 +696,17 @@ def _clock_shifts(rows: _Rows, p: AnomalyParams, ts: np.ndarray, h: np.ndarray,
         better = np.nan_to_num(cs, nan=-np.inf) > best
         best[better] = cs[better]
         best_h[better] = hours
-    gain = best - np.nan_to_num(base, nan=-1.0)
-    shifted = use & (best >= p.clock_min_corr) & (gain >= p.clock_min_gain)
+    gain = np.where(np.isfinite(best) & np.isfinite(base), best - base, -np.inf)
+    # How much better a shift fits varies by symbol (a weak profile fits any shift almost as
+    # well): gains are measured against the symbol's own, by median and MAD over sessions.
+    g = gain[use & np.isfinite(gain)]
+    if len(g) < 3:
+        return
+    med = float(np.median(g))
+    mad = max(1.4826 * float(np.median(np.abs(g - med))), 0.02)
+    z = (gain - med) / mad
+    shifted = (use & (best >= p.clock_min_corr) & (gain >= p.clock_min_gain)
+               & (z >= p.clock_min_z))
     if not shifted.any():
         return
     k = 0
@@ -705,7 +717,7 @@ def _clock_shifts(rows: _Rows, p: AnomalyParams, ts: np.ndarray, h: np.ndarray,
         e = k
         while e + 1 < n_k and shifted[e + 1] and best_h[e + 1] == best_h[k]:
             e += 1
-        if e - k + 1 >= p.clock_min_sessions and gain[k:e + 1].sum() >= p.clock_margin:
+        if e - k + 1 >= p.clock_min_sessions and z[k:e + 1].sum() >= p.clock_margin:
             b = _session_bounds(first, count, ts, step_ns, k, e + 1)
             if b is not None:
                 rows.add(CLOCK_SHIFT, b[0], b[1], b[2], float(best_h[k]),

@@ -384,6 +384,7 @@ def session_stats(const i64[::1] session, const f64[::1] volume, const uint8_t[:
     index (-1 without bars), the bars, the median of the positive volumes (-1 without one),
     the bars with zero volume and those flat at the previous close with zero volume."""
     cdef Py_ssize_t n = session.shape[0], ns = out_first.shape[0], i, a, k, cnt, npos
+    cdef Py_ssize_t last = -1
     cdef f64* buf = NULL
     cdef bint bad = False
     if volume.shape[0] != n or flags.shape[0] != n:
@@ -407,9 +408,10 @@ def session_stats(const i64[::1] session, const f64[::1] volume, const uint8_t[:
             if k < 0:
                 i += 1
                 continue
-            if k >= ns:
-                bad = True
+            if k >= ns or k <= last:
+                bad = True          # past the outputs, or the sessions are not sorted
                 break
+            last = k
             a = i
             npos = 0
             while i < n and session[i] == k:
@@ -421,9 +423,6 @@ def session_stats(const i64[::1] session, const f64[::1] volume, const uint8_t[:
                     if flags[i] & FLAG_AT_PREV:
                         out_filled[k] += 1
                 i += 1
-            if out_first[k] >= 0:
-                bad = True          # a session's bars are not consecutive
-                break
             out_first[k] = a
             out_count[k] = i - a
             out_med_volume[k] = _select(buf, npos, (npos - 1) // 2) if npos > 0 else -1.0
@@ -435,16 +434,17 @@ def session_stats(const i64[::1] session, const f64[::1] volume, const uint8_t[:
 
 
 def activity_profile(const i64[::1] session, const i64[::1] bucket, const f64[::1] high,
-                     const f64[::1] low, const f64[::1] close, const f64[::1] volume,
-                     bint by_volume, f64[:, ::1] out):
-    """Add each bar's activity to ``out[session, bucket]``: its volume (``by_volume``) or its
-    range over its close.  Bars outside (session or bucket out of ``out``) are skipped;
+                     const f64[::1] low, const f64[::1] close, const uint8_t[::1] klass,
+                     bint by_class, f64[:, ::1] out):
+    """Add each bar's activity to ``out[session, bucket]``: its volume class (``by_class``,
+    a log scale of the volume from ``bar_flags``, so one burst does not make the profile) or
+    its range over its close.  Bars outside (session or bucket out of ``out``) are skipped;
     non-finite activity adds nothing."""
     cdef Py_ssize_t n = session.shape[0], ns = out.shape[0], nb = out.shape[1], i
     cdef i64 k, b
     cdef f64 a
     if not (bucket.shape[0] == high.shape[0] == low.shape[0] == close.shape[0]
-            == volume.shape[0] == n):
+            == klass.shape[0] == n):
         raise ValueError("activity_profile: columns differ in length")
     with nogil:
         for i in range(n):
@@ -452,8 +452,8 @@ def activity_profile(const i64[::1] session, const i64[::1] bucket, const f64[::
             b = bucket[i]
             if k < 0 or k >= ns or b < 0 or b >= nb:
                 continue
-            if by_volume:
-                a = volume[i]
+            if by_class:
+                a = klass[i]
             elif close[i] > 0.0:
                 a = (high[i] - low[i]) / close[i]
             else:
