@@ -85,7 +85,9 @@ class AnomalyParams:
         A run is stale when its chance, by the symbol's own rate of such bars at that time
         of day, is at most this.
     repeat_min_bars : int
-        Bars repeating the bar before them in every field (not flat), in a run.
+        Bars repeating the bar before them in every field (not flat), in a run; the run is
+        stale when its chance by the symbol's rate of repeats (time of day, class) is at most
+        ``stale_alpha`` too.
     spike_sigmas, spike_min_move : float
         A bar is off when its high, low or close is more than ``max(spike_sigmas * scale,
         spike_min_move)`` (log) from the median of the ``spike_ref_bars`` closes before it;
@@ -142,7 +144,7 @@ class AnomalyParams:
     volume_real_share: float = 0.5
     filled_min_bars: int = 1
     stale_min_bars: int = 10
-    stale_alpha: float = 1e-9
+    stale_alpha: float = 1e-10
     repeat_min_bars: int = 3
     spike_sigmas: float = 12.0
     spike_min_move: float = 0.005
@@ -425,14 +427,30 @@ def detect_symbol(bars: Bars, windows: Windows, step_ns: int,
     sample = sample[sample > 0]
     ref_volume = float(np.median(sample)) if len(sample) else 0.0
     _k.bar_flags(ts, o, h, lo, c, v, sess, step_ns, ref_volume, flags, vclass)
-    # Per bucket and volume class, how many bars carry each combination of flags: every
-    # rate by time of day comes from this one count.
+    in_session = int(np.count_nonzero(sess >= 0))
+    pos_bars = int(np.count_nonzero(flags & POS_VOL))
+    real_volume = in_session > 0 and pos_bars >= p.volume_real_share * in_session
+    if not real_volume:
+        # No volume to tell a stuck feed from a quiet day: the class is the session's own
+        # rate of flat bars at the previous close (class c: rate about 2**-c), so a quiet
+        # day is measured against quiet days.
+        flat = (flags & (FLAT | AT_PREV)) == (FLAT | AT_PREV)
+        inside = sess >= 0
+        n_flat = np.bincount(sess[flat & inside], minlength=n_k)[:n_k]
+        n_all = np.bincount(sess[inside], minlength=n_k)[:n_k]
+        # The long runs themselves (the candidates) do not count towards their day's rate.
+        r0, rl, _ = _runs(flags, FLAT | AT_PREV, 0, 0, sess, buck, vclass,
+                          np.zeros((1, 1)), p.stale_min_bars, 0.0)
+        np.subtract.at(n_flat, sess[r0], rl)
+        np.subtract.at(n_all, sess[r0], rl)
+        rate = (n_flat + 1.0) / (n_all + 2.0)
+        day_class = np.clip(np.floor(-np.log2(rate)), 0, 7).astype(np.uint8)
+        vclass = np.where(inside, day_class[np.maximum(sess, 0)], 0).astype(np.uint8)
+    # Per bucket and class, how many bars carry each combination of flags: every rate by
+    # time of day comes from this one count.
     combo = np.bincount((buck + 1) * 512 + vclass.astype(np.int64) * 64 + flags,
                         minlength=(n_b + 1) * 512)
     combo = combo[: (n_b + 1) * 512].reshape(n_b + 1, 8, 64)[1:]
-    in_session = int(combo.sum())
-    pos_bars = int(combo[:, :, (np.arange(64) & POS_VOL) != 0].sum())
-    real_volume = in_session > 0 and pos_bars >= p.volume_real_share * in_session
     first = np.empty(n_k, np.int64)
     count = np.empty(n_k, np.int64)
     med_vol = np.empty(n_k, np.float64)
@@ -466,11 +484,15 @@ def detect_symbol(bars: Bars, windows: Windows, step_ns: int,
         last = s0 + sl - 1
         rows.add(STALE, ts[s0], ts[last] + step_ns, sl, c[s0], rate[buck[s0], vclass[s0]],
                  -sw / np.log(10))
-        r0, rl, _ = _runs(flags, REPEAT, FLAT, 0, sess, buck, vclass, none_w,
-                          p.repeat_min_bars, 0.0)
+        # Bars repeated in every field: with real volume next to impossible, without it a
+        # quiet market's one-tick bars repeat, so the same rule of chance applies.
+        rrate = _rate(combo, REPEAT, 0)
+        r0, rl, rw = _runs(flags, REPEAT, FLAT, 0, sess, buck, vclass, np.log(rrate),
+                           p.repeat_min_bars, float(np.log(p.stale_alpha)))
         # A repeat run [a, a + m) repeats bar a - 1: the range starts there.
         last = r0 + rl - 1
-        rows.add(STALE, ts[r0 - 1], ts[last] + step_ns, rl + 1, c[r0], 0.0, np.inf)
+        rows.add(STALE, ts[r0 - 1], ts[last] + step_ns, rl + 1, c[r0],
+                 rrate[buck[r0], vclass[r0]], -rw / np.log(10))
     if "spike" in wanted:
         cap = n // 2 + 1
         out_i = np.empty(cap, np.int64)
@@ -496,15 +518,25 @@ def detect_symbol(bars: Bars, windows: Windows, step_ns: int,
     return rows.build(tz)
 
 
-def _rate(combo: np.ndarray, need: int, given: int) -> np.ndarray:
+def _rate(combo: np.ndarray, need: int, given: int, prior: float = 20.0) -> np.ndarray:
     """Per bucket (and class), the share of the bars with every bit of ``given`` that also
-    have every bit of ``need`` (with one pseudo-count each way, so never 0 or 1)."""
+    have every bit of ``need``.
+
+    Sparse cells borrow from the level above (class -> bucket -> the whole range) with the
+    weight of ``prior`` bars, so a cell of ten bars none flat does not claim a rate of 0,
+    nor one of 1/12.
+    """
     codes = np.arange(64)
     has_given = (codes & given) == given
     has_need = has_given & ((codes & need) == need)
-    num = combo[..., has_need].sum(axis=-1)
-    den = combo[..., has_given].sum(axis=-1)
-    return (num + 1.0) / (den + 2.0)
+    num = combo[..., has_need].sum(axis=-1).astype(np.float64)
+    den = combo[..., has_given].sum(axis=-1).astype(np.float64)
+    p_all = (num.sum() + 1.0) / (den.sum() + 2.0)
+    if num.ndim == 1:
+        return (num + prior * p_all) / (den + prior)
+    nb, db = num.sum(axis=1), den.sum(axis=1)
+    p_b = (nb + prior * p_all) / (db + prior)
+    return (num + prior * p_b[:, None]) / (den + prior)
 
 
 def _runs(flags: np.ndarray, need: int, forbid: int, link: int, sess: np.ndarray,
@@ -636,8 +668,9 @@ def _jumps(rows: _Rows, p: AnomalyParams, ts: np.ndarray, c: np.ndarray, step_ns
             if dv * s < p.jump_volume_share * s * s or abs(dv) > abs(s) + np.log(30):
                 continue
         i = int(f[j + 1])
+        split = float(p.split_ratios[r])
         rows.add(JUMP, ts[i], ts[i] + step_ns, 1, float(np.exp(s)),
-                 float(np.exp(np.sign(s) * ratios[r])), vratio)
+                 split if s > 0 else 1.0 / split, vratio)
 
 
 def _clock_shifts(rows: _Rows, p: AnomalyParams, ts: np.ndarray, h: np.ndarray,

@@ -173,13 +173,13 @@ def ref_stats(sess, v, flags, n_k):
     return first, count, med, zero, filled
 
 
-def ref_profile(sess, buck, h, lo, c, v, by_volume, shape):
+def ref_profile(sess, buck, h, lo, c, klass, by_class, shape):
     out = np.zeros(shape)
     for i in range(len(sess)):
         k, b = sess[i], buck[i]
         if not (0 <= k < shape[0] and 0 <= b < shape[1]):
             continue
-        a = v[i] if by_volume else ((h[i] - lo[i]) / c[i] if c[i] > 0 else 0.0)
+        a = float(klass[i]) if by_class else ((h[i] - lo[i]) / c[i] if c[i] > 0 else 0.0)
         if math.isfinite(a) and a > 0:
             out[k, b] += a
     return out
@@ -295,10 +295,10 @@ def test_kernels_match_references(n, seed):
     K.session_stats(sess, v, flags, *st)
     for got, want in zip(st, ref_stats(sess, v, flags, n_k)):
         np.testing.assert_array_equal(got, want)
-    for by_volume in (True, False):
+    for by_class in (True, False):
         prof = np.zeros((max(n_k, 1), n_b))
-        K.activity_profile(sess, buck, h, lo, c, v, by_volume, prof)
-        np.testing.assert_allclose(prof, ref_profile(sess, buck, h, lo, c, v, by_volume,
+        K.activity_profile(sess, buck, h, lo, c, cls, by_class, prof)
+        np.testing.assert_allclose(prof, ref_profile(sess, buck, h, lo, c, cls, by_class,
                                                      prof.shape), rtol=1e-12)
     hashes = np.empty(n, np.uint64)
     K.bar_hashes(o, h, lo, c, v, hashes)
