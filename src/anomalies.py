@@ -578,8 +578,8 @@ def _volume_shifts(rows: _Rows, p: AnomalyParams, ts: np.ndarray, step_ns: int,
     typical = float(np.nanmedian(level)) if np.isfinite(level).any() else np.nan
     if zero.any() and with_bars.sum() > 0 and (with_volume.sum() >= 0.9 * (with_bars.sum()
                                                                             - zero.sum())):
-        for k in np.flatnonzero(zero):
-            b = _session_bounds(first, count, ts, step_ns, int(k), int(k) + 1)
+        for kz in np.flatnonzero(zero).tolist():
+            b = _session_bounds(first, count, ts, step_ns, kz, kz + 1)
             if b is not None:
                 rows.add(VOLUME_SHIFT, b[0], b[1], b[2], 0.0, 10 ** typical, 0.0)
     else:

@@ -381,10 +381,10 @@ def inject_anomalies(bars: Bars, windows: Any, step_ns: int, rng: np.random.Gene
         k = free_session(6, n_k)
         if k is not None:
             ratio = float(rng.choice(SPLIT_RATIOS))
-            m = sess >= k
+            after = sess >= k
             for a in (o, h, lo, c):
-                a[m] /= ratio
-            v[m] *= ratio
+                a[after] /= ratio
+            v[after] *= ratio
             busy[k] = True
             i = int(np.flatnonzero(sess == k)[0])
             rows.append((symbol, JUMP, int(ts[i]), int(ts[i] + step_ns), 1))
@@ -540,7 +540,7 @@ def anomaly_universe(n_symbols: int = 100, n_sessions: int = 60, seed: int = 0,
         else:
             kw = dict(trades=float(rng.uniform(3, 10)), price=float(rng.uniform(10, 100)),
                       vol=float(rng.uniform(0.0005, 0.0015)), size=float(rng.uniform(20, 300)))
-        b = realistic_bars(windows, MINUTE_NS, rng, profile=profile, **kw)  # type: ignore[arg-type]
+        b = realistic_bars(windows, MINUTE_NS, rng, profile=profile, **kw)
         clean[name] = b
         bars[name], t = inject_anomalies(b, windows, MINUTE_NS, rng, name, rates)
         rows.append(t)
