@@ -156,7 +156,7 @@ class AnomalyParams:
                                        20.0)
     jump_min_step: float = 1.35
     jump_tolerance: float = 0.03
-    jump_volume_share: float = 0.4
+    jump_volume_share: float = 0.25
     volume_factor: float = 50.0
     volume_min_sessions: int = 2
     volume_ref_sessions: int = 5
@@ -426,9 +426,12 @@ def detect_symbol(bars: Bars, windows: Windows, step_ns: int,
     sample = v[:: max(1, n // 4096)]
     sample = sample[sample > 0]
     ref_volume = float(np.median(sample)) if len(sample) else 0.0
-    _k.bar_flags(ts, o, h, lo, c, v, sess, step_ns, ref_volume, flags, vclass)
-    in_session = int(np.count_nonzero(sess >= 0))
-    pos_bars = int(np.count_nonzero(flags & POS_VOL))
+    # Per bucket and class, how many bars carry each combination of flags: every rate by
+    # time of day comes from this one count (made in the same pass).
+    combo = np.zeros((n_b, 8, 64), np.int64)
+    _k.bar_flags(ts, o, h, lo, c, v, sess, buck, step_ns, ref_volume, flags, vclass, combo)
+    in_session = int(combo.sum())
+    pos_bars = int(combo[:, :, (np.arange(64) & POS_VOL) != 0].sum())
     real_volume = in_session > 0 and pos_bars >= p.volume_real_share * in_session
     if not real_volume:
         # No volume to tell a stuck feed from a quiet day: the class is the session's own
@@ -446,11 +449,9 @@ def detect_symbol(bars: Bars, windows: Windows, step_ns: int,
         rate = (n_flat + 1.0) / (n_all + 2.0)
         day_class = np.clip(np.floor(-np.log2(rate)), 0, 7).astype(np.uint8)
         vclass = np.where(inside, day_class[np.maximum(sess, 0)], 0).astype(np.uint8)
-    # Per bucket and class, how many bars carry each combination of flags: every rate by
-    # time of day comes from this one count.
-    combo = np.bincount((buck + 1) * 512 + vclass.astype(np.int64) * 64 + flags,
-                        minlength=(n_b + 1) * 512)
-    combo = combo[: (n_b + 1) * 512].reshape(n_b + 1, 8, 64)[1:]
+        combo = np.bincount(np.where(inside, buck, n_b) * 512 + vclass.astype(np.int64) * 64
+                            + flags, minlength=(n_b + 1) * 512)
+        combo = combo[: n_b * 512].reshape(n_b, 8, 64)
     first = np.empty(n_k, np.int64)
     count = np.empty(n_k, np.int64)
     med_vol = np.empty(n_k, np.float64)

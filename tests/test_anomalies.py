@@ -166,6 +166,9 @@ def ref_stats(sess, v, flags, n_k):
         if len(idx):
             first[k], count[k] = idx[0], len(idx)
             pos = v[idx][v[idx] > 0]
+            if len(pos) > 512:
+                step = len(pos) // 256
+                pos = pos[::step][: len(pos) // step]
             if len(pos):
                 med[k] = float(np.sort(pos)[(len(pos) - 1) // 2])
             zero[k] = int((v[idx] == 0).sum())
@@ -236,7 +239,7 @@ def ro(*arrays):
     return out
 
 
-SIZES = [0, 1, 2, 3, 17, 64, 65, 300, 2000]
+SIZES = [0, 1, 2, 3, 17, 64, 65, 300, 2000, 6000]
 
 
 @pytest.mark.parametrize("n", SIZES)
@@ -256,12 +259,18 @@ def test_kernels_match_references(n, seed):
     ref_volume = float(np.median(v[v > 0])) if (v > 0).any() else 0.0
     flags = np.empty(n, np.uint8)
     cls = np.empty(n, np.uint8)
-    K.bar_flags(ts, o, h, lo, c, v, sess, M, ref_volume, flags, cls)
+    n_b = int(buck.max()) + 1 if n and buck.max() >= 0 else 1
+    counts = np.zeros((n_b, 8, 64), np.int64)
+    K.bar_flags(ts, o, h, lo, c, v, sess, buck, M, ref_volume, flags, cls, counts)
     r_flags, r_cls = ref_flags(ts, o, h, lo, c, v, sess, M, ref_volume)
     np.testing.assert_array_equal(flags, r_flags)
     np.testing.assert_array_equal(cls, r_cls)
     assert flags.dtype == np.uint8 and cls.dtype == np.uint8
-    n_b = int(buck.max()) + 1 if n and buck.max() >= 0 else 1
+    r_counts = np.zeros_like(counts)
+    for i in range(n):
+        if 0 <= buck[i] < n_b:
+            r_counts[buck[i], r_cls[i], r_flags[i]] += 1
+    np.testing.assert_array_equal(counts, r_counts)
     weight = -np.random.default_rng(seed).random((n_b, 8))
     for need, forbid, link, min_len, max_w in [(FLAT | AT_PREV, 0, 0, 1, 0.0),
                                                (FLAT | AT_PREV | ZERO_VOL, 0, NEXT, 1, 0.0),
@@ -324,7 +333,8 @@ def test_kernels_nan_volume_and_huge_times():
     sess, buck = np.empty(n, np.int64), np.empty(n, np.int64)
     K.locate_bars(ts, w_open, w_close, w_sess, s_first, 15 * M, sess, buck)
     flags, cls = np.empty(n, np.uint8), np.empty(n, np.uint8)
-    K.bar_flags(ts, o, h, lo, c, v, sess, M, 0.0, flags, cls)
+    K.bar_flags(ts, o, h, lo, c, v, sess, buck, M, 0.0, flags, cls,
+                np.zeros((int(buck.max()) + 1, 8, 64), np.int64))
     r_flags, r_cls = ref_flags(ts, o, h, lo, c, v, sess, M, 0.0)
     np.testing.assert_array_equal(flags, r_flags)
     assert not (flags & (ZERO_VOL | POS_VOL)).any()
@@ -339,8 +349,8 @@ def test_kernels_refuse_bad_shapes_and_views():
     ts, o, h, lo, c, v = market(50)
     sess = np.zeros(50, np.int64)
     with pytest.raises(ValueError, match="differ in length"):
-        K.bar_flags(ts, o, h, lo, c, v[:-1], sess, M, 1.0, np.empty(50, np.uint8),
-                    np.empty(50, np.uint8))
+        K.bar_flags(ts, o, h, lo, c, v[:-1], sess, sess, M, 1.0, np.empty(50, np.uint8),
+                    np.empty(50, np.uint8), np.zeros((1, 8, 64), np.int64))
     with pytest.raises(ValueError, match="contiguous"):
         K.bar_hashes(o[::2], h[::2], lo[::2], c[::2], v[::2], np.empty(25, np.uint64))
     with pytest.raises(ValueError, match="min_len"):
