@@ -19,6 +19,9 @@ from .session import Event
 from .faults import Fault
 from .job import run
 from .inspection import inspect as inspect
+from .check import check
+from .diff import diff
+from .anomalies import Anomalies, AnomalyInfo, AnomalyParams, find_anomalies
 
 from ._version import __version__
 
@@ -45,10 +48,15 @@ __all__ = [
     "RunResult",
     "Windows",
     "find_gaps",
+    "find_anomalies",
+    "Anomalies",
+    "AnomalyInfo",
+    "AnomalyParams",
     "parse_interval",
     "quality",
     "resample",
     "run",
+    "inspect",
+    "check",
+    "diff",
 ]
-from .check import check; from .diff import diff  # noqa: E402,E702 - quality gate, diff
-__all__ += ["check", "diff"]

@@ -85,7 +85,9 @@ class AnomalyParams:
         A run is stale when its chance, by the symbol's own rate of such bars at that time
         of day, is at most this.
     repeat_min_bars : int
-        Bars repeating the bar before them in every field (not flat), in a run.
+        Bars repeating the bar before them in every field (not flat), in a run; the run is
+        stale when its chance by the symbol's rate of repeats (time of day, class) is at most
+        ``stale_alpha`` too.
     spike_sigmas, spike_min_move : float
         A bar is off when its high, low or close is more than ``max(spike_sigmas * scale,
         spike_min_move)`` (log) from the median of the ``spike_ref_bars`` closes before it;
@@ -119,17 +121,22 @@ class AnomalyParams:
         Bars in a session with zero volume on every bar, where the symbol's volume is real.
     clock_max_hours : int
         Shifts looked for: 1 to this many hours, either way.
-    clock_margin, clock_min_corr : float
-        A session's activity profile is shifted when, shifted back, its correlation with the
-        symbol's usual profile is at least ``clock_min_corr`` and exceeds the correlation as
-        stamped by ``clock_margin``.
-    clock_min_sessions : int
-        Sessions in a run of shifted sessions.
+    clock_min_gain, clock_min_corr, clock_min_z : float
+        A session's activity profile (per bucket, the volume class of its bars summed, or
+        their range without volume) looks shifted when, shifted back by whole hours, its
+        correlation with the symbol's usual profile (the median over the sessions of the
+        square roots of the shares per bucket) is at least ``clock_min_corr`` and exceeds the
+        correlation as stamped by ``clock_min_gain``, that gain being ``clock_min_z`` robust
+        deviations (median, MAD) above the symbol's usual gain.
+    clock_min_sessions, clock_margin : int, float
+        A clock shift is a run of at least ``clock_min_sessions`` such sessions with the same
+        shift whose deviations add up to ``clock_margin`` or more.
     duplicate_min_equal : float
         A session repeats another when at least this share of its bars equal the other's bar
         at the same time of day in every field.
     duplicate_min_bars : int
-        Bars (not flat) a session needs to be compared.
+        Bars that tell sessions apart (not flat, or with volume) a session needs to be
+        compared.
     """
 
     kinds: tuple[str, ...] = KINDS
@@ -137,27 +144,29 @@ class AnomalyParams:
     volume_real_share: float = 0.5
     filled_min_bars: int = 1
     stale_min_bars: int = 10
-    stale_alpha: float = 1e-9
+    stale_alpha: float = 1e-10
     repeat_min_bars: int = 3
     spike_sigmas: float = 12.0
     spike_min_move: float = 0.005
     spike_ref_bars: int = 16
     spike_block: int = 64
     spike_max_bars: int = 3
-    spike_volume_ratio: float = 4.0
+    spike_volume_ratio: float = 8.0
     split_ratios: tuple[float, ...] = (1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 10.0, 15.0,
                                        20.0)
     jump_min_step: float = 1.35
     jump_tolerance: float = 0.03
-    jump_volume_share: float = 0.4
+    jump_volume_share: float = 0.25
     volume_factor: float = 50.0
     volume_min_sessions: int = 2
     volume_ref_sessions: int = 5
     zero_volume_min_bars: int = 10
     clock_max_hours: int = 2
-    clock_margin: float = 0.25
-    clock_min_corr: float = 0.5
-    clock_min_sessions: int = 1
+    clock_min_gain: float = 0.02
+    clock_min_corr: float = 0.3
+    clock_min_z: float = 1.0
+    clock_min_sessions: int = 2
+    clock_margin: float = 5.0
     duplicate_min_equal: float = 0.8
     duplicate_min_bars: int = 10
 
@@ -417,15 +426,32 @@ def detect_symbol(bars: Bars, windows: Windows, step_ns: int,
     sample = v[:: max(1, n // 4096)]
     sample = sample[sample > 0]
     ref_volume = float(np.median(sample)) if len(sample) else 0.0
-    _k.bar_flags(ts, o, h, lo, c, v, sess, step_ns, ref_volume, flags, vclass)
-    # Per bucket and volume class, how many bars carry each combination of flags: every
-    # rate by time of day comes from this one count.
-    combo = np.bincount((buck + 1) * 512 + vclass.astype(np.int64) * 64 + flags,
-                        minlength=(n_b + 1) * 512)
-    combo = combo[: (n_b + 1) * 512].reshape(n_b + 1, 8, 64)[1:]
+    # Per bucket and class, how many bars carry each combination of flags: every rate by
+    # time of day comes from this one count (made in the same pass).
+    combo = np.zeros((n_b, 8, 64), np.int64)
+    _k.bar_flags(ts, o, h, lo, c, v, sess, buck, step_ns, ref_volume, flags, vclass, combo)
     in_session = int(combo.sum())
     pos_bars = int(combo[:, :, (np.arange(64) & POS_VOL) != 0].sum())
     real_volume = in_session > 0 and pos_bars >= p.volume_real_share * in_session
+    if not real_volume:
+        # No volume to tell a stuck feed from a quiet day: the class is the session's own
+        # rate of flat bars at the previous close (class c: rate about 2**-c), so a quiet
+        # day is measured against quiet days.
+        flat = (flags & (FLAT | AT_PREV)) == (FLAT | AT_PREV)
+        inside = sess >= 0
+        n_flat = np.bincount(sess[flat & inside], minlength=n_k)[:n_k]
+        n_all = np.bincount(sess[inside], minlength=n_k)[:n_k]
+        # The long runs themselves (the candidates) do not count towards their day's rate.
+        r0, rl, _ = _runs(flags, FLAT | AT_PREV, 0, 0, sess, buck, vclass,
+                          np.zeros((1, 1)), p.stale_min_bars, 0.0)
+        np.subtract.at(n_flat, sess[r0], rl)
+        np.subtract.at(n_all, sess[r0], rl)
+        rate = (n_flat + 1.0) / (n_all + 2.0)
+        day_class = np.clip(np.floor(-np.log2(rate)), 0, 7).astype(np.uint8)
+        vclass = np.where(inside, day_class[np.maximum(sess, 0)], 0).astype(np.uint8)
+        combo = np.bincount(np.where(inside, buck, n_b) * 512 + vclass.astype(np.int64) * 64
+                            + flags, minlength=(n_b + 1) * 512)
+        combo = combo[: n_b * 512].reshape(n_b, 8, 64)
     first = np.empty(n_k, np.int64)
     count = np.empty(n_k, np.int64)
     med_vol = np.empty(n_k, np.float64)
@@ -459,11 +485,15 @@ def detect_symbol(bars: Bars, windows: Windows, step_ns: int,
         last = s0 + sl - 1
         rows.add(STALE, ts[s0], ts[last] + step_ns, sl, c[s0], rate[buck[s0], vclass[s0]],
                  -sw / np.log(10))
-        r0, rl, _ = _runs(flags, REPEAT, FLAT, 0, sess, buck, vclass, none_w,
-                          p.repeat_min_bars, 0.0)
+        # Bars repeated in every field: with real volume next to impossible, without it a
+        # quiet market's one-tick bars repeat, so the same rule of chance applies.
+        rrate = _rate(combo, REPEAT, 0)
+        r0, rl, rw = _runs(flags, REPEAT, FLAT, 0, sess, buck, vclass, np.log(rrate),
+                           p.repeat_min_bars, float(np.log(p.stale_alpha)))
         # A repeat run [a, a + m) repeats bar a - 1: the range starts there.
         last = r0 + rl - 1
-        rows.add(STALE, ts[r0 - 1], ts[last] + step_ns, rl + 1, c[r0], 0.0, np.inf)
+        rows.add(STALE, ts[r0 - 1], ts[last] + step_ns, rl + 1, c[r0],
+                 rrate[buck[r0], vclass[r0]], -rw / np.log(10))
     if "spike" in wanted:
         cap = n // 2 + 1
         out_i = np.empty(cap, np.int64)
@@ -481,7 +511,7 @@ def detect_symbol(bars: Bars, windows: Windows, step_ns: int,
     if "jump" in wanted:
         _jumps(rows, p, ts, c, step_ns, first, count, med_vol, real_volume)
     if "clock_shift" in wanted:
-        _clock_shifts(rows, p, ts, h, lo, c, v, sess, buck, step_ns, first, count, n_b,
+        _clock_shifts(rows, p, ts, h, lo, c, vclass, sess, buck, step_ns, first, count, n_b,
                       first_open, last_close, bucket_ns, real_volume)
     if "duplicate_session" in wanted:
         _duplicates(rows, p, ts, o, h, lo, c, v, sess, flags, step_ns, first, count,
@@ -489,15 +519,25 @@ def detect_symbol(bars: Bars, windows: Windows, step_ns: int,
     return rows.build(tz)
 
 
-def _rate(combo: np.ndarray, need: int, given: int) -> np.ndarray:
+def _rate(combo: np.ndarray, need: int, given: int, prior: float = 20.0) -> np.ndarray:
     """Per bucket (and class), the share of the bars with every bit of ``given`` that also
-    have every bit of ``need`` (with one pseudo-count each way, so never 0 or 1)."""
+    have every bit of ``need``.
+
+    Sparse cells borrow from the level above (class -> bucket -> the whole range) with the
+    weight of ``prior`` bars, so a cell of ten bars none flat does not claim a rate of 0,
+    nor one of 1/12.
+    """
     codes = np.arange(64)
     has_given = (codes & given) == given
     has_need = has_given & ((codes & need) == need)
-    num = combo[..., has_need].sum(axis=-1)
-    den = combo[..., has_given].sum(axis=-1)
-    return (num + 1.0) / (den + 2.0)
+    num = combo[..., has_need].sum(axis=-1).astype(np.float64)
+    den = combo[..., has_given].sum(axis=-1).astype(np.float64)
+    p_all = (num.sum() + 1.0) / (den.sum() + 2.0)
+    if num.ndim == 1:
+        return (num + prior * p_all) / (den + prior)
+    nb, db = num.sum(axis=1), den.sum(axis=1)
+    p_b = (nb + prior * p_all) / (db + prior)
+    return (num + prior * p_b[:, None]) / (den + prior)
 
 
 def _runs(flags: np.ndarray, need: int, forbid: int, link: int, sess: np.ndarray,
@@ -539,8 +579,8 @@ def _volume_shifts(rows: _Rows, p: AnomalyParams, ts: np.ndarray, step_ns: int,
     typical = float(np.nanmedian(level)) if np.isfinite(level).any() else np.nan
     if zero.any() and with_bars.sum() > 0 and (with_volume.sum() >= 0.9 * (with_bars.sum()
                                                                             - zero.sum())):
-        for k in np.flatnonzero(zero):
-            b = _session_bounds(first, count, ts, step_ns, int(k), int(k) + 1)
+        for kz in np.flatnonzero(zero).tolist():
+            b = _session_bounds(first, count, ts, step_ns, kz, kz + 1)
             if b is not None:
                 rows.add(VOLUME_SHIFT, b[0], b[1], b[2], 0.0, 10 ** typical, 0.0)
     else:
@@ -629,12 +669,13 @@ def _jumps(rows: _Rows, p: AnomalyParams, ts: np.ndarray, c: np.ndarray, step_ns
             if dv * s < p.jump_volume_share * s * s or abs(dv) > abs(s) + np.log(30):
                 continue
         i = int(f[j + 1])
+        split = float(p.split_ratios[r])
         rows.add(JUMP, ts[i], ts[i] + step_ns, 1, float(np.exp(s)),
-                 float(np.exp(np.sign(s) * ratios[r])), vratio)
+                 split if s > 0 else 1.0 / split, vratio)
 
 
 def _clock_shifts(rows: _Rows, p: AnomalyParams, ts: np.ndarray, h: np.ndarray,
-                  lo: np.ndarray, c: np.ndarray, v: np.ndarray, sess: np.ndarray,
+                  lo: np.ndarray, c: np.ndarray, vclass: np.ndarray, sess: np.ndarray,
                   buck: np.ndarray, step_ns: int, first: np.ndarray, count: np.ndarray,
                   n_b: int, first_open: np.ndarray, last_close: np.ndarray, bucket_ns: int,
                   real_volume: bool) -> None:
@@ -642,7 +683,7 @@ def _clock_shifts(rows: _Rows, p: AnomalyParams, ts: np.ndarray, h: np.ndarray,
     if n_k < 3:
         return
     prof = np.zeros((n_k, n_b), np.float64)
-    _k.activity_profile(sess, buck, h, lo, c, v, real_volume, prof)
+    _k.activity_profile(sess, buck, h, lo, c, vclass, real_volume, prof)
     usual_count = np.median(count[count > 0]) if (count > 0).any() else 0
     use = (count >= max(10, 0.5 * usual_count))
     if use.sum() < 3:
@@ -689,8 +730,17 @@ def _clock_shifts(rows: _Rows, p: AnomalyParams, ts: np.ndarray, h: np.ndarray,
         better = np.nan_to_num(cs, nan=-np.inf) > best
         best[better] = cs[better]
         best_h[better] = hours
-    shifted = use & (best >= p.clock_min_corr) & (best - np.nan_to_num(base, nan=-1.0)
-                                                    >= p.clock_margin)
+    gain = np.where(np.isfinite(best) & np.isfinite(base), best - base, -np.inf)
+    # How much better a shift fits varies by symbol (a weak profile fits any shift almost as
+    # well): gains are measured against the symbol's own, by median and MAD over sessions.
+    g = gain[use & np.isfinite(gain)]
+    if len(g) < 3:
+        return
+    med = float(np.median(g))
+    mad = max(1.4826 * float(np.median(np.abs(g - med))), 0.02)
+    z = (gain - med) / mad
+    shifted = (use & (best >= p.clock_min_corr) & (gain >= p.clock_min_gain)
+               & (z >= p.clock_min_z))
     if not shifted.any():
         return
     k = 0
@@ -701,7 +751,7 @@ def _clock_shifts(rows: _Rows, p: AnomalyParams, ts: np.ndarray, h: np.ndarray,
         e = k
         while e + 1 < n_k and shifted[e + 1] and best_h[e + 1] == best_h[k]:
             e += 1
-        if e - k + 1 >= p.clock_min_sessions:
+        if e - k + 1 >= p.clock_min_sessions and z[k:e + 1].sum() >= p.clock_margin:
             b = _session_bounds(first, count, ts, step_ns, k, e + 1)
             if b is not None:
                 rows.add(CLOCK_SHIFT, b[0], b[1], b[2], float(best_h[k]),
@@ -743,7 +793,8 @@ def _duplicates(rows: _Rows, p: AnomalyParams, ts: np.ndarray, o: np.ndarray, h:
         off_a = ts[sa] - first_open[a]
         off_b = ts[sb] - first_open[b]
         _, ia, ib = np.intersect1d(off_a, off_b, assume_unique=True, return_indices=True)
-        nonflat = (flags[sb][ib] & FLAT) == 0
+        fb = flags[sb][ib]
+        nonflat = ((fb & FLAT) == 0) | ((fb & POS_VOL) != 0)
         equal = int((hashes[sa][ia] == hashes[sb][ib]).sum())
         if nonflat.sum() < p.duplicate_min_bars or equal < p.duplicate_min_equal * count[b]:
             continue

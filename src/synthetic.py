@@ -161,8 +161,10 @@ def score(run: Any, u: Universe) -> dict[str, dict[str, float]]:
 #   frozen at the previous close while their volume stays (a stuck feed), or, one time in
 #   three, 6-20 bars that repeat the bar before them in every field;
 # - ``spike``: per session, with probability ``spike``: one to three consecutive bars off by
-#   2%-15% (the whole bar, or only its high or its low, a bad print in a wick), the next bar
-#   back at the real price;
+#   2%-15%, and at least 20 times the median absolute return of the 30 bars around (a bad
+#   print leaves the local range: a 2% print in a market whose minutes move 1% is none), the
+#   whole bar or only its high or its low (a bad print in a wick), the next bar back at the
+#   real price;
 # - ``jump``: per symbol, with probability ``jump``: from a session on (after the fifth), every
 #   price divided by a split ratio (2, 3, 4, 5, 7, 10, 3/2 or the inverses) and the volume
 #   multiplied by it (an unadjusted split); the truth is the first bar of that session;
@@ -379,10 +381,10 @@ def inject_anomalies(bars: Bars, windows: Any, step_ns: int, rng: np.random.Gene
         k = free_session(6, n_k)
         if k is not None:
             ratio = float(rng.choice(SPLIT_RATIOS))
-            m = sess >= k
+            after = sess >= k
             for a in (o, h, lo, c):
-                a[m] /= ratio
-            v[m] *= ratio
+                a[after] /= ratio
+            v[after] *= ratio
             busy[k] = True
             i = int(np.flatnonzero(sess == k)[0])
             rows.append((symbol, JUMP, int(ts[i]), int(ts[i] + step_ns), 1))
@@ -461,7 +463,11 @@ def inject_anomalies(bars: Bars, windows: Any, step_ns: int, rng: np.random.Gene
                 continue
             a = int(idx[int(rng.integers(25, len(idx) - 25))])
             m = int(rng.choice([1, 1, 1, 2, 3]))
-            size = float(rng.uniform(0.02, 0.15))
+            # A bad print leaves the local range by definition: 2%-15%, and at least 20
+            # times the median absolute return of the 30 bars around it.
+            near = c[max(1, a - 15):a + 15]
+            local = float(np.median(np.abs(np.diff(np.log(near))))) if len(near) > 2 else 0.0
+            size = max(float(rng.uniform(0.02, 0.15)), 20 * local)
             sign = 1.0 if rng.random() < 0.5 else -1.0
             how = rng.choice(["bar", "bar", "high", "low"])
             sl = slice(a, a + m)
@@ -534,7 +540,7 @@ def anomaly_universe(n_symbols: int = 100, n_sessions: int = 60, seed: int = 0,
         else:
             kw = dict(trades=float(rng.uniform(3, 10)), price=float(rng.uniform(10, 100)),
                       vol=float(rng.uniform(0.0005, 0.0015)), size=float(rng.uniform(20, 300)))
-        b = realistic_bars(windows, MINUTE_NS, rng, profile=profile, **kw)  # type: ignore[arg-type]
+        b = realistic_bars(windows, MINUTE_NS, rng, profile=profile, **kw)
         clean[name] = b
         bars[name], t = inject_anomalies(b, windows, MINUTE_NS, rng, name, rates)
         rows.append(t)

@@ -61,21 +61,28 @@ def locate_bars(const i64[::1] ts, const i64[::1] w_open, const i64[::1] w_close
 
 def bar_flags(const i64[::1] ts, const f64[::1] open, const f64[::1] high,
               const f64[::1] low, const f64[::1] close, const f64[::1] volume,
-              const i64[::1] session, i64 step_ns, f64 ref_volume, uint8_t[::1] out,
-              uint8_t[::1] out_class):
+              const i64[::1] session, const i64[::1] bucket, i64 step_ns, f64 ref_volume,
+              uint8_t[::1] out, uint8_t[::1] out_class, i64[:, :, ::1] out_counts):
     """The FLAG_* bits of every bar (see the module); volume may be NaN (neither bit).
 
     ``out_class`` is the bar's volume class: ``floor(log2(volume / ref_volume)) + 4``
     clipped to 1..7 for positive volume, 0 otherwise (or when ``ref_volume`` is not positive).
+    ``out_counts[bucket, class, flags]`` counts the bars of each bucket (0 <= bucket <
+    ``out_counts.shape[0]``) by class and flags; it must be (buckets, 8, 64) and is added to.
     """
-    cdef Py_ssize_t n = ts.shape[0], i
+    cdef Py_ssize_t n = ts.shape[0], i, nb = out_counts.shape[0]
     cdef uint8_t f
     cdef f64 o, c, vi, vp
     cdef int cls, e
+    cdef i64 b
     if not (open.shape[0] == high.shape[0] == low.shape[0] == close.shape[0]
-            == volume.shape[0] == session.shape[0] == out.shape[0] == out_class.shape[0]
-            == n):
+            == volume.shape[0] == session.shape[0] == bucket.shape[0] == out.shape[0]
+            == out_class.shape[0] == n):
         raise ValueError("bar_flags: columns differ in length")
+    if out_counts.shape[1] != 8 or out_counts.shape[2] != 64:
+        raise ValueError("bar_flags: out_counts must be (buckets, 8, 64), got "
+                         f"({out_counts.shape[0]}, {out_counts.shape[1]}, "
+                         f"{out_counts.shape[2]})")
     with nogil:
         for i in range(n):
             f = 0
@@ -108,6 +115,9 @@ def bar_flags(const i64[::1] ts, const f64[::1] open, const f64[::1] high,
                 if ts[i] - ts[i - 1] == step_ns:
                     f |= FLAG_NEXT
             out[i] = f
+            b = bucket[i]
+            if 0 <= b < nb:
+                out_counts[b, cls, f] += 1
     return None
 
 
@@ -381,9 +391,11 @@ def session_stats(const i64[::1] session, const f64[::1] volume, const uint8_t[:
                   i64[::1] out_first, i64[::1] out_count, f64[::1] out_med_volume,
                   i64[::1] out_zero_volume, i64[::1] out_filled):
     """Per session (``session`` sorted where >= 0, negative ones skipped): the first bar's
-    index (-1 without bars), the bars, the median of the positive volumes (-1 without one),
+    index (-1 without bars), the bars, the median of the positive volumes (-1 without one;
+    over more than 512 of them, the median of every ``npos // 256``-th, in order),
     the bars with zero volume and those flat at the previous close with zero volume."""
     cdef Py_ssize_t n = session.shape[0], ns = out_first.shape[0], i, a, k, cnt, npos
+    cdef Py_ssize_t last = -1
     cdef f64* buf = NULL
     cdef bint bad = False
     if volume.shape[0] != n or flags.shape[0] != n:
@@ -407,9 +419,10 @@ def session_stats(const i64[::1] session, const f64[::1] volume, const uint8_t[:
             if k < 0:
                 i += 1
                 continue
-            if k >= ns:
-                bad = True
+            if k >= ns or k <= last:
+                bad = True          # past the outputs, or the sessions are not sorted
                 break
+            last = k
             a = i
             npos = 0
             while i < n and session[i] == k:
@@ -421,11 +434,14 @@ def session_stats(const i64[::1] session, const f64[::1] volume, const uint8_t[:
                     if flags[i] & FLAG_AT_PREV:
                         out_filled[k] += 1
                 i += 1
-            if out_first[k] >= 0:
-                bad = True          # a session's bars are not consecutive
-                break
             out_first[k] = a
             out_count[k] = i - a
+            if npos > 512:
+                # the level, not the exact median: every step-th of the positive volumes
+                cnt = npos // 256
+                npos = npos // cnt
+                for a in range(npos):
+                    buf[a] = buf[a * cnt]
             out_med_volume[k] = _select(buf, npos, (npos - 1) // 2) if npos > 0 else -1.0
     free(buf)
     if bad:
@@ -435,16 +451,17 @@ def session_stats(const i64[::1] session, const f64[::1] volume, const uint8_t[:
 
 
 def activity_profile(const i64[::1] session, const i64[::1] bucket, const f64[::1] high,
-                     const f64[::1] low, const f64[::1] close, const f64[::1] volume,
-                     bint by_volume, f64[:, ::1] out):
-    """Add each bar's activity to ``out[session, bucket]``: its volume (``by_volume``) or its
-    range over its close.  Bars outside (session or bucket out of ``out``) are skipped;
+                     const f64[::1] low, const f64[::1] close, const uint8_t[::1] klass,
+                     bint by_class, f64[:, ::1] out):
+    """Add each bar's activity to ``out[session, bucket]``: its volume class (``by_class``,
+    a log scale of the volume from ``bar_flags``, so one burst does not make the profile) or
+    its range over its close.  Bars outside (session or bucket out of ``out``) are skipped;
     non-finite activity adds nothing."""
     cdef Py_ssize_t n = session.shape[0], ns = out.shape[0], nb = out.shape[1], i
     cdef i64 k, b
     cdef f64 a
     if not (bucket.shape[0] == high.shape[0] == low.shape[0] == close.shape[0]
-            == volume.shape[0] == n):
+            == klass.shape[0] == n):
         raise ValueError("activity_profile: columns differ in length")
     with nogil:
         for i in range(n):
@@ -452,8 +469,8 @@ def activity_profile(const i64[::1] session, const i64[::1] bucket, const f64[::
             b = bucket[i]
             if k < 0 or k >= ns or b < 0 or b >= nb:
                 continue
-            if by_volume:
-                a = volume[i]
+            if by_class:
+                a = klass[i]
             elif close[i] > 0.0:
                 a = (high[i] - low[i]) / close[i]
             else:
@@ -500,9 +517,9 @@ def bar_hashes(const f64[::1] open, const f64[::1] high, const f64[::1] low,
 
 def session_sketches(const u64[::1] hashes, const uint8_t[::1] flags, const i64[::1] session,
                      u64[:, ::1] out):
-    """The smallest ``out.shape[1]`` distinct hashes of each session's bars that are not flat
-    (flat bars repeat across quiet sessions without being copies), ascending; unused entries
-    stay UINT64_MAX."""
+    """The smallest ``out.shape[1]`` distinct hashes of each session's bars, ascending, flat bars
+    without volume left out (they repeat across quiet sessions without being copies); unused
+    entries stay UINT64_MAX."""
     cdef Py_ssize_t n = hashes.shape[0], ns = out.shape[0], s = out.shape[1], i, j, p
     cdef i64 k
     cdef u64 h
@@ -515,7 +532,7 @@ def session_sketches(const u64[::1] hashes, const uint8_t[::1] flags, const i64[
         if s > 0:
             for i in range(n):
                 k = session[i]
-                if k < 0 or k >= ns or (flags[i] & FLAG_FLAT):
+                if k < 0 or k >= ns or ((flags[i] & FLAG_FLAT) and not (flags[i] & FLAG_POS_VOL)):
                     continue
                 h = hashes[i]
                 if h >= out[k, s - 1]:
