@@ -35,6 +35,7 @@ import gzip
 import lzma
 import re
 import shlex
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -278,6 +279,19 @@ def _head_lines(path: Path, n: int = 60) -> list[str]:
     return lines[:n]
 
 
+def _data_files(path: Path, notes: list[str] | None = None) -> list[Path]:
+    """The folder's data files as a run lists them; the files a run skips as not bar data
+    become notes (instead of the readers' warnings)."""
+    skipped: list = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", readers.ReadWarning)
+        files = readers.data_files(path, skipped=skipped)
+    if notes is not None:
+        for p, why in skipped:
+            notes.append(f"{Path(p).name}: not bar data ({why}), skipped (a run skips it too)")
+    return files
+
+
 def _detect_format(path: Path) -> str:
     """``lean``, ``databento``, ``binance``, ``parquet`` or ``csv``."""
     if path.is_dir():
@@ -287,7 +301,7 @@ def _detect_format(path: Path) -> str:
                 return "lean"
             if name.endswith((".dbn", ".dbn.zst")):
                 return "databento"
-        files = readers.data_files(path)
+        files = _data_files(path)
         if files and _kind(files[0]) == "csv" and _is_kline(files[0]):
             return "binance"
         return "parquet" if files and all(_kind(f) == "parquet" for f in files) else "csv"
@@ -648,7 +662,7 @@ def inspect(data: Any, *, format: str | None = None,
     options: dict[str, Any] = {}
     read_from: Any = path
     if fmt == "csv":
-        files = readers.data_files(path) if path.is_dir() else [path]
+        files = _data_files(path, found.notes) if path.is_dir() else [path]
         usable: list[Path] = []
         for f in files:
             probe = Inspection(found.path)
@@ -676,7 +690,7 @@ def inspect(data: Any, *, format: str | None = None,
         if path.is_dir() and len(usable) < len(files):
             read_from = usable
     if path.is_dir() and fmt in ("csv", "parquet"):
-        found.files = len(readers.data_files(path))
+        found.files = len(_data_files(path))
     found.options = options
     result = None
     fmt_arg = None if fmt in ("csv", "parquet") else fmt
