@@ -21,7 +21,7 @@ data_quality        min    ``100 * (expected - lost) / expected``: only slots lo
 lost                max    slots lost to outage, late_start and early_end
 outage              max    slots missing in gaps of kind outage (also late_start,
 late_start, ...            early_end, no_trade, halt: any gap kind)
-gaps                max    gaps (any kind)
+gaps, missing       max    gaps and missing slots (any kind); ``gaps_<kind>`` per kind
 gaps_over_N         max    gaps longer than N bars (``gaps_over_30``)
 anomalies_KIND      max    anomalies of a kind (see below)
 ==================  =====  ============================================================
