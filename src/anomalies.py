@@ -429,7 +429,11 @@ def detect_symbol(bars: Bars, windows: Windows, step_ns: int,
     # Per bucket and class, how many bars carry each combination of flags: every rate by
     # time of day comes from this one count (made in the same pass).
     combo = np.zeros((n_b, 8, 64), np.int64)
-    _k.bar_flags(ts, o, h, lo, c, v, sess, buck, step_ns, ref_volume, flags, vclass, combo)
+    hashes = np.empty(n, np.uint64)
+    by_class = np.zeros((n_k, n_b), np.float64)
+    by_range = np.zeros((n_k, n_b), np.float64)
+    _k.bar_flags(ts, o, h, lo, c, v, sess, buck, step_ns, ref_volume, flags, vclass, combo,
+                 hashes, by_class, by_range)
     in_session = int(combo.sum())
     pos_bars = int(combo[:, :, (np.arange(64) & POS_VOL) != 0].sum())
     real_volume = in_session > 0 and pos_bars >= p.volume_real_share * in_session
@@ -511,11 +515,10 @@ def detect_symbol(bars: Bars, windows: Windows, step_ns: int,
     if "jump" in wanted:
         _jumps(rows, p, ts, c, step_ns, first, count, med_vol, real_volume)
     if "clock_shift" in wanted:
-        _clock_shifts(rows, p, ts, h, lo, c, vclass, sess, buck, step_ns, first, count, n_b,
-                      first_open, last_close, bucket_ns, real_volume)
+        _clock_shifts(rows, p, ts, by_class if real_volume else by_range, step_ns, first,
+                      count, n_b, first_open, last_close, bucket_ns)
     if "duplicate_session" in wanted:
-        _duplicates(rows, p, ts, o, h, lo, c, v, sess, flags, step_ns, first, count,
-                    first_open)
+        _duplicates(rows, p, ts, hashes, sess, flags, step_ns, first, count, first_open)
     return rows.build(tz)
 
 
@@ -674,16 +677,12 @@ def _jumps(rows: _Rows, p: AnomalyParams, ts: np.ndarray, c: np.ndarray, step_ns
                  split if s > 0 else 1.0 / split, vratio)
 
 
-def _clock_shifts(rows: _Rows, p: AnomalyParams, ts: np.ndarray, h: np.ndarray,
-                  lo: np.ndarray, c: np.ndarray, vclass: np.ndarray, sess: np.ndarray,
-                  buck: np.ndarray, step_ns: int, first: np.ndarray, count: np.ndarray,
-                  n_b: int, first_open: np.ndarray, last_close: np.ndarray, bucket_ns: int,
-                  real_volume: bool) -> None:
+def _clock_shifts(rows: _Rows, p: AnomalyParams, ts: np.ndarray, prof: np.ndarray,
+                  step_ns: int, first: np.ndarray, count: np.ndarray, n_b: int,
+                  first_open: np.ndarray, last_close: np.ndarray, bucket_ns: int) -> None:
     n_k = len(first)
     if n_k < 3:
         return
-    prof = np.zeros((n_k, n_b), np.float64)
-    _k.activity_profile(sess, buck, h, lo, c, vclass, real_volume, prof)
     usual_count = np.median(count[count > 0]) if (count > 0).any() else 0
     use = (count >= max(10, 0.5 * usual_count))
     if use.sum() < 3:
@@ -759,15 +758,12 @@ def _clock_shifts(rows: _Rows, p: AnomalyParams, ts: np.ndarray, h: np.ndarray,
         k = e + 1
 
 
-def _duplicates(rows: _Rows, p: AnomalyParams, ts: np.ndarray, o: np.ndarray, h: np.ndarray,
-                lo: np.ndarray, c: np.ndarray, v: np.ndarray, sess: np.ndarray,
-                flags: np.ndarray, step_ns: int, first: np.ndarray, count: np.ndarray,
-                first_open: np.ndarray) -> None:
+def _duplicates(rows: _Rows, p: AnomalyParams, ts: np.ndarray, hashes: np.ndarray,
+                sess: np.ndarray, flags: np.ndarray, step_ns: int, first: np.ndarray,
+                count: np.ndarray, first_open: np.ndarray) -> None:
     n_k = len(first)
     if n_k < 2:
         return
-    hashes = np.empty(len(ts), np.uint64)
-    _k.bar_hashes(o, h, lo, c, v, hashes)
     sketch = np.empty((n_k, 8), np.uint64)
     _k.session_sketches(hashes, flags, sess, sketch)
     full = sketch[:, -1] != np.iinfo(np.uint64).max
