@@ -468,7 +468,16 @@ def detect_symbol(bars: Bars, windows: Windows, step_ns: int,
         zero_sessions = _volume_shifts(rows, p, ts, step_ns, first, count, med_vol, zero_vol,
                                        filled_like)
     none_w = np.zeros((1, 1), np.float64)
-    if real_volume and "filled" in wanted:
+    codes = np.arange(64)
+    by_flags = combo.sum(axis=(0, 1))      # bars per combination of flags
+
+    def some(bits: int, least: int = 1) -> bool:
+        """Whether at least ``least`` bars carry every bit of ``bits`` (else a run pass over
+        the columns is skipped: on liquid data most are)."""
+        return int(by_flags[(codes & bits) == bits].sum()) >= least
+
+    if real_volume and "filled" in wanted and some(FLAT | AT_PREV | ZERO_VOL,
+                                                    p.filled_min_bars):
         need = FLAT | AT_PREV | ZERO_VOL
         share = _rate(combo.sum(axis=1), need, 0)
         f0, fl, _ = _runs(flags, need, 0, NEXT, sess, buck, vclass, none_w,
@@ -478,7 +487,8 @@ def detect_symbol(bars: Bars, windows: Windows, step_ns: int,
         last = f0 + fl - 1
         b = buck[f0]
         rows.add(FILLED, ts[f0], ts[last] + step_ns, fl, c[f0], share[b], fl)
-    if "stale" in wanted:
+    if "stale" in wanted and some(FLAT | AT_PREV | (POS_VOL if real_volume else 0),
+                                  p.stale_min_bars):
         need = FLAT | AT_PREV | (POS_VOL if real_volume else 0)
         # The chance of a flat bar at the previous close by time of day and volume class:
         # a quiet market's flat bars are light, a stuck feed's carry the usual volume.
@@ -489,6 +499,7 @@ def detect_symbol(bars: Bars, windows: Windows, step_ns: int,
         last = s0 + sl - 1
         rows.add(STALE, ts[s0], ts[last] + step_ns, sl, c[s0], rate[buck[s0], vclass[s0]],
                  -sw / np.log(10))
+    if "stale" in wanted and some(REPEAT, p.repeat_min_bars):
         # Bars repeated in every field: with real volume next to impossible, without it a
         # quiet market's one-tick bars repeat, so the same rule of chance applies.
         rrate = _rate(combo, REPEAT, 0)
