@@ -59,7 +59,6 @@ EVIDENCE = {
 FLAT, AT_PREV, ZERO_VOL, POS_VOL, REPEAT, NEXT = 1, 2, 4, 8, 16, 32
 MINUTE_NS = 60_000_000_000
 HOUR_NS = 60 * MINUTE_NS
-_NO_TIME = np.iinfo(np.int64).min
 
 
 @dataclass(frozen=True)
@@ -321,7 +320,6 @@ class Anomalies(Sequence[AnomalyInfo]):
         import pyarrow as pa
 
         unit = pa.timestamp("ns", tz="UTC")
-        ref = np.where(self.ref_ns == 0, 0, self.ref_ns)
         return pa.table({
             "kind": pa.array(np.asarray(KINDS, dtype=object)[self.kind.astype(np.int64)]
                              if len(self) else np.empty(0, object), pa.string()),
@@ -329,7 +327,7 @@ class Anomalies(Sequence[AnomalyInfo]):
             "bar_count": pa.array(self.bar_count),
             "value": pa.array(self.value), "baseline": pa.array(self.baseline),
             "score": pa.array(self.score),
-            "ref": pa.array(ref, unit, mask=self.ref_ns == 0)})
+            "ref": pa.array(self.ref_ns, unit, mask=self.ref_ns == 0)})
 
     def to_pandas(self) -> "pd.DataFrame":
         try:

@@ -551,7 +551,9 @@ def test_find_anomalies_api_and_container():
     df = a.to_pandas()
     assert list(df.columns) == ["kind", "start", "end", "bar_count", "value", "baseline",
                                 "score", "ref"]
-    assert a.to_arrow().num_rows == 1 and a[0:1] == a[0:1] or True
+    assert a.to_arrow().num_rows == 1
+    assert len(a[0:1]) == 1 and a[0:1][0] == info and len(a[1:]) == 0
+    assert df["ref"].isna().all() and df["kind"].tolist() == ["spike"]
     assert a.counts()["spike"] == 1 and sum(a.counts().values()) == 1
     assert list(a) == [info]
     assert len(sd.find_anomalies(bars, cal, kinds=("filled",))) == 0
