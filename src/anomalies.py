@@ -124,7 +124,8 @@ class AnomalyParams:
         A session's activity profile (per bucket, the volume class of its bars summed, or
         their range without volume) looks shifted when, shifted back by whole hours, its
         correlation with the symbol's usual profile (the median over the sessions of the
-        square roots of the shares per bucket) is at least ``clock_min_corr`` and exceeds the
+        square roots of the shares per bucket; weekend sessions against weekend sessions
+        where there are three) is at least ``clock_min_corr`` and exceeds the
         correlation as stamped by ``clock_min_gain``, that gain being ``clock_min_z`` robust
         deviations (median, MAD) above the symbol's usual gain.
     clock_min_sessions, clock_margin : int, float
@@ -525,7 +526,7 @@ def detect_symbol(bars: Bars, windows: Windows, step_ns: int,
         _jumps(rows, p, ts, c, step_ns, first, count, med_vol, real_volume)
     if "clock_shift" in wanted:
         _clock_shifts(rows, p, ts, by_class if real_volume else by_range, step_ns, first,
-                      count, n_b, first_open, last_close, bucket_ns)
+                      count, n_b, first_open, last_close, bucket_ns, windows.sessions)
     if "duplicate_session" in wanted:
         _duplicates(rows, p, ts, hashes, sess, flags, step_ns, first, count, first_open)
     return rows.build(tz)
@@ -688,7 +689,8 @@ def _jumps(rows: _Rows, p: AnomalyParams, ts: np.ndarray, c: np.ndarray, step_ns
 
 def _clock_shifts(rows: _Rows, p: AnomalyParams, ts: np.ndarray, prof: np.ndarray,
                   step_ns: int, first: np.ndarray, count: np.ndarray, n_b: int,
-                  first_open: np.ndarray, last_close: np.ndarray, bucket_ns: int) -> None:
+                  first_open: np.ndarray, last_close: np.ndarray, bucket_ns: int,
+                  sessions: np.ndarray) -> None:
     n_k = len(first)
     if n_k < 3:
         return
@@ -701,7 +703,13 @@ def _clock_shifts(rows: _Rows, p: AnomalyParams, ts: np.ndarray, prof: np.ndarra
     shares = np.zeros_like(prof)
     shares[use] = prof[use] / tot[use, None]
     x = np.sqrt(shares)
-    usual = np.median(x[use], axis=0)
+    # The usual profile per kind of day: weekends trade differently where they trade at all.
+    weekend = ((sessions.astype("datetime64[D]").astype(np.int64) + 3) % 7) >= 5
+    usual_of = {}
+    for group in (False, True):
+        sel = use & (weekend == group)
+        usual_of[group] = np.median(x[sel if sel.sum() >= 3 else use], axis=0)
+    usual = np.where(weekend[:, None], usual_of[True][None, :], usual_of[False][None, :])
     inside = (np.arange(n_b)[None, :] * bucket_ns) < (last_close - first_open)[:, None]
     per_hour = int(HOUR_NS // bucket_ns)
     if per_hour < 1:
@@ -712,9 +720,9 @@ def _clock_shifts(rows: _Rows, p: AnomalyParams, ts: np.ndarray, prof: np.ndarra
         nw = w.sum(axis=1)
         nw[nw == 0] = np.nan
         mx = (xs * w).sum(axis=1) / nw
-        mr = (ref[None, :] * w).sum(axis=1) / nw
+        mr = (ref * w).sum(axis=1) / nw
         dx = (xs - mx[:, None]) * w
-        dr = (ref[None, :] - mr[:, None]) * w
+        dr = (ref - mr[:, None]) * w
         num = (dx * dr).sum(axis=1)
         den = np.sqrt((dx * dx).sum(axis=1) * (dr * dr).sum(axis=1))
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -731,9 +739,9 @@ def _clock_shifts(rows: _Rows, p: AnomalyParams, ts: np.ndarray, prof: np.ndarra
             continue
         # stamped ``hours`` late: the session's bucket b holds the usual bucket b - s
         if s > 0:
-            xs, ref, m = x[:, s:], usual[:-s], inside[:, s:] & inside[:, :-s]
+            xs, ref, m = x[:, s:], usual[:, :-s], inside[:, s:] & inside[:, :-s]
         else:
-            xs, ref, m = x[:, :s], usual[-s:], inside[:, :s] & inside[:, -s:]
+            xs, ref, m = x[:, :s], usual[:, -s:], inside[:, :s] & inside[:, -s:]
         cs = corr(xs, ref, m)
         better = np.nan_to_num(cs, nan=-np.inf) > best
         best[better] = cs[better]

@@ -555,6 +555,7 @@ def test_find_anomalies_api_and_container():
     assert len(a[0:1]) == 1 and a[0:1][0] == info and len(a[1:]) == 0
     assert df["ref"].isna().all() and df["kind"].tolist() == ["spike"]
     assert a.counts()["spike"] == 1 and sum(a.counts().values()) == 1
+    assert list(a.counts()) == list(KINDS)
     assert list(a) == [info]
     assert len(sd.find_anomalies(bars, cal, kinds=("filled",))) == 0
     assert len(sd.find_anomalies(bars, cal, spike_sigmas=1e9, spike_min_move=10.0)) == 0
