@@ -838,6 +838,14 @@ def find_anomalies(bars: Bars, calendar: Calendar | None = None, *, base: Any = 
     -------
     Anomalies
         Sorted by start, with the kind, the range, its bars and the evidence.
+
+    Raises
+    ------
+    ValueError
+        A bar outside every session window of the calendar (naming the first), or bars
+        whose interval is not intraday.
+    TypeError
+        ``bars`` not ``Bars``, or an unknown threshold.
     """
     from .api import _base_of
     from .grid import default_calendar, session_windows
@@ -853,4 +861,12 @@ def find_anomalies(bars: Bars, calendar: Calendar | None = None, *, base: Any = 
         raise ValueError("find_anomalies needs bars of an intraday interval (base=...), "
                          f"got {bars.interval}")
     windows = session_windows(calendar, bars.ts, start, end)
+    # As find_gaps: a bar outside every session window is an error, not something to skip.
+    w = np.searchsorted(windows.open_ns, bars.ts, side="right") - 1
+    inside = (w >= 0) & (bars.ts < windows.close_ns[np.maximum(w, 0)])
+    if not inside.all():
+        row = int(np.argmin(inside))
+        raise ValueError(f"find_anomalies on calendar {calendar.name}: bar {row} at "
+                         f"{local_time(int(bars.ts[row]), calendar.tz).isoformat()} is "
+                         f"outside every session window ({int((~inside).sum())} bars are)")
     return detect_symbol(bars, windows, step, p, tz=calendar.tz)

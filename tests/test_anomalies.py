@@ -567,6 +567,12 @@ def test_find_anomalies_api_and_container():
     with pytest.raises(TypeError, match="Bars"):
         sd.find_anomalies(bars.to_pandas(), cal)
     assert len(sd.find_anomalies(sd.Bars.empty("1m"), cal)) == 0
+    late = sd.Bars.from_arrays(np.r_[bars.ts[:50], bars.ts[389] + 60 * M],
+                               *(np.r_[x[:50], x[389]] for x in
+                                 (bars.open, bars.high, bars.low, bars.close, bars.volume)),
+                               interval="1m")
+    with pytest.raises(ValueError, match=r"bar 50 at 2024-01-02T16:59:00-05:00 is outside"):
+        sd.find_anomalies(late, cal)
     one = sd.find_anomalies(bars[:1], cal, base="1m")
     assert len(one) == 0
     e = Anomalies.empty()
