@@ -59,7 +59,6 @@ EVIDENCE = {
 FLAT, AT_PREV, ZERO_VOL, POS_VOL, REPEAT, NEXT = 1, 2, 4, 8, 16, 32
 MINUTE_NS = 60_000_000_000
 HOUR_NS = 60 * MINUTE_NS
-_NO_TIME = np.iinfo(np.int64).min
 
 
 @dataclass(frozen=True)
@@ -125,7 +124,8 @@ class AnomalyParams:
         A session's activity profile (per bucket, the volume class of its bars summed, or
         their range without volume) looks shifted when, shifted back by whole hours, its
         correlation with the symbol's usual profile (the median over the sessions of the
-        square roots of the shares per bucket) is at least ``clock_min_corr`` and exceeds the
+        square roots of the shares per bucket; weekend sessions against weekend sessions
+        where there are three) is at least ``clock_min_corr`` and exceeds the
         correlation as stamped by ``clock_min_gain``, that gain being ``clock_min_z`` robust
         deviations (median, MAD) above the symbol's usual gain.
     clock_min_sessions, clock_margin : int, float
@@ -321,7 +321,6 @@ class Anomalies(Sequence[AnomalyInfo]):
         import pyarrow as pa
 
         unit = pa.timestamp("ns", tz="UTC")
-        ref = np.where(self.ref_ns == 0, 0, self.ref_ns)
         return pa.table({
             "kind": pa.array(np.asarray(KINDS, dtype=object)[self.kind.astype(np.int64)]
                              if len(self) else np.empty(0, object), pa.string()),
@@ -329,7 +328,7 @@ class Anomalies(Sequence[AnomalyInfo]):
             "bar_count": pa.array(self.bar_count),
             "value": pa.array(self.value), "baseline": pa.array(self.baseline),
             "score": pa.array(self.score),
-            "ref": pa.array(ref, unit, mask=self.ref_ns == 0)})
+            "ref": pa.array(self.ref_ns, unit, mask=self.ref_ns == 0)})
 
     def to_pandas(self) -> "pd.DataFrame":
         try:
@@ -429,7 +428,11 @@ def detect_symbol(bars: Bars, windows: Windows, step_ns: int,
     # Per bucket and class, how many bars carry each combination of flags: every rate by
     # time of day comes from this one count (made in the same pass).
     combo = np.zeros((n_b, 8, 64), np.int64)
-    _k.bar_flags(ts, o, h, lo, c, v, sess, buck, step_ns, ref_volume, flags, vclass, combo)
+    hashes = np.empty(n, np.uint64)
+    by_class = np.zeros((n_k, n_b), np.float64)
+    by_range = np.zeros((n_k, n_b), np.float64)
+    _k.bar_flags(ts, o, h, lo, c, v, sess, buck, step_ns, ref_volume, flags, vclass, combo,
+                 hashes, by_class, by_range)
     in_session = int(combo.sum())
     pos_bars = int(combo[:, :, (np.arange(64) & POS_VOL) != 0].sum())
     real_volume = in_session > 0 and pos_bars >= p.volume_real_share * in_session
@@ -464,7 +467,16 @@ def detect_symbol(bars: Bars, windows: Windows, step_ns: int,
         zero_sessions = _volume_shifts(rows, p, ts, step_ns, first, count, med_vol, zero_vol,
                                        filled_like)
     none_w = np.zeros((1, 1), np.float64)
-    if real_volume and "filled" in wanted:
+    codes = np.arange(64)
+    by_flags = combo.sum(axis=(0, 1))      # bars per combination of flags
+
+    def some(bits: int, least: int = 1) -> bool:
+        """Whether at least ``least`` bars carry every bit of ``bits`` (else a run pass over
+        the columns is skipped: on liquid data most are)."""
+        return int(by_flags[(codes & bits) == bits].sum()) >= least
+
+    if real_volume and "filled" in wanted and some(FLAT | AT_PREV | ZERO_VOL,
+                                                    p.filled_min_bars):
         need = FLAT | AT_PREV | ZERO_VOL
         share = _rate(combo.sum(axis=1), need, 0)
         f0, fl, _ = _runs(flags, need, 0, NEXT, sess, buck, vclass, none_w,
@@ -474,7 +486,8 @@ def detect_symbol(bars: Bars, windows: Windows, step_ns: int,
         last = f0 + fl - 1
         b = buck[f0]
         rows.add(FILLED, ts[f0], ts[last] + step_ns, fl, c[f0], share[b], fl)
-    if "stale" in wanted:
+    if "stale" in wanted and some(FLAT | AT_PREV | (POS_VOL if real_volume else 0),
+                                  p.stale_min_bars):
         need = FLAT | AT_PREV | (POS_VOL if real_volume else 0)
         # The chance of a flat bar at the previous close by time of day and volume class:
         # a quiet market's flat bars are light, a stuck feed's carry the usual volume.
@@ -485,6 +498,7 @@ def detect_symbol(bars: Bars, windows: Windows, step_ns: int,
         last = s0 + sl - 1
         rows.add(STALE, ts[s0], ts[last] + step_ns, sl, c[s0], rate[buck[s0], vclass[s0]],
                  -sw / np.log(10))
+    if "stale" in wanted and some(REPEAT, p.repeat_min_bars):
         # Bars repeated in every field: with real volume next to impossible, without it a
         # quiet market's one-tick bars repeat, so the same rule of chance applies.
         rrate = _rate(combo, REPEAT, 0)
@@ -511,11 +525,10 @@ def detect_symbol(bars: Bars, windows: Windows, step_ns: int,
     if "jump" in wanted:
         _jumps(rows, p, ts, c, step_ns, first, count, med_vol, real_volume)
     if "clock_shift" in wanted:
-        _clock_shifts(rows, p, ts, h, lo, c, vclass, sess, buck, step_ns, first, count, n_b,
-                      first_open, last_close, bucket_ns, real_volume)
+        _clock_shifts(rows, p, ts, by_class if real_volume else by_range, step_ns, first,
+                      count, n_b, first_open, last_close, bucket_ns, windows.sessions)
     if "duplicate_session" in wanted:
-        _duplicates(rows, p, ts, o, h, lo, c, v, sess, flags, step_ns, first, count,
-                    first_open)
+        _duplicates(rows, p, ts, hashes, sess, flags, step_ns, first, count, first_open)
     return rows.build(tz)
 
 
@@ -674,16 +687,13 @@ def _jumps(rows: _Rows, p: AnomalyParams, ts: np.ndarray, c: np.ndarray, step_ns
                  split if s > 0 else 1.0 / split, vratio)
 
 
-def _clock_shifts(rows: _Rows, p: AnomalyParams, ts: np.ndarray, h: np.ndarray,
-                  lo: np.ndarray, c: np.ndarray, vclass: np.ndarray, sess: np.ndarray,
-                  buck: np.ndarray, step_ns: int, first: np.ndarray, count: np.ndarray,
-                  n_b: int, first_open: np.ndarray, last_close: np.ndarray, bucket_ns: int,
-                  real_volume: bool) -> None:
+def _clock_shifts(rows: _Rows, p: AnomalyParams, ts: np.ndarray, prof: np.ndarray,
+                  step_ns: int, first: np.ndarray, count: np.ndarray, n_b: int,
+                  first_open: np.ndarray, last_close: np.ndarray, bucket_ns: int,
+                  sessions: np.ndarray) -> None:
     n_k = len(first)
     if n_k < 3:
         return
-    prof = np.zeros((n_k, n_b), np.float64)
-    _k.activity_profile(sess, buck, h, lo, c, vclass, real_volume, prof)
     usual_count = np.median(count[count > 0]) if (count > 0).any() else 0
     use = (count >= max(10, 0.5 * usual_count))
     if use.sum() < 3:
@@ -693,7 +703,13 @@ def _clock_shifts(rows: _Rows, p: AnomalyParams, ts: np.ndarray, h: np.ndarray,
     shares = np.zeros_like(prof)
     shares[use] = prof[use] / tot[use, None]
     x = np.sqrt(shares)
-    usual = np.median(x[use], axis=0)
+    # The usual profile per kind of day: weekends trade differently where they trade at all.
+    weekend = ((sessions.astype("datetime64[D]").astype(np.int64) + 3) % 7) >= 5
+    usual_of = {}
+    for group in (False, True):
+        sel = use & (weekend == group)
+        usual_of[group] = np.median(x[sel if sel.sum() >= 3 else use], axis=0)
+    usual = np.where(weekend[:, None], usual_of[True][None, :], usual_of[False][None, :])
     inside = (np.arange(n_b)[None, :] * bucket_ns) < (last_close - first_open)[:, None]
     per_hour = int(HOUR_NS // bucket_ns)
     if per_hour < 1:
@@ -704,9 +720,9 @@ def _clock_shifts(rows: _Rows, p: AnomalyParams, ts: np.ndarray, h: np.ndarray,
         nw = w.sum(axis=1)
         nw[nw == 0] = np.nan
         mx = (xs * w).sum(axis=1) / nw
-        mr = (ref[None, :] * w).sum(axis=1) / nw
+        mr = (ref * w).sum(axis=1) / nw
         dx = (xs - mx[:, None]) * w
-        dr = (ref[None, :] - mr[:, None]) * w
+        dr = (ref - mr[:, None]) * w
         num = (dx * dr).sum(axis=1)
         den = np.sqrt((dx * dx).sum(axis=1) * (dr * dr).sum(axis=1))
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -723,9 +739,9 @@ def _clock_shifts(rows: _Rows, p: AnomalyParams, ts: np.ndarray, h: np.ndarray,
             continue
         # stamped ``hours`` late: the session's bucket b holds the usual bucket b - s
         if s > 0:
-            xs, ref, m = x[:, s:], usual[:-s], inside[:, s:] & inside[:, :-s]
+            xs, ref, m = x[:, s:], usual[:, :-s], inside[:, s:] & inside[:, :-s]
         else:
-            xs, ref, m = x[:, :s], usual[-s:], inside[:, :s] & inside[:, -s:]
+            xs, ref, m = x[:, :s], usual[:, -s:], inside[:, :s] & inside[:, -s:]
         cs = corr(xs, ref, m)
         better = np.nan_to_num(cs, nan=-np.inf) > best
         best[better] = cs[better]
@@ -759,15 +775,12 @@ def _clock_shifts(rows: _Rows, p: AnomalyParams, ts: np.ndarray, h: np.ndarray,
         k = e + 1
 
 
-def _duplicates(rows: _Rows, p: AnomalyParams, ts: np.ndarray, o: np.ndarray, h: np.ndarray,
-                lo: np.ndarray, c: np.ndarray, v: np.ndarray, sess: np.ndarray,
-                flags: np.ndarray, step_ns: int, first: np.ndarray, count: np.ndarray,
-                first_open: np.ndarray) -> None:
+def _duplicates(rows: _Rows, p: AnomalyParams, ts: np.ndarray, hashes: np.ndarray,
+                sess: np.ndarray, flags: np.ndarray, step_ns: int, first: np.ndarray,
+                count: np.ndarray, first_open: np.ndarray) -> None:
     n_k = len(first)
     if n_k < 2:
         return
-    hashes = np.empty(len(ts), np.uint64)
-    _k.bar_hashes(o, h, lo, c, v, hashes)
     sketch = np.empty((n_k, 8), np.uint64)
     _k.session_sketches(hashes, flags, sess, sketch)
     full = sketch[:, -1] != np.iinfo(np.uint64).max
@@ -825,6 +838,14 @@ def find_anomalies(bars: Bars, calendar: Calendar | None = None, *, base: Any = 
     -------
     Anomalies
         Sorted by start, with the kind, the range, its bars and the evidence.
+
+    Raises
+    ------
+    ValueError
+        A bar outside every session window of the calendar (naming the first), or bars
+        whose interval is not intraday.
+    TypeError
+        ``bars`` not ``Bars``, or an unknown threshold.
     """
     from .api import _base_of
     from .grid import default_calendar, session_windows
@@ -840,4 +861,12 @@ def find_anomalies(bars: Bars, calendar: Calendar | None = None, *, base: Any = 
         raise ValueError("find_anomalies needs bars of an intraday interval (base=...), "
                          f"got {bars.interval}")
     windows = session_windows(calendar, bars.ts, start, end)
+    # As find_gaps: a bar outside every session window is an error, not something to skip.
+    w = np.searchsorted(windows.open_ns, bars.ts, side="right") - 1
+    inside = (w >= 0) & (bars.ts < windows.close_ns[np.maximum(w, 0)])
+    if not inside.all():
+        row = int(np.argmin(inside))
+        raise ValueError(f"find_anomalies on calendar {calendar.name}: bar {row} at "
+                         f"{local_time(int(bars.ts[row]), calendar.tz).isoformat()} is "
+                         f"outside every session window ({int((~inside).sum())} bars are)")
     return detect_symbol(bars, windows, step, p, tz=calendar.tz)

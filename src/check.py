@@ -21,7 +21,7 @@ data_quality        min    ``100 * (expected - lost) / expected``: only slots lo
 lost                max    slots lost to outage, late_start and early_end
 outage              max    slots missing in gaps of kind outage (also late_start,
 late_start, ...            early_end, no_trade, halt: any gap kind)
-gaps                max    gaps (any kind)
+gaps, missing       max    gaps and missing slots (any kind); ``gaps_<kind>`` per kind
 gaps_over_N         max    gaps longer than N bars (``gaps_over_30``)
 anomalies_KIND      max    anomalies of a kind (see below)
 ==================  =====  ============================================================
@@ -337,6 +337,7 @@ class Cells:
     columns: dict[str, np.ndarray]
     source: str = ""
     gap_reader: Any = None
+    kind_reader: Any = None   # makes the columns per gap kind when first asked for
     _gap_lengths: tuple[np.ndarray, np.ndarray] | None = None
 
     def __len__(self) -> int:
@@ -346,6 +347,12 @@ class Cells:
         """A column by name (``gaps_over_N`` counted from the gaps)."""
         if name in self.columns:
             return self.columns[name]
+        if self.kind_reader is not None and name.startswith(("missing_", "gaps_")) \
+                and not name.startswith("gaps_over_"):
+            reader, self.kind_reader = self.kind_reader, None
+            self.columns.update(reader())
+            if name in self.columns:
+                return self.columns[name]
         m = re.match(r"^gaps_over_(\d+)$", name)
         if m:
             cell, length = self.gap_lengths()
@@ -401,9 +408,7 @@ def read_cells(out: str | os.PathLike, only: Iterable[str] | None = None) -> Cel
     sessions = [str(s) for s in manifest.get("sessions", [])]
     iv_code = {n: i for i, n in enumerate(intervals)}
     sym_code = {n: i for i, n in enumerate(symbols)}
-    rows: dict[str, list[Any]] = {k: [] for k in (
-        "interval", "symbol", "session", "expected", "coverage", "bars", "gaps", "missing")}
-    lost: list[int] = []
+    table: list[tuple[Any, ...]] = []   # one tuple per cell: codes and figures
     kinds: list[dict[str, Any]] = []
     anomalies: dict[str, list[int]] = {}
     classified = True
@@ -433,48 +438,58 @@ def read_cells(out: str | os.PathLike, only: Iterable[str] | None = None) -> Cel
                     intervals.append(name)
                 try:
                     g = iv["gaps"]
-                    row = (i, s, k, int(q["expected"]), float(q["coverage"]), int(iv["bars"]),
-                           int(g["gap_count"]), int(g["missing_bars"]))
-                except (KeyError, TypeError, ValueError) as exc:
+                    lost = q.get("lost")
+                    table.append((i, s, k, q["expected"], q["coverage"], iv["bars"],
+                                  g["gap_count"], g["missing_bars"],
+                                  -1 if lost is None else lost))
+                except (KeyError, TypeError) as exc:
                     raise ValueError(f"{path}: {symbol} {name}: malformed figures ({exc!r})"
                                      ) from None
-                for key, value in zip(rows, row):
-                    rows[key].append(value)
-                n = len(rows["interval"]) - 1
-                if classified and "lost" in q:
-                    lost.append(int(q["lost"]))
-                    kinds.append(g.get("kinds") or {})
-                else:
+                if lost is None:
                     classified = False
-                _anomaly_counts(iv.get("anomalies"), anomalies, n)
+                elif classified:
+                    kinds.append(g.get("kinds") or {})
+                if "anomalies" in iv:
+                    _anomaly_counts(iv["anomalies"], anomalies, len(table) - 1)
+    try:
+        figures = np.array(table, np.float64).reshape(len(table), 9)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{root}: malformed figures in a session document ({exc})") from None
+    n_cells = len(table)
     columns: dict[str, np.ndarray] = {
-        "expected": np.array(rows["expected"], np.int64),
-        "coverage": np.array(rows["coverage"], np.float64),
-        "bars": np.array(rows["bars"], np.int64),
-        "gaps": np.array(rows["gaps"], np.int64),
-        "missing": np.array(rows["missing"], np.int64),
-    }
-    n_cells = len(rows["interval"])
-    if classified:
-        columns["lost"] = np.array(lost, np.int64)
-        names = set(GAP_KINDS).union(*kinds) if kinds else set(GAP_KINDS)
-        none = {"missing_bars": 0, "gap_count": 0}
-        for kind in sorted(names):   # every kind a column, even when no gap has it
-            try:
-                columns[f"missing_{kind}"] = np.array(
-                    [int(c.get(kind, none)["missing_bars"]) for c in kinds], np.int64)
-                columns[f"gaps_{kind}"] = np.array(
-                    [int(c.get(kind, none)["gap_count"]) for c in kinds], np.int64)
-            except (KeyError, TypeError, ValueError) as exc:
-                raise ValueError(f"{root}: malformed gap kinds ({exc!r})") from None
+        name: figures[:, j] if name == "coverage" else figures[:, j].astype(np.int64)
+        for j, name in enumerate(("expected", "coverage", "bars", "gaps", "missing", "lost"),
+                                 start=3)}
+    if not classified:
+        del columns["lost"]
     for kind, values in anomalies.items():
         columns[f"anomalies_{kind}"] = np.array(values + [0] * (n_cells - len(values)),
                                                 np.int64)
-    cells = Cells(symbols, sessions, intervals, base,
-                  np.array(rows["symbol"], np.int64), np.array(rows["session"], np.int64),
-                  np.array(rows["interval"], np.int64), columns, source=str(root))
+    cells = Cells(symbols, sessions, intervals, base, figures[:, 1].astype(np.int64),
+                  figures[:, 2].astype(np.int64), figures[:, 0].astype(np.int64), columns,
+                  source=str(root))
+    if classified:
+        cells.kind_reader = lambda: _kind_columns(kinds, root)
     cells.gap_reader = lambda: _export_gap_lengths(root, manifest, cells)
     return cells
+
+
+def _kind_columns(kinds: list[dict[str, Any]], root: Path) -> dict[str, np.ndarray]:
+    """``missing_<kind>`` and ``gaps_<kind>`` of each cell from the documents' counts per
+    kind (every kind a column, even when no gap has it); made when a rule asks."""
+    names = set(GAP_KINDS).union(*kinds) if kinds else set(GAP_KINDS)
+    none = {"missing_bars": 0, "gap_count": 0}
+    out = {}
+    try:
+        for kind in sorted(names):
+            out[f"missing_{kind}"] = np.array(
+                [c.get(kind, none)["missing_bars"] for c in kinds], np.int64)
+            out[f"gaps_{kind}"] = np.array(
+                [c.get(kind, none)["gap_count"] for c in kinds], np.int64)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{root}: malformed gap kinds in a session document ({exc!r})"
+                         ) from None
+    return out
 
 
 def _anomaly_counts(section: Any, into: dict[str, list[int]], n: int) -> None:

@@ -640,9 +640,9 @@ def _cells_table(parts: list[dict[str, Any]], symbols: list[str], sessions: list
                           100.0) if "lost" in cells.columns else np.full(len(e), np.nan)
         for name, values in (("bars", cells.columns["bars"][ok].astype(np.float64)),
                              ("completeness", comp), ("data_quality", dq),
-                             *((f"missing_{k}", cells.columns[f"missing_{k}"][ok]
+                             *((f"missing_{k}", cells.column(f"missing_{k}")[ok]
                                 .astype(np.float64)) for k in GAP_KINDS
-                               if f"missing_{k}" in cells.columns)):
+                               if "lost" in cells.columns)):
             arr = np.full(n_cells, np.nan)
             arr[at] = values
             figures[f"{name}_{side}"] = arr

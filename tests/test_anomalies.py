@@ -261,7 +261,12 @@ def test_kernels_match_references(n, seed):
     cls = np.empty(n, np.uint8)
     n_b = int(buck.max()) + 1 if n and buck.max() >= 0 else 1
     counts = np.zeros((n_b, 8, 64), np.int64)
-    K.bar_flags(ts, o, h, lo, c, v, sess, buck, M, ref_volume, flags, cls, counts)
+    n_k = len(w_open)
+    hashes = np.empty(n, np.uint64)
+    by_class = np.zeros((max(n_k, 1), n_b))
+    by_range = np.zeros((max(n_k, 1), n_b))
+    K.bar_flags(ts, o, h, lo, c, v, sess, buck, M, ref_volume, flags, cls, counts, hashes,
+                by_class, by_range)
     r_flags, r_cls = ref_flags(ts, o, h, lo, c, v, sess, M, ref_volume)
     np.testing.assert_array_equal(flags, r_flags)
     np.testing.assert_array_equal(cls, r_cls)
@@ -298,19 +303,14 @@ def test_kernels_match_references(n, seed):
         np.testing.assert_allclose(outs[2][:m], [x[2] for x in want])
         np.testing.assert_allclose(outs[3][:m], [x[3] for x in want])
         np.testing.assert_allclose(outs[4][:m], [x[4] for x in want], rtol=1e-9)
-    n_k = len(w_open)
     st = [np.empty(n_k, np.int64), np.empty(n_k, np.int64), np.empty(n_k),
           np.empty(n_k, np.int64), np.empty(n_k, np.int64)]
     K.session_stats(sess, v, flags, *st)
     for got, want in zip(st, ref_stats(sess, v, flags, n_k)):
         np.testing.assert_array_equal(got, want)
-    for by_class in (True, False):
-        prof = np.zeros((max(n_k, 1), n_b))
-        K.activity_profile(sess, buck, h, lo, c, cls, by_class, prof)
-        np.testing.assert_allclose(prof, ref_profile(sess, buck, h, lo, c, cls, by_class,
+    for klass, prof in ((True, by_class), (False, by_range)):
+        np.testing.assert_allclose(prof, ref_profile(sess, buck, h, lo, c, cls, klass,
                                                      prof.shape), rtol=1e-12)
-    hashes = np.empty(n, np.uint64)
-    K.bar_hashes(o, h, lo, c, v, hashes)
     rows = list(zip(o.tolist(), h.tolist(), lo.tolist(), c.tolist(), v.tolist()))
     for i in range(1, n):
         assert (hashes[i] == hashes[i - 1]) == (rows[i] == rows[i - 1])
@@ -333,8 +333,10 @@ def test_kernels_nan_volume_and_huge_times():
     sess, buck = np.empty(n, np.int64), np.empty(n, np.int64)
     K.locate_bars(ts, w_open, w_close, w_sess, s_first, 15 * M, sess, buck)
     flags, cls = np.empty(n, np.uint8), np.empty(n, np.uint8)
+    nb = int(buck.max()) + 1
     K.bar_flags(ts, o, h, lo, c, v, sess, buck, M, 0.0, flags, cls,
-                np.zeros((int(buck.max()) + 1, 8, 64), np.int64))
+                np.zeros((nb, 8, 64), np.int64), np.empty(n, np.uint64),
+                np.zeros((len(w_open), nb)), np.zeros((len(w_open), nb)))
     r_flags, r_cls = ref_flags(ts, o, h, lo, c, v, sess, M, 0.0)
     np.testing.assert_array_equal(flags, r_flags)
     assert not (flags & (ZERO_VOL | POS_VOL)).any()
@@ -350,9 +352,12 @@ def test_kernels_refuse_bad_shapes_and_views():
     sess = np.zeros(50, np.int64)
     with pytest.raises(ValueError, match="differ in length"):
         K.bar_flags(ts, o, h, lo, c, v[:-1], sess, sess, M, 1.0, np.empty(50, np.uint8),
-                    np.empty(50, np.uint8), np.zeros((1, 8, 64), np.int64))
+                    np.empty(50, np.uint8), np.zeros((1, 8, 64), np.int64),
+                    np.empty(50, np.uint64), np.zeros((1, 1)), np.zeros((1, 1)))
     with pytest.raises(ValueError, match="contiguous"):
-        K.bar_hashes(o[::2], h[::2], lo[::2], c[::2], v[::2], np.empty(25, np.uint64))
+        K.find_spikes(h[::2], lo[::2], c[::2], v[::2], sess[::2], 64, 12.0, 0.005, 16, 3,
+                      8.0, *(np.empty(25, t) for t in (np.int64, np.int64, np.float64,
+                                                        np.float64, np.float64)))
     with pytest.raises(ValueError, match="min_len"):
         K.find_runs(np.zeros(50, np.uint8), 0, 0, 0, sess, sess, np.zeros(50, np.uint8),
                     np.zeros((1, 1)), 0, 0.0, *(np.empty(1, t) for t in
@@ -546,8 +551,11 @@ def test_find_anomalies_api_and_container():
     df = a.to_pandas()
     assert list(df.columns) == ["kind", "start", "end", "bar_count", "value", "baseline",
                                 "score", "ref"]
-    assert a.to_arrow().num_rows == 1 and a[0:1] == a[0:1] or True
+    assert a.to_arrow().num_rows == 1
+    assert len(a[0:1]) == 1 and a[0:1][0] == info and len(a[1:]) == 0
+    assert df["ref"].isna().all() and df["kind"].tolist() == ["spike"]
     assert a.counts()["spike"] == 1 and sum(a.counts().values()) == 1
+    assert list(a.counts()) == list(KINDS)
     assert list(a) == [info]
     assert len(sd.find_anomalies(bars, cal, kinds=("filled",))) == 0
     assert len(sd.find_anomalies(bars, cal, spike_sigmas=1e9, spike_min_move=10.0)) == 0
@@ -559,6 +567,12 @@ def test_find_anomalies_api_and_container():
     with pytest.raises(TypeError, match="Bars"):
         sd.find_anomalies(bars.to_pandas(), cal)
     assert len(sd.find_anomalies(sd.Bars.empty("1m"), cal)) == 0
+    late = sd.Bars.from_arrays(np.r_[bars.ts[:50], bars.ts[389] + 60 * M],
+                               *(np.r_[x[:50], x[389]] for x in
+                                 (bars.open, bars.high, bars.low, bars.close, bars.volume)),
+                               interval="1m")
+    with pytest.raises(ValueError, match=r"bar 50 at 2024-01-02T16:59:00-05:00 is outside"):
+        sd.find_anomalies(late, cal)
     one = sd.find_anomalies(bars[:1], cal, base="1m")
     assert len(one) == 0
     e = Anomalies.empty()

@@ -59,26 +59,52 @@ def locate_bars(const i64[::1] ts, const i64[::1] w_open, const i64[::1] w_close
     return outside
 
 
+cdef inline u64 _mix(u64 z) noexcept nogil:
+    # splitmix64's finaliser: every input bit moves every output bit
+    z = (z ^ (z >> 30)) * <u64> 0xbf58476d1ce4e5b9
+    z = (z ^ (z >> 27)) * <u64> 0x94d049bb133111eb
+    return z ^ (z >> 31)
+
+
+cdef inline u64 _bits(f64 x) noexcept nogil:
+    cdef u64 u
+    if x == 0.0:
+        x = 0.0     # -0.0 and 0.0 hash alike
+    memcpy(&u, &x, sizeof(u64))
+    return u
+
+
 def bar_flags(const i64[::1] ts, const f64[::1] open, const f64[::1] high,
               const f64[::1] low, const f64[::1] close, const f64[::1] volume,
               const i64[::1] session, const i64[::1] bucket, i64 step_ns, f64 ref_volume,
-              uint8_t[::1] out, uint8_t[::1] out_class, i64[:, :, ::1] out_counts):
+              uint8_t[::1] out, uint8_t[::1] out_class, i64[:, :, ::1] out_counts,
+              u64[::1] out_hash, f64[:, ::1] out_by_class, f64[:, ::1] out_by_range):
     """The FLAG_* bits of every bar (see the module); volume may be NaN (neither bit).
 
     ``out_class`` is the bar's volume class: ``floor(log2(volume / ref_volume)) + 4``
     clipped to 1..7 for positive volume, 0 otherwise (or when ``ref_volume`` is not positive).
     ``out_counts[bucket, class, flags]`` counts the bars of each bucket (0 <= bucket <
     ``out_counts.shape[0]``) by class and flags; it must be (buckets, 8, 64) and is added to.
+    ``out_hash`` is a 64-bit hash of the bar's five values (not its time).  The activity
+    profiles are added to, at ``[session, bucket]`` when both are inside the array:
+    ``out_by_class`` the volume class, ``out_by_range`` the range over the close (when
+    finite and positive).  One pass: the columns are read once for all of it.
     """
     cdef Py_ssize_t n = ts.shape[0], i, nb = out_counts.shape[0]
+    cdef Py_ssize_t pk = out_by_class.shape[0], pb = out_by_class.shape[1]
     cdef uint8_t f
-    cdef f64 o, c, vi, vp
+    cdef f64 o, c, vi, vp, rg
     cdef int cls, e
-    cdef i64 b
+    cdef i64 b, k
+    cdef u64 z
     if not (open.shape[0] == high.shape[0] == low.shape[0] == close.shape[0]
             == volume.shape[0] == session.shape[0] == bucket.shape[0] == out.shape[0]
             == out_class.shape[0] == n):
         raise ValueError("bar_flags: columns differ in length")
+    if out_hash.shape[0] != n:
+        raise ValueError("bar_flags: out_hash differs in length from the columns")
+    if out_by_range.shape[0] != pk or out_by_range.shape[1] != pb:
+        raise ValueError("bar_flags: out_by_class and out_by_range differ in shape")
     if out_counts.shape[1] != 8 or out_counts.shape[2] != 64:
         raise ValueError("bar_flags: out_counts must be (buckets, 8, 64), got "
                          f"({out_counts.shape[0]}, {out_counts.shape[1]}, "
@@ -118,6 +144,20 @@ def bar_flags(const i64[::1] ts, const f64[::1] open, const f64[::1] high,
             b = bucket[i]
             if 0 <= b < nb:
                 out_counts[b, cls, f] += 1
+            k = session[i]
+            if 0 <= k < pk and 0 <= b < pb:
+                out_by_class[k, b] += cls
+                if c > 0.0:
+                    rg = (high[i] - low[i]) / c
+                    if isfinite(rg) and rg > 0.0:
+                        out_by_range[k, b] += rg
+            # each field times its own odd constant (a bijection), summed, then mixed once
+            z = (_bits(o) * <u64> 0x9e3779b97f4a7c15
+                 + _bits(high[i]) * <u64> 0xc2b2ae3d27d4eb4f
+                 + _bits(low[i]) * <u64> 0x165667b19e3779f9
+                 + _bits(c) * <u64> 0xd6e8feb86659fd93
+                 + _bits(vi) * <u64> 0xff51afd7ed558ccd)
+            out_hash[i] = _mix(z)
     return None
 
 
@@ -447,71 +487,6 @@ def session_stats(const i64[::1] session, const f64[::1] volume, const uint8_t[:
     if bad:
         raise ValueError("session_stats: session indices must be sorted and below "
                          f"{ns} (outside bars negative)")
-    return None
-
-
-def activity_profile(const i64[::1] session, const i64[::1] bucket, const f64[::1] high,
-                     const f64[::1] low, const f64[::1] close, const uint8_t[::1] klass,
-                     bint by_class, f64[:, ::1] out):
-    """Add each bar's activity to ``out[session, bucket]``: its volume class (``by_class``,
-    a log scale of the volume from ``bar_flags``, so one burst does not make the profile) or
-    its range over its close.  Bars outside (session or bucket out of ``out``) are skipped;
-    non-finite activity adds nothing."""
-    cdef Py_ssize_t n = session.shape[0], ns = out.shape[0], nb = out.shape[1], i
-    cdef i64 k, b
-    cdef f64 a
-    if not (bucket.shape[0] == high.shape[0] == low.shape[0] == close.shape[0]
-            == klass.shape[0] == n):
-        raise ValueError("activity_profile: columns differ in length")
-    with nogil:
-        for i in range(n):
-            k = session[i]
-            b = bucket[i]
-            if k < 0 or k >= ns or b < 0 or b >= nb:
-                continue
-            if by_class:
-                a = klass[i]
-            elif close[i] > 0.0:
-                a = (high[i] - low[i]) / close[i]
-            else:
-                a = 0.0
-            if isfinite(a) and a > 0.0:
-                out[k, b] += a
-    return None
-
-
-cdef inline u64 _mix(u64 z) noexcept nogil:
-    # splitmix64's finaliser: every input bit moves every output bit
-    z = (z ^ (z >> 30)) * <u64> 0xbf58476d1ce4e5b9
-    z = (z ^ (z >> 27)) * <u64> 0x94d049bb133111eb
-    return z ^ (z >> 31)
-
-
-cdef inline u64 _bits(f64 x) noexcept nogil:
-    cdef u64 u
-    if x == 0.0:
-        x = 0.0     # -0.0 and 0.0 hash alike
-    memcpy(&u, &x, sizeof(u64))
-    return u
-
-
-def bar_hashes(const f64[::1] open, const f64[::1] high, const f64[::1] low,
-               const f64[::1] close, const f64[::1] volume, u64[::1] out):
-    """A 64-bit hash of each bar's five values (not its time)."""
-    cdef Py_ssize_t n = open.shape[0], i
-    cdef u64 z
-    if not (high.shape[0] == low.shape[0] == close.shape[0] == volume.shape[0]
-            == out.shape[0] == n):
-        raise ValueError("bar_hashes: columns differ in length")
-    with nogil:
-        for i in range(n):
-            # each field times its own odd constant (a bijection), summed, then mixed once
-            z = (_bits(open[i]) * <u64> 0x9e3779b97f4a7c15
-                 + _bits(high[i]) * <u64> 0xc2b2ae3d27d4eb4f
-                 + _bits(low[i]) * <u64> 0x165667b19e3779f9
-                 + _bits(close[i]) * <u64> 0xd6e8feb86659fd93
-                 + _bits(volume[i]) * <u64> 0xff51afd7ed558ccd)
-            out[i] = _mix(z)
     return None
 
 
