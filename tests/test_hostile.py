@@ -43,7 +43,7 @@ from sessiondata import (
 from sessiondata._core import aggregation, gaps, quality as kquality, stream, validation
 from sessiondata.export import read_dataset, validate_export
 from sessiondata.job import run
-from sessiondata.readers import ReadError, read_csv, read_frame, read_parquet
+from sessiondata.readers import ReadError, ReadWarning, read_csv, read_frame, read_parquet
 
 SECOND = 1_000_000_000
 MINUTE = 60 * SECOND
@@ -708,7 +708,8 @@ def test_csv_empty_file(tmp_path):
 
 
 def test_csv_header_only_gives_the_symbol_with_no_bars(tmp_path):
-    result = read_csv(write(tmp_path, "X.csv", HEADER))
+    with pytest.warns(ReadWarning, match=r"X\.csv: no data rows \(only a header line\)"):
+        result = read_csv(write(tmp_path, "X.csv", HEADER))
     assert list(result.bars) == ["X"] and len(result.bars["X"]) == 0 and result.rows == 0
 
 

@@ -82,7 +82,8 @@ def test_a_folder_of_nothing_but_documents_is_an_error(tmp_path):
     folder = tmp_path / "data"
     folder.mkdir()
     (folder / "README.txt").write_text("nothing here\n")
-    with pytest.raises(ReadError, match=r"data: no bar data in the folder: README\.txt: "):
+    with pytest.raises(ReadError, match=r"data: no bar data in the folder: README\.txt: "), \
+            pytest.warns(ReadWarning, match="skipped, not bar data"):
         read_bars(folder)
 
 

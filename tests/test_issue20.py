@@ -276,3 +276,23 @@ def test_a_symbol_column_that_is_a_price_is_named(tmp_path, capsys):
     assert "X.csv: column 'open' cannot be both the symbol and the open" in err
     with pytest.raises(ReadError, match="cannot be both the symbol and the time"):
         read_bars(path, symbol_column="timestamp")
+
+
+def test_the_quick_stray_search_drops_as_few_rows_as_the_longest_run():
+    from sessiondata.readers.result import _isolated_strays, _longest_increasing
+
+    rng = np.random.default_rng(20)
+    quick = 0
+    for _ in range(3000):
+        n = int(rng.integers(2, 40))
+        v = np.sort(rng.integers(0, 60, n)).astype(np.int64)
+        for _ in range(int(rng.integers(0, 4))):
+            v[int(rng.integers(0, n))] = int(rng.integers(-10, 70))
+        slow = _longest_increasing(v)
+        assert np.all(np.diff(v[slow]) > 0)
+        fast = _isolated_strays(v)
+        if fast is not None:
+            quick += 1
+            assert np.all(np.diff(v[fast]) > 0), v
+            assert fast.sum() == slow.sum(), v
+    assert quick > 1000              # the quick path is the common one

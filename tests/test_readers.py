@@ -9,6 +9,7 @@ import pytest
 from sessiondata import Bars, Calendar
 from sessiondata.readers import (
     ReadError,
+    ReadWarning,
     data_files,
     read_bars,
     read_csv,
@@ -255,7 +256,8 @@ def test_missing_columns_are_listed(tmp_path):
 def test_empty_file_and_header_only(tmp_path):
     err = error_of(read_csv, write(tmp_path, "empty.csv", ""))
     assert "empty" in err.reason
-    result = read_csv(write(tmp_path, "head.csv", HEADER))
+    with pytest.warns(ReadWarning, match=r"head\.csv: no data rows"):
+        result = read_csv(write(tmp_path, "head.csv", HEADER))
     assert len(only(result)) == 0
 
 

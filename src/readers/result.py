@@ -619,33 +619,15 @@ def _order_faults(ts: np.ndarray, faults: np.ndarray) -> np.ndarray:
     """Order faults judged against the neighbours: of the rows without a price fault, the
     fewest are marked that leave the rest strictly increasing (the complement of a longest
     increasing run, kept in file order, the earlier of equal times kept); a dropped row with
-    the time of the last kept row before it is a duplicate, another one is out of order.  Only for files out of order (drop policy)."""
-    import bisect
-
+    the time of the last kept row before it is a duplicate, another one is out of order.
+    Only for files out of order (drop policy)."""
     out = faults.copy()
     order_codes = (out == _FAULT_UNSORTED) | (out == _FAULT_DUPLICATE)
     out[order_codes] = 0
     cand = np.flatnonzero(out == 0)
-    values = ts[cand].tolist()
-    tails: list[int] = []              # smallest last value of an increasing run of length k+1
-    tail_at: list[int] = []            # its position in cand
-    parent = [-1] * len(values)
-    for i, v in enumerate(values):
-        k = bisect.bisect_left(tails, v)
-        if k < len(tails) and tails[k] == v:
-            continue                    # a repeat: the earlier of equal times is kept
-        if k == len(tails):
-            tails.append(v)
-            tail_at.append(i)
-        else:
-            tails[k] = v
-            tail_at[k] = i
-        parent[i] = tail_at[k - 1] if k else -1
-    keep = np.zeros(len(values), bool)
-    i = tail_at[-1] if tail_at else -1
-    while i >= 0:
-        keep[i] = True
-        i = parent[i]
+    keep = _isolated_strays(ts[cand])
+    if keep is None:
+        keep = _longest_increasing(ts[cand])
     dropped = cand[~keep]
     # A dropped row with the time of the last kept row before it is a duplicate.
     last_kept = np.maximum.accumulate(np.where(keep, np.arange(len(keep)), -1))[~keep]
@@ -654,6 +636,60 @@ def _order_faults(ts: np.ndarray, faults: np.ndarray) -> np.ndarray:
     out[dropped[dup]] = _FAULT_DUPLICATE
     out[dropped[~dup]] = _FAULT_UNSORTED
     return out
+
+
+def _isolated_strays(v: np.ndarray) -> np.ndarray | None:
+    """Rows to keep when every step back in time is isolated (no other within two rows) and
+    one row explains it: a row above both neighbours' order (dropped) or below it; each
+    such step needs one dropped row, so this is a longest increasing run, found without a
+    loop per row.  None when another pattern is present (the general search then runs)."""
+    n = len(v)
+    back = np.flatnonzero(v[1:] <= v[:-1]) + 1          # v[j] <= v[j - 1]
+    if not len(back):
+        return np.ones(n, bool)
+    if len(back) > 1 and np.diff(back).min() <= 2:
+        return None
+    j = back
+    before = np.where(j >= 2, v[np.maximum(j - 2, 0)], np.iinfo(np.int64).min)
+    after = np.where(j + 1 < n, v[np.minimum(j + 1, n - 1)], np.iinfo(np.int64).max)
+    # The earlier row sticks out (above this one and the next): drop it; else this one,
+    # when the rows around it are in order without it.
+    high = (v[j] != v[j - 1]) & (before < v[j]) & (v[j - 1] > after)
+    low = ~high & (after > v[j - 1])
+    if not (high | low).all():
+        return None
+    keep = np.ones(n, bool)
+    keep[j[high] - 1] = False
+    keep[j[low]] = False
+    return keep
+
+
+def _longest_increasing(v: np.ndarray) -> np.ndarray:
+    """Rows to keep: a longest strictly increasing run (patience sorting, O(n log n); the
+    earlier of equal values kept)."""
+    import bisect
+
+    values: list[int] = v.tolist()
+    tails: list[int] = []              # smallest last value of an increasing run of length k+1
+    tail_at: list[int] = []            # its position in v
+    parent = [-1] * len(values)
+    for i, x in enumerate(values):
+        k = bisect.bisect_left(tails, x)
+        if k < len(tails) and tails[k] == x:
+            continue                    # a repeat: the earlier of equal times is kept
+        if k == len(tails):
+            tails.append(x)
+            tail_at.append(i)
+        else:
+            tails[k] = x
+            tail_at[k] = i
+        parent[i] = tail_at[k - 1] if k else -1
+    keep = np.zeros(len(values), bool)
+    i = tail_at[-1] if tail_at else -1
+    while i >= 0:
+        keep[i] = True
+        i = parent[i]
+    return keep
 
 
 def _check_share(result: ReadResult, symbol: str, lost: int, total: int,
