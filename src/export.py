@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 import numpy as np
 
 from .bars import Bars
-from .documents import dumps, iter_session_docs
+from .documents import dumps, write_session_docs
 from .results import KINDS, RunResult, paused_gc
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -418,18 +418,16 @@ def gaps_table(run: RunResult, interval: str) -> "pa.Table":
 
 def write_run(run: RunResult, folder: str | os.PathLike, *, fmt: str = "parquet",
               bars: BarDatasetWriter | None = None, summary: dict[str, Any] | None = None,
-              provenance: dict[str, Any] | None = None) -> Path:
+              provenance: dict[str, Any] | None = None, workers: int = 1) -> Path:
     """Write a run's session documents, gap dataset and manifest into ``folder`` (a staging
-    folder: see :func:`staged`); ``bars`` is the writer the engine filled."""
+    folder: see :func:`staged`); ``bars`` is the writer the engine filled; ``workers``
+    processes build the documents (``documents.write_session_docs``)."""
     pa = _arrow()
     folder = Path(folder)
     sessions = folder / "sessions"
     sessions.mkdir(parents=True, exist_ok=True)
     with paused_gc():
-        for doc in iter_session_docs(run):
-            # Compact: a session of 500 symbols is ~1.6 MB so, ~2.5x that indented
-            # (`python -m json.tool` shows one indented).
-            (sessions / f"{doc['session']}.json").write_bytes(dumps(doc, indent=False))
+        write_session_docs(run, sessions, workers=workers)
     for name in run.interval_names:
         gdir = folder / "gaps" / f"interval={name}"
         gdir.mkdir(parents=True, exist_ok=True)
@@ -500,7 +498,8 @@ def run_export(engine: "Engine", sources: Any, out: str | os.PathLike, *,
             executor.tidy(tmp)
         write_run(result, tmp, fmt=fmt, bars=writer,
                   summary=summary(result) if summary is not None else None,
-                  provenance=provenance)
+                  provenance=provenance,
+                  workers=1 if remote else int(getattr(executor, "threads", 1)))
     result.seconds = time.perf_counter() - t0
     return result
 

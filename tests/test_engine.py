@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -411,3 +412,48 @@ def test_sessions_outside_every_symbols_span_are_no_part_of_the_run(tmp_path):
     assert gaps["gap_count"] == 1 and gaps["missing_bars"] == 1440   # inside NEW's span
     assert "OLD" not in doc["symbols"]
     assert validate_export(tmp_path / "out") == []
+
+
+def test_session_documents_written_by_forked_workers_equal_the_serial_ones(tmp_path,
+                                                                           monkeypatch):
+    """Issue 18 item 5: the documents are built from columns laid out once, in parallel
+    processes; byte for byte what one process writes.  A failing worker fails the call."""
+    from sessiondata import documents
+
+    rng = np.random.default_rng(7)
+    minute = 60_000_000_000
+    ts = np.datetime64("2024-01-01", "ns").astype(np.int64) + np.arange(70 * 1440) * minute
+    data = {}
+    for name in ("A", "B", "C"):
+        t = ts[rng.random(len(ts)) > 0.01]
+        p = np.ones(len(t))
+        data[name] = sd.Bars(t, p, p, p, p, p)
+    result = sd.run(data, sd.Calendar.always(), derived=("15m",))
+    assert len(result.sessions) >= 2 * documents.MIN_SESSIONS_PER_WORKER
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir()
+    two.mkdir()
+    documents.write_session_docs(result, one, workers=1)
+    documents.write_session_docs(result, two, workers=2)
+    names = sorted(p.name for p in one.iterdir())
+    assert names == sorted(p.name for p in two.iterdir()) and len(names) == 70
+    assert all((one / n).read_bytes() == (two / n).read_bytes() for n in names)
+    assert (one / names[0]).read_bytes() == dumps(session_docs(result, [0])[0], indent=False)
+
+    original = documents._doc_maker
+
+    def broken(run):
+        make = original(run)
+        parent = os.getpid()
+
+        def fails_in_a_child(k):
+            if os.getpid() != parent:
+                raise RuntimeError("a worker's document failed")
+            return make(k)
+        return fails_in_a_child
+
+    monkeypatch.setattr(documents, "_doc_maker", broken)
+    three = tmp_path / "three"
+    three.mkdir()
+    with pytest.raises(RuntimeError, match="1 of 2 processes writing the session documents"):
+        documents.write_session_docs(result, three, workers=2)
