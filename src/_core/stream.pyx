@@ -1657,6 +1657,32 @@ cdef class SessionCore:
         stream.rejected[f] += 1
         return f
 
+    # -- the declared callbacks ------------------------------------------------------------
+    # The policy this class leaves to Python (docs/live.md, "The registry and its kernels"):
+    # a subclass (``SessionData``) defines these four; the compiled per-bar path calls them
+    # only off its fast path.
+
+    def _add_bar_waiting(self, symbol, ts, open, high, low, close, volume):
+        """Callback: the symbol's stream is busy with a batch (which holds the registry lock
+        and runs without the GIL): wait for it, then offer the bar; returns what ``add_bar``
+        returns."""
+        raise NotImplementedError("SessionCore._add_bar_waiting: defined by SessionData")
+
+    def _bad_bar(self, symbol, int fault, ts, open, high, low, close, volume):
+        """Callback: the raise policy refused a bar with ``fault`` (a ``Fault`` code); raise
+        the error that says so (it must raise)."""
+        raise NotImplementedError("SessionCore._bad_bar: defined by SessionData")
+
+    def _event_failed(self, event, sub, exc):
+        """Callback: a subscriber's callback raised ``exc`` on ``event``; record it, and
+        return True when it is to be re-raised once every pending event is delivered."""
+        raise NotImplementedError("SessionCore._event_failed: defined by SessionData")
+
+    def _gap_info(self, event):
+        """Callback: the ``GapInfo`` of a gap event (in the calendar's zone), made the first
+        time ``event.gap`` is read."""
+        raise NotImplementedError("SessionCore._gap_info: defined by SessionData")
+
     def _note_clock(self, i64 end_ns):
         if end_ns > self._clock:
             self._clock = end_ns
