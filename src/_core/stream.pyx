@@ -296,61 +296,76 @@ cdef class SymbolStream:
     base_ns : int
         The base interval.
     """
-    cdef ColumnStore base
-    cdef ColumnStore* derived
-    cdef Rollup* rollups
-    cdef Py_ssize_t* parent      # the interval each derived one is fed from (-1: the base)
+    # Fields in the order the per-bar path reads them: with hundreds of streams interleaved
+    # each bar's stream is a cache miss away, so what one bar touches sits in a few lines at
+    # the object's head, and what only events and revisions use lives on the heap.
+    cdef readonly bint busy
+    cdef public bint volume_optional   # bars without volume: NaN volume is no fault
+    cdef bint rg_on
+    cdef bint ann_final
+    cdef bint stale_sent         # stale reported for the gap that is open
+    cdef public bint derived_gaps
+    cdef readonly i64 base_ns
+    cdef readonly i64 last_ns
+    cdef readonly i64 last_closed  # derived bars the last accepted bar closed
     cdef Py_ssize_t n_derived
     cdef Py_ssize_t n_cascaded     # derived intervals fed from a finer derived one
-    cdef readonly i64 last_closed  # derived bars the last accepted bar closed
+    cdef GridCursor cursor
     cdef const i64* w_open
     cdef const i64* w_close
     cdef Py_ssize_t n_windows
-    cdef GridCursor cursor
+    cdef ColumnStore base
     cdef GapWalker gaps
-    cdef i64 rejected[N_FAULTS]
-    cdef list _keep              # keeps every grid array alive: the C side points into them
-    cdef readonly i64 base_ns
-    cdef readonly i64 last_ns
-    cdef readonly bint busy
-    cdef public bint volume_optional   # bars without volume: NaN volume is no fault
+    cdef Rollup* rollups
+    cdef ColumnStore* derived
+    cdef Py_ssize_t* parent      # the interval each derived one is fed from (-1: the base)
     # Events (see collect/scan): what was already reported, so that the bar path records
     # nothing of its own; only a session with subscribers looks at these.
-    cdef Py_ssize_t emitted[MAX_DERIVED]   # derived rows already reported as bar_closed
     cdef GapWalker seen          # the base gap walker as of the last collect
     cdef Py_ssize_t seen_n       # base rows as of the last collect
     # What the clock announced ahead of the bars (scan): every missing slot of the base grid
     # from the walker's next slot up to ann_until was told (gap_opened; gap_closed too for a
     # run that ends at its window's close by then, or for all with ann_final).  NO_BAR: none.
     cdef i64 ann_until
-    cdef bint ann_final
-    cdef bint stale_sent         # stale reported for the gap that is open
-    # A gap behind the bars that an out-of-order bar (revise) shrank or split: [rg_s, rg_e)
-    # as it was told, and the slot filled (told as gap_revised and what remains).
-    cdef bint rg_on
-    cdef i64 rg_s, rg_e, rg_n, rg_t, rg_t_end
-    cdef Revision revs[MAX_REVS]   # what the last revise changed, for collect
     cdef Py_ssize_t n_revs
+    cdef i64 counted_for         # the registry's scan this stream was counted current for
+    # -- colder ---------------------------------------------------------------------------
+    cdef i64 rejected[N_FAULTS]
+    cdef list _keep              # keeps every grid array alive: the C side points into them
     cdef public list names       # interval names: the base, then derived 0, 1, ...
     cdef readonly i64 revised    # bars taken by revise (late, out of order, replaced)
-    cdef i64 counted_for         # the registry's scan this stream was counted current for
+    # A gap behind the bars that an out-of-order bar (revise) shrank or split: [rg_s, rg_e)
+    # as it was told, and the slot filled (told as gap_revised and what remains).
+    cdef i64 rg_s, rg_e, rg_n, rg_t, rg_t_end
+    # Heap arrays (MAX_DERIVED or MAX_REVS long), off the object's hot lines.
+    cdef Py_ssize_t* emitted     # derived rows already reported as bar_closed
+    cdef Revision* revs          # what the last revise changed, for collect
     # Gap events of the derived intervals, only while a subscriber asks for them: each
     # interval's gap walker as of the last collect, and what a revision did to a told gap.
-    cdef public bint derived_gaps
-    cdef GapWalker dseen[MAX_DERIVED]
-    cdef bint drg_on[MAX_DERIVED]
-    cdef i64 drg_s[MAX_DERIVED]
-    cdef i64 drg_e[MAX_DERIVED]
-    cdef i64 drg_t[MAX_DERIVED]
-    cdef i64 drg_t_end[MAX_DERIVED]
+    cdef GapWalker* dseen
+    cdef bint* drg_on
+    cdef i64* drg_s
+    cdef i64* drg_e
+    cdef i64* drg_t
+    cdef i64* drg_t_end
 
     def __cinit__(self):
         store_init(&self.base, False)
         self.derived = <ColumnStore*> calloc(MAX_DERIVED, sizeof(ColumnStore))
         self.rollups = <Rollup*> calloc(MAX_DERIVED, sizeof(Rollup))
         self.parent = <Py_ssize_t*> calloc(MAX_DERIVED, sizeof(Py_ssize_t))
-        if self.derived == NULL or self.rollups == NULL or self.parent == NULL:
+        self.emitted = <Py_ssize_t*> calloc(MAX_DERIVED, sizeof(Py_ssize_t))
+        self.revs = <Revision*> calloc(MAX_REVS, sizeof(Revision))
+        self.dseen = <GapWalker*> calloc(MAX_DERIVED, sizeof(GapWalker))
+        self.drg_on = <bint*> calloc(MAX_DERIVED, sizeof(bint))
+        self.drg_s = <i64*> calloc(4 * MAX_DERIVED, sizeof(i64))
+        if (self.derived == NULL or self.rollups == NULL or self.parent == NULL
+                or self.emitted == NULL or self.revs == NULL or self.dseen == NULL
+                or self.drg_on == NULL or self.drg_s == NULL):
             raise MemoryError()
+        self.drg_e = self.drg_s + MAX_DERIVED
+        self.drg_t = self.drg_s + 2 * MAX_DERIVED
+        self.drg_t_end = self.drg_s + 3 * MAX_DERIVED
         self.n_derived = 0
 
     def __init__(self, w_open, w_close, i64 base_ns):
@@ -400,6 +415,11 @@ cdef class SymbolStream:
             free(self.derived)
         free(self.rollups)
         free(self.parent)
+        free(self.emitted)
+        free(self.revs)
+        free(self.dseen)
+        free(self.drg_on)
+        free(self.drg_s)
 
     def add_derived(self, g_open, g_close, g_base_slots, i64 step_ns, g_last_open=None):
         """Add a derived interval on the given grid, and fill it from the bars already held.
