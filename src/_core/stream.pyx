@@ -308,6 +308,10 @@ cdef class SymbolStream:
     cdef readonly i64 base_ns
     cdef readonly i64 last_ns
     cdef readonly i64 last_closed  # derived bars the last accepted bar closed
+    # Kept so that a bar in order reads no roll-up it does not feed: a bar before late_until
+    # may be late (max closed_until); cascaded buckets end at cascade_due at the earliest.
+    cdef i64 late_until
+    cdef i64 cascade_due
     cdef Py_ssize_t n_derived
     cdef Py_ssize_t n_cascaded     # derived intervals fed from a finer derived one
     cdef GridCursor cursor
@@ -392,6 +396,8 @@ cdef class SymbolStream:
         self.base.max_rows = _slots(&wo[0], &wc[0], wo.shape[0], base_ns)
         self.n_derived = 0
         self.n_cascaded = 0
+        self.late_until = NO_BAR
+        self.cascade_due = INT64_MAX
         self.last_ns = NO_BAR
         self.last_closed = 0
         self.cursor.window = 0
@@ -484,10 +490,25 @@ cdef class SymbolStream:
             # As if fed bar by bar: a bucket that ended before the last bar is complete.
             if self._close_ended(self.last_ns, False, True) < 0:
                 raise MemoryError("no memory left for derived bars")
+        self._bounds()
         self.emitted[k] = self.derived[k].n    # bars made from what was held: no events
         self.dseen[k] = r.gaps
         self.drg_on[k] = False
         return k
+
+    cdef void _bounds(self) noexcept nogil:
+        """Recompute late_until and cascade_due from the roll-ups (after anything but the
+        per-bar path changed them)."""
+        cdef Py_ssize_t k
+        cdef i64 late = NO_BAR, due = INT64_MAX
+        for k in range(self.n_derived):
+            if self.rollups[k].closed_until > late:
+                late = self.rollups[k].closed_until
+            if self.parent[k] >= 0 and self.rollups[k].bucket.active \
+                    and self.rollups[k].bucket.end < due:
+                due = self.rollups[k].bucket.end
+        self.late_until = late
+        self.cascade_due = due
 
     cdef int _cascade(self, Py_ssize_t k, int closed) noexcept nogil:
         """Feed the bars derived interval k just closed (its last ``closed`` rows) to the
@@ -544,10 +565,11 @@ cdef class SymbolStream:
                 return FAULT_OUTSIDE
             if t != probe.slot_start:
                 return FAULT_MISALIGNED
-        for k in range(self.n_derived):
-            # A bucket closed early (advance, flush) must not get a second bar.
-            if t < self.rollups[k].closed_until and not self.rollups[k].bucket.active:
-                return FAULT_LATE
+        if t < self.late_until:
+            for k in range(self.n_derived):
+                # A bucket closed early (advance, flush) must not get a second bar.
+                if t < self.rollups[k].closed_until and not self.rollups[k].bucket.active:
+                    return FAULT_LATE
         if store_push(&self.base, t, o, h, l, c, v, 1, 1.0) != 0:
             return FAULT_OVERFLOW
         self.cursor = probe
@@ -563,13 +585,15 @@ cdef class SymbolStream:
             if rc < 0:
                 return FAULT_OVERFLOW
             closed += rc
-        if self.n_cascaded:
+        if self.n_cascaded and (closed or t >= self.cascade_due):
             # A coarser bucket fed from a finer interval waits for closed finer bars; one
             # that ended before this bar is complete now, as it would be if fed directly.
             rc = self._close_ended(t, False, True)
             if rc < 0:
                 return FAULT_OVERFLOW
             closed += rc
+        if closed:
+            self._bounds()
         self.last_ns = t
         self.last_closed = closed
         return FAULT_NONE
@@ -739,6 +763,7 @@ cdef class SymbolStream:
             if closed < 0:
                 return -1
             self.last_closed += closed
+        self._bounds()
         self.last_ns = t[m - 1]
         return 0
 
@@ -876,6 +901,7 @@ cdef class SymbolStream:
             # Out of order: the gap counters were mended above; the events' walker follows.
             self.seen = self.gaps
             self.seen_n = b.n
+        self._bounds()
         self.revised += 1
         return FAULT_NONE
 
@@ -1438,6 +1464,7 @@ cdef class SymbolStream:
 
     cdef int _close(self, i64 now_ns, bint everything) except -1:
         cdef int closed = self._close_ended(now_ns, everything, False)
+        self._bounds()
         if closed < 0:
             raise MemoryError("no memory left for derived bars")
         return closed
