@@ -437,7 +437,8 @@ class SessionData(SessionCore):
         tz = self.calendar.tz
         return GapInfo(local_time(event.ts, tz), local_time(event.end_ns, tz), event.bar_count)
 
-    def _event_failed(self, event: Event, sub: tuple[Any, int, bool], exc: Exception) -> bool:
+    def _event_failed(self, event: Event, sub: tuple[Any, int, bool, frozenset[str] | None],
+                      exc: Exception) -> bool:
         """Record a callback's exception; True when it is to be re-raised."""
         self.event_errors.append((event, sub[0], exc))
         return bool(sub[2])

@@ -296,61 +296,80 @@ cdef class SymbolStream:
     base_ns : int
         The base interval.
     """
-    cdef ColumnStore base
-    cdef ColumnStore* derived
-    cdef Rollup* rollups
-    cdef Py_ssize_t* parent      # the interval each derived one is fed from (-1: the base)
+    # Fields in the order the per-bar path reads them: with hundreds of streams interleaved
+    # each bar's stream is a cache miss away, so what one bar touches sits in a few lines at
+    # the object's head, and what only events and revisions use lives on the heap.
+    cdef readonly bint busy
+    cdef public bint volume_optional   # bars without volume: NaN volume is no fault
+    cdef bint rg_on
+    cdef bint ann_final
+    cdef bint stale_sent         # stale reported for the gap that is open
+    cdef public bint derived_gaps
+    cdef readonly i64 base_ns
+    cdef readonly i64 last_ns
+    cdef readonly i64 last_closed  # derived bars the last accepted bar closed
+    # Kept so that a bar in order reads no roll-up it does not feed: a bar before late_until
+    # may be late (max closed_until); cascaded buckets end at cascade_due at the earliest.
+    cdef i64 late_until
+    cdef i64 cascade_due
     cdef Py_ssize_t n_derived
     cdef Py_ssize_t n_cascaded     # derived intervals fed from a finer derived one
-    cdef readonly i64 last_closed  # derived bars the last accepted bar closed
+    cdef GridCursor cursor
     cdef const i64* w_open
     cdef const i64* w_close
     cdef Py_ssize_t n_windows
-    cdef GridCursor cursor
+    cdef ColumnStore base
     cdef GapWalker gaps
-    cdef i64 rejected[N_FAULTS]
-    cdef list _keep              # keeps every grid array alive: the C side points into them
-    cdef readonly i64 base_ns
-    cdef readonly i64 last_ns
-    cdef readonly bint busy
-    cdef public bint volume_optional   # bars without volume: NaN volume is no fault
+    cdef Rollup* rollups
+    cdef ColumnStore* derived
+    cdef Py_ssize_t* parent      # the interval each derived one is fed from (-1: the base)
     # Events (see collect/scan): what was already reported, so that the bar path records
     # nothing of its own; only a session with subscribers looks at these.
-    cdef Py_ssize_t emitted[MAX_DERIVED]   # derived rows already reported as bar_closed
     cdef GapWalker seen          # the base gap walker as of the last collect
     cdef Py_ssize_t seen_n       # base rows as of the last collect
     # What the clock announced ahead of the bars (scan): every missing slot of the base grid
     # from the walker's next slot up to ann_until was told (gap_opened; gap_closed too for a
     # run that ends at its window's close by then, or for all with ann_final).  NO_BAR: none.
     cdef i64 ann_until
-    cdef bint ann_final
-    cdef bint stale_sent         # stale reported for the gap that is open
-    # A gap behind the bars that an out-of-order bar (revise) shrank or split: [rg_s, rg_e)
-    # as it was told, and the slot filled (told as gap_revised and what remains).
-    cdef bint rg_on
-    cdef i64 rg_s, rg_e, rg_n, rg_t, rg_t_end
-    cdef Revision revs[MAX_REVS]   # what the last revise changed, for collect
     cdef Py_ssize_t n_revs
+    cdef i64 counted_for         # the registry's scan this stream was counted current for
+    # -- colder ---------------------------------------------------------------------------
+    cdef i64 rejected[N_FAULTS]
+    cdef list _keep              # keeps every grid array alive: the C side points into them
     cdef public list names       # interval names: the base, then derived 0, 1, ...
     cdef readonly i64 revised    # bars taken by revise (late, out of order, replaced)
-    cdef i64 counted_for         # the registry's scan this stream was counted current for
+    # A gap behind the bars that an out-of-order bar (revise) shrank or split: [rg_s, rg_e)
+    # as it was told, and the slot filled (told as gap_revised and what remains).
+    cdef i64 rg_s, rg_e, rg_n, rg_t, rg_t_end
+    # Heap arrays (MAX_DERIVED or MAX_REVS long), off the object's hot lines.
+    cdef Py_ssize_t* emitted     # derived rows already reported as bar_closed
+    cdef Revision* revs          # what the last revise changed, for collect
     # Gap events of the derived intervals, only while a subscriber asks for them: each
     # interval's gap walker as of the last collect, and what a revision did to a told gap.
-    cdef public bint derived_gaps
-    cdef GapWalker dseen[MAX_DERIVED]
-    cdef bint drg_on[MAX_DERIVED]
-    cdef i64 drg_s[MAX_DERIVED]
-    cdef i64 drg_e[MAX_DERIVED]
-    cdef i64 drg_t[MAX_DERIVED]
-    cdef i64 drg_t_end[MAX_DERIVED]
+    cdef GapWalker* dseen
+    cdef bint* drg_on
+    cdef i64* drg_s
+    cdef i64* drg_e
+    cdef i64* drg_t
+    cdef i64* drg_t_end
 
     def __cinit__(self):
         store_init(&self.base, False)
         self.derived = <ColumnStore*> calloc(MAX_DERIVED, sizeof(ColumnStore))
         self.rollups = <Rollup*> calloc(MAX_DERIVED, sizeof(Rollup))
         self.parent = <Py_ssize_t*> calloc(MAX_DERIVED, sizeof(Py_ssize_t))
-        if self.derived == NULL or self.rollups == NULL or self.parent == NULL:
+        self.emitted = <Py_ssize_t*> calloc(MAX_DERIVED, sizeof(Py_ssize_t))
+        self.revs = <Revision*> calloc(MAX_REVS, sizeof(Revision))
+        self.dseen = <GapWalker*> calloc(MAX_DERIVED, sizeof(GapWalker))
+        self.drg_on = <bint*> calloc(MAX_DERIVED, sizeof(bint))
+        self.drg_s = <i64*> calloc(4 * MAX_DERIVED, sizeof(i64))
+        if (self.derived == NULL or self.rollups == NULL or self.parent == NULL
+                or self.emitted == NULL or self.revs == NULL or self.dseen == NULL
+                or self.drg_on == NULL or self.drg_s == NULL):
             raise MemoryError()
+        self.drg_e = self.drg_s + MAX_DERIVED
+        self.drg_t = self.drg_s + 2 * MAX_DERIVED
+        self.drg_t_end = self.drg_s + 3 * MAX_DERIVED
         self.n_derived = 0
 
     def __init__(self, w_open, w_close, i64 base_ns):
@@ -377,6 +396,8 @@ cdef class SymbolStream:
         self.base.max_rows = _slots(&wo[0], &wc[0], wo.shape[0], base_ns)
         self.n_derived = 0
         self.n_cascaded = 0
+        self.late_until = NO_BAR
+        self.cascade_due = INT64_MAX
         self.last_ns = NO_BAR
         self.last_closed = 0
         self.cursor.window = 0
@@ -400,6 +421,11 @@ cdef class SymbolStream:
             free(self.derived)
         free(self.rollups)
         free(self.parent)
+        free(self.emitted)
+        free(self.revs)
+        free(self.dseen)
+        free(self.drg_on)
+        free(self.drg_s)
 
     def add_derived(self, g_open, g_close, g_base_slots, i64 step_ns, g_last_open=None):
         """Add a derived interval on the given grid, and fill it from the bars already held.
@@ -464,10 +490,25 @@ cdef class SymbolStream:
             # As if fed bar by bar: a bucket that ended before the last bar is complete.
             if self._close_ended(self.last_ns, False, True) < 0:
                 raise MemoryError("no memory left for derived bars")
+        self._bounds()
         self.emitted[k] = self.derived[k].n    # bars made from what was held: no events
         self.dseen[k] = r.gaps
         self.drg_on[k] = False
         return k
+
+    cdef void _bounds(self) noexcept nogil:
+        """Recompute late_until and cascade_due from the roll-ups (after anything but the
+        per-bar path changed them)."""
+        cdef Py_ssize_t k
+        cdef i64 late = NO_BAR, due = INT64_MAX
+        for k in range(self.n_derived):
+            if self.rollups[k].closed_until > late:
+                late = self.rollups[k].closed_until
+            if self.parent[k] >= 0 and self.rollups[k].bucket.active \
+                    and self.rollups[k].bucket.end < due:
+                due = self.rollups[k].bucket.end
+        self.late_until = late
+        self.cascade_due = due
 
     cdef int _cascade(self, Py_ssize_t k, int closed) noexcept nogil:
         """Feed the bars derived interval k just closed (its last ``closed`` rows) to the
@@ -524,10 +565,11 @@ cdef class SymbolStream:
                 return FAULT_OUTSIDE
             if t != probe.slot_start:
                 return FAULT_MISALIGNED
-        for k in range(self.n_derived):
-            # A bucket closed early (advance, flush) must not get a second bar.
-            if t < self.rollups[k].closed_until and not self.rollups[k].bucket.active:
-                return FAULT_LATE
+        if t < self.late_until:
+            for k in range(self.n_derived):
+                # A bucket closed early (advance, flush) must not get a second bar.
+                if t < self.rollups[k].closed_until and not self.rollups[k].bucket.active:
+                    return FAULT_LATE
         if store_push(&self.base, t, o, h, l, c, v, 1, 1.0) != 0:
             return FAULT_OVERFLOW
         self.cursor = probe
@@ -543,13 +585,15 @@ cdef class SymbolStream:
             if rc < 0:
                 return FAULT_OVERFLOW
             closed += rc
-        if self.n_cascaded:
+        if self.n_cascaded and (closed or t >= self.cascade_due):
             # A coarser bucket fed from a finer interval waits for closed finer bars; one
             # that ended before this bar is complete now, as it would be if fed directly.
             rc = self._close_ended(t, False, True)
             if rc < 0:
                 return FAULT_OVERFLOW
             closed += rc
+        if closed:
+            self._bounds()
         self.last_ns = t
         self.last_closed = closed
         return FAULT_NONE
@@ -719,6 +763,7 @@ cdef class SymbolStream:
             if closed < 0:
                 return -1
             self.last_closed += closed
+        self._bounds()
         self.last_ns = t[m - 1]
         return 0
 
@@ -856,6 +901,7 @@ cdef class SymbolStream:
             # Out of order: the gap counters were mended above; the events' walker follows.
             self.seen = self.gaps
             self.seen_n = b.n
+        self._bounds()
         self.revised += 1
         return FAULT_NONE
 
@@ -1418,6 +1464,7 @@ cdef class SymbolStream:
 
     cdef int _close(self, i64 now_ns, bint everything) except -1:
         cdef int closed = self._close_ended(now_ns, everything, False)
+        self._bounds()
         if closed < 0:
             raise MemoryError("no memory left for derived bars")
         return closed
@@ -1656,6 +1703,32 @@ cdef class SessionCore:
             self._bad_bar(symbol, f, t, o, h, l, c, v)
         stream.rejected[f] += 1
         return f
+
+    # -- the declared callbacks ------------------------------------------------------------
+    # The policy this class leaves to Python (docs/live.md, "The registry and its kernels"):
+    # a subclass (``SessionData``) defines these four; the compiled per-bar path calls them
+    # only off its fast path.
+
+    def _add_bar_waiting(self, symbol, ts, open, high, low, close, volume):
+        """Callback: the symbol's stream is busy with a batch (which holds the registry lock
+        and runs without the GIL): wait for it, then offer the bar; returns what ``add_bar``
+        returns."""
+        raise NotImplementedError("SessionCore._add_bar_waiting: defined by SessionData")
+
+    def _bad_bar(self, symbol, int fault, ts, open, high, low, close, volume):
+        """Callback: the raise policy refused a bar with ``fault`` (a ``Fault`` code); raise
+        the error that says so (it must raise)."""
+        raise NotImplementedError("SessionCore._bad_bar: defined by SessionData")
+
+    def _event_failed(self, event, sub, exc):
+        """Callback: a subscriber's callback raised ``exc`` on ``event``; record it, and
+        return True when it is to be re-raised once every pending event is delivered."""
+        raise NotImplementedError("SessionCore._event_failed: defined by SessionData")
+
+    def _gap_info(self, event):
+        """Callback: the ``GapInfo`` of a gap event (in the calendar's zone), made the first
+        time ``event.gap`` is read."""
+        raise NotImplementedError("SessionCore._gap_info: defined by SessionData")
 
     def _note_clock(self, i64 end_ns):
         if end_ns > self._clock:
