@@ -416,8 +416,8 @@ def detect_symbol(bars: Bars, windows: Windows, step_ns: int,
     n_k = len(first_open)
     bucket_ns = p.bucket_minutes * MINUTE_NS
     n_b = int((last_close - first_open).max() // bucket_ns) + 1
-    sess = np.empty(n, np.int64)
-    buck = np.empty(n, np.int64)
+    sess = np.empty(n, np.int32)
+    buck = np.empty(n, np.int32)
     _k.locate_bars(ts, windows.open_ns, windows.close_ns, windows.session_ids, first_open,
                    bucket_ns, sess, buck)
     flags = np.empty(n, np.uint8)

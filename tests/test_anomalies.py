@@ -249,13 +249,14 @@ def test_kernels_match_references(n, seed):
     w_open, w_close, w_sess, s_first = ro(*sessions_for(ts))
     before = [x.copy() for x in (ts, o, h, lo, c, v)]
     bucket_ns = 15 * M
-    sess = np.empty(n, np.int64)
-    buck = np.empty(n, np.int64)
+    sess = np.empty(n, np.int32)
+    buck = np.empty(n, np.int32)
     outside = K.locate_bars(ts, w_open, w_close, w_sess, s_first, bucket_ns, sess, buck)
     r_out, r_sess, r_buck = ref_locate(ts, w_open, w_close, w_sess, s_first, bucket_ns)
     assert outside == r_out
     np.testing.assert_array_equal(sess, r_sess)
     np.testing.assert_array_equal(buck, r_buck)
+    assert sess.dtype == np.int32 and buck.dtype == np.int32
     ref_volume = float(np.median(v[v > 0])) if (v > 0).any() else 0.0
     flags = np.empty(n, np.uint8)
     cls = np.empty(n, np.uint8)
@@ -330,7 +331,7 @@ def test_kernels_nan_volume_and_huge_times():
     ts = ts + (np.iinfo(np.int64).max - ts[-1] - 10 * M)     # near the end of int64
     w_open, w_close, w_sess, s_first = sessions_for(ts)
     n = len(ts)
-    sess, buck = np.empty(n, np.int64), np.empty(n, np.int64)
+    sess, buck = np.empty(n, np.int32), np.empty(n, np.int32)
     K.locate_bars(ts, w_open, w_close, w_sess, s_first, 15 * M, sess, buck)
     flags, cls = np.empty(n, np.uint8), np.empty(n, np.uint8)
     nb = int(buck.max()) + 1
@@ -349,7 +350,7 @@ def test_kernels_nan_volume_and_huge_times():
 
 def test_kernels_refuse_bad_shapes_and_views():
     ts, o, h, lo, c, v = market(50)
-    sess = np.zeros(50, np.int64)
+    sess = np.zeros(50, np.int32)
     with pytest.raises(ValueError, match="differ in length"):
         K.bar_flags(ts, o, h, lo, c, v[:-1], sess, sess, M, 1.0, np.empty(50, np.uint8),
                     np.empty(50, np.uint8), np.zeros((1, 8, 64), np.int64),
@@ -367,7 +368,7 @@ def test_kernels_refuse_bad_shapes_and_views():
                     0, sess, sess, np.zeros(50, np.uint8), np.zeros((1, 1)), 1, 0.0,
                     *(np.empty(2, t) for t in (np.int64, np.int64, np.float64)))
     with pytest.raises(ValueError, match="sorted"):
-        K.session_stats(np.array([1, 0], np.int64), np.ones(2), np.zeros(2, np.uint8),
+        K.session_stats(np.array([1, 0], np.int32), np.ones(2), np.zeros(2, np.uint8),
                         *(np.empty(2, t) for t in (np.int64, np.int64, np.float64, np.int64,
                                                    np.int64)))
 

@@ -6,11 +6,14 @@
 # taken in Python over the per-session arrays these kernels return.
 
 from libc.math cimport exp, fabs, frexp, isfinite, log
-from libc.stdint cimport UINT64_MAX, uint8_t
+from libc.stdint cimport INT32_MAX, UINT64_MAX, int32_t, uint8_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy
 
 from common cimport f64, i64, u64
+
+# Session and bucket indices are int32: half the memory traffic of int64 on every pass.
+ctypedef int32_t i32
 
 # Bits of bar_flags' output.  The numbers are part of the Python API (sessiondata.anomalies).
 cdef enum:
@@ -24,21 +27,24 @@ cdef enum:
 
 def locate_bars(const i64[::1] ts, const i64[::1] w_open, const i64[::1] w_close,
                 const i64[::1] w_session, const i64[::1] s_first_open, i64 bucket_ns,
-                i64[::1] out_session, i64[::1] out_bucket):
-    """Each bar's session index and time-of-day bucket.
+                i32[::1] out_session, i32[::1] out_bucket):
+    """Each bar's session index and time-of-day bucket (int32; a bucket past INT32_MAX is
+    clipped to it).
 
     The bucket is ``(ts - s_first_open[session]) // bucket_ns``: time since the session's
     first open, so a session that opens the evening before keeps its own clock.  Bars outside
     every window get session and bucket -1.  ``ts`` sorted.  Returns the bars outside.
     """
     cdef Py_ssize_t n = ts.shape[0], nw = w_open.shape[0], i, w = 0, outside = 0
-    cdef i64 t, k
+    cdef i64 t, k, q
     if out_session.shape[0] != n or out_bucket.shape[0] != n:
         raise ValueError("locate_bars: output lengths differ from ts")
     if w_close.shape[0] != nw or w_session.shape[0] != nw:
         raise ValueError("locate_bars: window arrays differ in length")
     if bucket_ns <= 0:
         raise ValueError(f"locate_bars: bucket_ns must be > 0, got {bucket_ns}")
+    if s_first_open.shape[0] >= INT32_MAX:
+        raise ValueError("locate_bars: more sessions than int32 indices hold")
     for i in range(nw):
         if w_session[i] < 0 or w_session[i] >= s_first_open.shape[0]:
             raise ValueError(f"locate_bars: window {i} names session {w_session[i]}, "
@@ -50,8 +56,9 @@ def locate_bars(const i64[::1] ts, const i64[::1] w_open, const i64[::1] w_close
                 w += 1
             if w < nw and w_open[w] <= t:
                 k = w_session[w]
-                out_session[i] = k
-                out_bucket[i] = (t - s_first_open[k]) // bucket_ns
+                out_session[i] = <i32> k
+                q = (t - s_first_open[k]) // bucket_ns
+                out_bucket[i] = <i32> q if q < INT32_MAX else INT32_MAX
             else:
                 out_session[i] = -1
                 out_bucket[i] = -1
@@ -76,7 +83,7 @@ cdef inline u64 _bits(f64 x) noexcept nogil:
 
 def bar_flags(const i64[::1] ts, const f64[::1] open, const f64[::1] high,
               const f64[::1] low, const f64[::1] close, const f64[::1] volume,
-              const i64[::1] session, const i64[::1] bucket, i64 step_ns, f64 ref_volume,
+              const i32[::1] session, const i32[::1] bucket, i64 step_ns, f64 ref_volume,
               uint8_t[::1] out, uint8_t[::1] out_class, i64[:, :, ::1] out_counts,
               u64[::1] out_hash, f64[:, ::1] out_by_class, f64[:, ::1] out_by_range):
     """The FLAG_* bits of every bar (see the module); volume may be NaN (neither bit).
@@ -162,7 +169,7 @@ def bar_flags(const i64[::1] ts, const f64[::1] open, const f64[::1] high,
 
 
 def find_runs(const uint8_t[::1] flags, int need, int forbid, int link,
-              const i64[::1] session, const i64[::1] bucket, const uint8_t[::1] klass,
+              const i32[::1] session, const i32[::1] bucket, const uint8_t[::1] klass,
               const f64[:, ::1] weight,
               Py_ssize_t min_len, f64 max_weight, i64[::1] out_first, i64[::1] out_len,
               f64[::1] out_weight):
@@ -267,7 +274,7 @@ cdef inline f64 _dev(f64 x, f64 ref) noexcept nogil:
 
 
 def find_spikes(const f64[::1] high, const f64[::1] low, const f64[::1] close,
-                const f64[::1] volume, const i64[::1] session, Py_ssize_t block, f64 k_sigma,
+                const f64[::1] volume, const i32[::1] session, Py_ssize_t block, f64 k_sigma,
                 f64 min_rel, Py_ssize_t ref_bars, Py_ssize_t max_bars, f64 volume_ratio,
                 i64[::1] out_first,
                 i64[::1] out_len, f64[::1] out_price, f64[::1] out_ref, f64[::1] out_score):
@@ -427,7 +434,7 @@ def find_spikes(const f64[::1] high, const f64[::1] low, const f64[::1] close,
     return m
 
 
-def session_stats(const i64[::1] session, const f64[::1] volume, const uint8_t[::1] flags,
+def session_stats(const i32[::1] session, const f64[::1] volume, const uint8_t[::1] flags,
                   i64[::1] out_first, i64[::1] out_count, f64[::1] out_med_volume,
                   i64[::1] out_zero_volume, i64[::1] out_filled):
     """Per session (``session`` sorted where >= 0, negative ones skipped): the first bar's
@@ -490,7 +497,7 @@ def session_stats(const i64[::1] session, const f64[::1] volume, const uint8_t[:
     return None
 
 
-def session_sketches(const u64[::1] hashes, const uint8_t[::1] flags, const i64[::1] session,
+def session_sketches(const u64[::1] hashes, const uint8_t[::1] flags, const i32[::1] session,
                      u64[:, ::1] out):
     """The smallest ``out.shape[1]`` distinct hashes of each session's bars, ascending, flat bars
     without volume left out (they repeat across quiet sessions without being copies); unused
