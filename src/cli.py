@@ -91,6 +91,10 @@ def _common_options(default: object) -> _Parser:
                         help="show the traceback of an error")
     common.add_argument("--quiet", "-q", action="store_true", default=default,
                         help="print nothing but errors (no progress, no summary)")
+    common.add_argument("--storage-option", action="append", metavar="KEY=VALUE",
+                        default=default if default is argparse.SUPPRESS else None,
+                        help="an option of the object store of s3://, gs://, az:// URLs "
+                             "(endpoint_url, key, secret, region, anon, ...); repeatable")
     return common
 
 
@@ -239,6 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         debug = getattr(args, "debug", debug)
+        _from_store(args)
         if args.command == "run":
             return cmd_run(args)
         if args.command == "validate":
@@ -438,7 +443,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     out = None if args.no_export else args.out
     options = read_options(args)
     parts = 1
-    if args.data is not None and Path(args.data).is_dir() and options.get("format") is None:
+    if args.data is not None and not _is_store_url(args.data) and Path(args.data).is_dir() \
+            and options.get("format") is None:
         parts = max(1, len(readers.data_files(args.data)))
     if args.resume and not (args.scheduler and out is not None):
         raise CliError("--resume continues an interrupted run on a Dask cluster: give "
@@ -482,6 +488,50 @@ def cmd_run(args: argparse.Namespace) -> int:
     if _wants_check(args):
         return _check_and_report(args, result, args.check_format)
     return EXIT_OK
+
+
+def _is_store_url(value: Any) -> bool:
+    from . import storage
+
+    return storage.is_url(value)
+
+
+def _from_store(args: argparse.Namespace) -> None:
+    """URLs of object stores (issue 24): ``--storage-option`` for the process; ``validate``,
+    ``report``, ``check`` and ``diff`` of an export on a store read a local copy of the
+    files its latest manifest lists, and ``--halts`` at a URL is read from a local copy."""
+    import atexit
+    import shutil
+    import tempfile
+
+    from . import storage
+
+    storage.set_default_options(storage.parse_options(getattr(args, "storage_option", None)))
+    names = {"validate": ["dir"], "report": ["dir"], "check": ["dir"],
+             "diff": ["old", "new"]}.get(args.command, [])
+    for name in names:
+        value = getattr(args, name, None)
+        if not storage.is_url(value):
+            continue
+        if not storage.is_remote(value):
+            setattr(args, name, storage.resolve(value)[1])
+            continue
+        tmp = tempfile.mkdtemp(prefix="sessiondata-store-")
+        atexit.register(shutil.rmtree, tmp, True)
+        storage.download_export(value, tmp)
+        if args.command == "report" and not args.output:
+            args.output = "report.html"    # beside us, not in the temporary copy
+        setattr(args, name, tmp)
+    halts = getattr(args, "halts", None)
+    if storage.is_url(halts) and storage.is_remote(halts):
+        one, _ = storage.entry(halts)
+        if one is None:
+            raise CliError(f"--halts {halts}: a prefix, not a file")
+        fd, local = tempfile.mkstemp(prefix="sessiondata-halts-", suffix=one.name)
+        atexit.register(os.unlink, local)
+        with os.fdopen(fd, "wb") as f:
+            f.write(one.read_bytes())
+        args.halts = local
 
 
 def classify_options(args: argparse.Namespace) -> ClassifyOptions:
