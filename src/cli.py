@@ -511,7 +511,7 @@ def _from_store(args: argparse.Namespace) -> None:
              "diff": ["old", "new"]}.get(args.command, [])
     for name in names:
         value = getattr(args, name, None)
-        if not storage.is_url(value):
+        if not isinstance(value, str) or not storage.is_url(value):
             continue
         if not storage.is_remote(value):
             setattr(args, name, storage.resolve(value)[1])
@@ -523,7 +523,7 @@ def _from_store(args: argparse.Namespace) -> None:
             args.output = "report.html"    # beside us, not in the temporary copy
         setattr(args, name, tmp)
     halts = getattr(args, "halts", None)
-    if storage.is_url(halts) and storage.is_remote(halts):
+    if isinstance(halts, str) and storage.is_remote(halts):
         one, _ = storage.entry(halts)
         if one is None:
             raise CliError(f"--halts {halts}: a prefix, not a file")

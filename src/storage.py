@@ -71,7 +71,7 @@ def is_url(target: Any) -> bool:
     if not isinstance(target, str):
         return False
     m = _URL_RE.match(target)
-    return bool(m) and m.group(1).lower() in SCHEMES
+    return m is not None and m.group(1).lower() in SCHEMES
 
 
 def is_remote(target: Any, filesystem: Any = None) -> bool:

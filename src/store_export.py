@@ -118,7 +118,7 @@ def run_export(engine: Engine, sources: Sequence[Source] | Mapping[str, Bars], o
     prefix = storage.run_prefix(root, run)
     storage.write_bytes(fs, f"{prefix}/{_JOB}", json.dumps({"job": token}).encode("utf-8"))
     writer = StoreBarWriter(fs, prefix, fmt)
-    executor = engine.executor
+    executor: Any = engine.executor
     dask = hasattr(executor, "store") and hasattr(executor, "client")
     sink, engine.sink = engine.sink, writer
     if dask:

@@ -117,6 +117,7 @@ def data_files(folder: str | os.PathLike, on_bad: str = "raise",
 def _store_data_files(files: list) -> list:
     """The data files of a store's listing (no hidden ones; a store has no links or
     permissions per object to check)."""
+    # StoreFile has the surface of Path that _kind reads (its name).
     return [f for f in files if not f.name.startswith(".") and _kind(f) is not None]
 
 
@@ -190,7 +191,7 @@ def read_bars(paths: str | os.PathLike | Iterable[str | os.PathLike], *,
             if storage.is_remote(given, filesystem):
                 one, listed = storage.entry(given, filesystem, storage_options)
                 found = [one] if one is not None else _store_data_files(listed)
-                if one is not None and _kind(one) is None:
+                if one is not None and _kind(one) is None:  # type: ignore[arg-type]
                     raise ReadError(str(one), None, "not a data file (expected "
                                     f"{', '.join(DATA_SUFFIXES)}, optionally compressed)")
                 if not found:
