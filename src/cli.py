@@ -482,7 +482,15 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise CliError("--report draws the export: drop --no-export")
         from .report import write_report
 
-        path = write_report(out)
+        from . import storage
+
+        if storage.is_remote(out):   # the report of an export on a store: written here
+            import tempfile
+
+            with tempfile.TemporaryDirectory(prefix="sessiondata-store-") as copy:
+                path = write_report(storage.download_export(out, copy), "report.html")
+        else:
+            path = write_report(storage.resolve(out)[1] if storage.is_url(out) else out)
         if not args.quiet:
             print(f"wrote {path}")
     if _wants_check(args):

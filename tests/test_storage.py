@@ -414,14 +414,18 @@ def test_resume_on_the_store_reruns_only_the_unfinished(s3, client, universe, tm
 # -- the command line and the README's snippets -----------------------------------------------
 
 
-def test_the_cli_on_two_local_workers_equals_the_local_run(s3, universe, tmp_path, capsys):
+def test_the_cli_on_two_local_workers_equals_the_local_run(s3, universe, tmp_path, capsys,
+                                                           monkeypatch):
     pytest.importorskip("exchange_calendars")
+    pytest.importorskip("plotly")
     folder, url = universe
     assert main(["run", str(folder), "--calendar", "XNYS", "--out", str(tmp_path / "local"),
                  "-q"]) == 0
     out = f"s3://{BUCKET}/cli-out"
+    monkeypatch.chdir(tmp_path)   # run --report writes report.html here for an export on a store
     assert main(["run", url, "--calendar", "XNYS", "--out", out, "--scheduler", "local:2",
-                 "-q"]) == 0
+                 "--report", "-q"]) == 0
+    assert (tmp_path / "report.html").stat().st_size > 1000
     assert_same(tmp_path / "local", local_copy(out, tmp_path / "c"))
     capsys.readouterr()
     assert main(["validate", out]) == 0
