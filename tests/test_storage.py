@@ -457,3 +457,19 @@ def test_the_readme_snippets_read_the_export_from_the_store(s3, tmp_path):
         if not hasattr(table, "to_pylist"):     # polars
             table = table.to_arrow()
         assert table.num_rows == len([r for r in expected]), block
+
+
+def test_halts_from_the_store(s3, tmp_path):
+    """``--halts s3://...``: BOLT's 37 minutes are a halt, as with the local file."""
+    halts = tmp_path / "halts.csv"
+    halts.write_text("BOLT,2024-11-27 13:42,2024-11-27 14:19\n")
+    url = upload(halts, "halts/halts.csv")
+    said = {}
+    for name, where in (("local", str(halts)), ("store", url)):
+        summary = tmp_path / f"{name}.json"
+        assert main(["run", "--no-export", "-q", "--json-summary", str(summary), "--halts",
+                     where, "--tz", "America/New_York"]) == 0
+        said[name] = json.loads(summary.read_text())["totals"]["1m"]["kinds"]
+    assert said["store"] == said["local"]
+    assert said["store"]["halt"] == {"gaps": 1, "missing": 37}
+    assert main(["run", "--no-export", "-q", "--halts", f"s3://{BUCKET}/halts/none.csv"]) == 2
