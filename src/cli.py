@@ -527,6 +527,7 @@ def _from_store(args: argparse.Namespace) -> None:
         tmp = tempfile.mkdtemp(prefix="sessiondata-store-")
         atexit.register(shutil.rmtree, tmp, True)
         storage.download_export(value, tmp)
+        args.given = {**getattr(args, "given", {}), name: value}   # named in the output
         if args.command == "report" and not args.output:
             args.output = "report.html"    # beside us, not in the temporary copy
         setattr(args, name, tmp)
@@ -564,15 +565,16 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     root = Path(args.dir)
+    name = getattr(args, "given", {}).get("dir", root)   # an export on a store: its URL
     problems = validate_export(root)
     if problems:
-        print(f"FAIL {root}: {plural(len(problems), 'problem')}")
+        print(f"FAIL {name}: {plural(len(problems), 'problem')}")
         for p in problems:
             print(f"  {p}")
         return EXIT_PROBLEMS
     if not args.quiet:
         manifest = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
-        print(f"OK   {root}: {plural(len(manifest.get('sessions', [])), 'session')}, "
+        print(f"OK   {name}: {plural(len(manifest.get('sessions', [])), 'session')}, "
               f"{plural(len(manifest.get('symbols', [])), 'symbol')}, "
               f"{manifest.get('format', 'parquet')} datasets")
     return EXIT_OK
@@ -778,7 +780,9 @@ def cmd_diff(args: argparse.Namespace) -> int:
                     export_base=True, on_bad=args.on_bad, read_options=options)
             sides.append(str(out))
         result = diff(sides[0], sides[1], tolerance=args.tolerance, rtol=args.rtol)
-    result.summary["old"], result.summary["new"] = args.old, args.new
+    given = getattr(args, "given", {})
+    result.summary["old"] = given.get("old", args.old)
+    result.summary["new"] = given.get("new", args.new)
     if args.out:
         result.write(args.out)
     if args.format == "json":

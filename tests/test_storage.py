@@ -317,6 +317,31 @@ def test_the_real_files_from_the_store_on_threads_and_a_cluster(s3, client, tmp_
             assert_same(tmp_path / f"{name}-local", local_copy(out, tmp_path / f"{name}-{how}"))
 
 
+def test_files_with_a_symbol_column_are_probed_on_the_workers(s3, client, universe,
+                                                              tmp_path):
+    """Files that name their symbols in a column are one partition (symbols may span
+    files); which files do is read from their headers on the workers, not here."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder, _ = universe
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    for k, group in enumerate((["S000", "S001", "S002"], ["S003", "S004", "S005"])):
+        parts = []
+        for name in group:
+            t = pq.read_table(folder / f"{name}.parquet")
+            parts.append(t.append_column("symbol", pa.array([name] * t.num_rows)))
+        pq.write_table(pa.concat_tables(parts), mixed / f"part{k}.parquet")
+    url = upload(mixed, "mixed")
+    sessiondata.run(mixed, WEEKDAYS, out=tmp_path / "local")
+    before = s3.data_gets("mixed/")
+    sessiondata.run(url, WEEKDAYS, out=f"s3://{BUCKET}/mixed-out", client=client)
+    after = s3.data_gets("mixed/")
+    assert after[0] - before[0] == 0 and after[1] - before[1] >= 2
+    assert_same(tmp_path / "local", local_copy(f"s3://{BUCKET}/mixed-out", tmp_path / "c"))
+
+
 # -- faults -----------------------------------------------------------------------------------
 
 
@@ -429,13 +454,15 @@ def test_the_cli_on_two_local_workers_equals_the_local_run(s3, universe, tmp_pat
     assert_same(tmp_path / "local", local_copy(out, tmp_path / "c"))
     capsys.readouterr()
     assert main(["validate", out]) == 0
-    assert "OK" in capsys.readouterr().out
+    assert capsys.readouterr().out.startswith(f"OK   {out}: ")
     rule = ["--fail-under", "completeness=99.5", "--format", "json", "--all"]
     code_local = main(["check", str(tmp_path / "local"), *rule])
     said_local = capsys.readouterr().out
     assert main(["check", out, *rule]) == code_local
     assert capsys.readouterr().out == said_local and said_local
     assert main(["report", out, "--output", str(tmp_path / "r.html"), "-q"]) == 0
+    assert main(["diff", str(tmp_path / "local"), out, "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["new"] == out
     assert (tmp_path / "r.html").stat().st_size > 1000
 
 
