@@ -344,7 +344,8 @@ class StoreFile:
             return _Owning(bz2.BZ2File(raw, "rb"), raw)
         if lower.endswith(".xz"):
             return _Owning(lzma.LZMAFile(raw, "rb"), raw)
-        return raw
+        # Buffered: the careful CSV reader iterates lines, which pyarrow's stream does not.
+        return io.BufferedReader(raw, buffer_size=1 << 20)
 
     def read_bytes(self) -> bytes:
         with self.open_binary() as f:

@@ -247,6 +247,41 @@ def test_storage_options_are_checked():
         storage.resolve("s3://b/x", storage_options={"colour": "red"})
 
 
+def test_the_readers_take_urls_and_a_filesystem(s3, tmp_path):
+    """read_bars of a file, a prefix and a gzip file at URLs equals the local read; a bad
+    row is named by its URL and line, as a local file's by its path."""
+    import gzip
+
+    from sessiondata.readers import ReadError, read_bars
+
+    good = "timestamp,open,high,low,close,volume\n" + "".join(
+        f"2024-03-04T14:{m:02d}:00Z,1,2,0.5,1.5,10\n" for m in range(30, 40))
+    (tmp_path / "AAA.csv").write_text(good)
+    (tmp_path / "BBB.csv.gz").write_bytes(gzip.compress(good.encode()))
+    prefix = upload(tmp_path, "readers")
+    local = read_bars(tmp_path)
+    remote = read_bars(prefix)
+    assert sorted(remote.bars) == sorted(local.bars) == ["AAA", "BBB"]
+    for sym in local.bars:
+        assert (remote.bars[sym].ts == local.bars[sym].ts).all()
+        assert (remote.bars[sym].close == local.bars[sym].close).all()
+    fs, _ = storage.resolve(prefix)
+    one = read_bars(f"{BUCKET}/readers/BBB.csv.gz", filesystem=fs)
+    assert list(one.bars) == ["BBB"]
+    bad = good.replace("2024-03-04T14:32:00Z,1,2,", "2024-03-04T14:32:00Z,1,x,")
+    url = upload(_write(tmp_path / "bad" / "CCC.csv", bad), "readers-bad/CCC.csv")
+    with pytest.raises(ReadError, match=f"^{url}, line 4: "):
+        read_bars(url)
+    with pytest.raises(ReadError, match=f"s3://{BUCKET}/readers-empty: no such file"):
+        read_bars(f"s3://{BUCKET}/readers-empty")
+
+
+def _write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
 # -- the same export --------------------------------------------------------------------------
 
 

@@ -189,7 +189,10 @@ def read_bars(paths: str | os.PathLike | Iterable[str | os.PathLike], *,
             continue
         if storage.is_url(given) or filesystem is not None:
             if storage.is_remote(given, filesystem):
-                one, listed = storage.entry(given, filesystem, storage_options)
+                try:
+                    one, listed = storage.entry(given, filesystem, storage_options)
+                except storage.StorageError as exc:
+                    raise ReadError(str(given), None, exc.reason) from None
                 found = [one] if one is not None else _store_data_files(listed)
                 if one is not None and _kind(one) is None:  # type: ignore[arg-type]
                     raise ReadError(str(one), None, "not a data file (expected "
