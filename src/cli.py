@@ -577,7 +577,22 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(f"OK   {name}: {plural(len(manifest.get('sessions', [])), 'session')}, "
               f"{plural(len(manifest.get('symbols', [])), 'symbol')}, "
               f"{manifest.get('format', 'parquet')} datasets")
+    if "dir" in getattr(args, "given", {}):
+        _say_uncommitted(str(name), args.quiet)
     return EXIT_OK
+
+
+def _say_uncommitted(url: str, quiet: bool) -> None:
+    """The runs into an export on a store that never committed (failed or killed): their
+    files, for cleanup (the next run into it removes them)."""
+    from . import storage
+
+    fs, root = storage.resolve(url)
+    for run, files in sorted(storage.uncommitted(fs, root).items()):
+        if not quiet:
+            print(f"note: {url.rstrip('/')}/{storage.RUNS}/{run}/ holds {len(files)} "
+                  "file(s) of a run that did not commit (removed by the next run into "
+                  f"{url}, or continued by --resume)")
 
 
 

@@ -399,7 +399,8 @@ def test_a_worker_killed_mid_run_changes_nothing(s3, client, universe, tmp_path)
     client.wait_for_workers(2, timeout=60)
 
 
-def test_a_run_killed_before_its_commit_leaves_the_previous_export(s3, universe, tmp_path):
+def test_a_run_killed_before_its_commit_leaves_the_previous_export(s3, universe, tmp_path,
+                                                                   capsys):
     """A process SIGKILLed in the middle of its run (bars written, no commit): the export
     is the previous run's, whole; the dead run's files are listed; the next run removes
     them."""
@@ -424,6 +425,11 @@ def test_a_run_killed_before_its_commit_leaves_the_previous_export(s3, universe,
     assert len(left) == 1 and any("/bars/" in p for p in next(iter(left.values())))
     sessiondata.run(out=tmp_path / "sample")
     assert_same(tmp_path / "sample", local_copy(out, tmp_path / "c"))
+    assert main(["validate", out]) == 0
+    said = capsys.readouterr().out
+    run = next(iter(left))
+    assert f"{out}/runs/{run}/ holds {len(left[run])} file(s) of a run that did not commit" \
+        in said, said
     sessiondata.run(out=out)                               # the next run cleans up
     assert storage.uncommitted(fs, root) == {}
 
