@@ -432,6 +432,10 @@ def test_a_run_killed_before_its_commit_leaves_the_previous_export(s3, universe,
         in said, said
     sessiondata.run(out=out)                               # the next run cleans up
     assert storage.uncommitted(fs, root) == {}
+    sessiondata.run(out=out)                               # a third commit: the first goes
+    kept = storage.committed(fs, root)
+    assert len(kept) == 2 and first[0] not in kept
+    assert storage.list_files(fs, storage.run_prefix(root, first[0])) == []
 
 
 def test_a_failed_run_names_its_files_for_cleanup(s3, monkeypatch):
