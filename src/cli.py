@@ -92,6 +92,10 @@ def _common_options(default: object) -> _Parser:
                         help="show the traceback of an error")
     common.add_argument("--quiet", "-q", action="store_true", default=default,
                         help="print nothing but errors (no progress, no summary)")
+    common.add_argument("--storage-option", action="append", metavar="KEY=VALUE",
+                        default=default if default is argparse.SUPPRESS else None,
+                        help="an option of the object store of s3://, gs://, az:// URLs "
+                             "(endpoint_url, key, secret, region, anon, ...); repeatable")
     return common
 
 
@@ -240,6 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         debug = getattr(args, "debug", debug)
+        _from_store(args)
         if args.command == "run":
             with _one_line_warnings():
                 return cmd_run(args)
@@ -458,7 +463,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     out = None if args.no_export else args.out
     options = read_options(args)
     parts = 1
-    if args.data is not None and Path(args.data).is_dir() and options.get("format") is None:
+    if args.data is not None and not _is_store_url(args.data) and Path(args.data).is_dir() \
+            and options.get("format") is None:
         with warnings.catch_warnings():     # job.run warns of each skipped file, once
             warnings.simplefilter("ignore", readers.ReadWarning)
             parts = max(1, len(readers.data_files(args.data, args.on_bad, [], [], options)))
@@ -510,12 +516,65 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise CliError("--report draws the export: drop --no-export")
         from .report import write_report
 
-        path = write_report(out)
+        from . import storage
+
+        if storage.is_remote(out):   # the report of an export on a store: written here
+            import tempfile
+
+            with tempfile.TemporaryDirectory(prefix="sessiondata-store-") as copy:
+                path = write_report(storage.download_export(out, copy), "report.html")
+        else:
+            path = write_report(storage.resolve(out)[1] if storage.is_url(out) else out)
         if not args.quiet:
             print(f"wrote {path}")
     if _wants_check(args):
         return _check_and_report(args, result, args.check_format)
     return EXIT_OK
+
+
+def _is_store_url(value: Any) -> bool:
+    from . import storage
+
+    return storage.is_url(value)
+
+
+def _from_store(args: argparse.Namespace) -> None:
+    """URLs of object stores (issue 24): ``--storage-option`` for the process; ``validate``,
+    ``report``, ``check`` and ``diff`` of an export on a store read a local copy of the
+    files its latest manifest lists, and ``--halts`` at a URL is read from a local copy."""
+    import atexit
+    import shutil
+    import tempfile
+
+    from . import storage
+
+    storage.set_default_options(storage.parse_options(getattr(args, "storage_option", None)))
+    names = {"validate": ["dir"], "report": ["dir"], "check": ["dir"],
+             "diff": ["old", "new"]}.get(args.command, [])
+    for name in names:
+        value = getattr(args, name, None)
+        if not isinstance(value, str) or not storage.is_url(value):
+            continue
+        if not storage.is_remote(value):
+            setattr(args, name, storage.resolve(value)[1])
+            continue
+        tmp = tempfile.mkdtemp(prefix="sessiondata-store-")
+        atexit.register(shutil.rmtree, tmp, True)
+        storage.download_export(value, tmp)
+        args.given = {**getattr(args, "given", {}), name: value}   # named in the output
+        if args.command == "report" and not args.output:
+            args.output = "report.html"    # beside us, not in the temporary copy
+        setattr(args, name, tmp)
+    halts = getattr(args, "halts", None)
+    if isinstance(halts, str) and storage.is_remote(halts):
+        one, _ = storage.entry(halts)
+        if one is None:
+            raise CliError(f"--halts {halts}: a prefix, not a file")
+        fd, local = tempfile.mkstemp(prefix="sessiondata-halts-", suffix=one.name)
+        atexit.register(os.unlink, local)
+        with os.fdopen(fd, "wb") as f:
+            f.write(one.read_bytes())
+        args.halts = local
 
 
 def classify_options(args: argparse.Namespace) -> ClassifyOptions:
@@ -540,18 +599,34 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     root = Path(args.dir)
+    name = getattr(args, "given", {}).get("dir", root)   # an export on a store: its URL
     problems = validate_export(root)
     if problems:
-        print(f"FAIL {root}: {plural(len(problems), 'problem')}")
+        print(f"FAIL {name}: {plural(len(problems), 'problem')}")
         for p in problems:
             print(f"  {p}")
         return EXIT_PROBLEMS
     if not args.quiet:
         manifest = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
-        print(f"OK   {root}: {plural(len(manifest.get('sessions', [])), 'session')}, "
+        print(f"OK   {name}: {plural(len(manifest.get('sessions', [])), 'session')}, "
               f"{plural(len(manifest.get('symbols', [])), 'symbol')}, "
               f"{manifest.get('format', 'parquet')} datasets")
+    if "dir" in getattr(args, "given", {}):
+        _say_uncommitted(str(name), args.quiet)
     return EXIT_OK
+
+
+def _say_uncommitted(url: str, quiet: bool) -> None:
+    """The runs into an export on a store that never committed (failed or killed): their
+    files, for cleanup (the next run into it removes them)."""
+    from . import storage
+
+    fs, root = storage.resolve(url)
+    for run, files in sorted(storage.uncommitted(fs, root).items()):
+        if not quiet:
+            print(f"note: {url.rstrip('/')}/{storage.RUNS}/{run}/ holds {len(files)} "
+                  "file(s) of a run that did not commit (removed by the next run into "
+                  f"{url}, or continued by --resume)")
 
 
 
@@ -756,7 +831,9 @@ def cmd_diff(args: argparse.Namespace) -> int:
                     export_base=True, on_bad=args.on_bad, read_options=options)
             sides.append(str(out))
         result = diff(sides[0], sides[1], tolerance=args.tolerance, rtol=args.rtol)
-    result.summary["old"], result.summary["new"] = args.old, args.new
+    given = getattr(args, "given", {})
+    result.summary["old"] = given.get("old", args.old)
+    result.summary["new"] = given.get("new", args.new)
     if args.out:
         result.write(args.out)
     if args.format == "json":

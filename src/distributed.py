@@ -192,7 +192,7 @@ class DaskExecutor:
                 continue
             futures.append(self.client.submit(
                 _run_task, fn, item, key, _name(item),
-                None if self.store is None else str(self.store), self.mark,
+                None if self.store is None else _store_arg(self.store), self.mark,
                 key=f"sessiondata-{run}-{key}", pure=False))
             names[futures[-1].key] = _name(item)
         self.submitted += len(futures)
@@ -240,10 +240,18 @@ def _run_task(fn: Callable[[Any], Any], item: Any, key: str, name: str, store: s
             _check_reachable(mark)
         result = fn(item)
         if store is not None:
-            _save_result(Path(store), key, name, result)
+            if isinstance(store, str):
+                _save_result(Path(store), key, name, result)
+            else:           # an object store's (store_export.StoreResults)
+                store.save(key, name, result)
         return result
     except Exception as exc:  # noqa: BLE001 - every error goes back to the client
         return _Failure.of(exc, _worker())
+
+
+def _store_arg(store: Any) -> Any:
+    """What a task is given of the results' store: a folder's path, or an object store's."""
+    return str(store) if isinstance(store, Path) else store
 
 
 def _check_reachable(mark: tuple[str, str]) -> None:
@@ -343,6 +351,8 @@ def _load_result(store: Path | None, key: str, name: str) -> Any:
     """The stored result of a partition of an interrupted run, or None."""
     if store is None:
         return None
+    if not isinstance(store, Path):  # an object store's (store_export.StoreResults)
+        return store.load(key, name)
     try:
         with open(store / f"{key}.pkl", "rb") as f:
             saved_name, result = pickle.load(f)

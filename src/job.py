@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 
-from . import readers
+from . import readers, storage
 from .bars import Bars
 from .calendar import Calendar
 from .classify import ClassifyOptions
@@ -39,7 +39,8 @@ def run(data: Any = None, calendar: Calendar | None = None, *, base: str = "1m",
         classify: ClassifyOptions | None = None,
         summary: Callable[[RunResult], dict[str, Any]] | None = None,
         durable: bool = False, client: Any = None, resume: bool = False,
-        strict: bool = False, plausibility: Plausibility | None = None) -> RunResult:
+        strict: bool = False, plausibility: Plausibility | None = None,
+        filesystem: Any = None, storage_options: Mapping[str, Any] | None = None) -> RunResult:
     """Run every trading session of ``data`` and, with ``out``, export it.
 
     Parameters
@@ -91,6 +92,14 @@ def run(data: Any = None, calendar: Calendar | None = None, *, base: str = "1m",
         ``sessiondata.plausibility``; files on this machine only, not under ``client``).
     plausibility : Plausibility, optional
         The check to feed (the caller reads its verdict); default: a new one.
+    filesystem : pyarrow.fs.FileSystem or fsspec file system, optional
+        The file system of ``data`` and ``out`` when they are paths of an object store;
+        else URLs (``s3://bucket/prefix``, ``gs://``, ``az://``) name their own, with
+        ``storage_options`` (endpoint, credentials, ...).  See ``sessiondata.storage``: on a
+        Dask cluster the workers open their own files from the store and write their bars
+        to it; an export on a store is committed by its manifest, written last.
+    storage_options : mapping, optional
+        Options of the store of a URL (``endpoint_url``, ``key``, ``secret``, ``region``...).
 
     Returns
     -------
@@ -122,7 +131,14 @@ def run(data: Any = None, calendar: Calendar | None = None, *, base: str = "1m",
         calendar = default_calendar(calendar)
         if client is None:
             check = plausibility or Plausibility(calendar, base, options, strict)
-        sources = file_sources(data, calendar, base, on_bad, options, check)
+        probe = None
+        if client is not None:
+            def probe(fn: Callable[..., Any], files: list[Any], **kw: Any) -> list[Any]:
+                # A header is read where the data is read: on a worker, not here.
+                return list(client.gather(client.map(fn, files, pure=False, **kw)))
+        sources = file_sources(data, calendar, base, on_bad, options, check,
+                               filesystem=filesystem, storage_options=storage_options,
+                               probe=probe)
         label = str(data)
     calendar = default_calendar(calendar)
     if client is not None:
@@ -142,9 +158,21 @@ def run(data: Any = None, calendar: Calendar | None = None, *, base: str = "1m",
         if check is not None:
             check.finish()
         return result
+    origin = provenance(data, engine, fmt=fmt, read_options=options)
+    if storage.is_url(out) or filesystem is not None:
+        if storage.is_remote(out, filesystem):
+            from . import store_export
+
+            return store_export.run_export(
+                engine, sources, out, fmt=fmt, dataset=label, summary=summary,
+                resume=resume, filesystem=filesystem, storage_options=storage_options,
+                job=store_export.job_token(data, engine, fmt=fmt, read_options=options,
+                                           filesystem=filesystem,
+                                           storage_options=storage_options),
+                provenance=origin)
+        out = storage.resolve(out, filesystem)[1]
     token = (distributed.job_token(data, engine, fmt=fmt, read_options=options)
              if client is not None else None)
-    origin = provenance(data, engine, fmt=fmt, read_options=options)
     return run_export(engine, sources, out, fmt=fmt, dataset=label, summary=summary,
                       durable=durable, resume=resume, job=token, provenance=origin)
 
@@ -186,6 +214,8 @@ def provenance(data: Any, engine: Engine, *, fmt: str,
         inputs: dict[str, Any] = {"kind": "the embedded sample"}
     elif isinstance(data, Mapping):
         inputs = {"kind": "bars in memory", "symbols": len(data)}
+    elif storage.is_url(data):
+        inputs = {"kind": "an object store", "url": str(data)}
     else:
         root = Path(data).resolve()
         paths = ([root] if root.is_file() else
@@ -229,9 +259,21 @@ def _hm_local(ns: int, calendar: Calendar) -> str:
 
 
 def file_sources(data: str | os.PathLike, calendar: Calendar, base: str, on_bad: str,
-                 options: dict[str, Any], check: Plausibility | None = None) -> list[Source]:
+                 options: dict[str, Any], check: Plausibility | None = None, *,
+                 filesystem: Any = None, storage_options: Mapping[str, Any] | None = None,
+                 probe: Callable[..., list[Any]] | None = None) -> list[Source]:
     """The partitions of a file or folder: a file each when each file holds one symbol (its
-    name), else the whole input at once (files with a symbol column may share symbols)."""
+    name), else the whole input at once (files with a symbol column may share symbols).
+
+    A URL or a path of ``filesystem`` is a file or prefix of an object store: it is listed
+    here, and each partition opens its files where it runs; ``probe(fn, files, **kw)``
+    computes ``fn`` of each file elsewhere (on the Dask workers), so that this process reads
+    no data at all."""
+    if storage.is_url(data) or filesystem is not None:
+        if storage.is_remote(data, filesystem):
+            return _store_sources(data, calendar, base, on_bad, options, check, filesystem,
+                                  storage_options, probe)
+        data = storage.resolve(data, filesystem)[1]
     path = Path(data)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file or folder")
@@ -253,7 +295,33 @@ def file_sources(data: str | os.PathLike, calendar: Calendar, base: str, on_bad:
     return sources
 
 
-def _source(path: Path, calendar: Calendar, base: str, on_bad: str, options: dict[str, Any],
+def _store_sources(data: Any, calendar: Calendar, base: str, on_bad: str,
+                   options: dict[str, Any], check: Plausibility | None, filesystem: Any,
+                   storage_options: Mapping[str, Any] | None,
+                   probe: Callable[..., list[Any]] | None) -> list[Source]:
+    """:func:`file_sources` of a file or prefix of an object store (listed, not read)."""
+    if options.get("format") not in (None, "csv", "parquet"):
+        raise ValueError(f"{data}: vendor formats (format={options['format']!r}) are read "
+                         "from this machine's disk only, not from an object store")
+    one, _ = storage.entry(data, filesystem, storage_options)
+    if one is not None:
+        return [_source(one, calendar, base, on_bad, options, str(one), check)]
+    files = readers.data_files(data, on_bad, filesystem=filesystem,
+                               storage_options=storage_options)
+    if not files:
+        raise readers.ReadError(str(data), None, "no data files under the prefix (looked for "
+                                f"{', '.join(readers.DATA_SUFFIXES)}, optionally compressed)")
+    whole = [_source(files, calendar, base, on_bad, options, str(data), check)]
+    if len(files) <= 1 or options.get("symbol_column") or options.get("symbol"):
+        return whole
+    has = (probe(_has_symbol_column, files, options=options) if probe is not None
+           else [_has_symbol_column(f, options) for f in files])
+    if any(has):
+        return whole
+    return [_source(f, calendar, base, on_bad, options, f.name, check) for f in files]
+
+
+def _source(path: Any, calendar: Calendar, base: str, on_bad: str, options: dict[str, Any],
             name: str, check: Plausibility | None = None) -> Source:
     def load() -> Loaded:
         result = readers.read_bars(path, interval=base, on_bad=on_bad, **options)
@@ -272,21 +340,26 @@ def _source(path: Path, calendar: Calendar, base: str, on_bad: str, options: dic
     return Source(name, load)
 
 
-def _has_symbol_column(path: Path, options: Mapping[str, Any]) -> bool:
+def _has_symbol_column(path: Any, options: Mapping[str, Any]) -> bool:
     """Whether a data file names its symbols in a column (read from its header only)."""
     names: list[str] = []
     try:
         if path.suffix.lower() in (".parquet", ".pq"):
             import pyarrow.parquet as pq
 
-            names = list(pq.read_schema(path).names)
+            names = list(pq.read_schema(path if isinstance(path, Path)
+                                        else path.open_random()).names)
         else:
             if options.get("columns"):
                 names = list(options["columns"])
             elif options.get("header", True):
-                opener = gzip.open if path.suffix == ".gz" else open
-                with opener(path, "rt", encoding="utf-8", errors="replace") as f:
-                    first = f.readline()
+                if not isinstance(path, Path):   # a file of an object store
+                    with path.open_binary() as raw:
+                        first = raw.readline().decode("utf-8", errors="replace")
+                else:
+                    opener = gzip.open if path.suffix == ".gz" else open
+                    with opener(path, "rt", encoding="utf-8", errors="replace") as f:
+                        first = f.readline()
                 delim = options.get("delimiter") or max(",;\t|", key=first.count)
                 names = [n.strip().strip('"') for n in first.split(delim)]
     except (OSError, EOFError, zlib.error, ValueError, ImportError):

@@ -216,7 +216,10 @@ def _is_utc(zone: zoneinfo.ZoneInfo) -> bool:
 
 
 def _open_binary(path: Path):
-    """A binary stream over a plain or compressed file."""
+    """A binary stream over a plain or compressed file (of this machine, or of an object
+    store: a ``storage.StoreFile``)."""
+    if not isinstance(path, Path):
+        return path.open_binary()
     name = path.name.lower()
     if name.endswith(".gz"):
         return gzip.open(path, "rb")
@@ -225,6 +228,11 @@ def _open_binary(path: Path):
     if name.endswith(".xz"):
         return lzma.open(path, "rb")
     return open(path, "rb")
+
+
+def _random_access(path: Path):
+    """What ``pyarrow.parquet.ParquetFile`` opens: the path, or a store's random-access file."""
+    return path if isinstance(path, Path) else path.open_random()
 
 
 def _text_encoding(encoding: str) -> str:

@@ -10,9 +10,10 @@ import warnings
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from .. import storage
 from .base import (
-    _kind, _open_binary, _READ_ERRORS, _stem, _why, DATA_SUFFIXES, POLICIES, ReadError,
-    ReadOptions, ReadWarning,
+    _kind, _open_binary, _random_access, _READ_ERRORS, _stem, _why, DATA_SUFFIXES, POLICIES,
+    ReadError, ReadOptions, ReadWarning,
 )
 from .layout import _detect_layout
 from .result import _Collector, ReadResult
@@ -64,7 +65,7 @@ def _parquet_tables(files: list[Path], opts: ReadOptions):
         try:
             import pyarrow.parquet as pq
 
-            pf = pq.ParquetFile(path, memory_map=True)
+            pf = pq.ParquetFile(_random_access(path), memory_map=True)
             if pf.metadata.num_rows > 64 * opts.chunk_rows:
                 return None
             layout = _detect_layout(list(pf.schema_arrow.names), opts, str(path))
@@ -77,7 +78,8 @@ def _parquet_tables(files: list[Path], opts: ReadOptions):
 
 def data_files(folder: str | os.PathLike, on_bad: str = "raise",
                unreadable: list | None = None, skipped: list | None = None,
-               options: Mapping[str, Any] | None = None) -> list[Path]:
+               options: Mapping[str, Any] | None = None, *, filesystem: Any = None,
+               storage_options: Any = None) -> list[Any]:
     """The data files of a folder (not its subfolders), sorted: CSV (``.csv``, ``.txt``,
     ``.tsv``, optionally ``.gz``/``.bz2``/``.xz``) and Parquet; hidden files are skipped.
 
@@ -93,9 +95,16 @@ def data_files(folder: str | os.PathLike, on_bad: str = "raise",
     loop, a file without read permission, something that is not a regular file) is never
     skipped silently: with ``on_bad="raise"`` it is a ReadError naming it; with ``"drop"``
     a warning names it and ``(path, why)`` is appended to ``unreadable`` (when given).
+
+    A URL (``s3://bucket/prefix``, ...) or a path of ``filesystem`` lists a prefix of an
+    object store (:mod:`sessiondata.storage`): its data files as ``storage.StoreFile``.
     """
     if on_bad not in POLICIES:
         raise ValueError(f"on_bad must be 'raise' or 'drop', got {on_bad!r}")
+    if storage.is_url(folder) or filesystem is not None:
+        if storage.is_remote(folder, filesystem):
+            return _store_data_files(storage.entry(folder, filesystem, storage_options)[1])
+        folder = storage.resolve(folder, filesystem)[1]
     folder = Path(folder)
     opts = dict(options or {})
     check_content = not (opts.get("columns") or opts.get("header") is False or
@@ -163,6 +172,13 @@ def _not_bars(p: Path, check_content: bool) -> str | None:
     return f"its first line {shown!r} names no open, high, low or close column"
 
 
+def _store_data_files(files: list) -> list:
+    """The data files of a store's listing (no hidden ones; a store has no links or
+    permissions per object to check)."""
+    # StoreFile has the surface of Path that _kind reads (its name).
+    return [f for f in files if not f.name.startswith(".") and _kind(f) is not None]
+
+
 def _unreadable(p: Path) -> str | None:
     """Why a folder entry cannot be read as a file (None when it can; "" for a folder)."""
     try:
@@ -190,7 +206,8 @@ def _unreadable(p: Path) -> str | None:
 
 
 def read_bars(paths: str | os.PathLike | Iterable[str | os.PathLike], *,
-              format: str | None = None, **options) -> ReadResult:
+              format: str | None = None, filesystem: Any = None,
+              storage_options: Any = None, **options) -> ReadResult:
     """Read a file, a folder of files, or a list of either; one result over all of them.
 
     A symbol found in several files is joined in time order; overlapping files are an error
@@ -203,6 +220,11 @@ def read_bars(paths: str | os.PathLike | Iterable[str | os.PathLike], *,
         ``None``, ``"csv"`` or ``"parquet"``: CSV and Parquet files by their suffix.
         ``"lean"``, ``"databento"``, ``"binance"``: vendor files, read by
         :mod:`sessiondata.readers.vendor` (see there).
+    filesystem : pyarrow.fs.FileSystem or fsspec file system, optional
+        The file system of ``paths`` (else a URL such as ``s3://bucket/prefix`` names its
+        own: :mod:`sessiondata.storage`); each file is opened from it where it is read.
+    storage_options : mapping, optional
+        Options of the store of a URL (endpoint, credentials, ...).
     **options
         The fields of :class:`ReadOptions`; ``symbol`` only with a single file.
     """
@@ -216,14 +238,39 @@ def read_bars(paths: str | os.PathLike | Iterable[str | os.PathLike], *,
     if format is not None and str(format).lower() not in ("csv", "parquet"):
         from . import vendor
 
+        if not isinstance(paths, (str, os.PathLike)):
+            paths = _as_list(paths)
+        if filesystem is not None or any(map(storage.is_remote, _as_list(paths))):
+            raise ValueError(f"format={format!r}: vendor files are read from this machine's "
+                             "disk only, not from an object store")
+
         return vendor.read_format(paths, format, **options)
     opts = ReadOptions(**options).checked()
-    if isinstance(paths, (str, os.PathLike)):
-        paths = [paths]
-    files: list[Path] = []
+    files: list[Any] = []
     unreadable: list[tuple[str, str]] = []
     skipped: list[tuple[str, str]] = []
-    for p in map(Path, paths):
+    for given in _as_list(paths):
+        if isinstance(given, storage.StoreFile):
+            files.append(given)
+            continue
+        if storage.is_url(given) or filesystem is not None:
+            if storage.is_remote(given, filesystem):
+                try:
+                    one, listed = storage.entry(given, filesystem, storage_options)
+                except storage.StorageError as exc:
+                    raise ReadError(str(given), None, exc.reason) from None
+                found = [one] if one is not None else _store_data_files(listed)
+                if one is not None and _kind(one) is None:  # type: ignore[arg-type]
+                    raise ReadError(str(one), None, "not a data file (expected "
+                                    f"{', '.join(DATA_SUFFIXES)}, optionally compressed)")
+                if not found:
+                    raise ReadError(str(given), None, "no data files under the prefix "
+                                    f"(looked for {', '.join(DATA_SUFFIXES)}, optionally "
+                                    "compressed)")
+                files.extend(found)
+                continue
+            given = storage.resolve(given, filesystem)[1]
+        p = Path(given)
         if p.is_dir():
             found = data_files(p, opts.on_bad, unreadable, skipped, options)
             if not found and skipped and not unreadable:
@@ -264,3 +311,8 @@ def read_bars(paths: str | os.PathLike | Iterable[str | os.PathLike], *,
         result.dropped["not a data file"] += len(skipped)
     return result
 
+
+def _as_list(paths: Any) -> list[Any]:
+    if isinstance(paths, (str, os.PathLike, storage.StoreFile)):
+        return [paths]
+    return list(paths)

@@ -10,7 +10,8 @@ import numpy as np
 
 from ..bars import PRICE_COLUMNS
 
-from .base import _DAY_NS, _NS_MAX, _READ_ERRORS, _stem, _UNIT_NS, _why, ReadError, ReadOptions
+from .base import (_DAY_NS, _NS_MAX, _READ_ERRORS, _random_access, _stem, _UNIT_NS, _why,
+                   ReadError, ReadOptions)
 from .layout import _detect_layout
 from .timeparse import (
     _arrow_i64, _arrow_ints, _parse_text_rows, _reasons_for, _scale_ns, _strip, _TimeParser,
@@ -42,7 +43,7 @@ def _read_parquet_into(path: Path, opts: ReadOptions, collector: _Collector,
                         "sessiondata: pip install --force-reinstall sessiondata") from None
     name = str(path)
     try:
-        pf = pq.ParquetFile(path, memory_map=True)
+        pf = pq.ParquetFile(_random_access(path), memory_map=True)
     except (OSError, pa.ArrowException) as exc:
         raise ReadError(name, None, f"not a readable Parquet file: {exc}") from None
     try:
