@@ -228,19 +228,19 @@ def read_bars(paths: str | os.PathLike | Iterable[str | os.PathLike], *,
     **options
         The fields of :class:`ReadOptions`; ``symbol`` only with a single file.
     """
-    if isinstance(paths, (str, os.PathLike)):
-        paths = [paths]
-    paths = list(paths)
-    for p in map(Path, paths):
+    paths = _as_list(paths)
+    for given in paths:
+        if filesystem is not None or isinstance(given, storage.StoreFile) or \
+                storage.is_url(given):
+            continue        # a store's object: no FIFO or permission bits to look at
+        p = Path(given)
         why = _unreadable(p) if p.exists() or p.is_symlink() else None
         if why:         # a FIFO, a device, a file without permission: never read (nor block)
             raise ReadError(str(p), None, f"cannot read: {why}")
     if format is not None and str(format).lower() not in ("csv", "parquet"):
         from . import vendor
 
-        if not isinstance(paths, (str, os.PathLike)):
-            paths = _as_list(paths)
-        if filesystem is not None or any(map(storage.is_remote, _as_list(paths))):
+        if filesystem is not None or any(map(storage.is_remote, paths)):
             raise ValueError(f"format={format!r}: vendor files are read from this machine's "
                              "disk only, not from an object store")
 
