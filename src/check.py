@@ -50,6 +50,8 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import numpy as np
 
+from .export import load_manifest
+
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
     import pyarrow as pa
@@ -392,16 +394,7 @@ def read_cells(out: str | os.PathLike, only: Iterable[str] | None = None) -> Cel
     import orjson
 
     root = Path(out)
-    manifest_path = root / "manifest.json"
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except OSError:
-        raise FileNotFoundError(f"{root}: not a sessiondata export (no manifest.json)"
-                                ) from None
-    except ValueError as exc:
-        raise ValueError(f"{manifest_path}: not valid JSON: {exc}") from None
-    if not isinstance(manifest, dict) or manifest.get("kind") != "sessiondata export":
-        raise ValueError(f"{manifest_path}: not the manifest of a sessiondata export")
+    manifest = load_manifest(root)
     base = str(manifest.get("base_interval", ""))
     intervals = [base] + [str(d) for d in manifest.get("derived_intervals", [])]
     symbols = [str(s) for s in manifest.get("symbols", [])]

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .check import GAP_KINDS, read_cells
+from .export import load_manifest
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -45,20 +46,6 @@ def _arrow() -> Any:
     import pyarrow.dataset  # noqa: F401
     import pyarrow.parquet  # noqa: F401
     return pyarrow
-
-
-def _manifest(root: Path) -> dict[str, Any]:
-    path = root / "manifest.json"
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except OSError:
-        raise FileNotFoundError(f"{root}: not a sessiondata export (no manifest.json)"
-                                ) from None
-    except ValueError as exc:
-        raise ValueError(f"{path}: not valid JSON: {exc}") from None
-    if not isinstance(doc, dict) or doc.get("kind") != "sessiondata export":
-        raise ValueError(f"{path}: not the manifest of a sessiondata export")
-    return doc
 
 
 @dataclass
@@ -454,7 +441,7 @@ def diff(a: str | os.PathLike, b: str | os.PathLike, *, tolerance: float = 0.0,
     if tolerance < 0 or rtol < 0 or tolerance != tolerance or rtol != rtol:
         raise ValueError(f"tolerance and rtol must be >= 0, got {tolerance}, {rtol}")
     root_a, root_b = Path(a), Path(b)
-    ma, mb = _manifest(root_a), _manifest(root_b)
+    ma, mb = load_manifest(root_a), load_manifest(root_b)
     for what in ("calendar", "base_interval"):
         if ma.get(what) != mb.get(what):
             raise ValueError(f"the exports differ in {what}: {ma.get(what)!r} in {root_a}, "

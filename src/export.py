@@ -581,6 +581,22 @@ def read_manifest(folder: str | os.PathLike) -> dict[str, Any]:
     return _manifest(folder)
 
 
+def load_manifest(folder: str | os.PathLike) -> dict[str, Any]:
+    """The manifest of the export in ``folder``; a FileNotFoundError or ValueError naming
+    the folder or the file when there is none, or it is not a sessiondata export's."""
+    path = Path(folder) / MANIFEST
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except OSError:
+        raise FileNotFoundError(f"{folder}: not a sessiondata export (no {MANIFEST})"
+                                ) from None
+    except ValueError as exc:
+        raise ValueError(f"{path}: not valid JSON: {exc}") from None
+    if not isinstance(doc, dict) or doc.get("kind") != "sessiondata export":
+        raise ValueError(f"{path}: not the manifest of a sessiondata export")
+    return doc
+
+
 def read_session_docs(folder: str | os.PathLike) -> Iterator[dict[str, Any]]:
     """The session documents of an export, in the manifest's order of sessions."""
     import orjson
