@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import traceback
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
@@ -179,7 +180,11 @@ def write_session_docs(run: RunResult, folder: Path, *, workers: int = 1) -> Non
     pids = []
     try:
         for chunk in chunks[1:]:
-            pid = os.fork()
+            with warnings.catch_warnings():
+                # Python 3.12 warns on fork() beside threads (pyarrow's idle pools here):
+                # the children run only this module's Python, orjson and file writes.
+                warnings.simplefilter("ignore", DeprecationWarning)
+                pid = os.fork()
             if pid == 0:  # pragma: no cover - the child's exit code is what the parent sees
                 code = 1
                 try:
