@@ -1765,7 +1765,7 @@ cdef class SessionCore:
 
     cdef int _scan_all_c(self, i64 now_ns) except -1:
         cdef SymbolStream s
-        cdef i64 step = INT64_MAX, until, nxt = INT64_MAX
+        cdef i64 step = INT64_MAX, until, nxt = INT64_MAX, due_base = 0
         cdef list due = None
         cdef dict symbols = self._symbols
         cdef Py_ssize_t pos = 0
@@ -1789,10 +1789,13 @@ cdef class SessionCore:
                     due = []
                 due.append((<object> key, s, until))
             # The next scan comes when the next slot of some stream is due, wherever now
-            # lies (a wall clock given to advance is never on a slot boundary).
-            until = s._next_due(until, self._grace_slots)
-            if until < nxt:
-                nxt = until
+            # lies (a wall clock given to advance is never on a slot boundary).  The streams
+            # of a session share its windows: once per base interval is enough.
+            if s.base_ns != due_base:
+                due_base = s.base_ns
+                until = s._next_due(until, self._grace_slots)
+                if until < nxt:
+                    nxt = until
         if due is not None:
             for symbol, s, until in due:
                 s.scan(symbol, self._pending, until, self._stale_slots)
