@@ -105,7 +105,6 @@ class SymbolEvent:
     note: str = ""    # how the summary says it
 
 
-Event = SymbolEvent   # deprecated alias (``sessiondata.Event`` is the live session's event)
 
 
 # -- executors ------------------------------------------------------------------------------
@@ -196,7 +195,7 @@ class Engine:
         dropped and counted in its session's ``rejected``.
     start, end : str or datetime64[D], optional
         The first and last session to run (default: every session the data touches).
-    events : iterable of Event
+    events : iterable of SymbolEvent
         Symbols added or removed inside sessions.
     executor : Executor, optional
         Defaults to a ``ThreadExecutor`` over the cores.
@@ -209,7 +208,7 @@ class Engine:
 
     def __init__(self, calendar: Calendar | None = None, *, base: str = "1m",
                  derived: Iterable[str] = ("5m", "15m", "1h"), on_bad: str = "raise",
-                 start: Any = None, end: Any = None, events: Iterable[Event] = (),
+                 start: Any = None, end: Any = None, events: Iterable[SymbolEvent] = (),
                  export_base: bool = False,
                  executor: Executor | None = None,
                  progress: Callable[[int, int], None] | None = None,
@@ -229,7 +228,7 @@ class Engine:
         self.on_bad = on_bad
         self.start = None if start is None else np.datetime64(start, "D")
         self.end = None if end is None else np.datetime64(end, "D")
-        self.events: dict[str, list[Event]] = {}
+        self.events: dict[str, list[SymbolEvent]] = {}
         for ev in sorted(events, key=lambda e: e.at_ns):
             if ev.action not in ("add", "remove"):
                 raise ValueError(f"event action must be 'add' or 'remove', got {ev.action!r}")

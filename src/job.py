@@ -21,7 +21,7 @@ from . import readers, storage
 from .bars import Bars
 from .calendar import Calendar
 from .classify import ClassifyOptions
-from .engine import Engine, Event, Loaded, Source, ThreadExecutor
+from .engine import Engine, Loaded, Source, SymbolEvent, ThreadExecutor
 from .export import run_export
 from .kernels import default_calendar
 from .plausibility import Plausibility
@@ -34,7 +34,7 @@ def run(data: Any = None, calendar: Calendar | None = None, *, base: str = "1m",
         derived: Iterable[str] = ("5m", "15m", "1h"), out: str | os.PathLike | None = None,
         fmt: str = "parquet", export_base: bool = False, on_bad: str = "raise",
         start: Any = None, end: Any = None, threads: int | None = None,
-        events: Iterable[Event] = (), read_options: Mapping[str, Any] | None = None,
+        events: Iterable[SymbolEvent] = (), read_options: Mapping[str, Any] | None = None,
         progress: Callable[[int, int], None] | None = None,
         classify: ClassifyOptions | None = None,
         summary: Callable[[RunResult], dict[str, Any]] | None = None,
@@ -66,7 +66,7 @@ def run(data: Any = None, calendar: Calendar | None = None, *, base: str = "1m",
         The first and last session to run.
     threads : int, optional
         Worker threads (default: the cores).
-    events : iterable of Event
+    events : iterable of SymbolEvent
         Symbols added or removed inside sessions.
     read_options : mapping, optional
         Options of ``readers.read_bars`` (``tz``, ``stamp``, ``ts_format``, ``format``, ...).
@@ -119,7 +119,7 @@ def run(data: Any = None, calendar: Calendar | None = None, *, base: str = "1m",
         smp = sample.generate(calendar=calendar)
         sources: list[Source] | Mapping[str, Bars] = dict(smp.bars)
         events = list(events) + [
-            Event(e.session, e.at_ns(calendar), e.symbol, e.action,
+            SymbolEvent(e.session, e.at_ns(calendar), e.symbol, e.action,
                   f"{'+' if e.action == 'add' else '-'}{e.symbol} "
                   f"{'added' if e.action == 'add' else 'removed'} at "
                   f"{_hm_local(e.at_ns(calendar), calendar)}")

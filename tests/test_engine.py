@@ -14,7 +14,7 @@ import pytest
 
 import sessiondata as sd
 from sessiondata import cli, sample
-from sessiondata.engine import Engine, Event, Source, ThreadExecutor, batches
+from sessiondata.engine import Engine, Source, SymbolEvent, ThreadExecutor, batches
 from sessiondata.export import read_dataset, run_export, validate_export
 from sessiondata.documents import dumps, session_doc, session_docs
 from sessiondata.results import Gaps, GapInfo
@@ -215,8 +215,8 @@ def test_symbols_added_and_removed_mid_session(weekly):
     o, c = int(day.open_ns[0]), int(day.close_ns[-1])
     ts = np.arange(o, c, MINUTE)
     add, remove = o + 95 * MINUTE, o + 200 * MINUTE
-    events = [Event("2024-03-05", add, "A", "add", "+A"),
-              Event("2024-03-05", remove, "R", "remove", "-R")]
+    events = [SymbolEvent("2024-03-05", add, "A", "add", "+A"),
+              SymbolEvent("2024-03-05", remove, "R", "remove", "-R")]
     result = sd.run({"A": walk(ts), "R": walk(ts), "K": walk(ts)}, weekly, events=events)
     doc = session_doc(result, 0)
     assert sorted(doc["symbols"]) == ["A", "K"]
