@@ -239,3 +239,31 @@ def test_real_lean_aapl_split_in_a_run(tmp_path):
     assert [p for p in validate_export(tmp_path / "o") if "anomal" in p] == []
     rules = sd.check(tmp_path / "o", "anomalies_jump=0")
     assert rules.failed["session"].tolist() == ["2014-06-09"]
+
+
+def test_report_shows_anomalies_both_scores_and_the_cli_order(exported, tmp_path):
+    pytest.importorskip("plotly")
+    from sessiondata import report
+
+    run, out = exported
+    manifest = read_manifest(out)
+    grid = report._Grid(out, manifest)
+    # anomalies per cell read from the documents; data quality here counts their bars
+    assert int(grid.anomalies.sum()) == len(run.anomalies)
+    assert (grid.anomalous <= grid.present).all()
+    assert (grid.bad >= grid.lost).all() and int(grid.bad.sum()) > int(grid.lost.sum())
+    # the worst sessions in the CLI summary's order
+    summary = sd.summary.Summary(run, str(out))
+    assert [grid.sessions[k] for k in report._worst_sessions(grid, 10)] == \
+        [str(run.sessions[k]) for k, _ in summary.worst(10)]
+    page = report.render_report(out, manifest)
+    assert "anomaly: " in page and "Bars that are there but not real" in page
+    heat = report._heatmap(grid)
+    assert len(heat.data) == 2              # completeness and data quality at once
+    assert heat.layout.annotations[0].text == "completeness"
+    tl = report._timeline(grid, read_dataset(out, "gaps", "1m"), 25, 40,
+                          read_dataset(out, "anomalies", "1m"))
+    first = report._worst_sessions(grid, 25)[0]
+    assert tl.layout.xaxis.range[0] == grid.opens[first]      # the axis starts at the open
+    assert grid.opens[first].endswith("09:30")
+    assert any(t.name.startswith("anomaly: ") for t in tl.data)
