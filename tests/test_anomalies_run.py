@@ -267,3 +267,15 @@ def test_report_shows_anomalies_both_scores_and_the_cli_order(exported, tmp_path
     assert tl.layout.xaxis.range[0] == grid.opens[first]      # the axis starts at the open
     assert grid.opens[first].endswith("09:30")
     assert any(t.name.startswith("anomaly: ") for t in tl.data)
+
+
+def test_csv_export_reads_back(universe, tmp_path):
+    run = sd.run(universe.bars, calendar=universe.calendar, out=tmp_path / "o", fmt="csv",
+                 threads=1)
+    assert validate_export(tmp_path / "o") == []
+    table = read_dataset(tmp_path / "o", "anomalies")
+    assert table.num_rows == len(run.anomalies) > 0
+    kinds = table.column("kind").to_pylist()
+    assert sorted(kinds) == sorted(ANOMALY_KINDS[k] for k in run.anomalies.kind.tolist())
+    refs = table.column("ref").to_pylist()
+    assert sum(r is not None for r in refs) == int((run.anomalies.ref != 0).sum())
