@@ -279,3 +279,21 @@ def test_csv_export_reads_back(universe, tmp_path):
     assert sorted(kinds) == sorted(ANOMALY_KINDS[k] for k in run.anomalies.kind.tolist())
     refs = table.column("ref").to_pylist()
     assert sum(r is not None for r in refs) == int((run.anomalies.ref != 0).sum())
+
+
+def test_dask_workers_find_the_same_anomalies(universe, exported, tmp_path):
+    """On two Dask worker processes the detectors run on the workers and the run's
+    anomaly columns equal the threaded run's."""
+    distributed = pytest.importorskip("distributed")
+    run, _ = exported
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=":0", silence_logs=50) as cluster:
+        with distributed.Client(cluster) as client:
+            remote = sd.run(universe.bars, calendar=universe.calendar, out=tmp_path / "o",
+                            client=client)
+    a, b = run.anomalies, remote.anomalies
+    assert len(a) == len(b) > 0
+    for col in ("symbol", "session", "kind", "start", "end", "bar_count", "part", "gap_kind"):
+        assert np.array_equal(getattr(a, col), getattr(b, col)), col
+    assert np.array_equal(a.value, b.value, equal_nan=True)
+    assert validate_export(tmp_path / "o") == []
