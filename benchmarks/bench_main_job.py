@@ -303,7 +303,8 @@ def our_export(universe, tmp_path_factory):
     shutil.rmtree(out, ignore_errors=True)
 
 
-WHO = ("sessiondata run", "polars.read", "floor", "polars lean", "polars pipeline")
+WHO = ("sessiondata run", "polars.read", "floor", "polars lean", "polars pipeline",
+       "sessiondata run --anomalies none")
 
 
 @pytest.mark.parametrize("fmt", ("parquet", "csv"))
@@ -323,6 +324,12 @@ def bench_main_job(benchmark, measure, universe, our_export, tmp_path, fmt, who)
     if who == "sessiondata run":
         def run():
             code = cli.main(["run", str(data), "--calendar", "XNYS", "--out", str(out), "-q"])
+            assert code == 0
+    elif who == "sessiondata run --anomalies none":
+        # issue 22: the same run without the anomaly detectors (the gate bounds their cost)
+        def run():
+            code = cli.main(["run", str(data), "--calendar", "XNYS", "--out", str(out), "-q",
+                             "--anomalies", "none"])
             assert code == 0
     elif who == "polars.read":
         def run():

@@ -26,11 +26,14 @@ gaps_over_N         max    gaps longer than N bars (``gaps_over_30``)
 anomalies_KIND      max    anomalies of a kind (see below)
 ==================  =====  ============================================================
 
-Anomalies.  The anomaly detectors (issue 22) are not in the export yet.  The cell table keeps
-counts per kind as an open family of columns (``missing_<kind>``, ``gaps_<kind>``) and reads
-``anomalies_<kind>`` from a document's ``anomalies`` section when one is there
-(:func:`_anomaly_counts`); a rule on an anomaly kind that the export does not carry is a
-usage error (exit 2) naming the rule, never a silent pass.
+Anomalies.  The anomaly detectors (issue 22) write an ``anomalies`` section beside ``gaps``
+in the base interval of each symbol's document (``count``, ``kinds``: anomalies per kind,
+only the kinds present, and ``ranges``).  The cell table reads it into ``anomalies_<kind>``
+for every kind (0 where none) and ``anomalies_all`` (:func:`_anomaly_counts`); from a
+:class:`RunResult`, from its ``anomalies`` columns.  Derived intervals carry no section: a
+rule on an anomaly count looks at base-interval cells (the others read 0).  A rule on an
+anomaly kind that the export does not carry (a run with ``--anomalies none``, an older
+export) is a usage error (exit 2) naming the rule, never a silent pass.
 
 The export is read through its documented layout only (``OUT/manifest.json``,
 ``OUT/sessions/*.json``, ``OUT/gaps/``), so this module does not depend on how the engine
@@ -443,7 +446,10 @@ def read_cells(out: str | os.PathLike, only: Iterable[str] | None = None) -> Cel
                 elif classified:
                     kinds.append(g.get("kinds") or {})
                 if "anomalies" in iv:
-                    _anomaly_counts(iv["anomalies"], anomalies, len(table) - 1)
+                    try:
+                        _anomaly_counts(iv["anomalies"], anomalies, len(table) - 1)
+                    except ValueError as exc:
+                        raise ValueError(f"{path}: {symbol} {name}: {exc}") from None
     try:
         figures = np.array(table, np.float64).reshape(len(table), 9)
     except (TypeError, ValueError) as exc:
@@ -486,19 +492,21 @@ def _kind_columns(kinds: list[dict[str, Any]], root: Path) -> dict[str, np.ndarr
 
 
 def _anomaly_counts(section: Any, into: dict[str, list[int]], n: int) -> None:
-    """Counts per anomaly kind of a document's ``anomalies`` section (issue 22: ``count``
-    and counts per kind beside ``gaps``), into columns ``anomalies_<kind>`` and
-    ``anomalies_all``; cell ``n`` is the current one.  No section: nothing (the rule that
-    asks for one says the export has none)."""
-    if not isinstance(section, dict):
-        return
-    counts: dict[str, int] = {}
-    total = section.get("count", section.get("anomaly_count"))
-    for kind, value in (section.get("kinds") or {}).items():
-        c = value.get("count", value.get("anomaly_count", 0)) if isinstance(value, dict) \
-            else value
-        counts[kind] = int(c or 0)
-    counts["all"] = int(total) if total is not None else sum(counts.values())
+    """Counts per anomaly kind of a document's ``anomalies`` section (``count``, and
+    ``kinds``: the count of each kind present, as ``documents`` writes it), into columns
+    ``anomalies_<kind>`` (every kind, 0 where absent) and ``anomalies_all``; cell ``n`` is
+    the current one.  A malformed section is a ``ValueError`` (the caller names the file)."""
+    from .results import ANOMALY_KINDS
+
+    if not isinstance(section, dict) or not isinstance(section.get("kinds"), dict) \
+            or not isinstance(section.get("count"), int):
+        raise ValueError(f"malformed anomalies section {str(section)[:120]}")
+    counts: dict[str, int] = {k: 0 for k in ANOMALY_KINDS}
+    for kind, value in section["kinds"].items():
+        if kind not in counts or not isinstance(value, int):
+            raise ValueError(f"anomalies section: unknown kind or count {kind!r}: {value!r}")
+        counts[kind] = value
+    counts["all"] = section["count"]
     for kind, c in counts.items():
         col = into.setdefault(kind, [])
         col.extend([0] * (n - len(col)))
@@ -581,6 +589,15 @@ def result_cells(run: "RunResult") -> Cells:
                 cols[f"missing_{kname}"] = np.bincount(keys[sel], weights=counts[sel],
                                                        minlength=len(s_idx))
                 cols[f"gaps_{kname}"] = np.bincount(keys[sel], minlength=len(s_idx))
+        if run.anomalies is not None:  # counted on the base interval's cells (as documents)
+            from .results import ANOMALY_KINDS
+
+            a_cells = run.anomalies.cells((n_s, n_k))
+            here = name == run.anomalies.interval
+            for kname in ("all",) + ANOMALY_KINDS:
+                src = a_cells["anomalies" if kname == "all" else f"anomalies_{kname}"]
+                cols[f"anomalies_{kname}"] = (src[mask] if here else
+                                              np.zeros(len(s_idx), np.int64))
         for key, value in cols.items():
             parts.setdefault(key, []).append(np.asarray(value))
         gap_cell.append(gcell[gcell >= 0])

@@ -199,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     kinds.add_argument("--activity-bucket", default=ClassifyOptions.activity_bucket,
                        metavar="IV", help="time-of-day bucket of a symbol's activity "
                        f"(default {ClassifyOptions.activity_bucket})")
+    _add_anomaly_options(run)
     run.add_argument("--report", action="store_true",
                      help="also write OUT/report.html (needs sessiondata[report])")
     run.add_argument("--strict", action="store_true",
@@ -494,7 +495,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                              progress=progress,
                              summary=summarize,
                              client=dask_client, resume=args.resume, strict=args.strict,
-                             plausibility=check)
+                             plausibility=check, anomalies=anomaly_options(args),
+                             filled_as_missing=args.filled_as_missing)
     except ValueError as exc:
         # The engine's run-level "no bars in the run" names no file: say which input.
         if args.data is None or not str(exc).startswith("no bars in the run"):
@@ -575,6 +577,59 @@ def _from_store(args: argparse.Namespace) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(one.read_bytes())
         args.halts = local
+
+
+# -- anomalies (issue 22): the detectors' options of ``run`` -------------------------------------
+
+
+def _add_anomaly_options(run: argparse.ArgumentParser) -> None:
+    """``--anomalies``, ``--anomaly-threshold`` and ``--filled-as-missing``."""
+    from .anomalies import KINDS as ANOMALY_KINDS
+
+    group = run.add_argument_group(
+        "anomalies", "bars that are there but not real: " + ", ".join(ANOMALY_KINDS)
+        + " (see docs/anomalies.md)")
+    group.add_argument("--anomalies", default="all", metavar="KINDS",
+                       help="the kinds to look for, separated by commas; 'all' (the default) "
+                            "or 'none' (the detectors off)")
+    group.add_argument("--anomaly-threshold", action="append", default=[],
+                       metavar="NAME=VALUE",
+                       help="change one detector threshold (repeatable), e.g. "
+                            "spike_sigmas=15; the names and defaults are "
+                            "sessiondata.AnomalyParams' (docs/anomalies.md)")
+    group.add_argument("--filled-as-missing", action="store_true",
+                       help="score filled bars (O=H=L=C=previous close, zero volume: hidden "
+                            "gaps) as missing in the base interval's completeness (default: "
+                            "counted as present)")
+
+
+def anomaly_options(args: argparse.Namespace) -> Any:
+    """The detectors' ``AnomalyParams`` of ``run``'s arguments."""
+    import dataclasses
+
+    from .anomalies import AnomalyParams
+
+    try:
+        text = args.anomalies.strip()
+        params = AnomalyParams() if text == "all" else AnomalyParams().replace(kinds=text)
+        known = {f.name: f for f in dataclasses.fields(AnomalyParams)}
+        changes: dict[str, Any] = {}
+        for item in args.anomaly_threshold:
+            name, sep, value = item.partition("=")
+            name = name.strip()
+            if not sep or name not in known or name == "kinds":
+                raise ValueError(f"--anomaly-threshold {item!r}: expected NAME=VALUE with NAME "
+                                 f"one of {sorted(set(known) - {'kinds'})}")
+            default = getattr(params, name)
+            if isinstance(default, tuple):
+                changes[name] = tuple(float(v) for v in value.split(","))
+            elif isinstance(default, int):
+                changes[name] = int(value)
+            else:
+                changes[name] = float(value)
+        return params.replace(**changes) if changes else params
+    except (ValueError, TypeError) as exc:
+        raise CliError(f"anomalies: {exc}") from None
 
 
 def classify_options(args: argparse.Namespace) -> ClassifyOptions:

@@ -408,6 +408,9 @@ def job_token(data: Any, engine: Engine, **options: Any) -> dict[str, Any]:
         "end": str(engine.end),
         "events": sorted(repr(e) for evs in engine.events.values() for e in evs),
         "export_base": engine.export_base,
+        # the anomaly detectors' kinds and thresholds (issue 22): other ones, another job
+        "anomalies": repr(getattr(engine, "anomalies", None)),
+        "filled_as_missing": bool(getattr(engine, "filled_as_missing", False)),
         "input": _describe(data),
         **{k: repr(v) for k, v in sorted(options.items())},
     }

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from .results import (
+    ANOMALY_KINDS,
     KINDS,
     RunResult,
     data_quality,
@@ -97,6 +98,7 @@ def _doc_maker(run: RunResult) -> Callable[[int], dict[str, Any]]:
                    [(name, cols[name]) for name in run.intervals_of(s)
                     if cols[name]["has"][s]])
                   for s in range(n_s)]
+    anomaly_iv, anomaly_cells = _anomaly_sections(run)
     s_open = run.windows.session_open_ns.tolist()
     s_close = run.windows.session_close_ns.tolist()
 
@@ -133,6 +135,8 @@ def _doc_maker(run: RunResult) -> Callable[[int], dict[str, Any]]:
                                   "ranges": c["ranges"][lo:hi]}
                 if "kinds" in c:
                     iv_doc["gaps"]["kinds"] = c["kinds"][j]
+                if name == anomaly_iv:  # the anomaly detectors' (issue 22), beside the gaps
+                    iv_doc["anomalies"] = anomaly_cells.get(j, _NO_ANOMALY)
                 intervals[name] = iv_doc
             entry: dict[str, Any] = {
                 "symbol": symbol,
@@ -276,3 +280,52 @@ def _kind_columns(cols: dict[str, Any], t: "IntervalTable", order: np.ndarray,
     lost = (t.lost if t.lost is not None else np.zeros(t.bars.shape, np.int64)).T.ravel()
     cols["lost"] = lost.tolist()
     cols["data_quality"] = data_quality(t.expected.T.ravel(), lost).tolist()
+
+
+_NO_ANOMALY: dict[str, Any] = {"count": 0, "kinds": {}, "ranges": []}  # shared: never mutated
+
+
+def _anomaly_sections(run: RunResult) -> tuple[str | None, dict[int, dict[str, Any]]]:
+    """The ``anomalies`` sections of the documents: the interval that carries them (the
+    base: the detectors look at base bars; None when they were off) and, per cell ``j =
+    session * symbols + symbol`` that has any, ``count``, ``kinds`` (count per kind, only
+    the kinds present) and ``ranges`` (``kind``, ``start_time``, ``end_time``, ``bar_count``,
+    the evidence ``value``, ``baseline``, ``score``, ``ref_time`` when the kind has one,
+    ``gap_kind`` for a ``filled`` run, and ``part``/``parts`` for one spanning sessions)."""
+    a = run.anomalies
+    if a is None:
+        return None, {}
+    if not len(a):
+        return a.interval, {}
+    n_s = len(run.symbols)
+    tz = run.calendar.tz
+    o = a.order()
+    starts, ends = times_of_day(a.start[o], a.end[o], tz)
+    cells: dict[int, dict[str, Any]] = {}
+    for i, r in enumerate(o.tolist()):
+        j = int(a.session[r]) * n_s + int(a.symbol[r])
+        kind = ANOMALY_KINDS[int(a.kind[r])]
+        rng: dict[str, Any] = {"kind": kind, "start_time": starts[i], "end_time": ends[i],
+                               "bar_count": int(a.bar_count[r]),
+                               "value": _num(a.value[r]), "baseline": _num(a.baseline[r]),
+                               "score": _num(a.score[r])}
+        if a.ref[r]:
+            rng["ref_time"] = local_time(int(a.ref[r]), tz).isoformat()
+        if a.gap_kind[r] >= 0:
+            rng["gap_kind"] = KINDS[int(a.gap_kind[r])]
+        if a.parts[r] > 1:
+            rng["part"] = int(a.part[r])
+            rng["parts"] = int(a.parts[r])
+        cell = cells.get(j)
+        if cell is None:
+            cell = cells[j] = {"count": 0, "kinds": {}, "ranges": []}
+        cell["count"] += 1
+        cell["kinds"][kind] = cell["kinds"].get(kind, 0) + 1
+        cell["ranges"].append(rng)
+    return a.interval, cells
+
+
+def _num(v: Any) -> float | None:
+    """An evidence value for JSON: 6 significant digits, None for NaN (no such evidence)."""
+    f = float(v)
+    return None if f != f else float(f"{f:.6g}")

@@ -46,7 +46,16 @@ from .kernels import (
 )
 from .intervals import Interval, check_bars_interval, check_derivable, parse_interval
 from .classify import ClassifyOptions, classify_run
-from .results import NO_BOUND_HI, NO_BOUND_LO, RunResult, SymbolResult, paused_gc
+from .anomalies import AnomalyParams, detect_symbol
+from .results import (
+    NO_BOUND_HI,
+    NO_BOUND_LO,
+    AnomalyTable,
+    RunResult,
+    SymbolResult,
+    paused_gc,
+)
+from .results import KINDS as GAP_KINDS
 
 _NONE_F64 = np.empty(0, np.float64)
 _FAULT_OUTSIDE = 6
@@ -179,6 +188,7 @@ class _Piece:
     last_ts: int
     outside: np.ndarray | None = None
     held_rejected: dict[Any, dict[str, int]] = field(default_factory=dict)  # label -> reasons
+    anomalies: dict[str, np.ndarray] | None = None   # the detectors' rows (see _detect)
 
 
 class Engine:
@@ -204,6 +214,13 @@ class Engine:
     classify : ClassifyOptions, optional
         The thresholds and halts of the gap kinds (``classify.classify_run``, one pass over
         the assembled result; defaults documented there).
+    anomalies : AnomalyParams, optional
+        The anomaly detectors' kinds and thresholds (``anomalies.detect_symbol``, run on the
+        worker over each symbol's whole range of base bars; default: every kind with the
+        documented defaults; ``AnomalyParams(kinds=())`` turns them off).
+    filled_as_missing : bool
+        Score ``filled`` bars (synthetic fills: hidden gaps) as missing in the base
+        interval's completeness (default False: they count as present, as bars).
     """
 
     def __init__(self, calendar: Calendar | None = None, *, base: str = "1m",
@@ -212,7 +229,8 @@ class Engine:
                  export_base: bool = False,
                  executor: Executor | None = None,
                  progress: Callable[[int, int], None] | None = None,
-                 classify: ClassifyOptions | None = None):
+                 classify: ClassifyOptions | None = None,
+                 anomalies: AnomalyParams | None = None, filled_as_missing: bool = False):
         if on_bad not in ("raise", "drop"):
             raise ValueError(f"on_bad must be 'raise' or 'drop', got {on_bad!r}")
         self.calendar = default_calendar(calendar)
@@ -237,6 +255,8 @@ class Engine:
         self.executor = executor or ThreadExecutor()
         self.progress = progress
         self.classify = classify or ClassifyOptions()
+        self.anomalies = anomalies if anomalies is not None else AnomalyParams()
+        self.filled_as_missing = bool(filled_as_missing)
         self._range = self._chosen_range()
         self._lock = threading.Lock()
         self._dropped: Counter = Counter()   # bars dropped by the engine outside any session
@@ -345,6 +365,10 @@ class Engine:
                 if k >= 0 and ev.note:
                     result.notes[k].append(ev.note)
         classify_run(result, self.classify)
+        if self.anomalies.kinds:
+            result.anomalies = self._anomaly_table(result, live)
+            if self.filled_as_missing:
+                _filled_as_missing(result)
         result.seconds = time.perf_counter() - t0
         return result
 
@@ -407,8 +431,9 @@ class Engine:
         if plan is not None:
             windows = _select(windows, self.start, self.end)
             result = self._process(symbol, bars, rows, windows, plan.lo, plan.hi, loaded,
-                                   part)
-            return _Piece(result, None, first, last, outside)
+                                   part, detect=True)
+            return _Piece(result, None, first, last, outside,
+                          anomalies=getattr(result, "_anomalies", None))
         # The data's span is not known yet: finish the middle sessions now, hold back the
         # first and the last (they may be cut by the span).  All the bars are checked now,
         # while the source can still say where a bad one came from.
@@ -417,8 +442,10 @@ class Engine:
             bars, rows = self._validated(symbol, bars, rows, windows, rejected, loaded)
         n_k = windows.n_sessions
         held_rejected = {windows.sessions[k]: r for k, r in rejected.items()}
+        # The detectors see the symbol's whole range at once (profiles, levels, splits).
+        found = self._detect(bars, windows)
         if n_k <= 2:
-            return _Piece(None, bars.copy(), first, last, outside, held_rejected)
+            return _Piece(None, bars.copy(), first, last, outside, held_rejected, found)
         a = int(np.searchsorted(bars.ts, windows.session_close_ns[0]))
         b = int(np.searchsorted(bars.ts, windows.session_open_ns[-1]))
         middle = _sub_windows(windows, np.arange(1, n_k - 1))
@@ -430,7 +457,7 @@ class Engine:
         held = Bars.concat([bars[:a], bars[b:]])
         held_rejected = {windows.sessions[k]: rejected[k] for k in (0, n_k - 1)
                          if k in rejected}
-        return _Piece(result, held, first, last, outside, held_rejected)
+        return _Piece(result, held, first, last, outside, held_rejected, found)
 
     def _finish_held(self, pieces: dict[str, _Piece], plan: "_Plan",
                      sink: BarSink | None) -> None:
@@ -468,7 +495,7 @@ class Engine:
 
     def _process(self, symbol: str, bars: Bars, rows: np.ndarray | None, windows: Windows,
                  lo: int, hi: int, loaded: Loaded, part: BarPart | None,
-                 checked: bool = False) -> SymbolResult:
+                 checked: bool = False, detect: bool = False) -> SymbolResult:
         """Every pass over one symbol's bars in ``windows``, scored inside ``[lo, hi)``."""
         n_k = windows.n_sessions
         opens, closes = windows.session_open_ns, windows.session_close_ns
@@ -539,8 +566,54 @@ class Engine:
             if part is not None and len(ts) and (iv != self.base or self.export_base):
                 session_of = np.searchsorted(opens, ts, side="right") - 1
                 part.add(symbol, iv.name, windows.sessions[session_of], out)
-        return SymbolResult(symbol, member, since, until, counts, gaps, unknown, rejected,
-                            sessions=windows.sessions)
+        result = SymbolResult(symbol, member, since, until, counts, gaps, unknown, rejected,
+                              sessions=windows.sessions)
+        if detect:  # the checked bars of the symbol's whole range (issue 22)
+            result._anomalies = self._detect(bars, windows)  # type: ignore[attr-defined]
+        return result
+
+    # -- anomalies (issue 22) ---------------------------------------------------------------
+
+    def _detect(self, bars: Bars, windows: Windows) -> dict[str, np.ndarray] | None:
+        """The anomaly detectors over one symbol's checked base bars, as rows per session
+        (``session`` a datetime64[D] label; see ``results.AnomalyTable``); None when off or
+        nothing is found."""
+        if not self.anomalies.kinds or not len(bars):
+            return None
+        found = detect_symbol(bars, windows, self.base.ns, self.anomalies,
+                              tz=self.calendar.tz)
+        if not len(found):
+            return None
+        return _rows_per_session(found, bars.ts, windows, self.base.ns)
+
+    def _anomaly_table(self, result: RunResult,
+                       pieces: Mapping[str, _Piece]) -> AnomalyTable:
+        """The run's anomaly columns from each symbol's rows (sessions as labels)."""
+        parts: list[dict[str, np.ndarray]] = []
+        for s, symbol in enumerate(result.symbols):
+            rows = pieces[symbol].anomalies
+            if rows is None:
+                continue
+            labels = rows["session"]
+            k = np.searchsorted(result.sessions, labels)
+            k_ok = np.minimum(k, len(result.sessions) - 1)
+            ok = (k < len(result.sessions)) & (result.sessions[k_ok] == labels)
+            if not ok.all():  # every session of a symbol is one of the run's
+                raise AssertionError(f"{symbol}: anomaly in session {labels[~ok][0]} outside "
+                                     "the run's sessions")
+            parts.append({**rows, "session": k.astype(np.int64),
+                          "symbol": np.full(len(k), s, np.int64)})
+        cols = {c: np.concatenate([p[c] for p in parts]) if parts else
+                np.empty(0, np.int8 if c in ("kind", "gap_kind") else
+                         np.float64 if c in ("value", "baseline", "score") else np.int64)
+                for c in AnomalyTable.COLUMNS}
+        table = AnomalyTable(self.base.name, **cols,
+                             params={f: getattr(self.anomalies, f)
+                                     for f in self.anomalies.__dataclass_fields__})
+        o = table.order()
+        for c in AnomalyTable.COLUMNS:
+            setattr(table, c, getattr(table, c)[o])
+        return table
 
     def _validated(self, symbol: str, bars: Bars, rows: np.ndarray | None, windows: Windows,
                    rejected: dict[int, dict[str, int]],
@@ -682,3 +755,72 @@ def _merge(a: SymbolResult, b: SymbolResult) -> SymbolResult:
                         cat(a.until_ns, b.until_ns),
                         {n: cat(a.counts[n], b.counts[n]) for n in a.counts}, gaps, unknown,
                         rejected, sessions=labels[order])
+
+
+#: A ``filled`` run is a hidden gap of kind ``no_trade`` when at least this share of the
+#: symbol's bars at that time of day are zero-volume fills elsewhere (the detector's
+#: ``baseline``: a quiet market, as Binance's bars for minutes without trades), else
+#: ``outage`` (docs/anomalies.md, "In a run").
+FILLED_QUIET_SHARE = 0.5
+
+
+def _rows_per_session(found: Any, ts: np.ndarray, windows: Windows,
+                      step_ns: int) -> dict[str, np.ndarray] | None:
+    """Anomalies as rows per session: one spanning several sessions becomes a row per
+    session holding bars of it (its range there from the first of them to the end of the
+    last), numbered by ``part``; sessions without a bar of it get no row."""
+    opens, closes = windows.session_open_ns, windows.session_close_ns
+    n = len(found)
+    k0 = np.searchsorted(opens, found.start_ns, side="right") - 1
+    k1 = np.searchsorted(opens, found.end_ns - 1, side="right") - 1
+    k0 = np.maximum(k0, 0)
+    k1 = np.maximum(k1, k0)
+    reps = k1 - k0 + 1
+    idx = np.repeat(np.arange(n), reps)
+    k = k0[idx] + (np.arange(int(reps.sum())) - np.repeat(np.cumsum(reps) - reps, reps))
+    single = reps[idx] == 1
+    lo = np.maximum(found.start_ns[idx], opens[k])
+    hi = np.minimum(found.end_ns[idx], closes[k])
+    i0 = np.searchsorted(ts, lo)
+    i1 = np.searchsorted(ts, hi)
+    count = np.where(single, found.bar_count[idx], i1 - i0)
+    keep = single | (count > 0)
+    idx, k, i0, i1, count, single = idx[keep], k[keep], i0[keep], i1[keep], count[keep],         single[keep]
+    if not len(idx):
+        return None
+    start = np.where(single, found.start_ns[idx], ts[np.minimum(i0, len(ts) - 1)])
+    end = np.where(single, found.end_ns[idx], ts[np.maximum(i1 - 1, 0)] + step_ns)
+    new = np.r_[True, idx[1:] != idx[:-1]]
+    first_row = np.flatnonzero(new)
+    part = np.arange(len(idx)) - np.repeat(first_row, np.diff(np.r_[first_row, len(idx)]))
+    parts = np.bincount(idx, minlength=n)[idx]
+    kind = found.kind[idx].astype(np.int8)
+    filled = kind == 0  # anomalies.FILLED: a hidden gap, with a gap kind
+    gap_kind = np.where(filled, np.where(found.baseline[idx] >= FILLED_QUIET_SHARE,
+                                         GAP_KINDS.index("no_trade"),
+                                         GAP_KINDS.index("outage")), -1).astype(np.int8)
+    return {"session": windows.sessions[k], "kind": kind, "start": start.astype(np.int64),
+            "end": end.astype(np.int64), "bar_count": count.astype(np.int64),
+            "value": found.value[idx], "baseline": found.baseline[idx],
+            "score": found.score[idx], "ref": found.ref_ns[idx], "part": part.astype(np.int64),
+            "parts": parts.astype(np.int64), "gap_kind": gap_kind}
+
+
+def _filled_as_missing(result: RunResult) -> None:
+    """``filled_as_missing``: the base interval's present bars and coverage less the
+    ``filled`` bars of each symbol and session (completeness scores them as missing)."""
+    a = result.anomalies
+    t = result.intervals[result.base]
+    if a is None or not len(a):
+        return
+    m = a.kind == 0
+    n_s, n_k = t.bars.shape
+    bars = np.bincount(a.symbol[m] * n_k + a.session[m], weights=a.bar_count[m],
+                       minlength=n_s * n_k).astype(np.int64).reshape(n_s, n_k)
+    t.present = np.maximum(t.present - bars, 0)
+    t.covered = np.maximum(t.covered - bars, 0.0)
+    if t.lost is not None:  # filled runs of kind outage are lost data, as outage gaps are
+        m &= a.gap_kind == GAP_KINDS.index("outage")
+        t.lost = t.lost + np.bincount(a.symbol[m] * n_k + a.session[m],
+                                      weights=a.bar_count[m], minlength=n_s * n_k
+                                      ).astype(np.int64).reshape(n_s, n_k)

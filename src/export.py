@@ -8,6 +8,8 @@ Layout of an export folder::
                                                  compact JSON
     OUT/bars/interval=<iv>/part-<NNNNN>.parquet  derived bars (and base bars on request)
     OUT/gaps/interval=<iv>/part-00000.parquet    every gap: symbol, session, start, end, bars
+    OUT/anomalies/interval=<iv>/part-00000.parquet  every anomaly (issue 22): symbol, session,
+                                                 kind, start, end, bar_count, evidence
 
 The bars and gaps are datasets that polars, pyarrow, pandas and DuckDB read as one table
 (``pl.scan_parquet("OUT/bars/**/*.parquet", hive_partitioning=True)``), with ``symbol`` and
@@ -45,7 +47,7 @@ import numpy as np
 
 from .bars import Bars
 from .documents import dumps, write_session_docs
-from .results import KINDS, RunResult, paused_gc
+from .results import ANOMALY_KINDS, KINDS, RunResult, paused_gc
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
@@ -413,6 +415,49 @@ def gaps_table(run: RunResult, interval: str) -> "pa.Table":
     })
 
 
+def anomalies_table(run: RunResult) -> "pa.Table":
+    """Every anomaly of a run (issue 22), a row per symbol and session it touches: symbol,
+    session, kind, start, end (exclusive), bar_count, the evidence (value, baseline, score,
+    ref: see ``anomalies.EVIDENCE``), part/parts (an anomaly spanning sessions) and the gap
+    kind of a ``filled`` run (null for the other kinds)."""
+    pa = _arrow()
+    a = run.anomalies
+    assert a is not None
+    unit = pa.timestamp("ns", tz="UTC")
+    return pa.table({
+        "symbol": pa.DictionaryArray.from_arrays(a.symbol.astype(np.int32),
+                                                 pa.array(run.symbols, pa.string())),
+        "session": pa.array(run.sessions[a.session].astype("datetime64[D]"), pa.date32()),
+        "kind": pa.DictionaryArray.from_arrays(a.kind.astype(np.int32),
+                                               pa.array(list(ANOMALY_KINDS), pa.string())),
+        "start": pa.array(a.start, unit), "end": pa.array(a.end, unit),
+        "bar_count": pa.array(a.bar_count, pa.int64()),
+        "value": pa.array(a.value, pa.float64()),
+        "baseline": pa.array(a.baseline, pa.float64()),
+        "score": pa.array(a.score, pa.float64()),
+        "ref": pa.array(a.ref, unit, mask=a.ref == 0),
+        "part": pa.array(a.part, pa.int64()), "parts": pa.array(a.parts, pa.int64()),
+        "gap_kind": pa.DictionaryArray.from_arrays(
+            pa.array(a.gap_kind.astype(np.int32), mask=a.gap_kind < 0),
+            pa.array(list(KINDS), pa.string())),
+    })
+
+
+def _write_table(table: "pa.Table", gdir: Path, fmt: str, strings: tuple[str, ...]) -> None:
+    """One dataset file (``part-00000``) of a table; dictionary columns as plain text in
+    CSV."""
+    pa = _arrow()
+    gdir.mkdir(parents=True, exist_ok=True)
+    if fmt == "parquet":
+        pa.parquet.write_table(table, gdir / "part-00000.parquet",
+                               use_dictionary=["symbol", "session"])
+        return
+    for name in strings:
+        i = table.schema.get_field_index(name)
+        table = table.set_column(i, name, table.column(name).cast(pa.string()))
+    pa.csv.write_csv(table, gdir / "part-00000.csv")
+
+
 # -- writing a run --------------------------------------------------------------------------
 
 
@@ -441,6 +486,9 @@ def write_run(run: RunResult, folder: str | os.PathLike, *, fmt: str = "parquet"
                                    use_dictionary=["symbol", "session"])
         else:
             pa.csv.write_csv(table, gdir / "part-00000.csv")
+    if run.anomalies is not None:  # the anomaly detectors' (issue 22): as the gaps
+        adir = folder / "anomalies" / f"interval={run.anomalies.interval}"
+        _write_table(anomalies_table(run), adir, fmt, ("symbol", "kind", "gap_kind"))
     manifest = {
         "kind": KIND,
         "format": fmt,
@@ -453,6 +501,10 @@ def write_run(run: RunResult, folder: str | os.PathLike, *, fmt: str = "parquet"
         "symbols": list(run.symbols),
         "summary": summary or {},
     }
+    if run.anomalies is not None:
+        manifest["anomalies"] = {"interval": run.anomalies.interval,
+                                 "kinds": run.anomalies.counts(),
+                                 "params": run.anomalies.params}
     if provenance is not None:
         manifest["provenance"] = provenance
     (folder / MANIFEST).write_bytes(dumps(manifest))
@@ -563,6 +615,12 @@ def _schema(what: str) -> "pa.Schema":
                           ("low", pa.float64()), ("close", pa.float64()),
                           ("volume", pa.float64()), ("count", pa.int64()),
                           ("coverage", pa.float64())])
+    if what == "anomalies":
+        return pa.schema([("symbol", sym), ("session", pa.date32()), ("kind", sym),
+                          ("start", ts), ("end", ts), ("bar_count", pa.int64()),
+                          ("value", pa.float64()), ("baseline", pa.float64()),
+                          ("score", pa.float64()), ("ref", ts), ("part", pa.int64()),
+                          ("parts", pa.int64()), ("gap_kind", sym)])
     return pa.schema([("symbol", sym), ("session", pa.date32()), ("start", ts), ("end", ts),
                       ("bar_count", pa.int64()), ("kind", sym), ("activity", pa.float64()),
                       ("share_missing", pa.float64())])
@@ -644,11 +702,14 @@ def validate_export(folder: str | os.PathLike) -> list[str]:
     # What the documents say, per (interval, symbol, session): bars and gaps.
     said_bars: dict[tuple[str, str, str], int] = {}
     said_gaps: dict[tuple[str, str, str], int] = {}
+    said_anomalies: dict[tuple[str, str, str], int] = {}
     for label, doc in docs.items():
         for symbol, entry in doc.get("symbols", {}).items():
             for name, iv in entry.get("intervals", {}).items():
                 said_bars[(name, symbol, label)] = int(iv.get("bars", 0))
                 said_gaps[(name, symbol, label)] = int(iv.get("gaps", {}).get("gap_count", 0))
+                if isinstance(iv.get("anomalies"), dict):
+                    said_anomalies[(name, symbol, label)] = int(iv["anomalies"].get("count", 0))
     try:
         bars = read_dataset(folder, "bars")
         gaps = read_dataset(folder, "gaps")
@@ -659,7 +720,51 @@ def validate_export(folder: str | os.PathLike) -> list[str]:
     problems += _check_bars(folder, bars, said_bars, with_bars, windows)
     problems += _check_file_order(folder, manifest.get("format", "parquet"))
     problems += _check_gap_rows(folder, gaps, said_gaps)
+    if "anomalies" in manifest or (folder / "anomalies").exists():
+        try:
+            anomalies = read_dataset(folder, "anomalies")
+        except Exception as exc:  # noqa: BLE001 - any unreadable file is a problem to report
+            return problems + [f"{folder / 'anomalies'}: cannot read the dataset: "
+                               f"{type(exc).__name__}: {exc}"]
+        problems += _check_anomaly_rows(folder, anomalies, said_anomalies, manifest)
     return problems
+
+
+def _check_anomaly_rows(folder: Path, table: "pa.Table", said: dict[tuple[str, str, str], int],
+                        manifest: dict[str, Any]) -> list[str]:
+    """The anomaly dataset against the documents (rows per interval, symbol, session) and
+    the manifest (anomalies per kind), and each row's arithmetic."""
+    out: list[str] = []
+    held = _counts(table)
+    for key in sorted(set(held) | {k for k, n in said.items() if n}):
+        if held.get(key, 0) != said.get(key, 0):
+            out.append(f"{folder / 'anomalies'}/interval={key[0]}: {key[1]} {key[2]}: "
+                       f"{held.get(key, 0)} anomalies, the session document says "
+                       f"{said.get(key, 0)}")
+    if not table.num_rows:
+        rows: dict[str, list[Any]] = {c: [] for c in ("kind", "start", "end", "bar_count",
+                                                        "part")}
+    else:
+        rows = {c: table.column(c).to_pylist() for c in ("kind", "start", "end", "bar_count",
+                                                         "part")}
+    for i, (kind, a, b, n) in enumerate(zip(rows["kind"], rows["start"], rows["end"],
+                                            rows["bar_count"])):
+        if kind not in ANOMALY_KINDS or n is None or n < 1 or a is None or b is None \
+                or not a < b:
+            out.append(f"{folder / 'anomalies'}: row {i}: malformed anomaly ({kind}, {a}, "
+                       f"{b}, {n} bars)")
+    said_kinds = (manifest.get("anomalies") or {}).get("kinds")
+    if isinstance(said_kinds, dict):
+        held_kinds = {k: 0 for k in ANOMALY_KINDS}
+        for kind, part in zip(rows["kind"], rows["part"]):
+            if kind in held_kinds and part == 0:
+                held_kinds[kind] += 1
+        for k in ANOMALY_KINDS:
+            n = (said_kinds.get(k) or {}).get("count", 0)
+            if n != held_kinds[k]:
+                out.append(f"{folder / MANIFEST}: anomalies of kind {k}: the manifest says "
+                           f"{n}, the dataset holds {held_kinds[k]}")
+    return out
 
 
 def _counts(table: "pa.Table") -> dict[tuple[str, str, str], int]:
@@ -803,6 +908,8 @@ def _check_doc(path: Path, doc: Any) -> list[str]:
         where = f"{path}: {symbol}"
         for name, iv in entry.get("intervals", {}).items():
             problems += _check_gaps(f"{where} {name}", iv.get("gaps"))
+            if "anomalies" in iv:
+                problems += _check_anomalies(f"{where} {name}", iv["anomalies"])
             q = iv.get("quality")
             if q is None:
                 continue
@@ -838,4 +945,27 @@ def _check_gaps(where: str, gaps: Any) -> list[str]:
         held = {k: [v.get("gap_count"), v.get("missing_bars")] for k, v in kinds.items()}
         if said != held:
             out.append(f"{where}: gap counts per kind {held} != the ranges' kinds {said}")
+    return out
+
+
+def _check_anomalies(where: str, section: Any) -> list[str]:
+    """A document's ``anomalies`` section: ``count`` and ``kinds`` agree with the ranges,
+    every range well formed."""
+    if not isinstance(section, dict) or not isinstance(section.get("ranges"), list):
+        return [f"{where}: malformed anomalies section"]
+    out = []
+    ranges = section["ranges"]
+    if section.get("count") != len(ranges):
+        out.append(f"{where}: anomalies count {section.get('count')} != {len(ranges)} ranges")
+    said: dict[str, int] = {}
+    for r in ranges:
+        if not isinstance(r, dict) or r.get("kind") not in ANOMALY_KINDS \
+                or not {"start_time", "end_time", "bar_count"} <= set(r) \
+                or not isinstance(r["bar_count"], int) or r["bar_count"] < 1:
+            out.append(f"{where}: malformed anomaly range {r}")
+            continue
+        said[r["kind"]] = said.get(r["kind"], 0) + 1
+    if section.get("kinds") != said:
+        out.append(f"{where}: anomalies per kind {section.get('kinds')} != the ranges' kinds "
+                   f"{said}")
     return out

@@ -40,7 +40,8 @@ def run(data: Any = None, calendar: Calendar | None = None, *, base: str = "1m",
         summary: Callable[[RunResult], dict[str, Any]] | None = None,
         durable: bool = False, client: Any = None, resume: bool = False,
         strict: bool = False, plausibility: Plausibility | None = None,
-        filesystem: Any = None, storage_options: Mapping[str, Any] | None = None) -> RunResult:
+        filesystem: Any = None, storage_options: Mapping[str, Any] | None = None,
+        anomalies: Any = None, filled_as_missing: bool = False) -> RunResult:
     """Run every trading session of ``data`` and, with ``out``, export it.
 
     Parameters
@@ -100,6 +101,13 @@ def run(data: Any = None, calendar: Calendar | None = None, *, base: str = "1m",
         to it; an export on a store is committed by its manifest, written last.
     storage_options : mapping, optional
         Options of the store of a URL (``endpoint_url``, ``key``, ``secret``, ``region``...).
+    anomalies : AnomalyParams, str or None
+        The anomaly detectors (issue 22; ``docs/anomalies.md``): None or ``"all"`` for every
+        kind with the documented thresholds, ``"none"`` to turn them off, kinds separated by
+        commas (``"filled,spike"``), or an ``AnomalyParams`` with thresholds of your own.
+    filled_as_missing : bool
+        Score ``filled`` bars (synthetic fills) as missing in the base interval's
+        completeness (default False).
 
     Returns
     -------
@@ -150,7 +158,8 @@ def run(data: Any = None, calendar: Calendar | None = None, *, base: str = "1m",
         executor = ThreadExecutor(threads)
     engine = Engine(calendar, base=base, derived=derived, on_bad=on_bad, start=start, end=end,
                     events=events, export_base=export_base, classify=classify,
-                    executor=executor, progress=progress)
+                    executor=executor, progress=progress,
+                    anomalies=anomaly_params(anomalies), filled_as_missing=filled_as_missing)
     if check is not None:
         summary = _with_check(summary, check)
     if out is None:
@@ -366,3 +375,22 @@ def _has_symbol_column(path: Any, options: Mapping[str, Any]) -> bool:
         return False  # the reader will say what is wrong with the file
     return any(n.lower() in SYMBOL_COLUMNS for n in names)
 
+
+def anomaly_params(value: Any) -> Any:
+    """The detectors' ``AnomalyParams`` of ``run(anomalies=...)``: None or ``"all"`` (every
+    kind, default thresholds), ``"none"`` or ``""`` (off), kinds by commas, or the params."""
+    from .anomalies import AnomalyParams
+
+    if value is None:
+        return AnomalyParams()
+    if isinstance(value, AnomalyParams):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        if text == "all":
+            return AnomalyParams()
+        return AnomalyParams().replace(kinds=text)
+    if isinstance(value, (list, tuple)):
+        return AnomalyParams(kinds=tuple(value))
+    raise TypeError("anomalies= takes None, 'all', 'none', kinds by commas or AnomalyParams, "
+                    f"got {type(value).__name__}")

@@ -12,12 +12,22 @@ and session of the base interval from the session documents, and the gaps with t
 from the gap dataset.  What it shows:
 
 - the run's summary (totals per interval, the gap kinds, the two scores);
-- a heatmap of symbols x sessions coloured by data quality (or completeness, from a
-  dropdown), with the numbers on hover: completeness, data quality, missing bars and why;
-- the gaps of the worst sessions (by data lost, then by bars missing) on a timeline of the
-  session's local time, coloured by kind (a dropdown picks the session); at most
-  ``timeline_sessions`` sessions and, in each, the ``timeline_symbols`` symbols missing most;
-- the worst symbols and sessions as tables.
+- two heatmaps of symbols x sessions side by side, completeness and data quality, so a
+  symbol at 34% completeness whose missing bars are a quiet market shows red on the left and
+  green on the right; the numbers on hover: completeness, data quality, missing bars and
+  why, anomalies;
+- the gaps and the anomalies (issue 22) of the worst sessions on a timeline of the session's
+  local time from its open to its close, gaps coloured by kind, anomalies as markers by kind
+  (a dropdown picks the session); at most ``timeline_sessions`` sessions and, in each, the
+  ``timeline_symbols`` symbols missing most (or with anomalies);
+- the worst symbols and sessions as tables, in the CLI summary's order (completeness, then
+  bars missing, then name).
+
+Data quality in the report (the heatmap, the tables): ``100 * (expected - lost - anomalous) /
+expected``, where ``lost`` are the slots lost to outage, late_start and early_end (as in the
+summary) and ``anomalous`` the bars inside an anomaly range of the base interval (bars that
+are there but not real: filled, stale, spike, ...; at most the bars present).  The summary's
+and the documents' ``data_quality`` count ``lost`` only; the report says which it shows.
 """
 
 from __future__ import annotations
@@ -30,11 +40,14 @@ from typing import Any
 
 import numpy as np
 
-from .results import KINDS, data_quality, quality_score
+from .results import ANOMALY_KINDS, KINDS, data_quality, quality_score
 from .export import read_dataset, read_manifest, read_session_docs, write_atomic
 
 KIND_COLOURS = {"no_trade": "#9aa5b1", "outage": "#d62728", "late_start": "#ff7f0e",
                 "early_end": "#9467bd", "halt": "#1f77b4"}
+ANOMALY_COLOURS = {"filled": "#8c564b", "stale": "#e377c2", "spike": "#000000",
+                   "jump": "#17becf", "volume_shift": "#bcbd22", "clock_shift": "#7f7f7f",
+                   "duplicate_session": "#2ca02c"}
 TIMELINE_SESSIONS = 25
 TIMELINE_SYMBOLS = 40
 WORST_ROWS = 15
@@ -98,9 +111,19 @@ class _Grid:
         self.covered = np.zeros((n_s, n_k))
         self.lost = np.zeros((n_s, n_k), np.int64)
         self.kinds = np.zeros((len(KINDS), n_s, n_k), np.int64)
+        # anomalies (issue 22): per cell how many, and the bars inside them
+        self.anomalies = np.zeros((n_s, n_k), np.int64)
+        self.anomalous = np.zeros((n_s, n_k), np.int64)
+        self.has_anomalies = "anomalies" in manifest
+        self.opens: list[str | None] = [None] * n_k    # the session's open, local time
+        self.closes: list[str | None] = [None] * n_k
         self.timezone = "UTC"
         for k, doc in enumerate(read_session_docs(folder)):
             self.timezone = doc.get("timezone", self.timezone)
+            windows = doc.get("windows") or []
+            if windows:
+                self.opens[k] = str(windows[0]["open"])[:16].replace("T", " ")
+                self.closes[k] = str(windows[-1]["close"])[:16].replace("T", " ")
             for symbol, entry in doc.get("symbols", {}).items():
                 iv = entry.get("intervals", {}).get(self.base)
                 if iv is None or symbol not in row:
@@ -115,7 +138,12 @@ class _Grid:
                     self.lost[s, k] = q.get("lost", 0)
                 for name, c in iv.get("gaps", {}).get("kinds", {}).items():
                     self.kinds[KINDS.index(name), s, k] = c["missing_bars"]
-
+                a = iv.get("anomalies")
+                if a:
+                    self.anomalies[s, k] = a["count"]
+                    self.anomalous[s, k] = sum(r["bar_count"] for r in a["ranges"])
+        # at most the bars present: an anomaly's bars are bars that are there
+        self.anomalous = np.minimum(self.anomalous, self.present)
     @staticmethod
     def score(num: np.ndarray, den: np.ndarray) -> np.ndarray:
         return quality_score(num, den)
@@ -125,11 +153,17 @@ class _Grid:
             return self.score(self.covered, self.expected)
         return self.score(self.covered.sum(axis=axis), self.expected.sum(axis=axis))
 
+    @property
+    def bad(self) -> np.ndarray:
+        """Per cell the slots that count against data quality here: lost, and the bars in
+        an anomaly (see the module's docstring)."""
+        return np.minimum(self.lost + self.anomalous, self.expected)
+
     def data_quality(self, axis: int | None = None) -> np.ndarray:
         if axis is None:
-            return data_quality(self.expected, self.lost)
+            return data_quality(self.expected, self.bad)
         e = self.expected.sum(axis=axis)
-        return data_quality(e, self.lost.sum(axis=axis))
+        return data_quality(e, self.bad.sum(axis=axis))
 
 
 # -- the page -------------------------------------------------------------------------------
@@ -143,10 +177,12 @@ def render_report(folder: Path, manifest: dict[str, Any],
     grid = _Grid(folder, manifest)
     summary = manifest.get("summary") or {}
     gaps = read_dataset(folder, "gaps", grid.base)
-    figures = [("Data quality by symbol and session", _heatmap(grid))]
-    timeline = _timeline(grid, gaps, timeline_sessions, timeline_symbols)
+    figures = [("Completeness and data quality by symbol and session", _heatmap(grid))]
+    anomalies = (read_dataset(folder, "anomalies", grid.base) if grid.has_anomalies
+                 else None)
+    timeline = _timeline(grid, gaps, timeline_sessions, timeline_symbols, anomalies)
     if timeline is not None:
-        figures.append(("Gaps of the worst sessions, by kind", timeline))
+        figures.append(("Gaps and anomalies of the worst sessions, by kind", timeline))
     config = {"displaylogo": False, "responsive": True}
     divs = []
     for i, (title, fig) in enumerate(figures):
@@ -169,7 +205,10 @@ def render_report(folder: Path, manifest: dict[str, Any],
         "or too long to be quiet), <b>late_start</b>/<b>early_end</b> a symbol's data begins "
         "after the open or stops before the close, <b>halt</b> a halt you supplied. "
         "Completeness counts every missing bar; data quality only the bars lost to outage, "
-        "late_start and early_end.</p>",
+        "late_start and early_end"
+        + (", and here the bars inside an anomaly (bars that are there but not real: "
+           "filled, stale, spike, jump, volume_shift, clock_shift, duplicate_session)"
+           if grid.has_anomalies else "") + ".</p>",
         "</body>", "</html>",
     ]
     return "\n".join(parts)
@@ -206,11 +245,14 @@ def _summary_html(manifest: dict[str, Any], summary: dict[str, Any], grid: _Grid
              f"{html.escape(grid.base)}.</p>"]
     e = int(grid.expected.sum())
     lost = int(grid.lost.sum())
+    bad = int(grid.bad.sum())
     missing = int((grid.expected - grid.present).sum())
+    anomalous = (f" and {int(grid.anomalous.sum()):,} bars in "
+                 f"{int(grid.anomalies.sum()):,} anomalies" if grid.has_anomalies else "")
     lines.append(f"<p><b>Completeness {_pct(_scalar(grid.covered.sum(), e))}</b> "
                  f"({missing:,} of {e:,} expected bars missing); <b>data quality "
-                 f"{_pct(_scalar(e - lost, e))}</b> ({lost:,} bars lost to outage, late_start "
-                 f"or early_end).</p>")
+                 f"{_pct(_scalar(e - bad, e))}</b> ({lost:,} bars lost to outage, late_start "
+                 f"or early_end{anomalous}).</p>")
     totals = summary.get("totals") or {}
     if totals:
         rows = [[iv, f"{t['bars']:,}", f"{t['expected']:,}", f"{t['gaps']:,}",
@@ -225,6 +267,13 @@ def _summary_html(manifest: dict[str, Any], summary: dict[str, Any], grid: _Grid
             for i, k in enumerate(KINDS)]
     lines.append(f"<p>Why bars are missing ({html.escape(grid.base)}):</p>")
     lines.append(_table(["kind", "gaps", "missing bars"], rows))
+    found = (manifest.get("anomalies") or {}).get("kinds")
+    if isinstance(found, dict):
+        lines.append(f"<p>Bars that are there but not real ({html.escape(grid.base)}): "
+                     "anomalies per kind</p>")
+        lines.append(_table(["kind", "anomalies", "sessions", "bars"],
+                            [[k, f"{c.get('count', 0):,}", f"{c.get('sessions', 0):,}",
+                              f"{c.get('bars', 0):,}"] for k, c in found.items()]))
     return "\n".join(lines)
 
 
@@ -233,16 +282,20 @@ def _scalar(num: float, den: float) -> float:
 
 
 def _heatmap(grid: _Grid) -> Any:
+    """Completeness (left) and data quality (right) side by side: both at once, each on its
+    own scale."""
     import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
 
     n_s, n_k = grid.member.shape
     dq = np.where(grid.member, grid.data_quality(), np.nan)
     comp = np.where(grid.member, grid.completeness(), np.nan)
     missing = grid.expected - grid.present
-    # Hover: both scores, the missing bars and why (rounded: the page carries every cell).
+    # Hover: both scores, the missing bars and why, the anomalies.
     # float32: the page carries every cell (plotly writes arrays as base64 typed arrays).
     custom = np.stack([comp, dq, missing, grid.kinds[KINDS.index("no_trade")], grid.lost,
-                       grid.kinds[KINDS.index("halt")]], axis=-1)
+                       grid.kinds[KINDS.index("halt")], grid.anomalies, grid.anomalous],
+                      axis=-1)
     custom = np.where(grid.member[..., None], custom, np.nan).astype(np.float32)
     # Each score's scale starts at its lowest cell, and at 99% at most: a cell that lost a
     # little data still stands out from the complete ones.
@@ -250,41 +303,49 @@ def _heatmap(grid: _Grid) -> Any:
     low_comp = min(99.0, float(np.floor(np.nanmin(np.r_[comp.ravel(), [100.0]]))))
     hover = ("%{y} %{x}<br>completeness %{customdata[0]:.2f}%<br>data quality "
              "%{customdata[1]:.2f}%<br>missing %{customdata[2]}: no_trade %{customdata[3]}, "
-             "lost %{customdata[4]}, halt %{customdata[5]}<extra></extra>")
-    fig = go.Figure(go.Heatmap(
-        z=dq.astype(np.float32), x=grid.sessions, y=grid.symbols, customdata=custom,
-        hovertemplate=hover, colorscale="RdYlGn", zmin=low_dq,
-        zmax=100.0, colorbar={"title": {"text": "%"}}, xgap=0, ygap=0))
+             "lost %{customdata[4]}, halt %{customdata[5]}"
+             + ("<br>anomalies %{customdata[6]} (%{customdata[7]} bars)"
+                if grid.has_anomalies else "") + "<extra></extra>")
+    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.06,
+                        subplot_titles=("completeness",
+                                        "data quality" + (" (lost and anomalous bars)"
+                                                          if grid.has_anomalies else "")))
+    for col, (z, low, x) in enumerate(((comp, low_comp, 0.46), (dq, low_dq, 1.0)), start=1):
+        fig.add_trace(go.Heatmap(
+            z=z.astype(np.float32), x=grid.sessions, y=grid.symbols, customdata=custom,
+            hovertemplate=hover, colorscale="RdYlGn", zmin=low, zmax=100.0,
+            colorbar={"title": {"text": "%"}, "x": x, "len": 0.9}, xgap=0, ygap=0),
+            row=1, col=col)
     fig.update_layout(
         height=int(min(2400, max(380, 160 + 10 * n_s))),
-        margin={"l": 90, "r": 30, "t": 50, "b": 60},
-        xaxis={"type": "category", "title": "session"},
-        yaxis={"type": "category", "autorange": "reversed", "title": "symbol"},
-        updatemenus=[{
-            "type": "dropdown", "x": 1.0, "y": 1.0, "xanchor": "right", "yanchor": "bottom",
-            "buttons": [
-                {"label": "data quality", "method": "restyle",
-                 "args": [{"z": [dq.astype(np.float32)], "zmin": low_dq}]},
-                {"label": "completeness", "method": "restyle",
-                 "args": [{"z": [comp.astype(np.float32)], "zmin": low_comp}]},
-            ]}])
+        margin={"l": 90, "r": 30, "t": 60, "b": 60})
+    fig.update_xaxes(type="category", title_text="session")
+    fig.update_yaxes(type="category", autorange="reversed")
+    fig.update_yaxes(title_text="symbol", row=1, col=1)
     return fig
 
 
 def _worst_sessions(grid: _Grid, n: int) -> list[int]:
-    """Sessions ordered by bars lost, then bars missing (only those missing any)."""
-    lost = grid.lost.sum(axis=0)
+    """Sessions in the CLI summary's order (``Summary.worst``): completeness, then bars
+    missing (more first), then the label; only those missing any or below 100%."""
+    comp = grid.completeness(0)
     missing = (grid.expected - grid.present).sum(axis=0)
-    order = np.lexsort((np.arange(len(lost)), -missing, -lost))
-    return [int(k) for k in order if missing[k] > 0][:max(n, 0)]
+    order = sorted(range(len(comp)), key=lambda k: (comp[k], -missing[k], grid.sessions[k]))
+    return [k for k in order if missing[k] > 0 or comp[k] < 100.0][:max(n, 0)]
 
 
-def _timeline(grid: _Grid, gaps: Any, n_sessions: int, n_symbols: int) -> Any:
+def _timeline(grid: _Grid, gaps: Any, n_sessions: int, n_symbols: int,
+              anomalies: Any = None) -> Any:
     import plotly.graph_objects as go
     from zoneinfo import ZoneInfo
 
     worst = _worst_sessions(grid, n_sessions)
-    if not worst or gaps.num_rows == 0:
+    # sessions with anomalies and nothing missing come after the worst, while room is left
+    with_anomalies = [int(k) for k in np.flatnonzero(grid.anomalies.sum(axis=0) > 0)
+                      if int(k) not in worst]
+    worst = worst + with_anomalies[:max(0, n_sessions - len(worst))]
+    have_anomalies = anomalies is not None and anomalies.num_rows > 0
+    if not worst or (gaps.num_rows == 0 and not have_anomalies):
         return None
     tz = ZoneInfo(grid.timezone)
     import pyarrow as pa
@@ -293,25 +354,39 @@ def _timeline(grid: _Grid, gaps: Any, n_sessions: int, n_symbols: int) -> Any:
     # Only the gaps of the sessions drawn, filtered in Arrow before anything is converted.
     chosen = pa.array(np.array([grid.sessions[k] for k in worst], "datetime64[D]"),
                       pa.date32())
-    gaps = gaps.filter(pc.is_in(gaps.column("session"), value_set=chosen))
-    labels = np.array([str(d) for d in gaps.column("session").to_pylist()])
-    symbols = np.array(gaps.column("symbol").to_pylist(), object)
-    kinds = np.array([str(k) for k in gaps.column("kind").to_pylist()], object)
-    start = gaps.column("start").cast("int64").to_numpy()
-    end = gaps.column("end").cast("int64").to_numpy()
+
+    def columns(table: Any) -> tuple[np.ndarray, ...]:
+        table = table.filter(pc.is_in(table.column("session"), value_set=chosen))
+        return (np.array([str(d) for d in table.column("session").to_pylist()]),
+                np.array(table.column("symbol").to_pylist(), object),
+                np.array([str(k) for k in table.column("kind").to_pylist()], object),
+                table.column("start").cast("int64").to_numpy(),
+                table.column("end").cast("int64").to_numpy())
+
+    labels, symbols, kinds, start, end = columns(gaps)
+    if have_anomalies:
+        a_labels, a_symbols, a_kinds, a_start, a_end = columns(anomalies)
     traces: list[Any] = []
     owner: list[int] = []
     titles = []
+    ranges = []
     for j, k in enumerate(worst):
         label = grid.sessions[k]
         missing = grid.expected[:, k] - grid.present[:, k]
-        shown = [grid.symbols[s] for s in np.argsort(-missing, kind="stable")[:n_symbols]
-                 if missing[s] > 0]
+        # symbols missing most, then those with anomalies
+        rank = np.lexsort((np.arange(len(missing)), -grid.anomalies[:, k], -missing))
+        shown = [grid.symbols[s] for s in rank[:n_symbols]
+                 if missing[s] > 0 or grid.anomalies[s, k] > 0]
         keep = (labels == label) & np.isin(symbols, shown)
+        n_bad = int(((missing > 0) | (grid.anomalies[:, k] > 0)).sum())
         titles.append(f"{label}: {int(grid.lost[:, k].sum()):,} bars lost, "
                       f"{int(missing.sum()):,} missing"
+                      + (f", {int(grid.anomalies[:, k].sum()):,} anomalies"
+                         if grid.has_anomalies else "")
                       + (f" (the {len(shown)} symbols missing most)"
-                         if len(shown) < int((missing > 0).sum()) else ""))
+                         if len(shown) < n_bad else ""))
+        # the axis runs from the session's open to its close (not from its first gap)
+        ranges.append([grid.opens[k], grid.closes[k]] if grid.opens[k] else None)
         for kind in KINDS:
             m = keep & (kinds == kind)
             if not m.any():
@@ -327,15 +402,49 @@ def _timeline(grid: _Grid, gaps: Any, n_sessions: int, n_symbols: int) -> Any:
                 hovertemplate=f"%{{y}} {kind}<br>%{{x}}<extra></extra>", visible=j == 0,
                 connectgaps=False))
             owner.append(j)
+        if not have_anomalies:
+            continue
+        a_keep = (a_labels == label) & np.isin(a_symbols, shown)
+        for kind in ANOMALY_KINDS:
+            m = a_keep & (a_kinds == kind)
+            if not m.any():
+                continue
+            xs, ys = [], []
+            for sym, a, b in zip(a_symbols[m].tolist(), a_start[m].tolist(),
+                                 a_end[m].tolist()):
+                xs += [_local(a, tz), _local(b, tz), None]
+                ys += [sym, sym, None]
+            traces.append(go.Scatter(
+                x=xs, y=ys, mode="lines+markers", name=f"anomaly: {kind}",
+                legendgroup=f"anomaly-{kind}",
+                line={"color": ANOMALY_COLOURS[kind], "width": 3},
+                marker={"symbol": "diamond", "size": 9, "color": ANOMALY_COLOURS[kind]},
+                hovertemplate=f"%{{y}} anomaly {kind}<br>%{{x}}<extra></extra>",
+                visible=j == 0, connectgaps=False))
+            owner.append(j)
+    if not traces:
+        return None
     fig = go.Figure(traces)
+
+    def layout(j: int) -> dict[str, Any]:
+        out: dict[str, Any] = {"title.text": titles[j]}
+        if ranges[j] is not None:
+            out["xaxis.range"] = ranges[j]
+        return out
+
     buttons = [{"label": grid.sessions[k], "method": "update",
-                "args": [{"visible": [o == j for o in owner]}, {"title.text": titles[j]}]}
+                "args": [{"visible": [o == j for o in owner]}, layout(j)]}
                for j, k in enumerate(worst)]
-    n_rows = min(n_symbols, max(1, int(((grid.expected - grid.present)[:, worst[0]] > 0).sum())))
+    first = worst[0]
+    n_rows = min(n_symbols, max(1, int((((grid.expected - grid.present)[:, first] > 0)
+                                        | (grid.anomalies[:, first] > 0)).sum())))
+    xaxis: dict[str, Any] = {"type": "date", "title": f"local time ({grid.timezone})"}
+    if ranges[0] is not None:
+        xaxis["range"] = ranges[0]
     fig.update_layout(
         title={"text": titles[0]}, height=int(min(1200, max(320, 140 + 18 * n_rows))),
         margin={"l": 90, "r": 30, "t": 80, "b": 50},
-        xaxis={"type": "date", "title": f"local time ({grid.timezone})"},
+        xaxis=xaxis,
         yaxis={"type": "category", "title": "symbol"},
         updatemenus=[{"type": "dropdown", "x": 1.0, "y": 1.15, "xanchor": "right",
                       "buttons": buttons}])
@@ -358,23 +467,30 @@ def _worst_sessions_html(grid: _Grid, summary: dict[str, Any]) -> str:
         rows.append([label, int(grid.member[:, k].sum()), f"{int(grid.expected[:, k].sum()):,}",
                      f"{int((grid.expected - grid.present)[:, k].sum()):,}",
                      f"{int(grid.kinds[0, :, k].sum()):,}", f"{int(grid.lost[:, k].sum()):,}",
-                     f"{int(grid.kinds[KINDS.index('halt'), :, k].sum()):,}",
-                     _pct(comp[k]), _pct(dq[k]), notes.get(label, "")])
+                     f"{int(grid.kinds[KINDS.index('halt'), :, k].sum()):,}"]
+                    + ([f"{int(grid.anomalies[:, k].sum()):,}"] if grid.has_anomalies else [])
+                    + [_pct(comp[k]), _pct(dq[k]), notes.get(label, "")])
     if not rows:
         return "<p>No bar is missing.</p>"
-    return _table(["session", "symbols", "expected", "missing", "no_trade", "lost", "halt",
-                   "completeness", "data quality", "notes"], rows)
+    return _table(["session", "symbols", "expected", "missing", "no_trade", "lost", "halt"]
+                  + (["anomalies"] if grid.has_anomalies else [])
+                  + ["completeness", "data quality", "notes"], rows)
 
 
 def _worst_symbols_html(grid: _Grid) -> str:
     comp, dq = grid.completeness(1), grid.data_quality(1)
     missing = (grid.expected - grid.present).sum(axis=1)
-    order = np.lexsort((np.arange(len(dq)), comp, dq))
+    # the CLI summary's order of symbols: completeness, then the name
+    order = sorted(range(len(comp)), key=lambda s: (comp[s], grid.symbols[s]))
+    anomalies = grid.anomalies.sum(axis=1)
     rows = [[grid.symbols[s], int(grid.member[s].sum()), f"{int(grid.expected[s].sum()):,}",
              f"{int(missing[s]):,}", f"{int(grid.kinds[0, s].sum()):,}",
-             f"{int(grid.lost[s].sum()):,}", _pct(comp[s]), _pct(dq[s])]
-            for s in order[:WORST_ROWS].tolist() if missing[s] > 0]
+             f"{int(grid.lost[s].sum()):,}"]
+            + ([f"{int(anomalies[s]):,}"] if grid.has_anomalies else [])
+            + [_pct(comp[s]), _pct(dq[s])]
+            for s in order if missing[s] > 0 or anomalies[s] > 0][:WORST_ROWS]
     if not rows:
         return "<p>No bar is missing.</p>"
-    return _table(["symbol", "sessions", "expected", "missing", "no_trade", "lost",
-                   "completeness", "data quality"], rows)
+    return _table(["symbol", "sessions", "expected", "missing", "no_trade", "lost"]
+                  + (["anomalies"] if grid.has_anomalies else [])
+                  + ["completeness", "data quality"], rows)

@@ -472,6 +472,8 @@ class RunResult:
     dropped: dict[str, int] = field(default_factory=dict)   # rows dropped on read, by reason
     seconds: float = 0.0
     span: tuple[int, int] | None = None   # the run's scored span: data start, end of data
+    # The anomaly detectors' finds (issue 22; ``engine`` fills it), None when they were off.
+    anomalies: "AnomalyTable | None" = None
 
     @property
     def sessions(self) -> np.ndarray:
@@ -562,6 +564,76 @@ class RunResult:
         w = self.windows
         length = (w.close_ns - w.open_ns) // 60_000_000_000
         return np.bincount(w.session_ids, weights=length, minlength=w.n_sessions).astype(int)
+
+
+# -- anomalies (columns of the model; the engine fills them with ``anomalies.detect_symbol``) ---
+
+#: The anomaly kinds by code (the same tuple as ``anomalies.KINDS``; a test keeps them equal:
+#: the model imports none of the analyses).
+ANOMALY_KINDS = ("filled", "stale", "spike", "jump", "volume_shift", "clock_shift",
+                 "duplicate_session")
+#: The evidence columns of an anomaly (``anomalies.EVIDENCE`` says what each holds per kind).
+ANOMALY_EVIDENCE = ("value", "baseline", "score", "ref")
+
+
+@dataclass
+class AnomalyTable:
+    """Every anomaly of a run as columns, one row per symbol and session it touches.
+
+    The detectors run once per symbol over its whole range of base bars; an anomaly that
+    spans several sessions (a ``volume_shift``, a ``clock_shift``) is one row per session,
+    holding that session's bars of it, with ``part`` 0, 1, ... (``part == 0`` counts the
+    anomaly once) and ``parts`` the sessions it spans.  ``gap_kind`` is the gap kind of a
+    ``filled`` run (codes of ``KINDS``: a hidden gap; -1 for the other kinds).
+    """
+
+    interval: str            # the interval the detectors looked at (the base)
+    symbol: np.ndarray       # int64[A], index into the run's symbols
+    session: np.ndarray      # int64[A], index into the run's sessions
+    kind: np.ndarray         # int8[A], codes of ANOMALY_KINDS
+    start: np.ndarray        # int64[A] ns UTC
+    end: np.ndarray          # int64[A] ns UTC, exclusive
+    bar_count: np.ndarray    # int64[A]
+    value: np.ndarray        # float64[A]
+    baseline: np.ndarray     # float64[A]
+    score: np.ndarray        # float64[A]
+    ref: np.ndarray          # int64[A] ns UTC, 0 when the kind has none
+    part: np.ndarray         # int64[A]
+    parts: np.ndarray        # int64[A]
+    gap_kind: np.ndarray     # int8[A]
+    params: dict[str, Any] = field(default_factory=dict)   # the thresholds used
+
+    COLUMNS = ("symbol", "session", "kind", "start", "end", "bar_count", "value", "baseline",
+               "score", "ref", "part", "parts", "gap_kind")
+
+    def __len__(self) -> int:
+        return int(self.kind.shape[0])
+
+    def order(self) -> np.ndarray:
+        """Rows by session, symbol, start (the documents' order)."""
+        return np.lexsort((self.kind, self.start, self.symbol, self.session))
+
+    def cells(self, shape: tuple[int, int]) -> dict[str, np.ndarray]:
+        """Per symbol and session (int64[S, K]): ``anomalies`` (all kinds) and
+        ``anomalies_<kind>``, counting each row once, and ``anomaly_bars`` (their bars)."""
+        keys = self.symbol * shape[1] + self.session
+        size = shape[0] * shape[1]
+        out = {"anomalies": np.bincount(keys, minlength=size).reshape(shape),
+               "anomaly_bars": np.bincount(keys, weights=self.bar_count, minlength=size)
+               .astype(np.int64).reshape(shape)}
+        for i, name in enumerate(ANOMALY_KINDS):
+            m = self.kind == i
+            out[f"anomalies_{name}"] = np.bincount(keys[m], minlength=size).reshape(shape)
+        return out
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Per kind: anomalies (each once, however many sessions it spans), the session rows
+        and their bars."""
+        first = self.part == 0
+        return {name: {"count": int((first & (self.kind == i)).sum()),
+                       "sessions": int((self.kind == i).sum()),
+                       "bars": int(self.bar_count[self.kind == i].sum())}
+                for i, name in enumerate(ANOMALY_KINDS)}
 
 
 @contextlib.contextmanager

@@ -256,6 +256,7 @@ class Summary:
             "by_symbol": {s: _rounded(v) for s, v in self.by_symbol().items()},
             "worst_sessions": [str(run.sessions[k]) for k, _ in self.worst(worst)],
             "dropped": dict(run.dropped),
+            **self._anomalies_json(),
             "per_session": sessions,
             "seconds": round(run.seconds, 3),
         }
@@ -271,6 +272,36 @@ class Summary:
         lines.append(f"completeness {_pct(base['quality'])}, data quality "
                      f"{_pct(base['data_quality'])}: {plural(base['lost'], 'slot')} lost to "
                      "outage, late_start or early_end; no_trade and halt do not count")
+        return lines
+
+    def _anomalies_json(self) -> dict[str, Any]:
+        """``anomalies`` (issue 22): per kind the anomalies (each once), the sessions they
+        touch and their bars, with the interval looked at; nothing when the detectors were
+        off."""
+        a = self.run.anomalies
+        if a is None:
+            return {}
+        return {"anomalies": {"interval": a.interval, "count": int((a.part == 0).sum()),
+                              "kinds": a.counts()}}
+
+    def _render_anomalies(self) -> list[str]:
+        """The table of anomalies per kind (bars that are there but not real)."""
+        a = self.run.anomalies
+        if a is None:
+            return []
+        counts = a.counts()
+        rows = [[k, _n(c["count"]), _n(c["sessions"]), _n(c["bars"])]
+                for k, c in counts.items() if c["count"] or c["sessions"]]
+        lines = ["", f"anomalies ({a.interval}): bars that are there but not real"]
+        if rows:
+            lines += _table(["kind", "anomalies", "sessions", "bars"], rows, {1, 2, 3})
+            filled = a.kind == 0
+            if filled.any():
+                lines.append(f"{plural(int(a.bar_count[filled].sum()), 'filled bar')} are "
+                             "hidden gaps (a gap kind each in the documents and the "
+                             "dataset)")
+        else:
+            lines.append("none found")
         return lines
 
     def render(self, worst: int = WORST_SESSIONS, prog: str = "sessiondata") -> str:
@@ -302,6 +333,7 @@ class Summary:
                         {1, 2, 3, 4, 5, 6})
         if classified:
             lines += self._render_kinds(base)
+        lines += self._render_anomalies()
         by_symbol = self.by_symbol()
         if len(by_symbol) > 1:
             ranked = sorted(by_symbol.items(), key=lambda x: (x[1]["quality"], x[0]))

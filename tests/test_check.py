@@ -188,6 +188,10 @@ def test_cli_exit_codes_and_table(known, capsys):
 ])
 def test_bad_rules_exit_2(known, argv, says, capsys, tmp_path, monkeypatch):
     _, out = known
+    if "anomalies_spike=0" in argv:   # an export made without the detectors
+        out = tmp_path / "off"
+        sd.run({s: _bars(s, i) for i, s in enumerate("ABCD")}, CAL, derived=["5m"], out=out,
+               anomalies="none")
     monkeypatch.chdir(tmp_path)   # no pyproject.toml above: only the rules given
     assert cli.main(["check", str(out), *argv]) == 2
     err = capsys.readouterr().err
@@ -349,16 +353,17 @@ def test_rule_tables_and_specs():
 
 
 def test_anomaly_counts_are_read_when_the_export_has_them(known, tmp_path):
-    """The anomaly detectors (issue 22) are not in the export yet: a document carrying an
-    ``anomalies`` section of the shape issue 22 describes (``count``, counts per kind) is
-    read into ``anomalies_<kind>`` columns, absent kinds counting 0."""
+    """A document's ``anomalies`` section as ``documents`` writes it (issue 22: ``count``,
+    ``kinds``: the count of each kind present, ``ranges``) is read into ``anomalies_<kind>``
+    columns, absent kinds counting 0; a malformed one is an error naming the file."""
     _, out = known
     copy = tmp_path / "out"
     shutil.copytree(out, copy)
     path = copy / "sessions" / "2024-03-05.json"
     doc = json.loads(path.read_text())
+    assert doc["symbols"]["A"]["intervals"]["1m"]["anomalies"]["count"] == 0
     doc["symbols"]["A"]["intervals"]["1m"]["anomalies"] = {
-        "count": 3, "kinds": {"spike": {"count": 2}, "stale": {"count": 1}}}
+        "count": 3, "kinds": {"spike": 2, "stale": 1}, "ranges": []}
     path.write_text(json.dumps(doc))
     f = sd.check(copy, "anomalies_spike=0,anomalies_stale@totals=0,anomalies=2")
     assert {(f.rules[r].metric, s, k, v) for r, s, k, v in
@@ -368,6 +373,11 @@ def test_anomaly_counts_are_read_when_the_export_has_them(known, tmp_path):
     assert f.errors == 3
     cells = read_cells(copy)
     assert int(cells.columns["anomalies_spike"].sum()) == 2
+    assert int(cells.columns["anomalies_jump"].sum()) == 0
+    doc["symbols"]["A"]["intervals"]["1m"]["anomalies"] = {"count": 1, "kinds": {"spike": {}}}
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match="2024-03-05.json: A 1m: anomalies section"):
+        read_cells(copy)
 
 
 def test_run_check(known, tmp_path, capsys):

@@ -107,10 +107,11 @@ def sample_run(tmp_path_factory):
 
 def _as_before_gap_kinds(text: str) -> list[str]:
     """The summary without what the gap classification added beside it (the interval
-    table's last column, data quality, and the gap kinds block): the rest is unchanged."""
+    table's last column, data quality, and the gap kinds block) and the anomalies block
+    (issue 22): the rest is unchanged."""
     lines, skip = [], False
     for line in text.splitlines():
-        if line.startswith("gap kinds ("):
+        if line.startswith(("gap kinds (", "anomalies (")):
             skip = True
         if skip:
             skip = line != ""
@@ -130,6 +131,8 @@ def test_sample_run_prints_the_summary(sample_run):
     assert seconds, out[-200:]
     expected = SAMPLE_SUMMARY.format(out=folder, seconds=seconds.group(1))
     assert _as_before_gap_kinds(out) == expected.splitlines()
+    # the sample's bars are clean: the anomalies block says so
+    assert "anomalies (1m): bars that are there but not real\nnone found\n" in out
 
 
 def test_sample_run_writes_each_session(sample_run):
