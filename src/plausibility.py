@@ -45,7 +45,8 @@ from .calendar import Calendar, local_days, zone_transitions
 from .intervals import parse_interval
 
 __all__ = ["Fit", "MISFIT_SHARE", "Plausibility", "PlausibilityError", "PlausibilityWarning",
-           "Reading", "SCORE_MARGIN", "infer_base_ns", "interval_name", "score_readings"]
+           "Reading", "SCORE_MARGIN", "better_reading", "candidate_fits", "comparison",
+           "infer_base_ns", "interval_name", "misread_hint", "score_readings"]
 
 SCORE_MARGIN = 0.01
 MISFIT_SHARE = 0.8
@@ -322,35 +323,81 @@ def better_reading(fits: Mapping[Reading, Fit], current: Reading) -> Reading | N
 # ------------------------------------------------------------------------------------------
 
 
-def _naive(result: Any) -> bool:
-    """Whether a ReadResult's times were naive (read in ``tz``).  The readers keep the time
-    parser of each source; when that cannot be told, False (no time-zone alternatives:
-    a missed hint rather than a wrong one)."""
-    parsers = getattr(result, "_parsers", None)
-    if not isinstance(parsers, Mapping) or not parsers:
-        return False
-    sources = list(getattr(result, "sources", []))
-    for k, parser in parsers.items():
-        aware = getattr(parser, "aware", True)
-        if aware is False:
-            return True
-        if aware is None and isinstance(k, int) and k < len(sources) and \
-                str(sources[k]).lower().endswith((".parquet", ".pq")):
-            # A Parquet timestamp column: naive when its type has no zone.
-            if _naive_parquet(str(sources[k])):
-                return True
-    return False
+def candidate_fits(ts_by_symbol: Sequence[np.ndarray], calendar: Calendar, current: Reading,
+                   naive: bool) -> dict[Reading, Fit]:
+    """The fit of the bars under the reading they were read with and each alternative.
+
+    Parameters
+    ----------
+    ts_by_symbol : sequence of int64 arrays
+        Each symbol's bars as read under ``current`` (sorted, UTC ns).
+    calendar : Calendar
+    current : Reading
+        How the bars were read (``tz`` None for times that carry their zone).
+    naive : bool
+        Whether the times were naive; only then are other zones tried.
+
+    Returns
+    -------
+    dict of Reading to Fit
+        ``current`` and the alternatives: the zones ``current.tz``, UTC and the calendar's
+        (naive times only), both stamps, and the base interval given and the one the
+        spacing of the timestamps shows (whole seconds, at least half the steps).
+    """
+    zones = [current.tz if naive else None]
+    if naive:
+        for z in ("UTC", calendar.tz.key):
+            if z not in zones:
+                zones.append(z)
+    bases = [current.base_ns]
+    inferred, share = infer_base_ns(ts_by_symbol)
+    if inferred and inferred not in bases and inferred % _S == 0 and share >= 0.5:
+        bases.append(inferred)
+    readings = [Reading(z, s, b) for z, s, b in itertools.product(
+        zones, ("start", "end"), bases)]
+    shift = current.base_ns if current.stamp == "end" else 0
+    return score_readings(ts_by_symbol, calendar, readings,
+                          read_tz=current.tz if naive else None, read_shift_ns=shift)
 
 
-def _naive_parquet(path: str) -> bool:
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+def comparison(current: Reading, now: Fit, better: Reading, alt: Fit) -> str:
+    """The one-line comparison of the reading as run with the better one."""
+    flags = better.flags(current)
+    return (f"as read, {now.inside:,} of {now.bars:,} bars lie inside sessions and "
+            f"{now.missing:,} slots are missing (fit {100 * now.score:.1f}%); with {flags}, "
+            f"{alt.inside:,} inside and {alt.missing:,} missing (fit {100 * alt.score:.1f}%)")
 
-        schema = pq.read_schema(path)
-    except Exception:  # noqa: BLE001 - only a hint; the reader has read the file
-        return False
-    return any(pa.types.is_timestamp(f.type) and f.type.tz is None for f in schema)
+
+def misread_hint(result: Any, calendar: Calendar, base_ns: int) -> str:
+    """The readers' hint for bars outside every session: the options that fit clearly better.
+
+    Parameters
+    ----------
+    result : readers.ReadResult
+        A read, before any bar is set aside (all its bars are scored).
+    calendar : Calendar
+    base_ns : int
+        The base interval the file was read with (ns, > 0).
+
+    Returns
+    -------
+    str
+        ``"; the whole file fits --tz UTC far better: as read, ..."`` when another reading
+        is clearly better by the module's score and thresholds (the same as a run's
+        check), else ``""``.
+    """
+    ts = [b.ts for b in getattr(result, "bars", {}).values() if len(b)]
+    if not ts or base_ns <= 0:
+        return ""
+    naive = bool(getattr(result, "naive", False))
+    current = Reading(getattr(result, "tz", None) if naive else None,
+                      str(getattr(result, "stamp", "start")), int(base_ns))
+    fits = candidate_fits(ts, calendar, current, naive)
+    better = better_reading(fits, current)
+    if better is None:
+        return ""
+    return (f"; the whole file fits {better.flags(current)} far better: "
+            + comparison(current, fits[current], better, fits[better]))
 
 
 @dataclass
@@ -395,22 +442,9 @@ class Plausibility:
         ts = [b.ts for b in bars.values() if len(b)]
         if not ts:
             return
-        naive = _naive(result) and self.applies_tz
+        naive = bool(getattr(result, "naive", False)) and self.applies_tz
         current = self.current(naive)
-        zones = [current.tz]
-        if naive:
-            for z in ("UTC", self.calendar.tz.key):
-                if z not in zones:
-                    zones.append(z)
-        bases = [current.base_ns]
-        inferred, share = infer_base_ns(ts)
-        if inferred and inferred not in bases and inferred % _S == 0 and share >= 0.5:
-            bases.append(inferred)
-        readings = [Reading(z, s, b) for z, s, b in itertools.product(
-            zones, ("start", "end"), bases)]
-        shift = current.base_ns if current.stamp == "end" else 0
-        fits = score_readings(ts, self.calendar, readings, read_tz=current.tz,
-                              read_shift_ns=shift)
+        fits = candidate_fits(ts, self.calendar, current, naive)
         # Readings are keyed with tz None for times that carry their zone, so files of
         # both kinds in one folder still add up under the current reading.
         with self._lock:
@@ -436,13 +470,10 @@ class Plausibility:
         current, now, better = self.verdict()
         if better is None:
             return None
-        alt = self.fits[better]
         flags = better.flags(current)
-        return (f"these options fit the data far worse than {flags}: as run, "
-                f"{now.inside:,} of {now.bars:,} bars lie inside sessions and {now.missing:,} "
-                f"slots are missing (fit {100 * now.score:.1f}%); with {flags}, "
-                f"{alt.inside:,} inside and {alt.missing:,} missing (fit "
-                f"{100 * alt.score:.1f}%). Rerun with {flags} (--strict makes this an error)")
+        return (f"these options fit the data far worse than {flags}: "
+                + comparison(current, now, better, self.fits[better])
+                + f". Rerun with {flags} (--strict makes this an error)")
 
     def to_json(self) -> dict[str, Any] | None:
         """The manifest's ``plausibility`` field (None when nothing was read)."""
@@ -477,6 +508,9 @@ class Plausibility:
         message = self.message()
         if message is None:
             return exc
+        _current, _now, better = self.verdict()
+        if better is not None and f"fits {better.flags(_current)} far better" in str(exc):
+            return exc  # the readers' error names these options already (misread_hint)
         new = type(exc).__new__(type(exc))
         new.__dict__.update(getattr(exc, "__dict__", {}))
         new.args = (f"{exc}; on the whole file, {message}",)
