@@ -360,10 +360,11 @@ def candidate_fits(ts_by_symbol: Sequence[np.ndarray], calendar: Calendar, curre
                           read_tz=current.tz if naive else None, read_shift_ns=shift)
 
 
-def comparison(current: Reading, now: Fit, better: Reading, alt: Fit) -> str:
-    """The one-line comparison of the reading as run with the better one."""
+def comparison(current: Reading, now: Fit, better: Reading, alt: Fit, *,
+               as_: str = "as read") -> str:
+    """The one-line comparison of the reading used (``as_``) with the better one."""
     flags = better.flags(current)
-    return (f"as read, {now.inside:,} of {now.bars:,} bars lie inside sessions and "
+    return (f"{as_}, {now.inside:,} of {now.bars:,} bars lie inside sessions and "
             f"{now.missing:,} slots are missing (fit {100 * now.score:.1f}%); with {flags}, "
             f"{alt.inside:,} inside and {alt.missing:,} missing (fit {100 * alt.score:.1f}%)")
 
@@ -472,7 +473,7 @@ class Plausibility:
             return None
         flags = better.flags(current)
         return (f"these options fit the data far worse than {flags}: "
-                + comparison(current, now, better, self.fits[better])
+                + comparison(current, now, better, self.fits[better], as_="as run")
                 + f". Rerun with {flags} (--strict makes this an error)")
 
     def to_json(self) -> dict[str, Any] | None:

@@ -321,28 +321,47 @@ def test_inspect_headerless_and_misspelt(tmp_path):
 # ------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("tz", ["America/New_York", "America/Chicago"])
-def test_6e_wrong_zone_runs_warn(tmp_path, tz):
+@pytest.mark.parametrize("tz", ["America/New_York", "America/Chicago", "Europe/Berlin"])
+def test_6e_wrong_zone_runs_fail_or_warn_naming_utc(tmp_path, tz):
+    """6E (a UTC file) run in another zone: by default the read stops at the first bar
+    outside every session, its one-line error naming file, line and ``--tz UTC`` (the
+    plausibility scorer's verdict: nothing suggests Chicago); with ``--on-bad drop`` the run
+    goes through and warns; ``--strict`` fails."""
     xcals()
     argv = ["run", str(need(SIX_E)), "--calendar", "CME_GLOBEX", "--stamp", "end", "--tz", tz]
-    code, out, err = run_cli(argv + ["--out", str(tmp_path / "out")])
+    code, out, err = run_cli(argv + ["--no-export"])
+    assert code == 2
+    line = err.strip().splitlines()[-1]
+    assert line.startswith(f"sessiondata: error: {SIX_E}, line ")
+    assert "outside every session of CME_GLOBEX; the whole file fits --tz UTC far better" \
+        in line and "423 missing" in line
+    assert "--tz America/Chicago" not in err and "on the whole file" not in err  # said once
+    code, out, err = run_cli(argv + ["--on-bad", "drop", "--out", str(tmp_path / "out")])
     assert code == 0
-    assert "WARNING: implausible options" in out and "--tz UTC" in out
-    assert "--tz UTC" in err
+    assert "WARNING: implausible options" in out and "Rerun with --tz UTC" in out
+    assert "--tz UTC" in err and "--tz America/Chicago" not in out + err
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     plaus = manifest["summary"]["plausibility"]
     assert plaus["plausible"] is False and plaus["better"]["options"] == "--tz UTC"
     assert plaus["better"]["missing"] == 423
     # --strict: exit 2, nothing exported.
-    code, out, err = run_cli(argv + ["--out", str(tmp_path / "strict"), "--strict"])
+    code, out, err = run_cli(argv + ["--on-bad", "drop", "--out", str(tmp_path / "strict"),
+                                     "--strict"])
     assert code == 2 and "--tz UTC" in err and not (tmp_path / "strict").exists()
 
 
-def test_6e_wrong_zone_error_names_utc():
+def test_following_the_6e_hint_gives_the_right_counts(tmp_path):
+    """The option the wrong-zone error names, followed: the issue's 423 missing in 353
+    gaps, and no warning."""
     xcals()
-    code, out, err = run_cli(["run", str(need(SIX_E)), "--calendar", "CME_GLOBEX", "--stamp",
-                              "end", "--tz", "Europe/Berlin", "--no-export"])
-    assert code == 2 and "on the whole file" in err and "Rerun with --tz UTC" in err
+    argv = ["run", str(need(SIX_E)), "--calendar", "CME_GLOBEX", "--stamp", "end", "--tz",
+            "Europe/Berlin"]
+    code, out, err = run_cli(argv + ["--no-export"])
+    hint = err.split("the whole file fits ", 1)[1].split(" far better", 1)[0]
+    assert hint == "--tz UTC"
+    fixed = argv[:-2] + shlex.split(hint)
+    totals, plaus, _ = run_counts(fixed, tmp_path)
+    assert (totals["missing"], totals["gaps"]) == (423, 353) and plaus["plausible"]
 
 
 def test_right_options_do_not_warn(tmp_path):
@@ -409,6 +428,9 @@ def test_naive_parquet_is_inspected_and_checked(tmp_path):
     assert (totals["missing"], totals["gaps"]) == (423, 353) and plaus["plausible"]
     code, out, err = run_cli(["run", str(path), "--calendar", "CME_GLOBEX", "--stamp", "end",
                               "--tz", "America/New_York", "--no-export"])
+    assert code == 2 and "6e.parquet, row " in err and "fits --tz UTC far better" in err
+    code, out, err = run_cli(["run", str(path), "--calendar", "CME_GLOBEX", "--stamp", "end",
+                              "--tz", "America/New_York", "--on-bad", "drop", "--no-export"])
     assert code == 0 and "Rerun with --tz UTC" in out
 
 
