@@ -20,7 +20,9 @@ other.  The counts are sums over symbols and files, so a folder is scored as a w
 
 A run is **implausible** when another reading's fit is at least ``SCORE_MARGIN`` (0.01, one
 point) above the run's own *and* leaves at most ``MISFIT_SHARE`` (80 %) of its misfit
-``1 - fit``.  Then the summary, the manifest (``summary.plausibility``) and a
+``1 - fit``, or when another reading explains every bar (fit exactly 1: every bar inside a
+session, no slot missing) and the run's own does not (a wrong stamp on regular hours costs
+one bar a session, below the margin).  Then the summary, the manifest (``summary.plausibility``) and a
 ``PlausibilityWarning`` (Python) say so with the options to use; with ``strict`` (``--strict``)
 the run fails instead (exit 2) and no export is written.  Both thresholds are deliberately
 loose: the files of ``../shared/data`` read with their right options score at least as high
@@ -315,6 +317,11 @@ def better_reading(fits: Mapping[Reading, Fit], current: Reading) -> Reading | N
     s_best, s_now = fits[best].score, now.score
     if s_best - s_now >= SCORE_MARGIN and (1 - s_best) <= MISFIT_SHARE * (1 - s_now):
         return best
+    alt = fits[best]
+    if alt.inside == alt.bars and alt.missing == 0 and s_now < 1:
+        # It explains every bar (all inside, none missing) where the reading used does not:
+        # a wrong stamp on regular hours costs one bar a session, below the margin.
+        return best
     return None
 
 
@@ -383,7 +390,7 @@ def misread_hint(result: Any, calendar: Calendar, base_ns: int) -> str:
     Returns
     -------
     str
-        ``"; the whole file fits --tz UTC far better: as read, ..."`` when another reading
+        ``"; the whole file fits --tz UTC better: as read, ..."`` when another reading
         is clearly better by the module's score and thresholds (the same as a run's
         check), else ``""``.
     """
@@ -397,7 +404,7 @@ def misread_hint(result: Any, calendar: Calendar, base_ns: int) -> str:
     better = better_reading(fits, current)
     if better is None:
         return ""
-    return (f"; the whole file fits {better.flags(current)} far better: "
+    return (f"; the whole file fits {better.flags(current)} better: "
             + comparison(current, fits[current], better, fits[better]))
 
 
@@ -510,7 +517,7 @@ class Plausibility:
         if message is None:
             return exc
         _current, _now, better = self.verdict()
-        if better is not None and f"fits {better.flags(_current)} far better" in str(exc):
+        if better is not None and f"fits {better.flags(_current)} better" in str(exc):
             return exc  # the readers' error names these options already (misread_hint)
         new = type(exc).__new__(type(exc))
         new.__dict__.update(getattr(exc, "__dict__", {}))

@@ -333,7 +333,7 @@ def test_6e_wrong_zone_runs_fail_or_warn_naming_utc(tmp_path, tz):
     assert code == 2
     line = err.strip().splitlines()[-1]
     assert line.startswith(f"sessiondata: error: {SIX_E}, line ")
-    assert "outside every session of CME_GLOBEX; the whole file fits --tz UTC far better" \
+    assert "outside every session of CME_GLOBEX; the whole file fits --tz UTC better" \
         in line and "423 missing" in line
     assert "--tz America/Chicago" not in err and "on the whole file" not in err  # said once
     code, out, err = run_cli(argv + ["--on-bad", "drop", "--out", str(tmp_path / "out")])
@@ -357,7 +357,7 @@ def test_following_the_6e_hint_gives_the_right_counts(tmp_path):
     argv = ["run", str(need(SIX_E)), "--calendar", "CME_GLOBEX", "--stamp", "end", "--tz",
             "Europe/Berlin"]
     code, out, err = run_cli(argv + ["--no-export"])
-    hint = err.split("the whole file fits ", 1)[1].split(" far better", 1)[0]
+    hint = err.split("the whole file fits ", 1)[1].split(" better", 1)[0]
     assert hint == "--tz UTC"
     fixed = argv[:-2] + shlex.split(hint)
     totals, plaus, _ = run_counts(fixed, tmp_path)
@@ -428,7 +428,7 @@ def test_naive_parquet_is_inspected_and_checked(tmp_path):
     assert (totals["missing"], totals["gaps"]) == (423, 353) and plaus["plausible"]
     code, out, err = run_cli(["run", str(path), "--calendar", "CME_GLOBEX", "--stamp", "end",
                               "--tz", "America/New_York", "--no-export"])
-    assert code == 2 and "6e.parquet, row " in err and "fits --tz UTC far better" in err
+    assert code == 2 and "6e.parquet, row " in err and "fits --tz UTC better" in err
     code, out, err = run_cli(["run", str(path), "--calendar", "CME_GLOBEX", "--stamp", "end",
                               "--tz", "America/New_York", "--on-bad", "drop", "--no-export"])
     assert code == 0 and "Rerun with --tz UTC" in out
@@ -494,3 +494,23 @@ def test_inspect_other_headers_by_content(tmp_path, header, dates, row):
     totals, plaus, _ = run_counts(argv, tmp_path)
     assert (totals["bars"], totals["missing"], totals["gaps"]) == (2 * 510 - 1, 1, 1)
     assert plaus["plausible"]
+
+
+def test_a_reading_that_explains_every_bar_beats_a_small_misfit():
+    """Regular hours stamped at the bar's end, read as starts: one bar a session outside,
+    fit 778/781 over two days, below the 0.01 margin; the end reading explains every bar (fit 1) and is
+    named, by the run's check and by the readers (one scorer)."""
+    from sessiondata.plausibility import better_reading, candidate_fits
+
+    cal = Calendar.weekly("America/New_York", "09:30", "16:00")
+    days = [np.datetime64("2024-01-03T14:31", "ns") + np.timedelta64(d, "D") for d in range(2)]
+    ts = np.concatenate([int(d.astype(np.int64)) + MIN * np.arange(390) for d in days])
+    current = Reading("UTC", "start", MIN)
+    fits = candidate_fits([ts], cal, current, naive=True)
+    # 778 inside; the second day's 09:30 slot lies in the span and is missing.
+    assert fits[current].score == pytest.approx(778 / (780 + 1))
+    better = better_reading(fits, current)
+    assert better == Reading("UTC", "end", MIN) and fits[better].score == 1.0
+    # Only a perfect alternative passes below the margin: one slot missing under it, none.
+    fits[better].missing = 1
+    assert better_reading(fits, current) is None

@@ -136,7 +136,7 @@ def test_a_wrong_stamp_end_gets_a_hint(tmp_path):
     got = read_csv(path, stamp="end", interval="1m")
     with pytest.raises(ReadError, match=r"X\.csv, line 2: the bar at '2024-01-02 09:00:00' .* "
                                         r"lies outside every session .*; the whole file fits "
-                                        r"--stamp start far better: as read, 59 of 60 bars "
+                                        r"--stamp start better: as read, 59 of 60 bars "
                                         r"lie inside sessions") as info:
         got.check_sessions(cal, "1m")
     assert "\n" not in str(info.value)
@@ -169,7 +169,7 @@ def test_6e_read_in_a_wrong_zone_names_utc_not_chicago(tz):
         got.check_sessions(cal, "1m")
     text = str(info.value)
     assert "\n" not in text and text.startswith(f"{SIX_E}, line ")
-    assert "lies outside every session of CME_GLOBEX; the whole file fits --tz UTC far better" \
+    assert "lies outside every session of CME_GLOBEX; the whole file fits --tz UTC better" \
         in text
     assert "--tz America/Chicago" not in text and "--stamp" not in text
     # The counts it quotes are those of the run with --tz UTC: 423 slots missing.
