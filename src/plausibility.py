@@ -20,9 +20,10 @@ other.  The counts are sums over symbols and files, so a folder is scored as a w
 
 A run is **implausible** when another reading's fit is at least ``SCORE_MARGIN`` (0.01, one
 point) above the run's own *and* leaves at most ``MISFIT_SHARE`` (80 %) of its misfit
-``1 - fit``, or when another reading explains every bar (fit exactly 1: every bar inside a
-session, no slot missing) and the run's own does not (a wrong stamp on regular hours costs
-one bar a session, below the margin).  Then the summary, the manifest (``summary.plausibility``) and a
+``1 - fit``, or when another reading puts every bar inside a session, the run's own does
+not, and it leaves no more slots missing (an end-stamped file read as start-stamped loses one
+bar a session and misses one slot, below the margin: 6E read so has fit 98.47 % against
+98.61 %).  Then the summary, the manifest (``summary.plausibility``) and a
 ``PlausibilityWarning`` (Python) say so with the options to use; with ``strict`` (``--strict``)
 the run fails instead (exit 2) and no export is written.  Both thresholds are deliberately
 loose: the files of ``../shared/data`` read with their right options score at least as high
@@ -317,11 +318,12 @@ def better_reading(fits: Mapping[Reading, Fit], current: Reading) -> Reading | N
     s_best, s_now = fits[best].score, now.score
     if s_best - s_now >= SCORE_MARGIN and (1 - s_best) <= MISFIT_SHARE * (1 - s_now):
         return best
-    alt = fits[best]
-    if alt.inside == alt.bars and alt.missing == 0 and s_now < 1:
-        # It explains every bar (all inside, none missing) where the reading used does not:
-        # a wrong stamp on regular hours costs one bar a session, below the margin.
-        return best
+    # Another reading puts every bar inside a session, the one used does not, and no more
+    # slots are missing: a wrong stamp costs one bar a session (and a slot), below the margin.
+    alts = [r for r, f in fits.items() if r != current and f.bars and f.inside == f.bars
+            and f.missing <= now.missing]
+    if alts and now.inside < now.bars:
+        return max(alts, key=lambda r: (fits[r].score, -len(r.flags(current))))
     return None
 
 

@@ -496,10 +496,10 @@ def test_inspect_other_headers_by_content(tmp_path, header, dates, row):
     assert plaus["plausible"]
 
 
-def test_a_reading_that_explains_every_bar_beats_a_small_misfit():
+def test_a_reading_with_every_bar_inside_beats_a_small_misfit():
     """Regular hours stamped at the bar's end, read as starts: one bar a session outside,
-    fit 778/781 over two days, below the 0.01 margin; the end reading explains every bar (fit 1) and is
-    named, by the run's check and by the readers (one scorer)."""
+    fit 778/781 over two days, below the 0.01 margin; the end reading puts every bar inside
+    and is named, by the run's check and by the readers (one scorer)."""
     from sessiondata.plausibility import better_reading, candidate_fits
 
     cal = Calendar.weekly("America/New_York", "09:30", "16:00")
@@ -511,6 +511,23 @@ def test_a_reading_that_explains_every_bar_beats_a_small_misfit():
     assert fits[current].score == pytest.approx(778 / (780 + 1))
     better = better_reading(fits, current)
     assert better == Reading("UTC", "end", MIN) and fits[better].score == 1.0
-    # Only a perfect alternative passes below the margin: one slot missing under it, none.
-    fits[better].missing = 1
+    # Below the margin only a reading with every bar inside and no more slots missing wins.
+    fits[better].missing = 2
     assert better_reading(fits, current) is None
+    fits[better].missing, fits[better].inside = 0, fits[better].bars - 1
+    assert better_reading(fits, current) is None
+
+
+def test_6e_run_with_the_default_stamp_names_stamp_end(tmp_path):
+    """A new user's first try on 6E (UTC, the default --stamp start): 22 bars land in the
+    daily break, 445 missing instead of 423; below the margin, but --stamp end puts every bar
+    inside: the read error names it, and following it gives the issue's counts."""
+    xcals()
+    argv = ["run", str(need(SIX_E)), "--calendar", "CME_GLOBEX"]
+    code, out, err = run_cli(argv + ["--no-export"])
+    assert code == 2 and "the whole file fits --stamp end better" in err
+    assert "29,974 of 29,996 bars lie inside sessions and 445 slots are missing" in err
+    code, out, err = run_cli(argv + ["--on-bad", "drop", "--no-export"])
+    assert code == 0 and "Rerun with --stamp end" in out
+    totals, plaus, _ = run_counts(argv + ["--stamp", "end"], tmp_path)
+    assert (totals["missing"], totals["gaps"]) == (423, 353) and plaus["plausible"]
