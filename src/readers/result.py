@@ -19,7 +19,7 @@ from ..intervals import parse_interval
 from ..symbols import check_symbol
 
 from .base import (
-    _FAULT_DUPLICATE, _FAULT_MISALIGNED, _FAULT_OUTSIDE, _FAULT_UNSORTED, _is_utc,
+    _FAULT_DUPLICATE, _FAULT_MISALIGNED, _FAULT_OUTSIDE, _FAULT_UNSORTED,
     _open_binary, _text_encoding, POLICIES, ReadError, ReadOptions,
 )
 
