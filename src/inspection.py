@@ -45,7 +45,7 @@ import numpy as np
 
 from . import readers
 from .calendar import Calendar
-from .plausibility import Fit, Reading, _naive, _to_wall, infer_base_ns, interval_name, \
+from .plausibility import Fit, Reading, _to_wall, infer_base_ns, interval_name, \
     score_readings
 
 __all__ = ["Inspection", "inspect", "EXCHANGES"]
@@ -741,7 +741,7 @@ def inspect(data: Any, *, format: str | None = None,
             if base is None else f"the bars are {base} ns apart: not whole seconds"
         return found
     found.base, found.base_share = interval_name(base), share
-    naive = _naive(result) and fmt in ("csv", "parquet")
+    naive = result.naive and fmt in ("csv", "parquet")
     found.naive = naive
     found.candidates = _rank(ts_list, base, naive, list(calendars))
     best = found.best

@@ -20,7 +20,10 @@ other.  The counts are sums over symbols and files, so a folder is scored as a w
 
 A run is **implausible** when another reading's fit is at least ``SCORE_MARGIN`` (0.01, one
 point) above the run's own *and* leaves at most ``MISFIT_SHARE`` (80 %) of its misfit
-``1 - fit``.  Then the summary, the manifest (``summary.plausibility``) and a
+``1 - fit``, or when another reading puts every bar inside a session, the run's own does
+not, and it leaves no more slots missing (an end-stamped file read as start-stamped loses one
+bar a session and misses one slot, below the margin: 6E read so has fit 98.47 % against
+98.61 %).  Then the summary, the manifest (``summary.plausibility``) and a
 ``PlausibilityWarning`` (Python) say so with the options to use; with ``strict`` (``--strict``)
 the run fails instead (exit 2) and no export is written.  Both thresholds are deliberately
 loose: the files of ``../shared/data`` read with their right options score at least as high
@@ -45,7 +48,8 @@ from .calendar import Calendar, local_days, zone_transitions
 from .intervals import parse_interval
 
 __all__ = ["Fit", "MISFIT_SHARE", "Plausibility", "PlausibilityError", "PlausibilityWarning",
-           "Reading", "SCORE_MARGIN", "infer_base_ns", "interval_name", "score_readings"]
+           "Reading", "SCORE_MARGIN", "better_reading", "candidate_fits", "comparison",
+           "infer_base_ns", "interval_name", "misread_hint", "score_readings"]
 
 SCORE_MARGIN = 0.01
 MISFIT_SHARE = 0.8
@@ -314,6 +318,12 @@ def better_reading(fits: Mapping[Reading, Fit], current: Reading) -> Reading | N
     s_best, s_now = fits[best].score, now.score
     if s_best - s_now >= SCORE_MARGIN and (1 - s_best) <= MISFIT_SHARE * (1 - s_now):
         return best
+    # Another reading puts every bar inside a session, the one used does not, and no more
+    # slots are missing: a wrong stamp costs one bar a session (and a slot), below the margin.
+    alts = [r for r, f in fits.items() if r != current and f.bars and f.inside == f.bars
+            and f.missing <= now.missing]
+    if alts and now.inside < now.bars:
+        return max(alts, key=lambda r: (fits[r].score, -len(r.flags(current))))
     return None
 
 
@@ -322,35 +332,82 @@ def better_reading(fits: Mapping[Reading, Fit], current: Reading) -> Reading | N
 # ------------------------------------------------------------------------------------------
 
 
-def _naive(result: Any) -> bool:
-    """Whether a ReadResult's times were naive (read in ``tz``).  The readers keep the time
-    parser of each source; when that cannot be told, False (no time-zone alternatives:
-    a missed hint rather than a wrong one)."""
-    parsers = getattr(result, "_parsers", None)
-    if not isinstance(parsers, Mapping) or not parsers:
-        return False
-    sources = list(getattr(result, "sources", []))
-    for k, parser in parsers.items():
-        aware = getattr(parser, "aware", True)
-        if aware is False:
-            return True
-        if aware is None and isinstance(k, int) and k < len(sources) and \
-                str(sources[k]).lower().endswith((".parquet", ".pq")):
-            # A Parquet timestamp column: naive when its type has no zone.
-            if _naive_parquet(str(sources[k])):
-                return True
-    return False
+def candidate_fits(ts_by_symbol: Sequence[np.ndarray], calendar: Calendar, current: Reading,
+                   naive: bool) -> dict[Reading, Fit]:
+    """The fit of the bars under the reading they were read with and each alternative.
+
+    Parameters
+    ----------
+    ts_by_symbol : sequence of int64 arrays
+        Each symbol's bars as read under ``current`` (sorted, UTC ns).
+    calendar : Calendar
+    current : Reading
+        How the bars were read (``tz`` None for times that carry their zone).
+    naive : bool
+        Whether the times were naive; only then are other zones tried.
+
+    Returns
+    -------
+    dict of Reading to Fit
+        ``current`` and the alternatives: the zones ``current.tz``, UTC and the calendar's
+        (naive times only), both stamps, and the base interval given and the one the
+        spacing of the timestamps shows (whole seconds, at least half the steps).
+    """
+    zones = [current.tz if naive else None]
+    if naive:
+        for z in ("UTC", calendar.tz.key):
+            if z not in zones:
+                zones.append(z)
+    bases = [current.base_ns]
+    inferred, share = infer_base_ns(ts_by_symbol)
+    if inferred and inferred not in bases and inferred % _S == 0 and share >= 0.5:
+        bases.append(inferred)
+    readings = [Reading(z, s, b) for z, s, b in itertools.product(
+        zones, ("start", "end"), bases)]
+    shift = current.base_ns if current.stamp == "end" else 0
+    return score_readings(ts_by_symbol, calendar, readings,
+                          read_tz=current.tz if naive else None, read_shift_ns=shift)
 
 
-def _naive_parquet(path: str) -> bool:
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+def comparison(current: Reading, now: Fit, better: Reading, alt: Fit, *,
+               as_: str = "as read") -> str:
+    """The one-line comparison of the reading used (``as_``) with the better one."""
+    flags = better.flags(current)
+    return (f"{as_}, {now.inside:,} of {now.bars:,} bars lie inside sessions and "
+            f"{now.missing:,} slots are missing (fit {100 * now.score:.1f}%); with {flags}, "
+            f"{alt.inside:,} inside and {alt.missing:,} missing (fit {100 * alt.score:.1f}%)")
 
-        schema = pq.read_schema(path)
-    except Exception:  # noqa: BLE001 - only a hint; the reader has read the file
-        return False
-    return any(pa.types.is_timestamp(f.type) and f.type.tz is None for f in schema)
+
+def misread_hint(result: Any, calendar: Calendar, base_ns: int) -> str:
+    """The readers' hint for bars outside every session: the options that fit clearly better.
+
+    Parameters
+    ----------
+    result : readers.ReadResult
+        A read, before any bar is set aside (all its bars are scored).
+    calendar : Calendar
+    base_ns : int
+        The base interval the file was read with (ns, > 0).
+
+    Returns
+    -------
+    str
+        ``"; the whole file fits --tz UTC better: as read, ..."`` when another reading
+        is clearly better by the module's score and thresholds (the same as a run's
+        check), else ``""``.
+    """
+    ts = [b.ts for b in getattr(result, "bars", {}).values() if len(b)]
+    if not ts or base_ns <= 0:
+        return ""
+    naive = bool(getattr(result, "naive", False))
+    current = Reading(getattr(result, "tz", None) if naive else None,
+                      str(getattr(result, "stamp", "start")), int(base_ns))
+    fits = candidate_fits(ts, calendar, current, naive)
+    better = better_reading(fits, current)
+    if better is None:
+        return ""
+    return (f"; the whole file fits {better.flags(current)} better: "
+            + comparison(current, fits[current], better, fits[better]))
 
 
 @dataclass
@@ -395,22 +452,9 @@ class Plausibility:
         ts = [b.ts for b in bars.values() if len(b)]
         if not ts:
             return
-        naive = _naive(result) and self.applies_tz
+        naive = bool(getattr(result, "naive", False)) and self.applies_tz
         current = self.current(naive)
-        zones = [current.tz]
-        if naive:
-            for z in ("UTC", self.calendar.tz.key):
-                if z not in zones:
-                    zones.append(z)
-        bases = [current.base_ns]
-        inferred, share = infer_base_ns(ts)
-        if inferred and inferred not in bases and inferred % _S == 0 and share >= 0.5:
-            bases.append(inferred)
-        readings = [Reading(z, s, b) for z, s, b in itertools.product(
-            zones, ("start", "end"), bases)]
-        shift = current.base_ns if current.stamp == "end" else 0
-        fits = score_readings(ts, self.calendar, readings, read_tz=current.tz,
-                              read_shift_ns=shift)
+        fits = candidate_fits(ts, self.calendar, current, naive)
         # Readings are keyed with tz None for times that carry their zone, so files of
         # both kinds in one folder still add up under the current reading.
         with self._lock:
@@ -436,13 +480,10 @@ class Plausibility:
         current, now, better = self.verdict()
         if better is None:
             return None
-        alt = self.fits[better]
         flags = better.flags(current)
-        return (f"these options fit the data far worse than {flags}: as run, "
-                f"{now.inside:,} of {now.bars:,} bars lie inside sessions and {now.missing:,} "
-                f"slots are missing (fit {100 * now.score:.1f}%); with {flags}, "
-                f"{alt.inside:,} inside and {alt.missing:,} missing (fit "
-                f"{100 * alt.score:.1f}%). Rerun with {flags} (--strict makes this an error)")
+        return (f"these options fit the data far worse than {flags}: "
+                + comparison(current, now, better, self.fits[better], as_="as run")
+                + f". Rerun with {flags} (--strict makes this an error)")
 
     def to_json(self) -> dict[str, Any] | None:
         """The manifest's ``plausibility`` field (None when nothing was read)."""
@@ -477,6 +518,9 @@ class Plausibility:
         message = self.message()
         if message is None:
             return exc
+        _current, _now, better = self.verdict()
+        if better is not None and f"fits {better.flags(_current)} better" in str(exc):
+            return exc  # the readers' error names these options already (misread_hint)
         new = type(exc).__new__(type(exc))
         new.__dict__.update(getattr(exc, "__dict__", {}))
         new.args = (f"{exc}; on the whole file, {message}",)

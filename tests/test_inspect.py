@@ -321,28 +321,47 @@ def test_inspect_headerless_and_misspelt(tmp_path):
 # ------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("tz", ["America/New_York", "America/Chicago"])
-def test_6e_wrong_zone_runs_warn(tmp_path, tz):
+@pytest.mark.parametrize("tz", ["America/New_York", "America/Chicago", "Europe/Berlin"])
+def test_6e_wrong_zone_runs_fail_or_warn_naming_utc(tmp_path, tz):
+    """6E (a UTC file) run in another zone: by default the read stops at the first bar
+    outside every session, its one-line error naming file, line and ``--tz UTC`` (the
+    plausibility scorer's verdict: nothing suggests Chicago); with ``--on-bad drop`` the run
+    goes through and warns; ``--strict`` fails."""
     xcals()
     argv = ["run", str(need(SIX_E)), "--calendar", "CME_GLOBEX", "--stamp", "end", "--tz", tz]
-    code, out, err = run_cli(argv + ["--out", str(tmp_path / "out")])
+    code, out, err = run_cli(argv + ["--no-export"])
+    assert code == 2
+    line = err.strip().splitlines()[-1]
+    assert line.startswith(f"sessiondata: error: {SIX_E}, line ")
+    assert "outside every session of CME_GLOBEX; the whole file fits --tz UTC better" \
+        in line and "423 missing" in line
+    assert "--tz America/Chicago" not in err and "on the whole file" not in err  # said once
+    code, out, err = run_cli(argv + ["--on-bad", "drop", "--out", str(tmp_path / "out")])
     assert code == 0
-    assert "WARNING: implausible options" in out and "--tz UTC" in out
-    assert "--tz UTC" in err
+    assert "WARNING: implausible options" in out and "Rerun with --tz UTC" in out
+    assert "--tz UTC" in err and "--tz America/Chicago" not in out + err
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     plaus = manifest["summary"]["plausibility"]
     assert plaus["plausible"] is False and plaus["better"]["options"] == "--tz UTC"
     assert plaus["better"]["missing"] == 423
     # --strict: exit 2, nothing exported.
-    code, out, err = run_cli(argv + ["--out", str(tmp_path / "strict"), "--strict"])
+    code, out, err = run_cli(argv + ["--on-bad", "drop", "--out", str(tmp_path / "strict"),
+                                     "--strict"])
     assert code == 2 and "--tz UTC" in err and not (tmp_path / "strict").exists()
 
 
-def test_6e_wrong_zone_error_names_utc():
+def test_following_the_6e_hint_gives_the_right_counts(tmp_path):
+    """The option the wrong-zone error names, followed: the issue's 423 missing in 353
+    gaps, and no warning."""
     xcals()
-    code, out, err = run_cli(["run", str(need(SIX_E)), "--calendar", "CME_GLOBEX", "--stamp",
-                              "end", "--tz", "Europe/Berlin", "--no-export"])
-    assert code == 2 and "on the whole file" in err and "Rerun with --tz UTC" in err
+    argv = ["run", str(need(SIX_E)), "--calendar", "CME_GLOBEX", "--stamp", "end", "--tz",
+            "Europe/Berlin"]
+    code, out, err = run_cli(argv + ["--no-export"])
+    hint = err.split("the whole file fits ", 1)[1].split(" better", 1)[0]
+    assert hint == "--tz UTC"
+    fixed = argv[:-2] + shlex.split(hint)
+    totals, plaus, _ = run_counts(fixed, tmp_path)
+    assert (totals["missing"], totals["gaps"]) == (423, 353) and plaus["plausible"]
 
 
 def test_right_options_do_not_warn(tmp_path):
@@ -409,6 +428,9 @@ def test_naive_parquet_is_inspected_and_checked(tmp_path):
     assert (totals["missing"], totals["gaps"]) == (423, 353) and plaus["plausible"]
     code, out, err = run_cli(["run", str(path), "--calendar", "CME_GLOBEX", "--stamp", "end",
                               "--tz", "America/New_York", "--no-export"])
+    assert code == 2 and "6e.parquet, row " in err and "fits --tz UTC better" in err
+    code, out, err = run_cli(["run", str(path), "--calendar", "CME_GLOBEX", "--stamp", "end",
+                              "--tz", "America/New_York", "--on-bad", "drop", "--no-export"])
     assert code == 0 and "Rerun with --tz UTC" in out
 
 
@@ -472,3 +494,40 @@ def test_inspect_other_headers_by_content(tmp_path, header, dates, row):
     totals, plaus, _ = run_counts(argv, tmp_path)
     assert (totals["bars"], totals["missing"], totals["gaps"]) == (2 * 510 - 1, 1, 1)
     assert plaus["plausible"]
+
+
+def test_a_reading_with_every_bar_inside_beats_a_small_misfit():
+    """Regular hours stamped at the bar's end, read as starts: one bar a session outside,
+    fit 778/781 over two days, below the 0.01 margin; the end reading puts every bar inside
+    and is named, by the run's check and by the readers (one scorer)."""
+    from sessiondata.plausibility import better_reading, candidate_fits
+
+    cal = Calendar.weekly("America/New_York", "09:30", "16:00")
+    days = [np.datetime64("2024-01-03T14:31", "ns") + np.timedelta64(d, "D") for d in range(2)]
+    ts = np.concatenate([int(d.astype(np.int64)) + MIN * np.arange(390) for d in days])
+    current = Reading("UTC", "start", MIN)
+    fits = candidate_fits([ts], cal, current, naive=True)
+    # 778 inside; the second day's 09:30 slot lies in the span and is missing.
+    assert fits[current].score == pytest.approx(778 / (780 + 1))
+    better = better_reading(fits, current)
+    assert better == Reading("UTC", "end", MIN) and fits[better].score == 1.0
+    # Below the margin only a reading with every bar inside and no more slots missing wins.
+    fits[better].missing = 2
+    assert better_reading(fits, current) is None
+    fits[better].missing, fits[better].inside = 0, fits[better].bars - 1
+    assert better_reading(fits, current) is None
+
+
+def test_6e_run_with_the_default_stamp_names_stamp_end(tmp_path):
+    """A new user's first try on 6E (UTC, the default --stamp start): 22 bars land in the
+    daily break, 445 missing instead of 423; below the margin, but --stamp end puts every bar
+    inside: the read error names it, and following it gives the issue's counts."""
+    xcals()
+    argv = ["run", str(need(SIX_E)), "--calendar", "CME_GLOBEX"]
+    code, out, err = run_cli(argv + ["--no-export"])
+    assert code == 2 and "the whole file fits --stamp end better" in err
+    assert "29,974 of 29,996 bars lie inside sessions and 445 slots are missing" in err
+    code, out, err = run_cli(argv + ["--on-bad", "drop", "--no-export"])
+    assert code == 0 and "Rerun with --stamp end" in out
+    totals, plaus, _ = run_counts(argv + ["--stamp", "end"], tmp_path)
+    assert (totals["missing"], totals["gaps"]) == (423, 353) and plaus["plausible"]

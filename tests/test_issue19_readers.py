@@ -135,9 +135,11 @@ def test_a_wrong_stamp_end_gets_a_hint(tmp_path):
     path.write_text(HEADER + rows(60, "2024-01-02T09:00"))
     got = read_csv(path, stamp="end", interval="1m")
     with pytest.raises(ReadError, match=r"X\.csv, line 2: the bar at '2024-01-02 09:00:00' .* "
-                                        r"lies outside every session .*with the default --stamp "
-                                        r"start .* it would lie inside sessions"):
+                                        r"lies outside every session .*; the whole file fits "
+                                        r"--stamp start better: as read, 59 of 60 bars "
+                                        r"lie inside sessions") as info:
         got.check_sessions(cal, "1m")
+    assert "\n" not in str(info.value)
 
 
 def test_a_header_only_file_is_named(tmp_path, capsys):
@@ -149,3 +151,34 @@ def test_a_header_only_file_is_named(tmp_path, capsys):
     assert code == 2
     assert "X.csv: no data rows (only a header line)" in err
     assert err.strip().splitlines()[-1].startswith(f"sessiondata: error: {path}: no bars")
+
+
+SIX_E = DATA / "6EH4.XCME_1min_bars_20240101_20240131.csv.gz"
+
+
+@pytest.mark.skipif(not SIX_E.exists(), reason="no real data")
+@pytest.mark.parametrize("tz", ["Europe/Berlin", "America/New_York", "America/Chicago"])
+def test_6e_read_in_a_wrong_zone_names_utc_not_chicago(tz):
+    """6E is a UTC file.  Read in another zone, the bars outside every session are a misread
+    (not extended hours): the one-line error names the file, the line and ``--tz UTC``, the
+    plausibility scorer's verdict on every bar of the file; nothing suggests Chicago."""
+    pytest.importorskip("exchange_calendars")
+    cal = Calendar.exchange("CME_GLOBEX")
+    got = read_bars(SIX_E, tz=tz, stamp="end", interval="1m")
+    with pytest.raises(ReadError) as info:
+        got.check_sessions(cal, "1m")
+    text = str(info.value)
+    assert "\n" not in text and text.startswith(f"{SIX_E}, line ")
+    assert "lies outside every session of CME_GLOBEX; the whole file fits --tz UTC better" \
+        in text
+    assert "--tz America/Chicago" not in text and "--stamp" not in text
+    # The counts it quotes are those of the run with --tz UTC: 423 slots missing.
+    assert "with --tz UTC, " in text and " inside and 423 missing" in text
+
+
+@pytest.mark.skipif(not SIX_E.exists(), reason="no real data")
+def test_6e_read_right_is_not_called_misread():
+    pytest.importorskip("exchange_calendars")
+    got = read_bars(SIX_E, tz="UTC", stamp="end", interval="1m")
+    counts = got.check_sessions(Calendar.exchange("CME_GLOBEX"), "1m")
+    assert not counts and sum(len(b) for b in got.bars.values()) == got.rows

@@ -81,6 +81,24 @@ def test_naive_times_take_the_given_zone_and_offsets_their_own(tmp_path):
     np.testing.assert_array_equal(bars.ts, [T0 - 3600 * 10**9, T0 - 3600 * 10**9 + MIN])
 
 
+def test_read_result_says_whether_the_times_were_naive(tmp_path):
+    # Naive text: read in the given zone; offsets and epoch numbers carry their own.
+    naive = read_csv(write(tmp_path, "n.csv", HEADER + "".join(ROWS)), tz="Europe/Berlin",
+                     interval="1m", stamp="end")
+    assert naive.naive and naive.tz == "Europe/Berlin" and naive.stamp == "end"
+    aware = HEADER + "2024-01-02T10:00:00+01:00,1,1,1,1,1\n2024-01-02T09:01:00Z,1,1,1,1,1\n"
+    got = read_csv(write(tmp_path, "a.csv", aware), tz="Europe/Berlin")
+    assert not got.naive and got.tz is None and got.stamp == "start"
+    epoch = HEADER + f"{T0 // 10**6},1,1,1,1,1\n{(T0 + MIN) // 10**6},1,1,1,1,1\n"
+    assert not read_csv(write(tmp_path, "e.csv", epoch)).naive
+    # A folder: naive when any file's times were.
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    write(folder, "A.csv", aware)
+    write(folder, "B.csv", HEADER + "".join(ROWS))
+    assert read_bars(folder).naive
+
+
 def test_naive_time_in_a_daylight_saving_change_names_the_line(tmp_path):
     text = HEADER + "2024-03-31 01:59,1,1,1,1,1\n2024-03-31 02:30,1,1,1,1,1\n"
     err = error_of(read_csv, write(tmp_path, "dst.csv", text), tz="Europe/Berlin")
@@ -358,11 +376,15 @@ def test_reads_back_an_export_of_the_library(tmp_path, fmt):
 
 def test_bars_outside_every_session_name_their_line(tmp_path):
     cal = Calendar.weekly("UTC", "10:00", "10:02")
-    path = write(tmp_path, "x.csv", HEADER + "".join(ROWS))
+    # The third bar on a Saturday: outside every session, on no session's day.  (On the
+    # Tuesday, 10:02 would be outside the session's hours: set aside, not an error.)
+    saturday = ROWS[2].replace("2024-01-02", "2024-01-06")
+    path = write(tmp_path, "x.csv", HEADER + "".join(ROWS[:2]) + saturday)
     result = read_csv(path, interval="1m")
     with pytest.raises(ReadError) as info:
         result.check_sessions(cal)
     assert info.value.line == 4 and "outside every session" in info.value.reason
+    assert "better" not in info.value.reason   # no other reading fits better
     result.check_sessions(cal, on_bad="drop")
     assert len(only(result)) == 2 and result.dropped["outside every session window"] == 1
 
@@ -396,8 +418,10 @@ def test_parquet_timestamps_of_each_kind(tmp_path):
                                ("aware", aware, "Europe/Berlin", T0),
                                ("epoch", epoch, "UTC", T0)]:
         pq.write_table(_table(ts), tmp_path / f"{name}.parquet")
-        bars = only(read_parquet(tmp_path / f"{name}.parquet", tz=tz, interval="1m"))
+        got = read_parquet(tmp_path / f"{name}.parquet", tz=tz, interval="1m")
+        bars = only(got)
         assert bars.ts[0] == want and bars.volume.dtype == np.float64
+        assert got.naive == (name == "naive")       # the column's type says it
     text = pa.array(["2024-01-02 10:00", "2024-01-02 10:01"])
     pq.write_table(_table(text), tmp_path / "text.parquet")
     assert only(read_bars(tmp_path / "text.parquet")).ts[1] == T0 + MIN

@@ -258,7 +258,7 @@ def test_end_stamped_file_gets_the_hint(tmp_path):
     err = info.value
     assert err.line == 391
     assert "'2024-01-03T21:00'" in err.reason          # the field as written
-    assert "with --stamp end" in err.reason
+    assert "the whole file fits --stamp end better: as read, 389 of 390 bars" in err.reason
     ok = read_csv(path, interval="1m", stamp="end")
     assert ok.check_sessions(cal, "1m") == {}
 
@@ -270,8 +270,8 @@ def test_local_times_read_as_utc_get_the_tz_hint(tmp_path):
     # Tokyo times read as UTC: 18:30 in Tokyo, outside the session's hours, but every bar
     # would fit if read in Tokyo time: a misread file, not extended hours, and said so.
     with pytest.raises(ReadError, match=r"line 2: the bar at '2024-01-03 09:30' \(2024-01-03 "
-                                        r"18:30:00 JST\) .* with --tz Asia/Tokyo "
-                                        r"\(tz='Asia/Tokyo'\) all 5 such bars of X would lie"):
+                                        r"18:30:00 JST\) .* the whole file fits --tz Asia/Tokyo "
+                                        r"better: as read, 0 of 5 bars lie inside"):
         read_csv(path, interval="1m").check_sessions(cal, "1m")
     assert read_csv(path, interval="1m", tz="Asia/Tokyo").check_sessions(cal, "1m") == {}
 

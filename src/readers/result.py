@@ -14,12 +14,12 @@ import numpy as np
 
 from .._core import validation as _validation
 from ..bars import FAULTS, PRICE_COLUMNS, Bars
-from ..calendar import local_days, resolve_wall_ns, zone_transitions
+from ..calendar import local_days
 from ..intervals import parse_interval
 from ..symbols import check_symbol
 
 from .base import (
-    _FAULT_DUPLICATE, _FAULT_MISALIGNED, _FAULT_OUTSIDE, _FAULT_UNSORTED, _is_utc,
+    _FAULT_DUPLICATE, _FAULT_MISALIGNED, _FAULT_OUTSIDE, _FAULT_UNSORTED,
     _open_binary, _text_encoding, POLICIES, ReadError, ReadOptions,
 )
 
@@ -72,6 +72,30 @@ class ReadResult:
     def symbols(self) -> list[str]:
         return list(self.bars)
 
+    @property
+    def naive(self) -> bool:
+        """Whether the times of any source were naive: wall-clock times without an offset,
+        read in the ``tz`` option's zone (:attr:`tz`).  False for times with an offset,
+        epoch numbers, zoned Parquet timestamps and the vendor formats (whose readers
+        settle the zone themselves)."""
+        return any(getattr(p, "naive_seen", False) for p in self._parsers.values())
+
+    @property
+    def tz(self) -> str | None:
+        """The zone the naive times were read in (the ``tz`` option), or None when no
+        time was naive."""
+        for p in self._parsers.values():
+            if getattr(p, "naive_seen", False):
+                return str(p.zone.key)
+        return None
+
+    @property
+    def stamp(self) -> str:
+        """``"end"`` when the times were read as bar ends (``stamp="end"``: shifted back
+        by the base interval), else ``"start"``."""
+        return "end" if any(getattr(p, "shift", 0) for p in self._parsers.values()) \
+            else "start"
+
     def where(self, symbol: str, row: int) -> tuple[str, int | None, str]:
         """``(source, line, unit)`` of the bar at index ``row`` of ``symbol``'s bars."""
         src = self._source_of.get(symbol)
@@ -103,10 +127,11 @@ class ReadResult:
         after-market, the hours after an early close) is *outside the session's hours*: not
         bad data.  It leaves :attr:`bars` for :attr:`outside` (with its session in
         :attr:`outside_sessions`) under either policy, and the returned counter has it
-        under ``"outside the session's hours"``.  (When shifting every such bar by the
-        interval, as ``stamp="end"`` would, or reading the times in the calendar's zone, as
-        ``tz=`` would, puts them all inside sessions, they are taken as a misread file, not
-        as extended hours, and the error says which option fits.)
+        under ``"outside the session's hours"``.  (When another reading of the
+        times fits the calendar clearly better on all the bars, by the score of
+        :func:`sessiondata.plausibility.misread_hint`: another zone, UTC included, the other
+        stamp or the base interval the spacing shows, the file is taken as misread, not as
+        extended hours, and the error names the options that fit.)
 
         Other bad bars raise ReadError naming the first one's file, line and the time as
         written there, or (``on_bad="drop"``) are dropped, counted by reason in the returned
@@ -116,6 +141,7 @@ class ReadResult:
             raise ValueError(f"on_bad must be 'raise' or 'drop', got {on_bad!r}")
         dropped: Counter = Counter()
         hours: Counter = Counter()
+        misread: str | None = None   # scored once, on every bar, when first needed
         for symbol in list(self.bars):
             bars = self.bars[symbol]
             if not len(bars):
@@ -135,7 +161,9 @@ class ReadResult:
             outside = faults == _FAULT_OUTSIDE
             hint = ""
             if outside.any():
-                hint = self._misread_hint(symbol, bars.ts[outside], calendar, base_ns)
+                if misread is None:
+                    misread = self._misread(calendar, interval)
+                hint = misread
                 if not hint:
                     ext, labels = _extended_hours(bars.ts, outside, calendar)
                     if ext.any():
@@ -158,8 +186,7 @@ class ReadResult:
                 at = f"{written!r} ({t})" if written else t
                 if fault == _FAULT_OUTSIDE:
                     what = f"the bar at {at} lies outside every session of {calendar.name}"
-                    what += hint or self._misread_hint(symbol, bars.ts[first:first + 1],
-                                                       calendar, base_ns)
+                    what += hint
                 elif fault == _FAULT_MISALIGNED:
                     grid = iv.name if iv is not None else "base-interval"
                     what = f"the bar at {at} is not on the {grid} grid of its session"
@@ -183,41 +210,20 @@ class ReadResult:
         self.outside[symbol] = np.ascontiguousarray(ts, dtype=np.int64)
         self.outside_sessions[symbol] = labels.astype("datetime64[D]")
 
-    def _misread_hint(self, symbol: str, ts: np.ndarray, calendar, base_ns: int) -> str:
-        """``"; with --stamp end ... it would lie inside ..."`` when reading the file with
-        ``stamp="end"`` or ``tz=<the calendar's zone>`` would put every time of ``ts`` (bars
-        outside every session) inside a session; else ""."""
-        if not len(ts):
+    def _misread(self, calendar, interval) -> str:
+        """``"; the whole file fits ... far better: ..."`` when the plausibility scorer
+        finds a reading (zone incl. UTC, stamp, base interval) that fits ``calendar``
+        clearly better than the one read with, on all the bars; else ""."""
+        from .. import plausibility
+
+        if interval is not None:
+            base_ns = parse_interval(interval).ns
+        else:
+            base_ns = next((b.interval.ns for b in self.bars.values()
+                            if b.interval is not None), 0)
+        if base_ns <= 0:
             return ""
-        k = self._source_of.get(symbol)
-        parser = self._parsers.get(int(k[0])) if k is not None and len(k) else None
-        if parser is None:
-            return ""
-        fixes = []
-        if parser.shift:
-            fixes.append(("the default --stamp start (stamp='start': bars stamped at their "
-                          "open) instead of --stamp end", ts + parser.shift))
-        if parser.shift == 0 and base_ns > 0:
-            fixes.append(("--stamp end (stamp='end': bars stamped at their close)",
-                          ts - base_ns))
-        zone = calendar.tz
-        if not parser.aware and parser.zone.key != zone.key:
-            # The times as wall clock in the calendar's zone instead of the zone read with.
-            wall = _rewall(ts, parser.zone)
-            local, nonexistent, ambiguous, oob = resolve_wall_ns(wall, zone)
-            if not (nonexistent | oob).any():
-                fixes.append((f"--tz {zone.key} (tz={zone.key!r})", local))
-                if parser.shift == 0 and base_ns > 0:
-                    fixes.append((f"--tz {zone.key} --stamp end", local - base_ns))
-        for label, moved in fixes:
-            try:
-                w = calendar.windows(int(moved.min()), int(moved.max()) + 1)
-            except ValueError:
-                continue
-            if len(w) and _inside(moved, w.open_ns, w.close_ns).all():
-                what = "it" if len(ts) == 1 else f"all {len(ts)} such bars of {symbol}"
-                return f"; with {label} {what} would lie inside sessions"
-        return ""
+        return plausibility.misread_hint(self, calendar, base_ns)
 
     def field_text(self, symbol: str, row: int) -> str | None:
         """The time of the bar at ``row`` of ``symbol`` as written in its file (the field,
@@ -250,23 +256,6 @@ class ReadResult:
         except Exception:  # noqa: BLE001 - only for a message; the error stands without it
             return None
         return None
-
-
-def _inside(ts: np.ndarray, open_ns: np.ndarray, close_ns: np.ndarray) -> np.ndarray:
-    """Whether each time lies in one of the sorted ``[open, close)`` windows."""
-    k = np.searchsorted(open_ns, ts, side="right") - 1
-    ok = k >= 0
-    return ok & (ts < close_ns[np.maximum(k, 0)])
-
-
-def _rewall(ts: np.ndarray, zone) -> np.ndarray:
-    """UTC instants -> the wall-clock ns they were read from in ``zone``."""
-    if _is_utc(zone):
-        return np.asarray(ts, dtype=np.int64)
-    at_s, off_s = zone_transitions(zone, int(ts.min()) // 10**9 - 86_400,
-                                   int(ts.max()) // 10**9 + 86_400)
-    off = off_s[np.searchsorted(at_s, ts // 10**9, side="right")]
-    return ts + off * 1_000_000_000
 
 
 def _extended_hours(ts: np.ndarray, outside: np.ndarray, calendar

@@ -26,6 +26,9 @@ class _TimeParser:
         self.shift = opts.shift_ns
         self.mode: str | None = None      # "iso", "format", or an epoch unit
         self.aware: bool | None = None     # times carry an offset
+        # Whether any time of the source was naive (read as wall clock in ``zone``): the
+        # parse paths decide it value by value (a Parquet timestamp type, an ISO text).
+        self.naive_seen = False
         if self.fmt in TS_FORMATS_EPOCH:
             self.mode = self.fmt
         elif self.fmt is not None:
@@ -132,6 +135,8 @@ class _TimeParser:
                        else "has a UTC offset, while the first time has none"))
         oob = np.zeros(len(ns), bool) if out_of_range is None else out_of_range.copy()
         bad = bad | oob
+        if not aware and len(ns):
+            self.naive_seen = True
         if not aware and not _is_utc(self.zone):
             wall = ns
             ns, local_bad, local_oob = _localize(wall, bad, self.zone)
