@@ -163,7 +163,9 @@ class ThreadExecutor:
 class BarSink(Protocol):
     """Where the engine puts bars as it makes them (``export.BarDatasetWriter``)."""
 
-    def part(self, name: str) -> "BarPart":
+    def part(self, name: str, *, separate: bool = False) -> "BarPart":
+        """A part of the bars; ``separate``: in files of its own (bars written after
+        later ones of the same symbols, which must not follow them in one file)."""
         ...
 
 
@@ -462,7 +464,7 @@ class Engine:
     def _finish_held(self, pieces: dict[str, _Piece], plan: "_Plan",
                      sink: BarSink | None) -> None:
         """Finish the held-back sessions now that the data's span is known."""
-        part = sink.part("edges") if sink is not None else None
+        part = sink.part("edges", separate=True) if sink is not None else None
 
         def finish(symbol: str) -> None:
             p = pieces[symbol]

@@ -268,8 +268,11 @@ class BarDatasetWriter:
         self._open: list[Any] = []
         self.files: list[Path] = []
 
-    def part(self, name: str) -> "_BarPart":
-        return _BarPart(self, name if self.per_partition else None)
+    def part(self, name: str, *, separate: bool = False) -> "_BarPart":
+        """A part of the bars: its own files in per-partition mode; else the calling
+        thread's files, or with ``separate`` files of its own (the held-back first and last
+        sessions, written after the middle ones, must not follow them in a file)."""
+        return _BarPart(self, name if self.per_partition else None, separate)
 
     def __getstate__(self) -> dict[str, Any]:
         if not self.per_partition:
@@ -304,11 +307,14 @@ class BarDatasetWriter:
                 os.unlink(tmp)
             raise
 
-    def _append(self, interval: str, table: "pa.Table") -> None:
+    def _append(self, interval: str, table: "pa.Table", separate: bool = False) -> None:
         pa = _arrow()
-        writers = getattr(self._local, "writers", None)
-        if writers is None:
-            writers = self._local.writers = {}
+        if separate:
+            writers: dict[str, Any] = {}
+        else:
+            if getattr(self._local, "writers", None) is None:
+                self._local.writers = {}
+            writers = self._local.writers
         writer = writers.get(interval)
         if writer is None:
             with self._lock:
@@ -340,9 +346,11 @@ class BarDatasetWriter:
 
 
 class _BarPart:
-    def __init__(self, writer: BarDatasetWriter, name: str | None = None):
+    def __init__(self, writer: BarDatasetWriter, name: str | None = None,
+                 separate: bool = False):
         self.writer = writer
         self.name = name   # per-partition mode: the partition's own files
+        self.separate = separate
         self.pieces: dict[str, list[tuple[str, np.ndarray, Bars]]] = {}
 
     def add(self, symbol: str, interval: str, sessions: np.ndarray, bars: Bars) -> None:
@@ -353,7 +361,7 @@ class _BarPart:
         for interval, pieces in self.pieces.items():
             table = bars_table(pieces, self.writer.fmt == "csv")
             if self.name is None:
-                self.writer._append(interval, table)
+                self.writer._append(interval, table, self.separate)
             else:
                 self.writer._write_part(interval, self.name, symbols, table)
         self.pieces = {}
