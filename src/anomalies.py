@@ -816,6 +816,12 @@ def _clock_shifts(rows: _Rows, p: AnomalyParams, ts: np.ndarray, prof: np.ndarra
                 fit[jj] = float(np.median(c_run))
         if np.isfinite(fit).any():
             j = int(np.argmax(fit))
+        # The run's ends are sessions that look shifted themselves: pooled evidence may carry
+        # a neighbour or two of the usual kind along.
+        while e > k and not z0[j, e] >= p.clock_min_z:
+            e -= 1
+        while k < e and not z0[j, k] >= p.clock_min_z:
+            k += 1
         sel = np.arange(k, e + 1)
         sel = sel[np.isfinite(cors[j, sel])]
         # Shifted back, the run must fit the usual profile about as well as the symbol's
