@@ -120,17 +120,26 @@ class AnomalyParams:
         Bars in a session with zero volume on every bar, where the symbol's volume is real.
     clock_max_hours : int
         Shifts looked for: 1 to this many hours, either way.
-    clock_min_gain, clock_min_corr, clock_min_z : float
+    clock_min_sessions, clock_margin, clock_min_z : int, float, float
         A session's activity profile (per bucket, the volume class of its bars summed, or
-        their range without volume) looks shifted when, shifted back by whole hours, its
-        correlation with the symbol's usual profile (the median over the sessions of the
-        square roots of the shares per bucket; weekend sessions against weekend sessions
-        where there are three) is at least ``clock_min_corr`` and exceeds the
-        correlation as stamped by ``clock_min_gain``, that gain being ``clock_min_z`` robust
-        deviations (median, MAD) above the symbol's usual gain.
-    clock_min_sessions, clock_margin : int, float
-        A clock shift is a run of at least ``clock_min_sessions`` such sessions with the same
-        shift whose deviations add up to ``clock_margin`` or more.
+        their range without volume) is compared with the symbol's usual profile (the median
+        over the sessions of the square roots of the shares per bucket; weekend sessions
+        against weekend sessions where there are three) as stamped and shifted back by
+        whole hours; the gain of a shift is measured in robust deviations (median, MAD) from
+        the symbol's own gains for that shift, capped at 4 per session. A clock shift is a
+        run of at least ``clock_min_sessions`` (and at most 30) sessions whose deviations
+        for one shift, summed over the square root of the run's length, reach
+        ``clock_margin``, with a mean of at least ``clock_min_z``.
+    clock_min_corr, clock_fit_share : float
+        Shifted back, the run's median correlation with the usual profile must be at least
+        ``clock_min_corr`` and ``clock_fit_share`` of the symbol's median correlation.
+    clock_min_gain : float
+        Kept for compatibility; not used since the evidence is pooled over runs.
+    clock_stamp_alpha : float
+        The stamp-convention change (a run of sessions one base interval late: no bar at the
+        open, one at the next slot, one stamped at the close; only sessions followed by a
+        break can show it) is reported when the symbol's rate of such sessions elsewhere,
+        to the power of the run's length, is at most this.
     duplicate_min_equal : float
         A session repeats another when at least this share of its bars equal the other's bar
         at the same time of day in every field.
@@ -184,6 +193,12 @@ class AnomalyParams:
                 raise ValueError(f"AnomalyParams.{name} must be >= 1, got {getattr(self, name)}")
         if self.spike_block < 4:
             raise ValueError(f"AnomalyParams.spike_block must be >= 4, got {self.spike_block}")
+        if not 0 < self.clock_stamp_alpha < 1:
+            raise ValueError("AnomalyParams.clock_stamp_alpha must be in (0, 1), got "
+                             f"{self.clock_stamp_alpha}")
+        if not 0 <= self.clock_fit_share <= 1:
+            raise ValueError("AnomalyParams.clock_fit_share must be in [0, 1], got "
+                             f"{self.clock_fit_share}")
         if not 0 < self.stale_alpha < 1:
             raise ValueError(f"AnomalyParams.stale_alpha must be in (0, 1), got {self.stale_alpha}")
         if self.volume_factor <= 1 or self.jump_min_step <= 1:
