@@ -800,22 +800,38 @@ def _clock_shifts(rows: _Rows, p: AnomalyParams, ts: np.ndarray, prof: np.ndarra
             cnt = np.isfinite(zs).astype(np.float64)
             csum = np.concatenate((np.zeros((n_h, 1)), np.cumsum(z0, axis=1)), axis=1)
             ccnt = np.concatenate((np.zeros((n_h, 1)), np.cumsum(cnt, axis=1)), axis=1)
+        if n_taken == 0 and not blocked.any():
+            # No run can pass when no window of ``max_run`` sessions holds enough positive
+            # evidence (sum z / sqrt(n) <= sqrt(sum z+^2) by Cauchy-Schwarz): on most
+            # symbols the scan below is skipped.
+            zp = np.concatenate((np.zeros((n_h, 1)),
+                                 np.cumsum(np.maximum(z0, 0.0) ** 2, axis=1)), axis=1)
+            w_len = min(max_run, n_k)
+            if float((zp[:, w_len:] - zp[:, :-w_len]).max()) < p.clock_margin ** 2:
+                return
         tk = np.concatenate(([0], np.cumsum(taken)))
         bk = np.concatenate((np.zeros((n_h, 1)), np.cumsum(blocked, axis=1)), axis=1)
-        best_score, best_run = p.clock_margin, None
-        for m_len in range(p.clock_min_sessions, max_run + 1):
-            tot = csum[:, m_len:] - csum[:, :-m_len]          # (shifts, n_k - m_len + 1)
-            nn = ccnt[:, m_len:] - ccnt[:, :-m_len]
-            score = np.where(nn >= max(p.clock_min_sessions, 0.75 * m_len),
-                             tot / np.sqrt(np.maximum(nn, 1)), -np.inf)
-            score[tot < p.clock_min_z * nn] = -np.inf
-            score[:, (tk[m_len:] - tk[:-m_len]) > 0] = -np.inf
-            score[(bk[:, m_len:] - bk[:, :-m_len]) > 0] = -np.inf
-            jm, km = np.unravel_index(int(np.argmax(score)), score.shape)
-            if score[jm, km] > best_score:
-                best_score, best_run = float(score[jm, km]), (int(jm), int(km), m_len)
-        if best_run is None:
+        # Every (shift, length, start) at once: a few arrays of shifts x 30 x sessions.
+        lens = np.arange(p.clock_min_sessions, max_run + 1)
+        if len(lens) == 0:
             return
+        starts = np.arange(n_k + 1)
+        ends = starts[None, :] + lens[:, None]                       # (lengths, starts)
+        valid = ends <= n_k
+        ends = np.minimum(ends, n_k)
+        tot = csum[:, ends] - csum[:, starts][:, None, :]            # (shifts, lengths, starts)
+        nn = ccnt[:, ends] - ccnt[:, starts][:, None, :]
+        ok = (valid[None, :, :]
+              & (nn >= np.maximum(p.clock_min_sessions, 0.75 * lens)[None, :, None])
+              & (tot >= p.clock_min_z * nn)
+              & ((tk[ends] - tk[starts][None, :]) == 0)[None, :, :]
+              & ((bk[:, ends] - bk[:, starts][:, None, :]) == 0))
+        score = np.where(ok, tot / np.sqrt(np.maximum(nn, 1)), -np.inf)
+        flat_i = int(np.argmax(score))
+        if not score.flat[flat_i] > p.clock_margin:
+            return
+        jm, li, km = np.unravel_index(flat_i, score.shape)
+        best_run = (int(jm), int(km), int(lens[li]))
         j, k, m_len = best_run
         e = k + m_len - 1
         # The deviations are capped, so a run shifted by an hour may score as high under two
