@@ -781,11 +781,15 @@ def _clock_shifts(rows: _Rows, p: AnomalyParams, ts: np.ndarray, prof: np.ndarra
             return
         if int(taken.sum()) != n_taken:      # else only a refusal since: same scores
             n_taken = int(taken.sum())
-            usual_of = {}
+            # (each median once: on exchange hours there is no weekend and both are the same)
+            meds = {}
             for group in (False, True):
                 sel = ref_use & (weekend == group)
-                usual_of[group] = np.median(x[sel if sel.sum() >= 3 else ref_use], axis=0)
-            usual = np.where(weekend[:, None], usual_of[True][None, :], usual_of[False][None, :])
+                key = group if sel.sum() >= 3 and sel.sum() < ref_use.sum() else None
+                if key not in meds:
+                    meds[key] = np.median(x[sel if key is not None else ref_use], axis=0)
+                meds[group] = meds[key]
+            usual = np.where(weekend[:, None], meds[True][None, :], meds[False][None, :])
             zs, cors, base, strength = _clock_scores(p, x, usual, inside, use, ref_use, per_hour,
                                                      hours_list)
             if stats is not None and not taken.any():
@@ -811,27 +815,31 @@ def _clock_shifts(rows: _Rows, p: AnomalyParams, ts: np.ndarray, prof: np.ndarra
                 return
         tk = np.concatenate(([0], np.cumsum(taken)))
         bk = np.concatenate((np.zeros((n_h, 1)), np.cumsum(blocked, axis=1)), axis=1)
-        # Every (shift, length, start) at once: a few arrays of shifts x 30 x sessions.
-        lens = np.arange(p.clock_min_sessions, max_run + 1)
-        if len(lens) == 0:
+        # Runs start and end at sessions that look shifted themselves (z >= clock_min_z for
+        # that shift): every such (shift, start, end) at once, a few small arrays.
+        q = z0 >= p.clock_min_z                                     # (shifts, sessions)
+        cand = np.flatnonzero(q.any(axis=0))
+        if len(cand) < 1:
             return
-        starts = np.arange(n_k + 1)
-        ends = starts[None, :] + lens[:, None]                       # (lengths, starts)
-        valid = ends <= n_k
-        ends = np.minimum(ends, n_k)
-        tot = csum[:, ends] - csum[:, starts][:, None, :]            # (shifts, lengths, starts)
-        nn = ccnt[:, ends] - ccnt[:, starts][:, None, :]
-        ok = (valid[None, :, :]
-              & (nn >= np.maximum(p.clock_min_sessions, 0.75 * lens)[None, :, None])
+        ks, es = np.nonzero(((cand[None, :] - cand[:, None]) >= p.clock_min_sessions - 1)
+                            & ((cand[None, :] - cand[:, None]) < max_run))
+        if len(ks) == 0:
+            return
+        k_s, e_s = cand[ks], cand[es]                               # run [k_s, e_s]
+        tot = csum[:, e_s + 1] - csum[:, k_s]                        # (shifts, runs)
+        nn = ccnt[:, e_s + 1] - ccnt[:, k_s]
+        m_s = e_s - k_s + 1
+        ok = (q[:, k_s] & q[:, e_s]
+              & (nn >= np.maximum(p.clock_min_sessions, 0.75 * m_s)[None, :])
               & (tot >= p.clock_min_z * nn)
-              & ((tk[ends] - tk[starts][None, :]) == 0)[None, :, :]
-              & ((bk[:, ends] - bk[:, starts][:, None, :]) == 0))
+              & ((tk[e_s + 1] - tk[k_s]) == 0)[None, :]
+              & ((bk[:, e_s + 1] - bk[:, k_s]) == 0))
         score = np.where(ok, tot / np.sqrt(np.maximum(nn, 1)), -np.inf)
         flat_i = int(np.argmax(score))
         if not score.flat[flat_i] > p.clock_margin:
             return
-        jm, li, km = np.unravel_index(flat_i, score.shape)
-        best_run = (int(jm), int(km), int(lens[li]))
+        jm, ri = np.unravel_index(flat_i, score.shape)
+        best_run = (int(jm), int(k_s[ri]), int(m_s[ri]))
         j, k, m_len = best_run
         e = k + m_len - 1
         # The deviations are capped, so a run shifted by an hour may score as high under two
