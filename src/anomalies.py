@@ -120,17 +120,26 @@ class AnomalyParams:
         Bars in a session with zero volume on every bar, where the symbol's volume is real.
     clock_max_hours : int
         Shifts looked for: 1 to this many hours, either way.
-    clock_min_gain, clock_min_corr, clock_min_z : float
+    clock_min_sessions, clock_margin, clock_min_z : int, float, float
         A session's activity profile (per bucket, the volume class of its bars summed, or
-        their range without volume) looks shifted when, shifted back by whole hours, its
-        correlation with the symbol's usual profile (the median over the sessions of the
-        square roots of the shares per bucket; weekend sessions against weekend sessions
-        where there are three) is at least ``clock_min_corr`` and exceeds the
-        correlation as stamped by ``clock_min_gain``, that gain being ``clock_min_z`` robust
-        deviations (median, MAD) above the symbol's usual gain.
-    clock_min_sessions, clock_margin : int, float
-        A clock shift is a run of at least ``clock_min_sessions`` such sessions with the same
-        shift whose deviations add up to ``clock_margin`` or more.
+        their range without volume) is compared with the symbol's usual profile (the median
+        over the sessions of the square roots of the shares per bucket; weekend sessions
+        against weekend sessions where there are three) as stamped and shifted back by
+        whole hours; the gain of a shift is measured in robust deviations (median, MAD) from
+        the symbol's own gains for that shift, capped at 4 per session. A clock shift is a
+        run of at least ``clock_min_sessions`` (and at most 30) sessions whose deviations
+        for one shift, summed over the square root of the run's length, reach
+        ``clock_margin``, with a mean of at least ``clock_min_z``.
+    clock_min_corr, clock_fit_share : float
+        Shifted back, the run's median correlation with the usual profile must be at least
+        ``clock_min_corr`` and ``clock_fit_share`` of the symbol's median correlation.
+    clock_min_gain : float
+        Kept for compatibility; not used since the evidence is pooled over runs.
+    clock_stamp_alpha : float
+        The stamp-convention change (a run of sessions one base interval late: no bar at the
+        open, one at the next slot, one stamped at the close; only sessions followed by a
+        break can show it) is reported when the symbol's rate of such sessions elsewhere,
+        to the power of the run's length, is at most this.
     duplicate_min_equal : float
         A session repeats another when at least this share of its bars equal the other's bar
         at the same time of day in every field.
@@ -167,6 +176,8 @@ class AnomalyParams:
     clock_min_z: float = 1.0
     clock_min_sessions: int = 2
     clock_margin: float = 5.0
+    clock_stamp_alpha: float = 1e-3
+    clock_fit_share: float = 0.75
     duplicate_min_equal: float = 0.8
     duplicate_min_bars: int = 10
 
@@ -182,6 +193,12 @@ class AnomalyParams:
                 raise ValueError(f"AnomalyParams.{name} must be >= 1, got {getattr(self, name)}")
         if self.spike_block < 4:
             raise ValueError(f"AnomalyParams.spike_block must be >= 4, got {self.spike_block}")
+        if not 0 < self.clock_stamp_alpha < 1:
+            raise ValueError("AnomalyParams.clock_stamp_alpha must be in (0, 1), got "
+                             f"{self.clock_stamp_alpha}")
+        if not 0 <= self.clock_fit_share <= 1:
+            raise ValueError("AnomalyParams.clock_fit_share must be in [0, 1], got "
+                             f"{self.clock_fit_share}")
         if not 0 < self.stale_alpha < 1:
             raise ValueError(f"AnomalyParams.stale_alpha must be in (0, 1), got {self.stale_alpha}")
         if self.volume_factor <= 1 or self.jump_min_step <= 1:
@@ -402,6 +419,38 @@ def detect_symbol(bars: Bars, windows: Windows, step_ns: int,
     -------
     Anomalies
     """
+    return _detect(bars, windows, step_ns, params, tz, None)
+
+
+def clock_profile_strength(bars: Bars, windows: Any, step_ns: int,
+                           params: AnomalyParams | None = None) -> float:
+    """How well a symbol's intraday profile can show a clock shift of whole hours.
+
+    The expected deviation (in the robust units of ``clock_shift``'s test) that one session
+    shifted by the hardest of the shifts looked for would add: twice the median loss of
+    correlation under that shift over the spread of the sessions' gains. A run of ``m``
+    shifted sessions scores about this times the square root of ``m`` (capped per session at
+    4); it must reach ``clock_margin`` (5), so below about 1.8 even a run of eight sessions
+    is likely missed, and at or above 3.5 a run of two is found. NaN when there are too few
+    sessions to tell.
+
+    Parameters
+    ----------
+    bars, windows, step_ns, params
+        As for `detect_symbol`.
+
+    Returns
+    -------
+    float
+    """
+    p = dataclasses.replace(params or AnomalyParams(), kinds=("clock_shift",))
+    stats: dict[str, float] = {}
+    _detect(bars, windows, step_ns, p, None, stats)
+    return float(stats.get("clock_strength", np.nan))
+
+
+def _detect(bars: Bars, windows: Any, step_ns: int, params: AnomalyParams | None,
+            tz: Any, stats: dict[str, float] | None) -> Anomalies:
     p = params or AnomalyParams()
     n = len(bars)
     if n == 0 or len(windows) == 0 or not p.kinds:
@@ -526,7 +575,8 @@ def detect_symbol(bars: Bars, windows: Windows, step_ns: int,
         _jumps(rows, p, ts, c, step_ns, first, count, med_vol, real_volume)
     if "clock_shift" in wanted:
         _clock_shifts(rows, p, ts, by_class if real_volume else by_range, step_ns, first,
-                      count, n_b, first_open, last_close, bucket_ns, windows.sessions)
+                      count, n_b, first_open, last_close, bucket_ns, windows.sessions, stats)
+        _stamp_shifts(rows, p, ts, step_ns, first, count, first_open, last_close)
     if "duplicate_session" in wanted:
         _duplicates(rows, p, ts, hashes, sess, flags, step_ns, first, count, first_open)
     return rows.build(tz)
@@ -687,10 +737,14 @@ def _jumps(rows: _Rows, p: AnomalyParams, ts: np.ndarray, c: np.ndarray, step_ns
                  split if s > 0 else 1.0 / split, vratio)
 
 
+_CLOCK_Z_CAP = 4.0      # deviations one session can add to a run
+_CLOCK_MAX_RUN = 30     # the longest run of shifted sessions looked for
+
+
 def _clock_shifts(rows: _Rows, p: AnomalyParams, ts: np.ndarray, prof: np.ndarray,
                   step_ns: int, first: np.ndarray, count: np.ndarray, n_b: int,
                   first_open: np.ndarray, last_close: np.ndarray, bucket_ns: int,
-                  sessions: np.ndarray) -> None:
+                  sessions: np.ndarray, stats: dict[str, float] | None = None) -> None:
     n_k = len(first)
     if n_k < 3:
         return
@@ -705,73 +759,237 @@ def _clock_shifts(rows: _Rows, p: AnomalyParams, ts: np.ndarray, prof: np.ndarra
     x = np.sqrt(shares)
     # The usual profile per kind of day: weekends trade differently where they trade at all.
     weekend = ((sessions.astype("datetime64[D]").astype(np.int64) + 3) % 7) >= 5
-    usual_of = {}
-    for group in (False, True):
-        sel = use & (weekend == group)
-        usual_of[group] = np.median(x[sel if sel.sum() >= 3 else use], axis=0)
-    usual = np.where(weekend[:, None], usual_of[True][None, :], usual_of[False][None, :])
     inside = (np.arange(n_b)[None, :] * bucket_ns) < (last_close - first_open)[:, None]
     per_hour = int(HOUR_NS // bucket_ns)
     if per_hour < 1:
         return
+    hours_list = [h for h in range(-p.clock_max_hours, p.clock_max_hours + 1)
+                  if h != 0 and abs(h * per_hour) < n_b - 4]
+    if not hours_list:
+        return
+    n_h = len(hours_list)
+    # Sessions of the runs found so far: left out of the usual profile and of the symbol's
+    # own spread of gains, which are then measured again (a week shifted in a month of data
+    # pulls the median profile towards itself and makes the rest look shifted the other way).
+    taken = np.zeros(n_k, bool)
+    blocked = np.zeros((n_h, n_k), bool)    # (shift, session) of runs looked at and refused
+    max_run = min(n_k, _CLOCK_MAX_RUN)
+    n_taken = -1
+    while True:
+        ref_use = use & ~taken
+        if ref_use.sum() < 3:
+            return
+        if int(taken.sum()) != n_taken:      # else only a refusal since: same scores
+            n_taken = int(taken.sum())
+            # (each median once: on exchange hours there is no weekend and both are the same)
+            meds = {}
+            for group in (False, True):
+                sel = ref_use & (weekend == group)
+                key = group if sel.sum() >= 3 and sel.sum() < ref_use.sum() else None
+                if key not in meds:
+                    meds[key] = np.median(x[sel if key is not None else ref_use], axis=0)
+                meds[group] = meds[key]
+            usual = np.where(weekend[:, None], meds[True][None, :], meds[False][None, :])
+            zs, cors, base, strength = _clock_scores(p, x, usual, inside, use, ref_use, per_hour,
+                                                     hours_list)
+            if stats is not None and not taken.any():
+                stats["clock_strength"] = strength
+            # The evidence is pooled over the run of sessions (a shift is a run, and one session
+            # of a weak profile says little): for every shift and every run of
+            # ``clock_min_sessions`` to ``_CLOCK_MAX_RUN`` sessions, the deviations summed over
+            # the square root of its length (about a standard normal's spread when nothing is
+            # shifted). The best run over ``clock_margin`` whose mean deviation is at least
+            # ``clock_min_z`` is reported, its sessions taken out, and the search repeated.
+            z0 = np.nan_to_num(zs, nan=0.0)
+            cnt = np.isfinite(zs).astype(np.float64)
+            csum = np.concatenate((np.zeros((n_h, 1)), np.cumsum(z0, axis=1)), axis=1)
+            ccnt = np.concatenate((np.zeros((n_h, 1)), np.cumsum(cnt, axis=1)), axis=1)
+        if n_taken == 0 and not blocked.any():
+            # No run can pass when no window of ``max_run`` sessions holds enough positive
+            # evidence (sum z / sqrt(n) <= sqrt(sum z+^2) by Cauchy-Schwarz): on most
+            # symbols the scan below is skipped.
+            zp = np.concatenate((np.zeros((n_h, 1)),
+                                 np.cumsum(np.maximum(z0, 0.0) ** 2, axis=1)), axis=1)
+            w_len = min(max_run, n_k)
+            if float((zp[:, w_len:] - zp[:, :-w_len]).max()) < p.clock_margin ** 2:
+                return
+        tk = np.concatenate(([0], np.cumsum(taken)))
+        bk = np.concatenate((np.zeros((n_h, 1)), np.cumsum(blocked, axis=1)), axis=1)
+        # Runs start and end at sessions that look shifted themselves (z >= clock_min_z for
+        # that shift): every such (shift, start, end) at once, a few small arrays.
+        q = z0 >= p.clock_min_z                                     # (shifts, sessions)
+        cand = np.flatnonzero(q.any(axis=0))
+        if len(cand) < 1:
+            return
+        ks, es = np.nonzero(((cand[None, :] - cand[:, None]) >= p.clock_min_sessions - 1)
+                            & ((cand[None, :] - cand[:, None]) < max_run))
+        if len(ks) == 0:
+            return
+        k_s, e_s = cand[ks], cand[es]                               # run [k_s, e_s]
+        tot = csum[:, e_s + 1] - csum[:, k_s]                        # (shifts, runs)
+        nn = ccnt[:, e_s + 1] - ccnt[:, k_s]
+        m_s = e_s - k_s + 1
+        ok = (q[:, k_s] & q[:, e_s]
+              & (nn >= np.maximum(p.clock_min_sessions, 0.75 * m_s)[None, :])
+              & (tot >= p.clock_min_z * nn)
+              & ((tk[e_s + 1] - tk[k_s]) == 0)[None, :]
+              & ((bk[:, e_s + 1] - bk[:, k_s]) == 0))
+        score = np.where(ok, tot / np.sqrt(np.maximum(nn, 1)), -np.inf)
+        flat_i = int(np.argmax(score))
+        if not score.flat[flat_i] > p.clock_margin:
+            return
+        jm, ri = np.unravel_index(flat_i, score.shape)
+        best_run = (int(jm), int(k_s[ri]), int(m_s[ri]))
+        j, k, m_len = best_run
+        e = k + m_len - 1
+        # The deviations are capped, so a run shifted by an hour may score as high under two
+        # hours: of the shifts whose score on this run passes, the one that fits best.
+        tot = z0[:, k:e + 1].sum(axis=1)
+        nn = np.maximum(cnt[:, k:e + 1].sum(axis=1), 1)
+        passing = (tot / np.sqrt(nn) > p.clock_margin) & (tot >= p.clock_min_z * nn)
+        fit = np.full(n_h, -np.inf)
+        for jj in np.flatnonzero(passing):
+            c_run = cors[jj, k:e + 1]
+            c_run = c_run[np.isfinite(c_run)]
+            if len(c_run):
+                fit[jj] = float(np.median(c_run))
+        if np.isfinite(fit).any():
+            j = int(np.argmax(fit))
+        # The run's ends are sessions that look shifted themselves: pooled evidence may carry
+        # a neighbour or two of the usual kind along.
+        while e > k and not z0[j, e] >= p.clock_min_z:
+            e -= 1
+        while k < e and not z0[j, k] >= p.clock_min_z:
+            k += 1
+        sel = np.arange(k, e + 1)
+        sel = sel[np.isfinite(cors[j, sel])]
+        # Shifted back, the run must fit the usual profile about as well as the symbol's
+        # sessions do (``clock_fit_share`` of their median correlation): an odd run that
+        # merely loses less than usual under a shift is not shifted.
+        typical = float(np.nanmedian(base[ref_use & ~taken]))
+        if not len(sel) or float(np.median(cors[j, sel])) < max(p.clock_min_corr,
+                                                               p.clock_fit_share * typical):
+            # refused: this run under these shifts is not looked at again (its sessions stay
+            # in play for other runs and shifts)
+            blocked[passing, k:e + 1] = True
+            blocked[j, k:e + 1] = True
+            continue
+        taken[k:e + 1] = True
+        b = _session_bounds(first, count, ts, step_ns, k, e + 1)
+        if b is not None:
+            rows.add(CLOCK_SHIFT, b[0], b[1], b[2], float(hours_list[j]),
+                     float(np.nanmedian(base[sel])), float(np.median(cors[j, sel])))
 
-    def corr(xs: np.ndarray, ref: np.ndarray, m: np.ndarray) -> np.ndarray:
-        w = m.astype(np.float64)
-        nw = w.sum(axis=1)
-        nw[nw == 0] = np.nan
-        mx = (xs * w).sum(axis=1) / nw
-        mr = (ref * w).sum(axis=1) / nw
-        dx = (xs - mx[:, None]) * w
-        dr = (ref - mr[:, None]) * w
-        num = (dx * dr).sum(axis=1)
-        den = np.sqrt((dx * dx).sum(axis=1) * (dr * dr).sum(axis=1))
+
+def _corr(xs: np.ndarray, ref: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """Row by row, the correlation of ``xs`` and ``ref`` over the cells of mask ``m``."""
+    if m.all():
+        # every cell counts (most symbols: sessions of one length): fewer passes
+        dx = xs - xs.mean(axis=1)[:, None]
+        dr = ref - ref.mean(axis=1)[:, None]
+        num = np.einsum("ij,ij->i", dx, dr)
+        den = np.sqrt(np.einsum("ij,ij->i", dx, dx) * np.einsum("ij,ij->i", dr, dr))
         with np.errstate(invalid="ignore", divide="ignore"):
             return num / den
+    w = m.astype(np.float64)
+    nw = w.sum(axis=1)
+    nw[nw == 0] = np.nan
+    mx = (xs * w).sum(axis=1) / nw
+    mr = (ref * w).sum(axis=1) / nw
+    dx = (xs - mx[:, None]) * w
+    dr = (ref - mr[:, None]) * w
+    num = (dx * dr).sum(axis=1)
+    den = np.sqrt((dx * dx).sum(axis=1) * (dr * dr).sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return num / den
 
-    base = corr(x, usual, inside)
-    best = np.full(n_k, -np.inf)
-    best_h = np.zeros(n_k, np.int64)
-    for hours in range(-p.clock_max_hours, p.clock_max_hours + 1):
-        if hours == 0:
-            continue
+
+def _clock_scores(p: AnomalyParams, x: np.ndarray, usual: np.ndarray, inside: np.ndarray,
+                  use: np.ndarray, ref_use: np.ndarray, per_hour: int,
+                  hours_list: list[int]
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Per shift and session, the gain of the shift in robust deviations (capped), the
+    correlation shifted back; and each session's correlation as stamped.
+
+    A session's gain is its correlation with the usual profile shifted by that many hours
+    less its correlation as stamped; the deviations are from the symbol's own gains for that
+    shift (median, MAD over the sessions of ``ref_use``): a weak profile fits any shift
+    almost as well, a marked one never does. The last value is the profile's strength (see
+    `clock_profile_strength`).
+    """
+    n_k = x.shape[0]
+    strength = np.inf
+    base = _corr(x, usual, inside)
+    zs = np.full((len(hours_list), n_k), np.nan)
+    cors = np.full((len(hours_list), n_k), np.nan)
+    for j, hours in enumerate(hours_list):
         s = hours * per_hour
-        if abs(s) >= n_b - 4:
-            continue
         # stamped ``hours`` late: the session's bucket b holds the usual bucket b - s
         if s > 0:
             xs, ref, m = x[:, s:], usual[:, :-s], inside[:, s:] & inside[:, :-s]
         else:
             xs, ref, m = x[:, :s], usual[:, -s:], inside[:, :s] & inside[:, -s:]
-        cs = corr(xs, ref, m)
-        better = np.nan_to_num(cs, nan=-np.inf) > best
-        best[better] = cs[better]
-        best_h[better] = hours
-    gain = np.where(np.isfinite(best) & np.isfinite(base), best - base, -np.inf)
-    # How much better a shift fits varies by symbol (a weak profile fits any shift almost as
-    # well): gains are measured against the symbol's own, by median and MAD over sessions.
-    g = gain[use & np.isfinite(gain)]
-    if len(g) < 3:
+        cs = _corr(xs, ref, m)
+        gain = cs - base
+        ok = use & np.isfinite(gain)
+        g = gain[ok & ref_use]
+        if len(g) < 3:
+            continue
+        med = float(np.median(g))
+        mad = max(1.4826 * float(np.median(np.abs(g - med))), 0.005)
+        # Capped: one odd session must not carry a run by itself.
+        zs[j, ok] = np.clip((gain[ok] - med) / mad, -_CLOCK_Z_CAP, _CLOCK_Z_CAP)
+        cors[j] = cs
+        # A session shifted by this much gains about what the others lose: its deviation is
+        # about twice the median loss over the spread.
+        strength = min(strength, -2.0 * med / mad)
+    return zs, cors, base, (strength if np.isfinite(strength) else float("nan"))
+
+
+def _stamp_shifts(rows: _Rows, p: AnomalyParams, ts: np.ndarray, step_ns: int,
+                  first: np.ndarray, count: np.ndarray, first_open: np.ndarray,
+                  last_close: np.ndarray) -> None:
+    """The stamp-convention change: a run of sessions stamped one base interval late (bar
+    ends for bar starts), each starting one slot late with its last bar at the close.
+
+    Only sessions followed by a break can show it (on back-to-back sessions the bar stamped
+    at one's close is the next one's first). A session is late when it has no bar at its
+    open, one at the next slot and one stamped at its close; a run of at least
+    ``clock_min_sessions`` late sessions is reported when the symbol's rate of late sessions
+    elsewhere, to the power of the run's length, is at most ``clock_stamp_alpha``.
+    """
+    n_k = len(first)
+    if n_k < 3 or len(ts) == 0:
         return
-    med = float(np.median(g))
-    mad = max(1.4826 * float(np.median(np.abs(g - med))), 0.02)
-    z = (gain - med) / mad
-    shifted = (use & (best >= p.clock_min_corr) & (gain >= p.clock_min_gain)
-               & (z >= p.clock_min_z))
-    if not shifted.any():
+
+    def present(t: np.ndarray) -> np.ndarray:
+        i = np.minimum(np.searchsorted(ts, t), len(ts) - 1)
+        return ts[i] == t
+
+    next_open = np.append(first_open[1:], np.iinfo(np.int64).max)
+    can = (count > 0) & (next_open > last_close)
+    late = (can & ~present(first_open) & present(first_open + step_ns)
+            & present(last_close))
+    n_late = int(late.sum())
+    if n_late < p.clock_min_sessions:
         return
+    n_can = int(can.sum())
     k = 0
     while k < n_k:
-        if not shifted[k]:
+        if not late[k]:
             k += 1
             continue
         e = k
-        while e + 1 < n_k and shifted[e + 1] and best_h[e + 1] == best_h[k]:
+        while e + 1 < n_k and late[e + 1]:
             e += 1
-        if e - k + 1 >= p.clock_min_sessions and z[k:e + 1].sum() >= p.clock_margin:
+        m = e - k + 1
+        rate = (n_late - m + 0.5) / (n_can - m + 1.0)
+        if m >= p.clock_min_sessions and m * np.log(rate) <= np.log(p.clock_stamp_alpha):
             b = _session_bounds(first, count, ts, step_ns, k, e + 1)
             if b is not None:
-                rows.add(CLOCK_SHIFT, b[0], b[1], b[2], float(best_h[k]),
-                         float(np.nanmedian(base[k:e + 1])), float(np.median(best[k:e + 1])))
+                # the range runs to the end of the bar stamped at the last session's close
+                rows.add(CLOCK_SHIFT, b[0], int(last_close[e]) + step_ns, b[2] + m,
+                         step_ns / HOUR_NS, rate, float(m))
         k = e + 1
 
 

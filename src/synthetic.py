@@ -20,6 +20,8 @@ the truth slot by slot and returns precision and recall per kind
 
 from __future__ import annotations
 
+import zlib
+
 from dataclasses import dataclass
 from typing import Any
 
@@ -175,6 +177,10 @@ def score(run: Any, u: Universe) -> dict[str, dict[str, float]]:
 # - ``clock_shift``: per symbol, with probability ``clock_shift``: a run of 2-8 sessions (after
 #   the tenth) whose bars are stamped 1 or 2 hours late or early; bars that leave the run's
 #   session windows are dropped (the engine would refuse them); the truth is the run's bars;
+#   and with probability ``clock_stamp`` a run of 2-8 sessions stamped one base interval late
+#   (a change of stamp convention: each session starts one bar late and its last bar sits at
+#   the close), only where a break follows every session of the run (not on 24/7 or the FX
+#   week, where it leaves one missing bar and nothing else); the truth is the run's bars;
 # - ``duplicate_session``: per symbol, with probability ``duplicate_session``: one session
 #   (after the fifth) whose bars are replaced by the values of one of the five sessions before
 #   it, slot by slot (the slots of the copied session that exist in it), injected after the
@@ -188,7 +194,7 @@ def score(run: Any, u: Universe) -> dict[str, dict[str, float]]:
 ANOMALY_RATES = {
     "filled": 0.03, "stale": 0.03, "spike": 0.05,             # per symbol and session
     "jump": 0.3, "volume_shift": 0.25, "zero_volume": 0.1,    # per symbol
-    "clock_shift": 0.25, "duplicate_session": 0.25,
+    "clock_shift": 0.25, "clock_stamp": 0.15, "duplicate_session": 0.25,
 }
 SPLIT_RATIOS = (2.0, 3.0, 4.0, 5.0, 7.0, 10.0, 1.5, 1 / 2, 1 / 3, 1 / 4, 1 / 5, 1 / 7, 1 / 10,
                 2 / 3)
@@ -358,6 +364,36 @@ def inject_anomalies(bars: Bars, windows: Any, step_ns: int, rng: np.random.Gene
             sess = session_of(ts)
             busy[k:k + m] = True
             span_rows(CLOCK_SHIFT, k, k + m)
+    # clock_shift, the stamp convention: a run of sessions stamped one base interval late
+    # (bar ends instead of bar starts), so that its sessions start one interval late and end
+    # one late (the last bar stamped at the close).  Only where every session of the run is
+    # followed by a break: on back-to-back sessions (24/7, the FX week) the bar moved over a
+    # boundary fills the next session's first slot and the change leaves one missing bar at
+    # the run's start, nothing a detector can tell from a missing bar.
+    # Drawn from a stream of its own (seeded from the generator's state, which reading does
+    # not advance), so that the other kinds' truth is what it was before this case existed.
+    state = rng.bit_generator.state
+    inner = state.get("state")
+    material = (int(inner["state"]) if isinstance(inner, dict) and "state" in inner
+                else zlib.crc32(repr(state).encode()))
+    srng = np.random.default_rng(material ^ 0x5354414D50)
+    if n_k > 14 and srng.random() < r["clock_stamp"]:
+        m = int(srng.integers(2, 9))
+        cand = [k for k in range(10, n_k - m + 1)
+                if dense[k:k + m].all() and not busy[max(0, k - 1):k + m + 1].any()]
+        k = int(srng.choice(cand)) if cand else None
+        w_last = np.searchsorted(win_sess, np.arange(n_k), side="right") - 1
+        w_next = np.minimum(w_last + 1, len(win_sess) - 1)
+        gap_after = (w_last + 1 < len(win_sess)) & (windows.open_ns[w_next]
+                                                    > windows.close_ns[w_last])
+        if k is not None and gap_after[k:k + m].all():
+            run = (sess >= k) & (sess < k + m)
+            ts = np.where(run, ts + step_ns, ts)
+            busy[k:k + m] = True
+            idx = np.flatnonzero(run)
+            rows.append((symbol, CLOCK_SHIFT, int(ts[idx[0]]), int(ts[idx[-1]] + step_ns),
+                         int(len(idx))))
+            sess = np.where(run, sess, session_of(ts))
     # volume_shift: a unit change from a session on; a session with zero volume.
     if has_volume and n_k > 8 and rng.random() < r["volume_shift"]:
         k = free_session(6, n_k)

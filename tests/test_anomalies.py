@@ -16,7 +16,8 @@ import pytest
 import sessiondata as sd
 from sessiondata._core import anomalies as K
 from sessiondata.anomalies import (AT_PREV, FLAT, KINDS, NEXT, POS_VOL, REPEAT, ZERO_VOL,
-                                   AnomalyParams, Anomalies, detect_symbol, find_anomalies)
+                                   AnomalyParams, Anomalies, clock_profile_strength,
+                                   detect_symbol, find_anomalies)
 from sessiondata.synthetic import anomaly_universe, score_anomalies
 
 M = 60_000_000_000
@@ -676,3 +677,79 @@ def test_real_index_binance_databento_have_no_anomaly():
     assert len(sd.find_anomalies(index, cal)) == 0
     for bars in read_binance(sorted(DATA.glob("ADABTC-*.csv"))).bars.values():
         assert len(sd.find_anomalies(bars, sd.Calendar.always())) == 0
+
+
+def test_clock_shift_stamp_convention_one_interval_late():
+    # sessions 20-23 stamped at bar ends: each starts one bar late, its last bar at the close
+    b, w, cal = day_bars()
+    s0, s1 = np.searchsorted(b.ts, [w.open_ns[20], w.close_ns[23]])
+    assert b.ts[s0] == w.open_ns[20]          # the clean data has its bar at the open
+    ts = b.ts.copy()
+    ts[s0:s1] += M
+    late = sd.Bars.from_arrays(ts, b.open, b.high, b.low, b.close, b.volume, interval="1m")
+    c = detect_symbol(late, w, M).of_kind("clock_shift")
+    assert len(c) == 1
+    assert c.start_ns[0] == ts[s0] and c.end_ns[0] == w.close_ns[23] + M
+    assert c.value[0] == pytest.approx(1 / 60)        # one minute late, in hours
+    assert c.score[0] == 4.0                          # sessions in the run
+    # one session alone is not a run; and the same sessions one bar short at the open but
+    # with nothing stamped at the close are missing bars, not a stamp change
+    ts1 = b.ts.copy()
+    e20 = np.searchsorted(b.ts, w.close_ns[20])
+    ts1[s0:e20] += M
+    one = sd.Bars.from_arrays(ts1, b.open, b.high, b.low, b.close, b.volume, interval="1m")
+    assert detect_symbol(one, w, M).counts()["clock_shift"] == 0
+    drop = np.ones(len(b), bool)
+    drop[[np.searchsorted(b.ts, w.open_ns[k]) for k in range(20, 24)]] = False
+    short = sd.Bars.from_arrays(b.ts[drop], b.open[drop], b.high[drop], b.low[drop],
+                                b.close[drop], b.volume[drop], interval="1m")
+    assert detect_symbol(short, w, M).counts()["clock_shift"] == 0
+
+
+def test_clock_shift_weak_profile_found_by_pooling_the_run():
+    # A flat day with a faint bump (20% more trades 13:00-16:00 UTC): one session shifted by
+    # an hour adds about 3.5 deviations (the profile's strength), under the margin of 5;
+    # eight in a row, pooled, are found.
+    cal = sd.Calendar.always()
+    w = cal.windows(int(np.datetime64("2024-01-01", "ns").astype(np.int64)),
+                    int(np.datetime64("2024-03-01", "ns").astype(np.int64)))
+    from sessiondata.synthetic import HOUR_NS, _slots
+    rng = np.random.default_rng(3)
+    slot, sid = _slots(w, M)
+    hour = (slot // HOUR_NS) % 24
+    lam = 6.0 * (1 + 0.2 * ((hour >= 13) & (hour < 16)))
+    k = rng.poisson(lam)
+    keep = k > 0
+    ts = slot[keep]
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 5e-4, keep.sum())))
+    vol = (k[keep] * rng.lognormal(0, 0.3, keep.sum())).round() + 1
+    bars = sd.Bars.from_arrays(ts, close, close * 1.0005, close * 0.9995, close, vol,
+                               interval="1m")
+    assert detect_symbol(bars, w, M).counts()["clock_shift"] == 0
+    strength = clock_profile_strength(bars, w, M)
+    assert 2.5 < strength < AnomalyParams().clock_margin
+    run = (ts >= w.open_ns[30]) & (ts < w.close_ns[37])
+    moved = np.where(run, ts + HOUR_NS, ts)
+    ok = ~run | (moved < w.close_ns[37])
+    sh = sd.Bars.from_arrays(moved[ok], close[ok], close[ok] * 1.0005, close[ok] * 0.9995,
+                             close[ok], vol[ok], interval="1m")
+    c = detect_symbol(sh, w, M).of_kind("clock_shift")
+    assert len(c) == 1 and c.value[0] == 1.0, (strength, c.to_pandas())
+    assert c.start_ns[0] < w.close_ns[37] and c.end_ns[0] > w.open_ns[30]
+
+
+def test_clock_profile_strength_tells_marked_from_flat_profiles():
+    b, w, cal = day_bars()
+    assert clock_profile_strength(b, w, M) > 5        # a U-shaped exchange day
+    flat_w = sd.Calendar.always().windows(int(b.ts[0]), int(b.ts[0]) + 40 * 86_400 * 10**9)
+    rng = np.random.default_rng(1)
+    from sessiondata.synthetic import _slots
+    slot, _ = _slots(flat_w, M)
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 5e-4, len(slot))))
+    vol = rng.poisson(20, len(slot)).astype(float) + 1
+    flat = sd.Bars.from_arrays(slot, close, close * 1.0005, close * 0.9995, close, vol,
+                               interval="1m")
+    assert clock_profile_strength(flat, flat_w, M) < 3.5   # nothing to shift
+    assert math.isnan(clock_profile_strength(
+        sd.Bars.from_arrays(slot[:100], close[:100], close[:100], close[:100], close[:100],
+                            vol[:100], interval="1m"), flat_w, M))
