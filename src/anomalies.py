@@ -1066,7 +1066,7 @@ def find_anomalies(bars: Bars, calendar: Calendar | None = None, *, base: Any = 
         ``bars`` not ``Bars``, or an unknown threshold.
     """
     from .api import _base_of
-    from .grid import default_calendar, session_windows
+    from .kernels import default_calendar, session_windows
 
     calendar = default_calendar(calendar)
     if not isinstance(bars, Bars):
