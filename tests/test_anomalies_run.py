@@ -28,7 +28,9 @@ def test_model_kinds_are_the_detectors_kinds():
 def universe():
     from sessiondata.synthetic import anomaly_universe
 
-    return anomaly_universe(n_symbols=6, n_sessions=30, seed=3)
+    # No stamp-convention case: its sessions end with a bar stamped at the close, outside
+    # every session window, which a run refuses (policy raise) before any detector sees it.
+    return anomaly_universe(n_symbols=6, n_sessions=30, seed=3, rates={"clock_stamp": 0.0})
 
 
 @pytest.fixture(scope="module")
