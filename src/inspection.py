@@ -29,10 +29,7 @@ already fall inside its sessions.
 
 from __future__ import annotations
 
-import bz2
 import difflib
-import gzip
-import lzma
 import re
 import shlex
 import warnings
@@ -44,6 +41,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from . import readers
+from .readers.base import _open_binary
 from .calendar import Calendar
 from .plausibility import Fit, Reading, _to_wall, infer_base_ns, interval_name, \
     score_readings
@@ -258,19 +256,8 @@ def _derived(base: str) -> str:
 # ------------------------------------------------------------------------------------------
 
 
-def _open_text(path: Path):
-    lower = path.name.lower()
-    if lower.endswith(".gz"):
-        return gzip.open(path, "rb")
-    if lower.endswith(".bz2"):
-        return bz2.open(path, "rb")
-    if lower.endswith(".xz"):
-        return lzma.open(path, "rb")
-    return open(path, "rb")
-
-
 def _head_lines(path: Path, n: int = 60) -> list[str]:
-    with _open_text(path) as f:
+    with _open_binary(path) as f:
         data = f.read(1 << 16)
     text = data.decode("utf-8-sig", errors="replace")
     lines = [ln for ln in text.splitlines() if ln.strip()]
