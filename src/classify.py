@@ -333,7 +333,8 @@ def _slots(run: "RunResult", step_ns: int, bucket_ns: int) -> _Slots:
             ) * bucket_ns
     at = -((local0[e_win] - edge) // step_ns)                      # ceil((edge - l0) / step)
     keep = at < n_w[e_win]
-    run_start = np.unique(np.r_[first[n_w > 0], first[e_win[keep]] + at[keep]]).astype(np.int64)
+    run_start = _sorted_unique(np.r_[first[n_w > 0], first[e_win[keep]] + at[keep]])
+    del e_win, edge, at, keep
     run_window = np.searchsorted(first, run_start, side="right") - 1
     # ... the last window with that first slot (empty windows share it with the next)
     run_bucket = (((local0[run_window] + (run_start - first[run_window]) * step_ns) % day)
@@ -343,6 +344,12 @@ def _slots(run: "RunResult", step_ns: int, bucket_ns: int) -> _Slots:
                   run_bucket.astype(np.int64),
                   w.session_ids[run_window], run_window.astype(np.int64),
                   int(day // bucket_ns))
+
+
+def _sorted_unique(x: np.ndarray) -> np.ndarray:
+    """``np.unique`` of int64 values by a sort (its hash table is slower on millions)."""
+    x = np.sort(x.astype(np.int64, copy=False))
+    return x[np.r_[True, x[1:] != x[:-1]]] if len(x) else x
 
 
 def _offset_s(ns: int, tz: Any) -> int:
@@ -438,10 +445,12 @@ def _classify_table(run: "RunResult", t: "IntervalTable", name: str, mine: np.nd
         usual_near = _usual_between(sl, rate, g_sym, lo, hi) - usual_in_gap
         near = np.clip((hi - lo - missing_near) / np.maximum(usual_near, 1e-9), 0.05, 1.0)
         level = np.where(others >= MIN_AROUND, near, level)
+        del p_key, p_cum   # piece arrays are freed as soon as done: they are the peak
     x_act = x_rate * level[p_gap]
     log_quiet = np.bincount(p_gap, weights=np.log(np.maximum(1.0 - x_act, 1e-12)) * p_len,
                             minlength=len(g_all))
     activity = np.bincount(p_gap, weights=x_act * p_len, minlength=len(g_all)) / g_n
+    del x_rate, x_act
     # Cross-section: symbols that normally have bars in a slot, and those of them missing it.
     active = (rate >= opt.active_rate) & mine[:, None]
     n_active_kb = (run.member & mine[:, None]).T.astype(np.float64) @ active  # [K, B]
@@ -464,8 +473,10 @@ def _classify_table(run: "RunResult", t: "IntervalTable", name: str, mine: np.nd
         share = np.where(n_known > 0, np.bincount(p_gap,
                                                   weights=np.where(known, x_share, 0.0) * p_len,
                                                   minlength=len(g_all)) / n_known, np.nan)
+    del x_share, known
     outage_part = np.bincount(p_gap, weights=outage_slot[inv] * p_len,
                               minlength=len(g_all)) / g_n
+    del first_p, inv, r_u, n_active, missing_active, share_slot, x_b
     # A symbol with a bar in an outage slot next to its gap was trading through the outage:
     # its gap there is its own (quiet or not), not the feed's.
     n_w = np.diff(np.r_[sl.window_first, sl.n])
@@ -540,8 +551,8 @@ def _pieces(slot0: np.ndarray, n: np.ndarray, sl: _Slots, total: int,
         slot = np.minimum(np.repeat(slot0, n) + ramp, sl.n - 1)
         return gap_of, slot, np.ones(total, np.int64)
     end = np.minimum(slot0 + n, sl.n)
-    cuts = np.unique(np.r_[slot0, end, sl.run_start,
-                           extra if extra is not None else np.zeros(0, np.int64)])
+    cuts = _sorted_unique(np.r_[slot0, end, sl.run_start,
+                                extra if extra is not None else np.zeros(0, np.int64)])
     i_lo = np.searchsorted(cuts, slot0, side="right")      # the first cut inside the gap
     i_hi = np.searchsorted(cuts, end, side="left")        # ... past the last one
     m = np.maximum(i_hi - i_lo, 0) + 1
@@ -550,6 +561,7 @@ def _pieces(slot0: np.ndarray, n: np.ndarray, sl: _Slots, total: int,
     lo_of = i_lo[gap_of]
     start = np.where(j == 0, slot0[gap_of], cuts[np.clip(lo_of + j - 1, 0, len(cuts) - 1)])
     stop = np.where(j == m[gap_of] - 1, end[gap_of], cuts[np.clip(lo_of + j, 0, len(cuts) - 1)])
+    del j, lo_of, cuts
     return gap_of, start.astype(np.int64), (stop - start).astype(np.int64)
 
 
