@@ -46,6 +46,17 @@ How it decides (all thresholds are :class:`ClassifyOptions`, with their defaults
 reach it by chance (with 1s bars, 86,400 slots a day, lower it; at 1m the default keeps no_trade
 and outage above 0.95 precision and recall on ``benchmarks/bench_classify.py``'s universes).
 
+Work and memory follow the gaps and the sessions, not the slots: the slots of the grid are
+laid out as runs (one window, one bucket), and above :data:`SLOT_BUDGET` missing slots in a
+table the gaps are cut into pieces over which every input is the same (at bucket and window
+changes, at every gap's start and end, at halts), each weighed by its length: a symbol silent
+for decades on a 24/7 calendar is one gap of about 48 pieces per empty session.  Below the
+budget the sums run slot by slot as they always have (every value exact to the bit); above
+it an activity or share is the same up to the last bits of a float (a piece adds
+``length * value`` where slot by slot it added ``value`` ``length`` times), so a kind can
+differ only where a sum lands within that rounding of its threshold (``tests/test_sparse.py``
+forces the pieces on universes with every kind: the same kinds and lost slots).
+
 A gap is never split: the kind is the gap's, so ``gap_count`` and ``ranges`` keep their
 meaning.  A gap that is part outage, part quiet, takes the kind of most of its slots.
 Gaps of derived intervals take the kind (and inputs) of the base gap that holds them: a
