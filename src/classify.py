@@ -46,6 +46,17 @@ How it decides (all thresholds are :class:`ClassifyOptions`, with their defaults
 reach it by chance (with 1s bars, 86,400 slots a day, lower it; at 1m the default keeps no_trade
 and outage above 0.95 precision and recall on ``benchmarks/bench_classify.py``'s universes).
 
+Work and memory follow the gaps and the sessions, not the slots: the slots of the grid are
+laid out as runs (one window, one bucket), and above :data:`SLOT_BUDGET` missing slots in a
+table the gaps are cut into pieces over which every input is the same (at bucket and window
+changes, at every gap's start and end, at halts), each weighed by its length: a symbol silent
+for decades on a 24/7 calendar is one gap of about 48 pieces per empty session.  Below the
+budget the sums run slot by slot as they always have (every value exact to the bit); above
+it an activity or share is the same up to the last bits of a float (a piece adds
+``length * value`` where slot by slot it added ``value`` ``length`` times), so a kind can
+differ only where a sum lands within that rounding of its threshold (``tests/test_sparse.py``
+forces the pieces on universes with every kind: the same kinds and lost slots).
+
 A gap is never split: the kind is the gap's, so ``gap_count`` and ``ranges`` keep their
 meaning.  A gap that is part outage, part quiet, takes the kind of most of its slots.
 Gaps of derived intervals take the kind (and inputs) of the base gap that holds them: a
@@ -316,27 +327,40 @@ def _slots(run: "RunResult", step_ns: int, bucket_ns: int) -> _Slots:
     w = run.windows
     n_w = -((w.open_ns - w.close_ns) // step_ns)          # ceil: the last slot may be short
     first = np.r_[0, np.cumsum(n_w)[:-1]].astype(np.int64)
+    total = int(n_w.sum())
     # A window does not cross a change of its zone's offset (changes fall outside sessions):
     # one UTC offset per window.
     tz = run.calendar.tz
     day = 86_400 * 1_000_000_000
-    starts, buckets, wins = [], [], []
-    for i, (o, n) in enumerate(zip(w.open_ns.tolist(), n_w.tolist())):
-        local0 = (o + _offset_s(o, tz) * 1_000_000_000) % day
-        edges = np.arange(local0 // bucket_ns + 1, (local0 + n * step_ns - 1) // bucket_ns + 1,
-                          dtype=np.int64) * bucket_ns
-        at = np.unique(np.r_[0, -((local0 - edges) // step_ns)])   # ceil((edge - l0) / step)
-        at = at[at < n]
-        starts.append(first[i] + at)
-        buckets.append(((local0 + at * step_ns) % day) // bucket_ns)
-        wins.append(np.full(len(at), i, np.int64))
-    run_start = np.concatenate(starts) if starts else np.zeros(0, np.int64)
-    run_window = np.concatenate(wins) if wins else np.zeros(0, np.int64)
-    total = int(n_w.sum())
+    local0 = np.array([(o + _offset_s(o, tz) * 1_000_000_000) % day
+                       for o in w.open_ns.tolist()], np.int64).reshape(-1)
+    # A run starts at each window's first slot and at the first slot at or after each bucket
+    # edge inside the window: laid out per edge, never per slot (one pass over the windows).
+    e_lo = local0 // bucket_ns + 1
+    e_n = np.maximum((local0 + n_w * step_ns - 1) // bucket_ns + 1 - e_lo, 0)
+    e_win = np.repeat(np.arange(len(n_w), dtype=np.int64), e_n)
+    edge = (np.repeat(e_lo, e_n)
+            + np.arange(int(e_n.sum()), dtype=np.int64) - np.repeat(np.cumsum(e_n) - e_n, e_n)
+            ) * bucket_ns
+    at = -((local0[e_win] - edge) // step_ns)                      # ceil((edge - l0) / step)
+    keep = at < n_w[e_win]
+    run_start = _sorted_unique(np.r_[first[n_w > 0], first[e_win[keep]] + at[keep]])
+    del e_win, edge, at, keep
+    run_window = np.searchsorted(first, run_start, side="right") - 1
+    # ... the last window with that first slot (empty windows share it with the next)
+    run_bucket = (((local0[run_window] + (run_start - first[run_window]) * step_ns) % day)
+                  // bucket_ns)
     return _Slots(total, step_ns, first, w.open_ns, run_start,
-                  np.diff(np.r_[run_start, total]),
-                  np.concatenate(buckets) if buckets else np.zeros(0, np.int64),
-                  w.session_ids[run_window], run_window, int(day // bucket_ns))
+                  np.diff(np.r_[run_start, total]).astype(np.int64),
+                  run_bucket.astype(np.int64),
+                  w.session_ids[run_window], run_window.astype(np.int64),
+                  int(day // bucket_ns))
+
+
+def _sorted_unique(x: np.ndarray) -> np.ndarray:
+    """``np.unique`` of int64 values by a sort (its hash table is slower on millions)."""
+    x = np.sort(x.astype(np.int64, copy=False))
+    return x[np.r_[True, x[1:] != x[:-1]]] if len(x) else x
 
 
 def _offset_s(ns: int, tz: Any) -> int:
@@ -382,17 +406,21 @@ def _classify_table(run: "RunResult", t: "IntervalTable", name: str, mine: np.nd
         gone = np.bincount(sl.run_bucket[r], weights=before + (n_r - inside), minlength=n_b)
         expected_sb[s] -= gone
         cut_skb[(s, k)] = gone
-    # The gaps' slots.
+    # The gaps' slots, as pieces: runs of slots over which every input of the rules is the
+    # same (one bucket, one window, the same symbols missing).  Each piece stands for
+    # ``p_len`` slots; the sums below weigh it by that length.
     g_sym, g_ses = t.gap_symbol[g_all], t.gap_session[g_all]
     g_start, g_n = t.gap_start[g_all], t.gap_count[g_all]
     g_win = np.searchsorted(w.open_ns, g_start, side="right") - 1
     g_slot0 = sl.window_first[g_win] + (g_start - w.open_ns[g_win]) // step
     total = int(g_n.sum())
-    gap_of = np.repeat(np.arange(len(g_all)), g_n)
-    ramp = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(g_n) - g_n, g_n)
-    slot = np.minimum(np.repeat(g_slot0, g_n) + ramp, sl.n - 1)
-    x_sym, x_b = g_sym[gap_of], sl.run_bucket[sl.run_of(slot)]
-    missing_sb = np.bincount(x_sym * n_b + x_b, minlength=n_s * n_b).reshape(n_s, n_b)
+    halts = opt.halts
+    p_gap, p_start, p_len = _pieces(g_slot0, g_n, sl, total, _slot_of(
+        sl, np.r_[halts.start_ns, halts.end_ns]) if halts is not None and len(halts) else None)
+    x_sym, x_b = g_sym[p_gap], sl.run_bucket[sl.run_of(p_start)]
+    n_p = len(p_gap)
+    missing_sb = np.bincount(x_sym * n_b + x_b, weights=p_len,
+                             minlength=n_s * n_b).reshape(n_s, n_b)
     rate = (expected_sb - missing_sb + 1.0) / (np.maximum(expected_sb, 0.0) + 2.0)
     rate = np.clip(rate, 0.0, 1.0)
     # The session's own level: bars held over the bars usual activity expects there.
@@ -403,7 +431,7 @@ def _classify_table(run: "RunResult", t: "IntervalTable", name: str, mine: np.nd
                                            weights=t.gap_count, minlength=n_s * n_k)
                   .reshape(n_s, n_k)).astype(np.float64)
     x_rate = rate[x_sym, x_b]
-    usual_in_gap = np.bincount(gap_of, weights=x_rate, minlength=len(g_all))
+    usual_in_gap = np.bincount(p_gap, weights=x_rate * p_len, minlength=len(g_all))
     outside = np.maximum(usual_sk[g_sym, g_ses] - usual_in_gap, 1e-9)
     level = np.clip(present_sk[g_sym, g_ses] / outside, 0.05, 1.0)
     # ... and, where there are enough slots around the gap, the level around it in that
@@ -411,25 +439,36 @@ def _classify_table(run: "RunResult", t: "IntervalTable", name: str, mine: np.nd
     around = max(0, parse_interval(opt.level_window).ns // step) if opt.level_window else 0
     if around:
         n_slots = sl.n
-        x_key = x_sym * n_slots + slot              # sorted: gaps by symbol, then time
+        p_key = x_sym * n_slots + p_start          # sorted: gaps by symbol, then time
+        p_cum = np.r_[0, np.cumsum(p_len)]
+
+        def missing_before(key: np.ndarray) -> np.ndarray:
+            i = np.searchsorted(p_key, key, side="right") - 1
+            ic = np.maximum(i, 0)
+            part = np.minimum(key - p_key[ic], p_len[ic]) if n_p else np.zeros(len(key))
+            return np.where(i >= 0, p_cum[ic] + part, 0)
+
         lo = np.maximum(s_first[g_ses], g_slot0 - around)
         hi = np.minimum(s_last[g_ses], g_slot0 + g_n + around)
         base_key = g_sym * n_slots
-        missing_near = (np.searchsorted(x_key, base_key + hi)
-                        - np.searchsorted(x_key, base_key + lo))
+        missing_near = missing_before(base_key + hi) - missing_before(base_key + lo)
         others = hi - lo - g_n
         usual_near = _usual_between(sl, rate, g_sym, lo, hi) - usual_in_gap
         near = np.clip((hi - lo - missing_near) / np.maximum(usual_near, 1e-9), 0.05, 1.0)
         level = np.where(others >= MIN_AROUND, near, level)
-    x_act = x_rate * level[gap_of]
-    log_quiet = np.bincount(gap_of, weights=np.log(np.maximum(1.0 - x_act, 1e-12)),
+        del p_key, p_cum   # piece arrays are freed as soon as done: they are the peak
+    x_act = x_rate * level[p_gap]
+    log_quiet = np.bincount(p_gap, weights=np.log(np.maximum(1.0 - x_act, 1e-12)) * p_len,
                             minlength=len(g_all))
-    activity = np.bincount(gap_of, weights=x_act, minlength=len(g_all)) / g_n
+    activity = np.bincount(p_gap, weights=x_act * p_len, minlength=len(g_all)) / g_n
+    del x_rate, x_act
     # Cross-section: symbols that normally have bars in a slot, and those of them missing it.
     active = (rate >= opt.active_rate) & mine[:, None]
     n_active_kb = (run.member & mine[:, None]).T.astype(np.float64) @ active  # [K, B]
-    # Per slot that some symbol misses (``u``; ``inv`` maps the gaps' slots to them).
-    u, inv = np.unique(slot, return_inverse=True)
+    # Per piece of slots that some symbol misses (``u``; ``inv`` maps the gaps' pieces to
+    # them: pieces that start together end together).
+    u, first_p, inv = np.unique(p_start, return_index=True, return_inverse=True)
+    u_len = p_len[first_p]
     r_u = sl.run_of(u)
     n_active = n_active_kb[sl.run_session[r_u], sl.run_bucket[r_u]]
     missing_active = np.bincount(inv, weights=active[x_sym, x_b], minlength=len(u))
@@ -440,37 +479,45 @@ def _classify_table(run: "RunResult", t: "IntervalTable", name: str, mine: np.nd
                    & (np.nan_to_num(share_slot) >= opt.outage_share))
     x_share = share_slot[inv]
     known = ~np.isnan(x_share)
-    n_known = np.bincount(gap_of, weights=known, minlength=len(g_all))
+    n_known = np.bincount(p_gap, weights=known * p_len, minlength=len(g_all))
     with np.errstate(divide="ignore", invalid="ignore"):
-        share = np.where(n_known > 0, np.bincount(gap_of, weights=np.where(known, x_share, 0.0),
+        share = np.where(n_known > 0, np.bincount(p_gap,
+                                                  weights=np.where(known, x_share, 0.0) * p_len,
                                                   minlength=len(g_all)) / n_known, np.nan)
-    outage_part = np.bincount(gap_of, weights=outage_slot[inv], minlength=len(g_all)) / g_n
+    del x_share, known
+    outage_part = np.bincount(p_gap, weights=outage_slot[inv] * p_len,
+                              minlength=len(g_all)) / g_n
+    del first_p, inv, r_u, n_active, missing_active, share_slot, x_b
     # A symbol with a bar in an outage slot next to its gap was trading through the outage:
     # its gap there is its own (quiet or not), not the feed's.
     n_w = np.diff(np.r_[sl.window_first, sl.n])
 
     def outage_at(g: np.ndarray) -> np.ndarray:
-        pos = np.clip(np.searchsorted(u, g), 0, len(u) - 1)
-        return (u[pos] == g) & outage_slot[pos]
+        pos = np.searchsorted(u, g, side="right") - 1
+        posc = np.maximum(pos, 0)
+        return (pos >= 0) & (g < u[posc] + u_len[posc]) & outage_slot[posc]
 
     before, after = g_slot0 - 1, g_slot0 + g_n
     alive = (((before >= sl.window_first[g_win]) & outage_at(before))
              | ((after < sl.window_first[g_win] + n_w[g_win]) & outage_at(after)))
-    # Halts.
-    halted = np.zeros(total, bool)
-    halts = opt.halts
+    # Halts: the slots of each piece inside a halt, counted (a piece lies in one window).
+    halted = np.zeros(n_p, np.int64)
     if halts is not None and len(halts):
         index = {s: i for i, s in enumerate(run.symbols)}
         for symbol, a, b in zip(halts.symbol, halts.start_ns.tolist(), halts.end_ns.tolist()):
             if symbol == "*":
-                lo_x, hi_x = 0, total
-            elif symbol in index:  # the slots of a symbol's gaps are contiguous (sorted)
+                lo_x, hi_x = 0, n_p
+            elif symbol in index:  # the pieces of a symbol's gaps are contiguous (sorted)
                 lo_x, hi_x = np.searchsorted(x_sym, [index[symbol], index[symbol] + 1])
             else:
                 continue
-            x_ns = sl.ns_of(slot[lo_x:hi_x])
-            halted[lo_x:hi_x] |= (x_ns >= a) & (x_ns < b)
-    halt_part = np.bincount(gap_of, weights=halted, minlength=len(g_all)) / g_n
+            x_ns = sl.ns_of(p_start[lo_x:hi_x])
+            n_x = p_len[lo_x:hi_x]
+            i_a = np.clip(-((x_ns - a) // step), 0, n_x)     # first slot at or after a
+            i_b = np.clip(-((x_ns - b) // step), 0, n_x)     # first slot at or after b
+            halted[lo_x:hi_x] += np.maximum(i_b - i_a, 0)
+        halted = np.minimum(halted, p_len)
+    halt_part = np.bincount(p_gap, weights=halted, minlength=len(g_all)) / g_n
     # Edges: the symbol's first and last expected slot of the session.
     first = np.maximum(opens[g_ses], run.since_ns[g_sym, g_ses])
     last = np.minimum(closes[g_ses], run.until_ns[g_sym, g_ses])
@@ -486,6 +533,54 @@ def _classify_table(run: "RunResult", t: "IntervalTable", name: str, mine: np.nd
     t.gap_kind[g_all] = kind
     t.gap_activity[g_all] = activity
     t.gap_share[g_all] = share
+
+
+# Above this many missing slots in one table, gaps are classified by pieces (runs of slots
+# with the same inputs) rather than slot by slot: work and memory then follow the gaps and
+# the sessions (a symbol silent for 30 years on a 24/7 calendar is 16M missing 1m slots, and
+# ~11,000 one-gap sessions).  Below it the sums run slot by slot, in the order they always
+# have, so every value is what it was; above it a sum over a piece is ``length * value``
+# where it was ``length`` additions of ``value``: equal but for the last bits of a float.
+SLOT_BUDGET = 1 << 21
+
+
+def _pieces(slot0: np.ndarray, n: np.ndarray, sl: _Slots, total: int,
+            extra: np.ndarray | None = None, budget: int | None = None
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The gaps ``[slot0, slot0 + n)`` cut into pieces: ``(gap, first slot, length)``.
+
+    Slot by slot (length 1) while ``total`` is within ``budget`` (default
+    :data:`SLOT_BUDGET`); beyond it, each gap is cut at every run start of ``sl`` (a
+    bucket or window changes) and at every gap start and end (of any symbol, so the
+    symbols missing a piece are the same along it, and two pieces that start together end
+    together) and at the slots ``extra`` (where a halt begins or ends): as many pieces as
+    buckets, gaps and halts, whatever the number of slots."""
+    g = len(n)
+    if total <= (SLOT_BUDGET if budget is None else budget):
+        gap_of = np.repeat(np.arange(g), n)
+        ramp = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(n) - n, n)
+        slot = np.minimum(np.repeat(slot0, n) + ramp, sl.n - 1)
+        return gap_of, slot, np.ones(total, np.int64)
+    end = np.minimum(slot0 + n, sl.n)
+    cuts = _sorted_unique(np.r_[slot0, end, sl.run_start,
+                                extra if extra is not None else np.zeros(0, np.int64)])
+    i_lo = np.searchsorted(cuts, slot0, side="right")      # the first cut inside the gap
+    i_hi = np.searchsorted(cuts, end, side="left")        # ... past the last one
+    m = np.maximum(i_hi - i_lo, 0) + 1
+    gap_of = np.repeat(np.arange(g), m)
+    j = np.arange(int(m.sum()), dtype=np.int64) - np.repeat(np.cumsum(m) - m, m)
+    lo_of = i_lo[gap_of]
+    start = np.where(j == 0, slot0[gap_of], cuts[np.clip(lo_of + j - 1, 0, len(cuts) - 1)])
+    stop = np.where(j == m[gap_of] - 1, end[gap_of], cuts[np.clip(lo_of + j, 0, len(cuts) - 1)])
+    del j, lo_of, cuts
+    return gap_of, start.astype(np.int64), (stop - start).astype(np.int64)
+
+
+def _slot_of(sl: _Slots, ns: np.ndarray) -> np.ndarray:
+    """The first slot that starts at or after each instant (within its window)."""
+    w = np.clip(np.searchsorted(sl.window_open, ns, side="right") - 1, 0, None)
+    n_w = np.diff(np.r_[sl.window_first, sl.n])
+    return sl.window_first[w] + np.clip(-((sl.window_open[w] - ns) // sl.step_ns), 0, n_w[w])
 
 
 def _usual_between(sl: _Slots, rate: np.ndarray, sym: np.ndarray, lo: np.ndarray,

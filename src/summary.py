@@ -70,6 +70,7 @@ class Summary:
     def __init__(self, run: RunResult, out: str | None = None):
         self.run = run
         self.out = out
+        self._minutes = run.session_minutes()   # read per session by notes()
         # Per interval: the cells that count (symbol in the session, interval of the symbol),
         # and bars, expected, covered, gaps, missing per cell, zero elsewhere.
         self._cells: dict[str, dict[str, np.ndarray]] = {}
@@ -197,7 +198,7 @@ class Summary:
         run = self.run
         tz = run.calendar.tz
         out = []
-        minutes = int(run.session_minutes()[k])
+        minutes = int(self._minutes[k])   # computed once: per session it was quadratic
         if minutes < usual:
             out.append(f"short session ({minutes // 60}h{minutes % 60:02d})")
         since, until = self.partial(k)
