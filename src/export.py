@@ -307,33 +307,37 @@ class BarDatasetWriter:
                 os.unlink(tmp)
             raise
 
-    def _append(self, interval: str, table: "pa.Table", separate: bool = False) -> None:
-        pa = _arrow()
-        if separate:
-            writers: dict[str, Any] = {}
-        else:
-            if getattr(self._local, "writers", None) is None:
-                self._local.writers = {}
-            writers = self._local.writers
+    def _append(self, interval: str, table: "pa.Table") -> None:
+        """Append ``table`` to the calling thread's file of ``interval``."""
+        if getattr(self._local, "writers", None) is None:
+            self._local.writers = {}
+        writers = self._local.writers
         writer = writers.get(interval)
         if writer is None:
-            with self._lock:
-                number = next(self._numbers)
-            folder = self.root / f"interval={interval}"
-            folder.mkdir(parents=True, exist_ok=True)
-            path = folder / f"part-{number:05d}.{self.fmt}"
-            if self.fmt == "parquet":
-                # Dictionary-encoding float columns costs most of the write and saves
-                # little: only the symbol and session columns repeat.
-                writer = pa.parquet.ParquetWriter(path, table.schema,
-                                                  use_dictionary=["symbol", "session"])
-            else:
-                writer = pa.csv.CSVWriter(path, table.schema)
-            writers[interval] = writer
-            with self._lock:
-                self._open.append(writer)
-                self.files.append(path)
+            writer = writers[interval] = self._new_file(interval, table.schema)
         writer.write_table(table)
+
+    def _append_separate(self, interval: str, table: "pa.Table") -> None:
+        """Write ``table`` into a file of its own (closed with the others)."""
+        self._new_file(interval, table.schema).write_table(table)
+
+    def _new_file(self, interval: str, schema: "pa.Schema") -> Any:
+        pa = _arrow()
+        with self._lock:
+            number = next(self._numbers)
+        folder = self.root / f"interval={interval}"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"part-{number:05d}.{self.fmt}"
+        if self.fmt == "parquet":
+            # Dictionary-encoding float columns costs most of the write and saves
+            # little: only the symbol and session columns repeat.
+            writer = pa.parquet.ParquetWriter(path, schema, use_dictionary=["symbol", "session"])
+        else:
+            writer = pa.csv.CSVWriter(path, schema)
+        with self._lock:
+            self._open.append(writer)
+            self.files.append(path)
+        return writer
 
     def close(self) -> None:
         """Finish every file (the Parquet footers)."""
@@ -361,7 +365,10 @@ class _BarPart:
         for interval, pieces in self.pieces.items():
             table = bars_table(pieces, self.writer.fmt == "csv")
             if self.name is None:
-                self.writer._append(interval, table, self.separate)
+                if self.separate:
+                    self.writer._append_separate(interval, table)
+                else:
+                    self.writer._append(interval, table)
             else:
                 self.writer._write_part(interval, self.name, symbols, table)
         self.pieces = {}
