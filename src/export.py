@@ -749,13 +749,7 @@ def _check_anomaly_rows(folder: Path, table: "pa.Table", said: dict[tuple[str, s
                         manifest: dict[str, Any]) -> list[str]:
     """The anomaly dataset against the documents (rows per interval, symbol, session) and
     the manifest (anomalies per kind), and each row's arithmetic."""
-    out: list[str] = []
-    held = _counts(table)
-    for key in sorted(set(held) | {k for k, n in said.items() if n}):
-        if held.get(key, 0) != said.get(key, 0):
-            out.append(f"{folder / 'anomalies'}/interval={key[0]}: {key[1]} {key[2]}: "
-                       f"{held.get(key, 0)} anomalies, the session document says "
-                       f"{said.get(key, 0)}")
+    out = _rows_as_documents_say(folder, "anomalies", table, said)
     if not table.num_rows:
         rows: dict[str, list[Any]] = {c: [] for c in ("kind", "start", "end", "bar_count",
                                                         "part")}
@@ -902,12 +896,19 @@ def _check_file_order(folder: Path, fmt: str) -> list[str]:
 
 def _check_gap_rows(folder: Path, gaps: "pa.Table",
                     said: dict[tuple[str, str, str], int]) -> list[str]:
+    return _rows_as_documents_say(folder, "gaps", gaps, said)
+
+
+def _rows_as_documents_say(folder: Path, what: str, table: "pa.Table",
+                           said: dict[tuple[str, str, str], int]) -> list[str]:
+    """The rows of dataset ``what`` per (interval, symbol, session) against the counts the
+    session documents give."""
     out: list[str] = []
-    held = _counts(gaps)
+    held = _counts(table)
     for key in sorted(set(held) | {k for k, n in said.items() if n}):
         if held.get(key, 0) != said.get(key, 0):
-            out.append(f"{folder / 'gaps'}/interval={key[0]}: {key[1]} {key[2]}: "
-                       f"{held.get(key, 0)} gaps, the session document says "
+            out.append(f"{folder / what}/interval={key[0]}: {key[1]} {key[2]}: "
+                       f"{held.get(key, 0)} {what}, the session document says "
                        f"{said.get(key, 0)}")
     return out
 
