@@ -1029,6 +1029,28 @@ def local_days(ts_ns: np.ndarray, tz: zoneinfo.ZoneInfo) -> np.ndarray:
                     dtype=np.int64)
 
 
+def extended_hours(ts_ns: np.ndarray, outside: np.ndarray, calendar: "Calendar"
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Which of the bars flagged ``outside`` every session window fall on a session's day
+    (their local date in the calendar's zone is a session label): pre- and after-market, the
+    hours after an early close.  Returns the mask over ``ts_ns`` and the session label
+    (datetime64[D]) of each bar it marks."""
+    ts = np.asarray(ts_ns, dtype=np.int64)
+    idx = np.flatnonzero(outside)
+    ext = np.zeros(len(ts), bool)
+    if not len(idx):
+        return ext, np.empty(0, "datetime64[D]")
+    days = local_days(ts[idx], calendar.tz)
+    try:
+        labels = calendar.sessions(np.datetime64(int(days.min()), "D"),
+                                   np.datetime64(int(days.max()), "D"))
+    except ValueError:
+        return ext, np.empty(0, "datetime64[D]")
+    known = np.isin(days, labels.astype(np.int64))
+    ext[idx[known]] = True
+    return ext, days[known].astype("datetime64[D]")
+
+
 def _fit_i64(values: list, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Python ints -> int64 (0 where they do not fit) and the mask of those that do not."""
     oob = np.fromiter((not -_I64_MAX <= v <= _I64_MAX for v in values), bool, n)

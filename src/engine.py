@@ -34,7 +34,7 @@ import numpy as np
 from ._core import quality as _quality
 from ._core import validation as _validation
 from .bars import FAULTS, BadBarError, Bars, raise_first_fault
-from .calendar import Calendar, Windows
+from .calendar import Calendar, Windows, extended_hours
 from .kernels import (
     aggregate_on_grid,
     bound_grid,
@@ -416,6 +416,8 @@ class Engine:
             bars = bars[int(a):int(b)]
         check_bars_interval(symbol, bars.interval, self.base)
         outside = loaded.outside.get(symbol)
+        if not loaded.checked and len(bars):
+            bars, rows, outside = self._set_aside_hours(bars, rows, outside)
         if not len(bars):
             return _Piece(None, None, NO_BOUND_HI, NO_BOUND_LO, outside)
         first, last = int(bars.ts[0]), int(bars.ts[-1])
@@ -616,6 +618,28 @@ class Engine:
         for c in AnomalyTable.COLUMNS:
             setattr(table, c, getattr(table, c)[o])
         return table
+
+    def _set_aside_hours(self, bars: Bars, rows: np.ndarray | None,
+                         outside: np.ndarray | None
+                         ) -> tuple[Bars, np.ndarray | None, np.ndarray | None]:
+        """Bars not yet checked by a reader (bars in memory): those on a session's day but
+        outside its hours (pre- and after-market) are set aside and counted per session, as
+        the file readers set them aside, rather than refused as bad bars."""
+        ts = bars.ts
+        windows = self.calendar.windows(int(ts[0]), int(ts[-1]) + self.base.ns)
+        k = np.searchsorted(windows.open_ns, ts, side="right") - 1
+        inside = (k >= 0) & (ts < windows.close_ns[np.maximum(k, 0)]) if len(windows) \
+            else np.zeros(len(ts), bool)
+        if inside.all():
+            return bars, rows, outside
+        ext, labels = extended_hours(ts, ~inside, self.calendar)
+        if not ext.any():
+            return bars, rows, outside
+        keep = ~ext
+        rows = np.flatnonzero(keep) if rows is None else rows[keep]
+        if outside is not None and len(outside):
+            labels = np.sort(np.concatenate([np.asarray(outside, "datetime64[D]"), labels]))
+        return bars.take(keep), rows, labels
 
     def _validated(self, symbol: str, bars: Bars, rows: np.ndarray | None, windows: Windows,
                    rejected: dict[int, dict[str, int]],

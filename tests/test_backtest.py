@@ -94,8 +94,38 @@ def test_universe_counts_and_quality(xnys):
 
 
 def test_universe_rejects_a_bar_outside_the_sessions(xnys):
-    ts = np.array([int(xnys.session_windows("2024-11-26").close_ns[0])], np.int64)  # 16:00
+    # Saturday 2024-11-30 12:00 New York: no session that day.
+    ts = np.array([np.datetime64("2024-11-30T17:00", "ns").astype(np.int64)], np.int64)
     bad = sd.Bars.from_arrays(ts, [1.0], [1.0], [1.0], [1.0], [1.0], interval="1m")
     good = _universe(xnys, ["2024-11-26", "2024-11-27"], 1, seed=1)
     with pytest.raises(ValueError, match="BAD.*outside every session window"):
         run_universe({**good, "BAD": bad}, xnys, threads=1)
+
+
+def test_universe_sets_aside_extended_hours_as_a_file_run_does(xnys, tmp_path):
+    # 09:29 before the 2024-11-26 open, 16:00 and 16:01 after its close: on a session's
+    # day, outside its hours - set aside and counted in bars held in memory as the file
+    # readers do with a file, not refused as bad bars.
+    pd = pytest.importorskip("pandas")
+    minute = 60_000_000_000
+    win = xnys.session_windows("2024-11-26")
+    extra = np.array([int(win.open_ns[0]) - minute, int(win.close_ns[0]),
+                      int(win.close_ns[0]) + minute], np.int64)
+    bars = next(iter(_universe(xnys, ["2024-11-26", "2024-11-27"], 1, seed=1).values()))
+    sym = "AAA"
+    n = len(extra)
+    more = sd.Bars.concat([bars, sd.Bars.from_arrays(extra, *([np.full(n, 100.0)] * 5),
+                                                     interval="1m")]).take(
+        np.argsort(np.concatenate([bars.ts, extra]), kind="stable"))
+    memory = sd.run({sym: more}, xnys, derived=("5m",), threads=1)
+    assert memory.rejected[(0, 0)] == {"outside the session's hours": 3}
+    plain = sd.run({sym: bars}, xnys, derived=("5m",), threads=1)
+    for iv in ("1m", "5m"):
+        assert memory.intervals[iv].bars.tolist() == plain.intervals[iv].bars.tolist()
+        assert memory.intervals[iv].gap_count.tolist() == plain.intervals[iv].gap_count.tolist()
+    frame = pd.DataFrame({"ts": pd.to_datetime(more.ts, utc=True), "open": more.open,
+                          "high": more.high, "low": more.low, "close": more.close,
+                          "volume": more.volume})
+    frame.to_csv(tmp_path / f"{sym}.csv", index=False)
+    from_file = sd.run(str(tmp_path / f"{sym}.csv"), xnys, derived=("5m",), threads=1)
+    assert from_file.rejected == memory.rejected

@@ -14,7 +14,7 @@ import numpy as np
 
 from .._core import validation as _validation
 from ..bars import FAULTS, PRICE_COLUMNS, Bars
-from ..calendar import local_days
+from ..calendar import extended_hours
 from ..intervals import parse_interval
 from ..symbols import check_symbol
 
@@ -165,7 +165,7 @@ class ReadResult:
                     misread = self._misread(calendar, interval)
                 hint = misread
                 if not hint:
-                    ext, labels = _extended_hours(bars.ts, outside, calendar)
+                    ext, labels = extended_hours(bars.ts, outside, calendar)
                     if ext.any():
                         self._add_outside(symbol, bars.ts[ext], labels)
                         hours["outside the session's hours"] += int(ext.sum())
@@ -256,23 +256,6 @@ class ReadResult:
         except Exception:  # noqa: BLE001 - only for a message; the error stands without it
             return None
         return None
-
-
-def _extended_hours(ts: np.ndarray, outside: np.ndarray, calendar
-                    ) -> tuple[np.ndarray, np.ndarray]:
-    """Which bars outside every window fall on a session's day (its local date in the
-    calendar's zone is a session label), and the label of each of those."""
-    idx = np.flatnonzero(outside)
-    days = local_days(ts[idx], calendar.tz)
-    try:
-        labels = calendar.sessions(np.datetime64(int(days.min()), "D"),
-                                   np.datetime64(int(days.max()), "D"))
-    except ValueError:
-        return np.zeros(len(ts), bool), np.empty(0, "datetime64[D]")
-    known = np.isin(days, labels.astype(np.int64))
-    ext = np.zeros(len(ts), bool)
-    ext[idx[known]] = True
-    return ext, days[known].astype("datetime64[D]")
 
 
 def _ts_str(ns: int, tz=None) -> str:
