@@ -478,16 +478,21 @@ def _write_table(table: "pa.Table", gdir: Path, fmt: str, strings: tuple[str, ..
 
 def write_run(run: RunResult, folder: str | os.PathLike, *, fmt: str = "parquet",
               bars: BarDatasetWriter | None = None, summary: dict[str, Any] | None = None,
-              provenance: dict[str, Any] | None = None, workers: int = 1) -> Path:
+              provenance: dict[str, Any] | None = None, workers: int = 1,
+              docs: Callable[[RunResult, Path], None] | None = None) -> Path:
     """Write a run's session documents, gap dataset and manifest into ``folder`` (a staging
     folder: see :func:`staged`); ``bars`` is the writer the engine filled; ``workers``
-    processes build the documents (``documents.write_session_docs``)."""
+    processes build the documents (``documents.write_session_docs``), or ``docs(run,
+    folder)`` does (``DaskExecutor.write_docs``: on the workers)."""
     pa = _arrow()
     folder = Path(folder)
     sessions = folder / "sessions"
     sessions.mkdir(parents=True, exist_ok=True)
-    with paused_gc():
-        write_session_docs(run, sessions, workers=workers)
+    if docs is not None:
+        docs(run, sessions)
+    else:
+        with paused_gc():
+            write_session_docs(run, sessions, workers=workers)
     for name in run.interval_names:
         gdir = folder / "gaps" / f"interval={name}"
         gdir.mkdir(parents=True, exist_ok=True)
@@ -535,11 +540,13 @@ class Stage:
     yields it commits the export when its block ends without an error."""
 
     def __init__(self, writer: BarDatasetWriter, folder: Path,
-                 run: Callable[[Callable[[], RunResult]], RunResult], workers: int = 1):
+                 run: Callable[[Callable[[], RunResult]], RunResult], workers: int = 1,
+                 docs: Callable[[RunResult, Path], None] | None = None):
         self.writer = writer
         self.folder = folder
         self.run = run
         self.workers = workers
+        self.docs = docs
 
 
 @contextlib.contextmanager
@@ -574,7 +581,8 @@ def folder_stage(engine: "Engine", out: str | os.PathLike, fmt: str = "parquet",
                 executor.tidy(tmp)
             return result
 
-        yield Stage(writer, tmp, run, 1 if remote else int(getattr(executor, "threads", 1)))
+        yield Stage(writer, tmp, run, 1 if remote else int(getattr(executor, "threads", 1)),
+                    getattr(executor, "write_docs", None) if remote else None)
 
 
 def run_export(engine: "Engine", sources: Any, out: str | os.PathLike, *,
@@ -602,7 +610,7 @@ def run_export(engine: "Engine", sources: Any, out: str | os.PathLike, *,
                                            sink=st.writer))
         write_run(result, st.folder, fmt=fmt, bars=st.writer,
                   summary=summary(result) if summary is not None else None,
-                  provenance=provenance, workers=st.workers)
+                  provenance=provenance, workers=st.workers, docs=st.docs)
     result.seconds = time.perf_counter() - t0
     return result
 
