@@ -11,7 +11,8 @@ and writes the partition's bars straight into the export's staging folder, which
 path every worker can reach (a shared file system); only the small per-symbol results (counts,
 gaps, and the bars of each symbol's first and last session while the data's span is unknown)
 travel back to the client, which finishes those sessions, assembles the run and writes the
-session documents, the gap dataset and the manifest, then swaps the export in as a whole.
+gap dataset and the manifest, then swaps the export in as a whole.  The session documents are
+built and written by the workers, a range of sessions a task (:meth:`DaskExecutor.write_docs`).
 
 Faults.  A worker lost during a run: Dask runs its tasks again elsewhere.  A partition writes
 one file per interval, named by the partition and its symbols and renamed into place when
