@@ -520,13 +520,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         from . import storage
 
-        if storage.is_remote(out):   # the report of an export on a store: written here
-            import tempfile
-
-            with tempfile.TemporaryDirectory(prefix="sessiondata-store-") as copy:
-                path = write_report(storage.download_export(out, copy), "report.html")
-        else:
-            path = write_report(storage.resolve(out)[1] if storage.is_url(out) else out)
+        # Drawn from the run itself (nothing of the export is read back); the page of an
+        # export on a store is written here.
+        where = (None if storage.is_remote(out)
+                 else storage.resolve(out)[1] if storage.is_url(out) else out)
+        path = write_report(where, None if where is not None else "report.html", run=result,
+                            summary=summary.to_json(args.worst))
         if not args.quiet:
             print(f"wrote {path}")
     if _wants_check(args):

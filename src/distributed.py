@@ -11,7 +11,8 @@ and writes the partition's bars straight into the export's staging folder, which
 path every worker can reach (a shared file system); only the small per-symbol results (counts,
 gaps, and the bars of each symbol's first and last session while the data's span is unknown)
 travel back to the client, which finishes those sessions, assembles the run and writes the
-session documents, the gap dataset and the manifest, then swaps the export in as a whole.
+gap dataset and the manifest, then swaps the export in as a whole.  The session documents are
+built and written by the workers, a range of sessions a task (:meth:`DaskExecutor.write_docs`).
 
 Faults.  A worker lost during a run: Dask runs its tasks again elsewhere.  A partition writes
 one file per interval, named by the partition and its symbols and renamed into place when
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import hashlib
 import json
 import os
@@ -46,7 +48,8 @@ from .engine import Engine, Source, ThreadExecutor, batches
 from .export import run_export as export_run_export
 from .export import write_json
 from .readers import ReadError
-from .results import RunResult
+from .documents import MIN_SESSIONS_PER_WORKER
+from .results import RunResult, paused_gc
 
 CONNECT_TIMEOUT_S = 10.0
 STAGING = ".{name}.cluster-staging-"  # + a run's id: beside the export folder
@@ -175,6 +178,59 @@ class DaskExecutor:
         for name in (_JOB, _MARK):
             (stage / name).unlink(missing_ok=True)
 
+    def write_docs(self, run: RunResult, folder: Path) -> None:
+        """Build and write the session documents of ``run`` on the workers, into ``folder``
+        (the export's staging folder, which every worker reaches).  Each task gets the
+        result of a range of sessions alone (``RunResult.session_range``: what those
+        documents are made of) and gives back the names it wrote; at most two tasks a
+        worker are in flight, so the ranges sent are made while the documents are built."""
+        from distributed import as_completed
+
+        n_k = run.windows.n_sessions
+        if n_k == 0:
+            return
+        workers = max(1, len(self.client.scheduler_info().get("workers", {})))
+        # No task under MIN_SESSIONS_PER_WORKER sessions (each lays out its columns once),
+        # and at least two a worker while there are sessions for them.
+        tasks = max(1, min(max(2 * workers, n_k // (4 * MIN_SESSIONS_PER_WORKER)),
+                           n_k // MIN_SESSIONS_PER_WORKER))
+        bounds = np.linspace(0, n_k, tasks + 1).round().astype(int).tolist()
+        chunks = iter([(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a])
+        run_id = uuid.uuid4().hex[:12]
+        fn = functools.partial(_write_doc_range, str(folder))
+
+        def submit(i: int, a: int, b: int) -> Any:
+            item = _Docs(run.session_range(a, b), f"sessions {a}..{b - 1}")
+            return self.client.submit(_run_task, fn, item, f"docs-{i}", item.name, None, None,
+                                      key=f"sessiondata-docs-{run_id}-{i}", pure=False)
+
+        futures = [submit(i, a, b) for i, (a, b) in zip(range(2 * workers), chunks)]
+        pending = as_completed(futures)
+        written = []
+        try:
+            for future in pending:
+                out = future.result()
+                future.release()
+                if isinstance(out, _Failure):
+                    out.reraise()
+                written.append(out)
+                nxt = next(chunks, None)
+                if nxt is not None:
+                    futures.append(submit(len(futures), *nxt))
+                    pending.add(futures[-1])
+        finally:
+            left = [f for f in futures if not f.done()]
+            if left:
+                self.client.cancel(left)
+        for worker, names in written:
+            missing = [n for n in names if not (folder / n).exists()]
+            if missing:
+                raise FileNotFoundError(
+                    errno.ENOENT, f"the session documents written by Dask worker {worker} "
+                    f"are not in the export's staging folder ({len(missing)} of them, e.g. "
+                    f"{missing[0]}); --out must be on a file system that every worker shares",
+                    str(folder))
+
     def map_unordered(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Any]:
         from distributed import as_completed
 
@@ -216,6 +272,24 @@ class DaskExecutor:
             pending = [f for f in futures if not f.done()]
             if pending:
                 self.client.cancel(pending)
+
+
+class _Docs:
+    """A task of :meth:`DaskExecutor.write_docs`: the result of some sessions, named."""
+
+    def __init__(self, run: RunResult, name: str):
+        self.run = run
+        self.name = name
+
+
+def _write_doc_range(folder: str, item: _Docs) -> tuple[str, list[str]]:
+    """On a worker: write the documents of ``item.run``'s sessions into ``folder``; returns
+    the worker and the names written."""
+    from .documents import write_session_docs
+
+    with paused_gc():
+        write_session_docs(item.run, Path(folder))
+    return _worker(), [f"{s}.json" for s in item.run.sessions]
 
 
 def _name(item: Any) -> str:

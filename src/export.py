@@ -478,16 +478,21 @@ def _write_table(table: "pa.Table", gdir: Path, fmt: str, strings: tuple[str, ..
 
 def write_run(run: RunResult, folder: str | os.PathLike, *, fmt: str = "parquet",
               bars: BarDatasetWriter | None = None, summary: dict[str, Any] | None = None,
-              provenance: dict[str, Any] | None = None, workers: int = 1) -> Path:
+              provenance: dict[str, Any] | None = None, workers: int = 1,
+              docs: Callable[[RunResult, Path], None] | None = None) -> Path:
     """Write a run's session documents, gap dataset and manifest into ``folder`` (a staging
     folder: see :func:`staged`); ``bars`` is the writer the engine filled; ``workers``
-    processes build the documents (``documents.write_session_docs``)."""
+    processes build the documents (``documents.write_session_docs``), or ``docs(run,
+    folder)`` does (``DaskExecutor.write_docs``: on the workers)."""
     pa = _arrow()
     folder = Path(folder)
     sessions = folder / "sessions"
     sessions.mkdir(parents=True, exist_ok=True)
-    with paused_gc():
-        write_session_docs(run, sessions, workers=workers)
+    if docs is not None:
+        docs(run, sessions)
+    else:
+        with paused_gc():
+            write_session_docs(run, sessions, workers=workers)
     for name in run.interval_names:
         gdir = folder / "gaps" / f"interval={name}"
         gdir.mkdir(parents=True, exist_ok=True)
@@ -526,25 +531,34 @@ def write_run(run: RunResult, folder: str | os.PathLike, *, fmt: str = "parquet"
     return folder
 
 
-def run_export(engine: "Engine", sources: Any, out: str | os.PathLike, *,
-               fmt: str = "parquet", dataset: str = "", span: tuple[int, int] | None = None,
-               summary: Callable[[RunResult], dict[str, Any]] | None = None,
-               durable: bool = False, resume: bool = False, job: Any = None,
-               provenance: dict[str, Any] | None = None) -> RunResult:
-    """Run ``engine`` over ``sources`` and export the run atomically into ``out``: the one
-    export path, for threads and for Dask.
+class Stage:
+    """Where a run's export is written while it runs (:func:`run_export`): the bar ``writer``
+    the engine fills, the local ``folder`` that takes the session documents, the gap
+    dataset and the manifest, ``run(fn)`` that runs the engine (``fn``) and closes the
+    writer, and how many ``workers`` build the documents.  Made by :func:`folder_stage` (an
+    export on disk) or ``store_export.store_stage`` (on an object store); the context that
+    yields it commits the export when its block ends without an error."""
 
-    The engine hands each partition's bars to a :class:`BarDatasetWriter` (its sink) while
-    the partition is held; then the session documents, the gap dataset and the manifest
-    (with ``summary(result)``) of the whole run are written, and the staging folder is
-    swapped in for ``out`` (:func:`staged`).  On an executor whose partitions run in other
-    processes (``executor.remote``, ``distributed.DaskExecutor``) each partition writes its
-    own files, the staging folder is the executor's (kept when the run fails) and ``resume``
-    reuses the partitions it finished when ``job`` (a description of the input and options)
-    is unchanged.  ``provenance`` (``job.provenance``: version, options, inputs, library
-    versions) goes into the manifest.
-    """
-    t0 = time.perf_counter()
+    def __init__(self, writer: BarDatasetWriter, folder: Path,
+                 run: Callable[[Callable[[], RunResult]], RunResult], workers: int = 1,
+                 docs: Callable[[RunResult, Path], None] | None = None):
+        self.writer = writer
+        self.folder = folder
+        self.run = run
+        self.workers = workers
+        self.docs = docs
+
+
+@contextlib.contextmanager
+def folder_stage(engine: "Engine", out: str | os.PathLike, fmt: str = "parquet", *,
+                 durable: bool = False, resume: bool = False,
+                 job: Any = None) -> Iterator[Stage]:
+    """The :class:`Stage` of an export into the folder ``out``: a staging folder swapped in
+    as a whole (:func:`staged`).  On an executor whose partitions run in other processes
+    (``executor.remote``, ``distributed.DaskExecutor``) each partition writes its own files,
+    the staging folder is the executor's (kept when the run fails) and ``resume`` reuses
+    the partitions it finished when ``job`` (a description of the input and options) is
+    unchanged."""
     executor: Any = engine.executor
     remote = bool(getattr(executor, "remote", False))
     if resume and not remote:
@@ -553,20 +567,50 @@ def run_export(engine: "Engine", sources: Any, out: str | os.PathLike, *,
     stage = executor.stage(out, resume=resume, job=job) if remote else None
     with staged(out, durable=durable, folder=stage, keep=remote) as tmp:
         writer = BarDatasetWriter(tmp, fmt, per_partition=remote)
-        attached = executor.attached(tmp) if remote else contextlib.nullcontext()
-        try:
-            with attached:
-                result = engine.run(sources, dataset=dataset, span=span, sink=writer)
-        finally:
-            if not remote:  # this process's files: finished even when the run failed
+
+        def run(engine_run: Callable[[], RunResult]) -> RunResult:
+            attached = executor.attached(tmp) if remote else contextlib.nullcontext()
+            try:
+                with attached:
+                    result = engine_run()
+            finally:
+                if not remote:  # this process's files: finished even when the run failed
+                    writer.close()
+            if remote:
                 writer.close()
-        if remote:
-            writer.close()
-            executor.tidy(tmp)
-        write_run(result, tmp, fmt=fmt, bars=writer,
+                executor.tidy(tmp)
+            return result
+
+        yield Stage(writer, tmp, run, 1 if remote else int(getattr(executor, "threads", 1)),
+                    getattr(executor, "write_docs", None) if remote else None)
+
+
+def run_export(engine: "Engine", sources: Any, out: str | os.PathLike, *,
+               fmt: str = "parquet", dataset: str = "", span: tuple[int, int] | None = None,
+               summary: Callable[[RunResult], dict[str, Any]] | None = None,
+               durable: bool = False, resume: bool = False, job: Any = None,
+               provenance: dict[str, Any] | None = None,
+               stage: "contextlib.AbstractContextManager[Stage] | None" = None) -> RunResult:
+    """Run ``engine`` over ``sources`` and export the run atomically into ``out``: the one
+    export path, for threads and for Dask, into a folder or onto an object store.
+
+    The engine hands each partition's bars to a :class:`BarDatasetWriter` (its sink) while
+    the partition is held; then the session documents, the gap dataset and the manifest
+    (with ``summary(result)``) of the whole run are written, and the export is committed as
+    a whole.  ``stage`` says where: by default :func:`folder_stage` of ``out`` (with
+    ``durable``, ``resume`` and ``job``); ``store_export.store_stage`` for an object store.
+    ``provenance`` (``job.provenance``: version, options, inputs, library versions) goes
+    into the manifest.
+    """
+    t0 = time.perf_counter()
+    if stage is None:
+        stage = folder_stage(engine, out, fmt, durable=durable, resume=resume, job=job)
+    with stage as st:
+        result = st.run(lambda: engine.run(sources, dataset=dataset, span=span,
+                                           sink=st.writer))
+        write_run(result, st.folder, fmt=fmt, bars=st.writer,
                   summary=summary(result) if summary is not None else None,
-                  provenance=provenance,
-                  workers=1 if remote else int(getattr(executor, "threads", 1)))
+                  provenance=provenance, workers=st.workers, docs=st.docs)
     result.seconds = time.perf_counter() - t0
     return result
 

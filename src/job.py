@@ -25,7 +25,7 @@ from .engine import Engine, Loaded, Source, SymbolEvent, ThreadExecutor
 from .export import run_export
 from .kernels import default_calendar
 from .plausibility import Plausibility
-from .results import RunResult, local_time
+from .results import RunResult
 
 SYMBOL_COLUMNS = ("symbol", "ticker")
 
@@ -126,12 +126,7 @@ def run(data: Any = None, calendar: Calendar | None = None, *, base: str = "1m",
         calendar = calendar or sample.sample_calendar()
         smp = sample.generate(calendar=calendar)
         sources: list[Source] | Mapping[str, Bars] = dict(smp.bars)
-        events = list(events) + [
-            SymbolEvent(e.session, e.at_ns(calendar), e.symbol, e.action,
-                  f"{'+' if e.action == 'add' else '-'}{e.symbol} "
-                  f"{'added' if e.action == 'add' else 'removed'} at "
-                  f"{_hm_local(e.at_ns(calendar), calendar)}")
-            for e in smp.events]
+        events = list(events) + smp.events
         label = "the embedded sample"
     elif isinstance(data, Mapping):
         sources = dict(data)
@@ -260,11 +255,6 @@ def _with_check(summary: Callable[[RunResult], dict[str, Any]] | None, check: Pl
         return doc
 
     return document
-
-
-def _hm_local(ns: int, calendar: Calendar) -> str:
-    t = local_time(ns, calendar.tz)
-    return f"{t.strftime('%H:%M')} {t.tzname()}"
 
 
 def file_sources(data: str | os.PathLike, calendar: Calendar, base: str, on_bad: str,

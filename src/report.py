@@ -6,10 +6,13 @@ symbols x sessions as one image with hover on every cell, dropdowns switch the c
 score and the session of the timeline without a server, and one ``plotly.min.js`` serves
 every figure (bokeh's inline resources would work too, at about the same size).
 
-It reads the export through the export module's readers (``read_manifest``,
-``read_session_docs``, ``read_dataset``): the manifest's summary, the quality of every symbol
-and session of the base interval from the session documents, and the gaps with their kinds
-from the gap dataset.  What it shows:
+At the end of ``sessiondata run --report`` it is drawn from the run itself (the results
+model's columns, the gap and anomaly tables the export writes, the summary): nothing is read
+back.  ``sessiondata report DIR`` reads the export through the export module's readers: the
+manifest, the gaps with their kinds and the anomalies from their datasets, and from the session
+documents only what the export holds nowhere else (each symbol and session's expected,
+present, coverage and lost bars, and the sessions' windows).  Both draw the same page, byte
+for byte.  What it shows:
 
 - the run's summary (totals per interval, the gap kinds, the two scores);
 - two heatmaps of symbols x sessions side by side, completeness and data quality, so a
@@ -40,8 +43,16 @@ from typing import Any
 
 import numpy as np
 
-from .results import ANOMALY_KINDS, KINDS, data_quality, quality_score
-from .export import read_dataset, read_manifest, read_session_docs, write_atomic
+from .documents import rounded
+from .export import (
+    anomalies_table,
+    gaps_table,
+    read_dataset,
+    read_manifest,
+    read_session_docs,
+    write_atomic,
+)
+from .results import ANOMALY_KINDS, KINDS, RunResult, data_quality, local_time, quality_score
 
 KIND_COLOURS = {"no_trade": "#9aa5b1", "outage": "#d62728", "late_start": "#ff7f0e",
                 "early_end": "#9467bd", "halt": "#1f77b4"}
@@ -63,48 +74,77 @@ def _plotly() -> Any:
     return plotly
 
 
-def write_report(folder: str | os.PathLike, output: str | os.PathLike | None = None, *,
+def write_report(folder: str | os.PathLike | None = None,
+                 output: str | os.PathLike | None = None, *,
                  timeline_sessions: int = TIMELINE_SESSIONS,
-                 timeline_symbols: int = TIMELINE_SYMBOLS) -> Path:
+                 timeline_symbols: int = TIMELINE_SYMBOLS,
+                 run: RunResult | None = None, summary: dict[str, Any] | None = None) -> Path:
     """Write the report of the export in ``folder`` (default ``folder/report.html``).
 
     Parameters
     ----------
-    folder : path
-        An export (the ``--out`` folder of a run).
+    folder : path, optional
+        An export (the ``--out`` folder of a run); only where the page goes when ``run``
+        is given.
     output : path, optional
-        Where to write the page.
+        Where to write the page (required when ``folder`` is not given).
     timeline_sessions, timeline_symbols : int
         How many of the worst sessions get a timeline, and how many symbols each shows.
+    run : RunResult, optional
+        The run itself, at the end of ``sessiondata run --report``: the page is drawn from
+        its columns and nothing of the export is read back (the same page).
+    summary : dict, optional
+        With ``run``: the summary the manifest holds (``Summary.to_json``).
 
     Returns
     -------
     Path
         The page written.
     """
-    folder = Path(folder)
-    manifest = read_manifest(folder)
-    if not manifest:
-        raise ValueError(f"{folder}: not a sessiondata export (no manifest.json)")
-    page = render_report(folder, manifest, timeline_sessions, timeline_symbols)
-    path = Path(output) if output is not None else folder / "report.html"
+    _plotly()   # before any work: the extra is missing
+    if run is not None:
+        manifest = run_manifest(run, summary)
+        grid, gaps, anomalies = _Grid.of_run(run)
+    else:
+        if folder is None:
+            raise ValueError("write_report needs an export folder or a run")
+        manifest = read_manifest(folder)
+        if not manifest:
+            raise ValueError(f"{folder}: not a sessiondata export (no manifest.json)")
+        grid, gaps, anomalies = _Grid.of_export(Path(folder), manifest)
+    if output is None and folder is None:
+        raise ValueError("write_report of a run needs folder or output: where to write")
+    page = render_page(grid, manifest, gaps, anomalies, timeline_sessions, timeline_symbols)
+    path = Path(output) if output is not None else Path(folder) / "report.html"  # type: ignore[arg-type]
     write_atomic(path, page)
     os.chmod(path, 0o644)  # a page to open and share, not a private temporary file
     return path
+
+
+def run_manifest(run: RunResult, summary: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What the report reads of an export's manifest, from the run that made it."""
+    manifest: dict[str, Any] = {"calendar": run.calendar.name, "base_interval": run.base,
+                                "sessions": [str(s) for s in run.sessions],
+                                "symbols": list(run.symbols), "summary": summary or {}}
+    if run.anomalies is not None:
+        manifest["anomalies"] = {"interval": run.anomalies.interval,
+                                 "kinds": run.anomalies.counts()}
+    return manifest
 
 
 # -- the data -------------------------------------------------------------------------------
 
 
 class _Grid:
-    """Per symbol x session of the base interval: expected, present, lost, missing per kind."""
+    """Per symbol x session of the base interval: expected, present, lost, missing per kind,
+    anomalies; made from a run's columns (:meth:`of_run`) or read from an export
+    (:meth:`of_export`), the same either way."""
 
-    def __init__(self, folder: Path, manifest: dict[str, Any]):
+    def __init__(self, manifest: dict[str, Any]):
         self.symbols = list(manifest.get("symbols", []))
         self.sessions = list(manifest.get("sessions", []))
         self.base = manifest.get("base_interval", "1m")
         n_s, n_k = len(self.symbols), len(self.sessions)
-        row = {s: i for i, s in enumerate(self.symbols)}
         self.member = np.zeros((n_s, n_k), bool)
         self.expected = np.zeros((n_s, n_k), np.int64)
         self.present = np.zeros((n_s, n_k), np.int64)
@@ -115,35 +155,124 @@ class _Grid:
         self.anomalies = np.zeros((n_s, n_k), np.int64)
         self.anomalous = np.zeros((n_s, n_k), np.int64)
         self.has_anomalies = "anomalies" in manifest
+        # the anomalies are the documents' on the base interval only (the detectors' interval)
+        self.anomaly_interval = (manifest.get("anomalies") or {}).get("interval", self.base)
         self.opens: list[str | None] = [None] * n_k    # the session's open, local time
         self.closes: list[str | None] = [None] * n_k
         self.timezone = "UTC"
+
+    @classmethod
+    def of_run(cls, run: RunResult) -> tuple["_Grid", Any, Any]:
+        """The grid of a run, from its columns (as its session documents say it), with its
+        gaps and anomalies of the base interval (as the export's datasets hold them)."""
+        grid = cls(run_manifest(run))
+        t = run.intervals[grid.base]
+        n_s = len(run.symbols)
+        has = np.array([t.has[s] and grid.base in run.intervals_of(s) for s in range(n_s)],
+                       bool).reshape(n_s, 1)
+        grid.member = run.member & has
+        scored = grid.member & t.scored.reshape(n_s, 1)
+        grid.expected = np.where(scored, t.expected, 0)
+        grid.present = np.where(scored, t.present, 0)
+        # the documents' coverage, rounded as they write it
+        grid.covered = np.where(scored, np.reshape(rounded(t.covered.ravel(), 6),
+                                                   t.covered.shape), 0.0)
+        if t.gap_kind is not None and t.lost is not None:
+            grid.lost = np.where(scored, t.lost, 0)
+        tz = run.calendar.tz
+        w = run.windows
+        if w.n_sessions:
+            grid.timezone = str(getattr(tz, "key", tz))
+        for k in range(w.n_sessions):
+            sl = w.session_slice(k)
+            opens, closes = w.open_ns[sl], w.close_ns[sl]
+            if len(opens):
+                grid.opens[k] = _minute(local_time(int(opens[0]), tz).isoformat())
+                grid.closes[k] = _minute(local_time(int(closes[-1]), tz).isoformat())
+        gaps = gaps_table(run, grid.base)
+        anomalies = None
+        if run.anomalies is not None:
+            anomalies = anomalies_table(run)
+            if run.anomalies.interval != grid.base:   # none of the base interval's
+                anomalies = anomalies.slice(0, 0)
+        grid.count(gaps, anomalies, classified=t.gap_kind is not None)
+        return grid, gaps, anomalies
+
+    @classmethod
+    def of_export(cls, folder: Path, manifest: dict[str, Any]) -> tuple["_Grid", Any, Any]:
+        """The grid of an export, with its gaps and anomalies of the base interval: the
+        kinds and the anomalies from those datasets, the scores and the windows from the
+        session documents (the one place the export holds them)."""
+        grid = cls(manifest)
+        row = {s: i for i, s in enumerate(grid.symbols)}
+        classified = False   # the gaps have kinds (a run's always have)
         for k, doc in enumerate(read_session_docs(folder)):
-            self.timezone = doc.get("timezone", self.timezone)
+            grid.timezone = doc.get("timezone", grid.timezone)
             windows = doc.get("windows") or []
             if windows:
-                self.opens[k] = str(windows[0]["open"])[:16].replace("T", " ")
-                self.closes[k] = str(windows[-1]["close"])[:16].replace("T", " ")
+                grid.opens[k] = _minute(str(windows[0]["open"]))
+                grid.closes[k] = _minute(str(windows[-1]["close"]))
             for symbol, entry in doc.get("symbols", {}).items():
-                iv = entry.get("intervals", {}).get(self.base)
+                iv = entry.get("intervals", {}).get(grid.base)
                 if iv is None or symbol not in row:
                     continue
                 s = row[symbol]
-                self.member[s, k] = True
+                grid.member[s, k] = True
                 q = iv.get("quality")
                 if q is not None:
-                    self.expected[s, k] = q["expected"]
-                    self.present[s, k] = q["present"]
-                    self.covered[s, k] = q["coverage"]
-                    self.lost[s, k] = q.get("lost", 0)
-                for name, c in iv.get("gaps", {}).get("kinds", {}).items():
-                    self.kinds[KINDS.index(name), s, k] = c["missing_bars"]
-                a = iv.get("anomalies")
-                if a:
-                    self.anomalies[s, k] = a["count"]
-                    self.anomalous[s, k] = sum(r["bar_count"] for r in a["ranges"])
+                    grid.expected[s, k] = q["expected"]
+                    grid.present[s, k] = q["present"]
+                    grid.covered[s, k] = q["coverage"]
+                    grid.lost[s, k] = q.get("lost", 0)
+                classified = classified or "kinds" in iv.get("gaps", {})
+        gaps = read_dataset(folder, "gaps", grid.base)
+        anomalies = (read_dataset(folder, "anomalies", grid.base) if grid.has_anomalies
+                     else None)
+        grid.count(gaps, anomalies, classified=classified)
+        return grid, gaps, anomalies
+
+    def count(self, gaps: Any, anomalies: Any, *, classified: bool = True) -> None:
+        """Missing bars per kind (when the gaps are ``classified``), and the anomalies and
+        their bars, per cell of a member, from the gap and anomaly tables of the base
+        interval (``export.gaps_table``, ``export.anomalies_table``)."""
+        shape = self.member.shape
+        size = shape[0] * shape[1]
+        if classified:
+            cell = self._cells(gaps)
+            kind = _codes(gaps.column("kind"), KINDS)
+            bars = gaps.column("bar_count").to_numpy()
+            ok = cell >= 0
+            for i in range(len(KINDS)):
+                m = ok & (kind == i)
+                self.kinds[i] = np.bincount(cell[m], weights=bars[m], minlength=size
+                                            ).astype(np.int64).reshape(shape)
+            self.kinds *= self.member
+        if anomalies is not None and self.anomaly_interval == self.base:
+            cell = self._cells(anomalies)
+            bars = anomalies.column("bar_count").to_numpy()
+            ok = cell >= 0
+            self.anomalies = np.bincount(cell[ok], minlength=size).reshape(shape) * self.member
+            self.anomalous = (np.bincount(cell[ok], weights=bars[ok], minlength=size)
+                              .astype(np.int64).reshape(shape) * self.member)
         # at most the bars present: an anomaly's bars are bars that are there
         self.anomalous = np.minimum(self.anomalous, self.present)
+
+    def _cells(self, table: Any) -> np.ndarray:
+        """Cell ``symbol * sessions + session`` of each row (-1 for a symbol or session the
+        manifest does not list)."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        symbol = table.column("symbol")
+        if pa.types.is_dictionary(symbol.type):
+            symbol = symbol.cast(pa.string())
+        s = pc.index_in(symbol, value_set=pa.array(self.symbols, pa.string()))
+        labels = pa.array(np.array(self.sessions, "datetime64[D]"), pa.date32())
+        k = pc.index_in(table.column("session"), value_set=labels)
+        s_np = s.fill_null(-1).to_numpy()
+        k_np = k.fill_null(-1).to_numpy()
+        return np.where((s_np >= 0) & (k_np >= 0), s_np * len(self.sessions) + k_np, -1)
+
     @staticmethod
     def score(num: np.ndarray, den: np.ndarray) -> np.ndarray:
         return quality_score(num, den)
@@ -173,13 +302,18 @@ def render_report(folder: Path, manifest: dict[str, Any],
                   timeline_sessions: int = TIMELINE_SESSIONS,
                   timeline_symbols: int = TIMELINE_SYMBOLS) -> str:
     """The report page of an export, as HTML text."""
+    grid, gaps, anomalies = _Grid.of_export(Path(folder), manifest)
+    return render_page(grid, manifest, gaps, anomalies, timeline_sessions, timeline_symbols)
+
+
+def render_page(grid: _Grid, manifest: dict[str, Any], gaps: Any, anomalies: Any,
+                timeline_sessions: int = TIMELINE_SESSIONS,
+                timeline_symbols: int = TIMELINE_SYMBOLS) -> str:
+    """The report page of a grid, its manifest (what :func:`run_manifest` holds) and the gap
+    and anomaly tables of its base interval, as HTML text."""
     plotly = _plotly()
-    grid = _Grid(folder, manifest)
     summary = manifest.get("summary") or {}
-    gaps = read_dataset(folder, "gaps", grid.base)
     figures = [("Completeness and data quality by symbol and session", _heatmap(grid))]
-    anomalies = (read_dataset(folder, "anomalies", grid.base) if grid.has_anomalies
-                 else None)
     timeline = _timeline(grid, gaps, timeline_sessions, timeline_symbols, anomalies)
     if timeline is not None:
         figures.append(("Gaps and anomalies of the worst sessions, by kind", timeline))
@@ -449,6 +583,22 @@ def _timeline(grid: _Grid, gaps: Any, n_sessions: int, n_symbols: int,
         updatemenus=[{"type": "dropdown", "x": 1.0, "y": 1.15, "xanchor": "right",
                       "buttons": buttons}])
     return fig
+
+
+def _minute(iso: str) -> str:
+    """``YYYY-MM-DD HH:MM`` of an ISO local time (a timeline's axis bound)."""
+    return iso[:16].replace("T", " ")
+
+
+def _codes(column: Any, names: tuple[str, ...] | list[str]) -> np.ndarray:
+    """The codes (index in ``names``) of a text or dictionary column, -1 for another."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if pa.types.is_dictionary(column.type):
+        column = column.cast(pa.string())
+    return pc.index_in(column, value_set=pa.array(list(names), pa.string())
+                       ).fill_null(-1).to_numpy()
 
 
 def _local(ns: int, tz: Any) -> str:

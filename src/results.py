@@ -530,6 +530,41 @@ class RunResult:
 
     # -- objects on access --------------------------------------------------------------
 
+    def session_range(self, a: int, b: int) -> "RunResult":
+        """The result of sessions ``a`` .. ``b - 1`` alone (renumbered from 0): what their
+        session documents are made of, and nothing of the other sessions."""
+        w = self.windows
+        lo = int(np.searchsorted(w.session_ids, a))
+        hi = int(np.searchsorted(w.session_ids, b))
+        windows = type(w)(w.open_ns[lo:hi], w.close_ns[lo:hi], w.session_ids[lo:hi] - a,
+                          w.sessions[a:b])
+        tables = {}
+        for name, t in self.intervals.items():
+            g = (t.gap_session >= a) & (t.gap_session < b)
+
+            def cut(col: np.ndarray | None) -> np.ndarray | None:
+                return None if col is None else col[g]
+
+            tables[name] = IntervalTable(
+                name, t.bars[:, a:b], t.expected[:, a:b], t.present[:, a:b],
+                t.partial[:, a:b], t.covered[:, a:b], t.gap_symbol[g], t.gap_session[g] - a,
+                t.gap_start[g], t.gap_end[g], t.gap_count[g], t.has, t.scored,
+                gap_kind=cut(t.gap_kind), gap_activity=cut(t.gap_activity),
+                gap_share=cut(t.gap_share), lost=None if t.lost is None else t.lost[:, a:b])
+        anomalies = self.anomalies
+        if anomalies is not None:
+            r = (anomalies.session >= a) & (anomalies.session < b)
+            anomalies = AnomalyTable(anomalies.interval, **{
+                c: (getattr(anomalies, c)[r] - a if c == "session" else getattr(anomalies, c)[r])
+                for c in AnomalyTable.COLUMNS}, params=anomalies.params)
+        return RunResult(
+            self.calendar, windows, self.base, list(self.derived), list(self.symbols), tables,
+            self.member[:, a:b], self.loaded[:, a:b], self.since_ns[:, a:b],
+            self.until_ns[:, a:b], self.unknown[a:b],
+            {(s, k - a): r for (s, k), r in self.rejected.items() if a <= k < b},
+            self.notes[a:b], symbol_derived=self.symbol_derived, symbol_base=self.symbol_base,
+            dataset=self.dataset, dropped=self.dropped, span=self.span, anomalies=anomalies)
+
     def derived_of(self, s: int) -> list[str]:
         return self.symbol_derived.get(self.symbols[s], self.derived)
 

@@ -25,9 +25,11 @@ import numpy as np
 
 from .bars import Bars
 from .calendar import Calendar
+from .engine import SymbolEvent
+from .results import local_time
 
-__all__ = ["SAMPLE_END", "SAMPLE_START", "SEED", "Sample", "SymbolEvent", "generate",
-           "sample_calendar"]
+__all__ = ["SAMPLE_END", "SAMPLE_START", "SCHEDULE", "SEED", "Sample", "generate",
+           "sample_calendar", "sample_events"]
 
 SAMPLE_START = "2024-11-25"
 SAMPLE_END = "2024-12-03"
@@ -39,22 +41,13 @@ _HOLIDAYS = ("2024-11-28", "2024-12-25")
 _EARLY_CLOSES = {"2024-11-29": "13:00", "2024-12-24": "13:00"}
 
 
-@dataclass(frozen=True)
-class SymbolEvent:
-    """A symbol added to or removed from a running session, at an exchange-local time."""
-
-    session: str          # the session's date, YYYY-MM-DD
-    time: str             # exchange-local time of day, HH:MM
-    symbol: str
-    action: str           # "add" or "remove"
-
-    def at_ns(self, calendar: Calendar) -> int:
-        """The event's instant, int64 ns UTC."""
-        day = _dt.date.fromisoformat(self.session)
-        hh, mm = (int(x) for x in self.time.split(":"))
-        local = _dt.datetime(day.year, day.month, day.day, hh, mm, tzinfo=calendar.tz)
-        delta = local - _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
-        return (delta.days * 86_400 + delta.seconds) * 1_000_000_000
+def _local_ns(calendar: Calendar, session: str, time: str) -> int:
+    """The instant (int64 ns UTC) of an exchange-local ``HH:MM`` on a session's date."""
+    day = _dt.date.fromisoformat(session)
+    hh, mm = (int(x) for x in time.split(":"))
+    local = _dt.datetime(day.year, day.month, day.day, hh, mm, tzinfo=calendar.tz)
+    delta = local - _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000
 
 
 @dataclass(frozen=True)
@@ -79,9 +72,12 @@ _PROFILES = {
 # (session, first minute, minutes) of trading halts.
 _HALTS = {"BOLT": [("2024-11-27", "13:42", 37)]}
 
-EVENTS = (
-    SymbolEvent("2024-11-26", "11:00", "NEWT", "add"),
-    SymbolEvent("2024-12-02", "13:00", "DELT", "remove"),
+# The symbols added and removed in the middle of a session: (session, exchange-local time,
+# symbol, action).  A schedule in local time, resolved to SymbolEvents (instants) once the
+# calendar is known.
+SCHEDULE = (
+    ("2024-11-26", "11:00", "NEWT", "add"),
+    ("2024-12-02", "13:00", "DELT", "remove"),
 )
 
 
@@ -94,8 +90,8 @@ class Sample:
     calendar : Calendar
     bars : dict[str, Bars]
         1m bars per symbol over the whole range (what its feed sends).
-    events : list[SymbolEvent]
-        Symbols added and removed in the middle of a session.
+    events : list[engine.SymbolEvent]
+        Symbols added and removed in the middle of a session (:func:`sample_events`).
     sessions : numpy.ndarray
         The session labels (datetime64[D]).
     """
@@ -139,8 +135,9 @@ def generate(seed: int = SEED, calendar: Calendar | None = None) -> Sample:
     calendar = calendar or sample_calendar()
     sessions = calendar.sessions(SAMPLE_START, SAMPLE_END)
     minutes = {str(s): _session_minutes(calendar, s) for s in sessions}
-    first_of = {e.symbol: (e.session, e.at_ns(calendar)) for e in EVENTS if e.action == "add"}
-    last_session = {e.symbol: e.session for e in EVENTS if e.action == "remove"}
+    events = sample_events(calendar)
+    first_of = {e.symbol: (e.session, e.at_ns) for e in events if e.action == "add"}
+    last_session = {e.symbol: e.session for e in events if e.action == "remove"}
     bars = {}
     for k, (symbol, profile) in enumerate(_PROFILES.items()):
         rng = np.random.default_rng([seed, k])
@@ -155,11 +152,25 @@ def generate(seed: int = SEED, calendar: Calendar | None = None) -> Sample:
                 present &= slots >= first_of[symbol][1]
             for day, start, count in _HALTS.get(symbol, ()):
                 if day == label:
-                    t0 = SymbolEvent(day, start, symbol, "halt").at_ns(calendar)
+                    t0 = _local_ns(calendar, day, start)
                     present &= ~((slots >= t0) & (slots < t0 + count * MINUTE_NS))
             parts.append((slots, present))
         bars[symbol] = _walk(rng, parts, profile)
-    return Sample(calendar, bars, list(EVENTS), sessions)
+    return Sample(calendar, bars, events, sessions)
+
+
+def sample_events(calendar: Calendar) -> list[SymbolEvent]:
+    """The sample's :data:`SCHEDULE` as the engine's events on ``calendar``: instants, with
+    the note the summary prints (``+NEWT added at 11:00 EST``)."""
+    events = []
+    for session, time, symbol, action in SCHEDULE:
+        at = _local_ns(calendar, session, time)
+        t = local_time(at, calendar.tz)
+        verb = "added" if action == "add" else "removed"
+        note = (f"{'+' if action == 'add' else '-'}{symbol} {verb} at "
+                f"{t.strftime('%H:%M')} {t.tzname()}")
+        events.append(SymbolEvent(session, at, symbol, action, note))
+    return events
 
 
 def _session_minutes(calendar: Calendar, session) -> np.ndarray:

@@ -8,10 +8,15 @@ again); this process writes the session documents, the gap dataset and the manif
 the commit record.  A run that fails keeps its files under ``OUT/runs/<run>/`` (the error
 says where); the next run into ``OUT`` removes them, or continues that run with ``resume``
 when the job is the same.
+
+The run itself is ``export.run_export``'s, the one export path: this module gives it the
+stage of a store (:func:`store_stage`: where the bars go, the commit), as
+``export.folder_stage`` gives the stage of a folder.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -21,12 +26,13 @@ import shutil
 import tempfile
 import threading
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from . import storage
 from .bars import Bars
 from .engine import Engine, Source
-from .export import BarDatasetWriter, write_run
+from .export import BarDatasetWriter, Stage
+from .export import run_export as export_run_export
 from .results import RunResult
 
 _JOB = "_job.json"
@@ -101,8 +107,24 @@ def run_export(engine: Engine, sources: Sequence[Source] | Mapping[str, Bars], o
                resume: bool = False, job: Any = None, filesystem: Any = None,
                storage_options: Mapping[str, Any] | None = None,
                provenance: dict[str, Any] | None = None) -> RunResult:
-    """``export.run_export`` into an export on an object store (see the module's text); on
-    the engine's executor, threads or a ``distributed.DaskExecutor``."""
+    """``export.run_export`` (the one export path) into an export on an object store (see
+    the module's text), on the engine's executor: threads or a
+    ``distributed.DaskExecutor``."""
+    return export_run_export(
+        engine, sources, out, fmt=fmt, dataset=dataset, span=span, summary=summary,
+        provenance=provenance,
+        stage=store_stage(engine, out, fmt, resume=resume, job=job, filesystem=filesystem,
+                          storage_options=storage_options))
+
+
+@contextlib.contextmanager
+def store_stage(engine: Engine, out: Any, fmt: str = "parquet", *, resume: bool = False,
+                job: Any = None, filesystem: Any = None,
+                storage_options: Mapping[str, Any] | None = None) -> Iterator[Stage]:
+    """The :class:`~sessiondata.export.Stage` of an export on an object store: the bars
+    straight to the run's prefix, the rest into a local folder uploaded when the block ends
+    without an error, the manifest last, then the commit record; the committed runs beyond
+    :data:`KEEP_COMMITTED` are pruned."""
     fs, root = storage.resolve(out, filesystem, storage_options)
     url = str(out) if filesystem is None else storage.url_of(fs, root)
     _writable(fs, root, url)
@@ -124,14 +146,16 @@ def run_export(engine: Engine, sources: Sequence[Source] | Mapping[str, Bars], o
     if dask:
         executor.store, executor.mark = StoreResults(fs, f"{prefix}/{_RESULTS}"), None
         executor._calls = 0
-    try:
-        result = engine.run(sources, dataset=dataset, span=span, sink=writer)
+
+    def run_engine(engine_run: Callable[[], RunResult]) -> RunResult:
+        result = engine_run()
         writer.close()
+        return result
+
+    try:
         tmp = Path(tempfile.mkdtemp(prefix="sessiondata-store-export-"))
         try:
-            write_run(result, tmp, fmt=fmt, bars=writer,
-                      summary=summary(result) if summary is not None else None,
-                      provenance=provenance)
+            yield Stage(writer, tmp, run_engine)
             manifest = json.loads((tmp / "manifest.json").read_text(encoding="utf-8"))
             storage.delete(fs, storage.list_files(fs, f"{prefix}/{_RESULTS}"))
             storage.delete(fs, [f"{prefix}/{_JOB}"])
@@ -154,7 +178,6 @@ def run_export(engine: Engine, sources: Sequence[Source] | Mapping[str, Bars], o
         if dask:
             executor.store = executor.mark = None
     _prune(fs, root)
-    return result
 
 
 def _writable(fs: Any, root: str, url: str) -> None:

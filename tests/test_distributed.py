@@ -231,6 +231,57 @@ def engine(client=None, **kw) -> Engine:
     return Engine(WEEKDAYS, executor=executor, **kw)
 
 
+def test_the_workers_write_the_session_documents_byte_for_byte(client, tmp_path,
+                                                              monkeypatch):
+    """Under Dask the session documents are built on the workers, a range of sessions a
+    task (``DaskExecutor.write_docs``): the same bytes as the threaded run's, on a run long
+    enough for several tasks, with gaps of every kind, anomalies and a symbol event."""
+    from sessiondata import documents as doc_module
+    from sessiondata.engine import SymbolEvent
+    from sessiondata.synthetic import anomaly_universe
+
+    u = anomaly_universe(n_symbols=4, n_sessions=70, seed=5, rates={"clock_stamp": 0.0})
+    day = str(u.calendar.sessions("2024-02-01", "2024-02-10")[0])
+    at = int(u.calendar.session_windows(day).open_ns[0]) + 90 * MINUTE
+    symbol = sorted(u.bars)[1]
+    events = [SymbolEvent(day, at, symbol, "remove", f"-{symbol}")]
+    threads = sessiondata.run(u.bars, u.calendar, out=tmp_path / "threads", events=events)
+    built_here = []
+    real = doc_module.write_session_docs
+
+    def spy(run, folder, **kw):   # this process: nothing under Dask
+        built_here.append(len(run.sessions))
+        return real(run, folder, **kw)
+
+    monkeypatch.setattr("sessiondata.export.write_session_docs", spy)
+    dask = sessiondata.run(u.bars, u.calendar, out=tmp_path / "dask", events=events,
+                           client=client)
+    assert built_here == []
+    assert len(threads.sessions) == 70 and len(threads.anomalies) > 0
+    names = sorted(p.name for p in (tmp_path / "threads" / "sessions").iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "dask" / "sessions").iterdir())
+    assert len(names) == 70
+    for name in names:
+        assert ((tmp_path / "threads" / "sessions" / name).read_bytes()
+                == (tmp_path / "dask" / "sessions" / name).read_bytes()), name
+    assert documents(dask) == documents(threads)
+
+
+def test_the_documents_of_a_range_of_sessions_are_the_runs():
+    """``RunResult.session_range`` (what a worker builds documents from) holds what the
+    documents of its sessions are made of: the same bytes, for any range."""
+    from sessiondata.synthetic import anomaly_universe
+
+    u = anomaly_universe(n_symbols=3, n_sessions=12, seed=5, rates={"clock_stamp": 0.0})
+    run = sessiondata.run(u.bars, u.calendar)
+    assert len(run.anomalies) > 0
+    whole = documents(run)
+    for a, b in [(0, 12), (0, 1), (3, 7), (11, 12), (5, 5)]:
+        part = run.session_range(a, b)
+        assert list(part.sessions) == list(run.sessions[a:b])
+        assert documents(part) == whole[a:b], (a, b)
+
+
 def test_a_partition_whose_process_dies_is_run_again_once(client, universe, tmp_path):
     sources = job.file_sources(universe, WEEKDAYS, "1m", "raise", {})
     run_export(engine(), sources, tmp_path / "threads")

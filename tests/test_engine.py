@@ -112,12 +112,12 @@ def test_engine_equals_the_live_session_on_the_sample(tmp_path):
         w = co.session_data.windows
         open_ns, close_ns = int(w.open_ns[0]), int(w.close_ns[-1])
         events = sorted((e for e in smp.events if e.session == label),
-                        key=lambda e: e.at_ns(cal))
+                        key=lambda e: e.at_ns)
         members = [s for s, b in smp.bars.items()
                    if len(b) and b.ts[0] < close_ns and b.ts[-1] >= open_ns]
         since = {}
         added = {e.symbol for e in events if e.action == "add"}
-        times = [open_ns] + [e.at_ns(cal) for e in events] + [close_ns]
+        times = [open_ns] + [e.at_ns for e in events] + [close_ns]
 
         def part(symbol, lo, hi):
             b = smp.bars[symbol]

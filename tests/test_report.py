@@ -61,6 +61,35 @@ def test_report_command_and_run_report(sample_export, tmp_path, capsys):
     assert main(["report", str(tmp_path / "nothing")]) == 2
 
 
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+CME = DATA / "6EH4.XCME_1min_bars_20240101_20240131.csv.gz"
+
+
+@pytest.mark.parametrize("case", ["sample", "sample-no-anomalies", "cme"])
+def test_the_run_draws_the_page_the_export_draws(case, tmp_path, monkeypatch):
+    """``run --report`` draws the page from the run's columns and reads nothing of the
+    export back; ``report DIR`` reads the export: the same page, byte for byte."""
+    args = ["--anomalies", "none"] if case == "sample-no-anomalies" else []
+    if case == "cme":
+        if not CME.exists():
+            pytest.skip(f"{CME} is not here")
+        args = [str(CME), "--calendar", "CME_GLOBEX", "--stamp", "end"]
+    import sessiondata.report as report
+
+    def no_reading(*_a, **_k):
+        raise AssertionError("the report of a run read the export back")
+
+    out = tmp_path / "out"
+    with monkeypatch.context() as m:
+        for name in ("read_session_docs", "read_dataset", "read_manifest"):
+            m.setattr(report, name, no_reading)
+        assert main(["run", *args, "--out", str(out), "--report", "-q"]) == 0
+    assert main(["report", str(out), "--output", str(tmp_path / "again.html")]) == 0
+    page = (out / "report.html").read_bytes()
+    assert page == (tmp_path / "again.html").read_bytes()
+    assert b"Worst sessions" in page
+
+
 # -- in a browser -------------------------------------------------------------------------
 
 

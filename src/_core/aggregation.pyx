@@ -11,9 +11,9 @@ import numpy as np
 
 from common cimport (
     FAULT_MISALIGNED, FAULT_NONE, FAULT_OUTSIDE, FAULT_OVERFLOW, FAULT_UNSORTED, ColumnStore,
-    Rollup, ceil_div, count_add, f64, i64, rollup_emit, rollup_feed, rollup_init, slot_floor,
-    slots_from, span, step_end, store_free, store_init, store_reserve, store_snapshot, as_i64,
-    check_grid, check_length, u64,
+    GridCursor, Rollup, bucket_slots, count_add, f64, grid_locate, i64, on_slot, rollup_emit,
+    rollup_feed, rollup_init, slots_from, span, step_end, store_free, store_init, store_reserve,
+    store_snapshot, as_i64, check_grid, check_length, u64,
 )
 
 
@@ -45,7 +45,8 @@ def aggregate_bars(
     window, off the base grid, out of order, or more buckets than ``out_*`` can hold).
     """
     cdef Py_ssize_t n = ts.shape[0], nw = g_open.shape[0], cap = out_ts.shape[0]
-    cdef Py_ssize_t i, w = 0, m = 0
+    cdef Py_ssize_t i, m = 0
+    cdef GridCursor g
     cdef i64 t, prev, start = 0, end, expected = 1, origin = 0, wclose = 0
     cdef f64 o = 0, h = 0, lo = 0, c = 0, v = 0
     cdef i64 count = 0
@@ -63,11 +64,12 @@ def aggregate_bars(
     check_length(g_base_slots.shape[0], nw, "g_base_slots", "aggregate_bars")
     if base_ns <= 0 or step_ns < 0 or (step_ns > 0 and step_ns % base_ns != 0):
         raise ValueError(f"aggregate_bars: bad steps: step_ns={step_ns}, base_ns={base_ns}")
-    full_bucket = step_ns // base_ns if step_ns > 0 else 0
+    full_bucket = bucket_slots(0, step_ns, base_ns) if step_ns > 0 else 0
     if n == 0:
         return 0, FAULT_NONE, -1
     if nw == 0:
         return 0, FAULT_OUTSIDE, 0
+    g.window = 0
     with nogil:
         # The first bar opens a bucket through the window search, whatever its sign.
         prev = ts[0]
@@ -84,7 +86,7 @@ def aggregate_bars(
                         fault = FAULT_UNSORTED
                         bad_row = i
                         break
-                    if step_ns > 0 and span(origin, t) % <u64> base_ns != 0:
+                    if step_ns > 0 and not on_slot(origin, base_ns, t):
                         fault = FAULT_MISALIGNED
                         bad_row = i
                         break
@@ -116,34 +118,32 @@ def aggregate_bars(
                 if step_ns > 0 and end < wclose and t < wclose and span(end, t) < <u64> step_ns:
                     # The next bucket of the same window: no division unless a bar is missing.
                     start = end
-                    if t != start and span(origin, t) % <u64> base_ns != 0:
+                    end = step_end(start, step_ns, wclose)   # clipped before it passes int64
+                    if t != start and not on_slot(origin, base_ns, t):
                         fault = FAULT_MISALIGNED
                         bad_row = i
                         break
                 else:
-                    while w < nw and t >= g_close[w]:
-                        w += 1
-                    if w == nw or t < g_open[w]:
+                    if not grid_locate(&g, &g_open[0], &g_close[0], nw, step_ns, t):
                         fault = FAULT_OUTSIDE
                         bad_row = i
                         break
-                    origin = g_open[w]
-                    wclose = g_close[w]
+                    origin = g_open[g.window]
+                    wclose = g_close[g.window]
                     # A session-wide bucket spans breaks, so its open is no base-grid origin:
                     # the caller checks such bars against the real windows instead.
-                    if step_ns > 0 and span(origin, t) % <u64> base_ns != 0:
+                    if step_ns > 0 and not on_slot(origin, base_ns, t):
                         fault = FAULT_MISALIGNED
                         bad_row = i
                         break
-                    start = slot_floor(origin, step_ns, t) if step_ns > 0 else origin
-                # Clipped to the close before it can pass int64.
-                end = step_end(start, step_ns, wclose) if step_ns > 0 else wclose
+                    start = g.slot_start
+                    end = g.slot_end
                 if step_ns <= 0:
-                    expected = g_base_slots[w]
+                    expected = g_base_slots[g.window]
                 elif end - start == step_ns:
                     expected = full_bucket
                 else:
-                    expected = ceil_div(end - start, base_ns)
+                    expected = bucket_slots(start, end, base_ns)
                 o = open[i]
                 h = high[i]
                 lo = low[i]

@@ -85,6 +85,17 @@ cdef inline i64 slot_floor(i64 origin, i64 step, i64 t) noexcept nogil:
     return <i64> (<u64> origin + (off - off % <u64> step))
 
 
+cdef inline bint on_slot(i64 origin, i64 step, i64 t) noexcept nogil:
+    """Whether t is the start of a step-long slot from origin (t >= origin, step > 0)."""
+    return span(origin, t) % <u64> step == 0
+
+
+cdef inline i64 bucket_slots(i64 start, i64 end, i64 base_ns) noexcept nogil:
+    """How many base slots the bucket [start, end) of a window holds (end clipped to the
+    close, so the last bucket of a window may hold fewer; end - start <= step fits int64)."""
+    return ceil_div(end - start, base_ns)
+
+
 cdef inline u64 slots_from(i64 start, i64 close, i64 step_ns) noexcept nogil:
     """Slots from start (a slot start) to the window's close: the whole window is one slot
     when step_ns <= 0.  May exceed int64 (one-ns slots over the whole range)."""
@@ -246,7 +257,7 @@ cdef inline Py_ssize_t walker_step_to(GapWalker* s, const i64* g_open, const i64
         return n_runs
     if t != s.next_slot:
         # Off the common path (a gap): the only place that needs a division.
-        if step_ns <= 0 or span(g_open[w], t) % <u64> step_ns != 0:
+        if step_ns <= 0 or not on_slot(g_open[w], step_ns, t):
             fault[0] = FAULT_MISALIGNED
             return n_runs
         n_runs = walker_run(s, s.next_slot, span(s.next_slot, t) // <u64> step_ns,
@@ -444,7 +455,7 @@ cdef inline i64 bucket_expected(Rollup* r) noexcept nogil:
     """Base slots in the bucket the cursor points at."""
     if r.step_ns <= 0:
         return r.g_base_slots[r.cursor.window]
-    return ceil_div(r.cursor.slot_end - r.cursor.slot_start, r.base_ns)
+    return bucket_slots(r.cursor.slot_start, r.cursor.slot_end, r.base_ns)
 
 
 cdef inline int rollup_emit(Rollup* r, ColumnStore* out) noexcept nogil:
