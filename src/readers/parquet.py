@@ -10,7 +10,7 @@ import numpy as np
 
 from ..bars import PRICE_COLUMNS
 
-from .base import (_DAY_NS, _NS_MAX, _READ_ERRORS, _random_access, _stem, _UNIT_NS, _why,
+from .base import (_arrow_numpy, _DAY_NS, _NS_MAX, _READ_ERRORS, _random_access, _stem, _UNIT_NS, _why,
                    ReadError, ReadOptions)
 from .layout import _detect_layout
 from .timeparse import (
@@ -158,7 +158,7 @@ def _arrow_chunk(columns, rows, layout, symbol, parser, collector, source, name)
             arr = pc.cast(arr, pa.float64())
         if arr.null_count:
             arr = arr.fill_null(0.0)
-        cols.append(arr.to_numpy(zero_copy_only=False))
+        cols.append(_arrow_numpy(arr))
     for col in layout.time_columns:
         missing(columns[col], col)
     if layout.ts is not None:
@@ -217,7 +217,7 @@ def _arrow_chunk(columns, rows, layout, symbol, parser, collector, source, name)
         # One check per distinct symbol: the column as codes into its distinct values.
         enc = pc.dictionary_encode(arr.fill_null("") if arr.null_count else arr)
         names = [v.strip() for v in enc.dictionary.to_pylist()]
-        codes = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        codes = _arrow_numpy(enc.indices).astype(np.int64)
         blank = np.array([not v for v in names], bool)
         if blank.any():
             empty = blank[codes] & ok
