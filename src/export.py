@@ -64,12 +64,15 @@ GAP_COLUMNS = ["symbol", "session", "start", "end", "bar_count", "kind", "activi
                "share_missing"]
 
 
-def _arrow() -> Any:
+def _arrow(full: bool = True) -> Any:
+    """pyarrow with its Parquet module, and with ``full`` its CSV and compute modules too
+    (the main job's Parquet export needs neither: ~0.1 s of its start-up)."""
     try:
         import pyarrow
-        import pyarrow.compute  # noqa: F401
-        import pyarrow.csv  # noqa: F401
         import pyarrow.parquet  # noqa: F401
+        if full:
+            import pyarrow.compute  # noqa: F401
+            import pyarrow.csv  # noqa: F401
     except ImportError:  # pragma: no cover - pyarrow is a dependency
         raise ImportError("exports need pyarrow: pip install pyarrow") from None
     return pyarrow
@@ -259,7 +262,7 @@ class BarDatasetWriter:
                  per_partition: bool = False):
         if fmt not in FORMATS:
             raise ValueError(f"bar format must be one of {FORMATS}, got {fmt!r}")
-        _arrow()
+        _arrow(full=fmt == "csv")
         self.root = Path(root) / "bars"
         self.fmt = fmt
         self.per_partition = per_partition
@@ -287,7 +290,7 @@ class BarDatasetWriter:
     def _write_part(self, interval: str, name: str, symbols: list[str],
                     table: "pa.Table") -> None:
         """A partition's file of one interval (per-partition mode), replaced atomically."""
-        pa = _arrow()
+        pa = _arrow(full=self.fmt == "csv")
         if not self.root.parent.is_dir():  # the run is over (a task left running by it)
             raise FileNotFoundError(errno.ENOENT, "the export's staging folder is gone",
                                     str(self.root.parent))
@@ -323,7 +326,7 @@ class BarDatasetWriter:
         self._new_file(interval, table.schema).write_table(table)
 
     def _new_file(self, interval: str, schema: "pa.Schema") -> Any:
-        pa = _arrow()
+        pa = _arrow(full=self.fmt == "csv")
         with self._lock:
             number = next(self._numbers)
         folder = self.root / f"interval={interval}"
@@ -382,7 +385,7 @@ def bars_table(pieces: list[tuple[str, np.ndarray, Bars]], plain: bool = False) 
 
     A chunk per symbol over the bars' own arrays (no copy, no pandas: ``arrowcols``); the
     writer writes the chunks of a table as they are."""
-    pa = _arrow()
+    pa = _arrow(full=False)
     schema = _schema("bars")
     names = strings([s for s, _, _ in pieces])
     ts_type, f64, i64, i32 = schema.field("ts").type, pa.float64(), pa.int64(), pa.int32()
@@ -414,7 +417,7 @@ def _days(labels: np.ndarray) -> np.ndarray:
 def gaps_table(run: RunResult, interval: str) -> "pa.Table":
     """Every gap of an interval: symbol, session, start, end (exclusive), bar_count, and its
     kind with the inputs that explain it (``classify``: kind, activity, share_missing)."""
-    pa = _arrow()
+    pa = _arrow(full=False)
     t = run.intervals[interval]
     g = len(t.gap_count)
     kind = t.gap_kind if t.gap_kind is not None else np.zeros(g, np.int8)
@@ -438,7 +441,7 @@ def anomalies_table(run: RunResult) -> "pa.Table":
     session, kind, start, end (exclusive), bar_count, the evidence (value, baseline, score,
     ref: see ``anomalies.EVIDENCE``), part/parts (an anomaly spanning sessions) and the gap
     kind of a ``filled`` run (null for the other kinds)."""
-    pa = _arrow()
+    pa = _arrow(full=False)
     a = run.anomalies
     assert a is not None
     unit = pa.timestamp("ns", tz="UTC")
@@ -461,7 +464,7 @@ def anomalies_table(run: RunResult) -> "pa.Table":
 def _write_table(table: "pa.Table", gdir: Path, fmt: str, strings: tuple[str, ...]) -> None:
     """One dataset file (``part-00000``) of a table; dictionary columns as plain text in
     CSV."""
-    pa = _arrow()
+    pa = _arrow(full=fmt == "csv")
     gdir.mkdir(parents=True, exist_ok=True)
     if fmt == "parquet":
         pa.parquet.write_table(table, gdir / "part-00000.parquet",
@@ -482,7 +485,7 @@ def write_run(run: RunResult, folder: str | os.PathLike, *, fmt: str = "parquet"
     """Write a run's session documents, gap dataset and manifest into ``folder`` (a staging
     folder: see :func:`staged`); ``bars`` is the writer the engine filled; ``workers``
     processes build the documents (``documents.write_session_docs``)."""
-    pa = _arrow()
+    pa = _arrow(full=fmt == "csv")
     folder = Path(folder)
     sessions = folder / "sessions"
     sessions.mkdir(parents=True, exist_ok=True)
@@ -621,7 +624,7 @@ def read_dataset(folder: str | os.PathLike, what: str = "bars",
 
 
 def _schema(what: str) -> "pa.Schema":
-    pa = _arrow()
+    pa = _arrow(full=False)
     ts = pa.timestamp("ns", tz="UTC")
     sym = pa.dictionary(pa.int32(), pa.string())
     if what == "bars":
