@@ -19,14 +19,23 @@ _NUMPY_OF = {"int8": "i1", "int16": "i2", "int32": "i4", "int64": "i8", "uint8":
              "date32[day]": "i4"}
 
 
+_STORAGE: dict[Any, np.dtype | None] = {}   # Arrow type -> dtype of its values buffer
+
+
 def _storage_dtype(typ: Any) -> np.dtype | None:
     """The NumPy dtype of the values buffer of a fixed-width Arrow type (None otherwise)."""
+    got = _STORAGE.get(typ, False)
+    if got is not False:
+        return got  # type: ignore[return-value]
     import pyarrow as pa
 
     if pa.types.is_timestamp(typ) or pa.types.is_date64(typ) or pa.types.is_duration(typ):
-        return np.dtype(np.int64)
-    name = _NUMPY_OF.get(str(typ))
-    return None if name is None else np.dtype(name)
+        dt: np.dtype | None = np.dtype(np.int64)
+    else:
+        name = _NUMPY_OF.get(str(typ))
+        dt = None if name is None else np.dtype(name)
+    _STORAGE[typ] = dt
+    return dt
 
 
 def to_numpy(arr: Any) -> np.ndarray:
@@ -59,7 +68,8 @@ def from_numpy(values: np.ndarray, typ: Any, mask: np.ndarray | None = None) -> 
     dtype = _storage_dtype(typ)
     if dtype is None:  # pragma: no cover - a caller's mistake
         raise TypeError(f"from_numpy takes a fixed-width number type, got {typ}")
-    v = np.ascontiguousarray(values, dtype=dtype)
+    v = values if (type(values) is np.ndarray and values.dtype == dtype
+                   and values.flags.c_contiguous) else np.ascontiguousarray(values, dtype=dtype)
     validity, nulls = None, 0
     if mask is not None:
         mask = np.asarray(mask, bool)

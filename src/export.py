@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import hashlib
 import itertools
 import json
@@ -623,6 +624,7 @@ def read_dataset(folder: str | os.PathLike, what: str = "bars",
     return table.set_column(0, "symbol", table.column("symbol").cast(pa.string()))
 
 
+@functools.lru_cache(maxsize=None)
 def _schema(what: str) -> "pa.Schema":
     pa = _arrow(full=False)
     ts = pa.timestamp("ns", tz="UTC")
