@@ -1109,20 +1109,20 @@ _STORE_FORMAT = 1
 
 
 def _store_path(code: str) -> "Path | None":
-    import importlib.metadata
+    import importlib.util
     import os
+
+    from .versions import installed_version
 
     root = os.environ.get("SESSIONDATA_CACHE")
     if root is not None and root.strip().lower() in ("", "0", "off", "no", "false"):
         return None
-    import importlib.util
-
     try:
-        version = importlib.metadata.version("exchange_calendars")
         importable = importlib.util.find_spec("exchange_calendars") is not None
-    except (importlib.metadata.PackageNotFoundError, ImportError, ValueError):
+    except (ImportError, ValueError):
         return None
-    if not importable:       # without the package no stored calendar is used either
+    version = installed_version("exchange_calendars") if importable else None
+    if version is None:       # without the package no stored calendar is used either
         return None
     if root is None:
         base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")

@@ -464,7 +464,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     out = None if args.no_export else args.out
     options = read_options(args)
     parts = 1
-    if args.data is not None and not _is_store_url(args.data) and Path(args.data).is_dir() \
+    # The folder is listed for the progress bar's total only when a bar can show (a quiet
+    # or redirected run lists it once, in job.run).
+    if not args.quiet and _isatty(sys.stderr) and args.data is not None \
+            and not _is_store_url(args.data) and Path(args.data).is_dir() \
             and options.get("format") is None:
         with warnings.catch_warnings():     # job.run warns of each skipped file, once
             warnings.simplefilter("ignore", readers.ReadWarning)

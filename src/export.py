@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import hashlib
 import itertools
 import json
@@ -45,6 +46,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 
+from .arrowcols import dictionary, from_numpy, strings
 from .bars import Bars
 from .documents import dumps, write_session_docs
 from .results import ANOMALY_KINDS, KINDS, RunResult, paused_gc
@@ -63,12 +65,15 @@ GAP_COLUMNS = ["symbol", "session", "start", "end", "bar_count", "kind", "activi
                "share_missing"]
 
 
-def _arrow() -> Any:
+def _arrow(full: bool = True) -> Any:
+    """pyarrow with its Parquet module, and with ``full`` its CSV and compute modules too
+    (the main job's Parquet export needs neither: ~0.1 s of its start-up)."""
     try:
         import pyarrow
-        import pyarrow.compute  # noqa: F401
-        import pyarrow.csv  # noqa: F401
         import pyarrow.parquet  # noqa: F401
+        if full:
+            import pyarrow.compute  # noqa: F401
+            import pyarrow.csv  # noqa: F401
     except ImportError:  # pragma: no cover - pyarrow is a dependency
         raise ImportError("exports need pyarrow: pip install pyarrow") from None
     return pyarrow
@@ -258,7 +263,7 @@ class BarDatasetWriter:
                  per_partition: bool = False):
         if fmt not in FORMATS:
             raise ValueError(f"bar format must be one of {FORMATS}, got {fmt!r}")
-        _arrow()
+        _arrow(full=fmt == "csv")
         self.root = Path(root) / "bars"
         self.fmt = fmt
         self.per_partition = per_partition
@@ -286,7 +291,7 @@ class BarDatasetWriter:
     def _write_part(self, interval: str, name: str, symbols: list[str],
                     table: "pa.Table") -> None:
         """A partition's file of one interval (per-partition mode), replaced atomically."""
-        pa = _arrow()
+        pa = _arrow(full=self.fmt == "csv")
         if not self.root.parent.is_dir():  # the run is over (a task left running by it)
             raise FileNotFoundError(errno.ENOENT, "the export's staging folder is gone",
                                     str(self.root.parent))
@@ -322,7 +327,7 @@ class BarDatasetWriter:
         self._new_file(interval, table.schema).write_table(table)
 
     def _new_file(self, interval: str, schema: "pa.Schema") -> Any:
-        pa = _arrow()
+        pa = _arrow(full=self.fmt == "csv")
         with self._lock:
             number = next(self._numbers)
         folder = self.root / f"interval={interval}"
@@ -377,57 +382,59 @@ class _BarPart:
 def bars_table(pieces: list[tuple[str, np.ndarray, Bars]], plain: bool = False) -> "pa.Table":
     """One Arrow table of the bars of several symbols: ``symbol`` (dictionary, or plain
     strings with ``plain``), ``session`` (date), ``ts`` (timestamp, UTC), prices, volume,
-    ``count`` and ``coverage`` (1 and 1.0 for base bars)."""
-    pa = _arrow()
-    sizes = [len(b) for _, _, b in pieces]
-    symbols = pa.DictionaryArray.from_arrays(
-        np.repeat(np.arange(len(pieces), dtype=np.int32), sizes),
-        pa.array([s for s, _, _ in pieces], pa.string()))
+    ``count`` and ``coverage`` (1 and 1.0 for base bars).
+
+    A chunk per symbol over the bars' own arrays (no copy, no pandas: ``arrowcols``); the
+    writer writes the chunks of a table as they are."""
+    pa = _arrow(full=False)
+    schema = _schema("bars")
+    names = strings([s for s, _, _ in pieces])
+    ts_type, f64, i64, i32 = schema.field("ts").type, pa.float64(), pa.int64(), pa.int32()
+    batches = []
+    for i, (_, sessions, b) in enumerate(pieces):
+        n = len(b)
+        days = np.asarray(sessions).astype("datetime64[D]").view(np.int64).astype(np.int32)
+        count = b.count if b.count is not None else np.ones(n, np.int64)
+        coverage = b.coverage if b.coverage is not None else np.ones(n, np.float64)
+        batches.append(pa.RecordBatch.from_arrays([
+            pa.DictionaryArray.from_arrays(from_numpy(np.full(n, i, np.int32), i32), names),
+            from_numpy(days, pa.date32()),
+            from_numpy(b.ts, ts_type),
+            from_numpy(b.open, f64), from_numpy(b.high, f64), from_numpy(b.low, f64),
+            from_numpy(b.close, f64), from_numpy(b.volume, f64),
+            from_numpy(count, i64), from_numpy(coverage, f64),
+        ], schema=schema))
+    table = pa.Table.from_batches(batches, schema=schema)
     if plain:
-        symbols = symbols.cast(pa.string())
+        table = table.set_column(0, "symbol", table.column("symbol").cast(pa.string()))
+    return table
 
-    def cat(get: Any) -> np.ndarray:
-        return np.concatenate([get(b) for _, _, b in pieces]) if pieces else np.empty(0)
 
-    sessions = np.concatenate([s for _, s, _ in pieces]).astype("datetime64[D]")
-    count = cat(lambda b: b.count if b.count is not None else np.ones(len(b), np.int64))
-    coverage = cat(lambda b: b.coverage if b.coverage is not None
-                   else np.ones(len(b), np.float64))
-    return pa.table({
-        "symbol": symbols,
-        "session": pa.array(sessions, pa.date32()),
-        "ts": pa.array(cat(lambda b: b.ts), pa.timestamp("ns", tz="UTC")),
-        "open": cat(lambda b: b.open),
-        "high": cat(lambda b: b.high),
-        "low": cat(lambda b: b.low),
-        "close": cat(lambda b: b.close),
-        "volume": cat(lambda b: b.volume),
-        "count": count.astype(np.int64),
-        "coverage": coverage.astype(np.float64),
-    })
+def _days(labels: np.ndarray) -> np.ndarray:
+    """Session labels (datetime64) as int32 days since 1970-01-01 (Arrow's date32)."""
+    return np.asarray(labels).astype("datetime64[D]").view(np.int64).astype(np.int32)
 
 
 def gaps_table(run: RunResult, interval: str) -> "pa.Table":
     """Every gap of an interval: symbol, session, start, end (exclusive), bar_count, and its
     kind with the inputs that explain it (``classify``: kind, activity, share_missing)."""
-    pa = _arrow()
+    pa = _arrow(full=False)
     t = run.intervals[interval]
     g = len(t.gap_count)
     kind = t.gap_kind if t.gap_kind is not None else np.zeros(g, np.int8)
     activity = t.gap_activity if t.gap_activity is not None else np.full(g, np.nan)
     share = t.gap_share if t.gap_share is not None else np.full(g, np.nan)
-    return pa.table({
-        "symbol": pa.DictionaryArray.from_arrays(t.gap_symbol.astype(np.int32),
-                                                 pa.array(run.symbols, pa.string())),
-        "session": pa.array(run.sessions[t.gap_session].astype("datetime64[D]"), pa.date32()),
-        "start": pa.array(t.gap_start, pa.timestamp("ns", tz="UTC")),
-        "end": pa.array(t.gap_end, pa.timestamp("ns", tz="UTC")),
-        "bar_count": t.gap_count,
-        "kind": pa.DictionaryArray.from_arrays(kind.astype(np.int32),
-                                               pa.array(list(KINDS), pa.string())),
-        "activity": pa.array(activity, pa.float64(), from_pandas=True),
-        "share_missing": pa.array(share, pa.float64(), from_pandas=True),
-    })
+    unit = pa.timestamp("ns", tz="UTC")
+    return pa.Table.from_arrays([
+        dictionary(t.gap_symbol, run.symbols),
+        from_numpy(_days(run.sessions[t.gap_session]), pa.date32()),
+        from_numpy(t.gap_start, unit),
+        from_numpy(t.gap_end, unit),
+        from_numpy(t.gap_count, pa.int64()),
+        dictionary(kind, KINDS),
+        from_numpy(activity, pa.float64(), mask=np.isnan(activity)),
+        from_numpy(share, pa.float64(), mask=np.isnan(share)),
+    ], names=GAP_COLUMNS)
 
 
 def anomalies_table(run: RunResult) -> "pa.Table":
@@ -435,33 +442,30 @@ def anomalies_table(run: RunResult) -> "pa.Table":
     session, kind, start, end (exclusive), bar_count, the evidence (value, baseline, score,
     ref: see ``anomalies.EVIDENCE``), part/parts (an anomaly spanning sessions) and the gap
     kind of a ``filled`` run (null for the other kinds)."""
-    pa = _arrow()
+    pa = _arrow(full=False)
     a = run.anomalies
     assert a is not None
     unit = pa.timestamp("ns", tz="UTC")
-    return pa.table({
-        "symbol": pa.DictionaryArray.from_arrays(a.symbol.astype(np.int32),
-                                                 pa.array(run.symbols, pa.string())),
-        "session": pa.array(run.sessions[a.session].astype("datetime64[D]"), pa.date32()),
-        "kind": pa.DictionaryArray.from_arrays(a.kind.astype(np.int32),
-                                               pa.array(list(ANOMALY_KINDS), pa.string())),
-        "start": pa.array(a.start, unit), "end": pa.array(a.end, unit),
-        "bar_count": pa.array(a.bar_count, pa.int64()),
-        "value": pa.array(a.value, pa.float64()),
-        "baseline": pa.array(a.baseline, pa.float64()),
-        "score": pa.array(a.score, pa.float64()),
-        "ref": pa.array(a.ref, unit, mask=a.ref == 0),
-        "part": pa.array(a.part, pa.int64()), "parts": pa.array(a.parts, pa.int64()),
-        "gap_kind": pa.DictionaryArray.from_arrays(
-            pa.array(a.gap_kind.astype(np.int32), mask=a.gap_kind < 0),
-            pa.array(list(KINDS), pa.string())),
-    })
+    return pa.Table.from_arrays([
+        dictionary(a.symbol, run.symbols),
+        from_numpy(_days(run.sessions[a.session]), pa.date32()),
+        dictionary(a.kind, ANOMALY_KINDS),
+        from_numpy(a.start, unit), from_numpy(a.end, unit),
+        from_numpy(a.bar_count, pa.int64()),
+        from_numpy(a.value, pa.float64()),
+        from_numpy(a.baseline, pa.float64()),
+        from_numpy(a.score, pa.float64()),
+        from_numpy(a.ref, unit, mask=np.asarray(a.ref) == 0),
+        from_numpy(a.part, pa.int64()), from_numpy(a.parts, pa.int64()),
+        dictionary(a.gap_kind, KINDS, mask=np.asarray(a.gap_kind) < 0),
+    ], names=["symbol", "session", "kind", "start", "end", "bar_count", "value", "baseline",
+              "score", "ref", "part", "parts", "gap_kind"])
 
 
 def _write_table(table: "pa.Table", gdir: Path, fmt: str, strings: tuple[str, ...]) -> None:
     """One dataset file (``part-00000``) of a table; dictionary columns as plain text in
     CSV."""
-    pa = _arrow()
+    pa = _arrow(full=fmt == "csv")
     gdir.mkdir(parents=True, exist_ok=True)
     if fmt == "parquet":
         pa.parquet.write_table(table, gdir / "part-00000.parquet",
@@ -484,7 +488,7 @@ def write_run(run: RunResult, folder: str | os.PathLike, *, fmt: str = "parquet"
     folder: see :func:`staged`); ``bars`` is the writer the engine filled; ``workers``
     processes build the documents (``documents.write_session_docs``), or ``docs(run,
     folder)`` does (``DaskExecutor.write_docs``: on the workers)."""
-    pa = _arrow()
+    pa = _arrow(full=fmt == "csv")
     folder = Path(folder)
     sessions = folder / "sessions"
     sessions.mkdir(parents=True, exist_ok=True)
@@ -664,8 +668,9 @@ def read_dataset(folder: str | os.PathLike, what: str = "bars",
     return table.set_column(0, "symbol", table.column("symbol").cast(pa.string()))
 
 
+@functools.lru_cache(maxsize=None)
 def _schema(what: str) -> "pa.Schema":
-    pa = _arrow()
+    pa = _arrow(full=False)
     ts = pa.timestamp("ns", tz="UTC")
     sym = pa.dictionary(pa.int32(), pa.string())
     if what == "bars":

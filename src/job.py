@@ -189,15 +189,9 @@ def provenance(data: Any, engine: Engine, *, fmt: str,
     move results (an upgrade of exchange_calendars moves holidays without a word)."""
     import platform
     from dataclasses import fields
-    from importlib import metadata
 
     from . import __version__
-
-    def version(dist: str) -> str | None:
-        try:
-            return metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            return None
+    from .versions import installed_version as version
 
     c = engine.classify
     options: dict[str, Any] = {

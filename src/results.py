@@ -177,8 +177,10 @@ _TIME_OF_DAY: list[str] | None = None
 def _table_of_times() -> list[str]:
     global _TIME_OF_DAY
     if _TIME_OF_DAY is None:
-        _TIME_OF_DAY = [f"{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}"
-                        for s in range(86_400)]
+        # "HH:MM:" + "SS": 86,400 joins, ~10x faster than as many formats (a run's start-up)
+        minutes = [f"{h:02d}:{m:02d}:" for h in range(24) for m in range(60)]
+        seconds = [f"{s:02d}" for s in range(60)]
+        _TIME_OF_DAY = [hm + ss for hm in minutes for ss in seconds]
     return _TIME_OF_DAY
 
 

@@ -17,6 +17,7 @@ import numpy as np
 from ..bars import PRICE_COLUMNS
 from ..intervals import parse_interval
 from ..symbols import check_symbol
+from ..arrowcols import to_numpy as _arrow_numpy  # noqa: F401 (the readers' import)
 
 
 CSV_SUFFIXES = (".csv", ".txt", ".tsv")
@@ -276,3 +277,4 @@ def _kind(path: Path) -> str | None:
 
 class ReadWarning(UserWarning):
     """A file of a data folder was skipped under ``on_bad="drop"`` (the message names it)."""
+

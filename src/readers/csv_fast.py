@@ -14,7 +14,7 @@ import numpy as np
 from ..bars import PRICE_COLUMNS
 
 from .base import (
-    _open_binary, _READ_ERRORS, _stem, _text_encoding, _why, CSV_SUFFIXES, ReadError,
+    _arrow_numpy, _open_binary, _READ_ERRORS, _stem, _text_encoding, _why, CSV_SUFFIXES, ReadError,
     ReadOptions, ReadWarning, TS_FORMATS_EPOCH,
 )
 from .layout import _CsvHead, _detect_layout, _Layout, _sniff
@@ -196,7 +196,7 @@ def _valid_utf8(data: bytes) -> bool:
     """Whether ``data`` is UTF-8 text, checked by pyarrow without a copy."""
     import pyarrow as pa
 
-    offsets = pa.array([0, len(data)], pa.int64()).buffers()[1]
+    offsets = pa.py_buffer(np.array([0, len(data)], np.int64))
     blob = pa.LargeBinaryArray.from_buffers(pa.large_binary(), 1,
                                             [None, offsets, pa.py_buffer(data)])
     try:
@@ -246,15 +246,11 @@ def _csv_fast(plan: _CsvPlan, collector: _Collector, source: int) -> None:
         col = table.column(pos[layout.symbol]).unify_dictionaries().combine_chunks() \
             if table.column(pos[layout.symbol]).num_chunks > 1 else \
             table.column(pos[layout.symbol]).chunk(0)
-        syms = (col.indices.to_numpy(zero_copy_only=False).astype(np.int64),
+        syms = (_arrow_numpy(col.indices).astype(np.int64),
                 col.dictionary.to_pylist())
     collector.add(source, syms, ns, cols, lines, n)
 
 
 def _arrow_f64(arr) -> np.ndarray:
     """A float64 arrow column without nulls as numpy (zero-copy for one chunk)."""
-    import pyarrow as pa
-
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
-    return arr.to_numpy(zero_copy_only=False)
+    return _arrow_numpy(arr)

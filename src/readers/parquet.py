@@ -10,7 +10,7 @@ import numpy as np
 
 from ..bars import PRICE_COLUMNS
 
-from .base import (_DAY_NS, _NS_MAX, _READ_ERRORS, _random_access, _stem, _UNIT_NS, _why,
+from .base import (_arrow_numpy, _DAY_NS, _NS_MAX, _READ_ERRORS, _random_access, _stem, _UNIT_NS, _why,
                    ReadError, ReadOptions)
 from .layout import _detect_layout
 from .timeparse import (
@@ -130,9 +130,15 @@ def _one_chunk(arr):
     return arr
 
 
+def _pc():
+    """pyarrow.compute, imported for a column that needs a cast only (~0.1 s of start-up)."""
+    import pyarrow.compute
+
+    return pyarrow.compute
+
+
 def _arrow_chunk(columns, rows, layout, symbol, parser, collector, source, name):
     import pyarrow as pa
-    import pyarrow.compute as pc
 
     n = len(rows)
     ok = np.ones(n, bool)
@@ -155,10 +161,10 @@ def _arrow_chunk(columns, rows, layout, symbol, parser, collector, source, name)
         arr = columns[col]
         missing(arr, col)
         if arr.type != pa.float64():
-            arr = pc.cast(arr, pa.float64())
+            arr = _pc().cast(arr, pa.float64())
         if arr.null_count:
             arr = arr.fill_null(0.0)
-        cols.append(arr.to_numpy(zero_copy_only=False))
+        cols.append(_arrow_numpy(arr))
     for col in layout.time_columns:
         missing(columns[col], col)
     if layout.ts is not None:
@@ -170,7 +176,7 @@ def _arrow_chunk(columns, rows, layout, symbol, parser, collector, source, name)
         elif pa.types.is_timestamp(typ):
             # The stored integers in their own unit, scaled with a range check (a cast to
             # ns would fail for the whole batch without naming the row).
-            raw = _arrow_ints(pc.cast(arr, pa.int64()))
+            raw = _arrow_ints(_pc().cast(arr, pa.int64()))
             vals, oob = _scale_ns(raw, _UNIT_NS[typ.unit])
             shown = raw.view(f"datetime64[{typ.unit}]")
             got = (parser.parse_utc_ns(vals, oob, shown) if typ.tz
@@ -179,7 +185,7 @@ def _arrow_chunk(columns, rows, layout, symbol, parser, collector, source, name)
             vals = np.asarray(arr.fill_null(0).to_numpy(zero_copy_only=False))
             got = parser.parse_epoch(vals)
         elif pa.types.is_date(typ):
-            days = _arrow_ints(pc.cast(pc.cast(arr, pa.date32()), pa.int32()))
+            days = _arrow_ints(_pc().cast(_pc().cast(arr, pa.date32()), pa.int32()))
             vals, oob = _scale_ns(days, _DAY_NS)
             got = parser.parse_naive_ns(vals, oob, days.view("datetime64[D]"))
         else:
@@ -189,16 +195,16 @@ def _arrow_chunk(columns, rows, layout, symbol, parser, collector, source, name)
     else:
         d, t = columns[layout.date], columns[layout.time]
         if pa.types.is_date(d.type) and pa.types.is_time(t.type):
-            days = _arrow_ints(pc.cast(pc.cast(d, pa.date32()), pa.int32()))
-            tod = _arrow_ints(pc.cast(pc.cast(t, pa.time64("ns")), pa.int64()))
+            days = _arrow_ints(_pc().cast(_pc().cast(d, pa.date32()), pa.int32()))
+            tod = _arrow_ints(_pc().cast(_pc().cast(t, pa.time64("ns")), pa.int64()))
             day_ns, oob = _scale_ns(days, _DAY_NS)
             oob |= day_ns > _NS_MAX - tod            # 0 <= tod < one day
             vals = np.where(oob, 0, day_ns + np.where(oob, 0, tod))
             got = parser.parse_naive_ns(vals, oob, days.view("datetime64[D]"))
         else:
-            dt = np.asarray(pc.cast(d, pa.string()).fill_null("").to_numpy(
+            dt = np.asarray(_pc().cast(d, pa.string()).fill_null("").to_numpy(
                 zero_copy_only=False), dtype=object)
-            tm = np.asarray(pc.cast(t, pa.string()).fill_null("").to_numpy(
+            tm = np.asarray(_pc().cast(t, pa.string()).fill_null("").to_numpy(
                 zero_copy_only=False), dtype=object)
             text = _strip(np.asarray([f"{a} {b}" for a, b in zip(dt, tm)], dtype=object))
             got = _parse_text_rows(parser, text, ok, rows, problems, name)
@@ -212,12 +218,12 @@ def _arrow_chunk(columns, rows, layout, symbol, parser, collector, source, name)
     if layout.symbol is not None:
         arr = columns[layout.symbol]
         if pa.types.is_dictionary(arr.type):
-            arr = pc.cast(arr, pa.string())
+            arr = _pc().cast(arr, pa.string())
         missing(arr, layout.symbol)
         # One check per distinct symbol: the column as codes into its distinct values.
-        enc = pc.dictionary_encode(arr.fill_null("") if arr.null_count else arr)
+        enc = _pc().dictionary_encode(arr.fill_null("") if arr.null_count else arr)
         names = [v.strip() for v in enc.dictionary.to_pylist()]
-        codes = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        codes = _arrow_numpy(enc.indices).astype(np.int64)
         blank = np.array([not v for v in names], bool)
         if blank.any():
             empty = blank[codes] & ok

@@ -11,7 +11,7 @@ import numpy as np
 from ..calendar import resolve_wall_ns
 
 from .base import (
-    _EPOCH_DIGITS, _INT_RE, _is_utc, _NS_MAX, _NS_MIN, _NS_RANGE, _OFFSET_RE, _zone,
+    _arrow_numpy, _EPOCH_DIGITS, _INT_RE, _is_utc, _NS_MAX, _NS_MIN, _NS_RANGE, _OFFSET_RE, _zone,
     ReadError, ReadOptions, TS_FORMATS_EPOCH,
 )
 
@@ -296,13 +296,7 @@ def _arrow_iso_ns(arr, aware: bool) -> np.ndarray | None:
 def _arrow_i64(arr) -> np.ndarray:
     """An arrow integer or timestamp array without nulls as int64 numpy (zero-copy for one
     chunk of int64 or timestamp)."""
-    import pyarrow as pa
-
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
-    if pa.types.is_timestamp(arr.type) or pa.types.is_date64(arr.type):
-        arr = arr.view(pa.int64())
-    out = arr.to_numpy(zero_copy_only=False)
+    out = _arrow_numpy(arr)
     return out if out.dtype == np.int64 else out.astype(np.int64)
 
 
