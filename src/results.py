@@ -491,6 +491,23 @@ class IntervalTable:
     gap_share: np.ndarray | None = None      # float64[G], NaN when no cross-section
     lost: np.ndarray | None = None           # int64[S, K]
 
+    # Pickled (a range of sessions sent to a Dask worker for its documents) with its integer
+    # columns narrowed as SymbolResult's are, and back exactly.
+    _NARROW = ("bars", "expected", "present", "partial", "gap_symbol", "gap_session",
+               "gap_count")
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        for name in self._NARROW:
+            state[name] = _narrow(state[name])
+        state["_offsets"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for name in self._NARROW:
+            state[name] = _widen(state[name])
+        self.__dict__.update(state)
+
     def gap_slice(self, s: int, k: int) -> slice:
         """Where the gaps of symbol ``s`` in session ``k`` are in the gap arrays."""
         if self._offsets is None:

@@ -270,6 +270,8 @@ def test_the_workers_write_the_session_documents_byte_for_byte(client, tmp_path,
 def test_the_documents_of_a_range_of_sessions_are_the_runs():
     """``RunResult.session_range`` (what a worker builds documents from) holds what the
     documents of its sessions are made of: the same bytes, for any range."""
+    import pickle
+
     from sessiondata.synthetic import anomaly_universe
 
     u = anomaly_universe(n_symbols=3, n_sessions=12, seed=5, rates={"clock_stamp": 0.0})
@@ -280,6 +282,8 @@ def test_the_documents_of_a_range_of_sessions_are_the_runs():
         part = run.session_range(a, b)
         assert list(part.sessions) == list(run.sessions[a:b])
         assert documents(part) == whole[a:b], (a, b)
+        # as a worker gets it: pickled, its integer columns narrowed on the way
+        assert documents(pickle.loads(pickle.dumps(part))) == whole[a:b], (a, b)
 
 
 def test_a_partition_whose_process_dies_is_run_again_once(client, universe, tmp_path):
