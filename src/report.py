@@ -101,21 +101,28 @@ def write_report(folder: str | os.PathLike | None = None,
     Path
         The page written.
     """
-    _plotly()   # before any work: the extra is missing
-    if run is not None:
-        manifest = run_manifest(run, summary)
-        grid, gaps, anomalies = _Grid.of_run(run)
+    if output is not None:
+        path = Path(output)
+    elif folder is not None:
+        path = Path(folder) / "report.html"
     else:
+        raise ValueError("write_report needs an export folder or an output path")
+    export = None
+    if run is None:
         if folder is None:
             raise ValueError("write_report needs an export folder or a run")
-        manifest = read_manifest(folder)
+        export = Path(folder)
+        manifest = read_manifest(export)
         if not manifest:
             raise ValueError(f"{folder}: not a sessiondata export (no manifest.json)")
-        grid, gaps, anomalies = _Grid.of_export(Path(folder), manifest)
-    if output is None and folder is None:
-        raise ValueError("write_report of a run needs folder or output: where to write")
+    _plotly()   # before any work: the extra is missing
+    if export is not None:
+        grid, gaps, anomalies = _Grid.of_export(export, manifest)
+    else:
+        assert run is not None
+        manifest = run_manifest(run, summary)
+        grid, gaps, anomalies = _Grid.of_run(run)
     page = render_page(grid, manifest, gaps, anomalies, timeline_sessions, timeline_symbols)
-    path = Path(output) if output is not None else Path(folder) / "report.html"  # type: ignore[arg-type]
     write_atomic(path, page)
     os.chmod(path, 0o644)  # a page to open and share, not a private temporary file
     return path

@@ -389,6 +389,22 @@ class SymbolResult:
     # Rows of ``counts``: bars, expected, present, partial, covered.
     BARS, EXPECTED, PRESENT, PARTIAL, COVERED = range(5)
 
+    # Pickled (a Dask worker's result, gathered by the client; a partition kept for a
+    # resume) with the integer rows of ``counts`` and the gaps' sessions and bar counts in
+    # the narrowest unsigned type that holds them, and back exactly as they were: a third of
+    # the bytes a symbol-year sends.
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["counts"] = {n: _narrow_counts(c) for n, c in self.counts.items()}
+        state["gaps"] = {n: tuple(_narrow(a) if i in (0, 3) else a for i, a in enumerate(g))
+                         for n, g in self.gaps.items()}
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state["counts"] = {n: _widen_counts(c) for n, c in state["counts"].items()}
+        state["gaps"] = {n: tuple(_widen(a) for a in g) for n, g in state["gaps"].items()}
+        self.__dict__.update(state)
+
     def over(self, labels: np.ndarray) -> "SymbolResult":
         """The same result over the sessions ``labels`` (a superset of its own, sorted):
         the symbol is not a member of the others."""
@@ -416,6 +432,42 @@ class SymbolResult:
             labels, self.base, set(self.unscored))
 
 
+def _narrow(values: np.ndarray) -> Any:
+    """Integers in the narrowest unsigned type that holds them, with their own dtype to go
+    back to (:func:`_widen`); anything else as it is."""
+    if values.dtype.kind not in "iuf" or values.size == 0:
+        return values
+    lo, hi = values.min(), values.max()
+    if not (lo >= 0 and hi < 2**32):    # NaN fails both
+        return values
+    if values.dtype.kind == "f" and np.signbit(values).any():   # -0.0 would come back +0.0
+        return values
+    small = values.astype(np.uint16 if hi < 2**16 else np.uint32)
+    if not np.array_equal(small, values):   # fractions
+        return values
+    return ("narrow", values.dtype.str, small)
+
+
+def _widen(values: Any) -> np.ndarray:
+    if isinstance(values, tuple) and len(values) == 3 and values[0] == "narrow":
+        return values[2].astype(np.dtype(values[1]))
+    return values
+
+
+def _narrow_counts(counts: np.ndarray) -> Any:
+    """The rows of a symbol's counts (``SymbolResult.counts``): the four integer rows
+    narrowed, the covered row as it is."""
+    if counts.ndim != 2 or counts.shape[0] != 5:
+        return counts
+    return ("counts", _narrow(counts[:4]), counts[4].copy())
+
+
+def _widen_counts(counts: Any) -> np.ndarray:
+    if isinstance(counts, tuple) and len(counts) == 3 and counts[0] == "counts":
+        return np.concatenate([_widen(counts[1]), counts[2][None, :]])   # one dtype: theirs
+    return counts
+
+
 @dataclass
 class IntervalTable:
     """One interval over symbols x sessions."""
@@ -440,6 +492,23 @@ class IntervalTable:
     gap_activity: np.ndarray | None = None   # float64[G]
     gap_share: np.ndarray | None = None      # float64[G], NaN when no cross-section
     lost: np.ndarray | None = None           # int64[S, K]
+
+    # Pickled (a range of sessions sent to a Dask worker for its documents) with its integer
+    # columns narrowed as SymbolResult's are, and back exactly.
+    _NARROW = ("bars", "expected", "present", "partial", "gap_symbol", "gap_session",
+               "gap_count")
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        for name in self._NARROW:
+            state[name] = _narrow(state[name])
+        state["_offsets"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for name in self._NARROW:
+            state[name] = _widen(state[name])
+        self.__dict__.update(state)
 
     def gap_slice(self, s: int, k: int) -> slice:
         """Where the gaps of symbol ``s`` in session ``k`` are in the gap arrays."""

@@ -249,8 +249,14 @@ def test_report_shows_anomalies_both_scores_and_the_cli_order(exported, tmp_path
 
     run, out = exported
     manifest = read_manifest(out)
-    grid = report._Grid(out, manifest)
-    # anomalies per cell read from the documents; data quality here counts their bars
+    grid = report._Grid.of_export(out, manifest)[0]
+    # the same grid from the run's columns (sessiondata run --report) as from the export
+    same = report._Grid.of_run(run)[0]
+    for name in ("member", "expected", "present", "covered", "lost", "kinds", "anomalies",
+                 "anomalous"):
+        np.testing.assert_array_equal(getattr(same, name), getattr(grid, name), err_msg=name)
+    assert (same.opens, same.closes, same.timezone) == (grid.opens, grid.closes, grid.timezone)
+    # anomalies per cell read from the anomaly dataset; data quality here counts their bars
     assert int(grid.anomalies.sum()) == len(run.anomalies)
     assert (grid.anomalous <= grid.present).all()
     assert (grid.bad >= grid.lost).all() and int(grid.bad.sum()) > int(grid.lost.sum())

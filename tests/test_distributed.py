@@ -270,6 +270,8 @@ def test_the_workers_write_the_session_documents_byte_for_byte(client, tmp_path,
 def test_the_documents_of_a_range_of_sessions_are_the_runs():
     """``RunResult.session_range`` (what a worker builds documents from) holds what the
     documents of its sessions are made of: the same bytes, for any range."""
+    import pickle
+
     from sessiondata.synthetic import anomaly_universe
 
     u = anomaly_universe(n_symbols=3, n_sessions=12, seed=5, rates={"clock_stamp": 0.0})
@@ -280,6 +282,8 @@ def test_the_documents_of_a_range_of_sessions_are_the_runs():
         part = run.session_range(a, b)
         assert list(part.sessions) == list(run.sessions[a:b])
         assert documents(part) == whole[a:b], (a, b)
+        # as a worker gets it: pickled, its integer columns narrowed on the way
+        assert documents(pickle.loads(pickle.dumps(part))) == whole[a:b], (a, b)
 
 
 def test_a_partition_whose_process_dies_is_run_again_once(client, universe, tmp_path):
@@ -464,3 +468,41 @@ def test_the_cli_runs_on_local_workers(tmp_path, capsys):
     assert main(["run", "--out", str(tmp_path / "threads"), "-q"]) == 0
     assert main(["run", "--scheduler", "local:2", "--out", str(tmp_path / "dask"), "-q"]) == 0
     assert_same_export(tmp_path / "threads", tmp_path / "dask")
+
+
+def test_a_symbol_result_pickles_small_and_back_exactly():
+    """What a worker sends back (``SymbolResult``) pickles with its integer counts and gap
+    columns narrowed, and comes back equal, dtypes and all: also fractions, -0.0, NaN and
+    values past 2**32, which stay as they are."""
+    import pickle
+
+    from sessiondata.results import SymbolResult
+
+    k = 252
+    rng = np.random.default_rng(1)
+    ints = rng.integers(0, 390, (4, k)).astype(np.float64)
+    counts = {"1m": np.vstack([ints, ints[2] * 0.75]),
+              "5m": np.vstack([ints, ints[2]]).astype(np.int64),
+              "1h": np.vstack([ints[:3], np.full((1, k), 2.0**40), ints[2][None]]),
+              "1d": np.vstack([ints[:3], np.r_[-0.0, ints[3, 1:]][None], ints[2][None]]),
+              "15m": np.vstack([ints[:3], np.r_[np.nan, ints[3, 1:]][None], ints[2][None]])}
+    g = 1000
+    gaps = {"1m": (np.sort(rng.integers(0, k, g)), rng.integers(0, 2**62, g),
+                   rng.integers(0, 2**62, g), rng.integers(1, 390, g)),
+            "5m": tuple(np.empty(0, np.int64) for _ in range(4))}
+    r = SymbolResult("X", np.ones(k, bool), np.zeros(k, np.int64), np.zeros(k, np.int64),
+                     counts, gaps, {3: 5}, {4: {"x": 1}})
+    raw = pickle.dumps(r, protocol=pickle.HIGHEST_PROTOCOL)
+    back = pickle.loads(raw)
+    for name, c in counts.items():
+        got = back.counts[name]
+        assert got.dtype == c.dtype and got.shape == c.shape, name
+        np.testing.assert_array_equal(got, c, err_msg=name)
+        assert (np.signbit(got) == np.signbit(c)).all(), name
+    for name, cols in gaps.items():
+        for a, b in zip(back.gaps[name], cols):
+            assert a.dtype == b.dtype
+            np.testing.assert_array_equal(a, b)
+    assert (back.unknown, back.rejected, back.symbol) == (r.unknown, r.rejected, r.symbol)
+    wide = len(pickle.dumps(vars(r), protocol=pickle.HIGHEST_PROTOCOL))
+    assert len(raw) < 0.8 * wide
