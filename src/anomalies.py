@@ -574,12 +574,51 @@ def _detect(bars: Bars, windows: Any, step_ns: int, params: AnomalyParams | None
     if "jump" in wanted:
         _jumps(rows, p, ts, c, step_ns, first, count, med_vol, real_volume)
     if "clock_shift" in wanted:
+        if real_volume:
+            _rebase_profiles(by_class, v, sess, buck, first, count, med_vol, ref_volume)
         _clock_shifts(rows, p, ts, by_class if real_volume else by_range, step_ns, first,
                       count, n_b, first_open, last_close, bucket_ns, windows.sessions, stats)
         _stamp_shifts(rows, p, ts, step_ns, first, count, first_open, last_close)
     if "duplicate_session" in wanted:
         _duplicates(rows, p, ts, hashes, sess, flags, step_ns, first, count, first_open)
     return rows.build(tz)
+
+
+_REBASE_MIN_OCTAVES = 3     # a session's volume level this many factors of 2 off the usual
+
+
+def _rebase_profiles(by_class: np.ndarray, v: np.ndarray, sess: np.ndarray,
+                     buck: np.ndarray, first: np.ndarray, count: np.ndarray,
+                     med_vol: np.ndarray, ref_volume: float) -> None:
+    """The activity profile of a session whose volume level is far from the symbol's usual
+    one (a unit change, 8x or more), made again with the volume classes measured against
+    the session's own level; in place.
+
+    The classes are the binary exponent of the volume over the symbol's typical bar, clipped
+    to 1..7: a session whose volume was multiplied by 100 has every bar in class 7 and its
+    profile is flat, with no shape left to show a clock shift (a shift and a unit change in
+    the same sessions was missed). Sessions at the usual level keep their profile exactly;
+    the few rebased are recomputed from their own bars (no pass over the others).
+    """
+    have = med_vol > 0
+    if ref_volume <= 0 or not have.any():
+        return
+    # against the typical bar of the whole range, which the classes were measured against
+    # (a shift that lasts half the range moves that reference too: both sides are rebased)
+    off = np.where(have, np.rint(np.log2(np.where(have, med_vol, 1.0) / ref_volume)), 0.0)
+    odd = np.flatnonzero(np.abs(off) >= _REBASE_MIN_OCTAVES)
+    if len(odd) == 0:
+        return
+    idx = np.concatenate([np.arange(first[k], first[k] + count[k]) for k in odd.tolist()])
+    vv = v[idx]
+    pos = vv > 0
+    _, e = np.frexp(np.where(pos, vv, 1.0) / ref_volume)
+    k_of = sess[idx]
+    cls = np.where(pos, np.clip(e + 3 - off[k_of].astype(np.int64), 1, 7), 0)
+    n_b = by_class.shape[1]
+    ok = (buck[idx] >= 0) & (buck[idx] < n_b)
+    by_class[odd] = 0.0
+    np.add.at(by_class, (k_of[ok], buck[idx][ok]), cls[ok].astype(np.float64))
 
 
 def _rate(combo: np.ndarray, need: int, given: int, prior: float = 20.0) -> np.ndarray:
@@ -867,8 +906,12 @@ def _clock_shifts(rows: _Rows, p: AnomalyParams, ts: np.ndarray, prof: np.ndarra
         # sessions do (``clock_fit_share`` of their median correlation): an odd run that
         # merely loses less than usual under a shift is not shifted.
         typical = float(np.nanmedian(base[ref_use & ~taken]))
-        if not len(sel) or float(np.median(cors[j, sel])) < max(p.clock_min_corr,
-                                                               p.clock_fit_share * typical):
+        # ... and better than it does as stamped: a run that only loses less than the
+        # symbol's sessions do under a shift (a flat profile loses little) is not shifted.
+        if (not len(sel)
+                or float(np.median(cors[j, sel])) < max(p.clock_min_corr,
+                                                        p.clock_fit_share * typical)
+                or not float(np.median(cors[j, sel])) > float(np.nanmedian(base[sel]))):
             # refused: this run under these shifts is not looked at again (its sessions stay
             # in play for other runs and shifts)
             blocked[passing, k:e + 1] = True
