@@ -292,7 +292,10 @@ def find_spikes(const f64[::1] high, const f64[::1] low, const f64[::1] close,
     market on volume; a bad print is one trade), unless ``volume_ratio`` <= 0 or the volume
     is NaN.  Bars outside the sessions (session < 0) are not looked at.
     Where the percentile is 0 (most bars do not move) the scale is the mean absolute return,
-    and never below half the smallest move of the block (a tick).  ``out_score`` is the
+    and never below half the smallest move of the block (a tick; a block where no close
+    moved takes the tick of the nearest block before it, else after it; the tick is the
+    smallest of the block's and its two neighbours'), nor below the next block's scale
+    (computed the same way).  ``out_score`` is the
     deviation in scales.  Returns the spikes written.
     """
     cdef Py_ssize_t n = close.shape[0], cap = out_first.shape[0]
@@ -347,8 +350,48 @@ def find_spikes(const f64[::1] high, const f64[::1] low, const f64[::1] close,
             # is 0: the mean move and half the smallest move (a tick) bound the scale.
             if cnt > 0 and s < mean / cnt:
                 s = mean / cnt
-            if s < 0.5 * tick:
-                s = 0.5 * tick
+            scale[b] = s
+            screen[b] = tick
+        # A block where no close moved has no tick of its own: it takes the nearest block's
+        # before it (else after it), so that a one-tick move after an hour of flat bars is
+        # measured in ticks, as in a block where the price moved once (a thin symbol's flat
+        # hours were full of one-tick "spikes").
+        tick = 0.0
+        for b in range(nb):
+            if screen[b] > 0.0:
+                tick = screen[b]
+            else:
+                screen[b] = tick
+        tick = 0.0
+        for b in range(nb - 1, -1, -1):
+            if screen[b] > 0.0:
+                tick = screen[b]
+            else:
+                screen[b] = tick
+        # The tick is the market's, not the block's: the smallest of this block's and its
+        # neighbours' (a block whose only move is a bad print and its return has that print
+        # for its "tick").
+        prev = screen[0]
+        for b in range(nb):
+            d = screen[b]
+            if prev < screen[b]:
+                screen[b] = prev
+            if b + 1 < nb and screen[b + 1] < screen[b]:
+                screen[b] = screen[b + 1]
+            prev = d
+        for b in range(nb):
+            s = scale[b]
+            if s < 0.5 * screen[b]:
+                s = 0.5 * screen[b]
+            # A block's scale is its own or the next block's, the larger: where the market
+            # wakes up inside a block (an open, a busy hour) the block's percentile mixes
+            # quiet and busy bars, and the busy bars' moves looked like bad prints.
+            if b + 1 < nb:
+                up = scale[b + 1]
+                if up < 0.5 * screen[b + 1]:
+                    up = 0.5 * screen[b + 1]
+                if up > s:
+                    s = up
             scale[b] = s
             thr = k_sigma * s
             if thr < min_rel:
