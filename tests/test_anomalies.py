@@ -179,8 +179,8 @@ def ref_stats(sess, v, flags, n_k):
         if len(idx):
             first[k], count[k] = idx[0], len(idx)
             pos = v[idx][v[idx] > 0]
-            if len(pos) > 512:
-                step = len(pos) // 256
+            if len(pos) > 256:
+                step = len(pos) // 128
                 pos = pos[::step][: len(pos) // step]
             if len(pos):
                 med[k] = float(np.sort(pos)[(len(pos) - 1) // 2])
