@@ -135,6 +135,15 @@ class AnomalyParams:
         ``clock_min_corr`` and ``clock_fit_share`` of the symbol's median correlation.
     clock_min_gain : float
         Kept for compatibility; not used since the evidence is pooled over runs.
+    clock_edge_margin : float
+        Where the sessions run back to back (24/7, the FX week) a run stamped ``h`` hours
+        late leaves its first session's first ``h`` hours empty (its last hour's bars fall
+        into the next session, which has its own), one stamped early its last session's
+        last ``h`` hours: in a symbol that otherwise has its bars at the opens (closes), a
+        session missing exactly ``h`` hours there (to five minutes) is a candidate, and a run
+        from it (to it) whose deviations for that shift, summed over the square root of its
+        length, reach this (instead of ``clock_margin``) is reported (without the fit tests of
+        ``clock_min_corr`` and ``clock_fit_share``: the edge is the evidence of a shift).
     clock_stamp_alpha : float
         The stamp-convention change (a run of sessions one base interval late: no bar at the
         open, one at the next slot, one stamped at the close; only sessions followed by a
@@ -178,6 +187,7 @@ class AnomalyParams:
     clock_margin: float = 5.0
     clock_stamp_alpha: float = 1e-3
     clock_fit_share: float = 0.75
+    clock_edge_margin: float = 2.0
     duplicate_min_equal: float = 0.8
     duplicate_min_bars: int = 10
 
@@ -578,6 +588,8 @@ def _detect(bars: Bars, windows: Any, step_ns: int, params: AnomalyParams | None
             _rebase_profiles(by_class, v, sess, buck, first, count, med_vol, ref_volume)
         _clock_shifts(rows, p, ts, by_class if real_volume else by_range, step_ns, first,
                       count, n_b, first_open, last_close, bucket_ns, windows.sessions, stats)
+        _clock_edges(rows, p, ts, by_class if real_volume else by_range, step_ns, first,
+                     count, n_b, first_open, last_close, bucket_ns, windows.sessions)
         _stamp_shifts(rows, p, ts, step_ns, first, count, first_open, last_close)
     if "duplicate_session" in wanted:
         _duplicates(rows, p, ts, hashes, sess, flags, step_ns, first, count, first_open)
@@ -987,6 +999,117 @@ def _clock_scores(p: AnomalyParams, x: np.ndarray, usual: np.ndarray, inside: np
         # about twice the median loss over the spread.
         strength = min(strength, -2.0 * med / mad)
     return zs, cors, base, (strength if np.isfinite(strength) else float("nan"))
+
+
+def _clock_edges(rows: _Rows, p: AnomalyParams, ts: np.ndarray, prof: np.ndarray,
+                 step_ns: int, first: np.ndarray, count: np.ndarray, n_b: int,
+                 first_open: np.ndarray, last_close: np.ndarray, bucket_ns: int,
+                 sessions: np.ndarray) -> None:
+    """Clock shifts that show at an edge: a session missing exactly ``h`` whole hours at its
+    open (a run stamped ``h`` late starts there) or at its close (a run stamped early ends
+    there), in a symbol that has its bars at the opens (closes) elsewhere; the profile's
+    evidence for that shift over a run from (to) it needs only ``clock_edge_margin``
+    (see `AnomalyParams`). Sessions of runs already reported are left alone."""
+    n_k = len(first)
+    if n_k < 4 or len(ts) == 0:
+        return
+    have = count > 0
+    if have.sum() < 4:
+        return
+    last_i = np.where(have, first + count - 1, 0)
+    lead = np.where(have, (ts[np.where(have, first, 0)] - first_open) // step_ns, -1)
+    trail = np.where(have, (last_close - ts[last_i] - step_ns) // step_ns, -1)
+    # The data may start (end) inside a session: the first session's open and the last
+    # one's close tell nothing.
+    with_bars = np.flatnonzero(have)
+    lead[with_bars[0]] = -1
+    trail[with_bars[-1]] = -1
+    per_hour = int(HOUR_NS // bucket_ns)
+    hour_slots = HOUR_NS // step_ns
+    if per_hour < 1 or hour_slots < 1:
+        return
+    hours_list = [h for h in range(-p.clock_max_hours, p.clock_max_hours + 1)
+                  if h != 0 and abs(h * per_hour) < n_b - 4]
+    taken = np.zeros(n_k, bool)
+    for part in rows.parts:                  # the runs the pooled search reported
+        if part[0][0] == CLOCK_SHIFT:
+            for a, b in zip(part[1].tolist(), part[2].tolist()):
+                k0 = int(np.searchsorted(first_open, a, side="right")) - 1
+                k1 = int(np.searchsorted(first_open, b - 1, side="right")) - 1
+                taken[max(k0, 0):k1 + 1] = True
+    cands: list[tuple[int, int]] = []        # (shift index, session)
+    for j, h in enumerate(hours_list):
+        hs = abs(h) * hour_slots
+        edge = lead if h > 0 else trail
+        hit = have & ~taken & (edge >= hs) & (edge < hs + max(2, hs // 12))
+        # the symbol has its bars at that edge elsewhere: a late start is its habit if not
+        if hit.any() and float(np.mean(edge[have & ~hit] >= hs // 2)) <= 0.1:
+            cands.extend((j, int(k)) for k in np.flatnonzero(hit))
+    if not cands:
+        return
+    usual_count = np.median(count[have])
+    use = (count >= max(10, 0.5 * usual_count))
+    tot = prof.sum(axis=1)
+    use &= tot > 0
+    if use.sum() < 4:
+        return
+    shares = np.zeros_like(prof)
+    shares[use] = prof[use] / tot[use, None]
+    x = np.sqrt(shares)
+    ref_use = use & ~taken
+    for j, k in cands:
+        ref_use[k] = False
+    if ref_use.sum() < 3:
+        return
+    weekend = ((sessions.astype("datetime64[D]").astype(np.int64) + 3) % 7) >= 5
+    meds = {}
+    for group in (False, True):
+        sel = ref_use & (weekend == group)
+        key = group if sel.sum() >= 3 and sel.sum() < ref_use.sum() else None
+        if key not in meds:
+            meds[key] = np.median(x[sel if key is not None else ref_use], axis=0)
+        meds[group] = meds[key]
+    usual = np.where(weekend[:, None], meds[True][None, :], meds[False][None, :])
+    inside = (np.arange(n_b)[None, :] * bucket_ns) < (last_close - first_open)[:, None]
+    zs, cors, base, _ = _clock_scores(p, x, usual, inside, use, ref_use, per_hour, hours_list)
+    z0 = np.nan_to_num(zs, nan=0.0)
+    cnt = np.isfinite(zs)
+    max_run = min(n_k, _CLOCK_MAX_RUN)
+    for j, k in cands:
+        if taken[k]:
+            continue
+        h = hours_list[j]
+        # runs from k on (stamped late) or up to k (stamped early), of sessions not taken
+        ends = (np.arange(k, min(n_k, k + max_run)) if h > 0
+                else np.arange(k, max(-1, k - max_run), -1))
+        free = np.cumsum(taken[ends]) == 0
+        ends = ends[free]
+        if len(ends) < p.clock_min_sessions:
+            continue
+        zz = np.cumsum(z0[j, ends])
+        nn = np.cumsum(cnt[j, ends])
+        size = np.arange(1, len(ends) + 1)
+        score = np.where((size >= p.clock_min_sessions) & (nn >= 0.75 * size)
+                         & (zz >= p.clock_min_z * nn) & (z0[j, ends] >= p.clock_min_z),
+                         zz / np.sqrt(np.maximum(nn, 1)), -np.inf)
+        best = int(np.argmax(score))
+        if not score[best] >= p.clock_edge_margin:
+            continue
+        run = np.sort(ends[:best + 1])
+        sel = run[np.isfinite(cors[j, run])]
+        if not len(sel):
+            continue
+        # No test of the fit shifted back against the usual one (the pooled search's): on
+        # the weak profiles where the edge is needed a one-hour shift changes the
+        # correlation by less than a day's noise; the edge itself is the evidence of a
+        # shift, the profile says which way and over which sessions.
+        fit = float(np.median(cors[j, sel]))
+        k0, e = int(run[0]), int(run[-1])
+        taken[k0:e + 1] = True
+        b = _session_bounds(first, count, ts, step_ns, k0, e + 1)
+        if b is not None:
+            rows.add(CLOCK_SHIFT, b[0], b[1], b[2], float(h), float(np.nanmedian(base[sel])),
+                     fit)
 
 
 def _stamp_shifts(rows: _Rows, p: AnomalyParams, ts: np.ndarray, step_ns: int,
