@@ -144,6 +144,13 @@ class AnomalyParams:
         from it (to it) whose deviations for that shift, summed over the square root of its
         length, reach this (instead of ``clock_margin``) is reported (without the fit tests of
         ``clock_min_corr`` and ``clock_fit_share``: the edge is the evidence of a shift).
+        Where the hole is next to the previous session's last bar (the next one's first),
+        that bar and the first after the hole must join as consecutive bars do (the open
+        within twice the 90th percentile of the symbol's moves from a close to the next
+        bar's open: an outage leaves an hour's move there).
+    clock_edge_break_margin : float
+        The same at an edge next to a break (the FX week's Sunday open and Friday close),
+        where there is no bar on the other side to join: a higher margin.
     clock_stamp_alpha : float
         The stamp-convention change (a run of sessions one base interval late: no bar at the
         open, one at the next slot, one stamped at the close; only sessions followed by a
@@ -187,7 +194,8 @@ class AnomalyParams:
     clock_margin: float = 5.0
     clock_stamp_alpha: float = 1e-3
     clock_fit_share: float = 0.75
-    clock_edge_margin: float = 2.0
+    clock_edge_margin: float = 1.5
+    clock_edge_break_margin: float = 3.0
     duplicate_min_equal: float = 0.8
     duplicate_min_bars: int = 10
 
@@ -588,8 +596,8 @@ def _detect(bars: Bars, windows: Any, step_ns: int, params: AnomalyParams | None
             _rebase_profiles(by_class, v, sess, buck, first, count, med_vol, ref_volume)
         _clock_shifts(rows, p, ts, by_class if real_volume else by_range, step_ns, first,
                       count, n_b, first_open, last_close, bucket_ns, windows.sessions, stats)
-        _clock_edges(rows, p, ts, by_class if real_volume else by_range, step_ns, first,
-                     count, n_b, first_open, last_close, bucket_ns, windows.sessions)
+        _clock_edges(rows, p, ts, o, c, flags, by_class if real_volume else by_range, step_ns,
+                     first, count, n_b, first_open, last_close, bucket_ns, windows.sessions)
         _stamp_shifts(rows, p, ts, step_ns, first, count, first_open, last_close)
     if "duplicate_session" in wanted:
         _duplicates(rows, p, ts, hashes, sess, flags, step_ns, first, count, first_open)
@@ -1001,15 +1009,20 @@ def _clock_scores(p: AnomalyParams, x: np.ndarray, usual: np.ndarray, inside: np
     return zs, cors, base, (strength if np.isfinite(strength) else float("nan"))
 
 
-def _clock_edges(rows: _Rows, p: AnomalyParams, ts: np.ndarray, prof: np.ndarray,
-                 step_ns: int, first: np.ndarray, count: np.ndarray, n_b: int,
-                 first_open: np.ndarray, last_close: np.ndarray, bucket_ns: int,
-                 sessions: np.ndarray) -> None:
-    """Clock shifts that show at an edge: a session missing exactly ``h`` whole hours at its
-    open (a run stamped ``h`` late starts there) or at its close (a run stamped early ends
-    there), in a symbol that has its bars at the opens (closes) elsewhere; the profile's
-    evidence for that shift over a run from (to) it needs only ``clock_edge_margin``
-    (see `AnomalyParams`). Sessions of runs already reported are left alone."""
+def _clock_edges(rows: _Rows, p: AnomalyParams, ts: np.ndarray, o: np.ndarray, c: np.ndarray,
+                 flags: np.ndarray, prof: np.ndarray, step_ns: int, first: np.ndarray,
+                 count: np.ndarray, n_b: int, first_open: np.ndarray, last_close: np.ndarray,
+                 bucket_ns: int, sessions: np.ndarray) -> None:
+    """Clock shifts that show at an edge of sessions that run back to back: a session
+    missing exactly ``h`` whole hours at its open (a run stamped ``h`` late starts there;
+    its last hours' bars fell into the next session, which has its own) or at its close (a
+    run stamped early ends there), in a symbol that has its bars at the opens (closes)
+    elsewhere, where the bars on the two sides of the hole join as consecutive bars do
+    (the first one's open within twice the 90th percentile of the symbol's moves from a
+    close to the next bar's open: an outage of an hour leaves an hour's move there). The
+    profile's evidence for that shift over a run from (to) it then needs only
+    ``clock_edge_margin`` (see `AnomalyParams`). Sessions of runs already reported are
+    left alone."""
     n_k = len(first)
     if n_k < 4 or len(ts) == 0:
         return
@@ -1037,15 +1050,47 @@ def _clock_edges(rows: _Rows, p: AnomalyParams, ts: np.ndarray, prof: np.ndarray
                 k0 = int(np.searchsorted(first_open, a, side="right")) - 1
                 k1 = int(np.searchsorted(first_open, b - 1, side="right")) - 1
                 taken[max(k0, 0):k1 + 1] = True
+    # back to back: session k's open is k - 1's close, the bar before k's open is the last
+    # slot of k - 1 and the one after k - 1's close the first of k
+    joined = np.zeros(n_k, bool)             # k - 1 and k back to back, both with bars
+    joined[1:] = (first_open[1:] == last_close[:-1]) & have[1:] & have[:-1]
     cands: list[tuple[int, int]] = []        # (shift index, session)
     for j, h in enumerate(hours_list):
         hs = abs(h) * hour_slots
         edge = lead if h > 0 else trail
         hit = have & ~taken & (edge >= hs) & (edge < hs + max(2, hs // 12))
+        if h > 0:      # the late run starts at k: k - 1 ends at its close
+            join = joined & (np.r_[-1, trail[:-1]] == 0)
+            after_break = np.r_[True, first_open[1:] > last_close[:-1]]
+        else:          # the early run ends at k: k + 1 starts at its open
+            join = np.r_[joined[1:], False] & (np.r_[lead[1:], -1] == 0)
+            after_break = np.r_[first_open[1:] > last_close[:-1], True]
+        # an edge at a break (the FX week's Sunday open, Friday close) has no bar on the
+        # other side to join: it counts, with a higher margin (``clock_edge_break_margin``)
+        hit &= join | after_break
         # the symbol has its bars at that edge elsewhere: a late start is its habit if not
         if hit.any() and float(np.mean(edge[have & ~hit] >= hs // 2)) <= 0.1:
-            cands.extend((j, int(k)) for k in np.flatnonzero(hit))
+            cands.extend((j, int(k), bool(join[k])) for k in np.flatnonzero(hit))
     if not cands:
+        return
+    # the two sides of the hole join as consecutive bars do
+    nxt = np.flatnonzero((flags[1:] & NEXT) != 0) + 1
+    nxt = nxt[:: max(1, len(nxt) // 4096)]
+    if len(nxt) < 20:
+        return
+    with np.errstate(divide="ignore", invalid="ignore"):
+        step_moves = np.abs(np.log(o[nxt] / c[nxt - 1]))
+    limit = 2.0 * float(np.nanquantile(step_moves, 0.9)) + 1e-12
+    kept = []
+    for j, k, at_join in cands:
+        if at_join:
+            i = int(first[k]) if hours_list[j] > 0 else int(first[k + 1])
+            with np.errstate(divide="ignore", invalid="ignore"):
+                g = abs(float(np.log(o[i] / c[i - 1])))
+            if not g <= limit:
+                continue
+        kept.append((j, k, p.clock_edge_margin if at_join else p.clock_edge_break_margin))
+    if not kept:
         return
     usual_count = np.median(count[have])
     use = (count >= max(10, 0.5 * usual_count))
@@ -1057,7 +1102,7 @@ def _clock_edges(rows: _Rows, p: AnomalyParams, ts: np.ndarray, prof: np.ndarray
     shares[use] = prof[use] / tot[use, None]
     x = np.sqrt(shares)
     ref_use = use & ~taken
-    for j, k in cands:
+    for j, k, _ in kept:
         ref_use[k] = False
     if ref_use.sum() < 3:
         return
@@ -1071,11 +1116,21 @@ def _clock_edges(rows: _Rows, p: AnomalyParams, ts: np.ndarray, prof: np.ndarray
         meds[group] = meds[key]
     usual = np.where(weekend[:, None], meds[True][None, :], meds[False][None, :])
     inside = (np.arange(n_b)[None, :] * bucket_ns) < (last_close - first_open)[:, None]
+    # The hole itself is left out of its session's profile, as stamped and shifted: an
+    # empty first hour fits a profile shifted an hour late by construction (an outage at
+    # the open scored as a shift).
+    n_in = inside.sum(axis=1)
+    for j, k, _ in kept:
+        w = abs(hours_list[j]) * per_hour
+        if hours_list[j] > 0:
+            inside[k, :w] = False
+        else:
+            inside[k, max(0, int(n_in[k]) - w):int(n_in[k])] = False
     zs, cors, base, _ = _clock_scores(p, x, usual, inside, use, ref_use, per_hour, hours_list)
     z0 = np.nan_to_num(zs, nan=0.0)
     cnt = np.isfinite(zs)
     max_run = min(n_k, _CLOCK_MAX_RUN)
-    for j, k in cands:
+    for j, k, margin in kept:
         if taken[k]:
             continue
         h = hours_list[j]
@@ -1093,7 +1148,7 @@ def _clock_edges(rows: _Rows, p: AnomalyParams, ts: np.ndarray, prof: np.ndarray
                          & (zz >= p.clock_min_z * nn) & (z0[j, ends] >= p.clock_min_z),
                          zz / np.sqrt(np.maximum(nn, 1)), -np.inf)
         best = int(np.argmax(score))
-        if not score[best] >= p.clock_edge_margin:
+        if not score[best] >= margin:
             continue
         run = np.sort(ends[:best + 1])
         sel = run[np.isfinite(cors[j, run])]
