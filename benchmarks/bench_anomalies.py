@@ -137,18 +137,40 @@ def accuracy(symbols: int, sessions: int, seeds: list[int], params: AnomalyParam
     return scores, spent, n_bars
 
 
-def cost(n_symbols: int, rounds: int) -> None:
-    """The detectors against the main job on the same bars, alternating (see the docstring)."""
+def cost(n_symbols: int, rounds: int) -> dict[str, float]:
+    """The main job with the detectors against the same job without them (``--anomalies
+    none``), each ``sessiondata run`` a child process, alternating; wall time and CPU time
+    (the child's user + system, from ``getrusage``), best of ``rounds``; and the detectors
+    alone in this process (``detect_symbol`` per symbol, one thread, ``process_time``)."""
+    import os
+    import resource
+    import shutil
+    import subprocess
+
     import pyarrow.parquet as pq
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from bench_main_job import make_universe  # the main job's own universe
 
-    from sessiondata import cli
-
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "u"
         n = make_universe(folder, n_symbols, fmts=("parquet",))
+        exe = [sys.executable, "-m", "sessiondata", "run", str(folder / "parquet"),
+               "--calendar", "XNYS", "-q"]
+        times: dict[str, list[tuple[float, float]]] = {"with": [], "without": []}
+        for r in range(rounds):
+            for mode in ("with", "without"):
+                out = Path(tmp) / "out"
+                shutil.rmtree(out, ignore_errors=True)
+                cmd = exe + ["--out", str(out)] + (["--anomalies", "none"]
+                                                   if mode == "without" else [])
+                u0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+                t0 = time.perf_counter()
+                subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+                wall = time.perf_counter() - t0
+                u1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+                cpu = (u1.ru_utime - u0.ru_utime) + (u1.ru_stime - u0.ru_stime)
+                times[mode].append((wall, cpu))
         cal = sd.Calendar.exchange("XNYS")
         bars = []
         for f in sorted((folder / "parquet").glob("*.parquet")):
@@ -160,39 +182,26 @@ def cost(n_symbols: int, rounds: int) -> None:
         windows = cal.windows(int(min(b.ts[0] for b in bars)),
                               int(max(b.ts[-1] for b in bars)) + 1)
         params = AnomalyParams()
-        from concurrent.futures import ThreadPoolExecutor
-
-        pool = ThreadPoolExecutor(2)
-
-        def two_threads() -> int:
-            # as the engine's workers would run them: symbols over two threads (the kernels
-            # release the GIL, the per-session decisions in Python do not)
-            return sum(pool.map(lambda b: len(detect_symbol(b, windows, MINUTE_NS, params)),
-                                bars))
-
-        job, det, det2 = [], [], []
+        det = []
         for r in range(rounds):
-            out = Path(tmp) / f"out{r}"
-            t0 = time.perf_counter()
-            cli.main(["run", str(folder / "parquet"), "--calendar", "XNYS", "--out", str(out),
-                      "-q"])
-            job.append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
+            c0 = time.process_time()
             found = sum(len(detect_symbol(b, windows, MINUTE_NS, params)) for b in bars)
-            det.append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            two_threads()
-            det2.append(time.perf_counter() - t0)
-        pool.shutdown()
-        j, d, d2 = min(job), min(det), min(det2)
-        print(f"cost on {n_symbols} symbols x 252 XNYS sessions, {n:,} 1m bars, best of "
-              f"{rounds} rounds, alternating:")
-        print(f"  main job (sessiondata run, Parquet)  {j:7.2f} s  {j / n * 1e9:7.1f} ns/bar")
-        print(f"  detectors (detect_symbol, 1 thread)  {d:7.2f} s  {d / n * 1e9:7.1f} ns/bar  "
-              f"({found} anomalies)")
-        print(f"  detectors (2 threads, as the engine) {d2:7.2f} s  {d2 / n * 1e9:7.1f} ns/bar")
-        print(f"  detectors / main job = {d / j:.3f} one thread, {d2 / j:.3f} two threads "
-              f"(target <= 0.25: the job with them <= 1.25x)")
+            det.append(time.process_time() - c0)
+    wall = {m: min(x[0] for x in v) for m, v in times.items()}
+    cpu = {m: min(x[1] for x in v) for m, v in times.items()}
+    d = min(det)
+    out_ = {"wall_ratio": wall["with"] / wall["without"], "cpu_ratio": cpu["with"] / cpu["without"],
+            "detectors_cpu_share": d / cpu["without"]}
+    print(f"cost on {n_symbols} symbols x 252 XNYS sessions, {n:,} 1m bars, best of {rounds} "
+          f"rounds, alternating, load average {os.getloadavg()[0]:.1f}:")
+    for m in ("with", "without"):
+        print(f"  sessiondata run, detectors {m:<7}  wall {wall[m]:6.2f} s  cpu {cpu[m]:6.2f} s "
+              f"({cpu[m] / n * 1e9:6.1f} ns/bar)")
+    print(f"  detectors alone (detect_symbol, one thread) cpu {d:.2f} s ({d / n * 1e9:.1f} "
+          f"ns/bar, {found} anomalies)")
+    print(f"  with / without: wall {out_['wall_ratio']:.3f}, cpu {out_['cpu_ratio']:.3f} "
+          f"(target <= 1.25); detectors alone / job without: {out_['detectors_cpu_share']:.3f}")
+    return out_
 
 
 def main(argv: list[str] | None = None) -> int:
