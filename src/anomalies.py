@@ -1054,7 +1054,7 @@ def _clock_edges(rows: _Rows, p: AnomalyParams, ts: np.ndarray, o: np.ndarray, c
     # slot of k - 1 and the one after k - 1's close the first of k
     joined = np.zeros(n_k, bool)             # k - 1 and k back to back, both with bars
     joined[1:] = (first_open[1:] == last_close[:-1]) & have[1:] & have[:-1]
-    cands: list[tuple[int, int]] = []        # (shift index, session)
+    cands: list[tuple[int, int, bool]] = []  # (shift index, session, joined to the next)
     for j, h in enumerate(hours_list):
         hs = abs(h) * hour_slots
         edge = lead if h > 0 else trail
@@ -1081,7 +1081,7 @@ def _clock_edges(rows: _Rows, p: AnomalyParams, ts: np.ndarray, o: np.ndarray, c
     with np.errstate(divide="ignore", invalid="ignore"):
         step_moves = np.abs(np.log(o[nxt] / c[nxt - 1]))
     limit = 2.0 * float(np.nanquantile(step_moves, 0.9)) + 1e-12
-    kept = []
+    kept: list[tuple[int, int, float]] = []
     for j, k, at_join in cands:
         if at_join:
             i = int(first[k]) if hours_list[j] > 0 else int(first[k + 1])
