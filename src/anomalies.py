@@ -1144,8 +1144,13 @@ def _clock_edges(rows: _Rows, p: AnomalyParams, ts: np.ndarray, o: np.ndarray, c
         zz = np.cumsum(z0[j, ends])
         nn = np.cumsum(cnt[j, ends])
         size = np.arange(1, len(ends) + 1)
+        # At a joined edge (the price join passed) the hole and the join are most of the
+        # evidence: the sessions need only lean the shift's way (half the mean deviation,
+        # the last one positive); at a break the pooled search's conditions hold.
+        min_z = p.clock_min_z if margin > p.clock_edge_margin else 0.5 * p.clock_min_z
+        end_z = p.clock_min_z if margin > p.clock_edge_margin else 0.0
         score = np.where((size >= p.clock_min_sessions) & (nn >= 0.75 * size)
-                         & (zz >= p.clock_min_z * nn) & (z0[j, ends] >= p.clock_min_z),
+                         & (zz >= min_z * nn) & (z0[j, ends] > end_z),
                          zz / np.sqrt(np.maximum(nn, 1)), -np.inf)
         best = int(np.argmax(score))
         if not score[best] >= margin:
