@@ -219,6 +219,10 @@ class AnomalyParams:
                              f"{self.clock_fit_share}")
         if not 0 < self.stale_alpha < 1:
             raise ValueError(f"AnomalyParams.stale_alpha must be in (0, 1), got {self.stale_alpha}")
+        if not (self.clock_edge_margin > 0 and self.clock_edge_break_margin > 0):
+            raise ValueError("AnomalyParams.clock_edge_margin and clock_edge_break_margin must "
+                             f"be > 0, got {self.clock_edge_margin}, "
+                             f"{self.clock_edge_break_margin}")
         if self.volume_factor <= 1 or self.jump_min_step <= 1:
             raise ValueError("AnomalyParams.volume_factor and jump_min_step must be > 1")
 

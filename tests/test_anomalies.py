@@ -642,6 +642,8 @@ def test_find_anomalies_api_and_container():
         sd.find_anomalies(bars, cal, spike_sigma=3)
     with pytest.raises(ValueError, match="unknown anomaly kind"):
         AnomalyParams(kinds=("spikes",))
+    with pytest.raises(ValueError, match="clock_edge_margin"):
+        AnomalyParams().replace(clock_edge_margin=0.0)
     with pytest.raises(TypeError, match="Bars"):
         sd.find_anomalies(bars.to_pandas(), cal)
     assert len(sd.find_anomalies(sd.Bars.empty("1m"), cal)) == 0
