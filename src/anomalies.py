@@ -785,9 +785,12 @@ def _jumps(rows: _Rows, p: AnomalyParams, ts: np.ndarray, c: np.ndarray, step_ns
             continue
         vratio = np.nan
         if real_volume:
-            pre = lvl[max(0, ka - 4):ka + 1]
-            post = lvl[kb:kb + 5]
-            if not (np.isfinite(pre).any() and np.isfinite(post).any()):
+            # Each side's sessions from the boundary out, up to a unit change of the volume
+            # (a step of ``volume_factor`` between sessions, its own ``volume_shift``): a
+            # level that moved 100x inside the window said nothing of the split.
+            pre = _same_unit(lvl[max(0, ka - 4):ka + 1][::-1], np.log(p.volume_factor))
+            post = _same_unit(lvl[kb:kb + 5], np.log(p.volume_factor))
+            if not (len(pre) and len(post)):
                 continue
             dv = float(np.nanmedian(post) - np.nanmedian(pre))
             vratio = float(np.exp(dv))
@@ -798,6 +801,19 @@ def _jumps(rows: _Rows, p: AnomalyParams, ts: np.ndarray, c: np.ndarray, step_ns
         split = float(p.split_ratios[r])
         rows.add(JUMP, ts[i], ts[i] + step_ns, 1, float(np.exp(s)),
                  split if s > 0 else 1.0 / split, vratio)
+
+
+def _same_unit(levels: np.ndarray, unit: float) -> np.ndarray:
+    """The finite levels from the first on, up to (not including) the first that is
+    ``unit`` or more (log) from the one kept before it."""
+    keep: list[float] = []
+    for x in levels.tolist():
+        if not np.isfinite(x):
+            continue
+        if keep and abs(x - keep[-1]) >= unit:
+            break
+        keep.append(x)
+    return np.asarray(keep, np.float64)
 
 
 _CLOCK_Z_CAP = 4.0      # deviations one session can add to a run
