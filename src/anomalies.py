@@ -135,6 +135,22 @@ class AnomalyParams:
         ``clock_min_corr`` and ``clock_fit_share`` of the symbol's median correlation.
     clock_min_gain : float
         Kept for compatibility; not used since the evidence is pooled over runs.
+    clock_edge_margin : float
+        Where the sessions run back to back (24/7, the FX week) a run stamped ``h`` hours
+        late leaves its first session's first ``h`` hours empty (its last hour's bars fall
+        into the next session, which has its own), one stamped early its last session's
+        last ``h`` hours: in a symbol that otherwise has its bars at the opens (closes), a
+        session missing exactly ``h`` hours there (to five minutes) is a candidate, and a run
+        from it (to it) whose deviations for that shift, summed over the square root of its
+        length, reach this (instead of ``clock_margin``) is reported (without the fit tests of
+        ``clock_min_corr`` and ``clock_fit_share``: the edge is the evidence of a shift).
+        Where the hole is next to the previous session's last bar (the next one's first),
+        that bar and the first after the hole must join as consecutive bars do (the open
+        within twice the 90th percentile of the symbol's moves from a close to the next
+        bar's open: an outage leaves an hour's move there).
+    clock_edge_break_margin : float
+        The same at an edge next to a break (the FX week's Sunday open and Friday close),
+        where there is no bar on the other side to join: a higher margin.
     clock_stamp_alpha : float
         The stamp-convention change (a run of sessions one base interval late: no bar at the
         open, one at the next slot, one stamped at the close; only sessions followed by a
@@ -178,6 +194,8 @@ class AnomalyParams:
     clock_margin: float = 5.0
     clock_stamp_alpha: float = 1e-3
     clock_fit_share: float = 0.75
+    clock_edge_margin: float = 1.5
+    clock_edge_break_margin: float = 3.0
     duplicate_min_equal: float = 0.8
     duplicate_min_bars: int = 10
 
@@ -201,6 +219,10 @@ class AnomalyParams:
                              f"{self.clock_fit_share}")
         if not 0 < self.stale_alpha < 1:
             raise ValueError(f"AnomalyParams.stale_alpha must be in (0, 1), got {self.stale_alpha}")
+        if not (self.clock_edge_margin > 0 and self.clock_edge_break_margin > 0):
+            raise ValueError("AnomalyParams.clock_edge_margin and clock_edge_break_margin must "
+                             f"be > 0, got {self.clock_edge_margin}, "
+                             f"{self.clock_edge_break_margin}")
         if self.volume_factor <= 1 or self.jump_min_step <= 1:
             raise ValueError("AnomalyParams.volume_factor and jump_min_step must be > 1")
 
@@ -574,12 +596,53 @@ def _detect(bars: Bars, windows: Any, step_ns: int, params: AnomalyParams | None
     if "jump" in wanted:
         _jumps(rows, p, ts, c, step_ns, first, count, med_vol, real_volume)
     if "clock_shift" in wanted:
+        if real_volume:
+            _rebase_profiles(by_class, v, sess, buck, first, count, med_vol, ref_volume)
         _clock_shifts(rows, p, ts, by_class if real_volume else by_range, step_ns, first,
                       count, n_b, first_open, last_close, bucket_ns, windows.sessions, stats)
+        _clock_edges(rows, p, ts, o, c, flags, by_class if real_volume else by_range, step_ns,
+                     first, count, n_b, first_open, last_close, bucket_ns, windows.sessions)
         _stamp_shifts(rows, p, ts, step_ns, first, count, first_open, last_close)
     if "duplicate_session" in wanted:
         _duplicates(rows, p, ts, hashes, sess, flags, step_ns, first, count, first_open)
     return rows.build(tz)
+
+
+_REBASE_MIN_OCTAVES = 3     # a session's volume level this many factors of 2 off the usual
+
+
+def _rebase_profiles(by_class: np.ndarray, v: np.ndarray, sess: np.ndarray,
+                     buck: np.ndarray, first: np.ndarray, count: np.ndarray,
+                     med_vol: np.ndarray, ref_volume: float) -> None:
+    """The activity profile of a session whose volume level is far from the symbol's usual
+    one (a unit change, 8x or more), made again with the volume classes measured against
+    the session's own level; in place.
+
+    The classes are the binary exponent of the volume over the symbol's typical bar, clipped
+    to 1..7: a session whose volume was multiplied by 100 has every bar in class 7 and its
+    profile is flat, with no shape left to show a clock shift (a shift and a unit change in
+    the same sessions was missed). Sessions at the usual level keep their profile exactly;
+    the few rebased are recomputed from their own bars (no pass over the others).
+    """
+    have = med_vol > 0
+    if ref_volume <= 0 or not have.any():
+        return
+    # against the typical bar of the whole range, which the classes were measured against
+    # (a shift that lasts half the range moves that reference too: both sides are rebased)
+    off = np.where(have, np.rint(np.log2(np.where(have, med_vol, 1.0) / ref_volume)), 0.0)
+    odd = np.flatnonzero(np.abs(off) >= _REBASE_MIN_OCTAVES)
+    if len(odd) == 0:
+        return
+    idx = np.concatenate([np.arange(first[k], first[k] + count[k]) for k in odd.tolist()])
+    vv = v[idx]
+    pos = vv > 0
+    _, e = np.frexp(np.where(pos, vv, 1.0) / ref_volume)
+    k_of = sess[idx]
+    cls = np.where(pos, np.clip(e + 3 - off[k_of].astype(np.int64), 1, 7), 0)
+    n_b = by_class.shape[1]
+    ok = (buck[idx] >= 0) & (buck[idx] < n_b)
+    by_class[odd] = 0.0
+    np.add.at(by_class, (k_of[ok], buck[idx][ok]), cls[ok].astype(np.float64))
 
 
 def _rate(combo: np.ndarray, need: int, given: int, prior: float = 20.0) -> np.ndarray:
@@ -722,9 +785,12 @@ def _jumps(rows: _Rows, p: AnomalyParams, ts: np.ndarray, c: np.ndarray, step_ns
             continue
         vratio = np.nan
         if real_volume:
-            pre = lvl[max(0, ka - 4):ka + 1]
-            post = lvl[kb:kb + 5]
-            if not (np.isfinite(pre).any() and np.isfinite(post).any()):
+            # Each side's sessions from the boundary out, up to a unit change of the volume
+            # (a step of ``volume_factor`` between sessions, its own ``volume_shift``): a
+            # level that moved 100x inside the window said nothing of the split.
+            pre = _same_unit(lvl[max(0, ka - 4):ka + 1][::-1], np.log(p.volume_factor))
+            post = _same_unit(lvl[kb:kb + 5], np.log(p.volume_factor))
+            if not (len(pre) and len(post)):
                 continue
             dv = float(np.nanmedian(post) - np.nanmedian(pre))
             vratio = float(np.exp(dv))
@@ -735,6 +801,19 @@ def _jumps(rows: _Rows, p: AnomalyParams, ts: np.ndarray, c: np.ndarray, step_ns
         split = float(p.split_ratios[r])
         rows.add(JUMP, ts[i], ts[i] + step_ns, 1, float(np.exp(s)),
                  split if s > 0 else 1.0 / split, vratio)
+
+
+def _same_unit(levels: np.ndarray, unit: float) -> np.ndarray:
+    """The finite levels from the first on, up to (not including) the first that is
+    ``unit`` or more (log) from the one kept before it."""
+    keep: list[float] = []
+    for x in levels.tolist():
+        if not np.isfinite(x):
+            continue
+        if keep and abs(x - keep[-1]) >= unit:
+            break
+        keep.append(x)
+    return np.asarray(keep, np.float64)
 
 
 _CLOCK_Z_CAP = 4.0      # deviations one session can add to a run
@@ -867,8 +946,12 @@ def _clock_shifts(rows: _Rows, p: AnomalyParams, ts: np.ndarray, prof: np.ndarra
         # sessions do (``clock_fit_share`` of their median correlation): an odd run that
         # merely loses less than usual under a shift is not shifted.
         typical = float(np.nanmedian(base[ref_use & ~taken]))
-        if not len(sel) or float(np.median(cors[j, sel])) < max(p.clock_min_corr,
-                                                               p.clock_fit_share * typical):
+        # ... and better than it does as stamped: a run that only loses less than the
+        # symbol's sessions do under a shift (a flat profile loses little) is not shifted.
+        if (not len(sel)
+                or float(np.median(cors[j, sel])) < max(p.clock_min_corr,
+                                                        p.clock_fit_share * typical)
+                or not float(np.median(cors[j, sel])) > float(np.nanmedian(base[sel]))):
             # refused: this run under these shifts is not looked at again (its sessions stay
             # in play for other runs and shifts)
             blocked[passing, k:e + 1] = True
@@ -881,6 +964,17 @@ def _clock_shifts(rows: _Rows, p: AnomalyParams, ts: np.ndarray, prof: np.ndarra
                      float(np.nanmedian(base[sel])), float(np.median(cors[j, sel])))
 
 
+def _median1(a: np.ndarray) -> float:
+    """The median of a 1-D array without NaN, as ``np.median`` (a partition, without its
+    per-call overhead: a few hundred calls per symbol)."""
+    n = a.shape[0]
+    h = n // 2
+    if n % 2:
+        return float(np.partition(a, h)[h])
+    q = np.partition(a, (h - 1, h))
+    return 0.5 * (float(q[h - 1]) + float(q[h]))
+
+
 def _corr(xs: np.ndarray, ref: np.ndarray, m: np.ndarray) -> np.ndarray:
     """Row by row, the correlation of ``xs`` and ``ref`` over the cells of mask ``m``."""
     if m.all():
@@ -891,17 +985,22 @@ def _corr(xs: np.ndarray, ref: np.ndarray, m: np.ndarray) -> np.ndarray:
         den = np.sqrt(np.einsum("ij,ij->i", dx, dx) * np.einsum("ij,ij->i", dr, dr))
         with np.errstate(invalid="ignore", divide="ignore"):
             return num / den
+    # by the sums over the cells (values are square roots of shares, in [0, 1]: no
+    # cancellation to fear), a third of the passes of centring first
     w = m.astype(np.float64)
+    xw = xs * w
+    rw = ref * w
     nw = w.sum(axis=1)
-    nw[nw == 0] = np.nan
-    mx = (xs * w).sum(axis=1) / nw
-    mr = (ref * w).sum(axis=1) / nw
-    dx = (xs - mx[:, None]) * w
-    dr = (ref - mr[:, None]) * w
-    num = (dx * dr).sum(axis=1)
-    den = np.sqrt((dx * dx).sum(axis=1) * (dr * dr).sum(axis=1))
+    sx = xw.sum(axis=1)
+    sr = rw.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return num / den
+        num = np.einsum("ij,ij->i", xw, ref) - sx * sr / nw
+        vx = np.einsum("ij,ij->i", xw, xs) - sx * sx / nw
+        vr = np.einsum("ij,ij->i", rw, ref) - sr * sr / nw
+        den = np.sqrt(np.maximum(vx, 0.0) * np.maximum(vr, 0.0))
+        # a row without spread has no correlation (the sums leave rounding where centring
+        # left an exact 0 / 0)
+        return np.where(den > 1e-12, num / den, np.nan)
 
 
 def _clock_scores(p: AnomalyParams, x: np.ndarray, usual: np.ndarray, inside: np.ndarray,
@@ -935,8 +1034,8 @@ def _clock_scores(p: AnomalyParams, x: np.ndarray, usual: np.ndarray, inside: np
         g = gain[ok & ref_use]
         if len(g) < 3:
             continue
-        med = float(np.median(g))
-        mad = max(1.4826 * float(np.median(np.abs(g - med))), 0.005)
+        med = _median1(g)
+        mad = max(1.4826 * _median1(np.abs(g - med)), 0.005)
         # Capped: one odd session must not carry a run by itself.
         zs[j, ok] = np.clip((gain[ok] - med) / mad, -_CLOCK_Z_CAP, _CLOCK_Z_CAP)
         cors[j] = cs
@@ -944,6 +1043,169 @@ def _clock_scores(p: AnomalyParams, x: np.ndarray, usual: np.ndarray, inside: np
         # about twice the median loss over the spread.
         strength = min(strength, -2.0 * med / mad)
     return zs, cors, base, (strength if np.isfinite(strength) else float("nan"))
+
+
+def _clock_edges(rows: _Rows, p: AnomalyParams, ts: np.ndarray, o: np.ndarray, c: np.ndarray,
+                 flags: np.ndarray, prof: np.ndarray, step_ns: int, first: np.ndarray,
+                 count: np.ndarray, n_b: int, first_open: np.ndarray, last_close: np.ndarray,
+                 bucket_ns: int, sessions: np.ndarray) -> None:
+    """Clock shifts that show at an edge of sessions that run back to back: a session
+    missing exactly ``h`` whole hours at its open (a run stamped ``h`` late starts there;
+    its last hours' bars fell into the next session, which has its own) or at its close (a
+    run stamped early ends there), in a symbol that has its bars at the opens (closes)
+    elsewhere, where the bars on the two sides of the hole join as consecutive bars do
+    (the first one's open within twice the 90th percentile of the symbol's moves from a
+    close to the next bar's open: an outage of an hour leaves an hour's move there). The
+    profile's evidence for that shift over a run from (to) it then needs only
+    ``clock_edge_margin`` (see `AnomalyParams`). Sessions of runs already reported are
+    left alone."""
+    n_k = len(first)
+    if n_k < 4 or len(ts) == 0:
+        return
+    have = count > 0
+    if have.sum() < 4:
+        return
+    last_i = np.where(have, first + count - 1, 0)
+    lead = np.where(have, (ts[np.where(have, first, 0)] - first_open) // step_ns, -1)
+    trail = np.where(have, (last_close - ts[last_i] - step_ns) // step_ns, -1)
+    # The data may start (end) inside a session: the first session's open and the last
+    # one's close tell nothing.
+    with_bars = np.flatnonzero(have)
+    lead[with_bars[0]] = -1
+    trail[with_bars[-1]] = -1
+    per_hour = int(HOUR_NS // bucket_ns)
+    hour_slots = HOUR_NS // step_ns
+    if per_hour < 1 or hour_slots < 1:
+        return
+    hours_list = [h for h in range(-p.clock_max_hours, p.clock_max_hours + 1)
+                  if h != 0 and abs(h * per_hour) < n_b - 4]
+    taken = np.zeros(n_k, bool)
+    for part in rows.parts:                  # the runs the pooled search reported
+        if part[0][0] == CLOCK_SHIFT:
+            for a, b in zip(part[1].tolist(), part[2].tolist()):
+                k0 = int(np.searchsorted(first_open, a, side="right")) - 1
+                k1 = int(np.searchsorted(first_open, b - 1, side="right")) - 1
+                taken[max(k0, 0):k1 + 1] = True
+    # back to back: session k's open is k - 1's close, the bar before k's open is the last
+    # slot of k - 1 and the one after k - 1's close the first of k
+    joined = np.zeros(n_k, bool)             # k - 1 and k back to back, both with bars
+    joined[1:] = (first_open[1:] == last_close[:-1]) & have[1:] & have[:-1]
+    cands: list[tuple[int, int, bool]] = []  # (shift index, session, joined to the next)
+    for j, h in enumerate(hours_list):
+        hs = abs(h) * hour_slots
+        edge = lead if h > 0 else trail
+        hit = have & ~taken & (edge >= hs) & (edge < hs + max(2, hs // 12))
+        if h > 0:      # the late run starts at k: k - 1 ends at its close
+            join = joined & (np.r_[-1, trail[:-1]] == 0)
+            after_break = np.r_[True, first_open[1:] > last_close[:-1]]
+        else:          # the early run ends at k: k + 1 starts at its open
+            join = np.r_[joined[1:], False] & (np.r_[lead[1:], -1] == 0)
+            after_break = np.r_[first_open[1:] > last_close[:-1], True]
+        # an edge at a break (the FX week's Sunday open, Friday close) has no bar on the
+        # other side to join: it counts, with a higher margin (``clock_edge_break_margin``)
+        hit &= join | after_break
+        # the symbol has its bars at that edge elsewhere: a late start is its habit if not
+        if hit.any() and float(np.mean(edge[have & ~hit] >= hs // 2)) <= 0.1:
+            cands.extend((j, int(k), bool(join[k])) for k in np.flatnonzero(hit))
+    if not cands:
+        return
+    # the two sides of the hole join as consecutive bars do
+    nxt = np.flatnonzero((flags[1:] & NEXT) != 0) + 1
+    nxt = nxt[:: max(1, len(nxt) // 4096)]
+    if len(nxt) < 20:
+        return
+    with np.errstate(divide="ignore", invalid="ignore"):
+        step_moves = np.abs(np.log(o[nxt] / c[nxt - 1]))
+    limit = 2.0 * float(np.nanquantile(step_moves, 0.9)) + 1e-12
+    kept: list[tuple[int, int, float]] = []
+    for j, k, at_join in cands:
+        if at_join:
+            i = int(first[k]) if hours_list[j] > 0 else int(first[k + 1])
+            with np.errstate(divide="ignore", invalid="ignore"):
+                g = abs(float(np.log(o[i] / c[i - 1])))
+            if not g <= limit:
+                continue
+        kept.append((j, k, p.clock_edge_margin if at_join else p.clock_edge_break_margin))
+    if not kept:
+        return
+    usual_count = np.median(count[have])
+    use = (count >= max(10, 0.5 * usual_count))
+    tot = prof.sum(axis=1)
+    use &= tot > 0
+    if use.sum() < 4:
+        return
+    shares = np.zeros_like(prof)
+    shares[use] = prof[use] / tot[use, None]
+    x = np.sqrt(shares)
+    ref_use = use & ~taken
+    for j, k, _ in kept:
+        ref_use[k] = False
+    if ref_use.sum() < 3:
+        return
+    weekend = ((sessions.astype("datetime64[D]").astype(np.int64) + 3) % 7) >= 5
+    meds = {}
+    for group in (False, True):
+        sel = ref_use & (weekend == group)
+        key = group if sel.sum() >= 3 and sel.sum() < ref_use.sum() else None
+        if key not in meds:
+            meds[key] = np.median(x[sel if key is not None else ref_use], axis=0)
+        meds[group] = meds[key]
+    usual = np.where(weekend[:, None], meds[True][None, :], meds[False][None, :])
+    inside = (np.arange(n_b)[None, :] * bucket_ns) < (last_close - first_open)[:, None]
+    # The hole itself is left out of its session's profile, as stamped and shifted: an
+    # empty first hour fits a profile shifted an hour late by construction (an outage at
+    # the open scored as a shift).
+    n_in = inside.sum(axis=1)
+    for j, k, _ in kept:
+        w = abs(hours_list[j]) * per_hour
+        if hours_list[j] > 0:
+            inside[k, :w] = False
+        else:
+            inside[k, max(0, int(n_in[k]) - w):int(n_in[k])] = False
+    zs, cors, base, _ = _clock_scores(p, x, usual, inside, use, ref_use, per_hour, hours_list)
+    z0 = np.nan_to_num(zs, nan=0.0)
+    cnt = np.isfinite(zs)
+    max_run = min(n_k, _CLOCK_MAX_RUN)
+    for j, k, margin in kept:
+        if taken[k]:
+            continue
+        h = hours_list[j]
+        # runs from k on (stamped late) or up to k (stamped early), of sessions not taken
+        ends = (np.arange(k, min(n_k, k + max_run)) if h > 0
+                else np.arange(k, max(-1, k - max_run), -1))
+        free = np.cumsum(taken[ends]) == 0
+        ends = ends[free]
+        if len(ends) < p.clock_min_sessions:
+            continue
+        zz = np.cumsum(z0[j, ends])
+        nn = np.cumsum(cnt[j, ends])
+        size = np.arange(1, len(ends) + 1)
+        # At a joined edge (the price join passed) the hole and the join are most of the
+        # evidence: the sessions need only lean the shift's way (half the mean deviation,
+        # the last one positive); at a break the pooled search's conditions hold.
+        min_z = p.clock_min_z if margin > p.clock_edge_margin else 0.5 * p.clock_min_z
+        end_z = p.clock_min_z if margin > p.clock_edge_margin else 0.0
+        score = np.where((size >= p.clock_min_sessions) & (nn >= 0.75 * size)
+                         & (zz >= min_z * nn) & (z0[j, ends] > end_z),
+                         zz / np.sqrt(np.maximum(nn, 1)), -np.inf)
+        best = int(np.argmax(score))
+        if not score[best] >= margin:
+            continue
+        run = np.sort(ends[:best + 1])
+        sel = run[np.isfinite(cors[j, run])]
+        if not len(sel):
+            continue
+        # No test of the fit shifted back against the usual one (the pooled search's): on
+        # the weak profiles where the edge is needed a one-hour shift changes the
+        # correlation by less than a day's noise; the edge itself is the evidence of a
+        # shift, the profile says which way and over which sessions.
+        fit = float(np.median(cors[j, sel]))
+        k0, e = int(run[0]), int(run[-1])
+        taken[k0:e + 1] = True
+        b = _session_bounds(first, count, ts, step_ns, k0, e + 1)
+        if b is not None:
+            rows.add(CLOCK_SHIFT, b[0], b[1], b[2], float(h), float(np.nanmedian(base[sel])),
+                     fit)
 
 
 def _stamp_shifts(rows: _Rows, p: AnomalyParams, ts: np.ndarray, step_ns: int,
