@@ -5,6 +5,7 @@ exist and do not, scores data quality and exports it all, over a compiled Cython
 """
 
 import importlib
+import importlib.util
 from typing import TYPE_CHECKING, Any
 
 from . import _core  # fails with a how-to-build message when the kernels are missing
@@ -71,6 +72,10 @@ _LAZY = {
 def __getattr__(name: str) -> Any:
     where = _LAZY.get(name)
     if where is None:
+        # A submodule (``sd.summary``, ``sd.export``...) as ``import sessiondata.x`` gives it:
+        # they were reachable as attributes when the package imported them eagerly.
+        if not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}"):
+            return importlib.import_module(f".{name}", __name__)
         raise AttributeError(f"module 'sessiondata' has no attribute {name!r}")
     value = getattr(importlib.import_module(f".{where[0]}", __name__), where[1])
     globals()[name] = value          # once: later lookups find it without this call
