@@ -22,7 +22,7 @@ from common cimport (
     FAULT_LATE, FAULT_UNSORTED, N_FAULTS, Bucket, ColumnStore, GapWalker, GridCursor, Rollup, f64, grid_locate,
     bucket_expected, i64, price_fault, slots_in_window, rollup_emit, rollup_feed, rollup_init,
     rollup_run, store_append, as_i64, check_grid, store_free, store_init, add_sat, step_end,
-    store_nbytes, store_push, store_reserve, store_set, store_snapshot, walker_finish, walker_start,
+    store_nbytes, store_push, store_reserve, store_resize, store_set, store_snapshot, walker_finish, walker_start,
     walker_step_to,
     ceil_div, slots_from, span, sub_sat, u64,
 )
@@ -47,6 +47,15 @@ cdef enum:
     MAX_DERIVED = 32
 
 cdef i64 NO_BAR = INT64_MIN
+
+# A store's growth on the bar path.  A symbol whose first DENSE_AT slots are (nearly) all
+# present gets its stores sized once for the session's slots (when the session has no more
+# than DENSE_MAX_ROWS of them): no store is grown again, no column is copied.  Any other
+# symbol grows by an eighth at a time (store_reserve), which keeps the slack under 12.5 %
+# for sparse ones.  flush() (the end of the symbol's stream) gives back what is unused.
+cdef enum:
+    DENSE_AT = 64
+    DENSE_MAX_ROWS = 1 << 20
 
 # Event kinds (Event.code); the names are Event.kind and the keys of SessionData.subscribe.
 cdef enum:
@@ -542,6 +551,34 @@ cdef class SymbolStream:
                 total += rc
         return total
 
+    cdef int _grow(self, Py_ssize_t need) noexcept nogil:
+        """Make room for need base rows (the bar path's growth, see DENSE_AT): the
+        session's slots at once for a dense symbol (its derived stores too), else an eighth
+        more.  0, or -1 when memory ran out (nothing is lost)."""
+        cdef Py_ssize_t k
+        cdef ColumnStore* d
+        if (self.base.cap >= DENSE_AT and need <= self.base.max_rows <= DENSE_MAX_ROWS
+                and self.gaps.missing * 16 <= self.gaps.present):
+            if store_resize(&self.base, self.base.max_rows) != 0:
+                return -1
+            for k in range(self.n_derived):
+                d = &self.derived[k]
+                if d.cap < d.max_rows <= DENSE_MAX_ROWS and store_resize(d, d.max_rows) != 0:
+                    return -1
+            return 0
+        return store_reserve(&self.base, need)
+
+    cdef int _trim(self) noexcept nogil:
+        """Give back the rows no bar uses (the end of the symbol's stream)."""
+        cdef Py_ssize_t k
+        cdef int rc = 0
+        if self.base.cap > self.base.n and self.base.n > 0:
+            rc |= store_resize(&self.base, self.base.n)
+        for k in range(self.n_derived):
+            if self.derived[k].cap > self.derived[k].n and self.derived[k].n > 0:
+                rc |= store_resize(&self.derived[k], self.derived[k].n)
+        return rc
+
     cdef inline int _accept(self, i64 t, f64 o, f64 h, f64 l, f64 c, f64 v) noexcept nogil:
         """Validate, store and roll up one bar; its fault code (FAULT_NONE when accepted)."""
         cdef uint8_t f = price_fault(o, h, l, c, v, self.volume_optional)
@@ -570,8 +607,10 @@ cdef class SymbolStream:
                 # A bucket closed early (advance, flush) must not get a second bar.
                 if t < self.rollups[k].closed_until and not self.rollups[k].bucket.active:
                     return FAULT_LATE
-        if store_push(&self.base, t, o, h, l, c, v, 1, 1.0) != 0:
+        if self.base.n >= self.base.cap and self._grow(self.base.n + 1) != 0:
             return FAULT_OVERFLOW
+        store_set(&self.base, self.base.n, t, o, h, l, c, v, 1, 1.0)
+        self.base.n += 1
         self.cursor = probe
         walker_step_to(&self.gaps, self.w_open, self.w_close, self.n_windows, self.base_ns, t,
                        NULL, NULL, 0, 0, &rc)
@@ -1459,8 +1498,13 @@ cdef class SymbolStream:
         return self._close(now_ns, False)
 
     def flush(self):
-        """Close every derived bar being built (the end of the session); returns how many."""
-        return self._close(0, True)
+        """Close every derived bar being built (the end of the session); returns how many.
+        The stores give back the rows no bar uses (a shrinking realloc: nothing is copied
+        where the allocator can shrink in place; a failure to shrink keeps them as they were).
+        """
+        cdef int closed = self._close(0, True)
+        self._trim()
+        return closed
 
     cdef int _close(self, i64 now_ns, bint everything) except -1:
         cdef int closed = self._close_ended(now_ns, everything, False)
