@@ -20,7 +20,7 @@ import numpy as np
 from common cimport (
     FAULT_DUPLICATE, FAULT_MISALIGNED, FAULT_NONE, FAULT_OUTSIDE, FAULT_OVERFLOW,
     FAULT_LATE, FAULT_UNSORTED, N_FAULTS, Bucket, ColumnStore, GapWalker, GridCursor, Rollup, f64, grid_locate,
-    bucket_expected, i64, price_fault, slots_in_window, rollup_emit, rollup_feed, rollup_init,
+    bucket_add, bucket_expected, i64, price_fault, slots_in_window, rollup_emit, rollup_feed, rollup_init,
     rollup_run, store_append, as_i64, check_grid, store_free, store_init, add_sat, step_end,
     store_nbytes, store_push, store_reserve, store_resize, store_set, store_snapshot, walker_finish, walker_start,
     walker_step_to,
@@ -295,6 +295,7 @@ cdef inline i64 _grid_run_end(const i64* g_open, const i64* g_close, Py_ssize_t 
     return start + count * step_ns
 
 
+@cython.final       # the per-bar path calls its methods directly (no vtable), inlined
 cdef class SymbolStream:
     """Base bars of one symbol in one session, and every derived interval made from them.
 
@@ -323,6 +324,7 @@ cdef class SymbolStream:
     cdef i64 cascade_due
     cdef Py_ssize_t n_derived
     cdef Py_ssize_t n_cascaded     # derived intervals fed from a finer derived one
+    cdef unsigned int base_fed     # bit k: derived interval k is fed from the base bars
     cdef GridCursor cursor
     cdef const i64* w_open
     cdef const i64* w_close
@@ -405,6 +407,7 @@ cdef class SymbolStream:
         self.base.max_rows = _slots(&wo[0], &wc[0], wo.shape[0], base_ns)
         self.n_derived = 0
         self.n_cascaded = 0
+        self.base_fed = 0
         self.late_until = NO_BAR
         self.cascade_due = INT64_MAX
         self.last_ns = NO_BAR
@@ -478,6 +481,8 @@ cdef class SymbolStream:
         self.n_derived = k + 1
         if p >= 0:
             self.n_cascaded += 1
+        else:
+            self.base_fed |= 1u << k
         if p >= 0:
             r.feed_step = best
             src = &self.derived[p]
@@ -586,6 +591,8 @@ cdef class SymbolStream:
         cdef Py_ssize_t k
         cdef int rc
         cdef i64 closed = 0
+        cdef unsigned int fed
+        cdef Rollup* r
         if f != FAULT_NONE:
             return f
         if t <= self.last_ns and not (t == NO_BAR and self.base.n == 0):
@@ -612,18 +619,32 @@ cdef class SymbolStream:
         store_set(&self.base, self.base.n, t, o, h, l, c, v, 1, 1.0)
         self.base.n += 1
         self.cursor = probe
-        walker_step_to(&self.gaps, self.w_open, self.w_close, self.n_windows, self.base_ns, t,
-                       NULL, NULL, 0, 0, &rc)
-        for k in range(self.n_derived):
-            if self.parent[k] >= 0:
-                continue
-            rc = rollup_feed(&self.rollups[k], t, o, h, l, c, v, 1, &self.derived[k])
-            if rc > 0:
-                closed += rc
-                rc = self._cascade(k, rc)
-            if rc < 0:
-                return FAULT_OVERFLOW
-            closed += rc
+        if t == self.gaps.next_slot and self.gaps.window == probe.window:
+            # The walker's next slot (no gap before it): what walker_step_to does then.
+            self.gaps.present += 1
+            self.gaps.next_slot = probe.slot_end
+        else:
+            walker_step_to(&self.gaps, self.w_open, self.w_close, self.n_windows,
+                           self.base_ns, t, NULL, NULL, 0, 0, &rc)
+        fed = self.base_fed
+        k = 0
+        while fed:
+            if fed & 1u:
+                r = &self.rollups[k]
+                if r.bucket.active and t < r.bucket.end and t < r.bucket.close_at:
+                    # Inside the bucket being built, not its last slot: what rollup_feed
+                    # does then, without the call.
+                    bucket_add(&r.bucket, h, l, c, v, 1)
+                else:
+                    rc = rollup_feed(r, t, o, h, l, c, v, 1, &self.derived[k])
+                    if rc > 0:
+                        closed += rc
+                        rc = self._cascade(k, rc)
+                    if rc < 0:
+                        return FAULT_OVERFLOW
+                    closed += rc
+            fed >>= 1
+            k += 1
         if self.n_cascaded and (closed or t >= self.cascade_due):
             # A coarser bucket fed from a finer interval waits for closed finer bars; one
             # that ended before this bar is complete now, as it would be if fed directly.
@@ -1694,7 +1715,7 @@ cdef class SessionCore:
         int64 timestamp or no real number raises TypeError/ValueError naming the field and
         the symbol.
         """
-        cdef object entry
+        cdef object entry, s
         cdef SymbolStream stream
         cdef int f
         cdef i64 t
@@ -1720,7 +1741,10 @@ cdef class SessionCore:
         if entry is None:
             self._unknown_bars[symbol] = self._unknown_bars.get(symbol, 0) + 1
             return -1
-        stream = <SymbolStream?> (<SymbolCore?> entry)._stream
+        s = (<SymbolCore?> entry)._stream
+        if type(s) is not SymbolStream:     # (final: an exact type test is the whole test)
+            raise TypeError(f"{symbol}: the registry's entry holds no stream")
+        stream = <SymbolStream> s
         if stream.busy:
             return self._add_bar_waiting(symbol, t, o, h, l, c, v)
         f = stream._accept(t, o, h, l, c, v)
