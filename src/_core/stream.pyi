@@ -94,7 +94,11 @@ class SymbolCore:
 
 @disjoint_base
 class SessionCore:
-    _symbols: dict[str, Any]
+    @property
+    def _symbols(self) -> dict[str, Any]: ...
+    @_symbols.setter
+    def _symbols(self, value: dict[str, Any]) -> None: ...
+    def _pop_symbol(self, symbol: str) -> Any: ...
     _unknown_bars: dict[str, int]
     _clock: int
     _raise_on_bad: bool

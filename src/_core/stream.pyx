@@ -10,9 +10,10 @@ from cpython.dict cimport PyDict_Next
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.pyport cimport PY_SSIZE_T_MAX
 from cpython.number cimport PyIndex_Check
-from cpython.ref cimport PyObject, Py_XDECREF
+from cpython.ref cimport PyObject, Py_INCREF, Py_XDECREF
 from libc.stdint cimport INT64_MAX, INT64_MIN, uint8_t
 from libc.stdlib cimport calloc, free
+from cpython.float cimport PyFloat_AS_DOUBLE
 from libc.string cimport memmove
 
 import numpy as np
@@ -71,6 +72,76 @@ cdef enum:
 cdef int GAP_BITS = (1 << EV_GAP_OPENED) | (1 << EV_GAP_CLOSED) | (1 << EV_GAP_REVISED)
 
 EVENT_KINDS = ("gap_opened", "gap_closed", "stale", "bar_closed", "revised", "gap_revised")
+
+
+cdef extern from *:
+    """
+    /* Copy n 8-byte words, each read on its own (volatile: never merged into wider loads). */
+    static inline void sd_copy_words(void* dst, const void* src, Py_ssize_t n) {
+        const volatile long long* s = (const volatile long long*) src;
+        long long* d = (long long*) dst;
+        Py_ssize_t i;
+        for (i = 0; i < n; i++) d[i] = s[i];
+    }
+    """
+    void sd_copy_words(void* dst, const void* src, Py_ssize_t n) noexcept nogil
+
+
+cdef extern from *:
+    """
+    /* An exact int of up to three 30-bit digits (every int64 nanosecond timestamp of the
+       years 1677-2262 has three) as int64, without the generic conversion (Cython's own
+       inline cases stop at two digits; the generic call costs ~90 instructions).  Returns 1
+       and sets *out, or 0 when the caller must convert it the generic way. */
+    static inline int sd_ns_from_int(PyObject* x, int64_t* out) {
+    #if !defined(PYPY_VERSION) && !defined(Py_LIMITED_API) && PyLong_SHIFT == 30
+        const digit* d;
+        Py_ssize_t n;
+        int neg;
+        uint64_t v;
+        if (!PyLong_CheckExact(x)) return 0;
+      #if PY_VERSION_HEX >= 0x030C0000
+        {
+            uintptr_t tag = ((PyLongObject*) x)->long_value.lv_tag;
+            n = (Py_ssize_t) (tag >> 3);
+            neg = (tag & 3) == 2;
+            d = ((PyLongObject*) x)->long_value.ob_digit;
+        }
+      #else
+        n = Py_SIZE(x);
+        neg = n < 0;
+        if (neg) n = -n;
+        d = ((PyLongObject*) x)->ob_digit;
+      #endif
+        if (n == 0) { *out = 0; return 1; }
+        if (n > 3 || (n == 3 && d[2] >= 8)) return 0;    /* 8 << 60 is 2**63 */
+        v = (uint64_t) d[0];
+        if (n > 1) v |= (uint64_t) d[1] << 30;
+        if (n > 2) v |= (uint64_t) d[2] << 60;
+        *out = neg ? (int64_t) (0 - v) : (int64_t) v;
+        return 1;
+    #else
+        (void) x; (void) out;
+        return 0;
+    #endif
+    }
+    """
+    bint sd_ns_from_int(object x, i64* out) noexcept
+
+
+# One slot of the registry's lookup cache (SessionCore): a symbol string object as the
+# caller passes it, and its stream; both owned.
+cdef struct CacheSlot:
+    PyObject* key
+    PyObject* stream
+
+
+cdef inline void _follow(GapWalker* seen, const GapWalker* gaps) noexcept nogil:
+    """seen = gaps, 8 bytes at a time.  The bar path has just written the walker's fields one
+    by one; a struct copy (which the compiler makes of 16-byte loads) reads them back wider
+    than they were stored, which the store buffer cannot forward: a stall on every bar with
+    events on."""
+    sd_copy_words(seen, gaps, sizeof(GapWalker) // 8)
 
 
 cdef inline i64 _grace_until(i64 now_ns, i64 base_ns, i64 grace) noexcept nogil:
@@ -599,8 +670,9 @@ cdef class SymbolStream:
             # (NO_BAR is also the int64 minimum: a first bar may lie there.)
             return FAULT_DUPLICATE if t == self.last_ns else FAULT_UNSORTED
         probe = self.cursor
-        if t == probe.slot_end and t < self.w_close[probe.window]:
-            # The next slot of the same window (the common case): no division needed.
+        if t == probe.slot_end and self.base.n != 0 and t < self.w_close[probe.window]:
+            # The next slot of the same window (the common case): no division needed.  (The
+            # cursor is set once a bar was taken; before, its NO_BAR end is no slot.)
             probe.slot_start = t
             probe.slot_end = step_end(t, self.base_ns, self.w_close[probe.window])
         else:
@@ -748,7 +820,7 @@ cdef class SymbolStream:
             if tt <= last and not (tt == NO_BAR and i == first and self.base.n == 0):
                 f = FAULT_DUPLICATE if tt == last else FAULT_UNSORTED
                 break
-            if tt == probe.slot_end and tt < wclose:
+            if tt == probe.slot_end and (i > first or self.base.n != 0) and tt < wclose:
                 probe.slot_start = tt
                 probe.slot_end = step_end(tt, self.base_ns, wclose)
             else:
@@ -1666,7 +1738,17 @@ cdef class SessionCore:
     with a batch (which runs without the GIL, under the registry lock) sends the bar to
     ``_add_bar_waiting``, which the Python class implements by taking that lock.
     """
-    cdef public dict _symbols        # symbol -> SymbolSessionData (with a ``_stream``)
+    cdef dict _reg                   # the registry: ``_symbols`` (see the property)
+    # A cache of the registry's lookups on the per-bar path, keyed by the identity of the
+    # symbol string the caller passes (the same objects come again and again from a feed's
+    # symbol table): a hit is one probe of this table, without hashing, comparing strings,
+    # or reading the entry (each a cache miss with hundreds of symbols interleaved).  It
+    # holds no record of its own: it is emptied whenever the registry changes (``_symbols``
+    # set, ``_pop_symbol``), and only ever answers what the registry would.
+    cdef CacheSlot* _cache
+    cdef Py_ssize_t _cache_size      # slots (a power of two), 0: none yet
+    cdef Py_ssize_t _cache_fill
+    cdef int _cache_shift
     cdef public dict _unknown_bars   # symbol -> bars offered for a symbol not registered
     cdef public i64 _clock           # latest bar end seen, or a later time set by advance
     cdef public bint _raise_on_bad
@@ -1688,7 +1770,10 @@ cdef class SessionCore:
     cdef public i64 _grace_slots
 
     def __cinit__(self):
-        self._symbols = {}
+        self._reg = {}
+        self._cache = NULL
+        self._cache_size = 0
+        self._cache_fill = 0
         self._unknown_bars = {}
         self._clock = NO_BAR
         self._raise_on_bad = True
@@ -1705,6 +1790,115 @@ cdef class SessionCore:
         self._stale_slots = 5
         self._grace_slots = 1
 
+    def __dealloc__(self):
+        self._cache_clear()
+        free(self._cache)
+
+    @property
+    def _symbols(self):
+        """The registry: symbol -> ``SymbolSessionData``.  Setting it (a new session) empties
+        the lookup cache first."""
+        return self._reg
+
+    @_symbols.setter
+    def _symbols(self, dict value not None):
+        self._cache_clear()     # first: nothing below can find a stream of the old registry
+        self._reg = value
+
+    def _pop_symbol(self, symbol):
+        """Remove ``symbol`` from the registry (and the lookup cache, in the same step: no
+        other thread can come in between); its entry, or None."""
+        self._cache_clear()
+        return self._reg.pop(symbol, None)
+
+    cdef void _cache_clear(self) noexcept:
+        cdef Py_ssize_t i
+        cdef PyObject* k
+        cdef PyObject* v
+        if self._cache_fill == 0:
+            return
+        self._cache_fill = 0
+        for i in range(self._cache_size):
+            # Slots emptied before the references go: a str or stream freed here runs no
+            # Python code, yet the table is consistent whatever happens.
+            k = self._cache[i].key
+            v = self._cache[i].stream
+            self._cache[i].key = NULL
+            self._cache[i].stream = NULL
+            Py_XDECREF(k)
+            Py_XDECREF(v)
+
+    cdef inline Py_ssize_t _cache_slot(self, PyObject* key) noexcept:
+        # Fibonacci hashing of the address (objects are 16-byte aligned).
+        return <Py_ssize_t> ((((<size_t> key) >> 4) * <size_t> 0x9E3779B97F4A7C15ULL)
+                             >> self._cache_shift)
+
+    cdef inline PyObject* _cache_get(self, object symbol) noexcept:
+        """The stream cached for this very string object (borrowed), or NULL."""
+        cdef Py_ssize_t i, m
+        cdef PyObject* key = <PyObject*> symbol
+        if self._cache_size == 0:
+            return NULL
+        m = self._cache_size - 1
+        i = self._cache_slot(key)
+        while self._cache[i].key != NULL:       # linear probing; never more than half full
+            if self._cache[i].key == key:
+                return self._cache[i].stream
+            i = (i + 1) & m
+        return NULL
+
+    cdef int _cache_put(self, object symbol, object stream) except -1:
+        """Remember symbol (an exact str) -> stream.  A full table (half its slots: feeds
+        that make a new string object per bar) is emptied and sized for the registry."""
+        cdef Py_ssize_t i, m, size
+        cdef int bits
+        cdef CacheSlot* table
+        if 2 * (self._cache_fill + 1) > self._cache_size:
+            self._cache_clear()
+            size = 64
+            bits = 6
+            while size < 4 * len(self._reg):
+                size <<= 1
+                bits += 1
+            if size != self._cache_size:
+                table = <CacheSlot*> calloc(size, sizeof(CacheSlot))
+                if table == NULL:
+                    return 0        # no cache: the registry answers
+                free(self._cache)
+                self._cache = table
+                self._cache_size = size
+                self._cache_shift = 64 - bits
+        m = self._cache_size - 1
+        i = self._cache_slot(<PyObject*> symbol)
+        while self._cache[i].key != NULL:
+            i = (i + 1) & m
+        Py_INCREF(symbol)
+        Py_INCREF(stream)
+        self._cache[i].key = <PyObject*> symbol
+        self._cache[i].stream = <PyObject*> stream
+        self._cache_fill += 1
+        return 0
+
+    cdef int _convert(self, symbol, object ts, object open, object high, object low,
+                      object close, object volume, i64* t, f64* out) except -1:
+        """The bar's fields as int64 and float64, for what the per-bar path's exact-type
+        tests did not take: ints and NumPy integers for ts (never floats), real numbers for
+        the prices; an error names the field and the symbol."""
+        if type(ts) is int or PyIndex_Check(ts):
+            try:
+                t[0] = ts
+                out[0] = open
+                out[1] = high
+                out[2] = low
+                out[3] = close
+                out[4] = volume
+            except (TypeError, ValueError, OverflowError):
+                bad_value(symbol, ts, open, high, low, close, volume)
+                raise
+            return 0
+        raise TypeError(f"{symbol}: ts must be an integer of nanoseconds, got "
+                        f"{type(ts).__name__} {ts!r}")
+
     def add_bar(self, symbol, object ts, object open, object high, object low, object close,
                 object volume):
         """Offer one base bar of ``symbol``.
@@ -1717,34 +1911,44 @@ cdef class SessionCore:
         """
         cdef object entry, s
         cdef SymbolStream stream
+        cdef PyObject* cached
         cdef int f
+        cdef bint exact
         cdef i64 t
         cdef f64 o, h, l, c, v
-        if type(symbol) is not str and not isinstance(symbol, str):
+        cdef f64 prices[5]
+        exact = type(symbol) is str
+        if not exact and not isinstance(symbol, str):
             raise TypeError(f"symbol must be a string, got {type(symbol).__name__}")
-        if type(ts) is int or PyIndex_Check(ts):   # ints and NumPy integers, never floats
-            try:
-                t = ts
-                o = open
-                h = high
-                l = low
-                c = close
-                v = volume
-            except (TypeError, ValueError, OverflowError):
-                # Off the fast path: say which field of which symbol could not be converted.
-                bad_value(symbol, ts, open, high, low, close, volume)
-                raise
+        if (type(open) is float and type(high) is float and type(low) is float
+                and type(close) is float and type(volume) is float and sd_ns_from_int(ts, &t)):
+            # The common case (Python ints and floats), read straight from the objects.
+            o = PyFloat_AS_DOUBLE(open)
+            h = PyFloat_AS_DOUBLE(high)
+            l = PyFloat_AS_DOUBLE(low)
+            c = PyFloat_AS_DOUBLE(close)
+            v = PyFloat_AS_DOUBLE(volume)
         else:
-            raise TypeError(f"{symbol}: ts must be an integer of nanoseconds, got "
-                            f"{type(ts).__name__} {ts!r}")
-        entry = self._symbols.get(symbol)
-        if entry is None:
-            self._unknown_bars[symbol] = self._unknown_bars.get(symbol, 0) + 1
-            return -1
-        s = (<SymbolCore?> entry)._stream
-        if type(s) is not SymbolStream:     # (final: an exact type test is the whole test)
-            raise TypeError(f"{symbol}: the registry's entry holds no stream")
-        stream = <SymbolStream> s
+            self._convert(symbol, ts, open, high, low, close, volume, &t, prices)
+            o = prices[0]
+            h = prices[1]
+            l = prices[2]
+            c = prices[3]
+            v = prices[4]
+        cached = self._cache_get(symbol) if exact else NULL
+        if cached != NULL:
+            stream = <SymbolStream> cached
+        else:
+            entry = self._reg.get(symbol)
+            if entry is None:
+                self._unknown_bars[symbol] = self._unknown_bars.get(symbol, 0) + 1
+                return -1
+            s = (<SymbolCore?> entry)._stream
+            if type(s) is not SymbolStream:     # (final: an exact type test is the whole test)
+                raise TypeError(f"{symbol}: the registry's entry holds no stream")
+            stream = <SymbolStream> s
+            if exact:
+                self._cache_put(symbol, stream)
         if stream.busy:
             return self._add_bar_waiting(symbol, t, o, h, l, c, v)
         f = stream._accept(t, o, h, l, c, v)
@@ -1813,7 +2017,7 @@ cdef class SessionCore:
             stream.collect(symbol, self._pending, self._wanted)
         else:
             # Nothing to tell (the common case): the events' walker just follows.
-            stream.seen = stream.gaps
+            _follow(&stream.seen, &stream.gaps)
             stream.seen_n = stream.base.n
             stream.stale_sent = False
         if self._clock >= self._next_scan:
@@ -1835,7 +2039,7 @@ cdef class SessionCore:
         cdef SymbolStream s
         cdef i64 step = INT64_MAX, until, nxt = INT64_MAX, due_base = 0
         cdef list due = None
-        cdef dict symbols = self._symbols
+        cdef dict symbols = self._reg
         cdef Py_ssize_t pos = 0
         cdef PyObject* key
         cdef PyObject* value
