@@ -93,6 +93,9 @@ cdef extern from *:
        years 1677-2262 has three) as int64, without the generic conversion (Cython's own
        inline cases stop at two digits; the generic call costs ~90 instructions).  Returns 1
        and sets *out, or 0 when the caller must convert it the generic way. */
+    #if PY_VERSION_HEX < 0x030B0000 && !defined(PYPY_VERSION) && !defined(Py_LIMITED_API)
+    #include "longintrepr.h"        /* (Python.h includes it from 3.11 on) */
+    #endif
     static inline int sd_ns_from_int(PyObject* x, int64_t* out) {
     #if !defined(PYPY_VERSION) && !defined(Py_LIMITED_API) && PyLong_SHIFT == 30
         const digit* d;
