@@ -1,6 +1,6 @@
 """The compiled per-symbol pipeline of a session, and the registry's per-bar fast path."""
 
-from typing import Any, NoReturn, SupportsFloat, SupportsIndex, TypeAlias
+from typing import Any, NoReturn, SupportsFloat, SupportsIndex, TypeAlias, final
 
 import numpy as np
 import numpy.typing as npt
@@ -35,7 +35,7 @@ class Event:
     @property
     def derived(self) -> bool: ...
 
-@disjoint_base
+@final
 class SymbolStream:
     volume_optional: bool
     names: list[str]
