@@ -6,9 +6,10 @@ pre-built Python lists (the method bound once, the fields passed by position), o
 every symbol, the way a live feed or a replay hands them over), ~1 % of the minutes missing at
 random, every symbol with derived 5m, 15m and 1h and the stream's live gap counters.  Gated in
 ns per bar; the reference is the same loop calling an empty function with the same arguments.
-``facade-stream-700``: the same with 700 symbols, recorded for information: with that many
-streams interleaved, each bar's stream state is a cache miss away (measured 300-500 ns/bar
-here against ~130 ns for a handful), which the per-bar Python call cannot hide.
+``facade-stream-700``: the same with 700 symbols, gated as a ratio to its empty-call loop:
+with that many streams interleaved, each bar's stream state is a cache miss away (measured
+~310 ns/bar here against ~150 ns for a handful, 2026-12-07), which the per-bar Python call
+cannot hide.
 ``events+revise`` (in both groups): the same loop on a ``SessionData(on_bad="revise")`` with a
 no-op callback subscribed to every event kind (gap_opened, gap_closed, stale, bar_closed,
 revised): the live events' cost beside ``sessiondata``, for information.

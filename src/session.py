@@ -269,8 +269,12 @@ class SessionData(SessionCore):
             self._deliver()     # what the session's last calls produced
         with self._lock:
             self._pending = []
+            # The registry goes first (its lookup cache with it): a bar offered from another
+            # thread from here on finds no symbol, never a stream being handed back.
+            entries = list(self._symbols.values())
+            self._symbols = {}
             if keep_buffers:
-                for e in self._symbols.values():
+                for e in entries:
                     self._spare_streams.append(e._stream)
                     # A caller may still hold the entry: it must not read the bars of
                     # whichever symbol of a later session gets these buffers.
@@ -279,7 +283,6 @@ class SessionData(SessionCore):
                 self._spare_streams.clear()
             self._session = None
             self._windows = None
-            self._symbols = {}
             self._grids = {}
             self._clock = _NO_CLOCK
 
@@ -496,7 +499,8 @@ class SessionData(SessionCore):
         """Drop a symbol and everything held for it; False when it was not there."""
         with self._lock:
             self._current = _STALE_COUNT
-            return self._symbols.pop(symbol, None) is not None
+            # One compiled step takes it out of the registry and of the per-bar lookup cache.
+            return self._pop_symbol(symbol) is not None
 
     def mark_loaded(self, symbol: str) -> None:
         with self._lock:

@@ -922,3 +922,112 @@ def test_memory_allocated_stays_close_to_the_bars_held(cal_name, day, capsys):
               f"derived {DERIVED}: allocated {mem['allocated']} B, held {mem['held']} B, "
               f"ratio {ratio:.3f}")
     assert ratio <= 1.25
+
+
+# ------------------------------------------------------------------ the per-bar fast path
+
+def test_the_lookup_cache_answers_only_what_the_registry_holds():
+    """add_bar remembers the stream of each symbol string object it was given (a cache of
+    the registry's lookups): removing the symbol, adding it again, ending and starting a
+    session, or setting ``_symbols`` must never let a bar reach a stream that is no longer
+    the symbol's, nor lose one."""
+    cal = Calendar.always()
+    sd = SessionData(cal)
+    sd.start_session("2024-01-02")
+    o = int(sd.windows.open_ns[0])
+    minute = 60_000_000_000
+    sym = "".join(["A", "B"])           # one string object, passed every time
+    sd.add_symbol(sym, "1m", ["5m"])
+    assert sd.add_bar(sym, o, 1.0, 1.0, 1.0, 1.0, 1.0) == 0
+    first = sd.get_symbol_data(sym)
+    assert sd.remove_symbol(sym)
+    assert sd.add_bar(sym, o + minute, 1.0, 1.0, 1.0, 1.0, 1.0) == -1   # unknown now
+    assert sd.unknown_bars == {"AB": 1}
+    sd.add_symbol("AB", "1m", ["5m"])   # back, as a new entry (a different string object)
+    assert sd.add_bar(sym, o + 2 * minute, 1.0, 1.0, 1.0, 1.0, 1.0) == 0
+    assert sd.get_symbol_data("AB").bar_count() == 1
+    assert first.bar_count() == 1       # the removed entry kept its own bar, nothing more
+    sd.end_session()
+    sd.start_session("2024-01-03")
+    o3 = int(sd.windows.open_ns[0])
+    assert sd.add_bar(sym, o3, 1.0, 1.0, 1.0, 1.0, 1.0) == -1   # a new, empty registry
+    sd.add_symbol("AB")
+    assert sd.add_bar(sym, o3, 1.0, 1.0, 1.0, 1.0, 1.0) == 0
+    assert sd.get_symbol_data("AB").bars().ts.tolist() == [o3]
+    sd._symbols = {}
+    assert sd.add_bar(sym, o3 + minute, 1.0, 1.0, 1.0, 1.0, 1.0) == -1
+    with pytest.raises(TypeError):
+        sd._symbols = None
+
+
+def test_many_symbols_and_new_string_objects_every_bar_land_where_they_belong():
+    """Hundreds of symbols (the cache grows and is emptied when it fills), the symbols
+    passed as new string objects every bar, and as a str subclass: every bar goes to its
+    symbol, bit for bit."""
+    cal = Calendar.always()
+    sd = SessionData(cal)
+    sd.start_session("2024-01-02")
+    o = int(sd.windows.open_ns[0])
+    minute = 60_000_000_000
+    names = [f"S{i:03d}" for i in range(300)]
+    for s in names:
+        sd.add_symbol(s)
+
+    class Sym(str):
+        pass
+
+    for m in range(12):
+        for i, s in enumerate(names):
+            key = s if m % 3 == 0 else ("".join(list(s)) if m % 3 == 1 else Sym(s))
+            assert sd.add_bar(key, o + m * minute, 100.0 + i, 100.0 + i, 100.0 + i,
+                              100.0 + i, float(m)) == 0
+    for i, s in enumerate(names):
+        bars = sd.get_symbol_data(s).bars()
+        assert bars.ts.tolist() == [o + m * minute for m in range(12)]
+        assert bars.close.tolist() == [100.0 + i] * 12
+        assert bars.volume.tolist() == [float(m) for m in range(12)]
+
+
+@pytest.mark.parametrize("ts", [0, 1, -1, 2**30 - 1, 2**30, 2**60 - 1, 2**60, 2**63 - 1,
+                                -(2**63), -(2**60) - 5, np.int64(7), True])
+def test_timestamps_at_the_digit_edges_convert_exactly(ts):
+    """The per-bar path reads Python ints of up to three 30-bit digits itself: every int64
+    value gets the fault the batch path (NumPy's conversion) gives it; none of these lies in
+    the session (INT64_MIN, the stream's no-bar marker, included)."""
+    faults = []
+    for batch in (False, True):
+        sd = SessionData(Calendar.always(), on_bad="drop")
+        sd.start_session("2024-01-02")
+        sd.add_symbol("X", "1s")
+        if batch:
+            one = np.ones(1)
+            sd.add_bars("X", ts=np.array([int(ts)], dtype=np.int64), open=one, high=one,
+                        low=one, close=one, volume=one)
+        else:
+            sd.add_bar("X", ts, 1.0, 1.0, 1.0, 1.0, 1.0)
+        entry = sd.get_symbol_data("X")
+        assert entry.bar_count() == 0
+        faults.append(entry.rejected)
+    assert faults[0] == faults[1]
+    assert sum(faults[0].values()) == 1
+
+
+def test_session_bars_read_by_the_fast_path_are_stored_exactly():
+    one = 1.0
+    ts = int(np.datetime64("2024-01-02T00:00", "ns").astype(np.int64))
+    sd = SessionData(Calendar.always())
+    sd.start_session("2024-01-02")
+    sd.add_symbol("X", "1m")
+    for k in (0, 1, 1439):
+        assert sd.add_bar("X", ts + k * 60_000_000_000, one, one, one, one, one) == 0
+    assert sd.get_symbol_data("X").bars().ts.tolist() == [
+        ts + k * 60_000_000_000 for k in (0, 1, 1439)]
+
+
+@pytest.mark.parametrize("ts", [2**63, -(2**63) - 1, 2**64, 2**90])
+def test_timestamps_outside_int64_are_refused_by_name(ts):
+    sd = SessionData(Calendar.always())
+    sd.start_session("2024-01-02")
+    sd.add_symbol("X", "1s")
+    with pytest.raises(ValueError, match="X: ts .* outside the int64"):
+        sd.add_bar("X", ts, 1.0, 1.0, 1.0, 1.0, 1.0)

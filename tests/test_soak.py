@@ -11,8 +11,10 @@ The short mode (default) streams 300,000 bars; the long mode (``SESSIONDATA_LONG
 How the RSS tolerances are reasoned:
 
 - While data is added, RSS grows with what the column stores allocate: every row of a store is
-  written once it is used, and the growth slack (at most an eighth of a store) is untouched
-  and mostly not resident.  Allowed: 10 % of the allocation plus 8 MiB for the interpreter's
+  written once it is used, and the growth slack is untouched and mostly not resident (an
+  eighth of a store at most; a dense symbol's stores are sized for the session's slots at
+  their first growth, and ``finish()``, which runs before every check here, gives back what
+  no bar used).  Allowed: 10 % of the allocation plus 8 MiB for the interpreter's
   own arenas, the per-bar rows and NumPy temporaries.
 - Removing symbols frees their stores, but glibc keeps freed heap memory for reuse instead of
   unmapping it (blocks under its adaptive mmap threshold live in the heap, whose top can only

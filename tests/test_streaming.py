@@ -457,6 +457,31 @@ def test_symbol_stream_nbytes():
     assert s.held_nbytes <= s.nbytes <= 1.25 * s.held_nbytes + 64 * 64
 
 
+
+def test_symbol_stream_dense_store_is_sized_once_then_trimmed():
+    """A symbol whose first 64 slots are all there gets its stores sized for the session's
+    slots at its first growth (the bar path then never grows nor copies a column); flush()
+    gives back what no bar used.  A sparse symbol grows by an eighth at a time."""
+    slots = 10_000
+    dense = SymbolStream([0], [slots], 1)
+    dense.add_derived([0], [slots], [slots], 10)
+    for t in range(65):
+        assert dense.push(t, 1.0, 1.0, 1.0, 1.0, 1.0) == 0
+    assert dense.nbytes == slots * 48 + (slots // 10) * 64       # sized once, all stores
+    for t in range(65, 3000):
+        assert dense.push(t, 1.0, 1.0, 1.0, 1.0, 1.0) == 0
+    assert dense.nbytes == slots * 48 + (slots // 10) * 64       # never grown again
+    dense.flush()
+    assert dense.nbytes == dense.held_nbytes == 3000 * 48 + 300 * 64
+    assert dense.bars()["ts"].tolist() == list(range(3000))
+    assert dense.bars(0)["count"].tolist() == [10] * 300
+
+    sparse = SymbolStream([0], [slots], 1)
+    for t in range(0, 2 * 65, 2):          # half the slots missing: not dense
+        assert sparse.push(t, 1.0, 1.0, 1.0, 1.0, 1.0) == 0
+    assert sparse.held_nbytes <= sparse.nbytes <= 1.125 * sparse.held_nbytes + 64 * 48
+    assert sparse.nbytes < slots * 48 // 10
+
 # --------------------------------------------------------------------------- threads
 
 

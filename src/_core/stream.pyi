@@ -1,6 +1,6 @@
 """The compiled per-symbol pipeline of a session, and the registry's per-bar fast path."""
 
-from typing import Any, NoReturn, SupportsFloat, SupportsIndex, TypeAlias
+from typing import Any, NoReturn, SupportsFloat, SupportsIndex, TypeAlias, final
 
 import numpy as np
 import numpy.typing as npt
@@ -35,7 +35,7 @@ class Event:
     @property
     def derived(self) -> bool: ...
 
-@disjoint_base
+@final
 class SymbolStream:
     volume_optional: bool
     names: list[str]
@@ -94,7 +94,11 @@ class SymbolCore:
 
 @disjoint_base
 class SessionCore:
-    _symbols: dict[str, Any]
+    @property
+    def _symbols(self) -> dict[str, Any]: ...
+    @_symbols.setter
+    def _symbols(self, value: dict[str, Any]) -> None: ...
+    def _pop_symbol(self, symbol: str) -> Any: ...
     _unknown_bars: dict[str, int]
     _clock: int
     _raise_on_bad: bool

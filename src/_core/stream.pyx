@@ -10,9 +10,10 @@ from cpython.dict cimport PyDict_Next
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.pyport cimport PY_SSIZE_T_MAX
 from cpython.number cimport PyIndex_Check
-from cpython.ref cimport PyObject, Py_XDECREF
+from cpython.ref cimport PyObject, Py_INCREF, Py_XDECREF
 from libc.stdint cimport INT64_MAX, INT64_MIN, uint8_t
 from libc.stdlib cimport calloc, free
+from cpython.float cimport PyFloat_AS_DOUBLE
 from libc.string cimport memmove
 
 import numpy as np
@@ -20,9 +21,9 @@ import numpy as np
 from common cimport (
     FAULT_DUPLICATE, FAULT_MISALIGNED, FAULT_NONE, FAULT_OUTSIDE, FAULT_OVERFLOW,
     FAULT_LATE, FAULT_UNSORTED, N_FAULTS, Bucket, ColumnStore, GapWalker, GridCursor, Rollup, f64, grid_locate,
-    bucket_expected, i64, price_fault, slots_in_window, rollup_emit, rollup_feed, rollup_init,
+    bucket_add, bucket_expected, i64, price_fault, slots_in_window, rollup_emit, rollup_feed, rollup_init,
     rollup_run, store_append, as_i64, check_grid, store_free, store_init, add_sat, step_end,
-    store_nbytes, store_push, store_reserve, store_set, store_snapshot, walker_finish, walker_start,
+    store_nbytes, store_push, store_reserve, store_resize, store_set, store_snapshot, walker_finish, walker_start,
     walker_step_to,
     ceil_div, slots_from, span, sub_sat, u64,
 )
@@ -48,6 +49,15 @@ cdef enum:
 
 cdef i64 NO_BAR = INT64_MIN
 
+# A store's growth on the bar path.  A symbol whose first DENSE_AT slots are (nearly) all
+# present gets its stores sized once for the session's slots (when the session has no more
+# than DENSE_MAX_ROWS of them): no store is grown again, no column is copied.  Any other
+# symbol grows by an eighth at a time (store_reserve), which keeps the slack under 12.5 %
+# for sparse ones.  flush() (the end of the symbol's stream) gives back what is unused.
+cdef enum:
+    DENSE_AT = 64
+    DENSE_MAX_ROWS = 1 << 20
+
 # Event kinds (Event.code); the names are Event.kind and the keys of SessionData.subscribe.
 cdef enum:
     EV_GAP_OPENED = 0
@@ -62,6 +72,79 @@ cdef enum:
 cdef int GAP_BITS = (1 << EV_GAP_OPENED) | (1 << EV_GAP_CLOSED) | (1 << EV_GAP_REVISED)
 
 EVENT_KINDS = ("gap_opened", "gap_closed", "stale", "bar_closed", "revised", "gap_revised")
+
+
+cdef extern from *:
+    """
+    /* Copy n 8-byte words, each read on its own (volatile: never merged into wider loads). */
+    static inline void sd_copy_words(void* dst, const void* src, Py_ssize_t n) {
+        const volatile long long* s = (const volatile long long*) src;
+        long long* d = (long long*) dst;
+        Py_ssize_t i;
+        for (i = 0; i < n; i++) d[i] = s[i];
+    }
+    """
+    void sd_copy_words(void* dst, const void* src, Py_ssize_t n) noexcept nogil
+
+
+cdef extern from *:
+    """
+    /* An exact int of up to three 30-bit digits (every int64 nanosecond timestamp of the
+       years 1677-2262 has three) as int64, without the generic conversion (Cython's own
+       inline cases stop at two digits; the generic call costs ~90 instructions).  Returns 1
+       and sets *out, or 0 when the caller must convert it the generic way. */
+    #if PY_VERSION_HEX < 0x030B0000 && !defined(PYPY_VERSION) && !defined(Py_LIMITED_API)
+    #include "longintrepr.h"        /* (Python.h includes it from 3.11 on) */
+    #endif
+    static inline int sd_ns_from_int(PyObject* x, int64_t* out) {
+    #if !defined(PYPY_VERSION) && !defined(Py_LIMITED_API) && PyLong_SHIFT == 30
+        const digit* d;
+        Py_ssize_t n;
+        int neg;
+        uint64_t v;
+        if (!PyLong_CheckExact(x)) return 0;
+      #if PY_VERSION_HEX >= 0x030C0000
+        {
+            uintptr_t tag = ((PyLongObject*) x)->long_value.lv_tag;
+            n = (Py_ssize_t) (tag >> 3);
+            neg = (tag & 3) == 2;
+            d = ((PyLongObject*) x)->long_value.ob_digit;
+        }
+      #else
+        n = Py_SIZE(x);
+        neg = n < 0;
+        if (neg) n = -n;
+        d = ((PyLongObject*) x)->ob_digit;
+      #endif
+        if (n == 0) { *out = 0; return 1; }
+        if (n > 3 || (n == 3 && d[2] >= 8)) return 0;    /* 8 << 60 is 2**63 */
+        v = (uint64_t) d[0];
+        if (n > 1) v |= (uint64_t) d[1] << 30;
+        if (n > 2) v |= (uint64_t) d[2] << 60;
+        *out = neg ? (int64_t) (0 - v) : (int64_t) v;
+        return 1;
+    #else
+        (void) x; (void) out;
+        return 0;
+    #endif
+    }
+    """
+    bint sd_ns_from_int(object x, i64* out) noexcept
+
+
+# One slot of the registry's lookup cache (SessionCore): a symbol string object as the
+# caller passes it, and its stream; both owned.
+cdef struct CacheSlot:
+    PyObject* key
+    PyObject* stream
+
+
+cdef inline void _follow(GapWalker* seen, const GapWalker* gaps) noexcept nogil:
+    """seen = gaps, 8 bytes at a time.  The bar path has just written the walker's fields one
+    by one; a struct copy (which the compiler makes of 16-byte loads) reads them back wider
+    than they were stored, which the store buffer cannot forward: a stall on every bar with
+    events on."""
+    sd_copy_words(seen, gaps, sizeof(GapWalker) // 8)
 
 
 cdef inline i64 _grace_until(i64 now_ns, i64 base_ns, i64 grace) noexcept nogil:
@@ -286,6 +369,7 @@ cdef inline i64 _grid_run_end(const i64* g_open, const i64* g_close, Py_ssize_t 
     return start + count * step_ns
 
 
+@cython.final       # the per-bar path calls its methods directly (no vtable), inlined
 cdef class SymbolStream:
     """Base bars of one symbol in one session, and every derived interval made from them.
 
@@ -314,6 +398,7 @@ cdef class SymbolStream:
     cdef i64 cascade_due
     cdef Py_ssize_t n_derived
     cdef Py_ssize_t n_cascaded     # derived intervals fed from a finer derived one
+    cdef unsigned int base_fed     # bit k: derived interval k is fed from the base bars
     cdef GridCursor cursor
     cdef const i64* w_open
     cdef const i64* w_close
@@ -396,6 +481,7 @@ cdef class SymbolStream:
         self.base.max_rows = _slots(&wo[0], &wc[0], wo.shape[0], base_ns)
         self.n_derived = 0
         self.n_cascaded = 0
+        self.base_fed = 0
         self.late_until = NO_BAR
         self.cascade_due = INT64_MAX
         self.last_ns = NO_BAR
@@ -469,6 +555,8 @@ cdef class SymbolStream:
         self.n_derived = k + 1
         if p >= 0:
             self.n_cascaded += 1
+        else:
+            self.base_fed |= 1u << k
         if p >= 0:
             r.feed_step = best
             src = &self.derived[p]
@@ -542,6 +630,34 @@ cdef class SymbolStream:
                 total += rc
         return total
 
+    cdef int _grow(self, Py_ssize_t need) noexcept nogil:
+        """Make room for need base rows (the bar path's growth, see DENSE_AT): the
+        session's slots at once for a dense symbol (its derived stores too), else an eighth
+        more.  0, or -1 when memory ran out (nothing is lost)."""
+        cdef Py_ssize_t k
+        cdef ColumnStore* d
+        if (self.base.cap >= DENSE_AT and need <= self.base.max_rows <= DENSE_MAX_ROWS
+                and self.gaps.missing * 16 <= self.gaps.present):
+            if store_resize(&self.base, self.base.max_rows) != 0:
+                return -1
+            for k in range(self.n_derived):
+                d = &self.derived[k]
+                if d.cap < d.max_rows <= DENSE_MAX_ROWS and store_resize(d, d.max_rows) != 0:
+                    return -1
+            return 0
+        return store_reserve(&self.base, need)
+
+    cdef int _trim(self) noexcept nogil:
+        """Give back the rows no bar uses (the end of the symbol's stream)."""
+        cdef Py_ssize_t k
+        cdef int rc = 0
+        if self.base.cap > self.base.n and self.base.n > 0:
+            rc |= store_resize(&self.base, self.base.n)
+        for k in range(self.n_derived):
+            if self.derived[k].cap > self.derived[k].n and self.derived[k].n > 0:
+                rc |= store_resize(&self.derived[k], self.derived[k].n)
+        return rc
+
     cdef inline int _accept(self, i64 t, f64 o, f64 h, f64 l, f64 c, f64 v) noexcept nogil:
         """Validate, store and roll up one bar; its fault code (FAULT_NONE when accepted)."""
         cdef uint8_t f = price_fault(o, h, l, c, v, self.volume_optional)
@@ -549,14 +665,17 @@ cdef class SymbolStream:
         cdef Py_ssize_t k
         cdef int rc
         cdef i64 closed = 0
+        cdef unsigned int fed
+        cdef Rollup* r
         if f != FAULT_NONE:
             return f
         if t <= self.last_ns and not (t == NO_BAR and self.base.n == 0):
             # (NO_BAR is also the int64 minimum: a first bar may lie there.)
             return FAULT_DUPLICATE if t == self.last_ns else FAULT_UNSORTED
         probe = self.cursor
-        if t == probe.slot_end and t < self.w_close[probe.window]:
-            # The next slot of the same window (the common case): no division needed.
+        if t == probe.slot_end and self.base.n != 0 and t < self.w_close[probe.window]:
+            # The next slot of the same window (the common case): no division needed.  (The
+            # cursor is set once a bar was taken; before, its NO_BAR end is no slot.)
             probe.slot_start = t
             probe.slot_end = step_end(t, self.base_ns, self.w_close[probe.window])
         else:
@@ -570,21 +689,37 @@ cdef class SymbolStream:
                 # A bucket closed early (advance, flush) must not get a second bar.
                 if t < self.rollups[k].closed_until and not self.rollups[k].bucket.active:
                     return FAULT_LATE
-        if store_push(&self.base, t, o, h, l, c, v, 1, 1.0) != 0:
+        if self.base.n >= self.base.cap and self._grow(self.base.n + 1) != 0:
             return FAULT_OVERFLOW
+        store_set(&self.base, self.base.n, t, o, h, l, c, v, 1, 1.0)
+        self.base.n += 1
         self.cursor = probe
-        walker_step_to(&self.gaps, self.w_open, self.w_close, self.n_windows, self.base_ns, t,
-                       NULL, NULL, 0, 0, &rc)
-        for k in range(self.n_derived):
-            if self.parent[k] >= 0:
-                continue
-            rc = rollup_feed(&self.rollups[k], t, o, h, l, c, v, 1, &self.derived[k])
-            if rc > 0:
-                closed += rc
-                rc = self._cascade(k, rc)
-            if rc < 0:
-                return FAULT_OVERFLOW
-            closed += rc
+        if t == self.gaps.next_slot and self.gaps.window == probe.window:
+            # The walker's next slot (no gap before it): what walker_step_to does then.
+            self.gaps.present += 1
+            self.gaps.next_slot = probe.slot_end
+        else:
+            walker_step_to(&self.gaps, self.w_open, self.w_close, self.n_windows,
+                           self.base_ns, t, NULL, NULL, 0, 0, &rc)
+        fed = self.base_fed
+        k = 0
+        while fed:
+            if fed & 1u:
+                r = &self.rollups[k]
+                if r.bucket.active and t < r.bucket.end and t < r.bucket.close_at:
+                    # Inside the bucket being built, not its last slot: what rollup_feed
+                    # does then, without the call.
+                    bucket_add(&r.bucket, h, l, c, v, 1)
+                else:
+                    rc = rollup_feed(r, t, o, h, l, c, v, 1, &self.derived[k])
+                    if rc > 0:
+                        closed += rc
+                        rc = self._cascade(k, rc)
+                    if rc < 0:
+                        return FAULT_OVERFLOW
+                    closed += rc
+            fed >>= 1
+            k += 1
         if self.n_cascaded and (closed or t >= self.cascade_due):
             # A coarser bucket fed from a finer interval waits for closed finer bars; one
             # that ended before this bar is complete now, as it would be if fed directly.
@@ -688,7 +823,7 @@ cdef class SymbolStream:
             if tt <= last and not (tt == NO_BAR and i == first and self.base.n == 0):
                 f = FAULT_DUPLICATE if tt == last else FAULT_UNSORTED
                 break
-            if tt == probe.slot_end and tt < wclose:
+            if tt == probe.slot_end and (i > first or self.base.n != 0) and tt < wclose:
                 probe.slot_start = tt
                 probe.slot_end = step_end(tt, self.base_ns, wclose)
             else:
@@ -1459,8 +1594,13 @@ cdef class SymbolStream:
         return self._close(now_ns, False)
 
     def flush(self):
-        """Close every derived bar being built (the end of the session); returns how many."""
-        return self._close(0, True)
+        """Close every derived bar being built (the end of the session); returns how many.
+        The stores give back the rows no bar uses (a shrinking realloc: nothing is copied
+        where the allocator can shrink in place; a failure to shrink keeps them as they were).
+        """
+        cdef int closed = self._close(0, True)
+        self._trim()
+        return closed
 
     cdef int _close(self, i64 now_ns, bint everything) except -1:
         cdef int closed = self._close_ended(now_ns, everything, False)
@@ -1601,7 +1741,17 @@ cdef class SessionCore:
     with a batch (which runs without the GIL, under the registry lock) sends the bar to
     ``_add_bar_waiting``, which the Python class implements by taking that lock.
     """
-    cdef public dict _symbols        # symbol -> SymbolSessionData (with a ``_stream``)
+    cdef dict _reg                   # the registry: ``_symbols`` (see the property)
+    # A cache of the registry's lookups on the per-bar path, keyed by the identity of the
+    # symbol string the caller passes (the same objects come again and again from a feed's
+    # symbol table): a hit is one probe of this table, without hashing, comparing strings,
+    # or reading the entry (each a cache miss with hundreds of symbols interleaved).  It
+    # holds no record of its own: it is emptied whenever the registry changes (``_symbols``
+    # set, ``_pop_symbol``), and only ever answers what the registry would.
+    cdef CacheSlot* _cache
+    cdef Py_ssize_t _cache_size      # slots (a power of two), 0: none yet
+    cdef Py_ssize_t _cache_fill
+    cdef int _cache_shift
     cdef public dict _unknown_bars   # symbol -> bars offered for a symbol not registered
     cdef public i64 _clock           # latest bar end seen, or a later time set by advance
     cdef public bint _raise_on_bad
@@ -1623,7 +1773,10 @@ cdef class SessionCore:
     cdef public i64 _grace_slots
 
     def __cinit__(self):
-        self._symbols = {}
+        self._reg = {}
+        self._cache = NULL
+        self._cache_size = 0
+        self._cache_fill = 0
         self._unknown_bars = {}
         self._clock = NO_BAR
         self._raise_on_bad = True
@@ -1640,6 +1793,115 @@ cdef class SessionCore:
         self._stale_slots = 5
         self._grace_slots = 1
 
+    def __dealloc__(self):
+        self._cache_clear()
+        free(self._cache)
+
+    @property
+    def _symbols(self):
+        """The registry: symbol -> ``SymbolSessionData``.  Setting it (a new session) empties
+        the lookup cache first."""
+        return self._reg
+
+    @_symbols.setter
+    def _symbols(self, dict value not None):
+        self._cache_clear()     # first: nothing below can find a stream of the old registry
+        self._reg = value
+
+    def _pop_symbol(self, symbol):
+        """Remove ``symbol`` from the registry (and the lookup cache, in the same step: no
+        other thread can come in between); its entry, or None."""
+        self._cache_clear()
+        return self._reg.pop(symbol, None)
+
+    cdef void _cache_clear(self) noexcept:
+        cdef Py_ssize_t i
+        cdef PyObject* k
+        cdef PyObject* v
+        if self._cache_fill == 0:
+            return
+        self._cache_fill = 0
+        for i in range(self._cache_size):
+            # Slots emptied before the references go: a str or stream freed here runs no
+            # Python code, yet the table is consistent whatever happens.
+            k = self._cache[i].key
+            v = self._cache[i].stream
+            self._cache[i].key = NULL
+            self._cache[i].stream = NULL
+            Py_XDECREF(k)
+            Py_XDECREF(v)
+
+    cdef inline Py_ssize_t _cache_slot(self, PyObject* key) noexcept:
+        # Fibonacci hashing of the address (objects are 16-byte aligned).
+        return <Py_ssize_t> ((((<size_t> key) >> 4) * <size_t> 0x9E3779B97F4A7C15ULL)
+                             >> self._cache_shift)
+
+    cdef inline PyObject* _cache_get(self, object symbol) noexcept:
+        """The stream cached for this very string object (borrowed), or NULL."""
+        cdef Py_ssize_t i, m
+        cdef PyObject* key = <PyObject*> symbol
+        if self._cache_size == 0:
+            return NULL
+        m = self._cache_size - 1
+        i = self._cache_slot(key)
+        while self._cache[i].key != NULL:       # linear probing; never more than half full
+            if self._cache[i].key == key:
+                return self._cache[i].stream
+            i = (i + 1) & m
+        return NULL
+
+    cdef int _cache_put(self, object symbol, object stream) except -1:
+        """Remember symbol (an exact str) -> stream.  A full table (half its slots: feeds
+        that make a new string object per bar) is emptied and sized for the registry."""
+        cdef Py_ssize_t i, m, size
+        cdef int bits
+        cdef CacheSlot* table
+        if 2 * (self._cache_fill + 1) > self._cache_size:
+            self._cache_clear()
+            size = 64
+            bits = 6
+            while size < 4 * len(self._reg):
+                size <<= 1
+                bits += 1
+            if size != self._cache_size:
+                table = <CacheSlot*> calloc(size, sizeof(CacheSlot))
+                if table == NULL:
+                    return 0        # no cache: the registry answers
+                free(self._cache)
+                self._cache = table
+                self._cache_size = size
+                self._cache_shift = 64 - bits
+        m = self._cache_size - 1
+        i = self._cache_slot(<PyObject*> symbol)
+        while self._cache[i].key != NULL:
+            i = (i + 1) & m
+        Py_INCREF(symbol)
+        Py_INCREF(stream)
+        self._cache[i].key = <PyObject*> symbol
+        self._cache[i].stream = <PyObject*> stream
+        self._cache_fill += 1
+        return 0
+
+    cdef int _convert(self, symbol, object ts, object open, object high, object low,
+                      object close, object volume, i64* t, f64* out) except -1:
+        """The bar's fields as int64 and float64, for what the per-bar path's exact-type
+        tests did not take: ints and NumPy integers for ts (never floats), real numbers for
+        the prices; an error names the field and the symbol."""
+        if type(ts) is int or PyIndex_Check(ts):
+            try:
+                t[0] = ts
+                out[0] = open
+                out[1] = high
+                out[2] = low
+                out[3] = close
+                out[4] = volume
+            except (TypeError, ValueError, OverflowError):
+                bad_value(symbol, ts, open, high, low, close, volume)
+                raise
+            return 0
+        raise TypeError(f"{symbol}: ts must be an integer of nanoseconds, got "
+                        f"{type(ts).__name__} {ts!r}")
+
     def add_bar(self, symbol, object ts, object open, object high, object low, object close,
                 object volume):
         """Offer one base bar of ``symbol``.
@@ -1650,33 +1912,46 @@ cdef class SessionCore:
         int64 timestamp or no real number raises TypeError/ValueError naming the field and
         the symbol.
         """
-        cdef object entry
+        cdef object entry, s
         cdef SymbolStream stream
+        cdef PyObject* cached
         cdef int f
+        cdef bint exact
         cdef i64 t
         cdef f64 o, h, l, c, v
-        if type(symbol) is not str and not isinstance(symbol, str):
+        cdef f64 prices[5]
+        exact = type(symbol) is str
+        if not exact and not isinstance(symbol, str):
             raise TypeError(f"symbol must be a string, got {type(symbol).__name__}")
-        if type(ts) is int or PyIndex_Check(ts):   # ints and NumPy integers, never floats
-            try:
-                t = ts
-                o = open
-                h = high
-                l = low
-                c = close
-                v = volume
-            except (TypeError, ValueError, OverflowError):
-                # Off the fast path: say which field of which symbol could not be converted.
-                bad_value(symbol, ts, open, high, low, close, volume)
-                raise
+        if (type(open) is float and type(high) is float and type(low) is float
+                and type(close) is float and type(volume) is float and sd_ns_from_int(ts, &t)):
+            # The common case (Python ints and floats), read straight from the objects.
+            o = PyFloat_AS_DOUBLE(open)
+            h = PyFloat_AS_DOUBLE(high)
+            l = PyFloat_AS_DOUBLE(low)
+            c = PyFloat_AS_DOUBLE(close)
+            v = PyFloat_AS_DOUBLE(volume)
         else:
-            raise TypeError(f"{symbol}: ts must be an integer of nanoseconds, got "
-                            f"{type(ts).__name__} {ts!r}")
-        entry = self._symbols.get(symbol)
-        if entry is None:
-            self._unknown_bars[symbol] = self._unknown_bars.get(symbol, 0) + 1
-            return -1
-        stream = <SymbolStream?> (<SymbolCore?> entry)._stream
+            self._convert(symbol, ts, open, high, low, close, volume, &t, prices)
+            o = prices[0]
+            h = prices[1]
+            l = prices[2]
+            c = prices[3]
+            v = prices[4]
+        cached = self._cache_get(symbol) if exact else NULL
+        if cached != NULL:
+            stream = <SymbolStream> cached
+        else:
+            entry = self._reg.get(symbol)
+            if entry is None:
+                self._unknown_bars[symbol] = self._unknown_bars.get(symbol, 0) + 1
+                return -1
+            s = (<SymbolCore?> entry)._stream
+            if type(s) is not SymbolStream:     # (final: an exact type test is the whole test)
+                raise TypeError(f"{symbol}: the registry's entry holds no stream")
+            stream = <SymbolStream> s
+            if exact:
+                self._cache_put(symbol, stream)
         if stream.busy:
             return self._add_bar_waiting(symbol, t, o, h, l, c, v)
         f = stream._accept(t, o, h, l, c, v)
@@ -1745,7 +2020,7 @@ cdef class SessionCore:
             stream.collect(symbol, self._pending, self._wanted)
         else:
             # Nothing to tell (the common case): the events' walker just follows.
-            stream.seen = stream.gaps
+            _follow(&stream.seen, &stream.gaps)
             stream.seen_n = stream.base.n
             stream.stale_sent = False
         if self._clock >= self._next_scan:
@@ -1767,7 +2042,7 @@ cdef class SessionCore:
         cdef SymbolStream s
         cdef i64 step = INT64_MAX, until, nxt = INT64_MAX, due_base = 0
         cdef list due = None
-        cdef dict symbols = self._symbols
+        cdef dict symbols = self._reg
         cdef Py_ssize_t pos = 0
         cdef PyObject* key
         cdef PyObject* value
