@@ -442,11 +442,11 @@ def test_session_documents_written_by_forked_workers_equal_the_serial_ones(tmp_p
     assert all((one / n).read_bytes() == (two / n).read_bytes() for n in names)
     assert (one / names[0]).read_bytes() == dumps(session_docs(result, [0])[0], indent=False)
 
-    original = documents._doc_maker
+    original = documents._doc_writer
+    parent = os.getpid()  # each process lays out its own sessions: after the fork
 
-    def broken(run):
-        make = original(run)
-        parent = os.getpid()
+    def broken(run, k0=0, k1=None):
+        make = original(run, k0, k1)
 
         def fails_in_a_child(k):
             if os.getpid() != parent:
@@ -454,7 +454,7 @@ def test_session_documents_written_by_forked_workers_equal_the_serial_ones(tmp_p
             return make(k)
         return fails_in_a_child
 
-    monkeypatch.setattr(documents, "_doc_maker", broken)
+    monkeypatch.setattr(documents, "_doc_writer", broken)
     three = tmp_path / "three"
     three.mkdir()
     with pytest.raises(RuntimeError, match="1 of 2 processes writing the session documents"):
