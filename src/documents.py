@@ -286,10 +286,10 @@ def _doc_writer(run: RunResult, k0: int = 0,
         scored_of[name] = t.scored.tolist()
     anomaly_iv, anomaly_cells = _anomaly_sections(run)
     anomalies_by_k: dict[int, dict[int, str]] = {}
-    for j, cell in anomaly_cells.items():
+    for j, a_cell in anomaly_cells.items():
         if not k0 <= j // n_s < k1:
             continue
-        anomalies_by_k.setdefault(j // n_s, {})[j % n_s] = _dump(cell)
+        anomalies_by_k.setdefault(j // n_s, {})[j % n_s] = _dump(a_cell)
     no_anomaly = _dump(_NO_ANOMALY)
     s_open, s_close = run.windows.session_open_ns, run.windows.session_close_ns
     tails: dict[int, dict[int, str]] = {}
