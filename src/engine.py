@@ -445,22 +445,39 @@ class Engine:
         if not loaded.checked:
             bars, rows = self._validated(symbol, bars, rows, windows, rejected, loaded)
         n_k = windows.n_sessions
-        held_rejected = {windows.sessions[k]: r for k, r in rejected.items()}
         # The detectors see the symbol's whole range at once (profiles, levels, splits).
         found = self._detect(bars, windows)
-        if n_k <= 2:
+        # An edge session the span cannot cut is finished now too: the span starts at the
+        # first bar of all the data (<= this symbol's ``first``) and ends after the last
+        # (>= ``last`` + base), so it bounds the scoring of no session that opens at
+        # ``first`` or closes at ``last`` + base (``_process``: ``since`` is set where the
+        # span starts after the open, ``until`` where it ends before the close).  Sessions
+        # chosen by label (``--start``/``--end``) are picked among the held ones: held; so
+        # is an edge whose first (last) bar was rejected (the held sessions are those of
+        # the held bars: ``_finish_held``).
+        free = self.start is None and self.end is None and len(bars) > 0
+        k_lo = 0 if (free and int(bars.ts[0]) == first
+                     and first <= int(windows.session_open_ns[0])) else 1
+        k_hi = n_k if (free and int(bars.ts[-1]) == last
+                       and last + self.base.ns >= int(windows.session_close_ns[-1])) else n_k - 1
+        if k_hi <= k_lo:
+            held_rejected = {windows.sessions[k]: r for k, r in rejected.items()}
             return _Piece(None, bars.copy(), first, last, outside, held_rejected, found)
-        a = int(np.searchsorted(bars.ts, windows.session_close_ns[0]))
-        b = int(np.searchsorted(bars.ts, windows.session_open_ns[-1]))
-        middle = _sub_windows(windows, np.arange(1, n_k - 1))
+        a = int(np.searchsorted(bars.ts, windows.session_close_ns[0])) if k_lo else 0
+        b = (int(np.searchsorted(bars.ts, windows.session_open_ns[-1])) if k_hi < n_k
+             else len(bars))
+        middle = windows if (k_lo, k_hi) == (0, n_k) else \
+            _sub_windows(windows, np.arange(k_lo, k_hi))
         result = self._process(symbol, bars[a:b], None, middle, NO_BOUND_LO, NO_BOUND_HI,
                                loaded, part, checked=True)
-        for k in range(1, n_k - 1):
+        for k in range(k_lo, k_hi):
             if k in rejected:
-                result.rejected[k - 1] = rejected[k]
-        held = Bars.concat([bars[:a], bars[b:]])
-        held_rejected = {windows.sessions[k]: rejected[k] for k in (0, n_k - 1)
-                         if k in rejected}
+                result.rejected[k - k_lo] = rejected[k]
+        edges = [k for k in (0, n_k - 1) if not k_lo <= k < k_hi]
+        held = Bars.concat([bars[:a], bars[b:]]) if edges else None
+        if held is not None and not len(held):
+            held = None   # as when held: no bar, no session to finish
+        held_rejected = {windows.sessions[k]: rejected[k] for k in edges if k in rejected}
         return _Piece(result, held, first, last, outside, held_rejected, found)
 
     def _finish_held(self, pieces: dict[str, _Piece], plan: "_Plan",

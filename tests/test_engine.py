@@ -14,7 +14,7 @@ import pytest
 
 import sessiondata as sd
 from sessiondata import cli, sample
-from sessiondata.engine import Engine, Source, SymbolEvent, ThreadExecutor, batches
+from sessiondata.engine import Engine, Loaded, Source, SymbolEvent, ThreadExecutor, batches
 from sessiondata.export import read_dataset, run_export, validate_export
 from sessiondata.documents import dumps, session_doc, session_docs
 from sessiondata.results import Gaps, GapInfo
@@ -459,3 +459,59 @@ def test_session_documents_written_by_forked_workers_equal_the_serial_ones(tmp_p
     three.mkdir()
     with pytest.raises(RuntimeError, match="1 of 2 processes writing the session documents"):
         documents.write_session_docs(result, three, workers=2)
+
+
+@pytest.mark.parametrize("threads", (1, 2))
+def test_edge_sessions_the_span_cannot_cut_are_finished_with_the_middle(weekly, tmp_path,
+                                                                        threads):
+    """Issue 18: with the span unknown before reading, a symbol's first session is finished
+    in the first pass when its first bar is at the open (the span, starting at or before
+    that bar, cannot cut it), its last session when its last bar ends at the close; the
+    others are held back.  Either way the run is the one whose span is known: symbols
+    starting at the open or later, ending at the close or earlier, one session long, an
+    edge bar rejected (so that edge is held), and the bars written alike."""
+    w = weekly.windows(weekly.session_windows("2024-03-04").open_ns[0],
+                       weekly.session_windows("2024-03-08").close_ns[-1])
+    slots = np.concatenate([np.arange(o, c, MINUTE) for o, c in zip(w.open_ns, w.close_ns)])
+    day = 390
+    data = {
+        "OPEN_CLOSE": walk(slots, 1),                       # both edges finished at once
+        "CUT_START": walk(slots[17:], 2),                   # first session held
+        "CUT_END": walk(slots[:-9], 3),                     # last session held
+        "LATER": walk(slots[day:3 * day], 4),               # starts at a later open
+        "ONE_DAY": walk(slots[2 * day:3 * day], 5),         # one session, at the edges
+        "ONE_CUT": walk(slots[2 * day + 5:3 * day - 5], 6),  # one session, cut
+    }
+    bad = walk(slots, 7)
+    high = bad.high.copy()
+    high[0] = bad.low[0] - 1.0                              # its first bar rejected
+    high[-1] = bad.low[-1] - 1.0                            # and its last
+    data["BAD_EDGES"] = sd.Bars(bad.ts, bad.open, high, bad.low, bad.close, bad.volume,
+                                interval="1m", validate=False)
+    derived = ("5m", "1h", "1d")
+
+    def run(sources, out):
+        engine = Engine(weekly, derived=derived, on_bad="drop",
+                        executor=ThreadExecutor(threads))
+        return run_export(engine, sources, out)
+
+    def same(data, name):
+        unknown = [Source(f"p{i}", (lambda b: lambda: Loaded(b))({s: data[s]}))
+                   for i, s in enumerate(data)]
+        assert all(s.span is None for s in unknown)
+        a = run(unknown, tmp_path / f"{name}-a")
+        b = run(batches(data, 2), tmp_path / f"{name}-b")
+        assert [dumps(d) for d in session_docs(a)] == [dumps(d) for d in session_docs(b)]
+        for iv in derived:
+            x, y = (read_dataset(tmp_path / f"{name}-{c}", "bars", iv)
+                    .sort_by([("symbol", "ascending"), ("ts", "ascending")]) for c in "ab")
+            assert x.equals(y), iv
+        return a
+
+    a = same(data, "all")
+    assert a.rejected
+    assert "scored_from" not in session_doc(a, 0)["symbols"]["CUT_START"]
+    # The run's span starting and ending inside sessions: the held sessions are cut.
+    a = same({"CUT_BOTH": walk(slots[17:-9], 8), "ONE_CUT": data["ONE_CUT"]}, "cut")
+    assert session_doc(a, 0)["symbols"]["CUT_BOTH"]["scored_from"].endswith("09:47:00-05:00")
+    assert session_doc(a, 4)["symbols"]["CUT_BOTH"]["scored_to"].endswith("15:51:00-05:00")
