@@ -416,16 +416,24 @@ def write_session_docs(run: RunResult, folder: Path, *, workers: int = 1) -> Non
     own sessions and builds and writes their documents (:func:`_doc_writer`), in parallel:
     it is Python work under one GIL.  A worker that fails makes the call fail (its
     traceback is printed)."""
+    start_session_docs(run, folder, workers=workers)()
+
+
+def start_session_docs(run: RunResult, folder: Path, *,
+                       workers: int = 1) -> Callable[[], None]:
+    """Start writing the session documents (see :func:`write_session_docs`) and return the
+    function that waits for them.  With ``workers`` > 1 (and ``os.fork``) every share of
+    the sessions is written by a forked process and this one is free until it waits (the
+    export writes its gap dataset, summary and manifest meanwhile); else the documents are
+    written when it waits.  Waiting raises when a process failed (its traceback printed)."""
     n_k = run.windows.n_sessions
     workers = max(1, min(workers, n_k // MIN_SESSIONS_PER_WORKER))
     if workers == 1 or not hasattr(os, "fork"):
-        _write_docs(run, 0, n_k, folder)
-        return
+        return lambda: _write_docs(run, 0, n_k, folder)
     dumps({})  # orjson imported before the fork
-    chunks = np.array_split(np.arange(n_k), workers)
-    pids = []
+    pids: list[int] = []
     try:
-        for chunk in chunks[1:]:
+        for chunk in np.array_split(np.arange(n_k), workers):
             with warnings.catch_warnings():
                 # Python 3.12 warns on fork() beside threads (pyarrow's idle pools here):
                 # the children run only this module's Python, orjson and file writes.
@@ -441,15 +449,26 @@ def write_session_docs(run: RunResult, folder: Path, *, workers: int = 1) -> Non
                 finally:
                     os._exit(code)
             pids.append(pid)
-        _write_docs(run, int(chunks[0][0]), int(chunks[0][-1]) + 1, folder)
-    finally:
-        failed = 0
-        for pid in pids:
-            _, status = os.waitpid(pid, 0)
-            failed += os.waitstatus_to_exitcode(status) != 0
-    if failed:
-        raise RuntimeError(f"{failed} of {workers} processes writing the session documents "
-                           f"into {folder} failed (tracebacks above)")
+    except BaseException:
+        _reap(pids)
+        raise
+
+    def wait() -> None:
+        failed = _reap(pids)
+        if failed:
+            raise RuntimeError(f"{failed} of {workers} processes writing the session "
+                               f"documents into {folder} failed (tracebacks above)")
+
+    return wait
+
+
+def _reap(pids: list[int]) -> int:
+    """Wait for the processes ``pids`` (once); how many failed."""
+    failed = 0
+    while pids:
+        _, status = os.waitpid(pids.pop(), 0)
+        failed += os.waitstatus_to_exitcode(status) != 0
+    return failed
 
 
 MIN_SESSIONS_PER_WORKER = 32

@@ -48,7 +48,7 @@ import numpy as np
 
 from .arrowcols import dictionary, from_numpy, strings
 from .bars import Bars
-from .documents import dumps, write_session_docs
+from .documents import dumps, start_session_docs
 from .results import ANOMALY_KINDS, KINDS, RunResult, paused_gc
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -481,22 +481,42 @@ def _write_table(table: "pa.Table", gdir: Path, fmt: str, strings: tuple[str, ..
 
 
 def write_run(run: RunResult, folder: str | os.PathLike, *, fmt: str = "parquet",
-              bars: BarDatasetWriter | None = None, summary: dict[str, Any] | None = None,
+              bars: BarDatasetWriter | None = None,
+              summary: dict[str, Any] | Callable[[RunResult], dict[str, Any]] | None = None,
               provenance: dict[str, Any] | None = None, workers: int = 1,
               docs: Callable[[RunResult, Path], None] | None = None) -> Path:
     """Write a run's session documents, gap dataset and manifest into ``folder`` (a staging
     folder: see :func:`staged`); ``bars`` is the writer the engine filled; ``workers``
-    processes build the documents (``documents.write_session_docs``), or ``docs(run,
-    folder)`` does (``DaskExecutor.write_docs``: on the workers)."""
-    pa = _arrow(full=fmt == "csv")
+    processes build the documents (``documents.start_session_docs``: forked, while this
+    process writes the rest and makes ``summary(run)`` when it is a function), or
+    ``docs(run, folder)`` does (``DaskExecutor.write_docs``: on the workers)."""
     folder = Path(folder)
     sessions = folder / "sessions"
     sessions.mkdir(parents=True, exist_ok=True)
     if docs is not None:
         docs(run, sessions)
+        wait: Callable[[], None] = lambda: None
     else:
         with paused_gc():
-            write_session_docs(run, sessions, workers=workers)
+            wait = start_session_docs(run, sessions, workers=workers)
+    try:
+        _write_rest(run, folder, fmt, bars, summary, provenance)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            wait()   # the documents' processes end before the staging folder goes
+        raise
+    with paused_gc():
+        wait()
+    return folder
+
+
+def _write_rest(run: RunResult, folder: Path, fmt: str, bars: BarDatasetWriter | None,
+                summary: dict[str, Any] | Callable[[RunResult], dict[str, Any]] | None,
+                provenance: dict[str, Any] | None) -> None:
+    """The gap and anomaly datasets and the manifest of :func:`write_run`."""
+    pa = _arrow(full=fmt == "csv")
+    if callable(summary):
+        summary = summary(run)
     for name in run.interval_names:
         gdir = folder / "gaps" / f"interval={name}"
         gdir.mkdir(parents=True, exist_ok=True)
@@ -532,7 +552,6 @@ def write_run(run: RunResult, folder: str | os.PathLike, *, fmt: str = "parquet"
     if provenance is not None:
         manifest["provenance"] = provenance
     (folder / MANIFEST).write_bytes(dumps(manifest))
-    return folder
 
 
 class Stage:
@@ -612,8 +631,7 @@ def run_export(engine: "Engine", sources: Any, out: str | os.PathLike, *,
     with stage as st:
         result = st.run(lambda: engine.run(sources, dataset=dataset, span=span,
                                            sink=st.writer))
-        write_run(result, st.folder, fmt=fmt, bars=st.writer,
-                  summary=summary(result) if summary is not None else None,
+        write_run(result, st.folder, fmt=fmt, bars=st.writer, summary=summary,
                   provenance=provenance, workers=st.workers, docs=st.docs)
     result.seconds = time.perf_counter() - t0
     return result

@@ -247,13 +247,13 @@ def test_the_workers_write_the_session_documents_byte_for_byte(client, tmp_path,
     events = [SymbolEvent(day, at, symbol, "remove", f"-{symbol}")]
     threads = sessiondata.run(u.bars, u.calendar, out=tmp_path / "threads", events=events)
     built_here = []
-    real = doc_module.write_session_docs
+    real = doc_module.start_session_docs
 
     def spy(run, folder, **kw):   # this process: nothing under Dask
         built_here.append(len(run.sessions))
         return real(run, folder, **kw)
 
-    monkeypatch.setattr("sessiondata.export.write_session_docs", spy)
+    monkeypatch.setattr("sessiondata.export.start_session_docs", spy)
     dask = sessiondata.run(u.bars, u.calendar, out=tmp_path / "dask", events=events,
                            client=client)
     assert built_here == []

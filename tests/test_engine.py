@@ -449,7 +449,7 @@ def test_session_documents_written_by_forked_workers_equal_the_serial_ones(tmp_p
         make = original(run, k0, k1)
 
         def fails_in_a_child(k):
-            if os.getpid() != parent:
+            if os.getpid() != parent and k0 > 0:   # the second share only
                 raise RuntimeError("a worker's document failed")
             return make(k)
         return fails_in_a_child
