@@ -17,7 +17,8 @@ scored from then.  One rule serves every interval (see ``grid.bound_grid``): a b
 expected when it lies inside the span, a bucket when it holds an expected base slot, and a
 bucket cut by the span counts its bars over its expected slots only.  When the data's span is
 not known before reading (files), each symbol's first and last session are held back (they
-are small) and finished once every partition has been read.
+are small) and finished once every partition has been read, unless the span cannot cut them:
+a first session whose first bar is at its open, a last whose last bar ends at its close.
 """
 
 from __future__ import annotations
