@@ -90,6 +90,7 @@ class Summary:
             self._cells[name].update({k: np.where(mask, v, 0)
                                       for k, v in kind_cells(t).items()})
         self._per_session = {name: self._reduce(name, 0) for name in run.intervals}
+        self._longest: dict[int, int] | None = None   # session -> its longest gap (base)
 
     def _sums(self, name: str, axis: int | None) -> dict[str, Any]:
         c = self._cells[name]
@@ -105,8 +106,9 @@ class Summary:
         """Pooled totals over symbols (axis 0: one per session) or over sessions (axis 1:
         one per symbol)."""
         mask = self._cells[name]["mask"]
-        sums = self._sums(name, axis)
-        symbols = mask.sum(axis=0) if axis == 0 else mask.any(axis=1).astype(int)
+        # As Python numbers first (``tolist``: the same values), not a NumPy scalar per cell.
+        sums = {k: v.tolist() for k, v in self._sums(name, axis).items()}
+        symbols = (mask.sum(axis=0) if axis == 0 else mask.any(axis=1).astype(int)).tolist()
         return [_pooled_totals({k: v[i] for k, v in sums.items()}, int(symbols[i]))
                 for i in range(mask.shape[1 - axis])]
 
@@ -165,10 +167,18 @@ class Summary:
     def longest_gap(self, k: int) -> tuple[str, int, int, int] | None:
         """(symbol, start, end, bars) of the session's longest base-interval gap."""
         t = self.run.intervals[self.run.base]
-        idx = np.flatnonzero(t.gap_session == k)
-        if not len(idx):
+        longest = self._longest
+        if longest is None:
+            # Per session, its first gap of the most bars (as ``argmax`` over the session's
+            # gaps in their order), for every session at once.
+            n = len(t.gap_session)
+            order = np.lexsort((np.arange(n), -t.gap_count, t.gap_session))
+            ses = t.gap_session[order]
+            head = np.flatnonzero(np.r_[True, ses[1:] != ses[:-1]]) if n else order
+            longest = self._longest = dict(zip(ses[head].tolist(), order[head].tolist()))
+        if k not in longest:
             return None
-        i = int(idx[np.argmax(t.gap_count[idx])])
+        i = longest[k]
         return (self.run.symbols[int(t.gap_symbol[i])], int(t.gap_start[i]),
                 int(t.gap_end[i]), int(t.gap_count[i]))
 
