@@ -347,7 +347,7 @@ def _doc_writer(run: RunResult, k0: int = 0,
         fields.append("tail")
         fields_of.append(tuple(fields))
     uniform = len(set(fields_of)) == 1
-    cache: dict[tuple[int, ...], str] = {}
+    cache: dict[tuple[int, ...], list[str]] = {}
 
     def session_field(f: Any, k: int, a: int, b: int) -> list[str]:
         """The text of field ``f`` of every symbol in session ``k`` (cells ``a:b``)."""
@@ -378,7 +378,10 @@ def _doc_writer(run: RunResult, k0: int = 0,
         members = tuple(np.flatnonzero(run.member[:, k]).tolist())
         tpl = cache.get(members)
         if tpl is None:
-            tpl = cache[members] = ",".join(templates[s] for s in members)
+            # The fixed text between the fields: joined with them below, not parsed by a
+            # ``%`` per session (no control character is in JSON text: \x01 marks ``%%``).
+            joined = ",".join(templates[s] for s in members).replace("%%", "\x01")
+            tpl = cache[members] = [t.replace("\x01", "%") for t in joined.split("%s")]
         a = (k - k0) * n_s
         needed = fields_of[0] if uniform else tuple(dict.fromkeys(
             f for s in members for f in fields_of[s]))
@@ -388,10 +391,13 @@ def _doc_writer(run: RunResult, k0: int = 0,
             if len(members) < n_s:
                 pick = members
                 cols = [[c[s] for s in pick] for c in cols]
-            values = tuple(_chain(zip(*cols)))
+            values = list(_chain(zip(*cols)))
         else:
-            values = tuple(texts[f][s] for s in members for f in fields_of[s])
-        symbols = tpl % values if members else ""
+            values = [texts[f][s] for s in members for f in fields_of[s]]
+        parts = [""] * (2 * len(values) + 1)
+        parts[0::2] = tpl
+        parts[1::2] = values
+        symbols = "".join(parts) if members else ""
         doc = (f'{head[:-1]},"symbols":{{{symbols}}},'
                f'"unknown_bars":{_dump(run.unknown[k])}}}' + "\n")
         return label, doc.encode()

@@ -49,7 +49,7 @@ def test_text_equals_dict_documents_with_every_optional_part(weekly):
     o, c = int(first.open_ns[0]), int(last.close_ns[-1])
     rng = np.random.default_rng(3)
     data = {}
-    names = ["AAA", 'q"uo%te', "ÉTÉ", "B,C", "Z}{"]
+    names = ["AAA", 'q"uo%te', "ÉTÉ", "B,C", "Z}{", "p%s%%s"]
     for i, name in enumerate(names):
         wins = weekly.windows(o, c)
         ts = np.concatenate([np.arange(a, b, MINUTE) for a, b in
