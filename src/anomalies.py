@@ -818,6 +818,12 @@ def _same_unit(levels: np.ndarray, unit: float) -> np.ndarray:
 
 _CLOCK_Z_CAP = 4.0      # deviations one session can add to a run
 _CLOCK_MAX_RUN = 30     # the longest run of shifted sessions looked for
+# The compiled screen of the clock-shift search: its thresholds on the deviations eased by
+# _EPS, its best score trusted when below clock_margin by _SLACK. The two computations part by
+# rounding: about 1e-12 on a deviation, at most about 1e-3 on a session whose profile hardly
+# varies over its cells (the kernel gives up below a variance of 1e-9).
+_CLOCK_SCREEN_EPS = 0.01
+_CLOCK_SCREEN_SLACK = 0.1
 
 
 def _clock_shifts(rows: _Rows, p: AnomalyParams, ts: np.ndarray, prof: np.ndarray,
@@ -827,6 +833,29 @@ def _clock_shifts(rows: _Rows, p: AnomalyParams, ts: np.ndarray, prof: np.ndarra
     n_k = len(first)
     if n_k < 3:
         return
+    per_hour = int(HOUR_NS // bucket_ns)
+    if per_hour < 1:
+        return
+    hours_list = [h for h in range(-p.clock_max_hours, p.clock_max_hours + 1)
+                  if h != 0 and abs(h * per_hour) < n_b - 4]
+    if not hours_list:
+        return
+    weekend = ((sessions.astype("datetime64[D]").astype(np.int64) + 3) % 7) >= 5
+    if stats is None:
+        # The runs the search below scores first, scored without the GIL: on most symbols
+        # none reaches ``clock_margin`` and the search (numpy, holding the GIL) is not run.
+        # The kernel's correlations are centred rather than numpy's, equal to rounding: its
+        # thresholds are eased and only a score below the margin by a margin is trusted,
+        # NaN (a session hardly varying, where the two may part) never.
+        best = _k.clock_screen(np.ascontiguousarray(prof, np.float64),
+                               np.ascontiguousarray(count, np.int64),
+                               (last_close - first_open).astype(np.int64),
+                               weekend.astype(np.uint8), bucket_ns, per_hour,
+                               np.asarray(hours_list, np.int64), _CLOCK_Z_CAP,
+                               min(n_k, _CLOCK_MAX_RUN), p.clock_min_z, p.clock_min_sessions,
+                               _CLOCK_SCREEN_EPS)
+        if best < p.clock_margin - _CLOCK_SCREEN_SLACK:
+            return
     usual_count = np.median(count[count > 0]) if (count > 0).any() else 0
     use = (count >= max(10, 0.5 * usual_count))
     if use.sum() < 3:
@@ -836,16 +865,9 @@ def _clock_shifts(rows: _Rows, p: AnomalyParams, ts: np.ndarray, prof: np.ndarra
     shares = np.zeros_like(prof)
     shares[use] = prof[use] / tot[use, None]
     x = np.sqrt(shares)
-    # The usual profile per kind of day: weekends trade differently where they trade at all.
-    weekend = ((sessions.astype("datetime64[D]").astype(np.int64) + 3) % 7) >= 5
+    # The usual profile per kind of day (``weekend``): weekends trade differently where they
+    # trade at all.
     inside = (np.arange(n_b)[None, :] * bucket_ns) < (last_close - first_open)[:, None]
-    per_hour = int(HOUR_NS // bucket_ns)
-    if per_hour < 1:
-        return
-    hours_list = [h for h in range(-p.clock_max_hours, p.clock_max_hours + 1)
-                  if h != 0 and abs(h * per_hour) < n_b - 4]
-    if not hours_list:
-        return
     n_h = len(hours_list)
     # Sessions of the runs found so far: left out of the usual profile and of the symbol's
     # own spread of gains, which are then measured again (a week shifted in a month of data
