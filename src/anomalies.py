@@ -1113,16 +1113,21 @@ def _clock_edges(rows: _Rows, p: AnomalyParams, ts: np.ndarray, o: np.ndarray, c
     joined = np.zeros(n_k, bool)             # k - 1 and k back to back, both with bars
     joined[1:] = (first_open[1:] == last_close[:-1]) & have[1:] & have[:-1]
     cands: list[tuple[int, int, bool]] = []  # (shift index, session, joined to the next)
+    free_ = have & ~taken
+    brk = first_open[1:] > last_close[:-1]
     for j, h in enumerate(hours_list):
         hs = abs(h) * hour_slots
         edge = lead if h > 0 else trail
-        hit = have & ~taken & (edge >= hs) & (edge < hs + max(2, hs // 12))
+        hit = free_ & (edge >= hs) & (edge < hs + max(2, hs // 12))
+        if not hit.any():        # (most symbols: no session misses whole hours)
+            continue
         if h > 0:      # the late run starts at k: k - 1 ends at its close
-            join = joined & (np.r_[-1, trail[:-1]] == 0)
-            after_break = np.r_[True, first_open[1:] > last_close[:-1]]
+            join = joined & (np.concatenate(([-1], trail[:-1])) == 0)
+            after_break = np.concatenate(([True], brk))
         else:          # the early run ends at k: k + 1 starts at its open
-            join = np.r_[joined[1:], False] & (np.r_[lead[1:], -1] == 0)
-            after_break = np.r_[first_open[1:] > last_close[:-1], True]
+            join = (np.concatenate((joined[1:], [False]))
+                    & (np.concatenate((lead[1:], [-1])) == 0))
+            after_break = np.concatenate((brk, [True]))
         # an edge at a break (the FX week's Sunday open, Friday close) has no bar on the
         # other side to join: it counts, with a higher margin (``clock_edge_break_margin``)
         hit &= join | after_break
