@@ -108,10 +108,10 @@ def bar_flags(const i64[::1] ts, const f64[::1] open, const f64[::1] high,
     cdef Py_ssize_t n = ts.shape[0], i, nb = out_counts.shape[0]
     cdef Py_ssize_t pk = out_by_class.shape[0], pb = out_by_class.shape[1]
     cdef uint8_t f
-    cdef f64 o, c, vi, vp, rg
+    cdef f64 o, c, vi, vp, rg, r
     cdef int cls, e
     cdef i64 b, k
-    cdef u64 z
+    cdef u64 z, rb
     if not (open.shape[0] == high.shape[0] == low.shape[0] == close.shape[0]
             == volume.shape[0] == session.shape[0] == bucket.shape[0] == out.shape[0]
             == out_class.shape[0] == n):
@@ -140,8 +140,16 @@ def bar_flags(const i64[::1] ts, const f64[::1] open, const f64[::1] high,
             elif vi > 0.0:
                 f |= FLAG_POS_VOL
                 if ref_volume > 0.0:
-                    # the class by the binary exponent of the ratio: no log on the bar path
-                    frexp(vi / ref_volume, &e)      # ratio in [2**(e-1), 2**e)
+                    # the class by the binary exponent of the ratio: no log on the bar path;
+                    # frexp's exponent, read from the bits where the ratio is a normal number
+                    # (frexp is a call into libc: a tenth of this pass)
+                    r = vi / ref_volume             # ratio in [2**(e-1), 2**e)
+                    memcpy(&rb, &r, sizeof(u64))
+                    rb = (rb >> 52) & 0x7ff
+                    if rb != 0 and rb != 0x7ff:
+                        e = <int> rb - 1022
+                    else:
+                        frexp(r, &e)
                     cls = e + 3
                     if cls < 1:
                         cls = 1
@@ -723,6 +731,10 @@ cdef f64 _clock_screen(const f64[:, ::1] prof, const i64[::1] count, const i64[:
     # is not all of them, else every session's
     for grp in range(2):
         key[grp] = grp if (g_n[grp] >= 3 and g_n[grp] < n_use) else -1
+        if grp == 1 and key[1] < 0 and key[0] < 0:
+            for b in range(n_b):            # one profile for every day: once
+                usual[1, b] = usual[0, b]
+            break
         for b in range(n_b):
             n = 0
             for k in range(n_k):
