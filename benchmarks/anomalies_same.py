@@ -17,7 +17,7 @@ import argparse
 import sys
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator, cast
 
 import numpy as np
 
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     got = collect(args)
     n_found = sum(len(v) for k, v in got.items() if k.endswith("|kind"))
     if args.save:
-        np.savez_compressed(args.save, **got)
+        np.savez_compressed(args.save, **cast(dict[str, Any], got))
         print(f"saved {len(got)} columns ({n_found} anomalies) to {args.save}")
         return 0
     ref = dict(np.load(args.check))
