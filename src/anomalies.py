@@ -702,17 +702,18 @@ def _volume_shifts(rows: _Rows, p: AnomalyParams, ts: np.ndarray, step_ns: int,
             & (filled_like <= 0.9 * count))
     level = np.where(with_volume & (count >= 5), np.log10(np.where(with_volume, med_vol, 1)),
                      np.nan)
-    typical = float(np.nanmedian(level)) if np.isfinite(level).any() else np.nan
+    ok = np.isfinite(level)
     if zero.any() and with_bars.sum() > 0 and (with_volume.sum() >= 0.9 * (with_bars.sum()
                                                                             - zero.sum())):
+        # (the finite levels' median: nanmedian's value, made only where it is needed)
+        typical = float(np.median(level[ok])) if ok.any() else np.nan
         for kz in np.flatnonzero(zero).tolist():
             b = _session_bounds(first, count, ts, step_ns, kz, kz + 1)
             if b is not None:
                 rows.add(VOLUME_SHIFT, b[0], b[1], b[2], 0.0, 10 ** typical, 0.0)
     else:
         zero[:] = False
-    ok = np.isfinite(level)
-    if ok.sum() < 2 or np.nanmax(level) - np.nanmin(level) < np.log10(p.volume_factor):
+    if ok.sum() < 2 or level[ok].max() - level[ok].min() < np.log10(p.volume_factor):
         return zero
     step = np.log10(p.volume_factor)
     ref_levels: list[float] = []
@@ -762,8 +763,8 @@ def _jumps(rows: _Rows, p: AnomalyParams, ts: np.ndarray, c: np.ndarray, step_ns
     k5 = np.arange(5)
     # The closes at each side of a session boundary: the last five of the session before,
     # the first five of the session after (a boundary bar may hold both prices).
-    before = np.median(c[np.maximum(last[:-1, None] - k5, f[:-1, None])], axis=1)
-    after = np.median(c[np.minimum(f[1:, None] + k5, last[1:, None])], axis=1)
+    before = _median5(c[np.maximum(last[:-1, None] - k5, f[:-1, None])])
+    after = _median5(c[np.minimum(f[1:, None] + k5, last[1:, None])])
     with np.errstate(divide="ignore", invalid="ignore"):
         step = np.log(before / after)
     cand = np.flatnonzero(np.abs(step) >= np.log(p.jump_min_step))
@@ -801,6 +802,16 @@ def _jumps(rows: _Rows, p: AnomalyParams, ts: np.ndarray, c: np.ndarray, step_ns
         split = float(p.split_ratios[r])
         rows.add(JUMP, ts[i], ts[i] + step_ns, 1, float(np.exp(s)),
                  split if s > 0 else 1.0 / split, vratio)
+
+
+def _median5(x: np.ndarray) -> np.ndarray:
+    """Row by row, ``np.median(x, axis=1)`` of an (n, 5) array: the middle value (NaN where
+    a row holds one), without np.median's overhead (two calls per symbol holding the GIL)."""
+    out = np.sort(x, axis=1)[:, 2]          # (a sort of rows of 5: a third of partition's time)
+    bad = np.isnan(x).any(axis=1)
+    if bad.any():
+        out[bad] = np.nan
+    return out
 
 
 def _same_unit(levels: np.ndarray, unit: float) -> np.ndarray:
