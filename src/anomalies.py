@@ -702,17 +702,18 @@ def _volume_shifts(rows: _Rows, p: AnomalyParams, ts: np.ndarray, step_ns: int,
             & (filled_like <= 0.9 * count))
     level = np.where(with_volume & (count >= 5), np.log10(np.where(with_volume, med_vol, 1)),
                      np.nan)
-    typical = float(np.nanmedian(level)) if np.isfinite(level).any() else np.nan
+    ok = np.isfinite(level)
     if zero.any() and with_bars.sum() > 0 and (with_volume.sum() >= 0.9 * (with_bars.sum()
                                                                             - zero.sum())):
+        # (the finite levels' median: nanmedian's value, made only where it is needed)
+        typical = float(np.median(level[ok])) if ok.any() else np.nan
         for kz in np.flatnonzero(zero).tolist():
             b = _session_bounds(first, count, ts, step_ns, kz, kz + 1)
             if b is not None:
                 rows.add(VOLUME_SHIFT, b[0], b[1], b[2], 0.0, 10 ** typical, 0.0)
     else:
         zero[:] = False
-    ok = np.isfinite(level)
-    if ok.sum() < 2 or np.nanmax(level) - np.nanmin(level) < np.log10(p.volume_factor):
+    if ok.sum() < 2 or level[ok].max() - level[ok].min() < np.log10(p.volume_factor):
         return zero
     step = np.log10(p.volume_factor)
     ref_levels: list[float] = []
@@ -762,8 +763,8 @@ def _jumps(rows: _Rows, p: AnomalyParams, ts: np.ndarray, c: np.ndarray, step_ns
     k5 = np.arange(5)
     # The closes at each side of a session boundary: the last five of the session before,
     # the first five of the session after (a boundary bar may hold both prices).
-    before = np.median(c[np.maximum(last[:-1, None] - k5, f[:-1, None])], axis=1)
-    after = np.median(c[np.minimum(f[1:, None] + k5, last[1:, None])], axis=1)
+    before = _median5(c[np.maximum(last[:-1, None] - k5, f[:-1, None])])
+    after = _median5(c[np.minimum(f[1:, None] + k5, last[1:, None])])
     with np.errstate(divide="ignore", invalid="ignore"):
         step = np.log(before / after)
     cand = np.flatnonzero(np.abs(step) >= np.log(p.jump_min_step))
@@ -803,6 +804,16 @@ def _jumps(rows: _Rows, p: AnomalyParams, ts: np.ndarray, c: np.ndarray, step_ns
                  split if s > 0 else 1.0 / split, vratio)
 
 
+def _median5(x: np.ndarray) -> np.ndarray:
+    """Row by row, ``np.median(x, axis=1)`` of an (n, 5) array: the middle value (NaN where
+    a row holds one), without np.median's overhead (two calls per symbol holding the GIL)."""
+    out = np.sort(x, axis=1)[:, 2]          # (a sort of rows of 5: a third of partition's time)
+    bad = np.isnan(x).any(axis=1)
+    if bad.any():
+        out[bad] = np.nan
+    return out
+
+
 def _same_unit(levels: np.ndarray, unit: float) -> np.ndarray:
     """The finite levels from the first on, up to (not including) the first that is
     ``unit`` or more (log) from the one kept before it."""
@@ -818,6 +829,12 @@ def _same_unit(levels: np.ndarray, unit: float) -> np.ndarray:
 
 _CLOCK_Z_CAP = 4.0      # deviations one session can add to a run
 _CLOCK_MAX_RUN = 30     # the longest run of shifted sessions looked for
+# The compiled screen of the clock-shift search: its thresholds on the deviations eased by
+# _EPS, its best score trusted when below clock_margin by _SLACK. The two computations part by
+# rounding: about 1e-12 on a deviation, at most about 1e-3 on a session whose profile hardly
+# varies over its cells (the kernel gives up below a variance of 1e-9).
+_CLOCK_SCREEN_EPS = 0.01
+_CLOCK_SCREEN_SLACK = 0.1
 
 
 def _clock_shifts(rows: _Rows, p: AnomalyParams, ts: np.ndarray, prof: np.ndarray,
@@ -827,6 +844,29 @@ def _clock_shifts(rows: _Rows, p: AnomalyParams, ts: np.ndarray, prof: np.ndarra
     n_k = len(first)
     if n_k < 3:
         return
+    per_hour = int(HOUR_NS // bucket_ns)
+    if per_hour < 1:
+        return
+    hours_list = [h for h in range(-p.clock_max_hours, p.clock_max_hours + 1)
+                  if h != 0 and abs(h * per_hour) < n_b - 4]
+    if not hours_list:
+        return
+    weekend = ((sessions.astype("datetime64[D]").astype(np.int64) + 3) % 7) >= 5
+    if stats is None:
+        # The runs the search below scores first, scored without the GIL: on most symbols
+        # none reaches ``clock_margin`` and the search (numpy, holding the GIL) is not run.
+        # The kernel's correlations are centred rather than numpy's, equal to rounding: its
+        # thresholds are eased and only a score below the margin by a margin is trusted,
+        # NaN (a session hardly varying, where the two may part) never.
+        best = _k.clock_screen(np.ascontiguousarray(prof, np.float64),
+                               np.ascontiguousarray(count, np.int64),
+                               (last_close - first_open).astype(np.int64),
+                               weekend.astype(np.uint8), bucket_ns, per_hour,
+                               np.asarray(hours_list, np.int64), _CLOCK_Z_CAP,
+                               min(n_k, _CLOCK_MAX_RUN), p.clock_min_z, p.clock_min_sessions,
+                               _CLOCK_SCREEN_EPS)
+        if best < p.clock_margin - _CLOCK_SCREEN_SLACK:
+            return
     usual_count = np.median(count[count > 0]) if (count > 0).any() else 0
     use = (count >= max(10, 0.5 * usual_count))
     if use.sum() < 3:
@@ -836,16 +876,9 @@ def _clock_shifts(rows: _Rows, p: AnomalyParams, ts: np.ndarray, prof: np.ndarra
     shares = np.zeros_like(prof)
     shares[use] = prof[use] / tot[use, None]
     x = np.sqrt(shares)
-    # The usual profile per kind of day: weekends trade differently where they trade at all.
-    weekend = ((sessions.astype("datetime64[D]").astype(np.int64) + 3) % 7) >= 5
+    # The usual profile per kind of day (``weekend``): weekends trade differently where they
+    # trade at all.
     inside = (np.arange(n_b)[None, :] * bucket_ns) < (last_close - first_open)[:, None]
-    per_hour = int(HOUR_NS // bucket_ns)
-    if per_hour < 1:
-        return
-    hours_list = [h for h in range(-p.clock_max_hours, p.clock_max_hours + 1)
-                  if h != 0 and abs(h * per_hour) < n_b - 4]
-    if not hours_list:
-        return
     n_h = len(hours_list)
     # Sessions of the runs found so far: left out of the usual profile and of the symbol's
     # own spread of gains, which are then measured again (a week shifted in a month of data
@@ -1091,16 +1124,21 @@ def _clock_edges(rows: _Rows, p: AnomalyParams, ts: np.ndarray, o: np.ndarray, c
     joined = np.zeros(n_k, bool)             # k - 1 and k back to back, both with bars
     joined[1:] = (first_open[1:] == last_close[:-1]) & have[1:] & have[:-1]
     cands: list[tuple[int, int, bool]] = []  # (shift index, session, joined to the next)
+    free_ = have & ~taken
+    brk = first_open[1:] > last_close[:-1]
     for j, h in enumerate(hours_list):
         hs = abs(h) * hour_slots
         edge = lead if h > 0 else trail
-        hit = have & ~taken & (edge >= hs) & (edge < hs + max(2, hs // 12))
+        hit = free_ & (edge >= hs) & (edge < hs + max(2, hs // 12))
+        if not hit.any():        # (most symbols: no session misses whole hours)
+            continue
         if h > 0:      # the late run starts at k: k - 1 ends at its close
-            join = joined & (np.r_[-1, trail[:-1]] == 0)
-            after_break = np.r_[True, first_open[1:] > last_close[:-1]]
+            join = joined & (np.concatenate(([-1], trail[:-1])) == 0)
+            after_break = np.concatenate(([True], brk))
         else:          # the early run ends at k: k + 1 starts at its open
-            join = np.r_[joined[1:], False] & (np.r_[lead[1:], -1] == 0)
-            after_break = np.r_[first_open[1:] > last_close[:-1], True]
+            join = (np.concatenate((joined[1:], [False]))
+                    & (np.concatenate((lead[1:], [-1])) == 0))
+            after_break = np.concatenate((brk, [True]))
         # an edge at a break (the FX week's Sunday open, Friday close) has no bar on the
         # other side to join: it counts, with a higher margin (``clock_edge_break_margin``)
         hit &= join | after_break

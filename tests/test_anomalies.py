@@ -872,3 +872,72 @@ def test_clock_profile_strength_tells_marked_from_flat_profiles():
     assert math.isnan(clock_profile_strength(
         sd.Bars.from_arrays(slot[:100], close[:100], close[:100], close[:100], close[:100],
                             vol[:100], interval="1m"), flat_w, M))
+
+
+# -- the compiled screen of the clock-shift search, and locate_bars' slot rule ----------------
+
+
+@pytest.mark.parametrize("hours", ["exchange", "24h"])
+def test_clock_screen_skips_only_searches_that_find_nothing(hours, monkeypatch):
+    import sessiondata.anomalies as A
+    u = anomaly_universe(20, 45, seed=11, hours=hours)
+    screened = {s: detect_symbol(b, u.windows, u.step_ns) for s, b in u.bars.items()}
+    scores: list[float] = []
+    real = K.clock_screen
+
+    def spy(*args):
+        scores.append(real(*args))
+        return float("nan")        # never trusted: the numpy search runs every time
+
+    monkeypatch.setattr(A._k, "clock_screen", spy)
+    for s, b in u.bars.items():
+        full = detect_symbol(b, u.windows, u.step_ns)
+        for c in ("kind", "start_ns", "end_ns", "bar_count", "value", "baseline", "score",
+                  "ref_ns"):
+            assert np.array_equal(getattr(full, c), getattr(screened[s], c), equal_nan=True), \
+                (s, c)
+    # the screen does skip: most symbols' best run is far below the margin (else it would
+    # save nothing), and the runs the search reports score above it
+    margin = AnomalyParams().clock_margin
+    finite = np.array([x for x in scores if np.isfinite(x) or x == -np.inf])
+    assert len(finite) >= 0.8 * len(scores)
+    assert np.mean(finite < margin - A._CLOCK_SCREEN_SLACK) >= 0.5
+    found = sum(len(a.of_kind("clock_shift")) for a in screened.values())
+    assert found == 0 or max(scores) > margin
+
+
+def test_clock_screen_checks_its_arguments():
+    prof = np.ones((4, 10))
+    c = np.full(4, 100, np.int64)
+    span = np.full(4, 10 * 15 * M, np.int64)
+    wk = np.zeros(4, np.uint8)
+    with pytest.raises(ValueError, match="differ in length"):
+        K.clock_screen(prof, c[:3], span, wk, 15 * M, 4, np.array([1], np.int64), 4.0, 4,
+                       1.0, 2, 0.01)
+    with pytest.raises(ValueError, match="longer than"):
+        K.clock_screen(prof, c, span, wk, 15 * M, 4, np.array([3], np.int64), 4.0, 4,
+                       1.0, 2, 0.01)
+    # a flat profile: every session alike, nothing varies: the kernel gives up (NaN)
+    assert math.isnan(K.clock_screen(prof, c, span, wk, 15 * M, 4, np.array([1], np.int64),
+                                     4.0, 4, 1.0, 2, 0.01))
+
+
+def test_locate_bars_bucket_exact_across_the_whole_int64_range():
+    # the session opens near the start of int64 and the bar lies near its end: the bucket
+    # is the slot index by the unsigned span (the signed difference, 2**63, overflows)
+    lo, hi = -(2 ** 62), 2 ** 62
+    w = np.array([lo], np.int64)
+    ts = np.array([lo, lo + 5 * M, hi], np.int64)
+    sess = np.empty(3, np.int32)
+    buck = np.empty(3, np.int32)
+    out = K.locate_bars(ts, w, np.array([hi + 1], np.int64), np.array([0], np.int64), w,
+                        M, sess, buck)
+    assert out == 0 and sess.tolist() == [0, 0, 0]
+    assert buck.tolist() == [0, 5, 2 ** 63 // M]
+    one = np.empty(3, np.int32)              # past INT32_MAX buckets: clipped to it
+    K.locate_bars(ts, w, np.array([hi + 1], np.int64), np.array([0], np.int64), w, 1,
+                  sess, one)
+    assert one.tolist() == [0, 2 ** 31 - 1, 2 ** 31 - 1]
+    with pytest.raises(ValueError, match="opens before its session"):
+        K.locate_bars(ts, w, np.array([hi + 1], np.int64), np.array([0], np.int64), w + 1,
+                      M, sess, buck)

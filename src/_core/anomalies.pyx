@@ -5,12 +5,14 @@
 # session's worth of numbers (jumps, volume levels, clock shifts, which sessions repeat) is
 # taken in Python over the per-session arrays these kernels return.
 
-from libc.math cimport exp, fabs, frexp, isfinite, log
+from libc.math cimport INFINITY, NAN, exp, fabs, frexp, isfinite, log, sqrt
 from libc.stdint cimport INT32_MAX, UINT64_MAX, int32_t, uint8_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy
 
-from common cimport f64, i64, u64
+import numpy as np
+
+from common cimport GridCursor, f64, grid_locate, i64, slot_index, u64
 
 # Session and bucket indices are int32: half the memory traffic of int64 on every pass.
 ctypedef int32_t i32
@@ -31,12 +33,16 @@ def locate_bars(const i64[::1] ts, const i64[::1] w_open, const i64[::1] w_close
     """Each bar's session index and time-of-day bucket (int32; a bucket past INT32_MAX is
     clipped to it).
 
-    The bucket is ``(ts - s_first_open[session]) // bucket_ns``: time since the session's
-    first open, so a session that opens the evening before keeps its own clock.  Bars outside
-    every window get session and bucket -1.  ``ts`` sorted.  Returns the bars outside.
+    The bucket is the slot of ``bucket_ns`` from the session's first open that holds the bar
+    (``slot_index`` of common.pxd): time since that open, so a session that opens the evening
+    before keeps its own clock.  Bars outside every window get session and bucket -1.  ``ts``
+    sorted; the windows sorted, each session's first open at or before its windows' opens.
+    Returns the bars outside.
     """
-    cdef Py_ssize_t n = ts.shape[0], nw = w_open.shape[0], i, w = 0, outside = 0
-    cdef i64 t, k, q
+    cdef Py_ssize_t n = ts.shape[0], nw = w_open.shape[0], i, outside = 0
+    cdef i64 k
+    cdef u64 q
+    cdef GridCursor g
     if out_session.shape[0] != n or out_bucket.shape[0] != n:
         raise ValueError("locate_bars: output lengths differ from ts")
     if w_close.shape[0] != nw or w_session.shape[0] != nw:
@@ -49,16 +55,18 @@ def locate_bars(const i64[::1] ts, const i64[::1] w_open, const i64[::1] w_close
         if w_session[i] < 0 or w_session[i] >= s_first_open.shape[0]:
             raise ValueError(f"locate_bars: window {i} names session {w_session[i]}, "
                              f"outside the {s_first_open.shape[0]} sessions")
+        if w_open[i] < s_first_open[w_session[i]]:
+            raise ValueError(f"locate_bars: window {i} opens before its session "
+                             f"{w_session[i]}'s first open")
+    g.window = 0
     with nogil:
         for i in range(n):
-            t = ts[i]
-            while w < nw and w_close[w] <= t:
-                w += 1
-            if w < nw and w_open[w] <= t:
-                k = w_session[w]
+            # step 0: the window is the slot; only where the bar falls is wanted here
+            if nw > 0 and grid_locate(&g, &w_open[0], &w_close[0], nw, 0, ts[i]):
+                k = w_session[g.window]
                 out_session[i] = <i32> k
-                q = (t - s_first_open[k]) // bucket_ns
-                out_bucket[i] = <i32> q if q < INT32_MAX else INT32_MAX
+                q = slot_index(s_first_open[k], bucket_ns, ts[i])
+                out_bucket[i] = <i32> q if q < <u64> INT32_MAX else INT32_MAX
             else:
                 out_session[i] = -1
                 out_bucket[i] = -1
@@ -100,10 +108,10 @@ def bar_flags(const i64[::1] ts, const f64[::1] open, const f64[::1] high,
     cdef Py_ssize_t n = ts.shape[0], i, nb = out_counts.shape[0]
     cdef Py_ssize_t pk = out_by_class.shape[0], pb = out_by_class.shape[1]
     cdef uint8_t f
-    cdef f64 o, c, vi, vp, rg
+    cdef f64 o, c, vi, vp, rg, r
     cdef int cls, e
     cdef i64 b, k
-    cdef u64 z
+    cdef u64 z, rb
     if not (open.shape[0] == high.shape[0] == low.shape[0] == close.shape[0]
             == volume.shape[0] == session.shape[0] == bucket.shape[0] == out.shape[0]
             == out_class.shape[0] == n):
@@ -132,8 +140,16 @@ def bar_flags(const i64[::1] ts, const f64[::1] open, const f64[::1] high,
             elif vi > 0.0:
                 f |= FLAG_POS_VOL
                 if ref_volume > 0.0:
-                    # the class by the binary exponent of the ratio: no log on the bar path
-                    frexp(vi / ref_volume, &e)      # ratio in [2**(e-1), 2**e)
+                    # the class by the binary exponent of the ratio: no log on the bar path;
+                    # frexp's exponent, read from the bits where the ratio is a normal number
+                    # (frexp is a call into libc: a tenth of this pass)
+                    r = vi / ref_volume             # ratio in [2**(e-1), 2**e)
+                    memcpy(&rb, &r, sizeof(u64))
+                    rb = (rb >> 52) & 0x7ff
+                    if rb != 0 and rb != 0x7ff:
+                        e = <int> rb - 1022
+                    else:
+                        frexp(r, &e)
                     cls = e + 3
                     if cls < 1:
                         cls = 1
@@ -614,3 +630,233 @@ def session_sketches(const u64[::1] hashes, const uint8_t[::1] flags, const i32[
                     j -= 1
                 out[k, p] = h
     return None
+
+
+cdef f64 _median_of(f64* x, Py_ssize_t n) noexcept nogil:
+    """numpy's median of x[0:n] (n > 0; the mean of the two middle values for even n),
+    reordering x."""
+    cdef f64 a = _select(x, n, (n - 1) // 2), b
+    cdef Py_ssize_t i
+    if n % 2:
+        return a
+    # the upper middle one: the smallest of those the select left above the lower one
+    b = x[n // 2]
+    for i in range(n // 2 + 1, n):
+        if x[i] < b:
+            b = x[i]
+    return 0.5 * (a + b)
+
+
+cdef f64 _masked_corr(const f64* xs, const f64* ref, const uint8_t* m_a,
+                      const uint8_t* m_b, Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t s,
+                      bint* unsure) noexcept nogil:
+    """The correlation of xs[b] and ref[b - s] over the cells lo <= b < hi where m_a[b] and
+    m_b[b - s] (centred, two passes); NaN without cells; ``unsure`` set where either side
+    hardly varies (numpy's sums formula is then not to be trusted to agree)."""
+    cdef Py_ssize_t b, nw = 0
+    cdef f64 sx = 0.0, sr = 0.0, mx, mr, dx, dr, num = 0.0, vx = 0.0, vr = 0.0
+    for b in range(lo, hi):
+        if m_a[b] and m_b[b - s]:
+            sx += xs[b]
+            sr += ref[b - s]
+            nw += 1
+    if nw == 0:
+        return NAN
+    mx = sx / nw
+    mr = sr / nw
+    for b in range(lo, hi):
+        if m_a[b] and m_b[b - s]:
+            dx = xs[b] - mx
+            dr = ref[b - s] - mr
+            num += dx * dr
+            vx += dx * dx
+            vr += dr * dr
+    if vx < 1e-9 or vr < 1e-9:
+        unsure[0] = True
+        return NAN
+    return num / sqrt(vx * vr)
+
+
+cdef f64 _clock_screen(const f64[:, ::1] prof, const i64[::1] count, const i64[::1] span_ns,
+                       const uint8_t[::1] weekend, i64 bucket_ns, Py_ssize_t per_hour,
+                       const i64[::1] hours, f64 z_cap, Py_ssize_t max_run, f64[:, ::1] x,
+                       uint8_t[:, ::1] inside, f64[:, ::1] usual, f64[::1] v, f64[::1] base,
+                       f64[::1] gain, f64[::1] zz, uint8_t[::1] use, uint8_t[::1] ok,
+                       f64 min_z, Py_ssize_t min_sessions, f64 eps) noexcept nogil:
+    """The body of `clock_screen` (its arrays allocated by it)."""
+    cdef Py_ssize_t n_k = prof.shape[0], n_b = prof.shape[1], n_h = hours.shape[0]
+    cdef Py_ssize_t k, b, j, n, lo, hi, s, n_use, w_len, g_n[2], e, m
+    cdef int grp, key[2]
+    cdef f64 uc, tot, med, mad, z, acc, best = -INFINITY
+    cdef bint unsure = False
+    w_len = max_run if max_run < n_k else n_k
+    # the usual count of bars: the median over the sessions with bars
+    n = 0
+    for k in range(n_k):
+        if count[k] > 0:
+            v[n] = <f64> count[k]
+            n += 1
+    uc = _median_of(&v[0], n) if n > 0 else 0.0
+    uc = 0.5 * uc
+    if uc < 10.0:
+        uc = 10.0
+    n_use = 0
+    for k in range(n_k):
+        if count[k] >= uc:
+            use[k] = 1
+            n_use += 1
+    if n_use < 3:
+        return -INFINITY
+    n_use = 0
+    g_n[0] = 0
+    g_n[1] = 0
+    for k in range(n_k):
+        for b in range(n_b):
+            inside[k, b] = (b * bucket_ns) < span_ns[k]
+        if not use[k]:
+            continue
+        tot = 0.0
+        for b in range(n_b):
+            tot += prof[k, b]
+        if not tot > 0.0:
+            use[k] = 0
+            continue
+        for b in range(n_b):
+            x[k, b] = sqrt(prof[k, b] / tot)
+        n_use += 1
+        g_n[1 if weekend[k] else 0] += 1
+    if n_use < 3:
+        return -INFINITY
+    # the usual profile of each kind of day: its own sessions' where it has three and
+    # is not all of them, else every session's
+    for grp in range(2):
+        key[grp] = grp if (g_n[grp] >= 3 and g_n[grp] < n_use) else -1
+        if grp == 1 and key[1] < 0 and key[0] < 0:
+            for b in range(n_b):            # one profile for every day: once
+                usual[1, b] = usual[0, b]
+            break
+        for b in range(n_b):
+            n = 0
+            for k in range(n_k):
+                if use[k] and (key[grp] < 0 or (weekend[k] != 0) == (grp == 1)):
+                    v[n] = x[k, b]
+                    n += 1
+            usual[grp, b] = _median_of(&v[0], n)
+    for k in range(n_k):
+        base[k] = NAN
+        if use[k]:
+            grp = 1 if weekend[k] else 0
+            base[k] = _masked_corr(&x[k, 0], &usual[grp, 0], &inside[k, 0],
+                                   &inside[k, 0], 0, n_b, 0, &unsure)
+    if unsure:
+        return NAN
+    for j in range(n_h):
+        s = hours[j] * per_hour
+        lo = s if s > 0 else 0
+        hi = n_b + s if s < 0 else n_b
+        n = 0
+        for k in range(n_k):
+            gain[k] = NAN
+            if use[k]:
+                grp = 1 if weekend[k] else 0
+                gain[k] = _masked_corr(&x[k, 0], &usual[grp, 0], &inside[k, 0],
+                                       &inside[k, 0], lo, hi, s, &unsure) - base[k]
+                if isfinite(gain[k]):
+                    v[n] = gain[k]
+                    n += 1
+        if unsure:
+            return NAN
+        if n < 3:
+            continue
+        med = _median_of(&v[0], n)
+        n = 0
+        for k in range(n_k):
+            if use[k] and isfinite(gain[k]):
+                v[n] = fabs(gain[k] - med)
+                n += 1
+        mad = 1.4826 * _median_of(&v[0], n)
+        if mad < 0.005:
+            mad = 0.005
+        for k in range(n_k):
+            zz[k] = 0.0
+            ok[k] = 0
+            if use[k] and isfinite(gain[k]):
+                z = (gain[k] - med) / mad
+                if z > z_cap:
+                    z = z_cap
+                elif z < -z_cap:
+                    z = -z_cap
+                zz[k] = z
+                ok[k] = 1
+        # the runs the search scores first: from and to a session that looks shifted,
+        # min_sessions to max_run long, three quarters of them scored, a mean of at least
+        # min_z; the thresholds eased by ``eps`` so that rounding never leaves out a run
+        # the search would score
+        for k in range(n_k):
+            if not zz[k] >= min_z - eps:
+                continue
+            acc = 0.0
+            n = 0
+            for e in range(k, min(n_k, k + w_len)):
+                acc += zz[e]
+                n += ok[e]
+                m = e - k + 1
+                if (m < min_sessions or not zz[e] >= min_z - eps or n < min_sessions
+                        or n < 0.75 * m or acc < min_z * n - eps * m):
+                    continue
+                z = acc / sqrt(<f64> (n if n > 1 else 1))
+                if z > best:
+                    best = z
+    return best
+
+
+def clock_screen(const f64[:, ::1] prof, const i64[::1] count, const i64[::1] span_ns,
+                 const uint8_t[::1] weekend, i64 bucket_ns, Py_ssize_t per_hour,
+                 const i64[::1] hours, f64 z_cap, Py_ssize_t max_run, f64 min_z,
+                 Py_ssize_t min_sessions, f64 eps):
+    """The best score, computed without the GIL, of the runs the clock-shift search
+    (``sessiondata.anomalies._clock_shifts``) looks at first: at most ``clock_margin`` and
+    the search adds nothing, so it need not run.
+
+    The same steps as the search (the sessions used, the usual profile per kind of day as
+    the median of the square roots of the shares, each session's correlation with it as
+    stamped and shifted by ``hours``, the gains' median and MAD, the deviations capped at
+    ``z_cap``; runs of ``min_sessions`` to ``max_run`` sessions from and to a session of
+    deviation ``min_z`` or more, three quarters of them scored, a mean of ``min_z``; the
+    score the sum over the square root of the sessions scored), with the correlation
+    centred in two passes rather than by numpy's formulas: equal to rounding, so the
+    thresholds are eased by ``eps`` and the caller keeps a margin.  ``-inf`` where no run
+    qualifies or the search returns before scoring (too few sessions to use); NaN where a
+    session used hardly varies over its cells (the two computations may part there: the
+    caller runs the search itself).
+    """
+    cdef Py_ssize_t n_k = prof.shape[0], n_b = prof.shape[1], n_h = hours.shape[0], j
+    cdef f64 r
+    if not (count.shape[0] == span_ns.shape[0] == weekend.shape[0] == n_k):
+        raise ValueError("clock_screen: per-session arrays differ in length from prof")
+    if bucket_ns <= 0 or per_hour < 1 or max_run < 1:
+        raise ValueError("clock_screen: bucket_ns, per_hour and max_run must be > 0")
+    for j in range(n_h):
+        if not -n_b < hours[j] * per_hour < n_b:
+            raise ValueError(f"clock_screen: a shift of {hours[j]} h is longer than the "
+                             f"{n_b} buckets of the profile")
+    if n_k < 3 or n_h == 0 or n_b == 0:
+        return -INFINITY
+    x_a = np.zeros((n_k, n_b), np.float64)
+    in_a = np.zeros((n_k, n_b), np.uint8)
+    usual_a = np.zeros((2, n_b), np.float64)
+    v_a = np.empty(n_k, np.float64)
+    base_a = np.empty(n_k, np.float64)
+    gain_a = np.empty(n_k, np.float64)
+    z_a = np.empty(n_k, np.float64)
+    use_a = np.zeros(n_k, np.uint8)
+    ok_a = np.zeros(n_k, np.uint8)
+    cdef f64[:, ::1] x = x_a, usual = usual_a
+    cdef uint8_t[:, ::1] inside = in_a
+    cdef f64[::1] v = v_a, base = base_a, gain = gain_a, zz = z_a
+    cdef uint8_t[::1] use = use_a, ok = ok_a
+    with nogil:
+        r = _clock_screen(prof, count, span_ns, weekend, bucket_ns, per_hour, hours, z_cap,
+                          max_run, x, inside, usual, v, base, gain, zz, use, ok, min_z,
+                          min_sessions, eps)
+    return r

@@ -682,3 +682,9 @@ cdef inline object as_i64(object values, str name):
         raise TypeError(f"{name} must be int64 nanoseconds, got {arr.dtype} of shape "
                         f"{arr.shape}")
     return np.ascontiguousarray(arr, dtype=np.int64)
+
+
+cdef inline u64 slot_index(i64 origin, i64 step, i64 t) noexcept nogil:
+    """Which step-long slot from origin holds t, counted from 0 (t >= origin, step > 0): the
+    index of ``slot_floor``'s slot, exact over the whole int64 range."""
+    return span(origin, t) // <u64> step
