@@ -352,7 +352,7 @@ class Engine:
             span = (min(p.first_ts for p in live.values()),
                     max(p.last_ts for p in live.values()))
             plan = self._plan(span)
-            self._finish_held(live, plan, sink)
+            dropped.update(self._finish_held(live, plan, sink))
         order = sorted(live)
         windows = _within_spans(plan.windows, [live[s].result for s in order])
         parts = [self._align(live[s].result, windows) for s in order]
@@ -476,22 +476,36 @@ class Engine:
                 result.rejected[k - k_lo] = rejected[k]
         edges = [k for k in (0, n_k - 1) if not k_lo <= k < k_hi]
         held = Bars.concat([bars[:a], bars[b:]]) if edges else None
-        if held is not None and not len(held):
-            held = None   # as when held: no bar, no session to finish
         held_rejected = {windows.sessions[k]: rejected[k] for k in edges if k in rejected}
+        if held is not None and not len(held) and not held_rejected:
+            held = None   # no bar and no rejection: no session to finish
         return _Piece(result, held, first, last, outside, held_rejected, found)
 
     def _finish_held(self, pieces: dict[str, _Piece], plan: "_Plan",
-                     sink: BarSink | None) -> None:
-        """Finish the held-back sessions now that the data's span is known."""
+                     sink: BarSink | None) -> Counter:
+        """Finish the held-back sessions now that the data's span is known; returns the
+        rejected rows of held sessions outside the run's (counted run-wide)."""
         part = sink.part("edges", separate=True) if sink is not None else None
+        held_dropped: Counter = Counter()
 
         def finish(symbol: str) -> None:
             p = pieces[symbol]
             if p.held is None:
                 return
-            windows = self.calendar.windows(int(p.held.ts[0]),
-                                             int(p.held.ts[-1]) + self.base.ns)
+            # The held sessions: those of the held bars and those whose every bar was
+            # rejected (no bar left to show them, but their rejections must be counted).
+            los, his = [], []
+            if len(p.held):
+                los.append(int(p.held.ts[0]))
+                his.append(int(p.held.ts[-1]) + self.base.ns)
+            for label in p.held_rejected:
+                w = self.calendar.session_windows(label)
+                los.append(int(w.session_open_ns[0]))
+                his.append(int(w.session_close_ns[-1]))
+            if not los:
+                p.held = None
+                return
+            windows = self.calendar.windows(min(los), max(his))
             windows = _select(windows, self.start, self.end)
             if p.result is not None and p.result.sessions is not None:
                 # only the first and last session are held
@@ -503,6 +517,9 @@ class Engine:
                 k = _index_of(windows.sessions, str(label))
                 if k >= 0:
                     res.rejected[k] = reasons
+                else:   # outside start..end: counted with the run, never lost
+                    for reason, n in reasons.items():
+                        held_dropped[reason] += n
             p.result = res if p.result is None else _merge(p.result, res)
             p.held = None
 
@@ -512,6 +529,7 @@ class Engine:
         finally:
             if part is not None:
                 part.close()
+        return held_dropped
 
     # -- one symbol over a run of sessions --------------------------------------------------
 

@@ -510,6 +510,22 @@ def test_edge_sessions_the_span_cannot_cut_are_finished_with_the_middle(weekly, 
 
     a = same(data, "all")
     assert a.rejected
+    # Every bar of an edge session (or of the only one) rejected: the held session has no
+    # bar left, yet it is the run's as when the span is known - its rejections counted in
+    # it, never lost.
+    def rejected_in(bars, lo, hi):
+        high = bars.high.copy()
+        high[lo:hi] = bars.low[lo:hi] - 1.0
+        return sd.Bars(bars.ts, bars.open, high, bars.low, bars.close, bars.volume,
+                       interval="1m", validate=False)
+
+    whole = same({"LAST_BAD": rejected_in(walk(slots, 9), 4 * day, 5 * day),
+                  "FIRST_BAD": rejected_in(walk(slots, 10), 0, day),
+                  "ONLY_BAD": rejected_in(walk(slots[2 * day:3 * day], 11), 0, day)}, "whole")
+    k = {s: i for i, s in enumerate(whole.symbols)}
+    assert whole.rejected[(k["LAST_BAD"], 4)] == {"high/low inconsistent with open/close": day}
+    assert whole.rejected[(k["FIRST_BAD"], 0)] == {"high/low inconsistent with open/close": day}
+    assert whole.rejected[(k["ONLY_BAD"], 2)] == {"high/low inconsistent with open/close": day}
     assert "scored_from" not in session_doc(a, 0)["symbols"]["CUT_START"]
     # The run's span starting and ending inside sessions: the held sessions are cut.
     a = same({"CUT_BOTH": walk(slots[17:-9], 8), "ONE_CUT": data["ONE_CUT"]}, "cut")
