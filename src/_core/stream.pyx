@@ -25,7 +25,7 @@ from common cimport (
     rollup_run, store_append, as_i64, check_grid, store_free, store_init, add_sat, step_end,
     store_nbytes, store_push, store_reserve, store_resize, store_set, store_snapshot, walker_finish, walker_start,
     walker_step_to,
-    ceil_div, slots_from, span, sub_sat, u64,
+    bucket_slots, grid_next, run_end, slots_from, span, sub_sat, u64,
 )
 
 cdef extern from "Python.h":
@@ -362,11 +362,8 @@ cdef inline i64 _grid_run_end(const i64* g_open, const i64* g_close, Py_ssize_t 
         return start
     if step_ns <= 0:
         return g_close[g.window]     # a session's bar: the run ends at its close
-    # As the batch says it (find_gaps): start + count * step, past the close when the
-    # window's last bucket is short.
-    if count > (INT64_MAX - start) // step_ns:
-        return INT64_MAX
-    return start + count * step_ns
+    # As the batch says it (find_gaps): past the close when the window's last bucket is short.
+    return run_end(start, count, step_ns)
 
 
 @cython.final       # the per-bar path calls its methods directly (no vtable), inlined
@@ -673,17 +670,12 @@ cdef class SymbolStream:
             # (NO_BAR is also the int64 minimum: a first bar may lie there.)
             return FAULT_DUPLICATE if t == self.last_ns else FAULT_UNSORTED
         probe = self.cursor
-        if t == probe.slot_end and self.base.n != 0 and t < self.w_close[probe.window]:
-            # The next slot of the same window (the common case): no division needed.  (The
-            # cursor is set once a bar was taken; before, its NO_BAR end is no slot.)
-            probe.slot_start = t
-            probe.slot_end = step_end(t, self.base_ns, self.w_close[probe.window])
-        else:
-            if not grid_locate(&probe, self.w_open, self.w_close, self.n_windows,
-                               self.base_ns, t):
-                return FAULT_OUTSIDE
-            if t != probe.slot_start:
-                return FAULT_MISALIGNED
+        # (The cursor is set once a bar was taken; before, its NO_BAR end is no slot.)
+        if not grid_next(&probe, self.w_open, self.w_close, self.n_windows, self.base_ns, t,
+                         self.base.n != 0):
+            return FAULT_OUTSIDE
+        if t != probe.slot_start:
+            return FAULT_MISALIGNED
         if t < self.late_until:
             for k in range(self.n_derived):
                 # A bucket closed early (advance, flush) must not get a second bar.
@@ -809,7 +801,6 @@ cdef class SymbolStream:
         cdef i64 last = self.last_ns, late = NO_BAR, tt
         cdef Py_ssize_t first = i
         cdef GridCursor probe = self.cursor
-        cdef i64 wclose = self.w_close[probe.window] if probe.window < self.n_windows else 0
         cdef Py_ssize_t k
         cdef uint8_t f = FAULT_NONE
         for k in range(self.n_derived):
@@ -823,20 +814,15 @@ cdef class SymbolStream:
             if tt <= last and not (tt == NO_BAR and i == first and self.base.n == 0):
                 f = FAULT_DUPLICATE if tt == last else FAULT_UNSORTED
                 break
-            if tt == probe.slot_end and (i > first or self.base.n != 0) and tt < wclose:
-                probe.slot_start = tt
-                probe.slot_end = step_end(tt, self.base_ns, wclose)
-            else:
-                if not grid_locate(&probe, self.w_open, self.w_close, self.n_windows,
-                                   self.base_ns, tt):
-                    f = FAULT_OUTSIDE
-                    probe = self.cursor
-                    break
-                if tt != probe.slot_start:
-                    f = FAULT_MISALIGNED
-                    probe = self.cursor
-                    break
-                wclose = self.w_close[probe.window]
+            if not grid_next(&probe, self.w_open, self.w_close, self.n_windows, self.base_ns,
+                             tt, i > first or self.base.n != 0):
+                f = FAULT_OUTSIDE
+                probe = self.cursor
+                break
+            if tt != probe.slot_start:
+                f = FAULT_MISALIGNED
+                probe = self.cursor
+                break
             if tt < late:    # checked after the slot, in the order _accept checks
                 f = FAULT_LATE
                 probe = self.cursor
@@ -1166,7 +1152,7 @@ cdef class SymbolStream:
             r.bucket.volume = hv
             r.bucket.count = cnt
             return 0
-        expected = r.g_base_slots[w] if r.step_ns <= 0 else ceil_div(be - bs, r.base_ns)
+        expected = r.g_base_slots[w] if r.step_ns <= 0 else bucket_slots(bs, be, r.base_ns)
         j = _search(out.ts, out.n, bs)
         if j < out.n and out.ts[j] == bs:
             old = _row(out, j)
@@ -1268,11 +1254,7 @@ cdef class SymbolStream:
         """The exclusive end of a run of count missing base slots from start, as the batch
         says it (find_gaps): start + count * base, past the close when the window's last
         slot is short."""
-        if count <= 0:
-            return start
-        if count > (INT64_MAX - start) // self.base_ns:
-            return INT64_MAX
-        return start + count * self.base_ns
+        return run_end(start, count, self.base_ns)
 
     cdef inline bint _told_closed(self, i64 start, i64 end) noexcept nogil:
         """Whether the announced run [start, end) was told closed (gap_closed) by a scan."""
