@@ -34,15 +34,8 @@ cdef extern from "Python.h":
 
 cdef extern from "Python.h":
     void Py_SET_SIZE(object o, Py_ssize_t size)
-
-cdef inline void _empty_list(list items) noexcept:
-    """Empty a list of events and keep its allocation (``del items[:]`` frees it, and the
-    next events would allocate it again)."""
-    cdef Py_ssize_t i, n = PyList_GET_SIZE(items)
-    Py_SET_SIZE(items, 0)      # first: the list never shows an item being freed
-    for i in range(n):
-        # (the macro reads the array, past the size now) events: freed without Python code
-        Py_XDECREF(PyList_GET_ITEM(items, i))
+    Py_ssize_t _refcnt "Py_REFCNT" (PyObject* o)
+    void* _type_of "Py_TYPE" (PyObject* o)
 
 cdef enum:
     MAX_DERIVED = 32
@@ -315,9 +308,28 @@ cdef class Event:
                 f"ts={np.datetime64(self.ts, 'ns')}, {detail})")
 
 
+# Events that were delivered and kept by nobody (the batch list held their only reference)
+# are reused by the next ones (_empty_list gives them here): no object is freed and made again
+# per event, which costs more than the fields set below (the type's new and dealloc, the
+# freelist's memset and init).  Touched with the GIL held only.
+cdef enum:
+    EVENT_POOL = 64
+cdef PyObject* _ev_pool[EVENT_POOL]
+cdef Py_ssize_t _ev_pool_n = 0
+
+
 cdef inline Event _event(int code, object symbol, object interval, i64 ts, i64 end_ns,
                          i64 bar_count):
-    cdef Event ev = Event.__new__(Event)
+    global _ev_pool_n
+    cdef Event ev
+    if _ev_pool_n:
+        _ev_pool_n -= 1
+        ev = <Event> _ev_pool[_ev_pool_n]
+        Py_XDECREF(_ev_pool[_ev_pool_n])     # the pool's reference: ev holds its own
+        ev.derived = False                   # (_more is None: see _empty_list)
+        ev._gap_made = False
+    else:
+        ev = Event.__new__(Event)
     ev.code = code
     ev.symbol = symbol
     ev.interval = interval
@@ -325,6 +337,24 @@ cdef inline Event _event(int code, object symbol, object interval, i64 ts, i64 e
     ev.end_ns = end_ns
     ev.bar_count = bar_count
     return ev
+
+
+cdef inline void _empty_list(list items) noexcept:
+    """Empty a list of events and keep its allocation (``del items[:]`` frees it, and the
+    next events would allocate it again); the events nobody else holds go to the pool."""
+    global _ev_pool_n
+    cdef Py_ssize_t i, n = PyList_GET_SIZE(items)
+    cdef PyObject* p
+    Py_SET_SIZE(items, 0)      # first: the list never shows an item being freed
+    for i in range(n):
+        # (the macro reads the array, past the size now) events: freed without Python code
+        p = PyList_GET_ITEM(items, i)
+        if (_ev_pool_n < EVENT_POOL and _refcnt(p) == 1 and _type_of(p) == <void*> Event
+                and (<Event> p)._more is None):
+            _ev_pool[_ev_pool_n] = p         # the list's reference, now the pool's
+            _ev_pool_n += 1
+        else:
+            Py_XDECREF(p)
 
 
 cdef Py_ssize_t _slots(const i64* g_open, const i64* g_close, Py_ssize_t n, i64 step_ns):
@@ -2125,6 +2155,7 @@ cdef class SessionCore:
                         # goes on with the next subscriber (j is past it).
                         if self._event_failed(ev, sub, exc) and failure is None:
                             failure = exc
+                ev = None       # (its reference would keep the batch's last event from the pool)
                 _empty_list(batch)
                 self._spare = batch
         finally:
