@@ -35,6 +35,11 @@ cdef extern from "Python.h":
 cdef extern from "Python.h":
     void Py_SET_SIZE(object o, Py_ssize_t size)
     Py_ssize_t _refcnt "Py_REFCNT" (PyObject* o)
+    # The callback called straight through the vectorcall protocol (one positional argument,
+    # the slot before it free for a bound method's self): no generic call's type tests.
+    object _vectorcall "PyObject_Vectorcall" (object callable, PyObject** args, size_t nargsf,
+                                              PyObject* kwnames)
+    size_t PY_VECTORCALL_ARGUMENTS_OFFSET
     void* _type_of "Py_TYPE" (PyObject* o)
 
 cdef enum:
@@ -2104,6 +2109,7 @@ cdef class SessionCore:
     cdef int _deliver_c(self) except -1:
         cdef list batch, subs
         cdef Event ev
+        cdef PyObject* args[2]
         cdef tuple sub
         cdef int bit
         cdef Py_ssize_t i, j, n, m
@@ -2113,6 +2119,7 @@ cdef class SessionCore:
         # clears the flag, with nothing in between either).
         if self._delivering or self._defer:
             return 0
+        args[0] = NULL
         self._delivering = True
         try:
             while self._pending:
@@ -2147,7 +2154,9 @@ cdef class SessionCore:
                                                 continue
                                         elif ev.interval not in <frozenset> sub[3]:
                                             continue
-                                    sub[0](ev)
+                                    args[1] = <PyObject*> ev
+                                    _vectorcall(sub[0], &args[1],
+                                                1 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL)
                             j = 0
                             i += 1
                     except Exception as exc:
