@@ -835,3 +835,29 @@ def test_derived_gap_events_go_to_who_asks_by_interval():
     assert [(e.kind, e.ts, e.end_ns, e.bar_count) for e in five] == [
         ("gap_opened", T0 + 5 * M, T0 + 10 * M, 1), ("gap_closed", T0 + 5 * M, T0 + 10 * M, 1)]
     assert all(e.derived for e in five) and not any(e.derived for e in base)
+
+
+def test_events_kept_by_a_callback_are_never_reused():
+    # Delivered events that nobody keeps are reused for the next ones (a pool, for speed):
+    # an event a callback kept must still read as it was delivered, whatever came after.
+    sd = _session("revise")
+    kept, seen = [], []
+
+    def keep_some(ev):
+        seen.append((ev.kind, ev.symbol, ev.interval, ev.ts, ev.end_ns, ev.bar_count,
+                     ev.bar, ev.derived))
+        if len(seen) % 3 == 0:
+            kept.append((len(seen) - 1, ev))
+
+    sd.subscribe(keep_some)
+    sd.subscribe(lambda ev: None, ["bar_closed"])
+    for i in range(SLOTS):
+        if i % 11 != 4:         # gaps too: gap events carry other fields than bar_closed
+            sd.add_bar("X", *_bar(i))
+    sd.advance(T0 + (SLOTS + 30) * M)
+    assert len(kept) > 20 and {seen[i][0] for i, _ in kept} >= {"bar_closed", "gap_closed"}
+    for i, ev in kept:
+        assert (ev.kind, ev.symbol, ev.interval, ev.ts, ev.end_ns, ev.bar_count, ev.bar,
+                ev.derived) == seen[i]
+    ids = [id(ev) for _, ev in kept]
+    assert len(set(ids)) == len(ids)

@@ -688,3 +688,26 @@ cdef inline u64 slot_index(i64 origin, i64 step, i64 t) noexcept nogil:
     """Which step-long slot from origin holds t, counted from 0 (t >= origin, step > 0): the
     index of ``slot_floor``'s slot, exact over the whole int64 range."""
     return span(origin, t) // <u64> step
+
+
+cdef inline i64 run_end(i64 start, i64 count, i64 step_ns) noexcept nogil:
+    """The exclusive end of a run of count step_ns-long slots from start, as the batch says
+    it (find_gaps): start + count * step_ns, saturated at INT64_MAX (past the window's close
+    when its last slot is short); start when count <= 0.  step_ns > 0."""
+    if count <= 0:
+        return start
+    if count > (INT64_MAX - start) // step_ns:
+        return INT64_MAX
+    return start + count * step_ns
+
+
+cdef inline bint grid_next(GridCursor* g, const i64* g_open, const i64* g_close,
+                           Py_ssize_t n_windows, i64 step_ns, i64 t, bint placed) noexcept nogil:
+    """grid_locate with the common case first: t is the slot right after the cursor's, in
+    the same window (no division).  placed: the cursor holds a slot found before (its
+    initial NO_BAR end is no slot)."""
+    if placed and t == g.slot_end and t < g_close[g.window]:
+        g.slot_start = t
+        g.slot_end = step_end(t, step_ns, g_close[g.window])
+        return True
+    return grid_locate(g, g_open, g_close, n_windows, step_ns, t)

@@ -25,7 +25,7 @@ from common cimport (
     rollup_run, store_append, as_i64, check_grid, store_free, store_init, add_sat, step_end,
     store_nbytes, store_push, store_reserve, store_resize, store_set, store_snapshot, walker_finish, walker_start,
     walker_step_to,
-    ceil_div, slots_from, span, sub_sat, u64,
+    bucket_slots, grid_next, run_end, slots_from, span, sub_sat, u64,
 )
 
 cdef extern from "Python.h":
@@ -34,15 +34,13 @@ cdef extern from "Python.h":
 
 cdef extern from "Python.h":
     void Py_SET_SIZE(object o, Py_ssize_t size)
-
-cdef inline void _empty_list(list items) noexcept:
-    """Empty a list of events and keep its allocation (``del items[:]`` frees it, and the
-    next events would allocate it again)."""
-    cdef Py_ssize_t i, n = PyList_GET_SIZE(items)
-    Py_SET_SIZE(items, 0)      # first: the list never shows an item being freed
-    for i in range(n):
-        # (the macro reads the array, past the size now) events: freed without Python code
-        Py_XDECREF(PyList_GET_ITEM(items, i))
+    Py_ssize_t _refcnt "Py_REFCNT" (PyObject* o)
+    # The callback called straight through the vectorcall protocol (one positional argument,
+    # the slot before it free for a bound method's self): no generic call's type tests.
+    object _vectorcall "PyObject_Vectorcall" (object callable, PyObject** args, size_t nargsf,
+                                              PyObject* kwnames)
+    size_t PY_VECTORCALL_ARGUMENTS_OFFSET
+    void* _type_of "Py_TYPE" (PyObject* o)
 
 cdef enum:
     MAX_DERIVED = 32
@@ -315,9 +313,28 @@ cdef class Event:
                 f"ts={np.datetime64(self.ts, 'ns')}, {detail})")
 
 
+# Events that were delivered and kept by nobody (the batch list held their only reference)
+# are reused by the next ones (_empty_list gives them here): no object is freed and made again
+# per event, which costs more than the fields set below (the type's new and dealloc, the
+# freelist's memset and init).  Touched with the GIL held only.
+cdef enum:
+    EVENT_POOL = 64
+cdef PyObject* _ev_pool[EVENT_POOL]
+cdef Py_ssize_t _ev_pool_n = 0
+
+
 cdef inline Event _event(int code, object symbol, object interval, i64 ts, i64 end_ns,
                          i64 bar_count):
-    cdef Event ev = Event.__new__(Event)
+    global _ev_pool_n
+    cdef Event ev
+    if _ev_pool_n:
+        _ev_pool_n -= 1
+        ev = <Event> _ev_pool[_ev_pool_n]
+        Py_XDECREF(_ev_pool[_ev_pool_n])     # the pool's reference: ev holds its own
+        ev.derived = False                   # (_more is None: see _empty_list)
+        ev._gap_made = False
+    else:
+        ev = Event.__new__(Event)
     ev.code = code
     ev.symbol = symbol
     ev.interval = interval
@@ -325,6 +342,24 @@ cdef inline Event _event(int code, object symbol, object interval, i64 ts, i64 e
     ev.end_ns = end_ns
     ev.bar_count = bar_count
     return ev
+
+
+cdef inline void _empty_list(list items) noexcept:
+    """Empty a list of events and keep its allocation (``del items[:]`` frees it, and the
+    next events would allocate it again); the events nobody else holds go to the pool."""
+    global _ev_pool_n
+    cdef Py_ssize_t i, n = PyList_GET_SIZE(items)
+    cdef PyObject* p
+    Py_SET_SIZE(items, 0)      # first: the list never shows an item being freed
+    for i in range(n):
+        # (the macro reads the array, past the size now) events: freed without Python code
+        p = PyList_GET_ITEM(items, i)
+        if (_ev_pool_n < EVENT_POOL and _refcnt(p) == 1 and _type_of(p) == <void*> Event
+                and (<Event> p)._more is None):
+            _ev_pool[_ev_pool_n] = p         # the list's reference, now the pool's
+            _ev_pool_n += 1
+        else:
+            Py_XDECREF(p)
 
 
 cdef Py_ssize_t _slots(const i64* g_open, const i64* g_close, Py_ssize_t n, i64 step_ns):
@@ -362,11 +397,8 @@ cdef inline i64 _grid_run_end(const i64* g_open, const i64* g_close, Py_ssize_t 
         return start
     if step_ns <= 0:
         return g_close[g.window]     # a session's bar: the run ends at its close
-    # As the batch says it (find_gaps): start + count * step, past the close when the
-    # window's last bucket is short.
-    if count > (INT64_MAX - start) // step_ns:
-        return INT64_MAX
-    return start + count * step_ns
+    # As the batch says it (find_gaps): past the close when the window's last bucket is short.
+    return run_end(start, count, step_ns)
 
 
 @cython.final       # the per-bar path calls its methods directly (no vtable), inlined
@@ -673,17 +705,12 @@ cdef class SymbolStream:
             # (NO_BAR is also the int64 minimum: a first bar may lie there.)
             return FAULT_DUPLICATE if t == self.last_ns else FAULT_UNSORTED
         probe = self.cursor
-        if t == probe.slot_end and self.base.n != 0 and t < self.w_close[probe.window]:
-            # The next slot of the same window (the common case): no division needed.  (The
-            # cursor is set once a bar was taken; before, its NO_BAR end is no slot.)
-            probe.slot_start = t
-            probe.slot_end = step_end(t, self.base_ns, self.w_close[probe.window])
-        else:
-            if not grid_locate(&probe, self.w_open, self.w_close, self.n_windows,
-                               self.base_ns, t):
-                return FAULT_OUTSIDE
-            if t != probe.slot_start:
-                return FAULT_MISALIGNED
+        # (The cursor is set once a bar was taken; before, its NO_BAR end is no slot.)
+        if not grid_next(&probe, self.w_open, self.w_close, self.n_windows, self.base_ns, t,
+                         self.base.n != 0):
+            return FAULT_OUTSIDE
+        if t != probe.slot_start:
+            return FAULT_MISALIGNED
         if t < self.late_until:
             for k in range(self.n_derived):
                 # A bucket closed early (advance, flush) must not get a second bar.
@@ -809,7 +836,6 @@ cdef class SymbolStream:
         cdef i64 last = self.last_ns, late = NO_BAR, tt
         cdef Py_ssize_t first = i
         cdef GridCursor probe = self.cursor
-        cdef i64 wclose = self.w_close[probe.window] if probe.window < self.n_windows else 0
         cdef Py_ssize_t k
         cdef uint8_t f = FAULT_NONE
         for k in range(self.n_derived):
@@ -823,20 +849,15 @@ cdef class SymbolStream:
             if tt <= last and not (tt == NO_BAR and i == first and self.base.n == 0):
                 f = FAULT_DUPLICATE if tt == last else FAULT_UNSORTED
                 break
-            if tt == probe.slot_end and (i > first or self.base.n != 0) and tt < wclose:
-                probe.slot_start = tt
-                probe.slot_end = step_end(tt, self.base_ns, wclose)
-            else:
-                if not grid_locate(&probe, self.w_open, self.w_close, self.n_windows,
-                                   self.base_ns, tt):
-                    f = FAULT_OUTSIDE
-                    probe = self.cursor
-                    break
-                if tt != probe.slot_start:
-                    f = FAULT_MISALIGNED
-                    probe = self.cursor
-                    break
-                wclose = self.w_close[probe.window]
+            if not grid_next(&probe, self.w_open, self.w_close, self.n_windows, self.base_ns,
+                             tt, i > first or self.base.n != 0):
+                f = FAULT_OUTSIDE
+                probe = self.cursor
+                break
+            if tt != probe.slot_start:
+                f = FAULT_MISALIGNED
+                probe = self.cursor
+                break
             if tt < late:    # checked after the slot, in the order _accept checks
                 f = FAULT_LATE
                 probe = self.cursor
@@ -1166,7 +1187,7 @@ cdef class SymbolStream:
             r.bucket.volume = hv
             r.bucket.count = cnt
             return 0
-        expected = r.g_base_slots[w] if r.step_ns <= 0 else ceil_div(be - bs, r.base_ns)
+        expected = r.g_base_slots[w] if r.step_ns <= 0 else bucket_slots(bs, be, r.base_ns)
         j = _search(out.ts, out.n, bs)
         if j < out.n and out.ts[j] == bs:
             old = _row(out, j)
@@ -1268,11 +1289,7 @@ cdef class SymbolStream:
         """The exclusive end of a run of count missing base slots from start, as the batch
         says it (find_gaps): start + count * base, past the close when the window's last
         slot is short."""
-        if count <= 0:
-            return start
-        if count > (INT64_MAX - start) // self.base_ns:
-            return INT64_MAX
-        return start + count * self.base_ns
+        return run_end(start, count, self.base_ns)
 
     cdef inline bint _told_closed(self, i64 start, i64 end) noexcept nogil:
         """Whether the announced run [start, end) was told closed (gap_closed) by a scan."""
@@ -2092,6 +2109,7 @@ cdef class SessionCore:
     cdef int _deliver_c(self) except -1:
         cdef list batch, subs
         cdef Event ev
+        cdef PyObject* args[2]
         cdef tuple sub
         cdef int bit
         cdef Py_ssize_t i, j, n, m
@@ -2101,6 +2119,7 @@ cdef class SessionCore:
         # clears the flag, with nothing in between either).
         if self._delivering or self._defer:
             return 0
+        args[0] = NULL
         self._delivering = True
         try:
             while self._pending:
@@ -2135,7 +2154,9 @@ cdef class SessionCore:
                                                 continue
                                         elif ev.interval not in <frozenset> sub[3]:
                                             continue
-                                    sub[0](ev)
+                                    args[1] = <PyObject*> ev
+                                    _vectorcall(sub[0], &args[1],
+                                                1 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL)
                             j = 0
                             i += 1
                     except Exception as exc:
@@ -2143,6 +2164,7 @@ cdef class SessionCore:
                         # goes on with the next subscriber (j is past it).
                         if self._event_failed(ev, sub, exc) and failure is None:
                             failure = exc
+                ev = None       # (its reference would keep the batch's last event from the pool)
                 _empty_list(batch)
                 self._spare = batch
         finally:
