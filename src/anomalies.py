@@ -837,6 +837,21 @@ _CLOCK_SCREEN_EPS = 0.01
 _CLOCK_SCREEN_SLACK = 0.1
 
 
+def _usual_profile(x: np.ndarray, ref_use: np.ndarray, weekend: np.ndarray) -> np.ndarray:
+    """Each session's usual profile: the median of the reference sessions' rows ``x`` of its
+    own group (weekday or weekend) when that group has at least three of them and the other
+    group has some, else of all the reference sessions.  Each median is taken once (on
+    exchange hours there is no weekend and both groups share it)."""
+    meds: dict[Any, np.ndarray] = {}
+    for group in (False, True):
+        sel = ref_use & (weekend == group)
+        key = group if sel.sum() >= 3 and sel.sum() < ref_use.sum() else None
+        if key not in meds:
+            meds[key] = np.median(x[sel if key is not None else ref_use], axis=0)
+        meds[group] = meds[key]
+    return np.where(weekend[:, None], meds[True][None, :], meds[False][None, :])
+
+
 def _clock_shifts(rows: _Rows, p: AnomalyParams, ts: np.ndarray, prof: np.ndarray,
                   step_ns: int, first: np.ndarray, count: np.ndarray, n_b: int,
                   first_open: np.ndarray, last_close: np.ndarray, bucket_ns: int,
@@ -893,15 +908,7 @@ def _clock_shifts(rows: _Rows, p: AnomalyParams, ts: np.ndarray, prof: np.ndarra
             return
         if int(taken.sum()) != n_taken:      # else only a refusal since: same scores
             n_taken = int(taken.sum())
-            # (each median once: on exchange hours there is no weekend and both are the same)
-            meds = {}
-            for group in (False, True):
-                sel = ref_use & (weekend == group)
-                key = group if sel.sum() >= 3 and sel.sum() < ref_use.sum() else None
-                if key not in meds:
-                    meds[key] = np.median(x[sel if key is not None else ref_use], axis=0)
-                meds[group] = meds[key]
-            usual = np.where(weekend[:, None], meds[True][None, :], meds[False][None, :])
+            usual = _usual_profile(x, ref_use, weekend)
             zs, cors, base, strength = _clock_scores(p, x, usual, inside, use, ref_use, per_hour,
                                                      hours_list)
             if stats is not None and not taken.any():
@@ -1181,14 +1188,7 @@ def _clock_edges(rows: _Rows, p: AnomalyParams, ts: np.ndarray, o: np.ndarray, c
     if ref_use.sum() < 3:
         return
     weekend = ((sessions.astype("datetime64[D]").astype(np.int64) + 3) % 7) >= 5
-    meds = {}
-    for group in (False, True):
-        sel = ref_use & (weekend == group)
-        key = group if sel.sum() >= 3 and sel.sum() < ref_use.sum() else None
-        if key not in meds:
-            meds[key] = np.median(x[sel if key is not None else ref_use], axis=0)
-        meds[group] = meds[key]
-    usual = np.where(weekend[:, None], meds[True][None, :], meds[False][None, :])
+    usual = _usual_profile(x, ref_use, weekend)
     inside = (np.arange(n_b)[None, :] * bucket_ns) < (last_close - first_open)[:, None]
     # The hole itself is left out of its session's profile, as stamped and shifted: an
     # empty first hour fits a profile shifted an hour late by construction (an outage at
