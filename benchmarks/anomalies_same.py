@@ -31,6 +31,14 @@ from sessiondata.synthetic import MINUTE_NS, anomaly_universe, inject_anomalies 
 COLS = ("kind", "start_ns", "end_ns", "bar_count", "value", "baseline", "score", "ref_ns")
 
 
+def _index_bars(data: Path) -> "sd.Bars":
+    """The index file as the project's reader reads it (Berlin wall clock, bar-end stamps)."""
+    from sessiondata.readers import read_bars
+
+    read = read_bars(data / "2006-min-005.txt", tz="Europe/Berlin", stamp="end", interval="5m")
+    return next(iter(read.bars.values()))
+
+
 def cases(seeds: list[int], symbols: int, sessions: int, cost_symbols: int
           ) -> Iterator[tuple[str, sd.Bars, object, int]]:
     """(name, bars, windows, step_ns) of every input."""
@@ -56,14 +64,7 @@ def cases(seeds: list[int], symbols: int, sessions: int, cost_symbols: int
         cal = sd.Calendar.weekly("America/New_York", "04:00", "20:00", "Mon-Fri")
         yield "real/AAPL", bars, cal.windows(int(bars.ts[0]), int(bars.ts[-1]) + 1), MINUTE_NS
     if (DATA / "2006-min-005.txt").exists():
-        import pandas as pd
-        df = pd.read_csv(DATA / "2006-min-005.txt")
-        wall = pd.to_datetime(df["Date"].astype(str) + " " + df["Time"].astype(str))
-        ts = (wall.dt.tz_localize("Europe/Berlin").dt.tz_convert("UTC").dt.tz_localize(None)
-              .to_numpy().astype("datetime64[ns]").astype(np.int64) - 5 * MINUTE_NS)
-        bars = sd.Bars.from_arrays(ts, *(df[c].to_numpy(np.float64) for c in
-                                         ("Open", "High", "Low", "Close", "Volume")),
-                                   interval="5m")
+        bars = _index_bars(DATA)
         cal = sd.Calendar.weekly("Europe/Berlin", "09:00", "17:30", "Mon-Fri")
         yield ("real/index", bars, cal.windows(int(bars.ts[0]), int(bars.ts[-1]) + 1),
                5 * MINUTE_NS)

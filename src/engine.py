@@ -417,12 +417,14 @@ class Engine:
             bars = bars[int(a):int(b)]
         check_bars_interval(symbol, bars.interval, self.base)
         outside = loaded.outside.get(symbol)
+        windows = None
         if not loaded.checked and len(bars):
-            bars, rows, outside = self._set_aside_hours(bars, rows, outside)
+            bars, rows, outside, windows = self._set_aside_hours(bars, rows, outside)
         if not len(bars):
             return _Piece(None, None, NO_BOUND_HI, NO_BOUND_LO, outside)
         first, last = int(bars.ts[0]), int(bars.ts[-1])
-        windows = self.calendar.windows(first, last + self.base.ns)
+        if windows is None:   # (else laid out over these very bars just now)
+            windows = self.calendar.windows(first, last + self.base.ns)
         if windows.n_sessions == 0:  # every bar lies outside every session
             if self.on_bad == "raise":
                 raise self._error(symbol, 0, rows, loaded,
@@ -657,25 +659,27 @@ class Engine:
 
     def _set_aside_hours(self, bars: Bars, rows: np.ndarray | None,
                          outside: np.ndarray | None
-                         ) -> tuple[Bars, np.ndarray | None, np.ndarray | None]:
+                         ) -> tuple[Bars, np.ndarray | None, np.ndarray | None,
+                                    Windows | None]:
         """Bars not yet checked by a reader (bars in memory): those on a session's day but
         outside its hours (pre- and after-market) are set aside and counted per session, as
-        the file readers set them aside, rather than refused as bad bars."""
+        the file readers set them aside, rather than refused as bad bars.  The windows laid out over the bars come back when
+        none was set aside (None otherwise: the bars' range changed)."""
         ts = bars.ts
         windows = self.calendar.windows(int(ts[0]), int(ts[-1]) + self.base.ns)
         k = np.searchsorted(windows.open_ns, ts, side="right") - 1
         inside = (k >= 0) & (ts < windows.close_ns[np.maximum(k, 0)]) if len(windows) \
             else np.zeros(len(ts), bool)
         if inside.all():
-            return bars, rows, outside
+            return bars, rows, outside, windows
         ext, labels = extended_hours(ts, ~inside, self.calendar)
         if not ext.any():
-            return bars, rows, outside
+            return bars, rows, outside, windows
         keep = ~ext
         rows = np.flatnonzero(keep) if rows is None else rows[keep]
         if outside is not None and len(outside):
             labels = np.sort(np.concatenate([np.asarray(outside, "datetime64[D]"), labels]))
-        return bars.take(keep), rows, labels
+        return bars.take(keep), rows, labels, None
 
     def _validated(self, symbol: str, bars: Bars, rows: np.ndarray | None, windows: Windows,
                    rejected: dict[int, dict[str, int]],

@@ -742,15 +742,10 @@ def test_real_files_have_no_anomaly(name, col, shift, volume, cal):
 
 @real
 def test_real_index_binance_databento_have_no_anomaly():
-    pd = pytest.importorskip("pandas")
     from sessiondata.formats import read_binance
-    df = pd.read_csv(DATA / "2006-min-005.txt")
-    wall = pd.to_datetime(df["Date"].astype(str) + " " + df["Time"].astype(str))
-    ts = (wall.dt.tz_localize("Europe/Berlin").dt.tz_convert("UTC").dt.tz_localize(None)
-          .to_numpy().astype("datetime64[ns]").astype(np.int64) - 5 * M)
-    index = sd.Bars.from_arrays(ts, *(df[c].to_numpy(np.float64) for c in
-                                      ("Open", "High", "Low", "Close", "Volume")),
-                                interval="5m")
+    from sessiondata.readers import read_bars
+    read = read_bars(DATA / "2006-min-005.txt", tz="Europe/Berlin", stamp="end", interval="5m")
+    index = next(iter(read.bars.values()))
     cal = sd.Calendar.weekly("Europe/Berlin", "09:00", "17:30", "Mon-Fri")
     assert len(sd.find_anomalies(index, cal)) == 0
     for bars in read_binance(sorted(DATA.glob("ADABTC-*.csv"))).bars.values():
