@@ -79,6 +79,10 @@ class Loaded:
     # The reader checked every bar against the run's calendar and base interval (prices,
     # order, session windows, slots) and kept only good ones: read once, validate once.
     checked: bool = False
+    # Per symbol, the time and fault code of each row the reader dropped (``on_bad="drop"``,
+    # also counted in ``dropped``): the run counts them in their sessions, as it counts the
+    # bad bars of an input held in memory.
+    rejected_rows: Mapping[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
 
 @dataclass
@@ -90,15 +94,39 @@ class Source:
     span: tuple[int, int] | None = None   # (first ts, last ts) when known without reading
 
     @classmethod
-    def of(cls, bars: Mapping[str, Bars], name: str = "<bars>") -> "Source":
-        """A partition of bars held in memory."""
-        held = dict(bars)
+    def of(cls, bars: Mapping[str, Any], name: str = "<bars>") -> "Source":
+        """A partition of bars held in memory (``Bars``, or pandas/polars DataFrames: see
+        :func:`as_bars`)."""
+        held = {symbol: as_bars(symbol, b) for symbol, b in bars.items()}
         spans = [(int(b.ts[0]), int(b.ts[-1])) for b in held.values() if len(b)]
         span = (min(s[0] for s in spans), max(s[1] for s in spans)) if spans else None
         return cls(name, lambda: Loaded(held), span)
 
 
-def batches(bars: Mapping[str, Bars], size: int = 64, name: str = "<bars>") -> list[Source]:
+def as_bars(symbol: str, value: Any) -> Bars:
+    """The ``Bars`` of one symbol of an in-memory input: ``Bars`` as they are; a pandas
+    DataFrame (``Bars.from_pandas``: a ``ts`` column or a DatetimeIndex) or a polars one
+    (``Bars.from_polars``: a ``ts`` column) read without judging its rows, which the run
+    then checks like any other input (``on_bad`` decides: raise naming the row, or drop and
+    count it in its session).  Anything else is a TypeError naming the symbol."""
+    if isinstance(value, Bars):
+        return value
+    module = type(value).__module__.split(".", 1)[0]
+    kind = type(value).__name__
+    try:
+        if module == "pandas" and kind == "DataFrame":
+            return Bars.from_pandas(value, validate=False)
+        if module == "polars" and kind == "DataFrame":
+            return Bars.from_polars(value, validate=False)
+    except (ValueError, TypeError) as exc:
+        raise type(exc)(f"{symbol}: {exc}") from exc
+    raise TypeError(f"{symbol}: the bars must be sessiondata.Bars or a pandas/polars "
+                    f"DataFrame, got {module}.{kind}" if module != "builtins" else
+                    f"{symbol}: the bars must be sessiondata.Bars or a pandas/polars "
+                    f"DataFrame, got {kind}")
+
+
+def batches(bars: Mapping[str, Any], size: int = 64, name: str = "<bars>") -> list[Source]:
     """In-memory bars as partitions of ``size`` symbols."""
     items = list(bars.items())
     return [Source.of(dict(items[i:i + size]), name) for i in range(0, len(items), size)]
@@ -425,6 +453,9 @@ class Engine:
         first, last = int(bars.ts[0]), int(bars.ts[-1])
         if windows is None:   # (else laid out over these very bars just now)
             windows = self.calendar.windows(first, last + self.base.ns)
+        rejected: dict[int, dict[str, int]] = {}
+        if loaded.checked and symbol in loaded.rejected_rows:
+            rejected = self._reader_rejects(symbol, loaded, windows)
         if windows.n_sessions == 0:  # every bar lies outside every session
             if self.on_bad == "raise":
                 raise self._error(symbol, 0, rows, loaded,
@@ -438,13 +469,12 @@ class Engine:
         if plan is not None:
             windows = _select(windows, self.start, self.end)
             result = self._process(symbol, bars, rows, windows, plan.lo, plan.hi, loaded,
-                                   part, detect=True)
+                                   part, detect=True, rejected=rejected)
             return _Piece(result, None, first, last, outside,
                           anomalies=getattr(result, "_anomalies", None))
         # The data's span is not known yet: finish the middle sessions now, hold back the
         # first and the last (they may be cut by the span).  All the bars are checked now,
         # while the source can still say where a bad one came from.
-        rejected: dict[int, dict[str, int]] = {}
         if not loaded.checked:
             bars, rows = self._validated(symbol, bars, rows, windows, rejected, loaded)
         n_k = windows.n_sessions
@@ -537,15 +567,17 @@ class Engine:
 
     def _process(self, symbol: str, bars: Bars, rows: np.ndarray | None, windows: Windows,
                  lo: int, hi: int, loaded: Loaded, part: BarPart | None,
-                 checked: bool = False, detect: bool = False) -> SymbolResult:
-        """Every pass over one symbol's bars in ``windows``, scored inside ``[lo, hi)``."""
+                 checked: bool = False, detect: bool = False,
+                 rejected: dict[int, dict[str, int]] | None = None) -> SymbolResult:
+        """Every pass over one symbol's bars in ``windows``, scored inside ``[lo, hi)``;
+        ``rejected``: bad bars already counted per session (by the reader)."""
         n_k = windows.n_sessions
         opens, closes = windows.session_open_ns, windows.session_close_ns
         member = np.ones(n_k, bool)
         since = np.where(lo > opens, lo, NO_BOUND_LO).astype(np.int64)
         until = np.where(hi < closes, hi, NO_BOUND_HI).astype(np.int64)
         unknown: dict[int, int] = {}
-        rejected: dict[int, dict[str, int]] = {}
+        rejected = {} if rejected is None else rejected
         keep = None
         for ev in self.events.get(symbol, ()):
             k = _index_of(windows.sessions, ev.session)
@@ -680,6 +712,36 @@ class Engine:
         if outside is not None and len(outside):
             labels = np.sort(np.concatenate([np.asarray(outside, "datetime64[D]"), labels]))
         return bars.take(keep), rows, labels, None
+
+    def _reader_rejects(self, symbol: str, loaded: Loaded,
+                        windows: Windows) -> dict[int, dict[str, int]]:
+        """The rows of ``symbol`` the reader dropped, counted per session of ``windows`` by
+        reason as :meth:`_validated` counts the bad bars of an input in memory (the same
+        session for the same bar), and taken out of the partition's run-wide count.  Rows
+        outside the run's range (``start``/``end``) are not part of the run, as bars there
+        are not; with no session to count them in they stay run-wide."""
+        ts, codes = loaded.rejected_rows[symbol]
+        lo, hi = self._range
+        inside = (ts >= lo) & (ts < hi)
+        out_of_run = Counter(FAULTS.get(c, "bad bar") for c in codes[~inside].tolist())
+        loaded.dropped.subtract(out_of_run)
+        ts, codes = ts[inside], codes[inside]
+        rejected: dict[int, dict[str, int]] = {}
+        if not len(ts) or windows.n_sessions == 0:
+            return rejected
+        opens = windows.session_open_ns
+        # The windows span the symbol's good bars: a dropped row beyond them (a date far
+        # ahead, say) has no session of this run to be counted in; it stays run-wide.
+        within = (ts >= opens[0]) & (ts < windows.session_close_ns[-1])
+        ts, codes = ts[within], codes[within]
+        k_bad = np.clip(np.searchsorted(opens, ts, side="right") - 1, 0, None)
+        for k, code in zip(k_bad.tolist(), codes.tolist()):
+            reasons = rejected.setdefault(k, {})
+            reason = FAULTS.get(code, "bad bar")
+            reasons[reason] = reasons.get(reason, 0) + 1
+            loaded.dropped[reason] -= 1
+        loaded.dropped += Counter()   # (drops the reasons counted to zero)
+        return rejected
 
     def _validated(self, symbol: str, bars: Bars, rows: np.ndarray | None, windows: Windows,
                    rejected: dict[int, dict[str, int]],

@@ -46,10 +46,11 @@ def run(data: Any = None, calendar: Calendar | None = None, *, base: str = "1m",
 
     Parameters
     ----------
-    data : path, mapping of symbol to Bars, or None
+    data : path, mapping of symbol to Bars (or DataFrame), or None
         A CSV (plain or gzip) or Parquet file, a folder of them (one file per symbol, the
         symbol being the file's name, or files with a ``symbol``/``ticker`` column), a vendor
-        file or folder (``read_options={"format": "lean"}``, ...), bars per symbol, or None
+        file or folder (``read_options={"format": "lean"}``, ...), bars per symbol (``Bars``, or
+        pandas/polars DataFrames: ``engine.as_bars``), or None
         for the embedded sample (its calendar by default, and its symbol events).
     calendar : Calendar, optional
         The trading calendar (default ``Calendar.always()``, or the sample's).
@@ -328,7 +329,7 @@ def _source(path: Any, calendar: Calendar, base: str, on_bad: str, options: dict
                 raise
             raise check.amend(exc) from None
         return Loaded(dict(result.bars), result.error, result.dropped,
-                      result.outside_sessions, checked=True)
+                      result.outside_sessions, checked=True, rejected_rows=result.dropped_rows)
 
     return Source(name, load)
 

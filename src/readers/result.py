@@ -46,6 +46,10 @@ class ReadResult:
         :attr:`outside_sessions` gives the session of each.
     outside_sessions : dict[str, numpy.ndarray]
         Per symbol, the session label (datetime64[D]) of each time in :attr:`outside`.
+    dropped_rows : dict[str, tuple[numpy.ndarray, numpy.ndarray]]
+        Set by :meth:`check_sessions` under ``on_bad="drop"``: per symbol, the open time
+        (int64 ns UTC) and the fault code (``bars.FAULTS``) of each bar it dropped (also
+        counted in :attr:`dropped`), so that a run counts them in their sessions.
     unreadable : list[tuple[str, str]]
         Files of a folder that could not be read, with why (``on_bad="drop"`` only; with
         ``"raise"`` the first is an error).  Each was also warned about and counted in
@@ -62,6 +66,7 @@ class ReadResult:
     _units: list[str] = field(default_factory=list, repr=False)
     outside: dict[str, np.ndarray] = field(default_factory=dict)
     outside_sessions: dict[str, np.ndarray] = field(default_factory=dict)
+    dropped_rows: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     unreadable: list[tuple[str, str]] = field(default_factory=list)
     # Per source index: how to find a row's time as written (for messages), and the time
     # parser (whether the times were naive).
@@ -108,6 +113,14 @@ class ReadResult:
         """A ReadError for the bar at ``row`` of ``symbol``."""
         path, line, unit = self.where(symbol, row)
         return ReadError(path, line, reason, unit)
+
+    def note_dropped(self, symbol: str, ts: np.ndarray, codes: np.ndarray) -> None:
+        """Record the open times and fault codes of bars of ``symbol`` dropped under
+        ``on_bad="drop"`` (:attr:`dropped_rows`; the caller counts them in :attr:`dropped`)."""
+        if symbol in self.dropped_rows:
+            held_ts, held_codes = self.dropped_rows[symbol]
+            ts, codes = np.concatenate([held_ts, ts]), np.concatenate([held_codes, codes])
+        self.dropped_rows[symbol] = (np.asarray(ts, np.int64), np.asarray(codes, np.uint8))
 
     def keep(self, symbol: str, mask: np.ndarray) -> None:
         """Keep only the bars of ``symbol`` where ``mask`` is true."""
@@ -197,6 +210,7 @@ class ReadResult:
             for code, n in enumerate(counts.tolist()):
                 if code and n:
                     dropped[FAULTS.get(code, "bad bar")] += int(n)
+            self.note_dropped(symbol, bars.ts[bad], faults[bad])
             self.keep(symbol, faults == 0)
         self.dropped.update(dropped)
         return dropped + hours
@@ -515,7 +529,9 @@ def store_checked(result: ReadResult, symbol: str, ts: np.ndarray, cols: list[np
             lost[FAULTS.get(code, "bad bar")] += int(n)
     _check_share(result, symbol, far_dropped + sum(lost.values()), n_in, lost)
     result.dropped.update(lost)
-    result.keep(symbol, faults == 0)
+    bad = faults != 0
+    result.note_dropped(symbol, ts[bad], faults[bad])
+    result.keep(symbol, ~bad)
 
 
 def _far_rows(ts: np.ndarray) -> np.ndarray | None:
