@@ -46,12 +46,13 @@ def run(data: Any = None, calendar: Calendar | None = None, *, base: str = "1m",
 
     Parameters
     ----------
-    data : path, mapping of symbol to Bars (or DataFrame), or None
+    data : path, DataFrame, mapping of symbol to Bars (or DataFrame), or None
         A CSV (plain or gzip) or Parquet file, a folder of them (one file per symbol, the
         symbol being the file's name, or files with a ``symbol``/``ticker`` column), a vendor
         file or folder (``read_options={"format": "lean"}``, ...), bars per symbol (``Bars``, or
-        pandas/polars DataFrames: ``engine.as_bars``), or None
-        for the embedded sample (its calendar by default, and its symbol events).
+        pandas/polars DataFrames: ``engine.as_bars``), a pandas or polars DataFrame read like
+        a file (``readers.read_frame``: a symbol column, or ``read_options={"symbol": ...}``),
+        or None for the embedded sample (its calendar by default, and its symbol events).
     calendar : Calendar, optional
         The trading calendar (default ``Calendar.always()``, or the sample's).
     base, derived : str, iterable of str
@@ -131,6 +132,11 @@ def run(data: Any = None, calendar: Calendar | None = None, *, base: str = "1m",
         label = "the embedded sample"
     elif isinstance(data, Mapping):
         sources = dict(data)
+    elif _is_frame(data):
+        calendar = default_calendar(calendar)
+        sources = [_checked_source("<DataFrame>", lambda: readers.read_frame(
+            data, interval=base, on_bad=on_bad, **options), calendar, base, on_bad)]
+        label = "<DataFrame>"
     else:
         calendar = default_calendar(calendar)
         if client is None:
@@ -213,6 +219,8 @@ def provenance(data: Any, engine: Engine, *, fmt: str,
         inputs: dict[str, Any] = {"kind": "the embedded sample"}
     elif isinstance(data, Mapping):
         inputs = {"kind": "bars in memory", "symbols": len(data)}
+    elif _is_frame(data):
+        inputs = {"kind": "a DataFrame in memory", "rows": len(data)}
     elif storage.is_url(data):
         inputs = {"kind": "an object store", "url": str(data)}
     else:
@@ -315,10 +323,25 @@ def _store_sources(data: Any, calendar: Calendar, base: str, on_bad: str,
     return [_source(f, calendar, base, on_bad, options, f.name, check) for f in files]
 
 
+def _is_frame(data: Any) -> bool:
+    """Whether ``data`` is a pandas or polars DataFrame (without importing either)."""
+    return (type(data).__name__ == "DataFrame"
+            and type(data).__module__.split(".", 1)[0] in ("pandas", "polars"))
+
+
 def _source(path: Any, calendar: Calendar, base: str, on_bad: str, options: dict[str, Any],
             name: str, check: Plausibility | None = None) -> Source:
+    return _checked_source(name, lambda: readers.read_bars(path, interval=base, on_bad=on_bad,
+                                                           **options),
+                           calendar, base, on_bad, check)
+
+
+def _checked_source(name: str, read: Callable[[], readers.ReadResult], calendar: Calendar,
+                    base: str, on_bad: str, check: Plausibility | None = None) -> Source:
+    """A partition whose ``read()`` gives a reader's result, checked here against the
+    calendar and base interval (the engine does not check the bars again)."""
     def load() -> Loaded:
-        result = readers.read_bars(path, interval=base, on_bad=on_bad, **options)
+        result = read()
         if check is not None:
             check.observe(result)       # the whole file, before bars are set aside
         # Checked against this calendar and base: the engine does not check them again.

@@ -100,3 +100,24 @@ def test_anything_else_in_a_mapping_is_a_type_error_naming_the_symbol():
     with pytest.raises(ValueError, match=r"^BBB: DataFrame needs a 'ts' column"):
         sd.run({"BBB": pd.DataFrame({"timestamp": [1], "open": [1.0], "high": [1.0],
                                      "low": [1.0], "close": [1.0]})}, Calendar.always())
+
+
+@pytest.mark.parametrize("frame", ["pandas", "polars"])
+def test_a_long_frame_with_a_symbol_column_is_an_input_like_a_file(tmp_path, frame):
+    one = _frame().rename(columns={"ts": "timestamp"})
+    long = pd.concat([one.assign(symbol="AAA"), one.assign(symbol="BBB")])
+    path = tmp_path / "both.csv"
+    long.to_csv(path, index=False)
+    data = long if frame == "pandas" else pytest.importorskip("polars").from_pandas(long)
+    got = sd.run(data, Calendar.always(), on_bad="drop", out=tmp_path / "out")
+    want = sd.run(path, Calendar.always(), on_bad="drop")
+    assert got.symbols == want.symbols == ["AAA", "BBB"]
+    assert got.rejected == want.rejected and len(got.rejected) == 6
+    for k in range(3):
+        assert session_doc(got, k)["symbols"] == session_doc(want, k)["symbols"]
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["provenance"]["inputs"] == {"kind": "a DataFrame in memory", "rows": 8640}
+    with pytest.raises(sd.readers.ReadError, match=r"<DataFrame>, row 500: negative or non-finite volume: AAA"):
+        sd.run(data, Calendar.always())
+    with pytest.raises(sd.readers.ReadError, match="no symbol column"):
+        sd.run(one, Calendar.always())
