@@ -386,15 +386,18 @@ def _classify_table(run: "RunResult", t: "IntervalTable", name: str, mine: np.nd
     # slots outside a symbol's scored span where it cuts a session.
     e_kb = np.bincount(sl.run_session * n_b + sl.run_bucket, weights=sl.run_len,
                        minlength=n_k * n_b).reshape(n_k, n_b)
-    member = (run.member & mine[:, None]).astype(np.float64)
-    expected_sb = member @ e_kb                                          # [S, B]
+    # No product of float matrices here (``@`` of float64 is BLAS's dgemm: above a small
+    # size OpenBLAS runs it on its threads, which then spin for a while, taking a core from
+    # the rest of the run).  Counts are multiplied as integers (exact, as they were).
+    member_i = (run.member & mine[:, None]).astype(np.int64)
+    expected_sb = (member_i @ e_kb.astype(np.int64)).astype(np.float64)  # [S, B]
     cut_skb: dict[tuple[int, int], np.ndarray] = {}
     s_first = sl.window_first[np.searchsorted(w.session_ids, np.arange(n_k), side="left")]
     s_last = np.r_[sl.window_first, sl.n][np.searchsorted(w.session_ids, np.arange(n_k),
                                                           side="right")]
     k_runs = np.searchsorted(sl.run_session, np.arange(n_k + 1), side="left")
     opens, closes = w.session_open_ns, w.session_close_ns
-    cut = (member > 0) & ((run.since_ns > opens[None, :]) | (run.until_ns < closes[None, :]))
+    cut = (member_i > 0) & ((run.since_ns > opens[None, :]) | (run.until_ns < closes[None, :]))
     for s, k in np.argwhere(cut).tolist():
         r = np.arange(k_runs[k], k_runs[k + 1])
         ns0 = sl.ns_of(sl.run_start[r])
@@ -424,7 +427,7 @@ def _classify_table(run: "RunResult", t: "IntervalTable", name: str, mine: np.nd
     rate = (expected_sb - missing_sb + 1.0) / (np.maximum(expected_sb, 0.0) + 2.0)
     rate = np.clip(rate, 0.0, 1.0)
     # The session's own level: bars held over the bars usual activity expects there.
-    usual_sk = rate @ e_kb.T                                             # [S, K]
+    usual_sk = _rate_times_slots(rate, e_kb)                             # [S, K]
     for (s, k), gone in cut_skb.items():
         usual_sk[s, k] -= float(rate[s] @ gone)
     present_sk = (t.expected - np.bincount(t.gap_symbol * n_k + t.gap_session,
@@ -464,7 +467,7 @@ def _classify_table(run: "RunResult", t: "IntervalTable", name: str, mine: np.nd
     del x_rate, x_act
     # Cross-section: symbols that normally have bars in a slot, and those of them missing it.
     active = (rate >= opt.active_rate) & mine[:, None]
-    n_active_kb = (run.member & mine[:, None]).T.astype(np.float64) @ active  # [K, B]
+    n_active_kb = (member_i.T @ active.astype(np.int64)).astype(np.float64)  # [K, B]
     # Per piece of slots that some symbol misses (``u``; ``inv`` maps the gaps' pieces to
     # them: pieces that start together end together).
     u, first_p, inv = np.unique(p_start, return_index=True, return_inverse=True)
@@ -581,6 +584,16 @@ def _slot_of(sl: _Slots, ns: np.ndarray) -> np.ndarray:
     w = np.clip(np.searchsorted(sl.window_open, ns, side="right") - 1, 0, None)
     n_w = np.diff(np.r_[sl.window_first, sl.n])
     return sl.window_first[w] + np.clip(-((sl.window_open[w] - ns) // sl.step_ns), 0, n_w[w])
+
+
+def _rate_times_slots(rate: np.ndarray, e_kb: np.ndarray) -> np.ndarray:
+    """``rate @ e_kb.T`` (bars each symbol's usual activity expects per session) summed over
+    the buckets in their order, one bucket at a time: no BLAS (see ``_classify_table``), and
+    the same bits on every machine (a dgemm's rounding depends on the CPU's kernel)."""
+    out = np.zeros((rate.shape[0], e_kb.shape[0]))
+    for b in range(rate.shape[1]):
+        out += rate[:, b, None] * e_kb[None, :, b]
+    return out
 
 
 def _usual_between(sl: _Slots, rate: np.ndarray, sym: np.ndarray, lo: np.ndarray,
