@@ -1,6 +1,7 @@
 """The serial work around the engine's partitions (issue 18): each Parquet file's footer is
-read once (the probe for a symbol column hands it to the reader), and the classification
-needs no BLAS (no float matrix product) and looks a slot's run up in a table."""
+read once (the probe for a symbol column hands it to the reader), the classification needs
+no BLAS (no float matrix product) and looks a slot's run up in a table, and the export's
+gap datasets are written on a thread while the summary is made."""
 
 import numpy as np
 import pyarrow as pa
@@ -123,3 +124,35 @@ def test_run_of_by_table_equals_the_search():
         want = np.searchsorted(sl.run_start, slot, side="right") - 1
         np.testing.assert_array_equal(sl.run_of(slot), want)
         np.testing.assert_array_equal(sl.run_of(slot[:10]), want[:10])   # searched
+
+
+# -- the export's datasets, written on a thread while the summary is made ------------------
+
+
+def test_a_summary_that_raises_leaves_no_export_and_no_thread(tmp_path):
+    import threading
+
+    u = universe(4, 3, seed=2)
+
+    def summary(run):
+        raise RuntimeError("the summary failed")
+
+    out = tmp_path / "out"
+    with pytest.raises(RuntimeError, match="the summary failed"):
+        job.run(u.bars, u.calendar, out=out, summary=summary)
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == []     # no staging folder left
+    assert not [t for t in threading.enumerate() if t.name.startswith("sessiondata-gaps")]
+
+
+def test_the_summary_and_the_datasets_land_together(tmp_path):
+    import json
+
+    u = universe(4, 3, seed=2)
+    out = tmp_path / "out"
+    run = job.run(u.bars, u.calendar, out=out, summary=lambda r: {"gaps": int(
+        sum(len(t.gap_symbol) for t in r.intervals.values()))})
+    manifest = json.loads((out / "manifest.json").read_text())
+    gaps = sum(pq.read_table(p).num_rows for p in (out / "gaps").rglob("*.parquet"))
+    assert manifest["summary"] == {"gaps": gaps}
+    assert gaps == sum(len(t.gap_symbol) for t in run.intervals.values()) > 0
