@@ -480,8 +480,7 @@ def _classify_table(run: "RunResult", t: "IntervalTable", name: str, mine: np.nd
     n_active_kb = (member_i.T @ active.astype(np.int64)).astype(np.float64)  # [K, B]
     # Per piece of slots that some symbol misses (``u``; ``inv`` maps the gaps' pieces to
     # them: pieces that start together end together).
-    u, first_p, inv = np.unique(p_start, return_index=True, return_inverse=True)
-    u_len = p_len[first_p]
+    u, inv, u_len = _starts(p_start, p_len, sl.n)
     r_u = sl.run_of(u)
     n_active = n_active_kb[sl.run_session[r_u], sl.run_bucket[r_u]]
     missing_active = np.bincount(inv, weights=active[x_sym, x_b], minlength=len(u))
@@ -500,7 +499,7 @@ def _classify_table(run: "RunResult", t: "IntervalTable", name: str, mine: np.nd
     del x_share, known
     outage_part = np.bincount(p_gap, weights=outage_slot[inv] * p_len,
                               minlength=len(g_all)) / g_n
-    del first_p, inv, r_u, n_active, missing_active, share_slot, x_b
+    del inv, r_u, n_active, missing_active, share_slot, x_b
     # A symbol with a bar in an outage slot next to its gap was trading through the outage:
     # its gap there is its own (quiet or not), not the feed's.
     n_w = np.diff(np.r_[sl.window_first, sl.n])
@@ -594,6 +593,23 @@ def _pieces(slot0: np.ndarray, n: np.ndarray, sl: _Slots, total: int,
     stop = np.where(j == m[gap_of] - 1, end[gap_of], cuts[np.clip(lo_of + j, 0, len(cuts) - 1)])
     del j, lo_of, cuts
     return gap_of, start.astype(np.int64), (stop - start).astype(np.int64)
+
+
+def _starts(p_start: np.ndarray, p_len: np.ndarray, n: int
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The distinct first slots of the pieces (sorted), each piece's index among them, and
+    their lengths (pieces that start together end together): ``np.unique`` with its
+    inverse, by a mark per slot within the slot budget (a sort of every piece otherwise)."""
+    if 0 < n <= SLOT_BUDGET and len(p_start) and 0 <= p_start.min() and p_start.max() < n:
+        seen = np.zeros(n, bool)
+        seen[p_start] = True
+        u = np.flatnonzero(seen)
+        inv = (np.cumsum(seen) - 1)[p_start]
+        u_len = np.empty(len(u), np.int64)
+        u_len[inv] = p_len
+        return u.astype(p_start.dtype, copy=False), inv, u_len
+    u, first, inv = np.unique(p_start, return_index=True, return_inverse=True)
+    return u, inv, p_len[first]
 
 
 def _slot_of(sl: _Slots, ns: np.ndarray) -> np.ndarray:

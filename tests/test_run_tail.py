@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from sessiondata import Calendar, job
-from sessiondata.classify import SLOT_BUDGET, _rate_times_slots, _slots
+from sessiondata.classify import SLOT_BUDGET, _rate_times_slots, _slots, _starts
 from sessiondata.engine import Engine
 from sessiondata.synthetic import universe
 
@@ -125,6 +125,19 @@ def test_run_of_by_table_equals_the_search():
         np.testing.assert_array_equal(sl.run_of(slot), want)
         np.testing.assert_array_equal(sl.run_of(slot[:10]), want[:10])   # searched
 
+
+
+@pytest.mark.parametrize("n", [50, 1000, SLOT_BUDGET + 1])
+def test_starts_equal_unique(n):
+    rng = np.random.default_rng(n)
+    start = rng.integers(0, min(n, 900), 400).astype(np.int64)
+    length = (start % 7 + 1).astype(np.int64)   # pieces that start together end together
+    u, first, inv = np.unique(start, return_index=True, return_inverse=True)
+    got_u, got_inv, got_len = _starts(start, length, n)
+    np.testing.assert_array_equal(got_u, u)
+    np.testing.assert_array_equal(got_inv, inv)
+    np.testing.assert_array_equal(got_len, length[first])
+    assert got_u.dtype == np.int64 and got_len.dtype == np.int64
 
 # -- the export's datasets, written on a thread while the summary is made ------------------
 
