@@ -314,8 +314,18 @@ class _Slots:
     run_session: np.ndarray   # int64[R]
     run_window: np.ndarray    # int64[R]
     n_buckets: int
+    _run_at: np.ndarray | None = field(default=None, repr=False)  # slot -> run, when small
 
     def run_of(self, slot: np.ndarray) -> np.ndarray:
+        """The run of each slot (the last run that starts at or before it)."""
+        slot = np.asarray(slot)
+        # Within the slot budget a table of every slot's run is small (8 bytes a slot) and
+        # a lookup is many times faster than a binary search per slot (gaps by the 100,000).
+        if self.n <= SLOT_BUDGET and len(slot) > 64 and self.n and slot.min() >= 0:
+            if self._run_at is None:
+                self._run_at = np.repeat(np.arange(len(self.run_len), dtype=np.int64),
+                                         self.run_len)
+            return self._run_at[np.minimum(slot, self.n - 1)]
         return np.searchsorted(self.run_start, slot, side="right") - 1
 
     def ns_of(self, slot: np.ndarray) -> np.ndarray:
@@ -386,15 +396,18 @@ def _classify_table(run: "RunResult", t: "IntervalTable", name: str, mine: np.nd
     # slots outside a symbol's scored span where it cuts a session.
     e_kb = np.bincount(sl.run_session * n_b + sl.run_bucket, weights=sl.run_len,
                        minlength=n_k * n_b).reshape(n_k, n_b)
-    member = (run.member & mine[:, None]).astype(np.float64)
-    expected_sb = member @ e_kb                                          # [S, B]
+    # No product of float matrices here (``@`` of float64 is BLAS's dgemm: above a small
+    # size OpenBLAS runs it on its threads, which then spin for a while, taking a core from
+    # the rest of the run).  Counts are multiplied as integers (exact, as they were).
+    member_i = (run.member & mine[:, None]).astype(np.int64)
+    expected_sb = (member_i @ e_kb.astype(np.int64)).astype(np.float64)  # [S, B]
     cut_skb: dict[tuple[int, int], np.ndarray] = {}
     s_first = sl.window_first[np.searchsorted(w.session_ids, np.arange(n_k), side="left")]
     s_last = np.r_[sl.window_first, sl.n][np.searchsorted(w.session_ids, np.arange(n_k),
                                                           side="right")]
     k_runs = np.searchsorted(sl.run_session, np.arange(n_k + 1), side="left")
     opens, closes = w.session_open_ns, w.session_close_ns
-    cut = (member > 0) & ((run.since_ns > opens[None, :]) | (run.until_ns < closes[None, :]))
+    cut = (member_i > 0) & ((run.since_ns > opens[None, :]) | (run.until_ns < closes[None, :]))
     for s, k in np.argwhere(cut).tolist():
         r = np.arange(k_runs[k], k_runs[k + 1])
         ns0 = sl.ns_of(sl.run_start[r])
@@ -424,7 +437,7 @@ def _classify_table(run: "RunResult", t: "IntervalTable", name: str, mine: np.nd
     rate = (expected_sb - missing_sb + 1.0) / (np.maximum(expected_sb, 0.0) + 2.0)
     rate = np.clip(rate, 0.0, 1.0)
     # The session's own level: bars held over the bars usual activity expects there.
-    usual_sk = rate @ e_kb.T                                             # [S, K]
+    usual_sk = _rate_times_slots(rate, e_kb)                             # [S, K]
     for (s, k), gone in cut_skb.items():
         usual_sk[s, k] -= float(rate[s] @ gone)
     present_sk = (t.expected - np.bincount(t.gap_symbol * n_k + t.gap_session,
@@ -464,11 +477,10 @@ def _classify_table(run: "RunResult", t: "IntervalTable", name: str, mine: np.nd
     del x_rate, x_act
     # Cross-section: symbols that normally have bars in a slot, and those of them missing it.
     active = (rate >= opt.active_rate) & mine[:, None]
-    n_active_kb = (run.member & mine[:, None]).T.astype(np.float64) @ active  # [K, B]
+    n_active_kb = (member_i.T @ active.astype(np.int64)).astype(np.float64)  # [K, B]
     # Per piece of slots that some symbol misses (``u``; ``inv`` maps the gaps' pieces to
     # them: pieces that start together end together).
-    u, first_p, inv = np.unique(p_start, return_index=True, return_inverse=True)
-    u_len = p_len[first_p]
+    u, inv, u_len = _starts(p_start, p_len, sl.n)
     r_u = sl.run_of(u)
     n_active = n_active_kb[sl.run_session[r_u], sl.run_bucket[r_u]]
     missing_active = np.bincount(inv, weights=active[x_sym, x_b], minlength=len(u))
@@ -487,15 +499,22 @@ def _classify_table(run: "RunResult", t: "IntervalTable", name: str, mine: np.nd
     del x_share, known
     outage_part = np.bincount(p_gap, weights=outage_slot[inv] * p_len,
                               minlength=len(g_all)) / g_n
-    del first_p, inv, r_u, n_active, missing_active, share_slot, x_b
+    del inv, r_u, n_active, missing_active, share_slot, x_b
     # A symbol with a bar in an outage slot next to its gap was trading through the outage:
     # its gap there is its own (quiet or not), not the feed's.
     n_w = np.diff(np.r_[sl.window_first, sl.n])
 
+    # Pieces do not overlap (cut at every gap's start and end), so a slot is in an outage
+    # piece when the last outage piece that starts at or before it holds it: searched among
+    # the outage pieces only (a few), not all of them.
+    o_start, o_len = u[outage_slot], u_len[outage_slot]
+
     def outage_at(g: np.ndarray) -> np.ndarray:
-        pos = np.searchsorted(u, g, side="right") - 1
+        if not len(o_start):
+            return np.zeros(len(g), bool)
+        pos = np.searchsorted(o_start, g, side="right") - 1
         posc = np.maximum(pos, 0)
-        return (pos >= 0) & (g < u[posc] + u_len[posc]) & outage_slot[posc]
+        return (pos >= 0) & (g < o_start[posc] + o_len[posc])
 
     before, after = g_slot0 - 1, g_slot0 + g_n
     alive = (((before >= sl.window_first[g_win]) & outage_at(before))
@@ -576,11 +595,38 @@ def _pieces(slot0: np.ndarray, n: np.ndarray, sl: _Slots, total: int,
     return gap_of, start.astype(np.int64), (stop - start).astype(np.int64)
 
 
+def _starts(p_start: np.ndarray, p_len: np.ndarray, n: int
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The distinct first slots of the pieces (sorted), each piece's index among them, and
+    their lengths (pieces that start together end together): ``np.unique`` with its
+    inverse, by a mark per slot within the slot budget (a sort of every piece otherwise)."""
+    if 0 < n <= SLOT_BUDGET and len(p_start) and 0 <= p_start.min() and p_start.max() < n:
+        seen = np.zeros(n, bool)
+        seen[p_start] = True
+        u = np.flatnonzero(seen)
+        inv = (np.cumsum(seen) - 1)[p_start]
+        u_len = np.empty(len(u), np.int64)
+        u_len[inv] = p_len
+        return u.astype(p_start.dtype, copy=False), inv, u_len
+    u, first, inv = np.unique(p_start, return_index=True, return_inverse=True)
+    return u, inv, p_len[first]
+
+
 def _slot_of(sl: _Slots, ns: np.ndarray) -> np.ndarray:
     """The first slot that starts at or after each instant (within its window)."""
     w = np.clip(np.searchsorted(sl.window_open, ns, side="right") - 1, 0, None)
     n_w = np.diff(np.r_[sl.window_first, sl.n])
     return sl.window_first[w] + np.clip(-((sl.window_open[w] - ns) // sl.step_ns), 0, n_w[w])
+
+
+def _rate_times_slots(rate: np.ndarray, e_kb: np.ndarray) -> np.ndarray:
+    """``rate @ e_kb.T`` (bars each symbol's usual activity expects per session) summed over
+    the buckets in their order, one bucket at a time: no BLAS (see ``_classify_table``), and
+    the same bits on every machine (a dgemm's rounding depends on the CPU's kernel)."""
+    out = np.zeros((rate.shape[0], e_kb.shape[0]))
+    for b in range(rate.shape[1]):
+        out += rate[:, b, None] * e_kb[None, :, b]
+    return out
 
 
 def _usual_between(sl: _Slots, rate: np.ndarray, sym: np.ndarray, lo: np.ndarray,

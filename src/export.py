@@ -488,7 +488,8 @@ def write_run(run: RunResult, folder: str | os.PathLike, *, fmt: str = "parquet"
     """Write a run's session documents, gap dataset and manifest into ``folder`` (a staging
     folder: see :func:`staged`); ``bars`` is the writer the engine filled; ``workers``
     processes build the documents (``documents.start_session_docs``: forked, while this
-    process writes the rest and makes ``summary(run)`` when it is a function), or
+    process writes the rest and makes ``summary(run)`` when it is a function, while a
+    thread writes the gap and anomaly datasets: ``summary`` must only read the run), or
     ``docs(run, folder)`` does (``DaskExecutor.write_docs``: on the workers)."""
     folder = Path(folder)
     sessions = folder / "sessions"
@@ -514,25 +515,18 @@ def _write_rest(run: RunResult, folder: Path, fmt: str, bars: BarDatasetWriter |
                 summary: dict[str, Any] | Callable[[RunResult], dict[str, Any]] | None,
                 provenance: dict[str, Any] | None) -> None:
     """The gap and anomaly datasets and the manifest of :func:`write_run`."""
-    pa = _arrow(full=fmt == "csv")
     if callable(summary):
-        summary = summary(run)
-    for name in run.interval_names:
-        gdir = folder / "gaps" / f"interval={name}"
-        gdir.mkdir(parents=True, exist_ok=True)
-        table = gaps_table(run, name)
-        if fmt == "csv":
-            table = table.set_column(0, "symbol", table.column("symbol").cast(pa.string()))
-            i_kind = table.schema.get_field_index("kind")
-            table = table.set_column(i_kind, "kind", table.column("kind").cast(pa.string()))
-        if fmt == "parquet":
-            pa.parquet.write_table(table, gdir / "part-00000.parquet",
-                                   use_dictionary=["symbol", "session"])
-        else:
-            pa.csv.write_csv(table, gdir / "part-00000.csv")
-    if run.anomalies is not None:  # the anomaly detectors' (issue 22): as the gaps
-        adir = folder / "anomalies" / f"interval={run.anomalies.interval}"
-        _write_table(anomalies_table(run), adir, fmt, ("symbol", "kind", "gap_kind"))
+        # The datasets are written on a thread while the summary is made here: pyarrow
+        # encodes without the GIL, the summary is Python, and both only read the run.  A
+        # summary that raises (a strict plausibility check) waits for the thread first.
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(1, thread_name_prefix="sessiondata-gaps") as pool:
+            datasets = pool.submit(_write_datasets, run, folder, fmt)
+            summary = summary(run)
+            datasets.result()
+    else:
+        _write_datasets(run, folder, fmt)
     manifest = {
         "kind": KIND,
         "format": fmt,
@@ -552,6 +546,27 @@ def _write_rest(run: RunResult, folder: Path, fmt: str, bars: BarDatasetWriter |
     if provenance is not None:
         manifest["provenance"] = provenance
     (folder / MANIFEST).write_bytes(dumps(manifest))
+
+
+def _write_datasets(run: RunResult, folder: Path, fmt: str) -> None:
+    """The gap datasets (one per interval) and the anomaly dataset of :func:`write_run`."""
+    pa = _arrow(full=fmt == "csv")
+    for name in run.interval_names:
+        gdir = folder / "gaps" / f"interval={name}"
+        gdir.mkdir(parents=True, exist_ok=True)
+        table = gaps_table(run, name)
+        if fmt == "csv":
+            table = table.set_column(0, "symbol", table.column("symbol").cast(pa.string()))
+            i_kind = table.schema.get_field_index("kind")
+            table = table.set_column(i_kind, "kind", table.column("kind").cast(pa.string()))
+        if fmt == "parquet":
+            pa.parquet.write_table(table, gdir / "part-00000.parquet",
+                                   use_dictionary=["symbol", "session"])
+        else:
+            pa.csv.write_csv(table, gdir / "part-00000.csv")
+    if run.anomalies is not None:  # the anomaly detectors' (issue 22): as the gaps
+        adir = folder / "anomalies" / f"interval={run.anomalies.interval}"
+        _write_table(anomalies_table(run), adir, fmt, ("symbol", "kind", "gap_kind"))
 
 
 class Stage:

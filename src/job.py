@@ -287,9 +287,11 @@ def file_sources(data: str | os.PathLike, calendar: Calendar, base: str, on_bad:
     files = readers.data_files(path, on_bad, unreadable, skipped, options)
     if len(files) <= 1 or options.get("symbol_column") or options.get("symbol"):
         return whole
-    if any(_has_symbol_column(f, options) for f in files):
+    footers: dict[Any, Any] = {}   # each Parquet file's footer, read once: probe and reader
+    if any(_has_symbol_column(f, options, footers) for f in files):
         return whole
-    sources = [_source(f, calendar, base, on_bad, options, f.name, check) for f in files]
+    sources = [_source(f, calendar, base, on_bad, options, f.name, check, footers.get(f))
+               for f in files]
     if unreadable or skipped:  # said by a warning already; counted in the run's dropped rows
         counts = Counter({"unreadable file": len(unreadable), "not a data file": len(skipped)})
         counts = +counts
@@ -330,10 +332,15 @@ def _is_frame(data: Any) -> bool:
 
 
 def _source(path: Any, calendar: Calendar, base: str, on_bad: str, options: dict[str, Any],
-            name: str, check: Plausibility | None = None) -> Source:
-    return _checked_source(name, lambda: readers.read_bars(path, interval=base, on_bad=on_bad,
-                                                           **options),
-                           calendar, base, on_bad, check)
+            name: str, check: Plausibility | None = None,
+            footer: tuple[Any, Any] | None = None) -> Source:
+    def read() -> readers.ReadResult:
+        # The footer the probe read, unless the file changed since (then read it again).
+        known = ({path: footer[1]} if footer is not None and _identity(path) == footer[0]
+                 else None)
+        return readers.read_bars(path, interval=base, on_bad=on_bad, footers=known, **options)
+
+    return _checked_source(name, read, calendar, base, on_bad, check)
 
 
 def _checked_source(name: str, read: Callable[[], readers.ReadResult], calendar: Calendar,
@@ -357,15 +364,30 @@ def _checked_source(name: str, read: Callable[[], readers.ReadResult], calendar:
     return Source(name, load)
 
 
-def _has_symbol_column(path: Any, options: Mapping[str, Any]) -> bool:
-    """Whether a data file names its symbols in a column (read from its header only)."""
+def _identity(path: Path) -> tuple[int, int] | None:
+    """Size and modification time of a file on disk (None when it cannot be said)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
+
+
+def _has_symbol_column(path: Any, options: Mapping[str, Any],
+                       footers: dict[Any, Any] | None = None) -> bool:
+    """Whether a data file names its symbols in a column (read from its header only).
+    A Parquet file's footer goes into ``footers`` (with the file's size and modification
+    time), so that its reader does not read it again."""
     names: list[str] = []
     try:
         if path.suffix.lower() in (".parquet", ".pq"):
-            import pyarrow.parquet as pq
+            from .readers.parquet import parquet_footer
 
-            names = list(pq.read_schema(path if isinstance(path, Path)
-                                        else path.open_random()).names)
+            # Size and time before the footer: a file replaced meanwhile is read afresh.
+            ident = _identity(path) if footers is not None and isinstance(path, Path) else None
+            names, footer = parquet_footer(path)
+            if ident is not None and footers is not None:
+                footers[path] = (ident, footer)
         else:
             if options.get("columns"):
                 names = list(options["columns"])

@@ -57,7 +57,7 @@ def _csv_plans(files: list[Path], opts: ReadOptions):
                        lambda p: _csv_plan(p, opts, True))
 
 
-def _parquet_tables(files: list[Path], opts: ReadOptions):
+def _parquet_tables(files: list[Path], opts: ReadOptions, footers: Mapping[Any, Any]):
     """The needed columns of several Parquet files, read ahead; None for a file that is
     read where its turn comes (a big one, or one with anything wrong: its error is then
     raised there, naming the file)."""
@@ -65,7 +65,8 @@ def _parquet_tables(files: list[Path], opts: ReadOptions):
         try:
             import pyarrow.parquet as pq
 
-            pf = pq.ParquetFile(_random_access(path), memory_map=True)
+            pf = pq.ParquetFile(_random_access(path), memory_map=True,
+                                metadata=footers.get(path))
             if pf.metadata.num_rows > 64 * opts.chunk_rows:
                 return None
             layout = _detect_layout(list(pf.schema_arrow.names), opts, str(path))
@@ -207,7 +208,8 @@ def _unreadable(p: Path) -> str | None:
 
 def read_bars(paths: str | os.PathLike | Iterable[str | os.PathLike], *,
               format: str | None = None, filesystem: Any = None,
-              storage_options: Any = None, **options) -> ReadResult:
+              storage_options: Any = None, footers: Mapping[Any, Any] | None = None,
+              **options) -> ReadResult:
     """Read a file, a folder of files, or a list of either; one result over all of them.
 
     A symbol found in several files is joined in time order; overlapping files are an error
@@ -225,6 +227,10 @@ def read_bars(paths: str | os.PathLike | Iterable[str | os.PathLike], *,
         own: :mod:`sessiondata.storage`); each file is opened from it where it is read.
     storage_options : mapping, optional
         Options of the store of a URL (endpoint, credentials, ...).
+    footers : mapping, optional
+        Footers of Parquet files already read (``parquet_footer``), by path: they are not
+        read again.  Each must be the file's current footer (the caller checks that the
+        file did not change since).
     **options
         The fields of :class:`ReadOptions`; ``symbol`` only with a single file.
     """
@@ -293,11 +299,12 @@ def read_bars(paths: str | os.PathLike | Iterable[str | os.PathLike], *,
                          f"{len(files)} files")
     collector = _Collector(opts)
     plans = _csv_plans([p for p in files if _kind(p) != "parquet"], opts)
-    tables = _parquet_tables([p for p in files if _kind(p) == "parquet"], opts)
+    footers = footers or {}
+    tables = _parquet_tables([p for p in files if _kind(p) == "parquet"], opts, footers)
     try:
         for path in files:
             if _kind(path) == "parquet":
-                _read_parquet_into(path, opts, collector, next(tables))
+                _read_parquet_into(path, opts, collector, next(tables), footers.get(path))
             else:
                 _read_csv_into(path, opts, collector, next(plans))
     finally:

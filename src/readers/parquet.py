@@ -33,8 +33,25 @@ def read_parquet(path: str | os.PathLike, **options) -> ReadResult:
     return collector.finish()
 
 
+def parquet_footer(path: Any) -> tuple[list[str], Any]:
+    """The column names and footer (``pyarrow.parquet.FileMetaData``) of a Parquet file,
+    read from its footer only (pyarrow's errors are raised as they are: a caller that
+    probes many files decides what a broken one means).
+
+    A caller that reads the file later hands the footer to :func:`read_bars`
+    (``footers=``), which then does not read and parse it a second time.
+    """
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(_random_access(path), memory_map=True)
+    try:
+        return list(pf.schema_arrow.names), pf.metadata
+    finally:
+        pf.close()
+
+
 def _read_parquet_into(path: Path, opts: ReadOptions, collector: _Collector,
-                       table: Any = None) -> None:
+                       table: Any = None, footer: Any = None) -> None:
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -43,7 +60,8 @@ def _read_parquet_into(path: Path, opts: ReadOptions, collector: _Collector,
                         "sessiondata: pip install --force-reinstall sessiondata") from None
     name = str(path)
     try:
-        pf = pq.ParquetFile(_random_access(path), memory_map=True)
+        # ``footer``: the file's FileMetaData, already read by a probe of its columns.
+        pf = pq.ParquetFile(_random_access(path), memory_map=True, metadata=footer)
     except (OSError, pa.ArrowException) as exc:
         raise ReadError(name, None, f"not a readable Parquet file: {exc}") from None
     try:
