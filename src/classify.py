@@ -398,16 +398,23 @@ def _classify_table(run: "RunResult", t: "IntervalTable", name: str, mine: np.nd
                        minlength=n_k * n_b).reshape(n_k, n_b)
     # No product of float matrices here (``@`` of float64 is BLAS's dgemm: above a small
     # size OpenBLAS runs it on its threads, which then spin for a while, taking a core from
-    # the rest of the run).  Counts are multiplied as integers (exact, as they were).
-    member_i = (run.member & mine[:, None]).astype(np.int64)
-    expected_sb = (member_i @ e_kb.astype(np.int64)).astype(np.float64)  # [S, B]
+    # the rest of the run).  Sums over a symbol's sessions go by its runs of member
+    # sessions (one, mostly) and cumulative sums over the sessions, in integers (exact, as
+    # the products were): work follows symbols + sessions, not symbols x sessions x buckets.
+    member_b = run.member & mine[:, None]
+    m_sym, m_k0, m_k1 = _member_runs(member_b)
+    e_cum = np.zeros((n_k + 1, n_b), np.int64)
+    np.cumsum(e_kb.astype(np.int64), axis=0, out=e_cum[1:])
+    expected_i = np.zeros((n_s, n_b), np.int64)
+    np.add.at(expected_i, m_sym, e_cum[m_k1] - e_cum[m_k0])
+    expected_sb = expected_i.astype(np.float64)                          # [S, B]
     cut_skb: dict[tuple[int, int], np.ndarray] = {}
     s_first = sl.window_first[np.searchsorted(w.session_ids, np.arange(n_k), side="left")]
     s_last = np.r_[sl.window_first, sl.n][np.searchsorted(w.session_ids, np.arange(n_k),
                                                           side="right")]
     k_runs = np.searchsorted(sl.run_session, np.arange(n_k + 1), side="left")
     opens, closes = w.session_open_ns, w.session_close_ns
-    cut = (member_i > 0) & ((run.since_ns > opens[None, :]) | (run.until_ns < closes[None, :]))
+    cut = member_b & ((run.since_ns > opens[None, :]) | (run.until_ns < closes[None, :]))
     for s, k in np.argwhere(cut).tolist():
         r = np.arange(k_runs[k], k_runs[k + 1])
         ns0 = sl.ns_of(sl.run_start[r])
@@ -477,7 +484,10 @@ def _classify_table(run: "RunResult", t: "IntervalTable", name: str, mine: np.nd
     del x_rate, x_act
     # Cross-section: symbols that normally have bars in a slot, and those of them missing it.
     active = (rate >= opt.active_rate) & mine[:, None]
-    n_active_kb = (member_i.T @ active.astype(np.int64)).astype(np.float64)  # [K, B]
+    delta = np.zeros((n_k + 1, n_b), np.int64)   # symbols active there, by session runs
+    np.add.at(delta, m_k0, active[m_sym].astype(np.int64))
+    np.subtract.at(delta, m_k1, active[m_sym].astype(np.int64))
+    n_active_kb = np.cumsum(delta[:n_k], axis=0).astype(np.float64)      # [K, B]
     # Per piece of slots that some symbol misses (``u``; ``inv`` maps the gaps' pieces to
     # them: pieces that start together end together).
     u, inv, u_len = _starts(p_start, p_len, sl.n)
@@ -619,14 +629,30 @@ def _slot_of(sl: _Slots, ns: np.ndarray) -> np.ndarray:
     return sl.window_first[w] + np.clip(-((sl.window_open[w] - ns) // sl.step_ns), 0, n_w[w])
 
 
+def _member_runs(member: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The runs of consecutive member sessions of each symbol: ``(symbol, first, end)``,
+    sorted by symbol, then session (``member[s, first:end]`` all true)."""
+    n_s, n_k = member.shape
+    padded = np.zeros((n_s, n_k + 2), bool)
+    padded[:, 1:-1] = member
+    # Where membership changes: a row's changes alternate start, end (it begins outside).
+    sym, at = np.nonzero(padded[:, 1:] != padded[:, :-1])
+    return sym[0::2], at[0::2], at[1::2]
+
+
 def _rate_times_slots(rate: np.ndarray, e_kb: np.ndarray) -> np.ndarray:
     """``rate @ e_kb.T`` (bars each symbol's usual activity expects per session) summed over
     the buckets in their order, one bucket at a time: no BLAS (see ``_classify_table``), and
-    the same bits on every machine (a dgemm's rounding depends on the CPU's kernel)."""
-    out = np.zeros((rate.shape[0], e_kb.shape[0]))
+    the same bits on every machine (a dgemm's rounding depends on the CPU's kernel).
+    Sessions of the same hours have the same row of ``e_kb``: each distinct row is summed
+    once (a few: full days, half days), then handed to its sessions."""
+    if not e_kb.shape[0]:
+        return np.zeros((rate.shape[0], 0))
+    rows, inv = np.unique(e_kb, axis=0, return_inverse=True)
+    out = np.zeros((rate.shape[0], rows.shape[0]))
     for b in range(rate.shape[1]):
-        out += rate[:, b, None] * e_kb[None, :, b]
-    return out
+        out += rate[:, b, None] * rows[None, :, b]
+    return out[:, inv.reshape(-1)]
 
 
 def _usual_between(sl: _Slots, rate: np.ndarray, sym: np.ndarray, lo: np.ndarray,

@@ -9,7 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from sessiondata import Calendar, job
-from sessiondata.classify import SLOT_BUDGET, _rate_times_slots, _slots, _starts
+from sessiondata.classify import (SLOT_BUDGET, _member_runs, _rate_times_slots, _slots,
+                                  _starts)
 from sessiondata.engine import Engine
 from sessiondata.synthetic import universe
 
@@ -138,6 +139,23 @@ def test_starts_equal_unique(n):
     np.testing.assert_array_equal(got_inv, inv)
     np.testing.assert_array_equal(got_len, length[first])
     assert got_u.dtype == np.int64 and got_len.dtype == np.int64
+
+
+def test_member_runs_give_back_membership_and_its_sums():
+    rng = np.random.default_rng(5)
+    member = rng.random((30, 40)) < 0.7
+    member[0] = False          # never a member
+    member[1] = True           # always
+    member[2, ::2] = True      # every other session
+    member[2, 1::2] = False
+    sym, first, end = _member_runs(member)
+    back = np.zeros_like(member)
+    for s, a, b in zip(sym.tolist(), first.tolist(), end.tolist()):
+        assert a < b and not back[s, a:b].any()
+        back[s, a:b] = True
+    np.testing.assert_array_equal(back, member)
+    assert 0 not in sym.tolist() and sym.tolist() == sorted(sym.tolist())
+    assert _member_runs(np.zeros((3, 0), bool))[0].size == 0
 
 # -- the export's datasets, written on a thread while the summary is made ------------------
 
