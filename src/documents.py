@@ -1,9 +1,14 @@
 """The session documents: one JSON document per session, built from the model's columns.
 
-Reads :class:`~sessiondata.results.RunResult` (never the reverse): every number of a document
-is taken from lists made once per interval and column, every gap range is made once, so a
-year of 500 symbols is built without a Python object per bar.  :func:`dumps` is the one JSON
-writer (orjson).  The schema is ``SessionData.to_json``'s; see DESIGN.md, "JSON export".
+Reads :class:`~sessiondata.results.RunResult` (never the reverse).  Two paths, held equal
+byte for byte by the tests: the files of an export are rendered by compiled code
+(``_core/render.pyx``, :class:`_Documents`) straight from the columns, laid out once per run,
+into text, without the GIL and without a Python object per cell; :func:`session_docs` gives
+the documents as dicts (the reference, and the live registry's ``to_json``), every number
+taken from lists made once per interval and column.  :func:`dumps` is the one JSON writer
+(orjson): the renderer writes only the numbers whose text is orjson's by construction and
+takes the others' text from it.  The schema is ``SessionData.to_json``'s; see DESIGN.md,
+"JSON export".
 """
 
 from __future__ import annotations
@@ -63,8 +68,8 @@ def session_docs(run: RunResult, sessions: Sequence[int] | None = None) -> list[
 
 
 class _Layout:
-    """The columns of a run's documents, laid out once (before the documents are shared out
-    among processes): per interval, lists in cell order ``j = session * symbols + symbol``
+    """The columns of a run's documents as :func:`session_docs` reads them, laid out once:
+    per interval, lists in cell order ``j = session * symbols + symbol``
     (the order in which the documents read them: symbol by symbol inside a session, no
     stride through memory), every gap range made once."""
 
