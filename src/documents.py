@@ -431,29 +431,38 @@ def start_session_docs(run: RunResult, folder: Path, *,
     """Start writing the session documents (see :func:`write_session_docs`) and return the
     function that waits for them.
 
-    The columns are laid out here, once.  With ``workers`` > 1 (and at least
-    ``MIN_SESSIONS_PER_WORKER`` sessions a thread), ``workers - 1`` threads render and write
+    The columns are laid out once, by the first thread.  With ``workers`` > 1 (and at least
+    ``MIN_SESSIONS_PER_WORKER`` sessions a thread), ``workers - 1`` threads lay out and write
     a share of the documents each, while this thread is free until it waits (the export
     writes its gap dataset, summary and manifest meanwhile).  A share is rendered and
     written in one call without the GIL: a thread that took the GIL back once per file
     would wait for it behind this busy thread each time (up to the switch interval).  Else
-    the documents are written when it waits.  Waiting raises when a thread failed (its
-    error chained)."""
+    the documents are laid out and written when it waits.  Waiting raises when a thread
+    failed (its error chained)."""
     n_k = run.windows.n_sessions
-    docs = _Documents(run)
     threads = max(0, min(workers - 1, n_k // MIN_SESSIONS_PER_WORKER))
     if threads == 0:
-        return lambda: docs.write(range(n_k), folder)
+        return lambda: _Documents(run).write(range(n_k), folder)
     errors: list[BaseException] = []
+    laid_out: list[_Documents] = []
+    ready = threading.Event()
 
-    def work(share: range) -> None:
+    def work(i: int, share: range) -> None:
         try:
-            docs.write(share, folder)
+            if i == 0:
+                try:
+                    laid_out.append(_Documents(run))
+                finally:
+                    ready.set()
+            else:
+                ready.wait()
+            if laid_out:   # else the first thread's error says why
+                laid_out[0].write(share, folder)
         except BaseException as exc:  # handed to wait(), which raises it
             errors.append(exc)
 
     cuts = np.linspace(0, n_k, threads + 1).astype(int).tolist()
-    pool = [threading.Thread(target=work, args=(range(cuts[i], cuts[i + 1]),),
+    pool = [threading.Thread(target=work, args=(i, range(cuts[i], cuts[i + 1])),
                              name=f"sessiondata-docs-{i}", daemon=True)
             for i in range(threads)]
     for t in pool:
