@@ -311,3 +311,21 @@ def test_real_files_exported_equal_the_dict_documents(name, anomalies, tmp_path)
     assert names == sorted(f"{label}.json" for label in run.sessions)
     for label, text in zip(run.sessions, expected):
         assert (out / "sessions" / f"{label}.json").read_bytes() == text, label
+
+
+def test_a_layout_that_fails_in_the_first_thread_fails_the_wait(weekly, tmp_path,
+                                                                monkeypatch):
+    result = _run(weekly, first="2024-03-04", last="2024-03-29")
+    monkeypatch.setattr(documents, "MIN_SESSIONS_PER_WORKER", 3)
+
+    def broken(run):
+        raise ValueError("interval 1m: gap kind codes outside 0..4")
+
+    monkeypatch.setattr(documents, "_renderer", broken)
+    with pytest.raises(RuntimeError, match="1 of 3 threads writing the session documents") \
+            as caught:
+        documents.write_session_docs(result, tmp_path, workers=4)
+    assert isinstance(caught.value.__cause__, ValueError)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ValueError, match="gap kind codes"):   # one thread: raised as it is
+        documents.write_session_docs(result, tmp_path, workers=1)
