@@ -235,12 +235,18 @@ def _renderer(run: RunResult) -> "render.SessionRenderer":
     n_s, n_k = len(run.symbols), run.windows.n_sessions
     tz = run.calendar.tz
     names = list(run.intervals)
+    n_iv = len(names)
     texts = _Texts()
-    ints, floats, alts, offsets = [], [], [], []
+    # Filled in place, interval by interval: no stack of copies (the layout's peak memory).
+    ints = np.empty((n_iv, 5, n_s, n_k), np.int64)
+    floats = np.empty((n_iv, 3, n_s, n_k), np.float64)
+    alts = np.empty((n_iv, 3, n_s, n_k), np.int32)
+    offsets = np.empty((n_iv, n_s * n_k + 1), np.int64)
+    digits = (_SCORE_DIGITS, _COVERAGE_DIGITS, _DATA_QUALITY_DIGITS)
     g_parts: dict[str, list[np.ndarray]] = {f: [] for f in ("start", "end", "count", "kind",
                                                           "activity", "share")}
     n_g = 0
-    for t in run.intervals.values():
+    for i, t in enumerate(run.intervals.values()):
         keys = t.gap_symbol * n_k + t.gap_session
         if len(keys) > 1:
             step = np.diff(keys)
@@ -255,22 +261,22 @@ def _renderer(run: RunResult) -> "render.SessionRenderer":
         def gaps(col: np.ndarray) -> np.ndarray:
             return col if order is None else col[order]
 
-        offsets.append(np.searchsorted(keys, np.arange(n_s * n_k + 1)) + n_g)
+        offsets[i] = np.searchsorted(keys, np.arange(n_s * n_k + 1))
+        offsets[i] += n_g
         n_g += len(keys)
         g_parts["start"].append(gaps(t.gap_start))
         g_parts["end"].append(gaps(t.gap_end))
         g_parts["count"].append(gaps(t.gap_count))
         e = t.expected
-        lost = t.lost if t.lost is not None else np.zeros(e.shape, np.int64)
-        ints.append(np.stack([t.bars, e, t.present, t.partial, lost]).astype(np.int64,
-                                                                             copy=False))
-        cell_floats = np.stack([rounded_array(quality_score(t.covered, e), _SCORE_DIGITS),
-                                rounded_array(t.covered, _COVERAGE_DIGITS),
-                                rounded_array(data_quality(e, lost), _DATA_QUALITY_DIGITS)
-                                if t.gap_kind is not None else np.zeros(e.shape)])
-        floats.append(cell_floats)
-        alts.append(np.stack([texts.floats(f, d) for f, d in zip(
-            cell_floats, (_SCORE_DIGITS, _COVERAGE_DIGITS, _DATA_QUALITY_DIGITS))]))
+        lost = t.lost if t.lost is not None else 0
+        for f, col in enumerate((t.bars, e, t.present, t.partial, lost)):
+            ints[i, f] = col
+        floats[i, 0] = rounded_array(quality_score(t.covered, e), _SCORE_DIGITS)
+        floats[i, 1] = rounded_array(t.covered, _COVERAGE_DIGITS)
+        floats[i, 2] = (rounded_array(data_quality(e, lost), _DATA_QUALITY_DIGITS)
+                        if t.gap_kind is not None else 0.0)
+        for f, d in enumerate(digits):
+            alts[i, f] = texts.floats(floats[i, f], d)
         if t.gap_kind is not None:
             assert t.gap_activity is not None and t.gap_share is not None
             kind = gaps(t.gap_kind)
@@ -331,20 +337,17 @@ def _renderer(run: RunResult) -> "render.SessionRenderer":
     no_anomaly = texts.add(_dumpb(_NO_ANOMALY))
     blob, text_off = texts.arrays()
 
-    def stacked(parts: list[np.ndarray], shape: tuple[int, ...], dtype: Any) -> np.ndarray:
-        return np.ascontiguousarray(np.stack(parts) if parts else np.zeros(shape), dtype)
-
+    scored = np.zeros((n_iv, n_s), np.uint8)
+    for i, t in enumerate(run.intervals.values()):
+        scored[i] = t.scored
     return render.SessionRenderer(
-        stacked(ints, (0, 5, n_s, n_k), np.int64),
-        stacked(floats, (0, 3, n_s, n_k), np.float64),
-        stacked(alts, (0, 3, n_s, n_k), np.int32),
-        stacked(offsets, (0, n_s * n_k + 1), np.int64),
+        ints, floats, alts, offsets,
         local[:len(g_start)], local[len(g_start):],
         joined("count", np.int64), joined("kind", np.int8), activity, share,
         activity_alt, share_alt,
         np.array([t.gap_kind is not None for t in run.intervals.values()], np.uint8),
         iv_name,
-        stacked([t.scored for t in run.intervals.values()], (0, n_s), np.uint8),
+        scored,
         symbol_ivs, symbol_head,
         np.ascontiguousarray(run.member, np.uint8), np.ascontiguousarray(run.loaded, np.uint8),
         rejected, tail, anomalies, kind_name,
