@@ -277,6 +277,8 @@ REAL = {
     "binance": ("ADABTC-1m-2021-11-27.csv", "--format", "binance", "--calendar", "24/7"),
     "lean": ("lean/equity/usa/minute/aapl/20140605_trade.zip", "--format", "lean",
              "--calendar", "XNYS"),
+    "databento": ("futures_ohlcv-1m_2024-07-01T23-40_2024-07-02T00-10.dbn.zst",
+                  "--format", "databento", "--calendar", "CME_GLOBEX"),
 }
 
 
@@ -290,6 +292,9 @@ def test_real_files_exported_equal_the_dict_documents(name, anomalies, tmp_path)
     path, *options = REAL[name]
     if not (DATA / path).exists():
         pytest.skip("shared data not present")
+    if name == "databento":
+        pytest.importorskip("databento_dbn")
+        pytest.importorskip("zstandard")
     extra = [] if anomalies == "default" else ["--anomalies", "none"]
     runs = []
     original = ex.write_run
