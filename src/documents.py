@@ -1,18 +1,22 @@
 """The session documents: one JSON document per session, built from the model's columns.
 
-Reads :class:`~sessiondata.results.RunResult` (never the reverse): every number of a document
-is taken from lists made once per interval and column, every gap range is made once, so a
-year of 500 symbols is built without a Python object per bar.  :func:`dumps` is the one JSON
-writer (orjson).  The schema is ``SessionData.to_json``'s; see DESIGN.md, "JSON export".
+Reads :class:`~sessiondata.results.RunResult` (never the reverse).  Two paths, held equal
+byte for byte by the tests: the files of an export are rendered by compiled code
+(``_core/render.pyx``, :class:`_Documents`) straight from the columns, laid out once per run,
+into text, without the GIL and without a Python object per cell; :func:`session_docs` gives
+the documents as dicts (the reference, and the live registry's ``to_json``), every number
+taken from lists made once per interval and column.  :func:`dumps` is the one JSON writer
+(orjson): the renderer writes only the numbers whose text is orjson's by construction and
+takes the others' text from it.  The schema is ``SessionData.to_json``'s; see DESIGN.md,
+"JSON export".
 """
 
 from __future__ import annotations
 
+import errno
 import os
-import traceback
-import warnings
+import threading
 from pathlib import Path
-from itertools import chain
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
@@ -26,8 +30,10 @@ from .results import (
     local_time,
     paused_gc,
     quality_score,
+    seconds_of_day,
     times_of_day,
 )
+from ._core import render
 
 if TYPE_CHECKING:  # pragma: no cover
     from .calendar import Calendar
@@ -62,8 +68,8 @@ def session_docs(run: RunResult, sessions: Sequence[int] | None = None) -> list[
 
 
 class _Layout:
-    """The columns of a run's documents, laid out once (before the documents are shared out
-    among processes): per interval, lists in cell order ``j = session * symbols + symbol``
+    """The columns of a run's documents as :func:`session_docs` reads them, laid out once:
+    per interval, lists in cell order ``j = session * symbols + symbol``
     (the order in which the documents read them: symbol by symbol inside a session, no
     stride through memory), every gap range made once."""
 
@@ -173,236 +179,236 @@ def _doc_maker(run: RunResult) -> Callable[[int], dict[str, Any]]:
 
     return make
 
-def _texts(values: Sequence[Any]) -> list[str]:
-    """Each value of a flat list of numbers, booleans and None as orjson writes it inside a
-    document: one :func:`dumps` of the list, split at its commas (none occurs inside such a
-    value)."""
-    if not len(values):
-        return []
-    return _dump(values)[1:-1].split(",")
-
-
 def _dump(value: Any) -> str:
     """``value`` as compact JSON text (no final newline)."""
     return dumps(value, indent=False)[:-1].decode()
 
 
-_chain = chain.from_iterable
+def _dumpb(value: Any) -> bytes:
+    """``value`` as compact JSON bytes (no final newline)."""
+    return dumps(value, indent=False)[:-1]
 
 
-def _format(pattern: str, cols: Sequence[Sequence[str]]) -> list[str]:
-    """``[pattern % row for row in zip(*cols)]``, by one ``%`` over all the rows."""
-    n = len(cols[0]) if cols else 0
-    if not n:
-        return []
-    return ((pattern + "\x1f") * n % tuple(_chain(zip(*cols)))).split("\x1f")[:-1]
+# Decimals of the rounded floats of a document: quality score, coverage, data quality, and a
+# gap's activity and share of symbols missing.
+_SCORE_DIGITS, _COVERAGE_DIGITS, _DATA_QUALITY_DIGITS, _GAP_DIGITS = 4, 6, 4, 4
 
 
-def _doc_writer(run: RunResult, k0: int = 0,
-                k1: int | None = None) -> Callable[[int], tuple[str, bytes]]:
-    """A function that makes the compact JSON text of session ``k`` (``k0 <= k < k1``)'s
-    document, from columns laid out for those sessions only (each process that writes
-    documents lays out its own share of the sessions): the bytes
-    ``dumps(make(k), indent=False)`` gives for :func:`_doc_maker`'s ``make``, from the same
-    model columns but without a dict per (symbol, session, interval).
+class _Texts:
+    """The texts the renderer copies as they are (names, rejected reasons, anomaly sections,
+    floats it does not write itself), each by its index in one blob."""
 
-    Each symbol's part of a document has the same shape in every session (its intervals,
-    which are scored, which carry kinds or anomalies), so its text is made once here as a
-    ``%`` template; a session's document is then one ``%`` of the templates of its symbols
-    over its fields, each field's text made by orjson for the whole session at once
-    (:func:`_texts`): the per-value work is C.  ``tests/test_documents_text.py`` holds the
-    two paths equal."""
-    n_s = len(run.symbols)
-    k1 = run.windows.n_sessions if k1 is None else k1
-    n_k = k1 - k0
-    n_cells = n_s * n_k
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def add(self, text: bytes) -> int:
+        self.parts.append(text)
+        return len(self.parts) - 1
+
+    def floats(self, values: np.ndarray, digits: int) -> np.ndarray:
+        """Per value of ``values`` (rounded to ``digits`` decimals): -1 where the renderer
+        writes it, else the index of orjson's text of it (NaN: ``null``; ``-0.0``, tiny and
+        huge values: orjson's forms), made once per distinct value."""
+        flat = np.ascontiguousarray(values, np.float64).ravel()
+        alt = np.full(flat.shape, -1, np.int32)
+        other = np.flatnonzero(render.plain_floats(flat, digits) == 0)
+        if len(other):
+            bits, inverse = np.unique(flat[other].view(np.int64), return_inverse=True)
+            index = np.array([self.add(_dumpb(float(v))) for v in bits.view(np.float64)],
+                             np.int32)
+            alt[other] = index[inverse.ravel()]
+        return alt.reshape(np.shape(values))
+
+    def arrays(self) -> tuple[bytes, np.ndarray]:
+        offsets = np.zeros(len(self.parts) + 1, np.int64)
+        np.cumsum([len(p) for p in self.parts], out=offsets[1:])
+        return b"".join(self.parts), offsets
+
+
+def _renderer(run: RunResult) -> "render.SessionRenderer":
+    """The compiled writer of ``run``'s documents (``_core/render.pyx``), from the model's
+    columns laid out once: per interval and field an array of symbols x sessions, the gaps
+    of all intervals in one set of arrays (by interval, symbol, session, start) with each
+    cell's slice, and the few texts that stay Python's (names, rejected reasons, scored
+    spans cut inside a session, anomaly sections, floats orjson writes in a form of its
+    own)."""
+    n_s, n_k = len(run.symbols), run.windows.n_sessions
     tz = run.calendar.tz
-    ks = slice(k0, k1)
-    # -- fields: per cell (j = (k - k0) * n_s + s), a list whose session slice is turned into text
-    static: dict[Any, list] = {}      # field -> per-cell values (text made per session)
-    ready: dict[Any, list[str]] = {}  # field -> per-cell text (mostly a default)
-    ranges_of: dict[str, tuple[list[int], list[str]]] = {}
-    kinds_of: dict[str, tuple[list[int], list[str]]] = {}
-    rejected = ["{}"] * n_cells
-    for (s, k), reasons in (run.rejected or {}).items():
-        if reasons and k0 <= k < k1:
-            rejected[(k - k0) * n_s + s] = _dump(reasons)
-    ready["rejected"] = rejected
-    static["loaded"] = run.loaded[:, ks].T.ravel().tolist()
-    scored_of: dict[str, list[bool]] = {}
-    for name, t in run.intervals.items():
-        order = np.lexsort((t.gap_start, t.gap_symbol, t.gap_session))
-        if k0 > 0 or k1 < run.windows.n_sessions:  # the gaps of these sessions
-            g_k = t.gap_session[order]
-            order = order[int(np.searchsorted(g_k, k0)):int(np.searchsorted(g_k, k1))]
-        g_start, g_end, g_count = t.gap_start[order], t.gap_end[order], t.gap_count[order]
-        keys = (t.gap_session[order] - k0) * n_s + t.gap_symbol[order]
-        starts, ends = times_of_day(g_start, g_end, tz)
-        e = t.expected[:, ks].T.ravel()
-        cov = t.covered[:, ks].T.ravel()
-        present = t.present[:, ks].T.ravel()
-        offsets = np.searchsorted(keys, np.arange(n_cells + 1))
-        static[name, "bars"] = t.bars[:, ks].T.ravel().tolist()
-        static[name, "expected"] = e.tolist()
-        static[name, "present"] = present.tolist()
-        static[name, "missing_q"] = (e - present).tolist()
-        static[name, "partial"] = t.partial[:, ks].T.ravel().tolist()
-        static[name, "coverage"] = rounded(cov, 6)
-        static[name, "score"] = rounded(quality_score(cov, e), 4)
-        static[name, "gap_count"] = np.diff(offsets).tolist()
-        static[name, "missing"] = (np.bincount(keys, weights=g_count, minlength=n_cells)
-                                   .astype(np.int64).tolist())
-        cols: list[list] = [_texts(starts), _texts(ends), _texts(g_count.tolist())]
-        pattern = '"start_time":%s,"end_time":%s,"bar_count":%s'
+    names = list(run.intervals)
+    n_iv = len(names)
+    texts = _Texts()
+    # Filled in place, interval by interval: no stack of copies (the layout's peak memory).
+    ints = np.empty((n_iv, 5, n_s, n_k), np.int64)
+    floats = np.empty((n_iv, 3, n_s, n_k), np.float64)
+    alts = np.empty((n_iv, 3, n_s, n_k), np.int32)
+    offsets = np.empty((n_iv, n_s * n_k + 1), np.int64)
+    digits = (_SCORE_DIGITS, _COVERAGE_DIGITS, _DATA_QUALITY_DIGITS)
+    g_parts: dict[str, list[np.ndarray]] = {f: [] for f in ("start", "end", "count", "kind",
+                                                          "activity", "share")}
+    n_g = 0
+    for i, t in enumerate(run.intervals.values()):
+        keys = t.gap_symbol * n_k + t.gap_session
+        if len(keys) > 1:
+            step = np.diff(keys)
+            if not np.all((step > 0) | ((step == 0) & (np.diff(t.gap_start) >= 0))):
+                order = np.lexsort((t.gap_start, t.gap_session, t.gap_symbol))
+                keys = keys[order]
+            else:
+                order = None
+        else:
+            order = None
+
+        def gaps(col: np.ndarray) -> np.ndarray:
+            return col if order is None else col[order]
+
+        offsets[i] = np.searchsorted(keys, np.arange(n_s * n_k + 1))
+        offsets[i] += n_g
+        n_g += len(keys)
+        g_parts["start"].append(gaps(t.gap_start))
+        g_parts["end"].append(gaps(t.gap_end))
+        g_parts["count"].append(gaps(t.gap_count))
+        e = t.expected
+        lost = t.lost if t.lost is not None else 0
+        for f, col in enumerate((t.bars, e, t.present, t.partial, lost)):
+            ints[i, f] = col
+        floats[i, 0] = rounded_array(quality_score(t.covered, e), _SCORE_DIGITS)
+        floats[i, 1] = rounded_array(t.covered, _COVERAGE_DIGITS)
+        floats[i, 2] = (rounded_array(data_quality(e, lost), _DATA_QUALITY_DIGITS)
+                        if t.gap_kind is not None else 0.0)
+        for f, d in enumerate(digits):
+            alts[i, f] = texts.floats(floats[i, f], d)
         if t.gap_kind is not None:
             assert t.gap_activity is not None and t.gap_share is not None
-            kinds = t.gap_kind[order]
-            share = np.round(t.gap_share[order], 4)
-            cols += [[f'"{k}"' for k in kind_names(kinds)],
-                     _texts(np.round(t.gap_activity[order], 4).tolist()),
-                     _texts([None if v != v else v for v in share.tolist()])]
-            pattern += ',"kind":%s,"activity":%s,"share_missing":%s'
-            counts = t.gap_count[order]
-            # Per cell, the gaps and missing bars of each kind present, in the kinds'
-            # order: each (cell, kind) entry's text by one ``%``, grouped by cell.
-            per_kind = np.stack([np.bincount(keys, weights=kinds == i, minlength=n_cells)
-                                 for i in range(len(KINDS))], axis=1).astype(np.int64)
-            miss = np.stack([np.bincount(keys, weights=np.where(kinds == i, counts, 0),
-                                         minlength=n_cells)
-                             for i in range(len(KINDS))], axis=1).astype(np.int64)
-            cell, kind = np.nonzero(per_kind)
-            names_k = [_dump(n) for n in KINDS]
-            kcols = [[names_k[i] for i in kind.tolist()],
-                     _texts(per_kind[cell, kind].tolist()), _texts(miss[cell, kind].tolist())]
-            kinds_of[name] = (
-                np.searchsorted(cell, np.arange(n_cells + 1)).tolist(),
-                _format('%s:{"gap_count":%s,"missing_bars":%s}', kcols))
-            lost = (t.lost[:, ks] if t.lost is not None
-                    else np.zeros((n_s, n_k), np.int64)).T.ravel()
-            static[name, "lost"] = lost.tolist()
-            static[name, "data_quality"] = rounded(data_quality(e, lost), 4)
-        # Every range's text (inside its braces) by one ``%`` over all of them.
-        ranges_of[name] = (offsets.tolist(), _format(pattern, cols))
-        scored_of[name] = t.scored.tolist()
-    anomaly_iv, anomaly_cells = _anomaly_sections(run)
-    anomalies_by_k: dict[int, dict[int, str]] = {}
-    for j, a_cell in anomaly_cells.items():
-        if not k0 <= j // n_s < k1:
-            continue
-        anomalies_by_k.setdefault(j // n_s, {})[j % n_s] = _dump(a_cell)
-    no_anomaly = _dump(_NO_ANOMALY)
-    s_open, s_close = run.windows.session_open_ns, run.windows.session_close_ns
-    tails: dict[int, dict[int, str]] = {}
-    late = run.since_ns[:, ks] > s_open[None, ks]
-    early = run.until_ns[:, ks] < s_close[None, ks]
-    for s, kk in zip(*np.nonzero(late | early)):
-        s, kk = int(s), int(kk)
-        k = kk + k0
-        tail = ""
-        if late[s, kk]:
-            tail += f',"scored_from":{_dump(local_time(int(run.since_ns[s, k]), tz).isoformat())}'
-        if early[s, kk]:
-            tail += f',"scored_to":{_dump(local_time(int(run.until_ns[s, k]), tz).isoformat())}'
-        tails.setdefault(k, {})[s] = tail
-
-    # -- the template of each symbol's part and the fields it reads, in order
-    def esc(text: str) -> str:
-        return text.replace("%", "%%")
-
-    templates: list[str] = []
-    fields_of: list[tuple[Any, ...]] = []
-    for s in range(n_s):
-        key = _dump(run.symbols[s])
-        tpl = esc(f'{key}:{{"symbol":{key},"base_interval":{_dump(run.base_of(s))},'
-                  f'"derived_intervals":{_dump(list(run.derived_of(s)))},"is_loaded":')
-        tpl += '%s,"rejected":%s,"intervals":{'
-        fields: list[Any] = ["loaded", "rejected"]
-        ivs = []
-        for name in run.intervals_of(s):
-            if not run.intervals[name].has[s]:
-                continue
-            iv = esc(_dump(name)) + ':{"bars":%s'
-            fields.append((name, "bars"))
-            if scored_of[name][s]:
-                iv += (',"quality":{"score":%s,"expected":%s,"present":%s,"missing":%s,'
-                       '"partial":%s,"coverage":%s,"rejected":%s')
-                fields += [(name, f) for f in ("score", "expected", "present", "missing_q",
-                                               "partial", "coverage")]
-                fields.append("rejected")
-                if name in kinds_of:
-                    iv += ',"data_quality":%s,"lost":%s'
-                    fields += [(name, "data_quality"), (name, "lost")]
-                iv += "}"
-            iv += ',"gaps":{"gap_count":%s,"missing_bars":%s,"ranges":%s'
-            fields += [(name, "gap_count"), (name, "missing"), (name, "ranges")]
-            if name in kinds_of:
-                iv += ',"kinds":%s'
-                fields.append((name, "kinds"))
-            iv += "}"
-            if name == anomaly_iv:
-                iv += ',"anomalies":%s'
-                fields.append("anomalies")
-            ivs.append(iv + "}")
-        templates.append(tpl + ",".join(ivs) + "}%s}")
-        fields.append("tail")
-        fields_of.append(tuple(fields))
-    uniform = len(set(fields_of)) == 1
-    cache: dict[tuple[int, ...], list[str]] = {}
-
-    def session_field(f: Any, k: int, a: int, b: int) -> list[str]:
-        """The text of field ``f`` of every symbol in session ``k`` (cells ``a:b``)."""
-        if f in static:
-            return _texts(static[f][a:b])
-        if f in ready:
-            return ready[f][a:b]
-        if f == "tail" or f == "anomalies":
-            over = (tails if f == "tail" else anomalies_by_k).get(k)
-            out = [("" if f == "tail" else no_anomaly)] * n_s
-            for s, text in (over or {}).items():
-                out[s] = text
-            return out
-        name, what = f
-        if what == "ranges":
-            offsets, elems = ranges_of[name]
-            return ["[{" + "},{".join(elems[offsets[j]:offsets[j + 1]]) + "}]"
-                    if offsets[j + 1] > offsets[j] else "[]" for j in range(a, b)]
-        offsets, elems = kinds_of[name]  # what == "kinds"
-        return ["{" + ",".join(elems[offsets[j]:offsets[j + 1]]) + "}"
-                if offsets[j + 1] > offsets[j] else "{}" for j in range(a, b)]
-
-    def write(k: int) -> tuple[str, bytes]:
-        sl = run.windows.session_slice(k)
-        label = str(run.sessions[k])
-        head = _dump(session_fields(label, run.windows.open_ns[sl], run.windows.close_ns[sl],
-                                    run.calendar))
-        members = tuple(np.flatnonzero(run.member[:, k]).tolist())
-        tpl = cache.get(members)
-        if tpl is None:
-            # The fixed text between the fields: joined with them below, not parsed by a
-            # ``%`` per session (no control character is in JSON text: \x01 marks ``%%``).
-            joined = ",".join(templates[s] for s in members).replace("%%", "\x01")
-            tpl = cache[members] = [t.replace("\x01", "%") for t in joined.split("%s")]
-        a = (k - k0) * n_s
-        needed = fields_of[0] if uniform else tuple(dict.fromkeys(
-            f for s in members for f in fields_of[s]))
-        texts = {f: session_field(f, k, a, a + n_s) for f in dict.fromkeys(needed)}
-        if uniform:
-            cols = [texts[f] for f in fields_of[0]]
-            if len(members) < n_s:
-                pick = members
-                cols = [[c[s] for s in pick] for c in cols]
-            values = list(_chain(zip(*cols)))
+            kind = gaps(t.gap_kind)
+            if len(kind) and (kind.min() < 0 or kind.max() >= len(KINDS)):
+                raise ValueError(f"interval {t.name}: gap kind codes outside 0..{len(KINDS) - 1}")
+            g_parts["kind"].append(kind)
+            g_parts["activity"].append(np.round(gaps(t.gap_activity), _GAP_DIGITS))
+            g_parts["share"].append(np.round(gaps(t.gap_share), _GAP_DIGITS))
         else:
-            values = [texts[f][s] for s in members for f in fields_of[s]]
-        parts = [""] * (2 * len(values) + 1)
-        parts[0::2] = tpl
-        parts[1::2] = values
-        symbols = "".join(parts) if members else ""
-        doc = (f'{head[:-1]},"symbols":{{{symbols}}},'
-               f'"unknown_bars":{_dump(run.unknown[k])}}}' + "\n")
-        return label, doc.encode()
+            g_parts["kind"].append(np.zeros(len(keys), np.int8))
+            g_parts["activity"].append(np.zeros(len(keys)))
+            g_parts["share"].append(np.zeros(len(keys)))
 
-    return write
+    def joined(col: str, dtype: Any) -> np.ndarray:
+        parts = g_parts[col]
+        return np.ascontiguousarray(np.concatenate(parts) if parts else np.zeros(0), dtype)
+
+    g_start, g_end = joined("start", np.int64), joined("end", np.int64)
+    local = seconds_of_day(np.concatenate([g_start, g_end]), tz).astype(np.int32)
+    activity, share = joined("activity", np.float64), joined("share", np.float64)
+    activity_alt = texts.floats(activity, _GAP_DIGITS)
+    share_alt = texts.floats(share, _GAP_DIGITS)
+
+    rejected = np.full((n_s, n_k), -1, np.int32)
+    for (s, k), reasons in (run.rejected or {}).items():
+        if reasons:
+            rejected[s, k] = texts.add(_dumpb(reasons))
+    tail = np.full((n_s, n_k), -1, np.int32)
+    late = run.since_ns > run.windows.session_open_ns[None, :]
+    early = run.until_ns < run.windows.session_close_ns[None, :]
+    for s, k in zip(*np.nonzero(late | early)):
+        s, k = int(s), int(k)
+        text = ""
+        if late[s, k]:
+            text += f',"scored_from":{_dump(local_time(int(run.since_ns[s, k]), tz).isoformat())}'
+        if early[s, k]:
+            text += f',"scored_to":{_dump(local_time(int(run.until_ns[s, k]), tz).isoformat())}'
+        tail[s, k] = texts.add(text.encode())
+    anomaly_name, anomaly_cells = _anomaly_sections(run)
+    anomalies = np.full((n_s, n_k), -1, np.int32)
+    for j, cell in anomaly_cells.items():
+        anomalies[j % n_s, j // n_s] = texts.add(_dumpb(cell))
+
+    symbol_ivs = np.full((n_s, max(1, len(names))), -1, np.int32)
+    symbol_head = np.zeros(n_s, np.int32)
+    for s in range(n_s):
+        mine = [names.index(n) for n in run.intervals_of(s) if run.intervals[n].has[s]]
+        if len(mine) > symbol_ivs.shape[1]:
+            symbol_ivs = np.pad(symbol_ivs, ((0, 0), (0, len(mine) - symbol_ivs.shape[1])),
+                                constant_values=-1)
+        symbol_ivs[s, :len(mine)] = mine
+        key = _dump(run.symbols[s])
+        symbol_head[s] = texts.add(
+            f'{key}:{{"symbol":{key},"base_interval":{_dump(run.base_of(s))},'
+            f'"derived_intervals":{_dump(list(run.derived_of(s)))},"is_loaded":'.encode())
+    iv_name = np.array([texts.add(_dumpb(n) + b':{"bars":') for n in names], np.int32)
+    kind_name = np.array([texts.add(_dumpb(k)) for k in KINDS], np.int32)
+    no_anomaly = texts.add(_dumpb(_NO_ANOMALY))
+    blob, text_off = texts.arrays()
+
+    scored = np.zeros((n_iv, n_s), np.uint8)
+    for i, t in enumerate(run.intervals.values()):
+        scored[i] = t.scored
+    return render.SessionRenderer(
+        ints, floats, alts, offsets,
+        local[:len(g_start)], local[len(g_start):],
+        joined("count", np.int64), joined("kind", np.int8), activity, share,
+        activity_alt, share_alt,
+        np.array([t.gap_kind is not None for t in run.intervals.values()], np.uint8),
+        iv_name,
+        scored,
+        symbol_ivs, symbol_head,
+        np.ascontiguousarray(run.member, np.uint8), np.ascontiguousarray(run.loaded, np.uint8),
+        rejected, tail, anomalies, kind_name,
+        np.frombuffer(blob, np.uint8), text_off,
+        names.index(anomaly_name) if anomaly_name in names else -1, no_anomaly,
+        (_SCORE_DIGITS, _COVERAGE_DIGITS, _DATA_QUALITY_DIGITS), _GAP_DIGITS)
+
+
+class _Documents:
+    """A run's session documents as text, from its columns laid out once (:func:`_renderer`):
+    one session's bytes (:meth:`text`) or the files of many (:meth:`write`), rendered by
+    compiled code without the GIL, so threads may call both at once."""
+
+    def __init__(self, run: RunResult):
+        self.run = run
+        self.renderer = _renderer(run)
+
+    def parts(self, k: int) -> tuple[str, bytes, bytes]:
+        """Session ``k``'s label and the text of its document around the symbols."""
+        run, windows = self.run, self.run.windows
+        label = str(run.sessions[k])
+        sl = windows.session_slice(k)
+        head = _dumpb(session_fields(label, windows.open_ns[sl], windows.close_ns[sl],
+                                     run.calendar))[:-1] + b',"symbols":{'
+        foot = b'},"unknown_bars":' + _dumpb(run.unknown[k]) + b"}\n"
+        return label, head, foot
+
+    def text(self, k: int) -> tuple[str, bytes]:
+        """Session ``k``'s label and the compact JSON of its document."""
+        label, head, foot = self.parts(k)
+        return label, self.renderer.render(k, head, foot)
+
+    def write(self, sessions: Sequence[int], folder: Path) -> None:
+        """Write the documents of ``sessions`` as ``folder/<session>.json``: rendered and
+        written by the compiled code in one call without the GIL (on POSIX; on Windows
+        from Python, one session at a time)."""
+        parts = [self.parts(k) for k in sessions]
+        if os.name == "nt":  # pragma: no cover - fopen there takes no UTF-8 paths
+            for (label, head, foot), k in zip(parts, sessions):
+                (folder / f"{label}.json").write_bytes(self.renderer.render(k, head, foot))
+            return
+        paths = [os.fsencode(folder / f"{label}.json") for label, _, _ in parts]
+        failed = self.renderer.write_files(list(sessions), [p[1] for p in parts],
+                                           [p[2] for p in parts], paths)
+        if failed is not None:
+            i, err = failed
+            path = os.fsdecode(paths[i])
+            if err == 0:
+                raise ValueError(f"the document of session {parts[i][0]}: a float the "
+                                 "renderer cannot write was given no text")
+            if err == errno.ENOMEM:
+                raise MemoryError(f"out of memory rendering {path}")
+            raise OSError(err, f"writing the session document: {os.strerror(err)}", path)
+
+
+def _doc_writer(run: RunResult) -> Callable[[int], tuple[str, bytes]]:
+    """A function that makes the compact JSON text of session ``k``'s document (its label
+    and bytes): what ``dumps(make(k), indent=False)`` gives for :func:`_doc_maker`'s
+    ``make``, from the same model columns, written by the compiled renderer.
+    ``tests/test_documents_text.py`` holds the two paths equal."""
+    return _Documents(run).text
 
 
 def iter_session_docs(run: RunResult,
@@ -417,91 +423,87 @@ def iter_session_docs(run: RunResult,
 def write_session_docs(run: RunResult, folder: Path, *, workers: int = 1) -> None:
     """Write every session's document as ``folder/<session>.json`` (compact JSON).
 
-    With ``workers`` > 1 (and ``os.fork``), the sessions are shared out among forked
-    processes that inherit the run (nothing is pickled); each lays out the columns of its
-    own sessions and builds and writes their documents (:func:`_doc_writer`), in parallel:
-    it is Python work under one GIL.  A worker that fails makes the call fail (its
-    traceback is printed)."""
+    The documents are rendered and written by compiled code without the GIL
+    (:class:`_Documents`); with ``workers`` > 1 (and enough sessions) by threads (see
+    :func:`start_session_docs`).  A thread that fails makes the call fail."""
     start_session_docs(run, folder, workers=workers)()
 
 
 def start_session_docs(run: RunResult, folder: Path, *,
                        workers: int = 1) -> Callable[[], None]:
     """Start writing the session documents (see :func:`write_session_docs`) and return the
-    function that waits for them.  With ``workers`` > 1 (and ``os.fork``) every share of
-    the sessions is written by a forked process and this one is free until it waits (the
-    export writes its gap dataset, summary and manifest meanwhile); else the documents are
-    written when it waits.  Waiting raises when a process failed (its traceback printed)."""
+    function that waits for them.
+
+    The columns are laid out once, by the first thread.  With ``workers`` > 1 (and at least
+    ``MIN_SESSIONS_PER_WORKER`` sessions a thread), ``workers - 1`` threads lay out and write
+    a share of the documents each, while this thread is free until it waits (the export
+    writes its gap dataset, summary and manifest meanwhile).  A share is rendered and
+    written in one call without the GIL: a thread that took the GIL back once per file
+    would wait for it behind this busy thread each time (up to the switch interval).  Else
+    the documents are laid out and written when it waits.  Waiting raises when a thread
+    failed (its error chained)."""
     n_k = run.windows.n_sessions
-    workers = max(1, min(workers, n_k // MIN_SESSIONS_PER_WORKER))
-    if workers == 1 or not hasattr(os, "fork"):
-        return lambda: _write_docs(run, 0, n_k, folder)
-    dumps({})  # orjson imported before the fork
-    pids: list[int] = []
-    try:
-        for chunk in np.array_split(np.arange(n_k), workers):
-            with warnings.catch_warnings():
-                # Python 3.12 warns on fork() beside threads (pyarrow's idle pools here):
-                # the children run only this module's Python, orjson and file writes.
-                warnings.simplefilter("ignore", DeprecationWarning)
-                pid = os.fork()
-            if pid == 0:  # pragma: no cover - the child's exit code is what the parent sees
-                code = 1
+    threads = max(0, min(workers - 1, n_k // MIN_SESSIONS_PER_WORKER))
+    if threads == 0:
+        return lambda: _Documents(run).write(range(n_k), folder)
+    errors: list[BaseException] = []
+    laid_out: list[_Documents] = []
+    ready = threading.Event()
+
+    def work(i: int, share: range) -> None:
+        try:
+            if i == 0:
                 try:
-                    _write_docs(run, int(chunk[0]), int(chunk[-1]) + 1, folder)
-                    code = 0
-                except BaseException:
-                    traceback.print_exc()
+                    laid_out.append(_Documents(run))
                 finally:
-                    os._exit(code)
-            pids.append(pid)
-    except BaseException:
-        _reap(pids)
-        raise
+                    ready.set()
+            else:
+                ready.wait()
+            if laid_out:   # else the first thread's error says why
+                laid_out[0].write(share, folder)
+        except BaseException as exc:  # handed to wait(), which raises it
+            errors.append(exc)
+
+    cuts = np.linspace(0, n_k, threads + 1).astype(int).tolist()
+    pool = [threading.Thread(target=work, args=(i, range(cuts[i], cuts[i + 1])),
+                             name=f"sessiondata-docs-{i}", daemon=True)
+            for i in range(threads)]
+    for t in pool:
+        t.start()
 
     def wait() -> None:
-        failed = _reap(pids)
-        if failed:
-            raise RuntimeError(f"{failed} of {workers} processes writing the session "
-                               f"documents into {folder} failed (tracebacks above)")
+        for t in pool:
+            t.join()
+        if errors:
+            raise RuntimeError(f"{len(errors)} of {threads} threads writing the session "
+                               f"documents into {folder} failed: {errors[0]!r}") from errors[0]
 
     return wait
-
-
-def _reap(pids: list[int]) -> int:
-    """Wait for the processes ``pids`` (once); how many failed."""
-    failed = 0
-    while pids:
-        _, status = os.waitpid(pids.pop(), 0)
-        failed += os.waitstatus_to_exitcode(status) != 0
-    return failed
 
 
 MIN_SESSIONS_PER_WORKER = 32
 
 
-def _write_docs(run: RunResult, k0: int, k1: int, folder: Path) -> None:
-    write = _doc_writer(run, k0, k1)
-    for k in range(k0, k1):
-        # Compact: a session of 500 symbols is ~1.6 MB so, ~2.5x that indented
-        # (`python -m json.tool` shows one indented).
-        label, text = write(k)
-        (folder / f"{label}.json").write_bytes(text)
-
-
 def rounded(values: np.ndarray, digits: int) -> list[float]:
-    """``[round(v, digits) for v in values]``, by array: ``np.round`` (scale, round half to
-    even, unscale) agrees with Python's correctly rounded ``round`` except where the scaled
-    value is not exact and lies next to a half; those few are rounded by Python."""
+    """``[round(v, digits) for v in values]``, by array (see :func:`rounded_array`)."""
+    return rounded_array(values, digits).tolist()
+
+
+def rounded_array(values: np.ndarray, digits: int) -> np.ndarray:
+    """``round(v, digits)`` of each of ``values`` (float64, same shape), by array:
+    ``np.round`` (scale, round half to even, unscale) agrees with Python's correctly rounded
+    ``round`` except where the scaled value is not exact and lies next to a half; those few
+    are rounded by Python."""
     values = np.asarray(values, np.float64)
     scaled = values * 10.0 ** digits
     out = np.round(scaled) / 10.0 ** digits
     frac = np.abs(scaled - np.floor(scaled) - 0.5)
-    doubt = np.flatnonzero((frac < 1e-6) | ~np.isfinite(scaled) | (np.abs(scaled) > 2.0**52))
-    result = out.tolist()
+    with np.errstate(invalid="ignore"):
+        doubt = np.flatnonzero((frac < 1e-6) | ~np.isfinite(scaled) | (np.abs(scaled) > 2.0**52))
+    flat_in, flat_out = values.ravel(), out.reshape(-1)
     for i in doubt.tolist():
-        result[i] = round(float(values[i]), digits)
-    return result
+        flat_out[i] = round(float(flat_in[i]), digits)
+    return out
 
 
 def dumps(doc: Any, *, indent: bool = True) -> bytes:

@@ -190,16 +190,21 @@ def times_of_day(start_ns: np.ndarray, end_ns: np.ndarray, tz: Any) -> tuple[lis
     if len(start_ns) == 0:
         return [], []
     table = _table_of_times()
-    lo = int(min(start_ns.min(), end_ns.min()))
-    hi = int(max(start_ns.max(), end_ns.max()))
-    points, offsets = _offset_steps(lo, hi, tz)
-    out = []
-    for ns in (start_ns, end_ns):
-        secs = ns // 1_000_000_000
-        k = np.searchsorted(points, secs, side="right") - 1
-        local = (secs + offsets[k]) % 86_400
-        out.append([table[s] for s in local.tolist()])
-    return out[0], out[1]
+    local = seconds_of_day(np.concatenate([start_ns, end_ns]), tz).tolist()
+    n = len(start_ns)
+    return [table[s] for s in local[:n]], [table[s] for s in local[n:]]
+
+
+def seconds_of_day(ns: np.ndarray, tz: Any) -> np.ndarray:
+    """The exchange-local second of the day (int64, 0 .. 86,399) of UTC nanosecond instants,
+    computed by array for a zone's offsets (what :func:`times_of_day` writes)."""
+    ns = np.asarray(ns, np.int64)
+    if len(ns) == 0:
+        return np.zeros(0, np.int64)
+    points, offsets = _offset_steps(int(ns.min()), int(ns.max()), tz)
+    secs = ns // 1_000_000_000
+    k = np.searchsorted(points, secs, side="right") - 1
+    return (secs + offsets[k]) % 86_400
 
 
 def _offset_steps(lo_ns: int, hi_ns: int, tz: Any) -> tuple[np.ndarray, np.ndarray]:

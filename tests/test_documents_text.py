@@ -1,9 +1,9 @@
-"""The session documents as written (``documents._doc_writer``: text from ``%`` templates
-and orjson's text of whole columns) are byte for byte ``dumps(session_doc, indent=False)``
-(``documents._doc_maker``: a dict per document), on runs that hold every optional part of a
-document: symbols in some sessions only, bars rejected, scored spans cut inside a session,
-gap kinds, anomalies, odd symbol names; and for any share of the sessions a process lays
-out (``k0 .. k1``)."""
+"""The session documents as written (``documents._doc_writer`` and the files of
+``write_session_docs``: compiled from the model's columns by ``_core/render.pyx``) are byte
+for byte ``dumps(session_doc, indent=False)`` (``documents._doc_maker``: a dict per
+document), on runs that hold every optional part of a document: symbols in some sessions
+only, bars rejected, scored spans cut inside a session, gap kinds, anomalies, odd symbol
+names; for any share of the sessions written in one call, and by threads."""
 
 from __future__ import annotations
 
@@ -25,16 +25,31 @@ def _walk(ts: np.ndarray, seed: int) -> sd.Bars:
                    .astype(float))
 
 
-def _assert_same(result, splits=((0, None),)) -> int:
+def _assert_same(result, splits=((0, None),), folder=None) -> int:
     expected = [dumps(d, indent=False) for d in session_docs(result)]
     n_k = result.windows.n_sessions
-    for k0, k1 in splits:
-        k1 = n_k if k1 is None else k1
-        write = documents._doc_writer(result, k0, k1)
-        for k in range(k0, k1):
-            label, text = write(k)
-            assert label == str(result.sessions[k])
-            assert text == expected[k], (k0, k1, k)
+    write = documents._doc_writer(result)
+    for k in range(n_k):
+        label, text = write(k)
+        assert label == str(result.sessions[k])
+        assert text == expected[k], k
+    if folder is not None:
+        docs = documents._Documents(result)
+        for i, (k0, k1) in enumerate(splits):
+            k1 = n_k if k1 is None else k1
+            share = folder / f"share{i}"
+            share.mkdir()
+            docs.write(range(k0, k1), share)
+            assert sorted(p.name for p in share.iterdir()) == sorted(
+                f"{result.sessions[k]}.json" for k in range(k0, k1))
+            for k in range(k0, k1):
+                assert (share / f"{result.sessions[k]}.json").read_bytes() == expected[k], k
+        for workers in (1, 3):
+            every = folder / f"workers{workers}"
+            every.mkdir()
+            documents.write_session_docs(result, every, workers=workers)
+            assert [(every / f"{label}.json").read_bytes() for label in result.sessions] \
+                == expected
     return n_k
 
 
@@ -43,7 +58,7 @@ def weekly():
     return sd.Calendar.weekly("America/New_York", "09:30", "16:00", "Mon-Fri")
 
 
-def test_text_equals_dict_documents_with_every_optional_part(weekly):
+def test_text_equals_dict_documents_with_every_optional_part(weekly, tmp_path):
     first = weekly.session_windows("2024-03-04")
     last = weekly.session_windows("2024-03-15")
     o, c = int(first.open_ns[0]), int(last.close_ns[-1])
@@ -72,11 +87,11 @@ def test_text_equals_dict_documents_with_every_optional_part(weekly):
     assert result.rejected, "the run must hold rejected bars"
     assert not result.member.all(), "a symbol must be absent from some session"
     assert any(t.gap_kind is not None for t in result.intervals.values())
-    n_k = _assert_same(result, [(0, None), (0, 3), (3, 7), (7, None)])
+    n_k = _assert_same(result, [(0, None), (0, 3), (3, 7), (7, None)], tmp_path)
     assert n_k == 10
 
 
-def test_text_equals_dict_documents_with_anomalies():
+def test_text_equals_dict_documents_with_anomalies(tmp_path):
     cal = sd.Calendar.always()
     ts = np.datetime64("2024-01-01", "ns").astype(np.int64) + np.arange(5 * 1440) * MINUTE
     bars = _walk(ts, 1)
@@ -88,7 +103,7 @@ def test_text_equals_dict_documents_with_anomalies():
     assert spiked is not None
     result = sd.run({"S": spiked, "T": _walk(ts, 2)}, cal, derived=("15m",))
     assert result.anomalies is not None and len(result.anomalies), "anomalies must be found"
-    _assert_same(result, [(0, None), (1, 4)])
+    _assert_same(result, [(0, None), (1, 4)], tmp_path)
 
 
 def test_text_equals_dict_documents_of_the_cli_sample(tmp_path):
@@ -108,7 +123,7 @@ def test_text_equals_dict_documents_of_the_cli_sample(tmp_path):
     finally:
         ex.write_run = original
     run = runs[0]
-    _assert_same(run, [(0, None), (1, 2)])
+    _assert_same(run, [(0, None), (1, 2)], tmp_path)
     for k, doc in enumerate(session_docs(run)):
         written = (tmp_path / "out" / "sessions" / f"{doc['session']}.json").read_bytes()
         assert written == dumps(doc, indent=False)

@@ -416,10 +416,10 @@ def test_sessions_outside_every_symbols_span_are_no_part_of_the_run(tmp_path):
     assert validate_export(tmp_path / "out") == []
 
 
-def test_session_documents_written_by_forked_workers_equal_the_serial_ones(tmp_path,
-                                                                           monkeypatch):
-    """Issue 18 item 5: the documents are built from columns laid out once, in parallel
-    processes; byte for byte what one process writes.  A failing worker fails the call."""
+def test_session_documents_written_by_threads_equal_the_serial_ones(tmp_path, monkeypatch):
+    """Issue 18 item 5: the documents are built from columns laid out once, by threads
+    (compiled, without the GIL); byte for byte what one thread writes.  A failing thread
+    fails the call."""
     from sessiondata import documents
 
     rng = np.random.default_rng(7)
@@ -432,33 +432,28 @@ def test_session_documents_written_by_forked_workers_equal_the_serial_ones(tmp_p
         data[name] = sd.Bars(t, p, p, p, p, p)
     result = sd.run(data, sd.Calendar.always(), derived=("15m",))
     assert len(result.sessions) >= 2 * documents.MIN_SESSIONS_PER_WORKER
-    one, two = tmp_path / "one", tmp_path / "two"
+    one, three = tmp_path / "one", tmp_path / "three"
     one.mkdir()
-    two.mkdir()
+    three.mkdir()
     documents.write_session_docs(result, one, workers=1)
-    documents.write_session_docs(result, two, workers=2)
+    documents.write_session_docs(result, three, workers=3)   # two threads
     names = sorted(p.name for p in one.iterdir())
-    assert names == sorted(p.name for p in two.iterdir()) and len(names) == 70
-    assert all((one / n).read_bytes() == (two / n).read_bytes() for n in names)
+    assert names == sorted(p.name for p in three.iterdir()) and len(names) == 70
+    assert all((one / n).read_bytes() == (three / n).read_bytes() for n in names)
     assert (one / names[0]).read_bytes() == dumps(session_docs(result, [0])[0], indent=False)
 
-    original = documents._doc_writer
-    parent = os.getpid()  # each process lays out its own sessions: after the fork
+    original = documents._Documents.write
 
-    def broken(run, k0=0, k1=None):
-        make = original(run, k0, k1)
+    def broken(self, sessions, folder):
+        if sessions[0] > 0:   # the second share only
+            raise RuntimeError("a thread's document failed")
+        return original(self, sessions, folder)
 
-        def fails_in_a_child(k):
-            if os.getpid() != parent and k0 > 0:   # the second share only
-                raise RuntimeError("a worker's document failed")
-            return make(k)
-        return fails_in_a_child
-
-    monkeypatch.setattr(documents, "_doc_writer", broken)
-    three = tmp_path / "three"
-    three.mkdir()
-    with pytest.raises(RuntimeError, match="1 of 2 processes writing the session documents"):
-        documents.write_session_docs(result, three, workers=2)
+    monkeypatch.setattr(documents._Documents, "write", broken)
+    four = tmp_path / "four"
+    four.mkdir()
+    with pytest.raises(RuntimeError, match="1 of 2 threads writing the session documents"):
+        documents.write_session_docs(result, four, workers=3)
 
 
 @pytest.mark.parametrize("threads", (1, 2))
