@@ -486,10 +486,10 @@ def write_run(run: RunResult, folder: str | os.PathLike, *, fmt: str = "parquet"
               provenance: dict[str, Any] | None = None, workers: int = 1,
               docs: Callable[[RunResult, Path], None] | None = None) -> Path:
     """Write a run's session documents, gap dataset and manifest into ``folder`` (a staging
-    folder: see :func:`staged`); ``bars`` is the writer the engine filled; ``workers``
-    processes build the documents (``documents.start_session_docs``: forked, while this
-    process writes the rest and makes ``summary(run)`` when it is a function, while a
-    thread writes the gap and anomaly datasets: ``summary`` must only read the run), or
+    folder: see :func:`staged`); ``bars`` is the writer the engine filled; ``workers`` - 1
+    threads render and write the documents (``documents.start_session_docs``: compiled,
+    without the GIL) while this thread makes ``summary(run)`` when it is a function and
+    another writes the gap and anomaly datasets (``summary`` must only read the run), or
     ``docs(run, folder)`` does (``DaskExecutor.write_docs``: on the workers)."""
     folder = Path(folder)
     sessions = folder / "sessions"
