@@ -10,6 +10,18 @@ from hypothesis import HealthCheck, settings
 
 LONG = os.environ.get("SESSIONDATA_LONG", "0") not in ("", "0", "false", "False")
 
+# The exchange calendars' on-disk cache of this test session, not the user's: a stored
+# calendar keeps the widest range any earlier process asked for (tests widen it by a year at
+# a time), so tests that widen it would depend on what ran on this machine before, and would
+# grow the user's cache.  Tests of the cache itself set their own folder.
+if "SESSIONDATA_CACHE" not in os.environ:
+    import atexit
+    import shutil
+    import tempfile
+
+    os.environ["SESSIONDATA_CACHE"] = tempfile.mkdtemp(prefix="sessiondata-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["SESSIONDATA_CACHE"], ignore_errors=True)
+
 _COMMON = dict(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
