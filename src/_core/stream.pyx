@@ -20,12 +20,12 @@ import numpy as np
 
 from common cimport (
     FAULT_DUPLICATE, FAULT_MISALIGNED, FAULT_NONE, FAULT_OUTSIDE, FAULT_OVERFLOW,
-    FAULT_LATE, FAULT_UNSORTED, N_FAULTS, Bucket, ColumnStore, GapWalker, GridCursor, Rollup, f64, grid_locate,
+    FAULT_LATE, FAULT_UNSORTED, N_FAULTS, BarRow, Bucket, BarStore, GapWalker, GridCursor, Rollup, f64, grid_locate,
     bucket_add, bucket_expected, i64, price_fault, slots_in_window, rollup_emit, rollup_feed, rollup_init,
     rollup_run, store_append, as_i64, check_grid, store_free, store_init, add_sat, step_end,
     store_nbytes, store_push, store_reserve, store_resize, store_set, store_snapshot, walker_finish, walker_start,
     walker_step_to,
-    bucket_slots, grid_next, run_end, slots_from, span, sub_sat, u64,
+    bucket_slots, store_row, grid_next, run_end, slots_from, span, sub_sat, u64,
 )
 
 cdef extern from "Python.h":
@@ -154,34 +154,26 @@ cdef inline i64 _grace_until(i64 now_ns, i64 base_ns, i64 grace) noexcept nogil:
     return sub_sat(now_ns, base_ns * grace)
 
 
-cdef inline Py_ssize_t _search(const i64* a, Py_ssize_t n, i64 x) noexcept nogil:
-    """The first index whose value is >= x in the sorted a[:n] (binary search)."""
-    cdef Py_ssize_t lo = 0, hi = n, mid
+cdef inline Py_ssize_t _search(BarStore* s, i64 x) noexcept nogil:
+    """The first row of a store whose ts is >= x (binary search; rows are sorted)."""
+    cdef Py_ssize_t lo = 0, hi = s.n, mid
     while lo < hi:
         mid = (lo + hi) >> 1
-        if a[mid] < x:
+        if store_row(s, mid).ts < x:
             lo = mid + 1
         else:
             hi = mid
     return lo
 
 
-cdef inline int _store_insert(ColumnStore* s, Py_ssize_t i, i64 t, f64 o, f64 h, f64 l, f64 c,
+cdef inline int _store_insert(BarStore* s, Py_ssize_t i, i64 t, f64 o, f64 h, f64 l, f64 c,
                               f64 v, i64 count, f64 coverage) noexcept nogil:
     """Insert one bar at row i (the rows from i move up one); -1 when memory ran out."""
     cdef Py_ssize_t m = s.n - i
     if s.n >= s.cap and store_reserve(s, s.n + 1) != 0:
         return -1
     if m > 0:
-        memmove(s.ts + i + 1, s.ts + i, m * sizeof(i64))
-        memmove(s.open + i + 1, s.open + i, m * sizeof(f64))
-        memmove(s.high + i + 1, s.high + i, m * sizeof(f64))
-        memmove(s.low + i + 1, s.low + i, m * sizeof(f64))
-        memmove(s.close + i + 1, s.close + i, m * sizeof(f64))
-        memmove(s.volume + i + 1, s.volume + i, m * sizeof(f64))
-        if s.with_counts:
-            memmove(s.count + i + 1, s.count + i, m * sizeof(i64))
-            memmove(s.coverage + i + 1, s.coverage + i, m * sizeof(f64))
+        memmove(store_row(s, i + 1), store_row(s, i), m * s.stride)
     s.n += 1
     store_set(s, i, t, o, h, l, c, v, count, coverage)
     return 0
@@ -189,44 +181,34 @@ cdef inline int _store_insert(ColumnStore* s, Py_ssize_t i, i64 t, f64 o, f64 h,
 
 # One bar, and one change a revision made (kept in C: a revision runs no Python code, so no
 # other thread can come in while the stores are being mended).
-cdef struct Row:
-    i64 ts
-    f64 open
-    f64 high
-    f64 low
-    f64 close
-    f64 volume
-    i64 count
-    f64 coverage
-
-
 cdef struct Revision:
     Py_ssize_t k        # the interval (-1: the base)
     bint had_old        # False: the slot or bucket was empty
-    Row old
-    Row new
+    BarRow old
+    BarRow new
 
 
-cdef inline Row _row(ColumnStore* s, Py_ssize_t i) noexcept nogil:
-    cdef Row r
-    r.ts = s.ts[i]
-    r.open = s.open[i]
-    r.high = s.high[i]
-    r.low = s.low[i]
-    r.close = s.close[i]
-    r.volume = s.volume[i]
-    r.count = s.count[i] if s.with_counts else 1
-    r.coverage = s.coverage[i] if s.with_counts else 1.0
+cdef inline BarRow _row(BarStore* s, Py_ssize_t i) noexcept nogil:
+    cdef BarRow r
+    cdef BarRow* q = store_row(s, i)
+    r.ts = q.ts
+    r.open = q.open
+    r.high = q.high
+    r.low = q.low
+    r.close = q.close
+    r.volume = q.volume
+    r.count = q.count if s.with_counts else 1       # (a base row has no count: 48 bytes)
+    r.coverage = q.coverage if s.with_counts else 1.0
     return r
 
 
-cdef inline bint _same(Row a, Row b) noexcept nogil:
+cdef inline bint _same(BarRow a, BarRow b) noexcept nogil:
     return (a.ts == b.ts and a.open == b.open and a.high == b.high and a.low == b.low
             and a.close == b.close and a.volume == b.volume and a.count == b.count
             and a.coverage == b.coverage)
 
 
-cdef dict _bar_dict(Row r):
+cdef dict _bar_dict(BarRow r):
     return {"ts": r.ts, "open": r.open, "high": r.high, "low": r.low, "close": r.close,
             "volume": r.volume, "count": r.count, "coverage": r.coverage}
 
@@ -435,10 +417,10 @@ cdef class SymbolStream:
     cdef const i64* w_open
     cdef const i64* w_close
     cdef Py_ssize_t n_windows
-    cdef ColumnStore base
+    cdef BarStore base
     cdef GapWalker gaps
     cdef Rollup* rollups
-    cdef ColumnStore* derived
+    cdef BarStore* derived
     cdef Py_ssize_t* parent      # the interval each derived one is fed from (-1: the base)
     # Events (see collect/scan): what was already reported, so that the bar path records
     # nothing of its own; only a session with subscribers looks at these.
@@ -472,7 +454,7 @@ cdef class SymbolStream:
 
     def __cinit__(self):
         store_init(&self.base, False)
-        self.derived = <ColumnStore*> calloc(MAX_DERIVED, sizeof(ColumnStore))
+        self.derived = <BarStore*> calloc(MAX_DERIVED, sizeof(BarStore))
         self.rollups = <Rollup*> calloc(MAX_DERIVED, sizeof(Rollup))
         self.parent = <Py_ssize_t*> calloc(MAX_DERIVED, sizeof(Py_ssize_t))
         self.emitted = <Py_ssize_t*> calloc(MAX_DERIVED, sizeof(Py_ssize_t))
@@ -561,7 +543,8 @@ cdef class SymbolStream:
         cdef Py_ssize_t k = self.n_derived, i, j, p = -1
         cdef i64 best = 0, s
         cdef Rollup* r
-        cdef ColumnStore* src
+        cdef BarStore* src
+        cdef BarRow* q
         cdef int rc = 0
         if k >= MAX_DERIVED:
             raise ValueError(f"at most {MAX_DERIVED} derived intervals per symbol")
@@ -577,7 +560,7 @@ cdef class SymbolStream:
                 best = s
                 p = j
         self._keep.append((go, gc, gb, gl))
-        if self.derived[k].ts == NULL:
+        if self.derived[k].block == NULL:
             store_init(&self.derived[k], True)
         self.derived[k].n = 0       # a reset stream keeps its buffers
         self.derived[k].max_rows = _slots(&go[0], &gc[0], go.shape[0], step_ns)
@@ -593,15 +576,17 @@ cdef class SymbolStream:
             r.feed_step = best
             src = &self.derived[p]
             for i in range(src.n):
-                rc = rollup_feed(r, src.ts[i], src.open[i], src.high[i], src.low[i],
-                                 src.close[i], src.volume[i], src.count[i], &self.derived[k])
+                q = store_row(src, i)
+                rc = rollup_feed(r, q.ts, q.open, q.high, q.low, q.close, q.volume, q.count,
+                                 &self.derived[k])
                 if rc < 0:
                     break
         else:
             src = &self.base
             for i in range(src.n):
-                rc = rollup_feed(r, src.ts[i], src.open[i], src.high[i], src.low[i],
-                                 src.close[i], src.volume[i], 1, &self.derived[k])
+                q = store_row(src, i)
+                rc = rollup_feed(r, q.ts, q.open, q.high, q.low, q.close, q.volume, 1,
+                                 &self.derived[k])
                 if rc < 0:
                     break
         if rc < 0:
@@ -634,14 +619,15 @@ cdef class SymbolStream:
         """Feed the bars derived interval k just closed (its last ``closed`` rows) to the
         intervals fed from it.  Returns the bars closed in all, or -1 when memory ran out."""
         cdef Py_ssize_t j, i
-        cdef ColumnStore* src = &self.derived[k]
+        cdef BarStore* src = &self.derived[k]
+        cdef BarRow* q
         cdef int total = 0, rc
         i = src.n - closed
         for j in range(k + 1, self.n_derived):
             if self.parent[j] != k:
                 continue
-            if src.ts[i] < self.rollups[j].closed_until or (
-                    self.rollups[j].bucket.active and src.ts[i] < self.rollups[j].bucket.start):
+            if store_row(src, i).ts < self.rollups[j].closed_until or (
+                    self.rollups[j].bucket.active and store_row(src, i).ts < self.rollups[j].bucket.start):
                 # A bar for a bucket already closed (advance closed it before its finer bars
                 # came, which only the revise policy takes): revised, never opened again.
                 rc = self._cascade_late(k, j, i, src.n)
@@ -649,9 +635,9 @@ cdef class SymbolStream:
                     return -1
                 total += rc
                 continue
-            rc = rollup_run(&self.rollups[j], src.ts + i, src.open + i, src.high + i,
-                            src.low + i, src.close + i, src.volume + i, src.count + i,
-                            closed, &self.derived[j])
+            q = store_row(src, i)
+            rc = rollup_run(&self.rollups[j], &q.ts, &q.open, &q.high, &q.low, &q.close,
+                            &q.volume, &q.count, closed, src.stride // 8, &self.derived[j])
             if rc < 0:
                 return -1
             if rc > 0:
@@ -667,7 +653,7 @@ cdef class SymbolStream:
         session's slots at once for a dense symbol (its derived stores too), else an eighth
         more.  0, or -1 when memory ran out (nothing is lost)."""
         cdef Py_ssize_t k
-        cdef ColumnStore* d
+        cdef BarStore* d
         if (self.base.cap >= DENSE_AT and need <= self.base.max_rows <= DENSE_MAX_ROWS
                 and self.gaps.missing * 16 <= self.gaps.present):
             if store_resize(&self.base, self.base.max_rows) != 0:
@@ -904,7 +890,7 @@ cdef class SymbolStream:
         for k in range(self.n_derived):
             if self.parent[k] >= 0:
                 continue
-            closed = rollup_run(&self.rollups[k], t, o, h, lo, c, v, NULL, m,
+            closed = rollup_run(&self.rollups[k], t, o, h, lo, c, v, NULL, m, 1,
                                 &self.derived[k])
             if closed < 0:
                 return -1
@@ -987,7 +973,7 @@ cdef class SymbolStream:
         cdef Py_ssize_t i, k
         cdef bint in_order, replaced, left, right
         cdef int rc = 0
-        cdef ColumnStore* b = &self.base
+        cdef BarStore* b = &self.base
         cdef Revision* rv
         if f != FAULT_NONE:
             return f
@@ -999,8 +985,8 @@ cdef class SymbolStream:
         if t != probe.slot_start:
             return FAULT_MISALIGNED
         in_order = b.n == 0 or t > self.last_ns
-        i = _search(b.ts, b.n, t)
-        replaced = i < b.n and b.ts[i] == t
+        i = _search(b, t)
+        replaced = i < b.n and store_row(b, i).ts == t
         self.n_revs = 0
         self.rg_on = False
         rv = &self.revs[0]
@@ -1024,9 +1010,9 @@ cdef class SymbolStream:
             # A slot counted missing is filled: its run shrinks, splits in two, or ends.
             self.gaps.present += 1
             self.gaps.missing -= 1
-            left = t == self.w_open[probe.window] or (i > 0 and b.ts[i - 1] == t - self.base_ns)
+            left = t == self.w_open[probe.window] or (i > 0 and store_row(b, i - 1).ts == t - self.base_ns)
             right = probe.slot_end == self.w_close[probe.window] or (
-                i + 1 < b.n and b.ts[i + 1] == probe.slot_end)
+                i + 1 < b.n and store_row(b, i + 1).ts == probe.slot_end)
             if left and right:
                 self.gaps.runs -= 1
             elif not left and not right:
@@ -1038,11 +1024,11 @@ cdef class SymbolStream:
                 self.rg_t = t
                 self.rg_t_end = probe.slot_end
                 self.rg_s = self.w_open[probe.window]
-                if i > 0 and b.ts[i - 1] >= self.rg_s:
-                    self.rg_s = b.ts[i - 1] + self.base_ns
+                if i > 0 and store_row(b, i - 1).ts >= self.rg_s:
+                    self.rg_s = store_row(b, i - 1).ts + self.base_ns
                 self.rg_e = self.w_close[probe.window]
-                if i + 1 < b.n and b.ts[i + 1] < self.rg_e:
-                    self.rg_e = b.ts[i + 1]
+                if i + 1 < b.n and store_row(b, i + 1).ts < self.rg_e:
+                    self.rg_e = store_row(b, i + 1).ts
                 self.rg_n = <i64> slots_from(self.rg_s, self.rg_e, self.base_ns)
         self.last_closed = 0
         for k in range(self.n_derived):
@@ -1079,26 +1065,28 @@ cdef class SymbolStream:
         """Rows i0..n of interval k into interval j one by one: a row whose bucket of j was
         closed revises it (and the buckets fed from j that hold it), the others are fed.
         Returns the bars closed, or -1 when memory ran out."""
-        cdef ColumnStore* src = &self.derived[k]
+        cdef BarStore* src = &self.derived[k]
         cdef Rollup* r = &self.rollups[j]
         cdef Py_ssize_t i
         cdef GridCursor probe
         cdef bint passed
         cdef int rc, total = 0
+        cdef BarRow* q
         for i in range(i0, n):
             probe.window = 0
             probe.slot_start = NO_BAR
             probe.slot_end = NO_BAR
             passed = False
-            if grid_locate(&probe, r.g_open, r.g_close, r.n_windows, r.step_ns, src.ts[i]):
+            if grid_locate(&probe, r.g_open, r.g_close, r.n_windows, r.step_ns, store_row(src, i).ts):
                 passed = (probe.slot_start < r.bucket.start if r.bucket.active
                           else probe.slot_start < r.closed_until)
             if passed:
-                if self._revise_up(j, src.ts[i]) < 0:
+                if self._revise_up(j, store_row(src, i).ts) < 0:
                     return -1
                 continue
-            rc = rollup_feed(r, src.ts[i], src.open[i], src.high[i], src.low[i],
-                             src.close[i], src.volume[i], src.count[i], &self.derived[j])
+            q = store_row(src, i)
+            rc = rollup_feed(r, q.ts, q.open, q.high, q.low, q.close, q.volume, q.count,
+                             &self.derived[j])
             if rc > 0:
                 total += rc
                 rc = self._cascade(j, rc)
@@ -1124,15 +1112,16 @@ cdef class SymbolStream:
         closed bar is replaced (or, for a bucket that was empty, inserted), the bar being
         built is recomputed, a bucket not begun is left to the feed."""
         cdef Rollup* r = &self.rollups[k]
-        cdef ColumnStore* out = &self.derived[k]
-        cdef ColumnStore* src
+        cdef BarStore* out = &self.derived[k]
+        cdef BarStore* src
         cdef GridCursor probe
         cdef Py_ssize_t p = self.parent[k], lo, hi, i, j, w
         cdef i64 bs, be, expected, cnt
         cdef f64 ho, hh, hl, hc, hv
         cdef bint passed, active, left, right
         cdef int rc = 0
-        cdef Row old
+        cdef BarRow old
+        cdef BarRow* q
         cdef Revision* rv
         probe.window = 0
         probe.slot_start = NO_BAR
@@ -1151,8 +1140,8 @@ cdef class SymbolStream:
             # New to this interval: fed exactly as _accept feeds it.
             return self._feed_counted(k, t, o, h, l, c, v, 1)
         src = &self.base if p < 0 else &self.derived[p]
-        lo = _search(src.ts, src.n, bs)
-        hi = _search(src.ts, src.n, be)
+        lo = _search(src, bs)
+        hi = _search(src, be)
         if not (passed or active):
             # A coarser bucket not begun: a finer bar that the revision just made (inserted
             # in a finer bucket that had been passed over) is the only one of it, and is later
@@ -1160,25 +1149,26 @@ cdef class SymbolStream:
             if p < 0:
                 return 0
             for i in range(lo, hi):
-                if self._feed_counted(k, src.ts[i], src.open[i], src.high[i], src.low[i],
-                                      src.close[i], src.volume[i], src.count[i]) < 0:
+                q = store_row(src, i)
+                if self._feed_counted(k, q.ts, q.open, q.high, q.low, q.close, q.volume,
+                                      q.count) < 0:
                     return -1
             return 0
         if hi <= lo:
             return 0
-        ho = src.open[lo]
-        hh = src.high[lo]
-        hl = src.low[lo]
+        ho = store_row(src, lo).open
+        hh = store_row(src, lo).high
+        hl = store_row(src, lo).low
         hv = 0.0
         cnt = 0
         for i in range(lo, hi):
-            if src.high[i] > hh:
-                hh = src.high[i]
-            if src.low[i] < hl:
-                hl = src.low[i]
-            hv += src.volume[i]
-            cnt += src.count[i] if p >= 0 else 1
-        hc = src.close[hi - 1]
+            if store_row(src, i).high > hh:
+                hh = store_row(src, i).high
+            if store_row(src, i).low < hl:
+                hl = store_row(src, i).low
+            hv += store_row(src, i).volume
+            cnt += store_row(src, i).count if p >= 0 else 1
+        hc = store_row(src, hi - 1).close
         if active:
             r.bucket.open = ho
             r.bucket.high = hh
@@ -1188,8 +1178,8 @@ cdef class SymbolStream:
             r.bucket.count = cnt
             return 0
         expected = r.g_base_slots[w] if r.step_ns <= 0 else bucket_slots(bs, be, r.base_ns)
-        j = _search(out.ts, out.n, bs)
-        if j < out.n and out.ts[j] == bs:
+        j = _search(out, bs)
+        if j < out.n and store_row(out, j).ts == bs:
             old = _row(out, j)
             store_set(out, j, bs, ho, hh, hl, hc, hv, cnt, <f64> cnt / <f64> expected)
             if record and not _same(old, _row(out, j)) and self.n_revs < MAX_REVS:
@@ -1209,12 +1199,12 @@ cdef class SymbolStream:
             self.drg_t[k] = bs
             self.drg_t_end[k] = be
             self.drg_s[k] = r.g_open[w]
-            if j > 0 and out.ts[j - 1] >= r.g_open[w]:
+            if j > 0 and store_row(out, j - 1).ts >= r.g_open[w]:
                 self.drg_s[k] = _grid_end(r.g_open, r.g_close, r.n_windows, r.step_ns,
-                                          out.ts[j - 1])
+                                          store_row(out, j - 1).ts)
             self.drg_e[k] = r.g_close[w]
-            if j + 1 < out.n and out.ts[j + 1] < self.drg_e[k]:
-                self.drg_e[k] = out.ts[j + 1]
+            if j + 1 < out.n and store_row(out, j + 1).ts < self.drg_e[k]:
+                self.drg_e[k] = store_row(out, j + 1).ts
         if j < self.emitted[k]:
             self.emitted[k] += 1
         if not r.bucket.active and be > r.closed_until:
@@ -1222,8 +1212,8 @@ cdef class SymbolStream:
         if bs < r.gaps.next_slot:
             r.gaps.present += 1
             r.gaps.missing -= 1
-            left = bs == r.g_open[w] or (j > 0 and out.ts[j - 1] == bs - r.step_ns)
-            right = be == r.g_close[w] or (j + 1 < out.n and out.ts[j + 1] == be)
+            left = bs == r.g_open[w] or (j > 0 and store_row(out, j - 1).ts == bs - r.step_ns)
+            right = be == r.g_close[w] or (j + 1 < out.n and store_row(out, j + 1).ts == be)
             if left and right:
                 r.gaps.runs -= 1
             elif not left and not right:
@@ -1337,9 +1327,10 @@ cdef class SymbolStream:
         cdef i64 an[RUN_CAP]
         cdef i64 t, end, a_end
         cdef int fault = 0
-        cdef ColumnStore* s
+        cdef BarStore* s
         cdef Event ev
         cdef Revision* rv
+        cdef BarRow* q
         cdef object name
         if self.seen_n != self.base.n and self.gaps.runs == self.seen.runs \
                 and self.ann_until == NO_BAR:
@@ -1351,7 +1342,7 @@ cdef class SymbolStream:
             w = self.seen
             name = self._name(-1)
             for i in range(self.seen_n, self.base.n):
-                t = self.base.ts[i]
+                t = store_row(&self.base, i).ts
                 # The runs the clock announced ahead of the bars, as they were told.
                 na = 0
                 if self.ann_until != NO_BAR:
@@ -1434,14 +1425,15 @@ cdef class SymbolStream:
             if self.emitted[k] < s.n and wanted & (1 << EV_BAR_CLOSED):
                 name = self._name(k)
                 for i in range(self.emitted[k], s.n):
-                    ev = _event(EV_BAR_CLOSED, symbol, name, s.ts[i], NO_BAR, 0)
-                    ev._o = s.open[i]
-                    ev._h = s.high[i]
-                    ev._l = s.low[i]
-                    ev._c = s.close[i]
-                    ev._v = s.volume[i]
-                    ev._count = s.count[i]
-                    ev._cov = s.coverage[i]
+                    q = store_row(s, i)
+                    ev = _event(EV_BAR_CLOSED, symbol, name, q.ts, NO_BAR, 0)
+                    ev._o = q.open
+                    ev._h = q.high
+                    ev._l = q.low
+                    ev._c = q.close
+                    ev._v = q.volume
+                    ev._count = q.count
+                    ev._cov = q.coverage
                     out.append(ev)
             self.emitted[k] = s.n
         return len(out) - m0
@@ -1465,7 +1457,7 @@ cdef class SymbolStream:
     cdef int _collect_derived_gaps(self, Py_ssize_t k, object symbol, list out) except -1:
         """The gap events of derived interval k since the last collect: its runs of empty
         buckets that a closed bar ended, and a told run that a revision filled."""
-        cdef ColumnStore* s = &self.derived[k]
+        cdef BarStore* s = &self.derived[k]
         cdef Rollup* r = &self.rollups[k]
         cdef GapWalker w = self.dseen[k]
         cdef i64 rs[RUN_CAP]
@@ -1484,9 +1476,9 @@ cdef class SymbolStream:
             if self.drg_t_end[k] < self.drg_e[k]:
                 self._dgap_pair(k, out, symbol, name, self.drg_t_end[k], self.drg_e[k])
         for i in range(self.emitted[k], s.n):
-            if s.ts[i] < w.next_slot:
+            if store_row(s, i).ts < w.next_slot:
                 continue        # a bar a revision put behind what was told (told above)
-            nr = walker_step_to(&w, r.g_open, r.g_close, r.n_windows, r.step_ns, s.ts[i],
+            nr = walker_step_to(&w, r.g_open, r.g_close, r.n_windows, r.step_ns, store_row(s, i).ts,
                                 rs, rn, 0, RUN_CAP, &fault)
             for j in range(nr if nr < RUN_CAP else RUN_CAP):
                 self._dgap_pair(k, out, symbol, name, rs[j], _grid_run_end(
@@ -1658,7 +1650,7 @@ cdef class SymbolStream:
         """Bars held for the base interval (k = -1) or derived interval k."""
         return self._store(k).n
 
-    cdef ColumnStore* _store(self, Py_ssize_t k) except NULL:
+    cdef BarStore* _store(self, Py_ssize_t k) except NULL:
         if k == -1:
             return &self.base
         if not 0 <= k < self.n_derived:
