@@ -130,11 +130,34 @@ cdef extern from *:
     bint sd_ns_from_int(object x, i64* out) noexcept
 
 
+cdef extern from *:
+    """
+    /* A hint to the cache: load the line holding p, to be written.  Never faults, whatever
+       p is (a stale address only costs a wasted fetch). */
+    #if defined(__GNUC__) || defined(__clang__)
+    #define sd_prefetch(p) __builtin_prefetch((const void*) (p), 1, 3)
+    #else
+    #define sd_prefetch(p) ((void) (p))
+    #endif
+    """
+    void sd_prefetch(const void* p) noexcept nogil
+
+
 # One slot of the registry's lookup cache (SessionCore): a symbol string object as the
-# caller passes it, and its stream; both owned.
+# caller passes it, and its stream; both owned.  ``next_*``: where the bar that followed this
+# symbol's bar last time read and wrote (that symbol's string, cache slot, stream object, next
+# base row, roll-up), fetched into the cache when this symbol's next bar comes: a feed that
+# hands its symbols over in the same order every slot finds the next bar's state in the cache.
+# Only ever prefetched, never read through: a stale address costs a wasted fetch, no fault.
 cdef struct CacheSlot:
     PyObject* key
     PyObject* stream
+    const char* next_key
+    const char* next_slot
+    const char* next_stream
+    const char* next_row
+    const char* next_rollup
+    const char* _pad
 
 
 cdef inline void _follow(GapWalker* seen, const GapWalker* gaps) noexcept nogil:
@@ -1757,8 +1780,10 @@ cdef class SessionCore:
     # or reading the entry (each a cache miss with hundreds of symbols interleaved).  It
     # holds no record of its own: it is emptied whenever the registry changes (``_symbols``
     # set, ``_pop_symbol``), and only ever answers what the registry would.
-    cdef CacheSlot* _cache
+    cdef CacheSlot* _cache           # 64-byte aligned inside _cache_block: a slot per line
+    cdef void* _cache_block
     cdef Py_ssize_t _cache_size      # slots (a power of two), 0: none yet
+    cdef Py_ssize_t _last_slot       # the slot of the last bar's symbol, -1: none
     cdef Py_ssize_t _cache_fill
     cdef int _cache_shift
     cdef public dict _unknown_bars   # symbol -> bars offered for a symbol not registered
@@ -1784,7 +1809,9 @@ cdef class SessionCore:
     def __cinit__(self):
         self._reg = {}
         self._cache = NULL
+        self._cache_block = NULL
         self._cache_size = 0
+        self._last_slot = -1
         self._cache_fill = 0
         self._unknown_bars = {}
         self._clock = NO_BAR
@@ -1804,7 +1831,7 @@ cdef class SessionCore:
 
     def __dealloc__(self):
         self._cache_clear()
-        free(self._cache)
+        free(self._cache_block)
 
     @property
     def _symbols(self):
@@ -1827,6 +1854,7 @@ cdef class SessionCore:
         cdef Py_ssize_t i
         cdef PyObject* k
         cdef PyObject* v
+        self._last_slot = -1
         if self._cache_fill == 0:
             return
         self._cache_fill = 0
@@ -1845,26 +1873,26 @@ cdef class SessionCore:
         return <Py_ssize_t> ((((<size_t> key) >> 4) * <size_t> 0x9E3779B97F4A7C15ULL)
                              >> self._cache_shift)
 
-    cdef inline PyObject* _cache_get(self, object symbol) noexcept:
-        """The stream cached for this very string object (borrowed), or NULL."""
+    cdef inline Py_ssize_t _cache_find(self, object symbol) noexcept:
+        """The slot caching this very string object, or -1."""
         cdef Py_ssize_t i, m
         cdef PyObject* key = <PyObject*> symbol
         if self._cache_size == 0:
-            return NULL
+            return -1
         m = self._cache_size - 1
         i = self._cache_slot(key)
         while self._cache[i].key != NULL:       # linear probing; never more than half full
             if self._cache[i].key == key:
-                return self._cache[i].stream
+                return i
             i = (i + 1) & m
-        return NULL
+        return -1
 
     cdef int _cache_put(self, object symbol, object stream) except -1:
         """Remember symbol (an exact str) -> stream.  A full table (half its slots: feeds
         that make a new string object per bar) is emptied and sized for the registry."""
         cdef Py_ssize_t i, m, size
         cdef int bits
-        cdef CacheSlot* table
+        cdef void* block
         if 2 * (self._cache_fill + 1) > self._cache_size:
             self._cache_clear()
             size = 64
@@ -1873,11 +1901,12 @@ cdef class SessionCore:
                 size <<= 1
                 bits += 1
             if size != self._cache_size:
-                table = <CacheSlot*> calloc(size, sizeof(CacheSlot))
-                if table == NULL:
+                block = calloc(size + 1, sizeof(CacheSlot))
+                if block == NULL:
                     return 0        # no cache: the registry answers
-                free(self._cache)
-                self._cache = table
+                free(self._cache_block)
+                self._cache_block = block
+                self._cache = <CacheSlot*> (<char*> block + ((0 - <size_t> block) & 63))
                 self._cache_size = size
                 self._cache_shift = 64 - bits
         m = self._cache_size - 1
@@ -1923,7 +1952,8 @@ cdef class SessionCore:
         """
         cdef object entry, s
         cdef SymbolStream stream
-        cdef PyObject* cached
+        cdef Py_ssize_t slot
+        cdef CacheSlot* cs
         cdef int f
         cdef bint exact
         cdef i64 t
@@ -1947,9 +1977,23 @@ cdef class SessionCore:
             l = prices[2]
             c = prices[3]
             v = prices[4]
-        cached = self._cache_get(symbol) if exact else NULL
-        if cached != NULL:
-            stream = <SymbolStream> cached
+        slot = self._cache_find(symbol) if exact else -1
+        if slot >= 0:
+            cs = &self._cache[slot]
+            stream = <SymbolStream> cs.stream
+            # What the next bar will need, if it is for the symbol that came after this one
+            # last time: fetched while this bar and the caller's loop run.
+            sd_prefetch(cs.next_key)
+            sd_prefetch(cs.next_slot)
+            sd_prefetch(cs.next_stream)
+            sd_prefetch(cs.next_stream + 64)
+            sd_prefetch(cs.next_stream + 128)
+            sd_prefetch(cs.next_stream + 192)
+            sd_prefetch(cs.next_stream + 256)
+            sd_prefetch(cs.next_row)
+            sd_prefetch(cs.next_row + 47)
+            sd_prefetch(cs.next_rollup + 88)
+            sd_prefetch(cs.next_rollup + 168)
         else:
             entry = self._reg.get(symbol)
             if entry is None:
@@ -1964,6 +2008,15 @@ cdef class SessionCore:
         if stream.busy:
             return self._add_bar_waiting(symbol, t, o, h, l, c, v)
         f = stream._accept(t, o, h, l, c, v)
+        if slot >= 0:
+            if self._last_slot >= 0 and self._last_slot != slot:
+                cs = &self._cache[self._last_slot]
+                cs.next_key = <const char*> <PyObject*> symbol
+                cs.next_slot = <const char*> &self._cache[slot]
+                cs.next_stream = <const char*> <PyObject*> stream
+                cs.next_row = <const char*> store_row(&stream.base, stream.base.n)
+                cs.next_rollup = <const char*> stream.rollups
+            self._last_slot = slot
         if f == FAULT_NONE:
             t = add_sat(t, stream.base_ns)     # the bar's end (saturated at the int64 max)
             if t > self._clock:
