@@ -136,19 +136,20 @@ cdef inline uint8_t price_fault(f64 o, f64 h, f64 l, f64 c, f64 v,
     return FAULT_NONE
 
 
-# One derived bar being built.
+# One derived bar being built.  What a bar inside the bucket reads and writes comes first:
+# one cache line when the bucket is (see Rollup).
 cdef struct Bucket:
-    i64 start           # bucket open, the derived bar's label
     i64 end             # exclusive end, clipped to the window's close
-    i64 expected        # base slots the bucket holds
-    i64 count           # base bars seen
     i64 close_at        # a fed bar starting here or later completes the bucket
-    f64 open
+    i64 count           # base bars seen
     f64 high
     f64 low
     f64 close
     f64 volume
     bint active
+    i64 start           # bucket open, the derived bar's label
+    i64 expected        # base slots the bucket holds
+    f64 open
 
 
 cdef inline void bucket_begin(Bucket* b, i64 start, i64 end, i64 expected,
@@ -207,9 +208,9 @@ cdef inline bint grid_locate(GridCursor* g, const i64* g_open, const i64* g_clos
 cdef struct GapWalker:
     Py_ssize_t window   # window of next_slot
     i64 next_slot       # first expected slot not yet accounted for
+    i64 present         # present slots so far
     i64 missing         # missing slots so far
     i64 runs            # gap runs so far
-    i64 present         # present slots so far
     bint overflow       # more missing slots than int64 holds (missing is then INT64_MAX)
 
 
@@ -338,12 +339,12 @@ cdef struct BarRow:
 # is exactly one cache line.  count/coverage exist only for derived bars (with_counts).
 cdef struct BarStore:
     char* rows              # row 0: block rounded up to 64 bytes
-    char* block             # the allocation (NULL: none)
     Py_ssize_t n
     Py_ssize_t cap
-    Py_ssize_t max_rows     # rows it can ever need (a session's slots), 0 when unknown
     Py_ssize_t stride       # bytes per row: 48, or 64 with counts
     bint with_counts
+    char* block             # the allocation (NULL: none)
+    Py_ssize_t max_rows     # rows it can ever need (a session's slots), 0 when unknown
 
 
 cdef inline BarRow* store_row(BarStore* s, Py_ssize_t i) noexcept nogil:
@@ -433,20 +434,23 @@ cdef inline Py_ssize_t store_nbytes(BarStore* s) noexcept nogil:
     return s.cap * s.stride
 
 
-# An incremental aggregator's state: a grid, a cursor on it, the bucket being built.
+# An incremental aggregator's state: a grid, a cursor on it, the bucket being built.  The
+# bucket first: in an array of roll-ups aligned to 64 bytes (SymbolStream's), a bar inside a
+# bucket touches one cache line.  256 bytes, four lines.
 cdef struct Rollup:
+    Bucket bucket
+    i64 closed_until          # end of the last bucket closed: a bar before it is late
+    GridCursor cursor
+    i64 step_ns
+    i64 base_ns
+    i64 feed_step             # step of the bars fed in: base_ns, or a finer derived interval
     const i64* g_open
     const i64* g_close
     const i64* g_base_slots   # base slots per grid window (used when step_ns == 0)
     const i64* g_last_open    # open of the last base window inside each grid window
     Py_ssize_t n_windows
-    i64 step_ns
-    i64 base_ns
-    i64 feed_step             # step of the bars fed in: base_ns, or a finer derived interval
-    GridCursor cursor
-    Bucket bucket
-    i64 closed_until          # end of the last bucket closed: a bar before it is late
     GapWalker gaps            # gap accounting of the emitted (derived) bars
+    i64 _pad[3]
 
 
 cdef inline i64 bucket_expected(Rollup* r) noexcept nogil:

@@ -418,36 +418,30 @@ cdef class SymbolStream:
         The base interval.
     """
     # Fields in the order the per-bar path reads them: with hundreds of streams interleaved
-    # each bar's stream is a cache miss away, so what one bar touches sits in a few lines at
-    # the object's head, and what only events and revisions use lives on the heap.
+    # each bar's stream is a cache miss away, so what one bar in order touches sits in the
+    # object's first ~224 bytes (four cache lines at most; SessionCore.add_bar prefetches
+    # them, see CacheSlot), what the events add comes next, and what only revisions and
+    # closing buckets use comes after or lives on the heap.
     cdef readonly bint busy
     cdef public bint volume_optional   # bars without volume: NaN volume is no fault
-    cdef bint rg_on
-    cdef bint ann_final
-    cdef bint stale_sent         # stale reported for the gap that is open
-    cdef public bint derived_gaps
-    cdef readonly i64 base_ns
     cdef readonly i64 last_ns
-    cdef readonly i64 last_closed  # derived bars the last accepted bar closed
+    cdef readonly i64 base_ns
     # Kept so that a bar in order reads no roll-up it does not feed: a bar before late_until
     # may be late (max closed_until); cascaded buckets end at cascade_due at the earliest.
     cdef i64 late_until
-    cdef i64 cascade_due
-    cdef Py_ssize_t n_derived
-    cdef Py_ssize_t n_cascaded     # derived intervals fed from a finer derived one
-    cdef unsigned int base_fed     # bit k: derived interval k is fed from the base bars
     cdef GridCursor cursor
     cdef const i64* w_open
     cdef const i64* w_close
     cdef Py_ssize_t n_windows
-    cdef BarStore base
-    cdef GapWalker gaps
-    cdef Rollup* rollups
-    cdef BarStore* derived
-    cdef Py_ssize_t* parent      # the interval each derived one is fed from (-1: the base)
+    cdef BarStore base           # (its fields past with_counts are cold)
+    cdef unsigned int base_fed     # bit k: derived interval k is fed from the base bars
+    cdef Py_ssize_t n_cascaded     # derived intervals fed from a finer derived one
+    cdef Rollup* rollups         # 64-byte aligned inside rollups_block
+    cdef i64 cascade_due
+    cdef readonly i64 last_closed  # derived bars the last accepted bar closed
+    cdef GapWalker gaps          # (window, next_slot, present first: the rest is cold)
     # Events (see collect/scan): what was already reported, so that the bar path records
     # nothing of its own; only a session with subscribers looks at these.
-    cdef GapWalker seen          # the base gap walker as of the last collect
     cdef Py_ssize_t seen_n       # base rows as of the last collect
     # What the clock announced ahead of the bars (scan): every missing slot of the base grid
     # from the walker's next slot up to ann_until was told (gap_opened; gap_closed too for a
@@ -455,7 +449,16 @@ cdef class SymbolStream:
     cdef i64 ann_until
     cdef Py_ssize_t n_revs
     cdef i64 counted_for         # the registry's scan this stream was counted current for
+    cdef bint stale_sent         # stale reported for the gap that is open
+    cdef GapWalker seen          # the base gap walker as of the last collect
     # -- colder ---------------------------------------------------------------------------
+    cdef bint rg_on
+    cdef bint ann_final
+    cdef public bint derived_gaps
+    cdef Py_ssize_t n_derived
+    cdef BarStore* derived
+    cdef Py_ssize_t* parent      # the interval each derived one is fed from (-1: the base)
+    cdef void* rollups_block
     cdef i64 rejected[N_FAULTS]
     cdef list _keep              # keeps every grid array alive: the C side points into them
     cdef public list names       # interval names: the base, then derived 0, 1, ...
@@ -478,14 +481,17 @@ cdef class SymbolStream:
     def __cinit__(self):
         store_init(&self.base, False)
         self.derived = <BarStore*> calloc(MAX_DERIVED, sizeof(BarStore))
-        self.rollups = <Rollup*> calloc(MAX_DERIVED, sizeof(Rollup))
+        self.rollups_block = calloc(MAX_DERIVED + 1, sizeof(Rollup))
+        if self.rollups_block != NULL:
+            self.rollups = <Rollup*> (<char*> self.rollups_block
+                                      + ((0 - <size_t> self.rollups_block) & 63))
         self.parent = <Py_ssize_t*> calloc(MAX_DERIVED, sizeof(Py_ssize_t))
         self.emitted = <Py_ssize_t*> calloc(MAX_DERIVED, sizeof(Py_ssize_t))
         self.revs = <Revision*> calloc(MAX_REVS, sizeof(Revision))
         self.dseen = <GapWalker*> calloc(MAX_DERIVED, sizeof(GapWalker))
         self.drg_on = <bint*> calloc(MAX_DERIVED, sizeof(bint))
         self.drg_s = <i64*> calloc(4 * MAX_DERIVED, sizeof(i64))
-        if (self.derived == NULL or self.rollups == NULL or self.parent == NULL
+        if (self.derived == NULL or self.rollups_block == NULL or self.parent == NULL
                 or self.emitted == NULL or self.revs == NULL or self.dseen == NULL
                 or self.drg_on == NULL or self.drg_s == NULL):
             raise MemoryError()
@@ -542,7 +548,7 @@ cdef class SymbolStream:
             for k in range(MAX_DERIVED):  # calloc'd: stores never used hold NULLs
                 store_free(&self.derived[k])
             free(self.derived)
-        free(self.rollups)
+        free(self.rollups_block)
         free(self.parent)
         free(self.emitted)
         free(self.revs)
@@ -1989,11 +1995,9 @@ cdef class SessionCore:
             sd_prefetch(cs.next_stream + 64)
             sd_prefetch(cs.next_stream + 128)
             sd_prefetch(cs.next_stream + 192)
-            sd_prefetch(cs.next_stream + 256)
             sd_prefetch(cs.next_row)
             sd_prefetch(cs.next_row + 47)
-            sd_prefetch(cs.next_rollup + 88)
-            sd_prefetch(cs.next_rollup + 168)
+            sd_prefetch(cs.next_rollup)
         else:
             entry = self._reg.get(symbol)
             if entry is None:
