@@ -47,6 +47,19 @@ cdef enum:
 
 cdef i64 NO_BAR = INT64_MIN
 
+# A stream's roll-ups, derived stores and parents: one block, at fixed offsets.
+cdef enum:
+    DERIVED_AT = MAX_DERIVED * 256              # sizeof(Rollup) (checked at import)
+    PARENT_AT = DERIVED_AT + MAX_DERIVED * 64   # sizeof(BarStore) <= 64 (checked)
+    ROLLUP_BLOCK = PARENT_AT + MAX_DERIVED * 8
+    # SymbolStream: the bytes a bar in order (or closing a bucket) reads, up to gaps.present
+    # in the declared order (on 64-bit CPython; what the events add follows, to ~360).
+    STREAM_HOT_END = 248
+
+if sizeof(Rollup) != 256 or sizeof(BarStore) > 64 or sizeof(Py_ssize_t) > 8:
+    raise ImportError("sessiondata._core.stream: unexpected struct sizes (Rollup "
+                      f"{sizeof(Rollup)}, BarStore {sizeof(BarStore)})")
+
 # A store's growth on the bar path.  A symbol whose first DENSE_AT slots are (nearly) all
 # present gets its stores sized once for the session's slots (when the session has no more
 # than DENSE_MAX_ROWS of them): no store is grown again, no column is copied.  Any other
@@ -157,7 +170,7 @@ cdef struct CacheSlot:
     const char* next_stream
     const char* next_row
     const char* next_rollup
-    const char* _pad
+    const char* next_close      # the row its next bar's finest bucket closes into, or NULL
 
 
 cdef inline void _follow(GapWalker* seen, const GapWalker* gaps) noexcept nogil:
@@ -437,6 +450,9 @@ cdef class SymbolStream:
     cdef unsigned int base_fed     # bit k: derived interval k is fed from the base bars
     cdef Py_ssize_t n_cascaded     # derived intervals fed from a finer derived one
     cdef Rollup* rollups         # 64-byte aligned inside rollups_block
+    cdef BarStore* derived       # (in rollups_block too, after the roll-ups)
+    cdef Py_ssize_t* parent      # the interval each derived one is fed from (-1: the base)
+    cdef Py_ssize_t n_derived
     cdef i64 cascade_due
     cdef readonly i64 last_closed  # derived bars the last accepted bar closed
     cdef GapWalker gaps          # (window, next_slot, present first: the rest is cold)
@@ -455,9 +471,6 @@ cdef class SymbolStream:
     cdef bint rg_on
     cdef bint ann_final
     cdef public bint derived_gaps
-    cdef Py_ssize_t n_derived
-    cdef BarStore* derived
-    cdef Py_ssize_t* parent      # the interval each derived one is fed from (-1: the base)
     cdef void* rollups_block
     cdef i64 rejected[N_FAULTS]
     cdef list _keep              # keeps every grid array alive: the C side points into them
@@ -480,12 +493,14 @@ cdef class SymbolStream:
 
     def __cinit__(self):
         store_init(&self.base, False)
-        self.derived = <BarStore*> calloc(MAX_DERIVED, sizeof(BarStore))
-        self.rollups_block = calloc(MAX_DERIVED + 1, sizeof(Rollup))
+        # One block: the roll-ups (64-byte aligned), then the derived stores, then parent,
+        # at fixed offsets from the roll-ups (what SessionCore.add_bar prefetches).
+        self.rollups_block = calloc(1, ROLLUP_BLOCK + 64)
         if self.rollups_block != NULL:
             self.rollups = <Rollup*> (<char*> self.rollups_block
                                       + ((0 - <size_t> self.rollups_block) & 63))
-        self.parent = <Py_ssize_t*> calloc(MAX_DERIVED, sizeof(Py_ssize_t))
+            self.derived = <BarStore*> (<char*> self.rollups + DERIVED_AT)
+            self.parent = <Py_ssize_t*> (<char*> self.rollups + PARENT_AT)
         self.emitted = <Py_ssize_t*> calloc(MAX_DERIVED, sizeof(Py_ssize_t))
         self.revs = <Revision*> calloc(MAX_REVS, sizeof(Revision))
         self.dseen = <GapWalker*> calloc(MAX_DERIVED, sizeof(GapWalker))
@@ -547,9 +562,7 @@ cdef class SymbolStream:
         if self.derived != NULL:
             for k in range(MAX_DERIVED):  # calloc'd: stores never used hold NULLs
                 store_free(&self.derived[k])
-            free(self.derived)
         free(self.rollups_block)
-        free(self.parent)
         free(self.emitted)
         free(self.revs)
         free(self.dseen)
@@ -1995,9 +2008,28 @@ cdef class SessionCore:
             sd_prefetch(cs.next_stream + 64)
             sd_prefetch(cs.next_stream + 128)
             sd_prefetch(cs.next_stream + 192)
+            sd_prefetch(cs.next_stream + STREAM_HOT_END - 1)
             sd_prefetch(cs.next_row)
             sd_prefetch(cs.next_row + 47)
             sd_prefetch(cs.next_rollup)
+            if self._events_on:
+                sd_prefetch(cs.next_stream + 256)
+                sd_prefetch(cs.next_stream + 320)
+            if cs.next_close != NULL:
+                # Its bar will close a bucket: the derived row, the roll-ups the closed bar
+                # cascades into (three intervals' worth), the stores and parents.
+                sd_prefetch(cs.next_close)
+                sd_prefetch(cs.next_rollup + 64)
+                sd_prefetch(cs.next_rollup + 128)
+                sd_prefetch(cs.next_rollup + 192)
+                sd_prefetch(cs.next_rollup + 256)
+                sd_prefetch(cs.next_rollup + 320)
+                sd_prefetch(cs.next_rollup + 512)
+                sd_prefetch(cs.next_rollup + 576)
+                sd_prefetch(cs.next_rollup + DERIVED_AT)
+                sd_prefetch(cs.next_rollup + DERIVED_AT + 64)
+                sd_prefetch(cs.next_rollup + DERIVED_AT + 128)
+                sd_prefetch(cs.next_rollup + PARENT_AT)
         else:
             entry = self._reg.get(symbol)
             if entry is None:
@@ -2020,6 +2052,13 @@ cdef class SessionCore:
                 cs.next_stream = <const char*> <PyObject*> stream
                 cs.next_row = <const char*> store_row(&stream.base, stream.base.n)
                 cs.next_rollup = <const char*> stream.rollups
+                cs.next_close = NULL
+                if (stream.base_fed & 1u and stream.rollups[0].bucket.active
+                        and add_sat(stream.last_ns, stream.base_ns)
+                        >= stream.rollups[0].bucket.close_at):
+                    # (the slot after this one: if the next bar is on time, it closes)
+                    cs.next_close = <const char*> store_row(&stream.derived[0],
+                                                            stream.derived[0].n)
             self._last_slot = slot
         if f == FAULT_NONE:
             t = add_sat(t, stream.base_ns)     # the bar's end (saturated at the int64 max)
