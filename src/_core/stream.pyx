@@ -47,11 +47,13 @@ cdef enum:
 
 cdef i64 NO_BAR = INT64_MIN
 
-# A stream's roll-ups, derived stores and parents: one block, at fixed offsets.
+# A stream's derived stores, parents and roll-ups: one block, at fixed offsets (what the
+# first few intervals use lies within ~3 KB: one or two pages).
 cdef enum:
-    DERIVED_AT = MAX_DERIVED * 256              # sizeof(Rollup) (checked at import)
-    PARENT_AT = DERIVED_AT + MAX_DERIVED * 64   # sizeof(BarStore) <= 64 (checked)
-    ROLLUP_BLOCK = PARENT_AT + MAX_DERIVED * 8
+    DERIVED_AT = 0
+    PARENT_AT = MAX_DERIVED * 64                # sizeof(BarStore) <= 64 (checked at import)
+    ROLLUPS_AT = PARENT_AT + MAX_DERIVED * 8    # a multiple of 64
+    ROLLUP_BLOCK = ROLLUPS_AT + MAX_DERIVED * 256   # sizeof(Rollup) (checked)
     # SymbolStream: the bytes a bar in order (or closing a bucket) reads, up to gaps.present
     # in the declared order (on 64-bit CPython; what the events add follows, to ~360).
     STREAM_HOT_END = 248
@@ -492,15 +494,16 @@ cdef class SymbolStream:
     cdef i64* drg_t_end
 
     def __cinit__(self):
+        cdef char* at
         store_init(&self.base, False)
-        # One block: the roll-ups (64-byte aligned), then the derived stores, then parent,
-        # at fixed offsets from the roll-ups (what SessionCore.add_bar prefetches).
+        # One block, 64-byte aligned: the derived stores, parent, the roll-ups, at fixed
+        # offsets from each other (what SessionCore.add_bar prefetches).
         self.rollups_block = calloc(1, ROLLUP_BLOCK + 64)
         if self.rollups_block != NULL:
-            self.rollups = <Rollup*> (<char*> self.rollups_block
-                                      + ((0 - <size_t> self.rollups_block) & 63))
-            self.derived = <BarStore*> (<char*> self.rollups + DERIVED_AT)
-            self.parent = <Py_ssize_t*> (<char*> self.rollups + PARENT_AT)
+            at = <char*> self.rollups_block + ((0 - <size_t> self.rollups_block) & 63)
+            self.derived = <BarStore*> (at + DERIVED_AT)
+            self.parent = <Py_ssize_t*> (at + PARENT_AT)
+            self.rollups = <Rollup*> (at + ROLLUPS_AT)
         self.emitted = <Py_ssize_t*> calloc(MAX_DERIVED, sizeof(Py_ssize_t))
         self.revs = <Revision*> calloc(MAX_REVS, sizeof(Revision))
         self.dseen = <GapWalker*> calloc(MAX_DERIVED, sizeof(GapWalker))
@@ -2026,10 +2029,10 @@ cdef class SessionCore:
                 sd_prefetch(cs.next_rollup + 320)
                 sd_prefetch(cs.next_rollup + 512)
                 sd_prefetch(cs.next_rollup + 576)
-                sd_prefetch(cs.next_rollup + DERIVED_AT)
-                sd_prefetch(cs.next_rollup + DERIVED_AT + 64)
-                sd_prefetch(cs.next_rollup + DERIVED_AT + 128)
-                sd_prefetch(cs.next_rollup + PARENT_AT)
+                sd_prefetch(cs.next_rollup - ROLLUPS_AT + DERIVED_AT)
+                sd_prefetch(cs.next_rollup - ROLLUPS_AT + DERIVED_AT + 64)
+                sd_prefetch(cs.next_rollup - ROLLUPS_AT + DERIVED_AT + 128)
+                sd_prefetch(cs.next_rollup - ROLLUPS_AT + PARENT_AT)
         else:
             entry = self._reg.get(symbol)
             if entry is None:
