@@ -52,11 +52,13 @@ cdef i64 NO_BAR = INT64_MIN
 cdef enum:
     DERIVED_AT = 0
     PARENT_AT = MAX_DERIVED * 64                # sizeof(BarStore) <= 64 (checked at import)
-    ROLLUPS_AT = PARENT_AT + MAX_DERIVED * 8    # a multiple of 64
+    EMITTED_AT = PARENT_AT + MAX_DERIVED * 8
+    ROLLUPS_AT = EMITTED_AT + MAX_DERIVED * 8   # a multiple of 64
     ROLLUP_BLOCK = ROLLUPS_AT + MAX_DERIVED * 256   # sizeof(Rollup) (checked)
     # SymbolStream: the bytes a bar in order (or closing a bucket) reads, up to gaps.present
     # in the declared order (on 64-bit CPython; what the events add follows, to ~360).
     STREAM_HOT_END = 248
+    STREAM_EVENTS_END = 368     # and what the events add (seen_n ... seen)
 
 if sizeof(Rollup) != 256 or sizeof(BarStore) > 64 or sizeof(Py_ssize_t) > 8:
     raise ImportError("sessiondata._core.stream: unexpected struct sizes (Rollup "
@@ -468,11 +470,11 @@ cdef class SymbolStream:
     cdef Py_ssize_t n_revs
     cdef i64 counted_for         # the registry's scan this stream was counted current for
     cdef bint stale_sent         # stale reported for the gap that is open
-    cdef GapWalker seen          # the base gap walker as of the last collect
-    # -- colder ---------------------------------------------------------------------------
     cdef bint rg_on
     cdef bint ann_final
     cdef public bint derived_gaps
+    cdef GapWalker seen          # the base gap walker as of the last collect
+    # -- colder ---------------------------------------------------------------------------
     cdef void* rollups_block
     cdef i64 rejected[N_FAULTS]
     cdef list _keep              # keeps every grid array alive: the C side points into them
@@ -482,7 +484,7 @@ cdef class SymbolStream:
     # as it was told, and the slot filled (told as gap_revised and what remains).
     cdef i64 rg_s, rg_e, rg_n, rg_t, rg_t_end
     # Heap arrays (MAX_DERIVED or MAX_REVS long), off the object's hot lines.
-    cdef Py_ssize_t* emitted     # derived rows already reported as bar_closed
+    cdef Py_ssize_t* emitted     # derived rows already reported as bar_closed (in rollups_block)
     cdef Revision* revs          # what the last revise changed, for collect
     # Gap events of the derived intervals, only while a subscriber asks for them: each
     # interval's gap walker as of the last collect, and what a revision did to a told gap.
@@ -503,14 +505,14 @@ cdef class SymbolStream:
             at = <char*> self.rollups_block + ((0 - <size_t> self.rollups_block) & 63)
             self.derived = <BarStore*> (at + DERIVED_AT)
             self.parent = <Py_ssize_t*> (at + PARENT_AT)
+            self.emitted = <Py_ssize_t*> (at + EMITTED_AT)
             self.rollups = <Rollup*> (at + ROLLUPS_AT)
-        self.emitted = <Py_ssize_t*> calloc(MAX_DERIVED, sizeof(Py_ssize_t))
         self.revs = <Revision*> calloc(MAX_REVS, sizeof(Revision))
         self.dseen = <GapWalker*> calloc(MAX_DERIVED, sizeof(GapWalker))
         self.drg_on = <bint*> calloc(MAX_DERIVED, sizeof(bint))
         self.drg_s = <i64*> calloc(4 * MAX_DERIVED, sizeof(i64))
         if (self.derived == NULL or self.rollups_block == NULL or self.parent == NULL
-                or self.emitted == NULL or self.revs == NULL or self.dseen == NULL
+                or self.revs == NULL or self.dseen == NULL
                 or self.drg_on == NULL or self.drg_s == NULL):
             raise MemoryError()
         self.drg_e = self.drg_s + MAX_DERIVED
@@ -566,7 +568,6 @@ cdef class SymbolStream:
             for k in range(MAX_DERIVED):  # calloc'd: stores never used hold NULLs
                 store_free(&self.derived[k])
         free(self.rollups_block)
-        free(self.emitted)
         free(self.revs)
         free(self.dseen)
         free(self.drg_on)
@@ -2018,6 +2019,7 @@ cdef class SessionCore:
             if self._events_on:
                 sd_prefetch(cs.next_stream + 256)
                 sd_prefetch(cs.next_stream + 320)
+                sd_prefetch(cs.next_stream + STREAM_EVENTS_END - 1)
             if cs.next_close != NULL:
                 # Its bar will close a bucket: the derived row, the roll-ups the closed bar
                 # cascades into (three intervals' worth), the stores and parents.
@@ -2033,6 +2035,8 @@ cdef class SessionCore:
                 sd_prefetch(cs.next_rollup - ROLLUPS_AT + DERIVED_AT + 64)
                 sd_prefetch(cs.next_rollup - ROLLUPS_AT + DERIVED_AT + 128)
                 sd_prefetch(cs.next_rollup - ROLLUPS_AT + PARENT_AT)
+                if self._events_on:
+                    sd_prefetch(cs.next_rollup - ROLLUPS_AT + EMITTED_AT)
         else:
             entry = self._reg.get(symbol)
             if entry is None:
