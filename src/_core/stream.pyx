@@ -47,8 +47,8 @@ cdef enum:
 
 cdef i64 NO_BAR = INT64_MIN
 
-# A stream's derived stores, parents and roll-ups: one block, at fixed offsets (what the
-# first few intervals use lies within ~3 KB: one or two pages).
+# A stream's derived stores, parents, emitted counts and roll-ups: one block, at fixed
+# offsets (what the first few intervals use lies within ~3 KB: one or two pages).
 cdef enum:
     DERIVED_AT = 0
     PARENT_AT = MAX_DERIVED * 64                # sizeof(BarStore) <= 64 (checked at import)
@@ -56,11 +56,13 @@ cdef enum:
     ROLLUPS_AT = EMITTED_AT + MAX_DERIVED * 8   # a multiple of 64
     ROLLUP_BLOCK = ROLLUPS_AT + MAX_DERIVED * 256   # sizeof(Rollup) (checked)
     # SymbolStream: the bytes a bar in order (or closing a bucket) reads, up to gaps.present
-    # in the declared order (on 64-bit CPython; what the events add follows, to ~360).
+    # in the declared order (on 64-bit CPython).
     STREAM_HOT_END = 248
     STREAM_EVENTS_END = 368     # and what the events add (seen_n ... seen)
 
-if sizeof(Rollup) != 256 or sizeof(BarStore) > 64 or sizeof(Py_ssize_t) > 8:
+# (256 and 56 bytes on 64-bit platforms, less on 32-bit ones: the offsets above hold then too;
+# the prefetches in SessionCore.add_bar assume 256, which only makes them less useful.)
+if sizeof(Rollup) > 256 or sizeof(BarStore) > 64 or sizeof(Py_ssize_t) > 8:
     raise ImportError("sessiondata._core.stream: unexpected struct sizes (Rollup "
                       f"{sizeof(Rollup)}, BarStore {sizeof(BarStore)})")
 
