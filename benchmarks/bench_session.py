@@ -7,9 +7,11 @@ every symbol, the way a live feed or a replay hands them over), ~1 % of the minu
 random, every symbol with derived 5m, 15m and 1h and the stream's live gap counters.  Gated in
 ns per bar; the reference is the same loop calling an empty function with the same arguments.
 ``facade-stream-700``: the same with 700 symbols, gated as a ratio to its empty-call loop:
-with that many streams interleaved, each bar's stream state is a cache miss away (measured
-~310 ns/bar here against ~150 ns for a handful, 2026-12-07), which the per-bar Python call
-cannot hide.
+with that many streams interleaved, each bar's stream state is a cache miss away unless
+``add_bar`` fetched it ahead (it does when symbols come in the same order slot after slot, as
+here; docs/live.md, Cost): ~215-235 ns/bar against ~130-140 ns for a handful (CPU time,
+load 2-4, 2026-12-07; ~300-315 ns before the row-major stores and the prefetch).  Each round
+is a fresh ``SessionData``: its stores' pages are new and faulted in during the round.
 ``events+revise`` (in both groups): the same loop on a ``SessionData(on_bad="revise")`` with a
 no-op callback subscribed to every event kind (gap_opened, gap_closed, stale, bar_closed,
 revised): the live events' cost beside ``sessiondata``, for information.

@@ -7,6 +7,7 @@ same bars, and a plain Python model of the registry for the add/remove property.
 from __future__ import annotations
 
 import functools
+import gc
 import json
 import math
 import re
@@ -958,6 +959,59 @@ def test_the_lookup_cache_answers_only_what_the_registry_holds():
     assert sd.add_bar(sym, o3 + minute, 1.0, 1.0, 1.0, 1.0, 1.0) == -1
     with pytest.raises(TypeError):
         sd._symbols = None
+
+
+def test_interleaved_symbols_with_prefetch_hints_match_one_symbol_at_a_time():
+    """add_bar's cache slots remember where the bar after each symbol's bar went and fetch it
+    ahead (issue 21): a symbol removed mid-stream (its stream freed), added again, and
+    symbols skipping slots must change nothing: every interval's bars equal those of the
+    same bars fed one symbol at a time, in a repeating and in a shuffled order."""
+    cal = Calendar.always()
+    minute = 60_000_000_000
+    names = [f"S{i:02d}" for i in range(40)]
+    rng = np.random.default_rng(7)
+    present = rng.random((300, len(names))) > 0.05
+
+    def bar(i, m):
+        p = 100.0 + i + 0.01 * m + (m % 7) * 0.1
+        return p, p + 0.5, p - 0.5, p + 0.25, float(1 + (m * 31 + i) % 97)
+
+    for shuffled in (False, True):
+        live = SessionData(cal)
+        live.start_session("2024-01-02")
+        o = int(live.windows.open_ns[0])
+        for s in names:
+            live.add_symbol(s, "1m", ["5m", "15m", "1h"])
+        fed: dict[str, list] = {s: [] for s in names}
+        for m in range(300):
+            order = rng.permutation(len(names)) if shuffled else range(len(names))
+            for i in order:
+                s = names[i]
+                if m == 100 and i == 3:
+                    assert live.remove_symbol(s)
+                    fed[s] = []
+                    gc.collect()
+                if m == 150 and i == 3:
+                    live.add_symbol(s, "1m", ["5m", "15m", "1h"])
+                if not present[m, i] or (i == 3 and 100 <= m < 150):
+                    continue
+                row = (o + m * minute, *bar(i, m))
+                assert live.add_bar(s, *row) == 0
+                fed[s].append(row)
+        live.advance(o + 300 * minute)
+        one = SessionData(cal)
+        one.start_session("2024-01-02")
+        for s in names:
+            one.add_symbol(s, "1m", ["5m", "15m", "1h"])
+            for row in fed[s]:
+                assert one.add_bar(s, *row) == 0
+        one.advance(o + 300 * minute)
+        for s in names:
+            for interval in (None, "5m", "15m", "1h"):
+                a = live.get_symbol_data(s).bars(interval)
+                b = one.get_symbol_data(s).bars(interval)
+                for col in ("ts", "open", "high", "low", "close", "volume"):
+                    assert np.array_equal(getattr(a, col), getattr(b, col)), (s, interval, col)
 
 
 def test_many_symbols_and_new_string_objects_every_bar_land_where_they_belong():

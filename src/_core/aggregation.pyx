@@ -10,7 +10,7 @@ from libc.stdint cimport INT64_MAX, INT64_MIN, uint8_t
 import numpy as np
 
 from common cimport (
-    FAULT_MISALIGNED, FAULT_NONE, FAULT_OUTSIDE, FAULT_OVERFLOW, FAULT_UNSORTED, ColumnStore,
+    FAULT_MISALIGNED, FAULT_NONE, FAULT_OUTSIDE, FAULT_OVERFLOW, FAULT_UNSORTED, BarStore,
     GridCursor, Rollup, bucket_slots, count_add, f64, grid_locate, i64, on_slot, rollup_emit,
     rollup_feed, rollup_init, slots_from, span, step_end, store_free, store_init, store_reserve,
     store_snapshot, as_i64, check_grid, check_length, u64,
@@ -195,7 +195,7 @@ cdef class Aggregator:
     grid raises ValueError and leaves the aggregator as it was.
     """
     cdef Rollup r
-    cdef ColumnStore out
+    cdef BarStore out
     cdef object _grid          # keeps the grid arrays alive: the Rollup points into them
     cdef public i64 last_ns
     cdef bint _fed             # a bar was fed (last_ns is then no "no bar yet" marker)

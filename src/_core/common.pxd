@@ -11,7 +11,7 @@
 from libc.math cimport isfinite
 from libc.stdint cimport INT64_MAX, INT64_MIN, int64_t, uint64_t, uint8_t
 from libc.stdlib cimport free, realloc
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memmove
 
 ctypedef int64_t i64
 ctypedef uint64_t u64
@@ -136,19 +136,20 @@ cdef inline uint8_t price_fault(f64 o, f64 h, f64 l, f64 c, f64 v,
     return FAULT_NONE
 
 
-# One derived bar being built.
+# One derived bar being built.  What a bar inside the bucket reads and writes comes first:
+# one cache line when the bucket is (see Rollup).
 cdef struct Bucket:
-    i64 start           # bucket open, the derived bar's label
     i64 end             # exclusive end, clipped to the window's close
-    i64 expected        # base slots the bucket holds
-    i64 count           # base bars seen
     i64 close_at        # a fed bar starting here or later completes the bucket
-    f64 open
+    i64 count           # base bars seen
     f64 high
     f64 low
     f64 close
     f64 volume
     bint active
+    i64 start           # bucket open, the derived bar's label
+    i64 expected        # base slots the bucket holds
+    f64 open
 
 
 cdef inline void bucket_begin(Bucket* b, i64 start, i64 end, i64 expected,
@@ -207,9 +208,9 @@ cdef inline bint grid_locate(GridCursor* g, const i64* g_open, const i64* g_clos
 cdef struct GapWalker:
     Py_ssize_t window   # window of next_slot
     i64 next_slot       # first expected slot not yet accounted for
+    i64 present         # present slots so far
     i64 missing         # missing slots so far
     i64 runs            # gap runs so far
-    i64 present         # present slots so far
     bint overflow       # more missing slots than int64 holds (missing is then INT64_MAX)
 
 
@@ -317,82 +318,77 @@ cdef inline i64 expected_slots(const i64* g_open, const i64* g_close, Py_ssize_t
     return total
 
 
-# A growable columnar store of bars in C memory: amortised appends, no Python object per bar.
-# count/coverage exist only for derived bars (with_counts).
-cdef struct ColumnStore:
-    i64* ts
-    f64* open
-    f64* high
-    f64* low
-    f64* close
-    f64* volume
-    i64* count
-    f64* coverage
+# One bar of a store.  A base store's rows are its first 48 bytes (no count, no coverage);
+# a derived store's rows are all 64.
+cdef struct BarRow:
+    i64 ts
+    f64 open
+    f64 high
+    f64 low
+    f64 close
+    f64 volume
+    i64 count
+    f64 coverage
+
+
+# A growable store of bars in C memory, one row per bar (amortised appends, no Python object
+# per bar).  Row-major, not one block per column: a live session appends to hundreds of
+# stores in turn, and a bar's fields in one row keep one cache line per store current
+# (six or eight, one per column, did not fit the core's cache at 700 symbols: issue 21).
+# Snapshots are columns (store_snapshot).  Rows start 64-byte aligned, so that a derived row
+# is exactly one cache line.  count/coverage exist only for derived bars (with_counts).
+cdef struct BarStore:
+    char* rows              # row 0: block rounded up to 64 bytes
     Py_ssize_t n
     Py_ssize_t cap
-    Py_ssize_t max_rows     # rows it can ever need (a session's slots), 0 when unknown
+    Py_ssize_t stride       # bytes per row: 48, or 64 with counts
     bint with_counts
+    char* block             # the allocation (NULL: none)
+    Py_ssize_t max_rows     # rows it can ever need (a session's slots), 0 when unknown
 
 
-cdef inline void store_init(ColumnStore* s, bint with_counts) noexcept nogil:
-    s.ts = NULL
-    s.open = NULL
-    s.high = NULL
-    s.low = NULL
-    s.close = NULL
-    s.volume = NULL
-    s.count = NULL
-    s.coverage = NULL
+cdef inline BarRow* store_row(BarStore* s, Py_ssize_t i) noexcept nogil:
+    """Row i of a store (within its capacity); count and coverage only with counts."""
+    return <BarRow*> (s.rows + i * s.stride)
+
+
+cdef inline void store_init(BarStore* s, bint with_counts) noexcept nogil:
+    s.rows = NULL
+    s.block = NULL
     s.n = 0
     s.cap = 0
     s.max_rows = 0
     s.with_counts = with_counts
+    s.stride = sizeof(BarRow) if with_counts else 6 * 8
 
 
-cdef inline void store_free(ColumnStore* s) noexcept nogil:
-    free(s.ts)
-    free(s.open)
-    free(s.high)
-    free(s.low)
-    free(s.close)
-    free(s.volume)
-    free(s.count)
-    free(s.coverage)
+cdef inline void store_free(BarStore* s) noexcept nogil:
+    free(s.block)
     cdef Py_ssize_t max_rows = s.max_rows
     store_init(s, s.with_counts)
     s.max_rows = max_rows
 
 
-cdef inline void* _grow(void* p, Py_ssize_t nbytes, bint* ok) noexcept nogil:
-    cdef void* q = realloc(p, nbytes)
-    if q == NULL:
-        ok[0] = False
-        return p
-    return q
-
-
-cdef inline int store_resize(ColumnStore* s, Py_ssize_t cap) noexcept nogil:
+cdef inline int store_resize(BarStore* s, Py_ssize_t cap) noexcept nogil:
     """Set the capacity to cap rows (cap >= s.n); -1 when memory ran out (nothing is lost)."""
-    cdef bint ok = True
+    cdef Py_ssize_t old_off = s.rows - s.block if s.block != NULL else 0, new_off
+    cdef char* q
     if cap < 1:
         cap = 1
-    s.ts = <i64*> _grow(s.ts, cap * sizeof(i64), &ok)
-    s.open = <f64*> _grow(s.open, cap * sizeof(f64), &ok)
-    s.high = <f64*> _grow(s.high, cap * sizeof(f64), &ok)
-    s.low = <f64*> _grow(s.low, cap * sizeof(f64), &ok)
-    s.close = <f64*> _grow(s.close, cap * sizeof(f64), &ok)
-    s.volume = <f64*> _grow(s.volume, cap * sizeof(f64), &ok)
-    if s.with_counts:
-        s.count = <i64*> _grow(s.count, cap * sizeof(i64), &ok)
-        s.coverage = <f64*> _grow(s.coverage, cap * sizeof(f64), &ok)
-    if not ok:
-        # Columns that did grow keep their (larger) blocks; the capacity stays the smaller one.
+    q = <char*> realloc(s.block, cap * s.stride + 63)
+    if q == NULL:
         return -1
+    # realloc keeps the bytes, not the alignment: move the rows to the new block's boundary.
+    new_off = <Py_ssize_t> ((0 - <size_t> q) & 63)
+    if new_off != old_off and s.n > 0:
+        memmove(q + new_off, q + old_off, s.n * s.stride)
+    s.block = q
+    s.rows = q + new_off
     s.cap = cap
     return 0
 
 
-cdef inline int store_reserve(ColumnStore* s, Py_ssize_t need) noexcept nogil:
+cdef inline int store_reserve(BarStore* s, Py_ssize_t need) noexcept nogil:
     """Make room for need rows in all, growing by an eighth at least (amortised appends
     with at most 12.5 % slack, so memory stays close to the bytes held)."""
     cdef Py_ssize_t cap
@@ -406,21 +402,22 @@ cdef inline int store_reserve(ColumnStore* s, Py_ssize_t need) noexcept nogil:
     return store_resize(s, cap)
 
 
-cdef inline void store_set(ColumnStore* s, Py_ssize_t i, i64 t, f64 o, f64 h, f64 l, f64 c,
+cdef inline void store_set(BarStore* s, Py_ssize_t i, i64 t, f64 o, f64 h, f64 l, f64 c,
                            f64 v, i64 count, f64 coverage) noexcept nogil:
     """Write bar ``i`` of a store (within its capacity)."""
-    s.ts[i] = t
-    s.open[i] = o
-    s.high[i] = h
-    s.low[i] = l
-    s.close[i] = c
-    s.volume[i] = v
+    cdef BarRow* r = store_row(s, i)
+    r.ts = t
+    r.open = o
+    r.high = h
+    r.low = l
+    r.close = c
+    r.volume = v
     if s.with_counts:
-        s.count[i] = count
-        s.coverage[i] = coverage
+        r.count = count
+        r.coverage = coverage
 
 
-cdef inline int store_push(ColumnStore* s, i64 t, f64 o, f64 h, f64 l, f64 c, f64 v,
+cdef inline int store_push(BarStore* s, i64 t, f64 o, f64 h, f64 l, f64 c, f64 v,
                            i64 count, f64 coverage) noexcept nogil:
     """Append one bar; -1 when memory ran out (the store is unchanged)."""
     cdef Py_ssize_t i = s.n
@@ -431,24 +428,29 @@ cdef inline int store_push(ColumnStore* s, i64 t, f64 o, f64 h, f64 l, f64 c, f6
     return 0
 
 
-cdef inline Py_ssize_t store_nbytes(ColumnStore* s) noexcept nogil:
-    return s.cap * (6 + (2 if s.with_counts else 0)) * 8
+cdef inline Py_ssize_t store_nbytes(BarStore* s) noexcept nogil:
+    """Bytes allocated for rows (each allocation also holds up to 63 bytes that align them,
+    not counted: a fixed cost per store, not per bar)."""
+    return s.cap * s.stride
 
 
-# An incremental aggregator's state: a grid, a cursor on it, the bucket being built.
+# An incremental aggregator's state: a grid, a cursor on it, the bucket being built.  The
+# bucket first: in an array of roll-ups aligned to 64 bytes (SymbolStream's), a bar inside a
+# bucket touches one cache line.  256 bytes, four lines.
 cdef struct Rollup:
+    Bucket bucket
+    i64 closed_until          # end of the last bucket closed: a bar before it is late
+    GridCursor cursor
+    i64 step_ns
+    i64 base_ns
+    i64 feed_step             # step of the bars fed in: base_ns, or a finer derived interval
     const i64* g_open
     const i64* g_close
     const i64* g_base_slots   # base slots per grid window (used when step_ns == 0)
     const i64* g_last_open    # open of the last base window inside each grid window
     Py_ssize_t n_windows
-    i64 step_ns
-    i64 base_ns
-    i64 feed_step             # step of the bars fed in: base_ns, or a finer derived interval
-    GridCursor cursor
-    Bucket bucket
-    i64 closed_until          # end of the last bucket closed: a bar before it is late
     GapWalker gaps            # gap accounting of the emitted (derived) bars
+    i64 _pad[3]
 
 
 cdef inline i64 bucket_expected(Rollup* r) noexcept nogil:
@@ -458,7 +460,7 @@ cdef inline i64 bucket_expected(Rollup* r) noexcept nogil:
     return bucket_slots(r.cursor.slot_start, r.cursor.slot_end, r.base_ns)
 
 
-cdef inline int rollup_emit(Rollup* r, ColumnStore* out) noexcept nogil:
+cdef inline int rollup_emit(Rollup* r, BarStore* out) noexcept nogil:
     """Close the bucket being built: append it to out and account for it in the gap walker."""
     cdef Bucket* b = &r.bucket
     cdef int fault = FAULT_NONE    # bucket starts are slot starts: no fault can arise
@@ -483,7 +485,7 @@ cdef inline i64 bucket_close_at(Rollup* r) noexcept nogil:
 
 
 cdef inline int rollup_feed(Rollup* r, i64 t, f64 o, f64 h, f64 l, f64 c, f64 v,
-                            i64 count, ColumnStore* out) noexcept nogil:
+                            i64 count, BarStore* out) noexcept nogil:
     """Feed one sound, in-order bar holding ``count`` base bars: a base bar (count 1), or a
     closed bar of a finer interval whose buckets nest in this one's (``r.feed_step``).
     Returns the number of derived bars closed (0, 1 or 2), -FAULT_OUTSIDE when t lies
@@ -537,9 +539,10 @@ cdef inline void rollup_init(Rollup* r, const i64* g_open, const i64* g_close,
     walker_start(&r.gaps, g_open, n_windows)
 
 
-cdef inline dict store_snapshot(ColumnStore* s, object np):
-    """New NumPy arrays holding the bars of the store (np is the numpy module)."""
-    cdef Py_ssize_t n = s.n
+cdef inline dict store_snapshot(BarStore* s, object np):
+    """New NumPy arrays holding the bars of the store, one per field (np is the numpy
+    module)."""
+    cdef Py_ssize_t n = s.n, i
     cdef dict result = {
         "ts": np.empty(n, np.int64), "open": np.empty(n, np.float64),
         "high": np.empty(n, np.float64), "low": np.empty(n, np.float64),
@@ -555,59 +558,72 @@ cdef inline dict store_snapshot(ColumnStore* s, object np):
     cdef f64[::1] c = result["close"], v = result["volume"]
     cdef i64[::1] cnt
     cdef f64[::1] cov
-    memcpy(&ts[0], s.ts, n * sizeof(i64))
-    memcpy(&o[0], s.open, n * sizeof(f64))
-    memcpy(&h[0], s.high, n * sizeof(f64))
-    memcpy(&lo[0], s.low, n * sizeof(f64))
-    memcpy(&c[0], s.close, n * sizeof(f64))
-    memcpy(&v[0], s.volume, n * sizeof(f64))
+    cdef BarRow* r
+    with nogil:
+        for i in range(n):
+            r = store_row(s, i)
+            ts[i] = r.ts
+            o[i] = r.open
+            h[i] = r.high
+            lo[i] = r.low
+            c[i] = r.close
+            v[i] = r.volume
     if s.with_counts:
         cnt = result["count"]
         cov = result["coverage"]
-        memcpy(&cnt[0], s.count, n * sizeof(i64))
-        memcpy(&cov[0], s.coverage, n * sizeof(f64))
+        with nogil:
+            for i in range(n):
+                r = store_row(s, i)
+                cnt[i] = r.count
+                cov[i] = r.coverage
     return result
 
 
-cdef inline int store_append(ColumnStore* s, const i64* ts, const f64* o, const f64* h,
+cdef inline int store_append(BarStore* s, const i64* ts, const f64* o, const f64* h,
                              const f64* l, const f64* c, const f64* v,
                              Py_ssize_t n) noexcept nogil:
-    """Append n base bars (no counts) with one copy per column; -1 when memory ran out."""
-    cdef Py_ssize_t i = s.n
+    """Append n base bars (no counts) from columns; -1 when memory ran out."""
+    cdef Py_ssize_t i = s.n, j
+    cdef BarRow* r
     if n <= 0:
         return 0
     if i + n > s.cap and store_reserve(s, i + n) != 0:
         return -1
-    memcpy(s.ts + i, ts, n * sizeof(i64))
-    memcpy(s.open + i, o, n * sizeof(f64))
-    memcpy(s.high + i, h, n * sizeof(f64))
-    memcpy(s.low + i, l, n * sizeof(f64))
-    memcpy(s.close + i, c, n * sizeof(f64))
-    memcpy(s.volume + i, v, n * sizeof(f64))
+    for j in range(n):
+        r = store_row(s, i + j)
+        r.ts = ts[j]
+        r.open = o[j]
+        r.high = h[j]
+        r.low = l[j]
+        r.close = c[j]
+        r.volume = v[j]
     s.n = i + n
     return 0
 
 
 cdef inline int rollup_run(Rollup* r, const i64* ts, const f64* o, const f64* h,
                            const f64* l, const f64* c, const f64* v, const i64* counts,
-                           Py_ssize_t n, ColumnStore* out) noexcept nogil:
+                           Py_ssize_t n, Py_ssize_t step, BarStore* out) noexcept nogil:
     """Feed n sound, in-order bars (``counts`` NULL for base bars) exactly as n calls of
-    ``rollup_feed`` would, with the bucket held in locals between emissions.  Returns the
-    number of derived bars closed, or a negative fault as ``rollup_feed`` does."""
+    ``rollup_feed`` would, with the bucket held in locals between emissions.  Bar i's fields
+    are ``ts[i * step]``, ``o[i * step]``, ...: step 1 for columns, a store's stride in
+    8-byte words for its rows.  Returns the number of derived bars closed, or a negative
+    fault as ``rollup_feed`` does."""
     cdef Bucket* b = &r.bucket
     cdef bint active = b.active
     cdef i64 end = b.end, count = b.count, close_at = b.close_at, t, k
     cdef f64 hi = b.high, lo = b.low, cl = b.close, vol = b.volume
-    cdef Py_ssize_t i
+    cdef Py_ssize_t i, j
     cdef int closed = 0, rc
     for i in range(n):
-        t = ts[i]
-        k = counts[i] if counts != NULL else 1
+        j = i * step
+        t = ts[j]
+        k = counts[j] if counts != NULL else 1
         if active and t < end:
-            hi = h[i] if h[i] > hi else hi
-            lo = l[i] if l[i] < lo else lo
-            cl = c[i]
-            vol += v[i]
+            hi = h[j] if h[j] > hi else hi
+            lo = l[j] if l[j] < lo else lo
+            cl = c[j]
+            vol += v[j]
             count += k
         else:
             # Hand the locals back, then let rollup_feed open (and maybe close) buckets.
@@ -616,7 +632,7 @@ cdef inline int rollup_run(Rollup* r, const i64* ts, const f64* o, const f64* h,
             b.close = cl
             b.volume = vol
             b.count = count
-            rc = rollup_feed(r, t, o[i], h[i], l[i], c[i], v[i], k, out)
+            rc = rollup_feed(r, t, o[j], h[j], l[j], c[j], v[j], k, out)
             if rc < 0:
                 return rc
             closed += rc

@@ -20,12 +20,12 @@ import numpy as np
 
 from common cimport (
     FAULT_DUPLICATE, FAULT_MISALIGNED, FAULT_NONE, FAULT_OUTSIDE, FAULT_OVERFLOW,
-    FAULT_LATE, FAULT_UNSORTED, N_FAULTS, Bucket, ColumnStore, GapWalker, GridCursor, Rollup, f64, grid_locate,
+    FAULT_LATE, FAULT_UNSORTED, N_FAULTS, BarRow, Bucket, BarStore, GapWalker, GridCursor, Rollup, f64, grid_locate,
     bucket_add, bucket_expected, i64, price_fault, slots_in_window, rollup_emit, rollup_feed, rollup_init,
     rollup_run, store_append, as_i64, check_grid, store_free, store_init, add_sat, step_end,
     store_nbytes, store_push, store_reserve, store_resize, store_set, store_snapshot, walker_finish, walker_start,
     walker_step_to,
-    bucket_slots, grid_next, run_end, slots_from, span, sub_sat, u64,
+    bucket_slots, store_row, grid_next, run_end, slots_from, span, sub_sat, u64,
 )
 
 cdef extern from "Python.h":
@@ -46,6 +46,25 @@ cdef enum:
     MAX_DERIVED = 32
 
 cdef i64 NO_BAR = INT64_MIN
+
+# A stream's derived stores, parents, emitted counts and roll-ups: one block, at fixed
+# offsets (what the first few intervals use lies within ~3 KB: one or two pages).
+cdef enum:
+    DERIVED_AT = 0
+    PARENT_AT = MAX_DERIVED * 64                # sizeof(BarStore) <= 64 (checked at import)
+    EMITTED_AT = PARENT_AT + MAX_DERIVED * 8
+    ROLLUPS_AT = EMITTED_AT + MAX_DERIVED * 8   # a multiple of 64
+    ROLLUP_BLOCK = ROLLUPS_AT + MAX_DERIVED * 256   # sizeof(Rollup) (checked)
+    # SymbolStream: the bytes a bar in order (or closing a bucket) reads, up to gaps.present
+    # in the declared order (on 64-bit CPython).
+    STREAM_HOT_END = 248
+    STREAM_EVENTS_END = 368     # and what the events add (seen_n ... seen)
+
+# (256 and 56 bytes on 64-bit platforms, less on 32-bit ones: the offsets above hold then too;
+# the prefetches in SessionCore.add_bar assume 256, which only makes them less useful.)
+if sizeof(Rollup) > 256 or sizeof(BarStore) > 64 or sizeof(Py_ssize_t) > 8:
+    raise ImportError("sessiondata._core.stream: unexpected struct sizes (Rollup "
+                      f"{sizeof(Rollup)}, BarStore {sizeof(BarStore)})")
 
 # A store's growth on the bar path.  A symbol whose first DENSE_AT slots are (nearly) all
 # present gets its stores sized once for the session's slots (when the session has no more
@@ -130,11 +149,34 @@ cdef extern from *:
     bint sd_ns_from_int(object x, i64* out) noexcept
 
 
+cdef extern from *:
+    """
+    /* A hint to the cache: load the line holding p, to be written.  Never faults, whatever
+       p is (a stale address only costs a wasted fetch). */
+    #if defined(__GNUC__) || defined(__clang__)
+    #define sd_prefetch(p) __builtin_prefetch((const void*) (p), 1, 3)
+    #else
+    #define sd_prefetch(p) ((void) (p))
+    #endif
+    """
+    void sd_prefetch(const void* p) noexcept nogil
+
+
 # One slot of the registry's lookup cache (SessionCore): a symbol string object as the
-# caller passes it, and its stream; both owned.
+# caller passes it, and its stream; both owned.  ``next_*``: where the bar that followed this
+# symbol's bar last time read and wrote (that symbol's string, cache slot, stream object, next
+# base row, roll-up), fetched into the cache when this symbol's next bar comes: a feed that
+# hands its symbols over in the same order every slot finds the next bar's state in the cache.
+# Only ever prefetched, never read through: a stale address costs a wasted fetch, no fault.
 cdef struct CacheSlot:
     PyObject* key
     PyObject* stream
+    const char* next_key
+    const char* next_slot
+    const char* next_stream
+    const char* next_row
+    const char* next_rollup
+    const char* next_close      # the row its next bar's finest bucket closes into, or NULL
 
 
 cdef inline void _follow(GapWalker* seen, const GapWalker* gaps) noexcept nogil:
@@ -154,34 +196,26 @@ cdef inline i64 _grace_until(i64 now_ns, i64 base_ns, i64 grace) noexcept nogil:
     return sub_sat(now_ns, base_ns * grace)
 
 
-cdef inline Py_ssize_t _search(const i64* a, Py_ssize_t n, i64 x) noexcept nogil:
-    """The first index whose value is >= x in the sorted a[:n] (binary search)."""
-    cdef Py_ssize_t lo = 0, hi = n, mid
+cdef inline Py_ssize_t _search(BarStore* s, i64 x) noexcept nogil:
+    """The first row of a store whose ts is >= x (binary search; rows are sorted)."""
+    cdef Py_ssize_t lo = 0, hi = s.n, mid
     while lo < hi:
         mid = (lo + hi) >> 1
-        if a[mid] < x:
+        if store_row(s, mid).ts < x:
             lo = mid + 1
         else:
             hi = mid
     return lo
 
 
-cdef inline int _store_insert(ColumnStore* s, Py_ssize_t i, i64 t, f64 o, f64 h, f64 l, f64 c,
+cdef inline int _store_insert(BarStore* s, Py_ssize_t i, i64 t, f64 o, f64 h, f64 l, f64 c,
                               f64 v, i64 count, f64 coverage) noexcept nogil:
     """Insert one bar at row i (the rows from i move up one); -1 when memory ran out."""
     cdef Py_ssize_t m = s.n - i
     if s.n >= s.cap and store_reserve(s, s.n + 1) != 0:
         return -1
     if m > 0:
-        memmove(s.ts + i + 1, s.ts + i, m * sizeof(i64))
-        memmove(s.open + i + 1, s.open + i, m * sizeof(f64))
-        memmove(s.high + i + 1, s.high + i, m * sizeof(f64))
-        memmove(s.low + i + 1, s.low + i, m * sizeof(f64))
-        memmove(s.close + i + 1, s.close + i, m * sizeof(f64))
-        memmove(s.volume + i + 1, s.volume + i, m * sizeof(f64))
-        if s.with_counts:
-            memmove(s.count + i + 1, s.count + i, m * sizeof(i64))
-            memmove(s.coverage + i + 1, s.coverage + i, m * sizeof(f64))
+        memmove(store_row(s, i + 1), store_row(s, i), m * s.stride)
     s.n += 1
     store_set(s, i, t, o, h, l, c, v, count, coverage)
     return 0
@@ -189,44 +223,34 @@ cdef inline int _store_insert(ColumnStore* s, Py_ssize_t i, i64 t, f64 o, f64 h,
 
 # One bar, and one change a revision made (kept in C: a revision runs no Python code, so no
 # other thread can come in while the stores are being mended).
-cdef struct Row:
-    i64 ts
-    f64 open
-    f64 high
-    f64 low
-    f64 close
-    f64 volume
-    i64 count
-    f64 coverage
-
-
 cdef struct Revision:
     Py_ssize_t k        # the interval (-1: the base)
     bint had_old        # False: the slot or bucket was empty
-    Row old
-    Row new
+    BarRow old
+    BarRow new
 
 
-cdef inline Row _row(ColumnStore* s, Py_ssize_t i) noexcept nogil:
-    cdef Row r
-    r.ts = s.ts[i]
-    r.open = s.open[i]
-    r.high = s.high[i]
-    r.low = s.low[i]
-    r.close = s.close[i]
-    r.volume = s.volume[i]
-    r.count = s.count[i] if s.with_counts else 1
-    r.coverage = s.coverage[i] if s.with_counts else 1.0
+cdef inline BarRow _row(BarStore* s, Py_ssize_t i) noexcept nogil:
+    cdef BarRow r
+    cdef BarRow* q = store_row(s, i)
+    r.ts = q.ts
+    r.open = q.open
+    r.high = q.high
+    r.low = q.low
+    r.close = q.close
+    r.volume = q.volume
+    r.count = q.count if s.with_counts else 1       # (a base row has no count: 48 bytes)
+    r.coverage = q.coverage if s.with_counts else 1.0
     return r
 
 
-cdef inline bint _same(Row a, Row b) noexcept nogil:
+cdef inline bint _same(BarRow a, BarRow b) noexcept nogil:
     return (a.ts == b.ts and a.open == b.open and a.high == b.high and a.low == b.low
             and a.close == b.close and a.volume == b.volume and a.count == b.count
             and a.coverage == b.coverage)
 
 
-cdef dict _bar_dict(Row r):
+cdef dict _bar_dict(BarRow r):
     return {"ts": r.ts, "open": r.open, "high": r.high, "low": r.low, "close": r.close,
             "volume": r.volume, "count": r.count, "coverage": r.coverage}
 
@@ -413,36 +437,33 @@ cdef class SymbolStream:
         The base interval.
     """
     # Fields in the order the per-bar path reads them: with hundreds of streams interleaved
-    # each bar's stream is a cache miss away, so what one bar touches sits in a few lines at
-    # the object's head, and what only events and revisions use lives on the heap.
+    # each bar's stream is a cache miss away, so what one bar in order touches sits in the
+    # object's first ~224 bytes (four cache lines at most; SessionCore.add_bar prefetches
+    # them, see CacheSlot), what the events add comes next, and what only revisions and
+    # closing buckets use comes after or lives on the heap.
     cdef readonly bint busy
     cdef public bint volume_optional   # bars without volume: NaN volume is no fault
-    cdef bint rg_on
-    cdef bint ann_final
-    cdef bint stale_sent         # stale reported for the gap that is open
-    cdef public bint derived_gaps
-    cdef readonly i64 base_ns
     cdef readonly i64 last_ns
-    cdef readonly i64 last_closed  # derived bars the last accepted bar closed
+    cdef readonly i64 base_ns
     # Kept so that a bar in order reads no roll-up it does not feed: a bar before late_until
     # may be late (max closed_until); cascaded buckets end at cascade_due at the earliest.
     cdef i64 late_until
-    cdef i64 cascade_due
-    cdef Py_ssize_t n_derived
-    cdef Py_ssize_t n_cascaded     # derived intervals fed from a finer derived one
-    cdef unsigned int base_fed     # bit k: derived interval k is fed from the base bars
     cdef GridCursor cursor
     cdef const i64* w_open
     cdef const i64* w_close
     cdef Py_ssize_t n_windows
-    cdef ColumnStore base
-    cdef GapWalker gaps
-    cdef Rollup* rollups
-    cdef ColumnStore* derived
+    cdef BarStore base           # (its fields past with_counts are cold)
+    cdef unsigned int base_fed     # bit k: derived interval k is fed from the base bars
+    cdef Py_ssize_t n_cascaded     # derived intervals fed from a finer derived one
+    cdef Rollup* rollups         # 64-byte aligned inside rollups_block
+    cdef BarStore* derived       # (in rollups_block too, after the roll-ups)
     cdef Py_ssize_t* parent      # the interval each derived one is fed from (-1: the base)
+    cdef Py_ssize_t n_derived
+    cdef i64 cascade_due
+    cdef readonly i64 last_closed  # derived bars the last accepted bar closed
+    cdef GapWalker gaps          # (window, next_slot, present first: the rest is cold)
     # Events (see collect/scan): what was already reported, so that the bar path records
     # nothing of its own; only a session with subscribers looks at these.
-    cdef GapWalker seen          # the base gap walker as of the last collect
     cdef Py_ssize_t seen_n       # base rows as of the last collect
     # What the clock announced ahead of the bars (scan): every missing slot of the base grid
     # from the walker's next slot up to ann_until was told (gap_opened; gap_closed too for a
@@ -450,7 +471,13 @@ cdef class SymbolStream:
     cdef i64 ann_until
     cdef Py_ssize_t n_revs
     cdef i64 counted_for         # the registry's scan this stream was counted current for
+    cdef bint stale_sent         # stale reported for the gap that is open
+    cdef bint rg_on
+    cdef bint ann_final
+    cdef public bint derived_gaps
+    cdef GapWalker seen          # the base gap walker as of the last collect
     # -- colder ---------------------------------------------------------------------------
+    cdef void* rollups_block
     cdef i64 rejected[N_FAULTS]
     cdef list _keep              # keeps every grid array alive: the C side points into them
     cdef public list names       # interval names: the base, then derived 0, 1, ...
@@ -459,7 +486,7 @@ cdef class SymbolStream:
     # as it was told, and the slot filled (told as gap_revised and what remains).
     cdef i64 rg_s, rg_e, rg_n, rg_t, rg_t_end
     # Heap arrays (MAX_DERIVED or MAX_REVS long), off the object's hot lines.
-    cdef Py_ssize_t* emitted     # derived rows already reported as bar_closed
+    cdef Py_ssize_t* emitted     # derived rows already reported as bar_closed (in rollups_block)
     cdef Revision* revs          # what the last revise changed, for collect
     # Gap events of the derived intervals, only while a subscriber asks for them: each
     # interval's gap walker as of the last collect, and what a revision did to a told gap.
@@ -471,17 +498,23 @@ cdef class SymbolStream:
     cdef i64* drg_t_end
 
     def __cinit__(self):
+        cdef char* at
         store_init(&self.base, False)
-        self.derived = <ColumnStore*> calloc(MAX_DERIVED, sizeof(ColumnStore))
-        self.rollups = <Rollup*> calloc(MAX_DERIVED, sizeof(Rollup))
-        self.parent = <Py_ssize_t*> calloc(MAX_DERIVED, sizeof(Py_ssize_t))
-        self.emitted = <Py_ssize_t*> calloc(MAX_DERIVED, sizeof(Py_ssize_t))
+        # One block, 64-byte aligned: the derived stores, parent, the roll-ups, at fixed
+        # offsets from each other (what SessionCore.add_bar prefetches).
+        self.rollups_block = calloc(1, ROLLUP_BLOCK + 64)
+        if self.rollups_block != NULL:
+            at = <char*> self.rollups_block + ((0 - <size_t> self.rollups_block) & 63)
+            self.derived = <BarStore*> (at + DERIVED_AT)
+            self.parent = <Py_ssize_t*> (at + PARENT_AT)
+            self.emitted = <Py_ssize_t*> (at + EMITTED_AT)
+            self.rollups = <Rollup*> (at + ROLLUPS_AT)
         self.revs = <Revision*> calloc(MAX_REVS, sizeof(Revision))
         self.dseen = <GapWalker*> calloc(MAX_DERIVED, sizeof(GapWalker))
         self.drg_on = <bint*> calloc(MAX_DERIVED, sizeof(bint))
         self.drg_s = <i64*> calloc(4 * MAX_DERIVED, sizeof(i64))
-        if (self.derived == NULL or self.rollups == NULL or self.parent == NULL
-                or self.emitted == NULL or self.revs == NULL or self.dseen == NULL
+        if (self.derived == NULL or self.rollups_block == NULL or self.parent == NULL
+                or self.revs == NULL or self.dseen == NULL
                 or self.drg_on == NULL or self.drg_s == NULL):
             raise MemoryError()
         self.drg_e = self.drg_s + MAX_DERIVED
@@ -536,10 +569,7 @@ cdef class SymbolStream:
         if self.derived != NULL:
             for k in range(MAX_DERIVED):  # calloc'd: stores never used hold NULLs
                 store_free(&self.derived[k])
-            free(self.derived)
-        free(self.rollups)
-        free(self.parent)
-        free(self.emitted)
+        free(self.rollups_block)
         free(self.revs)
         free(self.dseen)
         free(self.drg_on)
@@ -561,7 +591,8 @@ cdef class SymbolStream:
         cdef Py_ssize_t k = self.n_derived, i, j, p = -1
         cdef i64 best = 0, s
         cdef Rollup* r
-        cdef ColumnStore* src
+        cdef BarStore* src
+        cdef BarRow* q
         cdef int rc = 0
         if k >= MAX_DERIVED:
             raise ValueError(f"at most {MAX_DERIVED} derived intervals per symbol")
@@ -577,7 +608,7 @@ cdef class SymbolStream:
                 best = s
                 p = j
         self._keep.append((go, gc, gb, gl))
-        if self.derived[k].ts == NULL:
+        if self.derived[k].block == NULL:
             store_init(&self.derived[k], True)
         self.derived[k].n = 0       # a reset stream keeps its buffers
         self.derived[k].max_rows = _slots(&go[0], &gc[0], go.shape[0], step_ns)
@@ -593,15 +624,17 @@ cdef class SymbolStream:
             r.feed_step = best
             src = &self.derived[p]
             for i in range(src.n):
-                rc = rollup_feed(r, src.ts[i], src.open[i], src.high[i], src.low[i],
-                                 src.close[i], src.volume[i], src.count[i], &self.derived[k])
+                q = store_row(src, i)
+                rc = rollup_feed(r, q.ts, q.open, q.high, q.low, q.close, q.volume, q.count,
+                                 &self.derived[k])
                 if rc < 0:
                     break
         else:
             src = &self.base
             for i in range(src.n):
-                rc = rollup_feed(r, src.ts[i], src.open[i], src.high[i], src.low[i],
-                                 src.close[i], src.volume[i], 1, &self.derived[k])
+                q = store_row(src, i)
+                rc = rollup_feed(r, q.ts, q.open, q.high, q.low, q.close, q.volume, 1,
+                                 &self.derived[k])
                 if rc < 0:
                     break
         if rc < 0:
@@ -634,14 +667,15 @@ cdef class SymbolStream:
         """Feed the bars derived interval k just closed (its last ``closed`` rows) to the
         intervals fed from it.  Returns the bars closed in all, or -1 when memory ran out."""
         cdef Py_ssize_t j, i
-        cdef ColumnStore* src = &self.derived[k]
+        cdef BarStore* src = &self.derived[k]
+        cdef BarRow* q
         cdef int total = 0, rc
         i = src.n - closed
         for j in range(k + 1, self.n_derived):
             if self.parent[j] != k:
                 continue
-            if src.ts[i] < self.rollups[j].closed_until or (
-                    self.rollups[j].bucket.active and src.ts[i] < self.rollups[j].bucket.start):
+            if store_row(src, i).ts < self.rollups[j].closed_until or (
+                    self.rollups[j].bucket.active and store_row(src, i).ts < self.rollups[j].bucket.start):
                 # A bar for a bucket already closed (advance closed it before its finer bars
                 # came, which only the revise policy takes): revised, never opened again.
                 rc = self._cascade_late(k, j, i, src.n)
@@ -649,9 +683,9 @@ cdef class SymbolStream:
                     return -1
                 total += rc
                 continue
-            rc = rollup_run(&self.rollups[j], src.ts + i, src.open + i, src.high + i,
-                            src.low + i, src.close + i, src.volume + i, src.count + i,
-                            closed, &self.derived[j])
+            q = store_row(src, i)
+            rc = rollup_run(&self.rollups[j], &q.ts, &q.open, &q.high, &q.low, &q.close,
+                            &q.volume, &q.count, closed, src.stride // 8, &self.derived[j])
             if rc < 0:
                 return -1
             if rc > 0:
@@ -667,7 +701,7 @@ cdef class SymbolStream:
         session's slots at once for a dense symbol (its derived stores too), else an eighth
         more.  0, or -1 when memory ran out (nothing is lost)."""
         cdef Py_ssize_t k
-        cdef ColumnStore* d
+        cdef BarStore* d
         if (self.base.cap >= DENSE_AT and need <= self.base.max_rows <= DENSE_MAX_ROWS
                 and self.gaps.missing * 16 <= self.gaps.present):
             if store_resize(&self.base, self.base.max_rows) != 0:
@@ -904,7 +938,7 @@ cdef class SymbolStream:
         for k in range(self.n_derived):
             if self.parent[k] >= 0:
                 continue
-            closed = rollup_run(&self.rollups[k], t, o, h, lo, c, v, NULL, m,
+            closed = rollup_run(&self.rollups[k], t, o, h, lo, c, v, NULL, m, 1,
                                 &self.derived[k])
             if closed < 0:
                 return -1
@@ -987,7 +1021,7 @@ cdef class SymbolStream:
         cdef Py_ssize_t i, k
         cdef bint in_order, replaced, left, right
         cdef int rc = 0
-        cdef ColumnStore* b = &self.base
+        cdef BarStore* b = &self.base
         cdef Revision* rv
         if f != FAULT_NONE:
             return f
@@ -999,8 +1033,8 @@ cdef class SymbolStream:
         if t != probe.slot_start:
             return FAULT_MISALIGNED
         in_order = b.n == 0 or t > self.last_ns
-        i = _search(b.ts, b.n, t)
-        replaced = i < b.n and b.ts[i] == t
+        i = _search(b, t)
+        replaced = i < b.n and store_row(b, i).ts == t
         self.n_revs = 0
         self.rg_on = False
         rv = &self.revs[0]
@@ -1024,9 +1058,9 @@ cdef class SymbolStream:
             # A slot counted missing is filled: its run shrinks, splits in two, or ends.
             self.gaps.present += 1
             self.gaps.missing -= 1
-            left = t == self.w_open[probe.window] or (i > 0 and b.ts[i - 1] == t - self.base_ns)
+            left = t == self.w_open[probe.window] or (i > 0 and store_row(b, i - 1).ts == t - self.base_ns)
             right = probe.slot_end == self.w_close[probe.window] or (
-                i + 1 < b.n and b.ts[i + 1] == probe.slot_end)
+                i + 1 < b.n and store_row(b, i + 1).ts == probe.slot_end)
             if left and right:
                 self.gaps.runs -= 1
             elif not left and not right:
@@ -1038,11 +1072,11 @@ cdef class SymbolStream:
                 self.rg_t = t
                 self.rg_t_end = probe.slot_end
                 self.rg_s = self.w_open[probe.window]
-                if i > 0 and b.ts[i - 1] >= self.rg_s:
-                    self.rg_s = b.ts[i - 1] + self.base_ns
+                if i > 0 and store_row(b, i - 1).ts >= self.rg_s:
+                    self.rg_s = store_row(b, i - 1).ts + self.base_ns
                 self.rg_e = self.w_close[probe.window]
-                if i + 1 < b.n and b.ts[i + 1] < self.rg_e:
-                    self.rg_e = b.ts[i + 1]
+                if i + 1 < b.n and store_row(b, i + 1).ts < self.rg_e:
+                    self.rg_e = store_row(b, i + 1).ts
                 self.rg_n = <i64> slots_from(self.rg_s, self.rg_e, self.base_ns)
         self.last_closed = 0
         for k in range(self.n_derived):
@@ -1079,26 +1113,28 @@ cdef class SymbolStream:
         """Rows i0..n of interval k into interval j one by one: a row whose bucket of j was
         closed revises it (and the buckets fed from j that hold it), the others are fed.
         Returns the bars closed, or -1 when memory ran out."""
-        cdef ColumnStore* src = &self.derived[k]
+        cdef BarStore* src = &self.derived[k]
         cdef Rollup* r = &self.rollups[j]
         cdef Py_ssize_t i
         cdef GridCursor probe
         cdef bint passed
         cdef int rc, total = 0
+        cdef BarRow* q
         for i in range(i0, n):
             probe.window = 0
             probe.slot_start = NO_BAR
             probe.slot_end = NO_BAR
             passed = False
-            if grid_locate(&probe, r.g_open, r.g_close, r.n_windows, r.step_ns, src.ts[i]):
+            if grid_locate(&probe, r.g_open, r.g_close, r.n_windows, r.step_ns, store_row(src, i).ts):
                 passed = (probe.slot_start < r.bucket.start if r.bucket.active
                           else probe.slot_start < r.closed_until)
             if passed:
-                if self._revise_up(j, src.ts[i]) < 0:
+                if self._revise_up(j, store_row(src, i).ts) < 0:
                     return -1
                 continue
-            rc = rollup_feed(r, src.ts[i], src.open[i], src.high[i], src.low[i],
-                             src.close[i], src.volume[i], src.count[i], &self.derived[j])
+            q = store_row(src, i)
+            rc = rollup_feed(r, q.ts, q.open, q.high, q.low, q.close, q.volume, q.count,
+                             &self.derived[j])
             if rc > 0:
                 total += rc
                 rc = self._cascade(j, rc)
@@ -1124,15 +1160,16 @@ cdef class SymbolStream:
         closed bar is replaced (or, for a bucket that was empty, inserted), the bar being
         built is recomputed, a bucket not begun is left to the feed."""
         cdef Rollup* r = &self.rollups[k]
-        cdef ColumnStore* out = &self.derived[k]
-        cdef ColumnStore* src
+        cdef BarStore* out = &self.derived[k]
+        cdef BarStore* src
         cdef GridCursor probe
         cdef Py_ssize_t p = self.parent[k], lo, hi, i, j, w
         cdef i64 bs, be, expected, cnt
         cdef f64 ho, hh, hl, hc, hv
         cdef bint passed, active, left, right
         cdef int rc = 0
-        cdef Row old
+        cdef BarRow old
+        cdef BarRow* q
         cdef Revision* rv
         probe.window = 0
         probe.slot_start = NO_BAR
@@ -1151,8 +1188,8 @@ cdef class SymbolStream:
             # New to this interval: fed exactly as _accept feeds it.
             return self._feed_counted(k, t, o, h, l, c, v, 1)
         src = &self.base if p < 0 else &self.derived[p]
-        lo = _search(src.ts, src.n, bs)
-        hi = _search(src.ts, src.n, be)
+        lo = _search(src, bs)
+        hi = _search(src, be)
         if not (passed or active):
             # A coarser bucket not begun: a finer bar that the revision just made (inserted
             # in a finer bucket that had been passed over) is the only one of it, and is later
@@ -1160,25 +1197,26 @@ cdef class SymbolStream:
             if p < 0:
                 return 0
             for i in range(lo, hi):
-                if self._feed_counted(k, src.ts[i], src.open[i], src.high[i], src.low[i],
-                                      src.close[i], src.volume[i], src.count[i]) < 0:
+                q = store_row(src, i)
+                if self._feed_counted(k, q.ts, q.open, q.high, q.low, q.close, q.volume,
+                                      q.count) < 0:
                     return -1
             return 0
         if hi <= lo:
             return 0
-        ho = src.open[lo]
-        hh = src.high[lo]
-        hl = src.low[lo]
+        ho = store_row(src, lo).open
+        hh = store_row(src, lo).high
+        hl = store_row(src, lo).low
         hv = 0.0
         cnt = 0
         for i in range(lo, hi):
-            if src.high[i] > hh:
-                hh = src.high[i]
-            if src.low[i] < hl:
-                hl = src.low[i]
-            hv += src.volume[i]
-            cnt += src.count[i] if p >= 0 else 1
-        hc = src.close[hi - 1]
+            if store_row(src, i).high > hh:
+                hh = store_row(src, i).high
+            if store_row(src, i).low < hl:
+                hl = store_row(src, i).low
+            hv += store_row(src, i).volume
+            cnt += store_row(src, i).count if p >= 0 else 1
+        hc = store_row(src, hi - 1).close
         if active:
             r.bucket.open = ho
             r.bucket.high = hh
@@ -1188,8 +1226,8 @@ cdef class SymbolStream:
             r.bucket.count = cnt
             return 0
         expected = r.g_base_slots[w] if r.step_ns <= 0 else bucket_slots(bs, be, r.base_ns)
-        j = _search(out.ts, out.n, bs)
-        if j < out.n and out.ts[j] == bs:
+        j = _search(out, bs)
+        if j < out.n and store_row(out, j).ts == bs:
             old = _row(out, j)
             store_set(out, j, bs, ho, hh, hl, hc, hv, cnt, <f64> cnt / <f64> expected)
             if record and not _same(old, _row(out, j)) and self.n_revs < MAX_REVS:
@@ -1209,12 +1247,12 @@ cdef class SymbolStream:
             self.drg_t[k] = bs
             self.drg_t_end[k] = be
             self.drg_s[k] = r.g_open[w]
-            if j > 0 and out.ts[j - 1] >= r.g_open[w]:
+            if j > 0 and store_row(out, j - 1).ts >= r.g_open[w]:
                 self.drg_s[k] = _grid_end(r.g_open, r.g_close, r.n_windows, r.step_ns,
-                                          out.ts[j - 1])
+                                          store_row(out, j - 1).ts)
             self.drg_e[k] = r.g_close[w]
-            if j + 1 < out.n and out.ts[j + 1] < self.drg_e[k]:
-                self.drg_e[k] = out.ts[j + 1]
+            if j + 1 < out.n and store_row(out, j + 1).ts < self.drg_e[k]:
+                self.drg_e[k] = store_row(out, j + 1).ts
         if j < self.emitted[k]:
             self.emitted[k] += 1
         if not r.bucket.active and be > r.closed_until:
@@ -1222,8 +1260,8 @@ cdef class SymbolStream:
         if bs < r.gaps.next_slot:
             r.gaps.present += 1
             r.gaps.missing -= 1
-            left = bs == r.g_open[w] or (j > 0 and out.ts[j - 1] == bs - r.step_ns)
-            right = be == r.g_close[w] or (j + 1 < out.n and out.ts[j + 1] == be)
+            left = bs == r.g_open[w] or (j > 0 and store_row(out, j - 1).ts == bs - r.step_ns)
+            right = be == r.g_close[w] or (j + 1 < out.n and store_row(out, j + 1).ts == be)
             if left and right:
                 r.gaps.runs -= 1
             elif not left and not right:
@@ -1337,9 +1375,10 @@ cdef class SymbolStream:
         cdef i64 an[RUN_CAP]
         cdef i64 t, end, a_end
         cdef int fault = 0
-        cdef ColumnStore* s
+        cdef BarStore* s
         cdef Event ev
         cdef Revision* rv
+        cdef BarRow* q
         cdef object name
         if self.seen_n != self.base.n and self.gaps.runs == self.seen.runs \
                 and self.ann_until == NO_BAR:
@@ -1351,7 +1390,7 @@ cdef class SymbolStream:
             w = self.seen
             name = self._name(-1)
             for i in range(self.seen_n, self.base.n):
-                t = self.base.ts[i]
+                t = store_row(&self.base, i).ts
                 # The runs the clock announced ahead of the bars, as they were told.
                 na = 0
                 if self.ann_until != NO_BAR:
@@ -1434,14 +1473,15 @@ cdef class SymbolStream:
             if self.emitted[k] < s.n and wanted & (1 << EV_BAR_CLOSED):
                 name = self._name(k)
                 for i in range(self.emitted[k], s.n):
-                    ev = _event(EV_BAR_CLOSED, symbol, name, s.ts[i], NO_BAR, 0)
-                    ev._o = s.open[i]
-                    ev._h = s.high[i]
-                    ev._l = s.low[i]
-                    ev._c = s.close[i]
-                    ev._v = s.volume[i]
-                    ev._count = s.count[i]
-                    ev._cov = s.coverage[i]
+                    q = store_row(s, i)
+                    ev = _event(EV_BAR_CLOSED, symbol, name, q.ts, NO_BAR, 0)
+                    ev._o = q.open
+                    ev._h = q.high
+                    ev._l = q.low
+                    ev._c = q.close
+                    ev._v = q.volume
+                    ev._count = q.count
+                    ev._cov = q.coverage
                     out.append(ev)
             self.emitted[k] = s.n
         return len(out) - m0
@@ -1465,7 +1505,7 @@ cdef class SymbolStream:
     cdef int _collect_derived_gaps(self, Py_ssize_t k, object symbol, list out) except -1:
         """The gap events of derived interval k since the last collect: its runs of empty
         buckets that a closed bar ended, and a told run that a revision filled."""
-        cdef ColumnStore* s = &self.derived[k]
+        cdef BarStore* s = &self.derived[k]
         cdef Rollup* r = &self.rollups[k]
         cdef GapWalker w = self.dseen[k]
         cdef i64 rs[RUN_CAP]
@@ -1484,9 +1524,9 @@ cdef class SymbolStream:
             if self.drg_t_end[k] < self.drg_e[k]:
                 self._dgap_pair(k, out, symbol, name, self.drg_t_end[k], self.drg_e[k])
         for i in range(self.emitted[k], s.n):
-            if s.ts[i] < w.next_slot:
+            if store_row(s, i).ts < w.next_slot:
                 continue        # a bar a revision put behind what was told (told above)
-            nr = walker_step_to(&w, r.g_open, r.g_close, r.n_windows, r.step_ns, s.ts[i],
+            nr = walker_step_to(&w, r.g_open, r.g_close, r.n_windows, r.step_ns, store_row(s, i).ts,
                                 rs, rn, 0, RUN_CAP, &fault)
             for j in range(nr if nr < RUN_CAP else RUN_CAP):
                 self._dgap_pair(k, out, symbol, name, rs[j], _grid_run_end(
@@ -1658,7 +1698,7 @@ cdef class SymbolStream:
         """Bars held for the base interval (k = -1) or derived interval k."""
         return self._store(k).n
 
-    cdef ColumnStore* _store(self, Py_ssize_t k) except NULL:
+    cdef BarStore* _store(self, Py_ssize_t k) except NULL:
         if k == -1:
             return &self.base
         if not 0 <= k < self.n_derived:
@@ -1765,8 +1805,10 @@ cdef class SessionCore:
     # or reading the entry (each a cache miss with hundreds of symbols interleaved).  It
     # holds no record of its own: it is emptied whenever the registry changes (``_symbols``
     # set, ``_pop_symbol``), and only ever answers what the registry would.
-    cdef CacheSlot* _cache
+    cdef CacheSlot* _cache           # 64-byte aligned inside _cache_block: a slot per line
+    cdef void* _cache_block
     cdef Py_ssize_t _cache_size      # slots (a power of two), 0: none yet
+    cdef Py_ssize_t _last_slot       # the slot of the last bar's symbol, -1: none
     cdef Py_ssize_t _cache_fill
     cdef int _cache_shift
     cdef public dict _unknown_bars   # symbol -> bars offered for a symbol not registered
@@ -1792,7 +1834,9 @@ cdef class SessionCore:
     def __cinit__(self):
         self._reg = {}
         self._cache = NULL
+        self._cache_block = NULL
         self._cache_size = 0
+        self._last_slot = -1
         self._cache_fill = 0
         self._unknown_bars = {}
         self._clock = NO_BAR
@@ -1812,7 +1856,7 @@ cdef class SessionCore:
 
     def __dealloc__(self):
         self._cache_clear()
-        free(self._cache)
+        free(self._cache_block)
 
     @property
     def _symbols(self):
@@ -1835,6 +1879,7 @@ cdef class SessionCore:
         cdef Py_ssize_t i
         cdef PyObject* k
         cdef PyObject* v
+        self._last_slot = -1
         if self._cache_fill == 0:
             return
         self._cache_fill = 0
@@ -1853,26 +1898,26 @@ cdef class SessionCore:
         return <Py_ssize_t> ((((<size_t> key) >> 4) * <size_t> 0x9E3779B97F4A7C15ULL)
                              >> self._cache_shift)
 
-    cdef inline PyObject* _cache_get(self, object symbol) noexcept:
-        """The stream cached for this very string object (borrowed), or NULL."""
+    cdef inline Py_ssize_t _cache_find(self, object symbol) noexcept:
+        """The slot caching this very string object, or -1."""
         cdef Py_ssize_t i, m
         cdef PyObject* key = <PyObject*> symbol
         if self._cache_size == 0:
-            return NULL
+            return -1
         m = self._cache_size - 1
         i = self._cache_slot(key)
         while self._cache[i].key != NULL:       # linear probing; never more than half full
             if self._cache[i].key == key:
-                return self._cache[i].stream
+                return i
             i = (i + 1) & m
-        return NULL
+        return -1
 
     cdef int _cache_put(self, object symbol, object stream) except -1:
         """Remember symbol (an exact str) -> stream.  A full table (half its slots: feeds
         that make a new string object per bar) is emptied and sized for the registry."""
         cdef Py_ssize_t i, m, size
         cdef int bits
-        cdef CacheSlot* table
+        cdef void* block
         if 2 * (self._cache_fill + 1) > self._cache_size:
             self._cache_clear()
             size = 64
@@ -1881,11 +1926,12 @@ cdef class SessionCore:
                 size <<= 1
                 bits += 1
             if size != self._cache_size:
-                table = <CacheSlot*> calloc(size, sizeof(CacheSlot))
-                if table == NULL:
+                block = calloc(size + 1, sizeof(CacheSlot))
+                if block == NULL:
                     return 0        # no cache: the registry answers
-                free(self._cache)
-                self._cache = table
+                free(self._cache_block)
+                self._cache_block = block
+                self._cache = <CacheSlot*> (<char*> block + ((0 - <size_t> block) & 63))
                 self._cache_size = size
                 self._cache_shift = 64 - bits
         m = self._cache_size - 1
@@ -1931,7 +1977,8 @@ cdef class SessionCore:
         """
         cdef object entry, s
         cdef SymbolStream stream
-        cdef PyObject* cached
+        cdef Py_ssize_t slot
+        cdef CacheSlot* cs
         cdef int f
         cdef bint exact
         cdef i64 t
@@ -1955,9 +2002,43 @@ cdef class SessionCore:
             l = prices[2]
             c = prices[3]
             v = prices[4]
-        cached = self._cache_get(symbol) if exact else NULL
-        if cached != NULL:
-            stream = <SymbolStream> cached
+        slot = self._cache_find(symbol) if exact else -1
+        if slot >= 0:
+            cs = &self._cache[slot]
+            stream = <SymbolStream> cs.stream
+            # What the next bar will need, if it is for the symbol that came after this one
+            # last time: fetched while this bar and the caller's loop run.
+            sd_prefetch(cs.next_key)
+            sd_prefetch(cs.next_slot)
+            sd_prefetch(cs.next_stream)
+            sd_prefetch(cs.next_stream + 64)
+            sd_prefetch(cs.next_stream + 128)
+            sd_prefetch(cs.next_stream + 192)
+            sd_prefetch(cs.next_stream + STREAM_HOT_END - 1)
+            sd_prefetch(cs.next_row)
+            sd_prefetch(cs.next_row + 47)
+            sd_prefetch(cs.next_rollup)
+            if self._events_on:
+                sd_prefetch(cs.next_stream + 256)
+                sd_prefetch(cs.next_stream + 320)
+                sd_prefetch(cs.next_stream + STREAM_EVENTS_END - 1)
+            if cs.next_close != NULL:
+                # Its bar will close a bucket: the derived row, the roll-ups the closed bar
+                # cascades into (three intervals' worth), the stores and parents.
+                sd_prefetch(cs.next_close)
+                sd_prefetch(cs.next_rollup + 64)
+                sd_prefetch(cs.next_rollup + 128)
+                sd_prefetch(cs.next_rollup + 192)
+                sd_prefetch(cs.next_rollup + 256)
+                sd_prefetch(cs.next_rollup + 320)
+                sd_prefetch(cs.next_rollup + 512)
+                sd_prefetch(cs.next_rollup + 576)
+                sd_prefetch(cs.next_rollup - ROLLUPS_AT + DERIVED_AT)
+                sd_prefetch(cs.next_rollup - ROLLUPS_AT + DERIVED_AT + 64)
+                sd_prefetch(cs.next_rollup - ROLLUPS_AT + DERIVED_AT + 128)
+                sd_prefetch(cs.next_rollup - ROLLUPS_AT + PARENT_AT)
+                if self._events_on:
+                    sd_prefetch(cs.next_rollup - ROLLUPS_AT + EMITTED_AT)
         else:
             entry = self._reg.get(symbol)
             if entry is None:
@@ -1972,6 +2053,22 @@ cdef class SessionCore:
         if stream.busy:
             return self._add_bar_waiting(symbol, t, o, h, l, c, v)
         f = stream._accept(t, o, h, l, c, v)
+        if slot >= 0:
+            if self._last_slot >= 0 and self._last_slot != slot:
+                cs = &self._cache[self._last_slot]
+                cs.next_key = <const char*> <PyObject*> symbol
+                cs.next_slot = <const char*> &self._cache[slot]
+                cs.next_stream = <const char*> <PyObject*> stream
+                cs.next_row = <const char*> store_row(&stream.base, stream.base.n)
+                cs.next_rollup = <const char*> stream.rollups
+                cs.next_close = NULL
+                if (stream.base_fed & 1u and stream.rollups[0].bucket.active
+                        and add_sat(stream.last_ns, stream.base_ns)
+                        >= stream.rollups[0].bucket.close_at):
+                    # (the slot after this one: if the next bar is on time, it closes)
+                    cs.next_close = <const char*> store_row(&stream.derived[0],
+                                                            stream.derived[0].n)
+            self._last_slot = slot
         if f == FAULT_NONE:
             t = add_sat(t, stream.base_ns)     # the bar's end (saturated at the int64 max)
             if t > self._clock:
