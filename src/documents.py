@@ -430,57 +430,103 @@ def write_session_docs(run: RunResult, folder: Path, *, workers: int = 1) -> Non
 
 
 def start_session_docs(run: RunResult, folder: Path, *,
-                       workers: int = 1) -> Callable[[], None]:
+                       workers: int = 1) -> Callable[..., None]:
     """Start writing the session documents (see :func:`write_session_docs`) and return the
     function that waits for them.
 
     The columns are laid out once, by the first thread.  With ``workers`` > 1 (and at least
-    ``MIN_SESSIONS_PER_WORKER`` sessions a thread), ``workers - 1`` threads lay out and write
-    a share of the documents each, while this thread is free until it waits (the export
-    writes its gap dataset, summary and manifest meanwhile).  A share is rendered and
-    written in one call without the GIL: a thread that took the GIL back once per file
-    would wait for it behind this busy thread each time (up to the switch interval).  Else
-    the documents are laid out and written when it waits.  Waiting raises when a thread
-    failed (its error chained)."""
+    ``MIN_SESSIONS_PER_WORKER`` sessions a thread), ``workers - 1`` threads write the
+    documents a share at a time (:class:`_Shares`), while this thread is free until it waits
+    (the export writes its gap dataset, summary and manifest meanwhile); waiting, it takes
+    shares too, so no core idles while documents are left.  A share is rendered and written
+    in one call without the GIL: a thread that took the GIL back once per file would wait
+    for it behind a busy thread each time (up to the switch interval).  Else the documents
+    are laid out and written when it waits.  Waiting raises when a share failed (the first
+    error chained); ``wait(help=False)`` only lets the threads end (after an error of the
+    caller's: the threads take no new share then)."""
     n_k = run.windows.n_sessions
     threads = max(0, min(workers - 1, n_k // MIN_SESSIONS_PER_WORKER))
     if threads == 0:
-        return lambda: _Documents(run).write(range(n_k), folder)
-    errors: list[BaseException] = []
+        return lambda help=True: _Documents(run).write(range(n_k), folder)
+    shares = _Shares(n_k, SHARES_PER_THREAD * (threads + 1))
     laid_out: list[_Documents] = []
     ready = threading.Event()
 
-    def work(i: int, share: range) -> None:
-        try:
-            if i == 0:
-                try:
-                    laid_out.append(_Documents(run))
-                finally:
-                    ready.set()
-            else:
-                ready.wait()
-            if laid_out:   # else the first thread's error says why
-                laid_out[0].write(share, folder)
-        except BaseException as exc:  # handed to wait(), which raises it
-            errors.append(exc)
+    def work(i: int) -> None:
+        if i == 0:
+            try:
+                laid_out.append(_Documents(run))
+            except BaseException as exc:  # handed to wait(), which raises it
+                shares.failed(exc)
+            finally:
+                ready.set()
+        else:
+            ready.wait()
+        if laid_out:   # else the first thread's error says why
+            shares.write(laid_out[0], folder)
 
-    cuts = np.linspace(0, n_k, threads + 1).astype(int).tolist()
-    pool = [threading.Thread(target=work, args=(i, range(cuts[i], cuts[i + 1])),
-                             name=f"sessiondata-docs-{i}", daemon=True)
+    pool = [threading.Thread(target=work, args=(i,), name=f"sessiondata-docs-{i}",
+                             daemon=True)
             for i in range(threads)]
     for t in pool:
         t.start()
 
-    def wait() -> None:
+    def wait(help: bool = True) -> None:
+        if help:
+            ready.wait()
+            if laid_out:
+                shares.write(laid_out[0], folder)
+        else:
+            shares.stop()
         for t in pool:
             t.join()
-        if errors:
-            raise RuntimeError(f"{len(errors)} of {threads} threads writing the session "
-                               f"documents into {folder} failed: {errors[0]!r}") from errors[0]
+        if shares.errors:
+            first = shares.errors[0]
+            raise RuntimeError(f"writing the session documents into {folder} failed "
+                               f"({len(shares.errors)} error(s) among {threads} threads and "
+                               f"the caller): {first!r}") from first
 
     return wait
 
 
+class _Shares:
+    """The sessions ``0..n-1`` cut into about ``parts`` runs of sessions that threads take in
+    turn (:meth:`write`) until none is left, one fails or :meth:`stop` is called; the errors
+    are kept for the waiter."""
+
+    def __init__(self, n: int, parts: int):
+        cuts = np.unique(np.linspace(0, n, max(1, min(parts, n)) + 1).astype(int)).tolist()
+        self._runs = [range(a, b) for a, b in zip(cuts, cuts[1:])]
+        self._next = 0
+        self._lock = threading.Lock()
+        self.errors: list[BaseException] = []
+
+    def _take(self) -> range | None:
+        with self._lock:
+            if self.errors or self._next >= len(self._runs):
+                return None
+            self._next += 1
+            return self._runs[self._next - 1]
+
+    def write(self, docs: _Documents, folder: Path) -> None:
+        while (share := self._take()) is not None:
+            try:
+                docs.write(share, folder)
+            except BaseException as exc:
+                self.failed(exc)
+
+    def failed(self, exc: BaseException) -> None:
+        with self._lock:
+            self.errors.append(exc)
+
+    def stop(self) -> None:
+        with self._lock:
+            self._next = len(self._runs)
+
+
+# Shares a thread: enough that the threads finish together, few enough that each share is
+# long (one call without the GIL).
+SHARES_PER_THREAD = 4
 MIN_SESSIONS_PER_WORKER = 32
 
 

@@ -489,14 +489,15 @@ def write_run(run: RunResult, folder: str | os.PathLike, *, fmt: str = "parquet"
     folder: see :func:`staged`); ``bars`` is the writer the engine filled; ``workers`` - 1
     threads render and write the documents (``documents.start_session_docs``: compiled,
     without the GIL) while this thread makes ``summary(run)`` when it is a function and
-    another writes the gap and anomaly datasets (``summary`` must only read the run), or
-    ``docs(run, folder)`` does (``DaskExecutor.write_docs``: on the workers)."""
+    another writes the gap and anomaly datasets (``summary`` must only read the run), then
+    writes documents too until none is left; or ``docs(run, folder)`` writes them
+    (``DaskExecutor.write_docs``: on the workers)."""
     folder = Path(folder)
     sessions = folder / "sessions"
     sessions.mkdir(parents=True, exist_ok=True)
     if docs is not None:
         docs(run, sessions)
-        wait: Callable[[], None] = lambda: None
+        wait: Callable[..., None] = lambda help=True: None
     else:
         with paused_gc():
             wait = start_session_docs(run, sessions, workers=workers)
@@ -504,7 +505,7 @@ def write_run(run: RunResult, folder: str | os.PathLike, *, fmt: str = "parquet"
         _write_rest(run, folder, fmt, bars, summary, provenance)
     except BaseException:
         with contextlib.suppress(Exception):
-            wait()   # the documents' processes end before the staging folder goes
+            wait(help=False)   # the documents' threads end before the staging folder goes
         raise
     with paused_gc():
         wait()

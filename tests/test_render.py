@@ -180,10 +180,38 @@ def test_threads_write_what_one_thread_writes_and_a_failure_is_raised(weekly, tm
     monkeypatch.setattr(documents._Documents, "write", broken)
     out = tmp_path / "broken"
     out.mkdir()
-    with pytest.raises(RuntimeError, match="2 of 3 threads writing the session documents") \
+    with pytest.raises(RuntimeError, match="writing the session documents into .* failed") \
             as caught:
         documents.write_session_docs(result, out, workers=4)
     assert isinstance(caught.value.__cause__, OSError)
+
+
+def test_the_waiting_thread_writes_documents_too(weekly, tmp_path, monkeypatch):
+    """The caller of ``wait`` takes shares of the documents once its own work is done, rather
+    than idling while the document threads finish (issue 18: the export's tail)."""
+    import threading
+    import time
+
+    result = _run(weekly, first="2024-03-04", last="2024-03-29")
+    monkeypatch.setattr(documents, "MIN_SESSIONS_PER_WORKER", 3)
+    expected = _expected(result)
+    original = documents._Documents.write
+    writers: list[tuple[str, int]] = []
+
+    def slow_off_main(self, sessions, folder):
+        if threading.current_thread() is not threading.main_thread():
+            time.sleep(0.05)   # a busy document thread: the caller must not wait it out idle
+        writers.append((threading.current_thread().name, len(sessions)))
+        return original(self, sessions, folder)
+
+    monkeypatch.setattr(documents._Documents, "write", slow_off_main)
+    out = tmp_path / "out"
+    out.mkdir()
+    documents.write_session_docs(result, out, workers=2)
+    assert [(out / f"{label}.json").read_bytes() for label in result.sessions] == expected
+    by_main = sum(n for name, n in writers if name == threading.main_thread().name)
+    assert 0 < by_main < len(result.sessions)
+    assert sum(n for _, n in writers) == len(result.sessions)   # each document once
 
 
 def test_a_document_that_cannot_be_written_names_its_file(weekly, tmp_path):
@@ -327,8 +355,8 @@ def test_a_layout_that_fails_in_the_first_thread_fails_the_wait(weekly, tmp_path
         raise ValueError("interval 1m: gap kind codes outside 0..4")
 
     monkeypatch.setattr(documents, "_renderer", broken)
-    with pytest.raises(RuntimeError, match="1 of 3 threads writing the session documents") \
-            as caught:
+    with pytest.raises(RuntimeError, match="writing the session documents into .* failed "
+                       r"\(1 error") as caught:
         documents.write_session_docs(result, tmp_path, workers=4)
     assert isinstance(caught.value.__cause__, ValueError)
     assert list(tmp_path.iterdir()) == []
