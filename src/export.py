@@ -13,11 +13,14 @@ Layout of an export folder::
 
 The bars and gaps are datasets that polars, pyarrow, pandas and DuckDB read as one table
 (``pl.scan_parquet("OUT/bars/**/*.parquet", hive_partitioning=True)``), with ``symbol`` and
-``session`` columns.  The files are partitioned by interval, then by the engine's partition of
-the input (a file, or a batch of symbols): the engine writes a partition's bars while it holds
-them and forgets them, so memory follows the partition, and the number of files follows the
-input's files, not symbols x sessions.  CSV instead of Parquet on request (``part-*.csv``, the
-same columns; floats in their shortest exact form, so they read back bit for bit).
+``session`` columns.  The files are partitioned by interval, then by the engine's worker thread
+(in worker processes, by the engine's partition of the input: a file, or a batch of symbols):
+the engine hands a partition's bars to the writer while it holds them, a thread gathers them
+into row groups of ``ROW_GROUP_ROWS`` rows and forgets them once written, so memory follows
+the partition (and a row group per interval and thread), and the number of files follows the
+threads (or the input's files), not symbols x sessions.  CSV instead of Parquet on request
+(``part-*.csv``, the same columns; floats in their shortest exact form, so they read back bit
+for bit).
 
 An export is staged in a hidden folder beside ``OUT`` and swapped in when complete: a failure
 or a kill part way leaves the previous export (or none), never a mix.  The swap is two renames;
@@ -253,9 +256,11 @@ ROW_GROUP_ROWS = 1 << 17
 
 def _parquet_options() -> dict[str, Any]:
     """How the bar files are written (the threads' files and the partitions' alike)."""
-    # Dictionary-encoding the float columns costs most of the write and saves little: only
-    # the symbol and session columns repeat.
-    return {"use_dictionary": ["symbol", "session"]}
+    # Dictionary-encoding the float columns costs much of the write and saves little.  The
+    # symbol and the session repeat, and so do the times (a file's symbols have bars at the
+    # same times): a dictionary of them costs ~1% of the write and makes the files ~10%
+    # smaller (as polars writes them; statistics of every column, as polars and before).
+    return {"use_dictionary": ["symbol", "session", "ts"]}
 
 
 class _ThreadFiles:
