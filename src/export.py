@@ -252,6 +252,10 @@ def _fsync_tree(root: Path) -> None:
 # (pages, statistics, levels, the column chunks' metadata): a partition of one symbol-year
 # makes ~19k 5m rows, ~1.8k 1h rows.  About 10 MiB of bars per interval and thread.
 ROW_GROUP_ROWS = 1 << 17
+# Rows that the threads together may hold unwritten (~80 MiB): beyond it, a thread writes
+# what it holds at once, in smaller row groups, so that memory does not grow with the
+# number of threads (on a machine of many cores) times the intervals.
+PENDING_ROWS = 8 * ROW_GROUP_ROWS
 
 
 def _parquet_options() -> dict[str, Any]:
@@ -280,7 +284,8 @@ class BarDatasetWriter:
     Each of the engine's partitions gets a :class:`_BarPart` that collects its bars and, when
     the partition closes, hands them to its worker thread's file of each interval; the
     thread gathers them and writes ``row_group_rows`` rows or more at a time (a row group of
-    a Parquet file, or rows of a CSV file), the rest when the writer closes.  The files are
+    a Parquet file, or rows of a CSV file), the rest when the writer closes (or sooner when
+    the threads together hold more than ``pending_rows`` rows).  The files are
     as many as threads times intervals, whatever the number of symbols and sessions; within
     a file the rows are in the order the partitions closed on its thread, each partition's
     in the order the engine added them.  :meth:`close` writes what is gathered and finishes
@@ -294,7 +299,8 @@ class BarDatasetWriter:
     """
 
     def __init__(self, root: str | os.PathLike, fmt: str = "parquet", *,
-                 per_partition: bool = False, row_group_rows: int = ROW_GROUP_ROWS):
+                 per_partition: bool = False, row_group_rows: int = ROW_GROUP_ROWS,
+                 pending_rows: int | None = None):
         if fmt not in FORMATS:
             raise ValueError(f"bar format must be one of {FORMATS}, got {fmt!r}")
         if row_group_rows < 1:
@@ -304,6 +310,8 @@ class BarDatasetWriter:
         self.fmt = fmt
         self.per_partition = per_partition
         self.row_group_rows = int(row_group_rows)
+        self.pending_rows = int(PENDING_ROWS if pending_rows is None else pending_rows)
+        self._pending = 0   # rows the threads hold unwritten
         self._numbers = itertools.count()
         self._lock = threading.Lock()
         self._local = threading.local()
@@ -353,7 +361,8 @@ class BarDatasetWriter:
 
     def _append(self, interval: str, pieces: list[tuple[str, np.ndarray, Bars]]) -> None:
         """Gather a partition's ``pieces`` of ``interval`` for the calling thread's file,
-        and write what is gathered once it reaches ``row_group_rows``."""
+        and write what is gathered once it reaches ``row_group_rows`` (everything the thread
+        holds when the threads together hold more than ``pending_rows``)."""
         files = getattr(self._local, "files", None)
         if files is None:
             files = self._local.files = _ThreadFiles()
@@ -364,15 +373,23 @@ class BarDatasetWriter:
                 raise RuntimeError("the bar dataset writer is closed")
             if interval not in files.files:   # named in the order the threads' files begin
                 files.files[interval] = self._new_file(interval)
+            n = sum(len(b) for _, _, b in pieces)
             files.pending.setdefault(interval, []).extend(pieces)
-            files.rows[interval] = files.rows.get(interval, 0) + sum(len(b) for _, _, b in pieces)
-            if files.rows[interval] >= self.row_group_rows:
+            files.rows[interval] = files.rows.get(interval, 0) + n
+            with self._lock:
+                self._pending += n
+                over = self._pending > self.pending_rows
+            if over:
+                for name in list(files.pending):
+                    self._flush(files, name)
+            elif files.rows[interval] >= self.row_group_rows:
                 self._flush(files, interval)
 
     def _flush(self, files: _ThreadFiles, interval: str) -> None:
         """Write the bars a thread gathered for ``interval`` (its lock held)."""
         pieces = files.pending.pop(interval, None)
-        files.rows[interval] = 0
+        with self._lock:
+            self._pending -= files.rows.pop(interval, 0)
         if pieces:
             files.files[interval].write_table(bars_table(pieces, self.fmt == "csv"))
 

@@ -79,9 +79,11 @@ def write_parts(writer: BarDatasetWriter, parts: list[list[tuple[str, np.ndarray
             watch.append(sum(sum(f.rows.values()) for f in writer._threads))
 
 
-def parts_of(n_parts: int, rows: int, per_part: int = 1) -> list[list[tuple]]:
-    k = iter(range(10_000))
-    return [[piece(f"P{p:02d}.{j}", rows, next(k)) for j in range(per_part)]
+def parts_of(n_parts: int, rows: int, per_part: int = 1, tag: int = 0) -> list[list[tuple]]:
+    """``n_parts`` partitions of ``per_part`` symbols of ``rows`` bars each (symbols and
+    values of their own for each ``tag``)."""
+    k = iter(range(1000 * tag, 1000 * (tag + 1)))
+    return [[piece(f"T{tag}.P{p:02d}.{j}", rows, next(k)) for j in range(per_part)]
             for p in range(n_parts)]
 
 
@@ -215,7 +217,7 @@ def test_the_symbols_of_a_row_group_share_one_dictionary(tmp_path):
 
 def test_each_thread_writes_its_own_file_and_close_writes_what_they_gathered(tmp_path):
     writer = BarDatasetWriter(tmp_path, row_group_rows=1000)
-    per_thread = {t: parts_of(5, 150 + t) for t in range(3)}
+    per_thread = {t: parts_of(5, 150 + t, tag=t) for t in range(3)}
     barrier = threading.Barrier(3)
 
     def work(t: int) -> None:
@@ -233,6 +235,33 @@ def test_each_thread_writes_its_own_file_and_close_writes_what_they_gathered(tmp
     got = sorted((plain(pq.read_table(p)) for p in writer.files), key=lambda t: t.num_rows)
     for t, table in enumerate(got):
         assert table.equals(plain(bars_table([p for ps in per_thread[t] for p in ps])))
+
+
+def test_the_threads_together_hold_at_most_pending_rows(tmp_path):
+    """Many threads (a machine of many cores): past ``pending_rows`` held in all, a thread
+    writes what it holds at once, so memory does not grow with threads x intervals."""
+    writer = BarDatasetWriter(tmp_path, row_group_rows=1000, pending_rows=1500)
+    parts = {t: parts_of(2, 300, tag=t) for t in range(8)}
+    held: list[int] = []
+
+    def work(t: int) -> None:
+        for pieces in parts[t]:
+            write_parts(writer, [pieces])
+            held.append(writer._pending)
+
+    for t in range(8):   # one after the other: each thread keeps its file and its rows
+        th = threading.Thread(target=work, args=(t,))
+        th.start()
+        th.join()
+    assert held[:4] == [300, 600, 900, 1200] and max(held) <= 1500
+    writer.close()
+    assert len(writer.files) == 8
+    rows = [pq.read_table(p) for p in writer.files]
+    assert sum(t.num_rows for t in rows) == 8 * 2 * 300
+    got = pa.concat_tables(plain(t) for t in rows)
+    want = plain(bars_table([p for t in range(8) for ps in parts[t] for p in ps]))
+    assert got.sort_by([("symbol", "ascending"), ("ts", "ascending")]).equals(
+        want.sort_by([("symbol", "ascending"), ("ts", "ascending")]))
 
 
 def test_a_partition_after_close_is_refused(tmp_path):
