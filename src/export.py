@@ -492,7 +492,7 @@ def bars_table(pieces: list[tuple[str, np.ndarray, Bars]], plain: bool = False) 
     batches = []
     for i, (_, sessions, b) in enumerate(pieces):
         n = len(b)
-        days = np.asarray(sessions).astype("datetime64[D]").view(np.int64).astype(np.int32)
+        days = _days(sessions)
         count = b.count if b.count is not None else np.ones(n, np.int64)
         coverage = b.coverage if b.coverage is not None else np.ones(n, np.float64)
         batches.append(pa.RecordBatch.from_arrays([
@@ -511,7 +511,7 @@ def bars_table(pieces: list[tuple[str, np.ndarray, Bars]], plain: bool = False) 
 
 def _days(labels: np.ndarray) -> np.ndarray:
     """Session labels (datetime64) as int32 days since 1970-01-01 (Arrow's date32)."""
-    return np.asarray(labels).astype("datetime64[D]").view(np.int64).astype(np.int32)
+    return np.asarray(labels).astype("datetime64[D]", copy=False).view(np.int64).astype(np.int32)
 
 
 def gaps_table(run: RunResult, interval: str) -> "pa.Table":
