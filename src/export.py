@@ -273,7 +273,7 @@ class _ThreadFiles:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.files: dict[str, Any] = {}
+        self.writers: dict[str, Any] = {}
         self.pending: dict[str, list[tuple[str, np.ndarray, Bars]]] = {}
         self.rows: dict[str, int] = {}
 
@@ -285,11 +285,10 @@ class BarDatasetWriter:
     the partition closes, hands them to its worker thread's file of each interval; the
     thread gathers them and writes ``row_group_rows`` rows or more at a time (a row group of
     a Parquet file, or rows of a CSV file), the rest when the writer closes (or sooner when
-    the threads together hold more than ``pending_rows`` rows).  The files are
-    as many as threads times intervals, whatever the number of symbols and sessions; within
-    a file the rows are in the order the partitions closed on its thread, each partition's
-    in the order the engine added them.  :meth:`close` writes what is gathered and finishes
-    the files.
+    the threads together hold more than ``pending_rows`` rows).  The files are as many as
+    threads times intervals, whatever the number of symbols and sessions; within a file the
+    rows are in the order the partitions closed on its thread, each partition's in the order
+    the engine added them.  :meth:`close` writes what is gathered and finishes the files.
 
     With ``per_partition`` (worker processes, whose files no one could close at the end of
     the run) each partition writes its own file of each interval when it closes, named by the
@@ -371,8 +370,8 @@ class BarDatasetWriter:
         with files.lock:
             if self._closed:   # a partition still running when a failed run closed it
                 raise RuntimeError("the bar dataset writer is closed")
-            if interval not in files.files:   # named in the order the threads' files begin
-                files.files[interval] = self._new_file(interval)
+            if interval not in files.writers:   # numbered as the threads' files begin
+                files.writers[interval] = self._new_file(interval)
             n = sum(len(b) for _, _, b in pieces)
             files.pending.setdefault(interval, []).extend(pieces)
             files.rows[interval] = files.rows.get(interval, 0) + n
@@ -391,9 +390,10 @@ class BarDatasetWriter:
         with self._lock:
             self._pending -= files.rows.pop(interval, 0)
         if pieces:
-            files.files[interval].write_table(bars_table(pieces, self.fmt == "csv"))
+            files.writers[interval].write_table(bars_table(pieces, self.fmt == "csv"))
 
     def _flush_all(self, files: _ThreadFiles) -> None:
+        """Write everything a thread gathered."""
         with files.lock:
             for interval in list(files.pending):
                 self._flush(files, interval)
