@@ -13,11 +13,14 @@ Layout of an export folder::
 
 The bars and gaps are datasets that polars, pyarrow, pandas and DuckDB read as one table
 (``pl.scan_parquet("OUT/bars/**/*.parquet", hive_partitioning=True)``), with ``symbol`` and
-``session`` columns.  The files are partitioned by interval, then by the engine's partition of
-the input (a file, or a batch of symbols): the engine writes a partition's bars while it holds
-them and forgets them, so memory follows the partition, and the number of files follows the
-input's files, not symbols x sessions.  CSV instead of Parquet on request (``part-*.csv``, the
-same columns; floats in their shortest exact form, so they read back bit for bit).
+``session`` columns.  The files are partitioned by interval, then by the engine's worker thread
+(in worker processes, by the engine's partition of the input: a file, or a batch of symbols):
+the engine hands a partition's bars to the writer while it holds them, a thread gathers them
+into row groups of ``ROW_GROUP_ROWS`` rows and forgets them once written, so memory follows
+the partition (and a row group per interval and thread), and the number of files follows the
+threads (or the input's files), not symbols x sessions.  CSV instead of Parquet on request
+(``part-*.csv``, the same columns; floats in their shortest exact form, so they read back bit
+for bit).
 
 An export is staged in a hidden folder beside ``OUT`` and swapped in when complete: a failure
 or a kill part way leaves the previous export (or none), never a mix.  The swap is two renames;
@@ -244,13 +247,48 @@ def _fsync_tree(root: Path) -> None:
 # -- the bar dataset ------------------------------------------------------------------------
 
 
+# Rows of one interval that a worker thread gathers before it writes them to its file, as
+# one row group.  Each call of pyarrow's writer, and each row group, costs apart from its rows
+# (pages, statistics, levels, the column chunks' metadata): a partition of one symbol-year
+# makes ~19k 5m rows, ~1.8k 1h rows.  About 10 MiB of bars per interval and thread.
+ROW_GROUP_ROWS = 1 << 17
+# Rows that the threads together may hold unwritten (~80 MiB): beyond it, a thread writes
+# what it holds at once, in smaller row groups, so that memory does not grow with the
+# number of threads (on a machine of many cores) times the intervals.
+PENDING_ROWS = 8 * ROW_GROUP_ROWS
+
+
+def _parquet_options() -> dict[str, Any]:
+    """How the bar files are written (the threads' files and the partitions' alike)."""
+    # Dictionary-encoding the float columns costs much of the write and saves little.  The
+    # symbol and the session repeat, and so do the times (a file's symbols have bars at the
+    # same times): a dictionary of them costs ~1% of the write and makes the files ~10%
+    # smaller (as polars writes them; statistics of every column, as polars and before).
+    return {"use_dictionary": ["symbol", "session", "ts"]}
+
+
+class _ThreadFiles:
+    """One worker thread's files of the bar dataset (one per interval) and the bars it has
+    gathered for each and not yet written."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.writers: dict[str, Any] = {}
+        self.pending: dict[str, list[tuple[str, np.ndarray, Bars]]] = {}
+        self.rows: dict[str, int] = {}
+
+
 class BarDatasetWriter:
     """Writes bars into ``root/bars/interval=<iv>/`` as the engine makes them.
 
     Each of the engine's partitions gets a :class:`_BarPart` that collects its bars and, when
-    the partition closes, appends them to its worker thread's file of each interval (a row
-    group of a Parquet file, or rows of a CSV file).  The files are as many as threads times
-    intervals, whatever the number of symbols and sessions; :meth:`close` finishes them.
+    the partition closes, hands them to its worker thread's file of each interval; the
+    thread gathers them and writes ``row_group_rows`` rows or more at a time (a row group of
+    a Parquet file, or rows of a CSV file), the rest when the writer closes (or sooner when
+    the threads together hold more than ``pending_rows`` rows).  The files are as many as
+    threads times intervals, whatever the number of symbols and sessions; within a file the
+    rows are in the order the partitions closed on its thread, each partition's in the order
+    the engine added them.  :meth:`close` writes what is gathered and finishes the files.
 
     With ``per_partition`` (worker processes, whose files no one could close at the end of
     the run) each partition writes its own file of each interval when it closes, named by the
@@ -260,17 +298,25 @@ class BarDatasetWriter:
     """
 
     def __init__(self, root: str | os.PathLike, fmt: str = "parquet", *,
-                 per_partition: bool = False):
+                 per_partition: bool = False, row_group_rows: int = ROW_GROUP_ROWS,
+                 pending_rows: int | None = None):
         if fmt not in FORMATS:
             raise ValueError(f"bar format must be one of {FORMATS}, got {fmt!r}")
+        if row_group_rows < 1:
+            raise ValueError(f"row_group_rows must be at least 1, got {row_group_rows}")
         _arrow(full=fmt == "csv")
         self.root = Path(root) / "bars"
         self.fmt = fmt
         self.per_partition = per_partition
+        self.row_group_rows = int(row_group_rows)
+        self.pending_rows = int(PENDING_ROWS if pending_rows is None else pending_rows)
+        self._pending = 0   # rows the threads hold unwritten
         self._numbers = itertools.count()
         self._lock = threading.Lock()
         self._local = threading.local()
+        self._threads: list[_ThreadFiles] = []
         self._open: list[Any] = []
+        self._closed = False
         self.files: list[Path] = []
 
     def part(self, name: str, *, separate: bool = False) -> "_BarPart":
@@ -303,7 +349,7 @@ class BarDatasetWriter:
         tmp = folder / f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp"
         try:
             if self.fmt == "parquet":
-                pa.parquet.write_table(table, tmp, use_dictionary=["symbol", "session"])
+                pa.parquet.write_table(table, tmp, **_parquet_options())
             else:
                 pa.csv.write_csv(table, tmp)
             os.replace(tmp, path)
@@ -312,44 +358,95 @@ class BarDatasetWriter:
                 os.unlink(tmp)
             raise
 
-    def _append(self, interval: str, table: "pa.Table") -> None:
-        """Append ``table`` to the calling thread's file of ``interval``."""
-        if getattr(self._local, "writers", None) is None:
-            self._local.writers = {}
-        writers = self._local.writers
-        writer = writers.get(interval)
-        if writer is None:
-            writer = writers[interval] = self._new_file(interval, table.schema)
-        writer.write_table(table)
+    def _append(self, interval: str, pieces: list[tuple[str, np.ndarray, Bars]]) -> None:
+        """Gather a partition's ``pieces`` of ``interval`` for the calling thread's file,
+        and write what is gathered once it reaches ``row_group_rows`` (everything the thread
+        holds when the threads together hold more than ``pending_rows``)."""
+        files = getattr(self._local, "files", None)
+        if files is None:
+            files = self._local.files = _ThreadFiles()
+            with self._lock:
+                self._threads.append(files)
+        with files.lock:
+            if self._closed:   # a partition still running when a failed run closed it
+                raise RuntimeError("the bar dataset writer is closed")
+            if interval not in files.writers:   # numbered as the threads' files begin
+                files.writers[interval] = self._new_file(interval)
+            n = sum(len(b) for _, _, b in pieces)
+            files.pending.setdefault(interval, []).extend(pieces)
+            files.rows[interval] = files.rows.get(interval, 0) + n
+            with self._lock:
+                self._pending += n
+                over = self._pending > self.pending_rows
+            if over:
+                for name in list(files.pending):
+                    self._flush(files, name)
+            elif files.rows[interval] >= self.row_group_rows:
+                self._flush(files, interval)
+
+    def _flush(self, files: _ThreadFiles, interval: str) -> None:
+        """Write the bars a thread gathered for ``interval`` (its lock held)."""
+        pieces = files.pending.pop(interval, None)
+        with self._lock:
+            self._pending -= files.rows.pop(interval, 0)
+        if pieces:
+            files.writers[interval].write_table(bars_table(pieces, self.fmt == "csv"))
+
+    def _flush_all(self, files: _ThreadFiles) -> None:
+        """Write everything a thread gathered."""
+        with files.lock:
+            for interval in list(files.pending):
+                self._flush(files, interval)
 
     def _append_separate(self, interval: str, table: "pa.Table") -> None:
         """Write ``table`` into a file of its own (closed with the others)."""
-        self._new_file(interval, table.schema).write_table(table)
+        self._new_file(interval).write_table(table)
 
-    def _new_file(self, interval: str, schema: "pa.Schema") -> Any:
+    def _new_file(self, interval: str) -> Any:
         pa = _arrow(full=self.fmt == "csv")
         with self._lock:
+            if self._closed:   # a partition still running when a failed run closed it
+                raise RuntimeError("the bar dataset writer is closed")
             number = next(self._numbers)
         folder = self.root / f"interval={interval}"
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"part-{number:05d}.{self.fmt}"
+        schema = _schema("bars")
         if self.fmt == "parquet":
-            # Dictionary-encoding float columns costs most of the write and saves
-            # little: only the symbol and session columns repeat.
-            writer = pa.parquet.ParquetWriter(path, schema, use_dictionary=["symbol", "session"])
+            writer = pa.parquet.ParquetWriter(path, schema, **_parquet_options())
         else:
-            writer = pa.csv.CSVWriter(path, schema)
+            writer = pa.csv.CSVWriter(path, schema.set(0, pa.field("symbol", pa.string())))
         with self._lock:
             self._open.append(writer)
             self.files.append(path)
         return writer
 
     def close(self) -> None:
-        """Finish every file (the Parquet footers)."""
+        """Write what the threads gathered and finish every file (the Parquet footers)."""
         with self._lock:
+            self._closed = True
+            threads, self._threads = self._threads, []
             opened, self._open = self._open, []
+        error: BaseException | None = None
+        try:
+            busy = [t for t in threads if t.pending]
+            if len(busy) == 1:
+                self._flush_all(busy[0])
+            elif busy:   # pyarrow writes without the GIL: the threads' files side by side
+                from concurrent.futures import ThreadPoolExecutor
+
+                with ThreadPoolExecutor(len(busy),
+                                        thread_name_prefix="sessiondata-bars") as pool:
+                    list(pool.map(self._flush_all, busy))
+        except BaseException as exc:
+            error = exc
         for writer in opened:
-            writer.close()
+            try:
+                writer.close()
+            except BaseException as exc:  # every file is closed; the first error is said
+                error = error or exc
+        if error is not None:
+            raise error
         if self.per_partition:
             self.files = sorted(self.root.glob(f"interval=*/part-*.{self.fmt}"))
 
@@ -366,17 +463,18 @@ class _BarPart:
         self.pieces.setdefault(interval, []).append((symbol, sessions, bars))
 
     def close(self) -> None:
-        symbols = sorted({s for pieces in self.pieces.values() for s, _, _ in pieces})
-        for interval, pieces in self.pieces.items():
+        pieces_of, self.pieces = self.pieces, {}
+        if self.name is None and not self.separate:
+            for interval, pieces in pieces_of.items():
+                self.writer._append(interval, pieces)
+            return
+        symbols = sorted({s for pieces in pieces_of.values() for s, _, _ in pieces})
+        for interval, pieces in pieces_of.items():
             table = bars_table(pieces, self.writer.fmt == "csv")
             if self.name is None:
-                if self.separate:
-                    self.writer._append_separate(interval, table)
-                else:
-                    self.writer._append(interval, table)
+                self.writer._append_separate(interval, table)
             else:
                 self.writer._write_part(interval, self.name, symbols, table)
-        self.pieces = {}
 
 
 def bars_table(pieces: list[tuple[str, np.ndarray, Bars]], plain: bool = False) -> "pa.Table":
@@ -384,8 +482,9 @@ def bars_table(pieces: list[tuple[str, np.ndarray, Bars]], plain: bool = False) 
     strings with ``plain``), ``session`` (date), ``ts`` (timestamp, UTC), prices, volume,
     ``count`` and ``coverage`` (1 and 1.0 for base bars).
 
-    A chunk per symbol over the bars' own arrays (no copy, no pandas: ``arrowcols``); the
-    writer writes the chunks of a table as they are."""
+    A chunk per piece over the bars' own arrays (no copy, no pandas: ``arrowcols``), all
+    chunks with one dictionary of symbols (a Parquet writer given a column whose dictionary
+    changes from chunk to chunk writes the rest of its row group as plain strings)."""
     pa = _arrow(full=False)
     schema = _schema("bars")
     names = strings([s for s, _, _ in pieces])
@@ -393,7 +492,7 @@ def bars_table(pieces: list[tuple[str, np.ndarray, Bars]], plain: bool = False) 
     batches = []
     for i, (_, sessions, b) in enumerate(pieces):
         n = len(b)
-        days = np.asarray(sessions).astype("datetime64[D]").view(np.int64).astype(np.int32)
+        days = _days(sessions)
         count = b.count if b.count is not None else np.ones(n, np.int64)
         coverage = b.coverage if b.coverage is not None else np.ones(n, np.float64)
         batches.append(pa.RecordBatch.from_arrays([
@@ -412,7 +511,7 @@ def bars_table(pieces: list[tuple[str, np.ndarray, Bars]], plain: bool = False) 
 
 def _days(labels: np.ndarray) -> np.ndarray:
     """Session labels (datetime64) as int32 days since 1970-01-01 (Arrow's date32)."""
-    return np.asarray(labels).astype("datetime64[D]").view(np.int64).astype(np.int32)
+    return np.asarray(labels).astype("datetime64[D]", copy=False).view(np.int64).astype(np.int32)
 
 
 def gaps_table(run: RunResult, interval: str) -> "pa.Table":
