@@ -258,7 +258,16 @@ ROW_GROUP_ROWS = 1 << 17
 PENDING_ROWS = 8 * ROW_GROUP_ROWS
 
 
-def _parquet_options() -> dict[str, Any]:
+def partition_file(name: str, symbols: list[str], fmt: str) -> str:
+    """The name of a partition's file of one interval (per-partition mode, on disk or on a
+    store): its name made safe and a digest of its symbols, so that a partition run again
+    replaces its file and two partitions never share one."""
+    digest = hashlib.sha1("\0".join(symbols).encode("utf-8")).hexdigest()[:12]
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._")[:40] or "part"
+    return f"part-{slug}-{digest}.{fmt}"
+
+
+def parquet_options() -> dict[str, Any]:
     """How the bar files are written (the threads' files and the partitions' alike)."""
     # Dictionary-encoding the float columns costs much of the write and saves little.  The
     # symbol and the session repeat, and so do the times (a file's symbols have bars at the
@@ -343,13 +352,11 @@ class BarDatasetWriter:
                                     str(self.root.parent))
         folder = self.root / f"interval={interval}"
         folder.mkdir(parents=True, exist_ok=True)
-        digest = hashlib.sha1("\0".join(symbols).encode("utf-8")).hexdigest()[:12]
-        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._")[:40] or "part"
-        path = folder / f"part-{slug}-{digest}.{self.fmt}"
+        path = folder / partition_file(name, symbols, self.fmt)
         tmp = folder / f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp"
         try:
             if self.fmt == "parquet":
-                pa.parquet.write_table(table, tmp, **_parquet_options())
+                pa.parquet.write_table(table, tmp, **parquet_options())
             else:
                 pa.csv.write_csv(table, tmp)
             os.replace(tmp, path)
@@ -413,7 +420,7 @@ class BarDatasetWriter:
         path = folder / f"part-{number:05d}.{self.fmt}"
         schema = _schema("bars")
         if self.fmt == "parquet":
-            writer = pa.parquet.ParquetWriter(path, schema, **_parquet_options())
+            writer = pa.parquet.ParquetWriter(path, schema, **parquet_options())
         else:
             writer = pa.csv.CSVWriter(path, schema.set(0, pa.field("symbol", pa.string())))
         with self._lock:

@@ -17,11 +17,9 @@ stage of a store (:func:`store_stage`: where the bars go, the commit), as
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import pickle
-import re
 import shutil
 import tempfile
 import threading
@@ -31,7 +29,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 from . import storage
 from .bars import Bars
 from .engine import Engine, Source
-from .export import BarDatasetWriter, Stage
+from .export import BarDatasetWriter, Stage, parquet_options, partition_file
 from .export import run_export as export_run_export
 from .results import RunResult
 
@@ -63,12 +61,10 @@ class StoreBarWriter(BarDatasetWriter):
         import pyarrow.csv as pacsv
         import pyarrow.parquet as pq
 
-        digest = hashlib.sha1("\0".join(symbols).encode("utf-8")).hexdigest()[:12]
-        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._")[:40] or "part"
-        path = f"{self.prefix}/bars/interval={interval}/part-{slug}-{digest}.{self.fmt}"
+        path = f"{self.prefix}/bars/interval={interval}/{partition_file(name, symbols, self.fmt)}"
         sink = pa.BufferOutputStream()
         if self.fmt == "parquet":
-            pq.write_table(table, sink, use_dictionary=["symbol", "session"])
+            pq.write_table(table, sink, **parquet_options())
         else:
             pacsv.write_csv(table, sink)
         storage.write_bytes(self.fs, path, sink.getvalue().to_pybytes())
