@@ -194,6 +194,11 @@ def test_gathered_rows_equal_a_write_per_partition(tmp_path, fmt):
     tables = {k: pq.read_table(p) for k, p in files.items()}
     whole = bars_table([p for pieces in parts for p in pieces])
     assert tables["gathered"].schema == tables["each"].schema == export_mod._schema("bars")
+    # Every field of every bar is there: the columns are REQUIRED in the file (no
+    # definition levels to write or read), and a reader is told so.
+    assert not any(f.nullable for f in tables["gathered"].schema)
+    assert {pq.ParquetFile(files["gathered"]).schema.column(i).max_definition_level
+            for i in range(10)} == {0}
     for table in tables.values():
         assert plain(table).equals(plain(whole))
 
