@@ -40,6 +40,9 @@ cdef extern from "Python.h":
     object _vectorcall "PyObject_Vectorcall" (object callable, PyObject** args, size_t nargsf,
                                               PyObject* kwnames)
     size_t PY_VECTORCALL_ARGUMENTS_OFFSET
+    # The same call, its result (NULL: it raised) handled by the caller.
+    PyObject* _vectorcall_raw "PyObject_Vectorcall" (PyObject* callable, PyObject** args,
+                                                     size_t nargsf, PyObject* kwnames)
     void* _type_of "Py_TYPE" (PyObject* o)
 
 cdef enum:
@@ -89,6 +92,14 @@ cdef enum:
 cdef int GAP_BITS = (1 << EV_GAP_OPENED) | (1 << EV_GAP_CLOSED) | (1 << EV_GAP_REVISED)
 
 EVENT_KINDS = ("gap_opened", "gap_closed", "stale", "bar_closed", "revised", "gap_revised")
+
+
+cdef extern from *:
+    """
+    /* Says "an exception is set" to Cython's error handling (the caller knows it is). */
+    static inline int sd_error_is_set(void) { return -1; }
+    """
+    int _error_is_set "sd_error_is_set" () except -1
 
 
 cdef extern from *:
@@ -177,6 +188,15 @@ cdef struct CacheSlot:
     const char* next_row
     const char* next_rollup
     const char* next_close      # the row its next bar's finest bucket closes into, or NULL
+
+
+# One subscriber as the delivery loop reads it (SessionCore._subs_build): the callable and
+# the kinds it wants without unpacking its tuple (and converting the mask) on every event.
+cdef struct Subscriber:
+    PyObject* fn            # the callback (the tuple's reference)
+    PyObject* intervals     # frozenset of interval names, NULL: the base's gap events only
+    PyObject* sub           # the subscriber's tuple, owned
+    int mask                # the kinds (1 << Event.code)
 
 
 cdef inline void _follow(GapWalker* seen, const GapWalker* gaps) noexcept nogil:
@@ -1361,6 +1381,16 @@ cdef class SymbolStream:
             return INT64_MAX
         return add_sat(e, self.base_ns * grace)
 
+    cdef inline void _take_closed(self) noexcept:
+        """What ``collect`` does when only derived bars closed and no bar_closed is wanted
+        (no derived gap events either): the walker follows, the bars count as reported."""
+        cdef Py_ssize_t k
+        _follow(&self.seen, &self.gaps)
+        self.seen_n = self.base.n
+        self.stale_sent = False
+        for k in range(self.n_derived):
+            self.emitted[k] = self.derived[k].n
+
     cpdef int collect(self, object symbol, list out, int wanted=0x1f) except -1:
         """Append to ``out`` the events since the last collect: gaps that the bars ended
         (``gap_opened`` first for a gap no scan announced; ``gap_revised`` for an announced
@@ -1821,6 +1851,9 @@ cdef class SessionCore:
     cdef public list _subscribers    # [(callback, kinds bit mask, re-raise errors)]
     cdef bint _delivering            # a delivery loop runs (checked and set under the GIL)
     cdef list _spare                 # the list _pending is swapped with while delivering
+    cdef Subscriber* _subs_tab       # _subscribers as the delivery loop reads them (_subs_build)
+    cdef Py_ssize_t _subs_n
+    cdef object _subs_of             # the list _subs_tab was made from
     cdef public int _defer           # > 0 while a caller holds the registry lock
     cdef public i64 _next_scan       # the clock at which the streams are scanned next
     cdef public int _wanted          # the kinds some subscriber wants (1 << Event.code)
@@ -1857,6 +1890,7 @@ cdef class SessionCore:
     def __dealloc__(self):
         self._cache_clear()
         free(self._cache_block)
+        self._subs_clear()
 
     @property
     def _symbols(self):
@@ -2074,7 +2108,7 @@ cdef class SessionCore:
             if t > self._clock:
                 self._clock = t
             if self._events_on:
-                self._after_bar(stream, symbol)
+                _after_bar(self, stream, symbol)
             return 0
         if f == FAULT_OVERFLOW:
             raise MemoryError("no memory left for bars")
@@ -2085,7 +2119,7 @@ cdef class SessionCore:
                 if t > self._clock:
                     self._clock = t
                 if self._events_on:
-                    self._after_bar(stream, symbol)
+                    _after_bar(self, stream, symbol)
                 return 0
         if self._raise_on_bad:
             # Raised, not dropped: the caller hears of it, the quality report does not.
@@ -2124,28 +2158,6 @@ cdef class SessionCore:
             self._clock = end_ns
 
     # -- events ---------------------------------------------------------------------------
-
-    cdef int _after_bar(self, SymbolStream stream, object symbol) except -1:
-        """A bar was stored and someone listens: collect its events, scan the streams when
-        the clock entered a new slot, deliver (unless a caller holds the registry lock)."""
-        if (stream.last_closed or stream.gaps.runs != stream.seen.runs
-                or stream.ann_until != NO_BAR
-                or stream.n_revs or stream.seen_n + 1 != stream.base.n):
-            stream.collect(symbol, self._pending, self._wanted)
-        else:
-            # Nothing to tell (the common case): the events' walker just follows.
-            _follow(&stream.seen, &stream.gaps)
-            stream.seen_n = stream.base.n
-            stream.stale_sent = False
-        if self._clock >= self._next_scan:
-            self._scan_all_c(self._clock)
-        if stream.counted_for != self._next_scan and stream.gaps.next_slot >= _grace_until(
-                self._next_scan, stream.base_ns, self._grace_slots):
-            stream.counted_for = self._next_scan
-            self._current += 1
-        if self._pending and not self._defer and not self._delivering:
-            self._deliver_c()
-        return 0
 
     def _scan_all(self, i64 now_ns):
         """Scan every stream whose next expected slot ended ``_grace_slots`` slots before
@@ -2203,14 +2215,71 @@ cdef class SessionCore:
         raised at the end, when every event is out."""
         self._deliver_c()
 
+    cdef object _callback_failed(self, Event ev, object sub):
+        """A callback raised (its exception is set): an ``Exception`` goes to
+        ``_event_failed`` and is returned when it is to be re-raised at the end (else None);
+        anything else (KeyboardInterrupt, SystemExit) propagates."""
+        try:
+            _error_is_set()
+        except Exception as exc:
+            if self._event_failed(ev, sub, exc):
+                return exc
+        return None
+
+    cdef int _subs_build(self) except -1:
+        """The delivery loop's table of ``_subscribers`` (callable, kinds mask, intervals),
+        made again when the list is replaced (it is never changed in place); each row owns
+        a reference to its tuple, so that a list changed anyway cannot free what the table
+        points to.  Called at the start of a batch only: a batch runs on one table."""
+        cdef list subs = self._subscribers
+        cdef Py_ssize_t j, m = PyList_GET_SIZE(subs) if subs is not None else 0
+        cdef Subscriber* tab
+        cdef tuple sub
+        cdef object fn, names
+        self._subs_clear()
+        if m:
+            tab = <Subscriber*> calloc(m, sizeof(Subscriber))
+            if tab == NULL:
+                raise MemoryError()
+            self._subs_tab = tab
+            for j in range(m):
+                sub = <tuple?> PyList_GET_ITEM(subs, j)
+                Py_INCREF(sub)
+                tab[j].sub = <PyObject*> sub
+                self._subs_n = j + 1
+                # (borrowed from the tuple, which the row owns)
+                fn = sub[0]
+                tab[j].fn = <PyObject*> fn
+                tab[j].mask = <int> sub[1]
+                names = sub[3]
+                tab[j].intervals = NULL
+                if names is not None:
+                    if type(names) is not frozenset:
+                        raise TypeError("a subscriber's intervals must be a frozenset")
+                    tab[j].intervals = <PyObject*> names
+        self._subs_of = subs
+        return 0
+
+    cdef void _subs_clear(self) noexcept:
+        cdef Py_ssize_t j, m = self._subs_n
+        cdef Subscriber* tab = self._subs_tab
+        self._subs_tab = NULL
+        self._subs_n = 0
+        self._subs_of = None
+        for j in range(m):
+            Py_XDECREF(tab[j].sub)
+        free(tab)
+
     cdef int _deliver_c(self) except -1:
         cdef list batch, subs
         cdef Event ev
         cdef PyObject* args[2]
-        cdef tuple sub
+        cdef Subscriber* tab
+        cdef Subscriber* sp
+        cdef PyObject* res
         cdef int bit
         cdef Py_ssize_t i, j, n, m
-        cdef object failure = None
+        cdef object failure = None, exc
         # The flag is tested and set with the GIL held and no Python code in between: one
         # loop at a time, and no event left behind (the loop re-reads _pending before it
         # clears the flag, with nothing in between either).
@@ -2224,43 +2293,39 @@ cdef class SessionCore:
                 batch = self._pending
                 self._pending = self._spare
                 self._spare = None
-                subs = self._subscribers
+                if self._subscribers is not self._subs_of:
+                    self._subs_build()
+                tab = self._subs_tab
                 n = PyList_GET_SIZE(batch)
-                m = PyList_GET_SIZE(subs)
-                i = 0
-                j = 0
-                while i < n:
-                    # One try for the batch, resumed after a callback that raised (a try
-                    # per call costs on every event).
-                    try:
-                        while i < n:
-                            ev = <Event> PyList_GET_ITEM(batch, i)     # only events go in
-                            bit = 1 << ev.code
-                            if ev.code <= EV_GAP_CLOSED or ev.code == EV_GAP_REVISED:
-                                if not ev._gap_made:
-                                    ev._more = self
-                            while j < m:
-                                sub = <tuple> PyList_GET_ITEM(subs, j)
-                                j += 1
-                                if (<int> sub[1]) & bit:
-                                    if bit & GAP_BITS:
-                                        # Gap events go by interval: the base's unless
-                                        # the subscriber named the intervals it wants.
-                                        if sub[3] is None:
-                                            if ev.derived:
-                                                continue
-                                        elif ev.interval not in <frozenset> sub[3]:
-                                            continue
-                                    args[1] = <PyObject*> ev
-                                    _vectorcall(sub[0], &args[1],
-                                                1 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL)
-                            j = 0
-                            i += 1
-                    except Exception as exc:
-                        # ev and sub are the event and the subscriber that raised; the loop
-                        # goes on with the next subscriber (j is past it).
-                        if self._event_failed(ev, sub, exc) and failure is None:
-                            failure = exc
+                m = self._subs_n
+                # No try around the calls (its set-up costs on every batch): a callback that
+                # raised returns NULL, and _callback_failed takes its exception.
+                for i in range(n):
+                    ev = <Event> PyList_GET_ITEM(batch, i)     # only events go in
+                    bit = 1 << ev.code
+                    if ev.code <= EV_GAP_CLOSED or ev.code == EV_GAP_REVISED:
+                        if not ev._gap_made:
+                            ev._more = self
+                    for j in range(m):
+                        sp = &tab[j]
+                        if sp.mask & bit:
+                            if bit & GAP_BITS:
+                                # Gap events go by interval: the base's unless the
+                                # subscriber named the intervals it wants.
+                                if sp.intervals == NULL:
+                                    if ev.derived:
+                                        continue
+                                elif ev.interval not in <frozenset> sp.intervals:
+                                    continue
+                            args[1] = <PyObject*> ev
+                            res = _vectorcall_raw(sp.fn, &args[1],
+                                                  1 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL)
+                            if res == NULL:
+                                exc = self._callback_failed(ev, <object> sp.sub)
+                                if exc is not None and failure is None:
+                                    failure = exc
+                            else:
+                                Py_XDECREF(res)
                 ev = None       # (its reference would keep the batch's last event from the pool)
                 _empty_list(batch)
                 self._spare = batch
@@ -2272,6 +2337,47 @@ cdef class SessionCore:
             raise failure
         return 0
 
+
+cdef int _after_bar_news(SessionCore self, SymbolStream stream, object symbol) except -1:
+    """The bar has news for the subscribers (a gap ended, a derived bar closed, a revision):
+    collect it (or, when only derived bars closed and nobody wants them, take them as
+    reported)."""
+    if (stream.last_closed and not (self._wanted & (1 << EV_BAR_CLOSED))
+            and not stream.derived_gaps and stream.gaps.runs == stream.seen.runs
+            and stream.ann_until == NO_BAR and not stream.n_revs
+            and stream.seen_n + 1 == stream.base.n):
+        stream._take_closed()
+        return 0
+    stream.collect(symbol, self._pending, self._wanted)
+    return 0
+
+
+cdef inline int _after_bar(SessionCore self, SymbolStream stream, object symbol) except -1:
+    """A bar was stored and someone listens: collect its events, scan the streams when
+    the clock entered a new slot, deliver (unless a caller holds the registry lock).
+    A small function, not a method, so that ``add_bar`` inlines it: the common bar (no
+    news, no new slot, nothing pending) calls nothing."""
+    cdef i64 scan_at
+    if (stream.last_closed or stream.gaps.runs != stream.seen.runs
+            or stream.ann_until != NO_BAR
+            or stream.n_revs or stream.seen_n + 1 != stream.base.n):
+        _after_bar_news(self, stream, symbol)
+    else:
+        # Nothing to tell (the common case): the events' walker just follows.
+        _follow(&stream.seen, &stream.gaps)
+        stream.seen_n = stream.base.n
+        stream.stale_sent = False
+    if self._clock >= self._next_scan:
+        self._scan_all_c(self._clock)
+    scan_at = self._next_scan
+    if stream.counted_for != scan_at and stream.gaps.next_slot >= _grace_until(
+            scan_at, stream.base_ns, self._grace_slots):
+        stream.counted_for = scan_at
+        self._current += 1
+    if (self._pending is not None and PyList_GET_SIZE(self._pending)
+            and not self._defer and not self._delivering):
+        self._deliver_c()
+    return 0
 
 def bad_value(symbol, ts, open, high, low, close, volume):
     """Raise the error that says which field of a streamed bar is no int64 timestamp or no
