@@ -86,6 +86,7 @@ cdef enum:
     EV_BAR_CLOSED = 3
     EV_REVISED = 4
     EV_GAP_REVISED = 5
+    SCAN_AHEAD = 8    # streams the clock's scan fetches ahead
     RUN_CAP = 16      # gap runs one step of the walker reports to the events (more are counted)
     MAX_REVS = 2 * MAX_DERIVED + 2    # revisions one revised bar can make (base, each bucket)
 
@@ -188,6 +189,15 @@ cdef struct CacheSlot:
     const char* next_row
     const char* next_rollup
     const char* next_close      # the row its next bar's finest bucket closes into, or NULL
+
+
+# One registered stream as the clock's scan reads it (SessionCore._scan_build): the registry's
+# key and the entry's stream, both owned, in the registry's order, and the stream's base
+# interval (set when the stream is, with the table emptied on any change of the registry).
+cdef struct ScanEntry:
+    PyObject* key
+    PyObject* stream
+    i64 base_ns
 
 
 # One subscriber as the delivery loop reads it (SessionCore._subs_build): the callable and
@@ -1852,6 +1862,13 @@ cdef class SessionCore:
     cdef bint _delivering            # a delivery loop runs (checked and set under the GIL)
     cdef list _spare                 # the list _pending is swapped with while delivering
     cdef Subscriber* _subs_tab       # _subscribers as the delivery loop reads them (_subs_build)
+    # The registry's streams in a C array for the clock's scan (_scan_build): a scan then
+    # reads each stream's two lines, not a dict entry and an entry object first (with
+    # hundreds of symbols all are cache misses, once a slot).  Emptied whenever the
+    # registry changes (``_symbols`` set, ``_put_symbol``, ``_pop_symbol``).
+    cdef ScanEntry* _scan_tab
+    cdef Py_ssize_t _scan_n
+    cdef bint _scan_valid
     cdef Py_ssize_t _subs_n
     cdef object _subs_of             # the list _subs_tab was made from
     cdef public int _defer           # > 0 while a caller holds the registry lock
@@ -1891,6 +1908,7 @@ cdef class SessionCore:
         self._cache_clear()
         free(self._cache_block)
         self._subs_clear()
+        self._scan_clear()
 
     @property
     def _symbols(self):
@@ -1901,13 +1919,57 @@ cdef class SessionCore:
     @_symbols.setter
     def _symbols(self, dict value not None):
         self._cache_clear()     # first: nothing below can find a stream of the old registry
+        self._scan_clear()
         self._reg = value
 
     def _pop_symbol(self, symbol):
         """Remove ``symbol`` from the registry (and the lookup cache, in the same step: no
         other thread can come in between); its entry, or None."""
         self._cache_clear()
+        self._scan_clear()
         return self._reg.pop(symbol, None)
+
+    def _put_symbol(self, symbol, entry):
+        """Add ``symbol`` -> ``entry`` (a ``SymbolCore`` holding its stream) to the registry:
+        the one way a symbol comes in, so that the scan's table follows."""
+        self._scan_clear()
+        self._reg[symbol] = entry
+
+    cdef void _scan_clear(self) noexcept:
+        cdef Py_ssize_t i, n = self._scan_n
+        cdef ScanEntry* tab = self._scan_tab
+        self._scan_tab = NULL
+        self._scan_n = 0
+        self._scan_valid = False
+        for i in range(n):
+            Py_XDECREF(tab[i].key)
+            Py_XDECREF(tab[i].stream)
+        free(tab)
+
+    cdef int _scan_build(self) except -1:
+        """The registry's (key, stream) pairs in its order, for _scan_all_c."""
+        cdef dict symbols = self._reg
+        cdef Py_ssize_t pos = 0, i = 0, n = len(symbols)
+        cdef PyObject* key
+        cdef PyObject* value
+        cdef ScanEntry* tab
+        cdef object s
+        self._scan_clear()
+        tab = <ScanEntry*> calloc(n if n > 0 else 1, sizeof(ScanEntry))
+        if tab == NULL:
+            raise MemoryError()
+        self._scan_tab = tab
+        while PyDict_Next(symbols, &pos, &key, &value):
+            s = <SymbolStream?> (<SymbolCore?> <object> value)._stream
+            Py_INCREF(<object> key)
+            Py_INCREF(s)
+            tab[i].key = key
+            tab[i].stream = <PyObject*> s
+            tab[i].base_ns = (<SymbolStream> s).base_ns
+            i += 1
+            self._scan_n = i
+        self._scan_valid = True
+        return 0
 
     cdef void _cache_clear(self) noexcept:
         cdef Py_ssize_t i
@@ -2169,31 +2231,41 @@ cdef class SessionCore:
         cdef i64 step = INT64_MAX, until, nxt = INT64_MAX, due_base = 0
         cdef list due = None
         cdef dict symbols = self._reg
-        cdef Py_ssize_t pos = 0
-        cdef PyObject* key
-        cdef PyObject* value
+        cdef Py_ssize_t i, n
+        cdef i64 base_ns
+        cdef ScanEntry* tab
         if now_ns == self._next_scan and self._current >= len(symbols):
             # Every stream's bars reached the slots this scan looks at (the steady state of
             # a feed): nothing ended without a bar.
             self._next_scan = add_sat(now_ns, self._scan_step)
             self._current = 0
             return 0
+        if not self._scan_valid or self._scan_n != len(symbols):
+            self._scan_build()
+        tab = self._scan_tab
+        n = self._scan_n
         # Only reads here (no allocation, no Python code): the registry cannot change under
         # this loop.  The streams that have something to say are scanned after it.
-        while PyDict_Next(symbols, &pos, &key, &value):
-            s = <SymbolStream?> (<SymbolCore?> value)._stream
-            if s.base_ns < step:
-                step = s.base_ns
-            until = _grace_until(now_ns, s.base_ns, self._grace_slots)
-            if until > s.gaps.next_slot:
+        for i in range(n):
+            if i + SCAN_AHEAD < n:
+                # The line of a stream the loop reads, fetched a few streams ahead.
+                sd_prefetch(<const char*> &(<SymbolStream> tab[i + SCAN_AHEAD].stream).gaps)
+            base_ns = tab[i].base_ns
+            if base_ns < step:
+                step = base_ns
+            until = _grace_until(now_ns, base_ns, self._grace_slots)
+            # (read through the pointer: no reference taken, so the object's first line,
+            # its reference count, is not written on every stream)
+            if until > (<SymbolStream> tab[i].stream).gaps.next_slot:
                 if due is None:
                     due = []
-                due.append((<object> key, s, until))
+                due.append((<object> tab[i].key, <object> tab[i].stream, until))
             # The next scan comes when the next slot of some stream is due, wherever now
             # lies (a wall clock given to advance is never on a slot boundary).  The streams
             # of a session share its windows: once per base interval is enough.
-            if s.base_ns != due_base:
-                due_base = s.base_ns
+            if base_ns != due_base:
+                due_base = base_ns
+                s = <SymbolStream> tab[i].stream
                 until = s._next_due(until, self._grace_slots)
                 if until < nxt:
                     nxt = until
