@@ -14,7 +14,7 @@ from cpython.ref cimport PyObject, Py_INCREF, Py_XDECREF
 from libc.stdint cimport INT64_MAX, INT64_MIN, uint8_t
 from libc.stdlib cimport calloc, free
 from cpython.float cimport PyFloat_AS_DOUBLE
-from libc.string cimport memmove
+from libc.string cimport memmove, memset
 
 import numpy as np
 
@@ -61,7 +61,7 @@ cdef enum:
     # SymbolStream: the bytes a bar in order (or closing a bucket) reads, up to gaps.present
     # in the declared order (on 64-bit CPython).
     STREAM_HOT_END = 248
-    STREAM_EVENTS_END = 368     # and what the events add (seen_n ... seen)
+    STREAM_EVENTS_END = 376     # and what the events add (seen_n ... seen)
 
 # (256 and 56 bytes on 64-bit platforms, less on 32-bit ones: the offsets above hold then too;
 # the prefetches in SessionCore.add_bar assume 256, which only makes them less useful.)
@@ -99,8 +99,19 @@ cdef extern from *:
     """
     /* Says "an exception is set" to Cython's error handling (the caller knows it is). */
     static inline int sd_error_is_set(void) { return -1; }
+    /* The index of the lowest set bit of x != 0. */
+    #if defined(__GNUC__) || defined(__clang__)
+    #define sd_ctz(x) ((Py_ssize_t) __builtin_ctzll((unsigned long long) (x)))
+    #else
+    static inline Py_ssize_t sd_ctz(unsigned long long x) {
+        Py_ssize_t i = 0;
+        while (!(x & 1)) { x >>= 1; i++; }
+        return i;
+    }
+    #endif
     """
     int _error_is_set "sd_error_is_set" () except -1
+    Py_ssize_t sd_ctz(u64 x) noexcept nogil
 
 
 cdef extern from *:
@@ -501,6 +512,7 @@ cdef class SymbolStream:
     cdef i64 ann_until
     cdef Py_ssize_t n_revs
     cdef i64 counted_for         # the registry's scan this stream was counted current for
+    cdef Py_ssize_t scan_idx     # its row in the registry's scan table (SessionCore._scan_build)
     cdef bint stale_sent         # stale reported for the gap that is open
     cdef bint rg_on
     cdef bint ann_final
@@ -1869,6 +1881,11 @@ cdef class SessionCore:
     cdef ScanEntry* _scan_tab
     cdef Py_ssize_t _scan_n
     cdef bint _scan_valid
+    # A bit per row of the table: the stream was counted current for the coming scan (the
+    # bar path sets it where it counts ``_current``).  A scan at the time it was due, after
+    # no change of the registry, looks only at the streams whose bit is clear.
+    cdef u64* _scan_bits
+    cdef i64 _scan_min_base          # the table's smallest base interval
     cdef Py_ssize_t _subs_n
     cdef object _subs_of             # the list _subs_tab was made from
     cdef public int _defer           # > 0 while a caller holds the registry lock
@@ -1941,6 +1958,8 @@ cdef class SessionCore:
         self._scan_tab = NULL
         self._scan_n = 0
         self._scan_valid = False
+        free(self._scan_bits)
+        self._scan_bits = NULL
         for i in range(n):
             Py_XDECREF(tab[i].key)
             Py_XDECREF(tab[i].stream)
@@ -1959,6 +1978,10 @@ cdef class SessionCore:
         if tab == NULL:
             raise MemoryError()
         self._scan_tab = tab
+        self._scan_bits = <u64*> calloc((n + 63) // 64 + 1, sizeof(u64))
+        if self._scan_bits == NULL:
+            raise MemoryError()
+        self._scan_min_base = INT64_MAX
         while PyDict_Next(symbols, &pos, &key, &value):
             s = <SymbolStream?> (<SymbolCore?> <object> value)._stream
             Py_INCREF(<object> key)
@@ -1966,6 +1989,9 @@ cdef class SessionCore:
             tab[i].key = key
             tab[i].stream = <PyObject*> s
             tab[i].base_ns = (<SymbolStream> s).base_ns
+            (<SymbolStream> s).scan_idx = i
+            if tab[i].base_ns < self._scan_min_base:
+                self._scan_min_base = tab[i].base_ns
             i += 1
             self._scan_n = i
         self._scan_valid = True
@@ -2239,7 +2265,13 @@ cdef class SessionCore:
             # a feed): nothing ended without a bar.
             self._next_scan = add_sat(now_ns, self._scan_step)
             self._current = 0
+            self._scan_bits_clear()
             return 0
+        if (now_ns == self._next_scan and self._current >= 0 and self._scan_valid
+                and self._scan_n == len(symbols)):
+            # Due at its time, the registry unchanged since the last scan: the streams
+            # counted current need no look (a few symbols that missed the slot, not all).
+            return self._scan_uncounted(now_ns)
         if not self._scan_valid or self._scan_n != len(symbols):
             self._scan_build()
         tab = self._scan_tab
@@ -2275,6 +2307,54 @@ cdef class SessionCore:
         self._scan_step = step if step != INT64_MAX else 1
         self._next_scan = nxt if nxt > now_ns else add_sat(now_ns, 1)
         self._current = 0
+        self._scan_bits_clear()
+        return 0
+
+    cdef inline void _scan_bits_clear(self) noexcept:
+        if self._scan_bits != NULL:
+            memset(self._scan_bits, 0, ((self._scan_n + 63) // 64) * sizeof(u64))
+
+    cdef int _scan_uncounted(self, i64 now_ns) except -1:
+        """_scan_all_c for the streams whose bit is clear (see _scan_bits), in the table's
+        order; the same events, the same next scan."""
+        cdef ScanEntry* tab = self._scan_tab
+        cdef u64* bits = self._scan_bits
+        cdef Py_ssize_t n = self._scan_n, w, i
+        cdef u64 word
+        cdef i64 until, nxt = INT64_MAX, due_base = 0, base_ns
+        cdef list due = None
+        cdef SymbolStream s
+        for w in range((n + 63) // 64):
+            word = ~bits[w]
+            if w == n // 64:
+                word &= ((<u64> 1) << (n % 64)) - 1     # (the rows past the last one)
+            while word:
+                i = w * 64 + sd_ctz(word)
+                word &= word - 1
+                base_ns = tab[i].base_ns
+                until = _grace_until(now_ns, base_ns, self._grace_slots)
+                if until > (<SymbolStream> tab[i].stream).gaps.next_slot:
+                    if due is None:
+                        due = []
+                    due.append((<object> tab[i].key, <object> tab[i].stream, until))
+        # The next scan: as the full loop finds it (from the table only, but one stream a
+        # run of one base interval).
+        for i in range(n):
+            base_ns = tab[i].base_ns
+            if base_ns != due_base:
+                due_base = base_ns
+                s = <SymbolStream> tab[i].stream
+                until = s._next_due(_grace_until(now_ns, base_ns, self._grace_slots),
+                                    self._grace_slots)
+                if until < nxt:
+                    nxt = until
+        if due is not None:
+            for symbol, s, until in due:
+                s.scan(symbol, self._pending, until, self._stale_slots)
+        self._scan_step = self._scan_min_base if self._scan_min_base != INT64_MAX else 1
+        self._next_scan = nxt if nxt > now_ns else add_sat(now_ns, 1)
+        self._current = 0
+        self._scan_bits_clear()
         return 0
 
     def _deliver(self):
@@ -2430,6 +2510,7 @@ cdef inline int _after_bar(SessionCore self, SymbolStream stream, object symbol)
     A small function, not a method, so that ``add_bar`` inlines it: the common bar (no
     news, no new slot, nothing pending) calls nothing."""
     cdef i64 scan_at
+    cdef Py_ssize_t i
     if (stream.last_closed or stream.gaps.runs != stream.seen.runs
             or stream.ann_until != NO_BAR
             or stream.n_revs or stream.seen_n + 1 != stream.base.n):
@@ -2446,6 +2527,9 @@ cdef inline int _after_bar(SessionCore self, SymbolStream stream, object symbol)
             scan_at, stream.base_ns, self._grace_slots):
         stream.counted_for = scan_at
         self._current += 1
+        i = stream.scan_idx
+        if 0 <= i < self._scan_n:     # (its row in the table of this registry: see _scan_build)
+            self._scan_bits[i >> 6] |= (<u64> 1) << (i & 63)
     if (self._pending is not None and PyList_GET_SIZE(self._pending)
             and not self._defer and not self._delivering):
         self._deliver_c()
