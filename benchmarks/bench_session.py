@@ -10,7 +10,8 @@ ns per bar; the reference is the same loop calling an empty function with the sa
 with that many streams interleaved, each bar's stream state is a cache miss away unless
 ``add_bar`` fetched it ahead (it does when symbols come in the same order slot after slot, as
 here; docs/live.md, Cost): ~215-235 ns/bar against ~130-140 ns for a handful (CPU time,
-load 2-4, 2026-12-07; ~300-315 ns before the row-major stores and the prefetch).  Each round
+load 2-4, 2026-12-07; ~300-315 ns before the row-major stores and the prefetch).  Its
+events+revise row: the clock's scan, once a slot, looks only at the streams that missed it.  Each round
 is a fresh ``SessionData``: its stores' pages are new and faulted in during the round.
 ``events+revise`` (in both groups): the same loop on a ``SessionData(on_bad="revise")`` with a
 no-op callback subscribed to every event kind (gap_opened, gap_closed, stale, bar_closed,

@@ -476,7 +476,7 @@ class SessionData(SessionCore):
                 stream.want_derived_gaps(self._derived_gaps)
                 entry = SymbolSessionData(symbol, base, stream)
                 entry._session = self
-                self._symbols[symbol] = entry
+                self._put_symbol(symbol, entry)
                 self._current = _STALE_COUNT    # the scans look at every stream again
             elif entry.base_interval != base.name:
                 raise ValueError(f"{symbol!r} is registered with base interval "

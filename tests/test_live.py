@@ -861,3 +861,32 @@ def test_events_kept_by_a_callback_are_never_reused():
                 ev.derived) == seen[i]
     ids = [id(ev) for _, ev in kept]
     assert len(set(ids)) == len(ids)
+
+
+@pytest.mark.parametrize("churn", [False, True])
+def test_many_symbols_each_batch_gap_opened_once_and_closed_once(churn):
+    # More symbols than one word of the scan's bits (150: three words), most sending every
+    # slot: each slot's scan looks only at the streams that were not counted current.  With
+    # churn a symbol leaves and one comes mid-session (the scan's table is made again).
+    cal, slots = CALENDARS["lunch"]
+    rng = np.random.default_rng(2121)
+    present = {f"S{k:03d}": [i for i in range(len(slots))
+                             if rng.random() < (0.7 if k % 10 == 0 else 0.99)]
+               for k in range(150)}
+    late = "S999"
+    present[late] = [i for i in range(len(slots)) if i >= 25 and rng.random() < 0.9]
+    co, sd, events = _live(cal, [s for s in present if s != late])
+    if churn:
+        co.add_symbol("GONE")
+    for i in range(len(slots)):
+        if churn and i == 25:
+            co.add_symbol(late)
+            sd.remove_symbol("GONE")
+        senders = [s for s, idx in present.items() if i in idx and (s != late or churn)]
+        for s in rng.permutation(senders).tolist():
+            assert co.stream(s, *_bar(i, slots)) == 0
+        if churn and i < 25:
+            assert co.stream("GONE", *_bar(i, slots)) == 0
+    if not churn:
+        del present[late]
+    _check_against_batch(co, sd, events, cal, slots, present, exactly_once=True)

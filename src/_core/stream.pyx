@@ -14,7 +14,7 @@ from cpython.ref cimport PyObject, Py_INCREF, Py_XDECREF
 from libc.stdint cimport INT64_MAX, INT64_MIN, uint8_t
 from libc.stdlib cimport calloc, free
 from cpython.float cimport PyFloat_AS_DOUBLE
-from libc.string cimport memmove
+from libc.string cimport memmove, memset
 
 import numpy as np
 
@@ -40,6 +40,9 @@ cdef extern from "Python.h":
     object _vectorcall "PyObject_Vectorcall" (object callable, PyObject** args, size_t nargsf,
                                               PyObject* kwnames)
     size_t PY_VECTORCALL_ARGUMENTS_OFFSET
+    # The same call, its result (NULL: it raised) handled by the caller.
+    PyObject* _vectorcall_raw "PyObject_Vectorcall" (PyObject* callable, PyObject** args,
+                                                     size_t nargsf, PyObject* kwnames)
     void* _type_of "Py_TYPE" (PyObject* o)
 
 cdef enum:
@@ -58,7 +61,7 @@ cdef enum:
     # SymbolStream: the bytes a bar in order (or closing a bucket) reads, up to gaps.present
     # in the declared order (on 64-bit CPython).
     STREAM_HOT_END = 248
-    STREAM_EVENTS_END = 368     # and what the events add (seen_n ... seen)
+    STREAM_EVENTS_END = 376     # and what the events add (seen_n ... seen)
 
 # (256 and 56 bytes on 64-bit platforms, less on 32-bit ones: the offsets above hold then too;
 # the prefetches in SessionCore.add_bar assume 256, which only makes them less useful.)
@@ -83,12 +86,32 @@ cdef enum:
     EV_BAR_CLOSED = 3
     EV_REVISED = 4
     EV_GAP_REVISED = 5
+    SCAN_AHEAD = 8    # streams the clock's scan fetches ahead
     RUN_CAP = 16      # gap runs one step of the walker reports to the events (more are counted)
     MAX_REVS = 2 * MAX_DERIVED + 2    # revisions one revised bar can make (base, each bucket)
 
 cdef int GAP_BITS = (1 << EV_GAP_OPENED) | (1 << EV_GAP_CLOSED) | (1 << EV_GAP_REVISED)
 
 EVENT_KINDS = ("gap_opened", "gap_closed", "stale", "bar_closed", "revised", "gap_revised")
+
+
+cdef extern from *:
+    """
+    /* Says "an exception is set" to Cython's error handling (the caller knows it is). */
+    static inline int sd_error_is_set(void) { return -1; }
+    /* The index of the lowest set bit of x != 0. */
+    #if defined(__GNUC__) || defined(__clang__)
+    #define sd_ctz(x) ((Py_ssize_t) __builtin_ctzll((unsigned long long) (x)))
+    #else
+    static inline Py_ssize_t sd_ctz(unsigned long long x) {
+        Py_ssize_t i = 0;
+        while (!(x & 1)) { x >>= 1; i++; }
+        return i;
+    }
+    #endif
+    """
+    int _error_is_set "sd_error_is_set" () except -1
+    Py_ssize_t sd_ctz(u64 x) noexcept nogil
 
 
 cdef extern from *:
@@ -177,6 +200,24 @@ cdef struct CacheSlot:
     const char* next_row
     const char* next_rollup
     const char* next_close      # the row its next bar's finest bucket closes into, or NULL
+
+
+# One registered stream as the clock's scan reads it (SessionCore._scan_build): the registry's
+# key and the entry's stream, both owned, in the registry's order, and the stream's base
+# interval (set when the stream is, with the table emptied on any change of the registry).
+cdef struct ScanEntry:
+    PyObject* key
+    PyObject* stream
+    i64 base_ns
+
+
+# One subscriber as the delivery loop reads it (SessionCore._subs_build): the callable and
+# the kinds it wants without unpacking its tuple (and converting the mask) on every event.
+cdef struct Subscriber:
+    PyObject* fn            # the callback (the tuple's reference)
+    PyObject* intervals     # frozenset of interval names, NULL: the base's gap events only
+    PyObject* sub           # the subscriber's tuple, owned
+    int mask                # the kinds (1 << Event.code)
 
 
 cdef inline void _follow(GapWalker* seen, const GapWalker* gaps) noexcept nogil:
@@ -471,6 +512,7 @@ cdef class SymbolStream:
     cdef i64 ann_until
     cdef Py_ssize_t n_revs
     cdef i64 counted_for         # the registry's scan this stream was counted current for
+    cdef Py_ssize_t scan_idx     # its row in the registry's scan table (SessionCore._scan_build)
     cdef bint stale_sent         # stale reported for the gap that is open
     cdef bint rg_on
     cdef bint ann_final
@@ -1361,6 +1403,16 @@ cdef class SymbolStream:
             return INT64_MAX
         return add_sat(e, self.base_ns * grace)
 
+    cdef inline void _take_closed(self) noexcept:
+        """What ``collect`` does when only derived bars closed and no bar_closed is wanted
+        (no derived gap events either): the walker follows, the bars count as reported."""
+        cdef Py_ssize_t k
+        _follow(&self.seen, &self.gaps)
+        self.seen_n = self.base.n
+        self.stale_sent = False
+        for k in range(self.n_derived):
+            self.emitted[k] = self.derived[k].n
+
     cpdef int collect(self, object symbol, list out, int wanted=0x1f) except -1:
         """Append to ``out`` the events since the last collect: gaps that the bars ended
         (``gap_opened`` first for a gap no scan announced; ``gap_revised`` for an announced
@@ -1821,6 +1873,21 @@ cdef class SessionCore:
     cdef public list _subscribers    # [(callback, kinds bit mask, re-raise errors)]
     cdef bint _delivering            # a delivery loop runs (checked and set under the GIL)
     cdef list _spare                 # the list _pending is swapped with while delivering
+    cdef Subscriber* _subs_tab       # _subscribers as the delivery loop reads them (_subs_build)
+    # The registry's streams in a C array for the clock's scan (_scan_build): a scan then
+    # reads each stream's two lines, not a dict entry and an entry object first (with
+    # hundreds of symbols all are cache misses, once a slot).  Emptied whenever the
+    # registry changes (``_symbols`` set, ``_put_symbol``, ``_pop_symbol``).
+    cdef ScanEntry* _scan_tab
+    cdef Py_ssize_t _scan_n
+    cdef bint _scan_valid
+    # A bit per row of the table: the stream was counted current for the coming scan (the
+    # bar path sets it where it counts ``_current``).  A scan at the time it was due, after
+    # no change of the registry, looks only at the streams whose bit is clear.
+    cdef u64* _scan_bits
+    cdef i64 _scan_min_base          # the table's smallest base interval
+    cdef Py_ssize_t _subs_n
+    cdef object _subs_of             # the list _subs_tab was made from
     cdef public int _defer           # > 0 while a caller holds the registry lock
     cdef public i64 _next_scan       # the clock at which the streams are scanned next
     cdef public int _wanted          # the kinds some subscriber wants (1 << Event.code)
@@ -1857,6 +1924,8 @@ cdef class SessionCore:
     def __dealloc__(self):
         self._cache_clear()
         free(self._cache_block)
+        self._subs_clear()
+        self._scan_clear()
 
     @property
     def _symbols(self):
@@ -1867,13 +1936,66 @@ cdef class SessionCore:
     @_symbols.setter
     def _symbols(self, dict value not None):
         self._cache_clear()     # first: nothing below can find a stream of the old registry
+        self._scan_clear()
         self._reg = value
 
     def _pop_symbol(self, symbol):
         """Remove ``symbol`` from the registry (and the lookup cache, in the same step: no
         other thread can come in between); its entry, or None."""
         self._cache_clear()
+        self._scan_clear()
         return self._reg.pop(symbol, None)
+
+    def _put_symbol(self, symbol, entry):
+        """Add ``symbol`` -> ``entry`` (a ``SymbolCore`` holding its stream) to the registry:
+        the one way a symbol comes in, so that the scan's table follows."""
+        self._scan_clear()
+        self._reg[symbol] = entry
+
+    cdef void _scan_clear(self) noexcept:
+        cdef Py_ssize_t i, n = self._scan_n
+        cdef ScanEntry* tab = self._scan_tab
+        self._scan_tab = NULL
+        self._scan_n = 0
+        self._scan_valid = False
+        free(self._scan_bits)
+        self._scan_bits = NULL
+        for i in range(n):
+            Py_XDECREF(tab[i].key)
+            Py_XDECREF(tab[i].stream)
+        free(tab)
+
+    cdef int _scan_build(self) except -1:
+        """The registry's (key, stream) pairs in its order, for _scan_all_c."""
+        cdef dict symbols = self._reg
+        cdef Py_ssize_t pos = 0, i = 0, n = len(symbols)
+        cdef PyObject* key
+        cdef PyObject* value
+        cdef ScanEntry* tab
+        cdef object s
+        self._scan_clear()
+        tab = <ScanEntry*> calloc(n if n > 0 else 1, sizeof(ScanEntry))
+        if tab == NULL:
+            raise MemoryError()
+        self._scan_tab = tab
+        self._scan_bits = <u64*> calloc((n + 63) // 64 + 1, sizeof(u64))
+        if self._scan_bits == NULL:
+            raise MemoryError()
+        self._scan_min_base = INT64_MAX
+        while PyDict_Next(symbols, &pos, &key, &value):
+            s = <SymbolStream?> (<SymbolCore?> <object> value)._stream
+            Py_INCREF(<object> key)
+            Py_INCREF(s)
+            tab[i].key = key
+            tab[i].stream = <PyObject*> s
+            tab[i].base_ns = (<SymbolStream> s).base_ns
+            (<SymbolStream> s).scan_idx = i
+            if tab[i].base_ns < self._scan_min_base:
+                self._scan_min_base = tab[i].base_ns
+            i += 1
+            self._scan_n = i
+        self._scan_valid = True
+        return 0
 
     cdef void _cache_clear(self) noexcept:
         cdef Py_ssize_t i
@@ -2074,7 +2196,7 @@ cdef class SessionCore:
             if t > self._clock:
                 self._clock = t
             if self._events_on:
-                self._after_bar(stream, symbol)
+                _after_bar(self, stream, symbol)
             return 0
         if f == FAULT_OVERFLOW:
             raise MemoryError("no memory left for bars")
@@ -2085,7 +2207,7 @@ cdef class SessionCore:
                 if t > self._clock:
                     self._clock = t
                 if self._events_on:
-                    self._after_bar(stream, symbol)
+                    _after_bar(self, stream, symbol)
                 return 0
         if self._raise_on_bad:
             # Raised, not dropped: the caller hears of it, the quality report does not.
@@ -2125,28 +2247,6 @@ cdef class SessionCore:
 
     # -- events ---------------------------------------------------------------------------
 
-    cdef int _after_bar(self, SymbolStream stream, object symbol) except -1:
-        """A bar was stored and someone listens: collect its events, scan the streams when
-        the clock entered a new slot, deliver (unless a caller holds the registry lock)."""
-        if (stream.last_closed or stream.gaps.runs != stream.seen.runs
-                or stream.ann_until != NO_BAR
-                or stream.n_revs or stream.seen_n + 1 != stream.base.n):
-            stream.collect(symbol, self._pending, self._wanted)
-        else:
-            # Nothing to tell (the common case): the events' walker just follows.
-            _follow(&stream.seen, &stream.gaps)
-            stream.seen_n = stream.base.n
-            stream.stale_sent = False
-        if self._clock >= self._next_scan:
-            self._scan_all_c(self._clock)
-        if stream.counted_for != self._next_scan and stream.gaps.next_slot >= _grace_until(
-                self._next_scan, stream.base_ns, self._grace_slots):
-            stream.counted_for = self._next_scan
-            self._current += 1
-        if self._pending and not self._defer and not self._delivering:
-            self._deliver_c()
-        return 0
-
     def _scan_all(self, i64 now_ns):
         """Scan every stream whose next expected slot ended ``_grace_slots`` slots before
         ``now_ns`` (gap_opened, stale); the events go to ``_pending``."""
@@ -2157,31 +2257,47 @@ cdef class SessionCore:
         cdef i64 step = INT64_MAX, until, nxt = INT64_MAX, due_base = 0
         cdef list due = None
         cdef dict symbols = self._reg
-        cdef Py_ssize_t pos = 0
-        cdef PyObject* key
-        cdef PyObject* value
+        cdef Py_ssize_t i, n
+        cdef i64 base_ns
+        cdef ScanEntry* tab
         if now_ns == self._next_scan and self._current >= len(symbols):
             # Every stream's bars reached the slots this scan looks at (the steady state of
             # a feed): nothing ended without a bar.
             self._next_scan = add_sat(now_ns, self._scan_step)
             self._current = 0
+            self._scan_bits_clear()
             return 0
+        if (now_ns == self._next_scan and self._current >= 0 and self._scan_valid
+                and self._scan_n == len(symbols)):
+            # Due at its time, the registry unchanged since the last scan: the streams
+            # counted current need no look (a few symbols that missed the slot, not all).
+            return self._scan_uncounted(now_ns)
+        if not self._scan_valid or self._scan_n != len(symbols):
+            self._scan_build()
+        tab = self._scan_tab
+        n = self._scan_n
         # Only reads here (no allocation, no Python code): the registry cannot change under
         # this loop.  The streams that have something to say are scanned after it.
-        while PyDict_Next(symbols, &pos, &key, &value):
-            s = <SymbolStream?> (<SymbolCore?> value)._stream
-            if s.base_ns < step:
-                step = s.base_ns
-            until = _grace_until(now_ns, s.base_ns, self._grace_slots)
-            if until > s.gaps.next_slot:
+        for i in range(n):
+            if i + SCAN_AHEAD < n:
+                # The line of a stream the loop reads, fetched a few streams ahead.
+                sd_prefetch(<const char*> &(<SymbolStream> tab[i + SCAN_AHEAD].stream).gaps)
+            base_ns = tab[i].base_ns
+            if base_ns < step:
+                step = base_ns
+            until = _grace_until(now_ns, base_ns, self._grace_slots)
+            # (read through the pointer: no reference taken, so the object's first line,
+            # its reference count, is not written on every stream)
+            if until > (<SymbolStream> tab[i].stream).gaps.next_slot:
                 if due is None:
                     due = []
-                due.append((<object> key, s, until))
+                due.append((<object> tab[i].key, <object> tab[i].stream, until))
             # The next scan comes when the next slot of some stream is due, wherever now
             # lies (a wall clock given to advance is never on a slot boundary).  The streams
             # of a session share its windows: once per base interval is enough.
-            if s.base_ns != due_base:
-                due_base = s.base_ns
+            if base_ns != due_base:
+                due_base = base_ns
+                s = <SymbolStream> tab[i].stream
                 until = s._next_due(until, self._grace_slots)
                 if until < nxt:
                     nxt = until
@@ -2191,6 +2307,54 @@ cdef class SessionCore:
         self._scan_step = step if step != INT64_MAX else 1
         self._next_scan = nxt if nxt > now_ns else add_sat(now_ns, 1)
         self._current = 0
+        self._scan_bits_clear()
+        return 0
+
+    cdef inline void _scan_bits_clear(self) noexcept:
+        if self._scan_bits != NULL:
+            memset(self._scan_bits, 0, ((self._scan_n + 63) // 64) * sizeof(u64))
+
+    cdef int _scan_uncounted(self, i64 now_ns) except -1:
+        """_scan_all_c for the streams whose bit is clear (see _scan_bits), in the table's
+        order; the same events, the same next scan."""
+        cdef ScanEntry* tab = self._scan_tab
+        cdef u64* bits = self._scan_bits
+        cdef Py_ssize_t n = self._scan_n, w, i
+        cdef u64 word
+        cdef i64 until, nxt = INT64_MAX, due_base = 0, base_ns
+        cdef list due = None
+        cdef SymbolStream s
+        for w in range((n + 63) // 64):
+            word = ~bits[w]
+            if w == n // 64:
+                word &= ((<u64> 1) << (n % 64)) - 1     # (the rows past the last one)
+            while word:
+                i = w * 64 + sd_ctz(word)
+                word &= word - 1
+                base_ns = tab[i].base_ns
+                until = _grace_until(now_ns, base_ns, self._grace_slots)
+                if until > (<SymbolStream> tab[i].stream).gaps.next_slot:
+                    if due is None:
+                        due = []
+                    due.append((<object> tab[i].key, <object> tab[i].stream, until))
+        # The next scan: as the full loop finds it (from the table only, but one stream a
+        # run of one base interval).
+        for i in range(n):
+            base_ns = tab[i].base_ns
+            if base_ns != due_base:
+                due_base = base_ns
+                s = <SymbolStream> tab[i].stream
+                until = s._next_due(_grace_until(now_ns, base_ns, self._grace_slots),
+                                    self._grace_slots)
+                if until < nxt:
+                    nxt = until
+        if due is not None:
+            for symbol, s, until in due:
+                s.scan(symbol, self._pending, until, self._stale_slots)
+        self._scan_step = self._scan_min_base if self._scan_min_base != INT64_MAX else 1
+        self._next_scan = nxt if nxt > now_ns else add_sat(now_ns, 1)
+        self._current = 0
+        self._scan_bits_clear()
         return 0
 
     def _deliver(self):
@@ -2203,14 +2367,71 @@ cdef class SessionCore:
         raised at the end, when every event is out."""
         self._deliver_c()
 
+    cdef object _callback_failed(self, Event ev, object sub):
+        """A callback raised (its exception is set): an ``Exception`` goes to
+        ``_event_failed`` and is returned when it is to be re-raised at the end (else None);
+        anything else (KeyboardInterrupt, SystemExit) propagates."""
+        try:
+            _error_is_set()
+        except Exception as exc:
+            if self._event_failed(ev, sub, exc):
+                return exc
+        return None
+
+    cdef int _subs_build(self) except -1:
+        """The delivery loop's table of ``_subscribers`` (callable, kinds mask, intervals),
+        made again when the list is replaced (it is never changed in place); each row owns
+        a reference to its tuple, so that a list changed anyway cannot free what the table
+        points to.  Called at the start of a batch only: a batch runs on one table."""
+        cdef list subs = self._subscribers
+        cdef Py_ssize_t j, m = PyList_GET_SIZE(subs) if subs is not None else 0
+        cdef Subscriber* tab
+        cdef tuple sub
+        cdef object fn, names
+        self._subs_clear()
+        if m:
+            tab = <Subscriber*> calloc(m, sizeof(Subscriber))
+            if tab == NULL:
+                raise MemoryError()
+            self._subs_tab = tab
+            for j in range(m):
+                sub = <tuple?> PyList_GET_ITEM(subs, j)
+                Py_INCREF(sub)
+                tab[j].sub = <PyObject*> sub
+                self._subs_n = j + 1
+                # (borrowed from the tuple, which the row owns)
+                fn = sub[0]
+                tab[j].fn = <PyObject*> fn
+                tab[j].mask = <int> sub[1]
+                names = sub[3]
+                tab[j].intervals = NULL
+                if names is not None:
+                    if type(names) is not frozenset:
+                        raise TypeError("a subscriber's intervals must be a frozenset")
+                    tab[j].intervals = <PyObject*> names
+        self._subs_of = subs
+        return 0
+
+    cdef void _subs_clear(self) noexcept:
+        cdef Py_ssize_t j, m = self._subs_n
+        cdef Subscriber* tab = self._subs_tab
+        self._subs_tab = NULL
+        self._subs_n = 0
+        self._subs_of = None
+        for j in range(m):
+            Py_XDECREF(tab[j].sub)
+        free(tab)
+
     cdef int _deliver_c(self) except -1:
         cdef list batch, subs
         cdef Event ev
         cdef PyObject* args[2]
-        cdef tuple sub
+        cdef Subscriber* tab
+        cdef Subscriber* sp
+        cdef PyObject* res
         cdef int bit
         cdef Py_ssize_t i, j, n, m
-        cdef object failure = None
+        cdef object failure = None, exc
         # The flag is tested and set with the GIL held and no Python code in between: one
         # loop at a time, and no event left behind (the loop re-reads _pending before it
         # clears the flag, with nothing in between either).
@@ -2224,43 +2445,39 @@ cdef class SessionCore:
                 batch = self._pending
                 self._pending = self._spare
                 self._spare = None
-                subs = self._subscribers
+                if self._subscribers is not self._subs_of:
+                    self._subs_build()
+                tab = self._subs_tab
                 n = PyList_GET_SIZE(batch)
-                m = PyList_GET_SIZE(subs)
-                i = 0
-                j = 0
-                while i < n:
-                    # One try for the batch, resumed after a callback that raised (a try
-                    # per call costs on every event).
-                    try:
-                        while i < n:
-                            ev = <Event> PyList_GET_ITEM(batch, i)     # only events go in
-                            bit = 1 << ev.code
-                            if ev.code <= EV_GAP_CLOSED or ev.code == EV_GAP_REVISED:
-                                if not ev._gap_made:
-                                    ev._more = self
-                            while j < m:
-                                sub = <tuple> PyList_GET_ITEM(subs, j)
-                                j += 1
-                                if (<int> sub[1]) & bit:
-                                    if bit & GAP_BITS:
-                                        # Gap events go by interval: the base's unless
-                                        # the subscriber named the intervals it wants.
-                                        if sub[3] is None:
-                                            if ev.derived:
-                                                continue
-                                        elif ev.interval not in <frozenset> sub[3]:
-                                            continue
-                                    args[1] = <PyObject*> ev
-                                    _vectorcall(sub[0], &args[1],
-                                                1 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL)
-                            j = 0
-                            i += 1
-                    except Exception as exc:
-                        # ev and sub are the event and the subscriber that raised; the loop
-                        # goes on with the next subscriber (j is past it).
-                        if self._event_failed(ev, sub, exc) and failure is None:
-                            failure = exc
+                m = self._subs_n
+                # No try around the calls (its set-up costs on every batch): a callback that
+                # raised returns NULL, and _callback_failed takes its exception.
+                for i in range(n):
+                    ev = <Event> PyList_GET_ITEM(batch, i)     # only events go in
+                    bit = 1 << ev.code
+                    if ev.code <= EV_GAP_CLOSED or ev.code == EV_GAP_REVISED:
+                        if not ev._gap_made:
+                            ev._more = self
+                    for j in range(m):
+                        sp = &tab[j]
+                        if sp.mask & bit:
+                            if bit & GAP_BITS:
+                                # Gap events go by interval: the base's unless the
+                                # subscriber named the intervals it wants.
+                                if sp.intervals == NULL:
+                                    if ev.derived:
+                                        continue
+                                elif ev.interval not in <frozenset> sp.intervals:
+                                    continue
+                            args[1] = <PyObject*> ev
+                            res = _vectorcall_raw(sp.fn, &args[1],
+                                                  1 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL)
+                            if res == NULL:
+                                exc = self._callback_failed(ev, <object> sp.sub)
+                                if exc is not None and failure is None:
+                                    failure = exc
+                            else:
+                                Py_XDECREF(res)
                 ev = None       # (its reference would keep the batch's last event from the pool)
                 _empty_list(batch)
                 self._spare = batch
@@ -2272,6 +2489,51 @@ cdef class SessionCore:
             raise failure
         return 0
 
+
+cdef int _after_bar_news(SessionCore self, SymbolStream stream, object symbol) except -1:
+    """The bar has news for the subscribers (a gap ended, a derived bar closed, a revision):
+    collect it (or, when only derived bars closed and nobody wants them, take them as
+    reported)."""
+    if (stream.last_closed and not (self._wanted & (1 << EV_BAR_CLOSED))
+            and not stream.derived_gaps and stream.gaps.runs == stream.seen.runs
+            and stream.ann_until == NO_BAR and not stream.n_revs
+            and stream.seen_n + 1 == stream.base.n):
+        stream._take_closed()
+        return 0
+    stream.collect(symbol, self._pending, self._wanted)
+    return 0
+
+
+cdef inline int _after_bar(SessionCore self, SymbolStream stream, object symbol) except -1:
+    """A bar was stored and someone listens: collect its events, scan the streams when
+    the clock entered a new slot, deliver (unless a caller holds the registry lock).
+    A small function, not a method, so that ``add_bar`` inlines it: the common bar (no
+    news, no new slot, nothing pending) calls nothing."""
+    cdef i64 scan_at
+    cdef Py_ssize_t i
+    if (stream.last_closed or stream.gaps.runs != stream.seen.runs
+            or stream.ann_until != NO_BAR
+            or stream.n_revs or stream.seen_n + 1 != stream.base.n):
+        _after_bar_news(self, stream, symbol)
+    else:
+        # Nothing to tell (the common case): the events' walker just follows.
+        _follow(&stream.seen, &stream.gaps)
+        stream.seen_n = stream.base.n
+        stream.stale_sent = False
+    if self._clock >= self._next_scan:
+        self._scan_all_c(self._clock)
+    scan_at = self._next_scan
+    if stream.counted_for != scan_at and stream.gaps.next_slot >= _grace_until(
+            scan_at, stream.base_ns, self._grace_slots):
+        stream.counted_for = scan_at
+        self._current += 1
+        i = stream.scan_idx
+        if 0 <= i < self._scan_n:     # (its row in the table of this registry: see _scan_build)
+            self._scan_bits[i >> 6] |= (<u64> 1) << (i & 63)
+    if (self._pending is not None and PyList_GET_SIZE(self._pending)
+            and not self._defer and not self._delivering):
+        self._deliver_c()
+    return 0
 
 def bad_value(symbol, ts, open, high, low, close, volume):
     """Raise the error that says which field of a streamed bar is no int64 timestamp or no
