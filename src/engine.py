@@ -638,8 +638,7 @@ class Engine:
             w = np.searchsorted(grid.open_ns, g.start_ns, side="right") - 1
             gaps[iv.name] = (grid.session[w], g.start_ns, g.end_ns, g.bar_count)
             if part is not None and len(ts) and (iv != self.base or self.export_base):
-                session_of = np.searchsorted(opens, ts, side="right") - 1
-                part.add(symbol, iv.name, windows.sessions[session_of], out)
+                part.add(symbol, iv.name, _session_labels(windows, ts, present), out)
         result = SymbolResult(symbol, member, since, until, counts, gaps, unknown, rejected,
                               sessions=windows.sessions)
         if detect:  # the checked bars of the symbol's whole range (issue 22)
@@ -815,6 +814,16 @@ class _Plan:
     windows: Windows   # every session of the run
     lo: int            # the data's first bar
     hi: int            # the end of its last bar
+
+
+def _session_labels(windows: Windows, ts: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """The session label of each bar: its session's label repeated as many times as the
+    session holds bars (``present``, counted from each session's open by ``score_groups``),
+    when that accounts for every bar; else the session whose open is the last at or
+    before the bar."""
+    if int(present.sum()) == len(ts):
+        return np.repeat(windows.sessions, present)
+    return windows.sessions[np.searchsorted(windows.session_open_ns, ts, side="right") - 1]
 
 
 def _index_of(labels: np.ndarray, label: str) -> int:
