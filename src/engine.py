@@ -35,7 +35,7 @@ import numpy as np
 from ._core import quality as _quality
 from ._core import validation as _validation
 from .bars import FAULTS, BadBarError, Bars, raise_first_fault
-from .calendar import Calendar, Windows, extended_hours
+from .calendar import Calendar, WindowSpan, Windows, extended_hours
 from .kernels import (
     aggregate_on_grid,
     bound_grid,
@@ -83,6 +83,9 @@ class Loaded:
     # also counted in ``dropped``): the run counts them in their sessions, as it counts the
     # bad bars of an input held in memory.
     rejected_rows: Mapping[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    # The calendar's windows laid out once over the partition's bars (by its reader's
+    # check): each symbol's are cut from them, not laid out again.
+    span: WindowSpan | None = None
 
 
 @dataclass
@@ -452,7 +455,9 @@ class Engine:
             return _Piece(None, None, NO_BOUND_HI, NO_BOUND_LO, outside)
         first, last = int(bars.ts[0]), int(bars.ts[-1])
         if windows is None:   # (else laid out over these very bars just now)
-            windows = self.calendar.windows(first, last + self.base.ns)
+            span = loaded.span
+            windows = (span if span is not None and span.calendar is self.calendar
+                       else self.calendar).windows(first, last + self.base.ns)
         rejected: dict[int, dict[str, int]] = {}
         if loaded.checked and symbol in loaded.rejected_rows:
             rejected = self._reader_rejects(symbol, loaded, windows)

@@ -132,7 +132,8 @@ class ReadResult:
             self._source_of[symbol] = self._source_of[symbol][mask]
             self._line_of[symbol] = self._line_of[symbol][mask]
 
-    def check_sessions(self, calendar, interval=None, on_bad: str = "raise") -> Counter:
+    def check_sessions(self, calendar, interval=None, on_bad: str = "raise", *,
+                       span=None) -> Counter:
         """Check that every bar lies inside a session window of ``calendar`` and on the grid
         of ``interval`` (default: the bars' own).
 
@@ -149,6 +150,9 @@ class ReadResult:
         Other bad bars raise ReadError naming the first one's file, line and the time as
         written there, or (``on_bad="drop"``) are dropped, counted by reason in the returned
         counter and in :attr:`dropped`.
+
+        ``span`` (a ``calendar.WindowSpan`` of ``calendar``) holds the windows laid out
+        already over these bars: each symbol's are cut from it.
         """
         if on_bad not in POLICIES:
             raise ValueError(f"on_bad must be 'raise' or 'drop', got {on_bad!r}")
@@ -161,8 +165,9 @@ class ReadResult:
                 continue
             iv = parse_interval(interval) if interval is not None else bars.interval
             base_ns = iv.ns if iv is not None else 0
-            windows = calendar.windows(int(bars.ts[0]) - base_ns,
-                                       int(bars.ts[-1]) + max(base_ns, 1))
+            windows = (span if span is not None and span.calendar is calendar
+                       else calendar).windows(int(bars.ts[0]) - base_ns,
+                                              int(bars.ts[-1]) + max(base_ns, 1))
             faults = np.zeros(len(bars), np.uint8)
             if len(windows) == 0:  # the kernel skips session checks without windows
                 faults[:] = _FAULT_OUTSIDE
