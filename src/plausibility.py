@@ -44,6 +44,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from ._core import validation as _validation
 from .calendar import Calendar, WindowSpan, local_days, zone_transitions
 from .intervals import parse_interval
 
@@ -128,9 +129,17 @@ def infer_base_ns(ts_arrays: Iterable[np.ndarray]) -> tuple[int | None, float]:
     """The most common step between consecutive bars (ns) over all symbols, and the share
     of steps that are it; (None, 0) with fewer than two bars.  The smallest step is tried
     first (one pass): it is the base in all but odd files."""
-    diffs = [np.diff(np.asarray(ts, dtype=np.int64)) for ts in ts_arrays if len(ts) > 1]
-    if not diffs:
+    arrays = [np.ascontiguousarray(ts, dtype=np.int64) for ts in ts_arrays if len(ts) > 1]
+    if not arrays:
         return None, 0.0
+    # The smallest step and its share in one compiled pass per symbol (no array of steps).
+    spacing = [c for c in map(_validation.step_counts, arrays) if c[2]]
+    if spacing:
+        least = min(c[0] for c in spacing)
+        share = float(sum(c[1] for c in spacing if c[0] == least)) / sum(c[2] for c in spacing)
+        if share >= 0.5:
+            return least, share
+    diffs = [np.diff(ts) for ts in arrays]
     d = np.concatenate(diffs) if len(diffs) > 1 else diffs[0]
     d = d[d > 0]
     if not len(d):

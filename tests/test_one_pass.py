@@ -98,3 +98,108 @@ def test_span_of_an_empty_range_and_errors():
                  calendar.windows(saturday, saturday + 7 * DAY))
     with pytest.raises(ValueError):
         WindowSpan(calendar, 10, 5)
+
+
+# --------------------------------------------------------------------------- validate once
+
+from sessiondata._core import validation  # noqa: E402
+
+import reference as ref  # noqa: E402
+
+
+def locate(ts, w_open, w_close, base_ns):
+    """locate_bars against the reference validate_bars (prices sound, ts strictly
+    increasing: the session faults are all that is left); inputs unchanged, read-only."""
+    ts = np.asarray(ts, np.int64)
+    w_open, w_close = np.asarray(w_open, np.int64), np.asarray(w_close, np.int64)
+    for a in (ts, w_open, w_close):
+        a.setflags(write=False)
+    before = [ts.copy(), w_open.copy(), w_close.copy()]
+    n = len(ts)
+    prices = [np.full(n, 1.0) for _ in range(5)]
+    got_faults = np.full(n, 99, np.uint8)
+    want_faults = np.full(n, 99, np.uint8)
+    got = validation.locate_bars(ts, w_open, w_close, base_ns, got_faults)
+    want = ref.validate_bars(ts, *prices, w_open, w_close, base_ns, want_faults, False)
+    assert got == want and type(got[0]) is int
+    np.testing.assert_array_equal(got_faults, want_faults)
+    # And the compiled validate_bars agrees (the check it replaces for checked bars).
+    assert validation.validate_bars(ts, *prices, w_open, w_close, base_ns,
+                                    np.empty(0, np.uint8), False) == want
+    assert validation.locate_bars(ts, w_open, w_close, base_ns, np.empty(0, np.uint8)) == want
+    for a, b in zip(before, (ts, w_open, w_close)):
+        np.testing.assert_array_equal(a, b)
+    return got
+
+
+@given(grid=ref.grids(), seed=st.integers(0, 2**32 - 1), density=st.floats(0.05, 1.0),
+       stray=st.floats(0.0, 0.5))
+def test_locate_bars_is_validate_bars_on_checked_bars(grid, seed, density, stray):
+    rng = np.random.default_rng(seed)
+    slots = grid.slot_starts()
+    ts = slots[rng.random(len(slots)) < density]
+    # Strays: times off the grid, in pauses, before the first and after the last window.
+    lo, hi = int(grid.w_open[0]) - 3 * grid.base_ns, int(grid.w_close[-1]) + 3 * grid.base_ns
+    k = int(rng.binomial(len(ts) + 4, stray))
+    extra = rng.integers(lo, hi, k, dtype=np.int64)
+    ts = np.unique(np.concatenate([ts, extra]))
+    locate(ts, grid.w_open, grid.w_close, grid.base_ns)
+    locate(ts, grid.w_open, grid.w_close, 0)
+
+
+def test_locate_bars_edges():
+    assert locate([], [0], [10], 1) == (-1, [0] * ref.N_FAULTS)
+    assert locate([5], [], [], 1)[0] == -1          # no windows: no session check
+    assert locate([0, 1, 2, 3], [0], [4], 1)[0] == -1
+    assert locate([0, 2, 3, 5, 10], [0, 5], [4, 10], 1)[1][6] == 1   # 10 is outside
+    got = locate([0, 3, 4, 6, 9, 12], [0, 6], [6, 12], 2)
+    assert got[0] == 1 and got[1][7] == 2 and got[1][6] == 1      # 3 and 9 off the grid
+    big = ref.I64_MAX - 10
+    locate([big - 4, big - 2, big], [big - 4], [big + 5], 2)
+    with pytest.raises(ValueError):
+        validation.locate_bars(np.zeros(2, np.int64), np.zeros(1, np.int64),
+                               np.ones(1, np.int64), 1, np.zeros(3, np.uint8))
+
+
+# --------------------------------------------------------------------------- plausibility
+
+
+def step_counts_reference(ts):
+    d = np.diff(np.asarray(ts, np.int64))
+    d = d[d > 0]
+    if not len(d):
+        return 0, 0, 0
+    return int(d.min()), int(np.count_nonzero(d == d.min())), len(d)
+
+
+@given(st.lists(st.integers(ref.I64_MIN, ref.I64_MAX), max_size=30),
+       st.lists(st.integers(-3, 5), max_size=60), st.integers(-(2**40), 2**40))
+def test_step_counts(values, steps, origin):
+    with np.errstate(over="ignore"):
+        for ts in (np.array(values, np.int64), origin + np.cumsum(np.array(steps, np.int64))):
+            ts = np.ascontiguousarray(ts, np.int64)
+            ts.setflags(write=False)
+            assert validation.step_counts(ts) == step_counts_reference(ts)
+
+
+@given(st.lists(st.lists(st.sampled_from([-60, 0, 60, 60, 60, 120, 300, 7]), max_size=40),
+                max_size=4))
+def test_infer_base_ns_as_before(symbols):
+    """The compiled first pass gives what the NumPy one gave (the steps of all symbols
+    together: the smallest when it is at least half of them, else the most common)."""
+    from sessiondata.plausibility import infer_base_ns
+
+    arrays = [np.cumsum(np.r_[10**12, np.array(s, np.int64)]).astype(np.int64) * NS
+              for s in symbols]
+    d = [np.diff(a) for a in arrays if len(a) > 1]
+    d = np.concatenate(d) if d else np.empty(0, np.int64)
+    d = d[d > 0]
+    if not len(d):
+        want = (None, 0.0)
+    elif np.count_nonzero(d == d.min()) / len(d) >= 0.5:
+        want = (int(d.min()), float(np.count_nonzero(d == d.min())) / len(d))
+    else:
+        values, counts = np.unique(d, return_counts=True)
+        k = int(np.argmax(counts))
+        want = (int(values[k]), float(counts[k]) / len(d))
+    assert infer_base_ns(arrays) == want

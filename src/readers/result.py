@@ -72,6 +72,9 @@ class ReadResult:
     # parser (whether the times were naive).
     _time_fields: dict[int, tuple] = field(default_factory=dict, repr=False)
     _parsers: dict[int, Any] = field(default_factory=dict, repr=False)
+    # Per symbol, the Bars whose prices, volume and order ``store_checked`` checked (sorted,
+    # strictly increasing): the session check does not check them again.
+    _validated: dict[str, Bars] = field(default_factory=dict, repr=False)
 
     @property
     def symbols(self) -> list[str]:
@@ -128,6 +131,8 @@ class ReadResult:
         cols = {name: getattr(bars, name)[mask] for name in ("ts",) + PRICE_COLUMNS}
         self.bars[symbol] = Bars(**cols, interval=bars.interval, validate=False,
                                  has_volume=bars.has_volume)
+        if self._validated.get(symbol) is bars:   # a subset of checked bars is checked
+            self._validated[symbol] = self.bars[symbol]
         if symbol in self._source_of:
             self._source_of[symbol] = self._source_of[symbol][mask]
             self._line_of[symbol] = self._line_of[symbol][mask]
@@ -171,11 +176,19 @@ class ReadResult:
             faults = np.zeros(len(bars), np.uint8)
             if len(windows) == 0:  # the kernel skips session checks without windows
                 faults[:] = _FAULT_OUTSIDE
+                first = 0
+            elif self._validated.get(symbol) is bars:
+                # Prices, volume and order were checked by the reader (store_checked): only
+                # the sessions are left to check.
+                first, _counts = _validation.locate_bars(
+                    bars.ts, windows.open_ns, windows.close_ns, base_ns, faults)
             else:
-                _validation.validate_bars(
+                first, _counts = _validation.validate_bars(
                     bars.ts, bars.open, bars.high, bars.low, bars.close, bars.volume,
                     windows.open_ns, windows.close_ns, base_ns, faults, False,
                     volume_optional=not bars.has_volume)
+            if first < 0:
+                continue    # every bar sound and inside a session
             outside = faults == _FAULT_OUTSIDE
             hint = ""
             if outside.any():
@@ -521,6 +534,7 @@ def store_checked(result: ReadResult, symbol: str, ts: np.ndarray, cols: list[np
     result.bars[symbol] = Bars(ts, *cols, interval=interval, validate=False,
                                has_volume=has_volume)
     if first < 0:
+        result._validated[symbol] = result.bars[symbol]
         _check_share(result, symbol, far_dropped, n_in, Counter())
         return
     if on_bad == "raise":
@@ -536,7 +550,8 @@ def store_checked(result: ReadResult, symbol: str, ts: np.ndarray, cols: list[np
     result.dropped.update(lost)
     bad = faults != 0
     result.note_dropped(symbol, ts[bad], faults[bad])
-    result.keep(symbol, ~bad)
+    result._validated[symbol] = result.bars[symbol]
+    result.keep(symbol, ~bad)      # (the bars kept are checked: sorted, sound)
 
 
 def _far_rows(ts: np.ndarray) -> np.ndarray | None:
