@@ -239,7 +239,9 @@ def score_readings(ts_by_symbol: Sequence[np.ndarray], calendar: Calendar,
     mapped into the frame the bars were read in (back through the reading's shift and zone),
     and the bars inside it are counted by two binary searches.
     """
-    raws = [np.asarray(ts, dtype=np.int64) + read_shift_ns for ts in ts_by_symbol if len(ts)]
+    raws = [np.asarray(ts, dtype=np.int64) for ts in ts_by_symbol if len(ts)]
+    if read_shift_ns:       # (no copy of the times when there is nothing to add)
+        raws = [raw + read_shift_ns for raw in raws]
     out: dict[Reading, Fit] = {}
     if not raws:
         return out

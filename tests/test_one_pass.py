@@ -165,11 +165,13 @@ def test_locate_bars_edges():
 
 
 def step_counts_reference(ts):
-    d = np.diff(np.asarray(ts, np.int64))
-    d = d[d > 0]
+    steps = np.diff(np.asarray(ts, np.int64))
+    if not len(steps):
+        return 0, 0, 0, 0
+    d = steps[steps > 0]
     if not len(d):
-        return 0, 0, 0
-    return int(d.min()), int(np.count_nonzero(d == d.min())), len(d)
+        return 0, 0, 0, int(steps.max())
+    return int(d.min()), int(np.count_nonzero(d == d.min())), len(d), int(steps.max())
 
 
 @given(st.lists(st.integers(ref.I64_MIN, ref.I64_MAX), max_size=30),

@@ -155,14 +155,20 @@ def locate_bars(
 
 
 def step_counts(const i64[::1] ts):
-    """The spacing of bars: ``(smallest, count, positive)``, the smallest positive step
-    between consecutive times, how many steps are that, and how many are positive (steps
-    taken as ``numpy.diff`` does, wrapping modulo 2**64); ``(0, 0, 0)`` without one."""
+    """The spacing of bars: ``(smallest, count, positive, largest)``, the smallest positive
+    step between consecutive times, how many steps are that, how many are positive, and the
+    largest step (steps taken as ``numpy.diff`` does, wrapping modulo 2**64); ``(0, 0, 0,
+    0)`` with fewer than two times (``smallest`` and ``count`` are 0 without a positive
+    step).  The bars are in strictly increasing order when ``positive == len(ts) - 1``."""
     cdef Py_ssize_t n = ts.shape[0], i
-    cdef i64 d, smallest = 0, count = 0, positive = 0
+    cdef i64 d, smallest = 0, count = 0, positive = 0, largest = INT64_MIN
+    if n < 2:
+        return 0, 0, 0, 0
     with nogil:
         for i in range(1, n):
             d = <i64> (<u64> ts[i] - <u64> ts[i - 1])
+            if d > largest:
+                largest = d
             if d <= 0:
                 continue
             positive += 1
@@ -171,4 +177,4 @@ def step_counts(const i64[::1] ts):
                 count = 1
             elif d == smallest:
                 count += 1
-    return smallest, count, positive
+    return smallest, count, positive, largest

@@ -510,9 +510,12 @@ def store_checked(result: ReadResult, symbol: str, ts: np.ndarray, cols: list[np
     n_in = len(ts)
     far_dropped = 0
     if n_in > 1:
-        steps = np.diff(ts)
-        in_order = bool(steps.min() > 0)
-        far = None if in_order and steps.max() <= FAR_NS else _far_rows(ts)
+        # The steps between bars in one compiled pass (no array of them): in order when
+        # every step is positive, and no bar can be far from the rest when none is long.
+        _least, _count, positive, largest = _validation.step_counts(
+            np.ascontiguousarray(ts, dtype=np.int64))
+        in_order = positive == n_in - 1
+        far = None if in_order and largest <= FAR_NS else _far_rows(ts)
         if far is not None:
             if on_bad == "raise":
                 raise _far_error(result, symbol, ts, far)
@@ -525,7 +528,6 @@ def store_checked(result: ReadResult, symbol: str, ts: np.ndarray, cols: list[np
             result.dropped["time far from the other bars"] += far_dropped
         if len(ts) > 1 and (far is not None or not in_order):
             _check_not_descending(result, symbol, ts)
-        del steps
     faults = np.zeros(len(ts), np.uint8)
     empty = np.empty(0, np.int64)
     first, counts = _validation.validate_bars(
