@@ -205,3 +205,92 @@ def test_infer_base_ns_as_before(symbols):
         k = int(np.argmax(counts))
         want = (int(values[k]), float(counts[k]) / len(d))
     assert infer_base_ns(arrays) == want
+
+
+# --------------------------------------------------------------------------- the run's checks
+
+
+def _csv(tmp_path, rows: list[str], name: str = "AAA.csv"):
+    path = tmp_path / name
+    path.write_text("timestamp,open,high,low,close,volume\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def _rows(start: str, n: int, step_min: int = 1) -> list[str]:
+    t0 = np.datetime64(start, "m")
+    return [f"{t0 + np.timedelta64(i * step_min, 'm')}:00+00:00,1,2,0.5,1.5,10"
+            for i in range(n)]
+
+
+def _bad_file(tmp_path, bad_price: bool = True):
+    # XNYS 2024-03-05 and 06 (14:30-21:00 UTC): minute bars, with pre-market bars, one
+    # bar off the minute grid, a Saturday bar and one with a bad price.
+    rows = (_rows("2024-03-05T13:00", 120) + _rows("2024-03-05T15:00", 60)
+            + ["2024-03-05T16:30:30+00:00,1,2,0.5,1.5,10"] + _rows("2024-03-06T14:30", 30)
+            + (["2024-03-06T15:10:00+00:00,1,0.2,0.5,1.5,10"] if bad_price else [])
+            + _rows("2024-03-09T15:00", 2))
+    return _csv(tmp_path, rows)
+
+
+@pytest.mark.parametrize("bad_price", [True, False])
+@pytest.mark.parametrize("on_bad", ["raise", "drop"])
+def test_session_check_of_checked_bars_is_the_full_check(tmp_path, on_bad, bad_price):
+    """check_sessions on bars the reader checked (sessions only) gives what it gives when it
+    validates them again in full, and what it gives with the file's windows laid out once."""
+    from sessiondata import readers
+    from sessiondata.readers import ReadError
+
+    cal = sd.Calendar.exchange("XNYS")
+    path = _bad_file(tmp_path, bad_price)
+    outcomes = []
+    for trusted, with_span in ((True, True), (True, False), (False, False)):
+        try:
+            result = readers.read_bars(path, interval="1m", on_bad=on_bad)
+        except ReadError as exc:   # the bad price, under raise
+            outcomes.append(("read", str(exc)))
+            continue
+        if not trusted:
+            result._validated.clear()
+        span = None
+        if with_span:
+            from sessiondata.job import _window_span
+            span = _window_span(result, cal, "1m")
+            assert span is not None
+        try:
+            counted = result.check_sessions(cal, "1m", on_bad, span=span)
+        except ReadError as exc:
+            outcomes.append(("check", str(exc)))
+            continue
+        outcomes.append((dict(counted), dict(result.dropped),
+                         {s: b.ts.tolist() for s, b in result.bars.items()},
+                         {s: v.tolist() for s, v in result.outside.items()},
+                         {s: (t.tolist(), c.tolist()) for s, (t, c)
+                          in result.dropped_rows.items()}))
+    assert outcomes[0] == outcomes[1] == outcomes[2]
+    if on_bad == "raise":
+        assert outcomes[0][0] == ("read" if bad_price else "check")
+    else:
+        counted = outcomes[0][0]
+        assert counted["outside the session's hours"] == 90     # 13:00-14:30 UTC
+        assert counted["not on the base-interval grid"] == 1
+        assert counted["outside every session window"] == 2
+
+
+def test_plausibility_with_the_span_is_the_same(tmp_path):
+    from sessiondata import readers
+    from sessiondata.job import _window_span
+    from sessiondata.plausibility import Plausibility
+
+    cal = sd.Calendar.exchange("XNYS")
+    # A file stamped at the bar's end: the readings differ by a minute either way.
+    path = _csv(tmp_path, _rows("2024-03-05T14:31", 390) + _rows("2024-03-06T14:31", 390))
+    for stamp in ("start", "end"):
+        result = readers.read_bars(path, interval="1m", stamp=stamp)
+        span = _window_span(result, cal, "1m")
+        a = Plausibility(cal, "1m", {"stamp": stamp})
+        b = Plausibility(cal, "1m", {"stamp": stamp})
+        a.observe(result)
+        b.observe(result, span=span)
+        assert a.fits == b.fits and a.to_json() == b.to_json()
+        # Read as start-stamped, the 21:00 bars lie outside: the end stamp fits better.
+        assert b.to_json()["plausible"] is (stamp == "end")
