@@ -38,7 +38,7 @@ from typing import Callable, Iterable, Mapping
 
 import numpy as np
 
-__all__ = ["Calendar", "Windows"]
+__all__ = ["Calendar", "WindowSpan", "Windows"]
 
 NS_PER_SECOND = 1_000_000_000
 NS_PER_DAY = 86_400 * NS_PER_SECOND
@@ -250,6 +250,71 @@ class Windows:
             f"Windows({_plural(len(self), 'window')}, {_plural(self.n_sessions, 'session')}, "
             f"{self.sessions[0]}..{self.sessions[-1]})"
         )
+
+
+def _slice_windows(windows: Windows, first: int, stop: int) -> Windows:
+    """The windows ``first..stop-1`` of ``windows`` (whole sessions), renumbered: views of
+    its arrays, not checked again (a run of whole sessions of valid windows is valid)."""
+    k0 = int(windows.session_ids[first])
+    k1 = int(windows.session_ids[stop - 1])
+    ids = windows.session_ids[first:stop]
+    if k0:
+        ids = ids - k0
+        ids.setflags(write=False)
+    out = object.__new__(Windows)
+    for name, value in (("open_ns", windows.open_ns[first:stop]),
+                        ("close_ns", windows.close_ns[first:stop]),
+                        ("session_ids", ids), ("sessions", windows.sessions[k0:k1 + 1])):
+        object.__setattr__(out, name, value)
+    return out
+
+
+class WindowSpan:
+    """The windows of a calendar laid out once over ``[start_ns, end_ns)``, to be cut for
+    any range inside it (a file's symbols, and each reading of it that the plausibility
+    check scores) without laying them out again.
+
+    ``windows(a, b)`` is ``calendar.windows(a, b)``: for a range inside the span, the same
+    windows sliced from those laid out (every session that trades in the range trades in
+    the span, whole); for any other range, the calendar's own answer.
+
+    Parameters
+    ----------
+    calendar : Calendar
+    start_ns, end_ns : int
+        The span, nanoseconds since the epoch, UTC (as ``Calendar.windows``; its errors).
+    """
+
+    def __init__(self, calendar: "Calendar", start_ns: int, end_ns: int) -> None:
+        self.calendar = calendar
+        self.start_ns, self.end_ns = int(start_ns), int(end_ns)
+        self.all = calendar.windows(self.start_ns, self.end_ns)
+
+    def __repr__(self) -> str:
+        return f"WindowSpan({self.calendar.name}, {self.all!r})"
+
+    def windows(self, start_ns: int, end_ns: int) -> Windows:
+        """The windows of every session that trades during ``[start_ns, end_ns)`` (see
+        ``Calendar.windows``)."""
+        start, end = int(start_ns), int(end_ns)
+        if not self.start_ns <= start <= end <= self.end_ns:
+            return self.calendar.windows(start_ns, end_ns)
+        w = self.all
+        if end == start or not len(w):
+            return Windows.empty()
+        first = int(np.searchsorted(w.close_ns, start, side="right"))
+        stop = int(np.searchsorted(w.open_ns, end, side="left"))
+        if first >= stop:
+            return Windows.empty()
+        # Widen to whole sessions.
+        ids = w.session_ids
+        if first:
+            first = int(np.searchsorted(ids, ids[first], side="left"))
+        if stop < len(ids):
+            stop = int(np.searchsorted(ids, ids[stop - 1], side="right"))
+        if first == 0 and stop == len(ids):
+            return w
+        return _slice_windows(w, first, stop)
 
 
 def _frozen_array(values, dtype, name: str) -> np.ndarray:

@@ -35,7 +35,7 @@ import numpy as np
 from ._core import quality as _quality
 from ._core import validation as _validation
 from .bars import FAULTS, BadBarError, Bars, raise_first_fault
-from .calendar import Calendar, Windows, extended_hours
+from .calendar import Calendar, WindowSpan, Windows, extended_hours
 from .kernels import (
     aggregate_on_grid,
     bound_grid,
@@ -83,6 +83,9 @@ class Loaded:
     # also counted in ``dropped``): the run counts them in their sessions, as it counts the
     # bad bars of an input held in memory.
     rejected_rows: Mapping[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    # The calendar's windows laid out once over the partition's bars (by its reader's
+    # check): each symbol's are cut from them, not laid out again.
+    span: WindowSpan | None = None
 
 
 @dataclass
@@ -452,7 +455,9 @@ class Engine:
             return _Piece(None, None, NO_BOUND_HI, NO_BOUND_LO, outside)
         first, last = int(bars.ts[0]), int(bars.ts[-1])
         if windows is None:   # (else laid out over these very bars just now)
-            windows = self.calendar.windows(first, last + self.base.ns)
+            span = loaded.span
+            windows = (span if span is not None and span.calendar is self.calendar
+                       else self.calendar).windows(first, last + self.base.ns)
         rejected: dict[int, dict[str, int]] = {}
         if loaded.checked and symbol in loaded.rejected_rows:
             rejected = self._reader_rejects(symbol, loaded, windows)
@@ -638,8 +643,7 @@ class Engine:
             w = np.searchsorted(grid.open_ns, g.start_ns, side="right") - 1
             gaps[iv.name] = (grid.session[w], g.start_ns, g.end_ns, g.bar_count)
             if part is not None and len(ts) and (iv != self.base or self.export_base):
-                session_of = np.searchsorted(opens, ts, side="right") - 1
-                part.add(symbol, iv.name, windows.sessions[session_of], out)
+                part.add(symbol, iv.name, _session_labels(windows, ts, present), out)
         result = SymbolResult(symbol, member, since, until, counts, gaps, unknown, rejected,
                               sessions=windows.sessions)
         if detect:  # the checked bars of the symbol's whole range (issue 22)
@@ -815,6 +819,16 @@ class _Plan:
     windows: Windows   # every session of the run
     lo: int            # the data's first bar
     hi: int            # the end of its last bar
+
+
+def _session_labels(windows: Windows, ts: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """The session label of each bar: its session's label repeated as many times as the
+    session holds bars (``present``, counted from each session's open by ``score_groups``),
+    when that accounts for every bar; else the session whose open is the last at or
+    before the bar."""
+    if int(present.sum()) == len(ts):
+        return np.repeat(windows.sessions, present)
+    return windows.sessions[np.searchsorted(windows.session_open_ns, ts, side="right") - 1]
 
 
 def _index_of(labels: np.ndarray, label: str) -> int:

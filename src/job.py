@@ -19,10 +19,11 @@ from typing import Any, Callable, Iterable, Mapping
 
 from . import readers, storage
 from .bars import Bars
-from .calendar import Calendar
+from .calendar import Calendar, WindowSpan
 from .classify import ClassifyOptions
 from .engine import Engine, Loaded, Source, SymbolEvent, ThreadExecutor
 from .export import run_export
+from .intervals import parse_interval
 from .kernels import default_calendar
 from .plausibility import Plausibility
 from .results import RunResult
@@ -349,19 +350,41 @@ def _checked_source(name: str, read: Callable[[], readers.ReadResult], calendar:
     calendar and base interval (the engine does not check the bars again)."""
     def load() -> Loaded:
         result = read()
+        # The windows of the file's range, laid out once: the plausibility check, the
+        # session check and the engine cut theirs from these.
+        span = _window_span(result, calendar, base)
         if check is not None:
-            check.observe(result)       # the whole file, before bars are set aside
+            check.observe(result, span=span)    # the whole file, before bars are set aside
         # Checked against this calendar and base: the engine does not check them again.
         try:
-            result.check_sessions(calendar, base, on_bad)
+            result.check_sessions(calendar, base, on_bad, span=span)
         except ValueError as exc:
             if check is None:
                 raise
             raise check.amend(exc) from None
         return Loaded(dict(result.bars), result.error, result.dropped,
-                      result.outside_sessions, checked=True, rejected_rows=result.dropped_rows)
+                      result.outside_sessions, checked=True, rejected_rows=result.dropped_rows,
+                      span=span)
 
     return Source(name, load)
+
+
+def _window_span(result: readers.ReadResult, calendar: Calendar,
+                 base: str) -> WindowSpan | None:
+    """The calendar's windows over every bar of a read, with the margin of a base interval
+    on both sides (what ``ReadResult.check_sessions`` lays out for each symbol); None when
+    there is no bar or the calendar cannot lay them out (each check then asks the calendar
+    itself, and says what is wrong)."""
+    firsts = [int(b.ts[0]) for b in result.bars.values() if len(b)]
+    if not firsts:
+        return None
+    base_ns = parse_interval(base).ns
+    lo = min(firsts) - base_ns
+    hi = max(int(b.ts[-1]) for b in result.bars.values() if len(b)) + max(base_ns, 1)
+    try:
+        return WindowSpan(calendar, lo, hi)
+    except (ValueError, OverflowError):
+        return None
 
 
 def _identity(path: Path) -> tuple[int, int] | None:

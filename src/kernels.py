@@ -127,8 +127,13 @@ def bound_grid(grid: Grid, windows: Windows, lo_ns: np.ndarray, hi_ns: np.ndarra
     """
     base = grid.base_ns
     o, c = grid.open_ns, grid.close_ns
-    lo = np.clip(np.asarray(lo_ns, np.int64), o, c)
-    hi = np.clip(np.asarray(hi_ns, np.int64), o, c)
+    lo_ns, hi_ns = np.asarray(lo_ns, np.int64), np.asarray(hi_ns, np.int64)
+    if not (lo_ns > o).any() and not (hi_ns < c).any():
+        # No window is cut (the common case): every window keeps its whole span, and the
+        # grid as laid out is the grid bounded.
+        return grid
+    lo = np.clip(lo_ns, o, c)
+    hi = np.clip(hi_ns, o, c)
     # Whole base slots inside the bounds, slot starts counted from the window's open; an
     # unbounded side keeps the window's own edge.
     if grid.step_ns > 0:

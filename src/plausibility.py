@@ -44,7 +44,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .calendar import Calendar, local_days, zone_transitions
+from ._core import validation as _validation
+from .calendar import Calendar, WindowSpan, local_days, zone_transitions
 from .intervals import parse_interval
 
 __all__ = ["Fit", "MISFIT_SHARE", "Plausibility", "PlausibilityError", "PlausibilityWarning",
@@ -128,9 +129,17 @@ def infer_base_ns(ts_arrays: Iterable[np.ndarray]) -> tuple[int | None, float]:
     """The most common step between consecutive bars (ns) over all symbols, and the share
     of steps that are it; (None, 0) with fewer than two bars.  The smallest step is tried
     first (one pass): it is the base in all but odd files."""
-    diffs = [np.diff(np.asarray(ts, dtype=np.int64)) for ts in ts_arrays if len(ts) > 1]
-    if not diffs:
+    arrays = [np.ascontiguousarray(ts, dtype=np.int64) for ts in ts_arrays if len(ts) > 1]
+    if not arrays:
         return None, 0.0
+    # The smallest step and its share in one compiled pass per symbol (no array of steps).
+    spacing = [c for c in map(_validation.step_counts, arrays) if c[2]]
+    if spacing:
+        least = min(c[0] for c in spacing)
+        share = float(sum(c[1] for c in spacing if c[0] == least)) / sum(c[2] for c in spacing)
+        if share >= 0.5:
+            return least, share
+    diffs = [np.diff(ts) for ts in arrays]
     d = np.concatenate(diffs) if len(diffs) > 1 else diffs[0]
     d = d[d > 0]
     if not len(d):
@@ -197,7 +206,8 @@ def _zone(name: str):
 
 def score_readings(ts_by_symbol: Sequence[np.ndarray], calendar: Calendar,
                    readings: Iterable[Reading], *, read_tz: str | None, read_shift_ns: int,
-                   extended: bool = False) -> dict[Reading, Fit]:
+                   extended: bool = False, span: WindowSpan | None = None
+                   ) -> dict[Reading, Fit]:
     """The fit of the bars to ``calendar`` under each reading.
 
     Parameters
@@ -214,6 +224,9 @@ def score_readings(ts_by_symbol: Sequence[np.ndarray], calendar: Calendar,
     extended : bool
         Also count the bars outside the windows that fall on a session's day
         (``Fit.outside_on_session_day``; costs a pass over those bars).
+    span : calendar.WindowSpan, optional
+        Windows of ``calendar`` laid out already over the bars: a reading whose range lies
+        inside is cut from them (the same windows as the calendar's).
 
     Returns
     -------
@@ -226,13 +239,16 @@ def score_readings(ts_by_symbol: Sequence[np.ndarray], calendar: Calendar,
     mapped into the frame the bars were read in (back through the reading's shift and zone),
     and the bars inside it are counted by two binary searches.
     """
-    raws = [np.asarray(ts, dtype=np.int64) + read_shift_ns for ts in ts_by_symbol if len(ts)]
+    raws = [np.asarray(ts, dtype=np.int64) for ts in ts_by_symbol if len(ts)]
+    if read_shift_ns:       # (no copy of the times when there is nothing to add)
+        raws = [raw + read_shift_ns for raw in raws]
     out: dict[Reading, Fit] = {}
     if not raws:
         return out
     first = np.array([int(r[0]) for r in raws], np.int64)
     last = np.array([int(r[-1]) for r in raws], np.int64)
     read_zone = _zone(read_tz) if read_tz is not None else None
+    windows_of = span if span is not None and span.calendar is calendar else calendar
     for reading in readings:
         zone = _zone(reading.tz) if (reading.tz is not None and read_zone is not None
                                      and reading.tz != read_tz) else None
@@ -253,7 +269,7 @@ def score_readings(ts_by_symbol: Sequence[np.ndarray], calendar: Calendar,
         lo = to_reading(first)
         hi = to_reading(last) + b
         try:
-            w = calendar.windows(int(lo.min()), int(hi.max()))
+            w = windows_of.windows(int(lo.min()), int(hi.max()))
         except ValueError:
             continue
         fit = Fit()
@@ -333,7 +349,7 @@ def better_reading(fits: Mapping[Reading, Fit], current: Reading) -> Reading | N
 
 
 def candidate_fits(ts_by_symbol: Sequence[np.ndarray], calendar: Calendar, current: Reading,
-                   naive: bool) -> dict[Reading, Fit]:
+                   naive: bool, *, span: WindowSpan | None = None) -> dict[Reading, Fit]:
     """The fit of the bars under the reading they were read with and each alternative.
 
     Parameters
@@ -345,6 +361,8 @@ def candidate_fits(ts_by_symbol: Sequence[np.ndarray], calendar: Calendar, curre
         How the bars were read (``tz`` None for times that carry their zone).
     naive : bool
         Whether the times were naive; only then are other zones tried.
+    span : calendar.WindowSpan, optional
+        Windows laid out already over the bars (see :func:`score_readings`).
 
     Returns
     -------
@@ -366,7 +384,8 @@ def candidate_fits(ts_by_symbol: Sequence[np.ndarray], calendar: Calendar, curre
         zones, ("start", "end"), bases)]
     shift = current.base_ns if current.stamp == "end" else 0
     return score_readings(ts_by_symbol, calendar, readings,
-                          read_tz=current.tz if naive else None, read_shift_ns=shift)
+                          read_tz=current.tz if naive else None, read_shift_ns=shift,
+                          span=span)
 
 
 def comparison(current: Reading, now: Fit, better: Reading, alt: Fit, *,
@@ -446,15 +465,16 @@ class Plausibility:
         return Reading(tz, str(self.options.get("stamp") or "start"),
                        parse_interval(self.base).ns)
 
-    def observe(self, result: Any) -> None:
-        """Score one read (a ``readers.ReadResult``) under every reading; cheap."""
+    def observe(self, result: Any, *, span: WindowSpan | None = None) -> None:
+        """Score one read (a ``readers.ReadResult``) under every reading; cheap.  ``span``:
+        the calendar's windows laid out already over the read's bars."""
         bars = getattr(result, "bars", {})
         ts = [b.ts for b in bars.values() if len(b)]
         if not ts:
             return
         naive = bool(getattr(result, "naive", False)) and self.applies_tz
         current = self.current(naive)
-        fits = candidate_fits(ts, self.calendar, current, naive)
+        fits = candidate_fits(ts, self.calendar, current, naive, span=span)
         # Readings are keyed with tz None for times that carry their zone, so files of
         # both kinds in one folder still add up under the current reading.
         with self._lock:

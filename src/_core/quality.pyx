@@ -75,26 +75,42 @@ def score_groups(
     before the first group are not counted.  ``coverage`` is empty for base bars (each counts
     1).  Outputs are overwritten, one value per group.
     """
-    cdef Py_ssize_t n = ts.shape[0], ng = group_start.shape[0], i, k = -1
+    cdef Py_ssize_t n = ts.shape[0], ng = group_start.shape[0], i = 0, j, k, m
     cdef bint weighted = coverage.shape[0] > 0
-    cdef f64 cov
+    cdef i64 stop_ns, part
+    cdef f64 cov, cov_sum
     if weighted and coverage.shape[0] != n:
         raise ValueError(f"coverage has {coverage.shape[0]} values for {n} bars")
     if out_present.shape[0] < ng or out_covered.shape[0] < ng or out_partial.shape[0] < ng:
         raise ValueError("outputs are shorter than the groups")
     with nogil:
+        # Group by group, the sums in locals (not in the outputs, which the compiler must
+        # re-read and re-write for every bar).  A group takes the bars from where the last
+        # one stopped up to the first bar at or after the next group's start: the groups
+        # never move back, as a walk bar by bar would not (unsorted bars included).
+        if ng > 0:
+            while i < n and ts[i] < group_start[0]:
+                i += 1     # bars before the first group are not counted
         for k in range(ng):
-            out_present[k] = 0
-            out_covered[k] = 0.0
-            out_partial[k] = 0
-        k = -1
-        for i in range(n):
-            while k + 1 < ng and ts[i] >= group_start[k + 1]:
-                k += 1
-            if k < 0:
-                continue
-            cov = coverage[i] if weighted else 1.0
-            out_present[k] += 1
-            out_covered[k] += cov
-            if cov < 1.0:
-                out_partial[k] += 1
+            j = i
+            if k + 1 < ng:
+                stop_ns = group_start[k + 1]
+                while j < n and ts[j] < stop_ns:
+                    j += 1
+            else:
+                j = n
+            out_present[k] = j - i
+            if weighted:
+                cov_sum = 0.0
+                part = 0
+                for m in range(i, j):
+                    cov = coverage[m]
+                    cov_sum += cov
+                    if cov < 1.0:
+                        part += 1
+                out_covered[k] = cov_sum
+                out_partial[k] = part
+            else:
+                out_covered[k] = <f64> (j - i)
+                out_partial[k] = 0
+            i = j

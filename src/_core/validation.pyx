@@ -3,11 +3,11 @@
 # Each row gets a fault code (0 for a sound bar).  "Previous" means the previous accepted bar,
 # so after a dropped row the order check goes on against the last row that was kept.
 
-from libc.stdint cimport INT64_MIN, uint8_t
+from libc.stdint cimport INT64_MAX, INT64_MIN, uint8_t
 
 from common cimport (
     FAULT_DUPLICATE, FAULT_MISALIGNED, FAULT_NONE, FAULT_OUTSIDE, FAULT_UNSORTED, N_FAULTS,
-    GridCursor, check_grid, check_length, f64, grid_locate, i64, price_fault,
+    GridCursor, check_grid, check_length, f64, grid_locate, i64, price_fault, span, u64,
 )
 
 FAULTS = {
@@ -94,3 +94,87 @@ def validate_bars(
                 if sessions:
                     g = probe
     return first, [counts[i] for i in range(N_FAULTS)]
+
+
+def locate_bars(
+    const i64[::1] ts,
+    const i64[::1] w_open,
+    const i64[::1] w_close,
+    i64 base_ns,
+    uint8_t[::1] faults,
+):
+    """The session checks alone (inside a window, on the base grid) of bars whose prices and
+    order were checked already: ``ts`` strictly increasing.  Writes FAULT_OUTSIDE,
+    FAULT_MISALIGNED or FAULT_NONE per bar to ``faults`` (when not empty) and returns
+    ``(first_row, counts)`` as ``validate_bars`` does, whose faults these are for such bars
+    (its order check finds nothing, and a rejected bar cannot move its cursor past the
+    window of a later bar).  Session checks run only when windows are given, the base-grid
+    check only when ``base_ns > 0``.
+    """
+    cdef Py_ssize_t n = ts.shape[0], nw = w_open.shape[0], i, w = 0, first = -1
+    cdef bint record = faults.shape[0] > 0
+    cdef i64 t, close_w = 0, next_t = INT64_MIN
+    cdef bint placed = False
+    cdef uint8_t f
+    cdef i64 counts[N_FAULTS]
+    if record and faults.shape[0] != n:
+        raise ValueError(f"faults has {faults.shape[0]} slots for {n} bars")
+    check_grid(w_open, w_close, "locate_bars")
+    if base_ns < 0:
+        raise ValueError(f"locate_bars: base_ns must be >= 0, got {base_ns}")
+    for i in range(N_FAULTS):
+        counts[i] = 0
+    with nogil:
+        for i in range(n):
+            t = ts[i]
+            f = FAULT_NONE
+            # The common case first: one base step after the previous sound bar, in its
+            # window (no search, no division).
+            if nw == 0:
+                pass       # no windows: no session check (as validate_bars)
+            elif not (placed and t == next_t and t < close_w):
+                while w < nw and t >= w_close[w]:
+                    w += 1
+                if w >= nw or t < w_open[w]:
+                    f = FAULT_OUTSIDE
+                elif base_ns > 0 and span(w_open[w], t) % <u64> base_ns != 0:
+                    f = FAULT_MISALIGNED
+                else:
+                    close_w = w_close[w]
+            if record:
+                faults[i] = f
+            if f != FAULT_NONE:
+                counts[f] += 1
+                if first < 0:
+                    first = i
+                placed = False
+            else:
+                placed = base_ns > 0
+                next_t = t + base_ns if t <= INT64_MAX - base_ns else INT64_MIN
+    return first, [counts[i] for i in range(N_FAULTS)]
+
+
+def step_counts(const i64[::1] ts):
+    """The spacing of bars: ``(smallest, count, positive, largest)``, the smallest positive
+    step between consecutive times, how many steps are that, how many are positive, and the
+    largest step (steps taken as ``numpy.diff`` does, wrapping modulo 2**64); ``(0, 0, 0,
+    0)`` with fewer than two times (``smallest`` and ``count`` are 0 without a positive
+    step).  The bars are in strictly increasing order when ``positive == len(ts) - 1``."""
+    cdef Py_ssize_t n = ts.shape[0], i
+    cdef i64 d, smallest = 0, count = 0, positive = 0, largest = INT64_MIN
+    if n < 2:
+        return 0, 0, 0, 0
+    with nogil:
+        for i in range(1, n):
+            d = <i64> (<u64> ts[i] - <u64> ts[i - 1])
+            if d > largest:
+                largest = d
+            if d <= 0:
+                continue
+            positive += 1
+            if count == 0 or d < smallest:
+                smallest = d
+                count = 1
+            elif d == smallest:
+                count += 1
+    return smallest, count, positive, largest

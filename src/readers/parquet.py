@@ -161,7 +161,6 @@ def _arrow_chunk(columns, rows, layout, symbol, parser, collector, source, name)
     n = len(rows)
     ok = np.ones(n, bool)
     problems: list[tuple[int, str, str]] = []
-    ns = np.zeros(n, np.int64)
 
     def missing(arr, col):
         if arr.null_count:

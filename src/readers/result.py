@@ -72,6 +72,9 @@ class ReadResult:
     # parser (whether the times were naive).
     _time_fields: dict[int, tuple] = field(default_factory=dict, repr=False)
     _parsers: dict[int, Any] = field(default_factory=dict, repr=False)
+    # Per symbol, the Bars whose prices, volume and order ``store_checked`` checked (sorted,
+    # strictly increasing): the session check does not check them again.
+    _validated: dict[str, Bars] = field(default_factory=dict, repr=False)
 
     @property
     def symbols(self) -> list[str]:
@@ -128,11 +131,14 @@ class ReadResult:
         cols = {name: getattr(bars, name)[mask] for name in ("ts",) + PRICE_COLUMNS}
         self.bars[symbol] = Bars(**cols, interval=bars.interval, validate=False,
                                  has_volume=bars.has_volume)
+        if self._validated.get(symbol) is bars:   # a subset of checked bars is checked
+            self._validated[symbol] = self.bars[symbol]
         if symbol in self._source_of:
             self._source_of[symbol] = self._source_of[symbol][mask]
             self._line_of[symbol] = self._line_of[symbol][mask]
 
-    def check_sessions(self, calendar, interval=None, on_bad: str = "raise") -> Counter:
+    def check_sessions(self, calendar, interval=None, on_bad: str = "raise", *,
+                       span=None) -> Counter:
         """Check that every bar lies inside a session window of ``calendar`` and on the grid
         of ``interval`` (default: the bars' own).
 
@@ -149,6 +155,9 @@ class ReadResult:
         Other bad bars raise ReadError naming the first one's file, line and the time as
         written there, or (``on_bad="drop"``) are dropped, counted by reason in the returned
         counter and in :attr:`dropped`.
+
+        ``span`` (a ``calendar.WindowSpan`` of ``calendar``) holds the windows laid out
+        already over these bars: each symbol's are cut from it.
         """
         if on_bad not in POLICIES:
             raise ValueError(f"on_bad must be 'raise' or 'drop', got {on_bad!r}")
@@ -161,16 +170,25 @@ class ReadResult:
                 continue
             iv = parse_interval(interval) if interval is not None else bars.interval
             base_ns = iv.ns if iv is not None else 0
-            windows = calendar.windows(int(bars.ts[0]) - base_ns,
-                                       int(bars.ts[-1]) + max(base_ns, 1))
+            windows = (span if span is not None and span.calendar is calendar
+                       else calendar).windows(int(bars.ts[0]) - base_ns,
+                                              int(bars.ts[-1]) + max(base_ns, 1))
             faults = np.zeros(len(bars), np.uint8)
             if len(windows) == 0:  # the kernel skips session checks without windows
                 faults[:] = _FAULT_OUTSIDE
+                first = 0
+            elif self._validated.get(symbol) is bars:
+                # Prices, volume and order were checked by the reader (store_checked): only
+                # the sessions are left to check.
+                first, _counts = _validation.locate_bars(
+                    bars.ts, windows.open_ns, windows.close_ns, base_ns, faults)
             else:
-                _validation.validate_bars(
+                first, _counts = _validation.validate_bars(
                     bars.ts, bars.open, bars.high, bars.low, bars.close, bars.volume,
                     windows.open_ns, windows.close_ns, base_ns, faults, False,
                     volume_optional=not bars.has_volume)
+            if first < 0:
+                continue    # every bar sound and inside a session
             outside = faults == _FAULT_OUTSIDE
             hint = ""
             if outside.any():
@@ -492,9 +510,12 @@ def store_checked(result: ReadResult, symbol: str, ts: np.ndarray, cols: list[np
     n_in = len(ts)
     far_dropped = 0
     if n_in > 1:
-        steps = np.diff(ts)
-        in_order = bool(steps.min() > 0)
-        far = None if in_order and steps.max() <= FAR_NS else _far_rows(ts)
+        # The steps between bars in one compiled pass (no array of them): in order when
+        # every step is positive, and no bar can be far from the rest when none is long.
+        _least, _count, positive, largest = _validation.step_counts(
+            np.ascontiguousarray(ts, dtype=np.int64))
+        in_order = positive == n_in - 1
+        far = None if in_order and largest <= FAR_NS else _far_rows(ts)
         if far is not None:
             if on_bad == "raise":
                 raise _far_error(result, symbol, ts, far)
@@ -507,7 +528,6 @@ def store_checked(result: ReadResult, symbol: str, ts: np.ndarray, cols: list[np
             result.dropped["time far from the other bars"] += far_dropped
         if len(ts) > 1 and (far is not None or not in_order):
             _check_not_descending(result, symbol, ts)
-        del steps
     faults = np.zeros(len(ts), np.uint8)
     empty = np.empty(0, np.int64)
     first, counts = _validation.validate_bars(
@@ -516,6 +536,7 @@ def store_checked(result: ReadResult, symbol: str, ts: np.ndarray, cols: list[np
     result.bars[symbol] = Bars(ts, *cols, interval=interval, validate=False,
                                has_volume=has_volume)
     if first < 0:
+        result._validated[symbol] = result.bars[symbol]
         _check_share(result, symbol, far_dropped, n_in, Counter())
         return
     if on_bad == "raise":
@@ -531,7 +552,8 @@ def store_checked(result: ReadResult, symbol: str, ts: np.ndarray, cols: list[np
     result.dropped.update(lost)
     bad = faults != 0
     result.note_dropped(symbol, ts[bad], faults[bad])
-    result.keep(symbol, ~bad)
+    result._validated[symbol] = result.bars[symbol]
+    result.keep(symbol, ~bad)      # (the bars kept are checked: sorted, sound)
 
 
 def _far_rows(ts: np.ndarray) -> np.ndarray | None:
