@@ -40,3 +40,14 @@ def assert_like_resample(got: Bars, expected: Bars, what: str = "") -> None:
             np.testing.assert_allclose(ca[k], cb[k], rtol=1e-12, atol=0, err_msg=f"{what} {k}")
         else:
             np.testing.assert_array_equal(ca[k], cb[k], err_msg=f"{what} {k}")
+
+
+def session_slots(cal, days: list[str]) -> np.ndarray:
+    """Every 1m slot (its start, ns UTC) of the sessions ``days`` of ``cal``."""
+    minute = 60_000_000_000
+    out = []
+    for d in days:
+        w = cal.session_windows(d)
+        for o, c in zip(w.open_ns.tolist(), w.close_ns.tolist()):
+            out.append(np.arange(o, c, minute, dtype=np.int64))
+    return np.concatenate(out)

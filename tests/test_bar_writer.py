@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from helpers import ohlcv
+from helpers import ohlcv, session_slots
 from sessiondata import Bars, Calendar, Engine, job
 from sessiondata import export as export_mod
 from sessiondata.engine import ThreadExecutor, batches
@@ -27,15 +27,6 @@ DAY0 = np.datetime64("2024-03-11", "D")
 
 def ny() -> Calendar:
     return Calendar.weekly("America/New_York", "09:30", "16:00")
-
-
-def session_slots(cal: Calendar, days: list[str]) -> np.ndarray:
-    out = []
-    for d in days:
-        w = cal.session_windows(d)
-        for o, c in zip(w.open_ns.tolist(), w.close_ns.tolist()):
-            out.append(np.arange(o, c, MINUTE, dtype=np.int64))
-    return np.concatenate(out)
 
 
 DAYS = ["2024-03-11", "2024-03-12", "2024-03-13", "2024-03-14"]

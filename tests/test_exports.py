@@ -27,7 +27,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 import sessiondata
-from helpers import assert_like_resample, ohlcv
+from helpers import assert_like_resample, ohlcv, session_slots
 from sessiondata import Bars, Calendar, SessionCoordinator, find_gaps, job, resample
 from sessiondata import export as export_mod
 from sessiondata.export import (
@@ -102,16 +102,6 @@ def ohlcv_of(b: Bars) -> Bars:
     return Bars(b.ts, b.open, b.high, b.low, b.close, b.volume, validate=False)
 
 
-def session_days(cal: Calendar, days: list[str]) -> np.ndarray:
-    """Every 1m slot of the sessions ``days``."""
-    out = []
-    for d in days:
-        w = cal.session_windows(d)
-        for o, c in zip(w.open_ns.tolist(), w.close_ns.tolist()):
-            out.append(np.arange(o, c, MINUTE, dtype=np.int64))
-    return np.concatenate(out)
-
-
 DAYS = ["2024-03-11", "2024-03-12", "2024-03-13"]
 
 
@@ -119,7 +109,7 @@ def universe(n: int = 3, days: list[str] = DAYS, seed: int = 0) -> dict[str, Bar
     """``n`` symbols over whole New York sessions, each with a hole of its own (17 minutes:
     gaps in 1m, 5m and 15m) and a few missing minutes."""
     cal = Calendar.weekly("America/New_York", "09:30", "16:00")
-    ts = session_days(cal, days)
+    ts = session_slots(cal, days)
     out = {}
     for i in range(n):
         keep = np.ones(len(ts), bool)
