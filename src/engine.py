@@ -200,6 +200,11 @@ class BarSink(Protocol):
         later ones of the same symbols, which must not follow them in one file)."""
         ...
 
+    def done(self) -> None:
+        """No more bars come: the sink may finish its files now, beside the engine's last
+        steps (assembling and classifying the run); it waits for that when it closes."""
+        ...
+
 
 class BarPart(Protocol):
     def add(self, symbol: str, interval: str, sessions: np.ndarray, bars: Bars) -> None:
@@ -384,6 +389,8 @@ class Engine:
                     max(p.last_ts for p in live.values()))
             plan = self._plan(span)
             dropped.update(self._finish_held(live, plan, sink))
+        if sink is not None:
+            sink.done()   # its last rows are written while the run is assembled
         order = sorted(live)
         windows = _within_spans(plan.windows, [live[s].result for s in order])
         parts = [self._align(live[s].result, windows) for s in order]

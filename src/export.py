@@ -326,6 +326,8 @@ class BarDatasetWriter:
         self._threads: list[_ThreadFiles] = []
         self._open: list[Any] = []
         self._closed = False
+        self._finishing: threading.Thread | None = None   # done(): close() on a thread
+        self._finish_error: BaseException | None = None
         self.files: list[Path] = []
 
     def part(self, name: str, *, separate: bool = False) -> "_BarPart":
@@ -428,8 +430,36 @@ class BarDatasetWriter:
             self.files.append(path)
         return writer
 
+    def done(self) -> None:
+        """No more bars come (the engine's partitions are over): write what the threads
+        gathered and finish the files now, on a thread of this writer's, while the engine
+        assembles and classifies the run (pyarrow writes without the GIL); :meth:`close`
+        waits for it and raises what it raised.  In per-partition mode nothing is held."""
+        with self._lock:
+            if self.per_partition or self._closed or self._finishing is not None:
+                return
+            self._finishing = threading.Thread(target=self._finish, daemon=True,
+                                               name="sessiondata-bars-done")
+        self._finishing.start()
+
+    def _finish(self) -> None:
+        try:
+            self._close()
+        except BaseException as exc:   # handed to close()
+            self._finish_error = exc
+
     def close(self) -> None:
-        """Write what the threads gathered and finish every file (the Parquet footers)."""
+        """Write what the threads gathered and finish every file (the Parquet footers); after
+        :meth:`done`, wait for its thread."""
+        finishing = self._finishing
+        if finishing is None:
+            self._close()
+            return
+        finishing.join()
+        if self._finish_error is not None:
+            raise self._finish_error
+
+    def _close(self) -> None:
         with self._lock:
             self._closed = True
             threads, self._threads = self._threads, []

@@ -290,6 +290,57 @@ def test_a_failed_write_at_close_still_finishes_the_other_files(tmp_path, monkey
         assert pq.ParquetFile(path).metadata.num_rows in (0, 200)
 
 
+def test_done_finishes_the_files_on_a_thread_and_close_waits_for_it(tmp_path, monkeypatch):
+    """``done`` (the engine's partitions are over) writes the gathered rows and the footers
+    beside the engine's last steps; ``close`` waits for it, and raises what it raised."""
+    import threading
+
+    writer = BarDatasetWriter(tmp_path, row_group_rows=1000)
+    write_parts(writer, parts_of(3, 100))
+    real = export_mod.bars_table
+    threads = []
+
+    def spy(pieces, plain=False):
+        threads.append(threading.current_thread().name)
+        return real(pieces, plain)
+
+    monkeypatch.setattr(export_mod, "bars_table", spy)
+    writer.done()
+    writer.done()   # once is enough; a second call changes nothing
+    writer.close()
+    assert threads == ["sessiondata-bars-done"]
+    (path,) = writer.files
+    assert row_groups(path) == [300]
+
+    failing = BarDatasetWriter(tmp_path / "failing", row_group_rows=1000)
+    write_parts(failing, parts_of(2, 100))
+
+    def broken(pieces, plain=False):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(export_mod, "bars_table", broken)
+    failing.done()
+    with pytest.raises(OSError, match="No space"):
+        failing.close()
+    assert failing._open == []
+
+
+def test_the_engine_says_done_before_it_classifies(tmp_path, monkeypatch):
+    """The engine tells its sink that no more bars come before it assembles and classifies
+    the run, so the sink's last rows are written meanwhile."""
+    import sessiondata.engine as engine_mod
+
+    order = []
+    real_done, real_classify = BarDatasetWriter.done, engine_mod.classify_run
+    monkeypatch.setattr(BarDatasetWriter, "done",
+                        lambda self: (order.append("done"), real_done(self))[1])
+    monkeypatch.setattr(engine_mod, "classify_run",
+                        lambda run, opts: (order.append("classify"), real_classify(run, opts))[1])
+    job.run(universe(3), ny(), out=tmp_path / "out")
+    assert order == ["done", "classify"]
+    assert bar_files(tmp_path / "out", "5m")
+
+
 # ------------------------------------------------------------------------ per-partition mode
 
 
