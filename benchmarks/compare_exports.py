@@ -42,6 +42,13 @@ def _comparable(table: Any) -> Any:
     return table.sort_by(keys)
 
 
+def _nullable(schema: Any) -> Any:
+    """``schema`` with every field nullable (its metadata dropped)."""
+    import pyarrow as pa
+
+    return pa.schema([f.with_nullable(True) for f in schema])
+
+
 def _strip(doc: Any) -> Any:
     if isinstance(doc, dict):
         return {k: _strip(v) for k, v in doc.items()
@@ -72,8 +79,14 @@ def compare(old: Path, new: Path) -> list[str]:
                 continue
             ta, tb = _table(fa), _table(fb)
             if ta.schema != tb.schema:
-                problems.append(f"{what}/{part}: schemas differ")
-            elif not _comparable(ta).equals(_comparable(tb)):
+                if not _nullable(ta.schema).equals(_nullable(tb.schema)):
+                    problems.append(f"{what}/{part}: schemas differ")
+                    continue
+                # Only nullability differs (the bar columns became REQUIRED): said, and
+                # the rows still compared.
+                problems.append(f"{what}/{part}: schemas differ in nullability only")
+                ta, tb = ta.cast(_nullable(ta.schema)), tb.cast(_nullable(tb.schema))
+            if not _comparable(ta).equals(_comparable(tb)):
                 problems.append(f"{what}/{part}: rows differ ({ta.num_rows} vs {tb.num_rows})")
     ma = json.loads((old / "manifest.json").read_text())
     mb = json.loads((new / "manifest.json").read_text())
