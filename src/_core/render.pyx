@@ -108,19 +108,25 @@ cdef inline void put_str(Buf* b, const char* text) noexcept nogil:
     put(b, text, strlen(text))     # a literal's length: folded by the C compiler
 
 
-cdef inline void put_int(Buf* b, i64 value) noexcept nogil:
-    cdef char[24] tmp
-    cdef int i = 24
-    cdef uint64_t u = <uint64_t>value if value >= 0 else <uint64_t>0 - <uint64_t>value
+cdef inline int put_digits(char* tmp, int i, uint64_t u, bint negative) noexcept nogil:
+    """The decimal digits of ``u`` (at least one), and a minus sign when ``negative``,
+    written backwards into ``tmp`` ending before ``i``; returns where they start."""
     while True:
         i -= 1
         tmp[i] = <char>(48 + u % 10)
         u //= 10
         if u == 0:
             break
-    if value < 0:
+    if negative:
         i -= 1
         tmp[i] = b'-'
+    return i
+
+
+cdef inline void put_int(Buf* b, i64 value) noexcept nogil:
+    cdef char[24] tmp
+    cdef uint64_t u = <uint64_t>value if value >= 0 else <uint64_t>0 - <uint64_t>value
+    cdef int i = put_digits(tmp, 24, u, value < 0)
     put(b, &tmp[i], 24 - i)
 
 
@@ -140,15 +146,7 @@ cdef inline void put_decimal(Buf* b, i64 n, int digits) noexcept nogil:
         end -= 1
     i -= 1
     tmp[i] = b'.'
-    while True:
-        i -= 1
-        tmp[i] = <char>(48 + u % 10)
-        u //= 10
-        if u == 0:
-            break
-    if n < 0:
-        i -= 1
-        tmp[i] = b'-'
+    i = put_digits(tmp, i, u, n < 0)
     put(b, &tmp[i], end - i)
 
 
