@@ -293,6 +293,12 @@ class WindowSpan:
     def __repr__(self) -> str:
         return f"WindowSpan({self.calendar.name}, {self.all!r})"
 
+    @staticmethod
+    def of(calendar: "Calendar", span: "WindowSpan | None") -> "WindowSpan | Calendar":
+        """What to ask for ``calendar``'s windows: ``span`` when it holds them (laid out
+        over that very calendar), else the calendar itself."""
+        return span if span is not None and span.calendar is calendar else calendar
+
     def windows(self, start_ns: int, end_ns: int) -> Windows:
         """The windows of every session that trades during ``[start_ns, end_ns)`` (see
         ``Calendar.windows``)."""

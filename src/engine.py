@@ -462,9 +462,8 @@ class Engine:
             return _Piece(None, None, NO_BOUND_HI, NO_BOUND_LO, outside)
         first, last = int(bars.ts[0]), int(bars.ts[-1])
         if windows is None:   # (else laid out over these very bars just now)
-            span = loaded.span
-            windows = (span if span is not None and span.calendar is self.calendar
-                       else self.calendar).windows(first, last + self.base.ns)
+            windows = WindowSpan.of(self.calendar, loaded.span).windows(
+                first, last + self.base.ns)
         rejected: dict[int, dict[str, int]] = {}
         if loaded.checked and symbol in loaded.rejected_rows:
             rejected = self._reader_rejects(symbol, loaded, windows)

@@ -248,7 +248,7 @@ def score_readings(ts_by_symbol: Sequence[np.ndarray], calendar: Calendar,
     first = np.array([int(r[0]) for r in raws], np.int64)
     last = np.array([int(r[-1]) for r in raws], np.int64)
     read_zone = _zone(read_tz) if read_tz is not None else None
-    windows_of = span if span is not None and span.calendar is calendar else calendar
+    windows_of = WindowSpan.of(calendar, span)
     for reading in readings:
         zone = _zone(reading.tz) if (reading.tz is not None and read_zone is not None
                                      and reading.tz != read_tz) else None

@@ -14,7 +14,7 @@ import numpy as np
 
 from .._core import validation as _validation
 from ..bars import FAULTS, PRICE_COLUMNS, Bars
-from ..calendar import extended_hours
+from ..calendar import WindowSpan, extended_hours
 from ..intervals import parse_interval
 from ..symbols import check_symbol
 
@@ -170,9 +170,8 @@ class ReadResult:
                 continue
             iv = parse_interval(interval) if interval is not None else bars.interval
             base_ns = iv.ns if iv is not None else 0
-            windows = (span if span is not None and span.calendar is calendar
-                       else calendar).windows(int(bars.ts[0]) - base_ns,
-                                              int(bars.ts[-1]) + max(base_ns, 1))
+            windows = WindowSpan.of(calendar, span).windows(
+                int(bars.ts[0]) - base_ns, int(bars.ts[-1]) + max(base_ns, 1))
             faults = np.zeros(len(bars), np.uint8)
             if len(windows) == 0:  # the kernel skips session checks without windows
                 faults[:] = _FAULT_OUTSIDE
