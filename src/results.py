@@ -298,27 +298,41 @@ def kind_cells(t: "IntervalTable") -> dict[str, np.ndarray]:
     n_s, n_k = t.bars.shape
     keys = t.gap_symbol * n_k + t.gap_session
     out = {"lost": t.lost if t.lost is not None else np.zeros((n_s, n_k), np.int64)}
+    # One count over (kind, cell) for every kind at once.
+    cells = np.asarray(t.gap_kind, np.int64) * (n_s * n_k) + keys
+    size = len(KINDS) * n_s * n_k
+    gaps = np.bincount(cells, minlength=size).reshape(len(KINDS), n_s, n_k)
+    missing = np.bincount(cells, weights=t.gap_count, minlength=size
+                          ).astype(np.int64).reshape(len(KINDS), n_s, n_k)
     for i, name in enumerate(KINDS):
-        m = t.gap_kind == i
-        out[f"gaps_{name}"] = np.bincount(keys[m], minlength=n_s * n_k).reshape(n_s, n_k)
-        out[f"missing_{name}"] = np.bincount(keys[m], weights=t.gap_count[m],
-                                             minlength=n_s * n_k
-                                             ).astype(np.int64).reshape(n_s, n_k)
+        out[f"gaps_{name}"] = gaps[i]
+        out[f"missing_{name}"] = missing[i]
     return out
 
 
 def kind_totals(sums: dict[str, Any]) -> dict[str, Any]:
     """``data_quality``, ``lost`` and ``kinds`` (gaps, missing per kind) of summed
     :func:`kind_cells`, beside a summary row's ``expected``."""
+    return kind_rows({k: [v] for k, v in sums.items()}, 1)[0]
+
+
+def kind_rows(sums: dict[str, Sequence[Any]], n: int) -> list[dict[str, Any]]:
+    """:func:`kind_totals` of ``n`` rows at once (``sums``: a column per field, as Python
+    numbers or arrays), the data quality computed over the columns in one call."""
     if "lost" not in sums:
-        return {}
-    e, lost = int(sums["expected"]), int(sums["lost"])
-    return {
-        "data_quality": data_quality(e, lost),
-        "lost": lost,
-        "kinds": {k: {"gaps": int(sums[f"gaps_{k}"]), "missing": int(sums[f"missing_{k}"])}
+        return [{} for _ in range(n)]
+    expected = np.asarray(sums["expected"], np.int64)
+    lost = np.asarray(sums["lost"], np.int64)
+    dq = np.asarray(data_quality(expected, lost), np.float64).tolist()
+    lost_l = lost.tolist()
+    cols = {f"{field}_{k}": np.asarray(sums[f"{field}_{k}"], np.int64).tolist()
+            for field in ("gaps", "missing") for k in KINDS}
+    return [{
+        "data_quality": dq[i],
+        "lost": lost_l[i],
+        "kinds": {k: {"gaps": cols[f"gaps_{k}"][i], "missing": cols[f"missing_{k}"][i]}
                   for k in KINDS},
-    }
+    } for i in range(n)]
 
 
 

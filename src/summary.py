@@ -17,7 +17,7 @@ from .results import (
     GapInfo,
     RunResult,
     kind_cells,
-    kind_totals,
+    kind_rows,
     local_time,
     quality_score,
 )
@@ -26,17 +26,28 @@ WORST_SESSIONS = 5
 SYMBOL_ROWS = 12
 
 
-def _pooled_totals(sums: dict[str, Any], symbols: int) -> dict[str, Any]:
-    e = int(sums["expected"])
-    return {
-        "symbols": symbols,
-        "bars": int(sums["bars"]),
-        "gaps": int(sums["gaps"]),
-        "missing": int(sums["missing"]),
-        "expected": e,
-        "quality": quality_score(float(sums["covered"]), e),
-        **kind_totals(sums),   # data quality and gap kinds (classify.py)
-    }
+def _pooled_rows(sums: dict[str, Any], symbols: Any) -> list[dict[str, Any]]:
+    """Pooled totals of several rows at once: ``sums`` holds a column per field (cells
+    summed over symbols, over sessions or over both), ``symbols`` the symbols of each row;
+    the quality and the data quality are computed over the columns in one call."""
+    n = len(symbols)
+    cols = {k: np.asarray(v) for k, v in sums.items()}
+    expected = cols["expected"].astype(np.int64)
+    quality = np.asarray(quality_score(cols["covered"].astype(np.float64), expected),
+                         np.float64).tolist()
+    ints = {k: cols[k].astype(np.int64).tolist() for k in ("bars", "gaps", "missing")}
+    e = expected.tolist()
+    kinds = kind_rows(cols, n)
+    sym = np.asarray(symbols, np.int64).tolist()
+    return [{
+        "symbols": sym[i],
+        "bars": ints["bars"][i],
+        "gaps": ints["gaps"][i],
+        "missing": ints["missing"][i],
+        "expected": e[i],
+        "quality": quality[i],
+        **kinds[i],   # data quality and gap kinds (classify.py)
+    } for i in range(n)]
 
 
 @dataclass
@@ -81,14 +92,18 @@ class Summary:
             gaps = np.bincount(keys, minlength=t.bars.size).reshape(t.bars.shape)
             missing = np.bincount(keys, weights=t.gap_count,
                                   minlength=t.bars.size).reshape(t.bars.shape)
+            every = bool(mask.all())   # (the usual case: nothing to zero)
+
+            def counted(v: np.ndarray) -> np.ndarray:
+                return v if every else np.where(mask, v, np.zeros((), v.dtype))
+
             self._cells[name] = {
                 "mask": mask,
-                "bars": np.where(mask, t.bars, 0), "expected": np.where(mask, t.expected, 0),
-                "covered": np.where(mask, t.covered, 0.0), "gaps": np.where(mask, gaps, 0),
-                "missing": np.where(mask, missing, 0).astype(np.int64),
+                "bars": counted(t.bars), "expected": counted(t.expected),
+                "covered": counted(t.covered), "gaps": counted(gaps),
+                "missing": counted(missing.astype(np.int64)),
             }
-            self._cells[name].update({k: np.where(mask, v, 0)
-                                      for k, v in kind_cells(t).items()})
+            self._cells[name].update({k: counted(v) for k, v in kind_cells(t).items()})
         self._per_session = {name: self._reduce(name, 0) for name in run.intervals}
         self._longest: dict[int, int] | None = None   # session -> its longest gap (base)
 
@@ -99,18 +114,15 @@ class Summary:
 
     def _total(self, name: str) -> dict[str, Any]:
         """Pooled totals of an interval over every symbol and session."""
-        return _pooled_totals(self._sums(name, None),
-                              int(self._cells[name]["mask"].any(axis=1).sum()))
+        sums = {k: [v] for k, v in self._sums(name, None).items()}
+        return _pooled_rows(sums, [int(self._cells[name]["mask"].any(axis=1).sum())])[0]
 
     def _reduce(self, name: str, axis: int) -> list[dict[str, Any]]:
         """Pooled totals over symbols (axis 0: one per session) or over sessions (axis 1:
         one per symbol)."""
         mask = self._cells[name]["mask"]
-        # As Python numbers first (``tolist``: the same values), not a NumPy scalar per cell.
-        sums = {k: v.tolist() for k, v in self._sums(name, axis).items()}
-        symbols = (mask.sum(axis=0) if axis == 0 else mask.any(axis=1).astype(int)).tolist()
-        return [_pooled_totals({k: v[i] for k, v in sums.items()}, int(symbols[i]))
-                for i in range(mask.shape[1 - axis])]
+        symbols = mask.sum(axis=0) if axis == 0 else mask.any(axis=1).astype(int)
+        return _pooled_rows(self._sums(name, axis), symbols)
 
     # -- totals ---------------------------------------------------------------------------
 
@@ -171,11 +183,12 @@ class Summary:
         if longest is None:
             # Per session, its first gap of the most bars (as ``argmax`` over the session's
             # gaps in their order), for every session at once.
-            n = len(t.gap_session)
-            order = np.lexsort((np.arange(n), -t.gap_count, t.gap_session))
-            ses = t.gap_session[order]
-            head = np.flatnonzero(np.r_[True, ses[1:] != ses[:-1]]) if n else order
-            longest = self._longest = dict(zip(ses[head].tolist(), order[head].tolist()))
+            ses, count = t.gap_session, t.gap_count
+            most = np.zeros(self.run.windows.n_sessions, count.dtype)
+            np.maximum.at(most, ses, count)
+            first = np.flatnonzero(count == most[ses])   # gaps of their session's most bars
+            labels, at = np.unique(ses[first], return_index=True)
+            longest = self._longest = dict(zip(labels.tolist(), first[at].tolist()))
         if k not in longest:
             return None
         i = longest[k]
