@@ -426,6 +426,14 @@ class BarDatasetWriter:
             self.files.append(path)
         return writer
 
+    def idle(self) -> None:
+        """The calling thread takes no more partition of this run (the others are still
+        busy): write what it gathered now, beside their last partitions, rather than at
+        :meth:`done` beside the engine's serial tail."""
+        files = getattr(self._local, "files", None)
+        if files is not None and not self.per_partition:
+            self._flush_all(files)
+
     def done(self) -> None:
         """No more bars come (the engine's partitions are over): write what the threads
         gathered and finish the files now, on a thread of this writer's, while the engine

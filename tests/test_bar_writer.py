@@ -233,6 +233,44 @@ def test_each_thread_writes_its_own_file_and_close_writes_what_they_gathered(tmp
         assert table.equals(plain(bars_table([p for ps in per_thread[t] for p in ps])))
 
 
+def test_an_idle_thread_writes_what_it_gathered_and_the_others_keep_theirs(tmp_path):
+    """``idle()`` (the engine: this thread takes no more partition) writes the calling
+    thread's rows now; another thread's rows stay gathered until the writer closes."""
+    writer = BarDatasetWriter(tmp_path, row_group_rows=1000)
+    parts = {t: parts_of(3, 120, tag=t) for t in range(2)}
+
+    def quick() -> None:
+        write_parts(writer, parts[0])
+        writer.idle()
+
+    def slow() -> None:
+        write_parts(writer, parts[1])
+
+    a = threading.Thread(target=quick)
+    a.start()
+    a.join()
+    b = threading.Thread(target=slow)
+    b.start()
+    b.join()
+    held = [sum(f.rows.values()) for f in writer._threads]
+    assert held == [0, 3 * 120]    # the idle thread's rows are written, the other's held
+    assert writer._pending == 3 * 120
+    writer.close()
+    got = {pq.ParquetFile(p).metadata.num_rows for p in writer.files}
+    assert got == {3 * 120}
+    rows = pa.concat_tables(plain(pq.read_table(p)) for p in writer.files)
+    want = plain(bars_table([p for t in range(2) for ps in parts[t] for p in ps]))
+    assert rows.sort_by([("symbol", "ascending"), ("ts", "ascending")]).equals(
+        want.sort_by([("symbol", "ascending"), ("ts", "ascending")]))
+
+
+def test_idle_in_a_thread_with_nothing_gathered_does_nothing(tmp_path):
+    writer = BarDatasetWriter(tmp_path)
+    writer.idle()                 # this thread never wrote: no file is begun
+    writer.close()
+    assert writer.files == []
+
+
 def test_the_threads_together_hold_at_most_pending_rows(tmp_path):
     """Many threads (a machine of many cores): past ``pending_rows`` held in all, a thread
     writes what it holds at once, so memory does not grow with threads x intervals."""
