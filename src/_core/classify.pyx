@@ -1,0 +1,530 @@
+# The per-gap sums of the gap classification (``sessiondata.classify``), slot by slot or piece
+# by piece.
+#
+# A table's missing slots come as *pieces*: runs of slots over which every input of the rules
+# is the same, ``p_off[g]:p_off[g + 1]`` being the pieces of gap ``g`` in slot order (one slot
+# each below the slot budget).  Python lays out the grid (runs of one window and one bucket),
+# the sessions and the thresholds; these kernels make the sums over pieces, in the order in
+# which ``np.bincount``/``np.cumsum`` made them, so that every float is the same to the bit:
+# a sum over a gap's pieces starts at 0.0 and adds piece after piece; a product is rounded
+# before it is added (no fused multiply-add: see the pragmas below).
+#
+# Nothing here decides a threshold that Python did not hand in; the logarithms of the quiet
+# probabilities are taken by NumPy between two kernels (``np.log`` may use its own SIMD code,
+# whose last bit libm need not share).
+
+from libc.stdint cimport int64_t, uint8_t
+from libc.stdlib cimport free, malloc
+
+ctypedef int64_t i64
+ctypedef double f64
+
+cdef extern from *:
+    """
+    /* a*b+c must round a*b first, as NumPy's separate ufunc loops do */
+    #if defined(__clang__)
+    #pragma clang fp contract(off)
+    #elif defined(__GNUC__)
+    #pragma GCC optimize ("fp-contract=off")
+    #elif defined(_MSC_VER)
+    #pragma fp_contract (off)
+    #endif
+    """
+
+cdef extern from "math.h" nogil:
+    double NAN
+
+
+# -- NumPy's element-wise rules, NaN propagating ---------------------------------------------
+
+cdef inline f64 np_max(f64 a, f64 b) noexcept nogil:
+    if a != a:
+        return a
+    return a if a >= b else b
+
+
+cdef inline f64 np_clip(f64 x, f64 lo, f64 hi) noexcept nogil:
+    if x != x:
+        return x
+    if x < lo:
+        x = lo
+    if x > hi:
+        x = hi
+    return x
+
+
+cdef inline Py_ssize_t last_at_or_before(const i64* a, Py_ssize_t lo, Py_ssize_t hi,
+                                         i64 x) noexcept nogil:
+    """The last index in ``[lo, hi)`` with ``a[i] <= x`` (``a`` sorted), else ``lo - 1``."""
+    cdef Py_ssize_t mid
+    while lo < hi:
+        mid = lo + (hi - lo) // 2
+        if a[mid] <= x:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo - 1
+
+
+cdef inline Py_ssize_t last_near(const i64* a, Py_ssize_t lo, Py_ssize_t hi, i64 x,
+                                 Py_ssize_t hint) noexcept nogil:
+    """``last_at_or_before(a, lo, hi, x)`` searched outwards from ``hint`` (sorted
+    ``a``): the steps grow as the distance to the answer, not as the array."""
+    cdef Py_ssize_t step = 1, nxt, a_lo, a_hi
+    if hint >= hi:
+        hint = hi - 1
+    if hint < lo:
+        if lo >= hi:
+            return lo - 1
+        hint = lo
+    if a[hint] <= x:
+        a_lo = hint
+        while True:
+            nxt = a_lo + step
+            if nxt >= hi or a[nxt] > x:
+                a_hi = nxt if nxt < hi else hi
+                break
+            a_lo = nxt
+            step *= 2
+        return last_at_or_before(a, a_lo + 1, a_hi, x)
+    a_hi = hint
+    while True:
+        nxt = a_hi - step
+        if nxt < lo:
+            a_lo = lo
+            break
+        if a[nxt] <= x:
+            a_lo = nxt
+            break
+        a_hi = nxt
+        step *= 2
+    return last_at_or_before(a, a_lo, a_hi, x)
+
+
+# -- the pieces ------------------------------------------------------------------------------
+
+
+def slot_pieces(const i64[::1] slot0, const i64[::1] n, i64 n_slots, i64[::1] p_off,
+                i64[::1] p_start):
+    """Pieces of one slot each: ``p_off[g]`` the first piece of gap ``g`` (``p_off`` has
+    ``G + 1`` values), ``p_start`` the slots, ``min(slot0[g] + j, n_slots - 1)``."""
+    cdef Py_ssize_t g, n_g = slot0.shape[0], p = 0
+    cdef i64 j, s
+    if p_off.shape[0] != n_g + 1 or n.shape[0] != n_g:
+        raise ValueError("slot_pieces: p_off must hold G + 1 values, n G")
+    with nogil:
+        for g in range(n_g):
+            p += n[g]
+        if p != p_start.shape[0]:
+            with gil:
+                raise ValueError(f"slot_pieces: {p} slots for {p_start.shape[0]} places")
+        p = 0
+        for g in range(n_g):
+            p_off[g] = p
+            for j in range(n[g]):
+                s = slot0[g] + j
+                p_start[p] = s if s < n_slots else n_slots - 1
+                p += 1
+        p_off[n_g] = p
+
+
+def piece_starts_by_mark(const i64[::1] p_start, const i64[::1] p_len, i64 n_slots,
+                         i64[::1] inv):
+    """The distinct first slots of the pieces (``0 <= p_start < n_slots``), as ``(u, u_len)``,
+    and each piece's index among them in ``inv``: one mark per slot."""
+    cdef Py_ssize_t n_p = p_start.shape[0], i
+    cdef i64 s, n_u = 0
+    cdef i64* rank = <i64*> malloc(max(n_slots, 1) * sizeof(i64))
+    if rank == NULL:
+        raise MemoryError()
+    try:
+        with nogil:
+            for s in range(n_slots):
+                rank[s] = -1
+            for i in range(n_p):
+                rank[p_start[i]] = 0
+            for s in range(n_slots):
+                if rank[s] == 0:
+                    rank[s] = n_u
+                    n_u += 1
+                else:
+                    rank[s] = -1
+        import numpy as np
+        u = np.empty(n_u, np.int64)
+        u_len = np.empty(n_u, np.int64)
+        fill_starts(rank, n_slots, p_start, p_len, inv, u, u_len)
+        return u, u_len
+    finally:
+        free(rank)
+
+
+cdef void fill_starts(const i64* rank, i64 n_slots, const i64[::1] p_start,
+                      const i64[::1] p_len, i64[::1] inv, i64[::1] u, i64[::1] u_len
+                      ) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef i64 s
+    for s in range(n_slots):
+        if rank[s] >= 0:
+            u[rank[s]] = s
+    for i in range(p_start.shape[0]):
+        inv[i] = rank[p_start[i]]
+        u_len[inv[i]] = p_len[i]
+
+
+def piece_runs(const i64[::1] p_off, const i64[::1] p_start, const i64[::1] p_len,
+               const i64[::1] g_sym, const i64[::1] run_start, const i64[::1] run_bucket,
+               i64[::1] p_run, i64[:, ::1] missing_sb):
+    """The run of each piece (the last run that starts at or before it) in ``p_run``, and the
+    missing slots per symbol and bucket added to ``missing_sb``."""
+    cdef Py_ssize_t n_g = g_sym.shape[0], n_r = run_start.shape[0], g, p, r = 0
+    if p_off.shape[0] != n_g + 1 or p_run.shape[0] != p_start.shape[0]:
+        raise ValueError("piece_runs: shapes of p_off, p_run do not match")
+    with nogil:
+        for g in range(n_g):
+            p = p_off[g]
+            if p == p_off[g + 1]:
+                continue
+            while p < p_off[g + 1]:
+                r = last_near(&run_start[0], 0, n_r, p_start[p], r)
+                if r < 0:   # before the first run: never on a grid's own slots
+                    with gil:
+                        raise ValueError(f"piece_runs: slot {p_start[p]} before the grid")
+                p_run[p] = r
+                missing_sb[g_sym[g], run_bucket[r]] += p_len[p]
+                p += 1
+
+
+def rate_times_slots(const f64[:, ::1] rate, const f64[:, ::1] e_kb, f64[:, ::1] out):
+    """``out[s, k] = sum over b of rate[s, b] * e_kb[k, b]``, bucket after bucket from 0.0
+    (no BLAS: the same bits on every machine); sessions with the row of an earlier one copy
+    its sums."""
+    cdef Py_ssize_t n_s = rate.shape[0], n_b = rate.shape[1], n_k = e_kb.shape[0]
+    cdef Py_ssize_t s, k, j, b, n_rows = 0
+    cdef f64 acc
+    cdef bint same
+    if e_kb.shape[1] != n_b or out.shape[0] != n_s or out.shape[1] != n_k:
+        raise ValueError("rate_times_slots: shapes do not match")
+    cdef Py_ssize_t* row_of = <Py_ssize_t*> malloc(max(n_k, 1) * sizeof(Py_ssize_t))
+    cdef Py_ssize_t* first = <Py_ssize_t*> malloc(max(n_k, 1) * sizeof(Py_ssize_t))
+    if row_of == NULL or first == NULL:
+        free(row_of)
+        free(first)
+        raise MemoryError()
+    with nogil:
+        for k in range(n_k):
+            row_of[k] = -1
+            for j in range(n_rows):
+                same = True
+                for b in range(n_b):
+                    if e_kb[k, b] != e_kb[first[j], b]:
+                        same = False
+                        break
+                if same:
+                    row_of[k] = first[j]
+                    break
+            if row_of[k] < 0:
+                first[n_rows] = k
+                n_rows += 1
+        for s in range(n_s):
+            for k in range(n_k):
+                if row_of[k] >= 0:
+                    out[s, k] = out[s, row_of[k]]
+                    continue
+                acc = 0.0
+                for b in range(n_b):
+                    acc = acc + rate[s, b] * e_kb[k, b]
+                out[s, k] = acc
+    free(row_of)
+    free(first)
+
+
+# -- the level of activity around each gap ---------------------------------------------------
+
+
+def gap_levels(const i64[::1] g_sym, const i64[::1] g_ses, const i64[::1] g_slot0,
+               const i64[::1] g_n, const i64[::1] p_off, const i64[::1] p_start,
+               const i64[::1] p_len, const i64[::1] p_run, const i64[::1] run_start,
+               const i64[::1] run_len, const i64[::1] run_bucket, const f64[:, ::1] rate,
+               const f64[:, ::1] usual_sk, const f64[:, ::1] present_sk,
+               const i64[::1] s_first, const i64[::1] s_last, i64 around, i64 min_around,
+               f64[::1] activity, f64[::1] quiet, Py_ssize_t g_lo=0, Py_ssize_t g_hi=-1):
+    """Per gap its activity (mean over its slots of the symbol's activity there, scaled by
+    the session's level around the gap) into ``activity``; per piece ``max(1 - activity of
+    the slot, 1e-12)`` into ``quiet`` (whose logarithm NumPy takes).
+
+    Gaps ``[lo, hi)`` of ``g_sym`` (sorted by symbol, then slot) may be split among threads
+    at a symbol's first gap; each call keeps its own running sums of the symbol's runs."""
+    cdef Py_ssize_t n_g = g_sym.shape[0], n_r = run_start.shape[0]
+    if g_hi < 0:
+        g_hi = n_g
+    if (p_off.shape[0] != n_g + 1 or quiet.shape[0] != p_start.shape[0]
+            or activity.shape[0] != n_g):
+        raise ValueError("gap_levels: shapes do not match")
+    if not (0 <= g_lo <= g_hi <= n_g) or (0 < g_lo < n_g and g_sym[g_lo - 1] == g_sym[g_lo]):
+        raise ValueError("gap_levels: [g_lo, g_hi) must start at a symbol's first gap")
+    cdef Py_ssize_t n_p = p_start.shape[0], p
+    cdef f64* cum = <f64*> malloc((n_r + 1) * sizeof(f64))
+    cdef i64* p_cum = <i64*> malloc((n_p + 1) * sizeof(i64))
+    if cum == NULL or p_cum == NULL:
+        free(cum)
+        free(p_cum)
+        raise MemoryError()
+    with nogil:
+        # The missing slots before each piece, counted over every piece as np.cumsum did.
+        p_cum[0] = 0
+        for p in range(n_p):
+            p_cum[p + 1] = p_cum[p] + p_len[p]
+        levels_between(g_lo, g_hi, g_sym, g_ses, g_slot0, g_n, p_off, p_start, p_len, p_run,
+                       run_start, run_len, run_bucket, rate, usual_sk, present_sk, s_first,
+                       s_last, around, min_around, activity, quiet, cum, p_cum)
+    free(cum)
+    free(p_cum)
+
+
+cdef inline f64 upto(f64* cum, Py_ssize_t* filled, Py_ssize_t* hint, const f64* rate_s,
+                     i64 x, const i64* run_start, const i64* run_len, const i64* run_bucket,
+                     Py_ssize_t n_r) noexcept nogil:
+    """The usual bars of a symbol (its row of ``rate``) in the slots before ``x``: the
+    cumulative sum over its runs (``cum``, extended as far as needed, as np.cumsum adds)
+    and the part of ``x``'s run."""
+    cdef Py_ssize_t r = last_near(run_start, 0, n_r, x, hint[0])
+    cdef Py_ssize_t j
+    if r < 0:
+        r = n_r - 1   # as a NumPy index -1 does
+    hint[0] = r
+    j = filled[0]
+    while j < r:
+        cum[j + 1] = cum[j] + rate_s[run_bucket[j]] * <f64> run_len[j]
+        j += 1
+    filled[0] = j
+    return cum[r] + <f64> (x - run_start[r]) * rate_s[run_bucket[r]]
+
+
+cdef inline i64 missing_before(const i64* p_start, const i64* p_len, const i64* p_cum,
+                               Py_ssize_t lo, Py_ssize_t hi, i64 x, Py_ssize_t hint
+                               ) noexcept nogil:
+    """Missing slots before slot ``x``: the pieces ``[lo, hi)`` of one symbol, and all the
+    pieces before ``lo`` (``p_cum[i]``: the slots of the pieces before piece ``i``)."""
+    cdef Py_ssize_t i = last_near(p_start, lo, hi, x, hint)
+    cdef i64 part
+    if i < lo:
+        return p_cum[lo]
+    part = x - p_start[i]
+    if part > p_len[i]:
+        part = p_len[i]
+    return p_cum[i] + part
+
+
+cdef void levels_between(Py_ssize_t g_lo, Py_ssize_t g_hi, const i64[::1] g_sym,
+                         const i64[::1] g_ses, const i64[::1] g_slot0, const i64[::1] g_n,
+                         const i64[::1] p_off, const i64[::1] p_start, const i64[::1] p_len,
+                         const i64[::1] p_run, const i64[::1] run_start,
+                         const i64[::1] run_len, const i64[::1] run_bucket,
+                         const f64[:, ::1] rate, const f64[:, ::1] usual_sk,
+                         const f64[:, ::1] present_sk, const i64[::1] s_first,
+                         const i64[::1] s_last, i64 around, i64 min_around,
+                         f64[::1] activity, f64[::1] quiet, f64* cum, const i64* p_cum
+                         ) noexcept nogil:
+    cdef Py_ssize_t g, p, g0, sym_lo = 0, sym_hi = 0, filled = 0, hint_lo = 0, hint_hi = 0
+    cdef Py_ssize_t n_r = run_start.shape[0]
+    cdef const f64* rate_s
+    cdef i64 s, k, cur = -1, lo, hi, n_miss, others, run_cnt = 0
+    cdef f64 usual_in_gap, outside, level, usual_near, near, x_rate, x_act, acc
+    g = g_lo
+    while g < g_hi:
+        s = g_sym[g]
+        # The symbol's gaps and pieces, and its running sums from its first run.
+        g0 = g
+        while g < g_hi and g_sym[g] == s:
+            g += 1
+        sym_lo, sym_hi = p_off[g0], p_off[g]
+        cum[0] = 0.0
+        filled = 0
+        rate_s = &rate[s, 0]
+        for g0 in range(g0, g):
+            k = g_ses[g0]
+            usual_in_gap = 0.0
+            for p in range(p_off[g0], p_off[g0 + 1]):
+                usual_in_gap = usual_in_gap + rate[s, run_bucket[p_run[p]]] * <f64> p_len[p]
+            outside = np_max(usual_sk[s, k] - usual_in_gap, 1e-9)
+            level = np_clip(present_sk[s, k] / outside, 0.05, 1.0)
+            if around:
+                lo = s_first[k]
+                if g_slot0[g0] - around > lo:
+                    lo = g_slot0[g0] - around
+                hi = s_last[k]
+                if g_slot0[g0] + g_n[g0] + around < hi:
+                    hi = g_slot0[g0] + g_n[g0] + around
+                n_miss = (missing_before(&p_start[0], &p_len[0], p_cum, sym_lo, sym_hi, hi,
+                                         p_off[g0 + 1] - 1)
+                          - missing_before(&p_start[0], &p_len[0], p_cum, sym_lo, sym_hi, lo,
+                                           p_off[g0]))
+                others = hi - lo - g_n[g0]
+                usual_near = (upto(cum, &filled, &hint_hi, rate_s, hi, &run_start[0],
+                                   &run_len[0], &run_bucket[0], n_r)
+                              - upto(cum, &filled, &hint_lo, rate_s, lo, &run_start[0],
+                                     &run_len[0], &run_bucket[0], n_r)) - usual_in_gap
+                near = np_clip(<f64> (hi - lo - n_miss) / np_max(usual_near, 1e-9),
+                               0.05, 1.0)
+                if others >= min_around:
+                    level = near
+            acc = 0.0
+            for p in range(p_off[g0], p_off[g0 + 1]):
+                x_act = rate[s, run_bucket[p_run[p]]] * level
+                quiet[p] = np_max(1.0 - x_act, 1e-12)
+                acc = acc + x_act * <f64> p_len[p]
+            activity[g0] = acc / <f64> g_n[g0]
+
+
+# -- where the gaps are ----------------------------------------------------------------------
+
+
+def locate_gaps(const i64[::1] g_start, const i64[::1] window_open,
+                const i64[::1] window_first, i64 step_ns, i64[::1] g_win, i64[::1] g_slot0):
+    """The window of each gap (the last that opens at or before its start) and its first
+    slot's number."""
+    cdef Py_ssize_t n_g = g_start.shape[0], n_w = window_open.shape[0], g, w = -1
+    if g_win.shape[0] != n_g or g_slot0.shape[0] != n_g or window_first.shape[0] != n_w:
+        raise ValueError("locate_gaps: shapes do not match")
+    if step_ns <= 0:
+        raise ValueError(f"locate_gaps: step_ns must be > 0, got {step_ns}")
+    with nogil:
+        for g in range(n_g):
+            w = last_near(&window_open[0], 0, n_w, g_start[g], w)
+            if w < 0:
+                break
+            g_win[g] = w
+            g_slot0[g] = window_first[w] + (g_start[g] - window_open[w]) // step_ns
+    if n_g and w < 0:
+        raise ValueError(f"locate_gaps: a gap starts at {g_start[g]}, before every window")
+
+
+# -- the cross-section and the kinds ---------------------------------------------------------
+
+
+def gap_kinds(const i64[::1] g_sym, const i64[::1] g_ses, const i64[::1] g_start,
+              const i64[::1] g_end, const i64[::1] g_slot0, const i64[::1] g_n,
+              const i64[::1] g_win, const i64[::1] p_off, const i64[::1] p_len,
+              const i64[::1] p_run, const f64[::1] log_quiet, const i64[::1] inv,
+              const i64[::1] u, const i64[::1] u_len, const i64[::1] run_session,
+              const i64[::1] run_bucket, const uint8_t[:, ::1] active,
+              const f64[:, ::1] n_active_kb, const i64[::1] window_first,
+              const i64[::1] window_slots, const i64[::1] halted,
+              const i64[:, ::1] since_ns, const i64[:, ::1] until_ns,
+              const i64[::1] session_open_ns, const i64[::1] session_close_ns,
+              f64 log_alpha, f64 outage_share, f64 min_symbols,
+              int no_trade, int outage, int late_start, int early_end, int halt,
+              signed char[::1] kind, f64[::1] share):
+    """The kind of every gap into ``kind`` and the share of the symbols that normally have
+    bars there that miss its slots into ``share`` (see ``sessiondata.classify``).
+
+    ``log_quiet`` per piece: the log of the probability that its slot is quiet; ``inv`` each
+    piece's index among the distinct piece starts ``u`` (lengths ``u_len``); ``active[s, b]``
+    whether symbol ``s`` normally has bars in bucket ``b``; ``n_active_kb`` how many do in
+    session ``k``; ``halted`` per piece its slots in a halt (empty: none)."""
+    cdef Py_ssize_t n_g = g_sym.shape[0], n_p = p_len.shape[0], n_u = u.shape[0]
+    cdef Py_ssize_t g, p, i, n_o = 0
+    cdef bint has_halts = halted.shape[0] > 0
+    if (p_off.shape[0] != n_g + 1 or p_run.shape[0] != n_p or log_quiet.shape[0] != n_p
+            or inv.shape[0] != n_p or u_len.shape[0] != n_u or kind.shape[0] != n_g
+            or share.shape[0] != n_g or (has_halts and halted.shape[0] != n_p)):
+        raise ValueError("gap_kinds: shapes do not match")
+    cdef f64* missing_active = <f64*> malloc(max(n_u, 1) * sizeof(f64))
+    cdef f64* share_slot = <f64*> malloc(max(n_u, 1) * sizeof(f64))
+    cdef uint8_t* outage_slot = <uint8_t*> malloc(max(n_u, 1) * sizeof(uint8_t))
+    cdef i64* o_start = <i64*> malloc(max(n_u, 1) * sizeof(i64))
+    cdef i64* o_end = <i64*> malloc(max(n_u, 1) * sizeof(i64))
+    if (missing_active == NULL or share_slot == NULL or outage_slot == NULL
+            or o_start == NULL or o_end == NULL):
+        free(missing_active)
+        free(share_slot)
+        free(outage_slot)
+        free(o_start)
+        free(o_end)
+        raise MemoryError()
+    cdef i64 s, r, n_known, n_out, n_halt, before, after, first, last
+    cdef f64 n_act, x, acc_q, acc_s
+    cdef bint loud, at_start, at_end, alive
+    cdef signed char k_
+    with nogil:
+        # Per distinct piece start: the symbols that normally have bars there and miss it.
+        for i in range(n_u):
+            missing_active[i] = 0.0
+            share_slot[i] = 0.0   # here: the symbols active there
+        for g in range(n_g):
+            s = g_sym[g]
+            for p in range(p_off[g], p_off[g + 1]):
+                r = p_run[p]
+                i = inv[p]
+                missing_active[i] += <f64> active[s, run_bucket[r]]
+                share_slot[i] = n_active_kb[run_session[r], run_bucket[r]]
+        for i in range(n_u):
+            n_act = share_slot[i]
+            if n_act >= min_symbols:
+                share_slot[i] = missing_active[i] / (n_act if n_act >= 1.0 else 1.0)
+            else:
+                share_slot[i] = NAN
+            x = share_slot[i] if share_slot[i] == share_slot[i] else 0.0
+            outage_slot[i] = missing_active[i] >= min_symbols and x >= outage_share
+            if outage_slot[i]:
+                o_start[n_o] = u[i]
+                o_end[n_o] = u[i] + u_len[i]
+                n_o += 1
+        for g in range(n_g):
+            acc_q = 0.0
+            acc_s = 0.0
+            n_known = n_out = n_halt = 0
+            for p in range(p_off[g], p_off[g + 1]):
+                acc_q = acc_q + log_quiet[p] * <f64> p_len[p]
+                i = inv[p]
+                x = share_slot[i]
+                if x == x:
+                    n_known += p_len[p]
+                    acc_s = acc_s + x * <f64> p_len[p]
+                else:
+                    acc_s = acc_s + 0.0 * <f64> p_len[p]
+                if outage_slot[i]:
+                    n_out += p_len[p]
+                if has_halts:
+                    n_halt += halted[p]
+            share[g] = acc_s / <f64> n_known if n_known > 0 else NAN
+            # A symbol with a bar in an outage slot next to its gap was trading through it.
+            before = g_slot0[g] - 1
+            after = g_slot0[g] + g_n[g]
+            alive = ((before >= window_first[g_win[g]] and in_outage(o_start, o_end, n_o, before))
+                     or (after < window_first[g_win[g]] + window_slots[g_win[g]]
+                         and in_outage(o_start, o_end, n_o, after)))
+            s = g_sym[g]
+            first = session_open_ns[g_ses[g]]
+            if since_ns[s, g_ses[g]] > first:
+                first = since_ns[s, g_ses[g]]
+            last = session_close_ns[g_ses[g]]
+            if until_ns[s, g_ses[g]] < last:
+                last = until_ns[s, g_ses[g]]
+            at_start = g_start[g] <= first
+            at_end = g_end[g] >= last
+            loud = acc_q < log_alpha
+            k_ = no_trade
+            if loud:
+                k_ = outage
+                if at_end and not at_start:
+                    k_ = early_end
+                if at_start and not at_end:
+                    k_ = late_start
+            if <f64> n_out / <f64> g_n[g] >= 0.5 and not alive:
+                k_ = outage
+            if <f64> n_halt / <f64> g_n[g] >= 0.5:
+                k_ = halt
+            kind[g] = k_
+    free(missing_active)
+    free(share_slot)
+    free(outage_slot)
+    free(o_start)
+    free(o_end)
+
+
+cdef inline bint in_outage(const i64* o_start, const i64* o_end, Py_ssize_t n_o,
+                           i64 x) noexcept nogil:
+    """Whether slot ``x`` lies in an outage piece (sorted, not overlapping)."""
+    cdef Py_ssize_t i = last_at_or_before(o_start, 0, n_o, x)
+    return i >= 0 and x < o_end[i]
