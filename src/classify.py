@@ -479,9 +479,13 @@ def _classify_table(run: "RunResult", t: "IntervalTable", name: str, mine: np.nd
     np.add.at(delta, m_k0, active[m_sym].astype(np.int64))
     np.subtract.at(delta, m_k1, active[m_sym].astype(np.int64))
     n_active_kb = np.cumsum(delta[:n_k], axis=0).astype(np.float64)      # [K, B]
-    # Per piece of slots that some symbol misses (``u``; ``inv`` maps the gaps' pieces to
-    # them: pieces that start together end together).
-    u, inv, u_len = _starts(p_start, p_len, sl.n)
+    # Per piece of slots that some symbol misses: by its first slot within the slot budget,
+    # else among the distinct starts ``u`` (``inv`` maps the gaps' pieces to them): pieces
+    # that start together end together.
+    if sl.n <= SLOT_BUDGET:
+        inv = u = u_len = np.zeros(0, np.int64)
+    else:
+        u, inv, u_len = _starts(p_start, p_len, sl.n)
     # Halts: the slots of each piece inside a halt, counted (a piece lies in one window).
     halted = np.zeros(0, np.int64)
     if halts is not None and len(halts):
@@ -504,7 +508,8 @@ def _classify_table(run: "RunResult", t: "IntervalTable", name: str, mine: np.nd
     kind = np.empty(n_g, np.int8)
     share = np.empty(n_g)
     _kernel.gap_kinds(g_sym, g_ses, g_start, gaps(t.gap_end), g_slot0, g_n, g_win, p_off,
-                      p_len, p_run, quiet, _i64(inv), _i64(u), _i64(u_len), sl.run_session,
+                      p_len, p_run, quiet, p_start, _i64(inv), _i64(u), _i64(u_len), sl.n,
+                      sl.run_session,
                       sl.run_bucket, active.view(np.uint8), n_active_kb, sl.window_first,
                       _i64(np.diff(np.r_[sl.window_first, sl.n])), halted,
                       _i64(run.since_ns), _i64(run.until_ns), _i64(opens), _i64(closes),

@@ -25,7 +25,8 @@ def locate_gaps(g_start: _I64, window_open: _I64, window_first: _I64, step_ns: i
                 g_win: _I64, g_slot0: _I64) -> None: ...
 def gap_kinds(g_sym: _I64, g_ses: _I64, g_start: _I64, g_end: _I64, g_slot0: _I64,
               g_n: _I64, g_win: _I64, p_off: _I64, p_len: _I64, p_run: _I64,
-              log_quiet: _F64, inv: _I64, u: _I64, u_len: _I64, run_session: _I64,
+              log_quiet: _F64, p_start: _I64, inv: _I64, u: _I64, u_len: _I64,
+              n_slots: int, run_session: _I64,
               run_bucket: _I64, active: _U8, n_active_kb: _F64, window_first: _I64,
               window_slots: _I64, halted: _I64, since_ns: _I64, until_ns: _I64,
               session_open_ns: _I64, session_close_ns: _I64, log_alpha: float,

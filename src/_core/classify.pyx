@@ -405,8 +405,9 @@ def locate_gaps(const i64[::1] g_start, const i64[::1] window_open,
 def gap_kinds(const i64[::1] g_sym, const i64[::1] g_ses, const i64[::1] g_start,
               const i64[::1] g_end, const i64[::1] g_slot0, const i64[::1] g_n,
               const i64[::1] g_win, const i64[::1] p_off, const i64[::1] p_len,
-              const i64[::1] p_run, const f64[::1] log_quiet, const i64[::1] inv,
-              const i64[::1] u, const i64[::1] u_len, const i64[::1] run_session,
+              const i64[::1] p_run, const f64[::1] log_quiet, const i64[::1] p_start,
+              const i64[::1] inv, const i64[::1] u, const i64[::1] u_len, i64 n_slots,
+              const i64[::1] run_session,
               const i64[::1] run_bucket, const uint8_t[:, ::1] active,
               const f64[:, ::1] n_active_kb, const i64[::1] window_first,
               const i64[::1] window_slots, const i64[::1] halted,
@@ -419,28 +420,41 @@ def gap_kinds(const i64[::1] g_sym, const i64[::1] g_ses, const i64[::1] g_start
     bars there that miss its slots into ``share`` (see ``sessiondata.classify``).
 
     ``log_quiet`` per piece: the log of the probability that its slot is quiet; ``inv`` each
-    piece's index among the distinct piece starts ``u`` (lengths ``u_len``); ``active[s, b]``
+    piece's index among the distinct piece starts ``u`` (lengths ``u_len``), or, when ``inv``
+    is empty, the pieces are told apart by their first slot (``n_slots`` of them, each
+    ``0 <= p_start < n_slots``: one place per slot, for grids within the slot budget);
+    ``active[s, b]``
     whether symbol ``s`` normally has bars in bucket ``b``; ``n_active_kb`` how many do in
     session ``k``; ``halted`` per piece its slots in a halt (empty: none)."""
     cdef Py_ssize_t n_g = g_sym.shape[0], n_p = p_len.shape[0], n_u = u.shape[0]
     cdef Py_ssize_t g, p, i, n_o = 0
     cdef bint has_halts = halted.shape[0] > 0
+    cdef bint by_slot = inv.shape[0] == 0
     if (p_off.shape[0] != n_g + 1 or p_run.shape[0] != n_p or log_quiet.shape[0] != n_p
-            or inv.shape[0] != n_p or u_len.shape[0] != n_u or kind.shape[0] != n_g
+            or p_start.shape[0] != n_p or (not by_slot and inv.shape[0] != n_p)
+            or u_len.shape[0] != n_u or kind.shape[0] != n_g
             or share.shape[0] != n_g or (has_halts and halted.shape[0] != n_p)):
         raise ValueError("gap_kinds: shapes do not match")
+    if by_slot:
+        n_u = n_slots
+        for p in range(n_p):
+            if not 0 <= p_start[p] < n_slots:
+                raise ValueError(f"gap_kinds: a piece starts at slot {p_start[p]}, outside "
+                                 f"[0, {n_slots})")
     cdef f64* missing_active = <f64*> malloc(max(n_u, 1) * sizeof(f64))
     cdef f64* share_slot = <f64*> malloc(max(n_u, 1) * sizeof(f64))
     cdef uint8_t* outage_slot = <uint8_t*> malloc(max(n_u, 1) * sizeof(uint8_t))
     cdef i64* o_start = <i64*> malloc(max(n_u, 1) * sizeof(i64))
     cdef i64* o_end = <i64*> malloc(max(n_u, 1) * sizeof(i64))
+    cdef i64* len_at = <i64*> malloc(max(n_u, 1) * sizeof(i64))
     if (missing_active == NULL or share_slot == NULL or outage_slot == NULL
-            or o_start == NULL or o_end == NULL):
+            or o_start == NULL or o_end == NULL or len_at == NULL):
         free(missing_active)
         free(share_slot)
         free(outage_slot)
         free(o_start)
         free(o_end)
+        free(len_at)
         raise MemoryError()
     cdef i64 s, r, n_known, n_out, n_halt, before, after, first, last
     cdef f64 n_act, x, acc_q, acc_s
@@ -451,14 +465,19 @@ def gap_kinds(const i64[::1] g_sym, const i64[::1] g_ses, const i64[::1] g_start
         for i in range(n_u):
             missing_active[i] = 0.0
             share_slot[i] = 0.0   # here: the symbols active there
+            len_at[i] = 0 if by_slot else u_len[i]
         for g in range(n_g):
             s = g_sym[g]
             for p in range(p_off[g], p_off[g + 1]):
                 r = p_run[p]
-                i = inv[p]
+                i = p_start[p] if by_slot else inv[p]
                 missing_active[i] += <f64> active[s, run_bucket[r]]
                 share_slot[i] = n_active_kb[run_session[r], run_bucket[r]]
+                if by_slot:
+                    len_at[i] = p_len[p]
         for i in range(n_u):
+            if len_at[i] == 0:   # no piece starts at this slot
+                continue
             n_act = share_slot[i]
             if n_act >= min_symbols:
                 share_slot[i] = missing_active[i] / (n_act if n_act >= 1.0 else 1.0)
@@ -467,8 +486,8 @@ def gap_kinds(const i64[::1] g_sym, const i64[::1] g_ses, const i64[::1] g_start
             x = share_slot[i] if share_slot[i] == share_slot[i] else 0.0
             outage_slot[i] = missing_active[i] >= min_symbols and x >= outage_share
             if outage_slot[i]:
-                o_start[n_o] = u[i]
-                o_end[n_o] = u[i] + u_len[i]
+                o_start[n_o] = i if by_slot else u[i]
+                o_end[n_o] = o_start[n_o] + len_at[i]
                 n_o += 1
         for g in range(n_g):
             acc_q = 0.0
@@ -476,7 +495,7 @@ def gap_kinds(const i64[::1] g_sym, const i64[::1] g_ses, const i64[::1] g_start
             n_known = n_out = n_halt = 0
             for p in range(p_off[g], p_off[g + 1]):
                 acc_q = acc_q + log_quiet[p] * <f64> p_len[p]
-                i = inv[p]
+                i = p_start[p] if by_slot else inv[p]
                 x = share_slot[i]
                 if x == x:
                     n_known += p_len[p]
@@ -521,6 +540,7 @@ def gap_kinds(const i64[::1] g_sym, const i64[::1] g_ses, const i64[::1] g_start
     free(outage_slot)
     free(o_start)
     free(o_end)
+    free(len_at)
 
 
 cdef inline bint in_outage(const i64* o_start, const i64* o_end, Py_ssize_t n_o,
