@@ -79,8 +79,9 @@ from __future__ import annotations
 import csv
 import datetime as _dt
 import os
+import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -465,14 +466,7 @@ def _classify_table(run: "RunResult", t: "IntervalTable", name: str, mine: np.nd
                                            weights=t.gap_count, minlength=n_s * n_k)
                   .reshape(n_s, n_k)).astype(np.float64)
     # ... and, where there are enough slots around the gap, the level around it in that
-    # session (a holiday's thin afternoon is quieter than its morning).
-    around = max(0, parse_interval(opt.level_window).ns // step) if opt.level_window else 0
-    activity = np.empty(n_g)
-    quiet = np.empty(n_p)   # per piece: 1 - its activity, then the log of it
-    _kernel.gap_levels(g_sym, g_ses, g_slot0, g_n, p_off, p_start, p_len, p_run,
-                       sl.run_start, sl.run_len, sl.run_bucket, rate, usual_sk, present_sk,
-                       s_first, s_last, around, MIN_AROUND, activity, quiet)
-    np.log(quiet, out=quiet)
+    # session (a holiday's thin afternoon is quieter than its morning): in ``gap_levels``.
     # Cross-section: symbols that normally have bars in a slot, and those of them missing it.
     active = (rate >= opt.active_rate) & mine[:, None]
     delta = np.zeros((n_k + 1, n_b), np.int64)   # symbols active there, by session runs
@@ -486,6 +480,11 @@ def _classify_table(run: "RunResult", t: "IntervalTable", name: str, mine: np.nd
         inv = u = u_len = np.zeros(0, np.int64)
     else:
         u, inv, u_len = _starts(p_start, p_len, sl.n)
+        inv, u, u_len = _i64(inv), _i64(u), _i64(u_len)
+    share_slot, outage_slot, o_start, o_end = _kernel.cross_section(
+        g_sym, p_off, p_start, p_len, p_run, inv, u, u_len, sl.n, sl.run_session,
+        sl.run_bucket, active.view(np.uint8), n_active_kb, float(opt.outage_min_symbols),
+        float(opt.outage_share))
     # Halts: the slots of each piece inside a halt, counted (a piece lies in one window).
     halted = np.zeros(0, np.int64)
     if halts is not None and len(halts):
@@ -505,17 +504,34 @@ def _classify_table(run: "RunResult", t: "IntervalTable", name: str, mine: np.nd
             i_b = np.clip(-((x_ns - b) // step), 0, n_x)     # first slot at or after b
             halted[lo_x:hi_x] += np.maximum(i_b - i_a, 0)
         halted = np.minimum(halted, p_len)
+    # Per gap, independently of the others: its level and activity, then (the logarithms
+    # taken by NumPy) its kind; the gaps in two halves at a symbol's first gap, one on a
+    # second thread, when there are enough of them to pay for it.
+    around = max(0, parse_interval(opt.level_window).ns // step) if opt.level_window else 0
+    activity = np.empty(n_g)
+    quiet = np.empty(n_p)   # per piece: 1 - its activity, then the log of it
     kind = np.empty(n_g, np.int8)
     share = np.empty(n_g)
-    _kernel.gap_kinds(g_sym, g_ses, g_start, gaps(t.gap_end), g_slot0, g_n, g_win, p_off,
-                      p_len, p_run, quiet, p_start, _i64(inv), _i64(u), _i64(u_len), sl.n,
-                      sl.run_session,
-                      sl.run_bucket, active.view(np.uint8), n_active_kb, sl.window_first,
-                      _i64(np.diff(np.r_[sl.window_first, sl.n])), halted,
-                      _i64(run.since_ns), _i64(run.until_ns), _i64(opens), _i64(closes),
-                      float(np.log(opt.quiet_alpha)), float(opt.outage_share),
-                      float(opt.outage_min_symbols), NO_TRADE, OUTAGE, LATE_START, EARLY_END,
-                      HALT, kind, share)
+    window_slots = _i64(np.diff(np.r_[sl.window_first, sl.n]))
+    since_ns, until_ns = _i64(run.since_ns), _i64(run.until_ns)
+    opens_i, closes_i = _i64(opens), _i64(closes)
+    log_alpha = float(np.log(opt.quiet_alpha))
+
+    def gaps_between(lo: int, hi: int) -> None:
+        _kernel.gap_levels(g_sym, g_ses, g_slot0, g_n, p_off, p_start, p_len, p_run,
+                           sl.run_start, sl.run_len, sl.run_bucket, rate, usual_sk,
+                           present_sk, s_first, s_last, around, MIN_AROUND, activity, quiet,
+                           lo, hi)
+        q = quiet[p_off[lo]:p_off[hi]]
+        np.log(q, out=q)
+        _kernel.gap_kinds(g_sym, g_ses, g_start, g_end, g_slot0, g_n, g_win, p_off, p_start,
+                          p_len, quiet, inv, share_slot, outage_slot, o_start, o_end,
+                          sl.window_first, window_slots, halted, since_ns, until_ns, opens_i,
+                          closes_i, log_alpha, NO_TRADE, OUTAGE, LATE_START, EARLY_END, HALT,
+                          kind, share, lo, hi)
+
+    g_end = gaps(t.gap_end)
+    _in_two(gaps_between, g_sym, n_p_of=p_off)
     if g_all is None:
         t.gap_kind[:] = kind
         t.gap_activity[:] = activity
@@ -524,6 +540,44 @@ def _classify_table(run: "RunResult", t: "IntervalTable", name: str, mine: np.nd
         t.gap_kind[g_all] = kind
         t.gap_activity[g_all] = activity
         t.gap_share[g_all] = share
+
+
+# Below this many pieces a table's gaps are done on one thread (a thread's start and the
+# handing over of the GIL cost more than half the work).
+MIN_PIECES_TWO_THREADS = 20_000
+
+
+def _in_two(work: "Callable[[int, int], None]", g_sym: np.ndarray, n_p_of: np.ndarray) -> None:
+    """``work(lo, hi)`` over the gaps ``[0, G)``: in two halves, split at a symbol's first gap
+    near the middle piece, the second half on a thread of its own, when there are enough
+    pieces (the kernels release the GIL); else at once."""
+    n_g = len(g_sym)
+    n_p = int(n_p_of[-1])
+    mid = 0
+    if n_p >= MIN_PIECES_TWO_THREADS and (os.cpu_count() or 1) > 1:
+        mid = int(np.searchsorted(n_p_of, n_p // 2))
+        mid = int(np.searchsorted(g_sym, g_sym[min(mid, n_g - 1)], side="left"))
+        if mid == 0:   # one symbol holds the first half: split after it
+            mid = int(np.searchsorted(g_sym, g_sym[0], side="right"))
+    if not 0 < mid < n_g:
+        work(0, n_g)
+        return
+    failed: list[BaseException] = []
+
+    def second() -> None:
+        try:
+            work(mid, n_g)
+        except BaseException as exc:  # handed to the caller's thread
+            failed.append(exc)
+
+    helper = threading.Thread(target=second, name="sessiondata-classify", daemon=True)
+    helper.start()
+    try:
+        work(0, mid)
+    finally:
+        helper.join()
+    if failed:
+        raise failed[0]
 
 
 def _i64(x: np.ndarray) -> np.ndarray:

@@ -154,3 +154,36 @@ def test_kernels_take_read_only_inputs_and_leave_them():
     assert u_len.tolist() == [1] * 5
     with pytest.raises(ValueError):
         kernel.slot_pieces(slot0, n, 11, np.empty(3, np.int64), p_start.copy())
+
+
+@pytest.mark.parametrize("seed", [0, 5])
+def test_two_threads_give_the_bits_of_one(monkeypatch, seed):
+    """The gaps in two halves on two threads (forced on a small universe): the same bits."""
+    monkeypatch.setattr(classify, "MIN_PIECES_TWO_THREADS", 0)
+    u = universe(30, 10, seed=seed)
+    options = ClassifyOptions(halts=u.halts)
+    _assert_bits_equal(_run(u.bars, u.calendar, ("5m",), options), options)
+
+
+@pytest.mark.parametrize("g_sym", [[0, 0, 0, 1, 1, 2], [0, 0, 0, 0, 0, 1], [3, 3, 3], [7]])
+def test_halves_cover_every_gap_once_at_symbol_starts(monkeypatch, g_sym):
+    monkeypatch.setattr(classify, "MIN_PIECES_TWO_THREADS", 0)
+    g_sym = np.array(g_sym, np.int64)
+    p_off = np.arange(len(g_sym) + 1, dtype=np.int64) * 2
+    seen: list[tuple[int, int]] = []
+    classify._in_two(lambda lo, hi: seen.append((lo, hi)), g_sym, p_off)
+    covered = sorted(i for lo, hi in seen for i in range(lo, hi))
+    assert covered == list(range(len(g_sym)))
+    for lo, _ in seen:
+        assert lo == 0 or g_sym[lo - 1] != g_sym[lo]
+
+
+def test_an_error_on_the_second_thread_reaches_the_caller(monkeypatch):
+    monkeypatch.setattr(classify, "MIN_PIECES_TWO_THREADS", 0)
+
+    def work(lo, hi):
+        if lo > 0:
+            raise ValueError("second half")
+
+    with pytest.raises(ValueError, match="second half"):
+        classify._in_two(work, np.array([0, 1], np.int64), np.array([0, 1, 2], np.int64))

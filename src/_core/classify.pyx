@@ -101,6 +101,24 @@ cdef inline Py_ssize_t last_near(const i64* a, Py_ssize_t lo, Py_ssize_t hi, i64
     return last_at_or_before(a, a_lo, a_hi, x)
 
 
+cdef check_offsets(const i64[::1] p_off, Py_ssize_t n_p, str where):
+    """``p_off`` must run from 0 to ``n_p`` without going back (memory safety)."""
+    cdef Py_ssize_t g, n = p_off.shape[0]
+    if n == 0 or p_off[0] != 0 or p_off[n - 1] != n_p:
+        raise ValueError(f"{where}: p_off must run from 0 to the {n_p} pieces")
+    for g in range(n - 1):
+        if p_off[g + 1] < p_off[g]:
+            raise ValueError(f"{where}: p_off goes back at gap {g}")
+
+
+cdef check_index(const i64[::1] x, Py_ssize_t n, str where, str what):
+    """Every ``x`` in ``[0, n)`` (memory safety)."""
+    cdef Py_ssize_t i
+    for i in range(x.shape[0]):
+        if not 0 <= x[i] < n:
+            raise ValueError(f"{where}: {what} {x[i]} outside [0, {n})")
+
+
 # -- the pieces ------------------------------------------------------------------------------
 
 
@@ -179,6 +197,12 @@ def piece_runs(const i64[::1] p_off, const i64[::1] p_start, const i64[::1] p_le
     cdef Py_ssize_t n_g = g_sym.shape[0], n_r = run_start.shape[0], g, p, r = 0
     if p_off.shape[0] != n_g + 1 or p_run.shape[0] != p_start.shape[0]:
         raise ValueError("piece_runs: shapes of p_off, p_run do not match")
+    check_offsets(p_off, p_start.shape[0], "piece_runs")
+    check_index(g_sym, missing_sb.shape[0], "piece_runs", "symbol")
+    for r in range(n_r):
+        if not 0 <= run_bucket[r] < missing_sb.shape[1]:
+            raise ValueError(f"piece_runs: bucket {run_bucket[r]} outside the table")
+    r = 0
     with nogil:
         for g in range(n_g):
             p = p_off[g]
@@ -262,6 +286,14 @@ def gap_levels(const i64[::1] g_sym, const i64[::1] g_ses, const i64[::1] g_slot
         raise ValueError("gap_levels: shapes do not match")
     if not (0 <= g_lo <= g_hi <= n_g) or (0 < g_lo < n_g and g_sym[g_lo - 1] == g_sym[g_lo]):
         raise ValueError("gap_levels: [g_lo, g_hi) must start at a symbol's first gap")
+    check_offsets(p_off, p_start.shape[0], "gap_levels")
+    check_index(g_sym[g_lo:g_hi], min(rate.shape[0], usual_sk.shape[0], present_sk.shape[0]),
+                "gap_levels", "symbol")
+    check_index(g_ses[g_lo:g_hi], min(usual_sk.shape[1], present_sk.shape[1],
+                                      s_first.shape[0], s_last.shape[0]),
+                "gap_levels", "session")
+    check_index(p_run[p_off[g_lo]:p_off[g_hi]], run_start.shape[0], "gap_levels", "run")
+    check_index(run_bucket, rate.shape[1], "gap_levels", "bucket")
     cdef Py_ssize_t n_p = p_start.shape[0], p
     cdef f64* cum = <f64*> malloc((n_r + 1) * sizeof(f64))
     cdef i64* p_cum = <i64*> malloc((n_p + 1) * sizeof(i64))
@@ -402,66 +434,56 @@ def locate_gaps(const i64[::1] g_start, const i64[::1] window_open,
 # -- the cross-section and the kinds ---------------------------------------------------------
 
 
-def gap_kinds(const i64[::1] g_sym, const i64[::1] g_ses, const i64[::1] g_start,
-              const i64[::1] g_end, const i64[::1] g_slot0, const i64[::1] g_n,
-              const i64[::1] g_win, const i64[::1] p_off, const i64[::1] p_len,
-              const i64[::1] p_run, const f64[::1] log_quiet, const i64[::1] p_start,
-              const i64[::1] inv, const i64[::1] u, const i64[::1] u_len, i64 n_slots,
-              const i64[::1] run_session,
-              const i64[::1] run_bucket, const uint8_t[:, ::1] active,
-              const f64[:, ::1] n_active_kb, const i64[::1] window_first,
-              const i64[::1] window_slots, const i64[::1] halted,
-              const i64[:, ::1] since_ns, const i64[:, ::1] until_ns,
-              const i64[::1] session_open_ns, const i64[::1] session_close_ns,
-              f64 log_alpha, f64 outage_share, f64 min_symbols,
-              int no_trade, int outage, int late_start, int early_end, int halt,
-              signed char[::1] kind, f64[::1] share):
-    """The kind of every gap into ``kind`` and the share of the symbols that normally have
-    bars there that miss its slots into ``share`` (see ``sessiondata.classify``).
+def cross_section(const i64[::1] g_sym, const i64[::1] p_off, const i64[::1] p_start,
+                  const i64[::1] p_len, const i64[::1] p_run, const i64[::1] inv,
+                  const i64[::1] u, const i64[::1] u_len, i64 n_slots,
+                  const i64[::1] run_session, const i64[::1] run_bucket,
+                  const uint8_t[:, ::1] active, const f64[:, ::1] n_active_kb,
+                  f64 min_symbols, f64 outage_share):
+    """Per distinct piece start, the share of the symbols that normally have bars there
+    (``active[s, b]``; ``n_active_kb`` of them in session ``k``) that miss it, and whether it
+    is an outage slot: ``(share_slot, outage_slot, outage_start, outage_end)``, the last two
+    the outage pieces in slot order.
 
-    ``log_quiet`` per piece: the log of the probability that its slot is quiet; ``inv`` each
-    piece's index among the distinct piece starts ``u`` (lengths ``u_len``), or, when ``inv``
-    is empty, the pieces are told apart by their first slot (``n_slots`` of them, each
-    ``0 <= p_start < n_slots``: one place per slot, for grids within the slot budget);
-    ``active[s, b]``
-    whether symbol ``s`` normally has bars in bucket ``b``; ``n_active_kb`` how many do in
-    session ``k``; ``halted`` per piece its slots in a halt (empty: none)."""
+    The pieces are told apart by ``inv``, their index among the distinct starts ``u``
+    (lengths ``u_len``), or, when ``inv`` is empty, by their first slot (``n_slots`` places,
+    each ``0 <= p_start < n_slots``: for grids within the slot budget)."""
+    import numpy as np
     cdef Py_ssize_t n_g = g_sym.shape[0], n_p = p_len.shape[0], n_u = u.shape[0]
     cdef Py_ssize_t g, p, i, n_o = 0
-    cdef bint has_halts = halted.shape[0] > 0
     cdef bint by_slot = inv.shape[0] == 0
-    if (p_off.shape[0] != n_g + 1 or p_run.shape[0] != n_p or log_quiet.shape[0] != n_p
-            or p_start.shape[0] != n_p or (not by_slot and inv.shape[0] != n_p)
-            or u_len.shape[0] != n_u or kind.shape[0] != n_g
-            or share.shape[0] != n_g or (has_halts and halted.shape[0] != n_p)):
-        raise ValueError("gap_kinds: shapes do not match")
+    if (p_off.shape[0] != n_g + 1 or p_run.shape[0] != n_p or p_start.shape[0] != n_p
+            or (not by_slot and inv.shape[0] != n_p) or u_len.shape[0] != n_u):
+        raise ValueError("cross_section: shapes do not match")
+    check_offsets(p_off, n_p, "cross_section")
+    check_index(g_sym, active.shape[0], "cross_section", "symbol")
+    check_index(p_run, min(run_session.shape[0], run_bucket.shape[0]), "cross_section", "run")
+    check_index(run_bucket, min(active.shape[1], n_active_kb.shape[1]), "cross_section",
+                "bucket")
+    check_index(run_session, n_active_kb.shape[0], "cross_section", "session")
     if by_slot:
         n_u = n_slots
         for p in range(n_p):
             if not 0 <= p_start[p] < n_slots:
-                raise ValueError(f"gap_kinds: a piece starts at slot {p_start[p]}, outside "
-                                 f"[0, {n_slots})")
+                raise ValueError(f"cross_section: a piece starts at slot {p_start[p]}, "
+                                 f"outside [0, {n_slots})")
+    else:
+        for p in range(n_p):
+            if not 0 <= inv[p] < n_u:
+                raise ValueError(f"cross_section: inv {inv[p]} outside [0, {n_u})")
+    share_slot_a = np.empty(n_u)
+    outage_slot_a = np.zeros(n_u, np.uint8)
+    cdef f64[::1] share_slot = share_slot_a
+    cdef uint8_t[::1] outage_slot = outage_slot_a
     cdef f64* missing_active = <f64*> malloc(max(n_u, 1) * sizeof(f64))
-    cdef f64* share_slot = <f64*> malloc(max(n_u, 1) * sizeof(f64))
-    cdef uint8_t* outage_slot = <uint8_t*> malloc(max(n_u, 1) * sizeof(uint8_t))
-    cdef i64* o_start = <i64*> malloc(max(n_u, 1) * sizeof(i64))
-    cdef i64* o_end = <i64*> malloc(max(n_u, 1) * sizeof(i64))
     cdef i64* len_at = <i64*> malloc(max(n_u, 1) * sizeof(i64))
-    if (missing_active == NULL or share_slot == NULL or outage_slot == NULL
-            or o_start == NULL or o_end == NULL or len_at == NULL):
+    if missing_active == NULL or len_at == NULL:
         free(missing_active)
-        free(share_slot)
-        free(outage_slot)
-        free(o_start)
-        free(o_end)
         free(len_at)
         raise MemoryError()
-    cdef i64 s, r, n_known, n_out, n_halt, before, after, first, last
-    cdef f64 n_act, x, acc_q, acc_s
-    cdef bint loud, at_start, at_end, alive
-    cdef signed char k_
+    cdef i64 s, r
+    cdef f64 n_act, x
     with nogil:
-        # Per distinct piece start: the symbols that normally have bars there and miss it.
         for i in range(n_u):
             missing_active[i] = 0.0
             share_slot[i] = 0.0   # here: the symbols active there
@@ -477,6 +499,7 @@ def gap_kinds(const i64[::1] g_sym, const i64[::1] g_ses, const i64[::1] g_start
                     len_at[i] = p_len[p]
         for i in range(n_u):
             if len_at[i] == 0:   # no piece starts at this slot
+                share_slot[i] = NAN
                 continue
             n_act = share_slot[i]
             if n_act >= min_symbols:
@@ -486,10 +509,74 @@ def gap_kinds(const i64[::1] g_sym, const i64[::1] g_ses, const i64[::1] g_start
             x = share_slot[i] if share_slot[i] == share_slot[i] else 0.0
             outage_slot[i] = missing_active[i] >= min_symbols and x >= outage_share
             if outage_slot[i]:
+                n_o += 1
+    o_start_a = np.empty(n_o, np.int64)
+    o_end_a = np.empty(n_o, np.int64)
+    cdef i64[::1] o_start = o_start_a
+    cdef i64[::1] o_end = o_end_a
+    with nogil:
+        n_o = 0
+        for i in range(n_u):
+            if outage_slot[i]:
                 o_start[n_o] = i if by_slot else u[i]
                 o_end[n_o] = o_start[n_o] + len_at[i]
                 n_o += 1
-        for g in range(n_g):
+    free(missing_active)
+    free(len_at)
+    return share_slot_a, outage_slot_a, o_start_a, o_end_a
+
+
+def gap_kinds(const i64[::1] g_sym, const i64[::1] g_ses, const i64[::1] g_start,
+              const i64[::1] g_end, const i64[::1] g_slot0, const i64[::1] g_n,
+              const i64[::1] g_win, const i64[::1] p_off, const i64[::1] p_start,
+              const i64[::1] p_len, const f64[::1] log_quiet, const i64[::1] inv,
+              const f64[::1] share_slot, const uint8_t[::1] outage_slot,
+              const i64[::1] outage_start, const i64[::1] outage_end,
+              const i64[::1] window_first, const i64[::1] window_slots,
+              const i64[::1] halted, const i64[:, ::1] since_ns, const i64[:, ::1] until_ns,
+              const i64[::1] session_open_ns, const i64[::1] session_close_ns,
+              f64 log_alpha, int no_trade, int outage, int late_start, int early_end,
+              int halt, signed char[::1] kind, f64[::1] share, Py_ssize_t g_lo=0,
+              Py_ssize_t g_hi=-1):
+    """The kind of gaps ``[g_lo, g_hi)`` into ``kind`` and the share of the symbols that
+    normally have bars there that miss their slots into ``share`` (see
+    ``sessiondata.classify``).
+
+    ``log_quiet`` per piece: the log of the probability that its slot is quiet; the
+    cross-section per piece start as ``cross_section`` gives it (indexed by ``inv``, or by
+    the first slot when ``inv`` is empty); ``halted`` per piece its slots in a halt (empty:
+    none)."""
+    cdef Py_ssize_t n_g = g_sym.shape[0], n_p = p_len.shape[0], n_u = share_slot.shape[0]
+    cdef Py_ssize_t n_o = outage_start.shape[0], n_w = window_first.shape[0]
+    cdef Py_ssize_t g, p, i
+    cdef bint has_halts = halted.shape[0] > 0
+    cdef bint by_slot = inv.shape[0] == 0
+    if g_hi < 0:
+        g_hi = n_g
+    if (p_off.shape[0] != n_g + 1 or log_quiet.shape[0] != n_p or p_start.shape[0] != n_p
+            or (not by_slot and inv.shape[0] != n_p) or outage_slot.shape[0] != n_u
+            or outage_end.shape[0] != n_o or kind.shape[0] != n_g or share.shape[0] != n_g
+            or window_slots.shape[0] != n_w or (has_halts and halted.shape[0] != n_p)
+            or not 0 <= g_lo <= g_hi <= n_g):
+        raise ValueError("gap_kinds: shapes do not match")
+    check_offsets(p_off, n_p, "gap_kinds")
+    check_index((inv if not by_slot else p_start)[p_off[g_lo]:p_off[g_hi]], n_u, "gap_kinds",
+                "piece start")
+    check_index(g_sym[g_lo:g_hi], since_ns.shape[0], "gap_kinds", "symbol")
+    check_index(g_ses[g_lo:g_hi], min(since_ns.shape[1], session_open_ns.shape[0]),
+                "gap_kinds", "session")
+    check_index(g_win[g_lo:g_hi], n_w, "gap_kinds", "window")
+    if until_ns.shape[0] != since_ns.shape[0] or until_ns.shape[1] != since_ns.shape[1] or \
+            session_close_ns.shape[0] != session_open_ns.shape[0]:
+        raise ValueError("gap_kinds: shapes of the sessions do not match")
+    cdef i64 s, n_known, n_out, n_halt, before, after, first, last, w
+    cdef f64 x, acc_q, acc_s
+    cdef bint loud, at_start, at_end, alive
+    cdef signed char k_
+    cdef const i64* o_start = &outage_start[0] if n_o else NULL
+    cdef const i64* o_end = &outage_end[0] if n_o else NULL
+    with nogil:
+        for g in range(g_lo, g_hi):
             acc_q = 0.0
             acc_s = 0.0
             n_known = n_out = n_halt = 0
@@ -510,8 +597,9 @@ def gap_kinds(const i64[::1] g_sym, const i64[::1] g_ses, const i64[::1] g_start
             # A symbol with a bar in an outage slot next to its gap was trading through it.
             before = g_slot0[g] - 1
             after = g_slot0[g] + g_n[g]
-            alive = ((before >= window_first[g_win[g]] and in_outage(o_start, o_end, n_o, before))
-                     or (after < window_first[g_win[g]] + window_slots[g_win[g]]
+            w = g_win[g]
+            alive = ((before >= window_first[w] and in_outage(o_start, o_end, n_o, before))
+                     or (after < window_first[w] + window_slots[w]
                          and in_outage(o_start, o_end, n_o, after)))
             s = g_sym[g]
             first = session_open_ns[g_ses[g]]
@@ -535,16 +623,13 @@ def gap_kinds(const i64[::1] g_sym, const i64[::1] g_ses, const i64[::1] g_start
             if <f64> n_halt / <f64> g_n[g] >= 0.5:
                 k_ = halt
             kind[g] = k_
-    free(missing_active)
-    free(share_slot)
-    free(outage_slot)
-    free(o_start)
-    free(o_end)
-    free(len_at)
 
 
 cdef inline bint in_outage(const i64* o_start, const i64* o_end, Py_ssize_t n_o,
                            i64 x) noexcept nogil:
     """Whether slot ``x`` lies in an outage piece (sorted, not overlapping)."""
-    cdef Py_ssize_t i = last_at_or_before(o_start, 0, n_o, x)
+    cdef Py_ssize_t i
+    if n_o == 0:
+        return False
+    i = last_at_or_before(o_start, 0, n_o, x)
     return i >= 0 and x < o_end[i]
