@@ -445,7 +445,9 @@ def _classify_table(run: "RunResult", t: "IntervalTable", name: str, mine: np.nd
     # ``p_len`` slots; the sums below weigh it by that length.
     g_win = np.empty(n_g, np.int64)
     g_slot0 = np.empty(n_g, np.int64)
-    _kernel.locate_gaps(g_start, _i64(w.open_ns), sl.window_first, step, g_win, g_slot0)
+    missing_sk = np.zeros((n_s, n_k), np.int64)   # the symbols' own sessions: exact
+    _kernel.locate_gaps(g_sym, g_ses, g_start, g_n, _i64(w.open_ns), sl.window_first, step,
+                        g_win, g_slot0, missing_sk)
     total = int(g_n.sum())
     halts = opt.halts
     p_off, p_start, p_len = _gap_pieces(g_slot0, g_n, sl, total, _slot_of(
@@ -462,9 +464,7 @@ def _classify_table(run: "RunResult", t: "IntervalTable", name: str, mine: np.nd
     usual_sk = _rate_times_slots(rate, e_kb)                             # [S, K]
     for (s, k), gone in cut_skb.items():
         usual_sk[s, k] -= float(rate[s] @ gone)
-    present_sk = (t.expected - np.bincount(t.gap_symbol * n_k + t.gap_session,
-                                           weights=t.gap_count, minlength=n_s * n_k)
-                  .reshape(n_s, n_k)).astype(np.float64)
+    present_sk = (t.expected - missing_sk).astype(np.float64)   # read for mine only
     # ... and, where there are enough slots around the gap, the level around it in that
     # session (a holiday's thin afternoon is quieter than its morning): in ``gap_levels``.
     # Cross-section: symbols that normally have bars in a slot, and those of them missing it.

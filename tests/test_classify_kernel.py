@@ -187,3 +187,14 @@ def test_an_error_on_the_second_thread_reaches_the_caller(monkeypatch):
 
     with pytest.raises(ValueError, match="second half"):
         classify._in_two(work, np.array([0, 1], np.int64), np.array([0, 1, 2], np.int64))
+
+
+def test_symbols_of_another_base_interval():
+    """Symbols whose own base is 5m (as a live registry may hold): the 1m table classifies
+    only the others' gaps (a subset, gathered and scattered back), the 5m table theirs."""
+    u = universe(20, 6, seed=2)
+    options = ClassifyOptions(halts=u.halts)
+    run = _run(u.bars, u.calendar, ("5m",), options)
+    for symbol in run.symbols[::3]:
+        run.symbol_base[symbol] = "5m"
+    _assert_bits_equal(run, options)

@@ -21,8 +21,9 @@ def gap_levels(g_sym: _I64, g_ses: _I64, g_slot0: _I64, g_n: _I64, p_off: _I64,
                run_bucket: _I64, rate: _F64, usual_sk: _F64, present_sk: _F64,
                s_first: _I64, s_last: _I64, around: int, min_around: int, activity: _F64,
                quiet: _F64, g_lo: int = 0, g_hi: int = -1) -> None: ...
-def locate_gaps(g_start: _I64, window_open: _I64, window_first: _I64, step_ns: int,
-                g_win: _I64, g_slot0: _I64) -> None: ...
+def locate_gaps(g_sym: _I64, g_ses: _I64, g_start: _I64, g_n: _I64, window_open: _I64,
+                window_first: _I64, step_ns: int, g_win: _I64, g_slot0: _I64,
+                missing_sk: _I64) -> None: ...
 def cross_section(g_sym: _I64, p_off: _I64, p_start: _I64, p_len: _I64, p_run: _I64,
                   inv: _I64, u: _I64, u_len: _I64, n_slots: int, run_session: _I64,
                   run_bucket: _I64, active: _U8, n_active_kb: _F64, min_symbols: float,

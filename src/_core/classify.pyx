@@ -411,15 +411,19 @@ cdef void levels_between(Py_ssize_t g_lo, Py_ssize_t g_hi, const i64[::1] g_sym,
 # -- where the gaps are ----------------------------------------------------------------------
 
 
-def locate_gaps(const i64[::1] g_start, const i64[::1] window_open,
-                const i64[::1] window_first, i64 step_ns, i64[::1] g_win, i64[::1] g_slot0):
+def locate_gaps(const i64[::1] g_sym, const i64[::1] g_ses, const i64[::1] g_start,
+                const i64[::1] g_n, const i64[::1] window_open, const i64[::1] window_first,
+                i64 step_ns, i64[::1] g_win, i64[::1] g_slot0, i64[:, ::1] missing_sk):
     """The window of each gap (the last that opens at or before its start) and its first
-    slot's number."""
+    slot's number; its slots added to ``missing_sk[symbol, session]``."""
     cdef Py_ssize_t n_g = g_start.shape[0], n_w = window_open.shape[0], g, w = -1
-    if g_win.shape[0] != n_g or g_slot0.shape[0] != n_g or window_first.shape[0] != n_w:
+    if (g_win.shape[0] != n_g or g_slot0.shape[0] != n_g or window_first.shape[0] != n_w
+            or g_sym.shape[0] != n_g or g_ses.shape[0] != n_g or g_n.shape[0] != n_g):
         raise ValueError("locate_gaps: shapes do not match")
     if step_ns <= 0:
         raise ValueError(f"locate_gaps: step_ns must be > 0, got {step_ns}")
+    check_index(g_sym, missing_sk.shape[0], "locate_gaps", "symbol")
+    check_index(g_ses, missing_sk.shape[1], "locate_gaps", "session")
     with nogil:
         for g in range(n_g):
             w = last_near(&window_open[0], 0, n_w, g_start[g], w)
@@ -427,6 +431,7 @@ def locate_gaps(const i64[::1] g_start, const i64[::1] window_open,
                 break
             g_win[g] = w
             g_slot0[g] = window_first[w] + (g_start[g] - window_open[w]) // step_ns
+            missing_sk[g_sym[g], g_ses[g]] += g_n[g]
     if n_g and w < 0:
         raise ValueError(f"locate_gaps: a gap starts at {g_start[g]}, before every window")
 
