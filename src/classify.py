@@ -57,6 +57,13 @@ it an activity or share is the same up to the last bits of a float (a piece adds
 differ only where a sum lands within that rounding of its threshold (``tests/test_sparse.py``
 forces the pieces on universes with every kind: the same kinds and lost slots).
 
+The sums over a table's slots or pieces run in a compiled kernel (``sessiondata._core.classify``,
+without the GIL, a table's gaps in two halves on two threads when there are many), adding in
+the order that NumPy's ``bincount`` and ``cumsum`` added and rounding every product before it
+is added (no fused multiply-add), so every value is the one the NumPy code gave, to the bit;
+that code is kept as ``tests/classify_reference.py`` and ``tests/test_classify_kernel.py``
+holds the two equal.  The logarithms are NumPy's.
+
 A gap is never split: the kind is the gap's, so ``gap_count`` and ``ranges`` keep their
 meaning.  A gap that is part outage, part quiet, takes the kind of most of its slots.
 Gaps of derived intervals take the kind (and inputs) of the base gap that holds them: a
@@ -554,7 +561,7 @@ def _in_two(work: "Callable[[int, int], None]", g_sym: np.ndarray, n_p_of: np.nd
     n_g = len(g_sym)
     n_p = int(n_p_of[-1])
     mid = 0
-    if n_p >= MIN_PIECES_TWO_THREADS and (os.cpu_count() or 1) > 1:
+    if n_p >= MIN_PIECES_TWO_THREADS and _cores() > 1:
         mid = int(np.searchsorted(n_p_of, n_p // 2))
         mid = int(np.searchsorted(g_sym, g_sym[min(mid, n_g - 1)], side="left"))
         if mid == 0:   # one symbol holds the first half: split after it
@@ -578,6 +585,14 @@ def _in_two(work: "Callable[[int, int], None]", g_sym: np.ndarray, n_p_of: np.nd
         helper.join()
     if failed:
         raise failed[0]
+
+
+def _cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return os.cpu_count() or 1
 
 
 def _i64(x: np.ndarray) -> np.ndarray:

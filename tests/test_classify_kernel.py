@@ -50,10 +50,13 @@ def _run(bars, cal, derived=("5m",), options=None):
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-@pytest.mark.parametrize("budget", [None, 0])
+@pytest.mark.parametrize("budget", [None, 0, 6_000])
 def test_universe_with_halts_slots_and_pieces(monkeypatch, seed, budget):
-    """Every kind, supplied halts, derived intervals; slot by slot and (budget 0) by pieces,
-    the reference held to the same budget."""
+    """Every kind, supplied halts, derived intervals; slot by slot, by pieces (budget 0: the
+    cross-section among the distinct piece starts), and by pieces on a grid within the
+    budget (6,000: the 5,850 slots of 15 sessions, fewer than the missing ones; the
+    cross-section per slot, pieces longer than one); the reference held to the same
+    budget."""
     if budget is not None:
         monkeypatch.setattr(classify, "SLOT_BUDGET", budget)
         monkeypatch.setattr(reference, "SLOT_BUDGET", budget)
@@ -62,6 +65,8 @@ def test_universe_with_halts_slots_and_pieces(monkeypatch, seed, budget):
     run = _run(u.bars, u.calendar, ("5m", "15m"), options)
     kinds = np.unique(run.intervals["1m"].gap_kind)
     assert len(kinds) >= 3
+    if budget == 6_000:
+        assert 15 * 390 <= budget < run.intervals["1m"].gap_count.sum()
     _assert_bits_equal(run, options)
 
 
