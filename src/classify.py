@@ -486,7 +486,7 @@ def _classify_table(run: "RunResult", t: "IntervalTable", name: str, mine: np.nd
     if sl.n <= SLOT_BUDGET:
         inv = u = u_len = np.zeros(0, np.int64)
     else:
-        u, inv, u_len = _starts(p_start, p_len, sl.n)
+        u, inv, u_len = _starts(p_start, _lengths(p_len, n_p), sl.n)
         inv, u, u_len = _i64(inv), _i64(u), _i64(u_len)
     share_slot, outage_slot, o_start, o_end = _kernel.cross_section(
         g_sym, p_off, p_start, p_len, p_run, inv, u, u_len, sl.n, sl.run_session,
@@ -506,19 +506,20 @@ def _classify_table(run: "RunResult", t: "IntervalTable", name: str, mine: np.nd
             else:
                 continue
             x_ns = sl.ns_of(p_start[lo_x:hi_x])
-            n_x = p_len[lo_x:hi_x]
+            n_x = _lengths(p_len, n_p)[lo_x:hi_x]
             i_a = np.clip(-((x_ns - a) // step), 0, n_x)     # first slot at or after a
             i_b = np.clip(-((x_ns - b) // step), 0, n_x)     # first slot at or after b
             halted[lo_x:hi_x] += np.maximum(i_b - i_a, 0)
-        halted = np.minimum(halted, p_len)
+        halted = np.minimum(halted, _lengths(p_len, n_p))
     # Per gap, independently of the others: its level and activity, then (the logarithms
     # taken by NumPy) its kind; the gaps in two halves at a symbol's first gap, one on a
     # second thread, when there are enough of them to pay for it.
     around = max(0, parse_interval(opt.level_window).ns // step) if opt.level_window else 0
-    activity = np.empty(n_g)
+    # The columns are written in place when the table's gaps are all classified here.
+    activity = _column_or_new(t.gap_activity, g_all, np.float64)
+    kind = _column_or_new(t.gap_kind, g_all, np.int8)
+    share = _column_or_new(t.gap_share, g_all, np.float64)
     quiet = np.empty(n_p)   # per piece: 1 - its activity, then the log of it
-    kind = np.empty(n_g, np.int8)
-    share = np.empty(n_g)
     window_slots = _i64(np.diff(np.r_[sl.window_first, sl.n]))
     since_ns, until_ns = _i64(run.since_ns), _i64(run.until_ns)
     opens_i, closes_i = _i64(opens), _i64(closes)
@@ -539,14 +540,10 @@ def _classify_table(run: "RunResult", t: "IntervalTable", name: str, mine: np.nd
 
     g_end = gaps(t.gap_end)
     _in_two(gaps_between, g_sym, n_p_of=p_off)
-    if g_all is None:
-        t.gap_kind[:] = kind
-        t.gap_activity[:] = activity
-        t.gap_share[:] = share
-    else:
-        t.gap_kind[g_all] = kind
-        t.gap_activity[g_all] = activity
-        t.gap_share[g_all] = share
+    for column, values in ((t.gap_kind, kind), (t.gap_activity, activity),
+                           (t.gap_share, share)):
+        if values is not column:
+            column[slice(None) if g_all is None else g_all] = values
 
 
 # Below this many pieces a table's gaps are done on one thread (a thread's start and the
@@ -587,6 +584,20 @@ def _in_two(work: "Callable[[int, int], None]", g_sym: np.ndarray, n_p_of: np.nd
         raise failed[0]
 
 
+def _column_or_new(column: np.ndarray, g_all: np.ndarray | None, dtype: Any) -> np.ndarray:
+    """``column`` itself when every gap is classified here and a kernel can write it (else a
+    new array, scattered back after)."""
+    if (g_all is None and column.dtype == dtype and column.flags.c_contiguous
+            and column.flags.writeable):
+        return column
+    return np.empty(len(column) if g_all is None else len(g_all), dtype)
+
+
+def _lengths(p_len: np.ndarray, n_p: int) -> np.ndarray:
+    """The pieces' lengths (``p_len`` empty: slots, each one)."""
+    return p_len if len(p_len) else np.ones(n_p, np.int64)
+
+
 def _cores() -> int:
     """The cores this process may run on."""
     try:
@@ -604,13 +615,13 @@ def _gap_pieces(slot0: np.ndarray, n: np.ndarray, sl: "_Slots", total: int,
                 extra: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The pieces of :func:`_pieces` as ``(p_off, p_start, p_len)``: the pieces of gap ``g``
     are ``p_off[g]:p_off[g + 1]``.  Slot by slot within :data:`SLOT_BUDGET` (laid out by the
-    kernel), else by :func:`_pieces`."""
+    kernel; ``p_len`` then empty: every piece one slot), else by :func:`_pieces`."""
     g = len(n)
     if total <= SLOT_BUDGET:
         p_off = np.empty(g + 1, np.int64)
         p_start = np.empty(total, np.int64)
         _kernel.slot_pieces(slot0, n, sl.n, p_off, p_start)
-        return p_off, p_start, np.ones(total, np.int64)
+        return p_off, p_start, np.zeros(0, np.int64)
     gap_of, p_start, p_len = _pieces(slot0, n, sl, total, extra)
     p_off = np.zeros(g + 1, np.int64)
     np.cumsum(np.bincount(gap_of, minlength=g), out=p_off[1:])

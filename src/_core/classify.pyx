@@ -3,7 +3,7 @@
 #
 # A table's missing slots come as *pieces*: runs of slots over which every input of the rules
 # is the same, ``p_off[g]:p_off[g + 1]`` being the pieces of gap ``g`` in slot order (one slot
-# each below the slot budget).  Python lays out the grid (runs of one window and one bucket),
+# each below the slot budget, when ``p_len`` may be empty: every piece one slot).  Python lays out the grid (runs of one window and one bucket),
 # the sessions and the thresholds; these kernels make the sums over pieces, in the order in
 # which ``np.bincount``/``np.cumsum`` made them, so that every float is the same to the bit:
 # a sum over a gap's pieces starts at 0.0 and adds piece after piece; a product is rounded
@@ -119,6 +119,20 @@ cdef check_index(const i64[::1] x, Py_ssize_t n, str where, str what):
             raise ValueError(f"{where}: {what} {x[i]} outside [0, {n})")
 
 
+cdef inline i64 length(const i64* p_len, Py_ssize_t p) noexcept nogil:
+    """A piece's slots: ``p_len[p]``, or 1 when the pieces are slots (``p_len`` NULL)."""
+    return 1 if p_len == NULL else p_len[p]
+
+
+cdef const i64* lengths_of(const i64[::1] p_len, Py_ssize_t n_p, str where) except? NULL:
+    """``p_len`` as a pointer, NULL when it is empty (every piece one slot)."""
+    if p_len.shape[0] == 0:
+        return NULL
+    if p_len.shape[0] != n_p:
+        raise ValueError(f"{where}: {p_len.shape[0]} lengths for {n_p} pieces")
+    return &p_len[0]
+
+
 # -- the pieces ------------------------------------------------------------------------------
 
 
@@ -197,6 +211,7 @@ def piece_runs(const i64[::1] p_off, const i64[::1] p_start, const i64[::1] p_le
     cdef Py_ssize_t n_g = g_sym.shape[0], n_r = run_start.shape[0], g, p, r = 0
     if p_off.shape[0] != n_g + 1 or p_run.shape[0] != p_start.shape[0]:
         raise ValueError("piece_runs: shapes of p_off, p_run do not match")
+    cdef const i64* pl = lengths_of(p_len, p_start.shape[0], "piece_runs")
     check_offsets(p_off, p_start.shape[0], "piece_runs")
     check_index(g_sym, missing_sb.shape[0], "piece_runs", "symbol")
     for r in range(n_r):
@@ -214,7 +229,7 @@ def piece_runs(const i64[::1] p_off, const i64[::1] p_start, const i64[::1] p_le
                     with gil:
                         raise ValueError(f"piece_runs: slot {p_start[p]} before the grid")
                 p_run[p] = r
-                missing_sb[g_sym[g], run_bucket[r]] += p_len[p]
+                missing_sb[g_sym[g], run_bucket[r]] += length(pl, p)
                 p += 1
 
 
@@ -295,18 +310,22 @@ def gap_levels(const i64[::1] g_sym, const i64[::1] g_ses, const i64[::1] g_slot
     check_index(p_run[p_off[g_lo]:p_off[g_hi]], run_start.shape[0], "gap_levels", "run")
     check_index(run_bucket, rate.shape[1], "gap_levels", "bucket")
     cdef Py_ssize_t n_p = p_start.shape[0], p
+    cdef const i64* pl = lengths_of(p_len, n_p, "gap_levels")
     cdef f64* cum = <f64*> malloc((n_r + 1) * sizeof(f64))
-    cdef i64* p_cum = <i64*> malloc((n_p + 1) * sizeof(i64))
-    if cum == NULL or p_cum == NULL:
+    cdef i64* p_cum = NULL
+    if pl != NULL:   # slots: the count before piece i is i
+        p_cum = <i64*> malloc((n_p + 1) * sizeof(i64))
+    if cum == NULL or (pl != NULL and p_cum == NULL):
         free(cum)
         free(p_cum)
         raise MemoryError()
     with nogil:
         # The missing slots before each piece, counted over every piece as np.cumsum did.
-        p_cum[0] = 0
-        for p in range(n_p):
-            p_cum[p + 1] = p_cum[p] + p_len[p]
-        levels_between(g_lo, g_hi, g_sym, g_ses, g_slot0, g_n, p_off, p_start, p_len, p_run,
+        if p_cum != NULL:
+            p_cum[0] = 0
+            for p in range(n_p):
+                p_cum[p + 1] = p_cum[p] + pl[p]
+        levels_between(g_lo, g_hi, g_sym, g_ses, g_slot0, g_n, p_off, p_start, pl, p_run,
                        run_start, run_len, run_bucket, rate, usual_sk, present_sk, s_first,
                        s_last, around, min_around, activity, quiet, cum, p_cum)
     free(cum)
@@ -336,20 +355,21 @@ cdef inline i64 missing_before(const i64* p_start, const i64* p_len, const i64* 
                                Py_ssize_t lo, Py_ssize_t hi, i64 x, Py_ssize_t hint
                                ) noexcept nogil:
     """Missing slots before slot ``x``: the pieces ``[lo, hi)`` of one symbol, and all the
-    pieces before ``lo`` (``p_cum[i]``: the slots of the pieces before piece ``i``)."""
+    pieces before ``lo`` (``p_cum[i]``: the slots of the pieces before piece ``i``; ``i``
+    itself when the pieces are slots, ``p_cum`` and ``p_len`` NULL)."""
     cdef Py_ssize_t i = last_near(p_start, lo, hi, x, hint)
     cdef i64 part
     if i < lo:
-        return p_cum[lo]
+        return lo if p_cum == NULL else p_cum[lo]
     part = x - p_start[i]
-    if part > p_len[i]:
-        part = p_len[i]
-    return p_cum[i] + part
+    if part > length(p_len, i):
+        part = length(p_len, i)
+    return (i if p_cum == NULL else p_cum[i]) + part
 
 
 cdef void levels_between(Py_ssize_t g_lo, Py_ssize_t g_hi, const i64[::1] g_sym,
                          const i64[::1] g_ses, const i64[::1] g_slot0, const i64[::1] g_n,
-                         const i64[::1] p_off, const i64[::1] p_start, const i64[::1] p_len,
+                         const i64[::1] p_off, const i64[::1] p_start, const i64* pl,
                          const i64[::1] p_run, const i64[::1] run_start,
                          const i64[::1] run_len, const i64[::1] run_bucket,
                          const f64[:, ::1] rate, const f64[:, ::1] usual_sk,
@@ -377,7 +397,7 @@ cdef void levels_between(Py_ssize_t g_lo, Py_ssize_t g_hi, const i64[::1] g_sym,
             k = g_ses[g0]
             usual_in_gap = 0.0
             for p in range(p_off[g0], p_off[g0 + 1]):
-                usual_in_gap = usual_in_gap + rate[s, run_bucket[p_run[p]]] * <f64> p_len[p]
+                usual_in_gap = usual_in_gap + rate[s, run_bucket[p_run[p]]] * <f64> length(pl, p)
             outside = np_max(usual_sk[s, k] - usual_in_gap, 1e-9)
             level = np_clip(present_sk[s, k] / outside, 0.05, 1.0)
             if around:
@@ -387,9 +407,9 @@ cdef void levels_between(Py_ssize_t g_lo, Py_ssize_t g_hi, const i64[::1] g_sym,
                 hi = s_last[k]
                 if g_slot0[g0] + g_n[g0] + around < hi:
                     hi = g_slot0[g0] + g_n[g0] + around
-                n_miss = (missing_before(&p_start[0], &p_len[0], p_cum, sym_lo, sym_hi, hi,
+                n_miss = (missing_before(&p_start[0], pl, p_cum, sym_lo, sym_hi, hi,
                                          p_off[g0 + 1] - 1)
-                          - missing_before(&p_start[0], &p_len[0], p_cum, sym_lo, sym_hi, lo,
+                          - missing_before(&p_start[0], pl, p_cum, sym_lo, sym_hi, lo,
                                            p_off[g0]))
                 others = hi - lo - g_n[g0]
                 usual_near = (upto(cum, &filled, &hint_hi, rate_s, hi, &run_start[0],
@@ -404,7 +424,7 @@ cdef void levels_between(Py_ssize_t g_lo, Py_ssize_t g_hi, const i64[::1] g_sym,
             for p in range(p_off[g0], p_off[g0 + 1]):
                 x_act = rate[s, run_bucket[p_run[p]]] * level
                 quiet[p] = np_max(1.0 - x_act, 1e-12)
-                acc = acc + x_act * <f64> p_len[p]
+                acc = acc + x_act * <f64> length(pl, p)
             activity[g0] = acc / <f64> g_n[g0]
 
 
@@ -454,12 +474,13 @@ def cross_section(const i64[::1] g_sym, const i64[::1] p_off, const i64[::1] p_s
     (lengths ``u_len``), or, when ``inv`` is empty, by their first slot (``n_slots`` places,
     each ``0 <= p_start < n_slots``: for grids within the slot budget)."""
     import numpy as np
-    cdef Py_ssize_t n_g = g_sym.shape[0], n_p = p_len.shape[0], n_u = u.shape[0]
+    cdef Py_ssize_t n_g = g_sym.shape[0], n_p = p_start.shape[0], n_u = u.shape[0]
     cdef Py_ssize_t g, p, i, n_o = 0
     cdef bint by_slot = inv.shape[0] == 0
-    if (p_off.shape[0] != n_g + 1 or p_run.shape[0] != n_p or p_start.shape[0] != n_p
+    if (p_off.shape[0] != n_g + 1 or p_run.shape[0] != n_p
             or (not by_slot and inv.shape[0] != n_p) or u_len.shape[0] != n_u):
         raise ValueError("cross_section: shapes do not match")
+    cdef const i64* pl = lengths_of(p_len, n_p, "cross_section")
     check_offsets(p_off, n_p, "cross_section")
     check_index(g_sym, active.shape[0], "cross_section", "symbol")
     check_index(p_run, min(run_session.shape[0], run_bucket.shape[0]), "cross_section", "run")
@@ -501,7 +522,7 @@ def cross_section(const i64[::1] g_sym, const i64[::1] p_off, const i64[::1] p_s
                 missing_active[i] += <f64> active[s, run_bucket[r]]
                 share_slot[i] = n_active_kb[run_session[r], run_bucket[r]]
                 if by_slot:
-                    len_at[i] = p_len[p]
+                    len_at[i] = length(pl, p)
         for i in range(n_u):
             if len_at[i] == 0:   # no piece starts at this slot
                 share_slot[i] = NAN
@@ -551,20 +572,21 @@ def gap_kinds(const i64[::1] g_sym, const i64[::1] g_ses, const i64[::1] g_start
     cross-section per piece start as ``cross_section`` gives it (indexed by ``inv``, or by
     the first slot when ``inv`` is empty); ``halted`` per piece its slots in a halt (empty:
     none)."""
-    cdef Py_ssize_t n_g = g_sym.shape[0], n_p = p_len.shape[0], n_u = share_slot.shape[0]
+    cdef Py_ssize_t n_g = g_sym.shape[0], n_p = p_start.shape[0], n_u = share_slot.shape[0]
     cdef Py_ssize_t n_o = outage_start.shape[0], n_w = window_first.shape[0]
     cdef Py_ssize_t g, p, i
     cdef bint has_halts = halted.shape[0] > 0
     cdef bint by_slot = inv.shape[0] == 0
     if g_hi < 0:
         g_hi = n_g
-    if (p_off.shape[0] != n_g + 1 or log_quiet.shape[0] != n_p or p_start.shape[0] != n_p
+    if (p_off.shape[0] != n_g + 1 or log_quiet.shape[0] != n_p
             or (not by_slot and inv.shape[0] != n_p) or outage_slot.shape[0] != n_u
             or outage_end.shape[0] != n_o or kind.shape[0] != n_g or share.shape[0] != n_g
             or window_slots.shape[0] != n_w or (has_halts and halted.shape[0] != n_p)
             or not 0 <= g_lo <= g_hi <= n_g):
         raise ValueError("gap_kinds: shapes do not match")
     check_offsets(p_off, n_p, "gap_kinds")
+    cdef const i64* pl = lengths_of(p_len, n_p, "gap_kinds")
     check_index((inv if not by_slot else p_start)[p_off[g_lo]:p_off[g_hi]], n_u, "gap_kinds",
                 "piece start")
     check_index(g_sym[g_lo:g_hi], since_ns.shape[0], "gap_kinds", "symbol")
@@ -574,7 +596,7 @@ def gap_kinds(const i64[::1] g_sym, const i64[::1] g_ses, const i64[::1] g_start
     if until_ns.shape[0] != since_ns.shape[0] or until_ns.shape[1] != since_ns.shape[1] or \
             session_close_ns.shape[0] != session_open_ns.shape[0]:
         raise ValueError("gap_kinds: shapes of the sessions do not match")
-    cdef i64 s, n_known, n_out, n_halt, before, after, first, last, w
+    cdef i64 s, n, n_known, n_out, n_halt, before, after, first, last, w
     cdef f64 x, acc_q, acc_s
     cdef bint loud, at_start, at_end, alive
     cdef signed char k_
@@ -586,16 +608,17 @@ def gap_kinds(const i64[::1] g_sym, const i64[::1] g_ses, const i64[::1] g_start
             acc_s = 0.0
             n_known = n_out = n_halt = 0
             for p in range(p_off[g], p_off[g + 1]):
-                acc_q = acc_q + log_quiet[p] * <f64> p_len[p]
+                n = length(pl, p)
+                acc_q = acc_q + log_quiet[p] * <f64> n
                 i = p_start[p] if by_slot else inv[p]
                 x = share_slot[i]
                 if x == x:
-                    n_known += p_len[p]
-                    acc_s = acc_s + x * <f64> p_len[p]
+                    n_known += n
+                    acc_s = acc_s + x * <f64> n
                 else:
-                    acc_s = acc_s + 0.0 * <f64> p_len[p]
+                    acc_s = acc_s + 0.0 * <f64> n
                 if outage_slot[i]:
-                    n_out += p_len[p]
+                    n_out += n
                 if has_halts:
                     n_halt += halted[p]
             share[g] = acc_s / <f64> n_known if n_known > 0 else NAN
