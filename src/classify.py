@@ -57,6 +57,13 @@ it an activity or share is the same up to the last bits of a float (a piece adds
 differ only where a sum lands within that rounding of its threshold (``tests/test_sparse.py``
 forces the pieces on universes with every kind: the same kinds and lost slots).
 
+The sums over a table's slots or pieces run in a compiled kernel (``sessiondata._core.classify``,
+without the GIL, a table's gaps in two halves on two threads when there are many), adding in
+the order that NumPy's ``bincount`` and ``cumsum`` added and rounding every product before it
+is added (no fused multiply-add), so every value is the one the NumPy code gave, to the bit;
+that code is kept as ``tests/classify_reference.py`` and ``tests/test_classify_kernel.py``
+holds the two equal.  The logarithms are NumPy's.
+
 A gap is never split: the kind is the gap's, so ``gap_count`` and ``ranges`` keep their
 meaning.  A gap that is part outage, part quiet, takes the kind of most of its slots.
 Gaps of derived intervals take the kind (and inputs) of the base gap that holds them: a
@@ -79,11 +86,13 @@ from __future__ import annotations
 import csv
 import datetime as _dt
 import os
+import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 import numpy as np
 
+from ._core import classify as _kernel
 from .intervals import parse_interval
 from .results import (  # noqa: F401 - the kind columns are the model's; named here too
     EARLY_END,
@@ -360,10 +369,9 @@ def _slots(run: "RunResult", step_ns: int, bucket_ns: int) -> _Slots:
     # ... the last window with that first slot (empty windows share it with the next)
     run_bucket = (((local0[run_window] + (run_start - first[run_window]) * step_ns) % day)
                   // bucket_ns)
-    return _Slots(total, step_ns, first, w.open_ns, run_start,
-                  np.diff(np.r_[run_start, total]).astype(np.int64),
-                  run_bucket.astype(np.int64),
-                  w.session_ids[run_window], run_window.astype(np.int64),
+    return _Slots(total, step_ns, _i64(first), _i64(w.open_ns), _i64(run_start),
+                  _i64(np.diff(np.r_[run_start, total])), _i64(run_bucket),
+                  _i64(w.session_ids[run_window]), _i64(run_window),
                   int(day // bucket_ns))
 
 
@@ -385,9 +393,21 @@ def _classify_table(run: "RunResult", t: "IntervalTable", name: str, mine: np.nd
         _empty_columns(t)
     assert t.gap_kind is not None and t.gap_activity is not None and t.gap_share is not None
     n_s, n_k = t.bars.shape
-    g_all = np.flatnonzero(mine[t.gap_symbol]) if len(t.gap_symbol) else np.zeros(0, np.int64)
-    if not len(g_all):
+    n_all = len(t.gap_symbol)
+    if not n_all:
         return
+    in_mine = mine[t.gap_symbol]
+    every = bool(in_mine.all())
+    g_all = None if every else np.flatnonzero(in_mine)
+    if g_all is not None and not len(g_all):
+        return
+
+    def gaps(col: np.ndarray) -> np.ndarray:
+        return _i64(col if g_all is None else col[g_all])
+
+    g_sym, g_ses, g_start, g_n = (gaps(t.gap_symbol), gaps(t.gap_session), gaps(t.gap_start),
+                                  gaps(t.gap_count))
+    n_g = len(g_sym)
     step = parse_interval(name).ns
     sl = _slots(run, step, parse_interval(opt.activity_bucket).ns)
     n_b = sl.n_buckets
@@ -409,9 +429,10 @@ def _classify_table(run: "RunResult", t: "IntervalTable", name: str, mine: np.nd
     np.add.at(expected_i, m_sym, e_cum[m_k1] - e_cum[m_k0])
     expected_sb = expected_i.astype(np.float64)                          # [S, B]
     cut_skb: dict[tuple[int, int], np.ndarray] = {}
-    s_first = sl.window_first[np.searchsorted(w.session_ids, np.arange(n_k), side="left")]
-    s_last = np.r_[sl.window_first, sl.n][np.searchsorted(w.session_ids, np.arange(n_k),
-                                                          side="right")]
+    k_ids = np.arange(n_k)
+    s_first = _i64(sl.window_first[np.searchsorted(w.session_ids, k_ids, side="left")])
+    s_last = _i64(np.r_[sl.window_first, sl.n][np.searchsorted(w.session_ids, k_ids,
+                                                                side="right")])
     k_runs = np.searchsorted(sl.run_session, np.arange(n_k + 1), side="left")
     opens, closes = w.session_open_ns, w.session_close_ns
     cut = member_b & ((run.since_ns > opens[None, :]) | (run.until_ns < closes[None, :]))
@@ -429,109 +450,53 @@ def _classify_table(run: "RunResult", t: "IntervalTable", name: str, mine: np.nd
     # The gaps' slots, as pieces: runs of slots over which every input of the rules is the
     # same (one bucket, one window, the same symbols missing).  Each piece stands for
     # ``p_len`` slots; the sums below weigh it by that length.
-    g_sym, g_ses = t.gap_symbol[g_all], t.gap_session[g_all]
-    g_start, g_n = t.gap_start[g_all], t.gap_count[g_all]
-    g_win = np.searchsorted(w.open_ns, g_start, side="right") - 1
-    g_slot0 = sl.window_first[g_win] + (g_start - w.open_ns[g_win]) // step
+    g_win = np.empty(n_g, np.int64)
+    g_slot0 = np.empty(n_g, np.int64)
+    missing_sk = np.zeros((n_s, n_k), np.int64)   # the symbols' own sessions: exact
+    _kernel.locate_gaps(g_sym, g_ses, g_start, g_n, _i64(w.open_ns), sl.window_first, step,
+                        g_win, g_slot0, missing_sk)
     total = int(g_n.sum())
     halts = opt.halts
-    p_gap, p_start, p_len = _pieces(g_slot0, g_n, sl, total, _slot_of(
+    p_off, p_start, p_len = _gap_pieces(g_slot0, g_n, sl, total, _slot_of(
         sl, np.r_[halts.start_ns, halts.end_ns]) if halts is not None and len(halts) else None)
-    x_sym, x_b = g_sym[p_gap], sl.run_bucket[sl.run_of(p_start)]
-    n_p = len(p_gap)
-    missing_sb = np.bincount(x_sym * n_b + x_b, weights=p_len,
-                             minlength=n_s * n_b).reshape(n_s, n_b)
+    n_p = len(p_start)
+    p_run = np.empty(n_p, np.int64)
+    missing_i = np.zeros((n_s, n_b), np.int64)
+    _kernel.piece_runs(p_off, p_start, p_len, g_sym, sl.run_start, sl.run_bucket, p_run,
+                       missing_i)
+    missing_sb = missing_i.astype(np.float64)
     rate = (expected_sb - missing_sb + 1.0) / (np.maximum(expected_sb, 0.0) + 2.0)
-    rate = np.clip(rate, 0.0, 1.0)
+    rate = np.ascontiguousarray(np.clip(rate, 0.0, 1.0))
     # The session's own level: bars held over the bars usual activity expects there.
     usual_sk = _rate_times_slots(rate, e_kb)                             # [S, K]
     for (s, k), gone in cut_skb.items():
         usual_sk[s, k] -= float(rate[s] @ gone)
-    present_sk = (t.expected - np.bincount(t.gap_symbol * n_k + t.gap_session,
-                                           weights=t.gap_count, minlength=n_s * n_k)
-                  .reshape(n_s, n_k)).astype(np.float64)
-    x_rate = rate[x_sym, x_b]
-    usual_in_gap = np.bincount(p_gap, weights=x_rate * p_len, minlength=len(g_all))
-    outside = np.maximum(usual_sk[g_sym, g_ses] - usual_in_gap, 1e-9)
-    level = np.clip(present_sk[g_sym, g_ses] / outside, 0.05, 1.0)
+    present_sk = (t.expected - missing_sk).astype(np.float64)   # read for mine only
     # ... and, where there are enough slots around the gap, the level around it in that
-    # session (a holiday's thin afternoon is quieter than its morning).
-    around = max(0, parse_interval(opt.level_window).ns // step) if opt.level_window else 0
-    if around:
-        n_slots = sl.n
-        p_key = x_sym * n_slots + p_start          # sorted: gaps by symbol, then time
-        p_cum = np.r_[0, np.cumsum(p_len)]
-
-        def missing_before(key: np.ndarray) -> np.ndarray:
-            i = np.searchsorted(p_key, key, side="right") - 1
-            ic = np.maximum(i, 0)
-            part = np.minimum(key - p_key[ic], p_len[ic]) if n_p else np.zeros(len(key))
-            return np.where(i >= 0, p_cum[ic] + part, 0)
-
-        lo = np.maximum(s_first[g_ses], g_slot0 - around)
-        hi = np.minimum(s_last[g_ses], g_slot0 + g_n + around)
-        base_key = g_sym * n_slots
-        missing_near = missing_before(base_key + hi) - missing_before(base_key + lo)
-        others = hi - lo - g_n
-        usual_near = _usual_between(sl, rate, g_sym, lo, hi) - usual_in_gap
-        near = np.clip((hi - lo - missing_near) / np.maximum(usual_near, 1e-9), 0.05, 1.0)
-        level = np.where(others >= MIN_AROUND, near, level)
-        del p_key, p_cum   # piece arrays are freed as soon as done: they are the peak
-    x_act = x_rate * level[p_gap]
-    log_quiet = np.bincount(p_gap, weights=np.log(np.maximum(1.0 - x_act, 1e-12)) * p_len,
-                            minlength=len(g_all))
-    activity = np.bincount(p_gap, weights=x_act * p_len, minlength=len(g_all)) / g_n
-    del x_rate, x_act
+    # session (a holiday's thin afternoon is quieter than its morning): in ``gap_levels``.
     # Cross-section: symbols that normally have bars in a slot, and those of them missing it.
     active = (rate >= opt.active_rate) & mine[:, None]
     delta = np.zeros((n_k + 1, n_b), np.int64)   # symbols active there, by session runs
     np.add.at(delta, m_k0, active[m_sym].astype(np.int64))
     np.subtract.at(delta, m_k1, active[m_sym].astype(np.int64))
     n_active_kb = np.cumsum(delta[:n_k], axis=0).astype(np.float64)      # [K, B]
-    # Per piece of slots that some symbol misses (``u``; ``inv`` maps the gaps' pieces to
-    # them: pieces that start together end together).
-    u, inv, u_len = _starts(p_start, p_len, sl.n)
-    r_u = sl.run_of(u)
-    n_active = n_active_kb[sl.run_session[r_u], sl.run_bucket[r_u]]
-    missing_active = np.bincount(inv, weights=active[x_sym, x_b], minlength=len(u))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        share_slot = np.where(n_active >= opt.outage_min_symbols,
-                              missing_active / np.maximum(n_active, 1.0), np.nan)
-    outage_slot = ((missing_active >= opt.outage_min_symbols)
-                   & (np.nan_to_num(share_slot) >= opt.outage_share))
-    x_share = share_slot[inv]
-    known = ~np.isnan(x_share)
-    n_known = np.bincount(p_gap, weights=known * p_len, minlength=len(g_all))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        share = np.where(n_known > 0, np.bincount(p_gap,
-                                                  weights=np.where(known, x_share, 0.0) * p_len,
-                                                  minlength=len(g_all)) / n_known, np.nan)
-    del x_share, known
-    outage_part = np.bincount(p_gap, weights=outage_slot[inv] * p_len,
-                              minlength=len(g_all)) / g_n
-    del inv, r_u, n_active, missing_active, share_slot, x_b
-    # A symbol with a bar in an outage slot next to its gap was trading through the outage:
-    # its gap there is its own (quiet or not), not the feed's.
-    n_w = np.diff(np.r_[sl.window_first, sl.n])
-
-    # Pieces do not overlap (cut at every gap's start and end), so a slot is in an outage
-    # piece when the last outage piece that starts at or before it holds it: searched among
-    # the outage pieces only (a few), not all of them.
-    o_start, o_len = u[outage_slot], u_len[outage_slot]
-
-    def outage_at(g: np.ndarray) -> np.ndarray:
-        if not len(o_start):
-            return np.zeros(len(g), bool)
-        pos = np.searchsorted(o_start, g, side="right") - 1
-        posc = np.maximum(pos, 0)
-        return (pos >= 0) & (g < o_start[posc] + o_len[posc])
-
-    before, after = g_slot0 - 1, g_slot0 + g_n
-    alive = (((before >= sl.window_first[g_win]) & outage_at(before))
-             | ((after < sl.window_first[g_win] + n_w[g_win]) & outage_at(after)))
+    # Per piece of slots that some symbol misses: by its first slot within the slot budget,
+    # else among the distinct starts ``u`` (``inv`` maps the gaps' pieces to them): pieces
+    # that start together end together.
+    if sl.n <= SLOT_BUDGET:
+        inv = u = u_len = np.zeros(0, np.int64)
+    else:
+        u, inv, u_len = _starts(p_start, _lengths(p_len, n_p), sl.n)
+        inv, u, u_len = _i64(inv), _i64(u), _i64(u_len)
+    share_slot, outage_slot, o_start, o_end = _kernel.cross_section(
+        g_sym, p_off, p_start, p_len, p_run, inv, u, u_len, sl.n, sl.run_session,
+        sl.run_bucket, active.view(np.uint8), n_active_kb, float(opt.outage_min_symbols),
+        float(opt.outage_share))
     # Halts: the slots of each piece inside a halt, counted (a piece lies in one window).
-    halted = np.zeros(n_p, np.int64)
+    halted = np.zeros(0, np.int64)
     if halts is not None and len(halts):
+        halted = np.zeros(n_p, np.int64)
+        x_sym = np.repeat(g_sym, np.diff(p_off))
         index = {s: i for i, s in enumerate(run.symbols)}
         for symbol, a, b in zip(halts.symbol, halts.start_ns.tolist(), halts.end_ns.tolist()):
             if symbol == "*":
@@ -541,27 +506,126 @@ def _classify_table(run: "RunResult", t: "IntervalTable", name: str, mine: np.nd
             else:
                 continue
             x_ns = sl.ns_of(p_start[lo_x:hi_x])
-            n_x = p_len[lo_x:hi_x]
+            n_x = _lengths(p_len, n_p)[lo_x:hi_x]
             i_a = np.clip(-((x_ns - a) // step), 0, n_x)     # first slot at or after a
             i_b = np.clip(-((x_ns - b) // step), 0, n_x)     # first slot at or after b
             halted[lo_x:hi_x] += np.maximum(i_b - i_a, 0)
-        halted = np.minimum(halted, p_len)
-    halt_part = np.bincount(p_gap, weights=halted, minlength=len(g_all)) / g_n
-    # Edges: the symbol's first and last expected slot of the session.
-    first = np.maximum(opens[g_ses], run.since_ns[g_sym, g_ses])
-    last = np.minimum(closes[g_ses], run.until_ns[g_sym, g_ses])
-    at_start = g_start <= first
-    at_end = t.gap_end[g_all] >= last
-    loud = log_quiet < np.log(opt.quiet_alpha)
-    kind = np.full(len(g_all), NO_TRADE, np.int8)
-    kind[loud] = OUTAGE
-    kind[loud & at_end & ~at_start] = EARLY_END
-    kind[loud & at_start & ~at_end] = LATE_START
-    kind[(outage_part >= 0.5) & ~alive] = OUTAGE
-    kind[halt_part >= 0.5] = HALT
-    t.gap_kind[g_all] = kind
-    t.gap_activity[g_all] = activity
-    t.gap_share[g_all] = share
+        halted = np.minimum(halted, _lengths(p_len, n_p))
+    # Per gap, independently of the others: its level and activity, then (the logarithms
+    # taken by NumPy) its kind; the gaps in two halves at a symbol's first gap, one on a
+    # second thread, when there are enough of them to pay for it.
+    around = max(0, parse_interval(opt.level_window).ns // step) if opt.level_window else 0
+    # The columns are written in place when the table's gaps are all classified here.
+    activity = _column_or_new(t.gap_activity, g_all, np.float64)
+    kind = _column_or_new(t.gap_kind, g_all, np.int8)
+    share = _column_or_new(t.gap_share, g_all, np.float64)
+    quiet = np.empty(n_p)   # per piece: 1 - its activity, then the log of it
+    window_slots = _i64(np.diff(np.r_[sl.window_first, sl.n]))
+    since_ns, until_ns = _i64(run.since_ns), _i64(run.until_ns)
+    opens_i, closes_i = _i64(opens), _i64(closes)
+    log_alpha = float(np.log(opt.quiet_alpha))
+
+    def gaps_between(lo: int, hi: int) -> None:
+        _kernel.gap_levels(g_sym, g_ses, g_slot0, g_n, p_off, p_start, p_len, p_run,
+                           sl.run_start, sl.run_len, sl.run_bucket, rate, usual_sk,
+                           present_sk, s_first, s_last, around, MIN_AROUND, activity, quiet,
+                           lo, hi)
+        q = quiet[p_off[lo]:p_off[hi]]
+        np.log(q, out=q)
+        _kernel.gap_kinds(g_sym, g_ses, g_start, g_end, g_slot0, g_n, g_win, p_off, p_start,
+                          p_len, quiet, inv, share_slot, outage_slot, o_start, o_end,
+                          sl.window_first, window_slots, halted, since_ns, until_ns, opens_i,
+                          closes_i, log_alpha, NO_TRADE, OUTAGE, LATE_START, EARLY_END, HALT,
+                          kind, share, lo, hi)
+
+    g_end = gaps(t.gap_end)
+    _in_two(gaps_between, g_sym, n_p_of=p_off)
+    for column, values in ((t.gap_kind, kind), (t.gap_activity, activity),
+                           (t.gap_share, share)):
+        if values is not column:
+            column[slice(None) if g_all is None else g_all] = values
+
+
+# Below this many pieces a table's gaps are done on one thread (a thread's start and the
+# handing over of the GIL cost more than half the work).
+MIN_PIECES_TWO_THREADS = 20_000
+
+
+def _in_two(work: "Callable[[int, int], None]", g_sym: np.ndarray, n_p_of: np.ndarray) -> None:
+    """``work(lo, hi)`` over the gaps ``[0, G)``: in two halves, split at a symbol's first gap
+    near the middle piece, the second half on a thread of its own, when there are enough
+    pieces (the kernels release the GIL); else at once."""
+    n_g = len(g_sym)
+    n_p = int(n_p_of[-1])
+    mid = 0
+    if n_p >= MIN_PIECES_TWO_THREADS and _cores() > 1:
+        mid = int(np.searchsorted(n_p_of, n_p // 2))
+        mid = int(np.searchsorted(g_sym, g_sym[min(mid, n_g - 1)], side="left"))
+        if mid == 0:   # one symbol holds the first half: split after it
+            mid = int(np.searchsorted(g_sym, g_sym[0], side="right"))
+    if not 0 < mid < n_g:
+        work(0, n_g)
+        return
+    failed: list[BaseException] = []
+
+    def second() -> None:
+        try:
+            work(mid, n_g)
+        except BaseException as exc:  # handed to the caller's thread
+            failed.append(exc)
+
+    helper = threading.Thread(target=second, name="sessiondata-classify", daemon=True)
+    helper.start()
+    try:
+        work(0, mid)
+    finally:
+        helper.join()
+    if failed:
+        raise failed[0]
+
+
+def _column_or_new(column: np.ndarray, g_all: np.ndarray | None, dtype: Any) -> np.ndarray:
+    """``column`` itself when every gap is classified here and a kernel can write it (else a
+    new array, scattered back after)."""
+    if (g_all is None and column.dtype == dtype and column.flags.c_contiguous
+            and column.flags.writeable):
+        return column
+    return np.empty(len(column) if g_all is None else len(g_all), dtype)
+
+
+def _lengths(p_len: np.ndarray, n_p: int) -> np.ndarray:
+    """The pieces' lengths (``p_len`` empty: slots, each one)."""
+    return p_len if len(p_len) else np.ones(n_p, np.int64)
+
+
+def _cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return os.cpu_count() or 1
+
+
+def _i64(x: np.ndarray) -> np.ndarray:
+    """``x`` as a contiguous int64 array (itself when it is one)."""
+    return np.ascontiguousarray(x, dtype=np.int64)
+
+
+def _gap_pieces(slot0: np.ndarray, n: np.ndarray, sl: "_Slots", total: int,
+                extra: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The pieces of :func:`_pieces` as ``(p_off, p_start, p_len)``: the pieces of gap ``g``
+    are ``p_off[g]:p_off[g + 1]``.  Slot by slot within :data:`SLOT_BUDGET` (laid out by the
+    kernel; ``p_len`` then empty: every piece one slot), else by :func:`_pieces`."""
+    g = len(n)
+    if total <= SLOT_BUDGET:
+        p_off = np.empty(g + 1, np.int64)
+        p_start = np.empty(total, np.int64)
+        _kernel.slot_pieces(slot0, n, sl.n, p_off, p_start)
+        return p_off, p_start, np.zeros(0, np.int64)
+    gap_of, p_start, p_len = _pieces(slot0, n, sl, total, extra)
+    p_off = np.zeros(g + 1, np.int64)
+    np.cumsum(np.bincount(gap_of, minlength=g), out=p_off[1:])
+    return p_off, _i64(p_start), _i64(p_len)
 
 
 # Above this many missing slots in one table, gaps are classified by pieces (runs of slots
@@ -611,12 +675,8 @@ def _starts(p_start: np.ndarray, p_len: np.ndarray, n: int
     their lengths (pieces that start together end together): ``np.unique`` with its
     inverse, by a mark per slot within the slot budget (a sort of every piece otherwise)."""
     if 0 < n <= SLOT_BUDGET and len(p_start) and 0 <= p_start.min() and p_start.max() < n:
-        seen = np.zeros(n, bool)
-        seen[p_start] = True
-        u = np.flatnonzero(seen)
-        inv = (np.cumsum(seen) - 1)[p_start]
-        u_len = np.empty(len(u), np.int64)
-        u_len[inv] = p_len
+        inv = np.empty(len(p_start), np.int64)
+        u, u_len = _kernel.piece_starts_by_mark(_i64(p_start), _i64(p_len), n, inv)
         return u.astype(p_start.dtype, copy=False), inv, u_len
     u, first, inv = np.unique(p_start, return_index=True, return_inverse=True)
     return u, inv, p_len[first]
@@ -642,29 +702,11 @@ def _member_runs(member: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
 
 def _rate_times_slots(rate: np.ndarray, e_kb: np.ndarray) -> np.ndarray:
     """``rate @ e_kb.T`` (bars each symbol's usual activity expects per session) summed over
-    the buckets in their order, one bucket at a time: no BLAS (see ``_classify_table``), and
-    the same bits on every machine (a dgemm's rounding depends on the CPU's kernel).
-    Sessions of the same hours have the same row of ``e_kb``: each distinct row is summed
-    once (a few: full days, half days), then handed to its sessions."""
-    if not e_kb.shape[0]:
-        return np.zeros((rate.shape[0], 0))
-    rows, inv = np.unique(e_kb, axis=0, return_inverse=True)
-    out = np.zeros((rate.shape[0], rows.shape[0]))
-    for b in range(rate.shape[1]):
-        out += rate[:, b, None] * rows[None, :, b]
-    return out[:, inv.reshape(-1)]
-
-
-def _usual_between(sl: _Slots, rate: np.ndarray, sym: np.ndarray, lo: np.ndarray,
-                   hi: np.ndarray) -> np.ndarray:
-    """Bars expected by each symbol's usual activity in the slots ``[lo, hi)``: a cumulative
-    sum of ``rate * length`` over the runs of one bucket (symbols x runs, small) and the
-    part of a run give the sum up to any slot."""
-    cum = np.zeros((rate.shape[0], len(sl.run_start) + 1))
-    np.cumsum(rate[:, sl.run_bucket] * sl.run_len, axis=1, out=cum[:, 1:])
-
-    def upto(g: np.ndarray) -> np.ndarray:
-        r = sl.run_of(g)
-        return cum[sym, r] + (g - sl.run_start[r]) * rate[sym, sl.run_bucket[r]]
-
-    return upto(hi) - upto(lo)
+    the buckets in their order, one bucket at a time from 0.0: no BLAS (see
+    ``_classify_table``), and the same bits on every machine (a dgemm's rounding depends on
+    the CPU's kernel).  Sessions of the same hours have the same row of ``e_kb``: each
+    distinct row is summed once (a few: full days, half days), then handed to its sessions."""
+    out = np.empty((rate.shape[0], e_kb.shape[0]))
+    _kernel.rate_times_slots(np.ascontiguousarray(rate, np.float64),
+                             np.ascontiguousarray(e_kb, np.float64), out)
+    return out
