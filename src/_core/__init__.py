@@ -2,7 +2,16 @@
 keeps memory safe.  The Python modules of the package are the interface."""
 
 try:
-    from . import aggregation, anomalies, gaps, quality, render, stream, validation
+    from . import (
+        aggregation,
+        anomalies,
+        classify,
+        gaps,
+        quality,
+        render,
+        stream,
+        validation,
+    )
 except ImportError as _exc:  # pragma: no cover - exercised only on a broken install
     raise ImportError(
         "sessiondata's compiled core (sessiondata._core) is not built. Install the package "
@@ -10,4 +19,4 @@ except ImportError as _exc:  # pragma: no cover - exercised only on a broken ins
         "that needs a C compiler. There is no pure-Python fallback."
     ) from _exc
 
-__all__ = ["aggregation", "anomalies", "gaps", "quality", "render", "stream", "validation"]
+__all__ = ["aggregation", "anomalies", "classify", "gaps", "quality", "render", "stream", "validation"]
