@@ -14,7 +14,7 @@ from cpython.ref cimport PyObject, Py_INCREF, Py_XDECREF
 from libc.stdint cimport INT64_MAX, INT64_MIN, uint8_t
 from libc.stdlib cimport calloc, free
 from cpython.float cimport PyFloat_AS_DOUBLE
-from libc.string cimport memmove, memset
+from libc.string cimport memcpy, memmove, memset
 
 import numpy as np
 
@@ -171,6 +171,233 @@ cdef extern from *:
     """
     bint sd_ns_from_int(object x, i64* out) noexcept
 
+
+cdef extern from *:
+    """
+    /* A pool of blocks in transparent huge pages for the stores of dense streams (see
+       _store_pool): with hundreds of symbols interleaved, each bar writes a row of its
+       symbol's stores, each on a 4 KiB page of its own, and the page walks of the TLB misses
+       (two-dimensional under a hypervisor) were what was left of a bar's cost at 700
+       symbols.  Blocks come from 2 MiB-aligned chunks mapped with MADV_HUGEPAGE, in 1 KiB
+       units, and go back to a free list per size.  A chunk whose blocks are all free is cut
+       from again from its start; until then its pages are MADV_FREE (the kernel takes them
+       back when it needs the memory; the next session finds them in place if not, with no
+       2 MiB page cleared again, which under a hypervisor costs more than the bars).  Linux
+       only: elsewhere sd_pool_alloc says no and the stores use malloc.  Every call holds
+       sd_pool_lock. */
+    #include "pythread.h"
+    #if defined(__linux__)
+    #include <sys/mman.h>
+    #endif
+    #define SD_UNIT ((size_t) 1024)
+    #define SD_CLASSES 2048                     /* blocks of up to 2 MiB */
+    #define SD_HUGE ((size_t) 2 << 20)
+    #define SD_CHUNK ((size_t) 32 << 20)
+    typedef struct sd_chunk {
+        struct sd_chunk* next;
+        char* base;          /* 2 MiB aligned, SD_CHUNK long */
+        size_t used;         /* bytes handed out from base (bump) */
+        size_t live;         /* blocks handed out and not given back */
+    } sd_chunk;
+    static sd_chunk* sd_chunks = NULL;          /* every chunk mapped */
+    static sd_chunk* sd_current = NULL;         /* the one blocks are cut from */
+    static void* sd_free_heads[SD_CLASSES + 1];  /* free blocks by size in units, linked */
+    static PyThread_type_lock sd_pool_lock = NULL;
+
+    static int sd_pool_init(void) {
+        if (sd_pool_lock == NULL) sd_pool_lock = PyThread_allocate_lock();
+        return sd_pool_lock != NULL ? 0 : -1;
+    }
+
+    static sd_chunk* sd_chunk_of(void* p) {
+        sd_chunk* c;
+        for (c = sd_chunks; c != NULL; c = c->next)
+            if ((char*) p >= c->base && (char*) p < c->base + SD_CHUNK) return c;
+        return NULL;
+    }
+
+    #if defined(__linux__) && defined(MADV_HUGEPAGE)
+    /* A chunk to cut from: an empty one if there is one, else a new mapping. */
+    static sd_chunk* sd_chunk_next(void) {
+        sd_chunk* c;
+        char* raw;
+        char* base;
+        size_t head;
+        for (c = sd_chunks; c != NULL; c = c->next)
+            if (c->live == 0 && c != sd_current) return c;
+        c = (sd_chunk*) malloc(sizeof(sd_chunk));
+        if (c == NULL) return NULL;
+        raw = (char*) mmap(NULL, SD_CHUNK + SD_HUGE, PROT_READ | PROT_WRITE,
+                           MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (raw == (char*) MAP_FAILED) { free(c); return NULL; }
+        /* Only the 2 MiB-aligned SD_CHUNK bytes stay mapped: every huge page is whole. */
+        head = (size_t) ((0 - (uintptr_t) raw) & (SD_HUGE - 1));
+        base = raw + head;
+        if (head) munmap(raw, head);
+        munmap(base + SD_CHUNK, SD_HUGE - head);
+        madvise(base, SD_CHUNK, MADV_HUGEPAGE);   /* (a refusal only costs the huge pages) */
+        c->base = base;
+        c->used = 0;
+        c->live = 0;
+        c->next = sd_chunks;
+        sd_chunks = c;
+        return c;
+    }
+    #endif
+
+    /* Forget the free blocks that lie in chunk c (its blocks are all free). */
+    static void sd_chunk_purge(sd_chunk* c) {
+        size_t u;
+        void** link;
+        for (u = 1; u <= SD_CLASSES; u++) {
+            link = &sd_free_heads[u];
+            while (*link != NULL) {
+                if ((char*) *link >= c->base && (char*) *link < c->base + SD_CHUNK)
+                    *link = *(void**) *link;
+                else
+                    link = (void**) *link;
+            }
+        }
+    }
+
+    /* A block of at least `bytes` (1 KiB aligned); NULL: use malloc. */
+    static void* sd_pool_alloc(size_t bytes) {
+    #if defined(__linux__) && defined(MADV_HUGEPAGE)
+        size_t u = (bytes + SD_UNIT - 1) / SD_UNIT;
+        void* p;
+        sd_chunk* c;
+        if (u == 0 || u > SD_CLASSES || sd_pool_lock == NULL) return NULL;
+        PyThread_acquire_lock(sd_pool_lock, WAIT_LOCK);
+        p = sd_free_heads[u];
+        if (p != NULL) {
+            sd_free_heads[u] = *(void**) p;
+            c = sd_chunk_of(p);
+        } else {
+            c = sd_current;
+            if (c == NULL || c->used + u * SD_UNIT > SD_CHUNK) {
+                c = sd_chunk_next();
+                if (c != NULL) {
+                    c->used = 0;
+                    sd_current = c;
+                }
+            }
+            if (c != NULL) {
+                p = c->base + c->used;
+                c->used += u * SD_UNIT;
+            }
+        }
+        if (c != NULL) c->live++;
+        PyThread_release_lock(sd_pool_lock);
+        return p;
+    #else
+        (void) bytes;
+        return NULL;
+    #endif
+    }
+
+    /* Give back a block of sd_pool_alloc (bytes: the size it was asked for). */
+    static void sd_pool_free(void* p, size_t bytes) {
+        size_t u = (bytes + SD_UNIT - 1) / SD_UNIT;
+        sd_chunk* c;
+        if (p == NULL) return;
+        PyThread_acquire_lock(sd_pool_lock, WAIT_LOCK);
+        c = sd_chunk_of(p);
+        *(void**) p = sd_free_heads[u];
+        sd_free_heads[u] = p;
+        if (c != NULL && --c->live == 0) {
+            /* All free: cut from its start again (the newest next, the others when it is
+               full), its pages lent back to the kernel meanwhile. */
+            sd_chunk_purge(c);
+            if (c == sd_current) {
+                c->used = 0;
+            } else {
+    #if defined(__linux__) && defined(MADV_FREE)
+                madvise(c->base, c->used, MADV_FREE);
+    #endif
+                c->used = 0;
+            }
+        }
+        PyThread_release_lock(sd_pool_lock);
+    }
+    """
+    int sd_pool_init() noexcept
+    void* sd_pool_alloc(size_t nbytes) noexcept nogil
+    void sd_pool_free(void* p, size_t nbytes) noexcept nogil
+
+
+if sd_pool_init() != 0:
+    raise ImportError("sessiondata._core.stream: no lock for the store pool")
+
+
+cdef void _store_release(BarStore* s) noexcept nogil:
+    """Free a store's block (pooled or not); its rows are gone, n and max_rows stay."""
+    if s.pooled:
+        sd_pool_free(s.block, s.cap * s.stride)   # (the bytes it was asked for)
+    else:
+        free(s.block)
+    s.block = NULL
+    s.rows = NULL
+    s.cap = 0
+    s.pooled = False
+
+
+cdef int _store_pool(BarStore* s, Py_ssize_t rows) noexcept nogil:
+    """Move a store into a pooled block of at least ``rows`` rows (a dense stream's stores,
+    sized once for the session's slots); -1 when the pool has none (nothing changed)."""
+    cdef char* q
+    if rows < s.n:
+        rows = s.n
+    q = <char*> sd_pool_alloc(<size_t> (rows * s.stride))
+    if q == NULL:
+        return -1
+    if s.n > 0:
+        memcpy(q, s.rows, s.n * s.stride)
+    _store_release(s)
+    s.block = q
+    s.rows = q
+    s.cap = rows        # (the block's last unit may hold more: the pool's, as malloc's own)
+    s.pooled = True
+    return 0
+
+
+cdef int _store_unpool(BarStore* s, Py_ssize_t cap) noexcept nogil:
+    """Move a pooled store into a malloc'd block of ``cap`` rows (at least its n); -1 when
+    memory ran out (nothing changed)."""
+    cdef BarStore t
+    store_init(&t, s.with_counts)
+    if store_resize(&t, cap if cap > s.n else s.n) != 0:
+        return -1
+    if s.n > 0:
+        memcpy(t.rows, s.rows, s.n * s.stride)
+    _store_release(s)
+    s.block = t.block
+    s.rows = t.rows
+    s.cap = t.cap
+    return 0
+
+
+cdef int _store_size_once(BarStore* s, Py_ssize_t rows) noexcept nogil:
+    """Size a dense stream's store for ``rows`` (its session's slots): in the pool where it
+    can, else with malloc.  0, or -1 when memory ran out."""
+    if rows * s.stride <= <Py_ssize_t> (2 << 20) and _store_pool(s, rows) == 0:
+        return 0
+    if s.pooled:
+        return _store_unpool(s, rows)
+    return store_resize(s, rows)
+
+
+cdef int _store_trim(BarStore* s) noexcept nogil:
+    """Give back the rows no bar uses (the end of a stream): a shrinking realloc, or for a
+    pooled store, a move to malloc when more than an eighth of it is unused (the slack that
+    growth allows; a dense store rarely has that much).  0, or -1 when memory ran out (the
+    store is kept as it was)."""
+    if s.cap <= s.n or s.n == 0:
+        return 0
+    if s.pooled:
+        if (s.cap - s.n) * 8 <= s.cap:
+            return 0
+        return _store_unpool(s, s.n)
+    return store_resize(s, s.n)
 
 cdef extern from *:
     """
@@ -586,6 +813,8 @@ cdef class SymbolStream:
         self.base_ns = base_ns
         self.base.n = 0
         self.base.max_rows = _slots(&wo[0], &wc[0], wo.shape[0], base_ns)
+        if self.base.pooled and self.base.cap < self.base.max_rows:
+            _store_release(&self.base)      # (a pooled store is never grown: see _store_pool)
         self.n_derived = 0
         self.n_cascaded = 0
         self.base_fed = 0
@@ -607,10 +836,10 @@ cdef class SymbolStream:
 
     def __dealloc__(self):
         cdef Py_ssize_t k
-        store_free(&self.base)
+        _store_release(&self.base)
         if self.derived != NULL:
             for k in range(MAX_DERIVED):  # calloc'd: stores never used hold NULLs
-                store_free(&self.derived[k])
+                _store_release(&self.derived[k])
         free(self.rollups_block)
         free(self.revs)
         free(self.dseen)
@@ -654,6 +883,8 @@ cdef class SymbolStream:
             store_init(&self.derived[k], True)
         self.derived[k].n = 0       # a reset stream keeps its buffers
         self.derived[k].max_rows = _slots(&go[0], &gc[0], go.shape[0], step_ns)
+        if self.derived[k].pooled and self.derived[k].cap < self.derived[k].max_rows:
+            _store_release(&self.derived[k])
         r = &self.rollups[k]
         rollup_init(r, &go[0], &gc[0], &gb[0], &gl[0], go.shape[0], step_ns, self.base_ns)
         self.parent[k] = p
@@ -746,11 +977,11 @@ cdef class SymbolStream:
         cdef BarStore* d
         if (self.base.cap >= DENSE_AT and need <= self.base.max_rows <= DENSE_MAX_ROWS
                 and self.gaps.missing * 16 <= self.gaps.present):
-            if store_resize(&self.base, self.base.max_rows) != 0:
+            if _store_size_once(&self.base, self.base.max_rows) != 0:
                 return -1
             for k in range(self.n_derived):
                 d = &self.derived[k]
-                if d.cap < d.max_rows <= DENSE_MAX_ROWS and store_resize(d, d.max_rows) != 0:
+                if d.cap < d.max_rows <= DENSE_MAX_ROWS and _store_size_once(d, d.max_rows) != 0:
                     return -1
             return 0
         return store_reserve(&self.base, need)
@@ -759,11 +990,9 @@ cdef class SymbolStream:
         """Give back the rows no bar uses (the end of the symbol's stream)."""
         cdef Py_ssize_t k
         cdef int rc = 0
-        if self.base.cap > self.base.n and self.base.n > 0:
-            rc |= store_resize(&self.base, self.base.n)
+        rc |= _store_trim(&self.base)
         for k in range(self.n_derived):
-            if self.derived[k].cap > self.derived[k].n and self.derived[k].n > 0:
-                rc |= store_resize(&self.derived[k], self.derived[k].n)
+            rc |= _store_trim(&self.derived[k])
         return rc
 
     cdef inline int _accept(self, i64 t, f64 o, f64 h, f64 l, f64 c, f64 v) noexcept nogil:
