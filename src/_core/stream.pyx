@@ -2316,133 +2316,10 @@ cdef class SessionCore:
         raise TypeError(f"{symbol}: ts must be an integer of nanoseconds, got "
                         f"{type(ts).__name__} {ts!r}")
 
-    def add_bar(self, symbol, object ts, object open, object high, object low, object close,
-                object volume):
-        """Offer one base bar of ``symbol``.
-
-        Returns 0 when it was stored, -1 when the symbol is not registered (counted in
-        ``unknown_bars``), or, under the ``drop`` policy, the fault code of a dropped bar.
-        Under the ``raise`` policy a bad bar raises ``BadBarError``.  A value that is no
-        int64 timestamp or no real number raises TypeError/ValueError naming the field and
-        the symbol.
-        """
-        cdef object entry, s
-        cdef SymbolStream stream
-        cdef Py_ssize_t slot
-        cdef CacheSlot* cs
-        cdef int f
-        cdef bint exact
-        cdef i64 t
-        cdef f64 o, h, l, c, v
-        cdef f64 prices[5]
-        exact = type(symbol) is str
-        if not exact and not isinstance(symbol, str):
-            raise TypeError(f"symbol must be a string, got {type(symbol).__name__}")
-        if (type(open) is float and type(high) is float and type(low) is float
-                and type(close) is float and type(volume) is float and sd_ns_from_int(ts, &t)):
-            # The common case (Python ints and floats), read straight from the objects.
-            o = PyFloat_AS_DOUBLE(open)
-            h = PyFloat_AS_DOUBLE(high)
-            l = PyFloat_AS_DOUBLE(low)
-            c = PyFloat_AS_DOUBLE(close)
-            v = PyFloat_AS_DOUBLE(volume)
-        else:
-            self._convert(symbol, ts, open, high, low, close, volume, &t, prices)
-            o = prices[0]
-            h = prices[1]
-            l = prices[2]
-            c = prices[3]
-            v = prices[4]
-        slot = self._cache_find(symbol) if exact else -1
-        if slot >= 0:
-            cs = &self._cache[slot]
-            stream = <SymbolStream> cs.stream
-            # What the next bar will need, if it is for the symbol that came after this one
-            # last time: fetched while this bar and the caller's loop run.
-            sd_prefetch(cs.next_key)
-            sd_prefetch(cs.next_slot)
-            sd_prefetch(cs.next_stream)
-            sd_prefetch(cs.next_stream + 64)
-            sd_prefetch(cs.next_stream + 128)
-            sd_prefetch(cs.next_stream + 192)
-            sd_prefetch(cs.next_stream + STREAM_HOT_END - 1)
-            sd_prefetch(cs.next_row)
-            sd_prefetch(cs.next_row + 47)
-            sd_prefetch(cs.next_rollup)
-            if self._events_on:
-                sd_prefetch(cs.next_stream + 256)
-                sd_prefetch(cs.next_stream + 320)
-                sd_prefetch(cs.next_stream + STREAM_EVENTS_END - 1)
-            if cs.next_close != NULL:
-                # Its bar will close a bucket: the derived row, the roll-ups the closed bar
-                # cascades into (three intervals' worth), the stores and parents.
-                sd_prefetch(cs.next_close)
-                sd_prefetch(cs.next_rollup + 64)
-                sd_prefetch(cs.next_rollup + 128)
-                sd_prefetch(cs.next_rollup + 192)
-                sd_prefetch(cs.next_rollup + 256)
-                sd_prefetch(cs.next_rollup + 320)
-                sd_prefetch(cs.next_rollup + 512)
-                sd_prefetch(cs.next_rollup + 576)
-                sd_prefetch(cs.next_rollup - ROLLUPS_AT + DERIVED_AT)
-                sd_prefetch(cs.next_rollup - ROLLUPS_AT + DERIVED_AT + 64)
-                sd_prefetch(cs.next_rollup - ROLLUPS_AT + DERIVED_AT + 128)
-                sd_prefetch(cs.next_rollup - ROLLUPS_AT + PARENT_AT)
-                if self._events_on:
-                    sd_prefetch(cs.next_rollup - ROLLUPS_AT + EMITTED_AT)
-        else:
-            entry = self._reg.get(symbol)
-            if entry is None:
-                self._unknown_bars[symbol] = self._unknown_bars.get(symbol, 0) + 1
-                return -1
-            s = (<SymbolCore?> entry)._stream
-            if type(s) is not SymbolStream:     # (final: an exact type test is the whole test)
-                raise TypeError(f"{symbol}: the registry's entry holds no stream")
-            stream = <SymbolStream> s
-            if exact:
-                self._cache_put(symbol, stream)
-        if stream.busy:
-            return self._add_bar_waiting(symbol, t, o, h, l, c, v)
-        f = stream._accept(t, o, h, l, c, v)
-        if slot >= 0:
-            if self._last_slot >= 0 and self._last_slot != slot:
-                cs = &self._cache[self._last_slot]
-                cs.next_key = <const char*> <PyObject*> symbol
-                cs.next_slot = <const char*> &self._cache[slot]
-                cs.next_stream = <const char*> <PyObject*> stream
-                cs.next_row = <const char*> store_row(&stream.base, stream.base.n)
-                cs.next_rollup = <const char*> stream.rollups
-                cs.next_close = NULL
-                if (stream.base_fed & 1u and stream.rollups[0].bucket.active
-                        and add_sat(stream.last_ns, stream.base_ns)
-                        >= stream.rollups[0].bucket.close_at):
-                    # (the slot after this one: if the next bar is on time, it closes)
-                    cs.next_close = <const char*> store_row(&stream.derived[0],
-                                                            stream.derived[0].n)
-            self._last_slot = slot
-        if f == FAULT_NONE:
-            t = add_sat(t, stream.base_ns)     # the bar's end (saturated at the int64 max)
-            if t > self._clock:
-                self._clock = t
-            if self._events_on:
-                _after_bar(self, stream, symbol)
-            return 0
-        if f == FAULT_OVERFLOW:
-            raise MemoryError("no memory left for bars")
-        if self._revise and (f == FAULT_UNSORTED or f == FAULT_DUPLICATE or f == FAULT_LATE):
-            f = stream._revise_bar(t, o, h, l, c, v, self._events_on)
-            if f == FAULT_NONE:
-                t = add_sat(t, stream.base_ns)
-                if t > self._clock:
-                    self._clock = t
-                if self._events_on:
-                    _after_bar(self, stream, symbol)
-                return 0
-        if self._raise_on_bad:
-            # Raised, not dropped: the caller hears of it, the quality report does not.
-            self._bad_bar(symbol, f, t, o, h, l, c, v)
-        stream.rejected[f] += 1
-        return f
+    def _add_bar_kw(self, symbol, ts, open, high, low, close, volume):
+        """``add_bar`` called with keywords (or a wrong number of arguments): its C entry
+        passes such calls here, where Cython parses them."""
+        return _add_bar_impl(self, symbol, ts, open, high, low, close, volume)
 
     # -- the declared callbacks ------------------------------------------------------------
     # The policy this class leaves to Python (docs/live.md, "The registry and its kernels"):
@@ -2719,6 +2596,189 @@ cdef class SessionCore:
         return 0
 
 
+cdef object _add_bar_impl(SessionCore self, object symbol, object ts, object open, object high,
+                          object low, object close, object volume):
+    """SessionCore.add_bar (its docstring: _ADD_BAR_DOC).  Called from the method's C entry
+    (sd_add_bar_entry) with the caller's arguments borrowed: no reference is taken or dropped
+    on any of them."""
+    cdef object entry, s
+    cdef SymbolStream stream
+    cdef Py_ssize_t slot
+    cdef CacheSlot* cs
+    cdef int f
+    cdef bint exact
+    cdef i64 t
+    cdef f64 o, h, l, c, v
+    cdef f64 prices[5]
+    exact = type(symbol) is str
+    if not exact and not isinstance(symbol, str):
+        raise TypeError(f"symbol must be a string, got {type(symbol).__name__}")
+    if (type(open) is float and type(high) is float and type(low) is float
+            and type(close) is float and type(volume) is float and sd_ns_from_int(ts, &t)):
+        # The common case (Python ints and floats), read straight from the objects.
+        o = PyFloat_AS_DOUBLE(open)
+        h = PyFloat_AS_DOUBLE(high)
+        l = PyFloat_AS_DOUBLE(low)
+        c = PyFloat_AS_DOUBLE(close)
+        v = PyFloat_AS_DOUBLE(volume)
+    else:
+        self._convert(symbol, ts, open, high, low, close, volume, &t, prices)
+        o = prices[0]
+        h = prices[1]
+        l = prices[2]
+        c = prices[3]
+        v = prices[4]
+    slot = self._cache_find(symbol) if exact else -1
+    if slot >= 0:
+        cs = &self._cache[slot]
+        stream = <SymbolStream> cs.stream
+        # What the next bar will need, if it is for the symbol that came after this one
+        # last time: fetched while this bar and the caller's loop run.
+        sd_prefetch(cs.next_key)
+        sd_prefetch(cs.next_slot)
+        sd_prefetch(cs.next_stream)
+        sd_prefetch(cs.next_stream + 64)
+        sd_prefetch(cs.next_stream + 128)
+        sd_prefetch(cs.next_stream + 192)
+        sd_prefetch(cs.next_stream + STREAM_HOT_END - 1)
+        sd_prefetch(cs.next_row)
+        sd_prefetch(cs.next_row + 47)
+        sd_prefetch(cs.next_rollup)
+        if self._events_on:
+            sd_prefetch(cs.next_stream + 256)
+            sd_prefetch(cs.next_stream + 320)
+            sd_prefetch(cs.next_stream + STREAM_EVENTS_END - 1)
+        if cs.next_close != NULL:
+            # Its bar will close a bucket: the derived row, the roll-ups the closed bar
+            # cascades into (three intervals' worth), the stores and parents.
+            sd_prefetch(cs.next_close)
+            sd_prefetch(cs.next_rollup + 64)
+            sd_prefetch(cs.next_rollup + 128)
+            sd_prefetch(cs.next_rollup + 192)
+            sd_prefetch(cs.next_rollup + 256)
+            sd_prefetch(cs.next_rollup + 320)
+            sd_prefetch(cs.next_rollup + 512)
+            sd_prefetch(cs.next_rollup + 576)
+            sd_prefetch(cs.next_rollup - ROLLUPS_AT + DERIVED_AT)
+            sd_prefetch(cs.next_rollup - ROLLUPS_AT + DERIVED_AT + 64)
+            sd_prefetch(cs.next_rollup - ROLLUPS_AT + DERIVED_AT + 128)
+            sd_prefetch(cs.next_rollup - ROLLUPS_AT + PARENT_AT)
+            if self._events_on:
+                sd_prefetch(cs.next_rollup - ROLLUPS_AT + EMITTED_AT)
+    else:
+        entry = self._reg.get(symbol)
+        if entry is None:
+            self._unknown_bars[symbol] = self._unknown_bars.get(symbol, 0) + 1
+            return -1
+        s = (<SymbolCore?> entry)._stream
+        if type(s) is not SymbolStream:     # (final: an exact type test is the whole test)
+            raise TypeError(f"{symbol}: the registry's entry holds no stream")
+        stream = <SymbolStream> s
+        if exact:
+            self._cache_put(symbol, stream)
+    if stream.busy:
+        return self._add_bar_waiting(symbol, t, o, h, l, c, v)
+    f = stream._accept(t, o, h, l, c, v)
+    if slot >= 0:
+        if self._last_slot >= 0 and self._last_slot != slot:
+            cs = &self._cache[self._last_slot]
+            cs.next_key = <const char*> <PyObject*> symbol
+            cs.next_slot = <const char*> &self._cache[slot]
+            cs.next_stream = <const char*> <PyObject*> stream
+            cs.next_row = <const char*> store_row(&stream.base, stream.base.n)
+            cs.next_rollup = <const char*> stream.rollups
+            cs.next_close = NULL
+            if (stream.base_fed & 1u and stream.rollups[0].bucket.active
+                    and add_sat(stream.last_ns, stream.base_ns)
+                    >= stream.rollups[0].bucket.close_at):
+                # (the slot after this one: if the next bar is on time, it closes)
+                cs.next_close = <const char*> store_row(&stream.derived[0],
+                                                        stream.derived[0].n)
+        self._last_slot = slot
+    if f == FAULT_NONE:
+        t = add_sat(t, stream.base_ns)     # the bar's end (saturated at the int64 max)
+        if t > self._clock:
+            self._clock = t
+        if self._events_on:
+            _after_bar(self, stream, symbol)
+        return 0
+    if f == FAULT_OVERFLOW:
+        raise MemoryError("no memory left for bars")
+    if self._revise and (f == FAULT_UNSORTED or f == FAULT_DUPLICATE or f == FAULT_LATE):
+        f = stream._revise_bar(t, o, h, l, c, v, self._events_on)
+        if f == FAULT_NONE:
+            t = add_sat(t, stream.base_ns)
+            if t > self._clock:
+                self._clock = t
+            if self._events_on:
+                _after_bar(self, stream, symbol)
+            return 0
+    if self._raise_on_bad:
+        # Raised, not dropped: the caller hears of it, the quality report does not.
+        self._bad_bar(symbol, f, t, o, h, l, c, v)
+    stream.rejected[f] += 1
+    return f
+
+
+# SessionCore.add_bar is installed by hand as a METH_FASTCALL | METH_KEYWORDS method (the
+# per-bar path's entry): Cython's own wrapper of a ``def`` method copies the 7 arguments into
+# an array and takes and drops a reference on each (~80-100 instructions a call); this entry
+# hands the caller's array straight to _add_bar_impl, and sends keywords to _add_bar_kw.
+cdef bytes _ADD_BAR_DOC = b"""add_bar($self, symbol, ts, open, high, low, close, volume)
+--
+
+Offer one base bar of ``symbol``.
+
+Returns 0 when it was stored, -1 when the symbol is not registered (counted in
+``unknown_bars``), or, under the ``drop`` policy, the fault code of a dropped bar.
+Under the ``raise`` policy a bad bar raises ``BadBarError``.  A value that is no
+int64 timestamp or no real number raises TypeError/ValueError naming the field and
+the symbol."""
+
+cdef extern from *:
+    """
+    typedef PyObject* (*sd_add_bar_fn)(PyObject*, PyObject*, PyObject*, PyObject*, PyObject*,
+                                       PyObject*, PyObject*, PyObject*);
+    typedef PyObject* (*sd_add_bar_kw_fn)(PyObject*, PyObject* const*, Py_ssize_t, PyObject*);
+    static sd_add_bar_fn sd_add_bar_impl = NULL;
+    static sd_add_bar_kw_fn sd_add_bar_kw = NULL;
+    static PyObject* sd_add_bar_entry(PyObject* self, PyObject* const* args, Py_ssize_t nargs,
+                                      PyObject* kwnames) {
+        if (nargs == 7 && kwnames == NULL)
+            return sd_add_bar_impl(self, args[0], args[1], args[2], args[3], args[4], args[5],
+                                   args[6]);
+        return sd_add_bar_kw(self, args, nargs, kwnames);
+    }
+    static PyMethodDef sd_add_bar_def = {
+        "add_bar", (PyCFunction) (void (*)(void)) sd_add_bar_entry,
+        METH_FASTCALL | METH_KEYWORDS, NULL};
+    /* Install the method in the (static) type's dict, which setattr refuses for such types. */
+    static int sd_install_add_bar(PyObject* type, void* impl, void* kw, const char* doc) {
+        PyObject* descr;
+        int rc;
+        sd_add_bar_impl = (sd_add_bar_fn) impl;
+        sd_add_bar_kw = (sd_add_bar_kw_fn) kw;
+        sd_add_bar_def.ml_doc = doc;
+        descr = PyDescr_NewMethod((PyTypeObject*) type, &sd_add_bar_def);
+        if (descr == NULL) return -1;
+        rc = PyDict_SetItemString(((PyTypeObject*) type)->tp_dict, "add_bar", descr);
+        Py_DECREF(descr);
+        PyType_Modified((PyTypeObject*) type);
+        return rc;
+    }
+    """
+    int sd_install_add_bar(object type, void* impl, void* kw, const char* doc) except -1
+
+
+cdef object _add_bar_kw(object self, PyObject** args, Py_ssize_t nargs, PyObject* kwnames):
+    """add_bar with keywords, or with a wrong number of arguments: Cython's parsing."""
+    cdef Py_ssize_t given = nargs + (len(<object> kwnames) if kwnames != NULL else 0)
+    if given != 7:
+        raise TypeError(f"add_bar() takes 7 arguments (symbol, ts, open, high, low, close, "
+                        f"volume), {given} given")
+    return _vectorcall(getattr(self, "_add_bar_kw"), args, <size_t> nargs, kwnames)
+
+
 cdef int _after_bar_news(SessionCore self, SymbolStream stream, object symbol) except -1:
     """The bar has news for the subscribers (a gap ended, a derived bar closed, a revision):
     collect it (or, when only derived bars closed and nobody wants them, take them as
@@ -2786,3 +2846,6 @@ def bad_value(symbol, ts, open, high, low, close, volume):
         except (TypeError, ValueError):
             raise TypeError(f"{symbol}: {name} must be a real number, got "
                             f"{type(value).__name__} {value!r}") from None
+
+
+sd_install_add_bar(SessionCore, <void*> _add_bar_impl, <void*> _add_bar_kw, _ADD_BAR_DOC)
