@@ -129,6 +129,17 @@ cdef extern from *:
 
 cdef extern from *:
     """
+    /* One field copied, read as it was written (volatile: never merged with its neighbour
+       into one wider load, which the store buffer could not forward). */
+    #define sd_copy_i64(dst, src) ((dst) = *(const volatile int64_t*) &(src))
+    #define sd_copy_ssize(dst, src) ((dst) = *(const volatile Py_ssize_t*) &(src))
+    """
+    void sd_copy_i64(i64 dst, i64 src) noexcept nogil
+    void sd_copy_ssize(Py_ssize_t dst, Py_ssize_t src) noexcept nogil
+
+
+cdef extern from *:
+    """
     /* An exact int of up to three 30-bit digits (every int64 nanosecond timestamp of the
        years 1677-2262 has three) as int64, without the generic conversion (Cython's own
        inline cases stop at two digits; the generic call costs ~90 instructions).  Returns 1
@@ -2805,8 +2816,12 @@ cdef inline int _after_bar(SessionCore self, SymbolStream stream, object symbol)
             or stream.n_revs or stream.seen_n + 1 != stream.base.n):
         _after_bar_news(self, stream, symbol)
     else:
-        # Nothing to tell (the common case): the events' walker just follows.
-        _follow(&stream.seen, &stream.gaps)
+        # Nothing to tell (the common case): the events' walker just follows, in the fields
+        # a bar in order moves (no run was recorded: runs, missing and overflow are the
+        # same; collect restarts from window and next_slot).
+        sd_copy_ssize(stream.seen.window, stream.gaps.window)
+        sd_copy_i64(stream.seen.next_slot, stream.gaps.next_slot)
+        sd_copy_i64(stream.seen.present, stream.gaps.present)
         stream.seen_n = stream.base.n
         stream.stale_sent = False
     if self._clock >= self._next_scan:
