@@ -914,3 +914,27 @@ def test_add_bar_takes_keywords_and_names_a_wrong_count():
     assert list(inspect.signature(SessionData.add_bar).parameters) == [
         "self", "symbol", "ts", "open", "high", "low", "close", "volume"]
     assert SessionData.add_bar.__doc__.startswith("Offer one base bar")
+
+
+def test_a_dropped_session_is_freed_without_the_cyclic_gc():
+    """Entries hold their registry weakly: a session nobody holds goes at once, with its
+    streams and their stores (the next session does not take new memory meanwhile); an
+    entry kept past its session still reads its bars."""
+    import gc
+    import weakref
+
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        sd = _session("revise")
+        sd.subscribe(lambda event: None)
+        for i in range(30):
+            sd.add_bar("X", *_bar(i))
+        entry = sd.get_symbol_data("X")
+        ref = weakref.ref(sd)
+        del sd
+        assert ref() is None
+        assert entry.bar_count() == 30 and len(entry.bars("5m")) == 6
+    finally:
+        if enabled:
+            gc.enable()
