@@ -9,8 +9,10 @@ ns per bar; the reference is the same loop calling an empty function with the sa
 ``facade-stream-700``: the same with 700 symbols, gated as a ratio to its empty-call loop:
 with that many streams interleaved, each bar's stream state is a cache miss away unless
 ``add_bar`` fetched it ahead (it does when symbols come in the same order slot after slot, as
-here; docs/live.md, Cost): ~215-235 ns/bar against ~130-140 ns for a handful (CPU time,
-load 2-4, 2026-12-07; ~300-315 ns before the row-major stores and the prefetch).  Its
+here; docs/live.md, Cost): ~195 ns/bar against ~120 ns for a handful (CPU time, load 3-4,
+2026-12-07, after the stores' huge-page pool and add_bar's own entry; ~215-235 ns before
+them, ~300-315 ns before the row-major stores and the prefetch).  Its first rounds in a
+fresh process fault the pool's huge pages in (slow on a VM: ~10-18 ms each).  Its
 events+revise row: the clock's scan, once a slot, looks only at the streams that missed it.  Each round
 is a fresh ``SessionData``: its stores' pages are new and faulted in during the round.
 ``events+revise`` (in both groups): the same loop on a ``SessionData(on_bad="revise")`` with a

@@ -12,6 +12,7 @@ import collections
 import contextlib
 from datetime import date as _date
 import threading
+import weakref
 from typing import Any, Callable, Iterable, Mapping, NoReturn, Sequence
 
 import numpy as np
@@ -59,7 +60,19 @@ class SymbolSessionData(SymbolCore):
         self.scored_span: tuple[int | None, int | None] = (None, None)
         self._stream = stream
         self._slot: dict[str, int] = {base_interval.name: -1}  # interval -> store index
-        self._session: "SessionData | None" = None
+        self._session_ref: weakref.ref[SessionData] | None = None
+
+    @property
+    def _session(self) -> "SessionData | None":
+        """The registry holding this entry (for its lock), or None.  Held weakly: the registry
+        holds its entries, and a cycle would keep a dropped session, its streams and their
+        stores alive until the cyclic GC ran (a new session meanwhile takes new memory)."""
+        ref = self._session_ref
+        return None if ref is None else ref()
+
+    @_session.setter
+    def _session(self, session: "SessionData | None") -> None:
+        self._session_ref = None if session is None else weakref.ref(session)
 
     # -- reads (snapshots) ----------------------------------------------------------------
 

@@ -890,3 +890,51 @@ def test_many_symbols_each_batch_gap_opened_once_and_closed_once(churn):
     if not churn:
         del present[late]
     _check_against_batch(co, sd, events, cal, slots, present, exactly_once=True)
+
+
+def test_add_bar_takes_keywords_and_names_a_wrong_count():
+    """add_bar's own C entry takes the 7 fields by position; keywords go the slow way and give
+    the same bars; a wrong count is a TypeError that names add_bar."""
+    import inspect
+
+    by_position, by_keyword = _session("raise"), _session("raise")
+    for i in range(12):
+        ts, o, h, lo, c, v = _bar(i)
+        assert by_position.add_bar("X", ts, o, h, lo, c, v) == 0
+        assert by_keyword.add_bar("X", ts, o, h, lo, c, volume=v) == 0 if i % 2 else \
+            by_keyword.add_bar(symbol="X", ts=ts, open=o, high=h, low=lo, close=c, volume=v) == 0
+    a, b = by_position.get_symbol_data("X"), by_keyword.get_symbol_data("X")
+    for interval in ("1m",) + DERIVED:
+        assert a.bars(interval).to_pandas().equals(b.bars(interval).to_pandas()), interval
+    assert by_position.add_bar("Y", *_bar(12)) == -1 and by_position.unknown_bars == {"Y": 1}
+    for args, kwargs in ((("X", T0), {}), (("X",) + _bar(13) + (1.0,), {}),
+                         (("X",) + _bar(13), {"volume": 1.0})):
+        with pytest.raises(TypeError, match="add_bar"):
+            by_position.add_bar(*args, **kwargs)
+    assert list(inspect.signature(SessionData.add_bar).parameters) == [
+        "self", "symbol", "ts", "open", "high", "low", "close", "volume"]
+    assert SessionData.add_bar.__doc__.startswith("Offer one base bar")
+
+
+def test_a_dropped_session_is_freed_without_the_cyclic_gc():
+    """Entries hold their registry weakly: a session nobody holds goes at once, with its
+    streams and their stores (the next session does not take new memory meanwhile); an
+    entry kept past its session still reads its bars."""
+    import gc
+    import weakref
+
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        sd = _session("revise")
+        sd.subscribe(lambda event: None)
+        for i in range(30):
+            sd.add_bar("X", *_bar(i))
+        entry = sd.get_symbol_data("X")
+        ref = weakref.ref(sd)
+        del sd
+        assert ref() is None
+        assert entry.bar_count() == 30 and len(entry.bars("5m")) == 6
+    finally:
+        if enabled:
+            gc.enable()

@@ -482,6 +482,42 @@ def test_symbol_stream_dense_store_is_sized_once_then_trimmed():
     assert sparse.held_nbytes <= sparse.nbytes <= 1.125 * sparse.held_nbytes + 64 * 48
     assert sparse.nbytes < slots * 48 // 10
 
+
+def test_dense_stores_in_the_pool_survive_reset_trim_and_reuse():
+    """A dense stream's stores, sized once (in the huge-page pool where there is one), are
+    reset onto a longer session (their session's slots no longer fit: they go, and are sized
+    again), onto a shorter one (kept), trimmed at the end, and freed with their stream, whose
+    blocks the next streams reuse: the bars are the bars pushed, whatever happened before."""
+    def day(slots, seed):
+        ts = np.arange(slots, dtype=np.int64)
+        return (ts,) + ref.random_prices(np.random.default_rng(seed), slots)
+
+    def check(s, cols):
+        bars = s.bars()
+        for name, col in zip(("ts", "open", "high", "low", "close", "volume"), cols):
+            assert bars[name].tolist() == np.asarray(col).tolist(), name
+        assert s.bars(0)["ts"].tolist() == list(range(0, len(cols[0]), 10))
+
+    streams = []
+    for round_ in range(3):
+        for i in range(4):
+            slots = (1440, 2880, 390, 1440)[(i + round_) % 4]     # longer, shorter, ...
+            s = streams[i] if round_ and i < len(streams) else SymbolStream([0], [slots], 1)
+            s.reset([0], [slots], 1)
+            s.add_derived([0], [slots], [slots], 10)
+            cols = day(slots, 100 * round_ + i)
+            for row in zip(*(c.tolist() for c in cols)):
+                assert s.push(*row) == 0
+            assert s.nbytes >= s.held_nbytes
+            check(s, cols)
+            s.flush()
+            assert s.held_nbytes <= s.nbytes <= 1.125 * s.held_nbytes
+            check(s, cols)
+            if i >= len(streams):
+                streams.append(s)
+        # Each round a stream is freed and another made: the pool's blocks go round.
+        streams[round_ % len(streams)] = SymbolStream([0], [1440], 1)
+
 # --------------------------------------------------------------------------- threads
 
 

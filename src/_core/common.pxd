@@ -343,6 +343,7 @@ cdef struct BarStore:
     Py_ssize_t cap
     Py_ssize_t stride       # bytes per row: 48, or 64 with counts
     bint with_counts
+    bint pooled             # block is from stream.pyx's huge-page pool: its owner frees it
     char* block             # the allocation (NULL: none)
     Py_ssize_t max_rows     # rows it can ever need (a session's slots), 0 when unknown
 
@@ -358,11 +359,14 @@ cdef inline void store_init(BarStore* s, bint with_counts) noexcept nogil:
     s.n = 0
     s.cap = 0
     s.max_rows = 0
+    s.pooled = False
     s.with_counts = with_counts
     s.stride = sizeof(BarRow) if with_counts else 6 * 8
 
 
 cdef inline void store_free(BarStore* s) noexcept nogil:
+    if s.pooled:
+        return      # (its owner gives a pooled block back; never reached otherwise)
     free(s.block)
     cdef Py_ssize_t max_rows = s.max_rows
     store_init(s, s.with_counts)
@@ -373,6 +377,8 @@ cdef inline int store_resize(BarStore* s, Py_ssize_t cap) noexcept nogil:
     """Set the capacity to cap rows (cap >= s.n); -1 when memory ran out (nothing is lost)."""
     cdef Py_ssize_t old_off = s.rows - s.block if s.block != NULL else 0, new_off
     cdef char* q
+    if s.pooled:
+        return -1   # a pooled store holds its session's slots: never grown (see stream.pyx)
     if cap < 1:
         cap = 1
     q = <char*> realloc(s.block, cap * s.stride + 63)

@@ -115,6 +115,9 @@ class SessionCore:
     _grace_slots: int
     def add_bar(self, symbol: str, ts: SupportsIndex, open: SupportsFloat, high: SupportsFloat,
                 low: SupportsFloat, close: SupportsFloat, volume: SupportsFloat) -> int: ...
+    def _add_bar_kw(self, symbol: str, ts: SupportsIndex, open: SupportsFloat,
+                    high: SupportsFloat, low: SupportsFloat, close: SupportsFloat,
+                    volume: SupportsFloat) -> int: ...
     def _add_bar_waiting(self, symbol: str, ts: int, open: float, high: float, low: float,
                          close: float, volume: float) -> int: ...
     def _bad_bar(self, symbol: str, fault: int, ts: int, open: float, high: float, low: float,

@@ -14,7 +14,7 @@ from cpython.ref cimport PyObject, Py_INCREF, Py_XDECREF
 from libc.stdint cimport INT64_MAX, INT64_MIN, uint8_t
 from libc.stdlib cimport calloc, free
 from cpython.float cimport PyFloat_AS_DOUBLE
-from libc.string cimport memmove, memset
+from libc.string cimport memcpy, memmove, memset
 
 import numpy as np
 
@@ -129,6 +129,17 @@ cdef extern from *:
 
 cdef extern from *:
     """
+    /* One field copied, read as it was written (volatile: never merged with its neighbour
+       into one wider load, which the store buffer could not forward). */
+    #define sd_copy_i64(dst, src) ((dst) = *(const volatile int64_t*) &(src))
+    #define sd_copy_ssize(dst, src) ((dst) = *(const volatile Py_ssize_t*) &(src))
+    """
+    void sd_copy_i64(i64 dst, i64 src) noexcept nogil
+    void sd_copy_ssize(Py_ssize_t dst, Py_ssize_t src) noexcept nogil
+
+
+cdef extern from *:
+    """
     /* An exact int of up to three 30-bit digits (every int64 nanosecond timestamp of the
        years 1677-2262 has three) as int64, without the generic conversion (Cython's own
        inline cases stop at two digits; the generic call costs ~90 instructions).  Returns 1
@@ -171,6 +182,233 @@ cdef extern from *:
     """
     bint sd_ns_from_int(object x, i64* out) noexcept
 
+
+cdef extern from *:
+    """
+    /* A pool of blocks in transparent huge pages for the stores of dense streams (see
+       _store_pool): with hundreds of symbols interleaved, each bar writes a row of its
+       symbol's stores, each on a 4 KiB page of its own, and the page walks of the TLB misses
+       (two-dimensional under a hypervisor) were what was left of a bar's cost at 700
+       symbols.  Blocks come from 2 MiB-aligned chunks mapped with MADV_HUGEPAGE, in 1 KiB
+       units, and go back to a free list per size.  A chunk whose blocks are all free is cut
+       from again from its start; until then its pages are MADV_FREE (the kernel takes them
+       back when it needs the memory; the next session finds them in place if not, with no
+       2 MiB page cleared again, which under a hypervisor costs more than the bars).  Linux
+       only: elsewhere sd_pool_alloc says no and the stores use malloc.  Every call holds
+       sd_pool_lock. */
+    #include "pythread.h"
+    #if defined(__linux__)
+    #include <sys/mman.h>
+    #endif
+    #define SD_UNIT ((size_t) 1024)
+    #define SD_CLASSES 2048                     /* blocks of up to 2 MiB */
+    #define SD_HUGE ((size_t) 2 << 20)
+    #define SD_CHUNK ((size_t) 32 << 20)
+    typedef struct sd_chunk {
+        struct sd_chunk* next;
+        char* base;          /* 2 MiB aligned, SD_CHUNK long */
+        size_t used;         /* bytes handed out from base (bump) */
+        size_t live;         /* blocks handed out and not given back */
+    } sd_chunk;
+    static sd_chunk* sd_chunks = NULL;          /* every chunk mapped */
+    static sd_chunk* sd_current = NULL;         /* the one blocks are cut from */
+    static void* sd_free_heads[SD_CLASSES + 1];  /* free blocks by size in units, linked */
+    static PyThread_type_lock sd_pool_lock = NULL;
+
+    static int sd_pool_init(void) {
+        if (sd_pool_lock == NULL) sd_pool_lock = PyThread_allocate_lock();
+        return sd_pool_lock != NULL ? 0 : -1;
+    }
+
+    static sd_chunk* sd_chunk_of(void* p) {
+        sd_chunk* c;
+        for (c = sd_chunks; c != NULL; c = c->next)
+            if ((char*) p >= c->base && (char*) p < c->base + SD_CHUNK) return c;
+        return NULL;
+    }
+
+    #if defined(__linux__) && defined(MADV_HUGEPAGE)
+    /* A chunk to cut from: an empty one if there is one, else a new mapping. */
+    static sd_chunk* sd_chunk_next(void) {
+        sd_chunk* c;
+        char* raw;
+        char* base;
+        size_t head;
+        for (c = sd_chunks; c != NULL; c = c->next)
+            if (c->live == 0 && c != sd_current) return c;
+        c = (sd_chunk*) malloc(sizeof(sd_chunk));
+        if (c == NULL) return NULL;
+        raw = (char*) mmap(NULL, SD_CHUNK + SD_HUGE, PROT_READ | PROT_WRITE,
+                           MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (raw == (char*) MAP_FAILED) { free(c); return NULL; }
+        /* Only the 2 MiB-aligned SD_CHUNK bytes stay mapped: every huge page is whole. */
+        head = (size_t) ((0 - (uintptr_t) raw) & (SD_HUGE - 1));
+        base = raw + head;
+        if (head) munmap(raw, head);
+        munmap(base + SD_CHUNK, SD_HUGE - head);
+        madvise(base, SD_CHUNK, MADV_HUGEPAGE);   /* (a refusal only costs the huge pages) */
+        c->base = base;
+        c->used = 0;
+        c->live = 0;
+        c->next = sd_chunks;
+        sd_chunks = c;
+        return c;
+    }
+    #endif
+
+    /* Forget the free blocks that lie in chunk c (its blocks are all free). */
+    static void sd_chunk_purge(sd_chunk* c) {
+        size_t u;
+        void** link;
+        for (u = 1; u <= SD_CLASSES; u++) {
+            link = &sd_free_heads[u];
+            while (*link != NULL) {
+                if ((char*) *link >= c->base && (char*) *link < c->base + SD_CHUNK)
+                    *link = *(void**) *link;
+                else
+                    link = (void**) *link;
+            }
+        }
+    }
+
+    /* A block of at least `bytes` (1 KiB aligned); NULL: use malloc. */
+    static void* sd_pool_alloc(size_t bytes) {
+    #if defined(__linux__) && defined(MADV_HUGEPAGE)
+        size_t u = (bytes + SD_UNIT - 1) / SD_UNIT;
+        void* p;
+        sd_chunk* c;
+        if (u == 0 || u > SD_CLASSES || sd_pool_lock == NULL) return NULL;
+        PyThread_acquire_lock(sd_pool_lock, WAIT_LOCK);
+        p = sd_free_heads[u];
+        if (p != NULL) {
+            sd_free_heads[u] = *(void**) p;
+            c = sd_chunk_of(p);
+        } else {
+            c = sd_current;
+            if (c == NULL || c->used + u * SD_UNIT > SD_CHUNK) {
+                c = sd_chunk_next();
+                if (c != NULL) {
+                    c->used = 0;
+                    sd_current = c;
+                }
+            }
+            if (c != NULL) {
+                p = c->base + c->used;
+                c->used += u * SD_UNIT;
+            }
+        }
+        if (c != NULL) c->live++;
+        PyThread_release_lock(sd_pool_lock);
+        return p;
+    #else
+        (void) bytes;
+        return NULL;
+    #endif
+    }
+
+    /* Give back a block of sd_pool_alloc (bytes: the size it was asked for). */
+    static void sd_pool_free(void* p, size_t bytes) {
+        size_t u = (bytes + SD_UNIT - 1) / SD_UNIT;
+        sd_chunk* c;
+        if (p == NULL) return;
+        PyThread_acquire_lock(sd_pool_lock, WAIT_LOCK);
+        c = sd_chunk_of(p);
+        *(void**) p = sd_free_heads[u];
+        sd_free_heads[u] = p;
+        if (c != NULL && --c->live == 0) {
+            /* All free: cut from its start again (the newest next, the others when it is
+               full), its pages lent back to the kernel meanwhile. */
+            sd_chunk_purge(c);
+            if (c == sd_current) {
+                c->used = 0;
+            } else {
+    #if defined(__linux__) && defined(MADV_FREE)
+                madvise(c->base, c->used, MADV_FREE);
+    #endif
+                c->used = 0;
+            }
+        }
+        PyThread_release_lock(sd_pool_lock);
+    }
+    """
+    int sd_pool_init() noexcept
+    void* sd_pool_alloc(size_t nbytes) noexcept nogil
+    void sd_pool_free(void* p, size_t nbytes) noexcept nogil
+
+
+if sd_pool_init() != 0:
+    raise ImportError("sessiondata._core.stream: no lock for the store pool")
+
+
+cdef void _store_release(BarStore* s) noexcept nogil:
+    """Free a store's block (pooled or not); its rows are gone, n and max_rows stay."""
+    if s.pooled:
+        sd_pool_free(s.block, s.cap * s.stride)   # (the bytes it was asked for)
+    else:
+        free(s.block)
+    s.block = NULL
+    s.rows = NULL
+    s.cap = 0
+    s.pooled = False
+
+
+cdef int _store_pool(BarStore* s, Py_ssize_t rows) noexcept nogil:
+    """Move a store into a pooled block of at least ``rows`` rows (a dense stream's stores,
+    sized once for the session's slots); -1 when the pool has none (nothing changed)."""
+    cdef char* q
+    if rows < s.n:
+        rows = s.n
+    q = <char*> sd_pool_alloc(<size_t> (rows * s.stride))
+    if q == NULL:
+        return -1
+    if s.n > 0:
+        memcpy(q, s.rows, s.n * s.stride)
+    _store_release(s)
+    s.block = q
+    s.rows = q
+    s.cap = rows        # (the block's last unit may hold more: the pool's, as malloc's own)
+    s.pooled = True
+    return 0
+
+
+cdef int _store_unpool(BarStore* s, Py_ssize_t cap) noexcept nogil:
+    """Move a pooled store into a malloc'd block of ``cap`` rows (at least its n); -1 when
+    memory ran out (nothing changed)."""
+    cdef BarStore t
+    store_init(&t, s.with_counts)
+    if store_resize(&t, cap if cap > s.n else s.n) != 0:
+        return -1
+    if s.n > 0:
+        memcpy(t.rows, s.rows, s.n * s.stride)
+    _store_release(s)
+    s.block = t.block
+    s.rows = t.rows
+    s.cap = t.cap
+    return 0
+
+
+cdef int _store_size_once(BarStore* s, Py_ssize_t rows) noexcept nogil:
+    """Size a dense stream's store for ``rows`` (its session's slots): in the pool where it
+    can, else with malloc.  0, or -1 when memory ran out."""
+    if rows * s.stride <= <Py_ssize_t> (2 << 20) and _store_pool(s, rows) == 0:
+        return 0
+    if s.pooled:
+        return _store_unpool(s, rows)
+    return store_resize(s, rows)
+
+
+cdef int _store_trim(BarStore* s) noexcept nogil:
+    """Give back the rows no bar uses (the end of a stream): a shrinking realloc, or for a
+    pooled store, a move to malloc when more than an eighth of it is unused (the slack that
+    growth allows; a dense store rarely has that much).  0, or -1 when memory ran out (the
+    store is kept as it was)."""
+    if s.cap <= s.n or s.n == 0:
+        return 0
+    if s.pooled:
+        if (s.cap - s.n) * 8 <= s.cap:
+            return 0
+        return _store_unpool(s, s.n)
+    return store_resize(s, s.n)
 
 cdef extern from *:
     """
@@ -586,6 +824,8 @@ cdef class SymbolStream:
         self.base_ns = base_ns
         self.base.n = 0
         self.base.max_rows = _slots(&wo[0], &wc[0], wo.shape[0], base_ns)
+        if self.base.pooled and self.base.cap < self.base.max_rows:
+            _store_release(&self.base)      # (a pooled store is never grown: see _store_pool)
         self.n_derived = 0
         self.n_cascaded = 0
         self.base_fed = 0
@@ -607,10 +847,10 @@ cdef class SymbolStream:
 
     def __dealloc__(self):
         cdef Py_ssize_t k
-        store_free(&self.base)
+        _store_release(&self.base)
         if self.derived != NULL:
             for k in range(MAX_DERIVED):  # calloc'd: stores never used hold NULLs
-                store_free(&self.derived[k])
+                _store_release(&self.derived[k])
         free(self.rollups_block)
         free(self.revs)
         free(self.dseen)
@@ -654,6 +894,8 @@ cdef class SymbolStream:
             store_init(&self.derived[k], True)
         self.derived[k].n = 0       # a reset stream keeps its buffers
         self.derived[k].max_rows = _slots(&go[0], &gc[0], go.shape[0], step_ns)
+        if self.derived[k].pooled and self.derived[k].cap < self.derived[k].max_rows:
+            _store_release(&self.derived[k])
         r = &self.rollups[k]
         rollup_init(r, &go[0], &gc[0], &gb[0], &gl[0], go.shape[0], step_ns, self.base_ns)
         self.parent[k] = p
@@ -746,11 +988,11 @@ cdef class SymbolStream:
         cdef BarStore* d
         if (self.base.cap >= DENSE_AT and need <= self.base.max_rows <= DENSE_MAX_ROWS
                 and self.gaps.missing * 16 <= self.gaps.present):
-            if store_resize(&self.base, self.base.max_rows) != 0:
+            if _store_size_once(&self.base, self.base.max_rows) != 0:
                 return -1
             for k in range(self.n_derived):
                 d = &self.derived[k]
-                if d.cap < d.max_rows <= DENSE_MAX_ROWS and store_resize(d, d.max_rows) != 0:
+                if d.cap < d.max_rows <= DENSE_MAX_ROWS and _store_size_once(d, d.max_rows) != 0:
                     return -1
             return 0
         return store_reserve(&self.base, need)
@@ -759,11 +1001,9 @@ cdef class SymbolStream:
         """Give back the rows no bar uses (the end of the symbol's stream)."""
         cdef Py_ssize_t k
         cdef int rc = 0
-        if self.base.cap > self.base.n and self.base.n > 0:
-            rc |= store_resize(&self.base, self.base.n)
+        rc |= _store_trim(&self.base)
         for k in range(self.n_derived):
-            if self.derived[k].cap > self.derived[k].n and self.derived[k].n > 0:
-                rc |= store_resize(&self.derived[k], self.derived[k].n)
+            rc |= _store_trim(&self.derived[k])
         return rc
 
     cdef inline int _accept(self, i64 t, f64 o, f64 h, f64 l, f64 c, f64 v) noexcept nogil:
@@ -2087,133 +2327,10 @@ cdef class SessionCore:
         raise TypeError(f"{symbol}: ts must be an integer of nanoseconds, got "
                         f"{type(ts).__name__} {ts!r}")
 
-    def add_bar(self, symbol, object ts, object open, object high, object low, object close,
-                object volume):
-        """Offer one base bar of ``symbol``.
-
-        Returns 0 when it was stored, -1 when the symbol is not registered (counted in
-        ``unknown_bars``), or, under the ``drop`` policy, the fault code of a dropped bar.
-        Under the ``raise`` policy a bad bar raises ``BadBarError``.  A value that is no
-        int64 timestamp or no real number raises TypeError/ValueError naming the field and
-        the symbol.
-        """
-        cdef object entry, s
-        cdef SymbolStream stream
-        cdef Py_ssize_t slot
-        cdef CacheSlot* cs
-        cdef int f
-        cdef bint exact
-        cdef i64 t
-        cdef f64 o, h, l, c, v
-        cdef f64 prices[5]
-        exact = type(symbol) is str
-        if not exact and not isinstance(symbol, str):
-            raise TypeError(f"symbol must be a string, got {type(symbol).__name__}")
-        if (type(open) is float and type(high) is float and type(low) is float
-                and type(close) is float and type(volume) is float and sd_ns_from_int(ts, &t)):
-            # The common case (Python ints and floats), read straight from the objects.
-            o = PyFloat_AS_DOUBLE(open)
-            h = PyFloat_AS_DOUBLE(high)
-            l = PyFloat_AS_DOUBLE(low)
-            c = PyFloat_AS_DOUBLE(close)
-            v = PyFloat_AS_DOUBLE(volume)
-        else:
-            self._convert(symbol, ts, open, high, low, close, volume, &t, prices)
-            o = prices[0]
-            h = prices[1]
-            l = prices[2]
-            c = prices[3]
-            v = prices[4]
-        slot = self._cache_find(symbol) if exact else -1
-        if slot >= 0:
-            cs = &self._cache[slot]
-            stream = <SymbolStream> cs.stream
-            # What the next bar will need, if it is for the symbol that came after this one
-            # last time: fetched while this bar and the caller's loop run.
-            sd_prefetch(cs.next_key)
-            sd_prefetch(cs.next_slot)
-            sd_prefetch(cs.next_stream)
-            sd_prefetch(cs.next_stream + 64)
-            sd_prefetch(cs.next_stream + 128)
-            sd_prefetch(cs.next_stream + 192)
-            sd_prefetch(cs.next_stream + STREAM_HOT_END - 1)
-            sd_prefetch(cs.next_row)
-            sd_prefetch(cs.next_row + 47)
-            sd_prefetch(cs.next_rollup)
-            if self._events_on:
-                sd_prefetch(cs.next_stream + 256)
-                sd_prefetch(cs.next_stream + 320)
-                sd_prefetch(cs.next_stream + STREAM_EVENTS_END - 1)
-            if cs.next_close != NULL:
-                # Its bar will close a bucket: the derived row, the roll-ups the closed bar
-                # cascades into (three intervals' worth), the stores and parents.
-                sd_prefetch(cs.next_close)
-                sd_prefetch(cs.next_rollup + 64)
-                sd_prefetch(cs.next_rollup + 128)
-                sd_prefetch(cs.next_rollup + 192)
-                sd_prefetch(cs.next_rollup + 256)
-                sd_prefetch(cs.next_rollup + 320)
-                sd_prefetch(cs.next_rollup + 512)
-                sd_prefetch(cs.next_rollup + 576)
-                sd_prefetch(cs.next_rollup - ROLLUPS_AT + DERIVED_AT)
-                sd_prefetch(cs.next_rollup - ROLLUPS_AT + DERIVED_AT + 64)
-                sd_prefetch(cs.next_rollup - ROLLUPS_AT + DERIVED_AT + 128)
-                sd_prefetch(cs.next_rollup - ROLLUPS_AT + PARENT_AT)
-                if self._events_on:
-                    sd_prefetch(cs.next_rollup - ROLLUPS_AT + EMITTED_AT)
-        else:
-            entry = self._reg.get(symbol)
-            if entry is None:
-                self._unknown_bars[symbol] = self._unknown_bars.get(symbol, 0) + 1
-                return -1
-            s = (<SymbolCore?> entry)._stream
-            if type(s) is not SymbolStream:     # (final: an exact type test is the whole test)
-                raise TypeError(f"{symbol}: the registry's entry holds no stream")
-            stream = <SymbolStream> s
-            if exact:
-                self._cache_put(symbol, stream)
-        if stream.busy:
-            return self._add_bar_waiting(symbol, t, o, h, l, c, v)
-        f = stream._accept(t, o, h, l, c, v)
-        if slot >= 0:
-            if self._last_slot >= 0 and self._last_slot != slot:
-                cs = &self._cache[self._last_slot]
-                cs.next_key = <const char*> <PyObject*> symbol
-                cs.next_slot = <const char*> &self._cache[slot]
-                cs.next_stream = <const char*> <PyObject*> stream
-                cs.next_row = <const char*> store_row(&stream.base, stream.base.n)
-                cs.next_rollup = <const char*> stream.rollups
-                cs.next_close = NULL
-                if (stream.base_fed & 1u and stream.rollups[0].bucket.active
-                        and add_sat(stream.last_ns, stream.base_ns)
-                        >= stream.rollups[0].bucket.close_at):
-                    # (the slot after this one: if the next bar is on time, it closes)
-                    cs.next_close = <const char*> store_row(&stream.derived[0],
-                                                            stream.derived[0].n)
-            self._last_slot = slot
-        if f == FAULT_NONE:
-            t = add_sat(t, stream.base_ns)     # the bar's end (saturated at the int64 max)
-            if t > self._clock:
-                self._clock = t
-            if self._events_on:
-                _after_bar(self, stream, symbol)
-            return 0
-        if f == FAULT_OVERFLOW:
-            raise MemoryError("no memory left for bars")
-        if self._revise and (f == FAULT_UNSORTED or f == FAULT_DUPLICATE or f == FAULT_LATE):
-            f = stream._revise_bar(t, o, h, l, c, v, self._events_on)
-            if f == FAULT_NONE:
-                t = add_sat(t, stream.base_ns)
-                if t > self._clock:
-                    self._clock = t
-                if self._events_on:
-                    _after_bar(self, stream, symbol)
-                return 0
-        if self._raise_on_bad:
-            # Raised, not dropped: the caller hears of it, the quality report does not.
-            self._bad_bar(symbol, f, t, o, h, l, c, v)
-        stream.rejected[f] += 1
-        return f
+    def _add_bar_kw(self, symbol, ts, open, high, low, close, volume):
+        """``add_bar`` called with keywords (or a wrong number of arguments): its C entry
+        passes such calls here, where Cython parses them."""
+        return _add_bar_impl(self, symbol, ts, open, high, low, close, volume)
 
     # -- the declared callbacks ------------------------------------------------------------
     # The policy this class leaves to Python (docs/live.md, "The registry and its kernels"):
@@ -2490,6 +2607,189 @@ cdef class SessionCore:
         return 0
 
 
+cdef object _add_bar_impl(SessionCore self, object symbol, object ts, object open, object high,
+                          object low, object close, object volume):
+    """SessionCore.add_bar (its docstring: _ADD_BAR_DOC).  Called from the method's C entry
+    (sd_add_bar_entry) with the caller's arguments borrowed: no reference is taken or dropped
+    on any of them."""
+    cdef object entry, s
+    cdef SymbolStream stream
+    cdef Py_ssize_t slot
+    cdef CacheSlot* cs
+    cdef int f
+    cdef bint exact
+    cdef i64 t
+    cdef f64 o, h, l, c, v
+    cdef f64 prices[5]
+    exact = type(symbol) is str
+    if not exact and not isinstance(symbol, str):
+        raise TypeError(f"symbol must be a string, got {type(symbol).__name__}")
+    if (type(open) is float and type(high) is float and type(low) is float
+            and type(close) is float and type(volume) is float and sd_ns_from_int(ts, &t)):
+        # The common case (Python ints and floats), read straight from the objects.
+        o = PyFloat_AS_DOUBLE(open)
+        h = PyFloat_AS_DOUBLE(high)
+        l = PyFloat_AS_DOUBLE(low)
+        c = PyFloat_AS_DOUBLE(close)
+        v = PyFloat_AS_DOUBLE(volume)
+    else:
+        self._convert(symbol, ts, open, high, low, close, volume, &t, prices)
+        o = prices[0]
+        h = prices[1]
+        l = prices[2]
+        c = prices[3]
+        v = prices[4]
+    slot = self._cache_find(symbol) if exact else -1
+    if slot >= 0:
+        cs = &self._cache[slot]
+        stream = <SymbolStream> cs.stream
+        # What the next bar will need, if it is for the symbol that came after this one
+        # last time: fetched while this bar and the caller's loop run.
+        sd_prefetch(cs.next_key)
+        sd_prefetch(cs.next_slot)
+        sd_prefetch(cs.next_stream)
+        sd_prefetch(cs.next_stream + 64)
+        sd_prefetch(cs.next_stream + 128)
+        sd_prefetch(cs.next_stream + 192)
+        sd_prefetch(cs.next_stream + STREAM_HOT_END - 1)
+        sd_prefetch(cs.next_row)
+        sd_prefetch(cs.next_row + 47)
+        sd_prefetch(cs.next_rollup)
+        if self._events_on:
+            sd_prefetch(cs.next_stream + 256)
+            sd_prefetch(cs.next_stream + 320)
+            sd_prefetch(cs.next_stream + STREAM_EVENTS_END - 1)
+        if cs.next_close != NULL:
+            # Its bar will close a bucket: the derived row, the roll-ups the closed bar
+            # cascades into (three intervals' worth), the stores and parents.
+            sd_prefetch(cs.next_close)
+            sd_prefetch(cs.next_rollup + 64)
+            sd_prefetch(cs.next_rollup + 128)
+            sd_prefetch(cs.next_rollup + 192)
+            sd_prefetch(cs.next_rollup + 256)
+            sd_prefetch(cs.next_rollup + 320)
+            sd_prefetch(cs.next_rollup + 512)
+            sd_prefetch(cs.next_rollup + 576)
+            sd_prefetch(cs.next_rollup - ROLLUPS_AT + DERIVED_AT)
+            sd_prefetch(cs.next_rollup - ROLLUPS_AT + DERIVED_AT + 64)
+            sd_prefetch(cs.next_rollup - ROLLUPS_AT + DERIVED_AT + 128)
+            sd_prefetch(cs.next_rollup - ROLLUPS_AT + PARENT_AT)
+            if self._events_on:
+                sd_prefetch(cs.next_rollup - ROLLUPS_AT + EMITTED_AT)
+    else:
+        entry = self._reg.get(symbol)
+        if entry is None:
+            self._unknown_bars[symbol] = self._unknown_bars.get(symbol, 0) + 1
+            return -1
+        s = (<SymbolCore?> entry)._stream
+        if type(s) is not SymbolStream:     # (final: an exact type test is the whole test)
+            raise TypeError(f"{symbol}: the registry's entry holds no stream")
+        stream = <SymbolStream> s
+        if exact:
+            self._cache_put(symbol, stream)
+    if stream.busy:
+        return self._add_bar_waiting(symbol, t, o, h, l, c, v)
+    f = stream._accept(t, o, h, l, c, v)
+    if slot >= 0:
+        if self._last_slot >= 0 and self._last_slot != slot:
+            cs = &self._cache[self._last_slot]
+            cs.next_key = <const char*> <PyObject*> symbol
+            cs.next_slot = <const char*> &self._cache[slot]
+            cs.next_stream = <const char*> <PyObject*> stream
+            cs.next_row = <const char*> store_row(&stream.base, stream.base.n)
+            cs.next_rollup = <const char*> stream.rollups
+            cs.next_close = NULL
+            if (stream.base_fed & 1u and stream.rollups[0].bucket.active
+                    and add_sat(stream.last_ns, stream.base_ns)
+                    >= stream.rollups[0].bucket.close_at):
+                # (the slot after this one: if the next bar is on time, it closes)
+                cs.next_close = <const char*> store_row(&stream.derived[0],
+                                                        stream.derived[0].n)
+        self._last_slot = slot
+    if f == FAULT_NONE:
+        t = add_sat(t, stream.base_ns)     # the bar's end (saturated at the int64 max)
+        if t > self._clock:
+            self._clock = t
+        if self._events_on:
+            _after_bar(self, stream, symbol)
+        return 0
+    if f == FAULT_OVERFLOW:
+        raise MemoryError("no memory left for bars")
+    if self._revise and (f == FAULT_UNSORTED or f == FAULT_DUPLICATE or f == FAULT_LATE):
+        f = stream._revise_bar(t, o, h, l, c, v, self._events_on)
+        if f == FAULT_NONE:
+            t = add_sat(t, stream.base_ns)
+            if t > self._clock:
+                self._clock = t
+            if self._events_on:
+                _after_bar(self, stream, symbol)
+            return 0
+    if self._raise_on_bad:
+        # Raised, not dropped: the caller hears of it, the quality report does not.
+        self._bad_bar(symbol, f, t, o, h, l, c, v)
+    stream.rejected[f] += 1
+    return f
+
+
+# SessionCore.add_bar is installed by hand as a METH_FASTCALL | METH_KEYWORDS method (the
+# per-bar path's entry): Cython's own wrapper of a ``def`` method copies the 7 arguments into
+# an array and takes and drops a reference on each (~80-100 instructions a call); this entry
+# hands the caller's array straight to _add_bar_impl, and sends keywords to _add_bar_kw.
+cdef bytes _ADD_BAR_DOC = b"""add_bar($self, symbol, ts, open, high, low, close, volume)
+--
+
+Offer one base bar of ``symbol``.
+
+Returns 0 when it was stored, -1 when the symbol is not registered (counted in
+``unknown_bars``), or, under the ``drop`` policy, the fault code of a dropped bar.
+Under the ``raise`` policy a bad bar raises ``BadBarError``.  A value that is no
+int64 timestamp or no real number raises TypeError/ValueError naming the field and
+the symbol."""
+
+cdef extern from *:
+    """
+    typedef PyObject* (*sd_add_bar_fn)(PyObject*, PyObject*, PyObject*, PyObject*, PyObject*,
+                                       PyObject*, PyObject*, PyObject*);
+    typedef PyObject* (*sd_add_bar_kw_fn)(PyObject*, PyObject* const*, Py_ssize_t, PyObject*);
+    static sd_add_bar_fn sd_add_bar_impl = NULL;
+    static sd_add_bar_kw_fn sd_add_bar_kw = NULL;
+    static PyObject* sd_add_bar_entry(PyObject* self, PyObject* const* args, Py_ssize_t nargs,
+                                      PyObject* kwnames) {
+        if (nargs == 7 && kwnames == NULL)
+            return sd_add_bar_impl(self, args[0], args[1], args[2], args[3], args[4], args[5],
+                                   args[6]);
+        return sd_add_bar_kw(self, args, nargs, kwnames);
+    }
+    static PyMethodDef sd_add_bar_def = {
+        "add_bar", (PyCFunction) (void (*)(void)) sd_add_bar_entry,
+        METH_FASTCALL | METH_KEYWORDS, NULL};
+    /* Install the method in the (static) type's dict, which setattr refuses for such types. */
+    static int sd_install_add_bar(PyObject* type, void* impl, void* kw, const char* doc) {
+        PyObject* descr;
+        int rc;
+        sd_add_bar_impl = (sd_add_bar_fn) impl;
+        sd_add_bar_kw = (sd_add_bar_kw_fn) kw;
+        sd_add_bar_def.ml_doc = doc;
+        descr = PyDescr_NewMethod((PyTypeObject*) type, &sd_add_bar_def);
+        if (descr == NULL) return -1;
+        rc = PyDict_SetItemString(((PyTypeObject*) type)->tp_dict, "add_bar", descr);
+        Py_DECREF(descr);
+        PyType_Modified((PyTypeObject*) type);
+        return rc;
+    }
+    """
+    int sd_install_add_bar(object type, void* impl, void* kw, const char* doc) except -1
+
+
+cdef object _add_bar_kw(object self, PyObject** args, Py_ssize_t nargs, PyObject* kwnames):
+    """add_bar with keywords, or with a wrong number of arguments: Cython's parsing."""
+    cdef Py_ssize_t given = nargs + (len(<object> kwnames) if kwnames != NULL else 0)
+    if given != 7:
+        raise TypeError(f"add_bar() takes 7 arguments (symbol, ts, open, high, low, close, "
+                        f"volume), {given} given")
+    return _vectorcall(getattr(self, "_add_bar_kw"), args, <size_t> nargs, kwnames)
+
+
 cdef int _after_bar_news(SessionCore self, SymbolStream stream, object symbol) except -1:
     """The bar has news for the subscribers (a gap ended, a derived bar closed, a revision):
     collect it (or, when only derived bars closed and nobody wants them, take them as
@@ -2516,8 +2816,12 @@ cdef inline int _after_bar(SessionCore self, SymbolStream stream, object symbol)
             or stream.n_revs or stream.seen_n + 1 != stream.base.n):
         _after_bar_news(self, stream, symbol)
     else:
-        # Nothing to tell (the common case): the events' walker just follows.
-        _follow(&stream.seen, &stream.gaps)
+        # Nothing to tell (the common case): the events' walker just follows, in the fields
+        # a bar in order moves (no run was recorded: runs, missing and overflow are the
+        # same; collect restarts from window and next_slot).
+        sd_copy_ssize(stream.seen.window, stream.gaps.window)
+        sd_copy_i64(stream.seen.next_slot, stream.gaps.next_slot)
+        sd_copy_i64(stream.seen.present, stream.gaps.present)
         stream.seen_n = stream.base.n
         stream.stale_sent = False
     if self._clock >= self._next_scan:
@@ -2557,3 +2861,6 @@ def bad_value(symbol, ts, open, high, low, close, volume):
         except (TypeError, ValueError):
             raise TypeError(f"{symbol}: {name} must be a real number, got "
                             f"{type(value).__name__} {value!r}") from None
+
+
+sd_install_add_bar(SessionCore, <void*> _add_bar_impl, <void*> _add_bar_kw, _ADD_BAR_DOC)
