@@ -508,6 +508,7 @@ def store_checked(result: ReadResult, symbol: str, ts: np.ndarray, cols: list[np
     """
     n_in = len(ts)
     far_dropped = 0
+    in_order, far = True, None
     if n_in > 1:
         # The steps between bars in one compiled pass (no array of them): in order when
         # every step is positive, and no bar can be far from the rest when none is long.
@@ -527,6 +528,14 @@ def store_checked(result: ReadResult, symbol: str, ts: np.ndarray, cols: list[np
             result.dropped["time far from the other bars"] += far_dropped
         if len(ts) > 1 and (far is not None or not in_order):
             _check_not_descending(result, symbol, ts)
+    if in_order and far is None and _validation.prices_sound(
+            cols[0], cols[1], cols[2], cols[3], cols[4], volume_optional=not has_volume):
+        # The common case, told by one quick pass: in order (the steps above) and every
+        # price and volume sound, which is what the validation kernel would find.
+        result.bars[symbol] = Bars(ts, *cols, interval=interval, validate=False,
+                                   has_volume=has_volume)
+        result._validated[symbol] = result.bars[symbol]
+        return
     faults = np.zeros(len(ts), np.uint8)
     empty = np.empty(0, np.int64)
     first, counts = _validation.validate_bars(
