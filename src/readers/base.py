@@ -232,15 +232,8 @@ def _open_binary(path: Path):
 
 
 def _random_access(path: Path):
-    """What ``pyarrow.parquet.ParquetFile`` opens: a file on disk memory-mapped here (given
-    its path, pyarrow would look for its file system first, ~0.1 ms a file), or a store's
-    random-access file.  The caller closes it (``ParquetFile.close(force=True)``) or leaves
-    it to the garbage collector with the arrays read from it."""
-    if isinstance(path, Path):
-        import pyarrow as pa
-
-        return pa.memory_map(str(path))
-    return path.open_random()
+    """What ``pyarrow.parquet.ParquetFile`` opens: the path, or a store's random-access file."""
+    return path if isinstance(path, Path) else path.open_random()
 
 
 def _text_encoding(encoding: str) -> str:

@@ -47,7 +47,7 @@ def parquet_footer(path: Any) -> tuple[list[str], Any]:
     try:
         return list(pf.schema_arrow.names), pf.metadata
     finally:
-        pf.close(force=True)
+        pf.close()
 
 
 def _read_parquet_into(path: Path, opts: ReadOptions, collector: _Collector,
