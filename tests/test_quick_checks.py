@@ -72,3 +72,53 @@ def test_prices_sound_lengths_differ():
     with pytest.raises(ValueError, match="lengths differ"):
         validation.prices_sound(one, one, one[:2], one, one)
     assert validation.prices_sound(*[np.empty(0)] * 5) is True
+
+
+# --------------------------------------------------------------------------- steps once
+
+
+@given(seed=st.integers(0, 2**32 - 1), n_symbols=st.integers(0, 4),
+       known=st.lists(st.booleans(), min_size=4, max_size=4))
+def test_infer_base_ns_with_the_readers_steps(seed, n_symbols, known):
+    """The plausibility check's base interval from the spacing the reader measured equals
+    the one it measures itself (any mix of known and unknown)."""
+    from sessiondata.plausibility import infer_base_ns
+
+    rng = np.random.default_rng(seed)
+    arrays = []
+    for _ in range(n_symbols):
+        n = int(rng.integers(0, 60))
+        step = int(rng.choice([60, 300, 7])) * 10**9
+        arrays.append(np.cumsum(rng.choice([step, step, step, 2 * step, 5 * step], n))
+                      .astype(np.int64))
+    steps = [validation.step_counts(a) if k and len(a) > 1 else None
+             for a, k in zip(arrays, known)]
+    assert infer_base_ns(arrays, steps) == infer_base_ns(arrays)
+
+
+def test_read_result_steps_are_those_of_its_bars(tmp_path):
+    """store_checked keeps the spacing of the bars it stored; bars replaced since (set
+    aside, dropped) have none, and the check measures them again."""
+    import sessiondata as sd
+    from sessiondata import readers
+
+    path = tmp_path / "AAA.csv"
+    rows = ["ts,open,high,low,close,volume"]
+    for k in range(30):
+        rows.append(f"2024-01-02T{14 + k // 60:02d}:{k % 60:02d}:00Z,1,2,0.5,1.5,10")
+    path.write_text("\n".join(rows) + "\n")
+    result = readers.read_bars(path, interval="1m")
+    ts = result.bars["AAA"].ts
+    assert result.step_counts("AAA") == validation.step_counts(np.ascontiguousarray(ts))
+    result.keep("AAA", np.arange(30) % 2 == 0)
+    assert result.step_counts("AAA") is None
+    assert result.step_counts("nope") is None
+    # And the run's check gives the same verdict either way.
+    cal = sd.Calendar.exchange("XNYS")
+    from sessiondata.plausibility import Plausibility
+
+    a, b = Plausibility(cal, "1m"), Plausibility(cal, "1m")
+    fresh = readers.read_bars(path, interval="1m")
+    a.observe(fresh)
+    b.observe(type("Plain", (), {"bars": fresh.bars, "naive": fresh.naive})())
+    assert a.fits == b.fits
