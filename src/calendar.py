@@ -283,12 +283,18 @@ class WindowSpan:
     calendar : Calendar
     start_ns, end_ns : int
         The span, nanoseconds since the epoch, UTC (as ``Calendar.windows``; its errors).
+    within : WindowSpan, optional
+        A wider span of ``calendar`` laid out already: the windows are cut from it.
     """
 
-    def __init__(self, calendar: "Calendar", start_ns: int, end_ns: int) -> None:
+    def __init__(self, calendar: "Calendar", start_ns: int, end_ns: int, *,
+                 within: "WindowSpan | None" = None) -> None:
         self.calendar = calendar
         self.start_ns, self.end_ns = int(start_ns), int(end_ns)
-        self.all = calendar.windows(self.start_ns, self.end_ns)
+        # ``within``: a span of the same calendar laid out already; the windows are cut from
+        # it (the calendar's own answer where it does not hold the range).
+        source = within if within is not None and within.calendar is calendar else calendar
+        self.all = source.windows(self.start_ns, self.end_ns)
 
     def __repr__(self) -> str:
         return f"WindowSpan({self.calendar.name}, {self.all!r})"

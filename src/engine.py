@@ -37,7 +37,7 @@ from ._core import validation as _validation
 from .bars import FAULTS, BadBarError, Bars, raise_first_fault
 from .calendar import Calendar, WindowSpan, Windows, extended_hours
 from .kernels import (
-    aggregate_on_grid,
+    aggregate_on_grids,
     bound_grid,
     buckets_per_window,
     default_calendar,
@@ -618,14 +618,18 @@ class Engine:
         w_lo, w_hi = s_lo[sid], s_hi[sid]
         counts: dict[str, np.ndarray] = {}
         gaps: dict[str, tuple[np.ndarray, ...]] = {}
-        for iv in self.intervals:
-            grid = make_grid(windows, iv, self.base)
-            grid = bound_grid(grid, windows, s_lo if iv.is_session else w_lo,
-                              s_hi if iv.is_session else w_hi)
+        grids = [bound_grid(make_grid(windows, iv, self.base), windows,
+                            s_lo if iv.is_session else w_lo, s_hi if iv.is_session else w_hi)
+                 for iv in self.intervals]
+        derived: dict[str, tuple[list[np.ndarray], int]] = {}
+        for iv, grid in zip(self.intervals, grids):
             if iv == self.base:
                 ts, cov, out = bars.ts, _NONE_F64, bars
             else:
-                cols, m = aggregate_on_grid(bars, grid, self.calendar, iv, parts=1)
+                if not derived:   # every derived interval in one pass over the bars
+                    made = aggregate_on_grids(bars, grids[1:], self.calendar, self.derived)
+                    derived = {d.name: r for d, r in zip(self.derived, made)}
+                cols, m = derived[iv.name]
                 ts, cov = cols[0][:m], cols[7][:m]
                 out = Bars(*(c[:m] for c in cols[:6]), count=cols[6][:m], coverage=cov,
                            interval=iv, validate=False)

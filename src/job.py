@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import threading
 import zlib
 from collections import Counter
 from pathlib import Path
@@ -291,8 +292,9 @@ def file_sources(data: str | os.PathLike, calendar: Calendar, base: str, on_bad:
     footers: dict[Any, Any] = {}   # each Parquet file's footer, read once: probe and reader
     if any(_has_symbol_column(f, options, footers) for f in files):
         return whole
-    sources = [_source(f, calendar, base, on_bad, options, f.name, check, footers.get(f))
-               for f in files]
+    shared = _SharedSpan()   # the calendar's windows laid out once for all the files
+    sources = [_source(f, calendar, base, on_bad, options, f.name, check, footers.get(f),
+                       shared) for f in files]
     if unreadable or skipped:  # said by a warning already; counted in the run's dropped rows
         counts = Counter({"unreadable file": len(unreadable), "not a data file": len(skipped)})
         counts = +counts
@@ -323,7 +325,9 @@ def _store_sources(data: Any, calendar: Calendar, base: str, on_bad: str,
            else [_has_symbol_column(f, options) for f in files])
     if any(has):
         return whole
-    return [_source(f, calendar, base, on_bad, options, f.name, check) for f in files]
+    shared = _SharedSpan()
+    return [_source(f, calendar, base, on_bad, options, f.name, check, shared=shared)
+            for f in files]
 
 
 def _is_frame(data: Any) -> bool:
@@ -334,25 +338,26 @@ def _is_frame(data: Any) -> bool:
 
 def _source(path: Any, calendar: Calendar, base: str, on_bad: str, options: dict[str, Any],
             name: str, check: Plausibility | None = None,
-            footer: tuple[Any, Any] | None = None) -> Source:
+            footer: tuple[Any, Any] | None = None, shared: "_SharedSpan | None" = None) -> Source:
     def read() -> readers.ReadResult:
         # The footer the probe read, unless the file changed since (then read it again).
         known = ({path: footer[1]} if footer is not None and _identity(path) == footer[0]
                  else None)
         return readers.read_bars(path, interval=base, on_bad=on_bad, footers=known, **options)
 
-    return _checked_source(name, read, calendar, base, on_bad, check)
+    return _checked_source(name, read, calendar, base, on_bad, check, shared)
 
 
 def _checked_source(name: str, read: Callable[[], readers.ReadResult], calendar: Calendar,
-                    base: str, on_bad: str, check: Plausibility | None = None) -> Source:
+                    base: str, on_bad: str, check: Plausibility | None = None,
+                    shared: _SharedSpan | None = None) -> Source:
     """A partition whose ``read()`` gives a reader's result, checked here against the
     calendar and base interval (the engine does not check the bars again)."""
     def load() -> Loaded:
         result = read()
         # The windows of the file's range, laid out once: the plausibility check, the
         # session check and the engine cut theirs from these.
-        span = _window_span(result, calendar, base)
+        span = _window_span(result, calendar, base, shared)
         if check is not None:
             check.observe(result, span=span)    # the whole file, before bars are set aside
         # Checked against this calendar and base: the engine does not check them again.
@@ -369,12 +374,43 @@ def _checked_source(name: str, read: Callable[[], readers.ReadResult], calendar:
     return Source(name, load)
 
 
-def _window_span(result: readers.ReadResult, calendar: Calendar,
-                 base: str) -> WindowSpan | None:
+class _SharedSpan:
+    """The calendar's windows laid out once for the files of one run: each file's
+    ``WindowSpan`` is cut from the widest laid out so far (the files of a folder mostly
+    cover the same dates), which is laid out anew, over both, for a file that reaches beyond
+    it by less than ``NEAR_NS`` (else over that file alone).  Shared by the partitions'
+    threads; a process it is sent to (Dask) starts its own."""
+
+    NEAR_NS = 31 * 86_400 * 1_000_000_000
+
+    def __init__(self) -> None:
+        self._span: WindowSpan | None = None
+        self._lock = threading.Lock()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_SharedSpan, ())
+
+    def span(self, calendar: Calendar, lo: int, hi: int) -> WindowSpan:
+        with self._lock:
+            wide = self._span
+            if wide is None or wide.calendar is not calendar or not (
+                    wide.start_ns <= lo and hi <= wide.end_ns):
+                if (wide is not None and wide.calendar is calendar
+                        and lo - wide.end_ns <= self.NEAR_NS
+                        and wide.start_ns - hi <= self.NEAR_NS):
+                    lo_all, hi_all = min(lo, wide.start_ns), max(hi, wide.end_ns)
+                else:
+                    lo_all, hi_all = lo, hi
+                wide = self._span = WindowSpan(calendar, lo_all, hi_all)
+        return WindowSpan(calendar, lo, hi, within=wide)
+
+
+def _window_span(result: readers.ReadResult, calendar: Calendar, base: str,
+                 shared: _SharedSpan | None = None) -> WindowSpan | None:
     """The calendar's windows over every bar of a read, with the margin of a base interval
-    on both sides (what ``ReadResult.check_sessions`` lays out for each symbol); None when
-    there is no bar or the calendar cannot lay them out (each check then asks the calendar
-    itself, and says what is wrong)."""
+    on both sides (what ``ReadResult.check_sessions`` lays out for each symbol), cut from
+    ``shared`` when given; None when there is no bar or the calendar cannot lay them out
+    (each check then asks the calendar itself, and says what is wrong)."""
     firsts = [int(b.ts[0]) for b in result.bars.values() if len(b)]
     if not firsts:
         return None
@@ -382,7 +418,8 @@ def _window_span(result: readers.ReadResult, calendar: Calendar,
     lo = min(firsts) - base_ns
     hi = max(int(b.ts[-1]) for b in result.bars.values() if len(b)) + max(base_ns, 1)
     try:
-        return WindowSpan(calendar, lo, hi)
+        return WindowSpan(calendar, lo, hi) if shared is None else \
+            shared.span(calendar, lo, hi)
     except (ValueError, OverflowError):
         return None
 

@@ -310,6 +310,48 @@ def derived_columns(rows: int) -> list[np.ndarray]:
     return cols + [np.empty(rows, np.int64), np.empty(rows, np.float64)]
 
 
+def _grid_args(grid: Grid) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    return grid.open_ns, grid.close_ns, grid.base_slots, grid.step_ns
+
+
+def _capacity(ts: np.ndarray, grid: Grid) -> int:
+    """Rows enough for the derived bars of bars ``ts`` on ``grid``."""
+    if not len(ts):
+        return 0
+    return min(len(ts), _aggregation.bucket_capacity(grid.open_ns, grid.close_ns, grid.step_ns,
+                                                     int(ts[0]), int(ts[-1])))
+
+
+def _edge_fixed(cols: list[np.ndarray], m: int, grid: Grid) -> None:
+    """Coverage of the buckets cut by the grid's bounds, counted over their expected slots."""
+    if grid.is_cut and m:
+        fixed = edge_coverage(cols[0][:m], cols[6][:m], cols[7][:m], grid)
+        if fixed is not cols[7][:m]:
+            cols[7][:m] = fixed
+
+
+def aggregate_on_grids(bars: Bars, grids: list[Grid], calendar: Calendar,
+                       targets: list[Interval]) -> list[tuple[list[np.ndarray], int]]:
+    """Every derived interval of ``bars`` in one pass over them (``aggregation.aggregate_grids``:
+    each interval's floats as a pass of its own makes them), on this thread; per grid, the
+    output columns and how many rows hold bars (as :func:`aggregate_on_grid`)."""
+    if not grids:
+        return []
+    base_ns = grids[0].base_ns
+    if any(g.base_ns != base_ns for g in grids):
+        raise ValueError("aggregate_on_grids: the grids are laid for different base intervals")
+    outs = [derived_columns(_capacity(bars.ts, g)) for g in grids]
+    results = _aggregation.aggregate_grids(
+        bars.ts, bars.open, bars.high, bars.low, bars.close, bars.volume,
+        [_grid_args(g) for g in grids], outs, base_ns)
+    for (m, fault, row), target in zip(results, targets):
+        if fault:
+            _fail(fault, row, bars, calendar, f"resample to {target.name}")
+    for cols, (m, _f, _r), grid in zip(outs, results, grids):
+        _edge_fixed(cols, m, grid)
+    return [(cols, m) for cols, (m, _f, _r) in zip(outs, results)]
+
+
 def aggregate_on_grid(bars: Bars, grid: Grid, calendar: Calendar, target: Interval,
                       parts: int | None = None,
                       out: list[np.ndarray] | None = None) -> tuple[list[np.ndarray], int]:
@@ -338,12 +380,10 @@ def aggregate_on_grid(bars: Bars, grid: Grid, calendar: Calendar, target: Interv
         lo, hi = offsets[j], offsets[j + 1]
         if b1 == b0:
             return 0, 0, -1
-        ts, o, h, low, c, v = (a[b0:b1] for a in src)
-        out_ts, out_o, out_h, out_l, out_c, out_v, out_n, out_cov = (x[lo:hi] for x in cols)
-        return _aggregation.aggregate_bars(
-            ts, o, h, low, c, v, grid.open_ns[w0:w1], grid.close_ns[w0:w1],
-            grid.base_slots[w0:w1], grid.step_ns, grid.base_ns,
-            out_ts, out_o, out_h, out_l, out_c, out_v, out_n, out_cov)
+        piece = (grid.open_ns[w0:w1], grid.close_ns[w0:w1], grid.base_slots[w0:w1],
+                 grid.step_ns)
+        return _aggregation.aggregate_grids(*(a[b0:b1] for a in src), [piece],
+                                            [[x[lo:hi] for x in cols]], grid.base_ns)[0]
 
     results = list(pool().map(run, range(len(pieces)))) if len(pieces) > 1 else [run(0)]
     m = 0
@@ -355,10 +395,7 @@ def aggregate_on_grid(bars: Bars, grid: Grid, calendar: Calendar, target: Interv
             for c in cols:
                 c[m:m + written] = c[lo:lo + written]
         m += written
-    if grid.is_cut and m:
-        fixed = edge_coverage(cols[0][:m], cols[6][:m], cols[7][:m], grid)
-        if fixed is not cols[7][:m]:
-            cols[7][:m] = fixed
+    _edge_fixed(cols, m, grid)
     return cols, m
 
 

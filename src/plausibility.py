@@ -125,15 +125,23 @@ def interval_name(ns: int) -> str:
     return f"{ns}ns"
 
 
-def infer_base_ns(ts_arrays: Iterable[np.ndarray]) -> tuple[int | None, float]:
+def infer_base_ns(ts_arrays: Iterable[np.ndarray],
+                  steps: Sequence[tuple[int, int, int, int] | None] | None = None
+                  ) -> tuple[int | None, float]:
     """The most common step between consecutive bars (ns) over all symbols, and the share
     of steps that are it; (None, 0) with fewer than two bars.  The smallest step is tried
-    first (one pass): it is the base in all but odd files."""
-    arrays = [np.ascontiguousarray(ts, dtype=np.int64) for ts in ts_arrays if len(ts) > 1]
+    first (one pass): it is the base in all but odd files.  ``steps``: per array, its
+    ``validation.step_counts`` when known already (the reader's), else None."""
+    ts_arrays = list(ts_arrays)
+    known = list(steps) if steps is not None else [None] * len(ts_arrays)
+    pairs = [(np.ascontiguousarray(ts, dtype=np.int64), k)
+             for ts, k in zip(ts_arrays, known) if len(ts) > 1]
+    arrays = [a for a, _k in pairs]
     if not arrays:
         return None, 0.0
     # The smallest step and its share in one compiled pass per symbol (no array of steps).
-    spacing = [c for c in map(_validation.step_counts, arrays) if c[2]]
+    spacing = [c for c in (k if k is not None else _validation.step_counts(a)
+                           for a, k in pairs) if c[2]]
     if spacing:
         least = min(c[0] for c in spacing)
         share = float(sum(c[1] for c in spacing if c[0] == least)) / sum(c[2] for c in spacing)
@@ -349,7 +357,9 @@ def better_reading(fits: Mapping[Reading, Fit], current: Reading) -> Reading | N
 
 
 def candidate_fits(ts_by_symbol: Sequence[np.ndarray], calendar: Calendar, current: Reading,
-                   naive: bool, *, span: WindowSpan | None = None) -> dict[Reading, Fit]:
+                   naive: bool, *, span: WindowSpan | None = None,
+                   steps: Sequence[tuple[int, int, int, int] | None] | None = None
+                   ) -> dict[Reading, Fit]:
     """The fit of the bars under the reading they were read with and each alternative.
 
     Parameters
@@ -363,6 +373,9 @@ def candidate_fits(ts_by_symbol: Sequence[np.ndarray], calendar: Calendar, curre
         Whether the times were naive; only then are other zones tried.
     span : calendar.WindowSpan, optional
         Windows laid out already over the bars (see :func:`score_readings`).
+    steps : sequence, optional
+        Per symbol, ``validation.step_counts`` of its times when known (see
+        :func:`infer_base_ns`).
 
     Returns
     -------
@@ -377,7 +390,7 @@ def candidate_fits(ts_by_symbol: Sequence[np.ndarray], calendar: Calendar, curre
             if z not in zones:
                 zones.append(z)
     bases = [current.base_ns]
-    inferred, share = infer_base_ns(ts_by_symbol)
+    inferred, share = infer_base_ns(ts_by_symbol, steps)
     if inferred and inferred not in bases and inferred % _S == 0 and share >= 0.5:
         bases.append(inferred)
     readings = [Reading(z, s, b) for z, s, b in itertools.product(
@@ -469,12 +482,16 @@ class Plausibility:
         """Score one read (a ``readers.ReadResult``) under every reading; cheap.  ``span``:
         the calendar's windows laid out already over the read's bars."""
         bars = getattr(result, "bars", {})
-        ts = [b.ts for b in bars.values() if len(b)]
-        if not ts:
+        held = [(symbol, b) for symbol, b in bars.items() if len(b)]
+        if not held:
             return
+        ts = [b.ts for _s, b in held]
+        # The spacing of each symbol's times, as the reader measured it (one pass less).
+        known = getattr(result, "step_counts", None)
+        steps = [known(symbol) for symbol, _b in held] if known is not None else None
         naive = bool(getattr(result, "naive", False)) and self.applies_tz
         current = self.current(naive)
-        fits = candidate_fits(ts, self.calendar, current, naive, span=span)
+        fits = candidate_fits(ts, self.calendar, current, naive, span=span, steps=steps)
         # Readings are keyed with tz None for times that carry their zone, so files of
         # both kinds in one folder still add up under the current reading.
         with self._lock:

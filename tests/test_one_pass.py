@@ -294,3 +294,35 @@ def test_plausibility_with_the_span_is_the_same(tmp_path):
         assert a.fits == b.fits and a.to_json() == b.to_json()
         # Read as start-stamped, the 21:00 bars lie outside: the end stamp fits better.
         assert b.to_json()["plausible"] is (stamp == "end")
+
+
+# --------------------------------------------------------------------------- shared span
+
+
+@pytest.mark.parametrize("code", sorted(CALENDARS))
+def test_shared_span_cuts_what_the_calendar_lays_out(code):
+    """The windows of a folder's files laid out once (job._SharedSpan): each file's span,
+    cut from the widest so far, is the one laid out for that file alone; a file beyond it
+    widens it (near) or is laid out alone (far)."""
+    import pickle
+
+    from sessiondata.job import _SharedSpan
+
+    calendar = CALENDARS[code]()
+    shared = _SharedSpan()
+    t0 = ns("2024-01-01T00:00")
+    ranges = [(0, 40), (3, 20), (35, 60), (0, 60), (-10, 5), (400, 420), (402, 410),
+              (10, 30)]
+    for a, b in ranges:
+        lo, hi = t0 + a * DAY + 37 * MINUTE, t0 + b * DAY + 11 * MINUTE
+        got = shared.span(calendar, lo, hi)
+        want = WindowSpan(calendar, lo, hi)
+        assert (got.start_ns, got.end_ns) == (lo, hi)
+        same_windows(got.all, want.all)
+        same_windows(got.windows(lo + DAY, hi - DAY), calendar.windows(lo + DAY, hi - DAY))
+    # Another calendar: its own windows, never the first one's.
+    other = sd.Calendar.always()
+    got = shared.span(other, t0, t0 + 3 * DAY)
+    same_windows(got.all, other.windows(t0, t0 + 3 * DAY))
+    # Sent to another process (Dask): a fresh one.
+    assert pickle.loads(pickle.dumps(shared))._span is None

@@ -1,6 +1,6 @@
 """Aggregation of base bars into derived intervals laid on a session grid."""
 
-from typing import TypeAlias
+from typing import Sequence, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
@@ -9,6 +9,12 @@ from typing_extensions import disjoint_base
 _I64: TypeAlias = npt.NDArray[np.int64]
 _F64: TypeAlias = npt.NDArray[np.float64]
 
+def aggregate_grids(
+    ts: _I64, open: _F64, high: _F64, low: _F64, close: _F64, volume: _F64,
+    grids: Sequence[tuple[_I64, _I64, _I64, int]],
+    outs: Sequence[Sequence[_I64 | _F64]],
+    base_ns: int,
+) -> list[tuple[int, int, int]]: ...
 def aggregate_bars(
     ts: _I64, open: _F64, high: _F64, low: _F64, close: _F64, volume: _F64,
     g_open: _I64, g_close: _I64, g_base_slots: _I64, step_ns: int, base_ns: int,

@@ -178,3 +178,29 @@ def step_counts(const i64[::1] ts):
             elif d == smallest:
                 count += 1
     return smallest, count, positive, largest
+
+
+
+def prices_sound(
+    const f64[::1] open,
+    const f64[::1] high,
+    const f64[::1] low,
+    const f64[::1] close,
+    const f64[::1] volume,
+    bint volume_optional=False,
+):
+    """Whether every bar's prices and volume are sound: ``validate_bars`` would find no
+    price or volume fault (``price_fault`` of every row is FAULT_NONE).  The common case's
+    quick answer (no fault codes written, no order or session checks, stops at the first
+    fault); where it says no, ``validate_bars`` tells which rows and why."""
+    cdef Py_ssize_t n = open.shape[0], i
+    cdef bint sound = True
+    for name, col in (("high", high), ("low", low), ("close", close), ("volume", volume)):
+        check_length(col.shape[0], n, name, "prices_sound")
+    with nogil:
+        for i in range(n):
+            if price_fault(open[i], high[i], low[i], close[i], volume[i],
+                           volume_optional) != FAULT_NONE:
+                sound = False
+                break
+    return sound

@@ -58,9 +58,10 @@ def _csv_plans(files: list[Path], opts: ReadOptions):
 
 
 def _parquet_tables(files: list[Path], opts: ReadOptions, footers: Mapping[Any, Any]):
-    """The needed columns of several Parquet files, read ahead; None for a file that is
-    read where its turn comes (a big one, or one with anything wrong: its error is then
-    raised there, naming the file)."""
+    """The needed columns of several Parquet files, read ahead, each with its opened file
+    (``(ParquetFile, table)``: the reader uses both, the file is opened once); None for a
+    file that is read where its turn comes (a big one, or one with anything wrong: its error
+    is then raised there, naming the file)."""
     def read(path: Path):
         try:
             import pyarrow.parquet as pq
@@ -70,7 +71,7 @@ def _parquet_tables(files: list[Path], opts: ReadOptions, footers: Mapping[Any, 
             if pf.metadata.num_rows > 64 * opts.chunk_rows:
                 return None
             layout = _detect_layout(list(pf.schema_arrow.names), opts, str(path))
-            return pf.read(columns=list(dict.fromkeys(layout.needed)), use_threads=True)
+            return pf, pf.read(columns=list(dict.fromkeys(layout.needed)), use_threads=True)
         except Exception:  # noqa: BLE001 - read again where its turn comes, to say why
             return None
 
@@ -304,7 +305,8 @@ def read_bars(paths: str | os.PathLike | Iterable[str | os.PathLike], *,
     try:
         for path in files:
             if _kind(path) == "parquet":
-                _read_parquet_into(path, opts, collector, next(tables), footers.get(path))
+                pf, table = next(tables) or (None, None)
+                _read_parquet_into(path, opts, collector, table, footers.get(path), pf)
             else:
                 _read_csv_into(path, opts, collector, next(plans))
     finally:

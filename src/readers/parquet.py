@@ -51,7 +51,7 @@ def parquet_footer(path: Any) -> tuple[list[str], Any]:
 
 
 def _read_parquet_into(path: Path, opts: ReadOptions, collector: _Collector,
-                       table: Any = None, footer: Any = None) -> None:
+                       table: Any = None, footer: Any = None, pf: Any = None) -> None:
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -59,11 +59,12 @@ def _read_parquet_into(path: Path, opts: ReadOptions, collector: _Collector,
         raise ReadError(str(path), None, "reading Parquet needs pyarrow, a dependency of "
                         "sessiondata: pip install --force-reinstall sessiondata") from None
     name = str(path)
-    try:
-        # ``footer``: the file's FileMetaData, already read by a probe of its columns.
-        pf = pq.ParquetFile(_random_access(path), memory_map=True, metadata=footer)
-    except (OSError, pa.ArrowException) as exc:
-        raise ReadError(name, None, f"not a readable Parquet file: {exc}") from None
+    if pf is None:   # (else opened where ``table`` was read ahead)
+        try:
+            # ``footer``: the file's FileMetaData, already read by a probe of its columns.
+            pf = pq.ParquetFile(_random_access(path), memory_map=True, metadata=footer)
+        except (OSError, pa.ArrowException) as exc:
+            raise ReadError(name, None, f"not a readable Parquet file: {exc}") from None
     try:
         _parquet_into(pf, path, opts, collector, table)
     except ReadError:

@@ -75,10 +75,20 @@ class ReadResult:
     # Per symbol, the Bars whose prices, volume and order ``store_checked`` checked (sorted,
     # strictly increasing): the session check does not check them again.
     _validated: dict[str, Bars] = field(default_factory=dict, repr=False)
+    # Per symbol, the Bars as ``store_checked`` stored them and their spacing
+    # (``validation.step_counts`` of their times): the plausibility check reuses it.
+    _steps: dict[str, tuple[Bars, tuple[int, int, int, int]]] = field(default_factory=dict,
+                                                                      repr=False)
 
     @property
     def symbols(self) -> list[str]:
         return list(self.bars)
+
+    def step_counts(self, symbol: str) -> tuple[int, int, int, int] | None:
+        """``validation.step_counts`` of the times of ``symbol``'s bars, when the reader
+        took it of these very bars (None otherwise)."""
+        held = self._steps.get(symbol)
+        return held[1] if held is not None and held[0] is self.bars.get(symbol) else None
 
     @property
     def naive(self) -> bool:
@@ -508,11 +518,12 @@ def store_checked(result: ReadResult, symbol: str, ts: np.ndarray, cols: list[np
     """
     n_in = len(ts)
     far_dropped = 0
+    in_order, far, steps = True, None, None
     if n_in > 1:
         # The steps between bars in one compiled pass (no array of them): in order when
         # every step is positive, and no bar can be far from the rest when none is long.
-        _least, _count, positive, largest = _validation.step_counts(
-            np.ascontiguousarray(ts, dtype=np.int64))
+        steps = _validation.step_counts(np.ascontiguousarray(ts, dtype=np.int64))
+        _least, _count, positive, largest = steps
         in_order = positive == n_in - 1
         far = None if in_order and largest <= FAR_NS else _far_rows(ts)
         if far is not None:
@@ -527,6 +538,16 @@ def store_checked(result: ReadResult, symbol: str, ts: np.ndarray, cols: list[np
             result.dropped["time far from the other bars"] += far_dropped
         if len(ts) > 1 and (far is not None or not in_order):
             _check_not_descending(result, symbol, ts)
+    if in_order and far is None and _validation.prices_sound(
+            cols[0], cols[1], cols[2], cols[3], cols[4], volume_optional=not has_volume):
+        # The common case, told by one quick pass: in order (the steps above) and every
+        # price and volume sound, which is what the validation kernel would find.
+        result.bars[symbol] = Bars(ts, *cols, interval=interval, validate=False,
+                                   has_volume=has_volume)
+        result._validated[symbol] = result.bars[symbol]
+        if steps is not None:
+            result._steps[symbol] = (result.bars[symbol], steps)
+        return
     faults = np.zeros(len(ts), np.uint8)
     empty = np.empty(0, np.int64)
     first, counts = _validation.validate_bars(
