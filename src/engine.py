@@ -200,6 +200,11 @@ class BarSink(Protocol):
         later ones of the same symbols, which must not follow them in one file)."""
         ...
 
+    def idle(self) -> None:
+        """The calling thread takes no more partition (others still run theirs): the sink
+        may write what it holds for this thread now."""
+        ...
+
     def done(self) -> None:
         """No more bars come: the sink may finish its files now, beside the engine's last
         steps (assembling and classifying the run); it waits for that when it closes."""
@@ -360,8 +365,12 @@ class Engine:
         dropped: Counter = Counter()
         self._dropped = Counter()
         done_symbols = done_bars = 0
+        # Threads of this process tell the sink when one of them takes no more partition.
+        turns = (_Turns(len(sources)) if sink is not None
+                 and isinstance(self.executor, ThreadExecutor) and self.executor.threads > 1
+                 else None)
         for part_pieces, part_dropped, nbars in self.executor.map_unordered(
-                lambda src: self._partition(src, plan, sink), sources):
+                lambda src: self._partition(src, plan, sink, turns), sources):
             for symbol, piece in part_pieces.items():
                 if symbol in pieces:
                     raise ValueError(f"symbol {symbol!r} appears in two partitions of the "
@@ -430,7 +439,10 @@ class Engine:
 
     # -- one partition ----------------------------------------------------------------------
 
-    def _partition(self, source: Source, plan: "_Plan | None", sink: BarSink | None):
+    def _partition(self, source: Source, plan: "_Plan | None", sink: BarSink | None,
+                   turns: "_Turns | None" = None):
+        if turns is not None:
+            turns.begin()
         loaded = source.load()
         loaded.dropped = Counter(loaded.dropped)  # this run's count, whoever else holds it
         out: dict[str, _Piece] = {}
@@ -443,6 +455,8 @@ class Engine:
         finally:
             if part is not None:
                 part.close()
+        if turns is not None and turns.end() and sink is not None:
+            sink.idle()   # its bars are written beside the others' last partitions
         return out, loaded.dropped, nbars
 
     def _symbol(self, symbol: str, bars: Bars, loaded: Loaded, plan: "_Plan | None",
@@ -822,6 +836,29 @@ class Engine:
         """The symbol's result over the run's sessions (not a member where it had none)."""
         assert result is not None
         return result.over(windows.sessions)
+
+
+class _Turns:
+    """The partitions of a run on this process's threads: how many have not begun and how
+    many are running.  A thread whose partition ends when every partition has begun, while
+    another still runs, takes no more partition: it is idle until the run's end."""
+
+    def __init__(self, partitions: int):
+        self._lock = threading.Lock()
+        self._unstarted = partitions
+        self._running = 0
+
+    def begin(self) -> None:
+        with self._lock:
+            self._unstarted -= 1
+            self._running += 1
+
+    def end(self) -> bool:
+        """This thread's partition is over; whether the thread is now idle for good while
+        others still run (the last one to end is not: the run's tail follows it)."""
+        with self._lock:
+            self._running -= 1
+            return self._unstarted <= 0 and self._running > 0
 
 
 @dataclass

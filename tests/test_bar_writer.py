@@ -379,6 +379,53 @@ def test_the_engine_says_done_before_it_classifies(tmp_path, monkeypatch):
     assert bar_files(tmp_path / "out", "5m")
 
 
+def test_a_thread_with_no_partition_left_writes_its_bars_while_the_last_one_runs(tmp_path):
+    """With every partition begun, the thread whose partition ends while another still runs
+    says so to the sink (``idle``): its gathered bars are written then, not in the tail.
+    The last partitions wait for each other, so they overlap; exactly one thread is idle
+    (the last to end is followed by the tail, which writes the rest); the files hold the
+    same rows as a run without threads."""
+    from sessiondata.engine import Source
+
+    calls: list[str] = []
+
+    class Spy(BarDatasetWriter):
+        def idle(self) -> None:
+            calls.append(threading.current_thread().name)
+            super().idle()
+
+    data = universe(6)
+    together = threading.Barrier(2, timeout=30)
+
+    def source(symbol: str, last: bool) -> Source:
+        inner = Source.of({symbol: data[symbol]}, name=symbol)
+
+        def load():
+            if last:
+                together.wait()
+            return inner.load()
+
+        return Source(symbol, load, inner.span)
+
+    symbols = sorted(data)
+    sources = [source(s, i >= 4) for i, s in enumerate(symbols)]
+    engine = Engine(ny(), derived=["5m", "15m"], executor=ThreadExecutor(2))
+    spy = Spy(tmp_path / "threads", row_group_rows=10_000)
+    engine.run(sources, sink=spy)
+    spy.close()
+    assert len(calls) == 1
+    alone = BarDatasetWriter(tmp_path / "alone")
+    Engine(ny(), derived=["5m", "15m"], executor=ThreadExecutor(1)).run(
+        [Source.of({s: data[s]}, name=s) for s in symbols], sink=alone)
+    alone.close()
+    for iv in ("5m", "15m"):
+        got = pa.concat_tables(plain(pq.read_table(p)) for p in bar_files(tmp_path / "threads", iv))
+        want = pa.concat_tables(plain(pq.read_table(p)) for p in bar_files(tmp_path / "alone", iv))
+        key = [("symbol", "ascending"), ("ts", "ascending")]
+        assert got.num_rows == want.num_rows > 0
+        assert got.sort_by(key).equals(want.sort_by(key))
+
+
 # ------------------------------------------------------------------------ per-partition mode
 
 
