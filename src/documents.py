@@ -434,7 +434,10 @@ def start_session_docs(run: RunResult, folder: Path, *,
     """Start writing the session documents (see :func:`write_session_docs`) and return the
     function that waits for them.
 
-    The columns are laid out once, by the first thread.  With ``workers`` > 1 (and at least
+    The columns are laid out once, here, before any thread starts: the layout holds the GIL
+    and the rendering does not, so the threads render from the first moment while this
+    thread goes on (laid out on a thread, it raced the export's other work for the GIL
+    while the cores waited for it).  With ``workers`` > 1 (and at least
     ``MIN_SESSIONS_PER_WORKER`` sessions a thread), ``workers - 1`` threads write the
     documents a share at a time (:class:`_Shares`), while this thread is free until it waits
     (the export writes its gap dataset, summary and manifest meanwhile); waiting, it takes
@@ -449,33 +452,16 @@ def start_session_docs(run: RunResult, folder: Path, *,
     if threads == 0:
         return lambda help=True: _Documents(run).write(range(n_k), folder)
     shares = _Shares(n_k, SHARES_PER_THREAD * (threads + 1))
-    laid_out: list[_Documents] = []
-    ready = threading.Event()
-
-    def work(i: int) -> None:
-        if i == 0:
-            try:
-                laid_out.append(_Documents(run))
-            except BaseException as exc:  # handed to wait(), which raises it
-                shares.failed(exc)
-            finally:
-                ready.set()
-        else:
-            ready.wait()
-        if laid_out:   # else the first thread's error says why
-            shares.write(laid_out[0], folder)
-
-    pool = [threading.Thread(target=work, args=(i,), name=f"sessiondata-docs-{i}",
-                             daemon=True)
+    docs = _Documents(run)
+    pool = [threading.Thread(target=shares.write, args=(docs, folder),
+                             name=f"sessiondata-docs-{i}", daemon=True)
             for i in range(threads)]
     for t in pool:
         t.start()
 
     def wait(help: bool = True) -> None:
         if help:
-            ready.wait()
-            if laid_out:
-                shares.write(laid_out[0], folder)
+            shares.write(docs, folder)
         else:
             shares.stop()
         for t in pool:
