@@ -12,23 +12,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import reference as ref
 from hypothesis import given
 from hypothesis import strategies as st
-
-import reference as ref
 from reference import MINUTE, grids
 from sessiondata._core import aggregation
-
-from test_kernels import MUTATIONS, mutate
-
-
-def readonly(*arrays):
-    out = []
-    for a in arrays:
-        a = np.array(a, copy=True)
-        a.setflags(write=False)
-        out.append(a)
-    return out
+from test_kernels import MUTATIONS, mutate, readonly
 
 
 def check(ts, cols, specs, base_ns, caps):
