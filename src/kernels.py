@@ -382,7 +382,8 @@ def aggregate_on_grid(bars: Bars, grid: Grid, calendar: Calendar, target: Interv
             return 0, 0, -1
         piece = (grid.open_ns[w0:w1], grid.close_ns[w0:w1], grid.base_slots[w0:w1],
                  grid.step_ns)
-        return _aggregation.aggregate_grids(*(a[b0:b1] for a in src), [piece],
+        ts, o, h, low, c, v = (a[b0:b1] for a in src)
+        return _aggregation.aggregate_grids(ts, o, h, low, c, v, [piece],
                                             [[x[lo:hi] for x in cols]], grid.base_ns)[0]
 
     results = list(pool().map(run, range(len(pieces)))) if len(pieces) > 1 else [run(0)]

@@ -316,7 +316,7 @@ def kind_totals(sums: dict[str, Any]) -> dict[str, Any]:
     return kind_rows({k: [v] for k, v in sums.items()}, 1)[0]
 
 
-def kind_rows(sums: dict[str, Sequence[Any]], n: int) -> list[dict[str, Any]]:
+def kind_rows(sums: dict[str, Any], n: int) -> list[dict[str, Any]]:
     """:func:`kind_totals` of ``n`` rows at once (``sums``: a column per field, as Python
     numbers or arrays), the data quality computed over the columns in one call."""
     if "lost" not in sums:
