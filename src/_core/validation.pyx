@@ -3,6 +3,7 @@
 # Each row gets a fault code (0 for a sound bar).  "Previous" means the previous accepted bar,
 # so after a dropped row the order check goes on against the last row that was kept.
 
+from libc.float cimport DBL_MAX
 from libc.stdint cimport INT64_MAX, INT64_MIN, uint8_t
 
 from common cimport (
@@ -181,6 +182,11 @@ def step_counts(const i64[::1] ts):
 
 
 
+# Rows that prices_sound checks between two looks at whether one was unsound.
+cdef enum:
+    SOUND_BLOCK = 1024
+
+
 def prices_sound(
     const f64[::1] open,
     const f64[::1] high,
@@ -193,14 +199,46 @@ def prices_sound(
     price or volume fault (``price_fault`` of every row is FAULT_NONE).  The common case's
     quick answer (no fault codes written, no order or session checks, stops at the first
     fault); where it says no, ``validate_bars`` tells which rows and why."""
-    cdef Py_ssize_t n = open.shape[0], i
-    cdef bint sound = True
+    cdef Py_ssize_t n = open.shape[0], i = 0, end
+    cdef int bad = 0
     for name, col in (("high", high), ("low", low), ("close", close), ("volume", volume)):
         check_length(col.shape[0], n, name, "prices_sound")
+    if n == 0:
+        return True
     with nogil:
-        for i in range(n):
-            if price_fault(open[i], high[i], low[i], close[i], volume[i],
-                           volume_optional) != FAULT_NONE:
-                sound = False
-                break
-    return sound
+        # Blocks of rows without a branch (vectorised by the compiler), stopping after the
+        # block that holds the first fault.
+        while i < n and not bad:
+            end = i + SOUND_BLOCK if n - i > SOUND_BLOCK else n
+            bad = _block_unsound(&open[0], &high[0], &low[0], &close[0], &volume[0], i, end,
+                                 volume_optional)
+            i = end
+    return not bad
+
+
+cdef inline int _block_unsound(const f64* o, const f64* h, const f64* l, const f64* c,
+                               const f64* v, Py_ssize_t a, Py_ssize_t b,
+                               bint volume_optional) noexcept nogil:
+    """Whether any row of ``[a, b)`` has a price or volume fault (``price_fault``'s rules
+    as one condition per row, which the compiler vectorises).  The prices are sound when
+    ``low <= open, close <= high``, ``low <= high`` and neither bound is infinite: every
+    comparison with a NaN is false, and open and close lie between two finite bounds.  The
+    volume is sound when finite and not negative, or NaN where it is optional (a loop of
+    its own, so that each loop is one condition)."""
+    cdef int bad = 0
+    cdef Py_ssize_t i
+    if volume_optional:
+        for i in range(a, b):
+            if ((not (h[i] >= o[i])) | (not (h[i] >= c[i])) | (not (h[i] >= l[i]))
+                    | (not (l[i] <= o[i])) | (not (l[i] <= c[i])) | (not (h[i] <= DBL_MAX))
+                    | (not (l[i] >= -DBL_MAX))
+                    | (((not (v[i] >= 0.0)) | (not (v[i] <= DBL_MAX))) & (v[i] == v[i]))):
+                bad = 1
+    else:
+        for i in range(a, b):
+            if ((not (h[i] >= o[i])) | (not (h[i] >= c[i])) | (not (h[i] >= l[i]))
+                    | (not (l[i] <= o[i])) | (not (l[i] <= c[i])) | (not (h[i] <= DBL_MAX))
+                    | (not (l[i] >= -DBL_MAX)) | (not (v[i] >= 0.0))
+                    | (not (v[i] <= DBL_MAX))):
+                bad = 1
+    return bad
