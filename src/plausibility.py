@@ -287,27 +287,23 @@ def score_readings(ts_by_symbol: Sequence[np.ndarray], calendar: Calendar,
                 fit.outside += len(raw)
             out[reading] = fit
             continue
-        o, c = np.asarray(w.open_ns), np.asarray(w.close_ns)
-        o_raw, c_raw = to_raw(o), to_raw(c)
-        sid = np.asarray(w.session_ids)
+        o, c = np.asarray(w.open_ns, np.int64), np.asarray(w.close_ns, np.int64)
+        o_raw = np.ascontiguousarray(to_raw(o), np.int64)
+        c_raw = np.ascontiguousarray(to_raw(c), np.int64)
+        sid = np.asarray(w.session_ids, np.int64)
         for k, raw in enumerate(raws):
-            a, z = int(lo[k]), int(hi[k])
-            # Expected slots of each window inside the symbol's span, on the window's grid.
-            top = np.minimum(c, z) - o
-            bottom = np.maximum(o, a) - o
-            slots = np.maximum(-(-top // b) - (-(-bottom // b)), 0)
-            cnt = np.searchsorted(raw, c_raw, "left") - np.searchsorted(raw, o_raw, "left")
-            cnt = np.maximum(cnt, 0)
-            got = np.minimum(cnt, slots)
+            # Each window expects the base slots, counted from its open, inside the
+            # symbol's span; it holds the bars between its bounds mapped back to the frame
+            # the bars were read in (at most one a slot counts as inside).
+            inside, held, expected, missing, empty = _validation.window_fit(
+                np.ascontiguousarray(raw), o, c, o_raw, c_raw, sid, w.n_sessions,
+                int(lo[k]), int(hi[k]), b)
             fit.bars += len(raw)
-            fit.inside += int(got.sum())
-            fit.outside += len(raw) - int(cnt.sum())
-            fit.expected += int(slots.sum())
-            fit.missing += int((slots - got).sum())
-            per_session_slots = np.bincount(sid, weights=slots, minlength=w.n_sessions)
-            per_session_bars = np.bincount(sid, weights=cnt, minlength=w.n_sessions)
-            fit.empty_sessions += int(np.count_nonzero((per_session_slots > 0)
-                                                       & (per_session_bars == 0)))
+            fit.inside += inside
+            fit.outside += len(raw) - held
+            fit.expected += expected
+            fit.missing += missing
+            fit.empty_sessions += empty
             if extended and fit.outside:
                 fit.outside_on_session_day += _on_session_days(raw, o_raw, c_raw,
                                                                to_reading, calendar)

@@ -23,3 +23,7 @@ def prices_sound(
     open: _F64, high: _F64, low: _F64, close: _F64, volume: _F64,
     volume_optional: bool = ...,
 ) -> bool: ...
+def window_fit(
+    raw: _I64, open_ns: _I64, close_ns: _I64, open_raw: _I64, close_raw: _I64,
+    session_ids: _I64, n_sessions: int, lo: int, hi: int, base_ns: int,
+) -> tuple[int, int, int, int, int]: ...

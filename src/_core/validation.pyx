@@ -3,7 +3,9 @@
 # Each row gets a fault code (0 for a sound bar).  "Previous" means the previous accepted bar,
 # so after a dropped row the order check goes on against the last row that was kept.
 
+cimport cython
 from libc.float cimport DBL_MAX
+from libc.stdlib cimport calloc, free
 from libc.stdint cimport INT64_MAX, INT64_MIN, uint8_t
 
 from common cimport (
@@ -242,3 +244,88 @@ cdef inline int _block_unsound(const f64* o, const f64* h, const f64* l, const f
                     | (not (v[i] <= DBL_MAX))):
                 bad = 1
     return bad
+
+
+@cython.cdivision(True)
+cdef inline i64 _ceil_div(i64 x, i64 b) noexcept nogil:
+    """ceil(x / b) for b > 0 (C's division truncates: toward the ceiling below zero)."""
+    cdef i64 q = x // b
+    if x > 0 and x % b != 0:
+        q += 1
+    return q
+
+
+cdef inline Py_ssize_t _below(const i64* xs, Py_ssize_t n, i64 value) noexcept nogil:
+    """How many of the sorted ``xs`` are below ``value`` (``numpy.searchsorted``, left)."""
+    cdef Py_ssize_t lo = 0, hi = n, mid
+    while lo < hi:
+        mid = lo + (hi - lo) // 2
+        if xs[mid] < value:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+def window_fit(const i64[::1] raw, const i64[::1] open_ns, const i64[::1] close_ns,
+               const i64[::1] open_raw, const i64[::1] close_raw, const i64[::1] session_ids,
+               Py_ssize_t n_sessions, i64 lo, i64 hi, i64 base_ns):
+    """How one symbol's bars fit a reading's session windows (the plausibility check's
+    counts, in one pass over the windows).
+
+    ``raw``: the symbol's times as read (sorted); ``open_ns``/``close_ns``: each window in
+    the reading's frame, ``open_raw``/``close_raw`` the same mapped into the frame of
+    ``raw``; ``session_ids``: each window's session (``0 <= id < n_sessions``); ``[lo,
+    hi)``: the symbol's span in the reading's frame; ``base_ns`` > 0.  A window expects the
+    base slots, counted from its open, that start at or after ``lo`` and before ``hi`` and
+    its close; it holds the bars of ``raw`` in ``[open_raw, close_raw)``, of which at most
+    one a slot is inside.
+
+    Returns ``(inside, held, expected, missing, empty_sessions)``: the bars inside (at most
+    the slots of each window), the bars in any window, the slots expected, those without a
+    bar, and the sessions that expect slots and hold no bar.
+    """
+    cdef Py_ssize_t n = raw.shape[0], w = open_ns.shape[0], k, s
+    cdef i64 top, bottom, slots, cnt, got
+    cdef i64 inside = 0, held = 0, expected = 0, missing = 0, empty = 0
+    for name, col in (("close_ns", close_ns), ("open_raw", open_raw),
+                      ("close_raw", close_raw), ("session_ids", session_ids)):
+        check_length(col.shape[0], w, name, "window_fit")
+    if base_ns <= 0:
+        raise ValueError(f"window_fit: base_ns must be positive, got {base_ns}")
+    if n_sessions < 0:
+        raise ValueError(f"window_fit: n_sessions must not be negative, got {n_sessions}")
+    for k in range(w):
+        if not 0 <= session_ids[k] < n_sessions:
+            raise ValueError(f"window_fit: window {k}'s session {session_ids[k]} is outside "
+                             f"0..{n_sessions - 1}")
+    cdef i64* per_slots = <i64*> calloc(max(n_sessions, 1), sizeof(i64))
+    cdef i64* per_bars = <i64*> calloc(max(n_sessions, 1), sizeof(i64))
+    if per_slots == NULL or per_bars == NULL:
+        free(per_slots)
+        free(per_bars)
+        raise MemoryError()
+    cdef const i64* xs = &raw[0] if n else NULL
+    with nogil:
+        for k in range(w):
+            top = (close_ns[k] if close_ns[k] < hi else hi) - open_ns[k]
+            bottom = (open_ns[k] if open_ns[k] > lo else lo) - open_ns[k]
+            slots = _ceil_div(top, base_ns) - _ceil_div(bottom, base_ns)
+            if slots < 0:
+                slots = 0
+            cnt = _below(xs, n, close_raw[k]) - _below(xs, n, open_raw[k])
+            if cnt < 0:
+                cnt = 0
+            got = cnt if cnt < slots else slots
+            inside += got
+            held += cnt
+            expected += slots
+            missing += slots - got
+            per_slots[session_ids[k]] += slots
+            per_bars[session_ids[k]] += cnt
+        for s in range(n_sessions):
+            if per_slots[s] > 0 and per_bars[s] == 0:
+                empty += 1
+    free(per_slots)
+    free(per_bars)
+    return inside, held, expected, missing, empty
