@@ -267,6 +267,29 @@ cdef inline Py_ssize_t _below(const i64* xs, Py_ssize_t n, i64 value) noexcept n
     return lo
 
 
+cdef inline Py_ssize_t _below_from(const i64* xs, Py_ssize_t n, i64 value,
+                                   Py_ssize_t hint) noexcept nogil:
+    """``_below``, searched from ``hint`` (the answer for a nearby value before): forward in
+    steps that double, then by halves within the last step, so that a walk over values in
+    increasing order reads the sorted ``xs`` near where it read last (a binary search over
+    all of them reads a cache line of a large array at each of its first steps); backward, a
+    binary search below ``hint``."""
+    cdef Py_ssize_t lo, hi, step = 1
+    if hint > n:
+        hint = n
+    if hint > 0 and xs[hint - 1] >= value:
+        return _below(xs, hint - 1, value)
+    lo = hint           # every xs[i] below ``lo`` is below ``value``
+    hi = hint
+    while hi < n and xs[hi] < value:
+        lo = hi + 1
+        hi = lo + step
+        step *= 2
+    if hi > n:
+        hi = n
+    return lo + _below(xs + lo, hi - lo, value)
+
+
 def window_fit(const i64[::1] raw, const i64[::1] open_ns, const i64[::1] close_ns,
                const i64[::1] open_raw, const i64[::1] close_raw, const i64[::1] session_ids,
                Py_ssize_t n_sessions, i64 lo, i64 hi, i64 base_ns):
@@ -285,7 +308,7 @@ def window_fit(const i64[::1] raw, const i64[::1] open_ns, const i64[::1] close_
     the slots of each window), the bars in any window, the slots expected, those without a
     bar, and the sessions that expect slots and hold no bar.
     """
-    cdef Py_ssize_t n = raw.shape[0], w = open_ns.shape[0], k, s
+    cdef Py_ssize_t n = raw.shape[0], w = open_ns.shape[0], k, s, a, hint = 0
     cdef i64 top, bottom, slots, cnt, got
     cdef i64 inside = 0, held = 0, expected = 0, missing = 0, empty = 0
     for name, col in (("close_ns", close_ns), ("open_raw", open_raw),
@@ -313,7 +336,9 @@ def window_fit(const i64[::1] raw, const i64[::1] open_ns, const i64[::1] close_
             slots = _ceil_div(top, base_ns) - _ceil_div(bottom, base_ns)
             if slots < 0:
                 slots = 0
-            cnt = _below(xs, n, close_raw[k]) - _below(xs, n, open_raw[k])
+            a = _below_from(xs, n, open_raw[k], hint)
+            hint = _below_from(xs, n, close_raw[k], a)
+            cnt = hint - a
             if cnt < 0:
                 cnt = 0
             got = cnt if cnt < slots else slots
