@@ -897,7 +897,9 @@ def _within_spans(windows: Windows, results: Sequence[SymbolResult | None]) -> W
 
 def _sub_windows(windows: Windows, sessions: np.ndarray) -> Windows:
     """The windows of some of the sessions (indices, increasing)."""
-    pick = np.isin(windows.session_ids, sessions)
+    chosen = np.zeros(windows.n_sessions, bool)
+    chosen[sessions] = True
+    pick = chosen[windows.session_ids]
     ids = windows.session_ids[pick]
     renumber = np.searchsorted(sessions, ids)
     return Windows(windows.open_ns[pick], windows.close_ns[pick], renumber,
