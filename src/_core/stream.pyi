@@ -1,5 +1,6 @@
 """The compiled per-symbol pipeline of a session, and the registry's per-bar fast path."""
 
+from collections.abc import Sequence
 from typing import Any, NoReturn, SupportsFloat, SupportsIndex, TypeAlias, final
 
 import numpy as np
@@ -38,7 +39,10 @@ class Event:
 @final
 class SymbolStream:
     volume_optional: bool
-    names: list[str]
+    @property
+    def names(self) -> tuple[str, ...]: ...
+    @names.setter
+    def names(self, value: Sequence[str]) -> None: ...
     derived_gaps: bool
     def want_derived_gaps(self, on: bool) -> None: ...
     def close_derived_gaps(self, symbol: object, out: list[Event], until_ns: int) -> int: ...
