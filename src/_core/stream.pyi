@@ -10,6 +10,7 @@ from typing_extensions import disjoint_base
 _I64: TypeAlias = npt.NDArray[np.int64]
 
 EVENT_KINDS: tuple[str, ...]
+HUGE_PAGES: bool
 
 @disjoint_base
 class Event:
@@ -91,6 +92,8 @@ class SymbolStream:
     def nbytes(self) -> int: ...
     @property
     def held_nbytes(self) -> int: ...
+    @property
+    def pooled(self) -> bool: ...
 
 @disjoint_base
 class SymbolCore:
@@ -115,6 +118,7 @@ class SessionCore:
     _next_scan: int
     _current: int
     _wanted: int
+    _direct: bool
     _stale_slots: int
     _grace_slots: int
     def add_bar(self, symbol: str, ts: SupportsIndex, open: SupportsFloat, high: SupportsFloat,

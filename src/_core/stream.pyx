@@ -16,6 +16,7 @@ from libc.stdlib cimport calloc, free
 from cpython.float cimport PyFloat_AS_DOUBLE
 from libc.string cimport memcpy, memmove, memset
 
+import os
 import sys
 
 import numpy as np
@@ -217,8 +218,10 @@ cdef extern from *:
     static sd_chunk* sd_current = NULL;         /* the one blocks are cut from */
     static void* sd_free_heads[SD_CLASSES + 1];  /* free blocks by size in units, linked */
     static PyThread_type_lock sd_pool_lock = NULL;
+    static int sd_pool_on = 1;                  /* 0: every store uses malloc */
 
-    static int sd_pool_init(void) {
+    static int sd_pool_init(int on) {
+        sd_pool_on = on;
         if (sd_pool_lock == NULL) sd_pool_lock = PyThread_allocate_lock();
         return sd_pool_lock != NULL ? 0 : -1;
     }
@@ -280,7 +283,7 @@ cdef extern from *:
         size_t u = (bytes + SD_UNIT - 1) / SD_UNIT;
         void* p;
         sd_chunk* c;
-        if (u == 0 || u > SD_CLASSES || sd_pool_lock == NULL) return NULL;
+        if (u == 0 || u > SD_CLASSES || sd_pool_lock == NULL || !sd_pool_on) return NULL;
         PyThread_acquire_lock(sd_pool_lock, WAIT_LOCK);
         p = sd_free_heads[u];
         if (p != NULL) {
@@ -334,12 +337,19 @@ cdef extern from *:
         PyThread_release_lock(sd_pool_lock);
     }
     """
-    int sd_pool_init() noexcept
+    int sd_pool_init(int on) noexcept
     void* sd_pool_alloc(size_t nbytes) noexcept nogil
     void sd_pool_free(void* p, size_t nbytes) noexcept nogil
 
 
-if sd_pool_init() != 0:
+# SESSIONDATA_HUGEPAGES=0 (read once, here) keeps every store on malloc: on a VM a huge page
+# first touched can cost 10-18 ms (the host backs it as it goes), so the first session of a
+# process with hundreds of dense symbols pays ~0.3-0.6 s of such stalls; a short-lived
+# process may prefer 4 KiB pages.  HUGE_PAGES says which it is.
+HUGE_PAGES = os.environ.get("SESSIONDATA_HUGEPAGES", "1").strip().lower() not in (
+    "0", "false", "no", "off")
+
+if sd_pool_init(HUGE_PAGES) != 0:
     raise ImportError("sessiondata._core.stream: no lock for the store pool")
 
 
@@ -2107,6 +2117,12 @@ cdef class SymbolStream:
             total += self.derived[k].n * 64
         return total
 
+    @property
+    def pooled(self):
+        """Whether the base store's rows are in the huge-page pool (a dense stream's, sized
+        for its session; never with ``SESSIONDATA_HUGEPAGES=0`` nor off Linux)."""
+        return bool(self.base.pooled)
+
 
 @cython.auto_pickle(False)
 cdef class SymbolCore:
@@ -2165,6 +2181,10 @@ cdef class SessionCore:
     cdef public int _defer           # > 0 while a caller holds the registry lock
     cdef public i64 _next_scan       # the clock at which the streams are scanned next
     cdef public int _wanted          # the kinds some subscriber wants (1 << Event.code)
+    # A bar whose only news is closed derived bars hands them to the callbacks at once
+    # (_deliver_closed); False: through collect and the pending list, as every other news
+    # (the same events in the same order: the tests compare the two).
+    cdef public bint _direct
     # Streams known to be current for that scan (a bar took them to its slot); negative after
     # the registry changed.  When all are, the scan has nothing to look at.
     cdef public Py_ssize_t _current
@@ -2190,6 +2210,7 @@ cdef class SessionCore:
         self._defer = 0
         self._next_scan = NO_BAR
         self._wanted = 0
+        self._direct = True
         self._current = -1
         self._scan_step = 1
         self._stale_slots = 5
@@ -2848,8 +2869,9 @@ cdef Py_ssize_t _after_bar_news(SessionCore self, SymbolStream stream, object sy
         if not (self._wanted & (1 << EV_BAR_CLOSED)):
             stream._take_closed()
             return 0
-        if (self._clock < self._next_scan and not self._defer and not self._delivering
-                and self._pending is not None and PyList_GET_SIZE(self._pending) == 0):
+        if (self._direct and self._clock < self._next_scan and not self._defer
+                and not self._delivering and self._pending is not None
+                and PyList_GET_SIZE(self._pending) == 0):
             for k in range(stream.n_derived):
                 n += stream.derived[k].n - stream.emitted[k]
             if n <= DIRECT_CAP:
