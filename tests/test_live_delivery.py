@@ -48,7 +48,7 @@ def _fields(ev) -> tuple:
             None if ev.old is None else tuple(sorted(ev.old.items())))
 
 
-def _run(direct: bool, rows, make_callbacks, on_bad="revise"):
+def _run(direct: bool, rows, make_callbacks, on_bad="revise", derived=DERIVED):
     """Stream rows into a fresh session whose callbacks make_callbacks(sd, log) gives; the
     events as they were delivered, and the same events read again at the end (kept objects:
     one reused by a later event would read differently)."""
@@ -56,7 +56,7 @@ def _run(direct: bool, rows, make_callbacks, on_bad="revise"):
     sd._direct = direct
     sd.start_session(DAY)
     for s in SYMBOLS:
-        sd.add_symbol(s, "1m", DERIVED)
+        sd.add_symbol(s, "1m", derived)
     log: list = []
     for fn, kw in make_callbacks(sd, log):
         sd.subscribe(fn, **kw)
@@ -78,23 +78,28 @@ def _keep(name, log):
     return cb
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_direct_delivery_gives_the_events_of_the_pending_list(seed):
+# Ten intervals that all close at the hour: more closed bars than the direct delivery's
+# rows hold, which go through collect.
+MANY = ("2m", "3m", "4m", "5m", "6m", "10m", "12m", "15m", "20m", "30m", "1h")
+
+
+@pytest.mark.parametrize("seed,derived", [(1, DERIVED), (2, DERIVED), (3, DERIVED), (4, MANY)])
+def test_direct_delivery_gives_the_events_of_the_pending_list(seed, derived):
     rows = _feed(seed)
 
     def callbacks(sd, log):
         return [(_keep("all", log), {}),
                 (_keep("closed", log), {"kinds": ["bar_closed"]})]
 
-    sd1, seen1, again1, _ = _run(True, rows, callbacks)
-    sd0, seen0, again0, _ = _run(False, rows, callbacks)
+    sd1, seen1, again1, _ = _run(True, rows, callbacks, derived=derived)
+    sd0, seen0, again0, _ = _run(False, rows, callbacks, derived=derived)
     assert seen1 == seen0
     assert again1 == seen1          # no kept event was reused
     kinds = {f[0] for _, f in seen1}
     assert {"bar_closed", "gap_opened", "gap_closed"} <= kinds
     # bar_closed equals the derived bars held, each once, in order per symbol and interval.
     for s in SYMBOLS:
-        for iv in DERIVED:
+        for iv in derived:
             told = [f[3] for who, f in seen1 if who == "closed" and f[1] == s and f[2] == iv]
             held = sd1.get_symbol_data(s).bars(iv).ts.tolist()
             assert told == held and len(told) > 0

@@ -2872,18 +2872,20 @@ cdef Py_ssize_t _after_bar_news(SessionCore self, SymbolStream stream, object sy
         if (self._direct and self._clock < self._next_scan and not self._defer
                 and not self._delivering and self._pending is not None
                 and PyList_GET_SIZE(self._pending) == 0):
+            # Copied before any callback runs (one may add bars that move the rows), and
+            # taken as reported now (a callback's own bars have their own news).
             for k in range(stream.n_derived):
-                n += stream.derived[k].n - stream.emitted[k]
-            if n <= DIRECT_CAP:
-                # Copied before any callback runs (one may add bars that move the rows),
-                # and taken as reported now (a callback's own bars have their own news).
-                n = 0
-                for k in range(stream.n_derived):
-                    s = &stream.derived[k]
-                    for i in range(stream.emitted[k], s.n):
-                        rows[n] = store_row(s, i)[0]
-                        ks[n] = <int> k
-                        n += 1
+                s = &stream.derived[k]
+                for i in range(stream.emitted[k], s.n):
+                    if n == DIRECT_CAP:
+                        break
+                    rows[n] = store_row(s, i)[0]
+                    ks[n] = <int> k
+                    n += 1
+                else:
+                    continue
+                break           # (more than the rows hold: collect)
+            else:
                 stream._take_closed()
                 return n
     stream.collect(symbol, self._pending, self._wanted)
