@@ -485,7 +485,7 @@ class SessionData(SessionCore):
                 else:
                     stream = SymbolStream(self._windows.open_ns, self._windows.close_ns,
                                           base.ns)
-                stream.names = [base.name]
+                stream.names = (base.name,)
                 stream.want_derived_gaps(self._derived_gaps)
                 entry = SymbolSessionData(symbol, base, stream)
                 entry._session = self
@@ -506,7 +506,7 @@ class SessionData(SessionCore):
                                       grid.step_ns, grid.last_open)
         entry._slot[interval.name] = k
         entry.derived_intervals.append(interval.name)
-        entry._stream.names.append(interval.name)
+        entry._stream.names = (*entry._stream.names, interval.name)
 
     def remove_symbol(self, symbol: str) -> bool:
         """Drop a symbol and everything held for it; False when it was not there."""

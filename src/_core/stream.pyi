@@ -1,5 +1,6 @@
 """The compiled per-symbol pipeline of a session, and the registry's per-bar fast path."""
 
+from collections.abc import Sequence
 from typing import Any, NoReturn, SupportsFloat, SupportsIndex, TypeAlias, final
 
 import numpy as np
@@ -9,6 +10,7 @@ from typing_extensions import disjoint_base
 _I64: TypeAlias = npt.NDArray[np.int64]
 
 EVENT_KINDS: tuple[str, ...]
+HUGE_PAGES: bool
 
 @disjoint_base
 class Event:
@@ -38,7 +40,10 @@ class Event:
 @final
 class SymbolStream:
     volume_optional: bool
-    names: list[str]
+    @property
+    def names(self) -> tuple[str, ...]: ...
+    @names.setter
+    def names(self, value: Sequence[str]) -> None: ...
     derived_gaps: bool
     def want_derived_gaps(self, on: bool) -> None: ...
     def close_derived_gaps(self, symbol: object, out: list[Event], until_ns: int) -> int: ...
@@ -87,6 +92,8 @@ class SymbolStream:
     def nbytes(self) -> int: ...
     @property
     def held_nbytes(self) -> int: ...
+    @property
+    def pooled(self) -> bool: ...
 
 @disjoint_base
 class SymbolCore:
@@ -111,6 +118,7 @@ class SessionCore:
     _next_scan: int
     _current: int
     _wanted: int
+    _direct: bool
     _stale_slots: int
     _grace_slots: int
     def add_bar(self, symbol: str, ts: SupportsIndex, open: SupportsFloat, high: SupportsFloat,

@@ -16,6 +16,9 @@ from libc.stdlib cimport calloc, free
 from cpython.float cimport PyFloat_AS_DOUBLE
 from libc.string cimport memcpy, memmove, memset
 
+import os
+import sys
+
 import numpy as np
 
 from common cimport (
@@ -57,7 +60,8 @@ cdef enum:
     PARENT_AT = MAX_DERIVED * 64                # sizeof(BarStore) <= 64 (checked at import)
     EMITTED_AT = PARENT_AT + MAX_DERIVED * 8
     ROLLUPS_AT = EMITTED_AT + MAX_DERIVED * 8   # a multiple of 64
-    ROLLUP_BLOCK = ROLLUPS_AT + MAX_DERIVED * 256   # sizeof(Rollup) (checked)
+    NAMES_AT = ROLLUPS_AT + MAX_DERIVED * 256       # sizeof(Rollup) (checked)
+    ROLLUP_BLOCK = NAMES_AT + (MAX_DERIVED + 1) * 8
     # SymbolStream: the bytes a bar in order (or closing a bucket) reads, up to gaps.present
     # in the declared order (on 64-bit CPython).
     STREAM_HOT_END = 248
@@ -214,8 +218,10 @@ cdef extern from *:
     static sd_chunk* sd_current = NULL;         /* the one blocks are cut from */
     static void* sd_free_heads[SD_CLASSES + 1];  /* free blocks by size in units, linked */
     static PyThread_type_lock sd_pool_lock = NULL;
+    static int sd_pool_on = 1;                  /* 0: every store uses malloc */
 
-    static int sd_pool_init(void) {
+    static int sd_pool_init(int on) {
+        sd_pool_on = on;
         if (sd_pool_lock == NULL) sd_pool_lock = PyThread_allocate_lock();
         return sd_pool_lock != NULL ? 0 : -1;
     }
@@ -277,7 +283,7 @@ cdef extern from *:
         size_t u = (bytes + SD_UNIT - 1) / SD_UNIT;
         void* p;
         sd_chunk* c;
-        if (u == 0 || u > SD_CLASSES || sd_pool_lock == NULL) return NULL;
+        if (u == 0 || u > SD_CLASSES || sd_pool_lock == NULL || !sd_pool_on) return NULL;
         PyThread_acquire_lock(sd_pool_lock, WAIT_LOCK);
         p = sd_free_heads[u];
         if (p != NULL) {
@@ -331,12 +337,19 @@ cdef extern from *:
         PyThread_release_lock(sd_pool_lock);
     }
     """
-    int sd_pool_init() noexcept
+    int sd_pool_init(int on) noexcept
     void* sd_pool_alloc(size_t nbytes) noexcept nogil
     void sd_pool_free(void* p, size_t nbytes) noexcept nogil
 
 
-if sd_pool_init() != 0:
+# SESSIONDATA_HUGEPAGES=0 (read once, here) keeps every store on malloc: on a VM a huge page
+# first touched can cost 10-18 ms (the host backs it as it goes), so the first session of a
+# process with hundreds of dense symbols pays ~0.3-0.6 s of such stalls; a short-lived
+# process may prefer 4 KiB pages.  HUGE_PAGES says which it is.
+HUGE_PAGES = os.environ.get("SESSIONDATA_HUGEPAGES", "1").strip().lower() not in (
+    "0", "false", "no", "off")
+
+if sd_pool_init(HUGE_PAGES) != 0:
     raise ImportError("sessiondata._core.stream: no lock for the store pool")
 
 
@@ -647,22 +660,26 @@ cdef inline Event _event(int code, object symbol, object interval, i64 ts, i64 e
     return ev
 
 
+cdef inline void _event_release(PyObject* p) noexcept:
+    """Drop a reference to an event: one that nobody else holds goes to the pool (the
+    reference dropped becomes the pool's), the others are freed without Python code."""
+    global _ev_pool_n
+    if (_ev_pool_n < EVENT_POOL and _refcnt(p) == 1 and _type_of(p) == <void*> Event
+            and (<Event> p)._more is None):
+        _ev_pool[_ev_pool_n] = p
+        _ev_pool_n += 1
+    else:
+        Py_XDECREF(p)
+
+
 cdef inline void _empty_list(list items) noexcept:
     """Empty a list of events and keep its allocation (``del items[:]`` frees it, and the
     next events would allocate it again); the events nobody else holds go to the pool."""
-    global _ev_pool_n
     cdef Py_ssize_t i, n = PyList_GET_SIZE(items)
-    cdef PyObject* p
     Py_SET_SIZE(items, 0)      # first: the list never shows an item being freed
     for i in range(n):
-        # (the macro reads the array, past the size now) events: freed without Python code
-        p = PyList_GET_ITEM(items, i)
-        if (_ev_pool_n < EVENT_POOL and _refcnt(p) == 1 and _type_of(p) == <void*> Event
-                and (<Event> p)._more is None):
-            _ev_pool[_ev_pool_n] = p         # the list's reference, now the pool's
-            _ev_pool_n += 1
-        else:
-            Py_XDECREF(p)
+        # (the macro reads the array, past the size now)
+        _event_release(PyList_GET_ITEM(items, i))
 
 
 cdef Py_ssize_t _slots(const i64* g_open, const i64* g_close, Py_ssize_t n, i64 step_ns):
@@ -760,7 +777,11 @@ cdef class SymbolStream:
     cdef void* rollups_block
     cdef i64 rejected[N_FAULTS]
     cdef list _keep              # keeps every grid array alive: the C side points into them
-    cdef public list names       # interval names: the base, then derived 0, 1, ...
+    # Interval names (``names``): the base, then derived 0, 1, ...; the objects in a C array
+    # of their own (owned references), which an event reads without a list's two lines.
+    cdef tuple _names
+    cdef PyObject** name_at
+    cdef Py_ssize_t n_names
     cdef readonly i64 revised    # bars taken by revise (late, out of order, replaced)
     # A gap behind the bars that an out-of-order bar (revise) shrank or split: [rg_s, rg_e)
     # as it was told, and the slot filled (told as gap_revised and what remains).
@@ -780,8 +801,8 @@ cdef class SymbolStream:
     def __cinit__(self):
         cdef char* at
         store_init(&self.base, False)
-        # One block, 64-byte aligned: the derived stores, parent, the roll-ups, at fixed
-        # offsets from each other (what SessionCore.add_bar prefetches).
+        # One block, 64-byte aligned: the derived stores, parent, the roll-ups, the interval
+        # names, at fixed offsets from each other (what SessionCore.add_bar prefetches).
         self.rollups_block = calloc(1, ROLLUP_BLOCK + 64)
         if self.rollups_block != NULL:
             at = <char*> self.rollups_block + ((0 - <size_t> self.rollups_block) & 63)
@@ -789,6 +810,7 @@ cdef class SymbolStream:
             self.parent = <Py_ssize_t*> (at + PARENT_AT)
             self.emitted = <Py_ssize_t*> (at + EMITTED_AT)
             self.rollups = <Rollup*> (at + ROLLUPS_AT)
+            self.name_at = <PyObject**> (at + NAMES_AT)
         self.revs = <Revision*> calloc(MAX_REVS, sizeof(Revision))
         self.dseen = <GapWalker*> calloc(MAX_DERIVED, sizeof(GapWalker))
         self.drg_on = <bint*> calloc(MAX_DERIVED, sizeof(bint))
@@ -841,7 +863,7 @@ cdef class SymbolStream:
             self.rejected[i] = 0
         self.revised = 0
         self.counted_for = NO_BAR
-        self.names = []
+        self.names = ()
         self.n_revs = 0
         self.sync_events()
 
@@ -1588,11 +1610,33 @@ cdef class SymbolStream:
         self.rg_on = False
         self.n_revs = 0
 
+    @property
+    def names(self):
+        """The interval names the events carry: the base, then derived 0, 1, ... (a tuple:
+        set a new sequence to change them)."""
+        return self._names
+
+    @names.setter
+    def names(self, value):
+        cdef tuple names = tuple(value)
+        cdef Py_ssize_t i
+        if len(names) > MAX_DERIVED + 1:
+            raise ValueError(f"at most {MAX_DERIVED + 1} interval names, got {len(names)}")
+        for i in range(len(names)):
+            if not isinstance(names[i], str):
+                raise TypeError(f"interval names are strings, got {type(names[i]).__name__}")
+        # Interned: one object per name for every stream, which each event takes a reference
+        # to (a string of its own per stream was a cache miss on most bar_closed events).
+        names = tuple([sys.intern(str(name)) for name in names])
+        self._names = names             # (owns what name_at borrows)
+        for i in range(len(names)):
+            self.name_at[i] = <PyObject*> names[i]
+        self.n_names = len(names)
+
     cdef inline object _name(self, Py_ssize_t k):
         """The name of interval k (-1: the base), or k when the names were not set."""
-        cdef list names = self.names
-        if names is not None and k + 1 < PyList_GET_SIZE(names):
-            return <object> PyList_GET_ITEM(names, k + 1)
+        if k + 1 < self.n_names:
+            return <object> self.name_at[k + 1]
         return k
 
     cdef i64 _window_close(self, i64 start) noexcept nogil:
@@ -2073,6 +2117,12 @@ cdef class SymbolStream:
             total += self.derived[k].n * 64
         return total
 
+    @property
+    def pooled(self):
+        """Whether the base store's rows are in the huge-page pool (a dense stream's, sized
+        for its session; never with ``SESSIONDATA_HUGEPAGES=0`` nor off Linux)."""
+        return bool(self.base.pooled)
+
 
 @cython.auto_pickle(False)
 cdef class SymbolCore:
@@ -2131,6 +2181,10 @@ cdef class SessionCore:
     cdef public int _defer           # > 0 while a caller holds the registry lock
     cdef public i64 _next_scan       # the clock at which the streams are scanned next
     cdef public int _wanted          # the kinds some subscriber wants (1 << Event.code)
+    # A bar whose only news is closed derived bars hands them to the callbacks at once
+    # (_deliver_closed); False: through collect and the pending list, as every other news
+    # (the same events in the same order: the tests compare the two).
+    cdef public bint _direct
     # Streams known to be current for that scan (a bar took them to its slot); negative after
     # the registry changed.  When all are, the scan has nothing to look at.
     cdef public Py_ssize_t _current
@@ -2156,6 +2210,7 @@ cdef class SessionCore:
         self._defer = 0
         self._next_scan = NO_BAR
         self._wanted = 0
+        self._direct = True
         self._current = -1
         self._scan_step = 1
         self._stale_slots = 5
@@ -2676,6 +2731,7 @@ cdef object _add_bar_impl(SessionCore self, object symbol, object ts, object ope
             sd_prefetch(cs.next_rollup - ROLLUPS_AT + PARENT_AT)
             if self._events_on:
                 sd_prefetch(cs.next_rollup - ROLLUPS_AT + EMITTED_AT)
+                sd_prefetch(cs.next_rollup - ROLLUPS_AT + NAMES_AT)
     else:
         entry = self._reg.get(symbol)
         if entry is None:
@@ -2790,43 +2846,161 @@ cdef object _add_bar_kw(object self, PyObject** args, Py_ssize_t nargs, PyObject
     return _vectorcall(getattr(self, "_add_bar_kw"), args, <size_t> nargs, kwnames)
 
 
-cdef int _after_bar_news(SessionCore self, SymbolStream stream, object symbol) except -1:
+# The derived bars one bar closes, handed straight to the callbacks (_deliver_closed): at
+# most this many (one bar closes at most one bar per interval unless its stream lagged the
+# events); more go through collect and the pending list.
+cdef enum:
+    DIRECT_CAP = 8
+
+
+cdef Py_ssize_t _after_bar_news(SessionCore self, SymbolStream stream, object symbol,
+                                BarRow* rows, int* ks) except -1:
     """The bar has news for the subscribers (a gap ended, a derived bar closed, a revision):
-    collect it (or, when only derived bars closed and nobody wants them, take them as
-    reported)."""
-    if (stream.last_closed and not (self._wanted & (1 << EV_BAR_CLOSED))
-            and not stream.derived_gaps and stream.gaps.runs == stream.seen.runs
+    collect it, or, when only derived bars closed, take them as reported.  Returns how many
+    closed bars it copied to ``rows`` (their intervals in ``ks``) for ``_deliver_closed``:
+    when they are the bar's only news, bar_closed is wanted, and nothing else is to be
+    delivered before them (no event pending, no delivery running, no caller holding the
+    registry lock, no scan due); else 0."""
+    cdef Py_ssize_t k, i, n = 0
+    cdef BarStore* s
+    if (stream.last_closed and not stream.derived_gaps and stream.gaps.runs == stream.seen.runs
             and stream.ann_until == NO_BAR and not stream.n_revs
             and stream.seen_n + 1 == stream.base.n):
-        stream._take_closed()
-        return 0
+        if not (self._wanted & (1 << EV_BAR_CLOSED)):
+            stream._take_closed()
+            return 0
+        if (self._direct and self._clock < self._next_scan and not self._defer
+                and not self._delivering and self._pending is not None
+                and PyList_GET_SIZE(self._pending) == 0):
+            # Copied before any callback runs (one may add bars that move the rows), and
+            # taken as reported now (a callback's own bars have their own news).
+            for k in range(stream.n_derived):
+                s = &stream.derived[k]
+                for i in range(stream.emitted[k], s.n):
+                    if n == DIRECT_CAP:
+                        break
+                    rows[n] = store_row(s, i)[0]
+                    ks[n] = <int> k
+                    n += 1
+                else:
+                    continue
+                break           # (more than the rows hold: collect)
+            else:
+                stream._take_closed()
+                return n
     stream.collect(symbol, self._pending, self._wanted)
     return 0
 
 
-cdef inline int _after_bar(SessionCore self, SymbolStream stream, object symbol) except -1:
-    """A bar was stored and someone listens: collect its events, scan the streams when
-    the clock entered a new slot, deliver (unless a caller holds the registry lock).
-    A small function, not a method, so that ``add_bar`` inlines it: the common bar (no
-    news, no new slot, nothing pending) calls nothing."""
-    cdef i64 scan_at
-    cdef Py_ssize_t i
+cdef int _deliver_closed(SessionCore self, SymbolStream stream, object symbol,
+                         const BarRow* rows, const int* ks, Py_ssize_t n) except -1:
+    """Deliver the bar_closed events of one bar's closed bars (``_after_bar_news``) as they
+    are made, without the pending list: each event goes to every subscriber that wants the
+    kind, then back to the pool unless a callback kept it.  As ``_deliver_c``: one loop
+    delivers at a time (what a callback's own calls make waits in ``_pending`` and is
+    delivered after these, in order), a callback that raised goes to ``_callback_failed``,
+    one to re-raise is raised when every event is out."""
+    cdef Event ev
+    cdef PyObject* args[2]
+    cdef PyObject* res
+    cdef PyObject* p
+    cdef Subscriber* tab
+    cdef Py_ssize_t i, j, m
+    cdef const BarRow* q
+    cdef object failure = None, exc
+    if self._subscribers is not self._subs_of:
+        self._subs_build()
+    tab = self._subs_tab
+    m = self._subs_n
+    args[0] = NULL
+    self._delivering = True
+    try:
+        for i in range(n):
+            q = &rows[i]
+            ev = _event(EV_BAR_CLOSED, symbol, stream._name(ks[i]), q.ts, NO_BAR, 0)
+            ev._o = q.open
+            ev._h = q.high
+            ev._l = q.low
+            ev._c = q.close
+            ev._v = q.volume
+            ev._count = q.count
+            ev._cov = q.coverage
+            args[1] = <PyObject*> ev
+            for j in range(m):
+                if tab[j].mask & (1 << EV_BAR_CLOSED):
+                    res = _vectorcall_raw(tab[j].fn, &args[1],
+                                          1 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL)
+                    if res == NULL:
+                        exc = self._callback_failed(ev, <object> tab[j].sub)
+                        if exc is not None and failure is None:
+                            failure = exc
+                    else:
+                        Py_XDECREF(res)
+            # This reference handed to the pool (or dropped) as the pending list's would be.
+            p = <PyObject*> ev
+            Py_INCREF(ev)
+            ev = None
+            _event_release(p)
+    finally:
+        self._delivering = False
+    if PyList_GET_SIZE(self._pending):
+        _deliver_rest(self, failure)
+    if failure is not None:
+        raise failure
+    return 0
+
+
+cdef int _deliver_rest(SessionCore self, object failure) except -1:
+    """What the callbacks' own calls left pending during ``_deliver_closed``; an error to
+    re-raise from them gives way to ``failure`` (the first one is raised, as in one loop)."""
+    try:
+        self._deliver_c()
+    except Exception:
+        if failure is None:
+            raise
+    return 0
+
+
+cdef int _after_bar_rest(SessionCore self, SymbolStream stream, object symbol) except -1:
+    """``_after_bar`` when the bar has news, the clock entered a new slot or events wait:
+    collect (or copy the closed bars for ``_deliver_closed``), scan, count the stream
+    current, deliver."""
+    cdef Py_ssize_t n_closed = 0
+    cdef BarRow rows[DIRECT_CAP]
+    cdef int ks[DIRECT_CAP]
     if (stream.last_closed or stream.gaps.runs != stream.seen.runs
             or stream.ann_until != NO_BAR
             or stream.n_revs or stream.seen_n + 1 != stream.base.n):
-        _after_bar_news(self, stream, symbol)
+        n_closed = _after_bar_news(self, stream, symbol, rows, ks)
     else:
-        # Nothing to tell (the common case): the events' walker just follows, in the fields
-        # a bar in order moves (no run was recorded: runs, missing and overflow are the
-        # same; collect restarts from window and next_slot).
-        sd_copy_ssize(stream.seen.window, stream.gaps.window)
-        sd_copy_i64(stream.seen.next_slot, stream.gaps.next_slot)
-        sd_copy_i64(stream.seen.present, stream.gaps.present)
-        stream.seen_n = stream.base.n
-        stream.stale_sent = False
+        _follow_bar(stream)
     if self._clock >= self._next_scan:
         self._scan_all_c(self._clock)
-    scan_at = self._next_scan
+    _count_current(self, stream)
+    if n_closed:
+        _deliver_closed(self, stream, symbol, rows, ks, n_closed)
+    elif (self._pending is not None and PyList_GET_SIZE(self._pending)
+            and not self._defer and not self._delivering):
+        self._deliver_c()
+    return 0
+
+
+cdef inline void _follow_bar(SymbolStream stream) noexcept:
+    """A bar with nothing to tell: the events' walker just follows, in the fields a bar in
+    order moves (no run was recorded: runs, missing and overflow are the same; collect
+    restarts from window and next_slot)."""
+    sd_copy_ssize(stream.seen.window, stream.gaps.window)
+    sd_copy_i64(stream.seen.next_slot, stream.gaps.next_slot)
+    sd_copy_i64(stream.seen.present, stream.gaps.present)
+    stream.seen_n = stream.base.n
+    stream.stale_sent = False
+
+
+cdef inline void _count_current(SessionCore self, SymbolStream stream) noexcept:
+    """Count the stream current for the coming scan once its bars reached the slots that
+    scan looks at (see ``_current`` and ``_scan_bits``)."""
+    cdef i64 scan_at = self._next_scan
+    cdef Py_ssize_t i
     if stream.counted_for != scan_at and stream.gaps.next_slot >= _grace_until(
             scan_at, stream.base_ns, self._grace_slots):
         stream.counted_for = scan_at
@@ -2834,9 +3008,21 @@ cdef inline int _after_bar(SessionCore self, SymbolStream stream, object symbol)
         i = stream.scan_idx
         if 0 <= i < self._scan_n:     # (its row in the table of this registry: see _scan_build)
             self._scan_bits[i >> 6] |= (<u64> 1) << (i & 63)
-    if (self._pending is not None and PyList_GET_SIZE(self._pending)
-            and not self._defer and not self._delivering):
-        self._deliver_c()
+
+
+cdef inline int _after_bar(SessionCore self, SymbolStream stream, object symbol) except -1:
+    """A bar was stored and someone listens: collect its events, scan the streams when
+    the clock entered a new slot, deliver (unless a caller holds the registry lock).
+    Inlined in ``add_bar``: the common bar (no news, no new slot, nothing pending) follows
+    and counts here and calls nothing; the rest is ``_after_bar_rest``, out of line."""
+    if (stream.last_closed or stream.gaps.runs != stream.seen.runs
+            or stream.ann_until != NO_BAR
+            or stream.n_revs or stream.seen_n + 1 != stream.base.n
+            or self._clock >= self._next_scan
+            or (self._pending is not None and PyList_GET_SIZE(self._pending))):
+        return _after_bar_rest(self, stream, symbol)
+    _follow_bar(stream)
+    _count_current(self, stream)
     return 0
 
 def bad_value(symbol, ts, open, high, low, close, volume):
