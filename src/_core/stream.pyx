@@ -660,6 +660,19 @@ cdef inline Event _event(int code, object symbol, object interval, i64 ts, i64 e
     return ev
 
 
+cdef inline Event _bar_closed(object symbol, object interval, const BarRow* q):
+    """The bar_closed event of a derived bar's row (``collect`` and the direct delivery)."""
+    cdef Event ev = _event(EV_BAR_CLOSED, symbol, interval, q.ts, NO_BAR, 0)
+    ev._o = q.open
+    ev._h = q.high
+    ev._l = q.low
+    ev._c = q.close
+    ev._v = q.volume
+    ev._count = q.count
+    ev._cov = q.coverage
+    return ev
+
+
 cdef inline void _event_release(PyObject* p) noexcept:
     """Drop a reference to an event: one that nobody else holds goes to the pool (the
     reference dropped becomes the pool's), the others are freed without Python code."""
@@ -1809,16 +1822,7 @@ cdef class SymbolStream:
             if self.emitted[k] < s.n and wanted & (1 << EV_BAR_CLOSED):
                 name = self._name(k)
                 for i in range(self.emitted[k], s.n):
-                    q = store_row(s, i)
-                    ev = _event(EV_BAR_CLOSED, symbol, name, q.ts, NO_BAR, 0)
-                    ev._o = q.open
-                    ev._h = q.high
-                    ev._l = q.low
-                    ev._c = q.close
-                    ev._v = q.volume
-                    ev._count = q.count
-                    ev._cov = q.coverage
-                    out.append(ev)
+                    out.append(_bar_closed(symbol, name, store_row(s, i)))
             self.emitted[k] = s.n
         return len(out) - m0
 
@@ -2906,7 +2910,6 @@ cdef int _deliver_closed(SessionCore self, SymbolStream stream, object symbol,
     cdef PyObject* p
     cdef Subscriber* tab
     cdef Py_ssize_t i, j, m
-    cdef const BarRow* q
     cdef object failure = None, exc
     if self._subscribers is not self._subs_of:
         self._subs_build()
@@ -2916,15 +2919,7 @@ cdef int _deliver_closed(SessionCore self, SymbolStream stream, object symbol,
     self._delivering = True
     try:
         for i in range(n):
-            q = &rows[i]
-            ev = _event(EV_BAR_CLOSED, symbol, stream._name(ks[i]), q.ts, NO_BAR, 0)
-            ev._o = q.open
-            ev._h = q.high
-            ev._l = q.low
-            ev._c = q.close
-            ev._v = q.volume
-            ev._count = q.count
-            ev._cov = q.coverage
+            ev = _bar_closed(symbol, stream._name(ks[i]), &rows[i])
             args[1] = <PyObject*> ev
             for j in range(m):
                 if tab[j].mask & (1 << EV_BAR_CLOSED):
