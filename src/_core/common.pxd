@@ -48,8 +48,9 @@ cdef inline i64 floor_div(i64 a, i64 b) noexcept nogil:
 
 
 cdef inline i64 ceil_div(i64 a, i64 b) noexcept nogil:
-    """Ceiling division for a >= 0, b > 0 (no a + b - 1 that could overflow)."""
-    return a // b + (1 if a % b != 0 else 0)
+    """Ceiling division for b > 0, a of either sign (no a + b - 1 that could overflow; C
+    division truncates towards zero, which is the ceiling below zero)."""
+    return a // b + (1 if a % b != 0 and a > 0 else 0)
 
 
 cdef inline u64 span(i64 lo, i64 hi) noexcept nogil:

@@ -3,14 +3,14 @@
 # Each row gets a fault code (0 for a sound bar).  "Previous" means the previous accepted bar,
 # so after a dropped row the order check goes on against the last row that was kept.
 
-cimport cython
 from libc.float cimport DBL_MAX
 from libc.stdlib cimport calloc, free
 from libc.stdint cimport INT64_MAX, INT64_MIN, uint8_t
 
 from common cimport (
     FAULT_DUPLICATE, FAULT_MISALIGNED, FAULT_NONE, FAULT_OUTSIDE, FAULT_UNSORTED, N_FAULTS,
-    GridCursor, check_grid, check_length, f64, grid_locate, i64, price_fault, span, u64,
+    GridCursor, ceil_div, check_grid, check_length, f64, grid_locate, i64, price_fault, span,
+    u64,
 )
 
 FAULTS = {
@@ -246,15 +246,6 @@ cdef inline int _block_unsound(const f64* o, const f64* h, const f64* l, const f
     return bad
 
 
-@cython.cdivision(True)
-cdef inline i64 _ceil_div(i64 x, i64 b) noexcept nogil:
-    """ceil(x / b) for b > 0 (C's division truncates: toward the ceiling below zero)."""
-    cdef i64 q = x // b
-    if x > 0 and x % b != 0:
-        q += 1
-    return q
-
-
 cdef inline Py_ssize_t _below(const i64* xs, Py_ssize_t n, i64 value) noexcept nogil:
     """How many of the sorted ``xs`` are below ``value`` (``numpy.searchsorted``, left)."""
     cdef Py_ssize_t lo = 0, hi = n, mid
@@ -333,7 +324,7 @@ def window_fit(const i64[::1] raw, const i64[::1] open_ns, const i64[::1] close_
         for k in range(w):
             top = (close_ns[k] if close_ns[k] < hi else hi) - open_ns[k]
             bottom = (open_ns[k] if open_ns[k] > lo else lo) - open_ns[k]
-            slots = _ceil_div(top, base_ns) - _ceil_div(bottom, base_ns)
+            slots = ceil_div(top, base_ns) - ceil_div(bottom, base_ns)
             if slots < 0:
                 slots = 0
             a = _below_from(xs, n, open_raw[k], hint)
