@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # pragma: no cover
 PRICE_COLUMNS = ("open", "high", "low", "close", "volume")
 COLUMNS = ("ts",) + PRICE_COLUMNS
 FAULTS: dict[int, str] = dict(_validation.FAULTS)
+_I8, _F8 = np.dtype(np.int64), np.dtype(np.float64)
 
 
 def _frozen(a: np.ndarray) -> np.ndarray:
@@ -45,6 +46,9 @@ def coerce_ts(values: Any, name: str = "ts") -> np.ndarray:
     Accepts int64 nanoseconds, any ``datetime64`` unit, or a timezone-aware pandas index or
     series (converted to UTC).  Naive datetimes are taken as UTC.
     """
+    if (type(values) is np.ndarray and values.dtype == _I8 and values.ndim == 1
+            and values.flags.c_contiguous):
+        return values    # (the engine's and the readers' own columns: nothing to convert)
     if hasattr(values, "dt") and hasattr(values, "array"):  # pandas Series of datetimes
         values = values.array
     if hasattr(values, "tz") and hasattr(values, "asi8"):  # DatetimeIndex / DatetimeArray
@@ -111,6 +115,9 @@ def _frame_column(values, name: str) -> np.ndarray:
 
 def coerce_float(values: Any, name: str) -> np.ndarray:
     """A price or volume column as a C-contiguous float64 array (no copy when already so)."""
+    if (type(values) is np.ndarray and values.dtype == _F8 and values.ndim == 1
+            and values.flags.c_contiguous):
+        return values
     arr = np.asarray(values)
     if arr.ndim != 1:
         raise ValueError(f"{name} must be one-dimensional, got shape {arr.shape}")

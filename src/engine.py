@@ -580,9 +580,13 @@ class Engine:
             p.result = res if p.result is None else _merge(p.result, res)
             p.held = None
 
-        try:  # on this process (an executor's ``local`` one): ``finish`` fills ``pieces``
-            list(getattr(self.executor, "local", self.executor).map_unordered(finish,
-                                                                             list(pieces)))
+        try:
+            # One after the other, here: ``finish`` fills ``pieces``, and each symbol's held
+            # bars are at most two sessions', so its work is the per-call Python and NumPy
+            # around small kernels, under the GIL; on two threads it took longer than on
+            # one (100 held symbols: 0.19 s against 0.12 s).
+            for symbol in list(pieces):
+                finish(symbol)
         finally:
             if part is not None:
                 part.close()
@@ -646,7 +650,7 @@ class Engine:
                 cols, m = derived[iv.name]
                 ts, cov = cols[0][:m], cols[7][:m]
                 out = Bars(*(c[:m] for c in cols[:6]), count=cols[6][:m], coverage=cov,
-                           interval=iv, validate=False)
+                           interval=iv, validate=False, has_volume=bars.has_volume)
             table = np.zeros((5, n_k), np.float64)
             present = np.empty(n_k, np.int64)
             covered = np.empty(n_k, np.float64)
