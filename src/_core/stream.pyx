@@ -43,10 +43,30 @@ cdef extern from "Python.h":
     object _vectorcall "PyObject_Vectorcall" (object callable, PyObject** args, size_t nargsf,
                                               PyObject* kwnames)
     size_t PY_VECTORCALL_ARGUMENTS_OFFSET
-    # The same call, its result (NULL: it raised) handled by the caller.
-    PyObject* _vectorcall_raw "PyObject_Vectorcall" (PyObject* callable, PyObject** args,
-                                                     size_t nargsf, PyObject* kwnames)
     void* _type_of "Py_TYPE" (PyObject* o)
+
+
+cdef extern from *:
+    """
+    /* A callback called with one positional argument (args[0], the slot before it free)
+       through its own vectorcall slot when it has one (a Python function, a bound method,
+       most builtins): PyObject_Vectorcall's own entry and its check of the result are left
+       out (~35 instructions a call).  The part of that check that matters is kept: a
+       callable that returned NULL without an exception gets the SystemError it would have
+       had. */
+    static inline PyObject* sd_call1(PyObject* fn, PyObject* const* args) {
+        vectorcallfunc f = PyVectorcall_Function(fn);
+        PyObject* res;
+        if (f == NULL)
+            return PyObject_Vectorcall(fn, args, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        res = f(fn, args, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        if (res == NULL && !PyErr_Occurred())
+            PyErr_Format(PyExc_SystemError, "%R returned NULL without setting an exception",
+                         fn);
+        return res;
+    }
+    """
+    PyObject* sd_call1(PyObject* fn, PyObject** args)
 
 cdef enum:
     MAX_DERIVED = 32
@@ -2646,8 +2666,7 @@ cdef class SessionCore:
                                 elif ev.interval not in <frozenset> sp.intervals:
                                     continue
                             args[1] = <PyObject*> ev
-                            res = _vectorcall_raw(sp.fn, &args[1],
-                                                  1 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL)
+                            res = sd_call1(sp.fn, &args[1])
                             if res == NULL:
                                 exc = self._callback_failed(ev, <object> sp.sub)
                                 if exc is not None and failure is None:
@@ -2923,8 +2942,7 @@ cdef int _deliver_closed(SessionCore self, SymbolStream stream, object symbol,
             args[1] = <PyObject*> ev
             for j in range(m):
                 if tab[j].mask & (1 << EV_BAR_CLOSED):
-                    res = _vectorcall_raw(tab[j].fn, &args[1],
-                                          1 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL)
+                    res = sd_call1(tab[j].fn, &args[1])
                     if res == NULL:
                         exc = self._callback_failed(ev, <object> tab[j].sub)
                         if exc is not None and failure is None:
