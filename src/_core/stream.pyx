@@ -2877,18 +2877,16 @@ cdef enum:
 
 
 cdef Py_ssize_t _after_bar_news(SessionCore self, SymbolStream stream, object symbol,
-                                PyObject** evs) except -1:
+                                BarRow* rows, int* ks) except -1:
     """The bar has news for the subscribers (a gap ended, a derived bar closed, a revision):
     collect it, or, when only derived bars closed, take them as reported.  Returns how many
-    bar_closed events it made in ``evs`` (a reference each, the caller's) for
-    ``_deliver_closed``: when the closed bars are the bar's only news, bar_closed is wanted,
-    and nothing else is to be delivered before them (no event pending, no delivery running,
-    no caller holding the registry lock); else 0.  (A scan due with this bar runs before any
-    callback, and what it tells goes after these: see ``_after_bar_rest``.)"""
-    cdef Py_ssize_t k, i, n = 0, total = 0
+    closed bars it copied to ``rows`` (their intervals in ``ks``) for ``_deliver_closed``:
+    when they are the bar's only news, bar_closed is wanted, and nothing else is to be
+    delivered before them (no event pending, no delivery running, no caller holding the
+    registry lock); else 0.  (A scan due with this bar runs before any callback, and what it
+    tells goes after these: see ``_after_bar_rest``.)"""
+    cdef Py_ssize_t k, i, n = 0
     cdef BarStore* s
-    cdef object name
-    cdef Event ev
     if (stream.last_closed and not stream.derived_gaps and stream.gaps.runs == stream.seen.runs
             and stream.ann_until == NO_BAR and not stream.n_revs
             and stream.seen_n + 1 == stream.base.n):
@@ -2898,70 +2896,67 @@ cdef Py_ssize_t _after_bar_news(SessionCore self, SymbolStream stream, object sy
         if (self._direct and not self._defer
                 and not self._delivering and self._pending is not None
                 and PyList_GET_SIZE(self._pending) == 0):
+            # Copied before any callback runs (one may add bars that move the rows), and
+            # taken as reported now (a callback's own bars have their own news).
             for k in range(stream.n_derived):
-                total += stream.derived[k].n - stream.emitted[k]
-            if total <= DIRECT_CAP:
-                # Made before any callback runs (one may add bars that move the rows), and
-                # the bars taken as reported once all are made (a callback's own bars have
-                # their own news).
-                try:
-                    for k in range(stream.n_derived):
-                        s = &stream.derived[k]
-                        if stream.emitted[k] < s.n:
-                            name = stream._name(k)
-                            for i in range(stream.emitted[k], s.n):
-                                ev = _bar_closed(symbol, name, store_row(s, i))
-                                Py_INCREF(ev)
-                                evs[n] = <PyObject*> ev
-                                n += 1
-                except BaseException:
-                    for i in range(n):
-                        _event_release(evs[i])
-                    raise
+                s = &stream.derived[k]
+                for i in range(stream.emitted[k], s.n):
+                    if n == DIRECT_CAP:
+                        break
+                    rows[n] = store_row(s, i)[0]
+                    ks[n] = <int> k
+                    n += 1
+                else:
+                    continue
+                break           # (more than the rows hold: collect)
+            else:
                 stream._take_closed()
                 return n
     stream.collect(symbol, self._pending, self._wanted)
     return 0
 
 
-cdef int _deliver_closed(SessionCore self, PyObject** evs, Py_ssize_t n) except -1:
-    """Deliver the bar_closed events ``_after_bar_news`` made for one bar, without the
-    pending list: each goes to every subscriber that wants the kind, then (its reference
-    taken from ``evs``) back to the pool unless a callback kept it.  As ``_deliver_c``: one
-    loop delivers at a time (what a callback's own calls make waits in ``_pending`` and is
+cdef int _deliver_closed(SessionCore self, SymbolStream stream, object symbol,
+                         const BarRow* rows, const int* ks, Py_ssize_t n) except -1:
+    """Deliver the bar_closed events of one bar's closed bars (``_after_bar_news``) as they
+    are made, without the pending list: each event goes to every subscriber that wants the
+    kind, then back to the pool unless a callback kept it.  As ``_deliver_c``: one loop
+    delivers at a time (what a callback's own calls make waits in ``_pending`` and is
     delivered after these, in order), a callback that raised goes to ``_callback_failed``,
     one to re-raise is raised when every event is out."""
+    cdef Event ev
     cdef PyObject* args[2]
     cdef PyObject* res
+    cdef PyObject* p
     cdef Subscriber* tab
-    cdef Py_ssize_t i = 0, j, m
+    cdef Py_ssize_t i, j, m
     cdef object failure = None, exc
+    if self._subscribers is not self._subs_of:
+        self._subs_build()
+    tab = self._subs_tab
+    m = self._subs_n
+    args[0] = NULL
+    self._delivering = True
     try:
-        if self._subscribers is not self._subs_of:
-            self._subs_build()
-        tab = self._subs_tab
-        m = self._subs_n
-        args[0] = NULL
-        self._delivering = True
-        while i < n:
-            args[1] = evs[i]
+        for i in range(n):
+            ev = _bar_closed(symbol, stream._name(ks[i]), &rows[i])
+            args[1] = <PyObject*> ev
             for j in range(m):
                 if tab[j].mask & (1 << EV_BAR_CLOSED):
                     res = sd_call1(tab[j].fn, &args[1])
                     if res == NULL:
-                        exc = self._callback_failed(<Event> evs[i], <object> tab[j].sub)
+                        exc = self._callback_failed(ev, <object> tab[j].sub)
                         if exc is not None and failure is None:
                             failure = exc
                     else:
                         Py_XDECREF(res)
-            # The reference handed to the pool (or dropped), as the pending list's would be.
-            i += 1
-            _event_release(evs[i - 1])
+            # This reference handed to the pool (or dropped) as the pending list's would be.
+            p = <PyObject*> ev
+            Py_INCREF(ev)
+            ev = None
+            _event_release(p)
     finally:
         self._delivering = False
-        while i < n:        # (only when something raised through: KeyboardInterrupt)
-            i += 1
-            _event_release(evs[i - 1])
     if PyList_GET_SIZE(self._pending):
         _deliver_rest(self, failure)
     if failure is not None:
@@ -2980,55 +2975,42 @@ cdef int _deliver_rest(SessionCore self, object failure) except -1:
     return 0
 
 
-cdef int _queue_closed_first(SessionCore self, PyObject** evs, Py_ssize_t n) except -1:
-    """Put the bar_closed events ``evs`` (their references taken) at the head of
-    ``_pending``, in their order: where ``collect`` would have put them, before what the
-    scan that came with the bar told."""
-    cdef Py_ssize_t i = 0
-    try:
-        while i < n:
-            self._pending.insert(i, <object> evs[i])
-            i += 1
-    finally:
-        while n > 0:
-            n -= 1
-            Py_XDECREF(evs[n])      # (the list holds its own, or the event is lost)
+cdef int _queue_closed_first(SessionCore self, SymbolStream stream, object symbol,
+                             const BarRow* rows, const int* ks, Py_ssize_t n) except -1:
+    """Put the bar_closed events of ``rows`` at the head of ``_pending``, in their order:
+    where ``collect`` would have put them, before what the scan that came with the bar
+    told."""
+    cdef Py_ssize_t i
+    for i in range(n):
+        self._pending.insert(i, _bar_closed(symbol, stream._name(ks[i]), &rows[i]))
     return 0
 
 
 cdef int _after_bar_rest(SessionCore self, SymbolStream stream, object symbol) except -1:
     """``_after_bar`` when the bar has news, the clock entered a new slot or events wait:
-    collect (or make the closed bars' events for ``_deliver_closed``), scan, count the
-    stream current, deliver."""
-    cdef Py_ssize_t n_closed = 0, i
-    cdef PyObject* evs[DIRECT_CAP]
+    collect (or copy the closed bars for ``_deliver_closed``), scan (its events, if any,
+    queued behind the copied bars'), count the stream current, deliver."""
+    cdef Py_ssize_t n_closed = 0
+    cdef BarRow rows[DIRECT_CAP]
+    cdef int ks[DIRECT_CAP]
     if (stream.last_closed or stream.gaps.runs != stream.seen.runs
             or stream.ann_until != NO_BAR
             or stream.n_revs or stream.seen_n + 1 != stream.base.n):
-        n_closed = _after_bar_news(self, stream, symbol, evs)
+        n_closed = _after_bar_news(self, stream, symbol, rows, ks)
     else:
         _follow_bar(stream)
-    if n_closed:
-        try:
-            if self._clock >= self._next_scan:
-                self._scan_all_c(self._clock)
-        except BaseException:
-            for i in range(n_closed):
-                _event_release(evs[i])
-            raise
-        _count_current(self, stream)
-        if PyList_GET_SIZE(self._pending):
-            # The scan told something (a symbol missed the slot): its events come after the
-            # bar's, as when collect had queued them first; one loop delivers them all.
-            _queue_closed_first(self, evs, n_closed)
-            self._deliver_c()
-        else:
-            _deliver_closed(self, evs, n_closed)
-        return 0
     if self._clock >= self._next_scan:
         self._scan_all_c(self._clock)
     _count_current(self, stream)
-    if (self._pending is not None and PyList_GET_SIZE(self._pending)
+    if n_closed:
+        if PyList_GET_SIZE(self._pending):
+            # The scan told something (a symbol missed the slot): its events come after the
+            # bar's, as when collect had queued them first; one loop delivers them all.
+            _queue_closed_first(self, stream, symbol, rows, ks, n_closed)
+            self._deliver_c()
+        else:
+            _deliver_closed(self, stream, symbol, rows, ks, n_closed)
+    elif (self._pending is not None and PyList_GET_SIZE(self._pending)
             and not self._defer and not self._delivering):
         self._deliver_c()
     return 0
