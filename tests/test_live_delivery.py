@@ -177,6 +177,71 @@ def test_unsubscribing_and_subscribing_inside_a_callback():
     assert any(who == "late" for who, _ in seen1)
 
 
+def test_a_bar_closing_buckets_as_the_scan_tells_a_gap():
+    """A's minute-4 bar starts its slot and closes A's 5m bucket, and the clock's scan due
+    with it (slot 3's end plus the grace) finds that B missed minute 3: the bar's bar_closed
+    comes first, then the scan's gap_opened, as with the pending list (the closed bar is
+    delivered straight, the scan's event queued behind it)."""
+    rows = [(s, T0 + m * M, 100.0, 101.0, 99.0, 100.5, 10.0)
+            for m in range(12) for s in ("A", "B", "C") if (s, m) != ("B", 3)]
+
+    def callbacks(sd, log):
+        return [(_keep("all", log), {}), (_keep("closed", log), {"kinds": ["bar_closed"]})]
+
+    _, seen1, again1, _ = _run(True, rows, callbacks)
+    _, seen0, again0, _ = _run(False, rows, callbacks)
+    assert seen1 == seen0 and again1 == seen1
+    told = [(f[0], f[1], f[2], f[3]) for who, f in seen1 if who == "all"]
+    i = told.index(("gap_opened", "B", "1m", T0 + 3 * M))
+    assert told[i - 1] == ("bar_closed", "A", "5m", T0)
+
+
+class _CallableObject:
+    def __init__(self, log):
+        self.log = log
+
+    def __call__(self, ev):
+        self.log.append(("object", _fields(ev), ev))
+
+
+class _Holder:
+    def __init__(self, log):
+        self.log = log
+
+    def method(self, ev):
+        self.log.append(("method", _fields(ev), ev))
+
+
+@pytest.mark.parametrize("direct", [True, False])
+def test_every_kind_of_callable_gets_every_event(direct):
+    """A function, a bound method, a callable object (no vectorcall slot of its own), a
+    functools.partial and a builtin's bound method are called alike, with the same events."""
+    import functools
+
+    rows = _feed(8, minutes=60)
+
+    def callbacks(sd, log):
+        kept: list = []
+
+        def with_tag(tag, ev):
+            log.append((tag, _fields(ev), ev))
+
+        sd._kept_by_builtin = kept
+        return [(_keep("function", log), {}), (_Holder(log).method, {}),
+                (_CallableObject(log), {}), (functools.partial(with_tag, "partial"), {}),
+                (kept.append, {})]
+
+    sd, seen, again, _ = _run(direct, rows, callbacks)
+    assert again == seen
+    by = {}
+    for who, f in seen:
+        by.setdefault(who, []).append(f)
+    assert set(by) == {"function", "method", "object", "partial"}
+    assert by["function"] == by["method"] == by["object"] == by["partial"]
+    assert [_fields(ev) for ev in sd._kept_by_builtin] == by["function"]
+    assert any(f[0] == "bar_closed" for f in by["function"])
+
+
 def test_the_interval_names_are_a_tuple_the_events_carry():
     s = core.SymbolStream([0], [100], 1)
     s.add_derived([0], [100], [100], 5)

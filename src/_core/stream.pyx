@@ -43,10 +43,30 @@ cdef extern from "Python.h":
     object _vectorcall "PyObject_Vectorcall" (object callable, PyObject** args, size_t nargsf,
                                               PyObject* kwnames)
     size_t PY_VECTORCALL_ARGUMENTS_OFFSET
-    # The same call, its result (NULL: it raised) handled by the caller.
-    PyObject* _vectorcall_raw "PyObject_Vectorcall" (PyObject* callable, PyObject** args,
-                                                     size_t nargsf, PyObject* kwnames)
     void* _type_of "Py_TYPE" (PyObject* o)
+
+
+cdef extern from *:
+    """
+    /* A callback called with one positional argument (args[0], the slot before it free)
+       through its own vectorcall slot when it has one (a Python function, a bound method,
+       most builtins): PyObject_Vectorcall's own entry and its check of the result are left
+       out (~35 instructions a call).  The part of that check that matters is kept: a
+       callable that returned NULL without an exception gets the SystemError it would have
+       had. */
+    static inline PyObject* sd_call1(PyObject* fn, PyObject* const* args) {
+        vectorcallfunc f = PyVectorcall_Function(fn);
+        PyObject* res;
+        if (f == NULL)
+            return PyObject_Vectorcall(fn, args, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        res = f(fn, args, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        if (res == NULL && !PyErr_Occurred())
+            PyErr_Format(PyExc_SystemError, "%R returned NULL without setting an exception",
+                         fn);
+        return res;
+    }
+    """
+    PyObject* sd_call1(PyObject* fn, PyObject** args)
 
 cdef enum:
     MAX_DERIVED = 32
@@ -2646,8 +2666,7 @@ cdef class SessionCore:
                                 elif ev.interval not in <frozenset> sp.intervals:
                                     continue
                             args[1] = <PyObject*> ev
-                            res = _vectorcall_raw(sp.fn, &args[1],
-                                                  1 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL)
+                            res = sd_call1(sp.fn, &args[1])
                             if res == NULL:
                                 exc = self._callback_failed(ev, <object> sp.sub)
                                 if exc is not None and failure is None:
@@ -2864,7 +2883,8 @@ cdef Py_ssize_t _after_bar_news(SessionCore self, SymbolStream stream, object sy
     closed bars it copied to ``rows`` (their intervals in ``ks``) for ``_deliver_closed``:
     when they are the bar's only news, bar_closed is wanted, and nothing else is to be
     delivered before them (no event pending, no delivery running, no caller holding the
-    registry lock, no scan due); else 0."""
+    registry lock); else 0.  (A scan due with this bar runs before any callback, and what it
+    tells goes after these: see ``_after_bar_rest``.)"""
     cdef Py_ssize_t k, i, n = 0
     cdef BarStore* s
     if (stream.last_closed and not stream.derived_gaps and stream.gaps.runs == stream.seen.runs
@@ -2873,7 +2893,7 @@ cdef Py_ssize_t _after_bar_news(SessionCore self, SymbolStream stream, object sy
         if not (self._wanted & (1 << EV_BAR_CLOSED)):
             stream._take_closed()
             return 0
-        if (self._direct and self._clock < self._next_scan and not self._defer
+        if (self._direct and not self._defer
                 and not self._delivering and self._pending is not None
                 and PyList_GET_SIZE(self._pending) == 0):
             # Copied before any callback runs (one may add bars that move the rows), and
@@ -2923,8 +2943,7 @@ cdef int _deliver_closed(SessionCore self, SymbolStream stream, object symbol,
             args[1] = <PyObject*> ev
             for j in range(m):
                 if tab[j].mask & (1 << EV_BAR_CLOSED):
-                    res = _vectorcall_raw(tab[j].fn, &args[1],
-                                          1 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL)
+                    res = sd_call1(tab[j].fn, &args[1])
                     if res == NULL:
                         exc = self._callback_failed(ev, <object> tab[j].sub)
                         if exc is not None and failure is None:
@@ -2956,10 +2975,21 @@ cdef int _deliver_rest(SessionCore self, object failure) except -1:
     return 0
 
 
+cdef int _queue_closed_first(SessionCore self, SymbolStream stream, object symbol,
+                             const BarRow* rows, const int* ks, Py_ssize_t n) except -1:
+    """Put the bar_closed events of ``rows`` at the head of ``_pending``, in their order:
+    where ``collect`` would have put them, before what the scan that came with the bar
+    told."""
+    cdef Py_ssize_t i
+    for i in range(n):
+        self._pending.insert(i, _bar_closed(symbol, stream._name(ks[i]), &rows[i]))
+    return 0
+
+
 cdef int _after_bar_rest(SessionCore self, SymbolStream stream, object symbol) except -1:
     """``_after_bar`` when the bar has news, the clock entered a new slot or events wait:
-    collect (or copy the closed bars for ``_deliver_closed``), scan, count the stream
-    current, deliver."""
+    collect (or copy the closed bars for ``_deliver_closed``), scan (its events, if any,
+    queued behind the copied bars'), count the stream current, deliver."""
     cdef Py_ssize_t n_closed = 0
     cdef BarRow rows[DIRECT_CAP]
     cdef int ks[DIRECT_CAP]
@@ -2973,7 +3003,13 @@ cdef int _after_bar_rest(SessionCore self, SymbolStream stream, object symbol) e
         self._scan_all_c(self._clock)
     _count_current(self, stream)
     if n_closed:
-        _deliver_closed(self, stream, symbol, rows, ks, n_closed)
+        if PyList_GET_SIZE(self._pending):
+            # The scan told something (a symbol missed the slot): its events come after the
+            # bar's, as when collect had queued them first; one loop delivers them all.
+            _queue_closed_first(self, stream, symbol, rows, ks, n_closed)
+            self._deliver_c()
+        else:
+            _deliver_closed(self, stream, symbol, rows, ks, n_closed)
     elif (self._pending is not None and PyList_GET_SIZE(self._pending)
             and not self._defer and not self._delivering):
         self._deliver_c()
