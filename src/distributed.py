@@ -44,7 +44,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from .bars import Bars
-from .engine import Engine, Source, ThreadExecutor, batches
+from .engine import Engine, Source, batches
 from .export import run_export as export_run_export
 from .export import write_json
 from .readers import ReadError
@@ -113,18 +113,17 @@ def cluster(scheduler: str, *, timeout: float | None = None,
 
 class DaskExecutor:
     """The engine's executor on a ``distributed.Client``: one task per partition, results
-    yielded as they complete.  ``local`` runs the client's own small work (the sessions held
-    back until the data's span is known).
+    yielded as they complete.  The engine's own small work (the sessions held back until the
+    data's span is known) runs on the client, one symbol after the other.
 
     Attributes set by :func:`run_export` for a run that exports: ``store``, the folder where
     each finished partition's result is kept (so an interrupted run can be resumed), and
     ``mark``, a file of the staging folder that a worker must see before it writes there.
     """
 
-    def __init__(self, client: Any, *, local_threads: int | None = None):
+    def __init__(self, client: Any):
         _import_distributed()
         self.client = client
-        self.local = ThreadExecutor(local_threads)
         self.store: Path | None = None
         self.mark: tuple[str, str] | None = None
         self.reused = 0       # partitions taken from the store (resume)

@@ -156,7 +156,7 @@ def run(data: Any = None, calendar: Calendar | None = None, *, base: str = "1m",
     if client is not None:
         from . import distributed
 
-        executor: Any = distributed.DaskExecutor(client, local_threads=threads)
+        executor: Any = distributed.DaskExecutor(client)
         sources = distributed.partitions(sources)
     else:
         executor = ThreadExecutor(threads)
