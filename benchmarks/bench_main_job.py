@@ -315,52 +315,84 @@ def our_export(universe, tmp_path_factory):
     shutil.rmtree(out, ignore_errors=True)
 
 
+class Outputs:
+    """A new, empty output folder for each timed side, none of them deleted until the
+    benchmark is over.
+
+    Emptying one folder before each side (as these benchmarks did until 2026-12-08) put
+    the cost of the deletion into the next side's time on a file system like this VM's
+    root (ext4 without a journal): its inode allocator steps over every inode freed in the
+    last 30-60 s, so the next side's new files cost ~0.6-0.75 ms each instead of ~0.04 ms
+    (docs/performance.md, "The night of 2026-12-07").  Our run writes 252 session
+    documents and paid 0.15-0.2 s for it, the floor (3 files) next to nothing: a cost of
+    the benchmark's own cleaning up, which a user writing into a new folder never pays.
+    """
+
+    def __init__(self, root: Path):
+        self.root, self.count = root, 0
+
+    def fresh(self) -> Path:
+        self.count += 1
+        out = self.root / f"out-{self.count}"
+        out.mkdir(parents=True)
+        return out
+
+    def close(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@pytest.fixture
+def outputs(tmp_path):
+    made = Outputs(tmp_path / "outputs")
+    yield made
+    made.close()
+
+
 WHO = ("sessiondata run", "polars.read", "floor", "polars lean", "polars pipeline",
        "sessiondata run --anomalies none")
 
 
 @pytest.mark.parametrize("fmt", ("parquet", "csv"))
 @pytest.mark.parametrize("who", WHO)
-def bench_main_job(benchmark, measure, universe, our_export, tmp_path, fmt, who):
+def bench_main_job(benchmark, measure, universe, our_export, outputs, fmt, who):
     folder, n, n_symbols = universe
     data = folder / fmt
-    out = tmp_path / "out"
     cal = Calendar.exchange("XNYS")
     lean_counts: list[dict] = []
+    written: list[Path] = []
 
     def fresh():
-        shutil.rmtree(out, ignore_errors=True)
-        out.mkdir()
-        return (), {}
+        written.append(outputs.fresh())
+        return (written[-1],), {}
 
     if who == "sessiondata run":
-        def run():
+        def run(out):
             code = cli.main(["run", str(data), "--calendar", "XNYS", "--out", str(out), "-q"])
             assert code == 0
     elif who == "sessiondata run --anomalies none":
         # issue 22: the same run without the anomaly detectors (the gate bounds their cost)
-        def run():
+        def run(out):
             code = cli.main(["run", str(data), "--calendar", "XNYS", "--out", str(out), "-q",
                              "--anomalies", "none"])
             assert code == 0
     elif who == "polars.read":
-        def run():
+        def run(out):
             polars_read(data, fmt)
     elif who == "floor":
-        def run():
+        def run(out):
             polars_floor(data, fmt, out, our_export[1])
     elif who == "polars lean":
-        def run():
+        def run(out):
             lean_counts.append(polars_lean(data, fmt, out, cal))
     else:
-        def run():
+        def run(out):
             polars_pipeline(data, fmt, out, cal)
     label = who if who != "polars.read" else f"polars.read_{fmt}"
     benchmark.extra_info.update(symbols=n_symbols, bars=n, format=fmt)
     measure(benchmark, run, setup=fresh, group=f"main-job-{fmt}", label=label, items=n,
             nbytes=48 * n, rounds=3, warmup_rounds=0)
     if who == "sessiondata run":
-        assert (out / "manifest.json").exists()
+        assert (written[-1] / "manifest.json").exists()
     if who == "polars lean":
         # The reference does the same job: the same gap runs in every symbol's session.
         ours = our_export[2]
@@ -370,30 +402,25 @@ def bench_main_job(benchmark, measure, universe, our_export, tmp_path, fmt, who)
 
 
 
-def bench_main_job_alternating(benchmark, measure, universe, our_export, tmp_path):
+def bench_main_job_alternating(benchmark, measure, universe, our_export, outputs):
     """Issue 18's ratio, measured in alternation: in each round the floor, the run (without
     the detectors), the run again and the floor again, each into a fresh folder; the best of
     each over the rounds gives ``floor_ratio``.  The separate benchmarks above time each
     side's rounds back to back, so a machine whose speed drifts between them (another
     process, the page cache's writeback of the previous runs' files) moves the ratio by more
     than the code does (1.34x-1.74x over three runs of unchanged code); here both sides see
-    the same minutes."""
+    the same minutes.  Each side writes into a new folder (:class:`Outputs`)."""
     import time
 
     folder, n, n_symbols = universe
     data = folder / "parquet"
-    out = tmp_path / "out"
     times: dict[str, list[float]] = {"floor": [], "run": []}
 
-    def fresh() -> None:
-        shutil.rmtree(out, ignore_errors=True)
-        out.mkdir()
+    def one(who: str) -> None:
+        out = outputs.fresh()
         # The previous side's ~150 MB of files written back to the disk now, untimed: else
         # the kernel writes them back while the next side runs, and that side pays for it.
         os.sync()
-
-    def one(who: str) -> None:
-        fresh()
         start = time.perf_counter()
         if who == "floor":
             polars_floor(data, "parquet", out, our_export[1])
@@ -438,18 +465,16 @@ def _child_run(folder: Path, out: Path, peaks: list[int],
         times.append(float(seconds))
 
 
-def bench_main_job_subprocess(benchmark, measure, universe, tmp_path):
+def bench_main_job_subprocess(benchmark, measure, universe, outputs):
     """The command itself, interpreter start-up included, and its peak memory (``ru_maxrss``
     of the child: with the 500-symbol run's, how memory grows with symbols)."""
     folder, n, n_symbols = universe
-    out = tmp_path / "out"
     peaks: list[int] = []
 
     def fresh():
-        shutil.rmtree(out, ignore_errors=True)
-        return (), {}
+        return (outputs.fresh(),), {}
 
-    measure(benchmark, lambda: _child_run(folder / "parquet", out, peaks),
+    measure(benchmark, lambda out: _child_run(folder / "parquet", out, peaks),
             group="main-job-parquet", label="subprocess", items=n, nbytes=48 * n, rounds=2,
             warmup_rounds=0, setup=fresh)
     benchmark.extra_info.update(symbols=n_symbols, bars=n, peak_rss_bytes=max(peaks),
