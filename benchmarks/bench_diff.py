@@ -12,7 +12,7 @@ in alternation in each round, in this process:
 - ``sd.diff``: the whole comparison (reading, keys, matching, ledger, cells, gaps, figures).
 
 It prints the best time of each, their ratio, and then the peak RSS of each measured alone
-in a child process (``ru_maxrss`` of a fresh interpreter that does only that), and checks
+in a child process (the peak memory, VmHWM, of a fresh interpreter that does only that), and checks
 that the diff found exactly the 120 changes it was given.  ``--keep DIR`` keeps (and reuses)
 the universe and the exports.
 """
@@ -20,7 +20,6 @@ the universe and the exports.
 from __future__ import annotations
 
 import argparse
-import resource
 import shutil
 import subprocess
 import sys
@@ -119,8 +118,7 @@ def main() -> None:
                                          f"Path({str(root / 'b')!r}))"),
                            ("sd.diff", f"import sessiondata as sd; "
                                        f"sd.diff({str(root / 'a')!r}, {str(root / 'b')!r})")):
-            code += ("; import resource; "
-                     "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+            code += "; from peak import peak_rss_bytes; print(peak_rss_bytes() // 1024)"
             t0 = time.perf_counter()
             done = subprocess.run([sys.executable, "-c", code], check=True, text=True,
                                   capture_output=True, cwd=Path(__file__).resolve().parent)

@@ -37,6 +37,7 @@ from sessiondata import Calendar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_main_job as main_job  # noqa: E402
+from peak import peak_rss_bytes as _peak_rss  # noqa: E402
 
 CONFIGS = {"dask 1x1": 1, "dask 2x1": 2}
 
@@ -57,19 +58,6 @@ def _run(data: Path, out: Path, *, client=None, threads=None) -> None:
 
 def _noop(i: int) -> int:
     return i
-
-
-def _peak_rss() -> int:
-    """This process's peak resident memory (VmHWM: unlike ru_maxrss, not inherited from the
-    process that started it)."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def _cpu() -> float:

@@ -25,7 +25,7 @@ In one run, per format (groups ``main-job-parquet`` and ``main-job-csv``):
   session and the derived bars as Parquet.
 
 Group ``main-job-500`` (not with ``--quick``): ``sessiondata run`` on 500 symbols of Parquet
-files (48M bars) in a child process, for its wall time and peak memory (``ru_maxrss``), and
+files (48M bars) in a child process, for its wall time and peak memory (VmHWM), and
 the floor of those files in a child too; each child reports its job's time after its imports
 (``job_s``), which the gate compares.  ``subprocess`` (100 symbols) reports its peak memory
 as well: the two show how memory grows with symbols.
@@ -525,16 +525,19 @@ def bench_main_job_fresh(benchmark, measure, universe, our_export, outputs):
            for side in seen for i, what in enumerate(("times", "cpu", "faults"))})
 
 
-# A child that runs the command and prints its own peak memory (RUSAGE_SELF: RUSAGE_CHILDREN
-# would be the largest of every child this process ever waited for, other benchmarks' too).
-# It also prints the time of ``cli.main`` alone (after the imports), the job's time as the
-# 500-symbol floor's child measures its own.
-PEAK_SCRIPT = ("import resource, sys, time\n"
+# A child that runs the command and prints its own peak memory (``peak.peak_rss_bytes``:
+# VmHWM, since ru_maxrss would report this pytest process's peak; RUSAGE_CHILDREN would be
+# the largest of every child this process ever waited for).  It also prints the time of
+# ``cli.main`` alone (after the imports), the job's time as the 500-symbol floor's child
+# measures its own.
+PEAK_SCRIPT = ("import sys, time\n"
+               f"sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})\n"
+               "from peak import peak_rss_bytes\n"
                "from sessiondata import cli\n"
                "t = time.perf_counter()\n"
                "code = cli.main(sys.argv[1:])\n"
                "t = time.perf_counter() - t\n"
-               "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, t)\n"
+               "print(peak_rss_bytes(), t)\n"
                "sys.exit(code)\n")
 
 
@@ -544,13 +547,13 @@ def _child_run(folder: Path, out: Path, peaks: list[int],
                            "--calendar", "XNYS", "--out", str(out), "-q"],
                           check=True, capture_output=True, text=True)
     rss, seconds = done.stdout.split()[-2:]
-    peaks.append(int(rss) * 1024)
+    peaks.append(int(rss))
     if times is not None:
         times.append(float(seconds))
 
 
 def bench_main_job_subprocess(benchmark, measure, universe, outputs):
-    """The command itself, interpreter start-up included, and its peak memory (``ru_maxrss``
+    """The command itself, interpreter start-up included, and its peak memory (VmHWM
     of the child: with the 500-symbol run's, how memory grows with symbols)."""
     folder, n, n_symbols = universe
     peaks: list[int] = []

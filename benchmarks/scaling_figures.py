@@ -67,9 +67,11 @@ CALENDAR = 'Calendar.weekly("UTC", "14:30", "21:00", "Mon-Fri")'
 
 
 def peak_rss_mb(data: Path, out: Path) -> float:
-    code = (f"import resource, sessiondata\nfrom sessiondata import Calendar\n"
+    here = str(Path(__file__).resolve().parent)
+    code = (f"import sys, sessiondata\nsys.path.insert(0, {here!r})\n"
+            "from peak import peak_rss_bytes\nfrom sessiondata import Calendar\n"
             f"sessiondata.run({str(data)!r}, {CALENDAR}, out={str(out)!r}, threads=1)\n"
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+            "print(peak_rss_bytes() // 1024)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True)
     return int(done.stdout.split()[-1]) / 1024.0
