@@ -544,6 +544,9 @@ class Engine:
         rejected rows of held sessions outside the run's (counted run-wide)."""
         part = sink.part("edges", separate=True) if sink is not None else None
         held_dropped: Counter = Counter()
+        # The windows of a span of held sessions: most symbols share theirs (a dump taken
+        # mid-session cuts every symbol's last session), so each span is laid out once.
+        spans: dict[tuple[int, int], Windows] = {}
 
         def finish(symbol: str) -> None:
             p = pieces[symbol]
@@ -562,12 +565,19 @@ class Engine:
             if not los:
                 p.held = None
                 return
-            windows = self.calendar.windows(min(los), max(his))
-            windows = _select(windows, self.start, self.end)
+            span = (min(los), max(his))
+            windows = spans.get(span)
+            if windows is None:
+                windows = spans[span] = _select(self.calendar.windows(*span), self.start,
+                                                self.end)
             if p.result is not None and p.result.sessions is not None:
-                # only the first and last session are held
-                keep = ~np.isin(windows.sessions, p.result.sessions)
-                windows = _sub_windows(windows, np.flatnonzero(keep))
+                # only the first and last session are held (the done ones are sorted)
+                done = p.result.sessions
+                at = np.searchsorted(done, windows.sessions)
+                kept = (at >= len(done)) | (done[np.minimum(at, len(done) - 1)]
+                                            != windows.sessions) if len(done) else None
+                if kept is not None and not kept.all():
+                    windows = _sub_windows(windows, np.flatnonzero(kept))
             res = self._process(symbol, p.held, None, windows, plan.lo, plan.hi,
                                 Loaded({}), part, checked=True)
             for label, reasons in p.held_rejected.items():

@@ -198,9 +198,20 @@ def test_the_symbols_of_a_row_group_share_one_dictionary(tmp_path):
     """Pieces of many partitions in one row group: one dictionary of symbols (a dictionary
     that changed from chunk to chunk would make Parquet write the column as plain text)."""
     parts = parts_of(40, 200)
-    table = bars_table([p for pieces in parts for p in pieces])
-    chunks = table.column("symbol").chunks
-    assert len(chunks) == 40 and all(c.dictionary.equals(chunks[0].dictionary) for c in chunks)
+    pieces = [p for pieces in parts for p in pieces]
+    table = bars_table(pieces)
+    # small pieces are joined into one chunk; large ones keep a chunk each (no copy)
+    big = [p for pieces in parts_of(3, 5000) for p in pieces]
+    for made, n_chunks in ((table, 1), (bars_table(big), len(big)),
+                           (bars_table(big[:1] + pieces + big[1:]), len(big) + 1)):
+        chunks = made.column("symbol").chunks
+        assert len(chunks) == n_chunks
+        assert all(c.dictionary.equals(chunks[0].dictionary) for c in chunks)
+    mixed = bars_table(big[:1] + pieces + big[1:])
+    assert mixed.column("symbol").to_pylist() == [s for s, _, b in big[:1] + pieces + big[1:]
+                                                  for _ in range(len(b))]
+    assert mixed.column("ts").cast("int64").to_numpy().tolist() == [
+        t for _, _, b in big[:1] + pieces + big[1:] for t in b.ts.tolist()]
     writer = BarDatasetWriter(tmp_path)
     write_parts(writer, parts)
     writer.close()
