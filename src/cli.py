@@ -134,7 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-export", action="store_true",
                      help="compute and print the summary only, write nothing")
     run.add_argument("--threads", type=int, metavar="N",
-                     help="worker threads (default: the cores)")
+                     help="worker threads (default: the cores; one for a folder of small "
+                          "files, under 256 KiB on average)")
     run.add_argument("--scheduler", metavar="ADDRESS",
                      help="run on a Dask cluster: a scheduler's address (tcp://HOST:8786), or "
                           "local:N for N local worker processes started for the run; --out "

@@ -95,6 +95,7 @@ class Source:
     name: str
     load: Callable[[], Loaded]
     span: tuple[int, int] | None = None   # (first ts, last ts) when known without reading
+    nbytes: int | None = None             # the size of its file on disk, when it is one
 
     @classmethod
     def of(cls, bars: Mapping[str, Any], name: str = "<bars>") -> "Source":

@@ -326,3 +326,54 @@ def test_shared_span_cuts_what_the_calendar_lays_out(code):
     same_windows(got.all, other.windows(t0, t0 + 3 * DAY))
     # Sent to another process (Dask): a fresh one.
     assert pickle.loads(pickle.dumps(shared))._span is None
+
+
+def test_a_folder_of_small_files_runs_on_one_thread_by_default(tmp_path, monkeypatch):
+    """job.default_threads: files under 256 KiB on average run on one thread unless
+    threads= is given (a small file's work is mostly Python under the GIL); larger ones on
+    the cores; in-memory input and a single file are left to the cores."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from sessiondata import job
+
+    seen: list = []
+    real = job.ThreadExecutor
+
+    class Spy(real):   # type: ignore[misc, valid-type]
+        def __init__(self, threads=None):
+            seen.append(threads)
+            super().__init__(threads)
+
+    monkeypatch.setattr(job, "ThreadExecutor", Spy)
+    cal = sd.Calendar.always()
+    t0 = np.datetime64("2024-01-02T00:00", "ns").astype(np.int64)
+
+    def folder(name: str, rows: int, pad: int = 0):
+        d = tmp_path / name
+        d.mkdir()
+        for k in range(3):
+            ts = t0 + np.arange(rows, dtype=np.int64) * 60_000_000_000
+            px = np.linspace(100.0, 101.0, rows)
+            table = pa.table({"timestamp": pa.array(ts, pa.timestamp("ns", "UTC")),
+                              "open": px, "high": px, "low": px, "close": px})
+            if pad:   # incompressible bytes, as a large file's columns are
+                table = table.append_column(
+                    "junk", pa.array(np.random.default_rng(k).random(rows * pad)
+                                     .reshape(rows, pad).tolist(), pa.list_(pa.float64())))
+            pq.write_table(table, d / f"S{k}.parquet", compression="none")
+        return d
+
+    small = folder("small", 300)
+    large = folder("large", 1440, pad=30)
+    assert sum(f.stat().st_size for f in large.iterdir()) > 3 * job.SMALL_FILE_BYTES
+    results = {}
+    for name, data, threads in (("small", small, None), ("large", large, None),
+                                ("small, asked", small, 2)):
+        seen.clear()
+        results[name] = sd.run(data, cal, threads=threads)
+        assert seen == [{"small": 1, "large": None, "small, asked": 2}[name]], name
+    # the same bars whatever the threads
+    a, b = results["small"], results["small, asked"]
+    assert a.symbols == b.symbols
+    assert (a.intervals["1m"].bars == b.intervals["1m"].bars).all()
