@@ -574,11 +574,11 @@ class Engine:
             if p.result is not None and p.result.sessions is not None:
                 # only the first and last session are held (the done ones are sorted)
                 done = p.result.sessions
-                at = np.searchsorted(done, windows.sessions)
-                kept = (at >= len(done)) | (done[np.minimum(at, len(done) - 1)]
-                                            != windows.sessions) if len(done) else None
-                if kept is not None and not kept.all():
-                    windows = _sub_windows(windows, np.flatnonzero(kept))
+                if len(done):
+                    at = np.minimum(np.searchsorted(done, windows.sessions), len(done) - 1)
+                    kept = done[at] != windows.sessions
+                    if not kept.all():
+                        windows = _sub_windows(windows, np.flatnonzero(kept))
             res = self._process(symbol, p.held, None, windows, plan.lo, plan.hi,
                                 Loaded({}), part, checked=True)
             for label, reasons in p.held_rejected.items():

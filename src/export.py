@@ -539,6 +539,7 @@ def bars_table(pieces: list[tuple[str, np.ndarray, Bars]], plain: bool = False) 
     schema = _schema("bars")
     names = strings([s for s, _, _ in pieces])
     ts_type, f64, i64, i32 = schema.field("ts").type, pa.float64(), pa.int64(), pa.int32()
+
     def columns(i: int, sessions: np.ndarray, b: Bars) -> list[np.ndarray]:
         n = len(b)
         return [np.full(n, i, np.int32), _days(sessions), b.ts, b.open, b.high, b.low,
@@ -555,32 +556,29 @@ def bars_table(pieces: list[tuple[str, np.ndarray, Bars]], plain: bool = False) 
             from_numpy(v, f64), from_numpy(count, i64), from_numpy(coverage, f64),
         ], schema=schema)
 
+    def joined(group: list[list[np.ndarray]]) -> Any:
+        return batch([np.concatenate(parts) for parts in zip(*group)]
+                     if len(group) > 1 else group[0])
+
     # A large piece is a chunk over its own arrays (no copy); small ones (a held edge
     # session, a symbol's year of 1h bars) are joined into chunks of up to _CHUNK_ROWS
     # first: building a chunk costs ~0.1 ms whatever its length, more than copying a
-    # few thousand rows.
+    # few thousand rows.  The rows keep the pieces' order.
     batches: list[Any] = []
     group: list[list[np.ndarray]] = []
     rows = 0
-
-    def join() -> None:
-        if group:
-            batches.append(batch([np.concatenate(parts) for parts in zip(*group)]
-                                 if len(group) > 1 else group[0]))
-            group.clear()
-
     for i, (_, sessions, b) in enumerate(pieces):
-        if len(b) >= _SMALL_PIECE:   # (the rows stay in the pieces' order)
-            join()
-            rows = 0
+        large = len(b) >= _SMALL_PIECE
+        if group and (large or rows + len(b) > _CHUNK_ROWS):
+            batches.append(joined(group))
+            group, rows = [], 0
+        if large:
             batches.append(batch(columns(i, sessions, b)))
-            continue
-        if rows + len(b) > _CHUNK_ROWS:
-            join()
-            rows = 0
-        group.append(columns(i, sessions, b))
-        rows += len(b)
-    join()
+        else:
+            group.append(columns(i, sessions, b))
+            rows += len(b)
+    if group:
+        batches.append(joined(group))
     table = pa.Table.from_batches(batches, schema=schema)
     if plain:
         table = table.set_column(0, "symbol", table.column("symbol").cast(pa.string()))
